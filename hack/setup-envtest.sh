@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# setup-envtest.sh prepares the binaries that envtest needs (etcd and
+# kube-apiserver), caches them under hack/bin/k8s/<version>/ and prints the
+# directory to use as KUBEBUILDER_ASSETS on its last line of stdout.
+#
+#   etcd            from Debian's etcd-server package (installed when missing)
+#   kube-apiserver  built from the k8s.io/kubernetes Go module, with its version
+#                   stamped through -ldflags so that Helm's kubeVersion checks
+#                   see the real server version
+#
+# A second run returns at once. Concurrent runs serialise on a lock file and
+# every binary is written to a temporary name and renamed into place, so the
+# cache is never left half-written.
+#
+# Environment:
+#   KUBE_VERSION   kube-apiserver release to build (default below)
+#   GADGETPM_BIN   cache root (default: <repo>/hack/bin)
+set -euo pipefail
+
+KUBE_VERSION="${KUBE_VERSION:-1.36.3}"
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bin_root="${GADGETPM_BIN:-$repo_root/hack/bin}"
+assets="$bin_root/k8s/$KUBE_VERSION-linux-$(go env GOARCH 2>/dev/null || echo amd64)"
+
+log() { echo "setup-envtest: $*" >&2; }
+fail() {
+	echo "setup-envtest: error: $*" >&2
+	exit 1
+}
+
+ready() { [ -x "$assets/kube-apiserver" ] && [ -x "$assets/etcd" ]; }
+
+if ready; then
+	echo "$assets"
+	exit 0
+fi
+
+command -v go >/dev/null 2>&1 || fail "go is not on PATH; install Go 1.26 and run hack/setup-envtest.sh again"
+command -v flock >/dev/null 2>&1 || fail "flock is missing; run 'apt-get install -y util-linux' and run hack/setup-envtest.sh again"
+
+mkdir -p "$assets"
+exec 9>"$bin_root/.setup-envtest.lock"
+if ! flock -n 9; then
+	log "another setup-envtest.sh is running; waiting for it to finish"
+	flock 9
+fi
+if ready; then
+	echo "$assets"
+	exit 0
+fi
+
+# --- etcd -------------------------------------------------------------------
+if [ ! -x "$assets/etcd" ]; then
+	if ! command -v etcd >/dev/null 2>&1 && [ ! -x /usr/bin/etcd ]; then
+		log "installing etcd-server from Debian's packages"
+		export DEBIAN_FRONTEND=noninteractive
+		if ! apt-get install -y etcd-server >/dev/null 2>&1; then
+			apt-get update >/dev/null 2>&1 || true
+			apt-get install -y etcd-server >/dev/null 2>&1 ||
+				fail "could not install etcd-server; run 'apt-get update && apt-get install -y etcd-server' as root, then run hack/setup-envtest.sh again"
+		fi
+		# Debian starts an etcd service on install; the tests run their own.
+		if command -v systemctl >/dev/null 2>&1; then systemctl disable --now etcd >/dev/null 2>&1 || true; fi
+	fi
+	etcd_path="$(command -v etcd || echo /usr/bin/etcd)"
+	ln -sf "$etcd_path" "$assets/.etcd.tmp"
+	mv -f "$assets/.etcd.tmp" "$assets/etcd"
+fi
+
+# --- kube-apiserver -----------------------------------------------------------
+if [ ! -x "$assets/kube-apiserver" ]; then
+	work="$(mktemp -d "${TMPDIR:-/tmp}/gadgetpm-apiserver.XXXXXX")"
+	trap 'rm -rf "$work"' EXIT
+	log "building kube-apiserver v$KUBE_VERSION from the k8s.io/kubernetes module (about 8 minutes on 2 cores, once)"
+
+	minor="${KUBE_VERSION#*.}"
+	minor="${minor%%.*}"
+	major="${KUBE_VERSION%%.*}"
+	patch="${KUBE_VERSION##*.}"
+	staging_version="v0.$minor.$patch"
+
+	gomod_json="$(cd "$work" && GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@v$KUBE_VERSION")" ||
+		fail "could not download k8s.io/kubernetes@v$KUBE_VERSION from the Go module proxy; check GOPROXY and network, then run hack/setup-envtest.sh again"
+	kube_gomod="$(printf '%s\n' "$gomod_json" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",*$/\1/p')"
+	[ -f "$kube_gomod" ] || fail "k8s.io/kubernetes@v$KUBE_VERSION has no go.mod in the module cache; run 'go clean -modcache' and run hack/setup-envtest.sh again"
+
+	{
+		echo "module gadgetpm.local/kube-apiserver"
+		echo
+		echo "go $(go env GOVERSION | sed 's/^go//; s/^\([0-9]*\.[0-9]*\).*/\1/')"
+		echo
+		echo "require k8s.io/kubernetes v$KUBE_VERSION"
+		echo
+		# Every staging module that k8s.io/kubernetes replaces with a local
+		# directory is pinned to the matching published v0.<minor>.<patch>.
+		sed -n 's#^[[:space:]]*\(k8s\.io/[^[:space:]]*\)[[:space:]]*=>[[:space:]]*\./staging/.*#\1#p' "$kube_gomod" |
+			while read -r mod; do echo "replace $mod => $mod $staging_version"; done
+	} >"$work/go.mod"
+	echo 'package main' >"$work/tools.go"
+
+	ldflags="-s -w"
+	ldflags+=" -X k8s.io/component-base/version.gitVersion=v$KUBE_VERSION"
+	ldflags+=" -X k8s.io/component-base/version.gitMajor=$major"
+	ldflags+=" -X k8s.io/component-base/version.gitMinor=$minor"
+	ldflags+=" -X k8s.io/component-base/version.gitTreeState=clean"
+	ldflags+=" -X k8s.io/component-base/version.buildDate=1970-01-01T00:00:00Z"
+	ldflags+=" -X k8s.io/client-go/pkg/version.gitVersion=v$KUBE_VERSION"
+	ldflags+=" -X k8s.io/client-go/pkg/version.gitMajor=$major"
+	ldflags+=" -X k8s.io/client-go/pkg/version.gitMinor=$minor"
+
+	if ! (cd "$work" && GOFLAGS=-mod=mod go get "k8s.io/kubernetes@v$KUBE_VERSION" >"$work/get.log" 2>&1); then
+		tail -n 20 "$work/get.log" >&2
+		fail "resolving kube-apiserver's modules failed (log above); check the Go module proxy, then run hack/setup-envtest.sh again"
+	fi
+	if ! (cd "$work" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "$ldflags" \
+		-o "$assets/.kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver >"$work/build.log" 2>&1); then
+		tail -n 20 "$work/build.log" >&2
+		fail "building kube-apiserver failed (log above); fix the cause, then run hack/setup-envtest.sh again"
+	fi
+	mv -f "$assets/.kube-apiserver.tmp" "$assets/kube-apiserver"
+	log "kube-apiserver $("$assets/kube-apiserver" --version 2>/dev/null) cached in $assets"
+fi
+
+ready || fail "the cache in $assets is incomplete; remove it and run hack/setup-envtest.sh again"
+echo "$assets"

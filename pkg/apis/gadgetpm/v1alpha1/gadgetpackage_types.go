@@ -1,0 +1,211 @@
+package v1alpha1
+
+import (
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Phase is where a package stands in its lifecycle.
+// +kubebuilder:validation:Enum=Pending;Loaded;Running
+type Phase string
+
+const (
+	// PhasePending: not yet downloaded, verified and loaded.
+	PhasePending Phase = "Pending"
+	// PhaseLoaded: the package is on disk and loaded (hooks, schema,
+	// catalog) but not started, e.g. because it is disabled.
+	PhaseLoaded Phase = "Loaded"
+	// PhaseRunning: startup hooks ran and the Helm release is deployed.
+	PhaseRunning Phase = "Running"
+)
+
+// GadgetPackageSpec asks for one gadget package to be installed.
+type GadgetPackageSpec struct {
+	// Repository is the name of the PackageRepository to install from.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Repository string `json:"repository"`
+
+	// Package is the package's name in the repository (its chart name).
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$`
+	Package string `json:"package"`
+
+	// Version is a semver constraint (Helm's syntax, e.g. ">=1.2 <2",
+	// "^1.4", "~2.0.1", "1.x"); the newest matching version is installed.
+	// Prereleases match only when the constraint names one. Defaults to "*".
+	// +kubebuilder:default="*"
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:XValidation:rule=`self.matches(r'^\s*((!=|>=|=>|<=|=<|~>|[=<>~^])\s*)?v?([0-9]+|[xX*])(\.([0-9]+|[xX*])){0,2}(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?(\s+-\s+v?([0-9]+|[xX*])(\.([0-9]+|[xX*])){0,2}(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?)?((\s*,\s*|\s+)((!=|>=|=>|<=|=<|~>|[=<>~^])\s*)?v?([0-9]+|[xX*])(\.([0-9]+|[xX*])){0,2}(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?(\s+-\s+v?([0-9]+|[xX*])(\.([0-9]+|[xX*])){0,2}(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?)?)*(\s*\|\|\s*((!=|>=|=>|<=|=<|~>|[=<>~^])\s*)?v?([0-9]+|[xX*])(\.([0-9]+|[xX*])){0,2}(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?(\s+-\s+v?([0-9]+|[xX*])(\.([0-9]+|[xX*])){0,2}(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?)?((\s*,\s*|\s+)((!=|>=|=>|<=|=<|~>|[=<>~^])\s*)?v?([0-9]+|[xX*])(\.([0-9]+|[xX*])){0,2}(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?(\s+-\s+v?([0-9]+|[xX*])(\.([0-9]+|[xX*])){0,2}(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?)?)*)*\s*$')`,message="version must be a semver constraint such as '>=1.2.0 <2', '^1.4', '~2.0' or '*'"
+	// +optional
+	Version string `json:"version,omitempty"`
+
+	// Settings are the package's values, validated against the chart's
+	// values.schema.json and merged over its values.yaml.
+	// +kubebuilder:validation:Type=object
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +optional
+	Settings *apiextensionsv1.JSON `json:"settings,omitempty"`
+
+	// Enabled starts the package when true (the default) and stops it, keeping
+	// it installed and loaded, when false.
+	// +kubebuilder:default=true
+	// +optional
+	Enabled *bool `json:"enabled,omitempty"`
+}
+
+// IsEnabled reports whether the spec asks for the package to run.
+func (s *GadgetPackageSpec) IsEnabled() bool { return s.Enabled == nil || *s.Enabled }
+
+// HookStatus is one hook of a package.
+type HookStatus struct {
+	// Name is the hook's path below hooks/.
+	Name string `json:"name"`
+	// Bindings the hook declared, as "<type>" or "<type>:<name>".
+	// +optional
+	Bindings []string `json:"bindings,omitempty"`
+	// LastRunTime is when the hook last finished.
+	// +optional
+	LastRunTime *metav1.Time `json:"lastRunTime,omitempty"`
+	// LastError is the error of the last run, empty after a success.
+	// +optional
+	LastError string `json:"lastError,omitempty"`
+}
+
+// CatalogField is one field of a data source.
+type CatalogField struct {
+	// Name of the field.
+	Name string `json:"name"`
+	// Type of the field (e.g. uint32, string, timestamp).
+	Type string `json:"type"`
+	// Description from gadget.yaml.
+	// +optional
+	Description string `json:"description,omitempty"`
+}
+
+// CatalogDataSource is one stream of events or snapshots a gadget offers.
+type CatalogDataSource struct {
+	// Name of the data source.
+	Name string `json:"name"`
+	// Kind is "tracer" or "snapshotter".
+	// +optional
+	Kind string `json:"kind,omitempty"`
+	// Fields of the data source.
+	// +optional
+	Fields []CatalogField `json:"fields,omitempty"`
+}
+
+// CatalogParam is one parameter a gadget accepts.
+type CatalogParam struct {
+	// Key is the parameter's name as used in a Trace's spec.parameters.
+	Key string `json:"key"`
+	// Type of the value.
+	// +optional
+	Type string `json:"type,omitempty"`
+	// Default value.
+	// +optional
+	Default string `json:"default,omitempty"`
+	// Description from gadget.yaml.
+	// +optional
+	Description string `json:"description,omitempty"`
+}
+
+// Catalog is everything a package's gadget offers.
+type Catalog struct {
+	// DataSources of the gadget.
+	// +optional
+	DataSources []CatalogDataSource `json:"dataSources,omitempty"`
+	// Params of the gadget.
+	// +optional
+	Params []CatalogParam `json:"params,omitempty"`
+}
+
+// Subscription is a Trace that uses the package's gadget on a node.
+type Subscription struct {
+	// Node the gadget is loaded on.
+	Node string `json:"node"`
+	// Trace is the subscribing Trace as "<namespace>/<name>".
+	Trace string `json:"trace"`
+}
+
+// GadgetPackageStatus is the observed state of a package.
+type GadgetPackageStatus struct {
+	// ObservedGeneration is the generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Conditions: Ready, Reconciling, Stalled.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// Phase of the package.
+	// +optional
+	Phase Phase `json:"phase,omitempty"`
+	// Enabled is the scheduler's verdict: whether the package may run.
+	// +optional
+	Enabled bool `json:"enabled"`
+	// Reason says why the package is not enabled, in words to act on
+	// ("requires net-base >=1.2, found 1.1").
+	// +optional
+	Reason string `json:"reason,omitempty"`
+	// Version installed.
+	// +optional
+	Version string `json:"version,omitempty"`
+	// LastAttemptedVersion is the version last tried, successful or not.
+	// +optional
+	LastAttemptedVersion string `json:"lastAttemptedVersion,omitempty"`
+	// Digest is the sha256 of the installed package archive; nodes fetch the
+	// gadget by it.
+	// +optional
+	Digest string `json:"digest,omitempty"`
+	// HelmRevision is the revision of the package's Helm release.
+	// +optional
+	HelmRevision int `json:"helmRevision,omitempty"`
+	// Hooks of the package.
+	// +optional
+	Hooks []HookStatus `json:"hooks,omitempty"`
+	// Catalog of the package's gadget.
+	// +optional
+	Catalog *Catalog `json:"catalog,omitempty"`
+	// Subscriptions are the Traces using the gadget, at most 256.
+	// +kubebuilder:validation:MaxItems=256
+	// +optional
+	Subscriptions []Subscription `json:"subscriptions,omitempty"`
+	// LastHandledRetry is the RetryAnnotation value last acted on.
+	// +optional
+	LastHandledRetry string `json:"lastHandledRetry,omitempty"`
+}
+
+// GadgetPackage installs one gadget package from a PackageRepository.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Namespaced,shortName=gpkg;gpkgs,categories=gadgetpm
+// +kubebuilder:printcolumn:name="PHASE",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="ENABLED",type=boolean,JSONPath=`.status.enabled`
+// +kubebuilder:printcolumn:name="VERSION",type=string,JSONPath=`.status.version`
+// +kubebuilder:printcolumn:name="REASON",type=string,JSONPath=`.status.reason`
+// +kubebuilder:printcolumn:name="AGE",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="PACKAGE",type=string,priority=1,JSONPath=`.spec.package`
+// +kubebuilder:printcolumn:name="REPOSITORY",type=string,priority=1,JSONPath=`.spec.repository`
+type GadgetPackage struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   GadgetPackageSpec   `json:"spec"`
+	Status GadgetPackageStatus `json:"status,omitempty"`
+}
+
+// GadgetPackageList is a list of GadgetPackage.
+//
+// +kubebuilder:object:root=true
+type GadgetPackageList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []GadgetPackage `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&GadgetPackage{}, &GadgetPackageList{})
+}

@@ -1,0 +1,7 @@
+// Package trace is the node-local Trace controller: it performs the
+// operations requested through the gadget.kinvolk.io/operation annotation,
+// runs scheduled traces, shares loaded gadgets between Traces on a node and
+// writes events to the chosen output.
+//
+// It runs gadgets through pkg/gadget and never loads eBPF itself.
+package trace

@@ -1,0 +1,114 @@
+package repo_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	helmregistry "helm.sh/helm/v3/pkg/registry"
+	"helm.sh/helm/v3/pkg/repo/repotest"
+
+	"github.com/gadgetpm/gadgetpm/packages/internal/fixture"
+	"github.com/gadgetpm/gadgetpm/packages/repo"
+)
+
+// ociRegistry starts Helm's test registry (distribution, in memory, basic
+// auth) on loopback and pushes the archives of out into it under
+// <host>/gadgets/<name>:<version>.
+func ociRegistry(t *testing.T, out string) (url, user, pass string) {
+	t.Helper()
+	srv, err := repotest.NewOCIServer(t, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			t.Logf("registry: %v", err)
+		}
+	}()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	})
+	client, err := helmregistry.NewClient(
+		helmregistry.ClientOptBasicAuth(srv.TestUsername, srv.TestPassword),
+		helmregistry.ClientOptPlainHTTP(),
+		helmregistry.ClientOptCredentialsFile(filepath.Join(t.TempDir(), "config.json")),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	archives, _ := filepath.Glob(filepath.Join(out, "*.tgz"))
+	for _, a := range archives {
+		data, err := os.ReadFile(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		base := strings.TrimSuffix(filepath.Base(a), ".tgz")
+		i := strings.LastIndex(base[:strings.Index(base, ".")], "-")
+		ref := srv.RegistryURL + "/gadgets/" + base[:i] + ":" + base[i+1:]
+		var pushErr error
+		for try := 0; try < 50; try++ { // the registry starts in the background
+			if _, pushErr = client.Push(data, ref); pushErr == nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if pushErr != nil {
+			t.Fatalf("push %s: %v", ref, pushErr)
+		}
+	}
+	return "oci://" + srv.RegistryURL + "/gadgets", srv.TestUsername, srv.TestPassword
+}
+
+func TestOCI(t *testing.T) {
+	out := fixture.Repo(t, t.TempDir(),
+		fixture.Source{Version: "1.0.0"}, fixture.Source{Version: "1.3.0"}, fixture.Source{Version: "2.0.0"})
+	url, user, pass := ociRegistry(t, out)
+
+	c, err := repo.New(repo.Options{URL: url, Username: user, Password: pass, PlainHTTP: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := c.Index(ctx, "execsnoop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := idx.Packages["execsnoop"]; len(got) != 3 || got[0].Version != "2.0.0" {
+		t.Fatalf("versions = %+v, want 3, newest first", got)
+	}
+	v, err := repo.Resolve(idx, "execsnoop", "^1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := c.Download(ctx, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := os.ReadFile(filepath.Join(out, "execsnoop-1.3.0.tgz"))
+	if a.Digest != repo.SHA256(want) || a.Version != "1.3.0" {
+		t.Errorf("pulled %s %s, want 1.3.0 %s", a.Version, a.Digest, repo.SHA256(want))
+	}
+
+	// A pinned digest that the registry does not match is refused.
+	v.Digest = strings.Repeat("1", 64)
+	if _, err := c.Download(ctx, v); !errors.Is(err, repo.ErrDigestMismatch) {
+		t.Errorf("pinned wrong digest: %v", err)
+	}
+
+	// Wrong credentials are reported with the registry's answer.
+	bad, _ := repo.New(repo.Options{URL: url, Username: user, Password: "wrong", PlainHTTP: true})
+	if _, err := bad.Index(ctx, "execsnoop"); err == nil || !strings.Contains(err.Error(), "list tags of") {
+		t.Errorf("wrong password: %v", err)
+	}
+	// An unknown package is an error naming it.
+	if _, err := c.Index(ctx, "nope"); err == nil || !strings.Contains(err.Error(), "/gadgets/nope") {
+		t.Errorf("unknown package: %v", err)
+	}
+}

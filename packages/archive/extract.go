@@ -120,7 +120,7 @@ func extract(ctx context.Context, r io.Reader, root string, limits Limits) error
 		if entries > limits.MaxFiles {
 			return fmt.Errorf("more than %d entries: %w", limits.MaxFiles, ErrLimit)
 		}
-		rel, err := cleanName(hdr.Name, limits.StripComponents)
+		rel, err := cleanName(hdr.Name, limits.StripComponents, hdr.Typeflag == tar.TypeDir)
 		if err != nil {
 			return err
 		}
@@ -169,7 +169,7 @@ func extract(ctx context.Context, r io.Reader, root string, limits Limits) error
 }
 
 // cleanName checks an entry name and strips leading components.
-func cleanName(name string, strip int) (string, error) {
+func cleanName(name string, strip int, dir bool) (string, error) {
 	n := strings.ReplaceAll(name, "\\", "/")
 	if path.IsAbs(n) || filepath.IsAbs(name) || (len(n) > 1 && n[1] == ':') {
 		return "", fmt.Errorf("entry %q has an absolute path: %w", name, ErrUnsafePath)
@@ -190,7 +190,7 @@ func cleanName(name string, strip int) (string, error) {
 	}
 	// Fewer components than stripped, or a file where the top directory
 	// should be.
-	if len(kept) < strip || (len(kept) == strip && !strings.HasSuffix(n, "/")) {
+	if len(kept) < strip || (len(kept) == strip && !dir) {
 		return "", fmt.Errorf("entry %q is outside the package's top directory: %w", name, ErrUnsafePath)
 	}
 	return strings.Join(kept[strip:], "/"), nil

@@ -61,7 +61,8 @@ func tgz(t testing.TB, entries ...entry) []byte {
 }
 
 var good = []entry{
-	{name: "pkg/", typ: tar.TypeDir, mode: 0o755},
+	{name: "pkg", typ: tar.TypeDir, mode: 0o755},
+	{name: "pkg/templates/", typ: tar.TypeDir, mode: 0o777},
 	{name: "pkg/Chart.yaml", body: "name: pkg\n"},
 	{name: "pkg/hooks/10-startup.sh", mode: 0o4777, body: "#!/bin/sh\n"},
 	{name: "pkg/hooks/lib.sh", mode: 0o666, body: "x=1\n"},

@@ -10,18 +10,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gadgetpm/gadgetpm/packages/internal/fixture"
+	"github.com/gadgetpm/gadgetpm/packages/packagetest"
 	"github.com/gadgetpm/gadgetpm/packages/loader"
 )
 
 var ctx = context.Background()
 
 func TestLoadValidPackage(t *testing.T) {
-	dir := fixture.Write(t, t.TempDir(), fixture.Source{
+	dir := packagetest.Write(t, t.TempDir(), packagetest.Source{
 		Requires: "net-base >=1.2, <2, proc-base",
 		Hooks: map[string]string{
 			"20-watch/sync.sh": "#!/bin/sh\necho 'configVersion: v1\nkubernetes:\n- name: pods\n  apiVersion: v1\n  kind: Pod\nschedule:\n- crontab: \"*/5 * * * *\"\n'\n",
-			"10-startup.sh":    fixture.DefaultHook,
+			"10-startup.sh":    packagetest.DefaultHook,
 		},
 		Files: map[string]string{"hooks/lib/common.sh": "x=1\n"},
 	})
@@ -76,52 +76,52 @@ func TestLoadValidPackage(t *testing.T) {
 }
 
 func TestLoadReportsEveryBadInput(t *testing.T) {
-	nobtf, err := os.ReadFile(fixture.Testdata("bpf", "nobtf.bpf.o"))
+	nobtf, err := os.ReadFile(packagetest.Testdata("bpf", "nobtf.bpf.o"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
 		name string
-		src  fixture.Source
+		src  packagetest.Source
 		// want is "<file>:<line>: <text>" or "<file>: <text>" expected
 		// among the problems.
 		want string
 	}{
-		{"no Chart.yaml", fixture.Source{ChartYAML: fixture.Omit}, "Chart.yaml: missing"},
-		{"Chart.yaml without version", fixture.Source{ChartYAML: "apiVersion: v2\nname: x\n"}, "Chart.yaml: load chart: validation: chart.metadata.version is required"},
-		{"chart apiVersion v1", fixture.Source{ChartYAML: "apiVersion: v1\nname: execsnoop\nversion: 1.0.0\n"}, "Chart.yaml:1: apiVersion is \"v1\""},
-		{"schema not JSON", fixture.Source{Schema: "{\n  \"type\": \"object\",\n  oops\n}"}, "values.schema.json:3: not valid JSON"},
-		{"schema invalid", fixture.Source{Schema: `{"type": "nonsense"}`}, "values.schema.json: invalid JSON schema"},
-		{"schema not an object", fixture.Source{Schema: `[1]`}, "values.schema.json:1: a JSON schema must be an object"},
-		{"defaults fail schema", fixture.Source{Values: "maxRows: 0\n"}, "values.yaml: the default values do not match values.schema.json"},
-		{"gadget.yaml unknown key", fixture.Source{Gadget: "name: x\ndescription: y\ncolour: blue\n"}, "gadget/gadget.yaml:3: field colour is not a known key of the gadget"},
-		{"gadget.yaml nested unknown key", fixture.Source{Gadget: "name: x\ndataSources:\n  events:\n    fields:\n      pid:\n        descripton: typo\n"}, "gadget/gadget.yaml:6: field descripton is not a known key of a field"},
-		{"gadget.yaml not YAML", fixture.Source{Gadget: "name: [x\n"}, "gadget/gadget.yaml:1: not valid YAML"},
-		{"gadget.yaml wrong kind", fixture.Source{Gadget: "dataSources:\n  events:\n    kind: streamer\n"}, "gadget/gadget.yaml:3: dataSources.events.kind is \"streamer\""},
-		{"gadget.yaml unknown data source", fixture.Source{Gadget: "dataSources:\n  nope: {}\n"}, "gadget/gadget.yaml:2: dataSources.nope: gadget/program.bpf.o has no ring buffer named \"nope\""},
-		{"gadget.yaml unknown field", fixture.Source{Gadget: "dataSources:\n  events:\n    fields:\n      ppid: {description: x}\n"}, "gadget/gadget.yaml:4: dataSources.events.fields.ppid: struct event has no member \"ppid\""},
-		{"gadget.yaml unknown struct", fixture.Source{Gadget: "dataSources:\n  events:\n    struct: evt\n"}, "gadget/gadget.yaml:3: dataSources.events.struct: gadget/program.bpf.o has no struct \"evt\""},
-		{"gadget.yaml unknown param", fixture.Source{Gadget: "params:\n  targ_pid: {key: pid}\n"}, "gadget/gadget.yaml:2: params.targ_pid: gadget/program.bpf.o has no constant"},
-		{"eBPF object without BTF", fixture.Source{Program: nobtf}, "gadget/program.bpf.o: no usable BTF"},
-		{"eBPF object garbage", fixture.Source{Program: []byte("not an ELF file")}, "gadget/program.bpf.o: not a valid eBPF object"},
-		{"gadget.yaml without program", fixture.Source{Program: []byte(fixture.Omit)}, "gadget/program.bpf.o: missing"},
-		{"program without gadget.yaml", fixture.Source{Gadget: fixture.Omit}, "gadget/gadget.yaml: missing"},
-		{"hook --config hangs", fixture.Source{Hooks: map[string]string{"hang.sh": "#!/bin/sh\nsleep 600 &\nsleep 600\n"}}, "hooks/hang.sh: --config did not finish within 500ms"},
-		{"hook --config prints garbage", fixture.Source{Hooks: map[string]string{"junk.sh": "#!/bin/sh\necho '}}}{{{ not yaml'\n"}}, "hooks/junk.sh: --config output: not YAML or JSON"},
-		{"hook --config exits non-zero", fixture.Source{Hooks: map[string]string{"fail.sh": "#!/bin/sh\necho 'cannot reach the API' >&2\nexit 3\n"}}, "hooks/fail.sh: --config exited with code 3: cannot reach the API"},
-		{"hook --config prints nothing", fixture.Source{Hooks: map[string]string{"mute.sh": "#!/bin/sh\n"}}, "hooks/mute.sh: --config output: empty"},
-		{"hook config version", fixture.Source{Hooks: map[string]string{"old.sh": "#!/bin/sh\necho '{\"configVersion\":\"v0\",\"onStartup\":1}'\n"}}, "hooks/old.sh: --config output: configVersion is v0: want v1"},
-		{"hook config unknown binding", fixture.Source{Hooks: map[string]string{"x.sh": "#!/bin/sh\necho '{\"configVersion\":\"v1\",\"onShutdown\":1}'\n"}}, `hooks/x.sh: --config output: unknown key "onShutdown"`},
-		{"hook schedule without crontab", fixture.Source{Hooks: map[string]string{"x.sh": "#!/bin/sh\necho '{\"configVersion\":\"v1\",\"schedule\":[{\"name\":\"a\"}]}'\n"}}, "schedule[0] has no crontab"},
-		{"requires malformed", fixture.Source{Requires: ">=1.0"}, "Chart.yaml:6: annotation gadgetpm.io/requires: \">=1.0\": want \"name constraint\" pairs"},
-		{"requires bad constraint", fixture.Source{Requires: "net-base >=banana"}, "annotation gadgetpm.io/requires: net-base: constraint \">=banana\""},
-		{"requires itself", fixture.Source{Requires: "execsnoop"}, "the package requires itself"},
-		{"requires twice", fixture.Source{Requires: "a, a ^1"}, "package a is listed twice"},
-		{"kubeVersion bad", fixture.Source{KubeVersion: "one-point-thirty"}, "Chart.yaml:5: kubeVersion \"one-point-thirty\" is not a semver constraint"},
+		{"no Chart.yaml", packagetest.Source{ChartYAML: packagetest.Omit}, "Chart.yaml: missing"},
+		{"Chart.yaml without version", packagetest.Source{ChartYAML: "apiVersion: v2\nname: x\n"}, "Chart.yaml: load chart: validation: chart.metadata.version is required"},
+		{"chart apiVersion v1", packagetest.Source{ChartYAML: "apiVersion: v1\nname: execsnoop\nversion: 1.0.0\n"}, "Chart.yaml:1: apiVersion is \"v1\""},
+		{"schema not JSON", packagetest.Source{Schema: "{\n  \"type\": \"object\",\n  oops\n}"}, "values.schema.json:3: not valid JSON"},
+		{"schema invalid", packagetest.Source{Schema: `{"type": "nonsense"}`}, "values.schema.json: invalid JSON schema"},
+		{"schema not an object", packagetest.Source{Schema: `[1]`}, "values.schema.json:1: a JSON schema must be an object"},
+		{"defaults fail schema", packagetest.Source{Values: "maxRows: 0\n"}, "values.yaml: the default values do not match values.schema.json"},
+		{"gadget.yaml unknown key", packagetest.Source{Gadget: "name: x\ndescription: y\ncolour: blue\n"}, "gadget/gadget.yaml:3: field colour is not a known key of the gadget"},
+		{"gadget.yaml nested unknown key", packagetest.Source{Gadget: "name: x\ndataSources:\n  events:\n    fields:\n      pid:\n        descripton: typo\n"}, "gadget/gadget.yaml:6: field descripton is not a known key of a field"},
+		{"gadget.yaml not YAML", packagetest.Source{Gadget: "name: [x\n"}, "gadget/gadget.yaml:1: not valid YAML"},
+		{"gadget.yaml wrong kind", packagetest.Source{Gadget: "dataSources:\n  events:\n    kind: streamer\n"}, "gadget/gadget.yaml:3: dataSources.events.kind is \"streamer\""},
+		{"gadget.yaml unknown data source", packagetest.Source{Gadget: "dataSources:\n  nope: {}\n"}, "gadget/gadget.yaml:2: dataSources.nope: gadget/program.bpf.o has no ring buffer named \"nope\""},
+		{"gadget.yaml unknown field", packagetest.Source{Gadget: "dataSources:\n  events:\n    fields:\n      ppid: {description: x}\n"}, "gadget/gadget.yaml:4: dataSources.events.fields.ppid: struct event has no member \"ppid\""},
+		{"gadget.yaml unknown struct", packagetest.Source{Gadget: "dataSources:\n  events:\n    struct: evt\n"}, "gadget/gadget.yaml:3: dataSources.events.struct: gadget/program.bpf.o has no struct \"evt\""},
+		{"gadget.yaml unknown param", packagetest.Source{Gadget: "params:\n  targ_pid: {key: pid}\n"}, "gadget/gadget.yaml:2: params.targ_pid: gadget/program.bpf.o has no constant"},
+		{"eBPF object without BTF", packagetest.Source{Program: nobtf}, "gadget/program.bpf.o: no usable BTF"},
+		{"eBPF object garbage", packagetest.Source{Program: []byte("not an ELF file")}, "gadget/program.bpf.o: not a valid eBPF object"},
+		{"gadget.yaml without program", packagetest.Source{Program: []byte(packagetest.Omit)}, "gadget/program.bpf.o: missing"},
+		{"program without gadget.yaml", packagetest.Source{Gadget: packagetest.Omit}, "gadget/gadget.yaml: missing"},
+		{"hook --config hangs", packagetest.Source{Hooks: map[string]string{"hang.sh": "#!/bin/sh\nsleep 600 &\nsleep 600\n"}}, "hooks/hang.sh: --config did not finish within 500ms"},
+		{"hook --config prints garbage", packagetest.Source{Hooks: map[string]string{"junk.sh": "#!/bin/sh\necho '}}}{{{ not yaml'\n"}}, "hooks/junk.sh: --config output: not YAML or JSON"},
+		{"hook --config exits non-zero", packagetest.Source{Hooks: map[string]string{"fail.sh": "#!/bin/sh\necho 'cannot reach the API' >&2\nexit 3\n"}}, "hooks/fail.sh: --config exited with code 3: cannot reach the API"},
+		{"hook --config prints nothing", packagetest.Source{Hooks: map[string]string{"mute.sh": "#!/bin/sh\n"}}, "hooks/mute.sh: --config output: empty"},
+		{"hook config version", packagetest.Source{Hooks: map[string]string{"old.sh": "#!/bin/sh\necho '{\"configVersion\":\"v0\",\"onStartup\":1}'\n"}}, "hooks/old.sh: --config output: configVersion is v0: want v1"},
+		{"hook config unknown binding", packagetest.Source{Hooks: map[string]string{"x.sh": "#!/bin/sh\necho '{\"configVersion\":\"v1\",\"onShutdown\":1}'\n"}}, `hooks/x.sh: --config output: unknown key "onShutdown"`},
+		{"hook schedule without crontab", packagetest.Source{Hooks: map[string]string{"x.sh": "#!/bin/sh\necho '{\"configVersion\":\"v1\",\"schedule\":[{\"name\":\"a\"}]}'\n"}}, "schedule[0] has no crontab"},
+		{"requires malformed", packagetest.Source{Requires: ">=1.0"}, "Chart.yaml:6: annotation gadgetpm.io/requires: \">=1.0\": want \"name constraint\" pairs"},
+		{"requires bad constraint", packagetest.Source{Requires: "net-base >=banana"}, "annotation gadgetpm.io/requires: net-base: constraint \">=banana\""},
+		{"requires itself", packagetest.Source{Requires: "execsnoop"}, "the package requires itself"},
+		{"requires twice", packagetest.Source{Requires: "a, a ^1"}, "package a is listed twice"},
+		{"kubeVersion bad", packagetest.Source{KubeVersion: "one-point-thirty"}, "Chart.yaml:5: kubeVersion \"one-point-thirty\" is not a semver constraint"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			dir := fixture.Write(t, t.TempDir(), tt.src)
+			dir := packagetest.Write(t, t.TempDir(), tt.src)
 			_, err := loader.Load(ctx, dir, loader.Options{HookTimeout: 500 * time.Millisecond})
 			var lerr *loader.Error
 			if !errors.As(err, &lerr) {
@@ -146,7 +146,7 @@ func TestLoadReportsEveryBadInput(t *testing.T) {
 }
 
 func TestHelmPackagedArchiveFindsHooksByShebang(t *testing.T) {
-	dir := fixture.Write(t, t.TempDir(), fixture.Source{Files: map[string]string{"hooks/lib.sh": "x=1\n"}})
+	dir := packagetest.Write(t, t.TempDir(), packagetest.Source{Files: map[string]string{"hooks/lib.sh": "x=1\n"}})
 	// What 'helm package' does to modes.
 	if err := os.Chmod(filepath.Join(dir, "hooks", "10-startup.sh"), 0o644); err != nil {
 		t.Fatal(err)
@@ -161,7 +161,7 @@ func TestHelmPackagedArchiveFindsHooksByShebang(t *testing.T) {
 }
 
 func TestCheckArchive(t *testing.T) {
-	out := fixture.Repo(t, t.TempDir(), fixture.Source{Gadget: "name: x\nbogus: 1\n"})
+	out := packagetest.Repo(t, t.TempDir(), packagetest.Source{Gadget: "name: x\nbogus: 1\n"})
 	_, problems := loader.Check(ctx, filepath.Join(out, "execsnoop-1.0.0.tgz"), loader.Options{})
 	if len(problems) != 1 || problems[0].String() != "gadget/gadget.yaml:2: field bogus is not a known key of the gadget" {
 		t.Fatalf("problems = %v", problems)
@@ -173,7 +173,7 @@ func TestCheckArchive(t *testing.T) {
 }
 
 func TestValidateSettings(t *testing.T) {
-	p, err := loader.Load(ctx, fixture.Write(t, t.TempDir(), fixture.Source{}), loader.Options{})
+	p, err := loader.Load(ctx, packagetest.Write(t, t.TempDir(), packagetest.Source{}), loader.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

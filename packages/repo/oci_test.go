@@ -13,7 +13,7 @@ import (
 	helmregistry "helm.sh/helm/v3/pkg/registry"
 	"helm.sh/helm/v3/pkg/repo/repotest"
 
-	"github.com/gadgetpm/gadgetpm/packages/internal/fixture"
+	"github.com/gadgetpm/gadgetpm/packages/packagetest"
 	"github.com/gadgetpm/gadgetpm/packages/repo"
 )
 
@@ -68,8 +68,8 @@ func ociRegistry(t *testing.T, out string) (url, user, pass string) {
 }
 
 func TestOCI(t *testing.T) {
-	out := fixture.Repo(t, t.TempDir(),
-		fixture.Source{Version: "1.0.0"}, fixture.Source{Version: "1.3.0"}, fixture.Source{Version: "2.0.0"})
+	out := packagetest.Repo(t, t.TempDir(),
+		packagetest.Source{Version: "1.0.0"}, packagetest.Source{Version: "1.3.0"}, packagetest.Source{Version: "2.0.0"})
 	url, user, pass := ociRegistry(t, out)
 
 	c, err := repo.New(repo.Options{URL: url, Username: user, Password: pass, PlainHTTP: true})

@@ -20,7 +20,7 @@ import (
 	helmprovenance "helm.sh/helm/v3/pkg/provenance"
 	helmrepo "helm.sh/helm/v3/pkg/repo"
 
-	"github.com/gadgetpm/gadgetpm/packages/internal/fixture"
+	"github.com/gadgetpm/gadgetpm/packages/packagetest"
 	"github.com/gadgetpm/gadgetpm/packages/repo"
 )
 
@@ -28,10 +28,10 @@ var ctx = context.Background()
 
 func TestBuildIsReadableByStockHelm(t *testing.T) {
 	dir := t.TempDir()
-	out := fixture.Repo(t, dir,
-		fixture.Source{Name: "execsnoop", Version: "1.0.0"},
-		fixture.Source{Name: "execsnoop", Version: "1.1.0"},
-		fixture.Source{Name: "net-base", Version: "2.0.0"})
+	out := packagetest.Repo(t, dir,
+		packagetest.Source{Name: "execsnoop", Version: "1.0.0"},
+		packagetest.Source{Name: "execsnoop", Version: "1.1.0"},
+		packagetest.Source{Name: "net-base", Version: "2.0.0"})
 	idx, err := helmrepo.LoadIndexFile(filepath.Join(out, "index.yaml"))
 	if err != nil {
 		t.Fatalf("stock Helm cannot read the index: %v", err)
@@ -83,10 +83,10 @@ func TestBuildBadSources(t *testing.T) {
 	}{
 		{"empty dir", func(t *testing.T, src string) {}, "no package source"},
 		{"invalid Chart.yaml", func(t *testing.T, src string) {
-			fixture.Write(t, src, fixture.Source{ChartYAML: "apiVersion: v2\nname: x\n"})
+			packagetest.Write(t, src, packagetest.Source{ChartYAML: "apiVersion: v2\nname: x\n"})
 		}, "version is required"},
 		{"symlink in source", func(t *testing.T, src string) {
-			root := fixture.Write(t, src, fixture.Source{})
+			root := packagetest.Write(t, src, packagetest.Source{})
 			if err := os.Symlink("/etc/passwd", filepath.Join(root, "templates", "passwd")); err != nil {
 				t.Fatal(err)
 			}
@@ -154,8 +154,8 @@ func serve(t *testing.T, dir string, tls bool, user, pass string) *httptest.Serv
 }
 
 func TestClientInstallsFromEverySource(t *testing.T) {
-	out := fixture.Repo(t, t.TempDir(),
-		fixture.Source{Version: "1.0.0"}, fixture.Source{Version: "1.2.0"}, fixture.Source{Version: "2.0.0-rc.1"})
+	out := packagetest.Repo(t, t.TempDir(),
+		packagetest.Source{Version: "1.0.0"}, packagetest.Source{Version: "1.2.0"}, packagetest.Source{Version: "2.0.0-rc.1"})
 	plain := serve(t, out, false, "", "")
 	authed := serve(t, out, false, "alice", "s3cret")
 	tlsSrv := serve(t, out, true, "", "")
@@ -309,7 +309,7 @@ func TestBadIndexAndDigests(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out := fixture.Repo(t, t.TempDir(), fixture.Source{})
+			out := packagetest.Repo(t, t.TempDir(), packagetest.Source{})
 			tt.mutate(t, out)
 			for _, url := range []string{"file://" + out, serve(t, out, false, "", "").URL} {
 				c, err := repo.New(repo.Options{URL: url})
@@ -432,7 +432,7 @@ func TestProvenance(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out := fixture.Repo(t, t.TempDir(), fixture.Source{})
+			out := packagetest.Repo(t, t.TempDir(), packagetest.Source{})
 			tt.prepare(t, filepath.Join(out, "execsnoop-1.0.0.tgz"))
 			srv := serve(t, out, false, "", "")
 			c, err := repo.New(repo.Options{URL: srv.URL})

@@ -8,13 +8,13 @@ import (
 	"testing"
 
 	"github.com/gadgetpm/gadgetpm/packages/archive"
-	"github.com/gadgetpm/gadgetpm/packages/internal/fixture"
+	"github.com/gadgetpm/gadgetpm/packages/packagetest"
 	"github.com/gadgetpm/gadgetpm/packages/repo"
 	"github.com/gadgetpm/gadgetpm/packages/store"
 )
 
 func TestStoreSurvivesRestart(t *testing.T) {
-	out := fixture.Repo(t, t.TempDir(), fixture.Source{})
+	out := packagetest.Repo(t, t.TempDir(), packagetest.Source{})
 	data, err := os.ReadFile(filepath.Join(out, "execsnoop-1.0.0.tgz"))
 	if err != nil {
 		t.Fatal(err)

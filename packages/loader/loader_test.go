@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gadgetpm/gadgetpm/packages/packagetest"
 	"github.com/gadgetpm/gadgetpm/packages/loader"
+	"github.com/gadgetpm/gadgetpm/packages/packagetest"
 )
 
 var ctx = context.Background()

@@ -1,76 +1,20 @@
 package repo_test
 
 import (
-	"context"
 	"errors"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-
-	helmregistry "helm.sh/helm/v3/pkg/registry"
-	"helm.sh/helm/v3/pkg/repo/repotest"
 
 	"github.com/gadgetpm/gadgetpm/packages/packagetest"
 	"github.com/gadgetpm/gadgetpm/packages/repo"
 )
 
-// ociRegistry starts Helm's test registry (distribution, in memory, basic
-// auth) on loopback and pushes the archives of out into it under
-// <host>/gadgets/<name>:<version>.
-func ociRegistry(t *testing.T, out string) (url, user, pass string) {
-	t.Helper()
-	srv, err := repotest.NewOCIServer(t, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			t.Logf("registry: %v", err)
-		}
-	}()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	})
-	client, err := helmregistry.NewClient(
-		helmregistry.ClientOptBasicAuth(srv.TestUsername, srv.TestPassword),
-		helmregistry.ClientOptPlainHTTP(),
-		helmregistry.ClientOptCredentialsFile(filepath.Join(t.TempDir(), "config.json")),
-	)
-	if err != nil {
-		t.Fatal(err)
-	}
-	archives, _ := filepath.Glob(filepath.Join(out, "*.tgz"))
-	for _, a := range archives {
-		data, err := os.ReadFile(a)
-		if err != nil {
-			t.Fatal(err)
-		}
-		base := strings.TrimSuffix(filepath.Base(a), ".tgz")
-		i := strings.LastIndex(base[:strings.Index(base, ".")], "-")
-		ref := srv.RegistryURL + "/gadgets/" + base[:i] + ":" + base[i+1:]
-		var pushErr error
-		for try := 0; try < 50; try++ { // the registry starts in the background
-			if _, pushErr = client.Push(data, ref); pushErr == nil {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		if pushErr != nil {
-			t.Fatalf("push %s: %v", ref, pushErr)
-		}
-	}
-	return "oci://" + srv.RegistryURL + "/gadgets", srv.TestUsername, srv.TestPassword
-}
-
 func TestOCI(t *testing.T) {
 	out := packagetest.Repo(t, t.TempDir(),
 		packagetest.Source{Version: "1.0.0"}, packagetest.Source{Version: "1.3.0"}, packagetest.Source{Version: "2.0.0"})
-	url, user, pass := ociRegistry(t, out)
+	url, user, pass := packagetest.OCIRegistry(t, out)
 
 	c, err := repo.New(repo.Options{URL: url, Username: user, Password: pass, PlainHTTP: true})
 	if err != nil {

@@ -96,6 +96,33 @@ func (s *Store) PutArchive(digest string, data []byte) error {
 	return nil
 }
 
+// PutProvenance stores the Helm provenance file of the archive of digest,
+// so a cached archive can be verified again, e.g. after verify.mode got
+// stricter.
+func (s *Store) PutProvenance(digest string, prov []byte) error {
+	if err := checkDigest(digest); err != nil {
+		return fmt.Errorf("store provenance: %w", err)
+	}
+	p := s.archivePath(digest) + ".prov"
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, prov, 0o644); err != nil {
+		return fmt.Errorf("store provenance: %w", err)
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		return fmt.Errorf("store provenance: %w", err)
+	}
+	return nil
+}
+
+// Provenance returns the stored provenance file of digest, nil if none.
+func (s *Store) Provenance(digest string) []byte {
+	if checkDigest(digest) != nil {
+		return nil
+	}
+	b, _ := os.ReadFile(s.archivePath(digest) + ".prov")
+	return b
+}
+
 // Unpack extracts the stored archive of digest, unless already extracted,
 // and returns the package directory.
 func (s *Store) Unpack(ctx context.Context, digest string) (string, error) {
@@ -128,8 +155,10 @@ func (s *Store) Remove(digest string) error {
 	if err := os.RemoveAll(s.Dir(digest)); err != nil {
 		return fmt.Errorf("remove sha256:%s: %w", digest, err)
 	}
-	if err := os.Remove(s.archivePath(digest)); err != nil && !os.IsNotExist(err) {
-		return fmt.Errorf("remove sha256:%s: %w", digest, err)
+	for _, p := range []string{s.archivePath(digest), s.archivePath(digest) + ".prov"} {
+		if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
+			return fmt.Errorf("remove sha256:%s: %w", digest, err)
+		}
 	}
 	return nil
 }

@@ -69,3 +69,7 @@ clean: ## remove build output (keeps the hack/bin cache)
 .PHONY: run
 run: ## start the embedded default (gadgetpm dev)
 	@echo "make run: 'gadgetpm dev' (the embedded default) is not built yet; see the status table in README.md" >&2; exit 1
+
+.PHONY: packages-bpf
+packages-bpf: ## rebuild the eBPF test objects of packages/ (packages/testdata/bpf)
+	hack/packages-bpf.sh

@@ -92,8 +92,14 @@ type Manager struct {
 	pending []Event
 	// paused stops delivery; guarded by mu.
 	paused bool
-	// started and stopped track Start and Stop; guarded by mu.
+	// started tracks Start; guarded by mu.
 	started bool
+
+	// lifeMu orders monitor starts against Stop, so that no monitor starts
+	// after Stop stopped them all. Lock order: lifeMu, then a monitor's
+	// locks, then mu.
+	lifeMu sync.Mutex
+	// stopped is set by Stop; guarded by lifeMu.
 	stopped bool
 	// stop is closed by Stop; done is closed when Start returns.
 	stop chan struct{}
@@ -133,7 +139,8 @@ func New(opts Options) (*Manager, error) {
 func (m *Manager) Events() <-chan Event { return m.events }
 
 // Start delivers events until ctx is done or Stop is called, then stops
-// every monitor and closes the Events channel. It implements
+// every monitor and closes the Events channel; the Manager cannot start
+// monitors afterwards. It implements
 // controller-runtime's Runnable; it may be called once.
 func (m *Manager) Start(ctx context.Context) error {
 	m.mu.Lock()
@@ -143,9 +150,12 @@ func (m *Manager) Start(ctx context.Context) error {
 	}
 	m.started = true
 	m.mu.Unlock()
-	defer close(m.done)
-	defer close(m.events)
-	defer m.stopAllMonitors()
+	defer func() {
+		m.markStopped()
+		m.stopAllMonitors()
+		close(m.events)
+		close(m.done)
+	}()
 
 	for {
 		m.mu.Lock()
@@ -192,11 +202,8 @@ func (m *Manager) NeedLeaderElection() bool { return true }
 // Stop stops every monitor and, when Start runs, ends it and waits for it.
 // Safe to call more than once.
 func (m *Manager) Stop() {
+	m.markStopped()
 	m.mu.Lock()
-	if !m.stopped {
-		m.stopped = true
-		close(m.stop)
-	}
 	started := m.started
 	m.mu.Unlock()
 	if started {
@@ -204,6 +211,16 @@ func (m *Manager) Stop() {
 		return
 	}
 	m.stopAllMonitors()
+}
+
+// markStopped refuses further monitor starts and ends Start's loop.
+func (m *Manager) markStopped() {
+	m.lifeMu.Lock()
+	defer m.lifeMu.Unlock()
+	if !m.stopped {
+		m.stopped = true
+		close(m.stop)
+	}
 }
 
 func (m *Manager) stopAllMonitors() {
@@ -302,11 +319,13 @@ func (m *Manager) AddMonitor(ctx context.Context, cfg Config) error {
 	}
 	mon := newMonitor(m, cfg, flt, mapping)
 
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.lifeMu.Lock()
+	defer m.lifeMu.Unlock()
 	if m.stopped {
 		return wrap(errors.New("events manager is stopped"))
 	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if _, exists := m.monitors[cfg.ID]; exists {
 		return wrap(ErrMonitorExists)
 	}
@@ -377,10 +396,9 @@ func (m *Manager) StartMonitor(id string) error {
 	if err != nil {
 		return err
 	}
-	m.mu.Lock()
-	stopped := m.stopped
-	m.mu.Unlock()
-	if stopped {
+	m.lifeMu.Lock()
+	defer m.lifeMu.Unlock()
+	if m.stopped {
 		return fmt.Errorf("start monitor %s: events manager is stopped", id)
 	}
 	mon.start()
@@ -414,7 +432,8 @@ func (m *Manager) RemoveMonitor(id string) error {
 
 // Snapshot returns the monitor's current objects sorted by namespace and
 // name: copies of whole objects, or only filter results when
-// KeepFullObjectsInMemory is false. Nil for an unknown or stopped monitor.
+// KeepFullObjectsInMemory is false. Empty for a stopped monitor, nil for an
+// unknown one.
 func (m *Manager) Snapshot(id string) []ObjectAndFilterResult {
 	mon, err := m.get(id)
 	if err != nil {

@@ -509,3 +509,45 @@ func (l *logSink) String() string {
 	defer l.mu.Unlock()
 	return strings.Join(l.lines, "\n")
 }
+
+func TestResyncReevaluatesTheFilter(t *testing.T) {
+	ns := env.Namespace(t)
+	create(t, configMap(ns, "a", nil))
+	m := startManager(t, logr.Discard())
+	// The filter's result changes with time only, so only a resync can
+	// notice: a Modified event without any write proves the resync ran.
+	addAndStart(t, m, Config{ID: "rs", APIVersion: "v1", Kind: "ConfigMap", JqFilter: "now | floor",
+		Namespace: &NamespaceSelector{MatchNames: []string{ns}}, ResyncPeriod: 300 * time.Millisecond,
+		ExecuteHookOnSynchronization: true, KeepFullObjectsInMemory: true})
+	if ev := next(t, m); ev.Type != TypeSynchronization {
+		t.Fatalf("first event = %s", eventString(ev))
+	}
+	ev := next(t, m)
+	if ev.Type != TypeEvent || ev.WatchEvent != WatchEventModified || ev.Objects[0].Object.GetName() != "a" {
+		t.Fatalf("event after resync = %s, want Modified a", eventString(ev))
+	}
+}
+
+func TestNoEventsWhenNoneAreWanted(t *testing.T) {
+	ns := env.Namespace(t)
+	m := startManager(t, logr.Discard())
+	addAndStart(t, m, Config{ID: "none", APIVersion: "v1", Kind: "ConfigMap", Namespace: &NamespaceSelector{MatchNames: []string{ns}},
+		ExecuteHookOnEvent: []WatchEvent{}, ExecuteHookOnSynchronization: true, KeepFullObjectsInMemory: true})
+	addAndStart(t, m, Config{ID: "marker", APIVersion: "v1", Kind: "ConfigMap", NameSelector: []string{"marker"},
+		Namespace: &NamespaceSelector{MatchNames: []string{ns}}, KeepFullObjectsInMemory: true})
+	waitFor(t, func() bool { return m.Synced("none") && m.Synced("marker") })
+	if ev := next(t, m); ev.MonitorID != "none" || ev.Type != TypeSynchronization {
+		t.Fatalf("first event = %s, want the Synchronization of none", eventString(ev))
+	}
+	c := configMap(ns, "c", map[string]string{"a": "1"})
+	create(t, c)
+	update(t, c, func() { c.Data["a"] = "2" })
+	waitFor(t, func() bool {
+		s := m.Snapshot("none")
+		return len(s) == 1 && s[0].Object.GetResourceVersion() == c.ResourceVersion
+	})
+	create(t, configMap(ns, "marker", nil))
+	// Events of one manager leave in order; the marker's Added event
+	// comes first only when "none" sent nothing for c.
+	expect(t, m, "marker Event Added "+ns+"/marker")
+}

@@ -551,3 +551,84 @@ func TestNoEventsWhenNoneAreWanted(t *testing.T) {
 	// comes first only when "none" sent nothing for c.
 	expect(t, m, "marker Event Added "+ns+"/marker")
 }
+
+func TestConcurrentMonitorLifecycle(t *testing.T) {
+	ns := env.Namespace(t)
+	m := startManager(t, logr.Discard())
+	// Drain events so that nothing blocks on a reader.
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		for range m.Events() {
+		}
+	}()
+	const monitors = 4
+	for i := range monitors {
+		if err := m.AddMonitor(context.Background(), Config{ID: fmt.Sprint("c", i), APIVersion: "v1", Kind: "ConfigMap",
+			Namespace: &NamespaceSelector{MatchNames: []string{ns}}, ExecuteHookOnSynchronization: true, KeepFullObjectsInMemory: i%2 == 0}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	for i := range monitors {
+		id := fmt.Sprint("c", i)
+		wg.Go(func() {
+			for range 5 {
+				if err := m.StartMonitor(id); err != nil {
+					t.Error(err)
+					return
+				}
+				_ = m.Snapshot(id)
+				if i%2 == 0 {
+					m.PauseHandleEvents()
+					m.ResumeHandleEvents()
+				}
+				if err := m.StopMonitor(id); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+			if err := m.StartMonitor(id); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Go(func() {
+		for j := range 20 {
+			cm := configMap(ns, fmt.Sprint("x", j), nil)
+			if err := env.Client.Create(context.Background(), cm); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	})
+	wg.Wait()
+	for i := range monitors {
+		id := fmt.Sprint("c", i)
+		waitFor(t, func() bool { return m.Synced(id) && len(m.Snapshot(id)) == 20 })
+	}
+	m.Stop()
+	<-drained
+}
+
+func TestNewCopiesTheConfig(t *testing.T) {
+	qps, burst := env.Config.QPS, env.Config.Burst
+	m, err := New(Options{Config: env.Config, QPS: 7, Burst: 9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env.Config.QPS != qps || env.Config.Burst != burst {
+		t.Fatalf("New changed the caller's config to QPS %v burst %d", env.Config.QPS, env.Config.Burst)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Start(ctx) }()
+	waitFor(t, func() bool { m.mu.Lock(); defer m.mu.Unlock(); return m.started })
+	if err := m.Start(ctx); err == nil {
+		t.Error("second Start succeeded")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

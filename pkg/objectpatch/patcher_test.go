@@ -6,8 +6,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -244,3 +246,43 @@ func TestNewRejectsNilConfig(t *testing.T) {
 		t.Fatal("New(nil) succeeded")
 	}
 }
+
+func TestApplyFindsKindsServedAfterTheFirstApply(t *testing.T) {
+	ns := env.Namespace(t)
+	p := newPatcher(t)
+	ctx := context.Background()
+	// The first Apply fills the patcher's discovery cache.
+	if err := p.Apply(ctx, []byte(fmt.Sprintf(`{"operation":"Create","object":%s}`, cmObject(ns, "warm", `{}`)))); err != nil {
+		t.Fatal(err)
+	}
+	group := "patched.gadgetpm.io"
+	crd := &apiextensionsv1.CustomResourceDefinition{
+		ObjectMeta: metav1.ObjectMeta{Name: "sprockets." + group},
+		Spec: apiextensionsv1.CustomResourceDefinitionSpec{
+			Group: group,
+			Names: apiextensionsv1.CustomResourceDefinitionNames{Plural: "sprockets", Singular: "sprocket", Kind: "Sprocket", ListKind: "SprocketList"},
+			Scope: apiextensionsv1.NamespaceScoped,
+			Versions: []apiextensionsv1.CustomResourceDefinitionVersion{{Name: "v1", Served: true, Storage: true,
+				Schema: &apiextensionsv1.CustomResourceValidation{OpenAPIV3Schema: &apiextensionsv1.JSONSchemaProps{Type: "object", XPreserveUnknownFields: ptr(true)}}}},
+		},
+	}
+	if err := env.Client.Create(ctx, crd); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), crd) })
+	// Wait until the API server serves the kind, seen by a fresh patcher.
+	probe := fmt.Sprintf(`{"operation":"Delete","apiVersion":"%s/v1","kind":"Sprocket","namespace":%q,"name":"none"}`, group, ns)
+	deadline := time.Now().Add(30 * time.Second)
+	for err := newPatcher(t).Apply(ctx, []byte(probe)); err != nil; err = newPatcher(t).Apply(ctx, []byte(probe)) {
+		if time.Now().After(deadline) {
+			t.Fatalf("kind never served: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	op := fmt.Sprintf(`{"operation":"Create","object":{"apiVersion":"%s/v1","kind":"Sprocket","metadata":{"namespace":%q,"name":"s1"},"teeth":12}}`, group, ns)
+	if err := p.Apply(ctx, []byte(op)); err != nil {
+		t.Fatalf("Apply with a cache from before the CRD: %v", err)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -18,6 +18,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
+// The coordinator adds the Manager to controller-runtime's manager as a
+// leader-only Runnable (manager.Runnable and LeaderElectionRunnable).
+var _ interface {
+	Start(context.Context) error
+	NeedLeaderElection() bool
+} = (*Manager)(nil)
+
 // deadline bounds every wait so that a broken monitor fails the test
 // instead of hanging it; it is not a performance assertion.
 const deadline = 30 * time.Second

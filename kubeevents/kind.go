@@ -55,22 +55,23 @@ func (e *UnknownKindError) mayAppearLater() bool {
 // case-insensitively, as a plural or a short name too, to a REST mapping
 // through discovery. It is safe for concurrent use.
 type kindResolver struct {
-	disc     discovery.DiscoveryInterface
+	disc     *discovery.DiscoveryClient
 	deferred *restmapper.DeferredDiscoveryRESTMapper
-	mapper   meta.RESTMapper
+	mapper   meta.RESTMapperWithContext
 }
 
-func newKindResolver(disc discovery.DiscoveryInterface) *kindResolver {
-	deferred := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disc))
+func newKindResolver(disc *discovery.DiscoveryClient) *kindResolver {
+	cached := memory.NewMemCacheClientWithContext(disc)
+	deferred := restmapper.NewDeferredDiscoveryRESTMapperWithContext(cached)
 	return &kindResolver{
 		disc:     disc,
 		deferred: deferred,
-		mapper:   restmapper.NewShortcutExpander(deferred, disc, nil),
+		mapper:   restmapper.NewShortcutExpanderWithContext(deferred, cached, nil),
 	}
 }
 
 // reset forgets the cached discovery information.
-func (r *kindResolver) reset() { r.deferred.Reset() }
+func (r *kindResolver) reset(ctx context.Context) { r.deferred.ResetWithContext(ctx) }
 
 // resolve returns the mapping, or an *UnknownKindError when the kind is not
 // served, or another error when discovery failed.
@@ -82,7 +83,7 @@ func (r *kindResolver) resolve(ctx context.Context, apiVersion, kind string) (*m
 	if strings.TrimSpace(kind) == "" {
 		return nil, errors.New("kind is empty: expected a kind such as ConfigMap")
 	}
-	mapping, err := r.lookup(gv, kind)
+	mapping, err := r.lookup(ctx, gv, kind)
 	if err == nil {
 		return mapping, nil
 	}
@@ -90,8 +91,8 @@ func (r *kindResolver) resolve(ctx context.Context, apiVersion, kind string) (*m
 		return nil, fmt.Errorf("map kind %q in apiVersion %q: %w", kind, apiVersion, err)
 	}
 	// The cache may predate a CRD: look once more with fresh discovery.
-	r.reset()
-	mapping, err = r.lookup(gv, kind)
+	r.reset(ctx)
+	mapping, err = r.lookup(ctx, gv, kind)
 	if err == nil {
 		return mapping, nil
 	}
@@ -109,21 +110,21 @@ func (r *kindResolver) resolve(ctx context.Context, apiVersion, kind string) (*m
 	return nil, ke
 }
 
-func (r *kindResolver) lookup(gv schema.GroupVersion, kind string) (*meta.RESTMapping, error) {
+func (r *kindResolver) lookup(ctx context.Context, gv schema.GroupVersion, kind string) (*meta.RESTMapping, error) {
 	// Exact kinds first; then the lower-cased name as a resource, which
 	// covers case-insensitive kinds (singular names), plurals and short names.
-	if mapping, err := r.mapper.RESTMapping(schema.GroupKind{Group: gv.Group, Kind: kind}, versions(gv)...); err == nil {
+	if mapping, err := r.mapper.RESTMappingWithContext(ctx, schema.GroupKind{Group: gv.Group, Kind: kind}, versions(gv)...); err == nil {
 		return mapping, nil
 	}
-	gvr, err := r.mapper.ResourceFor(gv.WithResource(strings.ToLower(kind)))
+	gvr, err := r.mapper.ResourceForWithContext(ctx, gv.WithResource(strings.ToLower(kind)))
 	if err != nil {
 		return nil, err
 	}
-	gvk, err := r.mapper.KindFor(gvr)
+	gvk, err := r.mapper.KindForWithContext(ctx, gvr)
 	if err != nil {
 		return nil, err
 	}
-	return r.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	return r.mapper.RESTMappingWithContext(ctx, gvk.GroupKind(), gvk.Version)
 }
 
 func versions(gv schema.GroupVersion) []string {
@@ -134,10 +135,7 @@ func versions(gv schema.GroupVersion) []string {
 }
 
 func (r *kindResolver) groupVersionServed(ctx context.Context, gv schema.GroupVersion) (bool, error) {
-	if err := ctx.Err(); err != nil {
-		return false, err
-	}
-	_, err := r.disc.ServerResourcesForGroupVersion(gv.String())
+	_, err := r.disc.ServerResourcesForGroupVersionWithContext(ctx, gv.String())
 	switch {
 	case err == nil:
 		return true, nil

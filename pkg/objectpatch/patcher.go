@@ -95,7 +95,9 @@ func (p *Patcher) Apply(ctx context.Context, data []byte) error {
 	return p.ApplyOperations(ctx, ops)
 }
 
-// ApplyOperations applies parsed operations, as Apply does.
+// ApplyOperations applies operations, as Apply does. Operations built by
+// hand rather than by ParseOperations are checked for their required fields;
+// a JQPatch's filter is compiled on first use.
 func (p *Patcher) ApplyOperations(ctx context.Context, ops []Operation) error {
 	var errs []error
 	for i := range ops {
@@ -113,7 +115,43 @@ func (p *Patcher) ApplyOperations(ctx context.Context, ops []Operation) error {
 	return errors.Join(errs...)
 }
 
+// check catches operations built by hand that ParseOperations would have
+// refused, so that none of them reaches a nil field.
+func (op *Operation) check() error {
+	switch op.Type {
+	case Create, CreateOrUpdate, CreateIfNotExists:
+		if op.Object == nil {
+			return errors.New("field object is missing: expected a Kubernetes object")
+		}
+		return nil
+	case Delete, DeleteInBackground, DeleteNonCascading, MergePatch, JSONPatch, JQPatch:
+		if op.Kind == "" || op.Name == "" {
+			return errors.New("fields kind and name are required")
+		}
+	default:
+		return fmt.Errorf("field operation is %q: expected one of %s", op.Type, typeList())
+	}
+	switch {
+	case op.Type == MergePatch && len(op.MergePatch) == 0:
+		return errors.New("field mergePatch is missing")
+	case op.Type == JSONPatch && len(op.JSONPatch) == 0:
+		return errors.New("field jsonPatch is missing")
+	case op.Type == JQPatch && op.jq == nil:
+		q, err := gojq.Parse(op.JQFilter)
+		if err == nil {
+			op.jq, err = gojq.Compile(q)
+		}
+		if err != nil {
+			return fmt.Errorf("field jqFilter %q does not compile: %v", op.JQFilter, err)
+		}
+	}
+	return nil
+}
+
 func (p *Patcher) apply(ctx context.Context, op *Operation) error {
+	if err := op.check(); err != nil {
+		return err
+	}
 	apiVersion, kind, ns := op.APIVersion, op.Kind, op.Namespace
 	if op.Object != nil {
 		apiVersion, kind, ns = op.Object.GetAPIVersion(), op.Object.GetKind(), op.Object.GetNamespace()

@@ -286,3 +286,37 @@ func TestApplyFindsKindsServedAfterTheFirstApply(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+func TestApplyOperationsBuiltByHand(t *testing.T) {
+	ns := env.Namespace(t)
+	p := newPatcher(t)
+	ctx := context.Background()
+	ops := []Operation{
+		{Index: 1, Type: Create},
+		{Index: 2, Type: MergePatch, Kind: "ConfigMap", Namespace: ns, Name: "x"},
+		{Index: 3, Type: JQPatch, Kind: "ConfigMap", Namespace: ns, Name: "x", JQFilter: ".a |"},
+		{Index: 4, Type: "Upsert", Kind: "ConfigMap", Name: "x"},
+		{Index: 5, Type: Delete},
+	}
+	err := p.ApplyOperations(ctx, ops)
+	if err == nil {
+		t.Fatal("ApplyOperations accepted incomplete operations")
+	}
+	for _, s := range []string{"operation 1 (Create): field object is missing", "operation 2 (MergePatch ConfigMap " + ns + "/x): field mergePatch is missing",
+		`operation 3 (JQPatch ConfigMap ` + ns + `/x): field jqFilter ".a |" does not compile`, `operation 4 (Upsert ConfigMap x): field operation is "Upsert"`,
+		"operation 5 (Delete): fields kind and name are required"} {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("error %q does not mention %q", err, s)
+		}
+	}
+	if err := env.Client.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "y"}}); err != nil {
+		t.Fatal(err)
+	}
+	good := []Operation{{Index: 1, Type: JQPatch, Kind: "ConfigMap", Namespace: ns, Name: "y", JQFilter: `.data = {"by": "hand"}`}}
+	if err := p.ApplyOperations(ctx, good); err != nil {
+		t.Fatal(err)
+	}
+	if v := getCM(t, ns, "y").Data["by"]; v != "hand" {
+		t.Fatalf("data.by = %q", v)
+	}
+}

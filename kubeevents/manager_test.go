@@ -639,3 +639,19 @@ func TestNewCopiesTheConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestFilterFailingOnOneObjectAffectsNothingElse(t *testing.T) {
+	ns := env.Namespace(t)
+	create(t, configMap(ns, "good", map[string]string{"n": "1"}), configMap(ns, "bad", map[string]string{"n": "one"}))
+	logs := &logSink{}
+	m := startManager(t, funcr.New(logs.add, funcr.Options{}))
+	addAndStart(t, m, Config{ID: "num", APIVersion: "v1", Kind: "ConfigMap", JqFilter: ".data.n | tonumber",
+		Namespace: &NamespaceSelector{MatchNames: []string{ns}}, ExecuteHookOnSynchronization: true, KeepFullObjectsInMemory: true})
+	expect(t, m, "num Synchronization  "+ns+"/good 1")
+	if !logs.contains(`"name"="bad"`) || !logs.contains("jqFilter failed") {
+		t.Fatalf("the failing object is not logged by name; logs:\n%s", logs.String())
+	}
+	bad := configMap(ns, "bad", nil)
+	update(t, bad, func() { bad.Data["n"] = "2" })
+	expect(t, m, "num Event Added "+ns+"/bad 2")
+}

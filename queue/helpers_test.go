@@ -34,7 +34,9 @@ type hookRun struct {
 	run     func(payload []string)
 }
 
-func (h *hookRun) Name() string     { return "hook-run " + h.hook + " [" + strings.Join(h.payload, ",") + "]" }
+func (h *hookRun) Name() string {
+	return "hook-run " + h.hook + " [" + strings.Join(h.payload, ",") + "]"
+}
 func (h *hookRun) MergeKey() string { return h.hook }
 func (h *hookRun) Merge(next Task) Task {
 	n := next.(*hookRun)

@@ -105,11 +105,11 @@ func (o *Options) backoff(failures int) time.Duration {
 type EnqueueOption func(*enqueueOptions)
 
 type enqueueOptions struct {
-	unique      bool
-	onDone      func()
+	unique         bool
+	onDone         func()
 	maxAttempts    int // used when maxAttemptsSet
 	maxAttemptsSet bool
-	scope       context.Context
+	scope          context.Context
 }
 
 // Unique skips the task when a task of the same Name is already pending

@@ -62,7 +62,7 @@ type queue struct {
 	pending      []*item
 	running      *item
 	runningSince time.Time
-	cancelRun    context.CancelCauseFunc // cancels the running attempt
+	cancelWorker context.CancelCauseFunc // hard stop: cancels the running attempt
 	failed       []failedTask
 	idle         bool
 	closing      bool
@@ -153,10 +153,10 @@ func (q *queue) close(cause error) []Event {
 func (q *queue) cancelRunning(cause error) string {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.running == nil || q.cancelRun == nil {
+	if q.running == nil || q.cancelWorker == nil {
 		return ""
 	}
-	q.cancelRun(cause)
+	q.cancelWorker(cause)
 	return q.running.name
 }
 
@@ -177,30 +177,44 @@ func (q *queue) wait(ctx context.Context, cause error) error {
 }
 
 // work is the queue's worker: it runs tasks until the queue is closed.
+//
+// The attempt context derives from a worker context that only a hard stop
+// (Remove or Stop whose ctx ended) cancels, so a task without a scope costs
+// no context of its own.
 func (s *Service) work(q *queue) {
 	defer s.workers.Done()
 	defer close(q.done)
 	if q.prev != nil {
 		<-q.prev.done
 	}
+	workerCtx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	q.mu.Lock()
+	q.cancelWorker = cancel
+	q.mu.Unlock()
+
+	// last is when the previous attempt ended, reused as the next start
+	// while the worker runs tasks back to back: clock reads are not free.
+	var last time.Time
 	for {
-		it, ctx, ok := s.next(q)
+		it, now, ok := s.next(q, last)
 		if !ok {
 			return
 		}
-		s.run(q, it, ctx)
+		last = s.run(workerCtx, q, it, now)
 	}
 }
 
-// next waits for the head task to be due and marks it running. It drops
-// cancelled tasks on the way, compacts mergeable ones, and reports false
-// once the queue is closing.
-func (s *Service) next(q *queue) (*item, context.Context, bool) {
+// next waits for the head task to be due and marks it running, returning
+// it and its start time. It drops cancelled tasks on the way, compacts
+// mergeable ones, and reports false once the queue is closing. last, when
+// set, is a recent time to use instead of reading the clock.
+func (s *Service) next(q *queue, last time.Time) (*item, time.Time, bool) {
 	for {
 		q.mu.Lock()
 		if q.closing {
 			q.mu.Unlock()
-			return nil, nil, false
+			return nil, time.Time{}, false
 		}
 		if len(q.pending) == 0 {
 			q.idle = true
@@ -209,6 +223,7 @@ func (s *Service) next(q *queue) (*item, context.Context, bool) {
 			case <-q.wake:
 			case <-q.quit:
 			}
+			last = time.Time{}
 			continue
 		}
 		it := q.pending[0]
@@ -219,7 +234,10 @@ func (s *Service) next(q *queue) (*item, context.Context, bool) {
 			s.events.Put(Event{Queue: q.name, Task: it.name, Kind: Cancelled, Err: context.Cause(it.scope), Attempts: it.attempts})
 			continue
 		}
-		now := s.opts.Clock.Now()
+		now := last
+		if now.IsZero() || it.enqueuedAt.After(now) {
+			now = s.now()
+		}
 		if it.nextRetry.After(now) {
 			t := s.opts.Clock.NewTimer(it.nextRetry.Sub(now))
 			done := it.scopeDone()
@@ -230,29 +248,26 @@ func (s *Service) next(q *queue) (*item, context.Context, bool) {
 			case <-done:
 			}
 			t.Stop()
+			last = time.Time{}
 			continue
 		}
 		if it.attempts == 0 && it.mergeKey != "" && !it.mergeTried {
 			it.mergeTried = true
 			if s.compact(q, it) {
+				last = time.Time{}
 				continue
 			}
 		}
 
 		q.popHead()
 		it.attempts++
-		base := it.scope
-		if base == nil {
-			base = context.Background()
-		}
-		ctx, cancel := context.WithCancelCause(base)
-		q.running, q.runningSince, q.cancelRun = it, now, cancel
+		q.running, q.runningSince = it, now
 		q.mu.Unlock()
 		q.reportLength()
 		if it.attempts == 1 {
 			q.metrics.ObserveWait(now.Sub(it.enqueuedAt))
 		}
-		return it, ctx, true
+		return it, now, true
 	}
 }
 
@@ -338,13 +353,21 @@ func mergeTasks(first Task, run []*item) (merged Task, name string) {
 	return acc, acc.Name()
 }
 
-// run executes one attempt and settles the outcome: success, retry later,
-// failed list, or cancelled.
-func (s *Service) run(q *queue, it *item, ctx context.Context) {
-	start := s.opts.Clock.Now()
+// run executes one attempt that started at start, settles the outcome
+// (success, retry later, failed list, or cancelled) and returns the time
+// the queue may use as "now" for its next task.
+func (s *Service) run(workerCtx context.Context, q *queue, it *item, start time.Time) time.Time {
+	ctx := workerCtx
+	if it.scope != nil {
+		// The attempt ends with the scope or with a hard stop.
+		c, cancel := context.WithCancelCause(it.scope)
+		stopAfter := context.AfterFunc(workerCtx, func() { cancel(context.Cause(workerCtx)) })
+		defer func() { stopAfter(); cancel(nil) }()
+		ctx = c
+	}
 	err := execute(ctx, it)
-	end := s.opts.Clock.Now()
-	hardCause := context.Cause(ctx) // set when Remove or Stop cancelled the attempt
+	end := s.now()
+	hardCause := context.Cause(workerCtx) // set when Remove or Stop cancelled the attempt
 	q.metrics.ObserveRun(end.Sub(start))
 	var errText string
 	if err != nil {
@@ -355,8 +378,7 @@ func (s *Service) run(q *queue, it *item, ctx context.Context) {
 	ev := Event{Queue: q.name, Task: it.name, Attempts: it.attempts}
 	var onDone func()
 	q.mu.Lock()
-	q.cancelRun(nil)
-	q.running, q.cancelRun = nil, nil
+	q.running = nil
 	switch {
 	case it.cancelled():
 		ev.Kind, ev.Err = Cancelled, context.Cause(it.scope)
@@ -382,13 +404,15 @@ func (s *Service) run(q *queue, it *item, ctx context.Context) {
 		q.length.Store(int64(len(q.pending)))
 		q.mu.Unlock()
 		q.reportLength()
-		return
+		return end
 	}
 	q.mu.Unlock()
 	if onDone != nil {
 		onDone()
+		end = time.Time{} // OnDone took an unknown time
 	}
 	s.events.Put(ev)
+	return end
 }
 
 // execute runs one attempt, turning a panic into a terminal error so that

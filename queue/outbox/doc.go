@@ -1,0 +1,7 @@
+// Package outbox hands values to a channel reader in order without ever
+// blocking the writer: the queue service and the scheduler publish their
+// events through it so that a slow reader cannot stall a queue worker or a
+// caller holding the scheduler's lock.
+//
+// It does not filter, coalesce or persist values.
+package outbox

@@ -1,0 +1,302 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/gadgetpm/gadgetpm/queue/outbox"
+)
+
+// EventKind says how a task ended.
+type EventKind string
+
+// How a task ended.
+const (
+	// Succeeded: an attempt returned nil.
+	Succeeded EventKind = "Succeeded"
+	// Failed: the task used its last attempt, or returned a Terminal
+	// error, and moved to its queue's failed list. The owner of the queue
+	// marks what the task stood for as stalled.
+	Failed EventKind = "Failed"
+	// Cancelled: the task's scope ended, or Remove or Stop dropped it or
+	// cancelled its running attempt.
+	Cancelled EventKind = "Cancelled"
+)
+
+// Event reports the end of one task.
+type Event struct {
+	// Queue is the queue's name.
+	Queue string
+	// Task is the task's Name.
+	Task string
+	// Kind says how it ended.
+	Kind EventKind
+	// Err is the last attempt's error for Failed, the cause for Cancelled
+	// (the scope's cause, ErrRemoved or ErrStopped), nil for Succeeded.
+	Err error
+	// Attempts is how many times the task ran.
+	Attempts int
+}
+
+// Service runs named FIFO queues, one worker goroutine each; a queue is
+// created by the first Enqueue that names it.
+//
+// Guarantees: tasks of one queue run one at a time in the order they were
+// enqueued (a failed task stays at the head until it succeeds, fails for
+// good or is cancelled); queues never wait for each other; Enqueue never
+// blocks on a running task; no callback (OnDone, task methods, metrics)
+// runs under a lock. Every task ends in exactly one Event, except tasks
+// skipped by Unique.
+//
+// A Service is safe for concurrent use. Its goroutines are stopped and
+// waited for by Stop.
+type Service struct {
+	opts    Options
+	epoch   time.Time // s.now() counts from here
+	events  *outbox.Outbox[Event]
+	workers sync.WaitGroup // one per queue worker ever started
+
+	stopDone chan struct{} // closed when the first Stop has finished
+
+	mu sync.Mutex
+	// Guarded by mu. queues holds live queues by name; retiring holds
+	// queues taken out by Remove whose worker may still be running (a new
+	// queue of the same name waits for it). Once stopping is set, no
+	// worker is started any more.
+	queues   map[string]*queue
+	retiring map[string]*queue
+	stopping bool
+	stopErr  error // valid once stopDone is closed
+}
+
+// NewService returns a Service with opts' zero fields set to their
+// defaults. It starts no goroutine; workers start with their queues.
+func NewService(opts Options) *Service {
+	opts.setDefaults()
+	return &Service{
+		opts:     opts,
+		epoch:    opts.Clock.Now(),
+		events:   outbox.New[Event](opts.EventBuffer),
+		stopDone: make(chan struct{}),
+		queues:   make(map[string]*queue),
+		retiring: make(map[string]*queue),
+	}
+}
+
+// Events delivers one Event per task that ended, in the order they ended
+// (so in FIFO order within a queue). Events wait in memory until read, so
+// the owner must keep reading. The channel is closed when Stop finishes.
+func (s *Service) Events() <-chan Event { return s.events.C() }
+
+// now reads the clock's monotonic part only: on some virtual machines a
+// full wall-clock read costs a system call, and the hot path reads the
+// clock twice per task.
+func (s *Service) now() time.Time { return s.epoch.Add(s.opts.Clock.Since(s.epoch)) }
+
+// Enqueue appends t to the named queue, creating the queue and its worker
+// if needed, and returns without waiting for t to run.
+//
+// It returns an error wrapping ErrStopped after Stop has begun,
+// ErrEmptyQueueName, ErrNilTask, or ErrInvalidOption (MaxAttempts below 1);
+// nothing is queued then.
+func (s *Service) Enqueue(queueName string, t Task, opts ...EnqueueOption) error {
+	if t == nil {
+		return fmt.Errorf("enqueue to queue %q: %w", queueName, ErrNilTask)
+	}
+	name, mergeKey, err := describe(t)
+	if err != nil {
+		return fmt.Errorf("enqueue to queue %q: %w", queueName, err)
+	}
+	if queueName == "" {
+		return fmt.Errorf("enqueue task %q: %w", name, ErrEmptyQueueName)
+	}
+	var eo enqueueOptions
+	for _, o := range opts {
+		if o != nil {
+			o(&eo)
+		}
+	}
+	maxAttempts := s.opts.MaxAttempts
+	if eo.maxAttemptsSet {
+		if eo.maxAttempts < 1 {
+			return fmt.Errorf("enqueue task %q to queue %q: MaxAttempts must be at least 1, got %d: %w",
+				name, queueName, eo.maxAttempts, ErrInvalidOption)
+		}
+		maxAttempts = eo.maxAttempts
+	}
+
+	it := &item{
+		task:        t,
+		name:        name,
+		mergeKey:    mergeKey,
+		onDone:      eo.onDone,
+		scope:       eo.scope,
+		maxAttempts: maxAttempts,
+		enqueuedAt:  s.now(),
+	}
+	for {
+		q, err := s.queueFor(queueName)
+		if err != nil {
+			return fmt.Errorf("enqueue task %q to queue %q: %w", name, queueName, err)
+		}
+		if q.add(it, eo.unique) {
+			q.reportLength()
+			return nil
+		}
+		// Remove closed q between the lookup and the add: look again,
+		// which makes a fresh queue.
+	}
+}
+
+// describe asks t for its name and merge key, turning a panic (a nil
+// pointer inside an interface, say) into an error.
+func describe(t Task) (name, mergeKey string, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: Name or MergeKey panicked: %v", ErrNilTask, r)
+		}
+	}()
+	name = t.Name()
+	if m, ok := t.(Mergeable); ok {
+		mergeKey = m.MergeKey()
+	}
+	return name, mergeKey, nil
+}
+
+// queueFor returns the live queue of that name, creating it and starting
+// its worker if needed.
+func (s *Service) queueFor(name string) (*queue, error) {
+	s.mu.Lock()
+	if s.stopping {
+		s.mu.Unlock()
+		return nil, ErrStopped
+	}
+	if q := s.queues[name]; q != nil {
+		s.mu.Unlock()
+		return q, nil
+	}
+	s.mu.Unlock()
+
+	// The provider is outside code: ask it without the lock held.
+	m := s.opts.Metrics.ForQueue(name)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopping {
+		return nil, ErrStopped
+	}
+	if q := s.queues[name]; q != nil {
+		return q, nil
+	}
+	q := newQueue(name, m, s.retiring[name])
+	s.queues[name] = q
+	s.workers.Add(1)
+	go s.work(q)
+	return q, nil
+}
+
+// Remove stops the named queue: its pending tasks are dropped and reported
+// Cancelled with ErrRemoved, its running task may finish until ctx ends and
+// is then cancelled, and Remove returns when the worker has exited. Tasks
+// enqueued under the same name afterwards go to a new queue. Removing a
+// queue that does not exist does nothing.
+func (s *Service) Remove(ctx context.Context, queueName string) error {
+	s.mu.Lock()
+	q := s.queues[queueName]
+	if q == nil {
+		q = s.retiring[queueName]
+	}
+	if q == nil {
+		s.mu.Unlock()
+		return nil
+	}
+	if !s.stopping && s.queues[queueName] == q {
+		delete(s.queues, queueName)
+		s.retiring[queueName] = q
+	}
+	s.mu.Unlock()
+
+	for _, ev := range q.close(ErrRemoved) {
+		s.events.Put(ev)
+	}
+	err := q.wait(ctx, ErrRemoved)
+
+	s.mu.Lock()
+	if s.retiring[queueName] == q {
+		delete(s.retiring, queueName)
+	}
+	_, reused := s.queues[queueName]
+	s.mu.Unlock()
+	if !reused {
+		s.opts.Metrics.Forget(queueName)
+	}
+	if err != nil {
+		return fmt.Errorf("remove queue %q: %w", queueName, err)
+	}
+	return nil
+}
+
+// Stop refuses new tasks, drops pending ones (reported Cancelled with
+// ErrStopped), lets running tasks finish until ctx ends, then cancels them,
+// and waits for every worker. Events still unread are delivered until ctx
+// ends, then the Events channel is closed.
+//
+// It returns nil when everything finished in time, or an error saying what
+// had to be cancelled or dropped. Calling Stop again waits for the first
+// call (or for its own ctx) and returns the same result.
+func (s *Service) Stop(ctx context.Context) error {
+	s.mu.Lock()
+	if s.stopping {
+		s.mu.Unlock()
+		select {
+		case <-s.stopDone:
+			return s.stopErr
+		case <-ctx.Done():
+			return fmt.Errorf("wait for the queue service to stop: %w", ctx.Err())
+		}
+	}
+	s.stopping = true
+	all := make([]*queue, 0, len(s.queues)+len(s.retiring))
+	for _, q := range s.queues {
+		all = append(all, q)
+	}
+	for _, q := range s.retiring {
+		all = append(all, q)
+	}
+	s.mu.Unlock()
+
+	for _, q := range all {
+		for _, ev := range q.close(ErrStopped) {
+			s.events.Put(ev)
+		}
+	}
+
+	finished := make(chan struct{})
+	go func() { s.workers.Wait(); close(finished) }()
+	var errs []error
+	select {
+	case <-finished:
+	case <-ctx.Done():
+		var names []string
+		for _, q := range all {
+			if task := q.cancelRunning(ErrStopped); task != "" {
+				names = append(names, fmt.Sprintf("%s in %s", task, q.name))
+			}
+		}
+		<-finished
+		if len(names) > 0 {
+			errs = append(errs, fmt.Errorf("cancel running tasks %v: %w", names, ctx.Err()))
+		}
+	}
+	if err := s.events.Close(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("deliver events: %w", err))
+	}
+	if err := errors.Join(errs...); err != nil {
+		s.stopErr = fmt.Errorf("stop queues: %w", err)
+	}
+	close(s.stopDone)
+	return s.stopErr
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/rest"
@@ -35,21 +36,44 @@ func newClusterAccess(cfg *rest.Config, qps float32, burst int) (*clusterAccess,
 	return &clusterAccess{config: c, discovery: cached, mapper: mapper}, nil
 }
 
-// getter is the RESTClientGetter handed to Helm for one namespace.
-type getter struct {
+// RESTClientGetter is what Helm's action.Configuration needs to reach the
+// cluster for one release namespace: the rest.Config, a persistent cached
+// discovery client and REST mapper, and a kubeconfig loader whose namespace
+// is the release's. The Service makes one per operation over shared
+// discovery; NewRESTClientGetter is for callers driving the Helm SDK
+// themselves.
+type RESTClientGetter struct {
 	access    *clusterAccess
 	namespace string
 }
 
-func (g getter) ToRESTConfig() (*rest.Config, error) { return rest.CopyConfig(g.access.config), nil }
+var _ genericclioptions.RESTClientGetter = (*RESTClientGetter)(nil)
 
-func (g getter) ToDiscoveryClient() (discovery.CachedDiscoveryInterface, error) {
+// NewRESTClientGetter returns a RESTClientGetter over a copy of cfg with
+// its own qps and burst, for releases in namespace.
+func NewRESTClientGetter(cfg *rest.Config, namespace string, qps float32, burst int) (*RESTClientGetter, error) {
+	access, err := newClusterAccess(cfg, qps, burst)
+	if err != nil {
+		return nil, err
+	}
+	return &RESTClientGetter{access: access, namespace: namespace}, nil
+}
+
+// ToRESTConfig returns a copy of the rest.Config.
+func (g *RESTClientGetter) ToRESTConfig() (*rest.Config, error) {
+	return rest.CopyConfig(g.access.config), nil
+}
+
+// ToDiscoveryClient returns the shared cached discovery client.
+func (g *RESTClientGetter) ToDiscoveryClient() (discovery.CachedDiscoveryInterface, error) {
 	return g.access.discovery, nil
 }
 
-func (g getter) ToRESTMapper() (meta.RESTMapper, error) { return g.access.mapper, nil }
+// ToRESTMapper returns the shared REST mapper.
+func (g *RESTClientGetter) ToRESTMapper() (meta.RESTMapper, error) { return g.access.mapper, nil }
 
-func (g getter) ToRawKubeConfigLoader() clientcmd.ClientConfig {
+// ToRawKubeConfigLoader returns a loader whose namespace is the release's.
+func (g *RESTClientGetter) ToRawKubeConfigLoader() clientcmd.ClientConfig {
 	return namespacedConfig{config: g.access.config, namespace: g.namespace}
 }
 

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	helmaction "helm.sh/helm/v3/pkg/action"
@@ -19,6 +18,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/resource"
+	"k8s.io/client-go/kubernetes"
 )
 
 // Action is what Upgrade did.
@@ -172,7 +172,7 @@ func (s *Service) upgrade(ctx context.Context, pkg Package, ch *helmchart.Chart,
 		rel, err = up.RunWithContext(ctx, pkg.Name, stripped, values)
 	}
 	if err != nil {
-		return nil, op.explain(string(res.Action), err)
+		return nil, op.explain(ctx, s.clientset, string(res.Action), rendered.Manifest, err)
 	}
 	res.Revision = rel.Version
 	if res.Action == ActionInstall {
@@ -227,7 +227,7 @@ func (s *Service) delete(ctx context.Context, pkg Package) error {
 	un.Wait, un.Timeout = true, s.timeout(ctx)
 	un.IgnoreNotFound = true
 	if _, err := un.Run(pkg.Name); err != nil {
-		return op.explain("uninstall", err)
+		return fmt.Errorf("uninstall release %s: %w", pkg, err)
 	}
 	s.event(pkg, false, ReasonUninstalled, "Uninstalled release %s", pkg.Name)
 	return nil
@@ -297,9 +297,6 @@ type operation struct {
 	pkg Package
 	cfg *helmaction.Configuration
 	kc  *helmkube.Client
-
-	mu       sync.Mutex
-	notReady string // last readiness complaint from Helm's ready checker; guarded by mu
 }
 
 func (s *Service) newOperation(pkg Package) *operation {
@@ -307,14 +304,12 @@ func (s *Service) newOperation(pkg Package) *operation {
 	log := func(format string, args ...any) {
 		msg := fmt.Sprintf(format, args...)
 		s.opts.Logger.V(1).Info(msg, "package", pkg.Key())
-		if isReadinessComplaint(format) {
-			op.mu.Lock()
-			op.notReady = msg
-			op.mu.Unlock()
+		if strings.HasPrefix(format, "beginning wait for %d resources with timeout") && len(args) == 2 {
+			s.event(pkg, false, ReasonWaiting, "Waiting up to %v for %v objects of release %s to be ready", args[1], args[0], pkg.Name)
 		}
 	}
 	// Init cannot fail for the Secret driver.
-	_ = op.cfg.Init(getter{access: s.access, namespace: pkg.Namespace}, pkg.Namespace, "secret", log)
+	_ = op.cfg.Init(&RESTClientGetter{access: s.access, namespace: pkg.Namespace}, pkg.Namespace, "secret", log)
 	if kc, ok := op.cfg.KubeClient.(*helmkube.Client); ok {
 		kc.Namespace = pkg.Namespace
 		op.kc = kc
@@ -333,17 +328,26 @@ func isReadinessComplaint(format string) bool {
 	return false
 }
 
-// explain wraps a failed Helm action's error, naming the object that was
-// not ready when the wait timed out.
-func (op *operation) explain(step string, err error) error {
-	op.mu.Lock()
-	nr := op.notReady
-	op.mu.Unlock()
-	if nr != "" && (errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "context deadline exceeded") ||
-		strings.Contains(err.Error(), "timed out")) {
-		return fmt.Errorf("%s release %s: %w: %s (%v)", step, op.pkg, ErrNotReady, nr, err)
+// explain wraps a failed Helm action's error. When the wait for readiness
+// timed out it names the objects that were not ready and why.
+func (op *operation) explain(ctx context.Context, cs kubernetes.Interface, step, manifest string, err error) error {
+	msg := err.Error()
+	timedOut := errors.Is(err, context.DeadlineExceeded) || strings.Contains(msg, "context deadline exceeded") || strings.Contains(msg, "timed out")
+	if !timedOut || manifest == "" {
+		return fmt.Errorf("%s release %s: %w", step, op.pkg, err)
 	}
-	return fmt.Errorf("%s release %s: %w", step, op.pkg, err)
+	// The caller's ctx may be the one that expired; look with a short one.
+	lookCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	nr, lookErr := op.notReadyObjects(lookCtx, cs, manifest)
+	if lookErr != nil || len(nr) == 0 {
+		return fmt.Errorf("%s release %s: %w", step, op.pkg, err)
+	}
+	names := make([]string, len(nr))
+	for i, n := range nr {
+		names[i] = n.String()
+	}
+	return fmt.Errorf("%s release %s: %w: %s (%v)", step, op.pkg, ErrNotReady, strings.Join(names, "; "), err)
 }
 
 // lastRelease returns the newest revision, or nil when there is none.

@@ -43,6 +43,7 @@ const (
 	ReasonUpToDate     = "HelmUpToDate"
 	ReasonUnlocked     = "HelmUnlocked"
 	ReasonFailed       = "HelmFailed"
+	ReasonWaiting      = "HelmWaiting"
 	ReasonNotReady     = "HelmNotReady"
 	ReasonRefused      = "HelmReleaseNotOwned"
 	ReasonUninstalling = "HelmUninstalling"

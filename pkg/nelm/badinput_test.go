@@ -60,7 +60,12 @@ func TestUpgradeBadInput(t *testing.T) {
 			chart: func() *helmchart.Chart {
 				return chartOf("bad", "1.0.0", map[string]string{"w.yaml": "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\n"})
 			},
-			wantErr: []string{`kind "Widget"`, "example.com/v1"},
+			wantErr: []string{`kind "Widget"`, "example.com/v1", "install the CRD"},
+		},
+		{
+			name:    "values that are not JSON",
+			values:  map[string]any{"callback": func() {}},
+			wantErr: []string{"encode values", "unsupported type"},
 		},
 		{
 			name:    "namespace does not exist",
@@ -72,7 +77,7 @@ func TestUpgradeBadInput(t *testing.T) {
 			name:    "release name Helm rejects",
 			pkg:     func() nelm.Package { return nelm.Package{Namespace: ns, Name: "Not_Valid"} },
 			wantIs:  nelm.ErrInvalidPackage,
-			wantErr: []string{`"Not_Valid"`, "release name"},
+			wantErr: []string{`metadata.name "Not_Valid"`, "release name"},
 		},
 		{
 			name:    "release name too long",
@@ -115,6 +120,7 @@ func TestUpgradeBadInput(t *testing.T) {
 			if err == nil {
 				t.Fatal("no error")
 			}
+			t.Logf("error: %v", err)
 			if tt.wantIs != nil && !errors.Is(err, tt.wantIs) {
 				t.Errorf("error %v is not %v", err, tt.wantIs)
 			}

@@ -16,6 +16,7 @@ import (
 	helmreleaseutil "helm.sh/helm/v3/pkg/releaseutil"
 	helmdriver "helm.sh/helm/v3/pkg/storage/driver"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/resource"
 	"k8s.io/client-go/kubernetes"
@@ -109,16 +110,19 @@ func (s *Service) upgrade(ctx context.Context, pkg Package, ch *helmchart.Chart,
 	if err := s.checkNamespace(ctx, pkg); err != nil {
 		return nil, err
 	}
-	ropts, err := s.liveRenderOptions(ctx, pkg)
+	caps, err := s.liveCapabilities(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("upgrade release %s: %w", pkg, err)
 	}
-	rendered, err := Render(ch, values, ropts)
+	rendered, err := Render(ch, values, liveRenderOptions(pkg, caps))
 	if err != nil {
 		return nil, fmt.Errorf("upgrade release %s: %w", pkg, err)
 	}
 
 	op := s.newOperation(pkg)
+	// Helm uses these capabilities instead of discovering them again, so
+	// the release is made for exactly what was rendered above.
+	op.cfg.Capabilities = caps
 	last, err := op.lastRelease()
 	if err != nil {
 		return nil, fmt.Errorf("upgrade release %s: %w", pkg, err)
@@ -270,7 +274,7 @@ func validatePackage(pkg Package) error {
 		return fmt.Errorf("%w %q: empty namespace", ErrInvalidPackage, pkg.Name)
 	}
 	if err := helmchartutil.ValidateReleaseName(pkg.Name); err != nil {
-		return fmt.Errorf("%w %s: name %q is not a valid Helm release name (lowercase letters, digits, '-' and '.', at most 53 characters): %v",
+		return fmt.Errorf("%w %s: metadata.name %q cannot be a Helm release name: use lowercase letters, digits, '-' and '.', at most 53 characters (%v)",
 			ErrInvalidPackage, pkg, pkg.Name, err)
 	}
 	return nil
@@ -331,6 +335,9 @@ func isReadinessComplaint(format string) bool {
 // explain wraps a failed Helm action's error. When the wait for readiness
 // timed out it names the objects that were not ready and why.
 func (op *operation) explain(ctx context.Context, cs kubernetes.Interface, step, manifest string, err error) error {
+	if meta.IsNoMatchError(err) {
+		return fmt.Errorf("%s release %s: %w: the cluster does not serve this kind; install the CRD that defines it first or remove the object from the chart", step, op.pkg, err)
+	}
 	msg := err.Error()
 	timedOut := errors.Is(err, context.DeadlineExceeded) || strings.Contains(msg, "context deadline exceeded") || strings.Contains(msg, "timed out")
 	if !timedOut || manifest == "" {

@@ -253,6 +253,13 @@ func TestUpgradeStripsGadgetFiles(t *testing.T) {
 		{Name: "gadget/gadget.yaml", Data: []byte("name: big\n")},
 		{Name: "README.md", Data: []byte("kept\n")},
 	}
+	// The premise: stored whole, the chart does not fit a release Secret.
+	inst := helmaction.NewInstall(helmConfig(t, ns))
+	inst.Namespace, inst.ReleaseName = ns, "big-unstripped"
+	if _, err := inst.RunWithContext(ctxFor(t), ch, nil); err == nil {
+		t.Fatal("plain Helm stored a 1.5 MiB gadget in a release Secret; the test proves nothing")
+	}
+
 	if _, err := s.Upgrade(ctxFor(t), pkg, ch, nil); err != nil {
 		t.Fatalf("install of a chart with a 1.5 MiB gadget: %v", err)
 	}

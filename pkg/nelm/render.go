@@ -110,36 +110,45 @@ func (s *Service) Render(ctx context.Context, pkg Package, ch *helmchart.Chart, 
 	if err := validatePackage(pkg); err != nil {
 		return nil, err
 	}
-	opts, err := s.liveRenderOptions(ctx, pkg)
+	caps, err := s.liveCapabilities(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return Render(ch, values, opts)
+	return Render(ch, values, liveRenderOptions(pkg, caps))
 }
 
-// liveRenderOptions reads the server version and API versions through the
+// liveCapabilities reads the server version and API versions through the
 // shared discovery cache, refreshed first as Helm does, so kinds from CRDs
 // installed since the last operation count.
-func (s *Service) liveRenderOptions(ctx context.Context, pkg Package) (RenderOptions, error) {
+func (s *Service) liveCapabilities(ctx context.Context) (*helmchartutil.Capabilities, error) {
 	if err := ctx.Err(); err != nil {
-		return RenderOptions{}, err
+		return nil, err
 	}
 	dc := s.access.discovery
 	dc.Invalidate()
 	v, err := dc.ServerVersion()
 	if err != nil {
-		return RenderOptions{}, fmt.Errorf("read server version: %w", err)
+		return nil, fmt.Errorf("read server version: %w", err)
 	}
 	apis, err := helmaction.GetVersionSet(dc)
 	if err != nil {
-		return RenderOptions{}, fmt.Errorf("read server API versions: %w", err)
+		return nil, fmt.Errorf("read server API versions: %w", err)
 	}
+	return &helmchartutil.Capabilities{
+		APIVersions: apis,
+		KubeVersion: helmchartutil.KubeVersion{Version: v.GitVersion, Major: v.Major, Minor: v.Minor},
+		HelmVersion: helmchartutil.DefaultCapabilities.HelmVersion,
+	}, nil
+}
+
+// liveRenderOptions renders for pkg with the cluster's capabilities.
+func liveRenderOptions(pkg Package, caps *helmchartutil.Capabilities) RenderOptions {
 	return RenderOptions{
 		Namespace:   pkg.Namespace,
 		ReleaseName: pkg.Name,
-		KubeVersion: v.GitVersion,
-		APIVersions: apis,
-	}, nil
+		KubeVersion: caps.KubeVersion.Version,
+		APIVersions: caps.APIVersions,
+	}
 }
 
 // stripGadgetFiles returns a shallow copy of ch without files under

@@ -69,3 +69,7 @@ clean: ## remove build output (keeps the hack/bin cache)
 .PHONY: run
 run: ## start the embedded default (gadgetpm dev)
 	@echo "make run: 'gadgetpm dev' (the embedded default) is not built yet; see the status table in README.md" >&2; exit 1
+
+.PHONY: bench-nelm
+bench-nelm: envtest ## benchmark pkg/nelm install+uninstall against bare Helm SDK calls
+	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" $(GO) test -run '^$$' -bench BenchmarkInstallUninstall -benchtime 20x -count 3 ./pkg/nelm/

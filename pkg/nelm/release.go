@@ -73,6 +73,10 @@ func (o Object) String() string {
 //
 // The drift monitor of pkg is paused during the operation and started, if
 // not running, when it succeeds.
+//
+// ctx cancels the operation until Helm starts to apply the release; from
+// then on the operation finishes (within Options.Timeout, or ctx's deadline
+// if sooner) so a release is never left pending behind a returned call.
 func (s *Service) Upgrade(ctx context.Context, pkg Package, ch *helmchart.Chart, values map[string]any) (*Result, error) {
 	res, err := s.upgrade(ctx, pkg, ch, values)
 	if err != nil {
@@ -156,15 +160,22 @@ func (s *Service) upgrade(ctx context.Context, pkg Package, ch *helmchart.Chart,
 	labels := map[string]string{LabelManagedBy: ManagedByValue, LabelChecksum: rendered.Checksum}
 	timeout := s.timeout(ctx)
 	stripped := stripGadgetFiles(ch)
+	// Once Helm starts it runs to the end, bounded by timeout: Helm returns
+	// early on cancellation but keeps applying in the background, and the
+	// next operation would find the release pending and unlock it under a
+	// live writer.
+	helmCtx := context.WithoutCancel(ctx)
 	var rel *helmrelease.Release
-	if last == nil {
+	if last == nil || last.Info.Status == helmrelease.StatusUninstalled {
 		res.Action = ActionInstall
 		s.event(pkg, false, ReasonInstalling, "Installing release %s from chart %s-%s", pkg.Name, ch.Name(), ch.Metadata.Version)
 		inst := helmaction.NewInstall(op.cfg)
 		inst.Namespace, inst.ReleaseName = pkg.Namespace, pkg.Name
 		inst.Wait, inst.Timeout = true, timeout
 		inst.Labels = labels
-		rel, err = inst.RunWithContext(ctx, stripped, values)
+		// Replace reuses the name of a release uninstalled with its history kept.
+		inst.Replace = last != nil
+		rel, err = inst.RunWithContext(helmCtx, stripped, values)
 	} else {
 		res.Action = ActionUpgrade
 		s.event(pkg, false, ReasonUpgrading, "Upgrading release %s from revision %d to chart %s-%s", pkg.Name, last.Version, ch.Name(), ch.Metadata.Version)
@@ -173,7 +184,7 @@ func (s *Service) upgrade(ctx context.Context, pkg Package, ch *helmchart.Chart,
 		up.Wait, up.Timeout = true, timeout
 		up.MaxHistory = s.opts.MaxHistory
 		up.Labels = labels
-		rel, err = up.RunWithContext(ctx, pkg.Name, stripped, values)
+		rel, err = up.RunWithContext(helmCtx, pkg.Name, stripped, values)
 	}
 	if err != nil {
 		return nil, op.explain(ctx, s.clientset, string(res.Action), rendered.Manifest, err)

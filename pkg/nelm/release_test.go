@@ -364,3 +364,47 @@ func TestUpgradeRefusesForeignRelease(t *testing.T) {
 		t.Fatalf("adopted release label %s = %q", nelm.LabelManagedBy, l)
 	}
 }
+
+func TestUpgradeReinstallsAfterUninstallWithHistory(t *testing.T) {
+	ns := env.Namespace(t)
+	s := newService(t, nelm.Options{})
+	pkg := newPackage(t, ns, "kept")
+	ctx := ctxFor(t)
+	ch := chartOf("kept", "1.0.0", map[string]string{"cm.yaml": configMaps(1)})
+	if _, err := s.Upgrade(ctx, pkg, ch, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Someone runs `helm uninstall --keep-history`.
+	un := helmaction.NewUninstall(helmConfig(t, ns))
+	un.KeepHistory = true
+	if _, err := un.Run("kept"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Upgrade(ctx, pkg, ch, nil)
+	if err != nil {
+		t.Fatalf("upgrade after uninstall with history: %v", err)
+	}
+	if res.Action != nelm.ActionInstall || res.Revision != 2 {
+		t.Fatalf("result = %+v, want install of revision 2", res)
+	}
+	if _, ok := getConfigMap(t, ns, "kept-0"); !ok {
+		t.Fatal("ConfigMap kept-0 not recreated")
+	}
+}
+
+func TestUpgradeWithoutRecorderOrObject(t *testing.T) {
+	ns := env.Namespace(t)
+	s, err := nelm.New(env.Config, nelm.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.StopMonitors()
+	pkg := nelm.Package{Namespace: ns, Name: "quiet"}
+	ch := chartOf("quiet", "1.0.0", map[string]string{"cm.yaml": configMaps(1)})
+	if _, err := s.Upgrade(ctxFor(t), pkg, ch, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctxFor(t), pkg); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -154,9 +154,6 @@ func (o *Options) setDefaults() {
 	if o.MonitorJitter < 0 {
 		o.MonitorJitter = 0
 	}
-	if o.Recorder == nil {
-		o.Recorder = &record.FakeRecorder{}
-	}
 	if o.Logger.GetSink() == nil {
 		o.Logger = logr.Discard()
 	}
@@ -215,7 +212,7 @@ func New(cfg *rest.Config, opts Options) (*Service, error) {
 
 // event records an Event on the package's object, if it has one.
 func (s *Service) event(pkg Package, warning bool, reason, format string, args ...any) {
-	if pkg.Object == nil {
+	if pkg.Object == nil || s.opts.Recorder == nil {
 		return
 	}
 	typ := corev1.EventTypeNormal

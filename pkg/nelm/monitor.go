@@ -37,6 +37,7 @@ func (s *Service) Drifts() <-chan Drift { return s.drifts }
 func (s *Service) Pause(pkg Package) {
 	s.mu.Lock()
 	s.paused[pkg.Key()]++
+	s.pauseEpoch[pkg.Key()]++
 	s.mu.Unlock()
 }
 
@@ -51,10 +52,12 @@ func (s *Service) Resume(pkg Package) {
 	s.mu.Unlock()
 }
 
-func (s *Service) isPaused(pkg Package) bool {
+// pauseState returns how many times pkg was ever paused, and whether it is
+// paused now.
+func (s *Service) pauseState(pkg Package) (uint64, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.paused[pkg.Key()] > 0
+	return s.pauseEpoch[pkg.Key()], s.paused[pkg.Key()] > 0
 }
 
 // Monitoring reports whether pkg's drift monitor runs.
@@ -112,6 +115,11 @@ func (s *Service) stopMonitor(pkg Package) {
 		m.cancel()
 		<-m.done
 	}
+	s.mu.Lock()
+	if s.paused[pkg.Key()] == 0 {
+		delete(s.pauseEpoch, pkg.Key())
+	}
+	s.mu.Unlock()
 }
 
 func (s *Service) nextCheck() time.Duration {
@@ -122,28 +130,39 @@ func (s *Service) nextCheck() time.Duration {
 	return d
 }
 
+// lastDeployed is what a monitor saw deployed at its previous check.
+type lastDeployed struct {
+	revision int
+	manifest string
+}
+
 func (s *Service) runMonitor(ctx context.Context, pkg Package) {
 	t := time.NewTimer(s.nextCheck())
 	defer t.Stop()
+	var seen lastDeployed
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		if d, ok := s.check(ctx, pkg); ok {
+		if d, ok := s.check(ctx, pkg, &seen); ok {
 			s.report(pkg, d)
 		}
 		t.Reset(s.nextCheck())
 	}
 }
 
-// check looks for missing objects of pkg's deployed release. It reports
-// nothing while paused, when the last revision is not deployed (an operation
-// is under way or failed; the package manager handles that), or on errors,
-// which are logged and retried at the next check.
-func (s *Service) check(ctx context.Context, pkg Package) (Drift, bool) {
-	if s.isPaused(pkg) {
+// check looks for missing objects of pkg's deployed release. A release
+// that vanished (uninstalled behind gadgetpm's back) is checked against the
+// revision seen deployed before. It reports nothing while paused, when
+// paused at any time during the check, when the last revision is not
+// deployed (an operation is under way or failed; the package manager
+// handles that), or on errors, which are logged and retried at the next
+// check.
+func (s *Service) check(ctx context.Context, pkg Package, seen *lastDeployed) (Drift, bool) {
+	epoch, paused := s.pauseState(pkg)
+	if paused {
 		return Drift{}, false
 	}
 	log := s.opts.Logger.WithValues("package", pkg.Key())
@@ -153,21 +172,29 @@ func (s *Service) check(ctx context.Context, pkg Package) (Drift, bool) {
 		log.Error(err, "drift check: read release")
 		return Drift{}, false
 	}
-	if last == nil || last.Info.Status != helmrelease.StatusDeployed {
+	switch {
+	case last == nil && seen.manifest == "":
 		return Drift{}, false
+	case last == nil:
+		// Keep seen: the objects of the vanished release are still expected.
+	case last.Info.Status != helmrelease.StatusDeployed:
+		return Drift{}, false
+	default:
+		seen.revision, seen.manifest = last.Version, last.Manifest
 	}
-	missing, err := op.missingObjects(ctx, last.Manifest)
+	missing, err := op.missingObjects(ctx, seen.manifest)
 	if err != nil {
 		if ctx.Err() == nil {
 			log.Error(err, "drift check: read objects")
 		}
 		return Drift{}, false
 	}
-	// Re-check: an operation may have started while objects were read.
-	if len(missing) == 0 || s.isPaused(pkg) || ctx.Err() != nil {
+	// An operation that started (and maybe finished) while objects were
+	// read may have removed them on purpose.
+	if now, paused := s.pauseState(pkg); len(missing) == 0 || paused || now != epoch || ctx.Err() != nil {
 		return Drift{}, false
 	}
-	return Drift{Package: pkg, Revision: last.Version, Missing: missing}, true
+	return Drift{Package: pkg, Revision: seen.revision, Missing: missing}, true
 }
 
 func (s *Service) report(pkg Package, d Drift) {

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	helmaction "helm.sh/helm/v3/pkg/action"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -113,5 +114,32 @@ func TestStopMonitors(t *testing.T) {
 	}
 	if s.Monitoring(pkg) {
 		t.Fatal("monitor started after StopMonitors")
+	}
+}
+
+func TestMonitorReportsReleaseUninstalledBehindItsBack(t *testing.T) {
+	ns := env.Namespace(t)
+	s := newService(t, nelm.Options{MonitorInterval: 100 * time.Millisecond})
+	pkg := newPackage(t, ns, "vanished")
+	ctx := ctxFor(t)
+	ch := chartOf("vanished", "1.0.0", map[string]string{"cm.yaml": configMaps(2)})
+	if _, err := s.Upgrade(ctx, pkg, ch, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Let the monitor see the deployed revision once.
+	time.Sleep(500 * time.Millisecond)
+	if _, err := helmaction.NewUninstall(helmConfig(t, ns)).Run("vanished"); err != nil {
+		t.Fatal(err)
+	}
+	d := nextDrift(t, s)
+	if len(d.Missing) != 2 {
+		t.Fatalf("drift = %+v, want both ConfigMaps missing", d)
+	}
+	res, err := s.Upgrade(ctx, pkg, ch, nil)
+	if err != nil || res.Action != nelm.ActionInstall {
+		t.Fatalf("run after drift = %+v, %v; want a fresh install", res, err)
+	}
+	if _, ok := getConfigMap(t, ns, "vanished-1"); !ok {
+		t.Fatal("ConfigMap vanished-1 not restored")
 	}
 }

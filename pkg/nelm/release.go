@@ -97,9 +97,11 @@ func (s *Service) upgrade(ctx context.Context, pkg Package, ch *helmchart.Chart,
 	if err := validatePackage(pkg); err != nil {
 		return nil, err
 	}
-	if err := validateChart(ch); err != nil {
+	ch, err := prepareChart(ch)
+	if err != nil {
 		return nil, fmt.Errorf("upgrade release %s: %w", pkg, err)
 	}
+	values = copyValues(values)
 	if values == nil {
 		values = map[string]any{}
 	}
@@ -118,7 +120,7 @@ func (s *Service) upgrade(ctx context.Context, pkg Package, ch *helmchart.Chart,
 	if err != nil {
 		return nil, fmt.Errorf("upgrade release %s: %w", pkg, err)
 	}
-	rendered, err := Render(ch, values, liveRenderOptions(pkg, caps))
+	rendered, err := render(ch, values, liveRenderOptions(pkg, caps))
 	if err != nil {
 		return nil, fmt.Errorf("upgrade release %s: %w", pkg, err)
 	}
@@ -159,7 +161,6 @@ func (s *Service) upgrade(ctx context.Context, pkg Package, ch *helmchart.Chart,
 
 	labels := map[string]string{LabelManagedBy: ManagedByValue, LabelChecksum: rendered.Checksum}
 	timeout := s.timeout(ctx)
-	stripped := stripGadgetFiles(ch)
 	// Once Helm starts it runs to the end, bounded by timeout: Helm returns
 	// early on cancellation but keeps applying in the background, and the
 	// next operation would find the release pending and unlock it under a
@@ -175,7 +176,7 @@ func (s *Service) upgrade(ctx context.Context, pkg Package, ch *helmchart.Chart,
 		inst.Labels = labels
 		// Replace reuses the name of a release uninstalled with its history kept.
 		inst.Replace = last != nil
-		rel, err = inst.RunWithContext(helmCtx, stripped, values)
+		rel, err = inst.RunWithContext(helmCtx, ch, values)
 	} else {
 		res.Action = ActionUpgrade
 		s.event(pkg, false, ReasonUpgrading, "Upgrading release %s from revision %d to chart %s-%s", pkg.Name, last.Version, ch.Name(), ch.Metadata.Version)
@@ -184,7 +185,7 @@ func (s *Service) upgrade(ctx context.Context, pkg Package, ch *helmchart.Chart,
 		up.Wait, up.Timeout = true, timeout
 		up.MaxHistory = s.opts.MaxHistory
 		up.Labels = labels
-		rel, err = up.RunWithContext(helmCtx, pkg.Name, stripped, values)
+		rel, err = up.RunWithContext(helmCtx, pkg.Name, ch, values)
 	}
 	if err != nil {
 		return nil, op.explain(ctx, s.clientset, string(res.Action), rendered.Manifest, err)

@@ -408,3 +408,48 @@ func TestUpgradeWithoutRecorderOrObject(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestUpgradeSerializesOnePackage(t *testing.T) {
+	ns := env.Namespace(t)
+	s := newService(t, nelm.Options{})
+	pkg := newPackage(t, ns, "busy")
+	ch := chartOf("busy", "1.0.0", map[string]string{"cm.yaml": configMaps(1)})
+	const n = 4
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			_, err := s.Upgrade(ctxFor(t), pkg, ch, map[string]any{"value": i})
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatalf("concurrent upgrade of one package: %v", err)
+		}
+	}
+	h := history(t, ns, "busy")
+	if len(h) != n {
+		t.Fatalf("revisions = %d, want %d (one per distinct values)", len(h), n)
+	}
+	if last := h[len(h)-1]; last.Info.Status != helmrelease.StatusDeployed {
+		t.Fatalf("last revision %s", last.Info.Status)
+	}
+}
+
+func TestServiceRenderUsesLiveCluster(t *testing.T) {
+	s := newService(t, nelm.Options{})
+	pkg := nelm.Package{Namespace: "anywhere", Name: "live"}
+	ch := chartOf("live", "1.0.0", map[string]string{"cm.yaml": `kube: {{ .Capabilities.KubeVersion.Version }}
+crd: {{ .Capabilities.APIVersions.Has "gadgetpm.io/v1alpha1/GadgetPackage" }}
+ns: {{ .Release.Namespace }}
+`})
+	r, err := s.Render(ctxFor(t), pkg, ch, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"kube: v1.36.3", "crd: true", "ns: anywhere"} {
+		if !strings.Contains(r.Manifest, want) {
+			t.Errorf("manifest lacks %q:\n%s", want, r.Manifest)
+		}
+	}
+}

@@ -8,18 +8,11 @@ import (
 	"fmt"
 	"io"
 	"sort"
-	"strings"
 
 	helmaction "helm.sh/helm/v3/pkg/action"
 	helmchart "helm.sh/helm/v3/pkg/chart"
 	helmchartutil "helm.sh/helm/v3/pkg/chartutil"
 )
-
-// GadgetDir is the chart folder holding the gadget's eBPF object and
-// metadata. Its files are stripped before install: the release Secret must
-// stay under the API server's 1 MiB limit and the object is fetched by
-// digest instead.
-const GadgetDir = "gadget/"
 
 // checksumLen is how many hex digits of the sha256 go into LabelChecksum;
 // a label value holds at most 63 characters.
@@ -57,9 +50,15 @@ type Rendered struct {
 // templates, the same as when installing. Errors name the template file and
 // line, or the value that fails values.schema.json.
 func Render(ch *helmchart.Chart, values map[string]any, opts RenderOptions) (*Rendered, error) {
-	if err := validateChart(ch); err != nil {
+	prepared, err := prepareChart(ch)
+	if err != nil {
 		return nil, err
 	}
+	return render(prepared, copyValues(values), opts)
+}
+
+// render renders a chart from prepareChart; it changes neither argument.
+func render(ch *helmchart.Chart, values map[string]any, opts RenderOptions) (*Rendered, error) {
 	if opts.Namespace == "" {
 		opts.Namespace = "default"
 	}
@@ -88,7 +87,8 @@ func Render(ch *helmchart.Chart, values map[string]any, opts RenderOptions) (*Re
 	if values == nil {
 		values = map[string]any{}
 	}
-	rel, err := inst.RunWithContext(context.Background(), stripGadgetFiles(ch), values)
+	// Helm changes the chart and values it renders; give it copies.
+	rel, err := inst.RunWithContext(context.Background(), cloneChart(ch), copyValues(values))
 	if err != nil {
 		return nil, fmt.Errorf("render chart %s: %w", ch.Name(), err)
 	}
@@ -149,29 +149,6 @@ func liveRenderOptions(pkg Package, caps *helmchartutil.Capabilities) RenderOpti
 		KubeVersion: caps.KubeVersion.Version,
 		APIVersions: caps.APIVersions,
 	}
-}
-
-// stripGadgetFiles returns a shallow copy of ch without files under
-// gadget/; ch itself is not changed.
-func stripGadgetFiles(ch *helmchart.Chart) *helmchart.Chart {
-	c := *ch
-	c.Files = make([]*helmchart.File, 0, len(ch.Files))
-	for _, f := range ch.Files {
-		if f != nil && !strings.HasPrefix(f.Name, GadgetDir) {
-			c.Files = append(c.Files, f)
-		}
-	}
-	return &c
-}
-
-func validateChart(ch *helmchart.Chart) error {
-	if ch == nil || ch.Metadata == nil {
-		return fmt.Errorf("%w: no chart or no Chart.yaml metadata", ErrInvalidChart)
-	}
-	if err := ch.Validate(); err != nil {
-		return fmt.Errorf("%w: chart %q: %v", ErrInvalidChart, ch.Name(), err)
-	}
-	return nil
 }
 
 // checksum digests what decides a release's content. Values are hashed in

@@ -139,3 +139,29 @@ func TestRenderChecksum(t *testing.T) {
 		t.Error("different chart version, same checksum")
 	}
 }
+
+func TestRenderSubchartLeavesCallerChartAlone(t *testing.T) {
+	parent := chartOf("parent", "1.0.0", map[string]string{"cm.yaml": configMaps(1)})
+	parent.Metadata.Dependencies = []*helmchart.Dependency{{Name: "sub", Version: "0.1.0", Condition: "sub.enabled"}}
+	sub := chartOf("sub", "0.1.0", map[string]string{"sub.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-sub\n"})
+	parent.AddDependency(sub)
+
+	tests := []struct {
+		enabled bool
+		wantSub bool
+	}{{enabled: true, wantSub: true}, {enabled: false, wantSub: false}}
+	for _, tt := range tests {
+		r, err := nelm.Render(parent, map[string]any{"sub": map[string]any{"enabled": tt.enabled}}, nelm.RenderOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(r.Manifest, "from-sub"); got != tt.wantSub {
+			t.Errorf("sub.enabled=%v: subchart rendered %v, want %v", tt.enabled, got, tt.wantSub)
+		}
+		// Helm drops disabled subcharts from the chart it renders; the
+		// caller's chart must keep them for the next render.
+		if n := len(parent.Dependencies()); n != 1 {
+			t.Fatalf("caller's chart has %d subcharts after rendering, want 1", n)
+		}
+	}
+}

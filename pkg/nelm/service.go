@@ -179,6 +179,9 @@ type Service struct {
 	// paused counts Pause calls not yet matched by Resume, per package key;
 	// guarded by mu.
 	paused map[string]int
+	// pauseEpoch counts every Pause per package key, so a check can tell
+	// that an operation ran while it looked; guarded by mu.
+	pauseEpoch map[string]uint64
 	// stopped is set by StopMonitors; no monitor starts after it. Guarded by mu.
 	stopped bool
 	wg      sync.WaitGroup
@@ -200,13 +203,14 @@ func New(cfg *rest.Config, opts Options) (*Service, error) {
 		return nil, fmt.Errorf("create release service: %w", err)
 	}
 	return &Service{
-		opts:      opts,
-		access:    access,
-		clientset: cs,
-		drifts:    make(chan Drift, opts.DriftBuffer),
-		locks:     keyedLock{held: map[string]chan struct{}{}},
-		monitors:  map[string]*monitor{},
-		paused:    map[string]int{},
+		opts:       opts,
+		access:     access,
+		clientset:  cs,
+		drifts:     make(chan Drift, opts.DriftBuffer),
+		locks:      keyedLock{held: map[string]chan struct{}{}},
+		monitors:   map[string]*monitor{},
+		paused:     map[string]int{},
+		pauseEpoch: map[string]uint64{},
 	}, nil
 }
 

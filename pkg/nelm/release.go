@@ -238,11 +238,23 @@ func (s *Service) delete(ctx context.Context, pkg Package) error {
 	if err := checkOwner(pkg, last); err != nil {
 		return err
 	}
-	s.event(pkg, false, ReasonUninstalling, "Uninstalling release %s revision %d", pkg.Name, last.Version)
-	un := helmaction.NewUninstall(op.cfg)
-	un.Wait, un.Timeout = true, s.timeout(ctx)
-	un.IgnoreNotFound = true
-	if _, err := un.Run(pkg.Name); err != nil {
+	timeout := s.timeout(ctx)
+	if last.Info.Status != helmrelease.StatusUninstalled {
+		s.event(pkg, false, ReasonUninstalling, "Uninstalling release %s revision %d", pkg.Name, last.Version)
+		// History is kept until the objects are gone: a Delete that timed
+		// out finds the release again on retry and waits for the same
+		// objects instead of forgetting them.
+		un := helmaction.NewUninstall(op.cfg)
+		un.KeepHistory = true
+		un.Timeout = timeout
+		if _, err := un.Run(pkg.Name); err != nil {
+			return fmt.Errorf("uninstall release %s: %w", pkg, err)
+		}
+	}
+	if err := op.waitGone(ctx, last.Manifest, timeout); err != nil {
+		return fmt.Errorf("uninstall release %s: %w", pkg, err)
+	}
+	if err := op.purge(); err != nil {
 		return fmt.Errorf("uninstall release %s: %w", pkg, err)
 	}
 	s.event(pkg, false, ReasonUninstalled, "Uninstalled release %s", pkg.Name)
@@ -418,4 +430,86 @@ func (op *operation) missingObjects(ctx context.Context, manifest string) ([]Obj
 		}
 	}
 	return missing, nil
+}
+
+// waitGone waits until no object of manifest exists, except those Helm
+// keeps by their helm.sh/resource-policy annotation. On timeout it names
+// what is left and its finalizers.
+func (op *operation) waitGone(ctx context.Context, manifest string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		left, err := op.presentObjects(ctx, manifest)
+		if err != nil && ctx.Err() == nil {
+			return fmt.Errorf("wait for objects to go: %w", err)
+		}
+		if err == nil && len(left) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for objects to go: still present after %v: %s; check their finalizers and the controllers that own them",
+				timeout, strings.Join(left, "; "))
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// presentObjects lists the objects of manifest that still exist and are
+// not kept by policy, each with its finalizers.
+func (op *operation) presentObjects(ctx context.Context, manifest string) ([]string, error) {
+	if strings.TrimSpace(manifest) == "" {
+		return nil, nil
+	}
+	if op.kc == nil {
+		return nil, errors.New("no Kubernetes client for the release")
+	}
+	infos, err := op.kc.Build(strings.NewReader(manifest), false)
+	if err != nil {
+		return nil, fmt.Errorf("build objects from manifest: %w", err)
+	}
+	var left []string
+	for _, info := range infos {
+		if err := ctx.Err(); err != nil {
+			return left, err
+		}
+		live, err := resource.NewHelper(info.Client, info.Mapping).Get(info.Namespace, info.Name)
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return left, fmt.Errorf("read %s %s/%s: %w", info.Mapping.GroupVersionKind.Kind, info.Namespace, info.Name, err)
+		}
+		m, err := meta.Accessor(live)
+		if err != nil {
+			return left, err
+		}
+		if m.GetAnnotations()[helmkube.ResourcePolicyAnno] == helmkube.KeepPolicy {
+			continue
+		}
+		obj := Object{Kind: info.Mapping.GroupVersionKind.Kind, Namespace: info.Namespace, Name: info.Name}
+		desc := obj.String()
+		if f := m.GetFinalizers(); len(f) > 0 {
+			desc += fmt.Sprintf(" (finalizers %s)", strings.Join(f, ", "))
+		}
+		left = append(left, desc)
+	}
+	return left, nil
+}
+
+// purge removes every stored revision of the release.
+func (op *operation) purge() error {
+	h, err := op.cfg.Releases.History(op.pkg.Name)
+	if errors.Is(err, helmdriver.ErrReleaseNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read release history: %w", err)
+	}
+	for _, r := range h {
+		if _, err := op.cfg.Releases.Delete(r.Name, r.Version); err != nil && !errors.Is(err, helmdriver.ErrReleaseNotFound) {
+			return fmt.Errorf("delete revision %d: %w", r.Version, err)
+		}
+	}
+	return nil
 }

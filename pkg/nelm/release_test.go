@@ -453,3 +453,52 @@ ns: {{ .Release.Namespace }}
 		}
 	}
 }
+
+func TestDeleteWaitsForObjectsToGo(t *testing.T) {
+	ns := env.Namespace(t)
+	s := newService(t, nelm.Options{Timeout: 2 * time.Second})
+	pkg := newPackage(t, ns, "held")
+	ctx := ctxFor(t)
+	ch := chartOf("held", "1.0.0", map[string]string{
+		"held.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: held\n  finalizers: [example.com/hold]\n",
+		"kept.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: kept\n  annotations:\n    helm.sh/resource-policy: keep\n",
+	})
+	if _, err := s.Upgrade(ctx, pkg, ch, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	err := s.Delete(ctx, pkg)
+	if err == nil {
+		t.Fatal("delete returned while a ConfigMap was held by a finalizer")
+	}
+	for _, want := range []string{"ConfigMap " + ns + "/held", "example.com/hold"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Fatalf("error %q does not contain %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "/kept") {
+		t.Fatalf("error %q names the ConfigMap kept by policy", err)
+	}
+	if rel, _ := s.Release(ctx, pkg); rel == nil {
+		t.Fatal("release record gone before its objects; a retry could not wait for them")
+	}
+
+	// The finalizer's owner lets go; the retried Delete finishes.
+	held, _ := getConfigMap(t, ns, "held")
+	held.Finalizers = nil
+	if err := env.Client.Update(ctx, held); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, pkg); err != nil {
+		t.Fatalf("retried delete: %v", err)
+	}
+	if rel, err := s.Release(ctx, pkg); rel != nil || err != nil {
+		t.Fatalf("release after delete = %v, %v; want none", rel, err)
+	}
+	if _, ok := getConfigMap(t, ns, "held"); ok {
+		t.Fatal("ConfigMap held still exists")
+	}
+	if _, ok := getConfigMap(t, ns, "kept"); !ok {
+		t.Fatal("ConfigMap kept by helm.sh/resource-policy was deleted")
+	}
+}

@@ -119,9 +119,9 @@ type Options struct {
 	// MonitorInterval is how often the drift monitor checks a release.
 	// Default 4m.
 	MonitorInterval time.Duration
-	// MonitorJitter is the largest random fraction of MonitorInterval added
-	// to each wait, so monitors of many releases spread out. Default 0.1;
-	// negative means none.
+	// MonitorJitter is the largest random fraction (at most 1) of
+	// MonitorInterval added to each wait, so monitors of many releases
+	// spread out. Default 0.1; negative means none.
 	MonitorJitter float64
 	// Recorder records progress and errors as Events on the GadgetPackage.
 	// Default: no Events.
@@ -130,6 +130,27 @@ type Options struct {
 	Logger logr.Logger
 	// DriftBuffer is the capacity of the Drifts channel. Default 64.
 	DriftBuffer int
+}
+
+// validate rejects settings that have no meaning.
+func (o *Options) validate() error {
+	switch {
+	case o.QPS < 0:
+		return fmt.Errorf("Options.QPS is %v; want a positive rate or 0 for the default", o.QPS)
+	case o.Burst < 0:
+		return fmt.Errorf("Options.Burst is %d; want a positive count or 0 for the default", o.Burst)
+	case o.MaxHistory < 0:
+		return fmt.Errorf("Options.MaxHistory is %d; want a positive count or 0 for the default", o.MaxHistory)
+	case o.Timeout < 0:
+		return fmt.Errorf("Options.Timeout is %v; want a positive duration or 0 for the default", o.Timeout)
+	case o.MonitorInterval < 0:
+		return fmt.Errorf("Options.MonitorInterval is %v; want a positive duration or 0 for the default", o.MonitorInterval)
+	case o.MonitorJitter > 1:
+		return fmt.Errorf("Options.MonitorJitter is %v; want at most 1 (a fraction of the interval)", o.MonitorJitter)
+	case o.DriftBuffer < 0:
+		return fmt.Errorf("Options.DriftBuffer is %d; want a positive capacity or 0 for the default", o.DriftBuffer)
+	}
+	return nil
 }
 
 func (o *Options) setDefaults() {
@@ -192,6 +213,9 @@ type Service struct {
 func New(cfg *rest.Config, opts Options) (*Service, error) {
 	if cfg == nil {
 		return nil, errors.New("create release service: nil rest.Config")
+	}
+	if err := opts.validate(); err != nil {
+		return nil, fmt.Errorf("create release service: %w", err)
 	}
 	opts.setDefaults()
 	access, err := newClusterAccess(cfg, opts.QPS, opts.Burst)

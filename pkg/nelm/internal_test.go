@@ -3,8 +3,11 @@ package nelm
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
+
+	"k8s.io/client-go/rest"
 )
 
 func TestKeyedLock(t *testing.T) {
@@ -74,5 +77,39 @@ func TestCopyValuesIsDeep(t *testing.T) {
 	c["l"].([]any)[0].(map[string]any)["x"] = 2
 	if orig["m"].(map[string]any)["k"] != "v" || orig["l"].([]any)[0].(map[string]any)["x"] != 1 {
 		t.Fatalf("copy shares state with the original: %v", orig)
+	}
+}
+
+func TestNewRejectsBadOptions(t *testing.T) {
+	cfg := &rest.Config{Host: "https://127.0.0.1:1"}
+	tests := []struct {
+		opts Options
+		want string
+	}{
+		{Options{QPS: -1}, "Options.QPS"},
+		{Options{Burst: -1}, "Options.Burst"},
+		{Options{MaxHistory: -2}, "Options.MaxHistory"},
+		{Options{Timeout: -time.Second}, "Options.Timeout"},
+		{Options{MonitorInterval: -time.Minute}, "Options.MonitorInterval"},
+		{Options{MonitorJitter: 2}, "Options.MonitorJitter"},
+		{Options{DriftBuffer: -1}, "Options.DriftBuffer"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) {
+			_, err := New(cfg, tt.opts)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("New = %v, want an error naming %s", err, tt.want)
+			}
+		})
+	}
+	if _, err := New(nil, Options{}); err == nil {
+		t.Fatal("New(nil) succeeded")
+	}
+	s, err := New(cfg, Options{})
+	if err != nil {
+		t.Fatalf("New with defaults: %v", err)
+	}
+	if s.opts.MaxHistory != 5 || s.opts.Timeout != 5*time.Minute || s.opts.MonitorInterval != 4*time.Minute {
+		t.Fatalf("defaults = %+v", s.opts)
 	}
 }

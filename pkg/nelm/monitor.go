@@ -85,7 +85,7 @@ func (s *Service) StopMonitors() {
 // startMonitor starts pkg's monitor unless it runs or StopMonitors was
 // called. The Service owns the goroutine; stopMonitor, Delete and
 // StopMonitors end it.
-func (s *Service) startMonitor(pkg Package) {
+func (s *Service) startMonitor(pkg Package, seen lastDeployed) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.stopped {
@@ -101,7 +101,7 @@ func (s *Service) startMonitor(pkg Package) {
 	go func() {
 		defer s.wg.Done()
 		defer close(m.done)
-		s.runMonitor(ctx, pkg)
+		s.runMonitor(ctx, pkg, seen)
 	}()
 }
 
@@ -136,10 +136,9 @@ type lastDeployed struct {
 	manifest string
 }
 
-func (s *Service) runMonitor(ctx context.Context, pkg Package) {
+func (s *Service) runMonitor(ctx context.Context, pkg Package, seen lastDeployed) {
 	t := time.NewTimer(s.nextCheck())
 	defer t.Stop()
-	var seen lastDeployed
 	for {
 		select {
 		case <-ctx.Done():

@@ -126,8 +126,6 @@ func TestMonitorReportsReleaseUninstalledBehindItsBack(t *testing.T) {
 	if _, err := s.Upgrade(ctx, pkg, ch, nil); err != nil {
 		t.Fatal(err)
 	}
-	// Let the monitor see the deployed revision once.
-	time.Sleep(500 * time.Millisecond)
 	if _, err := helmaction.NewUninstall(helmConfig(t, ns)).Run("vanished"); err != nil {
 		t.Fatal(err)
 	}

@@ -154,7 +154,7 @@ func (s *Service) upgrade(ctx context.Context, pkg Package, ch *helmchart.Chart,
 		if len(missing) == 0 {
 			res.Action, res.Revision = ActionSkip, last.Version
 			s.event(pkg, false, ReasonUpToDate, "Release %s revision %d is up to date", pkg.Name, last.Version)
-			s.startMonitor(pkg)
+			s.startMonitor(pkg, lastDeployed{revision: last.Version, manifest: last.Manifest})
 			return res, nil
 		}
 	}
@@ -196,7 +196,7 @@ func (s *Service) upgrade(ctx context.Context, pkg Package, ch *helmchart.Chart,
 	} else {
 		s.event(pkg, false, ReasonUpgraded, "Upgraded release %s to revision %d", pkg.Name, rel.Version)
 	}
-	s.startMonitor(pkg)
+	s.startMonitor(pkg, lastDeployed{revision: rel.Version, manifest: rel.Manifest})
 	return res, nil
 }
 

@@ -73,3 +73,7 @@ run: ## start the embedded default (gadgetpm dev)
 .PHONY: bench-kubeevents
 bench-kubeevents: envtest ## benchmark the events manager beside a bare informer (docs/benchmarks.md)
 	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" $(GO) test -run '^$$' -bench MonitorVsInformer -benchtime 3x ./kubeevents/
+
+.PHONY: bench-nelm
+bench-nelm: envtest ## benchmark pkg/nelm install+uninstall against bare Helm SDK calls
+	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" $(GO) test -run '^$$' -bench BenchmarkInstallUninstall -benchtime 20x -count 3 ./pkg/nelm/

@@ -74,6 +74,10 @@ run: ## start the embedded default (gadgetpm dev)
 bench-kubeevents: envtest ## benchmark the events manager beside a bare informer (docs/benchmarks.md)
 	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" $(GO) test -run '^$$' -bench MonitorVsInformer -benchtime 3x ./kubeevents/
 
+.PHONY: bench-nelm
+bench-nelm: envtest ## benchmark pkg/nelm install+uninstall against bare Helm SDK calls
+	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" $(GO) test -run '^$$' -bench BenchmarkInstallUninstall -benchtime 20x -count 3 ./pkg/nelm/
+
 .PHONY: packages-bpf
 packages-bpf: ## rebuild the eBPF test objects of packages/ (packages/testdata/bpf)
 	hack/packages-bpf.sh

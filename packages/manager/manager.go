@@ -173,6 +173,16 @@ func (m *Manager) Plan(gp *v1alpha1.GadgetPackage) []queue.Task {
 	return nil
 }
 
+// Rearm makes the next Plan of key start over from Download, as after a
+// Stalled package is retried.
+func (m *Manager) Rearm(key string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e, ok := m.pkgs[key]; ok {
+		e.gp = nil
+	}
+}
+
 // Dependents lists the keys of packages that require key's package.
 func (m *Manager) Dependents(key string) []string {
 	m.mu.Lock()

@@ -98,7 +98,7 @@ func (t *task) Execute(ctx context.Context) error {
 	case kindUninstall:
 		return t.uninstall(ctx, s)
 	}
-	return fmt.Errorf("unknown task %q", t.kind)
+	return queue.Terminal(fmt.Errorf("unknown task %q", t.kind))
 }
 
 func (t *task) download(ctx context.Context, s snapshot) error {

@@ -75,6 +75,7 @@ type pkgRun struct {
 	failure  error              // the current plan's task that failed for good
 	failedAt string             // its task name
 	removed  bool               // the Remove tasks finished
+	queues   []string           // custom queues to clean up after Remove
 }
 
 // Reconciler is the GadgetPackage controller.
@@ -241,7 +242,7 @@ func (r *Reconciler) remove(ctx context.Context, gp *v1alpha1.GadgetPackage, key
 		if inflight {
 			return reconcile.Result{RequeueAfter: time.Second}, nil
 		}
-		_, known := r.opts.Manager.State(key)
+		st, known := r.opts.Manager.State(key)
 		if known {
 			tasks, err := r.opts.Manager.PlanRemove(key)
 			if err != nil {
@@ -253,6 +254,9 @@ func (r *Reconciler) remove(ctx context.Context, gp *v1alpha1.GadgetPackage, key
 				}
 				return reconcile.Result{RequeueAfter: 5 * time.Second}, nil
 			}
+			r.mu.Lock()
+			run.queues = st.Queues
+			r.mu.Unlock()
 			if err := r.enqueue(key, tasks, func() {
 				r.mu.Lock()
 				if run, ok := r.runs[key]; ok {
@@ -266,10 +270,15 @@ func (r *Reconciler) remove(ctx context.Context, gp *v1alpha1.GadgetPackage, key
 			return reconcile.Result{}, nil
 		}
 	}
-	// Remove is done: drop the main queue (and with it anything left) and
-	// let the object go.
-	if err := r.opts.Queue.Remove(ctx, queue.PackageQueueName(key, "")); err != nil {
-		return reconcile.Result{}, fmt.Errorf("remove queue of %s: %w", key, err)
+	// Remove is done: drop the hooks' custom queues and the main queue
+	// (with anything left in them) and let the object go.
+	r.mu.Lock()
+	custom := append([]string(nil), run.queues...)
+	r.mu.Unlock()
+	for _, q := range append(custom, "") {
+		if err := r.opts.Queue.Remove(ctx, queue.PackageQueueName(key, q)); err != nil {
+			return reconcile.Result{}, fmt.Errorf("remove queue %s: %w", queue.PackageQueueName(key, q), err)
+		}
 	}
 	r.mu.Lock()
 	if run, ok := r.runs[key]; ok && run.cancel != nil {

@@ -88,6 +88,7 @@ func (c *checker) hooks(ctx context.Context) {
 			c.add(HooksDir+"/"+f.rel, 0, "--config output: %v", err)
 			continue
 		}
+		h.Queues = customQueues(out)
 		c.pkg.Hooks = append(c.pkg.Hooks, h)
 	}
 }
@@ -218,4 +219,27 @@ func first(b []byte, n int) string {
 		return string(b[:n]) + "…"
 	}
 	return string(b)
+}
+
+// customQueues lists the "queue" names of a config's schedule and
+// kubernetes bindings.
+func customQueues(config []byte) []string {
+	var m map[string]any
+	if yaml.Unmarshal(config, &m) != nil {
+		return nil
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, k := range []string{"schedule", "kubernetes"} {
+		list, _ := m[k].([]any)
+		for _, item := range list {
+			b, _ := item.(map[string]any)
+			if q, _ := b["queue"].(string); q != "" && !seen[q] {
+				seen[q] = true
+				out = append(out, q)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
 }

@@ -106,6 +106,9 @@ type Hook struct {
 	Config []byte
 	// Bindings as HookConfig listed them.
 	Bindings []string
+	// Queues are the custom queues its bindings name ("queue:" of
+	// schedule and kubernetes bindings), sorted.
+	Queues []string
 }
 
 // Requirement is a package another one needs.

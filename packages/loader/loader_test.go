@@ -20,7 +20,7 @@ func TestLoadValidPackage(t *testing.T) {
 	dir := packagetest.Write(t, t.TempDir(), packagetest.Source{
 		Requires: "net-base >=1.2, <2, proc-base",
 		Hooks: map[string]string{
-			"20-watch/sync.sh": "#!/bin/sh\necho 'configVersion: v1\nkubernetes:\n- name: pods\n  apiVersion: v1\n  kind: Pod\nschedule:\n- crontab: \"*/5 * * * *\"\n'\n",
+			"20-watch/sync.sh": "#!/bin/sh\necho 'configVersion: v1\nkubernetes:\n- name: pods\n  apiVersion: v1\n  kind: Pod\n  queue: pods\nschedule:\n- crontab: \"*/5 * * * *\"\n  queue: cron\n'\n",
 			"10-startup.sh":    packagetest.DefaultHook,
 		},
 		Files: map[string]string{"hooks/lib/common.sh": "x=1\n"},
@@ -39,6 +39,9 @@ func TestLoadValidPackage(t *testing.T) {
 	wantHooks := [][]string{{"10-startup.sh", "onStartup"}, {"20-watch/sync.sh", "kubernetes:pods", "schedule:0"}}
 	if !reflect.DeepEqual(hooks, wantHooks) {
 		t.Errorf("hooks = %v, want %v (sorted, non-executable lib skipped)", hooks, wantHooks)
+	}
+	if q := p.Hooks[1].Queues; !reflect.DeepEqual(q, []string{"cron", "pods"}) {
+		t.Errorf("custom queues = %v", q)
 	}
 	wantReq := loader.Requirements{Requires: []loader.Requirement{{Name: "net-base", Constraint: ">=1.2, <2"}, {Name: "proc-base", Constraint: "*"}}}
 	if !reflect.DeepEqual(p.Requirements, wantReq) {

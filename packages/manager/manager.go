@@ -77,6 +77,8 @@ type State struct {
 	HelmRevision int
 	// Requires from Chart.yaml.
 	Requires []deps.Requirement
+	// Queues are the custom queues the hooks name, sorted.
+	Queues []string
 	// Dir is the extracted package.
 	Dir string
 }

@@ -3,6 +3,7 @@ package manager
 import (
 	"context"
 	"fmt"
+	"sort"
 
 	helmchartutil "helm.sh/helm/v3/pkg/chartutil"
 
@@ -139,11 +140,19 @@ func (t *task) load(ctx context.Context, s snapshot) error {
 		e.pkg = p
 		st := &e.state
 		st.Version, st.Digest, st.Dir, st.Values, st.Catalog = p.Version, digest, dir, values, p.Catalog
-		st.Hooks = st.Hooks[:0]
+		st.Hooks, st.Queues = nil, nil
+		seen := map[string]bool{}
 		for _, h := range p.Hooks {
 			st.Hooks = append(st.Hooks, v1alpha1.HookStatus{Name: h.Name, Bindings: h.Bindings})
+			for _, q := range h.Queues {
+				if !seen[q] {
+					seen[q] = true
+					st.Queues = append(st.Queues, q)
+				}
+			}
 		}
-		st.Requires = st.Requires[:0]
+		sort.Strings(st.Queues)
+		st.Requires = nil
 		for _, r := range p.Requirements.Requires {
 			st.Requires = append(st.Requires, deps.Requirement{Name: r.Name, Constraint: r.Constraint})
 		}

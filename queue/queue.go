@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -210,6 +211,7 @@ func (s *Service) work(q *queue) {
 // mergeable ones, and reports false once the queue is closing. last, when
 // set, is a recent time to use instead of reading the clock.
 func (s *Service) next(q *queue, last time.Time) (*item, time.Time, bool) {
+	yielded := false
 	for {
 		q.mu.Lock()
 		if q.closing {
@@ -217,6 +219,15 @@ func (s *Service) next(q *queue, last time.Time) (*item, time.Time, bool) {
 			return nil, time.Time{}, false
 		}
 		if len(q.pending) == 0 {
+			if !yielded {
+				// Let a producer on this P enqueue before paying for a
+				// park and a wake-up.
+				q.mu.Unlock()
+				runtime.Gosched()
+				yielded = true
+				continue
+			}
+			yielded = false
 			q.idle = true
 			q.mu.Unlock()
 			select {

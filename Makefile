@@ -69,3 +69,7 @@ clean: ## remove build output (keeps the hack/bin cache)
 .PHONY: run
 run: ## start the embedded default (gadgetpm dev)
 	@echo "make run: 'gadgetpm dev' (the embedded default) is not built yet; see the status table in README.md" >&2; exit 1
+
+.PHONY: bench-queues
+bench-queues: ## queue throughput and latency against buffered channels (docs/benchmarks.md)
+	$(GO) test -run '^$$' -bench . -benchtime 200000x -count 3 ./queue/

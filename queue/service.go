@@ -202,7 +202,8 @@ func (s *Service) queueFor(name string) (*queue, error) {
 // Cancelled with ErrRemoved, its running task may finish until ctx ends and
 // is then cancelled, and Remove returns when the worker has exited. Tasks
 // enqueued under the same name afterwards go to a new queue. Removing a
-// queue that does not exist does nothing.
+// queue that does not exist does nothing. A task must not Remove its own
+// queue: Remove would wait for the task that called it.
 func (s *Service) Remove(ctx context.Context, queueName string) error {
 	s.mu.Lock()
 	q := s.queues[queueName]

@@ -224,6 +224,7 @@ func (s *Service) next(q *queue, last time.Time) (*item, time.Time, bool) {
 				q.mu.Unlock()
 				runtime.Gosched()
 				yielded = true
+				last = time.Time{}
 				continue
 			}
 			yielded = false

@@ -114,10 +114,16 @@ func (s *Service) Enqueue(queueName string, t Task, opts ...EnqueueOption) error
 		return fmt.Errorf("enqueue task %q: %w", name, ErrEmptyQueueName)
 	}
 	var eo enqueueOptions
-	for _, o := range opts {
-		if o != nil {
-			o(&eo)
+	if len(opts) > 0 {
+		// Options write through a pointer, which escapes; only pay for
+		// that when there are options.
+		p := new(enqueueOptions)
+		for _, o := range opts {
+			if o != nil {
+				o(p)
+			}
 		}
+		eo = *p
 	}
 	maxAttempts := s.opts.MaxAttempts
 	if eo.maxAttemptsSet {

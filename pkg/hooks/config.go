@@ -544,7 +544,8 @@ func describe(v any) string {
 func fieldOf(err error) string {
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
-		return te.Field
+		// Embedded structs show up in the path; hooks never wrote them.
+		return strings.TrimPrefix(te.Field, "rawCommon.")
 	}
 	msg := err.Error()
 	if i := strings.Index(msg, "unknown field "); i >= 0 {

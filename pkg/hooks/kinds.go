@@ -54,23 +54,40 @@ func resolveKind(mapper meta.RESTMapper, apiVersion, kind string) (schema.GroupV
 			return schema.GroupVersionKind{}, fmt.Errorf("apiVersion %q: %w", apiVersion, err)
 		}
 	}
-	// A kind written as a kind ("ConfigMap") is tried first; a resource name
-	// ("configmaps", "cm") second.
-	if gvk := gv.WithKind(kind); apiVersion != "" {
-		if m, err := mapper.RESTMapping(gvk.GroupKind(), gv.Version); err == nil {
-			return m.GroupVersionKind, nil
-		}
-	} else if m, err := mapper.RESTMapping(schema.GroupKind{Kind: kind}); err == nil {
-		return m.GroupVersionKind, nil
+	if gvk, ok := lookupKind(mapper, gv, kind); ok {
+		return gvk, nil
 	}
-	gvr := gv.WithResource(strings.ToLower(kind))
-	gvks, err := mapper.KindsFor(gvr)
-	if err != nil || len(gvks) == 0 {
-		where := "any served API group"
-		if apiVersion != "" {
-			where = apiVersion
+	// A cached mapper may predate the kind's CRD: refresh discovery once.
+	if r, ok := mapper.(meta.ResettableRESTMapper); ok {
+		r.Reset()
+		if gvk, ok := lookupKind(mapper, gv, kind); ok {
+			return gvk, nil
 		}
-		return schema.GroupVersionKind{}, fmt.Errorf("unknown kind %q in %s; expected a kind, plural or short name the API server serves (kubectl api-resources lists them)", kind, where)
 	}
-	return gvks[0], nil
+	where := "any served API group"
+	if apiVersion != "" {
+		where = apiVersion
+	}
+	return schema.GroupVersionKind{}, fmt.Errorf("unknown kind %q in %s; expected a kind, plural or short name the API server serves (kubectl api-resources lists them)", kind, where)
+}
+
+// lookupKind tries kind as a resource name (plural, singular or short name,
+// any case), then as a kind; the result is always the server's spelling.
+func lookupKind(mapper meta.RESTMapper, gv schema.GroupVersion, kind string) (schema.GroupVersionKind, bool) {
+	if gvks, err := mapper.KindsFor(gv.WithResource(strings.ToLower(kind))); err == nil && len(gvks) > 0 {
+		return gvks[0], true
+	}
+	var versions []string
+	if gv.Version != "" {
+		versions = []string{gv.Version}
+	}
+	m, err := mapper.RESTMapping(schema.GroupKind{Group: gv.Group, Kind: kind}, versions...)
+	if err != nil {
+		return schema.GroupVersionKind{}, false
+	}
+	gvk, err := mapper.KindFor(m.Resource)
+	if err != nil {
+		return schema.GroupVersionKind{}, false
+	}
+	return gvk, true
 }

@@ -17,7 +17,7 @@ func TestResolveKindsAgainstAPIServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	tests := []struct {
-		apiVersion, kind       string
+		apiVersion, kind      string
 		wantVersion, wantKind string
 	}{
 		{"", "ConfigMap", "v1", "ConfigMap"},

@@ -222,3 +222,22 @@ func (t *RunTask) record(binding, outcome string, res *RunResult) {
 	}
 	t.deps.Metrics.RecordRun(t.hook.PackageKey, t.hook.Name, binding, outcome, d)
 }
+
+// Queue is the queue a trigger's run belongs in: the binding's `queue`
+// field, empty for the package's main queue (onStartup and the Helm bindings
+// always run in the main queue). The coordinator turns it into a queue name.
+func (h *Hook) Queue(t Trigger) string {
+	switch t.Type {
+	case Schedule:
+		for _, b := range h.Config.Schedules {
+			if b.Name == t.Binding {
+				return b.Queue
+			}
+		}
+	case Kubernetes:
+		if b := h.kubeBinding(t.Binding); b != nil {
+			return b.Queue
+		}
+	}
+	return ""
+}

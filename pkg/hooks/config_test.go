@@ -189,3 +189,35 @@ func TestHookBindings(t *testing.T) {
 		t.Errorf("Bindings() = %v, want %v", got, want)
 	}
 }
+
+func TestOrdered(t *testing.T) {
+	mk := func(name, cfg string) *Hook {
+		c, err := ParseConfig(name, []byte(cfg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &Hook{Name: name, Config: c}
+	}
+	hooks := []*Hook{
+		mk("c", "configVersion: v1\nonStartup: 1\nafterHelm: 5"),
+		mk("a", "configVersion: v1\nonStartup: 10"),
+		mk("b", "configVersion: v1\nonStartup: 1"),
+		mk("d", "configVersion: v1\nschedule: [{crontab: '@daily'}]"),
+	}
+	names := func(hs []*Hook) []string {
+		var out []string
+		for _, h := range hs {
+			out = append(out, h.Name)
+		}
+		return out
+	}
+	if got := names(Ordered(hooks, OnStartup)); !reflect.DeepEqual(got, []string{"b", "c", "a"}) {
+		t.Errorf("onStartup order %v", got)
+	}
+	if got := names(Ordered(hooks, AfterHelm)); !reflect.DeepEqual(got, []string{"c"}) {
+		t.Errorf("afterHelm order %v", got)
+	}
+	if got := Ordered(hooks, Schedule); got != nil {
+		t.Errorf("schedule has no ORDER, got %v", names(got))
+	}
+}

@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
 )
 
 // HooksDir is the folder of a package that holds its hooks.
@@ -115,6 +117,10 @@ type LoadOptions struct {
 	Env Env
 	// Timeout bounds `hook --config`; default one minute.
 	Timeout time.Duration
+	// Mapper, when set, resolves every kubernetes binding's kind during
+	// Load (see Config.ResolveKinds); nil leaves kinds as the hooks wrote
+	// them.
+	Mapper meta.RESTMapper
 }
 
 // Load runs `<hook> --config` for every hook name (as from Discover) of the
@@ -142,6 +148,11 @@ func Load(ctx context.Context, dir string, names []string, opts LoadOptions) ([]
 		cfg, err := ParseConfig(name, out)
 		if err != nil {
 			return nil, err
+		}
+		if opts.Mapper != nil {
+			if err := cfg.ResolveKinds(name, opts.Mapper); err != nil {
+				return nil, err
+			}
 		}
 		for i := range cfg.Kubernetes {
 			cfg.Kubernetes[i].Monitor.ID = MonitorID(opts.PackageKey, name, cfg.Kubernetes[i].Name)
@@ -181,4 +192,37 @@ func tail(s string, n int) string {
 		return s
 	}
 	return "..." + s[len(s)-n:]
+}
+
+// Ordered returns the hooks that declare binding t (onStartup, beforeHelm,
+// afterHelm or afterDeleteHelm) in the order they run: ascending ORDER, then
+// name. Other binding types have no ORDER and give nil.
+func Ordered(hooks []*Hook, t BindingType) []*Hook {
+	order := func(h *Hook) *float64 {
+		switch t {
+		case OnStartup:
+			return h.Config.OnStartup
+		case BeforeHelm:
+			return h.Config.BeforeHelm
+		case AfterHelm:
+			return h.Config.AfterHelm
+		case AfterDeleteHelm:
+			return h.Config.AfterDeleteHelm
+		}
+		return nil
+	}
+	var out []*Hook
+	for _, h := range hooks {
+		if order(h) != nil {
+			out = append(out, h)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		oi, oj := *order(out[i]), *order(out[j])
+		if oi != oj {
+			return oi < oj
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out
 }

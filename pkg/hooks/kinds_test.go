@@ -124,3 +124,26 @@ func TestResolveKindsCRDCreatedLater(t *testing.T) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+func TestLoadResolvesKinds(t *testing.T) {
+	mapper, err := NewRESTMapper(env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := newPackage(t, map[string]string{
+		"hooks/ok":  bashHook("configVersion: v1\nkubernetes:\n- {name: pods, kind: PO}", "true"),
+		"hooks/bad": bashHook("configVersion: v1\nkubernetes:\n- {name: w, kind: Wibbles}", "true"),
+	})
+	opts := LoadOptions{Package: "p", PackageKey: "ns.p", Mapper: mapper}
+	hooks, err := Load(context.Background(), dir, []string{"ok"}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := hooks[0].Config.Kubernetes[0].Monitor; m.Kind != "Pod" || m.APIVersion != "v1" || m.ID != "ns.p/ok/pods" {
+		t.Errorf("monitor %+v", m)
+	}
+	_, err = Load(context.Background(), dir, []string{"ok", "bad"}, opts)
+	if err == nil || !strings.Contains(err.Error(), `hook bad: binding kubernetes[0] "w": field kind: unknown kind "Wibbles"`) {
+		t.Errorf("error %v", err)
+	}
+}

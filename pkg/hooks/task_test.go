@@ -86,14 +86,15 @@ func goHookPackage(t *testing.T) string {
 func TestRunTaskEachBindingWithGoHook(t *testing.T) {
 	ns := env.Namespace(t)
 	cm := liveConfigMap(t, ns, "watched", map[string]string{"color": "blue"})
-	h := loadHook(t, goHookPackage(t), "go-hook")
 	mapper, err := NewRESTMapper(env.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := h.Config.ResolveKinds(h.Name, mapper); err != nil {
+	hooks, err := Load(context.Background(), goHookPackage(t), []string{"go-hook"}, LoadOptions{Package: "test-pkg", PackageKey: "ns.test-pkg", Mapper: mapper})
+	if err != nil {
 		t.Fatal(err)
 	}
+	h := hooks[0]
 	if m := h.Config.Kubernetes[0].Monitor; m.Kind != "ConfigMap" || m.APIVersion != "v1" {
 		t.Fatalf("kind configmap resolved to %s %s", m.APIVersion, m.Kind)
 	}

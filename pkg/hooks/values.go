@@ -128,6 +128,9 @@ type ValuesStore struct {
 	defaults map[string]any
 	config   map[string]any
 	patches  jsonpatch.Patch
+	// version counts changes of config, so a persisted patch is only
+	// committed over the settings it was computed from.
+	version int
 }
 
 // ValuesStoreOptions configure NewValuesStore.
@@ -175,6 +178,7 @@ func (s *ValuesStore) SetSettings(settings map[string]any) error {
 		return fmt.Errorf("set settings of %s: %w", s.key, err)
 	}
 	s.config = cfg
+	s.version++
 	return nil
 }
 
@@ -239,27 +243,14 @@ func (s *ValuesStore) PatchConfigValues(ctx context.Context, ops jsonpatch.Patch
 	if err := s.checkRoots(ops); err != nil {
 		return err
 	}
-	// Hold the lock across the write so two patches cannot interleave
-	// check and persist; the writer is not a callback into this store.
+	// Compute under the lock, persist without it (the writer talks to the
+	// API server), then commit only if nothing changed the settings
+	// meanwhile.
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	doc, err := json.Marshal(map[string]any{s.key: nonNil(s.config)})
+	cfg, err := s.patchedConfig(ops)
+	version := s.version
+	s.mu.Unlock()
 	if err != nil {
-		return fmt.Errorf("encode config values: %w", err)
-	}
-	out, err := ops.ApplyWithOptions(doc, patchOptions())
-	if err != nil {
-		return fmt.Errorf("apply config values patch: %w", err)
-	}
-	var layout map[string]any
-	if err := json.Unmarshal(out, &layout); err != nil {
-		return fmt.Errorf("decode patched config values: %w", err)
-	}
-	cfg, ok := layout[s.key].(map[string]any)
-	if !ok {
-		return fmt.Errorf("apply config values patch: /%s must stay an object", s.key)
-	}
-	if _, err := s.effective(cfg, s.patches); err != nil {
 		return err
 	}
 	if s.writer != nil {
@@ -267,8 +258,39 @@ func (s *ValuesStore) PatchConfigValues(ctx context.Context, ops jsonpatch.Patch
 			return fmt.Errorf("persist settings of %s: %w", s.key, err)
 		}
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.version != version {
+		return fmt.Errorf("apply config values patch to %s: settings changed while it was persisted; run the hook again", s.key)
+	}
 	s.config = cfg
+	s.version++
 	return nil
+}
+
+// patchedConfig applies ops to the config values and validates the result.
+// Callers hold mu.
+func (s *ValuesStore) patchedConfig(ops jsonpatch.Patch) (map[string]any, error) {
+	doc, err := json.Marshal(map[string]any{s.key: nonNil(s.config)})
+	if err != nil {
+		return nil, fmt.Errorf("encode config values: %w", err)
+	}
+	out, err := ops.ApplyWithOptions(doc, patchOptions())
+	if err != nil {
+		return nil, fmt.Errorf("apply config values patch: %w", err)
+	}
+	var layout map[string]any
+	if err := json.Unmarshal(out, &layout); err != nil {
+		return nil, fmt.Errorf("decode patched config values: %w", err)
+	}
+	cfg, ok := layout[s.key].(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("apply config values patch: /%s must stay an object", s.key)
+	}
+	if _, err := s.effective(cfg, s.patches); err != nil {
+		return nil, err
+	}
+	return cfg, nil
 }
 
 // checkRoots refuses patches outside the package's own values: a package

@@ -217,3 +217,32 @@ func TestValuesStoreConfigPatchPersistsSettings(t *testing.T) {
 		t.Errorf("failed persist changed config values: %v", cv)
 	}
 }
+
+// interferingWriter changes the settings while a config patch is being
+// persisted, as an operator update racing with a hook would.
+type interferingWriter struct {
+	store  *ValuesStore
+	writes int
+}
+
+func (w *interferingWriter) WriteSettings(_ context.Context, _ map[string]any) error {
+	w.writes++
+	return w.store.SetSettings(map[string]any{"mode": "safe"})
+}
+
+func TestValuesStoreConfigPatchRace(t *testing.T) {
+	w := &interferingWriter{}
+	s := newTestStore(t, w)
+	w.store = s
+	ops, _ := ParseJSONPatch([]byte(`[{"op":"add","path":"/netTrace/replicas","value":4}]`))
+	err := s.PatchConfigValues(context.Background(), ops)
+	if err == nil || !strings.Contains(err.Error(), "settings changed") {
+		t.Fatalf("error %v", err)
+	}
+	if cv := s.ConfigValues()["netTrace"]; !reflect.DeepEqual(cv, map[string]any{"mode": "safe"}) {
+		t.Errorf("config values %v: the concurrent update must win", cv)
+	}
+	if w.writes != 1 {
+		t.Errorf("writes %d", w.writes)
+	}
+}

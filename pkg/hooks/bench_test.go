@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // benchScript is the trivial hook both benchmarks run: it reads its binding
@@ -51,4 +52,41 @@ func BenchmarkExecByHand(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkHookRunOverhead alternates a hook run and exec by hand of the same
+// script in one loop, so both see the same machine load, and reports each
+// one's mean time and their ratio (hook-run/exec).
+func BenchmarkHookRunOverhead(b *testing.B) {
+	dir := newPackage(b, map[string]string{"hooks/bench": benchScript})
+	h := loadHook(b, dir, "bench")
+	r := NewRunner(RunnerOptions{})
+	in := RunInput{Binding: "onStartup", Contexts: []BindingContext{{Binding: "onStartup"}}, Values: Values{"global": map[string]any{}, "testPkg": map[string]any{"a": 1}}}
+	ctxFile := filepath.Join(b.TempDir(), "context.json")
+	if err := os.WriteFile(ctxFile, []byte(`[{"binding":"onStartup"}]`), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	var hookTime, execTime time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		res, err := r.Run(ctx, h, in)
+		if err != nil || res.Err != nil {
+			b.Fatal(err, res.Err)
+		}
+		hookTime += time.Since(start)
+
+		start = time.Now()
+		cmd := exec.Command(h.Path)
+		cmd.Dir = dir
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "BINDING_CONTEXT_PATH=" + ctxFile}
+		if err := cmd.Run(); err != nil {
+			b.Fatal(err)
+		}
+		execTime += time.Since(start)
+	}
+	b.ReportMetric(float64(hookTime.Nanoseconds())/float64(b.N), "hook-ns/run")
+	b.ReportMetric(float64(execTime.Nanoseconds())/float64(b.N), "exec-ns/run")
+	b.ReportMetric(float64(hookTime)/float64(execTime), "ratio")
 }

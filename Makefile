@@ -69,3 +69,7 @@ clean: ## remove build output (keeps the hack/bin cache)
 .PHONY: run
 run: ## start the embedded default (gadgetpm dev)
 	@echo "make run: 'gadgetpm dev' (the embedded default) is not built yet; see the status table in README.md" >&2; exit 1
+
+.PHONY: bench-hooks
+bench-hooks: envtest ## benchmark a hook run's overhead against exec by hand (docs/benchmarks.md)
+	hack/bench-hooks.sh

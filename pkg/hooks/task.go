@@ -42,6 +42,17 @@ type TaskDeps struct {
 	Patcher ObjectPatcher
 	// Metrics exports the hook's metrics and counts runs; nil skips both.
 	Metrics *Metrics
+	// Observer learns how each run ended (for GadgetPackage status.hooks);
+	// nil skips it.
+	Observer RunObserver
+}
+
+// RunObserver is told about every finished run of a hook-run task. It is
+// called from the queue's worker with no lock held and must not block long.
+type RunObserver interface {
+	// HookRan reports a finished run; err is nil after a success and after
+	// a failure the bindings allow.
+	HookRan(packageKey, hook string, finished time.Time, err error)
 }
 
 // RunTask is the queue task that runs one hook for one or more triggers.
@@ -159,6 +170,9 @@ func (t *RunTask) Execute(ctx context.Context) error {
 	res, err := t.deps.Runner.Run(ctx, h, in)
 	if err != nil {
 		t.record(binding, OutcomeFailure, res)
+		if t.deps.Observer != nil {
+			t.deps.Observer.HookRan(h.PackageKey, h.Name, time.Now(), err)
+		}
 		return err
 	}
 
@@ -188,7 +202,11 @@ func (t *RunTask) Execute(ctx context.Context) error {
 	default:
 		t.record(binding, OutcomeFailure, res)
 	}
-	return errors.Join(hookErr, patchErr)
+	err = errors.Join(hookErr, patchErr)
+	if t.deps.Observer != nil {
+		t.deps.Observer.HookRan(h.PackageKey, h.Name, time.Now(), err)
+	}
+	return err
 }
 
 func (t *RunTask) applyResults(ctx context.Context, res *RunResult) error {

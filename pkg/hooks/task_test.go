@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,12 +33,25 @@ func (p *recordingPatcher) Apply(_ context.Context, docs []byte) error {
 	return p.err
 }
 
+// runLog records what a RunObserver is told.
+type runLog struct {
+	mu   sync.Mutex
+	errs []error
+}
+
+func (l *runLog) HookRan(_, _ string, _ time.Time, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.errs = append(l.errs, err)
+}
+
 type taskFixture struct {
-	deps    TaskDeps
-	patcher *recordingPatcher
-	reg     *prometheus.Registry
-	rec     *logRecorder
-	ctx     context.Context
+	observed *runLog
+	deps     TaskDeps
+	patcher  *recordingPatcher
+	reg      *prometheus.Registry
+	rec      *logRecorder
+	ctx      context.Context
 }
 
 func newTaskFixture(t *testing.T, snaps Snapshots) *taskFixture {
@@ -48,7 +62,8 @@ func newTaskFixture(t *testing.T, snaps Snapshots) *taskFixture {
 		t.Fatal(err)
 	}
 	f := &taskFixture{patcher: &recordingPatcher{}, reg: reg, rec: &logRecorder{}}
-	f.deps = TaskDeps{Runner: NewRunner(RunnerOptions{}), Snapshots: snaps, Patcher: f.patcher, Metrics: m}
+	f.observed = &runLog{}
+	f.deps = TaskDeps{Runner: NewRunner(RunnerOptions{}), Snapshots: snaps, Patcher: f.patcher, Metrics: m, Observer: f.observed}
 	f.ctx = logr.NewContext(context.Background(), f.rec.logger())
 	return f
 }
@@ -210,6 +225,9 @@ exit 1`),
 		if n := f.runs("ns.test-pkg", "fail", "kubernetes:strict", OutcomeFailure); n != 1 {
 			t.Errorf("failures counted %v", n)
 		}
+		if len(f.observed.errs) != 1 || f.observed.errs[0] == nil {
+			t.Errorf("observer saw %v", f.observed.errs)
+		}
 	})
 
 	t.Run("allowFailure completes the task and is counted", func(t *testing.T) {
@@ -219,6 +237,9 @@ exit 1`),
 		}
 		if n := f.runs("ns.test-pkg", "fail", "kubernetes:lenient", OutcomeAllowedFailure); n != 1 {
 			t.Errorf("allowed failures counted %v", n)
+		}
+		if len(f.observed.errs) != 1 || f.observed.errs[0] != nil {
+			t.Errorf("observer saw %v, want one run without error", f.observed.errs)
 		}
 		logged := false
 		for _, e := range f.rec.all() {

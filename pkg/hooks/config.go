@@ -440,7 +440,7 @@ func kubeBinding(r rawKube) (KubernetesBinding, error) {
 		}
 		m.FieldSelector = sel
 	}
-	if ns := r.Namespace; ns != nil {
+	if ns := r.Namespace; ns != nil && (ns.NameSelector != nil || ns.LabelSelector != nil) {
 		m.Namespace = &kubeevents.NamespaceSelector{LabelSelector: ns.LabelSelector}
 		if ns.NameSelector != nil {
 			m.Namespace.MatchNames = ns.NameSelector.MatchNames

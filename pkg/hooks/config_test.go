@@ -221,3 +221,13 @@ func TestOrdered(t *testing.T) {
 		t.Errorf("schedule has no ORDER, got %v", names(got))
 	}
 }
+
+func TestParseConfigEmptyNamespaceMeansAll(t *testing.T) {
+	cfg, err := ParseConfig("h", []byte("configVersion: v1\nkubernetes:\n- {name: k, kind: Pod, namespace: {}}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ns := cfg.Kubernetes[0].Monitor.Namespace; ns != nil {
+		t.Errorf("namespace: {} must mean all namespaces (nil), got %+v", ns)
+	}
+}

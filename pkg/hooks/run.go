@@ -132,6 +132,9 @@ type RunResult struct {
 // reads back the result files. Only a failure to start (or ctx cancelled
 // while waiting) returns an error; everything else is in RunResult.
 func (r *Runner) Run(ctx context.Context, h *Hook, in RunInput) (*RunResult, error) {
+	if h == nil || h.Config == nil {
+		return nil, errors.New("run hook: the hook has no config; create hooks with Load")
+	}
 	if err := r.wait(ctx, h); err != nil {
 		return nil, fmt.Errorf("run hook %s: wait for rate limit: %w", h.Name, err)
 	}

@@ -353,3 +353,12 @@ func TestRunRateLimit(t *testing.T) {
 		t.Errorf("cancelled wait: %v", err)
 	}
 }
+
+func TestRunWithoutConfig(t *testing.T) {
+	if _, err := NewRunner(RunnerOptions{}).Run(context.Background(), &Hook{Name: "x"}, RunInput{}); err == nil || !strings.Contains(err.Error(), "no config") {
+		t.Errorf("error %v", err)
+	}
+	if err := NewRunTask(TaskDeps{}, &Hook{Name: "x"}, nil).Execute(context.Background()); err == nil {
+		t.Error("task without a loaded hook ran")
+	}
+}

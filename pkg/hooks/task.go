@@ -156,6 +156,9 @@ func (t *RunTask) bindingLabel() string {
 // so the queue retries.
 func (t *RunTask) Execute(ctx context.Context) error {
 	h := t.hook
+	if h == nil || h.Config == nil || t.deps.Runner == nil {
+		return errors.New("run hook: task without a loaded hook or a runner; create it with NewRunTask from Load's hooks")
+	}
 	binding := t.bindingLabel()
 	log := logr.FromContextOrDiscard(ctx).WithValues("package", h.PackageKey, "hook", h.Name, "binding", binding)
 

@@ -162,6 +162,11 @@ func NewValuesStore(opts ValuesStoreOptions) (*ValuesStore, error) {
 		defaults: deepCopyMap(opts.Defaults),
 		config:   deepCopyMap(opts.Settings),
 	}
+	// Refuse a package whose defaults and settings already break its
+	// schema: every hook run would fail later with a less clear error.
+	if _, err := s.effective(s.config, nil); err != nil {
+		return nil, fmt.Errorf("create values store: %w", err)
+	}
 	return s, nil
 }
 

@@ -246,3 +246,17 @@ func TestValuesStoreConfigPatchRace(t *testing.T) {
 		t.Errorf("writes %d", w.writes)
 	}
 }
+
+func TestNewValuesStoreRejectsInvalidSettings(t *testing.T) {
+	_, err := NewValuesStore(ValuesStoreOptions{Package: "net-trace", Schema: []byte(testSchema), Defaults: map[string]any{"replicas": 1.0}, Settings: map[string]any{"mode": "reckless"}})
+	if err == nil || !strings.Contains(err.Error(), "values of netTrace do not match values.schema.json") || !strings.Contains(err.Error(), "mode") {
+		t.Errorf("error %v", err)
+	}
+	_, err = NewValuesStore(ValuesStoreOptions{Package: "net-trace", Schema: []byte(`{"type": "object", "properties": {`)})
+	if err == nil || !strings.Contains(err.Error(), "create values store") {
+		t.Errorf("broken schema: %v", err)
+	}
+	if _, err := NewValuesStore(ValuesStoreOptions{}); err == nil {
+		t.Error("store without a package name")
+	}
+}

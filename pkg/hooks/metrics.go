@@ -40,6 +40,11 @@ type MetricOp struct {
 	// Group: when a run writes any metric of a group, the group's metrics
 	// from earlier runs of the hook are dropped first; expire drops them.
 	Group string `json:"group,omitempty"`
+	// Set and Add are the older spelling without action:
+	// {"name": "x", "set": 1} means action set, value 1. ParseMetrics
+	// rewrites them into Action and Value.
+	Set *float64 `json:"set,omitempty"`
+	Add *float64 `json:"add,omitempty"`
 }
 
 var (
@@ -76,6 +81,18 @@ func ParseMetrics(data []byte) ([]MetricOp, error) {
 }
 
 func (op *MetricOp) validate() error {
+	if op.Action == "" {
+		switch {
+		case op.Set != nil && op.Add != nil:
+			return fmt.Errorf("metric %s: both set and add; write one", op.Name)
+		case op.Set != nil:
+			op.Action, op.Value, op.Set = MetricSet, op.Set, nil
+		case op.Add != nil:
+			op.Action, op.Value, op.Add = MetricAdd, op.Add, nil
+		}
+	} else if op.Set != nil || op.Add != nil {
+		return fmt.Errorf("metric %s: set or add together with action; use action and value", op.Name)
+	}
 	switch op.Action {
 	case MetricExpire:
 		if op.Group == "" {

@@ -21,6 +21,8 @@ func TestParseMetricsErrors(t *testing.T) {
 		"bad buckets":     `{"name":"a","action":"observe","value":1,"buckets":[2,1]}`,
 		"unknown field":   `{"name":"a","action":"set","value":1,"help":"x"}`,
 		"label not text":  `{"name":"a","action":"set","value":1,"labels":{"x":1}}`,
+		"set and add":     `{"name":"a","set":1,"add":1}`,
+		"old and new":     `{"name":"a","action":"add","value":1,"set":1}`,
 	}
 	for name, in := range tests {
 		if _, err := ParseMetrics([]byte(in)); err == nil || !strings.Contains(err.Error(), "metrics line") {
@@ -116,5 +118,16 @@ temperature{hook="h1",package="ns.pkg"} 21
 	}
 	if _, err := reg.Gather(); err != nil {
 		t.Errorf("gather: %v", err)
+	}
+}
+
+func TestParseMetricsOlderSpelling(t *testing.T) {
+	ops, err := ParseMetrics([]byte(`{"name":"a","set":3}
+{"name":"b","add":2,"labels":{"x":"y"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ops[0].Action != MetricSet || *ops[0].Value != 3 || ops[1].Action != MetricAdd || *ops[1].Value != 2 {
+		t.Errorf("ops %+v %+v", ops[0], ops[1])
 	}
 }

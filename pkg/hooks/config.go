@@ -176,6 +176,16 @@ var knownTopLevel = map[string]bool{
 	"beforeHelm": true, "afterHelm": true, "afterDeleteHelm": true, "settings": true,
 }
 
+// unsupportedBindings are bindings other shell-operator flavours know that
+// gadget packages cannot use, with what to do instead.
+var unsupportedBindings = map[string]string{
+	"kubernetesValidating":               "gadgetpm serves no admission webhooks",
+	"kubernetesMutating":                 "gadgetpm serves no admission webhooks",
+	"kubernetesCustomResourceConversion": "gadgetpm serves no conversion webhooks",
+	"beforeAll":                          "it is a global-hook binding; package hooks use beforeHelm",
+	"afterAll":                           "it is a global-hook binding; package hooks use afterHelm",
+}
+
 // ConfigError is a problem with one field of a hook's config.
 type ConfigError struct {
 	// Hook is the hook's name (its path below hooks/).
@@ -234,6 +244,11 @@ func ParseConfig(hook string, data []byte) (*Config, error) {
 	}
 	if s, _ := v.(string); s != ConfigVersion {
 		return nil, cerr("", "configVersion", "unsupported version %v; expected \"v1\"", v)
+	}
+	for k := range top {
+		if why, ok := unsupportedBindings[k]; ok {
+			return nil, cerr("", k, "binding not supported: %s", why)
+		}
 	}
 	var unknown []string
 	for k := range top {

@@ -140,6 +140,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"no version", "onStartup: 1", []string{"field configVersion", "missing"}},
 		{"old version", "configVersion: v0\nonStartup: 1", []string{"field configVersion", "unsupported version v0"}},
 		{"unknown binding", "configVersion: v1\nonShutdown: 1", []string{"field onShutdown", "unknown binding"}},
+		{"webhook binding", "configVersion: v1\nkubernetesValidating: []", []string{"field kubernetesValidating", "not supported", "admission"}},
+		{"global binding", "configVersion: v1\nbeforeAll: 1", []string{"field beforeAll", "use beforeHelm"}},
 		{"order not number", "configVersion: v1\nonStartup: soon", []string{"binding onStartup", "ORDER"}},
 		{"bad cron", "configVersion: v1\nschedule:\n- name: s\n  crontab: '61 * * * *'", []string{`binding schedule[0] "s"`, "field crontab", "not a cron spec"}},
 		{"missing cron", "configVersion: v1\nschedule:\n- name: s", []string{"field crontab", "missing"}},

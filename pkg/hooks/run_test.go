@@ -347,6 +347,23 @@ func TestRunRateLimit(t *testing.T) {
 	if !reflect.DeepEqual(delays, want) {
 		t.Errorf("delays %v, want %v", delays, want)
 	}
+	// A removed package's limiters are dropped: the next run starts fresh.
+	r.Forget("ns.other")
+	delays = nil
+	if _, err := r.Run(context.Background(), h, RunInput{}); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(delays, []time.Duration{time.Minute}) {
+		t.Errorf("Forget of another package reset this one: %v", delays)
+	}
+	r.Forget("ns.test-pkg")
+	delays = nil
+	if _, err := r.Run(context.Background(), h, RunInput{}); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(delays, []time.Duration{0}) {
+		t.Errorf("after Forget: delays %v, want [0]", delays)
+	}
 	// A cancelled wait returns without running.
 	r.sleep = func(ctx context.Context, d time.Duration) error { return context.Canceled }
 	if _, err := r.Run(context.Background(), h, RunInput{}); !errors.Is(err, context.Canceled) {

@@ -20,6 +20,7 @@ export KUBEBUILDER_ASSETS="${KUBEBUILDER_ASSETS:-$(hack/setup-envtest.sh)}"
 out="$(go test -run '^$' -bench '^BenchmarkHookRunOverhead$' -benchtime 200x -count "$rounds" ./pkg/hooks/)"
 echo "$out"
 echo "$out" | awk '
+  BEGIN { n = 0 }  # numeric from the start: an unset n indexes arrays by ""
   /^BenchmarkHookRunOverhead/ {
     for (i = 1; i < NF; i++) {
       if ($(i + 1) == "exec-ns/run") ex[n] = $i

@@ -198,6 +198,10 @@ func (t *RunTask) Execute(ctx context.Context) error {
 	switch {
 	case hookErr == nil:
 		t.record(binding, OutcomeSuccess, res)
+	case ctx.Err() != nil:
+		// Cancelled (the package was updated or removed): not the hook's
+		// failure to tolerate, and the queue must see the cancellation.
+		t.record(binding, OutcomeFailure, res)
 	case t.allowFailure:
 		log.Error(hookErr, "hook failed; its binding allows failure, so the run counts as done")
 		t.record(binding, OutcomeAllowedFailure, res)

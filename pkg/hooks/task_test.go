@@ -259,6 +259,20 @@ exit 1`),
 		}
 	})
 
+	t.Run("cancellation is not an allowed failure", func(t *testing.T) {
+		slow := loadHook(t, newPackage(t, map[string]string{"hooks/slow": bashHook(failingHookConfig, "sleep 30")}), "slow")
+		f := newTaskFixture(t, nil)
+		ctx, cancel := context.WithTimeout(f.ctx, 200*time.Millisecond)
+		defer cancel()
+		err := NewRunTask(f.deps, slow, nil, lenient).Execute(ctx)
+		if err == nil || !strings.Contains(err.Error(), "cancelled") {
+			t.Errorf("cancelled run of an allowFailure binding returned %v", err)
+		}
+		if n := f.runs("ns.test-pkg", "slow", "kubernetes:lenient", OutcomeAllowedFailure); n != 0 {
+			t.Errorf("cancellation counted as allowed failure")
+		}
+	})
+
 	t.Run("patcher errors are reported too", func(t *testing.T) {
 		f := newTaskFixture(t, nil)
 		f.patcher.err = errors.New("operation 0 (Delete ConfigMap default/gone): forbidden")

@@ -199,6 +199,7 @@ type ConfigError struct {
 	Msg string
 }
 
+// Error implements error.
 func (e *ConfigError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "hook %s", e.Hook)

@@ -36,6 +36,8 @@ type Hook struct {
 	Dir string
 	// Config is the hook's parsed config.
 	Config *Config
+	// Timeout overrides the Runner's timeout for this hook when positive.
+	Timeout time.Duration
 }
 
 // ID is "<package key>/<hook name>", unique across packages.

@@ -41,7 +41,8 @@ var ErrTimeout = errors.New("hook timed out")
 // RunnerOptions configure a Runner. The zero value is usable.
 type RunnerOptions struct {
 	// Timeout bounds each run; the hook's whole process group is killed
-	// when it expires. Default DefaultTimeout.
+	// when it expires. Default DefaultTimeout; Hook.Timeout overrides it
+	// for one hook.
 	Timeout time.Duration
 	// TempDir is where each run's directory is created; default
 	// os.TempDir().
@@ -157,7 +158,11 @@ func (r *Runner) Run(ctx context.Context, h *Hook, in RunInput) (*RunResult, err
 	log := logr.FromContextOrDiscard(ctx).WithValues("package", h.PackageKey, "hook", h.Name, "binding", in.Binding)
 	stdout, stderr := newLineLogger(log, "stdout"), newLineLogger(log, "stderr")
 	errTail := &tailWriter{max: maxKeptStderr}
-	runCtx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
+	timeout := r.opts.Timeout
+	if h.Timeout > 0 {
+		timeout = h.Timeout
+	}
+	runCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cmd := command(runCtx, h.Path, nil, h.Dir, r.opts.Env.build(tmp, files), stdout, io.MultiWriter(stderr, errTail))
 
@@ -175,7 +180,7 @@ func (r *Runner) Run(ctx context.Context, h *Hook, in RunInput) (*RunResult, err
 	}
 	switch {
 	case runCtx.Err() == context.DeadlineExceeded && ctx.Err() == nil:
-		res.Err = fmt.Errorf("hook %s: %w after %s; its process group was killed", h.Name, ErrTimeout, r.opts.Timeout)
+		res.Err = fmt.Errorf("hook %s: %w after %s; its process group was killed", h.Name, ErrTimeout, timeout)
 	case ctx.Err() != nil:
 		res.Err = fmt.Errorf("hook %s: cancelled: %w", h.Name, ctx.Err())
 	case waitErr != nil && !errors.Is(waitErr, exec.ErrWaitDelay):

@@ -181,9 +181,10 @@ bash -c 'sleep 300 & echo $! > "$OUT/grandchild"; wait' &
 echo started
 wait`)})
 	h := loadHook(t, dir, "hang")
+	h.Timeout = time.Second // this hook's own limit; the runner's is 5m
 	rec := &logRecorder{}
 	ctx := logr.NewContext(context.Background(), rec.logger())
-	r := NewRunner(RunnerOptions{Timeout: time.Second, Env: Env{Package: map[string]string{"OUT": out}}})
+	r := NewRunner(RunnerOptions{Env: Env{Package: map[string]string{"OUT": out}}})
 	res, err := r.Run(ctx, h, RunInput{Binding: "onStartup"})
 	if err != nil {
 		t.Fatal(err)
@@ -191,7 +192,7 @@ wait`)})
 	if !errors.Is(res.Err, ErrTimeout) || res.ExitCode != -1 {
 		t.Fatalf("want a timeout, got %v (exit %d)", res.Err, res.ExitCode)
 	}
-	if !strings.Contains(res.Err.Error(), "hook hang") {
+	if !strings.Contains(res.Err.Error(), "hook hang") || !strings.Contains(res.Err.Error(), "after 1s") {
 		t.Errorf("error does not name the hook: %v", res.Err)
 	}
 	for _, f := range []string{"child", "grandchild"} {
@@ -377,5 +378,16 @@ func TestRunWithoutConfig(t *testing.T) {
 	}
 	if err := NewRunTask(TaskDeps{}, &Hook{Name: "x"}, nil).Execute(context.Background()); err == nil {
 		t.Error("task without a loaded hook ran")
+	}
+}
+
+func TestRunnerTimeoutOption(t *testing.T) {
+	h := loadHook(t, newPackage(t, map[string]string{"hooks/slow": bashHook(trivialConfig, "sleep 30")}), "slow")
+	res, err := NewRunner(RunnerOptions{Timeout: 300 * time.Millisecond}).Run(context.Background(), h, RunInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !errors.Is(res.Err, ErrTimeout) || !strings.Contains(res.Err.Error(), "after 300ms") {
+		t.Errorf("want the runner's timeout, got %v", res.Err)
 	}
 }

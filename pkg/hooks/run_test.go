@@ -391,3 +391,33 @@ func TestRunnerTimeoutOption(t *testing.T) {
 		t.Errorf("want the runner's timeout, got %v", res.Err)
 	}
 }
+
+// A long-running operator runs hooks forever: runs must not leak file
+// descriptors or run directories.
+func TestRunLeaksNothing(t *testing.T) {
+	tmp := t.TempDir()
+	h := loadHook(t, newPackage(t, map[string]string{"hooks/h": bashHook(trivialConfig, `echo out; echo err >&2; sleep 0.01 &`)}), "h")
+	r := NewRunner(RunnerOptions{TempDir: tmp})
+	countFDs := func() int {
+		entries, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(entries)
+	}
+	before := countFDs()
+	const runs = 30
+	for i := 0; i < runs; i++ {
+		if res, err := r.Run(context.Background(), h, RunInput{}); err != nil || res.Err != nil {
+			t.Fatal(err, res.Err)
+		}
+	}
+	// A few descriptors may come and go with the test's API client; a leak
+	// per run would show as at least one per run.
+	if after := countFDs(); after-before >= runs/3 {
+		t.Errorf("open file descriptors grew from %d to %d over %d runs", before, after, runs)
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Errorf("%d run directories left behind", len(left))
+	}
+}

@@ -77,3 +77,7 @@ bench-kubeevents: envtest ## benchmark the events manager beside a bare informer
 .PHONY: bench-nelm
 bench-nelm: envtest ## benchmark pkg/nelm install+uninstall against bare Helm SDK calls
 	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" $(GO) test -run '^$$' -bench BenchmarkInstallUninstall -benchtime 20x -count 3 ./pkg/nelm/
+
+.PHONY: bench-hooks
+bench-hooks: envtest ## benchmark a hook run's overhead against exec by hand (docs/benchmarks.md)
+	hack/bench-hooks.sh

@@ -70,6 +70,18 @@ clean: ## remove build output (keeps the hack/bin cache)
 run: ## start the embedded default (gadgetpm dev)
 	@echo "make run: 'gadgetpm dev' (the embedded default) is not built yet; see the status table in README.md" >&2; exit 1
 
+.PHONY: bench-kubeevents
+bench-kubeevents: envtest ## benchmark the events manager beside a bare informer (docs/benchmarks.md)
+	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" $(GO) test -run '^$$' -bench MonitorVsInformer -benchtime 3x ./kubeevents/
+
+.PHONY: bench-nelm
+bench-nelm: envtest ## benchmark pkg/nelm install+uninstall against bare Helm SDK calls
+	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" $(GO) test -run '^$$' -bench BenchmarkInstallUninstall -benchtime 20x -count 3 ./pkg/nelm/
+
+.PHONY: bench-hooks
+bench-hooks: envtest ## benchmark a hook run's overhead against exec by hand (docs/benchmarks.md)
+	hack/bench-hooks.sh
+
 .PHONY: bench-queues
 bench-queues: ## queue throughput and latency against buffered channels (docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench . -benchtime 200000x -count 3 ./queue/

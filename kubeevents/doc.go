@@ -1,6 +1,25 @@
 // Package kubeevents watches Kubernetes for hooks' kubernetes bindings: one
-// dynamic informer per binding with selectors and a jqFilter, snapshots,
-// Synchronization and Event delivery on a channel, and pause/resume.
+// monitor per binding, built from dynamic informers with label, field, name
+// and namespace selectors and a jqFilter; snapshots; Synchronization and
+// Event delivery on a channel; and pause/resume.
 //
 // It does not run hooks; it only reports what changed.
+//
+// Guarantees:
+//
+//   - A started monitor sends one Synchronization event (when its Config
+//     asks for it) holding every matching object, after its initial list
+//     and before any Event. Changes that happen during the list are folded
+//     into the Synchronization, not sent as Events.
+//   - Events of one monitor leave in the order its snapshot changed; all
+//     monitors share one channel (Manager.Events).
+//   - A Modified event is sent only when the object's jqFilter result (or,
+//     without a filter, its resourceVersion) changed.
+//   - Nothing is dropped: while delivery is paused or nobody reads, events
+//     wait in memory, in order.
+//   - A kind whose apiVersion names a group version that is not served yet
+//     (a CRD created later) is waited for, with backoff and a log line per
+//     attempt; any other unknown kind is an error from AddMonitor.
+//   - The Manager owns every goroutine it starts; Stop and StopMonitor wait
+//     for them. No lock is held while calling into other packages.
 package kubeevents

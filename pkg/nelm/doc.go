@@ -3,5 +3,29 @@
 // client-only rendering, and a drift monitor that reports rendered objects
 // that went missing.
 //
-// It does not decide when a release changes; the package manager does.
+// A package's release is named after the GadgetPackage, lives in its
+// namespace, and is stored by Helm's Secret driver there. Every operation
+// gets a fresh action.Configuration over one shared discovery cache and REST
+// mapper, with the Service's own QPS and burst. Files under the chart's
+// gadget/ folder are stripped before install so release Secrets stay small.
+//
+// Service.Upgrade installs or upgrades and waits for readiness; it makes no
+// revision when the release is deployed, its LabelChecksum and values match
+// and no object is missing; it unlocks a release left pending by a crash;
+// it refuses a release of the same name that gadgetpm did not make
+// (ErrNotOwned) unless the GadgetPackage carries AdoptAnnotation. Delete
+// uninstalls and waits for the objects to go. Render renders without a
+// cluster for lint and `gadgetpm package render`.
+//
+// Each successful Upgrade starts the package's drift monitor, which checks
+// at Options.MonitorInterval (plus jitter) that every object of the deployed
+// revision exists and sends a Drift on Service.Drifts when one is missing.
+// Pause and Resume (counted) silence it while hooks and upgrades run;
+// StopMonitors stops all monitors and waits for them.
+//
+// Progress and errors are recorded as Events on the GadgetPackage through
+// Options.Recorder.
+//
+// It does not decide when a release changes, merge values or run hooks; the
+// package manager does. It never deletes a release it did not make.
 package nelm

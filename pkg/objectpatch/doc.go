@@ -3,4 +3,10 @@
 // and its variants, MergePatch, JSONPatch, JQPatch) through a dynamic client.
 //
 // It knows nothing of hooks or packages: it takes documents and applies them.
+//
+// ParseOperations validates a file without touching the cluster. Patcher
+// applies one: every operation is attempted, in order, even after a failure,
+// and the returned error names each failed operation by index, type, kind
+// and namespace/name, with the API server's message. A file that does not
+// parse is rejected whole, so a half-written file changes nothing.
 package objectpatch

@@ -1,0 +1,124 @@
+package nelm_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	helmchart "helm.sh/helm/v3/pkg/chart"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/record"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/gadgetpm/gadgetpm/internal/testenv"
+	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
+	"github.com/gadgetpm/gadgetpm/pkg/nelm"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) { testenv.Main(m, &env) }
+
+// newService returns a Service recording Events to the API server; its
+// monitors and event broadcaster stop when the test ends.
+func newService(t testing.TB, opts nelm.Options) *nelm.Service {
+	t.Helper()
+	cs, err := kubernetes.NewForConfig(env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := record.NewBroadcaster()
+	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: cs.CoreV1().Events("")})
+	if opts.Recorder == nil {
+		opts.Recorder = b.NewRecorder(env.Scheme, corev1.EventSource{Component: "gadgetpm"})
+	}
+	s, err := nelm.New(env.Config, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		s.StopMonitors()
+		b.Shutdown()
+	})
+	return s
+}
+
+// newPackage creates a GadgetPackage in ns and describes it.
+func newPackage(t testing.TB, ns, name string) nelm.Package {
+	t.Helper()
+	gp := &v1alpha1.GadgetPackage{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:       v1alpha1.GadgetPackageSpec{Repository: "test", Package: name},
+	}
+	if err := env.Client.Create(context.Background(), gp); err != nil {
+		t.Fatalf("create GadgetPackage %s/%s: %v", ns, name, err)
+	}
+	return nelm.PackageFor(gp)
+}
+
+// chartOf builds a chart in memory; templates map file names below
+// templates/ to their text.
+func chartOf(name, version string, templates map[string]string) *helmchart.Chart {
+	ch := &helmchart.Chart{Metadata: &helmchart.Metadata{APIVersion: "v2", Name: name, Version: version}}
+	for file, text := range templates {
+		ch.Templates = append(ch.Templates, &helmchart.File{Name: "templates/" + file, Data: []byte(text)})
+	}
+	return ch
+}
+
+// configMaps is a template with n ConfigMaps whose data key "value" is
+// .Values.value.
+func configMaps(n int) string {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-%d\ndata:\n  value: {{ .Values.value | default \"none\" | quote }}\n", i)
+	}
+	return b.String()
+}
+
+func ctxFor(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// waitForEvent waits until an Event with reason on the package's object
+// exists and returns its message.
+func waitForEvent(t *testing.T, pkg nelm.Package, reason string) string {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var list corev1.EventList
+		if err := env.Client.List(context.Background(), &list, client.InNamespace(pkg.Namespace)); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range list.Items {
+			if e.InvolvedObject.Name == pkg.Name && e.InvolvedObject.Kind == "GadgetPackage" && e.Reason == reason {
+				return e.Message
+			}
+		}
+		if time.Now().After(deadline) {
+			var seen []string
+			for _, e := range list.Items {
+				seen = append(seen, e.Reason+": "+e.Message)
+			}
+			t.Fatalf("no Event %s on GadgetPackage %s; saw %q", reason, pkg, seen)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func getConfigMap(t *testing.T, ns, name string) (*corev1.ConfigMap, bool) {
+	t.Helper()
+	var cm corev1.ConfigMap
+	err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &cm)
+	if client.IgnoreNotFound(err) != nil {
+		t.Fatal(err)
+	}
+	return &cm, err == nil
+}

@@ -1,0 +1,282 @@
+package nelm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/record"
+
+	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
+)
+
+// Labels gadgetpm puts on the releases it makes (Helm stores them on the
+// release Secret).
+const (
+	// LabelManagedBy marks a release made by gadgetpm; its value is
+	// ManagedByValue. A release without it belongs to someone else and is
+	// never taken over unless the package opts in with AdoptAnnotation.
+	LabelManagedBy = "gadgetpm.io/managed-by"
+	// ManagedByValue is the value of LabelManagedBy.
+	ManagedByValue = "gadgetpm"
+	// LabelChecksum holds the checksum of the chart, values and rendered
+	// manifest a revision was made from (see Rendered.Checksum).
+	LabelChecksum = "gadgetpm.io/checksum"
+)
+
+// AdoptAnnotation on a GadgetPackage, set to "true", lets gadgetpm take over
+// a Helm release of the package's name that it did not make.
+const AdoptAnnotation = "gadgetpm.io/adopt-release"
+
+// Event reasons on the GadgetPackage.
+const (
+	ReasonInstalling   = "HelmInstalling"
+	ReasonInstalled    = "HelmInstalled"
+	ReasonUpgrading    = "HelmUpgrading"
+	ReasonUpgraded     = "HelmUpgraded"
+	ReasonUpToDate     = "HelmUpToDate"
+	ReasonUnlocked     = "HelmUnlocked"
+	ReasonFailed       = "HelmFailed"
+	ReasonWaiting      = "HelmWaiting"
+	ReasonNotReady     = "HelmNotReady"
+	ReasonRefused      = "HelmReleaseNotOwned"
+	ReasonUninstalling = "HelmUninstalling"
+	ReasonUninstalled  = "HelmUninstalled"
+	ReasonDrift        = "HelmDrift"
+)
+
+// Errors matched with errors.Is.
+var (
+	// ErrNotOwned: a release of the package's name exists and was not made
+	// by gadgetpm.
+	ErrNotOwned = errors.New("release not made by gadgetpm")
+	// ErrNamespaceNotFound: the package's namespace does not exist.
+	ErrNamespaceNotFound = errors.New("namespace not found")
+	// ErrNotReady: the release was applied but an object did not become
+	// ready within the timeout.
+	ErrNotReady = errors.New("not ready")
+	// ErrInvalidPackage: the Package value is unusable (empty namespace,
+	// a name Helm rejects as a release name).
+	ErrInvalidPackage = errors.New("invalid package")
+	// ErrInvalidChart: the chart is missing or malformed.
+	ErrInvalidChart = errors.New("invalid chart")
+)
+
+// Package is what the service needs to know about a GadgetPackage.
+type Package struct {
+	// Namespace of the GadgetPackage; the release and its storage live here.
+	Namespace string
+	// Name of the GadgetPackage; it is also the release name.
+	Name string
+	// Object is the GadgetPackage that Events are recorded on; nil records
+	// none.
+	Object *corev1.ObjectReference
+	// AdoptRelease allows taking over a release of this name that gadgetpm
+	// did not make.
+	AdoptRelease bool
+}
+
+// PackageFor describes gp, reading AdoptAnnotation.
+func PackageFor(gp *v1alpha1.GadgetPackage) Package {
+	return Package{
+		Namespace: gp.Namespace,
+		Name:      gp.Name,
+		Object: &corev1.ObjectReference{
+			APIVersion:      v1alpha1.GroupVersion.String(),
+			Kind:            "GadgetPackage",
+			Namespace:       gp.Namespace,
+			Name:            gp.Name,
+			UID:             gp.UID,
+			ResourceVersion: gp.ResourceVersion,
+		},
+		AdoptRelease: gp.Annotations[AdoptAnnotation] == "true",
+	}
+}
+
+// Key is "<namespace>.<name>", the package's key everywhere in gadgetpm.
+func (p Package) Key() string { return p.Namespace + "." + p.Name }
+
+// String names the package for messages.
+func (p Package) String() string { return p.Namespace + "/" + p.Name }
+
+// Options configure a Service. The zero value of every field means its
+// default.
+type Options struct {
+	// QPS and Burst of the service's own client. Defaults 20 and 40.
+	QPS   float32
+	Burst int
+	// MaxHistory is how many revisions a release keeps. Default 5.
+	MaxHistory int
+	// Timeout bounds the wait for a release's objects to become ready and
+	// to go away on delete. Default 5m.
+	Timeout time.Duration
+	// MonitorInterval is how often the drift monitor checks a release.
+	// Default 4m.
+	MonitorInterval time.Duration
+	// MonitorJitter is the largest random fraction (at most 1) of
+	// MonitorInterval added to each wait, so monitors of many releases
+	// spread out. Default 0.1; negative means none.
+	MonitorJitter float64
+	// Recorder records progress and errors as Events on the GadgetPackage.
+	// Default: no Events.
+	Recorder record.EventRecorder
+	// Logger receives Helm's debug output at V(1). Default: discarded.
+	Logger logr.Logger
+	// DriftBuffer is the capacity of the Drifts channel. Default 64.
+	DriftBuffer int
+}
+
+// validate rejects settings that have no meaning.
+func (o *Options) validate() error {
+	switch {
+	case o.QPS < 0:
+		return fmt.Errorf("Options.QPS is %v; want a positive rate or 0 for the default", o.QPS)
+	case o.Burst < 0:
+		return fmt.Errorf("Options.Burst is %d; want a positive count or 0 for the default", o.Burst)
+	case o.MaxHistory < 0:
+		return fmt.Errorf("Options.MaxHistory is %d; want a positive count or 0 for the default", o.MaxHistory)
+	case o.Timeout < 0:
+		return fmt.Errorf("Options.Timeout is %v; want a positive duration or 0 for the default", o.Timeout)
+	case o.MonitorInterval < 0:
+		return fmt.Errorf("Options.MonitorInterval is %v; want a positive duration or 0 for the default", o.MonitorInterval)
+	case o.MonitorJitter > 1:
+		return fmt.Errorf("Options.MonitorJitter is %v; want at most 1 (a fraction of the interval)", o.MonitorJitter)
+	case o.DriftBuffer < 0:
+		return fmt.Errorf("Options.DriftBuffer is %d; want a positive capacity or 0 for the default", o.DriftBuffer)
+	}
+	return nil
+}
+
+func (o *Options) setDefaults() {
+	if o.QPS == 0 {
+		o.QPS = 20
+	}
+	if o.Burst == 0 {
+		o.Burst = 40
+	}
+	if o.MaxHistory == 0 {
+		o.MaxHistory = 5
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 5 * time.Minute
+	}
+	if o.MonitorInterval == 0 {
+		o.MonitorInterval = 4 * time.Minute
+	}
+	if o.MonitorJitter == 0 {
+		o.MonitorJitter = 0.1
+	}
+	if o.MonitorJitter < 0 {
+		o.MonitorJitter = 0
+	}
+	if o.Logger.GetSink() == nil {
+		o.Logger = logr.Discard()
+	}
+	if o.DriftBuffer == 0 {
+		o.DriftBuffer = 64
+	}
+}
+
+// Service manages the Helm releases of gadget packages and watches them for
+// drift. It is safe for concurrent use; operations on one package are
+// serialized, operations on different packages run in parallel.
+type Service struct {
+	opts      Options
+	access    *clusterAccess
+	clientset kubernetes.Interface
+	drifts    chan Drift
+
+	locks keyedLock
+
+	mu sync.Mutex
+	// monitors holds the running monitor of each package key; guarded by mu.
+	monitors map[string]*monitor
+	// paused counts Pause calls not yet matched by Resume, per package key;
+	// guarded by mu.
+	paused map[string]int
+	// pauseEpoch counts every Pause per package key, so a check can tell
+	// that an operation ran while it looked; guarded by mu.
+	pauseEpoch map[string]uint64
+	// stopped is set by StopMonitors; no monitor starts after it. Guarded by mu.
+	stopped bool
+	wg      sync.WaitGroup
+}
+
+// New returns a Service that reaches the cluster through cfg with its own
+// QPS and burst. It starts nothing.
+func New(cfg *rest.Config, opts Options) (*Service, error) {
+	if cfg == nil {
+		return nil, errors.New("create release service: nil rest.Config")
+	}
+	if err := opts.validate(); err != nil {
+		return nil, fmt.Errorf("create release service: %w", err)
+	}
+	opts.setDefaults()
+	access, err := newClusterAccess(cfg, opts.QPS, opts.Burst)
+	if err != nil {
+		return nil, fmt.Errorf("create release service: %w", err)
+	}
+	cs, err := kubernetes.NewForConfig(access.config)
+	if err != nil {
+		return nil, fmt.Errorf("create release service: %w", err)
+	}
+	return &Service{
+		opts:       opts,
+		access:     access,
+		clientset:  cs,
+		drifts:     make(chan Drift, opts.DriftBuffer),
+		locks:      keyedLock{held: map[string]chan struct{}{}},
+		monitors:   map[string]*monitor{},
+		paused:     map[string]int{},
+		pauseEpoch: map[string]uint64{},
+	}, nil
+}
+
+// event records an Event on the package's object, if it has one.
+func (s *Service) event(pkg Package, warning bool, reason, format string, args ...any) {
+	if pkg.Object == nil || s.opts.Recorder == nil {
+		return
+	}
+	typ := corev1.EventTypeNormal
+	if warning {
+		typ = corev1.EventTypeWarning
+	}
+	s.opts.Recorder.Eventf(pkg.Object, typ, reason, format, args...)
+}
+
+// keyedLock serializes work per key.
+type keyedLock struct {
+	mu   sync.Mutex
+	held map[string]chan struct{} // closed when the holder unlocks; guarded by mu
+}
+
+// lock waits for key to be free or ctx to end; the returned func unlocks.
+func (l *keyedLock) lock(ctx context.Context, key string) (func(), error) {
+	for {
+		l.mu.Lock()
+		ch, busy := l.held[key]
+		if !busy {
+			mine := make(chan struct{})
+			l.held[key] = mine
+			l.mu.Unlock()
+			return func() {
+				l.mu.Lock()
+				delete(l.held, key)
+				l.mu.Unlock()
+				close(mine)
+			}, nil
+		}
+		l.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("wait for another operation on %s: %w", key, ctx.Err())
+		}
+	}
+}

@@ -78,6 +78,14 @@ bench-kubeevents: envtest ## benchmark the events manager beside a bare informer
 bench-nelm: envtest ## benchmark pkg/nelm install+uninstall against bare Helm SDK calls
 	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" $(GO) test -run '^$$' -bench BenchmarkInstallUninstall -benchtime 20x -count 3 ./pkg/nelm/
 
+.PHONY: bench-hooks
+bench-hooks: envtest ## benchmark a hook run's overhead against exec by hand (docs/benchmarks.md)
+	hack/bench-hooks.sh
+
+.PHONY: bench-queues
+bench-queues: ## queue throughput and latency against buffered channels (docs/benchmarks.md)
+	$(GO) test -run '^$$' -bench . -benchtime 200000x -count 3 ./queue/
+
 .PHONY: packages-bpf
 packages-bpf: ## rebuild the eBPF test objects of packages/ (packages/testdata/bpf)
 	hack/packages-bpf.sh

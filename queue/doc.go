@@ -2,6 +2,30 @@
 // retries under capped exponential backoff, uniqueness, compaction of
 // mergeable tasks, cancellation scopes, metrics and a YAML dump.
 //
+// Guarantees of a Service:
+//
+//   - A queue is created by the first Enqueue that names it and runs its
+//     tasks one at a time, in the order they were enqueued.
+//   - A failed task stays at the head of its queue and is retried after
+//     BackoffBase, doubling up to BackoffCap, shortened by up to Jitter.
+//     After its attempt limit, or at once for an error wrapped by Terminal,
+//     it moves to the queue's failed list, a Failed event is sent and the
+//     queue moves on. Queues never wait for each other.
+//   - Unique skips a task whose name is already pending; its OnDone then
+//     rides on the pending twin.
+//   - Consecutive pending tasks with the same MergeKey (and the same scope
+//     and attempt limit) are merged into one when the first is about to
+//     start; the merged task ends in one event under its own name.
+//   - A task whose scope ends is dropped, or its running attempt's context
+//     cancelled, and reported Cancelled; its OnDone is not called.
+//   - Every other task ends in exactly one Event: Succeeded, Failed or
+//     Cancelled.
+//   - Remove and Stop drop pending tasks (reported Cancelled), let the
+//     running one finish until their ctx ends, then cancel it, and wait for
+//     the worker. Stop is safe to call twice.
+//   - No callback — task methods, OnDone, metrics — runs under a lock.
+//
 // It knows nothing of packages or hooks: tasks are opaque behind the Task
-// interface.
+// interface. PackageQueueName is the one function that names package
+// queues.
 package queue

@@ -87,11 +87,11 @@ func (s *Service) Dump() Dump {
 func (q *queue) dump() QueueDump {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	qd := QueueDump{Name: q.name, Length: len(q.pending)}
+	qd := QueueDump{Name: q.name, Length: q.pending.len()}
 	if it := q.running; it != nil {
 		qd.Running = &RunningTask{Name: it.name, Since: q.runningSince, Attempt: it.attempts}
 	}
-	for _, it := range q.pending {
+	for _, it := range q.pending.items() {
 		p := PendingTask{Name: it.name, EnqueuedAt: it.enqueuedAt, Attempts: it.attempts}
 		if !it.nextRetry.IsZero() {
 			t := it.nextRetry

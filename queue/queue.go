@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -59,7 +60,7 @@ type queue struct {
 	// waiting for its retry is pending[0]. idle is set by the worker just
 	// before it waits for wake. Once closing is set, pending stays empty
 	// and no task starts.
-	pending      []*item
+	pending      fifo
 	running      *item
 	runningSince time.Time
 	cancelWorker context.CancelCauseFunc // hard stop: cancels the running attempt
@@ -89,7 +90,7 @@ func (q *queue) add(it *item, unique bool) bool {
 		return false
 	}
 	if unique {
-		for _, p := range q.pending {
+		for _, p := range q.pending.items() {
 			if p.name == it.name && !p.cancelled() {
 				p.onDone = chain(p.onDone, it.onDone)
 				q.mu.Unlock()
@@ -97,8 +98,8 @@ func (q *queue) add(it *item, unique bool) bool {
 			}
 		}
 	}
-	q.pending = append(q.pending, it)
-	q.length.Store(int64(len(q.pending)))
+	q.pending.push(it)
+	q.length.Store(int64(q.pending.len()))
 	wake := q.idle
 	q.idle = false
 	q.mu.Unlock()
@@ -135,8 +136,7 @@ func (q *queue) close(cause error) []Event {
 	q.closing = true
 	q.closeCause = cause
 	close(q.quit)
-	dropped := q.pending
-	q.pending = nil
+	dropped := q.pending.takeAll()
 	q.length.Store(0)
 	q.mu.Unlock()
 
@@ -210,13 +210,24 @@ func (s *Service) work(q *queue) {
 // mergeable ones, and reports false once the queue is closing. last, when
 // set, is a recent time to use instead of reading the clock.
 func (s *Service) next(q *queue, last time.Time) (*item, time.Time, bool) {
+	yielded := false
 	for {
 		q.mu.Lock()
 		if q.closing {
 			q.mu.Unlock()
 			return nil, time.Time{}, false
 		}
-		if len(q.pending) == 0 {
+		if q.pending.len() == 0 {
+			if !yielded {
+				// Let a producer on this P enqueue before paying for a
+				// park and a wake-up.
+				q.mu.Unlock()
+				runtime.Gosched()
+				yielded = true
+				last = time.Time{}
+				continue
+			}
+			yielded = false
 			q.idle = true
 			q.mu.Unlock()
 			select {
@@ -226,7 +237,7 @@ func (s *Service) next(q *queue, last time.Time) (*item, time.Time, bool) {
 			last = time.Time{}
 			continue
 		}
-		it := q.pending[0]
+		it := q.pending.front()
 		if it.cancelled() {
 			q.popHead()
 			q.mu.Unlock()
@@ -273,9 +284,8 @@ func (s *Service) next(q *queue, last time.Time) (*item, time.Time, bool) {
 
 // popHead removes pending[0]; q.mu must be held.
 func (q *queue) popHead() {
-	q.pending[0] = nil
-	q.pending = q.pending[1:]
-	q.length.Store(int64(len(q.pending)))
+	q.pending.pop()
+	q.length.Store(int64(q.pending.len()))
 }
 
 // compact merges the pending tasks right behind head that share its merge
@@ -284,7 +294,7 @@ func (q *queue) popHead() {
 // whether the caller must look at the queue again.
 func (s *Service) compact(q *queue, head *item) bool {
 	var run []*item
-	for _, p := range q.pending[1:] {
+	for _, p := range q.pending.items()[1:] {
 		if p.mergeKey != head.mergeKey || p.scope != head.scope || p.maxAttempts != head.maxAttempts {
 			break
 		}
@@ -313,7 +323,7 @@ func (s *Service) compact(q *queue, head *item) bool {
 	for _, p := range run {
 		onDone = chain(onDone, p.onDone)
 	}
-	q.pending[0] = &item{
+	q.pending.replaceFront(&item{
 		task:        merged,
 		name:        name,
 		mergeKey:    head.mergeKey,
@@ -322,12 +332,8 @@ func (s *Service) compact(q *queue, head *item) bool {
 		maxAttempts: head.maxAttempts,
 		enqueuedAt:  head.enqueuedAt,
 		mergeTried:  true,
-	}
-	rest := q.pending[1+len(run):]
-	n := copy(q.pending[1:], rest)
-	clear(q.pending[1+n:])
-	q.pending = q.pending[:1+n]
-	q.length.Store(int64(len(q.pending)))
+	}, len(run))
+	q.length.Store(int64(q.pending.len()))
 	return true
 }
 
@@ -398,10 +404,8 @@ func (s *Service) run(workerCtx context.Context, q *queue, it *item, start time.
 	default:
 		it.lastErr = errText
 		it.nextRetry = end.Add(s.opts.backoff(it.attempts))
-		q.pending = append(q.pending, nil)
-		copy(q.pending[1:], q.pending)
-		q.pending[0] = it
-		q.length.Store(int64(len(q.pending)))
+		q.pending.pushFront(it)
+		q.length.Store(int64(q.pending.len()))
 		q.mu.Unlock()
 		q.reportLength()
 		return end

@@ -114,10 +114,16 @@ func (s *Service) Enqueue(queueName string, t Task, opts ...EnqueueOption) error
 		return fmt.Errorf("enqueue task %q: %w", name, ErrEmptyQueueName)
 	}
 	var eo enqueueOptions
-	for _, o := range opts {
-		if o != nil {
-			o(&eo)
+	if len(opts) > 0 {
+		// Options write through a pointer, which escapes; only pay for
+		// that when there are options.
+		p := new(enqueueOptions)
+		for _, o := range opts {
+			if o != nil {
+				o(p)
+			}
 		}
+		eo = *p
 	}
 	maxAttempts := s.opts.MaxAttempts
 	if eo.maxAttemptsSet {
@@ -202,7 +208,8 @@ func (s *Service) queueFor(name string) (*queue, error) {
 // Cancelled with ErrRemoved, its running task may finish until ctx ends and
 // is then cancelled, and Remove returns when the worker has exited. Tasks
 // enqueued under the same name afterwards go to a new queue. Removing a
-// queue that does not exist does nothing.
+// queue that does not exist does nothing. A task must not Remove its own
+// queue: Remove would wait for the task that called it.
 func (s *Service) Remove(ctx context.Context, queueName string) error {
 	s.mu.Lock()
 	q := s.queues[queueName]

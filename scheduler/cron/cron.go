@@ -171,7 +171,8 @@ func (m *Manager) Remove(owner, name string) {
 }
 
 // RemoveOwner removes every entry of owner; runs in progress still have to
-// be marked Done.
+// be marked Done. A trigger already being handed over when RemoveOwner is
+// called may still arrive.
 func (m *Manager) RemoveOwner(owner string) {
 	m.mu.Lock()
 	for k := range m.entries {

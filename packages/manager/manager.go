@@ -16,6 +16,7 @@ import (
 	"github.com/gadgetpm/gadgetpm/packages/loader"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/queue"
+	"github.com/gadgetpm/gadgetpm/scheduler"
 )
 
 // Fetcher gets a package onto disk and loads it; *fetch.Fetcher is one.
@@ -46,6 +47,14 @@ type HookRunner interface {
 	RunBinding(ctx context.Context, key string, hook loader.Hook, binding string, values map[string]any) error
 }
 
+// Scheduler is told which packages are loaded and running, for
+// enablement across the cluster; *scheduler.Scheduler is one.
+type Scheduler interface {
+	AddPackage(p scheduler.Package) error
+	SetState(key string, running bool, version string) error
+	RemovePackage(key string)
+}
+
 // Options configure a Manager.
 type Options struct {
 	// Fetcher is required.
@@ -54,6 +63,10 @@ type Options struct {
 	Releaser Releaser
 	// Hooks runs hooks; nil runs none.
 	Hooks HookRunner
+	// Scheduler, when set, gets every loaded package (Load), its running
+	// state (Run, Disable) and its removal (Uninstall). Calls are made
+	// with no lock held.
+	Scheduler Scheduler
 }
 
 // State is one package's state; the controller maps it to status.

@@ -22,6 +22,7 @@ import (
 	"github.com/gadgetpm/gadgetpm/packages/store"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/queue"
+	"github.com/gadgetpm/gadgetpm/scheduler"
 )
 
 var ctx = context.Background()
@@ -80,6 +81,12 @@ echo '{"configVersion":"v1","onStartup":1,"beforeHelm":1,"afterHelm":1,"afterDel
 
 func setup(t *testing.T, sources ...packagetest.Source) (*manager.Manager, *journal) {
 	t.Helper()
+	return setupWith(t, nil, sources...)
+}
+
+// setupWith is setup with a chance to change the manager's options.
+func setupWith(t *testing.T, change func(*manager.Options), sources ...packagetest.Source) (*manager.Manager, *journal) {
+	t.Helper()
 	out := packagetest.Repo(t, t.TempDir(), sources...)
 	scheme := runtime.NewScheme()
 	if err := v1alpha1.AddToScheme(scheme); err != nil {
@@ -97,7 +104,11 @@ func setup(t *testing.T, sources ...packagetest.Source) (*manager.Manager, *jour
 		t.Fatal(err)
 	}
 	j := &journal{}
-	m, err := manager.New(manager.Options{Fetcher: f, Releaser: j, Hooks: j})
+	opts := manager.Options{Fetcher: f, Releaser: j, Hooks: j}
+	if change != nil {
+		change(&opts)
+	}
+	m, err := manager.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,5 +326,40 @@ func TestStaleTasksDoNothingAndFailuresKeepState(t *testing.T) {
 	}
 	if st, _ := m.State("ns.exec"); st.Phase != v1alpha1.PhaseRunning {
 		t.Errorf("phase after retry = %s", st.Phase)
+	}
+}
+
+func TestSchedulerSeesLoadedAndRunningPackages(t *testing.T) {
+	sch := scheduler.New(scheduler.Options{})
+	t.Cleanup(func() { _ = sch.Stop(context.Background()) })
+	go func() {
+		for range sch.Events() { // keep the event channel drained
+		}
+	}()
+	sch.Resume()
+	m2, _ := setupWith(t, func(o *manager.Options) { o.Scheduler = sch },
+		packagetest.Source{Name: "base", Version: "1.2.0"}, packagetest.Source{Name: "app", Requires: "base ^1"})
+	if err := runAll(t, m2.Plan(gp("app", "app", ""))); err != nil {
+		t.Fatal(err)
+	}
+	st, ok := sch.Status("ns.app")
+	if !ok || st.Enabled || !strings.Contains(st.Reason, "base") {
+		t.Fatalf("scheduler status of app without base = %+v, %v", st, ok)
+	}
+	if err := runAll(t, m2.Plan(gp("base", "base", ""))); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := sch.Status("ns.app"); !st.Enabled {
+		t.Errorf("scheduler status of app once base runs = %+v", st)
+	}
+	tasks, err := m2.PlanRemove("ns.app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := runAll(t, tasks); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := sch.Status("ns.app"); ok {
+		t.Error("the scheduler still knows a removed package")
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/gadgetpm/gadgetpm/packages/loader"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/queue"
+	"github.com/gadgetpm/gadgetpm/scheduler"
 )
 
 type kind string
@@ -95,6 +96,9 @@ func (t *task) Execute(ctx context.Context) error {
 			}
 			e.state.Enabled, e.state.Reason = false, "spec.enabled is false"
 		})
+		if sch := t.m.opts.Scheduler; sch != nil && s.pkg != nil {
+			_ = sch.SetState(t.key, false, "") // unknown to it when never loaded
+		}
 		return nil
 	case kindUninstall:
 		return t.uninstall(ctx, s)
@@ -161,6 +165,16 @@ func (t *task) load(ctx context.Context, s snapshot) error {
 		}
 		st.Enabled, st.Reason = t.m.enablement(e)
 	})
+	if sch := t.m.opts.Scheduler; sch != nil {
+		sp := scheduler.Package{Key: t.key, Name: p.Name, Version: p.Version, Enabled: s.gp.Spec.IsEnabled(),
+			KubeVersion: p.Requirements.KubeVersion, Order: p.Requirements.Order}
+		for _, r := range p.Requirements.Requires {
+			sp.Requires = append(sp.Requires, scheduler.Requirement{Name: r.Name, Constraint: r.Constraint})
+		}
+		if err := sch.AddPackage(sp); err != nil {
+			return queue.Terminal(fmt.Errorf("register %s with the scheduler: %w", t.key, err))
+		}
+	}
 	return nil
 }
 
@@ -247,6 +261,11 @@ func (t *task) run(ctx context.Context, s snapshot) error {
 		e.state.Phase = v1alpha1.PhaseRunning
 		e.state.HelmRevision = rev
 	})
+	if sch := t.m.opts.Scheduler; sch != nil {
+		if err := sch.SetState(t.key, true, s.pkg.Version); err != nil {
+			return fmt.Errorf("tell the scheduler %s runs: %w", t.key, err)
+		}
+	}
 	return nil
 }
 
@@ -260,9 +279,12 @@ func (t *task) uninstall(ctx context.Context, s snapshot) error {
 		return err
 	}
 	t.m.mu.Lock()
-	defer t.m.mu.Unlock()
 	if e, ok := t.m.pkgs[t.key]; ok && e.gen == t.gen {
 		delete(t.m.pkgs, t.key)
+	}
+	t.m.mu.Unlock()
+	if sch := t.m.opts.Scheduler; sch != nil {
+		sch.RemovePackage(t.key)
 	}
 	return nil
 }

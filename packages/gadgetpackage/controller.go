@@ -65,7 +65,14 @@ type Options struct {
 	Recorder EventRecorder
 	// MaxAttempts per task. Default DefaultMaxAttempts.
 	MaxAttempts int
+	// RemoveGrace is how long a task still running in a removed package's
+	// queues may take before it is cancelled. Default DefaultRemoveGrace.
+	RemoveGrace time.Duration
 }
+
+// DefaultRemoveGrace bounds the wait for running tasks when a package's
+// queues are removed.
+const DefaultRemoveGrace = 30 * time.Second
 
 // pkgRun is the controller's bookkeeping of one package; guarded by
 // Reconciler.mu.
@@ -95,6 +102,9 @@ func New(opts Options) (*Reconciler, error) {
 	}
 	if opts.MaxAttempts <= 0 {
 		opts.MaxAttempts = DefaultMaxAttempts
+	}
+	if opts.RemoveGrace <= 0 {
+		opts.RemoveGrace = DefaultRemoveGrace
 	}
 	return &Reconciler{opts: opts, trigger: make(chan event.GenericEvent, 1024), runs: map[string]*pkgRun{}}, nil
 }
@@ -275,8 +285,12 @@ func (r *Reconciler) remove(ctx context.Context, gp *v1alpha1.GadgetPackage, key
 	r.mu.Lock()
 	custom := append([]string(nil), run.queues...)
 	r.mu.Unlock()
+	graceCtx, cancel := context.WithTimeout(ctx, r.opts.RemoveGrace)
+	defer cancel()
 	for _, q := range append(custom, "") {
-		if err := r.opts.Queue.Remove(ctx, queue.PackageQueueName(key, q)); err != nil {
+		// A task still running after the grace period is cancelled; the
+		// queue is gone either way.
+		if err := r.opts.Queue.Remove(graceCtx, queue.PackageQueueName(key, q)); err != nil && ctx.Err() != nil {
 			return reconcile.Result{}, fmt.Errorf("remove queue %s: %w", queue.PackageQueueName(key, q), err)
 		}
 	}

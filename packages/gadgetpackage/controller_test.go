@@ -34,7 +34,7 @@ func TestMain(m *testing.M) { testenv.Main(m, &env) }
 
 // start runs the controller with a real queue service and package manager
 // until the test ends.
-func start(t *testing.T) {
+func start(t *testing.T) *queue.Service {
 	t.Helper()
 	s, err := store.New(t.TempDir(), archive.Limits{})
 	if err != nil {
@@ -55,7 +55,7 @@ func start(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, err := gadgetpackage.New(gadgetpackage.Options{Client: mgr.GetClient(), Manager: pm, Queue: qs, Recorder: mgr.GetEventRecorderFor("gadgetpm"), MaxAttempts: 2})
+	rec, err := gadgetpackage.New(gadgetpackage.Options{Client: mgr.GetClient(), Manager: pm, Queue: qs, Recorder: mgr.GetEventRecorderFor("gadgetpm"), MaxAttempts: 2, RemoveGrace: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,6 +84,7 @@ func start(t *testing.T) {
 		}
 		<-events
 	})
+	return qs
 }
 
 func createRepo(t *testing.T, name, url string) {
@@ -233,5 +234,51 @@ func TestSpecChangeRearmsAndMissingRequirementDisables(t *testing.T) {
 	}
 	if condition(gp, v1alpha1.ConditionStalled) != nil {
 		t.Errorf("still Stalled: %+v", gp.Status.Conditions)
+	}
+}
+
+// blocker runs until its context ends.
+type blocker struct{ cancelled chan struct{} }
+
+func (b *blocker) Name() string { return "block" }
+func (b *blocker) Execute(ctx context.Context) error {
+	<-ctx.Done()
+	close(b.cancelled)
+	return ctx.Err()
+}
+
+func TestRemoveCleansUpCustomQueues(t *testing.T) {
+	qs := start(t)
+	ns := env.Namespace(t)
+	hook := "#!/bin/sh\necho '{\"configVersion\":\"v1\",\"kubernetes\":[{\"name\":\"pods\",\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"queue\":\"pods\"}]}'\n"
+	out := packagetest.Repo(t, t.TempDir(), packagetest.Source{Name: "watcher", Hooks: map[string]string{"watch.sh": hook}})
+	repoName := strings.ToLower(ns) + "-repo"
+	createRepo(t, repoName, "file://"+out)
+	createPackage(t, ns, "watcher", repoName, "*")
+	waitFor(t, ns, "watcher", "Ready", func(gp *v1alpha1.GadgetPackage) bool { return isTrue(gp, v1alpha1.ConditionReady) })
+
+	// A hook run is busy in the package's custom queue when it is deleted.
+	b := &blocker{cancelled: make(chan struct{})}
+	if err := qs.Enqueue(queue.PackageQueueName(ns+".watcher", "pods"), b); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Client.Delete(context.Background(), &v1alpha1.GadgetPackage{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "watcher"}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-b.cancelled:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the custom queue's running task was not cancelled by the removal")
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "watcher"}, &v1alpha1.GadgetPackage{})
+		if apierrors.IsNotFound(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not deleted: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

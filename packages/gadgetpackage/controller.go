@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/Masterminds/semver/v3"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -34,6 +35,7 @@ import (
 
 	"github.com/gadgetpm/gadgetpm/packages/fetch"
 	"github.com/gadgetpm/gadgetpm/packages/manager"
+	"github.com/gadgetpm/gadgetpm/packages/repo"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/queue"
 )
@@ -115,7 +117,53 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Named("gadgetpackage").
 		For(&v1alpha1.GadgetPackage{}).
 		WatchesRawSource(source.Channel(r.trigger, &handler.EnqueueRequestForObject{})).
+		// A repository sync may bring a newer version a constraint allows.
+		Watches(&v1alpha1.PackageRepository{}, handler.EnqueueRequestsFromMapFunc(r.packagesOf)).
 		Complete(r)
+}
+
+// packagesOf maps a PackageRepository to the GadgetPackages installing
+// from it.
+func (r *Reconciler) packagesOf(ctx context.Context, o client.Object) []reconcile.Request {
+	var list v1alpha1.GadgetPackageList
+	if err := r.opts.Client.List(ctx, &list); err != nil {
+		return nil
+	}
+	var out []reconcile.Request
+	for _, gp := range list.Items {
+		if gp.Spec.Repository == o.GetName() {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&gp)})
+		}
+	}
+	return out
+}
+
+// newerVersion reports a version newer than the installed one that the
+// repository's last sync lists and gp's constraint allows.
+func (r *Reconciler) newerVersion(ctx context.Context, gp *v1alpha1.GadgetPackage, installed string) (string, bool) {
+	if installed == "" {
+		return "", false
+	}
+	var pr v1alpha1.PackageRepository
+	if err := r.opts.Client.Get(ctx, client.ObjectKey{Name: gp.Spec.Repository}, &pr); err != nil {
+		return "", false
+	}
+	idx := &repo.Index{Packages: map[string][]repo.Version{}}
+	for _, p := range pr.Status.Packages {
+		for _, v := range p.Versions {
+			idx.Packages[p.Name] = append(idx.Packages[p.Name], repo.Version{Name: p.Name, Version: v})
+		}
+	}
+	v, err := repo.Resolve(idx, gp.Spec.Package, gp.Spec.Version)
+	if err != nil || v.Version == installed {
+		return "", false
+	}
+	newer, err1 := semver.NewVersion(v.Version)
+	cur, err2 := semver.NewVersion(installed)
+	if err1 != nil || err2 != nil || !newer.GreaterThan(cur) {
+		return "", false
+	}
+	return v.Version, true
 }
 
 // poke asks for key to be reconciled again; never blocks.
@@ -219,6 +267,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		stalled = false
 	}
 	gp.Status.LastHandledRetry = retry
+	r.mu.Lock()
+	inflight := run.inflight
+	r.mu.Unlock()
+	if st, ok := r.opts.Manager.State(key); ok && !stalled && !inflight {
+		if v, newer := r.newerVersion(ctx, &gp, st.Version); newer {
+			r.event(&gp, "Normal", v1alpha1.ReasonProgressing, fmt.Sprintf("upgrading %s from %s to %s", gp.Spec.Package, st.Version, v))
+			r.opts.Manager.Rearm(key)
+		}
+	}
 	if !stalled {
 		if tasks := r.opts.Manager.Plan(&gp); len(tasks) > 0 {
 			if err := r.enqueue(key, tasks, func() {

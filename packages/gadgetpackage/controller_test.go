@@ -21,6 +21,8 @@ import (
 	"github.com/gadgetpm/gadgetpm/packages/gadgetpackage"
 	"github.com/gadgetpm/gadgetpm/packages/manager"
 	"github.com/gadgetpm/gadgetpm/packages/packagetest"
+	"github.com/gadgetpm/gadgetpm/packages/repo"
+	"github.com/gadgetpm/gadgetpm/packages/repository"
 	"github.com/gadgetpm/gadgetpm/packages/store"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/queue"
@@ -62,6 +64,9 @@ func start(t *testing.T) *queue.Service {
 	if err := rec.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
+	if err := (&repository.Reconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	events := make(chan struct{})
 	go func() {
@@ -89,7 +94,7 @@ func start(t *testing.T) *queue.Service {
 
 func createRepo(t *testing.T, name, url string) {
 	t.Helper()
-	pr := &v1alpha1.PackageRepository{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.PackageRepositorySpec{URL: url}}
+	pr := &v1alpha1.PackageRepository{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.PackageRepositorySpec{URL: url, Interval: metav1.Duration{Duration: time.Second}}}
 	if err := env.Client.Create(context.Background(), pr); err != nil {
 		t.Fatal(err)
 	}
@@ -280,5 +285,40 @@ func TestRemoveCleansUpCustomQueues(t *testing.T) {
 			t.Fatalf("not deleted: %v", err)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestUpgradeWhenTheRepositoryGetsANewVersion(t *testing.T) {
+	start(t)
+	ns := env.Namespace(t)
+	dir := t.TempDir()
+	out := packagetest.Repo(t, dir, packagetest.Source{Name: "base", Version: "1.0.0"})
+	repoName := strings.ToLower(ns) + "-repo"
+	createRepo(t, repoName, "file://"+out)
+	createPackage(t, ns, "base", repoName, "^1")
+	waitFor(t, ns, "base", "Ready at 1.0.0", func(gp *v1alpha1.GadgetPackage) bool {
+		return isTrue(gp, v1alpha1.ConditionReady) && gp.Status.Version == "1.0.0"
+	})
+
+	// 1.1.0 (allowed) and 2.0.0 (not allowed) are published.
+	packagetest.Write(t, dir+"/more/a", packagetest.Source{Name: "base", Version: "1.1.0"})
+	packagetest.Write(t, dir+"/more/b", packagetest.Source{Name: "base", Version: "2.0.0"})
+	if _, err := repo.Build(context.Background(), dir+"/more", out, repo.BuildOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	gp := waitFor(t, ns, "base", "Ready at 1.1.0", func(gp *v1alpha1.GadgetPackage) bool {
+		return isTrue(gp, v1alpha1.ConditionReady) && gp.Status.Version == "1.1.0"
+	})
+	if gp.Status.Phase != v1alpha1.PhaseRunning || gp.Status.LastAttemptedVersion != "1.1.0" {
+		t.Errorf("status after upgrade = %+v", gp.Status)
+	}
+	// It stays at 1.1.0: 2.0.0 is outside ^1.
+	time.Sleep(3 * time.Second)
+	var now v1alpha1.GadgetPackage
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "base"}, &now); err != nil {
+		t.Fatal(err)
+	}
+	if now.Status.Version != "1.1.0" {
+		t.Errorf("version = %s, want 1.1.0", now.Status.Version)
 	}
 }

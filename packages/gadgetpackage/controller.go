@@ -83,6 +83,7 @@ type pkgRun struct {
 	inflight bool               // tasks of the current plan are queued
 	failure  error              // the current plan's task that failed for good
 	failedAt string             // its task name
+	attempts int                // how often it ran
 	removed  bool               // the Remove tasks finished
 	queues   []string           // custom queues to clean up after Remove
 }
@@ -190,7 +191,7 @@ func (r *Reconciler) HandleEvent(ev queue.Event) {
 	run, ok := r.runs[key]
 	if ok && ev.Kind == queue.Failed && run.failure == nil {
 		// The rest of the plan depends on this step: drop it.
-		run.failure, run.failedAt, run.inflight = ev.Err, ev.Task, false
+		run.failure, run.failedAt, run.attempts, run.inflight = ev.Err, ev.Task, ev.Attempts, false
 		if run.cancel != nil {
 			run.cancel()
 		}
@@ -371,7 +372,7 @@ func (r *Reconciler) writeStatus(gp *v1alpha1.GadgetPackage, key string) {
 	st, ok := r.opts.Manager.State(key)
 	r.mu.Lock()
 	run := r.run(key)
-	failure, failedAt, inflight := run.failure, run.failedAt, run.inflight
+	failure, failedAt, attempts, inflight := run.failure, run.failedAt, run.attempts, run.inflight
 	r.mu.Unlock()
 
 	s := &gp.Status
@@ -387,7 +388,7 @@ func (r *Reconciler) writeStatus(gp *v1alpha1.GadgetPackage, key string) {
 	switch {
 	case failure != nil:
 		reason := fetch.ReasonOf(failure, v1alpha1.ReasonRetriesExhausted)
-		msg := fmt.Sprintf("%s failed after %d attempts: %v; fix the cause, then change the spec or set the annotation %s", failedAt, r.opts.MaxAttempts, failure, v1alpha1.RetryAnnotation)
+		msg := fmt.Sprintf("%s failed after %d attempt(s): %v; fix the cause, then change the spec or set the annotation %s", failedAt, attempts, failure, v1alpha1.RetryAnnotation)
 		if c := meta.FindStatusCondition(s.Conditions, v1alpha1.ConditionStalled); c == nil || c.Status != metav1.ConditionTrue || c.Message != msg {
 			r.event(gp, "Warning", reason, msg)
 		}

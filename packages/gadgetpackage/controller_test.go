@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -151,7 +152,7 @@ func TestInstallStallRetryAndRemove(t *testing.T) {
 	// attempts, with the error.
 	createPackage(t, ns, "base", repoName, "^1")
 	gp := waitFor(t, ns, "base", "Stalled", func(gp *v1alpha1.GadgetPackage) bool { return isTrue(gp, v1alpha1.ConditionStalled) })
-	if c := condition(gp, v1alpha1.ConditionStalled); !strings.Contains(c.Message, "read PackageRepository "+repoName) || !strings.Contains(c.Message, "after 2 attempts") {
+	if c := condition(gp, v1alpha1.ConditionStalled); !strings.Contains(c.Message, "read PackageRepository "+repoName) || !strings.Contains(c.Message, "after 2 attempt(s)") {
 		t.Errorf("Stalled message = %q", c.Message)
 	}
 	if c := condition(gp, v1alpha1.ConditionReady); c.Status != metav1.ConditionFalse || c.Reason != v1alpha1.ReasonIndexFailed {
@@ -321,4 +322,29 @@ func TestUpgradeWhenTheRepositoryGetsANewVersion(t *testing.T) {
 	if now.Status.Version != "1.1.0" {
 		t.Errorf("version = %s, want 1.1.0", now.Status.Version)
 	}
+}
+
+func TestSettingsThatFailTheSchemaStallAtOnce(t *testing.T) {
+	start(t)
+	ns := env.Namespace(t)
+	out := packagetest.Repo(t, t.TempDir(), packagetest.Source{Name: "strict"})
+	repoName := strings.ToLower(ns) + "-repo"
+	createRepo(t, repoName, "file://"+out)
+	gp := &v1alpha1.GadgetPackage{ObjectMeta: metav1.ObjectMeta{Name: "strict", Namespace: ns},
+		Spec: v1alpha1.GadgetPackageSpec{Repository: repoName, Package: "strict", Settings: &apiextensionsv1.JSON{Raw: []byte(`{"maxRows": 0}`)}}}
+	if err := env.Client.Create(context.Background(), gp); err != nil {
+		t.Fatal(err)
+	}
+	gp = waitFor(t, ns, "strict", "Stalled", func(gp *v1alpha1.GadgetPackage) bool { return isTrue(gp, v1alpha1.ConditionStalled) })
+	c := condition(gp, v1alpha1.ConditionReady)
+	if c.Reason != v1alpha1.ReasonInvalidSettings || !strings.Contains(c.Message, "after 1 attempt(s)") || !strings.Contains(c.Message, "/maxRows") {
+		t.Errorf("Ready = %+v", c)
+	}
+	// Fixing the settings (a spec change) installs it.
+	patch := client.MergeFrom(gp.DeepCopy())
+	gp.Spec.Settings = &apiextensionsv1.JSON{Raw: []byte(`{"maxRows": 3}`)}
+	if err := env.Client.Patch(context.Background(), gp, patch); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ns, "strict", "Ready", func(gp *v1alpha1.GadgetPackage) bool { return isTrue(gp, v1alpha1.ConditionReady) })
 }

@@ -198,8 +198,8 @@ func TestLifecycle(t *testing.T) {
 	// Settings that fail the schema: the error says so, old values stay.
 	tasks = m.Plan(gp("exec", "execsnoop", `{"maxRows": 0}`))
 	err := runAll(t, tasks)
-	if fetch.ReasonOf(err, "") != v1alpha1.ReasonInvalidSettings || !strings.Contains(err.Error(), "/maxRows") {
-		t.Fatalf("bad settings: %v", err)
+	if fetch.ReasonOf(err, "") != v1alpha1.ReasonInvalidSettings || !strings.Contains(err.Error(), "/maxRows") || !queue.IsTerminal(err) {
+		t.Fatalf("bad settings: %v (terminal: %v)", err, queue.IsTerminal(err))
 	}
 	if st, _ := m.State("ns.exec"); st.Values["maxRows"] != float64(7) || st.Phase != v1alpha1.PhaseRunning {
 		t.Errorf("bad settings changed the state: %+v", st)

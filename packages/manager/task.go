@@ -134,11 +134,11 @@ func (t *task) load(ctx context.Context, s snapshot) error {
 	dir, digest := s.pendingDir, s.pendingDigest
 	p, err := t.m.opts.Fetcher.Load(ctx, dir, s.gp)
 	if err != nil {
-		return err
+		return terminalIfFixed(err)
 	}
 	values, err := values(p, s.gp)
 	if err != nil {
-		return err
+		return terminalIfFixed(err)
 	}
 	t.commit(func(e *entry) {
 		e.pkg = p
@@ -199,7 +199,7 @@ func (t *task) applySettings(s snapshot) error {
 	}
 	v, err := values(s.pkg, s.gp)
 	if err != nil {
-		return err
+		return terminalIfFixed(err)
 	}
 	t.commit(func(e *entry) { e.state.Values = v })
 	return nil
@@ -292,3 +292,14 @@ func (t *task) uninstall(ctx context.Context, s snapshot) error {
 // ReleaseName is the Helm release of a GadgetPackage: its name, in its
 // namespace.
 func ReleaseName(gp *v1alpha1.GadgetPackage) string { return gp.Name }
+
+// terminalIfFixed marks errors that retrying cannot cure — the package's
+// content or the spec's settings are wrong — as terminal, so the package
+// is Stalled at once instead of after every attempt.
+func terminalIfFixed(err error) error {
+	switch fetch.ReasonOf(err, "") {
+	case v1alpha1.ReasonLoadFailed, v1alpha1.ReasonInvalidSettings:
+		return queue.Terminal(err)
+	}
+	return err
+}

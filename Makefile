@@ -69,3 +69,7 @@ clean: ## remove build output (keeps the hack/bin cache)
 .PHONY: run
 run: ## start the embedded default (gadgetpm dev)
 	@echo "make run: 'gadgetpm dev' (the embedded default) is not built yet; see the status table in README.md" >&2; exit 1
+
+.PHONY: bpf
+bpf: ## rebuild the bundled gadgets' eBPF objects (needs clang, bpftool, libbpf-dev; installs them with apt-get when missing)
+	hack/bpf-build.sh

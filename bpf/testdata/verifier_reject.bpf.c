@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /* A gadget whose program the verifier must refuse: it dereferences a map
- * value without checking it for NULL. Used by the runtime's tests. */
+ * value without checking it for NULL (a hash map lookup may miss). Used by the runtime's tests. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <gadget/types.h>
@@ -11,7 +11,7 @@ struct event {
 };
 
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, __u64);

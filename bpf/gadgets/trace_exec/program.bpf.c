@@ -53,6 +53,9 @@ int trace_exec(void *ctx)
 	e->gid = uid_gid >> 32;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 
+	/* ring buffer memory is not zeroed: clear args so that its tail
+	 * after the last argument reads as NULs */
+	__builtin_memset(e->args, 0, sizeof(e->args));
 	arg_start = BPF_CORE_READ(task, mm, arg_start);
 	arg_end = BPF_CORE_READ(task, mm, arg_end);
 	len = arg_end - arg_start;

@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
-/* trace_tcpconnect: one event per IPv4 TCP connect(2) that the kernel
- * accepted for sending (the SYN is queued). */
+/* trace_tcpconnect: one event per IPv4 TCP active open (connect(2)
+ * sending its SYN). */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
-#include <bpf/bpf_tracing.h>
-#include <bpf/bpf_endian.h>
 #include <gadget/types.h>
 #include <gadget/macros.h>
+
+#define AF_INET 2
 
 struct event {
 	gadget_timestamp timestamp;
@@ -17,7 +17,6 @@ struct event {
 	char comm[16];
 	gadget_ipv4 saddr;
 	gadget_ipv4 daddr;
-	gadget_port sport;
 	gadget_port dport;
 };
 
@@ -25,61 +24,38 @@ struct event {
 const volatile __u16 target_port = 0;
 GADGET_PARAM(target_port);
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 10240);
-	__type(key, __u64);
-	__type(value, struct sock *);
-} socks SEC(".maps");
-
 GADGET_TRACER_MAP(events, 256 * 1024);
 GADGET_TRACER(tcpconnect, events, event);
 
-SEC("kprobe/tcp_v4_connect")
-int BPF_KPROBE(enter_tcp_v4_connect, struct sock *sk)
+/* A socket moving from CLOSE to SYN_SENT is an active open; the
+ * tracepoint fires inside connect(2), so the current task is the caller.
+ * (A tracepoint, not a kprobe: it is stable and needs no CONFIG_KPROBES.) */
+SEC("tracepoint/sock/inet_sock_set_state")
+int trace_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-
-	bpf_map_update_elem(&socks, &id, &sk, BPF_ANY);
-	return 0;
-}
-
-SEC("kretprobe/tcp_v4_connect")
-int BPF_KRETPROBE(exit_tcp_v4_connect, int ret)
-{
-	__u64 id = bpf_get_current_pid_tgid();
 	struct task_struct *task;
-	struct sock **skp, *sk;
 	struct event *e;
-	__u16 dport;
 
-	skp = bpf_map_lookup_elem(&socks, &id);
-	if (!skp)
+	if (ctx->protocol != IPPROTO_TCP || ctx->family != AF_INET)
 		return 0;
-	sk = *skp;
-	if (ret != 0)
-		goto out;
-
-	dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	if (target_port && dport != target_port)
-		goto out;
+	if (ctx->oldstate != TCP_CLOSE || ctx->newstate != TCP_SYN_SENT)
+		return 0;
+	if (target_port && ctx->dport != target_port)
+		return 0;
 
 	e = gadget_reserve(events, sizeof(*e));
 	if (!e)
-		goto out;
+		return 0;
 	task = (struct task_struct *)bpf_get_current_task();
 	e->timestamp = bpf_ktime_get_boot_ns();
 	e->mntns_id = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
-	e->pid = id >> 32;
+	e->pid = bpf_get_current_pid_tgid() >> 32;
 	e->uid = (__u32)bpf_get_current_uid_gid();
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
-	e->saddr = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
-	e->daddr = BPF_CORE_READ(sk, __sk_common.skc_daddr);
-	e->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	e->dport = dport;
+	__builtin_memcpy(&e->saddr, ctx->saddr, 4);
+	__builtin_memcpy(&e->daddr, ctx->daddr, 4);
+	e->dport = ctx->dport;
 	gadget_submit(e);
-out:
-	bpf_map_delete_elem(&socks, &id);
 	return 0;
 }
 

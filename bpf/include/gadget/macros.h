@@ -61,13 +61,15 @@
 
 #define GADGET_TRACER(name_, map_, struct_)                                    \
 	const volatile struct {                                                \
-		struct struct_ *event;                                         \
+		/* an array, not a pointer: BTF then always holds the whole \
+		 * struct, even when no program uses it */                   \
+		struct struct_ event[0];                                       \
 		char map[sizeof(#map_)];                                       \
 	} gadget_tracer_##name_ __attribute__((used)) = { .map = #map_ }
 
 #define GADGET_SNAPSHOTTER(name_, struct_, prog_)                              \
 	const volatile struct {                                                \
-		struct struct_ *event;                                         \
+		struct struct_ event[0];                                       \
 		char program[sizeof(#prog_)];                                  \
 	} gadget_snapshotter_##name_ __attribute__((used)) = { .program = #prog_ }
 

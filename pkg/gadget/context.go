@@ -123,3 +123,7 @@ func (c *Context) Var(name string) (any, bool) {
 	v, ok := c.vars[name]
 	return v, ok
 }
+
+// VarClock is the var holding the datasource.Clock that turns the run's
+// boot-time timestamps into wall-clock time; the eBPF operator sets it.
+const VarClock = "clock"

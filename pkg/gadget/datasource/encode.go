@@ -39,7 +39,7 @@ func (f *Field) AppendText(dst []byte, r *Record, c Clock) []byte {
 	case KindErrno:
 		v := f.Int(r)
 		if v < 0 {
-			if n := errnoName(syscall.Errno(-v)); n != "" {
+			if n := ErrnoName(syscall.Errno(-v)); n != "" {
 				return append(dst, n...)
 			}
 		}
@@ -163,8 +163,9 @@ func appendJSONString(dst, b []byte) []byte {
 	return append(dst, '"')
 }
 
-// errnoName returns the symbolic name of e ("ENOENT") or "".
-func errnoName(e syscall.Errno) string {
+// ErrnoName returns the symbolic name of e ("ENOENT") or "" when it has
+// none in this table.
+func ErrnoName(e syscall.Errno) string {
 	if int(e) < len(errnoNames) {
 		return errnoNames[e]
 	}

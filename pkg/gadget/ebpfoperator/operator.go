@@ -25,10 +25,6 @@ const Name = "ebpf"
 // sources everything else subscribes to.
 const Priority = 0
 
-// VarClock is the gadget context var holding the datasource.Clock that
-// turns the object's boot-time timestamps into wall-clock time.
-const VarClock = "ebpf.clock"
-
 // Options configure the operator. The zero value is the default.
 type Options struct {
 	// NoMount disables mounting tracefs (/sys/kernel/tracing) and bpffs
@@ -102,7 +98,7 @@ func (o *Operator) InstantiateDataOperator(gctx *gadget.Context, params gadget.P
 	if err != nil {
 		return nil, err
 	}
-	gctx.SetVar(VarClock, clock)
+	gctx.SetVar(gadget.VarClock, clock)
 	return &instance{op: o, spec: gs, name: g.Name}, nil
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/gadgetpm/gadgetpm/pkg/gadget"
 	"github.com/gadgetpm/gadgetpm/pkg/gadget/datasource"
+	"github.com/gadgetpm/gadgetpm/pkg/gadget/enricher"
 )
 
 const repoRoot = "../../.."
@@ -119,7 +120,8 @@ func (c *collector) find(ds string, match func(map[string]any) bool) []map[strin
 func runWhile(t *testing.T, g gadget.Gadget, params gadget.Params, trigger func()) (*collector, *gadget.Result) {
 	t.Helper()
 	c := newCollector()
-	rt, err := gadget.New(New(Options{}), c)
+	// with the enricher: it grows records beyond the event struct
+	rt, err := gadget.New(New(Options{}), enricher.New(enricher.Options{}), c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,6 +181,9 @@ func TestTraceExecSeesMarkerBinary(t *testing.T) {
 	}
 	if want := marker + " first-arg second arg"; e["args"] != want {
 		t.Errorf("args = %q, want %q", e["args"], want)
+	}
+	if c, ok := e["container"]; !ok || c != "" {
+		t.Errorf("enricher: container = %v, want empty on the host", c)
 	}
 	if _, ok := e["args_size"]; ok {
 		t.Errorf("hidden field args_size printed: %v", e)
@@ -287,7 +292,7 @@ func TestSnapshotProcessShowsOwnProcess(t *testing.T) {
 	needRoot(t)
 	defer checkNoLeaks(t)()
 	c := newCollector()
-	rt, _ := gadget.New(New(Options{}), c)
+	rt, _ := gadget.New(New(Options{}), enricher.New(enricher.Options{}), c)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	// the snapshot ends the run by itself
@@ -301,6 +306,12 @@ func TestSnapshotProcessShowsOwnProcess(t *testing.T) {
 	self := c.find("processes", func(e map[string]any) bool { return int(num(e["pid"])) == os.Getpid() })
 	if len(self) != 1 || int(num(self[0]["ppid"])) != os.Getppid() || self[0]["comm"] != strings.TrimSpace(string(comm)) {
 		t.Fatalf("own process: %v (want ppid %d comm %q)", self, os.Getppid(), comm)
+	}
+	if bad := c.find("processes", func(e map[string]any) bool { return num(e["pid"]) <= 0 || e["comm"] == "" }); len(bad) != 0 {
+		t.Errorf("%d garbled entries, e.g. %v", len(bad), bad[0])
+	}
+	if n := len(c.find("processes", func(map[string]any) bool { return true })); n < 3 {
+		t.Errorf("only %d processes", n)
 	}
 	kthreads := func(c *collector) int { // kthreadd is pid 2, parent of kernel threads
 		return len(c.find("processes", func(e map[string]any) bool { return num(e["ppid"]) == 2 }))

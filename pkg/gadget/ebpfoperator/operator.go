@@ -245,7 +245,7 @@ func (i *instance) snapshot(ctx context.Context, s snapshotter) error {
 		return fmt.Errorf("snapshotter %s: open iterator: %w", s.ds.Name(), err)
 	}
 	defer rd.Close()
-	size := int(s.ds.Size())
+	size := s.size
 	buf := make([]byte, 64*size)
 	rec := s.ds.NewRecord()
 	var pending []byte

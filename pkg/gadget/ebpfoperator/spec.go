@@ -33,6 +33,9 @@ type tracer struct {
 type snapshotter struct {
 	ds      *datasource.DataSource
 	program string
+	// size of one entry the iterator writes: the struct's, before
+	// operators add fields to the data source
+	size int
 }
 
 type param struct {
@@ -101,7 +104,7 @@ func parseSpec(name string, obj, md []byte) (*gadgetSpec, error) {
 			if !ok || !strings.HasPrefix(p.SectionName, "iter/") {
 				return nil, fmt.Errorf("gadget %s: snapshotter %s runs program %s, which is not an iter/ program in the object", name, ds.Name(), prog)
 			}
-			gs.snapshotters = append(gs.snapshotters, snapshotter{ds: ds, program: prog})
+			gs.snapshotters = append(gs.snapshotters, snapshotter{ds: ds, program: prog, size: int(ds.Size())})
 			sources = append(sources, ds)
 		case strings.HasPrefix(n, paramPrefix):
 			key := strings.TrimPrefix(n, paramPrefix)

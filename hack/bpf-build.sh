@@ -81,8 +81,10 @@ done
 
 compile bpf/testdata/verifier_reject.bpf.c bpf/testdata/verifier_reject.bpf.o -g
 llvm-strip -g bpf/testdata/verifier_reject.bpf.o
-compile bpf/testdata/second_ok.bpf.c bpf/testdata/second_ok.bpf.o -g
-llvm-strip -g bpf/testdata/second_ok.bpf.o
+for t in second_ok lossy; do
+	compile bpf/testdata/$t.bpf.c bpf/testdata/$t.bpf.o -g
+	llvm-strip -g bpf/testdata/$t.bpf.o
+done
 # the same gadget without -g: no BTF at all
 compile bpf/testdata/second_ok.bpf.c bpf/testdata/no_btf.bpf.o
 

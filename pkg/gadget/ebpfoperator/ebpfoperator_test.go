@@ -343,6 +343,8 @@ func TestLoadErrorsAreClearAndLeakNothing(t *testing.T) {
 		{"no BTF", gadget.Gadget{Name: "nobtf", Object: testObject(t, "no_btf.bpf.o")}, nil, []string{"nobtf", "no BTF", "clang -g"}},
 		{"verifier rejects", gadget.Gadget{Name: "bad", Object: testObject(t, "verifier_reject.bpf.o")}, nil,
 			[]string{"prestart ebpf: load gadget bad: the kernel verifier refused program unchecked_lookup", "invalid mem access 'map_value_or_null'"}},
+		{"attach fails", gadget.Gadget{Name: "ba", Object: testObject(t, "bad_attach.bpf.o")}, nil,
+			[]string{"start ebpf: attach program missing (section tracepoint/gadgetpm/no_such_event)"}},
 		{"param out of range", loadPackage(t, "trace-tcpconnect"), gadget.Params{"target_port": "70000"}, []string{`param target_port: "70000" is not a uint16 (0 to 65535)`}},
 		{"param not a bool", loadPackage(t, "trace-open"), gadget.Params{"failed_only": "yes please"}, []string{`param failed_only: "yes please" is not a bool`}},
 		{"unknown param", loadPackage(t, "trace-open"), gadget.Params{"failed": "true"}, []string{"unknown param failed (this gadget accepts: failed_only)"}},

@@ -325,13 +325,15 @@ func (i *instance) Close(*gadget.Context) error {
 		errs = append(errs, l.Close())
 	}
 	i.links = nil
-	i.wg.Wait()
+	// closing the readers interrupts readers still blocked when Start
+	// failed before Stop could flush them; then wait for them
 	for _, rd := range i.readers {
 		if err := rd.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
 			errs = append(errs, err)
 		}
 	}
 	i.readers = nil
+	i.wg.Wait()
 	if i.coll != nil {
 		i.coll.Close()
 		i.coll = nil

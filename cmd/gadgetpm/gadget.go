@@ -91,7 +91,8 @@ func newRuntime(w io.Writer, format sink.Format) (*gadget.Runtime, error) {
 		limiter.Operator{},
 	}
 	if w != nil {
-		ops = append(ops, &sink.Writer{W: w, Format: format})
+		// batched writes: one write(2) per 100 ms, not one per event
+		ops = append(ops, &sink.Writer{W: w, Format: format, FlushInterval: 100 * time.Millisecond})
 	}
 	return gadget.New(ops...)
 }

@@ -1,11 +1,13 @@
 package sink
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"io"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/gadgetpm/gadgetpm/pkg/gadget"
 	"github.com/gadgetpm/gadgetpm/pkg/gadget/datasource"
@@ -44,9 +46,19 @@ type Writer struct {
 	// PrefixSource prefixes every line with the data source's name (for
 	// gadgets with several data sources). Default false.
 	PrefixSource bool
+	// FlushInterval, when positive, buffers the output and writes it out
+	// at least this often and when the run ends: one write per batch
+	// instead of one per record. Default 0: every record is written at
+	// once.
+	FlushInterval time.Duration
 }
 
-var _ gadget.DataOperator = (*Writer)(nil)
+var (
+	_ gadget.DataOperator = (*Writer)(nil)
+	_ gadget.Starter      = (*writerInstance)(nil)
+	_ gadget.Stopper      = (*writerInstance)(nil)
+	_ gadget.PostStopper  = (*writerInstance)(nil)
+)
 
 // Name implements gadget.DataOperator.
 func (w *Writer) Name() string { return "sink-" + string(w.format()) }
@@ -66,7 +78,11 @@ func (w *Writer) InstantiateDataOperator(gctx *gadget.Context, _ gadget.Params) 
 	if w.W == nil {
 		return nil, fmt.Errorf("sink %s: no writer", w.Name())
 	}
-	in := &writerInstance{w: w}
+	in := &writerInstance{w: w, out: w.W}
+	if w.FlushInterval > 0 {
+		in.bw = bufio.NewWriterSize(w.W, 64<<10)
+		in.out = in.bw
+	}
 	clock, _ := gctx.Var(gadget.VarClock)
 	c, _ := clock.(datasource.Clock)
 	for _, ds := range gctx.DataSources() {
@@ -91,7 +107,7 @@ func (w *Writer) InstantiateDataOperator(gctx *gadget.Context, _ gadget.Params) 
 				in.buf = appendColumns(in.buf, ds, r, c, widths)
 			}
 			in.buf = append(in.buf, '\n')
-			if _, err := w.W.Write(in.buf); err != nil {
+			if _, err := in.out.Write(in.buf); err != nil {
 				return fmt.Errorf("write output: %w", err)
 			}
 			return nil
@@ -104,11 +120,69 @@ type writerInstance struct {
 	w *Writer
 
 	mu         sync.Mutex
+	out        io.Writer                       // guarded by mu: w.W or bw
+	bw         *bufio.Writer                   // guarded by mu; nil without FlushInterval
 	buf        []byte                          // guarded by mu; reused per record
 	headerDone map[*datasource.DataSource]bool // guarded by mu
+
+	stop chan struct{}
+	done chan struct{}
 }
 
 func (*writerInstance) Name() string { return "sink" }
+
+// Start runs the flusher when the output is buffered.
+func (in *writerInstance) Start(gctx *gadget.Context) error {
+	if in.bw == nil {
+		return nil
+	}
+	in.stop, in.done = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(in.done)
+		t := time.NewTicker(in.w.FlushInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-in.stop:
+				return
+			case <-t.C:
+				if err := in.flush(); err != nil {
+					gctx.Fail(err)
+					return
+				}
+			}
+		}
+	}()
+	return nil
+}
+
+// Stop ends the flusher; records still arriving (the eBPF operator drains
+// its ring buffers after this) are flushed by PostStop.
+func (in *writerInstance) Stop(*gadget.Context) error {
+	if in.stop != nil {
+		close(in.stop)
+		<-in.done
+		in.stop = nil
+	}
+	return nil
+}
+
+// PostStop writes out what is buffered: every producer has stopped.
+func (in *writerInstance) PostStop(*gadget.Context) error {
+	return in.flush()
+}
+
+func (in *writerInstance) flush() error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.bw == nil {
+		return nil
+	}
+	if err := in.bw.Flush(); err != nil {
+		return fmt.Errorf("write output: %w", err)
+	}
+	return nil
+}
 
 func (in *writerInstance) writeHeader(ds *datasource.DataSource, widths []int) {
 	if in.headerDone == nil {

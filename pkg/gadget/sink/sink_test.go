@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gadgetpm/gadgetpm/pkg/gadget"
 	"github.com/gadgetpm/gadgetpm/pkg/gadget/datasource"
@@ -86,5 +87,34 @@ func TestBufferIsBounded(t *testing.T) {
 	}
 	if out := b2.Output(); out.Truncated || strings.Count(out.Text, "\n") != 2 {
 		t.Errorf("default buffer: %+v", out)
+	}
+}
+
+type countingWriter struct {
+	strings.Builder
+	writes int
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	c.writes++
+	return c.Builder.Write(p)
+}
+
+func TestWriterBuffersWithFlushInterval(t *testing.T) {
+	for _, tt := range []struct {
+		interval   time.Duration
+		wantWrites int
+	}{{0, 100}, {time.Hour, 1}} {
+		var out countingWriter
+		rt, _ := gadget.New(procs(100), &Writer{W: &out, FlushInterval: tt.interval})
+		if _, err := rt.Run(context.Background(), gadget.Gadget{}, gadget.RunOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if n := strings.Count(out.String(), "\n"); n != 100 {
+			t.Errorf("interval %s: %d lines, want 100 (flushed at the end)", tt.interval, n)
+		}
+		if out.writes != tt.wantWrites {
+			t.Errorf("interval %s: %d writes, want %d", tt.interval, out.writes, tt.wantWrites)
+		}
 	}
 }

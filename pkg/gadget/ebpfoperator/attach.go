@@ -3,7 +3,6 @@ package ebpfoperator
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"sort"
 	"strings"
@@ -14,8 +13,6 @@ import (
 
 	"github.com/gadgetpm/gadgetpm/pkg/gadget"
 )
-
-var errEOF = io.EOF
 
 // attach attaches prog according to its ELF section. Iterator programs
 // return a nil link: snapshotters run them on demand.

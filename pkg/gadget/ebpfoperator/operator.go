@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -176,7 +178,14 @@ func (i *instance) loadError(err error) error {
 // Start attaches every program by its section, then reads the tracers'
 // ring buffers and runs the snapshotters.
 func (i *instance) Start(gctx *gadget.Context) error {
-	for name, ps := range i.spec.coll.Programs {
+	// in name order, so that runs (and their errors) are reproducible
+	names := make([]string, 0, len(i.spec.coll.Programs))
+	for name := range i.spec.coll.Programs {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		ps := i.spec.coll.Programs[name]
 		l, err := attach(ps.SectionName, i.coll.Programs[name])
 		if err != nil {
 			return fmt.Errorf("attach program %s (section %s): %w", name, ps.SectionName, err)
@@ -260,7 +269,7 @@ func (i *instance) snapshot(ctx context.Context, s snapshotter) error {
 			pending = pending[size:]
 		}
 		if err != nil {
-			if errors.Is(err, errEOF) {
+			if errors.Is(err, io.EOF) {
 				break
 			}
 			return fmt.Errorf("snapshotter %s: read iterator: %w", s.ds.Name(), err)

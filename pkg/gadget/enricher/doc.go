@@ -6,5 +6,8 @@
 //
 // Namespaces are learnt by scanning /proc; a namespace not yet known
 // triggers a rescan, at most once per RescanInterval, so a storm of events
-// from short-lived namespaces cannot turn into a storm of /proc scans.
+// from short-lived namespaces cannot turn into a storm of /proc scans. A
+// namespace with no process left at the scan that looked for it is
+// remembered as gone for the rest of the run (namespace ids are not reused
+// while anything holds them) and never triggers a scan again.
 package enricher

@@ -196,7 +196,7 @@ func (in *instance) lookup(ns uint64) (Process, bool) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if p, ok := in.byNS[ns]; ok {
-		return p, true
+		return p, p.Pid != 0
 	}
 	now := in.opts.Now()
 	if !in.lastScan.IsZero() && now.Sub(in.lastScan) < in.opts.RescanInterval {
@@ -207,6 +207,11 @@ func (in *instance) lookup(ns uint64) (Process, bool) {
 		in.byNS[k] = v
 	}
 	p, ok := in.byNS[ns]
+	if !ok {
+		// the namespace's processes are gone: remember that, or every
+		// later event from it would rescan /proc once per interval
+		in.byNS[ns] = Process{}
+	}
 	return p, ok
 }
 

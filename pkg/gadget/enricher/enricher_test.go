@@ -85,19 +85,32 @@ func TestRescanIsRateLimited(t *testing.T) {
 	now := time.Unix(1000, 0)
 	op := New(Options{ProcRoot: root, Now: func() time.Time { return now }})
 	in := &instance{opts: op.opts, byNS: map[uint64]Process{}}
-	if _, ok := in.lookup(555); ok {
-		t.Fatal("unknown namespace found")
+	addProc := func(pid, ns string) {
+		os.MkdirAll(filepath.Join(root, pid, "ns"), 0o755)
+		os.Symlink("mnt:["+ns+"]", filepath.Join(root, pid, "ns", "mnt"))
 	}
-	// a process of namespace 555 appears; a second miss within the
-	// interval does not rescan
-	os.MkdirAll(filepath.Join(root, "2000", "ns"), 0o755)
-	os.Symlink("mnt:[555]", filepath.Join(root, "2000", "ns", "mnt"))
+	if p, ok := in.lookup(containerNS); !ok || p.Pid != 812 {
+		t.Fatalf("first lookup scans: %+v %v", p, ok)
+	}
+	// a miss right after a scan does not scan again
+	addProc("2000", "555")
 	if _, ok := in.lookup(555); ok {
 		t.Fatal("rescanned within the interval")
 	}
 	now = now.Add(2 * time.Second)
 	if p, ok := in.lookup(555); !ok || p.Pid != 2000 {
 		t.Fatalf("after the interval: %+v %v", p, ok)
+	}
+	// a namespace without processes at the scan that looks for it is
+	// remembered as gone and never triggers another scan
+	now = now.Add(2 * time.Second)
+	if _, ok := in.lookup(777); ok {
+		t.Fatal("found a namespace without processes")
+	}
+	scanned := in.lastScan
+	now = now.Add(time.Hour)
+	if _, ok := in.lookup(777); ok || in.lastScan != scanned {
+		t.Error("a namespace known to be gone triggered a rescan")
 	}
 }
 

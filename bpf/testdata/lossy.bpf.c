@@ -30,7 +30,7 @@ int on_getpid(void *ctx)
 	if (!e)
 		return 0;
 	e->pid = pid;
-	gadget_submit(e);
+	gadget_submit(events, e);
 	return 0;
 }
 

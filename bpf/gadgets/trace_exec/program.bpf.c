@@ -67,7 +67,7 @@ int trace_exec(void *ctx)
 		len = 0;
 	e->args_size = len;
 
-	gadget_submit(e);
+	gadget_submit(events, e);
 	return 0;
 }
 

@@ -81,7 +81,7 @@ int exit_openat(struct trace_event_raw_sys_exit *ctx)
 	bpf_probe_read_user_str(e->fname, sizeof(e->fname), s->fname);
 	e->flags = s->flags;
 	e->ret = ret;
-	gadget_submit(e);
+	gadget_submit(events, e);
 out:
 	bpf_map_delete_elem(&starts, &id);
 	return 0;

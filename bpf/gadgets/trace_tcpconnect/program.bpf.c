@@ -55,7 +55,7 @@ int trace_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 	__builtin_memcpy(&e->saddr, ctx->saddr, 4);
 	__builtin_memcpy(&e->daddr, ctx->daddr, 4);
 	e->dport = ctx->dport;
-	gadget_submit(e);
+	gadget_submit(events, e);
 	return 0;
 }
 

@@ -8,7 +8,8 @@
  *   GADGET_TRACER_MAP(events, 256 * 1024);
  *       declares a BPF ring buffer "events" of that many bytes and its
  *       lost-sample counter "events_lost". Reserve with
- *       gadget_reserve(events, sizeof(*e)) so failures are counted.
+ *       gadget_reserve(events, sizeof(*e)) so failures are counted, and
+ *       submit with gadget_submit(events, e).
  *
  *   GADGET_TRACER(exec, events, event);
  *       a tracer data source "exec": records of struct event read from the
@@ -57,7 +58,16 @@
 		__r;                                                           \
 	})
 
-#define gadget_submit(ptr_) bpf_ringbuf_submit((ptr_), 0)
+/* gadget_submit submits a record reserved in map_. It wakes the reader only
+ * once an eighth of the ring is filled: one wakeup per batch instead of per
+ * event. The runtime also polls the ring every few tens of milliseconds, so
+ * a quiet gadget's events are not held back longer than that. */
+#define gadget_submit(map_, ptr_)                                              \
+	bpf_ringbuf_submit((ptr_),                                             \
+			   bpf_ringbuf_query(&(map_), BPF_RB_AVAIL_DATA) >=    \
+					   bpf_ringbuf_query(&(map_), BPF_RB_RING_SIZE) / 8 ? \
+				   BPF_RB_FORCE_WAKEUP :                       \
+				   BPF_RB_NO_WAKEUP)
 
 #define GADGET_TRACER(name_, map_, struct_)                                    \
 	const volatile struct {                                                \

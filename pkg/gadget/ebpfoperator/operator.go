@@ -36,6 +36,10 @@ type Options struct {
 	// VerifierLogLines is how many trailing lines of the verifier's log an
 	// error shows. Default: 20.
 	VerifierLogLines int
+	// PollInterval is how often ring buffers are read when the program did
+	// not wake the reader (gadget_submit wakes it once an eighth of the
+	// ring is filled): the longest an event waits. Default: 50ms.
+	PollInterval time.Duration
 }
 
 // Operator loads and runs a gadget's eBPF object. It is stateless and safe
@@ -57,6 +61,9 @@ var (
 func New(opts Options) *Operator {
 	if opts.VerifierLogLines <= 0 {
 		opts.VerifierLogLines = 20
+	}
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = 50 * time.Millisecond
 	}
 	return &Operator{opts: opts}
 }
@@ -226,8 +233,13 @@ func (i *instance) readTracer(gctx *gadget.Context, t tracer, rd *ringbuf.Reader
 	defer i.wg.Done()
 	rec := t.ds.NewRecord()
 	var sample ringbuf.Record
+	poll := i.op.opts.PollInterval
 	for {
+		rd.SetDeadline(time.Now().Add(poll))
 		if err := rd.ReadInto(&sample); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				continue // nothing woke us: read again what arrived since
+			}
 			if errors.Is(err, ringbuf.ErrFlushed) || errors.Is(err, ringbuf.ErrClosed) || errors.Is(err, os.ErrClosed) {
 				return
 			}

@@ -25,5 +25,6 @@ Custom resources:
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(newVersionCommand())
+	root.AddCommand(newGadgetCommand())
 	return root
 }

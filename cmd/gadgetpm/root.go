@@ -25,6 +25,7 @@ Custom resources:
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(newVersionCommand())
+	root.AddCommand(newGadgetCommand())
 	root.AddCommand(newRepoCommand())
 	root.AddCommand(newPackageCommand())
 	return root

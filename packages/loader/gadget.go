@@ -2,6 +2,7 @@ package loader
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
+	"github.com/gadgetpm/gadgetpm/pkg/gadget/ebpfoperator"
 )
 
 // Gadget is gadget/gadget.yaml. Unknown keys are errors.
@@ -82,6 +84,10 @@ func (c *checker) gadget() {
 		} else if progErr == nil {
 			c.add(GadgetYAML, 0, "missing: %s needs its metadata file", GadgetProgram)
 		}
+		return
+	}
+	if obj, err := os.ReadFile(filepath.Join(c.dir, filepath.FromSlash(GadgetProgram))); err == nil && hasMarkers(obj) {
+		c.runtimeGadget(obj, raw)
 		return
 	}
 	var g Gadget
@@ -326,4 +332,75 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// Marker prefixes of the gadget runtime (bpf/include/gadget/macros.h).
+var markerPrefixes = []string{"gadget_tracer_", "gadget_snapshotter_", "gadget_param_"}
+
+// hasMarkers reports whether obj declares its data sources and params
+// with the gadget runtime's marker symbols.
+func hasMarkers(obj []byte) bool {
+	spec, err := ebpf.LoadCollectionSpecFromReader(bytes.NewReader(obj))
+	if err != nil {
+		return false
+	}
+	for name := range spec.Variables {
+		for _, p := range markerPrefixes {
+			if strings.HasPrefix(name, p) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// runtimeGadget checks a gadget built for the gadget runtime: gadget.yaml
+// in the runtime's format, the catalog as the runtime reads it (without
+// loading anything into the kernel).
+func (c *checker) runtimeGadget(obj, raw []byte) {
+	md, err := ebpfoperator.ParseMetadata(raw)
+	if err != nil {
+		line, msg := splitYAMLLine(strings.TrimPrefix(err.Error(), "parse gadget.yaml: "))
+		if m := regexp.MustCompile(`line (\d+): (.*)`).FindStringSubmatch(msg); m != nil {
+			line, _ = strconv.Atoi(m[1])
+			msg = m[2]
+		}
+		c.add(GadgetYAML, line, "%s", strings.Replace(msg, "not found in type", "is not a known key of", 1))
+		return
+	}
+	cat, err := ebpfoperator.Catalog(obj, raw)
+	if err != nil {
+		msg := err.Error()
+		file := GadgetProgram
+		if strings.Contains(msg, "gadget.yaml") {
+			file = GadgetYAML
+		}
+		c.add(file, 0, "%s", msg)
+		return
+	}
+	b, err := json.Marshal(cat)
+	var out v1alpha1.Catalog
+	if err == nil {
+		err = json.Unmarshal(b, &out)
+	}
+	if err != nil {
+		c.add(GadgetProgram, 0, "convert catalog: %v", err)
+		return
+	}
+	c.pkg.Gadget = &Gadget{Name: md.Name, Description: md.Description}
+	c.pkg.Catalog = &out
+	if spec, err := ebpf.LoadCollectionSpecFromReader(bytes.NewReader(obj)); err == nil {
+		prog := &Program{Structs: map[string]string{}}
+		for name, m := range spec.Maps {
+			if !strings.HasPrefix(name, ".") {
+				prog.Maps = append(prog.Maps, NamedKind{name, m.Type.String()})
+			}
+		}
+		for name, p := range spec.Programs {
+			prog.Programs = append(prog.Programs, NamedKind{name, p.SectionName})
+		}
+		sort.Slice(prog.Maps, func(i, j int) bool { return prog.Maps[i].Name < prog.Maps[j].Name })
+		sort.Slice(prog.Programs, func(i, j int) bool { return prog.Programs[i].Name < prog.Programs[j].Name })
+		c.pkg.Program = prog
+	}
 }

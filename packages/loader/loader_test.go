@@ -229,3 +229,36 @@ func TestParseRequires(t *testing.T) {
 		}
 	}
 }
+
+// The bundled packages are built for the gadget runtime (marker symbols,
+// its gadget.yaml format); the loader takes their catalog from it.
+func TestBundledPackagesLoad(t *testing.T) {
+	dirs, _ := filepath.Glob(packagetest.Testdata("..", "..", "charts", "packages", "*", "Chart.yaml"))
+	if len(dirs) == 0 {
+		t.Fatal("no bundled packages found under charts/packages")
+	}
+	for _, chart := range dirs {
+		dir := filepath.Dir(chart)
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			p, err := loader.Load(ctx, dir, loader.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Catalog == nil || len(p.Catalog.DataSources) == 0 || len(p.Catalog.DataSources[0].Fields) == 0 {
+				t.Errorf("catalog = %+v", p.Catalog)
+			}
+		})
+	}
+	// A runtime-format gadget.yaml with a misspelt key is refused with its line.
+	src := filepath.Join(packagetest.Testdata("..", "..", "charts", "packages", "trace-exec"))
+	obj, err := os.ReadFile(filepath.Join(src, "gadget", "program.bpf.o"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := packagetest.Write(t, t.TempDir(), packagetest.Source{Program: obj, Hooks: map[string]string{},
+		Gadget: "name: trace-exec\ndatasources:\n  exec:\n    descripton: typo\n"})
+	_, problems := loader.Check(ctx, dir, loader.Options{})
+	if len(problems) != 1 || problems[0].File != "gadget/gadget.yaml" || problems[0].Line != 4 || !strings.Contains(problems[0].Message, "descripton") {
+		t.Errorf("problems = %v", problems)
+	}
+}

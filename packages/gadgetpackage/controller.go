@@ -85,6 +85,7 @@ type pkgRun struct {
 	failedAt string             // its task name
 	attempts int                // how often it ran
 	removed  bool               // the Remove tasks finished
+	plan     int                // counts plans; OnDone of an older one is ignored
 	queues   []string           // custom queues to clean up after Remove
 }
 
@@ -213,7 +214,7 @@ func (r *Reconciler) run(key string) *pkgRun {
 
 // enqueue queues tasks under a fresh scope; the last one pokes the
 // controller when it succeeds.
-func (r *Reconciler) enqueue(key string, tasks []queue.Task, onDone func()) error {
+func (r *Reconciler) enqueue(key string, tasks []queue.Task, onDone func(plan int)) error {
 	r.mu.Lock()
 	run := r.run(key)
 	if run.cancel != nil {
@@ -221,11 +222,13 @@ func (r *Reconciler) enqueue(key string, tasks []queue.Task, onDone func()) erro
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	run.cancel, run.inflight, run.failure, run.failedAt = cancel, true, nil, ""
+	run.plan++
+	plan := run.plan
 	r.mu.Unlock()
 	for i, t := range tasks {
 		opts := []queue.EnqueueOption{queue.Scope(ctx), queue.MaxAttempts(r.opts.MaxAttempts)}
 		if i == len(tasks)-1 {
-			opts = append(opts, queue.OnDone(onDone))
+			opts = append(opts, queue.OnDone(func() { onDone(plan) }))
 		}
 		if err := r.opts.Queue.Enqueue(queue.PackageQueueName(key, ""), t, opts...); err != nil {
 			return fmt.Errorf("enqueue %s: %w", t.Name(), err)
@@ -279,9 +282,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	}
 	if !stalled {
 		if tasks := r.opts.Manager.Plan(&gp); len(tasks) > 0 {
-			if err := r.enqueue(key, tasks, func() {
+			if err := r.enqueue(key, tasks, func(plan int) {
 				r.mu.Lock()
-				if run, ok := r.runs[key]; ok {
+				if run, ok := r.runs[key]; ok && run.plan == plan {
 					run.inflight = false
 				}
 				r.mu.Unlock()
@@ -325,9 +328,9 @@ func (r *Reconciler) remove(ctx context.Context, gp *v1alpha1.GadgetPackage, key
 			r.mu.Lock()
 			run.queues = st.Queues
 			r.mu.Unlock()
-			if err := r.enqueue(key, tasks, func() {
+			if err := r.enqueue(key, tasks, func(plan int) {
 				r.mu.Lock()
-				if run, ok := r.runs[key]; ok {
+				if run, ok := r.runs[key]; ok && run.plan == plan {
 					run.removed, run.inflight = true, false
 				}
 				r.mu.Unlock()

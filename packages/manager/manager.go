@@ -173,19 +173,32 @@ func (m *Manager) Plan(gp *v1alpha1.GadgetPackage) []queue.Task {
 	}
 	prev := e.gp
 	e.gp = gp
-	e.gen++
-	t := func(k kind) queue.Task { return &task{m: m, key: key, gen: e.gen, kind: k} }
+	var kinds []kind
 	switch {
-	case prev == nil || e.pkg == nil || prev.Spec.Package != gp.Spec.Package || prev.Spec.Version != gp.Spec.Version || prev.Spec.Repository != gp.Spec.Repository:
-		return []queue.Task{t(kindDownload), t(kindInstall), t(kindLoad), t(kindStartup), t(kindRun)}
+	case prev == nil || prev.Spec.Package != gp.Spec.Package || prev.Spec.Version != gp.Spec.Version || prev.Spec.Repository != gp.Spec.Repository:
+		kinds = []kind{kindDownload, kindInstall, kindLoad, kindStartup, kindRun}
 	case !reflect.DeepEqual(prev.Spec.Settings, gp.Spec.Settings):
-		return []queue.Task{t(kindApplySettings), t(kindRun)}
+		if e.pkg == nil {
+			kinds = []kind{kindDownload, kindInstall, kindLoad, kindStartup, kindRun}
+		} else {
+			kinds = []kind{kindApplySettings, kindRun}
+		}
 	case prev.Spec.IsEnabled() && !gp.Spec.IsEnabled():
-		return []queue.Task{t(kindDisable)}
+		kinds = []kind{kindDisable}
 	case !prev.Spec.IsEnabled() && gp.Spec.IsEnabled():
-		return []queue.Task{t(kindStartup), t(kindRun)}
+		kinds = []kind{kindStartup, kindRun}
 	}
-	return nil
+	if len(kinds) == 0 {
+		// Same spec: the tasks already planned (maybe still queued) stay
+		// current.
+		return nil
+	}
+	e.gen++
+	tasks := make([]queue.Task, len(kinds))
+	for i, k := range kinds {
+		tasks[i] = &task{m: m, key: key, gen: e.gen, kind: k}
+	}
+	return tasks
 }
 
 // Rearm makes the next Plan of key start over from Download, as after a

@@ -363,3 +363,22 @@ func TestSchedulerSeesLoadedAndRunningPackages(t *testing.T) {
 		t.Error("the scheduler still knows a removed package")
 	}
 }
+
+// A reconcile with an unchanged spec in the middle of a plan must leave
+// the plan's remaining tasks current.
+func TestReplanWithSameSpecKeepsTheRunningPlan(t *testing.T) {
+	m, _ := setup(t, packagetest.Source{})
+	tasks := m.Plan(gp("exec", "execsnoop", ""))
+	if err := runAll(t, tasks[:3]); err != nil {
+		t.Fatal(err)
+	}
+	if again := m.Plan(gp("exec", "execsnoop", "")); len(again) != 0 {
+		t.Fatalf("same spec planned %v", names(again))
+	}
+	if err := runAll(t, tasks[3:]); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := m.State("ns.exec"); st.Phase != v1alpha1.PhaseRunning {
+		t.Errorf("phase = %s, want Running", st.Phase)
+	}
+}

@@ -57,7 +57,7 @@ compile() {
 	echo "bpf-build: $src -> $out" >&2
 	"$CLANG" -O2 -target bpf -D__TARGET_ARCH_"$target_arch" \
 		-I "$build" -I bpf/include -I /usr/include/"$arch"-linux-gnu \
-		-Wall -Werror "$@" -c "$src" -o "$out.tmp"
+		-fdebug-prefix-map="$root"=. -Wall -Werror "$@" -c "$src" -o "$out.tmp"
 	mv -f "$out.tmp" "$out"
 }
 
@@ -81,7 +81,7 @@ done
 
 compile bpf/testdata/verifier_reject.bpf.c bpf/testdata/verifier_reject.bpf.o -g
 llvm-strip -g bpf/testdata/verifier_reject.bpf.o
-for t in second_ok lossy bad_attach; do
+for t in second_ok lossy bad_attach probe_kprobe probe_fentry; do
 	compile bpf/testdata/$t.bpf.c bpf/testdata/$t.bpf.o -g
 	llvm-strip -g bpf/testdata/$t.bpf.o
 done

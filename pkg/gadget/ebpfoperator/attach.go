@@ -27,9 +27,13 @@ func attach(section string, prog *ebpf.Program) (link.Link, error) {
 		return link.Tracepoint(group, name, prog, nil)
 	case "raw_tracepoint", "raw_tp":
 		return link.AttachRawTracepoint(link.RawTracepointOptions{Name: target, Program: prog})
-	case "kprobe":
-		return link.Kprobe(target, prog, nil)
-	case "kretprobe":
+	case "kprobe", "kretprobe":
+		if !haveKprobes() {
+			return nil, fmt.Errorf("attach %s: %w: this kernel has no kprobes (built without CONFIG_KPROBES: neither %s nor %s exists); use a tracepoint or raw_tracepoint section", section, ebpf.ErrNotSupported, kprobePMU, kprobeEvents)
+		}
+		if kind == "kprobe" {
+			return link.Kprobe(target, prog, nil)
+		}
 		return link.Kretprobe(target, prog, nil)
 	case "fentry", "fexit", "tp_btf", "fmod_ret":
 		return link.AttachTracing(link.TracingOptions{Program: prog})
@@ -37,6 +41,22 @@ func attach(section string, prog *ebpf.Program) (link.Link, error) {
 		return nil, nil
 	}
 	return nil, fmt.Errorf("section kind %q cannot be attached (supported: tracepoint, raw_tracepoint, kprobe, kretprobe, fentry, fexit, tp_btf, iter)", kind)
+}
+
+// Where the kernel offers kprobes: the perf PMU, or the tracefs interface
+// cilium/ebpf falls back to.
+const (
+	kprobePMU    = "/sys/bus/event_source/devices/kprobe"
+	kprobeEvents = "/sys/kernel/tracing/kprobe_events"
+)
+
+func haveKprobes() bool {
+	for _, p := range []string{kprobePMU, kprobeEvents} {
+		if _, err := os.Stat(p); err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 func sortParams(p []gadget.ParamDesc) {

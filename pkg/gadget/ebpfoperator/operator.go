@@ -166,6 +166,12 @@ func (i *instance) loadError(err error) error {
 	var ve *ebpf.VerifierError
 	if !errors.As(err, &ve) {
 		if errors.Is(err, unix.EPERM) {
+			if os.Geteuid() == 0 {
+				// root was refused: the kernel lacks what the program
+				// needs (fentry/fexit need BPF trampolines), or lockdown
+				// forbids it.
+				return fmt.Errorf("load gadget %s: %w (the kernel refused it although running as root: it may lack support for the program's section, e.g. BPF trampolines for fentry/fexit, or be in lockdown)", i.name, err)
+			}
 			return fmt.Errorf("load gadget %s: %w (run as root or with CAP_BPF and CAP_PERFMON)", i.name, err)
 		}
 		return fmt.Errorf("load gadget %s: %w", i.name, err)

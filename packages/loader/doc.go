@@ -13,6 +13,6 @@
 // against the schema.
 //
 // The loader never installs anything, contacts a cluster or loads eBPF
-// into the kernel. Hook configs get a structural check here; pkg/hooks
-// plugs in the full protocol check through Options.HookConfig.
+// into the kernel. Hook configs are checked by pkg/hooks' parser, the one
+// the operator runs hooks with.
 package loader

@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"sigs.k8s.io/yaml"
+	"github.com/gadgetpm/gadgetpm/pkg/hooks"
 )
 
 // maxHookOutput caps what a hook's --config may print.
@@ -83,12 +83,12 @@ func (c *checker) hooks(ctx context.Context) {
 			continue
 		}
 		h.Config = out
-		h.Bindings, err = c.opts.HookConfig.Bindings(f.rel, out)
+		info, err := c.opts.HookConfig.Parse(f.rel, out)
 		if err != nil {
 			c.add(HooksDir+"/"+f.rel, 0, "--config output: %v", err)
 			continue
 		}
-		h.Queues = customQueues(out)
+		h.Bindings, h.Queues = info.Bindings, info.Queues
 		c.pkg.Hooks = append(c.pkg.Hooks, h)
 	}
 }
@@ -148,70 +148,34 @@ func tail(s string) string {
 	return s
 }
 
-// basicHookConfig checks the structure of a shell-operator hook config.
-type basicHookConfig struct{}
+// protocolHookConfig checks a config with pkg/hooks, the same parser the
+// operator runs hooks with, so lint and install agree on what is valid.
+type protocolHookConfig struct{}
 
-var bindingKeys = map[string]bool{
-	"onStartup": true, "schedule": true, "kubernetes": true,
-	"beforeHelm": true, "afterHelm": true, "afterDeleteHelm": true, "settings": true,
-}
-
-func (basicHookConfig) Bindings(hook string, config []byte) ([]string, error) {
+func (protocolHookConfig) Parse(hook string, config []byte) (HookInfo, error) {
 	if len(bytes.TrimSpace(config)) == 0 {
-		return nil, errors.New("empty: a hook prints its config (YAML or JSON with configVersion: v1)")
+		return HookInfo{}, errors.New("empty: a hook prints its config (YAML or JSON with configVersion: v1)")
 	}
-	var m map[string]any
-	if err := yaml.Unmarshal(config, &m); err != nil {
-		return nil, fmt.Errorf("not YAML or JSON: %v (first bytes: %q)", err, first(config, 60))
+	cfg, err := hooks.ParseConfig(hook, config)
+	if err != nil {
+		return HookInfo{}, err
 	}
-	if m == nil {
-		return nil, fmt.Errorf("not a YAML or JSON object (first bytes: %q)", first(config, 60))
-	}
-	if v, _ := m["configVersion"].(string); v != "v1" {
-		return nil, fmt.Errorf("configVersion is %v: want v1", m["configVersion"])
-	}
-	var out []string
-	for _, k := range sortedKeys(m) {
-		if k == "configVersion" {
-			continue
-		}
-		if !bindingKeys[k] {
-			return nil, fmt.Errorf("unknown key %q: want onStartup, schedule, kubernetes, beforeHelm, afterHelm, afterDeleteHelm or settings", k)
-		}
-		switch k {
-		case "onStartup", "beforeHelm", "afterHelm", "afterDeleteHelm":
-			if _, ok := m[k].(float64); !ok {
-				return nil, fmt.Errorf("%s is %v: want an order number", k, m[k])
-			}
-			out = append(out, k)
-		case "schedule", "kubernetes":
-			list, ok := m[k].([]any)
-			if !ok {
-				return nil, fmt.Errorf("%s must be a list", k)
-			}
-			for i, item := range list {
-				b, ok := item.(map[string]any)
-				if !ok {
-					return nil, fmt.Errorf("%s[%d] must be an object", k, i)
-				}
-				if k == "schedule" {
-					if s, _ := b["crontab"].(string); s == "" {
-						return nil, fmt.Errorf("schedule[%d] has no crontab", i)
-					}
-				} else {
-					if s, _ := b["kind"].(string); s == "" {
-						return nil, fmt.Errorf("kubernetes[%d] has no kind", i)
-					}
-				}
-				name, _ := b["name"].(string)
-				if name == "" {
-					name = fmt.Sprint(i)
-				}
-				out = append(out, k+":"+name)
-			}
+	info := HookInfo{Bindings: (&hooks.Hook{Name: hook, Config: cfg}).Bindings()}
+	seen := map[string]bool{}
+	add := func(q string) {
+		if q != "" && !seen[q] {
+			seen[q] = true
+			info.Queues = append(info.Queues, q)
 		}
 	}
-	return out, nil
+	for _, b := range cfg.Schedules {
+		add(b.Queue)
+	}
+	for _, b := range cfg.Kubernetes {
+		add(b.Queue)
+	}
+	sort.Strings(info.Queues)
+	return info, nil
 }
 
 func first(b []byte, n int) string {
@@ -219,27 +183,4 @@ func first(b []byte, n int) string {
 		return string(b[:n]) + "…"
 	}
 	return string(b)
-}
-
-// customQueues lists the "queue" names of a config's schedule and
-// kubernetes bindings.
-func customQueues(config []byte) []string {
-	var m map[string]any
-	if yaml.Unmarshal(config, &m) != nil {
-		return nil
-	}
-	seen := map[string]bool{}
-	var out []string
-	for _, k := range []string{"schedule", "kubernetes"} {
-		list, _ := m[k].([]any)
-		for _, item := range list {
-			b, _ := item.(map[string]any)
-			if q, _ := b["queue"].(string); q != "" && !seen[q] {
-				seen[q] = true
-				out = append(out, q)
-			}
-		}
-	}
-	sort.Strings(out)
-	return out
 }

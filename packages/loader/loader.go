@@ -32,18 +32,25 @@ const (
 // DefaultHookTimeout bounds one `hook --config` run.
 const DefaultHookTimeout = 10 * time.Second
 
-// HookConfig checks a hook's --config output and lists its bindings as
-// "<type>" or "<type>:<name>". pkg/hooks implements the full protocol.
+// HookConfig checks a hook's --config output and says what it declares.
 type HookConfig interface {
-	Bindings(hook string, config []byte) ([]string, error)
+	Parse(hook string, config []byte) (HookInfo, error)
+}
+
+// HookInfo is what a hook's config declares.
+type HookInfo struct {
+	// Bindings as "<type>" or "<type>:<name>".
+	Bindings []string
+	// Queues are the custom queues its bindings name, sorted.
+	Queues []string
 }
 
 // Options configure Load and Check. The zero value means defaults.
 type Options struct {
 	// HookTimeout bounds each `hook --config`. Default DefaultHookTimeout.
 	HookTimeout time.Duration
-	// HookConfig checks hook configs. Default: the structural check of
-	// this package (configVersion v1, known binding keys and shapes).
+	// HookConfig checks hook configs. Default: pkg/hooks' parser, the one
+	// the operator runs hooks with.
 	HookConfig HookConfig
 	// Limits bound the extraction of a .tgz given to Check. Defaults as in
 	// package archive.
@@ -55,7 +62,7 @@ func (o *Options) setDefaults() {
 		o.HookTimeout = DefaultHookTimeout
 	}
 	if o.HookConfig == nil {
-		o.HookConfig = basicHookConfig{}
+		o.HookConfig = protocolHookConfig{}
 	}
 }
 

@@ -36,9 +36,9 @@ func TestLoadValidPackage(t *testing.T) {
 	for _, h := range p.Hooks {
 		hooks = append(hooks, append([]string{h.Name}, h.Bindings...))
 	}
-	wantHooks := [][]string{{"10-startup.sh", "onStartup"}, {"20-watch/sync.sh", "kubernetes:pods", "schedule:0"}}
+	wantHooks := [][]string{{"10-startup.sh", "onStartup"}, {"20-watch/sync.sh", "schedule:*/5 * * * *", "kubernetes:pods"}}
 	if !reflect.DeepEqual(hooks, wantHooks) {
-		t.Errorf("hooks = %v, want %v (sorted, non-executable lib skipped)", hooks, wantHooks)
+		t.Errorf("hooks = %v, want %v (hooks sorted by path, bindings as pkg/hooks lists them, non-executable lib skipped)", hooks, wantHooks)
 	}
 	if q := p.Hooks[1].Queues; !reflect.DeepEqual(q, []string{"cron", "pods"}) {
 		t.Errorf("custom queues = %v", q)
@@ -110,12 +110,12 @@ func TestLoadReportsEveryBadInput(t *testing.T) {
 		{"gadget.yaml without program", packagetest.Source{Program: []byte(packagetest.Omit)}, "gadget/program.bpf.o: missing"},
 		{"program without gadget.yaml", packagetest.Source{Gadget: packagetest.Omit}, "gadget/gadget.yaml: missing"},
 		{"hook --config hangs", packagetest.Source{Hooks: map[string]string{"hang.sh": "#!/bin/sh\nsleep 600 &\nsleep 600\n"}}, "hooks/hang.sh: --config did not finish within 500ms"},
-		{"hook --config prints garbage", packagetest.Source{Hooks: map[string]string{"junk.sh": "#!/bin/sh\necho '}}}{{{ not yaml'\n"}}, "hooks/junk.sh: --config output: not YAML or JSON"},
+		{"hook --config prints garbage", packagetest.Source{Hooks: map[string]string{"junk.sh": "#!/bin/sh\necho '}}}{{{ not yaml'\n"}}, "hooks/junk.sh: --config output: hook junk.sh: --config output is neither YAML nor JSON"},
 		{"hook --config exits non-zero", packagetest.Source{Hooks: map[string]string{"fail.sh": "#!/bin/sh\necho 'cannot reach the API' >&2\nexit 3\n"}}, "hooks/fail.sh: --config exited with code 3: cannot reach the API"},
 		{"hook --config prints nothing", packagetest.Source{Hooks: map[string]string{"mute.sh": "#!/bin/sh\n"}}, "hooks/mute.sh: --config output: empty"},
-		{"hook config version", packagetest.Source{Hooks: map[string]string{"old.sh": "#!/bin/sh\necho '{\"configVersion\":\"v0\",\"onStartup\":1}'\n"}}, "hooks/old.sh: --config output: configVersion is v0: want v1"},
-		{"hook config unknown binding", packagetest.Source{Hooks: map[string]string{"x.sh": "#!/bin/sh\necho '{\"configVersion\":\"v1\",\"onShutdown\":1}'\n"}}, `hooks/x.sh: --config output: unknown key "onShutdown"`},
-		{"hook schedule without crontab", packagetest.Source{Hooks: map[string]string{"x.sh": "#!/bin/sh\necho '{\"configVersion\":\"v1\",\"schedule\":[{\"name\":\"a\"}]}'\n"}}, "schedule[0] has no crontab"},
+		{"hook config version", packagetest.Source{Hooks: map[string]string{"old.sh": "#!/bin/sh\necho '{\"configVersion\":\"v0\",\"onStartup\":1}'\n"}}, `hooks/old.sh: --config output: hook old.sh: field configVersion: unsupported version v0; expected "v1"`},
+		{"hook config unknown binding", packagetest.Source{Hooks: map[string]string{"x.sh": "#!/bin/sh\necho '{\"configVersion\":\"v1\",\"onShutdown\":1}'\n"}}, "hooks/x.sh: --config output: hook x.sh: field onShutdown: unknown binding; expected one of onStartup"},
+		{"hook schedule without crontab", packagetest.Source{Hooks: map[string]string{"x.sh": "#!/bin/sh\necho '{\"configVersion\":\"v1\",\"schedule\":[{\"name\":\"a\"}]}'\n"}}, `binding schedule[0] "a": field crontab: missing; expected a cron spec`},
 		{"requires malformed", packagetest.Source{Requires: ">=1.0"}, "Chart.yaml:6: annotation gadgetpm.io/requires: \">=1.0\": want \"name constraint\" pairs"},
 		{"requires bad constraint", packagetest.Source{Requires: "net-base >=banana"}, "annotation gadgetpm.io/requires: net-base: constraint \">=banana\""},
 		{"requires itself", packagetest.Source{Requires: "execsnoop"}, "the package requires itself"},

@@ -134,7 +134,8 @@ func (s *Service) Enqueue(queueName string, t Task, opts ...EnqueueOption) error
 		maxAttempts = eo.maxAttempts
 	}
 
-	it := &item{
+	// rec stays on the stack; add copies it into a record of the queue.
+	rec := item{
 		task:        t,
 		name:        name,
 		mergeKey:    mergeKey,
@@ -148,7 +149,7 @@ func (s *Service) Enqueue(queueName string, t Task, opts ...EnqueueOption) error
 		if err != nil {
 			return fmt.Errorf("enqueue task %q to queue %q: %w", name, queueName, err)
 		}
-		if q.add(it, eo.unique) {
+		if q.add(&rec, eo.unique) {
 			q.reportLength()
 			return nil
 		}

@@ -82,9 +82,9 @@ func newQueue(name string, m QueueMetrics, prev *queue) *queue {
 	}
 }
 
-// maxFree bounds a queue's free list, so that a burst does not pin its
-// records for the queue's lifetime.
-const maxFree = 64
+// maxFree bounds a queue's free list. The list is dropped whenever the
+// worker goes idle, so records are kept only while the queue is busy.
+const maxFree = 1024
 
 // add appends a task described by rec, or with unique folds it into an
 // equal-named pending task. It reports false when the queue is closing.
@@ -263,6 +263,7 @@ func (s *Service) next(q *queue, last time.Time, locked bool) (*item, time.Time,
 			}
 			yielded = false
 			q.idle = true
+			q.free = nil // an idle queue holds no spare records
 			q.mu.Unlock()
 			select {
 			case <-q.wake:

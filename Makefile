@@ -85,3 +85,11 @@ bench-hooks: envtest ## benchmark a hook run's overhead against exec by hand (do
 .PHONY: bench-queues
 bench-queues: ## queue throughput and latency against buffered channels (docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench . -benchtime 200000x -count 3 ./queue/
+
+.PHONY: bpf
+bpf: ## rebuild the bundled gadgets' eBPF objects (needs clang, bpftool, libbpf-dev; installs them with apt-get when missing)
+	hack/bpf-build.sh
+
+.PHONY: packages-bpf
+packages-bpf: ## rebuild the eBPF test objects of packages/ (packages/testdata/bpf)
+	hack/packages-bpf.sh

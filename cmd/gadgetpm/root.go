@@ -25,5 +25,8 @@ Custom resources:
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(newVersionCommand())
+	root.AddCommand(newGadgetCommand())
+	root.AddCommand(newRepoCommand())
+	root.AddCommand(newPackageCommand())
 	return root
 }

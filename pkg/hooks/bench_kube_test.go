@@ -58,47 +58,57 @@ type roundResult struct {
 	runs      int
 }
 
-// pendingTasks is the benchmark's stand-in for one queue: FIFO, one worker,
-// optional compaction of consecutive mergeable tasks.
-type pendingTasks struct {
-	mu    sync.Mutex
-	tasks []*benchTask
-	wake  chan struct{}
-}
-
-type benchTask struct {
-	task *RunTask
+// seqTask carries the sequence numbers of the changes a hook run handles,
+// so the benchmark can time each change; merging concatenates them in order
+// as the RunTask concatenates its binding contexts.
+type seqTask struct {
+	*RunTask
 	seqs []int
+	at   *roundClock
 }
 
-func (p *pendingTasks) push(t *benchTask) {
-	p.mu.Lock()
-	p.tasks = append(p.tasks, t)
-	p.mu.Unlock()
-	select {
-	case p.wake <- struct{}{}:
-	default:
+// roundClock records when each change's hook run started and counts what
+// was handled; only the queue's single worker writes to it.
+type roundClock struct {
+	started []time.Time
+	handled int
+	runs    int
+	total   int
+	done    chan struct{}
+	fail    func(args ...any)
+}
+
+func (t *seqTask) Execute(ctx context.Context) error {
+	now := time.Now()
+	for _, s := range t.seqs {
+		t.at.started[s] = now
+	}
+	err := t.RunTask.Execute(ctx)
+	if err != nil {
+		t.at.fail("hook run:", err)
+	}
+	t.at.handled += len(t.seqs)
+	t.at.runs++
+	if t.at.handled == t.at.total {
+		close(t.at.done)
+	}
+	return err
+}
+
+func (t *seqTask) Merge(next queue.Task) queue.Task {
+	n := next.(*seqTask)
+	return &seqTask{
+		RunTask: t.RunTask.Merge(n.RunTask).(*RunTask),
+		seqs:    append(append([]int(nil), t.seqs...), n.seqs...),
+		at:      t.at,
 	}
 }
 
-// pop takes the head, merged with every following task of the same key when
-// compact is set.
-func (p *pendingTasks) pop(compact bool) *benchTask {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if len(p.tasks) == 0 {
-		return nil
-	}
-	head := p.tasks[0]
-	p.tasks = p.tasks[1:]
-	for compact && len(p.tasks) > 0 && p.tasks[0].task.MergeKey() != "" && p.tasks[0].task.MergeKey() == head.task.MergeKey() {
-		next := p.tasks[0]
-		p.tasks = p.tasks[1:]
-		var merged queue.Task = head.task.Merge(next.task)
-		head = &benchTask{task: merged.(*RunTask), seqs: append(append([]int(nil), head.seqs...), next.seqs...)}
-	}
-	return head
-}
+// unmergeable hides Merge and MergeKey so the queue runs tasks one by one.
+type unmergeable struct{ t *seqTask }
+
+func (u unmergeable) Name() string                      { return u.t.Name() }
+func (u unmergeable) Execute(ctx context.Context) error { return u.t.Execute(ctx) }
 
 func kubeBindingRound(b *testing.B, compact bool) roundResult {
 	b.Helper()
@@ -143,10 +153,32 @@ func kubeBindingRound(b *testing.B, compact bool) roundResult {
 
 	total := benchObjects * benchUpdates
 	sent := make([]time.Time, total)
-	started := make([]time.Time, total)
-	pending := &pendingTasks{wake: make(chan struct{}, 1)}
+	clock := &roundClock{started: make([]time.Time, total), total: total, done: make(chan struct{}), fail: b.Error}
+	started := clock.started
+	queues := queue.NewService(queue.Options{})
+	// The owner of a Service reads its events; Stop delivers what is left.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-queues.Events():
+			case <-mctx.Done():
+				return
+			}
+		}
+	}()
+	defer func() {
+		sctx, scancel := context.WithTimeout(context.Background(), time.Minute)
+		defer scancel()
+		if err := queues.Stop(sctx); err != nil {
+			b.Errorf("stop queues: %v", err)
+		}
+	}()
 
-	// Reader: every event becomes a task.
+	// Reader: every event becomes a hook-run task in the package's queue,
+	// whose single worker runs them in order and, with compaction on, merges
+	// consecutive waiting runs of the hook.
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -158,38 +190,16 @@ func kubeBindingRound(b *testing.B, compact bool) roundResult {
 				return
 			}
 			seq, _ := strconv.Atoi(ev.Objects[0].Object.Object["data"].(map[string]any)["seq"].(string))
-			pending.push(&benchTask{task: NewRunTask(deps, h, nil, Trigger{Type: Kubernetes, Binding: ev.Binding, Event: &ev}), seqs: []int{seq}})
-		}
-	}()
-
-	// Worker: runs tasks in order until every event was handled.
-	done := make(chan roundResult, 1)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		handled, runs := 0, 0
-		for handled < total {
-			t := pending.pop(compact)
-			if t == nil {
-				select {
-				case <-pending.wake:
-					continue
-				case <-mctx.Done():
-					return
-				}
+			t := &seqTask{RunTask: NewRunTask(deps, h, nil, Trigger{Type: Kubernetes, Binding: ev.Binding, Event: &ev}), seqs: []int{seq}, at: clock}
+			var task queue.Task = t
+			if !compact {
+				task = unmergeable{t}
 			}
-			now := time.Now()
-			for _, s := range t.seqs {
-				started[s] = now
-			}
-			if err := t.task.Execute(mctx); err != nil {
+			if err := queues.Enqueue(queue.PackageQueueName("bench.pkg", ""), task, queue.MaxAttempts(1)); err != nil {
 				b.Error(err)
 				return
 			}
-			handled += len(t.seqs)
-			runs++
 		}
-		done <- roundResult{runs: runs}
 	}()
 
 	// Writers: 8 at once, each owning every 8th ConfigMap so no two write
@@ -219,12 +229,12 @@ func kubeBindingRound(b *testing.B, compact bool) roundResult {
 		}(w)
 	}
 	wwg.Wait()
-	var res roundResult
 	select {
-	case res = <-done:
+	case <-clock.done:
 	case <-time.After(10 * time.Minute):
 		b.Fatal("events not handled within 10 minutes")
 	}
+	res := roundResult{runs: clock.runs}
 	res.elapsed = time.Since(start)
 	for i := range sent {
 		res.latencies = append(res.latencies, started[i].Sub(sent[i]))

@@ -1,0 +1,223 @@
+package main
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// gadgetCLI runs the root command with ctx; stdout and stderr separately.
+func gadgetCLI(ctx context.Context, args ...string) (string, string, error) {
+	var out, errOut syncBuffer
+	cmd := newRootCommand(&out, &errOut)
+	cmd.SetArgs(args)
+	err := cmd.ExecuteContext(ctx)
+	return out.String(), errOut.String(), err
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+const packagesDir = "../../charts/packages"
+
+func needRootForGadget(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("running gadgets needs root")
+	}
+}
+
+func jsonLines(t *testing.T, out string) []map[string]any {
+	t.Helper()
+	var lines []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		if l == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("line %q is not JSON: %v", l, err)
+		}
+		lines = append(lines, m)
+	}
+	return lines
+}
+
+func TestGadgetRunSnapshotFromDirAndPackage(t *testing.T) {
+	needRootForGadget(t)
+	dir := filepath.Join(packagesDir, "snapshot-process")
+	tgz := packTGZ(t, dir, "snapshot-process")
+	for _, src := range []string{dir, tgz} {
+		out, errOut, err := gadgetCLI(context.Background(), "gadget", "run", src, "--filter", fmt.Sprintf("pid==%d", os.Getpid()))
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", src, err, errOut)
+		}
+		lines := jsonLines(t, out)
+		if len(lines) != 1 || int(lines[0]["ppid"].(float64)) != os.Getppid() {
+			t.Errorf("%s: output %v, want only this process", src, lines)
+		}
+		if !strings.Contains(errOut, "processes: 1 events") {
+			t.Errorf("%s: summary missing from stderr: %q", src, errOut)
+		}
+	}
+}
+
+func TestGadgetRunTracerStopsAtMaxEvents(t *testing.T) {
+	needRootForGadget(t)
+	marker := filepath.Join(t.TempDir(), "cli-marker")
+	if err := os.WriteFile(marker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		for ctx.Err() == nil {
+			if f, err := os.Open(marker); err == nil {
+				f.Close()
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	start := time.Now()
+	out, errOut, err := gadgetCLI(ctx, "gadget", "run", filepath.Join(packagesDir, "trace-open"),
+		"--filter", "fname=="+marker, "--max-events", "2", "--timeout", "60s", "-o", "columns")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, errOut)
+	}
+	if time.Since(start) > 50*time.Second {
+		t.Fatal("--max-events did not stop the run")
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "TIMESTAMP") || !strings.Contains(lines[1], marker) {
+		t.Errorf("columns output:\n%s", out)
+	}
+}
+
+func TestGadgetRunStopsWhenCancelled(t *testing.T) {
+	needRootForGadget(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(500*time.Millisecond, cancel) // what Ctrl-C does
+	_, errOut, err := gadgetCLI(ctx, "gadget", "run", filepath.Join(packagesDir, "trace-tcpconnect"), "--param", "target_port=1")
+	if err != nil {
+		t.Fatalf("cancelled run: %v\n%s", err, errOut)
+	}
+	if !strings.Contains(errOut, "tcpconnect: 0 events") {
+		t.Errorf("stderr %q", errOut)
+	}
+}
+
+func TestGadgetRunErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"gadget", "run"}, "accepts 1 arg(s), received 0"},
+		{[]string{"gadget", "run", "/nonexistent"}, "read gadget: stat /nonexistent: no such file or directory"},
+		{[]string{"gadget", "run", "main.go"}, "expected a package directory or a .tgz package"},
+		{[]string{"gadget", "run", "."}, "a package keeps its eBPF object in gadget/program.bpf.o"},
+		{[]string{"gadget", "run", packagesDir + "/trace-open", "-o", "yaml"}, `--output: output format "yaml": expected json or columns`},
+		{[]string{"gadget", "run", packagesDir + "/trace-open", "--param", "oops"}, `--param: param "oops": expected key=value`},
+		{[]string{"gadget", "run", packagesDir + "/trace-open", "--timeout", "-1s"}, "--timeout -1s: must not be negative"},
+		{[]string{"gadget", "run", packagesDir + "/trace-open", "--param", "failed_only=maybe"}, `param failed_only: "maybe" is not a bool`},
+		{[]string{"gadget", "run", packagesDir + "/trace-open", "--filter", "path==/etc"}, `no data source has a field "path"`},
+		{[]string{"gadget", "catalog", "/nonexistent"}, "no such file or directory"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			_, _, err := gadgetCLI(context.Background(), tt.args...)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestGadgetCatalog(t *testing.T) {
+	out, _, err := gadgetCLI(context.Background(), "gadget", "catalog", filepath.Join(packagesDir, "trace-open"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cat struct {
+		DataSources []struct {
+			Name   string
+			Fields []struct{ Name, Type string }
+		}
+		Params []struct{ Key, Type, Default string }
+	}
+	if err := json.Unmarshal([]byte(out), &cat); err != nil {
+		t.Fatal(err)
+	}
+	if len(cat.DataSources) != 1 || cat.DataSources[0].Name != "open" || len(cat.Params) != 1 || cat.Params[0].Key != "failed_only" || cat.Params[0].Default != "false" {
+		t.Errorf("catalog %+v", cat)
+	}
+}
+
+func TestGadgetHelp(t *testing.T) {
+	out, _, err := gadgetCLI(context.Background(), "gadget", "run", "--help")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"--param", "--filter", "--timeout", "--max-events", "--output", "Ctrl-C", "comm==bash"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("help lacks %q", want)
+		}
+	}
+}
+
+// packTGZ packs dir as helm package would: every file under <name>/.
+func packTGZ(t *testing.T, dir, name string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name+"-0.1.0.tgz")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zw := gzip.NewWriter(f)
+	tw := tar.NewWriter(zw)
+	err = filepath.Walk(dir, func(path string, info os.FileInfo, err error) error {
+		if err != nil || info.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, path)
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if err := tw.WriteHeader(&tar.Header{Name: name + "/" + filepath.ToSlash(rel), Mode: 0o644, Size: int64(len(b)), Typeflag: tar.TypeReg}); err != nil {
+			return err
+		}
+		_, err = tw.Write(b)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []interface{ Close() error }{tw, zw, f} {
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return p
+}

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# bpf-build.sh: compile the bundled gadgets (bpf/gadgets/*/program.bpf.c)
+# and the runtime's test objects (bpf/testdata/*.bpf.c) with clang, then copy
+# each gadget's object into its package under charts/packages/.
+#
+# vmlinux.h is generated from the running kernel's BTF with bpftool into
+# bpf/build/ (git-ignored); it is never hand-written. Missing tools are
+# installed from Debian's packages.
+#
+#   hack/bpf-build.sh            build everything
+#   CLANG=clang-16 hack/bpf-build.sh
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+
+CLANG="${CLANG:-clang}"
+BPFTOOL="${BPFTOOL:-bpftool}"
+BTF="${BTF:-/sys/kernel/btf/vmlinux}"
+build="bpf/build"
+
+need=()
+command -v "$CLANG" >/dev/null || need+=(clang)
+command -v llvm-strip >/dev/null || need+=(llvm)
+command -v "$BPFTOOL" >/dev/null || need+=(bpftool)
+[ -f /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
+if [ "${#need[@]}" -gt 0 ]; then
+	echo "bpf-build: installing ${need[*]} with apt-get" >&2
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "bpf-build: run as root or install them yourself: apt-get install ${need[*]}" >&2
+		exit 1
+	fi
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+fi
+if [ ! -r "$BTF" ]; then
+	echo "bpf-build: $BTF is missing: the kernel must be built with CONFIG_DEBUG_INFO_BTF=y (or set BTF=path)" >&2
+	exit 1
+fi
+
+mkdir -p "$build"
+echo "bpf-build: generating $build/vmlinux.h from $BTF" >&2
+"$BPFTOOL" btf dump file "$BTF" format c >"$build/vmlinux.h.tmp"
+mv -f "$build/vmlinux.h.tmp" "$build/vmlinux.h"
+
+arch="$(uname -m)"
+case "$arch" in
+x86_64) target_arch=x86 ;;
+aarch64) target_arch=arm64 ;;
+*) target_arch="$arch" ;;
+esac
+
+# compile SRC OUT [extra clang flags]
+compile() {
+	local src="$1" out="$2"
+	shift 2
+	echo "bpf-build: $src -> $out" >&2
+	"$CLANG" -O2 -target bpf -D__TARGET_ARCH_"$target_arch" \
+		-I "$build" -I bpf/include -I /usr/include/"$arch"-linux-gnu \
+		-fdebug-prefix-map="$root"=. -Wall -Werror "$@" -c "$src" -o "$out.tmp"
+	mv -f "$out.tmp" "$out"
+}
+
+declare -A package=(
+	[trace_exec]=trace-exec
+	[trace_open]=trace-open
+	[trace_tcpconnect]=trace-tcpconnect
+	[snapshot_process]=snapshot-process
+)
+
+for dir in bpf/gadgets/*/; do
+	name="$(basename "$dir")"
+	compile "$dir/program.bpf.c" "$dir/program.bpf.o" -g
+	# drop DWARF, keep BTF: smaller objects, same types
+	llvm-strip -g "$dir/program.bpf.o"
+	pkg="${package[$name]:-}"
+	if [ -n "$pkg" ] && [ -d "charts/packages/$pkg/gadget" ]; then
+		cp "$dir/program.bpf.o" "charts/packages/$pkg/gadget/program.bpf.o"
+	fi
+done
+
+compile bpf/testdata/verifier_reject.bpf.c bpf/testdata/verifier_reject.bpf.o -g
+llvm-strip -g bpf/testdata/verifier_reject.bpf.o
+for t in second_ok lossy bad_attach probe_kprobe probe_fentry; do
+	compile bpf/testdata/$t.bpf.c bpf/testdata/$t.bpf.o -g
+	llvm-strip -g bpf/testdata/$t.bpf.o
+done
+# the same gadget without -g: no BTF at all
+compile bpf/testdata/second_ok.bpf.c bpf/testdata/no_btf.bpf.o
+
+echo "bpf-build: done" >&2

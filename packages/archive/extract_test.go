@@ -1,0 +1,189 @@
+package archive_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/gadgetpm/gadgetpm/packages/archive"
+)
+
+type entry struct {
+	name     string
+	typ      byte
+	mode     int64
+	body     string
+	linkname string
+}
+
+func tgz(t testing.TB, entries ...entry) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	for _, e := range entries {
+		typ := e.typ
+		if typ == 0 {
+			typ = tar.TypeReg
+		}
+		mode := e.mode
+		if mode == 0 {
+			mode = 0o644
+		}
+		hdr := &tar.Header{Name: e.name, Typeflag: typ, Mode: mode, Size: int64(len(e.body)), Linkname: e.linkname}
+		if typ != tar.TypeReg {
+			hdr.Size = 0
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			t.Fatal(err)
+		}
+		if hdr.Size > 0 {
+			if _, err := tw.Write([]byte(e.body)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+var good = []entry{
+	{name: "pkg", typ: tar.TypeDir, mode: 0o755},
+	{name: "pkg/templates/", typ: tar.TypeDir, mode: 0o777},
+	{name: "pkg/Chart.yaml", body: "name: pkg\n"},
+	{name: "pkg/hooks/10-startup.sh", mode: 0o4777, body: "#!/bin/sh\n"},
+	{name: "pkg/hooks/lib.sh", mode: 0o666, body: "x=1\n"},
+}
+
+func TestExtractKeepsExecutableBitAndNothingElse(t *testing.T) {
+	dest := filepath.Join(t.TempDir(), "out")
+	if err := archive.Extract(context.Background(), bytes.NewReader(tgz(t, good...)), dest, archive.Limits{StripComponents: 1}); err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]os.FileMode{"Chart.yaml": 0o644, "hooks/10-startup.sh": 0o755, "hooks/lib.sh": 0o644} {
+		fi, err := os.Stat(filepath.Join(dest, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode() != want {
+			t.Errorf("%s mode %v, want %v", p, fi.Mode(), want)
+		}
+	}
+	// Extracting again onto an existing destination is refused.
+	err := archive.Extract(context.Background(), bytes.NewReader(tgz(t, good...)), dest, archive.Limits{StripComponents: 1})
+	if !errors.Is(err, archive.ErrExists) {
+		t.Errorf("second extract: %v", err)
+	}
+}
+
+func TestExtractRejectsBadArchives(t *testing.T) {
+	many := []entry{{name: "pkg/", typ: tar.TypeDir}}
+	for i := 0; i < 100000; i++ {
+		many = append(many, entry{name: fmt.Sprintf("pkg/f%d", i)})
+	}
+	tests := []struct {
+		name    string
+		data    []byte
+		limits  archive.Limits
+		is      error
+		wantMsg string
+	}{
+		{"path traversal", tgz(t, entry{name: "pkg/../../etc/cron.d/x", body: "x"}), archive.Limits{}, archive.ErrUnsafePath, `"pkg/../../etc/cron.d/x" has a ".." component`},
+		{"absolute path", tgz(t, entry{name: "/etc/passwd", body: "x"}), archive.Limits{}, archive.ErrUnsafePath, `"/etc/passwd" has an absolute path`},
+		{"symlink escape", tgz(t, entry{name: "pkg/templates/x", typ: tar.TypeSymlink, linkname: "../../../etc/shadow"}), archive.Limits{}, archive.ErrLink, "outside the package"},
+		{"absolute symlink", tgz(t, entry{name: "pkg/x", typ: tar.TypeSymlink, linkname: "/etc/shadow"}), archive.Limits{}, archive.ErrLink, "outside the package"},
+		{"inside symlink", tgz(t, entry{name: "pkg/x", typ: tar.TypeSymlink, linkname: "Chart.yaml"}), archive.Limits{}, archive.ErrLink, "regular files only"},
+		{"hard link escape", tgz(t, entry{name: "pkg/x", typ: tar.TypeLink, linkname: "../etc/shadow"}), archive.Limits{}, archive.ErrLink, "hard link"},
+		{"char device", tgz(t, entry{name: "pkg/null", typ: tar.TypeChar}), archive.Limits{}, archive.ErrSpecialFile, `"pkg/null" is a device file`},
+		{"block device", tgz(t, entry{name: "pkg/sda", typ: tar.TypeBlock}), archive.Limits{}, archive.ErrSpecialFile, "device file"},
+		{"fifo", tgz(t, entry{name: "pkg/fifo", typ: tar.TypeFifo}), archive.Limits{}, archive.ErrSpecialFile, "FIFO"},
+		{"100000 files", tgz(t, many...), archive.Limits{}, archive.ErrLimit, "more than 10000 entries"},
+		{"file over limit", tgz(t, entry{name: "pkg/big", body: strings.Repeat("x", 2048)}), archive.Limits{MaxFileBytes: 1024}, archive.ErrLimit, `"pkg/big" is 2048 bytes, limit 1024`},
+		{"total over limit", tgz(t, entry{name: "pkg/a", body: strings.Repeat("x", 600)}, entry{name: "pkg/b", body: strings.Repeat("x", 600)}), archive.Limits{MaxTotalBytes: 1000}, archive.ErrLimit, "total more than 1000 bytes"},
+		{"duplicate entry", tgz(t, entry{name: "pkg/a", body: "1"}, entry{name: "pkg/a", body: "2"}), archive.Limits{}, archive.ErrUnsafePath, "appears twice"},
+		{"file outside top dir", tgz(t, entry{name: "Chart.yaml", body: "x"}), archive.Limits{}, archive.ErrUnsafePath, "outside the package's top directory"},
+		{"not gzip", []byte("PK\x03\x04 this is a zip"), archive.Limits{}, nil, "not a gzipped tar"},
+		{"truncated", tgz(t, good...)[:40], archive.Limits{}, nil, "read tar"},
+		{"empty", tgz(t), archive.Limits{}, nil, "archive is empty"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			parent := t.TempDir()
+			dest := filepath.Join(parent, "out")
+			limits := tt.limits
+			limits.StripComponents = 1
+			err := archive.Extract(context.Background(), bytes.NewReader(tt.data), dest, limits)
+			if err == nil || !strings.Contains(err.Error(), tt.wantMsg) {
+				t.Fatalf("err = %v, want %q", err, tt.wantMsg)
+			}
+			if tt.is != nil && !errors.Is(err, tt.is) {
+				t.Errorf("err %v is not %v", err, tt.is)
+			}
+			// Nothing is left behind: no destination, no temp dir.
+			left, _ := os.ReadDir(parent)
+			if len(left) != 0 {
+				t.Errorf("left behind: %v", left)
+			}
+		})
+	}
+}
+
+// TestExtractRejectsHugeSparseFile uses GNU tar to pack a 64 GiB sparse
+// file whose archive is a few kilobytes.
+func TestExtractRejectsHugeSparseFile(t *testing.T) {
+	tarBin, err := exec.LookPath("tar")
+	if err != nil {
+		t.Skip("GNU tar is not installed: apt-get install tar")
+	}
+	dir := t.TempDir()
+	src := filepath.Join(dir, "pkg")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(filepath.Join(src, "sparse"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(64 << 30); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	out := filepath.Join(dir, "sparse.tgz")
+	if b, err := exec.Command(tarBin, "-C", dir, "-czSf", out, "pkg").CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v: %s", err, b)
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dest := filepath.Join(t.TempDir(), "out")
+	err = archive.Extract(context.Background(), bytes.NewReader(data), dest, archive.Limits{StripComponents: 1})
+	if !errors.Is(err, archive.ErrLimit) || !strings.Contains(err.Error(), `"pkg/sparse" is 68719476736 bytes`) {
+		t.Fatalf("err = %v, want the sparse file refused by size", err)
+	}
+	if _, err := os.Stat(dest); !os.IsNotExist(err) {
+		t.Error("destination exists after a failed extract")
+	}
+}
+
+func TestExtractStopsOnCancel(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := archive.Extract(ctx, bytes.NewReader(tgz(t, good...)), filepath.Join(t.TempDir(), "out"), archive.Limits{StripComponents: 1})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v", err)
+	}
+}

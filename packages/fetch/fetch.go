@@ -1,0 +1,198 @@
+package fetch
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/gadgetpm/gadgetpm/packages/loader"
+	"github.com/gadgetpm/gadgetpm/packages/repo"
+	"github.com/gadgetpm/gadgetpm/packages/repository"
+	"github.com/gadgetpm/gadgetpm/packages/store"
+	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
+)
+
+// Error is a failed step with the GadgetPackage condition reason to report
+// (v1alpha1.ReasonIndexFailed, ReasonDownloadFailed, ReasonVerifyFailed,
+// ReasonLoadFailed, ReasonInvalidSettings).
+type Error struct {
+	Reason string
+	Err    error
+}
+
+func (e *Error) Error() string { return e.Err.Error() }
+func (e *Error) Unwrap() error { return e.Err }
+
+// ReasonOf returns the condition reason of err, or fallback.
+func ReasonOf(err error, fallback string) string {
+	var fe *Error
+	if errors.As(err, &fe) {
+		return fe.Reason
+	}
+	return fallback
+}
+
+func fail(reason string, format string, args ...any) error {
+	return &Error{Reason: reason, Err: fmt.Errorf(format, args...)}
+}
+
+// Options configure a Fetcher.
+type Options struct {
+	// Reader reads PackageRepositories and their Secrets. Required.
+	Reader client.Reader
+	// Store keeps archives by digest. Required.
+	Store *store.Store
+	// Loader options for Load.
+	Loader loader.Options
+	// PlainHTTPRegistries talks plain HTTP to oci:// registries. Default
+	// false.
+	PlainHTTPRegistries bool
+}
+
+// Fetcher runs the Download, Install and Load steps. It is safe for
+// concurrent use.
+type Fetcher struct {
+	opts Options
+}
+
+// New returns a Fetcher.
+func New(opts Options) (*Fetcher, error) {
+	if opts.Reader == nil || opts.Store == nil {
+		return nil, errors.New("create fetcher: Reader and Store are required")
+	}
+	return &Fetcher{opts: opts}, nil
+}
+
+// Downloaded is the outcome of Download.
+type Downloaded struct {
+	// Name and Version chosen.
+	Name, Version string
+	// Digest of the archive, lowercase hex sha256.
+	Digest string
+	// Cached is true when the store already had the archive.
+	Cached bool
+	// Verified is true when a provenance file was checked.
+	Verified bool
+	// Offline is true when the repository could not be read and the
+	// archive of the installed digest (gp.Status.Digest) was reused.
+	Offline bool
+}
+
+// Download resolves gp's version in its repository and puts the archive
+// into the store. When the repository cannot be read but the store holds
+// the archive of the installed digest, that is used (a restarted operator
+// keeps running what it ran).
+func (f *Fetcher) Download(ctx context.Context, gp *v1alpha1.GadgetPackage) (Downloaded, error) {
+	var pr v1alpha1.PackageRepository
+	if err := f.opts.Reader.Get(ctx, client.ObjectKey{Name: gp.Spec.Repository}, &pr); err != nil {
+		if d, ok := f.offline(gp); ok {
+			return d, nil
+		}
+		return Downloaded{}, fail(v1alpha1.ReasonIndexFailed, "read PackageRepository %s named by spec.repository: %w", gp.Spec.Repository, err)
+	}
+	c, err := repository.ClientFor(ctx, f.opts.Reader, &pr, f.opts.PlainHTTPRegistries)
+	if err != nil {
+		return Downloaded{}, fail(v1alpha1.ReasonIndexFailed, "PackageRepository %s: %w", pr.Name, err)
+	}
+	mode, keyring, err := repository.Keyring(ctx, f.opts.Reader, &pr)
+	if err != nil {
+		return Downloaded{}, fail(v1alpha1.ReasonVerifyFailed, "PackageRepository %s: %w", pr.Name, err)
+	}
+	idx, err := c.Index(ctx, gp.Spec.Package)
+	if err != nil {
+		if d, ok := f.offline(gp); ok {
+			return d, nil
+		}
+		return Downloaded{}, fail(v1alpha1.ReasonIndexFailed, "PackageRepository %s: %w", pr.Name, err)
+	}
+	v, err := repo.Resolve(idx, gp.Spec.Package, gp.Spec.Version)
+	if err != nil {
+		return Downloaded{}, fail(v1alpha1.ReasonDownloadFailed, "PackageRepository %s: %w", pr.Name, err)
+	}
+	d := Downloaded{Name: v.Name, Version: v.Version, Digest: v.Digest}
+
+	var a *repo.Archive
+	if data, ok := f.opts.Store.Archive(v.Digest); v.Digest != "" && ok {
+		a = &repo.Archive{Name: v.Name, Version: v.Version, Filename: fmt.Sprintf("%s-%s.tgz", v.Name, v.Version),
+			Data: data, Digest: v.Digest, Provenance: f.opts.Store.Provenance(v.Digest)}
+		d.Cached = true
+	} else {
+		a, err = c.Download(ctx, v)
+		if err != nil {
+			reason := v1alpha1.ReasonDownloadFailed
+			if errors.Is(err, repo.ErrDigestMismatch) || errors.Is(err, repo.ErrNoDigest) {
+				reason = v1alpha1.ReasonVerifyFailed
+			}
+			return d, fail(reason, "%w", err)
+		}
+		d.Digest = a.Digest
+	}
+	res, err := repo.Verify(a, mode, keyring)
+	if err != nil {
+		return d, fail(v1alpha1.ReasonVerifyFailed, "%w", err)
+	}
+	d.Verified = res.Verified
+	if !d.Cached {
+		if err := f.opts.Store.PutArchive(a.Digest, a.Data); err != nil {
+			return d, fail(v1alpha1.ReasonDownloadFailed, "%w", err)
+		}
+		if len(a.Provenance) > 0 {
+			if err := f.opts.Store.PutProvenance(a.Digest, a.Provenance); err != nil {
+				return d, fail(v1alpha1.ReasonDownloadFailed, "%w", err)
+			}
+		}
+	}
+	return d, nil
+}
+
+func (f *Fetcher) offline(gp *v1alpha1.GadgetPackage) (Downloaded, bool) {
+	if gp.Status.Digest == "" {
+		return Downloaded{}, false
+	}
+	if _, ok := f.opts.Store.Archive(gp.Status.Digest); !ok {
+		return Downloaded{}, false
+	}
+	return Downloaded{Name: gp.Spec.Package, Version: gp.Status.Version, Digest: gp.Status.Digest, Cached: true, Offline: true}, true
+}
+
+// Install extracts the archive of digest and returns the package
+// directory.
+func (f *Fetcher) Install(ctx context.Context, digest string) (string, error) {
+	dir, err := f.opts.Store.Unpack(ctx, digest)
+	if err != nil {
+		return "", fail(v1alpha1.ReasonInstallFailed, "%w", err)
+	}
+	return dir, nil
+}
+
+// Load loads the package in dir and checks gp's settings against its
+// schema.
+func (f *Fetcher) Load(ctx context.Context, dir string, gp *v1alpha1.GadgetPackage) (*loader.Package, error) {
+	p, err := loader.Load(ctx, dir, f.opts.Loader)
+	if err != nil {
+		return nil, fail(v1alpha1.ReasonLoadFailed, "%w", err)
+	}
+	settings, err := Settings(gp)
+	if err != nil {
+		return p, fail(v1alpha1.ReasonInvalidSettings, "%w", err)
+	}
+	if err := loader.ValidateSettings(p, settings); err != nil {
+		return p, fail(v1alpha1.ReasonInvalidSettings, "spec.settings: %w", err)
+	}
+	return p, nil
+}
+
+// Settings decodes gp's spec.settings.
+func Settings(gp *v1alpha1.GadgetPackage) (map[string]any, error) {
+	if gp.Spec.Settings == nil || len(gp.Spec.Settings.Raw) == 0 {
+		return map[string]any{}, nil
+	}
+	var m map[string]any
+	if err := json.Unmarshal(gp.Spec.Settings.Raw, &m); err != nil {
+		return nil, fmt.Errorf("spec.settings of %s/%s: want an object: %w", gp.Namespace, gp.Name, err)
+	}
+	return m, nil
+}

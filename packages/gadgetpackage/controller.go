@@ -1,0 +1,446 @@
+// Package gadgetpackage runs the GadgetPackage controller: it turns each
+// GadgetPackage into the package manager's tasks in the package's main
+// queue, and writes status (phase, enablement, version, digest, hooks,
+// catalog; conditions Ready, Reconciling and Stalled; observedGeneration)
+// and Events.
+//
+// After a task used its attempt limit the package is Stalled with the
+// error; a spec change or a new value of the gadgetpm.io/retry annotation
+// re-arms it. Deleting a GadgetPackage runs Remove (the finalizer
+// gadgetpm.io/package) and is refused, with a message naming them, while
+// other packages require it.
+//
+// The queue service's Events belong to its owner, which passes them to
+// HandleEvent.
+package gadgetpackage
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/Masterminds/semver/v3"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	"github.com/gadgetpm/gadgetpm/packages/fetch"
+	"github.com/gadgetpm/gadgetpm/packages/manager"
+	"github.com/gadgetpm/gadgetpm/packages/repo"
+	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
+	"github.com/gadgetpm/gadgetpm/queue"
+)
+
+// Queue is what the controller needs of the queue service.
+type Queue interface {
+	Enqueue(queueName string, t queue.Task, opts ...queue.EnqueueOption) error
+	Remove(ctx context.Context, queueName string) error
+}
+
+// EventRecorder records Kubernetes Events.
+type EventRecorder interface {
+	Eventf(object runtime.Object, eventtype, reason, messageFmt string, args ...interface{})
+}
+
+// DefaultMaxAttempts is how often a lifecycle task runs before the
+// package is Stalled.
+const DefaultMaxAttempts = 5
+
+// Options configure a Reconciler.
+type Options struct {
+	// Client reads GadgetPackages and writes their status. Required.
+	Client client.Client
+	// Manager holds package state. Required.
+	Manager *manager.Manager
+	// Queue runs the tasks. Required.
+	Queue Queue
+	// Recorder receives Events; nil records none.
+	Recorder EventRecorder
+	// MaxAttempts per task. Default DefaultMaxAttempts.
+	MaxAttempts int
+	// RemoveGrace is how long a task still running in a removed package's
+	// queues may take before it is cancelled. Default DefaultRemoveGrace.
+	RemoveGrace time.Duration
+}
+
+// DefaultRemoveGrace bounds the wait for running tasks when a package's
+// queues are removed.
+const DefaultRemoveGrace = 30 * time.Second
+
+// pkgRun is the controller's bookkeeping of one package; guarded by
+// Reconciler.mu.
+type pkgRun struct {
+	cancel   context.CancelFunc // ends the scope of the current plan
+	inflight bool               // tasks of the current plan are queued
+	failure  error              // the current plan's task that failed for good
+	failedAt string             // its task name
+	attempts int                // how often it ran
+	removed  bool               // the Remove tasks finished
+	plan     int                // counts plans; OnDone of an older one is ignored
+	queues   []string           // custom queues to clean up after Remove
+}
+
+// Reconciler is the GadgetPackage controller.
+type Reconciler struct {
+	opts    Options
+	trigger chan event.GenericEvent
+
+	mu sync.Mutex
+	// runs by package key; guarded by mu.
+	runs map[string]*pkgRun
+}
+
+// New returns a Reconciler.
+func New(opts Options) (*Reconciler, error) {
+	if opts.Client == nil || opts.Manager == nil || opts.Queue == nil {
+		return nil, fmt.Errorf("create GadgetPackage controller: Client, Manager and Queue are required")
+	}
+	if opts.MaxAttempts <= 0 {
+		opts.MaxAttempts = DefaultMaxAttempts
+	}
+	if opts.RemoveGrace <= 0 {
+		opts.RemoveGrace = DefaultRemoveGrace
+	}
+	return &Reconciler{opts: opts, trigger: make(chan event.GenericEvent, 1024), runs: map[string]*pkgRun{}}, nil
+}
+
+// SetupWithManager registers the controller.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("gadgetpackage").
+		For(&v1alpha1.GadgetPackage{}).
+		WatchesRawSource(source.Channel(r.trigger, &handler.EnqueueRequestForObject{})).
+		// A repository sync may bring a newer version a constraint allows.
+		Watches(&v1alpha1.PackageRepository{}, handler.EnqueueRequestsFromMapFunc(r.packagesOf)).
+		Complete(r)
+}
+
+// packagesOf maps a PackageRepository to the GadgetPackages installing
+// from it.
+func (r *Reconciler) packagesOf(ctx context.Context, o client.Object) []reconcile.Request {
+	var list v1alpha1.GadgetPackageList
+	if err := r.opts.Client.List(ctx, &list); err != nil {
+		return nil
+	}
+	var out []reconcile.Request
+	for _, gp := range list.Items {
+		if gp.Spec.Repository == o.GetName() {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&gp)})
+		}
+	}
+	return out
+}
+
+// newerVersion reports a version newer than the installed one that the
+// repository's last sync lists and gp's constraint allows.
+func (r *Reconciler) newerVersion(ctx context.Context, gp *v1alpha1.GadgetPackage, installed string) (string, bool) {
+	if installed == "" {
+		return "", false
+	}
+	var pr v1alpha1.PackageRepository
+	if err := r.opts.Client.Get(ctx, client.ObjectKey{Name: gp.Spec.Repository}, &pr); err != nil {
+		return "", false
+	}
+	idx := &repo.Index{Packages: map[string][]repo.Version{}}
+	for _, p := range pr.Status.Packages {
+		for _, v := range p.Versions {
+			idx.Packages[p.Name] = append(idx.Packages[p.Name], repo.Version{Name: p.Name, Version: v})
+		}
+	}
+	v, err := repo.Resolve(idx, gp.Spec.Package, gp.Spec.Version)
+	if err != nil || v.Version == installed {
+		return "", false
+	}
+	newer, err1 := semver.NewVersion(v.Version)
+	cur, err2 := semver.NewVersion(installed)
+	if err1 != nil || err2 != nil || !newer.GreaterThan(cur) {
+		return "", false
+	}
+	return v.Version, true
+}
+
+// poke asks for key to be reconciled again; never blocks.
+func (r *Reconciler) poke(key string) {
+	ns, name, ok := strings.Cut(key, ".")
+	if !ok {
+		return
+	}
+	gp := &v1alpha1.GadgetPackage{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	select {
+	case r.trigger <- event.GenericEvent{Object: gp}:
+	default: // a reconcile is pending anyway
+	}
+}
+
+// HandleEvent takes one queue event; the owner of the queue service calls
+// it for every event.
+func (r *Reconciler) HandleEvent(ev queue.Event) {
+	key := ev.Queue
+	if strings.Contains(key, "/") {
+		return // a hook's custom queue
+	}
+	r.mu.Lock()
+	run, ok := r.runs[key]
+	if ok && ev.Kind == queue.Failed && run.failure == nil {
+		// The rest of the plan depends on this step: drop it.
+		run.failure, run.failedAt, run.attempts, run.inflight = ev.Err, ev.Task, ev.Attempts, false
+		if run.cancel != nil {
+			run.cancel()
+		}
+	}
+	r.mu.Unlock()
+	if ok && ev.Kind != queue.Succeeded {
+		r.poke(key)
+	}
+}
+
+func (r *Reconciler) run(key string) *pkgRun {
+	run, ok := r.runs[key]
+	if !ok {
+		run = &pkgRun{}
+		r.runs[key] = run
+	}
+	return run
+}
+
+// enqueue queues tasks under a fresh scope; the last one pokes the
+// controller when it succeeds.
+func (r *Reconciler) enqueue(key string, tasks []queue.Task, onDone func(plan int)) error {
+	r.mu.Lock()
+	run := r.run(key)
+	if run.cancel != nil {
+		run.cancel()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	run.cancel, run.inflight, run.failure, run.failedAt = cancel, true, nil, ""
+	run.plan++
+	plan := run.plan
+	r.mu.Unlock()
+	for i, t := range tasks {
+		opts := []queue.EnqueueOption{queue.Scope(ctx), queue.MaxAttempts(r.opts.MaxAttempts)}
+		if i == len(tasks)-1 {
+			opts = append(opts, queue.OnDone(func() { onDone(plan) }))
+		}
+		if err := r.opts.Queue.Enqueue(queue.PackageQueueName(key, ""), t, opts...); err != nil {
+			return fmt.Errorf("enqueue %s: %w", t.Name(), err)
+		}
+	}
+	return nil
+}
+
+// Reconcile plans the package's tasks and writes its status.
+func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	var gp v1alpha1.GadgetPackage
+	if err := r.opts.Client.Get(ctx, req.NamespacedName, &gp); err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	key := manager.Key(&gp)
+	if !gp.DeletionTimestamp.IsZero() {
+		return r.remove(ctx, &gp, key)
+	}
+	if !controllerutil.ContainsFinalizer(&gp, v1alpha1.PackageFinalizer) {
+		patch := client.MergeFrom(gp.DeepCopy())
+		controllerutil.AddFinalizer(&gp, v1alpha1.PackageFinalizer)
+		if err := r.opts.Client.Patch(ctx, &gp, patch); err != nil {
+			return reconcile.Result{}, fmt.Errorf("add finalizer to GadgetPackage %s: %w", key, err)
+		}
+	}
+	before := gp.DeepCopy()
+
+	// Re-arm a Stalled package on a spec change or a new retry value.
+	r.mu.Lock()
+	run := r.run(key)
+	stalled := run.failure != nil
+	r.mu.Unlock()
+	retry := gp.Annotations[v1alpha1.RetryAnnotation]
+	specChanged := gp.Generation != gp.Status.ObservedGeneration
+	if stalled && (specChanged || (retry != "" && retry != gp.Status.LastHandledRetry)) {
+		r.opts.Manager.Rearm(key)
+		r.mu.Lock()
+		run.failure, run.failedAt = nil, ""
+		r.mu.Unlock()
+		stalled = false
+	}
+	gp.Status.LastHandledRetry = retry
+	r.mu.Lock()
+	inflight := run.inflight
+	r.mu.Unlock()
+	if st, ok := r.opts.Manager.State(key); ok && !stalled && !inflight {
+		if v, newer := r.newerVersion(ctx, &gp, st.Version); newer {
+			r.event(&gp, "Normal", v1alpha1.ReasonProgressing, fmt.Sprintf("upgrading %s from %s to %s", gp.Spec.Package, st.Version, v))
+			r.opts.Manager.Rearm(key)
+		}
+	}
+	if !stalled {
+		if tasks := r.opts.Manager.Plan(&gp); len(tasks) > 0 {
+			if err := r.enqueue(key, tasks, func(plan int) {
+				r.mu.Lock()
+				if run, ok := r.runs[key]; ok && run.plan == plan {
+					run.inflight = false
+				}
+				r.mu.Unlock()
+				r.poke(key)
+			}); err != nil {
+				return reconcile.Result{}, err
+			}
+		}
+	}
+	r.writeStatus(&gp, key)
+	if err := r.patchStatus(ctx, before, &gp); err != nil {
+		return reconcile.Result{}, err
+	}
+	return reconcile.Result{}, nil
+}
+
+func (r *Reconciler) remove(ctx context.Context, gp *v1alpha1.GadgetPackage, key string) (reconcile.Result, error) {
+	if !controllerutil.ContainsFinalizer(gp, v1alpha1.PackageFinalizer) {
+		return reconcile.Result{}, nil
+	}
+	r.mu.Lock()
+	run := r.run(key)
+	removed, inflight := run.removed, run.inflight
+	r.mu.Unlock()
+	if !removed {
+		if inflight {
+			return reconcile.Result{RequeueAfter: time.Second}, nil
+		}
+		st, known := r.opts.Manager.State(key)
+		if known {
+			tasks, err := r.opts.Manager.PlanRemove(key)
+			if err != nil {
+				before := gp.DeepCopy()
+				setCondition(gp, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonDependencyNotMet, "cannot delete: "+err.Error())
+				r.event(gp, "Warning", v1alpha1.ReasonDependencyNotMet, "cannot delete: "+err.Error())
+				if perr := r.patchStatus(ctx, before, gp); perr != nil {
+					return reconcile.Result{}, perr
+				}
+				return reconcile.Result{RequeueAfter: 5 * time.Second}, nil
+			}
+			r.mu.Lock()
+			run.queues = st.Queues
+			r.mu.Unlock()
+			if err := r.enqueue(key, tasks, func(plan int) {
+				r.mu.Lock()
+				if run, ok := r.runs[key]; ok && run.plan == plan {
+					run.removed, run.inflight = true, false
+				}
+				r.mu.Unlock()
+				r.poke(key)
+			}); err != nil {
+				return reconcile.Result{}, err
+			}
+			return reconcile.Result{}, nil
+		}
+	}
+	// Remove is done: drop the hooks' custom queues and the main queue
+	// (with anything left in them) and let the object go.
+	r.mu.Lock()
+	custom := append([]string(nil), run.queues...)
+	r.mu.Unlock()
+	graceCtx, cancel := context.WithTimeout(ctx, r.opts.RemoveGrace)
+	defer cancel()
+	for _, q := range append(custom, "") {
+		// A task still running after the grace period is cancelled; the
+		// queue is gone either way.
+		if err := r.opts.Queue.Remove(graceCtx, queue.PackageQueueName(key, q)); err != nil && ctx.Err() != nil {
+			return reconcile.Result{}, fmt.Errorf("remove queue %s: %w", queue.PackageQueueName(key, q), err)
+		}
+	}
+	r.mu.Lock()
+	if run, ok := r.runs[key]; ok && run.cancel != nil {
+		run.cancel()
+	}
+	delete(r.runs, key)
+	r.mu.Unlock()
+	patch := client.MergeFrom(gp.DeepCopy())
+	controllerutil.RemoveFinalizer(gp, v1alpha1.PackageFinalizer)
+	if err := r.opts.Client.Patch(ctx, gp, patch); err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	return reconcile.Result{}, nil
+}
+
+// writeStatus derives status and conditions from the manager's state and
+// the controller's bookkeeping. Ready is decided here only.
+func (r *Reconciler) writeStatus(gp *v1alpha1.GadgetPackage, key string) {
+	st, ok := r.opts.Manager.State(key)
+	r.mu.Lock()
+	run := r.run(key)
+	failure, failedAt, attempts, inflight := run.failure, run.failedAt, run.attempts, run.inflight
+	r.mu.Unlock()
+
+	s := &gp.Status
+	s.ObservedGeneration = gp.Generation
+	if ok {
+		s.Phase, s.Enabled, s.Reason = st.Phase, st.Enabled, st.Reason
+		s.Version, s.LastAttemptedVersion, s.Digest = st.Version, st.LastAttemptedVersion, st.Digest
+		s.HelmRevision, s.Hooks, s.Catalog = st.HelmRevision, st.Hooks, st.Catalog
+	}
+	if s.Phase == "" {
+		s.Phase = v1alpha1.PhasePending
+	}
+	switch {
+	case failure != nil:
+		reason := fetch.ReasonOf(failure, v1alpha1.ReasonRetriesExhausted)
+		msg := fmt.Sprintf("%s failed after %d attempt(s): %v; fix the cause, then change the spec or set the annotation %s", failedAt, attempts, failure, v1alpha1.RetryAnnotation)
+		if c := meta.FindStatusCondition(s.Conditions, v1alpha1.ConditionStalled); c == nil || c.Status != metav1.ConditionTrue || c.Message != msg {
+			r.event(gp, "Warning", reason, msg)
+		}
+		setCondition(gp, v1alpha1.ConditionStalled, metav1.ConditionTrue, v1alpha1.ReasonRetriesExhausted, msg)
+		setCondition(gp, v1alpha1.ConditionReconciling, metav1.ConditionFalse, v1alpha1.ReasonRetriesExhausted, "gave up")
+		setCondition(gp, v1alpha1.ConditionReady, metav1.ConditionFalse, reason, msg)
+		return
+	case inflight:
+		meta.RemoveStatusCondition(&s.Conditions, v1alpha1.ConditionStalled)
+		setCondition(gp, v1alpha1.ConditionReconciling, metav1.ConditionTrue, v1alpha1.ReasonProgressing, "running package tasks")
+		if c := meta.FindStatusCondition(s.Conditions, v1alpha1.ConditionReady); c == nil || c.Status != metav1.ConditionTrue {
+			setCondition(gp, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonProgressing, "installing")
+		}
+		return
+	}
+	meta.RemoveStatusCondition(&s.Conditions, v1alpha1.ConditionStalled)
+	setCondition(gp, v1alpha1.ConditionReconciling, metav1.ConditionFalse, v1alpha1.ReasonSucceeded, "idle")
+	switch {
+	case s.Phase == v1alpha1.PhaseRunning && s.Enabled:
+		if c := meta.FindStatusCondition(s.Conditions, v1alpha1.ConditionReady); c == nil || c.Status != metav1.ConditionTrue {
+			r.event(gp, "Normal", v1alpha1.ReasonSucceeded, fmt.Sprintf("%s %s is running", gp.Spec.Package, s.Version))
+		}
+		setCondition(gp, v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonSucceeded, fmt.Sprintf("%s %s is running", gp.Spec.Package, s.Version))
+	case !s.Enabled && s.Phase != v1alpha1.PhasePending:
+		reason := v1alpha1.ReasonDisabled
+		if gp.Spec.IsEnabled() {
+			reason = v1alpha1.ReasonDependencyNotMet
+		}
+		setCondition(gp, v1alpha1.ConditionReady, metav1.ConditionFalse, reason, s.Reason)
+	default:
+		setCondition(gp, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonProgressing, "waiting for package tasks")
+	}
+}
+
+func (r *Reconciler) patchStatus(ctx context.Context, before, after *v1alpha1.GadgetPackage) error {
+	if err := r.opts.Client.Status().Patch(ctx, after, client.MergeFrom(before)); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	return nil
+}
+
+func (r *Reconciler) event(obj runtime.Object, typ, reason, msg string) {
+	if r.opts.Recorder != nil {
+		r.opts.Recorder.Eventf(obj, typ, reason, "%s", msg)
+	}
+}
+
+func setCondition(gp *v1alpha1.GadgetPackage, typ string, status metav1.ConditionStatus, reason, msg string) {
+	meta.SetStatusCondition(&gp.Status.Conditions, metav1.Condition{
+		Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: gp.Generation,
+	})
+}

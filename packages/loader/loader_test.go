@@ -1,0 +1,264 @@
+package loader_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gadgetpm/gadgetpm/packages/loader"
+	"github.com/gadgetpm/gadgetpm/packages/packagetest"
+)
+
+var ctx = context.Background()
+
+func TestLoadValidPackage(t *testing.T) {
+	dir := packagetest.Write(t, t.TempDir(), packagetest.Source{
+		Requires: "net-base >=1.2, <2, proc-base",
+		Hooks: map[string]string{
+			"20-watch/sync.sh": "#!/bin/sh\necho 'configVersion: v1\nkubernetes:\n- name: pods\n  apiVersion: v1\n  kind: Pod\n  queue: pods\nschedule:\n- crontab: \"*/5 * * * *\"\n  queue: cron\n'\n",
+			"10-startup.sh":    packagetest.DefaultHook,
+		},
+		Files: map[string]string{"hooks/lib/common.sh": "x=1\n"},
+	})
+	p, err := loader.Load(ctx, dir, loader.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Name != "execsnoop" || p.Version != "1.0.0" {
+		t.Errorf("name/version = %s %s", p.Name, p.Version)
+	}
+	var hooks [][]string
+	for _, h := range p.Hooks {
+		hooks = append(hooks, append([]string{h.Name}, h.Bindings...))
+	}
+	wantHooks := [][]string{{"10-startup.sh", "onStartup"}, {"20-watch/sync.sh", "kubernetes:pods", "schedule:0"}}
+	if !reflect.DeepEqual(hooks, wantHooks) {
+		t.Errorf("hooks = %v, want %v (sorted, non-executable lib skipped)", hooks, wantHooks)
+	}
+	if q := p.Hooks[1].Queues; !reflect.DeepEqual(q, []string{"cron", "pods"}) {
+		t.Errorf("custom queues = %v", q)
+	}
+	wantReq := loader.Requirements{Requires: []loader.Requirement{{Name: "net-base", Constraint: ">=1.2, <2"}, {Name: "proc-base", Constraint: "*"}}}
+	if !reflect.DeepEqual(p.Requirements, wantReq) {
+		t.Errorf("requirements = %+v, want %+v", p.Requirements, wantReq)
+	}
+	if p.Catalog == nil || len(p.Catalog.DataSources) != 1 {
+		t.Fatalf("catalog = %+v", p.Catalog)
+	}
+	ds := p.Catalog.DataSources[0]
+	if ds.Name != "events" || ds.Kind != "tracer" {
+		t.Errorf("data source = %+v", ds)
+	}
+	fields := map[string]string{}
+	for _, f := range ds.Fields {
+		fields[f.Name] = f.Type
+		if f.Name == "pid" && f.Description != "process id" {
+			t.Errorf("pid description = %q", f.Description)
+		}
+	}
+	wantFields := map[string]string{"timestamp": "uint64", "pid": "uint32", "uid": "uint32", "comm": "string"}
+	if !reflect.DeepEqual(fields, wantFields) {
+		t.Errorf("fields = %v, want %v", fields, wantFields)
+	}
+	if len(p.Catalog.Params) != 1 || p.Catalog.Params[0].Key != "uid" || p.Catalog.Params[0].Type != "uint32" {
+		t.Errorf("params = %+v", p.Catalog.Params)
+	}
+	if len(p.Program.Programs) != 1 || p.Program.Programs[0].Kind != "tracepoint/syscalls/sys_enter_execve" {
+		t.Errorf("programs = %+v", p.Program.Programs)
+	}
+	for _, f := range p.Chart.Files {
+		if strings.HasPrefix(f.Name, "gadget/") || strings.HasPrefix(f.Name, "hooks/") {
+			t.Errorf("chart files keep %s; it must stay out of Helm release storage", f.Name)
+		}
+	}
+}
+
+func TestLoadReportsEveryBadInput(t *testing.T) {
+	nobtf, err := os.ReadFile(packagetest.Testdata("bpf", "nobtf.bpf.o"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		src  packagetest.Source
+		// want is "<file>:<line>: <text>" or "<file>: <text>" expected
+		// among the problems.
+		want string
+	}{
+		{"no Chart.yaml", packagetest.Source{ChartYAML: packagetest.Omit}, "Chart.yaml: missing"},
+		{"Chart.yaml without version", packagetest.Source{ChartYAML: "apiVersion: v2\nname: x\n"}, "Chart.yaml: load chart: validation: chart.metadata.version is required"},
+		{"chart apiVersion v1", packagetest.Source{ChartYAML: "apiVersion: v1\nname: execsnoop\nversion: 1.0.0\n"}, "Chart.yaml:1: apiVersion is \"v1\""},
+		{"schema not JSON", packagetest.Source{Schema: "{\n  \"type\": \"object\",\n  oops\n}"}, "values.schema.json:3: not valid JSON"},
+		{"schema invalid", packagetest.Source{Schema: `{"type": "nonsense"}`}, "values.schema.json: invalid JSON schema"},
+		{"schema not an object", packagetest.Source{Schema: `[1]`}, "values.schema.json:1: a JSON schema must be an object"},
+		{"defaults fail schema", packagetest.Source{Values: "maxRows: 0\n"}, "values.yaml: the default values do not match values.schema.json"},
+		{"gadget.yaml unknown key", packagetest.Source{Gadget: "name: x\ndescription: y\ncolour: blue\n"}, "gadget/gadget.yaml:3: field colour is not a known key of the gadget"},
+		{"gadget.yaml nested unknown key", packagetest.Source{Gadget: "name: x\ndataSources:\n  events:\n    fields:\n      pid:\n        descripton: typo\n"}, "gadget/gadget.yaml:6: field descripton is not a known key of a field"},
+		{"gadget.yaml not YAML", packagetest.Source{Gadget: "name: [x\n"}, "gadget/gadget.yaml:1: not valid YAML"},
+		{"gadget.yaml wrong kind", packagetest.Source{Gadget: "dataSources:\n  events:\n    kind: streamer\n"}, "gadget/gadget.yaml:3: dataSources.events.kind is \"streamer\""},
+		{"gadget.yaml unknown data source", packagetest.Source{Gadget: "dataSources:\n  nope: {}\n"}, "gadget/gadget.yaml:2: dataSources.nope: gadget/program.bpf.o has no ring buffer named \"nope\""},
+		{"gadget.yaml unknown field", packagetest.Source{Gadget: "dataSources:\n  events:\n    fields:\n      ppid: {description: x}\n"}, "gadget/gadget.yaml:4: dataSources.events.fields.ppid: struct event has no member \"ppid\""},
+		{"gadget.yaml unknown struct", packagetest.Source{Gadget: "dataSources:\n  events:\n    struct: evt\n"}, "gadget/gadget.yaml:3: dataSources.events.struct: gadget/program.bpf.o has no struct \"evt\""},
+		{"gadget.yaml unknown param", packagetest.Source{Gadget: "params:\n  targ_pid: {key: pid}\n"}, "gadget/gadget.yaml:2: params.targ_pid: gadget/program.bpf.o has no constant"},
+		{"eBPF object without BTF", packagetest.Source{Program: nobtf}, "gadget/program.bpf.o: no usable BTF"},
+		{"eBPF object garbage", packagetest.Source{Program: []byte("not an ELF file")}, "gadget/program.bpf.o: not a valid eBPF object"},
+		{"gadget.yaml without program", packagetest.Source{Program: []byte(packagetest.Omit)}, "gadget/program.bpf.o: missing"},
+		{"program without gadget.yaml", packagetest.Source{Gadget: packagetest.Omit}, "gadget/gadget.yaml: missing"},
+		{"hook --config hangs", packagetest.Source{Hooks: map[string]string{"hang.sh": "#!/bin/sh\nsleep 600 &\nsleep 600\n"}}, "hooks/hang.sh: --config did not finish within 500ms"},
+		{"hook --config prints garbage", packagetest.Source{Hooks: map[string]string{"junk.sh": "#!/bin/sh\necho '}}}{{{ not yaml'\n"}}, "hooks/junk.sh: --config output: not YAML or JSON"},
+		{"hook --config exits non-zero", packagetest.Source{Hooks: map[string]string{"fail.sh": "#!/bin/sh\necho 'cannot reach the API' >&2\nexit 3\n"}}, "hooks/fail.sh: --config exited with code 3: cannot reach the API"},
+		{"hook --config prints nothing", packagetest.Source{Hooks: map[string]string{"mute.sh": "#!/bin/sh\n"}}, "hooks/mute.sh: --config output: empty"},
+		{"hook config version", packagetest.Source{Hooks: map[string]string{"old.sh": "#!/bin/sh\necho '{\"configVersion\":\"v0\",\"onStartup\":1}'\n"}}, "hooks/old.sh: --config output: configVersion is v0: want v1"},
+		{"hook config unknown binding", packagetest.Source{Hooks: map[string]string{"x.sh": "#!/bin/sh\necho '{\"configVersion\":\"v1\",\"onShutdown\":1}'\n"}}, `hooks/x.sh: --config output: unknown key "onShutdown"`},
+		{"hook schedule without crontab", packagetest.Source{Hooks: map[string]string{"x.sh": "#!/bin/sh\necho '{\"configVersion\":\"v1\",\"schedule\":[{\"name\":\"a\"}]}'\n"}}, "schedule[0] has no crontab"},
+		{"requires malformed", packagetest.Source{Requires: ">=1.0"}, "Chart.yaml:6: annotation gadgetpm.io/requires: \">=1.0\": want \"name constraint\" pairs"},
+		{"requires bad constraint", packagetest.Source{Requires: "net-base >=banana"}, "annotation gadgetpm.io/requires: net-base: constraint \">=banana\""},
+		{"requires itself", packagetest.Source{Requires: "execsnoop"}, "the package requires itself"},
+		{"requires twice", packagetest.Source{Requires: "a, a ^1"}, "package a is listed twice"},
+		{"kubeVersion bad", packagetest.Source{KubeVersion: "one-point-thirty"}, "Chart.yaml:5: kubeVersion \"one-point-thirty\" is not a semver constraint"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := packagetest.Write(t, t.TempDir(), tt.src)
+			_, err := loader.Load(ctx, dir, loader.Options{HookTimeout: 500 * time.Millisecond})
+			var lerr *loader.Error
+			if !errors.As(err, &lerr) {
+				t.Fatalf("err = %v, want *loader.Error", err)
+			}
+			var got []string
+			for _, p := range lerr.Problems {
+				got = append(got, p.String())
+			}
+			found := false
+			for _, g := range got {
+				found = found || strings.Contains(g, tt.want)
+			}
+			if !found {
+				t.Fatalf("problems:\n  %s\nwant one containing %q", strings.Join(got, "\n  "), tt.want)
+			}
+			if !strings.Contains(err.Error(), "load package ") {
+				t.Errorf("error %q does not say which package", err)
+			}
+		})
+	}
+}
+
+func TestHelmPackagedArchiveFindsHooksByShebang(t *testing.T) {
+	dir := packagetest.Write(t, t.TempDir(), packagetest.Source{Files: map[string]string{"hooks/lib.sh": "x=1\n"}})
+	// What 'helm package' does to modes.
+	if err := os.Chmod(filepath.Join(dir, "hooks", "10-startup.sh"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := loader.Load(ctx, dir, loader.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Hooks) != 1 || p.Hooks[0].Name != "10-startup.sh" {
+		t.Errorf("hooks = %+v, want only 10-startup.sh", p.Hooks)
+	}
+}
+
+func TestCheckArchive(t *testing.T) {
+	out := packagetest.Repo(t, t.TempDir(), packagetest.Source{Gadget: "name: x\nbogus: 1\n"})
+	_, problems := loader.Check(ctx, filepath.Join(out, "execsnoop-1.0.0.tgz"), loader.Options{})
+	if len(problems) != 1 || problems[0].String() != "gadget/gadget.yaml:2: field bogus is not a known key of the gadget" {
+		t.Fatalf("problems = %v", problems)
+	}
+	_, problems = loader.Check(ctx, filepath.Join(out, "index.yaml"), loader.Options{})
+	if len(problems) != 1 || !strings.Contains(problems[0].String(), "index.yaml: extract archive: not a gzipped tar") {
+		t.Fatalf("problems = %v", problems)
+	}
+}
+
+func TestValidateSettings(t *testing.T) {
+	p, err := loader.Load(ctx, packagetest.Write(t, t.TempDir(), packagetest.Source{}), loader.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		settings map[string]any
+		want     string
+	}{
+		{map[string]any{"ignoreFailed": true, "maxRows": 10}, ""},
+		{nil, ""},
+		{map[string]any{"maxRows": 0}, "maxRows"},
+		{map[string]any{"ignoreFailed": "yes"}, "ignoreFailed"},
+		{map[string]any{"colour": "blue"}, "colour"},
+	}
+	for _, tt := range tests {
+		err := loader.ValidateSettings(p, tt.settings)
+		if tt.want == "" {
+			if err != nil {
+				t.Errorf("%v: %v", tt.settings, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "settings of execsnoop 1.0.0 do not match its values.schema.json") {
+			t.Errorf("%v: err = %v, want one naming %q", tt.settings, err, tt.want)
+		}
+	}
+}
+
+func TestParseRequires(t *testing.T) {
+	tests := []struct {
+		in   string
+		want []loader.Requirement
+		err  string
+	}{
+		{"a", []loader.Requirement{{"a", "*"}}, ""},
+		{"a ^1, b >=1.2 <2", []loader.Requirement{{"a", "^1"}, {"b", ">=1.2 <2"}}, ""},
+		{"a >=1, <2, b", []loader.Requirement{{"a", ">=1, <2"}, {"b", "*"}}, ""},
+		{"", nil, ""},
+		{"A", nil, "want \"name constraint\" pairs"},
+	}
+	for _, tt := range tests {
+		got, err := loader.ParseRequires(tt.in)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("%q: err = %v", tt.in, err)
+			}
+			continue
+		}
+		if err != nil || !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("%q = %v, %v; want %v", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+// The bundled packages are built for the gadget runtime (marker symbols,
+// its gadget.yaml format); the loader takes their catalog from it.
+func TestBundledPackagesLoad(t *testing.T) {
+	dirs, _ := filepath.Glob(packagetest.Testdata("..", "..", "charts", "packages", "*", "Chart.yaml"))
+	if len(dirs) == 0 {
+		t.Fatal("no bundled packages found under charts/packages")
+	}
+	for _, chart := range dirs {
+		dir := filepath.Dir(chart)
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			p, err := loader.Load(ctx, dir, loader.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Catalog == nil || len(p.Catalog.DataSources) == 0 || len(p.Catalog.DataSources[0].Fields) == 0 {
+				t.Errorf("catalog = %+v", p.Catalog)
+			}
+		})
+	}
+	// A runtime-format gadget.yaml with a misspelt key is refused with its line.
+	src := filepath.Join(packagetest.Testdata("..", "..", "charts", "packages", "trace-exec"))
+	obj, err := os.ReadFile(filepath.Join(src, "gadget", "program.bpf.o"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := packagetest.Write(t, t.TempDir(), packagetest.Source{Program: obj, Hooks: map[string]string{},
+		Gadget: "name: trace-exec\ndatasources:\n  exec:\n    descripton: typo\n"})
+	_, problems := loader.Check(ctx, dir, loader.Options{})
+	if len(problems) != 1 || problems[0].File != "gadget/gadget.yaml" || problems[0].Line != 4 || !strings.Contains(problems[0].Message, "descripton") {
+		t.Errorf("problems = %v", problems)
+	}
+}

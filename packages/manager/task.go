@@ -1,0 +1,305 @@
+package manager
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	helmchartutil "helm.sh/helm/v3/pkg/chartutil"
+
+	"github.com/gadgetpm/gadgetpm/packages/deps"
+	"github.com/gadgetpm/gadgetpm/packages/fetch"
+	"github.com/gadgetpm/gadgetpm/packages/loader"
+	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
+	"github.com/gadgetpm/gadgetpm/queue"
+	"github.com/gadgetpm/gadgetpm/scheduler"
+)
+
+type kind string
+
+// Task names, as the queue dump shows them.
+const (
+	kindDownload      kind = "download"
+	kindInstall       kind = "install"
+	kindLoad          kind = "load"
+	kindApplySettings kind = "apply-settings"
+	kindStartup       kind = "startup"
+	kindRun           kind = "run"
+	kindDisable       kind = "disable"
+	kindUninstall     kind = "uninstall"
+)
+
+// task is one lifecycle step of one package.
+type task struct {
+	m    *Manager
+	key  string
+	gen  int
+	kind kind
+}
+
+var _ queue.Task = (*task)(nil)
+
+func (t *task) Name() string { return string(t.kind) + " " + t.key }
+
+// snapshot is what a task reads of its package, copied under the lock.
+type snapshot struct {
+	gp                        *v1alpha1.GadgetPackage
+	state                     State
+	pkg                       *loader.Package
+	pendingDigest, pendingDir string
+}
+
+// begin copies the package's state, or reports the task stale.
+func (t *task) begin() (snapshot, bool) {
+	t.m.mu.Lock()
+	defer t.m.mu.Unlock()
+	e, ok := t.m.pkgs[t.key]
+	if !ok || e.gen != t.gen {
+		return snapshot{}, false
+	}
+	return snapshot{gp: e.gp, state: e.state, pkg: e.pkg, pendingDigest: e.pendingDigest, pendingDir: e.pendingDir}, true
+}
+
+// commit applies f to the package unless the task went stale meanwhile.
+func (t *task) commit(f func(e *entry)) {
+	t.m.mu.Lock()
+	defer t.m.mu.Unlock()
+	if e, ok := t.m.pkgs[t.key]; ok && e.gen == t.gen {
+		f(e)
+	}
+}
+
+// Execute runs the step. A stale task (its package was re-planned or
+// removed) does nothing.
+func (t *task) Execute(ctx context.Context) error {
+	s, ok := t.begin()
+	if !ok {
+		return nil
+	}
+	switch t.kind {
+	case kindDownload:
+		return t.download(ctx, s)
+	case kindInstall:
+		return t.install(ctx, s)
+	case kindLoad:
+		return t.load(ctx, s)
+	case kindApplySettings:
+		return t.applySettings(s)
+	case kindStartup:
+		return t.runHooks(ctx, s, "onStartup", true)
+	case kindRun:
+		return t.run(ctx, s)
+	case kindDisable:
+		t.commit(func(e *entry) {
+			if e.state.Phase == v1alpha1.PhaseRunning {
+				e.state.Phase = v1alpha1.PhaseLoaded
+			}
+			e.state.Enabled, e.state.Reason = false, "spec.enabled is false"
+		})
+		if sch := t.m.opts.Scheduler; sch != nil && s.pkg != nil {
+			_ = sch.SetState(t.key, false, "") // unknown to it when never loaded
+		}
+		return nil
+	case kindUninstall:
+		return t.uninstall(ctx, s)
+	}
+	return queue.Terminal(fmt.Errorf("unknown task %q", t.kind))
+}
+
+func (t *task) download(ctx context.Context, s snapshot) error {
+	gp := s.gp.DeepCopy()
+	gp.Status.Digest, gp.Status.Version = s.state.Digest, s.state.Version
+	d, err := t.m.opts.Fetcher.Download(ctx, gp)
+	t.commit(func(e *entry) {
+		if d.Version != "" {
+			e.state.LastAttemptedVersion = d.Version
+		}
+		if err == nil {
+			e.pendingDigest = d.Digest
+		}
+	})
+	return err
+}
+
+func (t *task) install(ctx context.Context, s snapshot) error {
+	dir, err := t.m.opts.Fetcher.Install(ctx, s.pendingDigest)
+	if err != nil {
+		return err
+	}
+	t.commit(func(e *entry) { e.pendingDir = dir })
+	return nil
+}
+
+func (t *task) load(ctx context.Context, s snapshot) error {
+	dir, digest := s.pendingDir, s.pendingDigest
+	p, err := t.m.opts.Fetcher.Load(ctx, dir, s.gp)
+	if err != nil {
+		return terminalIfFixed(err)
+	}
+	values, err := values(p, s.gp)
+	if err != nil {
+		return terminalIfFixed(err)
+	}
+	t.commit(func(e *entry) {
+		e.pkg = p
+		st := &e.state
+		st.Version, st.Digest, st.Dir, st.Values, st.Catalog = p.Version, digest, dir, values, p.Catalog
+		st.Hooks, st.Queues = nil, nil
+		seen := map[string]bool{}
+		for _, h := range p.Hooks {
+			st.Hooks = append(st.Hooks, v1alpha1.HookStatus{Name: h.Name, Bindings: h.Bindings})
+			for _, q := range h.Queues {
+				if !seen[q] {
+					seen[q] = true
+					st.Queues = append(st.Queues, q)
+				}
+			}
+		}
+		sort.Strings(st.Queues)
+		st.Requires = nil
+		for _, r := range p.Requirements.Requires {
+			st.Requires = append(st.Requires, deps.Requirement{Name: r.Name, Constraint: r.Constraint})
+		}
+		if st.Phase == v1alpha1.PhasePending {
+			st.Phase = v1alpha1.PhaseLoaded
+		}
+		st.Enabled, st.Reason = t.m.enablement(e)
+	})
+	if sch := t.m.opts.Scheduler; sch != nil {
+		sp := scheduler.Package{Key: t.key, Name: p.Name, Version: p.Version, Enabled: s.gp.Spec.IsEnabled(),
+			KubeVersion: p.Requirements.KubeVersion, Order: p.Requirements.Order}
+		for _, r := range p.Requirements.Requires {
+			sp.Requires = append(sp.Requires, scheduler.Requirement{Name: r.Name, Constraint: r.Constraint})
+		}
+		if err := sch.AddPackage(sp); err != nil {
+			return queue.Terminal(fmt.Errorf("register %s with the scheduler: %w", t.key, err))
+		}
+	}
+	return nil
+}
+
+func values(p *loader.Package, gp *v1alpha1.GadgetPackage) (map[string]any, error) {
+	settings, err := fetch.Settings(gp)
+	if err != nil {
+		return nil, &fetch.Error{Reason: v1alpha1.ReasonInvalidSettings, Err: err}
+	}
+	if err := loader.ValidateSettings(p, settings); err != nil {
+		return nil, &fetch.Error{Reason: v1alpha1.ReasonInvalidSettings, Err: fmt.Errorf("spec.settings: %w", err)}
+	}
+	v, err := helmchartutil.CoalesceValues(p.Chart, settings)
+	if err != nil {
+		return nil, &fetch.Error{Reason: v1alpha1.ReasonInvalidSettings, Err: err}
+	}
+	return v.AsMap(), nil
+}
+
+func (t *task) applySettings(s snapshot) error {
+	if s.pkg == nil {
+		return fmt.Errorf("apply settings of %s: the package is not loaded", t.key)
+	}
+	v, err := values(s.pkg, s.gp)
+	if err != nil {
+		return terminalIfFixed(err)
+	}
+	t.commit(func(e *entry) { e.state.Values = v })
+	return nil
+}
+
+// runHooks runs binding of every hook declaring it, in hook order, only
+// when the package is enabled (when onlyEnabled).
+func (t *task) runHooks(ctx context.Context, s snapshot, binding string, onlyEnabled bool) error {
+	if s.pkg == nil || t.m.opts.Hooks == nil || (onlyEnabled && !t.enabled()) {
+		return nil
+	}
+	for _, h := range s.pkg.Hooks {
+		for _, b := range h.Bindings {
+			if b != binding {
+				continue
+			}
+			if err := t.m.opts.Hooks.RunBinding(ctx, t.key, h, binding, s.state.Values); err != nil {
+				return &fetch.Error{Reason: v1alpha1.ReasonHookFailed, Err: fmt.Errorf("hook %s (%s): %w", h.Name, binding, err)}
+			}
+		}
+	}
+	return nil
+}
+
+// enabled re-decides enablement now: other packages may have loaded since.
+func (t *task) enabled() bool {
+	t.m.mu.Lock()
+	defer t.m.mu.Unlock()
+	e, ok := t.m.pkgs[t.key]
+	if !ok {
+		return false
+	}
+	e.state.Enabled, e.state.Reason = t.m.enablement(e)
+	return e.state.Enabled
+}
+
+func (t *task) run(ctx context.Context, s snapshot) error {
+	if s.pkg == nil {
+		return fmt.Errorf("run %s: the package is not loaded", t.key)
+	}
+	if !t.enabled() {
+		return nil
+	}
+	if err := t.runHooks(ctx, s, "beforeHelm", true); err != nil {
+		return err
+	}
+	rev := s.state.HelmRevision
+	if r := t.m.opts.Releaser; r != nil {
+		var err error
+		rev, err = r.Upgrade(ctx, Release{Name: ReleaseName(s.gp), Namespace: s.gp.Namespace, Chart: s.pkg.Chart, Values: s.state.Values})
+		if err != nil {
+			return &fetch.Error{Reason: v1alpha1.ReasonInstallFailed, Err: fmt.Errorf("upgrade release %s/%s: %w", s.gp.Namespace, ReleaseName(s.gp), err)}
+		}
+	}
+	if err := t.runHooks(ctx, s, "afterHelm", true); err != nil {
+		return err
+	}
+	t.commit(func(e *entry) {
+		e.state.Phase = v1alpha1.PhaseRunning
+		e.state.HelmRevision = rev
+	})
+	if sch := t.m.opts.Scheduler; sch != nil {
+		if err := sch.SetState(t.key, true, s.pkg.Version); err != nil {
+			return fmt.Errorf("tell the scheduler %s runs: %w", t.key, err)
+		}
+	}
+	return nil
+}
+
+func (t *task) uninstall(ctx context.Context, s snapshot) error {
+	if r := t.m.opts.Releaser; r != nil && s.state.HelmRevision > 0 {
+		if err := r.Delete(ctx, ReleaseName(s.gp), s.gp.Namespace); err != nil {
+			return &fetch.Error{Reason: v1alpha1.ReasonInstallFailed, Err: fmt.Errorf("delete release %s/%s: %w", s.gp.Namespace, ReleaseName(s.gp), err)}
+		}
+	}
+	if err := t.runHooks(ctx, s, "afterDeleteHelm", false); err != nil {
+		return err
+	}
+	t.m.mu.Lock()
+	if e, ok := t.m.pkgs[t.key]; ok && e.gen == t.gen {
+		delete(t.m.pkgs, t.key)
+	}
+	t.m.mu.Unlock()
+	if sch := t.m.opts.Scheduler; sch != nil {
+		sch.RemovePackage(t.key)
+	}
+	return nil
+}
+
+// ReleaseName is the Helm release of a GadgetPackage: its name, in its
+// namespace.
+func ReleaseName(gp *v1alpha1.GadgetPackage) string { return gp.Name }
+
+// terminalIfFixed marks errors that retrying cannot cure — the package's
+// content or the spec's settings are wrong — as terminal, so the package
+// is Stalled at once instead of after every attempt.
+func terminalIfFixed(err error) error {
+	switch fetch.ReasonOf(err, "") {
+	case v1alpha1.ReasonLoadFailed, v1alpha1.ReasonInvalidSettings:
+		return queue.Terminal(err)
+	}
+	return err
+}

@@ -1,0 +1,443 @@
+package repo
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	helmgetter "helm.sh/helm/v3/pkg/getter"
+	helmregistry "helm.sh/helm/v3/pkg/registry"
+	helmrepo "helm.sh/helm/v3/pkg/repo"
+)
+
+// Errors a caller may match with errors.Is.
+var (
+	// ErrNoDigest: the index has no digest for the chosen version. Digests
+	// are mandatory.
+	ErrNoDigest = errors.New("index entry has no digest")
+	// ErrDigestMismatch: the downloaded archive does not hash to the digest
+	// the index promised.
+	ErrDigestMismatch = errors.New("digest mismatch")
+	// ErrNotFound: the repository has no such package or no version matching
+	// the constraint.
+	ErrNotFound = errors.New("not found")
+	// ErrTooLarge: an index or archive is over its size limit.
+	ErrTooLarge = errors.New("over the size limit")
+)
+
+// Defaults of Options.
+const (
+	DefaultTimeout       = 60 * time.Second
+	DefaultMaxIndexBytes = 32 << 20
+	DefaultMaxChartBytes = 64 << 20
+)
+
+// Options configure a Client. The zero value of every field but URL means
+// its default.
+type Options struct {
+	// URL of the repository: https://, http://, file:// or oci://.
+	URL string
+	// Username and Password are sent as basic auth to an http(s)
+	// repository (only to the repository's own host) or as registry
+	// credentials to an oci:// registry. Both empty: anonymous.
+	Username, Password string
+	// CABundle is PEM certificate authorities trusted on top of the
+	// system's for https:// and oci://.
+	CABundle []byte
+	// Timeout of one request. Default DefaultTimeout.
+	Timeout time.Duration
+	// MaxIndexBytes caps index.yaml. Default DefaultMaxIndexBytes.
+	MaxIndexBytes int64
+	// MaxChartBytes caps one package archive. Default DefaultMaxChartBytes.
+	MaxChartBytes int64
+	// PlainHTTP talks plain HTTP to an oci:// registry (local registries
+	// and tests). Default false: HTTPS.
+	PlainHTTP bool
+}
+
+func (o *Options) setDefaults() {
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.MaxIndexBytes <= 0 {
+		o.MaxIndexBytes = DefaultMaxIndexBytes
+	}
+	if o.MaxChartBytes <= 0 {
+		o.MaxChartBytes = DefaultMaxChartBytes
+	}
+}
+
+// Client reads one repository. It is safe for concurrent use. Helm's
+// getters take no context: a request ends at Options.Timeout at the latest,
+// and the context is checked between requests.
+type Client struct {
+	opts     Options
+	scheme   string
+	base     *url.URL
+	http     helmgetter.Getter
+	registry *helmregistry.Client
+}
+
+// New checks the options and returns a Client. It does no network I/O.
+func New(opts Options) (*Client, error) {
+	opts.setDefaults()
+	u, err := url.Parse(opts.URL)
+	if err != nil {
+		return nil, fmt.Errorf("parse repository url %q: %w", opts.URL, err)
+	}
+	c := &Client{opts: opts, scheme: u.Scheme, base: u}
+	switch u.Scheme {
+	case "http", "https":
+		if u.Host == "" {
+			return nil, fmt.Errorf("repository url %q has no host", opts.URL)
+		}
+		tr, err := transport(opts.CABundle)
+		if err != nil {
+			return nil, err
+		}
+		c.http, err = helmgetter.NewHTTPGetter(
+			helmgetter.WithURL(opts.URL),
+			helmgetter.WithBasicAuth(opts.Username, opts.Password),
+			helmgetter.WithTimeout(opts.Timeout),
+			helmgetter.WithTransport(tr),
+			helmgetter.WithUserAgent("gadgetpm"),
+		)
+		if err != nil {
+			return nil, fmt.Errorf("create http getter: %w", err)
+		}
+	case "file":
+		if u.Path == "" || u.Host != "" {
+			return nil, fmt.Errorf("repository url %q: want file:///absolute/dir", opts.URL)
+		}
+	case helmregistry.OCIScheme:
+		if u.Host == "" {
+			return nil, fmt.Errorf("repository url %q has no registry host", opts.URL)
+		}
+		tr, err := transport(opts.CABundle)
+		if err != nil {
+			return nil, err
+		}
+		ropts := []helmregistry.ClientOption{
+			helmregistry.ClientOptHTTPClient(&http.Client{Transport: tr, Timeout: opts.Timeout}),
+			helmregistry.ClientOptWriter(io.Discard),
+			// Only the repository's own credentials count: never the
+			// machine's docker or helm login state.
+			helmregistry.ClientOptCredentialsFile(filepath.Join(os.TempDir(), "gadgetpm-no-registry-login", "config.json")),
+		}
+		if opts.Username != "" || opts.Password != "" {
+			ropts = append(ropts, helmregistry.ClientOptBasicAuth(opts.Username, opts.Password))
+		}
+		if opts.PlainHTTP {
+			ropts = append(ropts, helmregistry.ClientOptPlainHTTP())
+		}
+		c.registry, err = helmregistry.NewClient(ropts...)
+		if err != nil {
+			return nil, fmt.Errorf("create registry client: %w", err)
+		}
+	default:
+		return nil, fmt.Errorf("repository url %q: scheme %q is not supported: use https://, http://, file:// or oci://", opts.URL, u.Scheme)
+	}
+	return c, nil
+}
+
+func transport(caBundle []byte) (*http.Transport, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DisableCompression = true
+	if len(caBundle) > 0 {
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(caBundle) {
+			return nil, errors.New("caBundle holds no PEM certificate: give PEM-encoded CA certificates")
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return tr, nil
+}
+
+// IsOCI reports whether the repository is an OCI registry, whose packages
+// are listed by name (registries have no index of repositories).
+func (c *Client) IsOCI() bool { return c.scheme == helmregistry.OCIScheme }
+
+// Version is one version of one package in a repository.
+type Version struct {
+	// Name of the package.
+	Name string
+	// Version, semver.
+	Version string
+	// Digest is the archive's sha256 as lowercase hex; empty when the
+	// index has none (Download then fails) and for OCI, where the registry
+	// is content-addressed and the layer digest is checked on pull.
+	Digest string
+	// URLs of the archive, as the index lists them (not for OCI).
+	URLs []string
+	// Created is when the version was packaged, when the index says.
+	Created time.Time
+}
+
+// Index is what a repository offers.
+type Index struct {
+	// Digest is "sha256:<hex>" of the index.yaml read (for OCI: of the
+	// sorted tag lists), so a sync can tell whether anything changed.
+	Digest string
+	// Packages maps a package name to its versions, newest first.
+	Packages map[string][]Version
+}
+
+// Names returns the package names, sorted.
+func (i *Index) Names() []string {
+	names := make([]string, 0, len(i.Packages))
+	for n := range i.Packages {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Problems lists entries a package cannot be installed from (no digest),
+// one sentence each, sorted.
+func (i *Index) Problems() []string {
+	var out []string
+	for _, n := range i.Names() {
+		for _, v := range i.Packages[n] {
+			if v.Digest == "" && len(v.URLs) > 0 {
+				out = append(out, fmt.Sprintf("%s %s has no digest", n, v.Version))
+			}
+		}
+	}
+	return out
+}
+
+// Index reads the repository's index. For OCI, registries cannot list
+// their repositories, so only the named packages are listed (their tags);
+// names are ignored for other schemes.
+func (c *Client) Index(ctx context.Context, names ...string) (*Index, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if c.IsOCI() {
+		return c.ociIndex(ctx, names)
+	}
+	data, err := c.fetch(ctx, "index.yaml", c.opts.MaxIndexBytes)
+	if err != nil {
+		return nil, fmt.Errorf("read index of %s: %w", c.opts.URL, err)
+	}
+	f, err := ParseIndex(data)
+	if err != nil {
+		return nil, fmt.Errorf("read index of %s: %w", c.opts.URL, err)
+	}
+	sum := sha256.Sum256(data)
+	idx := &Index{Digest: "sha256:" + hex.EncodeToString(sum[:]), Packages: map[string][]Version{}}
+	for name, cvs := range f.Entries {
+		for _, cv := range cvs {
+			idx.Packages[name] = append(idx.Packages[name], Version{
+				Name:    name,
+				Version: cv.Version,
+				Digest:  strings.ToLower(strings.TrimPrefix(cv.Digest, "sha256:")),
+				URLs:    cv.URLs,
+				Created: cv.Created,
+			})
+		}
+	}
+	return idx, nil
+}
+
+// ParseIndex parses index.yaml bytes with Helm's loader (strict: unknown
+// keys are errors), which sorts versions newest first and drops entries
+// that are not valid chart metadata.
+func ParseIndex(data []byte) (*helmrepo.IndexFile, error) {
+	dir, err := os.MkdirTemp("", "gadgetpm-index-")
+	if err != nil {
+		return nil, fmt.Errorf("create temp dir: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	p := filepath.Join(dir, "index.yaml")
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		return nil, fmt.Errorf("write temp index: %w", err)
+	}
+	f, err := helmrepo.LoadIndexFile(p)
+	if err != nil {
+		return nil, fmt.Errorf("parse index.yaml: %w (fix the file or regenerate it with 'gadgetpm repo build')", err)
+	}
+	return f, nil
+}
+
+func (c *Client) ociIndex(ctx context.Context, names []string) (*Index, error) {
+	idx := &Index{Packages: map[string][]Version{}}
+	sorted := append([]string(nil), names...)
+	sort.Strings(sorted)
+	h := sha256.New()
+	for _, name := range sorted {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		ref := c.ociRef(name)
+		tags, err := c.registry.Tags(ref)
+		if err != nil {
+			return nil, fmt.Errorf("list tags of %s: %w", ref, err)
+		}
+		fmt.Fprintf(h, "%s:%s\n", name, strings.Join(tags, ","))
+		for _, t := range tags {
+			idx.Packages[name] = append(idx.Packages[name], Version{Name: name, Version: t})
+		}
+	}
+	idx.Digest = "sha256:" + hex.EncodeToString(h.Sum(nil))
+	return idx, nil
+}
+
+func (c *Client) ociRef(name string) string {
+	return strings.TrimSuffix(strings.TrimPrefix(c.opts.URL, "oci://"), "/") + "/" + name
+}
+
+// fetch reads a path relative to the repository base, or an absolute URL.
+func (c *Client) fetch(ctx context.Context, ref string, limit int64) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	switch c.scheme {
+	case "file":
+		p := ref
+		if !filepath.IsAbs(p) {
+			if u, err := url.Parse(ref); err == nil && u.Scheme == "file" {
+				p = u.Path
+			} else {
+				p = filepath.Join(c.base.Path, filepath.FromSlash(ref))
+			}
+		}
+		fi, err := os.Stat(p)
+		if err != nil {
+			return nil, err
+		}
+		if fi.Size() > limit {
+			return nil, fmt.Errorf("%s is %d bytes, limit %d: %w", p, fi.Size(), limit, ErrTooLarge)
+		}
+		return os.ReadFile(p)
+	default:
+		full, err := helmrepo.ResolveReferenceURL(c.opts.URL, ref)
+		if err != nil {
+			return nil, fmt.Errorf("resolve %q against %s: %w", ref, c.opts.URL, err)
+		}
+		buf, err := c.http.Get(full)
+		if err != nil {
+			return nil, err
+		}
+		if int64(buf.Len()) > limit {
+			return nil, fmt.Errorf("%s is %d bytes, limit %d: %w", full, buf.Len(), limit, ErrTooLarge)
+		}
+		return buf.Bytes(), nil
+	}
+}
+
+// Archive is a downloaded package.
+type Archive struct {
+	// Name and Version of the package.
+	Name, Version string
+	// Filename is the archive's base name, "<name>-<version>.tgz"; Helm
+	// provenance files sign it by this name.
+	Filename string
+	// Data is the .tgz.
+	Data []byte
+	// Digest is the sha256 of Data, lowercase hex, checked against the
+	// index (or the registry's layer digest).
+	Digest string
+	// Provenance is the .prov file, nil when the repository has none.
+	Provenance []byte
+}
+
+// Download fetches the archive of v, checks its digest and fetches its
+// provenance file when there is one. A version without a digest is refused
+// with ErrNoDigest, a wrong digest with ErrDigestMismatch.
+func (c *Client) Download(ctx context.Context, v Version) (*Archive, error) {
+	a := &Archive{Name: v.Name, Version: v.Version, Filename: fmt.Sprintf("%s-%s.tgz", v.Name, v.Version)}
+	if c.IsOCI() {
+		return a, c.pullOCI(ctx, v, a)
+	}
+	if v.Digest == "" {
+		return nil, fmt.Errorf("download %s %s from %s: %w: digests are mandatory; regenerate the index with 'gadgetpm repo build' or 'helm repo index'", v.Name, v.Version, c.opts.URL, ErrNoDigest)
+	}
+	if len(v.URLs) == 0 {
+		return nil, fmt.Errorf("download %s %s from %s: index entry has no urls", v.Name, v.Version, c.opts.URL)
+	}
+	data, err := c.fetch(ctx, v.URLs[0], c.opts.MaxChartBytes)
+	if isNotFound(err) {
+		return nil, fmt.Errorf("download %s %s: %s is listed in the index but missing from the repository: %w", v.Name, v.Version, v.URLs[0], err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("download %s %s: %w", v.Name, v.Version, err)
+	}
+	a.Data = data
+	a.Digest = SHA256(data)
+	if a.Digest != v.Digest {
+		return nil, fmt.Errorf("download %s %s from %s: %w: index says sha256:%s, archive is sha256:%s; the repository changed under its index or the download was tampered with", v.Name, v.Version, c.opts.URL, ErrDigestMismatch, v.Digest, a.Digest)
+	}
+	if path.Base(v.URLs[0]) != "" && strings.HasSuffix(v.URLs[0], ".tgz") {
+		a.Filename = path.Base(v.URLs[0])
+	}
+	prov, err := c.fetch(ctx, v.URLs[0]+".prov", 1<<20)
+	switch {
+	case err == nil:
+		a.Provenance = prov
+	case isNotFound(err):
+		// No provenance file: Verify decides whether that is acceptable.
+	default:
+		return nil, fmt.Errorf("download provenance of %s %s: %w", v.Name, v.Version, err)
+	}
+	return a, nil
+}
+
+func (c *Client) pullOCI(ctx context.Context, v Version, a *Archive) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	ref := c.ociRef(v.Name) + ":" + strings.ReplaceAll(v.Version, "+", "_")
+	res, err := c.registry.Pull(ref, helmregistry.PullOptWithProv(true), helmregistry.PullOptIgnoreMissingProv(true))
+	if err != nil {
+		return fmt.Errorf("pull %s: %w", ref, err)
+	}
+	if res.Chart == nil || len(res.Chart.Data) == 0 {
+		return fmt.Errorf("pull %s: the manifest has no chart layer", ref)
+	}
+	want := strings.TrimPrefix(res.Chart.Digest, "sha256:")
+	if want == "" || want == res.Chart.Digest {
+		return fmt.Errorf("pull %s: %w: the chart layer has no sha256 digest", ref, ErrNoDigest)
+	}
+	a.Data = res.Chart.Data
+	a.Digest = SHA256(a.Data)
+	if a.Digest != want {
+		return fmt.Errorf("pull %s: %w: manifest says sha256:%s, layer is sha256:%s", ref, ErrDigestMismatch, want, a.Digest)
+	}
+	if v.Digest != "" && v.Digest != a.Digest {
+		return fmt.Errorf("pull %s: %w: expected sha256:%s, got sha256:%s", ref, ErrDigestMismatch, v.Digest, a.Digest)
+	}
+	if res.Prov != nil && len(res.Prov.Data) > 0 {
+		a.Provenance = res.Prov.Data
+	}
+	return nil
+}
+
+// SHA256 returns the lowercase hex sha256 of data.
+func SHA256(data []byte) string {
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
+}
+
+// isNotFound reports a missing file or an HTTP 404; Helm's getter only
+// says so in its message.
+func isNotFound(err error) bool {
+	return err != nil && (errors.Is(err, fs.ErrNotExist) || strings.Contains(err.Error(), ": 404 "))
+}

@@ -1,0 +1,15 @@
+// Package repo reads gadget package repositories and writes them.
+//
+// A Client reads one repository: an http(s) or file:// Helm chart
+// repository (index.yaml beside the archives) or an oci:// registry path
+// holding one chart per package. It lists packages and versions (Index),
+// chooses a version by semver constraint (Resolve) and downloads an archive
+// with its sha256 digest checked and, when asked, its Helm provenance
+// verified (Download, Verify). Helm's getter, repo, registry and provenance
+// packages do the protocol work; index.yaml is never parsed by hand.
+//
+// Build packs package sources into a repository that stock Helm reads.
+//
+// The package does not cache, extract or load archives (see packages/store,
+// packages/archive and packages/loader) and knows nothing of Kubernetes.
+package repo

@@ -1,0 +1,254 @@
+package repository
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/gadgetpm/gadgetpm/internal/testenv"
+	"github.com/gadgetpm/gadgetpm/packages/packagetest"
+	"github.com/gadgetpm/gadgetpm/packages/repo"
+	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) { testenv.Main(m, &env) }
+
+var seq int
+
+func newRepo(t *testing.T, spec v1alpha1.PackageRepositorySpec) *v1alpha1.PackageRepository {
+	t.Helper()
+	seq++
+	pr := &v1alpha1.PackageRepository{
+		ObjectMeta: metav1.ObjectMeta{Name: strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name())) + "-" + string(rune('a'+seq%26))},
+		Spec:       spec,
+	}
+	if err := env.Client.Create(context.Background(), pr); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), pr) })
+	return pr
+}
+
+// reconcileOnce runs one sync and returns the stored object.
+func reconcileOnce(t *testing.T, r *Reconciler, pr *v1alpha1.PackageRepository) (*v1alpha1.PackageRepository, reconcile.Result) {
+	t.Helper()
+	res, err := r.Reconcile(context.Background(), reconcile.Request{NamespacedName: client.ObjectKey{Name: pr.Name}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got v1alpha1.PackageRepository
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Name: pr.Name}, &got); err != nil {
+		t.Fatal(err)
+	}
+	return &got, res
+}
+
+func ready(pr *v1alpha1.PackageRepository) *metav1.Condition {
+	return meta.FindStatusCondition(pr.Status.Conditions, v1alpha1.ConditionReady)
+}
+
+func serve(t *testing.T, dir, user, pass string) *httptest.Server {
+	fs := http.FileServer(http.Dir(dir))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, _ := r.BasicAuth(); user != "" && (u != user || p != pass) {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		fs.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestSyncHTTPRepository(t *testing.T) {
+	out := packagetest.Repo(t, t.TempDir(),
+		packagetest.Source{Name: "execsnoop", Version: "1.0.0"}, packagetest.Source{Name: "execsnoop", Version: "1.1.0"},
+		packagetest.Source{Name: "net-base", Version: "2.0.0"})
+	srv := serve(t, out, "", "")
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	r := &Reconciler{Client: env.Client, now: func() time.Time { return now }}
+	pr := newRepo(t, v1alpha1.PackageRepositorySpec{URL: srv.URL})
+
+	got, res := reconcileOnce(t, r, pr)
+	c := ready(got)
+	if c == nil || c.Status != metav1.ConditionTrue || c.Reason != v1alpha1.ReasonSucceeded || !strings.Contains(c.Message, "2 package(s)") {
+		t.Fatalf("Ready = %+v", c)
+	}
+	index, _ := os.ReadFile(filepath.Join(out, "index.yaml"))
+	if got.Status.IndexDigest != "sha256:"+repo.SHA256(index) {
+		t.Errorf("indexDigest = %s", got.Status.IndexDigest)
+	}
+	if got.Status.LastSyncTime == nil || !got.Status.LastSyncTime.Time.Equal(now) {
+		t.Errorf("lastSyncTime = %v", got.Status.LastSyncTime)
+	}
+	if got.Status.PackageCount != 2 || len(got.Status.Packages) != 2 || got.Status.Packages[0].Name != "execsnoop" ||
+		strings.Join(got.Status.Packages[0].Versions, ",") != "1.1.0,1.0.0" {
+		t.Errorf("packages = %+v", got.Status.Packages)
+	}
+	if got.Status.ObservedGeneration != got.Generation {
+		t.Errorf("observedGeneration %d, generation %d", got.Status.ObservedGeneration, got.Generation)
+	}
+	if res.RequeueAfter != 10*time.Minute {
+		t.Errorf("requeue after %v, want the default interval", res.RequeueAfter)
+	}
+
+	// The repository disappears: Ready=False, the package list and last
+	// sync time stay as they were.
+	srv.Close()
+	got, res = reconcileOnce(t, r, pr)
+	c = ready(got)
+	if c.Status != metav1.ConditionFalse || c.Reason != v1alpha1.ReasonIndexFailed || !strings.Contains(c.Message, "cannot read "+srv.URL) {
+		t.Fatalf("Ready after the repository went away = %+v", c)
+	}
+	if got.Status.PackageCount != 2 || !got.Status.LastSyncTime.Time.Equal(now) {
+		t.Errorf("status lost the last good sync: %+v", got.Status)
+	}
+	if res.RequeueAfter != time.Minute {
+		t.Errorf("retry after %v, want 1m", res.RequeueAfter)
+	}
+}
+
+func TestSyncReportsBadRepositories(t *testing.T) {
+	good := packagetest.Repo(t, t.TempDir(), packagetest.Source{})
+	malformed := packagetest.Repo(t, t.TempDir(), packagetest.Source{})
+	if err := os.WriteFile(filepath.Join(malformed, "index.yaml"), []byte("apiVersion: v1\nentries: [\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	noDigest := packagetest.Repo(t, t.TempDir(), packagetest.Source{})
+	idx, _ := os.ReadFile(filepath.Join(noDigest, "index.yaml"))
+	var kept []string
+	for _, l := range strings.Split(string(idx), "\n") {
+		if !strings.Contains(l, "digest:") {
+			kept = append(kept, l)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(noDigest, "index.yaml"), []byte(strings.Join(kept, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	authed := serve(t, good, "alice", "s3cret")
+	ns := env.Namespace(t)
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "creds", Namespace: ns}, Data: map[string][]byte{"username": []byte("alice"), "password": []byte("s3cret")}}
+	noPass := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "nopass", Namespace: ns}, Data: map[string][]byte{"username": []byte("alice")}}
+	for _, s := range []*corev1.Secret{secret, noPass} {
+		if err := env.Client.Create(context.Background(), s); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	tests := []struct {
+		name   string
+		spec   v1alpha1.PackageRepositorySpec
+		status metav1.ConditionStatus
+		want   string
+	}{
+		{"file", v1alpha1.PackageRepositorySpec{URL: "file://" + good}, metav1.ConditionTrue, "1 package(s)"},
+		{"basic auth from secret", v1alpha1.PackageRepositorySpec{URL: authed.URL, SecretRef: &v1alpha1.SecretReference{Name: "creds", Namespace: ns}}, metav1.ConditionTrue, "1 package(s)"},
+		{"no credentials", v1alpha1.PackageRepositorySpec{URL: authed.URL}, metav1.ConditionFalse, "401"},
+		{"missing secret", v1alpha1.PackageRepositorySpec{URL: authed.URL, SecretRef: &v1alpha1.SecretReference{Name: "nope", Namespace: ns}}, metav1.ConditionFalse, "spec.secretRef: read Secret " + ns + "/nope"},
+		{"secret without password", v1alpha1.PackageRepositorySpec{URL: authed.URL, SecretRef: &v1alpha1.SecretReference{Name: "nopass", Namespace: ns}}, metav1.ConditionFalse, `Secret ` + ns + `/nopass has no key "password"`},
+		{"malformed index", v1alpha1.PackageRepositorySpec{URL: "file://" + malformed}, metav1.ConditionFalse, "parse index.yaml"},
+		{"entry without digest", v1alpha1.PackageRepositorySpec{URL: "file://" + noDigest}, metav1.ConditionTrue, "1 version(s) cannot be installed because digests are mandatory: execsnoop 1.0.0 has no digest"},
+		{"bad CA bundle", v1alpha1.PackageRepositorySpec{URL: "https://127.0.0.1:1", CABundle: []byte("junk")}, metav1.ConditionFalse, "caBundle holds no PEM certificate"},
+	}
+	r := &Reconciler{Client: env.Client}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, _ := reconcileOnce(t, r, newRepo(t, tt.spec))
+			c := ready(got)
+			if c == nil || c.Status != tt.status || !strings.Contains(c.Message, tt.want) {
+				t.Fatalf("Ready = %+v, want %s with %q", c, tt.status, tt.want)
+			}
+		})
+	}
+}
+
+func TestSyncOCIListsRequestedPackages(t *testing.T) {
+	out := packagetest.Repo(t, t.TempDir(), packagetest.Source{Version: "1.0.0"}, packagetest.Source{Version: "1.1.0"})
+	url, user, pass := packagetest.OCIRegistry(t, out)
+	ns := env.Namespace(t)
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "reg", Namespace: ns}, Data: map[string][]byte{"username": []byte(user), "password": []byte(pass)}}
+	if err := env.Client.Create(context.Background(), secret); err != nil {
+		t.Fatal(err)
+	}
+	pr := newRepo(t, v1alpha1.PackageRepositorySpec{URL: url, SecretRef: &v1alpha1.SecretReference{Name: "reg", Namespace: ns}})
+	gp := &v1alpha1.GadgetPackage{ObjectMeta: metav1.ObjectMeta{Name: "exec", Namespace: ns}, Spec: v1alpha1.GadgetPackageSpec{Repository: pr.Name, Package: "execsnoop"}}
+	if err := env.Client.Create(context.Background(), gp); err != nil {
+		t.Fatal(err)
+	}
+	r := &Reconciler{Client: env.Client, PlainHTTPRegistries: true}
+	got, _ := reconcileOnce(t, r, pr)
+	if c := ready(got); c == nil || c.Status != metav1.ConditionTrue {
+		t.Fatalf("Ready = %+v", c)
+	}
+	if len(got.Status.Packages) != 1 || strings.Join(got.Status.Packages[0].Versions, ",") != "1.1.0,1.0.0" {
+		t.Errorf("packages = %+v", got.Status.Packages)
+	}
+}
+
+func TestControllerSyncsOnItsOwn(t *testing.T) {
+	out := packagetest.Repo(t, t.TempDir(), packagetest.Source{})
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := (&Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("gadgetpm")}).SetupWithManager(mgr); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	pr := newRepo(t, v1alpha1.PackageRepositorySpec{URL: "file://" + out, Interval: metav1.Duration{Duration: time.Second}})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var got v1alpha1.PackageRepository
+		if err := env.Client.Get(context.Background(), client.ObjectKey{Name: pr.Name}, &got); err != nil {
+			t.Fatal(err)
+		}
+		if c := ready(&got); c != nil && c.Status == metav1.ConditionTrue && got.Status.PackageCount == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not Ready within a minute: %+v", got.Status)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// A new version appears; the next sync (interval 1s) lists it.
+	packagetest.Write(t, filepath.Join(filepath.Dir(out), "src2"), packagetest.Source{Version: "1.5.0"})
+	if _, err := repo.Build(context.Background(), filepath.Join(filepath.Dir(out), "src2"), out, repo.BuildOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		var got v1alpha1.PackageRepository
+		if err := env.Client.Get(context.Background(), client.ObjectKey{Name: pr.Name}, &got); err != nil {
+			t.Fatal(err)
+		}
+		if len(got.Status.Packages) == 1 && len(got.Status.Packages[0].Versions) == 2 && got.Status.Packages[0].Versions[0] == "1.5.0" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("new version not listed: %+v", got.Status.Packages)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}

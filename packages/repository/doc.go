@@ -1,0 +1,14 @@
+// Package repository runs the PackageRepository controller and turns a
+// PackageRepository into a repo.Client (credentials and CA bundle from its
+// spec and Secrets, keyring for provenance checks).
+//
+// The controller syncs every repository on spec.interval: it reads the
+// index (for an oci:// registry, the tags of the packages GadgetPackages
+// ask for, since registries cannot list their repositories) and writes
+// status: the Ready condition with a reason, lastSyncTime, indexDigest and
+// the packages with their newest versions (bounded). A repository that
+// cannot be read goes Ready=False and keeps its last good package list;
+// installed packages are not touched. It runs on the leader only.
+//
+// It does not download or install packages (see packages/fetch).
+package repository

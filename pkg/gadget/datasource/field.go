@@ -1,0 +1,221 @@
+package datasource
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// Kind is how a field's bytes are interpreted.
+type Kind uint8
+
+// The kinds of field. Integer kinds are native-endian; KindString is a
+// NUL-terminated char array; KindStringList is a char array holding
+// NUL-separated strings (argv), shown joined by spaces.
+const (
+	KindInvalid Kind = iota
+	KindInt8
+	KindInt16
+	KindInt32
+	KindInt64
+	KindUint8
+	KindUint16
+	KindUint32
+	KindUint64
+	KindBool
+	KindString
+	KindStringList
+	KindBytes
+	// KindEnum is a signed or unsigned integer of 1 to 8 bytes shown by the
+	// name of its value (Field.Enum).
+	KindEnum
+	// KindTimestamp is a uint64 of nanoseconds since boot.
+	KindTimestamp
+	// KindErrno is a signed syscall return value, negative -errno.
+	KindErrno
+	KindUID
+	KindGID
+	// KindMntNsID is a uint64 mount namespace inode number.
+	KindMntNsID
+	// KindIPv4 is a uint32 address in network byte order.
+	KindIPv4
+	// KindPort is a uint16 port in host byte order.
+	KindPort
+)
+
+var kindNames = [...]string{
+	KindInvalid:    "invalid",
+	KindInt8:       "int8",
+	KindInt16:      "int16",
+	KindInt32:      "int32",
+	KindInt64:      "int64",
+	KindUint8:      "uint8",
+	KindUint16:     "uint16",
+	KindUint32:     "uint32",
+	KindUint64:     "uint64",
+	KindBool:       "bool",
+	KindString:     "string",
+	KindStringList: "stringlist",
+	KindBytes:      "bytes",
+	KindEnum:       "enum",
+	KindTimestamp:  "timestamp",
+	KindErrno:      "errno",
+	KindUID:        "uid",
+	KindGID:        "gid",
+	KindMntNsID:    "mntns_id",
+	KindIPv4:       "ipv4",
+	KindPort:       "port",
+}
+
+// String returns the kind's name as used in gadget.yaml and catalogs.
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// ParseKind returns the kind named s (as printed by Kind.String).
+func ParseKind(s string) (Kind, error) {
+	for k, n := range kindNames {
+		if n == s && Kind(k) != KindInvalid {
+			return Kind(k), nil
+		}
+	}
+	return KindInvalid, fmt.Errorf("unknown field kind %q (expected one of int8..int64, uint8..uint64, bool, string, stringlist, bytes, enum, timestamp, errno, uid, gid, mntns_id, ipv4, port)", s)
+}
+
+// fixedSize returns the size a kind requires, or 0 when any size is allowed.
+func (k Kind) fixedSize() uint32 {
+	switch k {
+	case KindInt8, KindUint8, KindBool:
+		return 1
+	case KindInt16, KindUint16, KindPort:
+		return 2
+	case KindInt32, KindUint32, KindUID, KindGID, KindIPv4:
+		return 4
+	case KindInt64, KindUint64, KindTimestamp, KindMntNsID:
+		return 8
+	}
+	return 0
+}
+
+// Signed reports whether integers of this kind are signed.
+func (k Kind) signed() bool {
+	switch k {
+	case KindInt8, KindInt16, KindInt32, KindInt64, KindErrno:
+		return true
+	}
+	return false
+}
+
+// Integer reports whether the kind is read with Field.Int or Field.Uint.
+func (k Kind) Integer() bool {
+	switch k {
+	case KindString, KindStringList, KindBytes, KindInvalid:
+		return false
+	}
+	return true
+}
+
+// Field is one typed field of a data source's records. Its layout (Offset,
+// Size, Kind) is fixed once the data source runs; Description and
+// Annotations are informational.
+type Field struct {
+	// Name is unique within its data source.
+	Name string
+	// Kind says how to read the bytes.
+	Kind Kind
+	// Offset and Size locate the field in a record.
+	Offset, Size uint32
+	// Signed applies to KindEnum and KindErrno: the integer is signed.
+	Signed bool
+	// Enum maps values to names for KindEnum.
+	Enum map[int64]string
+	// Description for catalogs and --help.
+	Description string
+	// Hidden fields are decoded but not printed (e.g. a length field).
+	Hidden bool
+	// Annotations are free-form key/values from gadget.yaml.
+	Annotations map[string]string
+}
+
+// Bytes returns the field's bytes in r, aliasing r's buffer.
+func (f *Field) Bytes(r *Record) []byte {
+	return r.buf[f.Offset : f.Offset+f.Size]
+}
+
+// Uint returns an integer field's value zero-extended.
+func (f *Field) Uint(r *Record) uint64 {
+	b := r.buf[f.Offset : f.Offset+f.Size]
+	switch f.Size {
+	case 1:
+		return uint64(b[0])
+	case 2:
+		return uint64(binary.NativeEndian.Uint16(b))
+	case 4:
+		return uint64(binary.NativeEndian.Uint32(b))
+	case 8:
+		return binary.NativeEndian.Uint64(b)
+	}
+	return 0
+}
+
+// Int returns an integer field's value, sign-extended when the field is
+// signed.
+func (f *Field) Int(r *Record) int64 {
+	u := f.Uint(r)
+	if !f.Signed {
+		return int64(u)
+	}
+	switch f.Size {
+	case 1:
+		return int64(int8(u))
+	case 2:
+		return int64(int16(u))
+	case 4:
+		return int64(int32(u))
+	}
+	return int64(u)
+}
+
+// Str returns a string field's bytes up to the first NUL, aliasing r's
+// buffer. For KindStringList it returns the bytes up to the last non-NUL.
+func (f *Field) Str(r *Record) []byte {
+	b := f.Bytes(r)
+	if f.Kind == KindStringList {
+		n := len(b)
+		for n > 0 && b[n-1] == 0 {
+			n--
+		}
+		return b[:n]
+	}
+	for i, c := range b {
+		if c == 0 {
+			return b[:i]
+		}
+	}
+	return b
+}
+
+// SetUint stores v in an integer field.
+func (f *Field) SetUint(r *Record, v uint64) {
+	b := r.buf[f.Offset : f.Offset+f.Size]
+	switch f.Size {
+	case 1:
+		b[0] = byte(v)
+	case 2:
+		binary.NativeEndian.PutUint16(b, uint16(v))
+	case 4:
+		binary.NativeEndian.PutUint32(b, uint32(v))
+	case 8:
+		binary.NativeEndian.PutUint64(b, v)
+	}
+}
+
+// SetString stores s in a string field, truncated to Size-1 bytes and
+// NUL-padded.
+func (f *Field) SetString(r *Record, s string) {
+	b := f.Bytes(r)
+	n := copy(b[:len(b)-1], s)
+	clear(b[n:])
+}

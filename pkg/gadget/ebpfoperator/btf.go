@@ -1,0 +1,165 @@
+package ebpfoperator
+
+import (
+	"fmt"
+
+	"github.com/cilium/ebpf/btf"
+
+	"github.com/gadgetpm/gadgetpm/pkg/gadget/datasource"
+)
+
+// typedefKinds are the typedefs of bpf/include/gadget/types.h.
+var typedefKinds = map[string]datasource.Kind{
+	"gadget_timestamp": datasource.KindTimestamp,
+	"gadget_mntns_id":  datasource.KindMntNsID,
+	"gadget_uid":       datasource.KindUID,
+	"gadget_gid":       datasource.KindGID,
+	"gadget_errno":     datasource.KindErrno,
+	"gadget_ipv4":      datasource.KindIPv4,
+	"gadget_port":      datasource.KindPort,
+}
+
+// structFields adds one field per member of s to ds.
+func structFields(ds *datasource.DataSource, s *btf.Struct) error {
+	for _, m := range s.Members {
+		if m.Name == "" {
+			return fmt.Errorf("struct %s: anonymous members are not supported; name the member", s.Name)
+		}
+		if m.BitfieldSize != 0 {
+			return fmt.Errorf("struct %s: member %s is a bitfield; use a whole integer", s.Name, m.Name)
+		}
+		size, err := btf.Sizeof(m.Type)
+		if err != nil {
+			return fmt.Errorf("struct %s: member %s: %w", s.Name, m.Name, err)
+		}
+		f := datasource.Field{Name: m.Name, Offset: m.Offset.Bytes(), Size: uint32(size)}
+		f.Kind, f.Signed, f.Enum = kindOf(m.Type)
+		if _, err := ds.AddFieldAt(f); err != nil {
+			return fmt.Errorf("struct %s: %w", s.Name, err)
+		}
+	}
+	return nil
+}
+
+// kindOf maps a BTF type to a field kind. Types without a better kind
+// (pointers, nested structs) are bytes.
+func kindOf(t btf.Type) (datasource.Kind, bool, map[int64]string) {
+	for {
+		switch v := t.(type) {
+		case *btf.Typedef:
+			if k, ok := typedefKinds[v.Name]; ok {
+				return k, k == datasource.KindErrno, nil
+			}
+			t = v.Type
+		case *btf.Const:
+			t = v.Type
+		case *btf.Volatile:
+			t = v.Type
+		case *btf.Restrict:
+			t = v.Type
+		case *btf.Int:
+			return intKind(v), v.Encoding == btf.Signed, nil
+		case *btf.Enum:
+			names := make(map[int64]string, len(v.Values))
+			for _, ev := range v.Values {
+				names[int64(ev.Value)] = ev.Name
+			}
+			return datasource.KindEnum, v.Signed, names
+		case *btf.Array:
+			if i, ok := btf.UnderlyingType(v.Type).(*btf.Int); ok && i.Size == 1 && i.Encoding != btf.Bool {
+				return datasource.KindString, false, nil
+			}
+			return datasource.KindBytes, false, nil
+		default:
+			return datasource.KindBytes, false, nil
+		}
+	}
+}
+
+func intKind(i *btf.Int) datasource.Kind {
+	if i.Encoding == btf.Bool {
+		return datasource.KindBool
+	}
+	signed := i.Encoding == btf.Signed
+	switch i.Size {
+	case 1:
+		if signed {
+			return datasource.KindInt8
+		}
+		return datasource.KindUint8
+	case 2:
+		if signed {
+			return datasource.KindInt16
+		}
+		return datasource.KindUint16
+	case 4:
+		if signed {
+			return datasource.KindInt32
+		}
+		return datasource.KindUint32
+	case 8:
+		if signed {
+			return datasource.KindInt64
+		}
+		return datasource.KindUint64
+	}
+	return datasource.KindBytes
+}
+
+// markerStruct returns the anonymous struct a marker macro declares, its
+// "event" member's struct and the string held in its other member.
+func markerStruct(v *btf.Var, value []byte, strMember string) (*btf.Struct, string, error) {
+	t := v.Type
+	for {
+		switch q := t.(type) {
+		case *btf.Const:
+			t = q.Type
+			continue
+		case *btf.Volatile:
+			t = q.Type
+			continue
+		}
+		break
+	}
+	s, ok := t.(*btf.Struct)
+	if !ok {
+		return nil, "", fmt.Errorf("marker %s is a %s, not the struct the macro declares; use the macros of gadget/macros.h", v.Name, t)
+	}
+	var event *btf.Struct
+	var str string
+	for _, m := range s.Members {
+		switch m.Name {
+		case "event":
+			a, ok := m.Type.(*btf.Array)
+			if !ok {
+				return nil, "", fmt.Errorf("marker %s: member event is not the array the macro declares; use the macros of gadget/macros.h", v.Name)
+			}
+			es, ok := btf.UnderlyingType(a.Type).(*btf.Struct)
+			if !ok {
+				return nil, "", fmt.Errorf("marker %s: the event type %s is not a struct", v.Name, a.Type)
+			}
+			event = es
+		case strMember:
+			off := m.Offset.Bytes()
+			size, err := btf.Sizeof(m.Type)
+			if err != nil || int(off)+size > len(value) {
+				return nil, "", fmt.Errorf("marker %s: member %s lies outside its value", v.Name, strMember)
+			}
+			b := value[off : int(off)+size]
+			for i, c := range b {
+				if c == 0 {
+					b = b[:i]
+					break
+				}
+			}
+			str = string(b)
+		}
+	}
+	if event == nil || str == "" {
+		return nil, "", fmt.Errorf("marker %s lacks its event type or %s name; use the macros of gadget/macros.h", v.Name, strMember)
+	}
+	if event.Size == 0 {
+		return nil, "", fmt.Errorf("marker %s: struct %s is empty or only declared", v.Name, event.Name)
+	}
+	return event, str, nil
+}

@@ -1,0 +1,54 @@
+package ebpfoperator
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	helmlint "helm.sh/helm/v3/pkg/lint"
+	helmsupport "helm.sh/helm/v3/pkg/lint/support"
+
+	"github.com/gadgetpm/gadgetpm/pkg/gadget"
+)
+
+var bundled = []string{"trace-exec", "trace-open", "trace-tcpconnect", "snapshot-process"}
+
+// TestBundledPackages checks what a package author and the package loader
+// rely on: each bundled package is a chart Helm lints without warnings, its
+// gadget reads, and gadget.yaml describes every field and param.
+func TestBundledPackages(t *testing.T) {
+	for _, pkg := range bundled {
+		t.Run(pkg, func(t *testing.T) {
+			dir := filepath.Join(repoRoot, "charts/packages", pkg)
+			l := helmlint.All(dir, nil, "default", false)
+			for _, m := range l.Messages {
+				if m.Severity >= helmsupport.WarningSev {
+					t.Errorf("helm lint: %s", m)
+				}
+			}
+			g, err := gadget.ReadGadget(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cat, err := Catalog(g.Object, g.Metadata)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, ds := range cat.DataSources {
+				for _, f := range ds.Fields {
+					if f.Description == "" {
+						t.Errorf("field %s.%s has no description in gadget.yaml", ds.Name, f.Name)
+					}
+				}
+			}
+			for _, p := range cat.Params {
+				if p.Description == "" {
+					t.Errorf("param %s has no description in gadget.yaml", p.Key)
+				}
+			}
+			if _, err := os.Stat(filepath.Join(dir, "values.yaml")); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}

@@ -1,0 +1,369 @@
+package ebpfoperator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
+
+	"github.com/gadgetpm/gadgetpm/pkg/gadget"
+	"github.com/gadgetpm/gadgetpm/pkg/gadget/datasource"
+)
+
+// Name is the operator's name; other operators may depend on it.
+const Name = "ebpf"
+
+// Priority is the operator's priority: first, because it registers the data
+// sources everything else subscribes to.
+const Priority = 0
+
+// Options configure the operator. The zero value is the default.
+type Options struct {
+	// NoMount disables mounting tracefs (/sys/kernel/tracing) and bpffs
+	// (/sys/fs/bpf) when they are missing. Default: mount them when the
+	// process may.
+	NoMount bool
+	// VerifierLogLines is how many trailing lines of the verifier's log an
+	// error shows. Default: 20.
+	VerifierLogLines int
+	// PollInterval is how often ring buffers are read when the program did
+	// not wake the reader (gadget_submit wakes it once an eighth of the
+	// ring is filled): the longest an event waits. Default: 50ms.
+	PollInterval time.Duration
+}
+
+// Operator loads and runs a gadget's eBPF object. It is stateless and safe
+// for concurrent use; every run gets its own instance.
+type Operator struct {
+	opts Options
+}
+
+var (
+	_ gadget.DataOperator = (*Operator)(nil)
+	_ gadget.PreStarter   = (*instance)(nil)
+	_ gadget.Starter      = (*instance)(nil)
+	_ gadget.Stopper      = (*instance)(nil)
+	_ gadget.Closer       = (*instance)(nil)
+	_ gadget.ExtraParamer = (*instance)(nil)
+)
+
+// New returns the operator.
+func New(opts Options) *Operator {
+	if opts.VerifierLogLines <= 0 {
+		opts.VerifierLogLines = 20
+	}
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = 50 * time.Millisecond
+	}
+	return &Operator{opts: opts}
+}
+
+// Name implements gadget.DataOperator.
+func (o *Operator) Name() string { return Name }
+
+// Priority implements gadget.DataOperator.
+func (o *Operator) Priority() int { return Priority }
+
+// InstantiateDataOperator reads the gadget's object and metadata, registers
+// its data sources and applies the params it declares. It opts out of runs
+// without an object.
+func (o *Operator) InstantiateDataOperator(gctx *gadget.Context, params gadget.Params) (gadget.DataOperatorInstance, error) {
+	g := gctx.Gadget()
+	if g.Object == nil {
+		return nil, nil
+	}
+	gs, err := parseSpec(g.Name, g.Object, g.Metadata)
+	if err != nil {
+		return nil, err
+	}
+	for key, p := range gs.params {
+		if v, ok := params[key]; ok {
+			if err := p.set(v); err != nil {
+				return nil, fmt.Errorf("gadget %s: %w", g.Name, err)
+			}
+		}
+	}
+	for _, t := range gs.tracers {
+		if err := gctx.RegisterDataSource(t.ds); err != nil {
+			return nil, err
+		}
+	}
+	for _, s := range gs.snapshotters {
+		if err := gctx.RegisterDataSource(s.ds); err != nil {
+			return nil, err
+		}
+	}
+	clock, err := bootClock()
+	if err != nil {
+		return nil, err
+	}
+	gctx.SetVar(gadget.VarClock, clock)
+	return &instance{op: o, spec: gs, name: g.Name}, nil
+}
+
+func bootClock() (datasource.Clock, error) {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
+		return datasource.Clock{}, fmt.Errorf("read boot time: %w", err)
+	}
+	return datasource.Clock{BootTime: time.Now().Add(-time.Duration(ts.Nano()))}, nil
+}
+
+// instance is one run's state. The owner is the runtime: PreStart, Start,
+// Stop and Close are called from one goroutine; the readers' goroutines are
+// started in Start and waited for in Stop.
+type instance struct {
+	op   *Operator
+	name string
+	spec *gadgetSpec
+
+	coll    *ebpf.Collection
+	links   []link.Link
+	readers []*ringbuf.Reader
+	wg      sync.WaitGroup
+}
+
+func (i *instance) Name() string { return Name }
+
+// ExtraParams are the object's GADGET_PARAMs.
+func (i *instance) ExtraParams(*gadget.Context) []gadget.ParamDesc {
+	out := make([]gadget.ParamDesc, 0, len(i.spec.params))
+	for _, p := range i.spec.params {
+		out = append(out, p.desc)
+	}
+	sortParams(out)
+	return out
+}
+
+// PreStart loads every map and program into the kernel.
+func (i *instance) PreStart(gctx *gadget.Context) error {
+	if !i.op.opts.NoMount {
+		if err := mountFilesystems(); err != nil {
+			gctx.Logger().Warn("mount kernel filesystems", "error", err)
+		}
+	}
+	coll, err := ebpf.NewCollectionWithOptions(i.spec.coll, ebpf.CollectionOptions{})
+	if err != nil {
+		return i.loadError(err)
+	}
+	i.coll = coll
+	return nil
+}
+
+// loadError names the refused program and shows the end of the verifier's
+// log, where the reason is.
+func (i *instance) loadError(err error) error {
+	var ve *ebpf.VerifierError
+	if !errors.As(err, &ve) {
+		if errors.Is(err, unix.EPERM) {
+			if os.Geteuid() == 0 {
+				// root was refused: the kernel lacks what the program
+				// needs (fentry/fexit need BPF trampolines), or lockdown
+				// forbids it.
+				return fmt.Errorf("load gadget %s: %w (the kernel refused it although running as root: it may lack support for the program's section, e.g. BPF trampolines for fentry/fexit, or be in lockdown)", i.name, err)
+			}
+			return fmt.Errorf("load gadget %s: %w (run as root or with CAP_BPF and CAP_PERFMON)", i.name, err)
+		}
+		return fmt.Errorf("load gadget %s: %w", i.name, err)
+	}
+	prog := "?"
+	if s := err.Error(); strings.HasPrefix(s, "program ") {
+		prog, _, _ = strings.Cut(strings.TrimPrefix(s, "program "), ":")
+	}
+	log := ve.Log
+	if n := i.op.opts.VerifierLogLines; len(log) > n {
+		log = log[len(log)-n:]
+	}
+	return fmt.Errorf("load gadget %s: the kernel verifier refused program %s (%v); end of the verifier log:\n  %s",
+		i.name, prog, ve.Cause, strings.Join(log, "\n  "))
+}
+
+// Start attaches every program by its section, then reads the tracers'
+// ring buffers and runs the snapshotters.
+func (i *instance) Start(gctx *gadget.Context) error {
+	// in name order, so that runs (and their errors) are reproducible
+	names := make([]string, 0, len(i.spec.coll.Programs))
+	for name := range i.spec.coll.Programs {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		ps := i.spec.coll.Programs[name]
+		l, err := attach(ps.SectionName, i.coll.Programs[name])
+		if err != nil {
+			return fmt.Errorf("attach program %s (section %s): %w", name, ps.SectionName, err)
+		}
+		if l != nil {
+			i.links = append(i.links, l)
+		}
+	}
+	for _, t := range i.spec.tracers {
+		rd, err := ringbuf.NewReader(i.coll.Maps[t.mapName])
+		if err != nil {
+			return fmt.Errorf("read ring buffer %s: %w", t.mapName, err)
+		}
+		i.readers = append(i.readers, rd)
+		i.wg.Add(1)
+		go i.readTracer(gctx, t, rd)
+	}
+	if len(i.spec.snapshotters) > 0 {
+		i.wg.Add(1)
+		go func() {
+			defer i.wg.Done()
+			for _, s := range i.spec.snapshotters {
+				if err := i.snapshot(gctx.Context(), s); err != nil {
+					gctx.Fail(err)
+					return
+				}
+			}
+			// one run of every iterator is the whole snapshot
+			gctx.Cancel()
+		}()
+	}
+	return nil
+}
+
+// readTracer emits every sample of one ring buffer until the reader is
+// flushed or closed. The record buffers are reused: no allocation per event.
+func (i *instance) readTracer(gctx *gadget.Context, t tracer, rd *ringbuf.Reader) {
+	defer i.wg.Done()
+	rec := t.ds.NewRecord()
+	var sample ringbuf.Record
+	poll := i.op.opts.PollInterval
+	for {
+		rd.SetDeadline(time.Now().Add(poll))
+		if err := rd.ReadInto(&sample); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				continue // nothing woke us: read again what arrived since
+			}
+			if errors.Is(err, ringbuf.ErrFlushed) || errors.Is(err, ringbuf.ErrClosed) || errors.Is(err, os.ErrClosed) {
+				return
+			}
+			gctx.Fail(fmt.Errorf("read ring buffer %s: %w", t.mapName, err))
+			return
+		}
+		rec.Load(sample.RawSample)
+		if err := t.ds.Emit(rec); err != nil {
+			gctx.Fail(err)
+			return
+		}
+	}
+}
+
+// snapshot runs the iterator program once and emits one record per entry.
+func (i *instance) snapshot(ctx context.Context, s snapshotter) error {
+	it, err := link.AttachIter(link.IterOptions{Program: i.coll.Programs[s.program]})
+	if err != nil {
+		return fmt.Errorf("snapshotter %s: attach iterator %s: %w", s.ds.Name(), s.program, err)
+	}
+	defer it.Close()
+	rd, err := it.Open()
+	if err != nil {
+		return fmt.Errorf("snapshotter %s: open iterator: %w", s.ds.Name(), err)
+	}
+	defer rd.Close()
+	size := s.size
+	buf := make([]byte, 64*size)
+	rec := s.ds.NewRecord()
+	var pending []byte
+	for ctx.Err() == nil {
+		n, err := rd.Read(buf)
+		pending = append(pending, buf[:n]...)
+		for len(pending) >= size {
+			rec.Load(pending[:size])
+			if emitErr := s.ds.Emit(rec); emitErr != nil {
+				return emitErr
+			}
+			pending = pending[size:]
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			return fmt.Errorf("snapshotter %s: read iterator: %w", s.ds.Name(), err)
+		}
+		if n == 0 {
+			break
+		}
+	}
+	if len(pending) != 0 && ctx.Err() == nil {
+		return fmt.Errorf("snapshotter %s: iterator wrote %d trailing bytes; entries must be exactly sizeof(struct) = %d bytes", s.ds.Name(), len(pending), size)
+	}
+	return nil
+}
+
+// Stop detaches every program, delivers what is still in the ring
+// buffers, waits for the readers and counts lost samples.
+func (i *instance) Stop(gctx *gadget.Context) error {
+	var errs []error
+	for _, l := range i.links {
+		if err := l.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("detach: %w", err))
+		}
+	}
+	i.links = nil
+	for _, rd := range i.readers {
+		if err := rd.Flush(); err != nil {
+			errs = append(errs, fmt.Errorf("flush ring buffer: %w", err))
+			_ = rd.Close()
+		}
+	}
+	i.wg.Wait()
+	for _, t := range i.spec.tracers {
+		if n, err := i.lost(t.mapName); err != nil {
+			errs = append(errs, err)
+		} else {
+			t.ds.AddLost(n)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (i *instance) lost(mapName string) (uint64, error) {
+	m, ok := i.coll.Maps[mapName+lostSuffix]
+	if !ok {
+		return 0, nil // declared without GADGET_TRACER_MAP: losses are not counted
+	}
+	var perCPU []uint64
+	if err := m.Lookup(uint32(0), &perCPU); err != nil {
+		return 0, fmt.Errorf("read lost counter %s%s: %w", mapName, lostSuffix, err)
+	}
+	var n uint64
+	for _, v := range perCPU {
+		n += v
+	}
+	return n, nil
+}
+
+// Close releases every kernel object; safe after any failed step.
+func (i *instance) Close(*gadget.Context) error {
+	var errs []error
+	for _, l := range i.links {
+		errs = append(errs, l.Close())
+	}
+	i.links = nil
+	// closing the readers interrupts readers still blocked when Start
+	// failed before Stop could flush them; then wait for them
+	for _, rd := range i.readers {
+		if err := rd.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	i.readers = nil
+	i.wg.Wait()
+	if i.coll != nil {
+		i.coll.Close()
+		i.coll = nil
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,281 @@
+package enricher
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gadgetpm/gadgetpm/pkg/gadget"
+	"github.com/gadgetpm/gadgetpm/pkg/gadget/datasource"
+)
+
+// Name of the operator.
+const Name = "enricher"
+
+// Priority runs the enricher right after the data sources exist, so that
+// filters can use the fields it adds.
+const Priority = 10
+
+// Field names the enricher adds.
+const (
+	FieldContainer = "container"
+	FieldPod       = "pod"
+	FieldNamespace = "namespace"
+	FieldPid       = "pid"
+	FieldComm      = "comm"
+)
+
+// Process is what the enricher knows of one mount namespace.
+type Process struct {
+	Pid         uint32
+	Comm        string
+	ContainerID string
+}
+
+// PodResolver maps a container id to its pod. It must be safe for
+// concurrent use and fast: it is called on the event path.
+type PodResolver interface {
+	Pod(containerID string) (namespace, name string, ok bool)
+}
+
+// Options configure the enricher. The zero value is the default.
+type Options struct {
+	// ProcRoot is where procfs is mounted; default "/proc".
+	ProcRoot string
+	// RescanInterval is the least time between two /proc scans triggered
+	// by unknown namespaces; default 1s.
+	RescanInterval time.Duration
+	// Pods resolves containers to pods; default none (pod fields stay
+	// empty).
+	Pods PodResolver
+	// Now is the clock; default time.Now. A test seam.
+	Now func() time.Time
+}
+
+// Operator is the mount-namespace enricher.
+type Operator struct {
+	opts Options
+}
+
+var _ gadget.DataOperator = (*Operator)(nil)
+
+// New returns the enricher.
+func New(opts Options) *Operator {
+	if opts.ProcRoot == "" {
+		opts.ProcRoot = "/proc"
+	}
+	if opts.RescanInterval <= 0 {
+		opts.RescanInterval = time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Operator{opts: opts}
+}
+
+// Name implements gadget.DataOperator.
+func (o *Operator) Name() string { return Name }
+
+// Priority implements gadget.DataOperator.
+func (o *Operator) Priority() int { return Priority }
+
+// InstantiateDataOperator adds the fields to every data source with a
+// mount namespace id; it opts out when there is none.
+func (o *Operator) InstantiateDataOperator(gctx *gadget.Context, _ gadget.Params) (gadget.DataOperatorInstance, error) {
+	in := &instance{opts: o.opts, byNS: map[uint64]Process{}}
+	for _, ds := range gctx.DataSources() {
+		var mntns *datasource.Field
+		for _, f := range ds.Fields() {
+			if f.Kind == datasource.KindMntNsID {
+				mntns = f
+				break
+			}
+		}
+		if mntns == nil {
+			continue
+		}
+		if err := in.enrich(ds, mntns); err != nil {
+			return nil, err
+		}
+	}
+	if len(in.sources) == 0 {
+		return nil, nil
+	}
+	return in, nil
+}
+
+type target struct {
+	mntns                 *datasource.Field
+	container, pod, podNS *datasource.Field
+	pid, comm             *datasource.Field // nil when the source has its own
+}
+
+type instance struct {
+	opts    Options
+	sources []target
+
+	mu       sync.Mutex
+	byNS     map[uint64]Process // guarded by mu
+	lastScan time.Time          // guarded by mu
+}
+
+func (*instance) Name() string { return Name }
+
+func (in *instance) enrich(ds *datasource.DataSource, mntns *datasource.Field) error {
+	t := target{mntns: mntns}
+	add := func(name string, kind datasource.Kind, size uint32) (*datasource.Field, error) {
+		f, err := ds.AddField(name, kind, size)
+		if err != nil {
+			return nil, fmt.Errorf("enrich data source %s: %w", ds.Name(), err)
+		}
+		return f, nil
+	}
+	var err error
+	if t.container, err = add(FieldContainer, datasource.KindString, 65); err != nil {
+		return err
+	}
+	if in.opts.Pods != nil {
+		if t.podNS, err = add(FieldNamespace, datasource.KindString, 64); err != nil {
+			return err
+		}
+		if t.pod, err = add(FieldPod, datasource.KindString, 254); err != nil {
+			return err
+		}
+	}
+	if ds.Field(FieldPid) == nil {
+		if t.pid, err = add(FieldPid, datasource.KindUint32, 4); err != nil {
+			return err
+		}
+	}
+	if ds.Field(FieldComm) == nil {
+		if t.comm, err = add(FieldComm, datasource.KindString, 16); err != nil {
+			return err
+		}
+	}
+	in.sources = append(in.sources, t)
+	ds.Subscribe(Name, Priority, func(_ *datasource.DataSource, r *datasource.Record) error {
+		in.fill(t, r)
+		return nil
+	})
+	return nil
+}
+
+// fill writes what is known of the record's namespace; unknown namespaces
+// leave the fields empty.
+func (in *instance) fill(t target, r *datasource.Record) {
+	p, ok := in.lookup(t.mntns.Uint(r))
+	if !ok {
+		return
+	}
+	t.container.SetString(r, p.ContainerID)
+	if t.pod != nil && p.ContainerID != "" {
+		if ns, name, ok := in.opts.Pods.Pod(p.ContainerID); ok {
+			t.podNS.SetString(r, ns)
+			t.pod.SetString(r, name)
+		}
+	}
+	if t.pid != nil {
+		t.pid.SetUint(r, uint64(p.Pid))
+	}
+	if t.comm != nil {
+		t.comm.SetString(r, p.Comm)
+	}
+}
+
+// lookup returns the namespace's process, rescanning /proc on a miss when
+// the last scan is old enough. The scan runs under the lock: concurrent
+// misses wait for one scan instead of each starting their own.
+func (in *instance) lookup(ns uint64) (Process, bool) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if p, ok := in.byNS[ns]; ok {
+		return p, p.Pid != 0
+	}
+	now := in.opts.Now()
+	if !in.lastScan.IsZero() && now.Sub(in.lastScan) < in.opts.RescanInterval {
+		return Process{}, false
+	}
+	in.lastScan = now
+	for k, v := range Scan(in.opts.ProcRoot) {
+		in.byNS[k] = v
+	}
+	p, ok := in.byNS[ns]
+	if !ok {
+		// the namespace's processes are gone: remember that, or every
+		// later event from it would rescan /proc once per interval
+		in.byNS[ns] = Process{}
+	}
+	return p, ok
+}
+
+// Scan reads every process under procRoot and returns, per mount
+// namespace, the process with the lowest pid in it (a container's init).
+// Processes that vanish or cannot be read are skipped.
+func Scan(procRoot string) map[uint64]Process {
+	ents, err := os.ReadDir(procRoot)
+	if err != nil {
+		return nil
+	}
+	out := map[uint64]Process{}
+	for _, e := range ents {
+		pid, err := strconv.ParseUint(e.Name(), 10, 32)
+		if err != nil {
+			continue
+		}
+		dir := filepath.Join(procRoot, e.Name())
+		link, err := os.Readlink(filepath.Join(dir, "ns", "mnt"))
+		if err != nil {
+			continue
+		}
+		ns, ok := parseNSLink(link)
+		if !ok {
+			continue
+		}
+		if old, ok := out[ns]; ok && old.Pid < uint32(pid) {
+			continue
+		}
+		comm, _ := os.ReadFile(filepath.Join(dir, "comm"))
+		cg, _ := os.ReadFile(filepath.Join(dir, "cgroup"))
+		out[ns] = Process{Pid: uint32(pid), Comm: strings.TrimSpace(string(comm)), ContainerID: ContainerID(cg)}
+	}
+	return out
+}
+
+// parseNSLink reads "mnt:[4026531840]".
+func parseNSLink(s string) (uint64, bool) {
+	i, j := strings.IndexByte(s, '['), strings.IndexByte(s, ']')
+	if i < 0 || j < i {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(s[i+1:j], 10, 64)
+	return n, err == nil
+}
+
+// containerIDPattern finds a 64-hex-digit container id as container
+// runtimes name cgroups: docker-<id>.scope, cri-containerd-<id>.scope,
+// crio-<id>.scope, /docker/<id>, /kubepods/.../<id>.
+var containerIDPattern = regexp.MustCompile(`(?:^|[/\-])([0-9a-f]{64})(?:\.scope)?$`)
+
+// ContainerID returns the container id in the contents of a
+// /proc/<pid>/cgroup file, or "" for a process outside containers.
+func ContainerID(cgroupFile []byte) string {
+	sc := bufio.NewScanner(bytes.NewReader(cgroupFile))
+	for sc.Scan() {
+		// hierarchy-ID:controllers:path
+		parts := strings.SplitN(sc.Text(), ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		if m := containerIDPattern.FindStringSubmatch(parts[2]); m != nil {
+			return m[1]
+		}
+	}
+	return ""
+}

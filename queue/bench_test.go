@@ -122,7 +122,8 @@ func (t latencyTask) Execute(context.Context) error {
 }
 
 func BenchmarkEnqueueToStart(b *testing.B) {
-	s := NewService(Options{})
+	// The Succeeded event tells the loop the queue is idle again.
+	s := NewService(Options{SucceededEvents: true})
 	started := make(chan time.Time, 1)
 	probe := latencyTask{started: started}
 

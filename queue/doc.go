@@ -18,8 +18,12 @@
 //     start; the merged task ends in one event under its own name.
 //   - A task whose scope ends is dropped, or its running attempt's context
 //     cancelled, and reported Cancelled; its OnDone is not called.
-//   - Every other task ends in exactly one Event: Succeeded, Failed or
-//     Cancelled.
+//   - Every other task ends in exactly one Event: Failed or Cancelled,
+//     or, with Options.SucceededEvents set, Succeeded. Successes are not
+//     reported by default (OnDone tells a caller its task succeeded).
+//   - A worker settles a plain success and picks the next task under one
+//     lock acquisition, and reuses the records of ended tasks, so a busy
+//     queue allocates nothing per task.
 //   - Remove and Stop drop pending tasks (reported Cancelled), let the
 //     running one finish until their ctx ends, then cancel it, and wait for
 //     the worker. Stop is safe to call twice.

@@ -14,7 +14,7 @@ import (
 func TestDump(t *testing.T) {
 	t0 := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
 	clk := clocktesting.NewFakeClock(t0)
-	s := NewService(Options{Clock: clk, random: func() float64 { return 0 }})
+	s := NewService(Options{SucceededEvents: true, Clock: clk, random: func() float64 { return 0 }})
 	defer stop(t, s)
 
 	// Queue "ns.a": a failed task, a running one and a pending one.
@@ -82,7 +82,7 @@ func TestDump(t *testing.T) {
 }
 
 func TestFailedListIsBounded(t *testing.T) {
-	s := NewService(Options{FailedLimit: 3})
+	s := NewService(Options{SucceededEvents: true, FailedLimit: 3})
 	defer stop(t, s)
 	for _, n := range []string{"a", "b", "c", "d", "e"} {
 		if err := s.Enqueue("q", task(n, func(context.Context) error { return Terminal(errors.New(n)) })); err != nil {

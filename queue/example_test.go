@@ -18,7 +18,7 @@ func (s step) Name() string                  { return s.name }
 func (s step) Execute(context.Context) error { return s.err }
 
 func Example() {
-	s := queue.NewService(queue.Options{BackoffBase: time.Millisecond})
+	s := queue.NewService(queue.Options{BackoffBase: time.Millisecond, SucceededEvents: true})
 	q := queue.PackageQueueName("gadget.trace-exec", "")
 
 	_ = s.Enqueue(q, step{name: "download"}, queue.OnDone(func() { fmt.Println("downloaded") }))

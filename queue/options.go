@@ -44,6 +44,11 @@ type Options struct {
 	EventBuffer int
 	// Metrics receives queue metrics. Default: none are recorded.
 	Metrics MetricsProvider
+	// SucceededEvents sends a Succeeded event for every task that
+	// succeeds. Default false: only Failed and Cancelled tasks are
+	// reported, which is what an owner acts on, and a success costs no
+	// event delivery (OnDone tells a caller that its own task succeeded).
+	SucceededEvents bool
 
 	// random returns a number in [0, 1) for jitter; tests pin it.
 	random func() float64

@@ -65,6 +65,7 @@ type queue struct {
 	runningSince time.Time
 	cancelWorker context.CancelCauseFunc // hard stop: cancels the running attempt
 	failed       []failedTask
+	free         []*item // records of ended tasks, reused by add
 	idle         bool
 	closing      bool
 	closeCause   error
@@ -81,9 +82,13 @@ func newQueue(name string, m QueueMetrics, prev *queue) *queue {
 	}
 }
 
-// add appends it, or with unique folds it into an equal-named pending
-// task. It reports false when the queue is closing.
-func (q *queue) add(it *item, unique bool) bool {
+// maxFree bounds a queue's free list. The list is dropped whenever the
+// worker goes idle, so records are kept only while the queue is busy.
+const maxFree = 1024
+
+// add appends a task described by rec, or with unique folds it into an
+// equal-named pending task. It reports false when the queue is closing.
+func (q *queue) add(rec *item, unique bool) bool {
 	q.mu.Lock()
 	if q.closing {
 		q.mu.Unlock()
@@ -91,13 +96,24 @@ func (q *queue) add(it *item, unique bool) bool {
 	}
 	if unique {
 		for _, p := range q.pending.items() {
-			if p.name == it.name && !p.cancelled() {
-				p.onDone = chain(p.onDone, it.onDone)
+			if p.name == rec.name && !p.cancelled() {
+				p.onDone = chain(p.onDone, rec.onDone)
 				q.mu.Unlock()
 				return true
 			}
 		}
 	}
+	// Records of ended tasks are reused: a busy queue then allocates
+	// nothing per task.
+	var it *item
+	if n := len(q.free); n > 0 {
+		it = q.free[n-1]
+		q.free[n-1] = nil
+		q.free = q.free[:n-1]
+	} else {
+		it = new(item)
+	}
+	*it = *rec
 	q.pending.push(it)
 	q.length.Store(int64(q.pending.len()))
 	wake := q.idle
@@ -110,6 +126,15 @@ func (q *queue) add(it *item, unique bool) bool {
 		}
 	}
 	return true
+}
+
+// release returns the record of an ended task for reuse; q.mu must be
+// held and nothing may use it afterwards.
+func (q *queue) release(it *item) {
+	if len(q.free) < maxFree {
+		*it = item{}
+		q.free = append(q.free, it)
+	}
 }
 
 func chain(a, b func()) func() {
@@ -195,24 +220,33 @@ func (s *Service) work(q *queue) {
 
 	// last is when the previous attempt ended, reused as the next start
 	// while the worker runs tasks back to back: clock reads are not free.
+	//
+	// locked says that run returned with q.mu still held: a plain success
+	// has nothing to do outside the lock, so the worker settles it and
+	// picks the next task under one lock acquisition.
 	var last time.Time
+	locked := false
 	for {
-		it, now, ok := s.next(q, last)
+		it, now, ok := s.next(q, last, locked)
 		if !ok {
 			return
 		}
-		last = s.run(workerCtx, q, it, now)
+		last, locked = s.run(workerCtx, q, it, now)
 	}
 }
 
 // next waits for the head task to be due and marks it running, returning
 // it and its start time. It drops cancelled tasks on the way, compacts
 // mergeable ones, and reports false once the queue is closing. last, when
-// set, is a recent time to use instead of reading the clock.
-func (s *Service) next(q *queue, last time.Time) (*item, time.Time, bool) {
+// set, is a recent time to use instead of reading the clock. locked says
+// the caller holds q.mu already.
+func (s *Service) next(q *queue, last time.Time, locked bool) (*item, time.Time, bool) {
 	yielded := false
 	for {
-		q.mu.Lock()
+		if !locked {
+			q.mu.Lock()
+		}
+		locked = false
 		if q.closing {
 			q.mu.Unlock()
 			return nil, time.Time{}, false
@@ -229,6 +263,7 @@ func (s *Service) next(q *queue, last time.Time) (*item, time.Time, bool) {
 			}
 			yielded = false
 			q.idle = true
+			q.free = nil // an idle queue holds no spare records
 			q.mu.Unlock()
 			select {
 			case <-q.wake:
@@ -240,9 +275,11 @@ func (s *Service) next(q *queue, last time.Time) (*item, time.Time, bool) {
 		it := q.pending.front()
 		if it.cancelled() {
 			q.popHead()
+			ev := Event{Queue: q.name, Task: it.name, Kind: Cancelled, Err: context.Cause(it.scope), Attempts: it.attempts}
+			q.release(it)
 			q.mu.Unlock()
 			q.reportLength()
-			s.events.Put(Event{Queue: q.name, Task: it.name, Kind: Cancelled, Err: context.Cause(it.scope), Attempts: it.attempts})
+			s.events.Put(ev)
 			continue
 		}
 		now := last
@@ -361,8 +398,9 @@ func mergeTasks(first Task, run []*item) (merged Task, name string) {
 
 // run executes one attempt that started at start, settles the outcome
 // (success, retry later, failed list, or cancelled) and returns the time
-// the queue may use as "now" for its next task.
-func (s *Service) run(workerCtx context.Context, q *queue, it *item, start time.Time) time.Time {
+// the queue may use as "now" for its next task. It returns with q.mu held,
+// and true, when the outcome needs nothing done outside the lock.
+func (s *Service) run(workerCtx context.Context, q *queue, it *item, start time.Time) (time.Time, bool) {
 	ctx := workerCtx
 	if it.scope != nil {
 		// The attempt ends with the scope or with a hard stop.
@@ -408,15 +446,22 @@ func (s *Service) run(workerCtx context.Context, q *queue, it *item, start time.
 		q.length.Store(int64(q.pending.len()))
 		q.mu.Unlock()
 		q.reportLength()
-		return end
+		return end, false
+	}
+	q.release(it)
+	report := ev.Kind != Succeeded || s.opts.SucceededEvents
+	if onDone == nil && !report {
+		return end, true
 	}
 	q.mu.Unlock()
 	if onDone != nil {
 		onDone()
 		end = time.Time{} // OnDone took an unknown time
 	}
-	s.events.Put(ev)
-	return end
+	if report {
+		s.events.Put(ev)
+	}
+	return end, false
 }
 
 // execute runs one attempt, turning a panic into a terminal error so that

@@ -48,8 +48,9 @@ type Event struct {
 // enqueued (a failed task stays at the head until it succeeds, fails for
 // good or is cancelled); queues never wait for each other; Enqueue never
 // blocks on a running task; no callback (OnDone, task methods, metrics)
-// runs under a lock. Every task ends in exactly one Event, except tasks
-// skipped by Unique.
+// runs under a lock. Every task that fails or is cancelled ends in exactly
+// one Event; a task that succeeds does too when Options.SucceededEvents is
+// set. Tasks skipped by Unique have no event of their own.
 //
 // A Service is safe for concurrent use. Its goroutines are stopped and
 // waited for by Stop.
@@ -86,8 +87,9 @@ func NewService(opts Options) *Service {
 	}
 }
 
-// Events delivers one Event per task that ended, in the order they ended
-// (so in FIFO order within a queue). Events wait in memory until read, so
+// Events delivers one Event per task that failed or was cancelled (and per
+// task that succeeded, with Options.SucceededEvents), in the order they
+// ended (so in FIFO order within a queue). Events wait in memory until read, so
 // the owner must keep reading. The channel is closed when Stop finishes.
 func (s *Service) Events() <-chan Event { return s.events.C() }
 
@@ -134,7 +136,8 @@ func (s *Service) Enqueue(queueName string, t Task, opts ...EnqueueOption) error
 		maxAttempts = eo.maxAttempts
 	}
 
-	it := &item{
+	// rec stays on the stack; add copies it into a record of the queue.
+	rec := item{
 		task:        t,
 		name:        name,
 		mergeKey:    mergeKey,
@@ -148,7 +151,7 @@ func (s *Service) Enqueue(queueName string, t Task, opts ...EnqueueOption) error
 		if err != nil {
 			return fmt.Errorf("enqueue task %q to queue %q: %w", name, queueName, err)
 		}
-		if q.add(it, eo.unique) {
+		if q.add(&rec, eo.unique) {
 			q.reportLength()
 			return nil
 		}

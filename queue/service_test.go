@@ -14,7 +14,7 @@ import (
 )
 
 func TestFIFOOrder(t *testing.T) {
-	s := NewService(Options{})
+	s := NewService(Options{SucceededEvents: true})
 	defer stop(t, s)
 
 	var mu sync.Mutex
@@ -48,7 +48,7 @@ func TestFIFOOrder(t *testing.T) {
 }
 
 func TestOneTaskAtATimePerQueueAndQueuesIndependent(t *testing.T) {
-	s := NewService(Options{})
+	s := NewService(Options{SucceededEvents: true})
 	defer stop(t, s)
 
 	// A task that never returns on its own must not hold up another queue.
@@ -154,7 +154,7 @@ func TestBackoff(t *testing.T) {
 func TestRetryWithBackoffThenFail(t *testing.T) {
 	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	clk := clocktesting.NewFakeClock(start)
-	s := NewService(Options{Clock: clk, MaxAttempts: 3, random: func() float64 { return 0 }})
+	s := NewService(Options{SucceededEvents: true, Clock: clk, MaxAttempts: 3, random: func() float64 { return 0 }})
 	defer stop(t, s)
 
 	var calls atomic.Int32
@@ -252,7 +252,7 @@ func TestAttemptLimitAndTerminal(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := NewService(Options{MaxAttempts: 2, BackoffBase: time.Millisecond})
+			s := NewService(Options{SucceededEvents: true, MaxAttempts: 2, BackoffBase: time.Millisecond})
 			defer stop(t, s)
 			var calls atomic.Int32
 			if err := s.Enqueue("q", task("t", func(context.Context) error { calls.Add(1); return tt.err }), tt.opts...); err != nil {
@@ -279,7 +279,7 @@ func TestTerminalNil(t *testing.T) {
 }
 
 func TestPanickingTaskFailsWithoutRetry(t *testing.T) {
-	s := NewService(Options{BackoffBase: time.Millisecond})
+	s := NewService(Options{SucceededEvents: true, BackoffBase: time.Millisecond})
 	defer stop(t, s)
 	if err := s.Enqueue("q", task("bad", func(context.Context) error { panic("nil map") })); err != nil {
 		t.Fatal(err)
@@ -297,7 +297,7 @@ func TestPanickingTaskFailsWithoutRetry(t *testing.T) {
 }
 
 func TestOnDone(t *testing.T) {
-	s := NewService(Options{MaxAttempts: 2, BackoffBase: time.Millisecond})
+	s := NewService(Options{SucceededEvents: true, MaxAttempts: 2, BackoffBase: time.Millisecond})
 	defer stop(t, s)
 
 	var order []string
@@ -341,7 +341,7 @@ func TestOnDone(t *testing.T) {
 }
 
 func TestUnique(t *testing.T) {
-	s := NewService(Options{})
+	s := NewService(Options{SucceededEvents: true})
 	defer stop(t, s)
 
 	g := newGate()
@@ -381,7 +381,7 @@ func TestUnique(t *testing.T) {
 }
 
 func TestUniqueIgnoresCancelledTwin(t *testing.T) {
-	s := NewService(Options{})
+	s := NewService(Options{SucceededEvents: true})
 	defer stop(t, s)
 	g := newGate()
 	if err := s.Enqueue("q", g.task("block")); err != nil {
@@ -408,7 +408,7 @@ func TestUniqueIgnoresCancelledTwin(t *testing.T) {
 
 func TestScopeCancellation(t *testing.T) {
 	t.Run("pending task is dropped", func(t *testing.T) {
-		s := NewService(Options{})
+		s := NewService(Options{SucceededEvents: true})
 		defer stop(t, s)
 		g := newGate()
 		if err := s.Enqueue("q", g.task("block")); err != nil {
@@ -432,7 +432,7 @@ func TestScopeCancellation(t *testing.T) {
 		}
 	})
 	t.Run("running task sees its context cancelled", func(t *testing.T) {
-		s := NewService(Options{})
+		s := NewService(Options{SucceededEvents: true})
 		defer stop(t, s)
 		scope, cancel := context.WithCancel(context.Background())
 		type key struct{}
@@ -463,7 +463,7 @@ func TestScopeCancellation(t *testing.T) {
 		}
 	})
 	t.Run("task waiting for a retry is dropped at once", func(t *testing.T) {
-		s := NewService(Options{BackoffBase: time.Hour})
+		s := NewService(Options{SucceededEvents: true, BackoffBase: time.Hour})
 		defer stop(t, s)
 		scope, cancel := context.WithCancel(context.Background())
 		failed := make(chan struct{})
@@ -482,7 +482,7 @@ func TestScopeCancellation(t *testing.T) {
 }
 
 func TestCompaction(t *testing.T) {
-	s := NewService(Options{})
+	s := NewService(Options{SucceededEvents: true})
 	defer stop(t, s)
 	g := newGate()
 	if err := s.Enqueue("q", g.task("block")); err != nil {
@@ -538,7 +538,7 @@ type badMerge struct{ hookRun }
 func (b *badMerge) Merge(Task) Task { return nil }
 
 func TestCompactionRefusedMergeRunsTasksAlone(t *testing.T) {
-	s := NewService(Options{})
+	s := NewService(Options{SucceededEvents: true})
 	defer stop(t, s)
 	g := newGate()
 	if err := s.Enqueue("q", g.task("block")); err != nil {
@@ -560,7 +560,7 @@ func TestCompactionRefusedMergeRunsTasksAlone(t *testing.T) {
 
 func TestRemove(t *testing.T) {
 	t.Run("waits for the running task and drops pending ones", func(t *testing.T) {
-		s := NewService(Options{})
+		s := NewService(Options{SucceededEvents: true})
 		defer stop(t, s)
 		g := newGate()
 		if err := s.Enqueue("ns.pkg/custom", g.task("running")); err != nil {
@@ -601,7 +601,7 @@ func TestRemove(t *testing.T) {
 		}
 	})
 	t.Run("cancels the running task when ctx ends", func(t *testing.T) {
-		s := NewService(Options{})
+		s := NewService(Options{SucceededEvents: true})
 		defer stop(t, s)
 		g := newGate()
 		if err := s.Enqueue("q", g.task("slow")); err != nil {
@@ -620,7 +620,7 @@ func TestRemove(t *testing.T) {
 		}
 	})
 	t.Run("a new queue of the same name waits for the old worker", func(t *testing.T) {
-		s := NewService(Options{})
+		s := NewService(Options{SucceededEvents: true})
 		defer stop(t, s)
 		g := newGate()
 		if err := s.Enqueue("q", g.task("old")); err != nil {
@@ -653,7 +653,7 @@ func TestRemove(t *testing.T) {
 		}
 	})
 	t.Run("unknown queue", func(t *testing.T) {
-		s := NewService(Options{})
+		s := NewService(Options{SucceededEvents: true})
 		defer stop(t, s)
 		if err := s.Remove(context.Background(), "never-created"); err != nil {
 			t.Fatal(err)
@@ -663,7 +663,7 @@ func TestRemove(t *testing.T) {
 
 func TestStop(t *testing.T) {
 	t.Run("running tasks finish in time, pending ones are dropped", func(t *testing.T) {
-		s := NewService(Options{})
+		s := NewService(Options{SucceededEvents: true})
 		g := newGate()
 		if err := s.Enqueue("a", g.task("running")); err != nil {
 			t.Fatal(err)
@@ -707,7 +707,7 @@ func TestStop(t *testing.T) {
 		}
 	})
 	t.Run("tasks still running when ctx ends are cancelled", func(t *testing.T) {
-		s := NewService(Options{})
+		s := NewService(Options{SucceededEvents: true})
 		g1, g2 := newGate(), newGate()
 		if err := s.Enqueue("a", g1.task("slow-a")); err != nil {
 			t.Fatal(err)
@@ -737,7 +737,7 @@ func TestStop(t *testing.T) {
 		}
 	})
 	t.Run("stop of an unused service", func(t *testing.T) {
-		s := NewService(Options{})
+		s := NewService(Options{SucceededEvents: true})
 		if err := s.Stop(context.Background()); err != nil {
 			t.Fatal(err)
 		}
@@ -746,7 +746,7 @@ func TestStop(t *testing.T) {
 		}
 	})
 	t.Run("concurrent Stop and Remove", func(t *testing.T) {
-		s := NewService(Options{})
+		s := NewService(Options{SucceededEvents: true})
 		for i := range 10 {
 			if err := s.Enqueue(fmt.Sprint(i), task("t", func(ctx context.Context) error { time.Sleep(time.Millisecond); return nil })); err != nil {
 				t.Fatal(err)
@@ -773,7 +773,7 @@ func (t *nilPtrTask) Name() string                  { return t.name }
 func (t *nilPtrTask) Execute(context.Context) error { return nil }
 
 func TestEnqueueBadInput(t *testing.T) {
-	s := NewService(Options{})
+	s := NewService(Options{SucceededEvents: true})
 	defer stop(t, s)
 	var typedNil *nilPtrTask
 	tests := []struct {
@@ -821,4 +821,23 @@ func TestPackageQueueName(t *testing.T) {
 			t.Errorf("PackageQueueName(%q, %q) = %q, want %q", tt.key, tt.custom, got, tt.want)
 		}
 	}
+}
+
+func TestSucceededEventsOptIn(t *testing.T) {
+	s := NewService(Options{MaxAttempts: 1})
+	defer stop(t, s)
+	done := make(chan struct{})
+	if err := s.Enqueue("ns.pkg", task("ok", nil), OnDone(func() { close(done) })); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	if err := s.Enqueue("ns.pkg", task("broken", func(context.Context) error { return errors.New("boom") })); err != nil {
+		t.Fatal(err)
+	}
+	// Without SucceededEvents the success is not reported; the failure is,
+	// and it is the first event.
+	if got, want := kinds(events(t, s, 1)), "broken:Failed:1"; got != want {
+		t.Fatalf("events = %q, want %q", got, want)
+	}
+	noMoreEvents(t, s)
 }

@@ -12,7 +12,7 @@ import (
 // tasks of one producer run in the order that producer enqueued them, while
 // queues are removed and re-created under load.
 func TestStressEveryTaskEndsOnceInOrder(t *testing.T) {
-	s := NewService(Options{})
+	s := NewService(Options{SucceededEvents: true})
 	const producers, perProducer, queues = 6, 300, 8
 
 	var mu sync.Mutex

@@ -28,7 +28,7 @@ func TestQueueMetrics(t *testing.T) {
 	if _, err := prommetrics.NewWithRegisterer(reg); err != nil {
 		t.Fatalf("second registration: %v", err)
 	}
-	s := queue.NewService(queue.Options{Metrics: p, MaxAttempts: 2, BackoffBase: time.Millisecond})
+	s := queue.NewService(queue.Options{Metrics: p, MaxAttempts: 2, BackoffBase: time.Millisecond, SucceededEvents: true})
 	release := make(chan struct{})
 	started := make(chan struct{})
 	if err := s.Enqueue("ns.a", fn(func(context.Context) error { close(started); <-release; return nil })); err != nil {

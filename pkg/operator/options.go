@@ -1,0 +1,55 @@
+package operator
+
+import (
+	"time"
+
+	"github.com/go-logr/logr"
+)
+
+// ClientOptions are the rate limits of one service's own API client.
+type ClientOptions struct {
+	// QPS and Burst; zero means the service's default.
+	QPS   float32
+	Burst int
+}
+
+// RunOptions configure Run, the operator process.
+type RunOptions struct {
+	// Namespaces whose GadgetPackages and Traces are watched; empty means
+	// every namespace.
+	Namespaces []string
+	// DataDir holds downloaded packages and the extraction cache.
+	// Default /var/lib/gadgetpm.
+	DataDir string
+	// NodeName is the node this replica runs on (the node role reconciles
+	// the Traces whose spec.node is this node). Required.
+	NodeName string
+	// DebugSocket is the unix socket of the debug server (mode 0600).
+	// Default DefaultDebugSocket; "-" disables the debug server.
+	DebugSocket string
+	// MetricsAddr serves Prometheus metrics; "0" disables it.
+	// Default ":8080".
+	MetricsAddr string
+	// ProbeAddr serves /healthz and /readyz; "0" disables it.
+	// Default ":8081".
+	ProbeAddr string
+	// LeaderElection makes only the Lease holder run the cluster role.
+	LeaderElection bool
+	// LeaderElectionNamespace holds the Lease; default the namespace the
+	// operator runs in, or "default" out of cluster.
+	LeaderElectionNamespace string
+	// Manager, Helm, Patcher and KubeEvents are the rate limits of the
+	// controller manager's client, the Helm release service, the object
+	// patcher and the Kubernetes events manager.
+	Manager, Helm, Patcher, KubeEvents ClientOptions
+	// StopGrace bounds how long running tasks may take on shutdown before
+	// they are cancelled. Default 30s.
+	StopGrace time.Duration
+	// Logger; default controller-runtime's.
+	Logger logr.Logger
+}
+
+// DefaultDebugSocket is where the debug server listens unless told
+// otherwise; `gadgetpm dump` reads it there (or from
+// $GADGETPM_DEBUG_SOCKET).
+const DefaultDebugSocket = "/run/gadgetpm/debug.sock"

@@ -38,6 +38,7 @@ import (
 	"github.com/gadgetpm/gadgetpm/packages/repo"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/queue"
+	"github.com/gadgetpm/gadgetpm/scheduler"
 )
 
 // Queue is what the controller needs of the queue service.
@@ -84,6 +85,7 @@ type pkgRun struct {
 	failure  error              // the current plan's task that failed for good
 	failedAt string             // its task name
 	attempts int                // how often it ran
+	removing bool               // the Remove tasks are queued
 	removed  bool               // the Remove tasks finished
 	plan     int                // counts plans; OnDone of an older one is ignored
 	queues   []string           // custom queues to clean up after Remove
@@ -203,6 +205,52 @@ func (r *Reconciler) HandleEvent(ev queue.Event) {
 	}
 }
 
+// planDone is the OnDone of a plan's last task: the plan is no longer in
+// flight, and status is written again.
+func (r *Reconciler) planDone(key string) func(plan int) {
+	return func(plan int) {
+		r.mu.Lock()
+		if run, ok := r.runs[key]; ok && run.plan == plan {
+			run.inflight = false
+		}
+		r.mu.Unlock()
+		r.poke(key)
+	}
+}
+
+// HandleSchedulerEvent acts on an enablement change: a loaded package the
+// scheduler enabled (its requirements now run) gets Startup and Run; a
+// running one it disabled (a requirement stopped) gets Disable. A Stalled
+// package is left alone until it is re-armed. Status is written either
+// way, so the reason shows.
+func (r *Reconciler) HandleSchedulerEvent(ev scheduler.Event) {
+	key := ev.Key
+	r.mu.Lock()
+	run, known := r.runs[key]
+	stalled := known && (run.failure != nil || run.removing || run.removed)
+	r.mu.Unlock()
+	if known && !stalled && ev.Flipped {
+		var tasks []queue.Task
+		switch {
+		case ev.Enabled:
+			tasks = r.opts.Manager.PlanStart(key)
+		case ev.Cause != scheduler.CauseRemoved:
+			tasks = r.opts.Manager.PlanDisable(key)
+		}
+		if len(tasks) > 0 {
+			// Enqueue fails only once the queue service stopped.
+			_ = r.enqueue(key, tasks, r.planDone(key))
+		}
+	}
+	if known {
+		r.poke(key)
+	}
+}
+
+// Poke asks for key's status to be written again, e.g. after one of its
+// hooks failed or recovered. It never blocks.
+func (r *Reconciler) Poke(key string) { r.poke(key) }
+
 func (r *Reconciler) run(key string) *pkgRun {
 	run, ok := r.runs[key]
 	if !ok {
@@ -282,14 +330,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	}
 	if !stalled {
 		if tasks := r.opts.Manager.Plan(&gp); len(tasks) > 0 {
-			if err := r.enqueue(key, tasks, func(plan int) {
-				r.mu.Lock()
-				if run, ok := r.runs[key]; ok && run.plan == plan {
-					run.inflight = false
-				}
-				r.mu.Unlock()
-				r.poke(key)
-			}); err != nil {
+			if err := r.enqueue(key, tasks, r.planDone(key)); err != nil {
 				return reconcile.Result{}, err
 			}
 		}
@@ -326,7 +367,7 @@ func (r *Reconciler) remove(ctx context.Context, gp *v1alpha1.GadgetPackage, key
 				return reconcile.Result{RequeueAfter: 5 * time.Second}, nil
 			}
 			r.mu.Lock()
-			run.queues = st.Queues
+			run.queues, run.removing = st.Queues, true
 			r.mu.Unlock()
 			if err := r.enqueue(key, tasks, func(plan int) {
 				r.mu.Lock()
@@ -360,7 +401,15 @@ func (r *Reconciler) remove(ctx context.Context, gp *v1alpha1.GadgetPackage, key
 		run.cancel()
 	}
 	delete(r.runs, key)
+	others := make([]string, 0, len(r.runs))
+	for k := range r.runs {
+		others = append(others, k)
+	}
 	r.mu.Unlock()
+	// A package whose removal waited for this one may go now.
+	for _, k := range others {
+		r.poke(k)
+	}
 	patch := client.MergeFrom(gp.DeepCopy())
 	controllerutil.RemoveFinalizer(gp, v1alpha1.PackageFinalizer)
 	if err := r.opts.Client.Patch(ctx, gp, patch); err != nil {

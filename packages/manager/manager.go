@@ -8,6 +8,9 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	helmchart "helm.sh/helm/v3/pkg/chart"
 
@@ -42,9 +45,30 @@ type Releaser interface {
 	Delete(ctx context.Context, name, namespace string) error
 }
 
-// HookRunner runs one binding of one hook; pkg/hooks implements it.
+// HookRunner runs a package's hooks and owns their bindings and values;
+// pkg/operator implements it over pkg/hooks.
 type HookRunner interface {
-	RunBinding(ctx context.Context, key string, hook loader.Hook, binding string, values map[string]any) error
+	// Prepare takes a freshly loaded package (replacing an earlier
+	// version's hooks): it builds its hooks and values and registers its
+	// kubernetes bindings, stopped.
+	Prepare(ctx context.Context, key string, p *loader.Package, gp *v1alpha1.GadgetPackage) error
+	// SetSettings replaces the package's settings; hooks' values patches
+	// are kept.
+	SetSettings(key string, gp *v1alpha1.GadgetPackage) error
+	// RunBinding runs every hook declaring binding (onStartup, beforeHelm,
+	// afterHelm, afterDeleteHelm) in the hooks' order.
+	RunBinding(ctx context.Context, key, binding string) error
+	// Enable starts the package's kubernetes monitors, waits for the
+	// Synchronization runs its bindings wait for, and starts its
+	// schedules.
+	Enable(ctx context.Context, key string) error
+	// Disable stops the package's monitors and schedules.
+	Disable(key string)
+	// Values are the package's values as its chart sees them, hooks'
+	// patches included.
+	Values(key string) (map[string]any, error)
+	// Forget drops the package.
+	Forget(key string)
 }
 
 // Scheduler is told which packages are loaded and running, for
@@ -53,6 +77,7 @@ type Scheduler interface {
 	AddPackage(p scheduler.Package) error
 	SetState(key string, running bool, version string) error
 	RemovePackage(key string)
+	Status(key string) (scheduler.Status, bool)
 }
 
 // Options configure a Manager.
@@ -64,8 +89,10 @@ type Options struct {
 	// Hooks runs hooks; nil runs none.
 	Hooks HookRunner
 	// Scheduler, when set, gets every loaded package (Load), its running
-	// state (Run, Disable) and its removal (Uninstall). Calls are made
-	// with no lock held.
+	// state (Run, Disable) and its removal (Uninstall), and decides
+	// enablement. Without one the manager decides it from spec.enabled and
+	// the requirements of the packages it holds. Calls are made with no
+	// lock held.
 	Scheduler Scheduler
 }
 
@@ -209,6 +236,81 @@ func (m *Manager) Rearm(key string) {
 	if e, ok := m.pkgs[key]; ok {
 		e.gp = nil
 	}
+}
+
+// PlanStart returns the tasks that start a loaded package that is not
+// running — Startup, Run — as when the scheduler enabled it because a
+// requirement now runs. It returns nil for a package that is not loaded
+// or already running. Tasks of earlier plans still queued go stale.
+func (m *Manager) PlanStart(key string) []queue.Task {
+	return m.planIf(key, func(e *entry) bool {
+		return e.pkg != nil && e.state.Phase == v1alpha1.PhaseLoaded
+	}, kindStartup, kindRun)
+}
+
+// PlanDisable returns the task that stops a running package — Disable —
+// as when the scheduler disabled it because a requirement stopped. It
+// returns nil for a package that is not running.
+func (m *Manager) PlanDisable(key string) []queue.Task {
+	return m.planIf(key, func(e *entry) bool { return e.state.Phase == v1alpha1.PhaseRunning }, kindDisable)
+}
+
+func (m *Manager) planIf(key string, ok func(e *entry) bool, kinds ...kind) []queue.Task {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, found := m.pkgs[key]
+	if !found || e.gp == nil || !ok(e) {
+		return nil
+	}
+	e.gen++
+	tasks := make([]queue.Task, len(kinds))
+	for i, k := range kinds {
+		tasks[i] = &task{m: m, key: key, gen: e.gen, kind: k}
+	}
+	return tasks
+}
+
+// RunTask returns a Run of key within its current plan, for a drift
+// monitor that found an object missing: it re-applies the release
+// without making earlier tasks stale. ok is false for an unknown package.
+func (m *Manager) RunTask(key string) (t queue.Task, ok bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, found := m.pkgs[key]
+	if !found {
+		return nil, false
+	}
+	return &task{m: m, key: key, gen: e.gen, kind: kindRun}, true
+}
+
+// RecordHookRun notes a finished run of one of key's hooks for status. It
+// reports whether the hook's error changed (a failure, or the first
+// success after one), which is worth a status write.
+func (m *Manager) RecordHookRun(key, hook string, finished time.Time, err error) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.pkgs[key]
+	if !ok {
+		return false
+	}
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	for i := range e.state.Hooks {
+		if e.state.Hooks[i].Name != hook {
+			continue
+		}
+		// Copy on write: State hands out copies sharing the slice.
+		hooks := append([]v1alpha1.HookStatus(nil), e.state.Hooks...)
+		h := &hooks[i]
+		changed := h.LastError != msg
+		t := metav1.NewTime(finished)
+		h.LastRunTime, h.LastError = &t, msg
+		e.state.Hooks = hooks
+		return changed
+	}
+	return false
 }
 
 // Dependents lists the keys of packages that require key's package.

@@ -35,6 +35,8 @@ type journal struct {
 	calls    []string
 	rev      int
 	failHelm error
+	hooks    map[string][]loader.Hook
+	m        *manager.Manager
 }
 
 func (j *journal) add(s string) {
@@ -62,10 +64,49 @@ func (j *journal) Delete(_ context.Context, name, ns string) error {
 	return nil
 }
 
-func (j *journal) RunBinding(_ context.Context, key string, h loader.Hook, binding string, _ map[string]any) error {
-	j.add(fmt.Sprintf("hook %s %s %s", key, h.Name, binding))
+// The journal stands in for pkg/operator's hook runner: it records which
+// bindings ran, in the order the manager asks for them.
+func (j *journal) Prepare(_ context.Context, key string, p *loader.Package, _ *v1alpha1.GadgetPackage) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.hooks == nil {
+		j.hooks = map[string][]loader.Hook{}
+	}
+	j.hooks[key] = p.Hooks
 	return nil
 }
+
+func (j *journal) SetSettings(string, *v1alpha1.GadgetPackage) error { return nil }
+
+func (j *journal) RunBinding(_ context.Context, key, binding string) error {
+	j.mu.Lock()
+	hooks := j.hooks[key]
+	j.mu.Unlock()
+	for _, h := range hooks {
+		for _, b := range h.Bindings {
+			if b == binding {
+				j.add(fmt.Sprintf("hook %s %s %s", key, h.Name, binding))
+			}
+		}
+	}
+	return nil
+}
+
+func (j *journal) Enable(_ context.Context, key string) error {
+	j.add("enable " + key)
+	return nil
+}
+
+func (j *journal) Disable(key string) { j.add("disable " + key) }
+
+// Values are the manager's own (settings over defaults): the journal
+// makes no values patches.
+func (j *journal) Values(key string) (map[string]any, error) {
+	st, _ := j.m.State(key)
+	return st.Values, nil
+}
+
+func (j *journal) Forget(key string) { j.add("forget " + key) }
 
 func (j *journal) take() []string {
 	j.mu.Lock()
@@ -112,6 +153,7 @@ func setupWith(t *testing.T, change func(*manager.Options), sources ...packagete
 	if err != nil {
 		t.Fatal(err)
 	}
+	j.m = m
 	return m, j
 }
 
@@ -171,7 +213,7 @@ func TestLifecycle(t *testing.T) {
 	if len(st.Hooks) != 1 || st.Catalog == nil || len(st.Catalog.DataSources) != 1 {
 		t.Errorf("hooks %v catalog %v", st.Hooks, st.Catalog)
 	}
-	wantCalls := []string{"hook ns.exec all.sh onStartup", "hook ns.exec all.sh beforeHelm", "upgrade ns/exec maxRows=5", "hook ns.exec all.sh afterHelm"}
+	wantCalls := []string{"hook ns.exec all.sh onStartup", "enable ns.exec", "hook ns.exec all.sh beforeHelm", "upgrade ns/exec maxRows=5", "hook ns.exec all.sh afterHelm"}
 	if got := j.take(); !reflect.DeepEqual(got, wantCalls) {
 		t.Errorf("calls = %v, want %v", got, wantCalls)
 	}
@@ -218,6 +260,9 @@ func TestLifecycle(t *testing.T) {
 	if st, _ := m.State("ns.exec"); st.Phase != v1alpha1.PhaseLoaded || st.Enabled || st.Reason != "spec.enabled is false" {
 		t.Errorf("after disable: %+v", st)
 	}
+	if got := j.take(); !reflect.DeepEqual(got, []string{"disable ns.exec"}) {
+		t.Errorf("disable calls = %v, want the bindings stopped", got)
+	}
 
 	// Remove: Disable, Uninstall (release deleted, afterDeleteHelm run).
 	tasks, err = m.PlanRemove("ns.exec")
@@ -227,7 +272,7 @@ func TestLifecycle(t *testing.T) {
 	if err := runAll(t, tasks); err != nil {
 		t.Fatal(err)
 	}
-	if got := j.take(); !reflect.DeepEqual(got, []string{"delete ns/exec", "hook ns.exec all.sh afterDeleteHelm"}) {
+	if got := j.take(); !reflect.DeepEqual(got, []string{"disable ns.exec", "delete ns/exec", "hook ns.exec all.sh afterDeleteHelm", "forget ns.exec"}) {
 		t.Errorf("remove calls = %v", got)
 	}
 	if _, ok := m.State("ns.exec"); ok {

@@ -3,6 +3,7 @@ package manager
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"sort"
 
 	helmchartutil "helm.sh/helm/v3/pkg/chartutil"
@@ -86,20 +87,11 @@ func (t *task) Execute(ctx context.Context) error {
 	case kindApplySettings:
 		return t.applySettings(s)
 	case kindStartup:
-		return t.runHooks(ctx, s, "onStartup", true)
+		return t.startup(ctx, s)
 	case kindRun:
 		return t.run(ctx, s)
 	case kindDisable:
-		t.commit(func(e *entry) {
-			if e.state.Phase == v1alpha1.PhaseRunning {
-				e.state.Phase = v1alpha1.PhaseLoaded
-			}
-			e.state.Enabled, e.state.Reason = false, "spec.enabled is false"
-		})
-		if sch := t.m.opts.Scheduler; sch != nil && s.pkg != nil {
-			_ = sch.SetState(t.key, false, "") // unknown to it when never loaded
-		}
-		return nil
+		return t.disable(s)
 	case kindUninstall:
 		return t.uninstall(ctx, s)
 	}
@@ -140,6 +132,11 @@ func (t *task) load(ctx context.Context, s snapshot) error {
 	if err != nil {
 		return terminalIfFixed(err)
 	}
+	if h := t.m.opts.Hooks; h != nil {
+		if err := h.Prepare(ctx, t.key, p, s.gp); err != nil {
+			return &fetch.Error{Reason: v1alpha1.ReasonLoadFailed, Err: fmt.Errorf("prepare hooks of %s: %w", t.key, err)}
+		}
+	}
 	t.commit(func(e *entry) {
 		e.pkg = p
 		st := &e.state
@@ -163,17 +160,28 @@ func (t *task) load(ctx context.Context, s snapshot) error {
 		if st.Phase == v1alpha1.PhasePending {
 			st.Phase = v1alpha1.PhaseLoaded
 		}
-		st.Enabled, st.Reason = t.m.enablement(e)
 	})
-	if sch := t.m.opts.Scheduler; sch != nil {
-		sp := scheduler.Package{Key: t.key, Name: p.Name, Version: p.Version, Enabled: s.gp.Spec.IsEnabled(),
-			KubeVersion: p.Requirements.KubeVersion, Order: p.Requirements.Order}
-		for _, r := range p.Requirements.Requires {
-			sp.Requires = append(sp.Requires, scheduler.Requirement{Name: r.Name, Constraint: r.Constraint})
-		}
-		if err := sch.AddPackage(sp); err != nil {
-			return queue.Terminal(fmt.Errorf("register %s with the scheduler: %w", t.key, err))
-		}
+	if err := t.register(s.gp, p); err != nil {
+		return err
+	}
+	t.enabled()
+	return nil
+}
+
+// register tells the scheduler about the loaded package p with gp's
+// spec.enabled; AddPackage replaces what it knew.
+func (t *task) register(gp *v1alpha1.GadgetPackage, p *loader.Package) error {
+	sch := t.m.opts.Scheduler
+	if sch == nil || p == nil {
+		return nil
+	}
+	sp := scheduler.Package{Key: t.key, Name: p.Name, Version: p.Version, Enabled: gp.Spec.IsEnabled(),
+		KubeVersion: p.Requirements.KubeVersion, Order: p.Requirements.Order}
+	for _, r := range p.Requirements.Requires {
+		sp.Requires = append(sp.Requires, scheduler.Requirement{Name: r.Name, Constraint: r.Constraint})
+	}
+	if err := sch.AddPackage(sp); err != nil {
+		return queue.Terminal(fmt.Errorf("register %s with the scheduler: %w", t.key, err))
 	}
 	return nil
 }
@@ -201,39 +209,84 @@ func (t *task) applySettings(s snapshot) error {
 	if err != nil {
 		return terminalIfFixed(err)
 	}
+	if h := t.m.opts.Hooks; h != nil {
+		if err := h.SetSettings(t.key, s.gp); err != nil {
+			return terminalIfFixed(&fetch.Error{Reason: v1alpha1.ReasonInvalidSettings, Err: err})
+		}
+	}
 	t.commit(func(e *entry) { e.state.Values = v })
 	return nil
 }
 
-// runHooks runs binding of every hook declaring it, in hook order, only
-// when the package is enabled (when onlyEnabled).
-func (t *task) runHooks(ctx context.Context, s snapshot, binding string, onlyEnabled bool) error {
-	if s.pkg == nil || t.m.opts.Hooks == nil || (onlyEnabled && !t.enabled()) {
+// runHooks runs binding of every hook declaring it.
+func (t *task) runHooks(ctx context.Context, s snapshot, binding string) error {
+	h := t.m.opts.Hooks
+	if s.pkg == nil || h == nil {
 		return nil
 	}
-	for _, h := range s.pkg.Hooks {
-		for _, b := range h.Bindings {
-			if b != binding {
-				continue
-			}
-			if err := t.m.opts.Hooks.RunBinding(ctx, t.key, h, binding, s.state.Values); err != nil {
-				return &fetch.Error{Reason: v1alpha1.ReasonHookFailed, Err: fmt.Errorf("hook %s (%s): %w", h.Name, binding, err)}
-			}
-		}
+	if err := h.RunBinding(ctx, t.key, binding); err != nil {
+		return &fetch.Error{Reason: v1alpha1.ReasonHookFailed, Err: fmt.Errorf("%s hooks of %s: %w", binding, t.key, err)}
 	}
 	return nil
 }
 
-// enabled re-decides enablement now: other packages may have loaded since.
+// enabled re-decides enablement now: other packages may have loaded
+// since. The scheduler, when there is one, is asked with no lock held.
 func (t *task) enabled() bool {
+	var on bool
+	var reason string
+	decided := false
+	if sch := t.m.opts.Scheduler; sch != nil {
+		st, ok := sch.Status(t.key)
+		on, reason, decided = st.Enabled, st.Reason, true
+		if !ok {
+			on, reason = false, "not evaluated yet"
+		}
+	}
 	t.m.mu.Lock()
 	defer t.m.mu.Unlock()
 	e, ok := t.m.pkgs[t.key]
 	if !ok {
 		return false
 	}
-	e.state.Enabled, e.state.Reason = t.m.enablement(e)
-	return e.state.Enabled
+	if !decided {
+		on, reason = t.m.enablement(e)
+	}
+	e.state.Enabled, e.state.Reason = on, reason
+	return on
+}
+
+// startup runs the onStartup hooks, then enables the package's
+// kubernetes and schedule bindings.
+func (t *task) startup(ctx context.Context, s snapshot) error {
+	if err := t.register(s.gp, s.pkg); err != nil {
+		return err
+	}
+	if s.pkg == nil || !t.enabled() {
+		return nil
+	}
+	if err := t.runHooks(ctx, s, "onStartup"); err != nil {
+		return err
+	}
+	if h := t.m.opts.Hooks; h != nil {
+		if err := h.Enable(ctx, t.key); err != nil {
+			return &fetch.Error{Reason: v1alpha1.ReasonHookFailed, Err: fmt.Errorf("enable bindings of %s: %w", t.key, err)}
+		}
+	}
+	return nil
+}
+
+// currentValues are the values the chart gets: the hook runner's (with
+// hooks' patches) when there is one.
+func (t *task) currentValues(s snapshot) (map[string]any, error) {
+	if h := t.m.opts.Hooks; h != nil {
+		v, err := h.Values(t.key)
+		if err != nil {
+			return nil, fmt.Errorf("values of %s: %w", t.key, err)
+		}
+		return v, nil
+	}
+	return s.state.Values, nil
 }
 
 func (t *task) run(ctx context.Context, s snapshot) error {
@@ -243,23 +296,35 @@ func (t *task) run(ctx context.Context, s snapshot) error {
 	if !t.enabled() {
 		return nil
 	}
-	if err := t.runHooks(ctx, s, "beforeHelm", true); err != nil {
+	if err := t.runHooks(ctx, s, "beforeHelm"); err != nil {
 		return err
 	}
-	rev := s.state.HelmRevision
-	if r := t.m.opts.Releaser; r != nil {
-		var err error
-		rev, err = r.Upgrade(ctx, Release{Name: ReleaseName(s.gp), Namespace: s.gp.Namespace, Chart: s.pkg.Chart, Values: s.state.Values})
-		if err != nil {
-			return &fetch.Error{Reason: v1alpha1.ReasonInstallFailed, Err: fmt.Errorf("upgrade release %s/%s: %w", s.gp.Namespace, ReleaseName(s.gp), err)}
+	vals, err := t.currentValues(s)
+	if err != nil {
+		return err
+	}
+	rev, err := t.upgrade(ctx, s, vals, s.state.HelmRevision)
+	if err != nil {
+		return err
+	}
+	if err := t.runHooks(ctx, s, "afterHelm"); err != nil {
+		return err
+	}
+	// afterHelm hooks may patch values; the chart gets them at once.
+	after, err := t.currentValues(s)
+	if err != nil {
+		return err
+	}
+	if !reflect.DeepEqual(after, vals) {
+		if rev, err = t.upgrade(ctx, s, after, rev); err != nil {
+			return err
 		}
-	}
-	if err := t.runHooks(ctx, s, "afterHelm", true); err != nil {
-		return err
+		vals = after
 	}
 	t.commit(func(e *entry) {
 		e.state.Phase = v1alpha1.PhaseRunning
 		e.state.HelmRevision = rev
+		e.state.Values = vals
 	})
 	if sch := t.m.opts.Scheduler; sch != nil {
 		if err := sch.SetState(t.key, true, s.pkg.Version); err != nil {
@@ -269,14 +334,52 @@ func (t *task) run(ctx context.Context, s snapshot) error {
 	return nil
 }
 
+func (t *task) upgrade(ctx context.Context, s snapshot, vals map[string]any, rev int) (int, error) {
+	r := t.m.opts.Releaser
+	if r == nil {
+		return rev, nil
+	}
+	rev, err := r.Upgrade(ctx, Release{Name: ReleaseName(s.gp), Namespace: s.gp.Namespace, Chart: s.pkg.Chart, Values: vals})
+	if err != nil {
+		return 0, &fetch.Error{Reason: v1alpha1.ReasonInstallFailed, Err: fmt.Errorf("upgrade release %s/%s: %w", s.gp.Namespace, ReleaseName(s.gp), err)}
+	}
+	return rev, nil
+}
+
+// disable stops the package's bindings; its release stays.
+func (t *task) disable(s snapshot) error {
+	if h := t.m.opts.Hooks; h != nil && s.pkg != nil {
+		h.Disable(t.key)
+	}
+	if err := t.register(s.gp, s.pkg); err != nil {
+		return err
+	}
+	t.commit(func(e *entry) {
+		if e.state.Phase == v1alpha1.PhaseRunning {
+			e.state.Phase = v1alpha1.PhaseLoaded
+		}
+	})
+	t.enabled()
+	if sch := t.m.opts.Scheduler; sch != nil && s.pkg != nil {
+		if err := sch.SetState(t.key, false, ""); err != nil {
+			return fmt.Errorf("tell the scheduler %s stopped: %w", t.key, err)
+		}
+	}
+	return nil
+}
+
 func (t *task) uninstall(ctx context.Context, s snapshot) error {
+	h := t.m.opts.Hooks // the Disable before this stopped its bindings
 	if r := t.m.opts.Releaser; r != nil && s.state.HelmRevision > 0 {
 		if err := r.Delete(ctx, ReleaseName(s.gp), s.gp.Namespace); err != nil {
 			return &fetch.Error{Reason: v1alpha1.ReasonInstallFailed, Err: fmt.Errorf("delete release %s/%s: %w", s.gp.Namespace, ReleaseName(s.gp), err)}
 		}
 	}
-	if err := t.runHooks(ctx, s, "afterDeleteHelm", false); err != nil {
+	if err := t.runHooks(ctx, s, "afterDeleteHelm"); err != nil {
 		return err
+	}
+	if h != nil {
+		h.Forget(t.key)
 	}
 	t.m.mu.Lock()
 	if e, ok := t.m.pkgs[t.key]; ok && e.gen == t.gen {

@@ -147,22 +147,48 @@ func Load(ctx context.Context, dir string, names []string, opts LoadOptions) ([]
 		if err != nil {
 			return nil, err
 		}
-		cfg, err := ParseConfig(name, out)
-		if err != nil {
+		if err := h.configure(out, opts); err != nil {
 			return nil, err
 		}
-		if opts.Mapper != nil {
-			if err := cfg.ResolveKinds(name, opts.Mapper); err != nil {
-				return nil, err
-			}
-		}
-		for i := range cfg.Kubernetes {
-			cfg.Kubernetes[i].Monitor.ID = MonitorID(opts.PackageKey, name, cfg.Kubernetes[i].Name)
-		}
-		h.Config = cfg
 		hooks = append(hooks, h)
 	}
 	return hooks, nil
+}
+
+// FromConfig builds hook name of the package in dir from the output its
+// `--config` already gave (as the package loader keeps it), without running
+// it again: the config is parsed, kinds resolved when opts.Mapper is set,
+// and monitor IDs assigned, as Load does.
+func FromConfig(dir, name string, config []byte, opts LoadOptions) (*Hook, error) {
+	if opts.Package == "" || opts.PackageKey == "" {
+		return nil, errors.New("build hook: Package and PackageKey are required")
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("build hook %s: %w", name, err)
+	}
+	h := &Hook{Name: name, Path: filepath.Join(abs, HooksDir, filepath.FromSlash(name)), Package: opts.Package, PackageKey: opts.PackageKey, Dir: abs}
+	if err := h.configure(config, opts); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+func (h *Hook) configure(out []byte, opts LoadOptions) error {
+	cfg, err := ParseConfig(h.Name, out)
+	if err != nil {
+		return err
+	}
+	if opts.Mapper != nil {
+		if err := cfg.ResolveKinds(h.Name, opts.Mapper); err != nil {
+			return err
+		}
+	}
+	for i := range cfg.Kubernetes {
+		cfg.Kubernetes[i].Monitor.ID = MonitorID(opts.PackageKey, h.Name, cfg.Kubernetes[i].Name)
+	}
+	h.Config = cfg
+	return nil
 }
 
 func (h *Hook) printConfig(ctx context.Context, opts LoadOptions) ([]byte, error) {

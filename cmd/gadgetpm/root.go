@@ -28,5 +28,6 @@ Custom resources:
 	root.AddCommand(newGadgetCommand())
 	root.AddCommand(newRepoCommand())
 	root.AddCommand(newPackageCommand())
+	root.AddCommand(newOperatorCommand())
 	return root
 }

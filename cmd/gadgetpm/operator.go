@@ -1,0 +1,96 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap/zapcore"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/gadgetpm/gadgetpm/pkg/operator"
+)
+
+func newOperatorCommand() *cobra.Command {
+	var (
+		kubeconfig string
+		opts       operator.RunOptions
+		verbosity  int
+	)
+	cmd := &cobra.Command{
+		Use:   "operator",
+		Short: "Run the operator (both roles) against a cluster",
+		Long: `Run the gadgetpm operator: every replica runs the node role (the Traces
+whose spec.node is --node-name); the replica holding the Lease ` + operator.LeaderElectionID + `
+also runs the cluster role (PackageRepositories, GadgetPackages, hooks,
+Helm releases, schedules).
+
+It serves Prometheus metrics on --metrics-bind-address, /healthz and
+/readyz on --health-probe-bind-address, and its state on the debug socket
+(read it with 'gadgetpm dump'). SIGTERM or SIGINT stops the services in
+order (drift monitors, kube events, cron, event handler, queues; running
+tasks get --stop-grace) and exits 0.
+
+The cluster is reached through --kubeconfig, else $KUBECONFIG, else the
+in-cluster service account.`,
+		Example: `  # in a DaemonSet (see charts/gadgetpm)
+  gadgetpm operator --node-name=$(NODE_NAME) --leader-elect
+
+  # against a local cluster, for one namespace
+  gadgetpm operator --kubeconfig ~/.kube/config --node-name $(hostname) \
+    --namespaces gadget --data-dir /tmp/gadgetpm --debug-socket /tmp/gadgetpm.sock`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			zopts := zap.Options{Development: false}
+			if verbosity > 0 {
+				zopts.Level = zapcore.Level(-verbosity)
+			}
+			log := zap.New(zap.UseFlagOptions(&zopts), zap.WriteTo(cmd.ErrOrStderr()))
+			ctrl.SetLogger(log)
+			opts.Logger = log.WithName("gadgetpm")
+			cfg, err := restConfig(kubeconfig)
+			if err != nil {
+				return err
+			}
+			return operator.Run(ctrl.SetupSignalHandler(), cfg, opts)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file; default $KUBECONFIG, else in-cluster")
+	f.StringSliceVar(&opts.Namespaces, "namespaces", nil, "namespaces whose GadgetPackages and Traces are watched (comma-separated); default all")
+	f.StringVar(&opts.DataDir, "data-dir", "/var/lib/gadgetpm", "directory for downloaded packages")
+	f.StringVar(&opts.NodeName, "node-name", os.Getenv("NODE_NAME"), "node this replica runs on; default $NODE_NAME")
+	f.StringVar(&opts.DebugSocket, "debug-socket", operator.DefaultDebugSocket, `unix socket of the debug server ("-" disables it)`)
+	f.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":8080", `address of the metrics endpoint ("0" disables it)`)
+	f.StringVar(&opts.ProbeAddr, "health-probe-bind-address", ":8081", `address of /healthz and /readyz ("0" disables them)`)
+	f.BoolVar(&opts.LeaderElection, "leader-elect", false, "elect a leader through a Lease, so only one replica runs the cluster role")
+	f.StringVar(&opts.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the Lease; default the operator's own, or \"default\" outside a cluster")
+	f.DurationVar(&opts.StopGrace, "stop-grace", 30*time.Second, "how long running tasks may take on shutdown before they are cancelled")
+	clientFlags(cmd, "kube-api", "the controller manager's client", &opts.Manager, 20, 30)
+	clientFlags(cmd, "helm", "the Helm release service's client", &opts.Helm, 20, 40)
+	clientFlags(cmd, "patcher", "the object patcher's client (hooks' object patches)", &opts.Patcher, 100, 200)
+	clientFlags(cmd, "kube-events", "the Kubernetes events manager's client (hooks' kubernetes bindings)", &opts.KubeEvents, 20, 40)
+	f.IntVarP(&verbosity, "v", "v", 0, "log verbosity: 0 info, 1 debug (Helm's output, every patch), 2 and more trace")
+	return cmd
+}
+
+func clientFlags(cmd *cobra.Command, prefix, what string, c *operator.ClientOptions, qps float32, burst int) {
+	cmd.Flags().Float32Var(&c.QPS, prefix+"-qps", qps, "queries per second of "+what)
+	cmd.Flags().IntVar(&c.Burst, prefix+"-burst", burst, "burst of "+what)
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if kubeconfig != "" {
+		rules.ExplicitPath = kubeconfig
+	}
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("reach the cluster: %w (pass --kubeconfig or set KUBECONFIG)", err)
+	}
+	return cfg, nil
+}

@@ -1,0 +1,488 @@
+package operator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/record"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/gadgetpm/gadgetpm/kubeevents"
+	"github.com/gadgetpm/gadgetpm/packages/archive"
+	"github.com/gadgetpm/gadgetpm/packages/fetch"
+	"github.com/gadgetpm/gadgetpm/packages/gadgetpackage"
+	"github.com/gadgetpm/gadgetpm/packages/manager"
+	"github.com/gadgetpm/gadgetpm/packages/repository"
+	"github.com/gadgetpm/gadgetpm/packages/store"
+	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
+	"github.com/gadgetpm/gadgetpm/pkg/hooks"
+	"github.com/gadgetpm/gadgetpm/pkg/nelm"
+	"github.com/gadgetpm/gadgetpm/pkg/objectpatch"
+	"github.com/gadgetpm/gadgetpm/queue"
+	"github.com/gadgetpm/gadgetpm/queue/prommetrics"
+	"github.com/gadgetpm/gadgetpm/scheduler"
+	"github.com/gadgetpm/gadgetpm/scheduler/cron"
+)
+
+// SyncQueue is the custom queue name reserved for the Synchronization runs
+// a package's start waits for (`<key>/synchronization`): kept apart from
+// the main queue, where the waiting Startup task sits, so neither blocks
+// the other.
+const SyncQueue = "synchronization"
+
+// Options configure New.
+type Options struct {
+	// Config reaches the API server; every service makes its own client
+	// from it. Required.
+	Config *rest.Config
+	// Client reads GadgetPackages and PackageRepositories and writes their
+	// status and settings (the controller manager's client). Required.
+	Client client.Client
+	// Reader reads what the cache does not hold (repository Secrets);
+	// default Client.
+	Reader client.Reader
+	// DataDir holds the package store. Required.
+	DataDir string
+	// Helm, Patcher and KubeEvents are the rate limits of those services'
+	// own clients.
+	Helm, Patcher, KubeEvents ClientOptions
+	// HelmTimeout bounds waits for readiness and deletion; default 5m.
+	HelmTimeout time.Duration
+	// HookTimeout bounds one hook run; default hooks.DefaultTimeout.
+	HookTimeout time.Duration
+	// HookEnv is what every hook's environment holds besides the
+	// protocol's paths.
+	HookEnv hooks.Env
+	// Queue configures the queue service (backoff, attempts).
+	Queue queue.Options
+	// MaxAttempts of a package's lifecycle task before it is Stalled;
+	// default gadgetpackage.DefaultMaxAttempts.
+	MaxAttempts int
+	// StopGrace bounds how long running tasks may take on Stop before they
+	// are cancelled; default 30s.
+	StopGrace time.Duration
+	// Recorder records Events on GadgetPackages; nil records none.
+	Recorder record.EventRecorder
+	// Registerer gets the queue and hook metrics; nil registers none.
+	Registerer prometheus.Registerer
+	// Logger; default a discarding one.
+	Logger logr.Logger
+	// PlainHTTPRegistries talks plain HTTP to oci:// registries.
+	PlainHTTPRegistries bool
+}
+
+// Operator is the coordinator of the cluster role. It is a
+// controller-runtime Runnable that needs leader election: Start runs the
+// event handler until its context ends, then Stop tears everything down.
+type Operator struct {
+	opts Options
+	log  logr.Logger
+
+	queues   *queue.Service
+	cron     *cron.Manager
+	helm     *nelm.Service
+	patcher  *objectpatch.Patcher
+	events   *kubeevents.Manager
+	sched    *scheduler.Scheduler
+	packages *manager.Manager
+	control  *gadgetpackage.Reconciler
+	repos    *repository.Reconciler
+	runner   *hooks.Runner
+	metrics  *hooks.Metrics
+	disco    discovery.DiscoveryInterface
+
+	// handlerStop ends the conversion of triggers into tasks; the handler
+	// keeps forwarding queue events until the queue service closes them.
+	handlerStop chan struct{}
+	handlerDone chan struct{}
+	stopOnce    sync.Once
+	stopErr     error
+
+	mu sync.Mutex
+	// pkgs holds every prepared package's hooks; guarded by mu.
+	pkgs map[string]*pkgHooks
+	// monitors maps kubernetes monitor IDs to their package; guarded by mu.
+	monitors map[string]string
+}
+
+// New builds the services in dependency order: the queue service and the
+// cron manager (independent), the Helm release service, the object
+// patcher, the Kubernetes events manager (each with its own client), the
+// package manager over all of them, and the GadgetPackage and
+// PackageRepository controllers. It starts nothing.
+func New(opts Options) (*Operator, error) {
+	if opts.Config == nil || opts.Client == nil || opts.DataDir == "" {
+		return nil, errors.New("create operator: Config, Client and DataDir are required")
+	}
+	if opts.Reader == nil {
+		opts.Reader = opts.Client
+	}
+	if opts.StopGrace <= 0 {
+		opts.StopGrace = 30 * time.Second
+	}
+	if opts.Logger.GetSink() == nil {
+		opts.Logger = logr.Discard()
+	}
+	o := &Operator{
+		opts: opts, log: opts.Logger,
+		handlerStop: make(chan struct{}), handlerDone: make(chan struct{}),
+		pkgs: map[string]*pkgHooks{}, monitors: map[string]string{},
+	}
+	var err error
+
+	qopts := opts.Queue
+	if opts.Registerer != nil && qopts.Metrics == nil {
+		m, err := prommetrics.NewWithRegisterer(opts.Registerer)
+		if err != nil {
+			return nil, fmt.Errorf("create operator: queue metrics: %w", err)
+		}
+		qopts.Metrics = m
+	}
+	o.queues = queue.NewService(qopts)
+	o.cron = cron.New(cron.Options{})
+
+	o.helm, err = nelm.New(opts.Config, nelm.Options{
+		QPS: opts.Helm.QPS, Burst: opts.Helm.Burst, Timeout: opts.HelmTimeout,
+		Recorder: opts.Recorder, Logger: opts.Logger.WithName("helm"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create operator: %w", err)
+	}
+	mapper, err := hooks.NewRESTMapper(opts.Config)
+	if err != nil {
+		return nil, fmt.Errorf("create operator: %w", err)
+	}
+	o.patcher, err = objectpatch.New(opts.Config, mapper, &objectpatch.Options{
+		QPS: opts.Patcher.QPS, Burst: opts.Patcher.Burst, Logger: opts.Logger.WithName("objectpatch"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create operator: %w", err)
+	}
+	o.events, err = kubeevents.New(kubeevents.Options{
+		Config: opts.Config, QPS: opts.KubeEvents.QPS, Burst: opts.KubeEvents.Burst, Logger: opts.Logger.WithName("kubeevents"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create operator: %w", err)
+	}
+	o.sched = scheduler.New(scheduler.Options{})
+	o.disco, err = discovery.NewDiscoveryClientForConfig(opts.Config)
+	if err != nil {
+		return nil, fmt.Errorf("create operator: %w", err)
+	}
+
+	o.runner = hooks.NewRunner(hooks.RunnerOptions{Timeout: opts.HookTimeout, Env: opts.HookEnv})
+	if opts.Registerer != nil {
+		if o.metrics, err = hooks.NewMetrics(opts.Registerer); err != nil {
+			return nil, fmt.Errorf("create operator: hook metrics: %w", err)
+		}
+	}
+
+	st, err := store.New(filepath.Join(opts.DataDir, "packages"), archive.Limits{})
+	if err != nil {
+		return nil, fmt.Errorf("create operator: %w", err)
+	}
+	f, err := fetch.New(fetch.Options{Reader: opts.Reader, Store: st, PlainHTTPRegistries: opts.PlainHTTPRegistries})
+	if err != nil {
+		return nil, fmt.Errorf("create operator: %w", err)
+	}
+	o.packages, err = manager.New(manager.Options{
+		Fetcher: f, Releaser: releaser{o.helm}, Hooks: (*hookRunner)(o), Scheduler: o.sched,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create operator: %w", err)
+	}
+	o.control, err = gadgetpackage.New(gadgetpackage.Options{
+		Client: opts.Client, Manager: o.packages, Queue: o.queues, Recorder: opts.Recorder,
+		MaxAttempts: opts.MaxAttempts, RemoveGrace: opts.StopGrace,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create operator: %w", err)
+	}
+	o.repos = &repository.Reconciler{Client: opts.Client, Recorder: opts.Recorder, PlainHTTPRegistries: opts.PlainHTTPRegistries}
+	return o, nil
+}
+
+// SetupWithManager registers the coordinator and the cluster-role
+// controllers with mgr; all of them run on the leader only.
+func (o *Operator) SetupWithManager(mgr ctrl.Manager) error {
+	if err := mgr.Add(o); err != nil {
+		return fmt.Errorf("add coordinator: %w", err)
+	}
+	if err := o.control.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("set up GadgetPackage controller: %w", err)
+	}
+	if err := o.repos.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("set up PackageRepository controller: %w", err)
+	}
+	return nil
+}
+
+// NeedLeaderElection: packages, hooks, releases and schedules belong to
+// the cluster role.
+func (o *Operator) NeedLeaderElection() bool { return true }
+
+// Start runs the cron manager, the Kubernetes events manager, the
+// scheduler and the event handler until ctx ends, then runs Stop.
+func (o *Operator) Start(ctx context.Context) error {
+	v, err := o.disco.ServerVersion()
+	if err != nil {
+		return fmt.Errorf("start operator: read the API server's version: %w", err)
+	}
+	if err := o.sched.SetKubeVersion(v.GitVersion); err != nil {
+		return fmt.Errorf("start operator: %w", err)
+	}
+	var wg sync.WaitGroup
+	runCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := o.cron.Start(runCtx); err != nil && !errors.Is(err, cron.ErrStopped) {
+			o.log.Error(err, "cron manager ended")
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if err := o.events.Start(runCtx); err != nil {
+			o.log.Error(err, "kube events manager ended")
+		}
+	}()
+	go o.handle()
+	o.sched.Resume()
+	o.log.Info("coordinator started")
+
+	<-ctx.Done()
+	stopCtx, stopCancel := context.WithTimeout(context.Background(), o.opts.StopGrace+10*time.Second)
+	defer stopCancel()
+	err = o.Stop(stopCtx)
+	cancel()
+	wg.Wait()
+	return err
+}
+
+// Stop tears down in the reverse order of what feeds what: Helm drift
+// monitors, kube event delivery (paused), the cron manager, the event
+// handler, then the queue service (running tasks get StopGrace, then are
+// cancelled), and last the kube monitors and the scheduler. It is safe to
+// call twice and waits for every goroutine it owns.
+func (o *Operator) Stop(ctx context.Context) error {
+	o.stopOnce.Do(func() { o.stopErr = o.stop(ctx) })
+	return o.stopErr
+}
+
+func (o *Operator) stop(ctx context.Context) error {
+	var errs []error
+	o.helm.StopMonitors()
+	o.log.Info("stopped", "service", "helm-monitors")
+	o.events.PauseHandleEvents()
+	o.log.Info("stopped", "service", "kube-event-handling")
+	graceCtx, cancel := context.WithTimeout(ctx, o.opts.StopGrace)
+	defer cancel()
+	// Schedule runs still queued need not finish for cron to stop: the
+	// queue service stops them below.
+	cronCtx, cronCancel := context.WithTimeout(ctx, time.Second)
+	defer cronCancel()
+	if err := o.cron.Stop(cronCtx); err != nil {
+		o.log.Info("cron runs still queued at stop", "error", err.Error())
+	}
+	o.log.Info("stopped", "service", "cron")
+	close(o.handlerStop)
+	o.log.Info("stopped", "service", "event-handler")
+	if err := o.queues.Stop(graceCtx); err != nil {
+		errs = append(errs, fmt.Errorf("stop queues: %w", err))
+	}
+	// The handler ends once the queue service closed its events.
+	select {
+	case <-o.handlerDone:
+	case <-ctx.Done():
+		errs = append(errs, errors.New("stop event handler: queue events still open"))
+	}
+	o.log.Info("stopped", "service", "queues")
+	o.events.Stop()
+	if err := o.sched.Stop(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("stop scheduler: %w", err))
+	}
+	o.log.Info("stopped", "service", "kube-monitors")
+	return errors.Join(errs...)
+}
+
+// handle is the event handler: it turns cron triggers, kube events and
+// drift reports into tasks, hands scheduler and queue events to the
+// GadgetPackage controller, and ends when the queue service closes its
+// events.
+func (o *Operator) handle() {
+	defer close(o.handlerDone)
+	triggers, kube, drifts, enablement := o.cron.Triggers(), o.events.Events(), o.helm.Drifts(), o.sched.Events()
+	queueEvents := o.queues.Events()
+	stop := o.handlerStop
+	for {
+		select {
+		case <-stop:
+			triggers, kube, drifts, enablement, stop = nil, nil, nil, nil, nil
+		case t, ok := <-triggers:
+			if !ok {
+				triggers = nil
+				continue
+			}
+			o.onSchedule(t)
+		case ev, ok := <-kube:
+			if !ok {
+				kube = nil
+				continue
+			}
+			o.onKubeEvent(ev)
+		case d := <-drifts:
+			o.onDrift(d)
+		case ev, ok := <-enablement:
+			if !ok {
+				enablement = nil
+				continue
+			}
+			o.control.HandleSchedulerEvent(ev)
+		case ev, ok := <-queueEvents:
+			if !ok {
+				return
+			}
+			o.onQueueEvent(ev)
+		}
+	}
+}
+
+func (o *Operator) onDrift(d nelm.Drift) {
+	key := d.Package.Key()
+	t, ok := o.packages.RunTask(key)
+	if !ok {
+		return
+	}
+	o.log.Info("release drifted; re-applying", "package", key, "missing", fmt.Sprint(d.Missing))
+	if err := o.queues.Enqueue(queue.PackageQueueName(key, ""), t, queue.Unique()); err != nil {
+		o.log.Error(err, "enqueue run after drift", "package", key)
+	}
+}
+
+func (o *Operator) onQueueEvent(ev queue.Event) {
+	o.control.HandleEvent(ev)
+	if ev.Kind == queue.Failed || ev.Kind == queue.Cancelled {
+		o.syncFailed(ev)
+	}
+}
+
+// Dump returns the operator's whole state.
+func (o *Operator) Dump() Dump {
+	d := Dump{
+		Time:              time.Now().UTC(),
+		Queues:            o.queues.Dump(),
+		Schedules:         o.cron.Entries(),
+		Enablement:        o.sched.Statuses(),
+		PendingKubeEvents: o.events.Pending(),
+	}
+	for _, key := range o.packages.Keys() {
+		if p, ok := o.Package(key); ok {
+			d.Packages = append(d.Packages, p)
+		}
+	}
+	return d
+}
+
+// Package returns one package's part of the dump.
+func (o *Operator) Package(key string) (PackageDump, bool) {
+	st, ok := o.packages.State(key)
+	if !ok {
+		return PackageDump{}, false
+	}
+	p := PackageDump{
+		Key: key, Package: st.Package, Phase: string(st.Phase), Enabled: st.Enabled, Reason: st.Reason,
+		Version: st.Version, Digest: st.Digest, HelmRevision: st.HelmRevision,
+		Queues: []string{queue.PackageQueueName(key, "")},
+	}
+	for _, q := range st.Queues {
+		p.Queues = append(p.Queues, queue.PackageQueueName(key, q))
+	}
+	o.mu.Lock()
+	ph := o.pkgs[key]
+	o.mu.Unlock()
+	if ph == nil {
+		p.Values = st.Values
+		for _, h := range st.Hooks {
+			p.Hooks = append(p.Hooks, HookDump{Name: h.Name, Bindings: h.Bindings, LastError: h.LastError})
+		}
+		return p, true
+	}
+	if v, err := ph.values.PackageValues(); err == nil {
+		p.Values = v
+	}
+	ph.mu.Lock()
+	for _, h := range ph.hooks {
+		hd := HookDump{Name: h.Name, Bindings: h.Bindings()}
+		if r := ph.runs[h.Name]; r != nil {
+			t := r.last
+			hd.LastRun, hd.LastError, hd.Runs = &t, r.lastErr, r.count
+		}
+		p.Hooks = append(p.Hooks, hd)
+	}
+	ph.mu.Unlock()
+	for _, m := range ph.monitors {
+		p.Subscriptions = append(p.Subscriptions, SubscriptionDump{
+			Monitor: m.id, Hook: m.hook.Name, Binding: m.binding.Name,
+			APIVersion: m.binding.Monitor.APIVersion, Kind: m.binding.Monitor.Kind,
+			Synced: o.events.Synced(m.id), Objects: len(o.events.Snapshot(m.id)),
+		})
+	}
+	return p, true
+}
+
+// HookSnapshots returns the current objects of each kubernetes binding of
+// one hook.
+func (o *Operator) HookSnapshots(key, hook string) (Snapshots, bool) {
+	o.mu.Lock()
+	ph := o.pkgs[key]
+	o.mu.Unlock()
+	if ph == nil {
+		return nil, false
+	}
+	var h *hooks.Hook
+	for _, c := range ph.hooks {
+		if c.Name == hook {
+			h = c
+		}
+	}
+	if h == nil {
+		return nil, false
+	}
+	out := Snapshots{}
+	for _, b := range h.Config.Kubernetes {
+		out[b.Name] = o.events.Snapshot(b.Monitor.ID)
+	}
+	return out, true
+}
+
+// releaser applies packages' charts through the Helm release service.
+type releaser struct{ helm *nelm.Service }
+
+func nelmPackage(namespace, name string) nelm.Package {
+	return nelm.Package{Namespace: namespace, Name: name, Object: &corev1.ObjectReference{
+		APIVersion: v1alpha1.GroupVersion.String(), Kind: "GadgetPackage", Namespace: namespace, Name: name,
+	}}
+}
+
+func (r releaser) Upgrade(ctx context.Context, rel manager.Release) (int, error) {
+	res, err := r.helm.Upgrade(ctx, nelmPackage(rel.Namespace, rel.Name), rel.Chart, rel.Values)
+	if err != nil {
+		return 0, err
+	}
+	return res.Revision, nil
+}
+
+func (r releaser) Delete(ctx context.Context, name, namespace string) error {
+	return r.helm.Delete(ctx, nelmPackage(namespace, name))
+}

@@ -1,0 +1,139 @@
+package operator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/gadgetpm/gadgetpm/pkg/apis"
+	"github.com/gadgetpm/gadgetpm/pkg/hooks"
+)
+
+// LeaderElectionID names the Lease the cluster role is elected by.
+const LeaderElectionID = "gadgetpm-leader"
+
+// Scheme holds the Kubernetes built-in types and gadgetpm's.
+func Scheme() (*runtime.Scheme, error) {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		return nil, fmt.Errorf("build scheme: %w", err)
+	}
+	if err := apis.AddToScheme(s); err != nil {
+		return nil, fmt.Errorf("build scheme: %w", err)
+	}
+	return s, nil
+}
+
+func (o *RunOptions) setDefaults() error {
+	if o.NodeName == "" {
+		return errors.New("run operator: the node name is required (--node-name, or NODE_NAME from the downward API)")
+	}
+	if o.DataDir == "" {
+		o.DataDir = "/var/lib/gadgetpm"
+	}
+	if o.DebugSocket == "" {
+		o.DebugSocket = DefaultDebugSocket
+	}
+	if o.MetricsAddr == "" {
+		o.MetricsAddr = ":8080"
+	}
+	if o.ProbeAddr == "" {
+		o.ProbeAddr = ":8081"
+	}
+	if o.StopGrace <= 0 {
+		o.StopGrace = 30 * time.Second
+	}
+	if o.LeaderElectionNamespace == "" {
+		o.LeaderElectionNamespace = "default"
+		if ns, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace"); err == nil {
+			o.LeaderElectionNamespace = strings.TrimSpace(string(ns))
+		}
+	}
+	if o.Logger.GetSink() == nil {
+		o.Logger = ctrl.Log.WithName("gadgetpm")
+	}
+	return nil
+}
+
+// Run runs the operator process until ctx ends: one controller-runtime
+// Manager holding the cluster role (the coordinator and the package and
+// repository controllers, on the Lease holder only) and the node role
+// (every replica), with health and readiness probes and the metrics
+// endpoint. When ctx ends the coordinator stops in order and Run returns
+// nil.
+func Run(ctx context.Context, cfg *rest.Config, opts RunOptions) error {
+	if err := opts.setDefaults(); err != nil {
+		return err
+	}
+	scheme, err := Scheme()
+	if err != nil {
+		return err
+	}
+	cfg = rest.CopyConfig(cfg)
+	if opts.Manager.QPS > 0 {
+		cfg.QPS, cfg.Burst = opts.Manager.QPS, opts.Manager.Burst
+	}
+	mopts := ctrl.Options{
+		Scheme:                        scheme,
+		Logger:                        opts.Logger,
+		Metrics:                       metricsserver.Options{BindAddress: opts.MetricsAddr},
+		HealthProbeBindAddress:        opts.ProbeAddr,
+		LeaderElection:                opts.LeaderElection,
+		LeaderElectionID:              LeaderElectionID,
+		LeaderElectionNamespace:       opts.LeaderElectionNamespace,
+		LeaderElectionReleaseOnCancel: true,
+		GracefulShutdownTimeout:       ptr(opts.StopGrace + 15*time.Second),
+	}
+	if len(opts.Namespaces) > 0 {
+		mopts.Cache = cache.Options{DefaultNamespaces: map[string]cache.Config{}}
+		for _, ns := range opts.Namespaces {
+			mopts.Cache.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
+	mgr, err := ctrl.NewManager(cfg, mopts)
+	if err != nil {
+		return fmt.Errorf("run operator: create controller manager: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return fmt.Errorf("run operator: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("ping", healthz.Ping); err != nil {
+		return fmt.Errorf("run operator: %w", err)
+	}
+	op, err := New(Options{
+		Config: cfg, Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), DataDir: opts.DataDir,
+		Helm: opts.Helm, Patcher: opts.Patcher, KubeEvents: opts.KubeEvents,
+		// Hooks get KUBECONFIG or KUBERNETES_SERVICE_HOST/PORT from the
+		// operator's environment, so kubectl in them reaches this cluster.
+		HookEnv:    hooks.Env{},
+		StopGrace:  opts.StopGrace,
+		Recorder:   mgr.GetEventRecorderFor("gadgetpm"), //nolint:staticcheck // the services take client-go's recorder
+		Registerer: metrics.Registry,
+		Logger:     opts.Logger.WithName("coordinator"),
+	})
+	if err != nil {
+		return fmt.Errorf("run operator: %w", err)
+	}
+	if err := op.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("run operator: %w", err)
+	}
+	opts.Logger.Info("starting", "node", opts.NodeName, "dataDir", opts.DataDir, "leaderElection", opts.LeaderElection)
+	if err := mgr.Start(ctx); err != nil {
+		return fmt.Errorf("run operator: %w", err)
+	}
+	return nil
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -477,6 +477,9 @@ func (r *Reconciler) writeStatus(gp *v1alpha1.GadgetPackage, key string) {
 
 func (r *Reconciler) patchStatus(ctx context.Context, before, after *v1alpha1.GadgetPackage) error {
 	if err := r.opts.Client.Status().Patch(ctx, after, client.MergeFrom(before)); err != nil {
+		if ctx.Err() != nil {
+			return nil // shutting down: the next leader writes it
+		}
 		return client.IgnoreNotFound(err)
 	}
 	return nil

@@ -186,8 +186,8 @@ func summarize(idx *repo.Index) ([]v1alpha1.RepositoryPackage, int32) {
 
 func (r *Reconciler) patchStatus(ctx context.Context, before, after *v1alpha1.PackageRepository) error {
 	err := r.Client.Status().Patch(ctx, after, client.MergeFrom(before))
-	if apierrors.IsNotFound(err) {
-		return nil
+	if apierrors.IsNotFound(err) || (err != nil && ctx.Err() != nil) {
+		return nil // gone, or shutting down: the next leader writes it
 	}
 	if err != nil {
 		return fmt.Errorf("patch status of PackageRepository %s: %w", after.Name, err)

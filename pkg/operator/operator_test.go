@@ -379,6 +379,29 @@ func TestDependencyOrderHooksAndTeardown(t *testing.T) {
 		}
 	}
 
+	// Disabling a disables its dependents first (their Ready says why);
+	// enabling it again starts a, b, c in order.
+	setEnabled(t, ns, "a", false)
+	for _, name := range []string{"c", "b"} {
+		gp := waitFor(t, ns, name, "disabled", func(gp *v1alpha1.GadgetPackage) bool {
+			return !gp.Status.Enabled && gp.Status.Phase == v1alpha1.PhaseLoaded
+		})
+		if !strings.Contains(gp.Status.Reason, "requires") {
+			t.Errorf("%s disabled with reason %q, want one naming its requirement", name, gp.Status.Reason)
+		}
+	}
+	waitFor(t, ns, "a", "disabled", func(gp *v1alpha1.GadgetPackage) bool { return !gp.Status.Enabled && gp.Status.Phase == v1alpha1.PhaseLoaded })
+	mark := len(readJournal(t, journal))
+	setEnabled(t, ns, "a", true)
+	for _, name := range []string{"a", "b", "c"} {
+		waitFor(t, ns, name, "Running again", running)
+	}
+	again := readJournal(t, journal)[mark:]
+	ia2, ib2, ic2 := index(again, "a", "onStartup"), index(again, "b", "onStartup"), index(again, "c", "onStartup")
+	if ia2 < 0 || ib2 < 0 || ic2 < 0 || ia2 > ib2 || ib2 > ic2 {
+		t.Errorf("restart order a=%d b=%d c=%d, want a, b, c", ia2, ib2, ic2)
+	}
+
 	// A spec change re-arms the Stalled package: it tries again.
 	before := countRuns(readJournal(t, journal), "broken")
 	var broken v1alpha1.GadgetPackage
@@ -430,6 +453,18 @@ func TestDependencyOrderHooksAndTeardown(t *testing.T) {
 	}
 	if err := op.Stop(context.Background()); err != nil {
 		t.Errorf("second Stop: %v", err)
+	}
+}
+
+func setEnabled(t *testing.T, ns, name string, on bool) {
+	t.Helper()
+	var gp v1alpha1.GadgetPackage
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &gp); err != nil {
+		t.Fatal(err)
+	}
+	gp.Spec.Enabled = &on
+	if err := env.Client.Update(context.Background(), &gp); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -93,3 +93,7 @@ bpf: ## rebuild the bundled gadgets' eBPF objects (needs clang, bpftool, libbpf-
 .PHONY: packages-bpf
 packages-bpf: ## rebuild the eBPF test objects of packages/ (packages/testdata/bpf)
 	hack/packages-bpf.sh
+
+.PHONY: bench-operator
+bench-operator: envtest ## 50 packages to Running through the operator beside a bare Helm SDK install loop, and the operator's memory (docs/benchmarks.md)
+	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" $(GO) test -run '^$$' -bench FiftyPackages -benchtime 1x -count 3 ./pkg/operator/

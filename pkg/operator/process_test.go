@@ -22,7 +22,7 @@ import (
 	"github.com/gadgetpm/gadgetpm/packages/packagetest")
 
 // buildBinary builds gadgetpm once per test.
-func buildBinary(t *testing.T) string {
+func buildBinary(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "gadgetpm")
 	cmd := exec.Command("go", "build", "-o", bin, "./cmd/gadgetpm")
@@ -35,7 +35,7 @@ func buildBinary(t *testing.T) string {
 
 // kubeconfig writes a kubeconfig reaching the test API server as its
 // administrator.
-func kubeconfig(t *testing.T) string {
+func kubeconfig(t testing.TB) string {
 	t.Helper()
 	c := env.Config
 	cfg := clientcmdapi.NewConfig()
@@ -50,7 +50,7 @@ func kubeconfig(t *testing.T) string {
 	return path
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -66,7 +66,7 @@ type process struct {
 	done chan error
 }
 
-func startProcess(t *testing.T, bin string, args ...string) *process {
+func startProcess(t testing.TB, bin string, args ...string) *process {
 	t.Helper()
 	p := &process{out: &bytes.Buffer{}, done: make(chan error, 1)}
 	p.cmd = exec.Command(bin, args...)

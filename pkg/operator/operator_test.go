@@ -477,3 +477,50 @@ func countRuns(runs []run, pkg string) int {
 	}
 	return n
 }
+
+func TestBadBindingsStallOnlyTheirPackage(t *testing.T) {
+	ns := env.Namespace(t)
+	dir := t.TempDir()
+	journal := filepath.Join(dir, "journal")
+	badKind := `{"configVersion":"v1","kubernetes":[{"name":"things","kind":"NoSuchKind"}]}`
+	badJq := `{"configVersion":"v1","kubernetes":[{"name":"cms","kind":"ConfigMap","jqFilter":".data | ]"}]}`
+	repoDir := packagetest.Repo(t, dir,
+		packagetest.Source{Name: "badkind", Hooks: map[string]string{"10-watch.sh": recorder("badkind", journal, badKind, "")}},
+		packagetest.Source{Name: "badjq", Hooks: map[string]string{"10-watch.sh": recorder("badjq", journal, badJq, "")}},
+		packagetest.Source{Name: "fine", Hooks: map[string]string{"10-lifecycle.sh": recorder("fine", journal, lifecycleConfig, "")}},
+	)
+	createRepo(t, "bad-"+ns, repoDir)
+	start(t)
+	for _, name := range []string{"badkind", "badjq", "fine"} {
+		createPackage(t, ns, name, "bad-"+ns)
+	}
+	waitFor(t, ns, "fine", "Running", running)
+	for name, want := range map[string][]string{
+		"badkind": {"10-watch.sh", "things", "kind", "NoSuchKind"},
+		"badjq":   {"10-watch.sh", "cms", "jqFilter"},
+	} {
+		gp := waitFor(t, ns, name, "Stalled", func(gp *v1alpha1.GadgetPackage) bool {
+			c := meta.FindStatusCondition(gp.Status.Conditions, v1alpha1.ConditionStalled)
+			return c != nil && c.Status == metav1.ConditionTrue
+		})
+		msg := meta.FindStatusCondition(gp.Status.Conditions, v1alpha1.ConditionStalled).Message
+		for _, w := range want {
+			if !strings.Contains(msg, w) {
+				t.Errorf("%s: Stalled message %q does not name %q", name, msg, w)
+			}
+		}
+		var events corev1.EventList
+		if err := env.Client.List(context.Background(), &events, client.InNamespace(ns)); err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, e := range events.Items {
+			if e.InvolvedObject.Name == name && e.Type == corev1.EventTypeWarning && strings.Contains(e.Message, want[0]) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("%s: no Warning Event naming %s", name, want[0])
+		}
+	}
+}

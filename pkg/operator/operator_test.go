@@ -390,7 +390,9 @@ func TestDependencyOrderHooksAndTeardown(t *testing.T) {
 			t.Errorf("%s disabled with reason %q, want one naming its requirement", name, gp.Status.Reason)
 		}
 	}
-	waitFor(t, ns, "a", "disabled", func(gp *v1alpha1.GadgetPackage) bool { return !gp.Status.Enabled && gp.Status.Phase == v1alpha1.PhaseLoaded })
+	waitFor(t, ns, "a", "disabled", func(gp *v1alpha1.GadgetPackage) bool {
+		return !gp.Status.Enabled && gp.Status.Phase == v1alpha1.PhaseLoaded
+	})
 	mark := len(readJournal(t, journal))
 	setEnabled(t, ns, "a", true)
 	for _, name := range []string{"a", "b", "c"} {

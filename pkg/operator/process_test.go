@@ -19,7 +19,8 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/gadgetpm/gadgetpm/packages/packagetest")
+	"github.com/gadgetpm/gadgetpm/packages/packagetest"
+)
 
 // buildBinary builds gadgetpm once per test.
 func buildBinary(t testing.TB) string {

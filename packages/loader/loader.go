@@ -175,6 +175,11 @@ func Load(ctx context.Context, dir string, opts Options) (*Package, error) {
 // and returns what it could load with every problem found, in file order.
 func Check(ctx context.Context, path string, opts Options) (*Package, []Problem) {
 	opts.setDefaults()
+	// Hooks run with the package as working directory: their paths must
+	// not depend on the caller's.
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, []Problem{{Message: err.Error()}}

@@ -93,3 +93,7 @@ bpf: ## rebuild the bundled gadgets' eBPF objects (needs clang, bpftool, libbpf-
 .PHONY: packages-bpf
 packages-bpf: ## rebuild the eBPF test objects of packages/ (packages/testdata/bpf)
 	hack/packages-bpf.sh
+
+.PHONY: test-charts
+test-charts: envtest ## test the operator chart and the bundled packages (hook-demo's hooks) against a real control plane
+	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" $(GO) test $(GO_TEST_FLAGS) ./internal/chartcheck/ ./internal/bundled/

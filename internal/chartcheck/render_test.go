@@ -1,12 +1,15 @@
 package chartcheck_test
 
 import (
+	"context"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	helmaction "helm.sh/helm/v3/pkg/action"
 	helmchart "helm.sh/helm/v3/pkg/chart"
+	helmchartutil "helm.sh/helm/v3/pkg/chartutil"
 	helmloader "helm.sh/helm/v3/pkg/chart/loader"
 	helmreleaseutil "helm.sh/helm/v3/pkg/releaseutil"
 	appsv1 "k8s.io/api/apps/v1"
@@ -454,5 +457,41 @@ func TestRenderRefusesBadValues(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// notes renders NOTES.txt the way `helm install` prints it.
+func notes(t *testing.T, values map[string]any) string {
+	t.Helper()
+	inst := helmaction.NewInstall(&helmaction.Configuration{Log: func(string, ...any) {}})
+	inst.ClientOnly, inst.DryRun = true, true
+	inst.Namespace, inst.ReleaseName = releaseNS, "gadgetpm"
+	kv, err := helmchartutil.ParseKubeVersion("v1.36.3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst.KubeVersion = kv
+	rel, err := inst.RunWithContext(context.Background(), loadChart(t), values)
+	if err != nil {
+		t.Fatalf("install (client only): %v", err)
+	}
+	return rel.Info.Notes
+}
+
+func TestNotes(t *testing.T) {
+	n := notes(t, nil)
+	for _, want := range []string{
+		"kubectl -n gadgetpm-system rollout status ds/gadgetpm",
+		"kubectl -n gadgetpm-system exec ds/gadgetpm -- gadgetpm dump",
+		"kubectl get gadgetpackages -A",
+		"rbac.packageResources is on",
+	} {
+		if !strings.Contains(n, want) {
+			t.Errorf("NOTES lack %q:\n%s", want, n)
+		}
+	}
+	n = notes(t, map[string]any{"rbac": map[string]any{"packageResources": false}, "operator": map[string]any{"leaderElection": map[string]any{"enabled": false}}})
+	if strings.Contains(n, "rbac.packageResources is on") || !strings.Contains(n, "Leader election is off") {
+		t.Errorf("NOTES with narrow RBAC and no leader election:\n%s", n)
 	}
 }

@@ -97,3 +97,7 @@ packages-bpf: ## rebuild the eBPF test objects of packages/ (packages/testdata/b
 .PHONY: bench-operator
 bench-operator: envtest ## 50 packages to Running through the operator beside a bare Helm SDK install loop, and the operator's memory (docs/benchmarks.md)
 	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" $(GO) test -run '^$$' -bench FiftyPackages -benchtime 1x -count 3 ./pkg/operator/
+
+.PHONY: test-charts
+test-charts: envtest ## test the operator chart and the bundled packages (hook-demo's hooks) against a real control plane
+	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" $(GO) test $(GO_TEST_FLAGS) ./internal/chartcheck/ ./internal/bundled/

@@ -61,8 +61,10 @@ compile() {
 	mv -f "$out.tmp" "$out"
 }
 
+# gadget -> the packages under charts/packages/ that carry its object
+# (space-separated); hook-demo, the hooks example, carries trace_exec.
 declare -A package=(
-	[trace_exec]=trace-exec
+	[trace_exec]="trace-exec hook-demo"
 	[trace_open]=trace-open
 	[trace_tcpconnect]=trace-tcpconnect
 	[snapshot_process]=snapshot-process
@@ -73,10 +75,11 @@ for dir in bpf/gadgets/*/; do
 	compile "$dir/program.bpf.c" "$dir/program.bpf.o" -g
 	# drop DWARF, keep BTF: smaller objects, same types
 	llvm-strip -g "$dir/program.bpf.o"
-	pkg="${package[$name]:-}"
-	if [ -n "$pkg" ] && [ -d "charts/packages/$pkg/gadget" ]; then
-		cp "$dir/program.bpf.o" "charts/packages/$pkg/gadget/program.bpf.o"
-	fi
+	for pkg in ${package[$name]:-}; do
+		if [ -d "charts/packages/$pkg/gadget" ]; then
+			cp "$dir/program.bpf.o" "charts/packages/$pkg/gadget/program.bpf.o"
+		fi
+	done
 done
 
 compile bpf/testdata/verifier_reject.bpf.c bpf/testdata/verifier_reject.bpf.o -g

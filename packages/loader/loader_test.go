@@ -262,3 +262,22 @@ func TestBundledPackagesLoad(t *testing.T) {
 		t.Errorf("problems = %v", problems)
 	}
 }
+
+func TestLoadByRelativePathRunsHooks(t *testing.T) {
+	dir := packagetest.Write(t, t.TempDir(), packagetest.Source{})
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel, err := filepath.Rel(wd, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := loader.Load(ctx, rel, loader.Options{})
+	if err != nil {
+		t.Fatalf("load %s: %v", rel, err)
+	}
+	if len(p.Hooks) != 1 || len(p.Hooks[0].Bindings) == 0 {
+		t.Errorf("hooks = %+v, want the default hook with its bindings", p.Hooks)
+	}
+}

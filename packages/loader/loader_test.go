@@ -264,15 +264,10 @@ func TestBundledPackagesLoad(t *testing.T) {
 }
 
 func TestLoadByRelativePathRunsHooks(t *testing.T) {
-	dir := packagetest.Write(t, t.TempDir(), packagetest.Source{})
-	wd, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	rel, err := filepath.Rel(wd, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	base := t.TempDir()
+	dir := packagetest.Write(t, base, packagetest.Source{})
+	t.Chdir(base)
+	rel := filepath.Base(dir)
 	p, err := loader.Load(ctx, rel, loader.Options{})
 	if err != nil {
 		t.Fatalf("load %s: %v", rel, err)

@@ -1,13 +1,20 @@
 package queue
 
+import (
+	"math/bits"
+	"sync"
+)
+
 // fifo is a queue's pending tasks, oldest first, held by value in a ring
 // buffer: a queue drained as fast as it is filled reuses one array and
 // allocates nothing per task. Pointers returned by at and front are valid
 // only until the next push, pushFront or replaceFront.
 type fifo struct {
-	buf  []item // len(buf) is zero or a power of two
-	head int    // index of the oldest task in buf
-	n    int    // number of tasks
+	buf  []item  // len(buf) is zero or a power of two
+	bufp *[]item // holds buf, to give it back to pool without allocating
+	head int     // index of the oldest task in buf
+	n    int     // number of tasks
+	pool *ringPool
 }
 
 // minRing is the first ring size; an empty ring larger than keepRing is
@@ -25,12 +32,16 @@ func (f *fifo) at(i int) *item { return &f.buf[(f.head+i)&(len(f.buf)-1)] }
 func (f *fifo) front() *item { return f.at(0) }
 
 func (f *fifo) grow() {
-	size := max(minRing, 2*len(f.buf))
-	buf := make([]item, size)
+	bufp := f.pool.get(max(minRing, 2*len(f.buf)))
+	buf := *bufp
 	for i := range f.n {
 		buf[i] = *f.at(i)
 	}
-	f.buf, f.head = buf, 0
+	if f.bufp != nil {
+		clear(f.buf)
+		f.pool.put(f.bufp)
+	}
+	f.buf, f.bufp, f.head = buf, bufp, 0
 }
 
 // push copies *it to the tail.
@@ -79,13 +90,46 @@ func (f *fifo) takeAll() []item {
 	for i := range f.n {
 		out[i] = *f.at(i)
 	}
-	*f = fifo{}
+	f.buf, f.bufp, f.head, f.n = nil, nil, 0, 0
 	return out
 }
 
-// shrink drops the array of an empty ring that grew past keepRing.
+// shrink gives the array of an empty ring that grew past keepRing back to
+// the pool. Every slot of an empty ring is already clear.
 func (f *fifo) shrink() {
 	if f.n == 0 && len(f.buf) > keepRing {
-		*f = fifo{}
+		f.pool.put(f.bufp)
+		f.buf, f.bufp, f.head = nil, nil, 0
+	}
+}
+
+// ringPool keeps spare ring arrays by size for a Service's queues: a queue
+// that goes idle gives its large ring back, and the next burst, in any
+// queue, reuses it instead of allocating. Its arrays are all clear. A nil
+// ringPool allocates every time.
+type ringPool struct {
+	bySize [24]sync.Pool // bySize[i] holds *[]item of minRing<<i items
+}
+
+func (p *ringPool) class(size int) int { return bits.Len(uint(size/minRing)) - 1 }
+
+func (p *ringPool) get(size int) *[]item {
+	if p != nil {
+		if c := p.class(size); c < len(p.bySize) {
+			if bufp, ok := p.bySize[c].Get().(*[]item); ok {
+				return bufp
+			}
+		}
+	}
+	buf := make([]item, size)
+	return &buf
+}
+
+func (p *ringPool) put(bufp *[]item) {
+	if p == nil || bufp == nil {
+		return
+	}
+	if c := p.class(len(*bufp)); c < len(p.bySize) {
+		p.bySize[c].Put(bufp)
 	}
 }

@@ -130,3 +130,42 @@ func TestFIFO(t *testing.T) {
 		})
 	}
 }
+
+func TestRingPool(t *testing.T) {
+	var pool ringPool
+	f := fifo{pool: &pool}
+	for i := range 4 * keepRing {
+		f.push(&item{name: fmt.Sprint(i), task: task("t", nil)})
+	}
+	size := len(f.buf)
+	var dst item
+	for f.len() > 0 {
+		f.popInto(&dst)
+	}
+	f.shrink()
+	if f.buf != nil {
+		t.Fatal("idle ring kept")
+	}
+
+	// Another queue's burst reuses the ring: no slot may still hold an
+	// ended task, and the tasks come out in order.
+	g := fifo{pool: &pool}
+	for i := range size {
+		g.push(&item{name: fmt.Sprint(i)})
+	}
+	if len(g.buf) != size {
+		t.Fatalf("ring of %d, want %d", len(g.buf), size)
+	}
+	for i := range size {
+		g.popInto(&dst)
+		if dst.name != fmt.Sprint(i) || dst.task != nil {
+			t.Fatalf("slot %d: %+v", i, dst)
+		}
+	}
+
+	var none *ringPool // a nil pool allocates
+	if bufp := none.get(minRing); len(*bufp) != minRing {
+		t.Fatalf("nil pool gave %d slots", len(*bufp))
+	}
+	none.put(nil)
+}

@@ -76,7 +76,7 @@ type queue struct {
 	closeCause   error
 }
 
-func newQueue(name string, m QueueMetrics, prev *queue) *queue {
+func newQueue(name string, m QueueMetrics, prev *queue, rings *ringPool) *queue {
 	return &queue{
 		name:    name,
 		metrics: m,
@@ -84,6 +84,7 @@ func newQueue(name string, m QueueMetrics, prev *queue) *queue {
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
 		prev:    prev,
+		pending: fifo{pool: rings},
 	}
 }
 

@@ -60,6 +60,7 @@ type Service struct {
 	epoch   time.Time // task times are durations since epoch (see since)
 	events  *outbox.Outbox[Event]
 	workers sync.WaitGroup // one per queue worker ever started
+	rings   ringPool       // spare ring arrays of idle queues
 
 	// live is a read-only snapshot of queues for Enqueue's lookup, which
 	// then takes no Service-wide lock; it is replaced, under mu, whenever
@@ -231,7 +232,7 @@ func (s *Service) queueFor(name string, fast bool) (*queue, error) {
 	if q := s.queues[name]; q != nil {
 		return q, nil
 	}
-	q := newQueue(name, m, s.retiring[name])
+	q := newQueue(name, m, s.retiring[name], &s.rings)
 	s.queues[name] = q
 	s.publish()
 	s.workers.Add(1)

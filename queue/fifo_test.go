@@ -147,19 +147,17 @@ func TestRingPool(t *testing.T) {
 		t.Fatal("idle ring kept")
 	}
 
-	// Another queue's burst reuses the ring: no slot may still hold an
-	// ended task, and the tasks come out in order.
-	g := fifo{pool: &pool}
-	for i := range size {
-		g.push(&item{name: fmt.Sprint(i)})
-	}
-	if len(g.buf) != size {
-		t.Fatalf("ring of %d, want %d", len(g.buf), size)
-	}
-	for i := range size {
-		g.popInto(&dst)
-		if dst.name != fmt.Sprint(i) || dst.task != nil {
-			t.Fatalf("slot %d: %+v", i, dst)
+	// Every ring the pool hands out — the idle one and those left behind
+	// by growing — is clear: no slot keeps an ended task alive.
+	for n := minRing; n <= size; n *= 2 {
+		bufp := pool.get(n)
+		if len(*bufp) != n {
+			t.Fatalf("asked for %d slots, got %d", n, len(*bufp))
+		}
+		for i, it := range *bufp {
+			if it.task != nil || it.name != "" {
+				t.Fatalf("ring of %d: slot %d holds %q", n, i, it.name)
+			}
 		}
 	}
 

@@ -56,23 +56,29 @@ type queue struct {
 	quit    chan struct{} // closed once by close
 	done    chan struct{} // closed when the worker has returned
 	prev    *queue        // a removed queue of the same name to wait for
-	length  atomic.Int64  // pending.len(), for metrics reported outside mu
 
-	mu sync.Mutex
+	// What Enqueue reads and writes comes first, on the cache lines it
+	// shares with the worker anyway; the worker's own state follows, so
+	// that what the worker writes for every task does not pull Enqueue's
+	// lines away.
+	length atomic.Int64 // pending.len(), for metrics reported outside mu
+	mu     sync.Mutex
 	// Guarded by mu. pending is FIFO and excludes the running task; a task
-	// waiting for its retry is at its head. While running is set, cur is
-	// the running task and runningSince its start; only the worker writes
-	// them, so the worker reads cur without mu. idle is set by the worker
-	// just before it waits for wake. Once closing is set, pending stays
-	// empty and no task starts.
-	pending      fifo
+	// waiting for its retry is at its head. idle is set by the worker just
+	// before it waits for wake. Once closing is set, pending stays empty
+	// and no task starts.
+	pending fifo
+	idle    bool
+	closing bool
+
+	// Also guarded by mu. While running is set, cur is the running task
+	// and runningSince its start; only the worker writes them, so the
+	// worker reads cur without mu.
 	running      bool
 	cur          item
 	runningSince time.Duration
 	cancelWorker context.CancelCauseFunc // hard stop: cancels the running attempt
 	failed       []failedTask
-	idle         bool
-	closing      bool
 	closeCause   error
 }
 
@@ -108,7 +114,9 @@ func (q *queue) add(rec *item, unique bool) bool {
 	q.pending.push(rec)
 	q.length.Store(int64(q.pending.len()))
 	wake := q.idle
-	q.idle = false
+	if wake {
+		q.idle = false
+	}
 	q.mu.Unlock()
 	if wake {
 		select {

@@ -705,6 +705,10 @@ func TestStop(t *testing.T) {
 		if err := s.Stop(context.Background()); err != nil {
 			t.Fatalf("second Stop: %v", err)
 		}
+		// A queue that existed before Stop refuses work too.
+		if err := s.Enqueue("a", task("after", nil)); !errors.Is(err, ErrStopped) {
+			t.Fatalf("Enqueue to a stopped queue = %v", err)
+		}
 	})
 	t.Run("tasks still running when ctx ends are cancelled", func(t *testing.T) {
 		s := NewService(Options{SucceededEvents: true})

@@ -14,7 +14,7 @@ type Options struct {
 	Buffer int
 	// Stall is how long Close waits for the reader to take the next value
 	// before it drops the undelivered rest, so that a reader that stopped
-	// reading cannot make Close hang. Default DefaultStall.
+	// reading cannot make Close hang. Zero or less means DefaultStall.
 	Stall time.Duration
 }
 

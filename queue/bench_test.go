@@ -1,4 +1,4 @@
-package queue
+package queue_test
 
 import (
 	"context"
@@ -8,6 +8,11 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gadgetpm/gadgetpm/queue"
+	"github.com/gadgetpm/gadgetpm/queue/prommetrics"
 )
 
 // Each benchmark runs the Service and what a reader would write instead —
@@ -44,9 +49,26 @@ func (r *round) ran() {
 const roundSize = 1000
 
 func BenchmarkThroughput(b *testing.B) {
-	for _, queues := range []int{1, 100} {
-		b.Run(fmt.Sprintf("queues=%d", queues), func(b *testing.B) {
-			s := NewService(Options{})
+	for _, bc := range []struct {
+		queues     int
+		prometheus bool
+	}{{1, false}, {100, false}, {1, true}, {100, true}} {
+		metrics := "none"
+		if bc.prometheus {
+			metrics = "prometheus"
+		}
+		queues := bc.queues
+		b.Run(fmt.Sprintf("queues=%d/metrics=%s", queues, metrics), func(b *testing.B) {
+			opts := queue.Options{}
+			if bc.prometheus {
+				// The operator's provider, on a registry of its own.
+				p, err := prommetrics.NewWithRegisterer(prometheus.NewRegistry())
+				if err != nil {
+					b.Fatal(err)
+				}
+				opts.Metrics = p
+			}
+			s := queue.NewService(opts)
 			drained := make(chan struct{})
 			go func() {
 				for range s.Events() {
@@ -69,13 +91,13 @@ func BenchmarkThroughput(b *testing.B) {
 				})
 			}
 
-			var queueTime, chanTime time.Duration
+			var queueTime, chanTime, queueCPU, chanCPU time.Duration
 			b.ResetTimer()
 			for done := 0; done < b.N; done += roundSize {
 				n := min(roundSize, b.N-done)
 
 				r := newRound(n)
-				start := time.Now()
+				start, cpu := time.Now(), processCPU()
 				for i := range n {
 					if err := s.Enqueue(names[i%queues], countTask{r}); err != nil {
 						b.Fatal(err)
@@ -83,14 +105,16 @@ func BenchmarkThroughput(b *testing.B) {
 				}
 				<-r.done
 				queueTime += time.Since(start)
+				queueCPU += processCPU() - cpu
 
 				r = newRound(n)
-				start = time.Now()
+				start, cpu = time.Now(), processCPU()
 				for i := range n {
 					chans[i%queues] <- countTask{r}
 				}
 				<-r.done
 				chanTime += time.Since(start)
+				chanCPU += processCPU() - cpu
 			}
 			b.StopTimer()
 			for _, c := range chans {
@@ -108,6 +132,16 @@ func BenchmarkThroughput(b *testing.B) {
 			b.ReportMetric(cns, "chan-ns/task")
 			// Throughput of the Service as a fraction of the channel's.
 			b.ReportMetric(cns/qns, "throughput-ratio")
+			// CPU time the process spent per task in each side's rounds:
+			// what each costs, less sensitive than wall time to other
+			// load on the machine (zero where it cannot be read).
+			if queueCPU > 0 {
+				qcpu := float64(queueCPU.Nanoseconds()) / float64(b.N)
+				ccpu := float64(chanCPU.Nanoseconds()) / float64(b.N)
+				b.ReportMetric(qcpu, "queue-cpu-ns/task")
+				b.ReportMetric(ccpu, "chan-cpu-ns/task")
+				b.ReportMetric(ccpu/qcpu, "cpu-ratio")
+			}
 		})
 	}
 }
@@ -123,7 +157,7 @@ func (t latencyTask) Execute(context.Context) error {
 
 func BenchmarkEnqueueToStart(b *testing.B) {
 	// The Succeeded event tells the loop the queue is idle again.
-	s := NewService(Options{SucceededEvents: true})
+	s := queue.NewService(queue.Options{SucceededEvents: true})
 	started := make(chan time.Time, 1)
 	probe := latencyTask{started: started}
 

@@ -21,12 +21,18 @@
 //   - Every other task ends in exactly one Event: Failed or Cancelled,
 //     or, with Options.SucceededEvents set, Succeeded. Successes are not
 //     reported by default (OnDone tells a caller its task succeeded).
-//   - A worker settles a plain success and picks the next task under one
-//     lock acquisition, and reuses the records of ended tasks, so a busy
-//     queue allocates nothing per task.
+//   - Enqueue takes no Service-wide lock; a worker settles a plain
+//     success and picks the next task under one lock acquisition; pending
+//     tasks are held by value in a ring whose array is reused, and given
+//     to the next busy queue when this one goes idle, so queues allocate
+//     nothing per task.
 //   - Remove and Stop drop pending tasks (reported Cancelled), let the
 //     running one finish until their ctx ends, then cancel it, and wait for
 //     the worker. Stop is safe to call twice.
+//   - Stop never hangs on the Events reader: events beyond the channel's
+//     buffer are delivered while the reader keeps taking them, and dropped
+//     (and counted in Stop's error) once ctx ends or the reader has taken
+//     none for Options.EventStall.
 //   - No callback — task methods, OnDone, metrics — runs under a lock.
 //
 // It knows nothing of packages or hooks: tasks are opaque behind the Task

@@ -79,30 +79,32 @@ func (s *Service) Dump() Dump {
 
 	d := Dump{Queues: make([]QueueDump, 0, len(qs))}
 	for _, q := range qs {
-		d.Queues = append(d.Queues, q.dump())
+		d.Queues = append(d.Queues, q.dump(s.at))
 	}
 	return d
 }
 
-func (q *queue) dump() QueueDump {
+// dump copies the queue's state under its lock; at turns the queue's
+// durations since the Service's epoch into times.
+func (q *queue) dump(at func(time.Duration) time.Time) QueueDump {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	qd := QueueDump{Name: q.name, Length: q.pending.len()}
-	if it := q.running; it != nil {
-		qd.Running = &RunningTask{Name: it.name, Since: q.runningSince, Attempt: it.attempts}
+	if q.running {
+		qd.Running = &RunningTask{Name: q.cur.name, Since: at(q.runningSince), Attempt: q.cur.attempts}
 	}
-	for _, it := range q.pending.items() {
-		p := PendingTask{Name: it.name, EnqueuedAt: it.enqueuedAt, Attempts: it.attempts}
-		if !it.nextRetry.IsZero() {
-			t := it.nextRetry
+	for i := range q.pending.len() {
+		it := q.pending.at(i)
+		p := PendingTask{Name: it.name, EnqueuedAt: at(it.enqueuedAt), Attempts: it.attempts, LastError: it.lastErr}
+		if it.nextRetry != 0 {
+			t := at(it.nextRetry)
 			p.NextRetry = &t
 		}
-		p.LastError = it.lastErr
 		qd.Pending = append(qd.Pending, p)
 	}
 	for _, f := range q.failed {
 		qd.Failed = append(qd.Failed, FailedTask{
-			Name: f.name, EnqueuedAt: f.enqueuedAt, FailedAt: f.failedAt, Attempts: f.attempts, Error: f.err,
+			Name: f.name, EnqueuedAt: at(f.enqueuedAt), FailedAt: at(f.failedAt), Attempts: f.attempts, Error: f.err,
 		})
 	}
 	return qd

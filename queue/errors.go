@@ -1,6 +1,10 @@
 package queue
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/gadgetpm/gadgetpm/queue/outbox"
+)
 
 // Errors returned by the Service, matched with errors.Is.
 var (
@@ -15,6 +19,9 @@ var (
 	ErrNilTask = errors.New("task is nil")
 	// ErrInvalidOption is returned by Enqueue for an option out of range.
 	ErrInvalidOption = errors.New("invalid enqueue option")
+	// ErrReaderStalled is wrapped by Stop's error when it dropped events
+	// because the Events reader took none for Options.EventStall.
+	ErrReaderStalled = outbox.ErrStalled
 )
 
 // Terminal marks err as not worth retrying: a task whose Execute returns

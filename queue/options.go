@@ -16,6 +16,7 @@ const (
 	DefaultJitter      = 0.2
 	DefaultFailedLimit = 20
 	DefaultEventBuffer = 1024
+	DefaultEventStall  = time.Second
 )
 
 // Options configure a Service. The zero value means every default.
@@ -42,6 +43,11 @@ type Options struct {
 	// EventBuffer is the buffer of the Events channel. Events beyond it
 	// wait in memory until read. Default 1024.
 	EventBuffer int
+	// EventStall bounds how long Stop waits for the Events reader: once
+	// the reader has taken no event for this long, the events not yet
+	// delivered are dropped and Stop goes on, so an owner that stopped
+	// reading cannot make Stop hang. Default 1s.
+	EventStall time.Duration
 	// Metrics receives queue metrics. Default: none are recorded.
 	Metrics MetricsProvider
 	// SucceededEvents sends a Succeeded event for every task that
@@ -83,6 +89,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.EventBuffer <= 0 {
 		o.EventBuffer = DefaultEventBuffer
+	}
+	if o.EventStall <= 0 {
+		o.EventStall = DefaultEventStall
 	}
 	if o.Metrics == nil {
 		o.Metrics = noopMetrics{}

@@ -3,25 +3,28 @@ package queue
 import (
 	"context"
 	"fmt"
+	"math"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// item is one queued task and its bookkeeping.
+// item is one queued task and its bookkeeping. Times are durations since
+// the Service's epoch (see Service.since): cheaper to read and to store
+// than time.Time, and turned into times only for a dump.
 type item struct {
 	task        Task
 	name        string
 	mergeKey    string
-	onDone      func() // guarded by the queue's mu: Unique adds to it
+	onDone      func() // Unique adds to it, under the queue's mu
 	scope       context.Context
 	maxAttempts int
-	enqueuedAt  time.Time
+	enqueuedAt  time.Duration
 
 	// Written by the worker under the queue's mu.
 	attempts   int
-	nextRetry  time.Time
+	nextRetry  time.Duration // zero unless waiting for a retry
 	lastErr    string
 	mergeTried bool
 }
@@ -38,8 +41,8 @@ func (it *item) cancelled() bool { return it.scope != nil && it.scope.Err() != n
 // failedTask is an entry of a queue's failed list.
 type failedTask struct {
 	name       string
-	enqueuedAt time.Time
-	failedAt   time.Time
+	enqueuedAt time.Duration
+	failedAt   time.Duration
 	attempts   int
 	err        string
 }
@@ -53,25 +56,33 @@ type queue struct {
 	quit    chan struct{} // closed once by close
 	done    chan struct{} // closed when the worker has returned
 	prev    *queue        // a removed queue of the same name to wait for
-	length  atomic.Int64  // len(pending), for metrics read outside mu
 
-	mu sync.Mutex
+	// What Enqueue reads and writes comes first, on the cache lines it
+	// shares with the worker anyway; the worker's own state follows, so
+	// that what the worker writes for every task does not pull Enqueue's
+	// lines away.
+	length atomic.Int64 // pending.len(), for metrics reported outside mu
+	mu     sync.Mutex
 	// Guarded by mu. pending is FIFO and excludes the running task; a task
-	// waiting for its retry is pending[0]. idle is set by the worker just
+	// waiting for its retry is at its head. idle is set by the worker just
 	// before it waits for wake. Once closing is set, pending stays empty
 	// and no task starts.
-	pending      fifo
-	running      *item
-	runningSince time.Time
+	pending fifo
+	idle    bool
+	closing bool
+
+	// Also guarded by mu. While running is set, cur is the running task
+	// and runningSince its start; only the worker writes them, so the
+	// worker reads cur without mu.
+	running      bool
+	cur          item
+	runningSince time.Duration
 	cancelWorker context.CancelCauseFunc // hard stop: cancels the running attempt
 	failed       []failedTask
-	free         []*item // records of ended tasks, reused by add
-	idle         bool
-	closing      bool
 	closeCause   error
 }
 
-func newQueue(name string, m QueueMetrics, prev *queue) *queue {
+func newQueue(name string, m QueueMetrics, prev *queue, rings *ringPool) *queue {
 	return &queue{
 		name:    name,
 		metrics: m,
@@ -79,15 +90,12 @@ func newQueue(name string, m QueueMetrics, prev *queue) *queue {
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
 		prev:    prev,
+		pending: fifo{pool: rings},
 	}
 }
 
-// maxFree bounds a queue's free list. The list is dropped whenever the
-// worker goes idle, so records are kept only while the queue is busy.
-const maxFree = 1024
-
-// add appends a task described by rec, or with unique folds it into an
-// equal-named pending task. It reports false when the queue is closing.
+// add appends a copy of *rec, or with unique folds it into an equal-named
+// pending task. It reports false when the queue is closing.
 func (q *queue) add(rec *item, unique bool) bool {
 	q.mu.Lock()
 	if q.closing {
@@ -95,29 +103,20 @@ func (q *queue) add(rec *item, unique bool) bool {
 		return false
 	}
 	if unique {
-		for _, p := range q.pending.items() {
-			if p.name == rec.name && !p.cancelled() {
+		for i := range q.pending.len() {
+			if p := q.pending.at(i); p.name == rec.name && !p.cancelled() {
 				p.onDone = chain(p.onDone, rec.onDone)
 				q.mu.Unlock()
 				return true
 			}
 		}
 	}
-	// Records of ended tasks are reused: a busy queue then allocates
-	// nothing per task.
-	var it *item
-	if n := len(q.free); n > 0 {
-		it = q.free[n-1]
-		q.free[n-1] = nil
-		q.free = q.free[:n-1]
-	} else {
-		it = new(item)
-	}
-	*it = *rec
-	q.pending.push(it)
+	q.pending.push(rec)
 	q.length.Store(int64(q.pending.len()))
 	wake := q.idle
-	q.idle = false
+	if wake {
+		q.idle = false
+	}
 	q.mu.Unlock()
 	if wake {
 		select {
@@ -126,15 +125,6 @@ func (q *queue) add(rec *item, unique bool) bool {
 		}
 	}
 	return true
-}
-
-// release returns the record of an ended task for reuse; q.mu must be
-// held and nothing may use it afterwards.
-func (q *queue) release(it *item) {
-	if len(q.free) < maxFree {
-		*it = item{}
-		q.free = append(q.free, it)
-	}
 }
 
 func chain(a, b func()) func() {
@@ -178,11 +168,11 @@ func (q *queue) close(cause error) []Event {
 func (q *queue) cancelRunning(cause error) string {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.running == nil || q.cancelWorker == nil {
+	if !q.running || q.cancelWorker == nil {
 		return ""
 	}
 	q.cancelWorker(cause)
-	return q.running.name
+	return q.cur.name
 }
 
 // wait waits for the worker of a closed queue to return; when ctx ends
@@ -200,6 +190,10 @@ func (q *queue) wait(ctx context.Context, cause error) error {
 	}
 	return fmt.Errorf("cancel running task %q: %w", task, ctx.Err())
 }
+
+// unknownTime marks the worker's last end time as not known: the clock
+// must be read.
+const unknownTime = time.Duration(math.MinInt64)
 
 // work is the queue's worker: it runs tasks until the queue is closed.
 //
@@ -224,23 +218,23 @@ func (s *Service) work(q *queue) {
 	// locked says that run returned with q.mu still held: a plain success
 	// has nothing to do outside the lock, so the worker settles it and
 	// picks the next task under one lock acquisition.
-	var last time.Time
+	last := unknownTime
 	locked := false
 	for {
-		it, now, ok := s.next(q, last, locked)
+		start, ok := s.next(q, last, locked)
 		if !ok {
 			return
 		}
-		last, locked = s.run(workerCtx, q, it, now)
+		last, locked = s.run(workerCtx, q, start)
 	}
 }
 
-// next waits for the head task to be due and marks it running, returning
-// it and its start time. It drops cancelled tasks on the way, compacts
-// mergeable ones, and reports false once the queue is closing. last, when
-// set, is a recent time to use instead of reading the clock. locked says
-// the caller holds q.mu already.
-func (s *Service) next(q *queue, last time.Time, locked bool) (*item, time.Time, bool) {
+// next waits for the head task to be due, moves it to q.cur and marks it
+// running, returning its start time. It drops cancelled tasks on the way,
+// compacts mergeable ones, and reports false once the queue is closing.
+// last, unless unknownTime, is a recent time to use instead of reading the
+// clock. locked says the caller holds q.mu already.
+func (s *Service) next(q *queue, last time.Duration, locked bool) (time.Duration, bool) {
 	yielded := false
 	for {
 		if !locked {
@@ -249,7 +243,7 @@ func (s *Service) next(q *queue, last time.Time, locked bool) (*item, time.Time,
 		locked = false
 		if q.closing {
 			q.mu.Unlock()
-			return nil, time.Time{}, false
+			return 0, false
 		}
 		if q.pending.len() == 0 {
 			if !yielded {
@@ -258,36 +252,36 @@ func (s *Service) next(q *queue, last time.Time, locked bool) (*item, time.Time,
 				q.mu.Unlock()
 				runtime.Gosched()
 				yielded = true
-				last = time.Time{}
+				last = unknownTime
 				continue
 			}
 			yielded = false
 			q.idle = true
-			q.free = nil // an idle queue holds no spare records
+			q.pending.shrink() // an idle queue keeps a small ring only
 			q.mu.Unlock()
 			select {
 			case <-q.wake:
 			case <-q.quit:
 			}
-			last = time.Time{}
+			last = unknownTime
 			continue
 		}
 		it := q.pending.front()
 		if it.cancelled() {
-			q.popHead()
-			ev := Event{Queue: q.name, Task: it.name, Kind: Cancelled, Err: context.Cause(it.scope), Attempts: it.attempts}
-			q.release(it)
+			var dropped item
+			q.pending.popInto(&dropped)
+			q.length.Store(int64(q.pending.len()))
 			q.mu.Unlock()
 			q.reportLength()
-			s.events.Put(ev)
+			s.events.Put(Event{Queue: q.name, Task: dropped.name, Kind: Cancelled, Err: context.Cause(dropped.scope), Attempts: dropped.attempts})
 			continue
 		}
 		now := last
-		if now.IsZero() || it.enqueuedAt.After(now) {
-			now = s.now()
+		if now == unknownTime || it.enqueuedAt > now {
+			now = s.since()
 		}
-		if it.nextRetry.After(now) {
-			t := s.opts.Clock.NewTimer(it.nextRetry.Sub(now))
+		if it.nextRetry > now {
+			t := s.opts.Clock.NewTimer(it.nextRetry - now)
 			done := it.scopeDone()
 			q.mu.Unlock()
 			select {
@@ -296,87 +290,86 @@ func (s *Service) next(q *queue, last time.Time, locked bool) (*item, time.Time,
 			case <-done:
 			}
 			t.Stop()
-			last = time.Time{}
+			last = unknownTime
 			continue
 		}
 		if it.attempts == 0 && it.mergeKey != "" && !it.mergeTried {
 			it.mergeTried = true
-			if s.compact(q, it) {
-				last = time.Time{}
-				continue
-			}
+			s.compact(q)
+			last = unknownTime
+			continue
 		}
 
-		q.popHead()
-		it.attempts++
-		q.running, q.runningSince = it, now
+		q.pending.popInto(&q.cur)
+		q.length.Store(int64(q.pending.len()))
+		q.cur.attempts++
+		q.running, q.runningSince = true, now
+		first := q.cur.attempts == 1
+		wait := now - q.cur.enqueuedAt
 		q.mu.Unlock()
 		q.reportLength()
-		if it.attempts == 1 {
-			q.metrics.ObserveWait(now.Sub(it.enqueuedAt))
+		if first {
+			q.metrics.ObserveWait(wait)
 		}
-		return it, now, true
+		return now, true
 	}
 }
 
-// popHead removes pending[0]; q.mu must be held.
-func (q *queue) popHead() {
-	q.pending.pop()
-	q.length.Store(int64(q.pending.len()))
-}
-
-// compact merges the pending tasks right behind head that share its merge
-// key (and its scope and attempt limit) into head. It is called with q.mu
-// held and head at pending[0], returns with q.mu released, and reports
-// whether the caller must look at the queue again.
-func (s *Service) compact(q *queue, head *item) bool {
-	var run []*item
-	for _, p := range q.pending.items()[1:] {
-		if p.mergeKey != head.mergeKey || p.scope != head.scope || p.maxAttempts != head.maxAttempts {
+// compact merges the pending tasks right behind the head that share its
+// merge key (and its scope and attempt limit) into the head. It is called
+// with q.mu held and returns with it released; the caller looks at the
+// queue again.
+func (s *Service) compact(q *queue) {
+	head := q.pending.front()
+	key, scope, maxAttempts := head.mergeKey, head.scope, head.maxAttempts
+	first := head.task
+	var run []Task
+	for i := 1; i < q.pending.len(); i++ {
+		p := q.pending.at(i)
+		if p.mergeKey != key || p.scope != scope || p.maxAttempts != maxAttempts {
 			break
 		}
-		run = append(run, p)
-	}
-	if len(run) == 0 {
-		q.mu.Unlock()
-		return true
+		run = append(run, p.task)
 	}
 	q.mu.Unlock()
+	if len(run) == 0 {
+		return
+	}
 
 	// Merge is the task's code: call it without the lock. Only this worker
-	// removes pending tasks, so run is still behind head afterwards unless
-	// the queue was closed.
-	merged, name := mergeTasks(head.task, run)
+	// removes pending tasks, so the head and the run behind it are still
+	// in place afterwards unless the queue was closed.
+	merged, name := mergeTasks(first, run)
 	if merged == nil {
-		return true
+		return
 	}
 
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closing {
-		return true
+		return
 	}
+	head = q.pending.front()
 	onDone := head.onDone
-	for _, p := range run {
-		onDone = chain(onDone, p.onDone)
+	for i := 1; i <= len(run); i++ {
+		onDone = chain(onDone, q.pending.at(i).onDone)
 	}
 	q.pending.replaceFront(&item{
 		task:        merged,
 		name:        name,
-		mergeKey:    head.mergeKey,
+		mergeKey:    key,
 		onDone:      onDone,
-		scope:       head.scope,
-		maxAttempts: head.maxAttempts,
+		scope:       scope,
+		maxAttempts: maxAttempts,
 		enqueuedAt:  head.enqueuedAt,
 		mergeTried:  true,
 	}, len(run))
 	q.length.Store(int64(q.pending.len()))
-	return true
 }
 
 // mergeTasks folds run into first. It returns nil when a Merge returns nil
 // or panics, and then nothing is merged.
-func mergeTasks(first Task, run []*item) (merged Task, name string) {
+func mergeTasks(first Task, run []Task) (merged Task, name string) {
 	defer func() {
 		if r := recover(); r != nil {
 			merged, name = nil, ""
@@ -386,8 +379,8 @@ func mergeTasks(first Task, run []*item) (merged Task, name string) {
 	if !ok {
 		return nil, ""
 	}
-	for _, p := range run {
-		next, ok := acc.Merge(p.task).(Mergeable)
+	for _, t := range run {
+		next, ok := acc.Merge(t).(Mergeable)
 		if !ok || next == nil {
 			return nil, ""
 		}
@@ -396,11 +389,13 @@ func mergeTasks(first Task, run []*item) (merged Task, name string) {
 	return acc, acc.Name()
 }
 
-// run executes one attempt that started at start, settles the outcome
-// (success, retry later, failed list, or cancelled) and returns the time
-// the queue may use as "now" for its next task. It returns with q.mu held,
-// and true, when the outcome needs nothing done outside the lock.
-func (s *Service) run(workerCtx context.Context, q *queue, it *item, start time.Time) (time.Time, bool) {
+// run executes one attempt of q.cur, which started at start, settles the
+// outcome (success, retry later, failed list, or cancelled) and returns
+// the time the queue may use as "now" for its next task. It returns with
+// q.mu held, and true, when the outcome needs nothing done outside the
+// lock.
+func (s *Service) run(workerCtx context.Context, q *queue, start time.Duration) (time.Duration, bool) {
+	it := &q.cur // only this worker writes it, under q.mu
 	ctx := workerCtx
 	if it.scope != nil {
 		// The attempt ends with the scope or with a hard stop.
@@ -410,19 +405,24 @@ func (s *Service) run(workerCtx context.Context, q *queue, it *item, start time.
 		ctx = c
 	}
 	err := execute(ctx, it)
-	end := s.now()
-	hardCause := context.Cause(workerCtx) // set when Remove or Stop cancelled the attempt
-	q.metrics.ObserveRun(end.Sub(start))
-	var errText string
+	end := s.since()
+	q.metrics.ObserveRun(end - start)
+	var (
+		errText   string
+		hardCause error // set when Remove or Stop cancelled the attempt
+		terminal  bool
+	)
 	if err != nil {
 		q.metrics.IncFailures()
-		errText = err.Error() // the task's code: not under the lock
+		// The error's methods are the task's code: not under the lock.
+		errText = err.Error()
+		terminal = IsTerminal(err)
+		hardCause = context.Cause(workerCtx)
 	}
 
 	ev := Event{Queue: q.name, Task: it.name, Attempts: it.attempts}
 	var onDone func()
 	q.mu.Lock()
-	q.running = nil
 	switch {
 	case it.cancelled():
 		ev.Kind, ev.Err = Cancelled, context.Cause(it.scope)
@@ -431,7 +431,7 @@ func (s *Service) run(workerCtx context.Context, q *queue, it *item, start time.
 		onDone = it.onDone
 	case hardCause != nil:
 		ev.Kind, ev.Err = Cancelled, fmt.Errorf("%w; last error: %w", hardCause, err)
-	case IsTerminal(err) || it.attempts >= it.maxAttempts:
+	case terminal || it.attempts >= it.maxAttempts:
 		ev.Kind, ev.Err = Failed, err
 		q.failed = append(q.failed, failedTask{name: it.name, enqueuedAt: it.enqueuedAt, failedAt: end, attempts: it.attempts, err: errText})
 		if over := len(q.failed) - s.opts.FailedLimit; over > 0 {
@@ -441,14 +441,15 @@ func (s *Service) run(workerCtx context.Context, q *queue, it *item, start time.
 		ev.Kind, ev.Err = Cancelled, fmt.Errorf("%w; last error: %w", q.closeCause, err)
 	default:
 		it.lastErr = errText
-		it.nextRetry = end.Add(s.opts.backoff(it.attempts))
+		it.nextRetry = end + s.opts.backoff(it.attempts)
 		q.pending.pushFront(it)
 		q.length.Store(int64(q.pending.len()))
+		q.running, q.cur = false, item{}
 		q.mu.Unlock()
 		q.reportLength()
 		return end, false
 	}
-	q.release(it)
+	q.running, q.cur = false, item{} // keep no reference to an ended task
 	report := ev.Kind != Succeeded || s.opts.SucceededEvents
 	if onDone == nil && !report {
 		return end, true
@@ -456,7 +457,7 @@ func (s *Service) run(workerCtx context.Context, q *queue, it *item, start time.
 	q.mu.Unlock()
 	if onDone != nil {
 		onDone()
-		end = time.Time{} // OnDone took an unknown time
+		end = unknownTime // OnDone took an unknown time
 	}
 	if report {
 		s.events.Put(ev)

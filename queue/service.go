@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gadgetpm/gadgetpm/queue/outbox"
@@ -56,9 +57,15 @@ type Event struct {
 // waited for by Stop.
 type Service struct {
 	opts    Options
-	epoch   time.Time // s.now() counts from here
+	epoch   time.Time // task times are durations since epoch (see since)
 	events  *outbox.Outbox[Event]
 	workers sync.WaitGroup // one per queue worker ever started
+	rings   ringPool       // spare ring arrays of idle queues
+
+	// live is a read-only snapshot of queues for Enqueue's lookup, which
+	// then takes no Service-wide lock; it is replaced, under mu, whenever
+	// queues changes.
+	live atomic.Pointer[map[string]*queue]
 
 	stopDone chan struct{} // closed when the first Stop has finished
 
@@ -77,26 +84,43 @@ type Service struct {
 // defaults. It starts no goroutine; workers start with their queues.
 func NewService(opts Options) *Service {
 	opts.setDefaults()
-	return &Service{
+	s := &Service{
 		opts:     opts,
 		epoch:    opts.Clock.Now(),
-		events:   outbox.New[Event](opts.EventBuffer),
+		events:   outbox.NewWithOptions[Event](outbox.Options{Buffer: opts.EventBuffer, Stall: opts.EventStall}),
 		stopDone: make(chan struct{}),
 		queues:   make(map[string]*queue),
 		retiring: make(map[string]*queue),
 	}
+	s.publish()
+	return s
+}
+
+// publish replaces the snapshot Enqueue reads with a copy of s.queues;
+// s.mu must be held. Queues are created and removed rarely, so copying
+// the map then is cheaper than a shared lock on every Enqueue.
+func (s *Service) publish() {
+	m := make(map[string]*queue, len(s.queues))
+	for name, q := range s.queues {
+		m[name] = q
+	}
+	s.live.Store(&m)
 }
 
 // Events delivers one Event per task that failed or was cancelled (and per
 // task that succeeded, with Options.SucceededEvents), in the order they
-// ended (so in FIFO order within a queue). Events wait in memory until read, so
-// the owner must keep reading. The channel is closed when Stop finishes.
+// ended (so in FIFO order within a queue). Events wait in memory until
+// read, so the owner must keep reading until it calls Stop. The channel is
+// closed by Stop (see there for what happens to events still unread).
 func (s *Service) Events() <-chan Event { return s.events.C() }
 
-// now reads the clock's monotonic part only: on some virtual machines a
-// full wall-clock read costs a system call, and the hot path reads the
-// clock twice per task.
-func (s *Service) now() time.Time { return s.epoch.Add(s.opts.Clock.Since(s.epoch)) }
+// since reads the clock as a duration since the Service's epoch: only its
+// monotonic part is read (on some virtual machines a full wall-clock read
+// costs a system call), and a duration is cheaper to store and compare
+// than a time.Time. at turns it back into a time for a dump.
+func (s *Service) since() time.Duration { return s.opts.Clock.Since(s.epoch) }
+
+func (s *Service) at(d time.Duration) time.Time { return s.epoch.Add(d) }
 
 // Enqueue appends t to the named queue, creating the queue and its worker
 // if needed, and returns without waiting for t to run.
@@ -136,7 +160,7 @@ func (s *Service) Enqueue(queueName string, t Task, opts ...EnqueueOption) error
 		maxAttempts = eo.maxAttempts
 	}
 
-	// rec stays on the stack; add copies it into a record of the queue.
+	// rec stays on the stack; add copies it into the queue's ring.
 	rec := item{
 		task:        t,
 		name:        name,
@@ -144,10 +168,10 @@ func (s *Service) Enqueue(queueName string, t Task, opts ...EnqueueOption) error
 		onDone:      eo.onDone,
 		scope:       eo.scope,
 		maxAttempts: maxAttempts,
-		enqueuedAt:  s.now(),
+		enqueuedAt:  s.since(),
 	}
-	for {
-		q, err := s.queueFor(queueName)
+	for fast := true; ; fast = false {
+		q, err := s.queueFor(queueName, fast)
 		if err != nil {
 			return fmt.Errorf("enqueue task %q to queue %q: %w", name, queueName, err)
 		}
@@ -155,8 +179,9 @@ func (s *Service) Enqueue(queueName string, t Task, opts ...EnqueueOption) error
 			q.reportLength()
 			return nil
 		}
-		// Remove closed q between the lookup and the add: look again,
-		// which makes a fresh queue.
+		// Remove or Stop closed q between the lookup and the add: look
+		// again past the snapshot, which makes a fresh queue or reports
+		// ErrStopped.
 	}
 }
 
@@ -176,8 +201,15 @@ func describe(t Task) (name, mergeKey string, err error) {
 }
 
 // queueFor returns the live queue of that name, creating it and starting
-// its worker if needed.
-func (s *Service) queueFor(name string) (*queue, error) {
+// its worker if needed. fast looks in the snapshot first; a caller whose
+// add found the queue closed (by Remove or Stop) asks again without it.
+func (s *Service) queueFor(name string, fast bool) (*queue, error) {
+	if fast {
+		if q := (*s.live.Load())[name]; q != nil {
+			return q, nil
+		}
+	}
+
 	s.mu.Lock()
 	if s.stopping {
 		s.mu.Unlock()
@@ -200,8 +232,9 @@ func (s *Service) queueFor(name string) (*queue, error) {
 	if q := s.queues[name]; q != nil {
 		return q, nil
 	}
-	q := newQueue(name, m, s.retiring[name])
+	q := newQueue(name, m, s.retiring[name], &s.rings)
 	s.queues[name] = q
+	s.publish()
 	s.workers.Add(1)
 	go s.work(q)
 	return q, nil
@@ -225,6 +258,7 @@ func (s *Service) Remove(ctx context.Context, queueName string) error {
 	}
 	if !s.stopping && s.queues[queueName] == q {
 		delete(s.queues, queueName)
+		s.publish()
 		s.retiring[queueName] = q
 	}
 	s.mu.Unlock()
@@ -251,11 +285,14 @@ func (s *Service) Remove(ctx context.Context, queueName string) error {
 
 // Stop refuses new tasks, drops pending ones (reported Cancelled with
 // ErrStopped), lets running tasks finish until ctx ends, then cancels them,
-// and waits for every worker. Events still unread are delivered until ctx
-// ends, then the Events channel is closed.
+// and waits for every worker. Then it closes the Events channel: events in
+// the channel's buffer stay readable, and the ones beyond it are delivered
+// while the reader keeps taking them — until ctx ends, or at once if the
+// reader takes none for Options.EventStall (an owner that stopped reading
+// cannot make Stop hang) — and the rest are dropped.
 //
 // It returns nil when everything finished in time, or an error saying what
-// had to be cancelled or dropped. Calling Stop again waits for the first
+// had to be cancelled or dropped (wrapping ctx's error or ErrReaderStalled). Calling Stop again waits for the first
 // call (or for its own ctx) and returns the same result.
 func (s *Service) Stop(ctx context.Context) error {
 	s.mu.Lock()

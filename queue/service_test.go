@@ -705,6 +705,10 @@ func TestStop(t *testing.T) {
 		if err := s.Stop(context.Background()); err != nil {
 			t.Fatalf("second Stop: %v", err)
 		}
+		// A queue that existed before Stop refuses work too.
+		if err := s.Enqueue("a", task("after", nil)); !errors.Is(err, ErrStopped) {
+			t.Fatalf("Enqueue to a stopped queue = %v", err)
+		}
 	})
 	t.Run("tasks still running when ctx ends are cancelled", func(t *testing.T) {
 		s := NewService(Options{SucceededEvents: true})
@@ -734,6 +738,87 @@ func TestStop(t *testing.T) {
 		// The second call returns the first one's result.
 		if err2 := s.Stop(context.Background()); err2 == nil || err2.Error() != err.Error() {
 			t.Fatalf("second Stop = %v", err2)
+		}
+	})
+	// failEach makes n queues each fail one task for good, so that n
+	// Failed events wait for a reader, and returns once all have failed.
+	failEach := func(t *testing.T, s *Service, n int) {
+		t.Helper()
+		for i := range n {
+			if err := s.Enqueue(fmt.Sprint("q", i), task("doomed", func(context.Context) error { return Terminal(errors.New("boom")) })); err != nil {
+				t.Fatal(err)
+			}
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			failed := 0
+			for _, q := range s.Dump().Queues {
+				failed += len(q.Failed)
+			}
+			if failed == n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d of %d tasks failed", failed, n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	stopWithin := func(t *testing.T, s *Service, ctx context.Context) error {
+		t.Helper()
+		stopped := make(chan error, 1)
+		go func() { stopped <- s.Stop(ctx) }()
+		select {
+		case err := <-stopped:
+			return err
+		case <-time.After(10 * time.Second):
+			t.Fatal("Stop hung on an events reader that does not read")
+			return nil
+		}
+	}
+	t.Run("an owner that stopped reading events cannot make Stop hang", func(t *testing.T) {
+		s := NewService(Options{EventBuffer: 2, EventStall: 20 * time.Millisecond})
+		failEach(t, s, 10)
+		err := stopWithin(t, s, context.Background())
+		if err == nil || !errors.Is(err, ErrReaderStalled) || !strings.Contains(err.Error(), "drop 8 undelivered values") {
+			t.Fatalf("Stop = %v, want the 8 events beyond the buffer reported dropped", err)
+		}
+		// What was in the channel's buffer can still be read.
+		var got []Event
+		for ev := range s.Events() {
+			got = append(got, ev)
+		}
+		if len(got) != 2 || got[0].Kind != Failed || got[1].Kind != Failed {
+			t.Fatalf("events after Stop: %+v", got)
+		}
+	})
+	t.Run("undelivered events are dropped when ctx ends", func(t *testing.T) {
+		s := NewService(Options{EventBuffer: 1, EventStall: time.Hour})
+		failEach(t, s, 3)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		defer cancel()
+		err := stopWithin(t, s, ctx)
+		if err == nil || !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "drop 2 undelivered values") {
+			t.Fatalf("Stop = %v", err)
+		}
+	})
+	t.Run("a slow reader still gets every event", func(t *testing.T) {
+		s := NewService(Options{EventBuffer: 1, EventStall: 5 * time.Second})
+		failEach(t, s, 20)
+		read := make(chan int)
+		go func() {
+			n := 0
+			for range s.Events() {
+				n++
+				time.Sleep(time.Millisecond)
+			}
+			read <- n
+		}()
+		if err := stopWithin(t, s, context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if n := <-read; n != 20 {
+			t.Fatalf("reader got %d of 20 events", n)
 		}
 	})
 	t.Run("stop of an unused service", func(t *testing.T) {

@@ -2,9 +2,28 @@ package outbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
+	"time"
 )
+
+// Options configure an Outbox. The zero value means every default.
+type Options struct {
+	// Buffer is the channel's buffer. Default, and minimum, 1.
+	Buffer int
+	// Stall is how long Close waits for the reader to take the next value
+	// before it drops the undelivered rest, so that a reader that stopped
+	// reading cannot make Close hang. Zero or less means DefaultStall.
+	Stall time.Duration
+}
+
+// DefaultStall is the default Options.Stall.
+const DefaultStall = time.Second
+
+// ErrStalled is the cause of values dropped by Close because the reader
+// took none for Options.Stall.
+var ErrStalled = errors.New("the reader took no value")
 
 // Outbox delivers values put into it on a channel, in the order they were
 // put, without blocking Put. Values wait in memory until the reader takes
@@ -17,7 +36,9 @@ import (
 // An Outbox is safe for concurrent use.
 type Outbox[T any] struct {
 	ch      chan T
-	abandon chan struct{} // closed by Close when its ctx ends: drop the backlog
+	stall   time.Duration
+	sent    chan struct{} // capacity 1: the delivery goroutine sent a value
+	abandon chan struct{} // closed by Close to drop the backlog
 	done    chan struct{} // closed when Close has finished
 
 	mu sync.Mutex
@@ -33,14 +54,23 @@ type Outbox[T any] struct {
 	closeErr   error
 }
 
-// New returns an Outbox whose channel has the given buffer; a buffer below
-// 1 means 1.
-func New[T any](buffer int) *Outbox[T] {
-	if buffer < 1 {
-		buffer = 1
+// New returns an Outbox whose channel has the given buffer (below 1 means
+// 1) and the default Stall.
+func New[T any](buffer int) *Outbox[T] { return NewWithOptions[T](Options{Buffer: buffer}) }
+
+// NewWithOptions returns an Outbox with opts' zero fields set to their
+// defaults.
+func NewWithOptions[T any](opts Options) *Outbox[T] {
+	if opts.Buffer < 1 {
+		opts.Buffer = 1
+	}
+	if opts.Stall <= 0 {
+		opts.Stall = DefaultStall
 	}
 	return &Outbox[T]{
-		ch:      make(chan T, buffer),
+		ch:      make(chan T, opts.Buffer),
+		stall:   opts.Stall,
+		sent:    make(chan struct{}, 1),
 		abandon: make(chan struct{}),
 		done:    make(chan struct{}),
 	}
@@ -91,6 +121,10 @@ func (o *Outbox[T]) deliver() {
 
 		select {
 		case o.ch <- v:
+			select {
+			case o.sent <- struct{}{}:
+			default:
+			}
 		case <-o.abandon:
 			o.mu.Lock()
 			o.dropped += 1 + len(o.backlog)
@@ -102,10 +136,14 @@ func (o *Outbox[T]) deliver() {
 	}
 }
 
-// Close refuses further values, delivers the backlog until ctx ends, drops
-// what is left, closes C and waits for the delivery goroutine. It returns
-// an error saying how many values were dropped, if any. Calling Close again
-// waits for the first call and returns its result.
+// Close refuses further values and closes C after the values still
+// waiting are delivered, as long as the reader keeps taking them: it stops
+// waiting when ctx ends or when the reader has taken no value for
+// Options.Stall, drops what is left and says so in its error (wrapping
+// ctx's cause or ErrStalled). Values already in the channel's buffer stay
+// readable after C is closed. Close waits for the delivery goroutine and
+// never waits on a reader that stopped reading for longer than the stall.
+// Calling Close again waits for the first call and returns its result.
 func (o *Outbox[T]) Close(ctx context.Context) error {
 	o.closeOnce.Do(func() {
 		o.mu.Lock()
@@ -114,9 +152,25 @@ func (o *Outbox[T]) Close(ctx context.Context) error {
 
 		finished := make(chan struct{})
 		go func() { o.wg.Wait(); close(finished) }()
-		select {
-		case <-finished:
-		case <-ctx.Done():
+		stall := time.NewTimer(o.stall)
+		defer stall.Stop()
+		var cause error
+	wait:
+		for {
+			select {
+			case <-finished:
+				break wait
+			case <-o.sent:
+				stall.Reset(o.stall)
+			case <-stall.C:
+				cause = fmt.Errorf("%w for %s", ErrStalled, o.stall)
+				break wait
+			case <-ctx.Done():
+				cause = context.Cause(ctx)
+				break wait
+			}
+		}
+		if cause != nil {
 			close(o.abandon)
 			<-finished
 		}
@@ -126,7 +180,7 @@ func (o *Outbox[T]) Close(ctx context.Context) error {
 		o.mu.Unlock()
 		close(o.ch)
 		if dropped > 0 {
-			o.closeErr = fmt.Errorf("drop %d undelivered values: %w", dropped, context.Cause(ctx))
+			o.closeErr = fmt.Errorf("drop %d undelivered values: %w", dropped, cause)
 		}
 		close(o.done)
 	})

@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -106,5 +107,75 @@ func TestCloseWaitsForReader(t *testing.T) {
 	<-read
 	if len(got) != 3 {
 		t.Fatalf("got %v", got)
+	}
+}
+
+func TestCloseDoesNotWaitForAReaderThatStopped(t *testing.T) {
+	o := NewWithOptions[int](Options{Buffer: 2, Stall: 20 * time.Millisecond})
+	for i := range 5 {
+		o.Put(i)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- o.Close(context.Background()) }()
+	var err error
+	select {
+	case err = <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close hung on a reader that does not read")
+	}
+	if !errors.Is(err, ErrStalled) || !strings.Contains(err.Error(), "drop 3 undelivered values: the reader took no value for 20ms") {
+		t.Fatalf("Close = %v", err)
+	}
+	for want := range 2 {
+		if v, ok := <-o.C(); !ok || v != want {
+			t.Fatalf("buffered value %d: got %v %v", want, v, ok)
+		}
+	}
+	if _, ok := <-o.C(); ok {
+		t.Fatal("channel open after Close")
+	}
+}
+
+func TestCloseWaitsForASlowReader(t *testing.T) {
+	// Each value takes the reader far less than the stall, so Close waits
+	// for all of them however long the whole backlog takes.
+	o := NewWithOptions[int](Options{Buffer: 1, Stall: 5 * time.Second})
+	for i := range 50 {
+		o.Put(i)
+	}
+	got := make(chan int)
+	go func() {
+		n := 0
+		for range o.C() {
+			n++
+			time.Sleep(time.Millisecond)
+		}
+		got <- n
+	}()
+	if err := o.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := <-got; n != 50 {
+		t.Fatalf("reader got %d of 50 values", n)
+	}
+}
+
+func TestCloseWithNothingWaitingReturnsAtOnce(t *testing.T) {
+	// Values in the buffer are not waited for: a closed channel still
+	// yields them.
+	o := NewWithOptions[int](Options{Buffer: 4, Stall: time.Hour})
+	o.Put(1)
+	done := make(chan error, 1)
+	go func() { done <- o.Close(context.Background()) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close waited for a buffered value to be read")
+	}
+	if v := <-o.C(); v != 1 {
+		t.Fatalf("got %d", v)
 	}
 }

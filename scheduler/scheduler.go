@@ -137,8 +137,9 @@ func New(opts Options) *Scheduler {
 // closed by Stop.
 func (s *Scheduler) Events() <-chan Event { return s.events.C() }
 
-// Stop stops publishing, delivers unread events until ctx ends and closes
-// Events.
+// Stop stops publishing, delivers unread events until ctx ends or the
+// reader has taken none for a second, and closes Events. Events still
+// undelivered then are dropped and the error says how many.
 func (s *Scheduler) Stop(ctx context.Context) error {
 	if err := s.events.Close(ctx); err != nil {
 		return fmt.Errorf("stop scheduler: %w", err)

@@ -28,5 +28,7 @@ Custom resources:
 	root.AddCommand(newGadgetCommand())
 	root.AddCommand(newRepoCommand())
 	root.AddCommand(newPackageCommand())
+	root.AddCommand(newDumpCommand())
+	root.AddCommand(newQueueCommand())
 	return root
 }

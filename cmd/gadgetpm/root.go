@@ -30,5 +30,6 @@ Custom resources:
 	root.AddCommand(newPackageCommand())
 	root.AddCommand(newDumpCommand())
 	root.AddCommand(newQueueCommand())
+	root.AddCommand(newDevCommand())
 	return root
 }

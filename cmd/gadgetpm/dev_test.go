@@ -382,3 +382,83 @@ func TestDevHelp(t *testing.T) {
 		}
 	}
 }
+
+// TestMakeRun runs `make run` the way a terminal does: make and gadgetpm in
+// one foreground process group that Ctrl-C signals as a whole.
+func TestMakeRun(t *testing.T) {
+	requireAssets(t)
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Fatal("make is not installed: apt-get install -y make")
+	}
+	root, err := devenv.FindRoot(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cmd := exec.Command("make", "-C", root, "run",
+		"ARGS=--dir "+dir+" --package "+devTestPackage+" --node make-node")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait() // make reports the interrupt in its own exit status
+		_ = pw.Close()
+		close(exited)
+	}()
+	out, outDone := watchLines(pr)
+	t.Cleanup(func() {
+		select {
+		case <-exited:
+		default:
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-exited
+		}
+		<-outDone
+	})
+
+	out.waitFor(t, "Press Ctrl-C to stop everything.", 10*time.Minute, exited)
+	// make's child is bin/gadgetpm dev; its children the control plane.
+	var devPid int
+	for pid, comm := range childProcesses(t, cmd.Process.Pid) {
+		if comm == "gadgetpm" {
+			devPid = pid
+		}
+	}
+	if devPid == 0 {
+		t.Fatalf("no gadgetpm process under make:\n%s", out.String())
+	}
+	kids := childProcesses(t, devPid)
+	if len(kids) < 2 {
+		t.Fatalf("gadgetpm dev runs %v, want kube-apiserver and etcd", kids)
+	}
+
+	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("make run did not stop within 10s of Ctrl-C:\n%s", out.String())
+	}
+	<-outDone
+	if !strings.Contains(out.String(), "stopped in") {
+		t.Fatalf("gadgetpm dev did not report a clean stop:\n%s", out.String())
+	}
+	// make says "Error N" when its command exits non-zero, "Interrupt"
+	// when only the signal ended it.
+	if strings.Contains(out.String(), "] Error ") {
+		t.Fatalf("gadgetpm dev exited non-zero under make:\n%s", out.String())
+	}
+	if alive(devPid, "gadgetpm") {
+		t.Errorf("gadgetpm dev (pid %d) still runs", devPid)
+	}
+	for pid, comm := range kids {
+		if alive(pid, comm) {
+			t.Errorf("%s (pid %d) still runs after make run stopped", comm, pid)
+		}
+	}
+}

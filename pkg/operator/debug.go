@@ -112,7 +112,6 @@ func (s *DebugServer) Start(ctx context.Context) error {
 	srv := &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
-		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -132,7 +131,7 @@ func (s *DebugServer) Start(ctx context.Context) error {
 }
 
 // listen binds a temporary name in the socket's directory, makes it 0600
-// and renames it into place, so no one ever sees the socket with looser
+// and links it into place, so no one ever sees the socket with looser
 // permissions.
 func (s *DebugServer) listen() (*net.UnixListener, os.FileInfo, error) {
 	path := s.opts.Path
@@ -160,9 +159,15 @@ func (s *DebugServer) listen() (*net.UnixListener, os.FileInfo, error) {
 		return nil, nil, fmt.Errorf("set mode of debug socket %s: %w", path, err)
 	}
 	if tmp != path {
-		if err := os.Rename(tmp, path); err != nil {
+		// A hard link, unlike a rename, never replaces a socket that
+		// another server bound since clearStale looked.
+		err := os.Link(tmp, path)
+		_ = os.Remove(tmp)
+		if err != nil {
 			_ = ln.Close()
-			_ = os.Remove(tmp)
+			if errors.Is(err, os.ErrExist) {
+				return nil, nil, fmt.Errorf("debug socket %s: another server took the path while this one started; stop it or choose another path: %w", path, ErrSocketInUse)
+			}
 			return nil, nil, fmt.Errorf("move debug socket into place at %s: %w", path, err)
 		}
 	}

@@ -165,6 +165,11 @@ func (o *Options) setDefaults() error {
 // then stops the operator, the repository server and the control plane, in
 // that order, within about 10 seconds, and returns nil after a clean stop
 // that ctx caused.
+//
+// While the operator runs, the process environment's KUBECONFIG is the
+// written kubeconfig (and KUBERNETES_SERVICE_* are unset), because hooks
+// inherit them to reach the API server with kubectl; Run restores them
+// when it returns. Run is meant to own its process, as `gadgetpm dev` does.
 func Run(ctx context.Context, opts Options) (err error) {
 	if err := opts.setDefaults(); err != nil {
 		return err
@@ -276,6 +281,8 @@ func Run(ctx context.Context, opts Options) (err error) {
 
 	// 6. The operator.
 	p.step("starting the operator for node %s", opts.NodeName)
+	restoreEnv := hookKubeEnv(opts.Kubeconfig)
+	defer restoreEnv()
 	opCtx, stopOp := context.WithCancel(context.Background())
 	opDone := make(chan error, 1)
 	go func() {
@@ -580,3 +587,28 @@ func (s *stopStack) run(out io.Writer) error {
 // DefaultDir is the directory Run writes to under a checkout unless
 // Options.Dir says otherwise.
 func DefaultDir(root string) string { return filepath.Join(root, "hack", "dev") }
+
+// hookKubeEnv points the variables hooks inherit for kubectl at the dev
+// control plane and returns a function that restores them.
+func hookKubeEnv(kubeconfig string) (restore func()) {
+	keys := []string{"KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT", "KUBERNETES_SERVICE_PORT_HTTPS"}
+	saved := map[string]*string{}
+	for _, k := range keys {
+		if v, ok := os.LookupEnv(k); ok {
+			saved[k] = &v
+		} else {
+			saved[k] = nil
+		}
+		_ = os.Unsetenv(k)
+	}
+	_ = os.Setenv("KUBECONFIG", kubeconfig)
+	return func() {
+		for k, v := range saved {
+			if v == nil {
+				_ = os.Unsetenv(k)
+			} else {
+				_ = os.Setenv(k, *v)
+			}
+		}
+	}
+}

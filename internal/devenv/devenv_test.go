@@ -224,3 +224,19 @@ func TestRunFailsFastOnUnknownPackage(t *testing.T) {
 		t.Fatalf("the control plane step started despite the bad package:\n%s", out.String())
 	}
 }
+
+func TestHookKubeEnv(t *testing.T) {
+	t.Setenv("KUBECONFIG", "/home/me/.kube/config")
+	t.Setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+	restore := hookKubeEnv("/dev/kc")
+	if os.Getenv("KUBECONFIG") != "/dev/kc" {
+		t.Fatalf("KUBECONFIG = %q", os.Getenv("KUBECONFIG"))
+	}
+	if _, ok := os.LookupEnv("KUBERNETES_SERVICE_HOST"); ok {
+		t.Fatal("KUBERNETES_SERVICE_HOST still set: kubectl in hooks would reach another cluster")
+	}
+	restore()
+	if os.Getenv("KUBECONFIG") != "/home/me/.kube/config" || os.Getenv("KUBERNETES_SERVICE_HOST") != "10.0.0.1" {
+		t.Fatalf("not restored: %q %q", os.Getenv("KUBECONFIG"), os.Getenv("KUBERNETES_SERVICE_HOST"))
+	}
+}

@@ -17,10 +17,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/gadgetpm/gadgetpm/internal/devenv"
@@ -167,6 +169,8 @@ func alive(pid int, comm string) bool {
 
 func TestDevEndToEnd(t *testing.T) {
 	requireAssets(t)
+	// The test's own clients log through controller-runtime's root logger.
+	ctrllog.SetLogger(logr.Discard())
 	bin, err := devBinary()
 	if err != nil {
 		t.Fatal(err)

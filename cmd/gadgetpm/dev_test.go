@@ -306,6 +306,10 @@ func TestDevEndToEnd(t *testing.T) {
 		if !found {
 			t.Fatalf("dump lacks package %s.%s:\n%s", devenv.DefaultNamespace, devTestPackage, dump)
 		}
+		queues, err := exec.Command(bin, "queue", "list", "--socket", socket).CombinedOutput()
+		if err != nil || !strings.HasPrefix(string(queues), "NAME ") {
+			t.Fatalf("gadgetpm queue list: %v\n%s", err, queues)
+		}
 	})
 
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {

@@ -281,6 +281,9 @@ func Run(ctx context.Context, opts Options) (err error) {
 
 	// 6. The operator.
 	p.step("starting the operator for node %s", opts.NodeName)
+	if os.Geteuid() != 0 {
+		p.note("not running as root: the operator cannot load the gadgets' eBPF programs, so traces will fail")
+	}
 	restoreEnv := hookKubeEnv(opts.Kubeconfig)
 	defer restoreEnv()
 	opCtx, stopOp := context.WithCancel(context.Background())

@@ -42,19 +42,15 @@ const devTestPackage = "trace-exec"
 // true when pkg/operator/run.go is merged.
 const devDumpEnabled = false
 
-// devBinary builds gadgetpm once per test binary.
-var devBinary = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "gadgetpm-dev-test-")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "gadgetpm")
+// devBinary builds gadgetpm into the test's temporary directory.
+func devBinary(t *testing.T) (string, error) {
+	bin := filepath.Join(t.TempDir(), "gadgetpm")
 	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
 	if err != nil {
 		return "", errors.New("go build: " + err.Error() + "\n" + string(out))
 	}
 	return bin, nil
-})
+}
 
 // requireAssets fails the test (never skips) when no control plane
 // binaries can be found, the way internal/testenv does.
@@ -171,7 +167,7 @@ func TestDevEndToEnd(t *testing.T) {
 	requireAssets(t)
 	// The test's own clients log through controller-runtime's root logger.
 	ctrllog.SetLogger(logr.Discard())
-	bin, err := devBinary()
+	bin, err := devBinary(t)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -67,8 +67,8 @@ clean: ## remove build output (keeps the hack/bin cache)
 	rm -rf bin
 
 .PHONY: run
-run: ## start the embedded default (gadgetpm dev)
-	@echo "make run: 'gadgetpm dev' (the embedded default) is not built yet; see the status table in README.md" >&2; exit 1
+run: build ## start the embedded default: local control plane, bundled repository, operator (gadgetpm dev; flags through ARGS="--package trace-exec")
+	bin/gadgetpm dev $(ARGS)
 
 .PHONY: bench-kubeevents
 bench-kubeevents: envtest ## benchmark the events manager beside a bare informer (docs/benchmarks.md)

@@ -29,5 +29,8 @@ Custom resources:
 	root.AddCommand(newRepoCommand())
 	root.AddCommand(newPackageCommand())
 	root.AddCommand(newOperatorCommand())
+	root.AddCommand(newDumpCommand())
+	root.AddCommand(newQueueCommand())
+	root.AddCommand(newDevCommand())
 	return root
 }

@@ -129,6 +129,15 @@ func Run(ctx context.Context, cfg *rest.Config, opts RunOptions) error {
 	if err := op.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("run operator: %w", err)
 	}
+	if opts.DebugSocket != "-" {
+		dbg, err := NewDebugServer(DebugServerOptions{Path: opts.DebugSocket, Source: op, Logger: opts.Logger.WithName("debug")})
+		if err != nil {
+			return fmt.Errorf("run operator: %w", err)
+		}
+		if err := mgr.Add(dbg); err != nil {
+			return fmt.Errorf("run operator: add debug server: %w", err)
+		}
+	}
 	opts.Logger.Info("starting", "node", opts.NodeName, "dataDir", opts.DataDir, "leaderElection", opts.LeaderElection)
 	if err := mgr.Start(ctx); err != nil {
 		return fmt.Errorf("run operator: %w", err)

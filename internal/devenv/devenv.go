@@ -45,11 +45,12 @@ const (
 	userName = "gadgetpm-dev"
 )
 
-// Stop budget: the whole shutdown fits in 10 seconds.
+// Stop budget: a stop takes a few seconds (well inside 10); these are the
+// limits of each step when something hangs.
 const (
 	operatorStopGrace = 2 * time.Second // tasks in flight, inside Run
 	operatorStopWait  = 4 * time.Second // for Run to return
-	controlPlaneStop  = 2 * time.Second // per component, then SIGKILL
+	controlPlaneStop  = 5 * time.Second // per component; the API server drains requests first
 	repoServerStop    = time.Second
 )
 

@@ -131,6 +131,10 @@ type entry struct {
 	gen int
 	// pendingDigest and pendingDir: downloaded and extracted, not loaded yet.
 	pendingDigest, pendingDir string
+	// started: the onStartup hooks ran and the bindings are enabled for
+	// the loaded version. It follows what happened, not the plan: a
+	// Startup of an older plan that ran still counts.
+	started bool
 }
 
 // Manager holds every package's state. It is safe for concurrent use.
@@ -244,7 +248,7 @@ func (m *Manager) Rearm(key string) {
 // or already running. Tasks of earlier plans still queued go stale.
 func (m *Manager) PlanStart(key string) []queue.Task {
 	return m.planIf(key, func(e *entry) bool {
-		return e.pkg != nil && e.state.Phase == v1alpha1.PhaseLoaded
+		return e.pkg != nil && e.state.Phase == v1alpha1.PhaseLoaded && !e.started
 	}, kindStartup, kindRun)
 }
 

@@ -137,6 +137,7 @@ func (t *task) load(ctx context.Context, s snapshot) error {
 			return &fetch.Error{Reason: v1alpha1.ReasonLoadFailed, Err: fmt.Errorf("prepare hooks of %s: %w", t.key, err)}
 		}
 	}
+	t.setStarted(false) // Prepare replaced the hooks: they start again
 	t.commit(func(e *entry) {
 		e.pkg = p
 		st := &e.state
@@ -257,12 +258,13 @@ func (t *task) enabled() bool {
 }
 
 // startup runs the onStartup hooks, then enables the package's
-// kubernetes and schedule bindings.
+// kubernetes and schedule bindings — once per loaded version and
+// enablement, however many plans ask for it.
 func (t *task) startup(ctx context.Context, s snapshot) error {
 	if err := t.register(s.gp, s.pkg); err != nil {
 		return err
 	}
-	if s.pkg == nil || !t.enabled() {
+	if s.pkg == nil || !t.enabled() || t.started() {
 		return nil
 	}
 	if err := t.runHooks(ctx, s, "onStartup"); err != nil {
@@ -273,7 +275,25 @@ func (t *task) startup(ctx context.Context, s snapshot) error {
 			return &fetch.Error{Reason: v1alpha1.ReasonHookFailed, Err: fmt.Errorf("enable bindings of %s: %w", t.key, err)}
 		}
 	}
+	t.setStarted(true)
 	return nil
+}
+
+func (t *task) started() bool {
+	t.m.mu.Lock()
+	defer t.m.mu.Unlock()
+	e, ok := t.m.pkgs[t.key]
+	return ok && e.started
+}
+
+// setStarted records what happened to the package's hooks, whichever plan
+// the task belongs to.
+func (t *task) setStarted(v bool) {
+	t.m.mu.Lock()
+	defer t.m.mu.Unlock()
+	if e, ok := t.m.pkgs[t.key]; ok {
+		e.started = v
+	}
 }
 
 // currentValues are the values the chart gets: the hook runner's (with
@@ -295,6 +315,11 @@ func (t *task) run(ctx context.Context, s snapshot) error {
 	}
 	if !t.enabled() {
 		return nil
+	}
+	// Enabled after its plan's Startup passed (a requirement began to run
+	// in between): start it now, in order.
+	if err := t.startup(ctx, s); err != nil {
+		return err
 	}
 	if err := t.runHooks(ctx, s, "beforeHelm"); err != nil {
 		return err
@@ -351,6 +376,7 @@ func (t *task) disable(s snapshot) error {
 	if h := t.m.opts.Hooks; h != nil && s.pkg != nil {
 		h.Disable(t.key)
 	}
+	t.setStarted(false)
 	if err := t.register(s.gp, s.pkg); err != nil {
 		return err
 	}

@@ -294,6 +294,17 @@ func TestDependencyOrderHooksAndTeardown(t *testing.T) {
 		}
 		last = i
 	}
+	for _, pkg := range []string{"a", "b", "c"} {
+		n := 0
+		for _, r := range runs {
+			if r.pkg == pkg && r.binding == "onStartup" {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("%s's onStartup ran %d times, want once", pkg, n)
+		}
+	}
 	if i := index(runs, "a", "configs"); runs[i].typ != "Synchronization" {
 		t.Errorf("first kubernetes run of a is %q, want Synchronization", runs[i].typ)
 	}

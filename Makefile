@@ -16,7 +16,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo v0.0
 COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X github.com/gadgetpm/gadgetpm/internal/version.version=$(VERSION) \
            -X github.com/gadgetpm/gadgetpm/internal/version.commit=$(COMMIT)
-GO_TEST_FLAGS ?= -race -timeout 30m
+GO_TEST_FLAGS ?= -race -vet=all -timeout 30m
 
 .PHONY: help
 help: ## list the targets
@@ -31,7 +31,7 @@ envtest: ## build or reuse the cached kube-apiserver and etcd for tests
 	@hack/setup-envtest.sh >/dev/null
 
 .PHONY: test
-test: envtest fmt-check vet generate-check ## run every check and test CI runs
+test: envtest fmt-check generate-check ## run every check and test CI runs
 	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" $(GO) test $(GO_TEST_FLAGS) ./...
 
 .PHONY: fmt-check

@@ -26,20 +26,21 @@ import (
 	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/gadgetpm/gadgetpm/internal/devenv"
+	"github.com/gadgetpm/gadgetpm/internal/testenv"
 	"github.com/gadgetpm/gadgetpm/pkg/apis"
 	gadgetpmv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/pkg/operator"
 )
 
-// devTestPackage is the bundled package the end-to-end test installs.
-// trace-exec until charts/packages/hook-demo is on the branch; then
-// devenv.DefaultPackage.
+// devTestPackage is the bundled package the end-to-end test installs:
+// trace-exec reaches Running quickest (it has no hooks). The default,
+// hook-demo, has its hooks tested in internal/bundled.
 const devTestPackage = "trace-exec"
 
 // devBinary builds gadgetpm into the test's temporary directory.
 func devBinary(t *testing.T) (string, error) {
 	bin := filepath.Join(t.TempDir(), "gadgetpm")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	out, err := exec.Command("go", testenv.GoBuildArgs(bin, ".")...).CombinedOutput()
 	if err != nil {
 		return "", errors.New("go build: " + err.Error() + "\n" + string(out))
 	}

@@ -33,7 +33,7 @@ func testMain(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	goHook = filepath.Join(dir, "gohook")
-	build := exec.Command("go", "build", "-o", goHook, "./testdata/gohook")
+	build := exec.Command("go", testenv.GoBuildArgs(goHook, "./testdata/gohook")...)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build testdata/gohook:", err)

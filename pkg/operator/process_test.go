@@ -19,6 +19,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/gadgetpm/gadgetpm/internal/testenv"
 	"github.com/gadgetpm/gadgetpm/packages/packagetest"
 )
 
@@ -26,7 +27,7 @@ import (
 func buildBinary(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "gadgetpm")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/gadgetpm")
+	cmd := exec.Command("go", testenv.GoBuildArgs(bin, "./cmd/gadgetpm")...)
 	cmd.Dir = env.RepoRoot
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)

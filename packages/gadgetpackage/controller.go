@@ -88,7 +88,6 @@ type pkgRun struct {
 	removing bool               // the Remove tasks are queued
 	removed  bool               // the Remove tasks finished
 	plan     int                // counts plans; OnDone of an older one is ignored
-	queues   []string           // custom queues to clean up after Remove
 }
 
 // Reconciler is the GadgetPackage controller.
@@ -367,8 +366,15 @@ func (r *Reconciler) remove(ctx context.Context, gp *v1alpha1.GadgetPackage, key
 				return reconcile.Result{RequeueAfter: 5 * time.Second}, nil
 			}
 			r.mu.Lock()
-			run.queues, run.removing = st.Queues, true
+			run.removing = true
 			r.mu.Unlock()
+			// PlanRemove gives Disable, Uninstall: the hooks' custom queues
+			// go between them, so that no hook run is busy while the
+			// release is deleted and afterDeleteHelm runs.
+			if len(tasks) > 0 && len(st.Queues) > 0 {
+				last := len(tasks) - 1
+				tasks = append(append(tasks[:last:last], &removeQueues{r: r, key: key, queues: st.Queues}), tasks[last])
+			}
 			if err := r.enqueue(key, tasks, func(plan int) {
 				r.mu.Lock()
 				if run, ok := r.runs[key]; ok && run.plan == plan {
@@ -382,19 +388,13 @@ func (r *Reconciler) remove(ctx context.Context, gp *v1alpha1.GadgetPackage, key
 			return reconcile.Result{}, nil
 		}
 	}
-	// Remove is done: drop the hooks' custom queues and the main queue
-	// (with anything left in them) and let the object go.
-	r.mu.Lock()
-	custom := append([]string(nil), run.queues...)
-	r.mu.Unlock()
+	// Remove is done: drop the main queue (with anything left in it) and
+	// let the object go. A task still running there after the grace
+	// period is cancelled; the queue is gone either way.
 	graceCtx, cancel := context.WithTimeout(ctx, r.opts.RemoveGrace)
 	defer cancel()
-	for _, q := range append(custom, "") {
-		// A task still running after the grace period is cancelled; the
-		// queue is gone either way.
-		if err := r.opts.Queue.Remove(graceCtx, queue.PackageQueueName(key, q)); err != nil && ctx.Err() != nil {
-			return reconcile.Result{}, fmt.Errorf("remove queue %s: %w", queue.PackageQueueName(key, q), err)
-		}
+	if err := r.opts.Queue.Remove(graceCtx, queue.PackageQueueName(key, "")); err != nil && ctx.Err() != nil {
+		return reconcile.Result{}, fmt.Errorf("remove queue %s: %w", queue.PackageQueueName(key, ""), err)
 	}
 	r.mu.Lock()
 	if run, ok := r.runs[key]; ok && run.cancel != nil {
@@ -489,6 +489,31 @@ func (r *Reconciler) event(obj runtime.Object, typ, reason, msg string) {
 	if r.opts.Recorder != nil {
 		r.opts.Recorder.Eventf(obj, typ, reason, "%s", msg)
 	}
+}
+
+// removeQueues is the Remove step between Disable and Uninstall: it
+// removes the package's custom queues. A hook run still busy there after
+// RemoveGrace is cancelled; the queue is gone either way.
+type removeQueues struct {
+	r      *Reconciler
+	key    string
+	queues []string
+}
+
+func (t *removeQueues) Name() string { return "remove-queues " + t.key }
+
+func (t *removeQueues) Execute(ctx context.Context) error {
+	graceCtx, cancel := context.WithTimeout(ctx, t.r.opts.RemoveGrace)
+	defer cancel()
+	for _, q := range t.queues {
+		name := queue.PackageQueueName(t.key, q)
+		// Remove fails only when graceCtx ended, after it cancelled the
+		// running task and waited for it; only the task's own end counts.
+		if err := t.r.opts.Queue.Remove(graceCtx, name); err != nil && ctx.Err() != nil {
+			return fmt.Errorf("remove queue %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 func setCondition(gp *v1alpha1.GadgetPackage, typ string, status metav1.ConditionStatus, reason, msg string) {

@@ -20,6 +20,7 @@ import (
 	"github.com/gadgetpm/gadgetpm/packages/archive"
 	"github.com/gadgetpm/gadgetpm/packages/fetch"
 	"github.com/gadgetpm/gadgetpm/packages/gadgetpackage"
+	"github.com/gadgetpm/gadgetpm/packages/loader"
 	"github.com/gadgetpm/gadgetpm/packages/manager"
 	"github.com/gadgetpm/gadgetpm/packages/packagetest"
 	"github.com/gadgetpm/gadgetpm/packages/repo"
@@ -35,15 +36,29 @@ var skipNameValidation = true
 
 func TestMain(m *testing.M) { testenv.Main(m, &env) }
 
+// setup changes what start builds; the zero value is the default.
+type setup struct {
+	// limits bound the extraction of archives.
+	limits archive.Limits
+	// hookTimeout bounds each `hook --config` of the loader.
+	hookTimeout time.Duration
+	// queue, when set, wraps the queue service the controller is given.
+	queue func(gadgetpackage.Queue) gadgetpackage.Queue
+	// tap sees every queue event before the controller does.
+	tap func(queue.Event)
+}
+
 // start runs the controller with a real queue service and package manager
 // until the test ends.
-func start(t *testing.T) *queue.Service {
+func start(t *testing.T) *queue.Service { return startWith(t, setup{}) }
+
+func startWith(t *testing.T, su setup) *queue.Service {
 	t.Helper()
-	s, err := store.New(t.TempDir(), archive.Limits{})
+	s, err := store.New(t.TempDir(), su.limits)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := fetch.New(fetch.Options{Reader: env.Client, Store: s})
+	f, err := fetch.New(fetch.Options{Reader: env.Client, Store: s, Loader: loader.Options{HookTimeout: su.hookTimeout}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,13 +67,17 @@ func start(t *testing.T) *queue.Service {
 		t.Fatal(err)
 	}
 	qs := queue.NewService(queue.Options{BackoffBase: 10 * time.Millisecond, BackoffCap: 50 * time.Millisecond})
+	var q gadgetpackage.Queue = qs
+	if su.queue != nil {
+		q = su.queue(qs)
+	}
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
 		// Each test starts its own controller.
 		Controller: config.Controller{SkipNameValidation: &skipNameValidation}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, err := gadgetpackage.New(gadgetpackage.Options{Client: mgr.GetClient(), Manager: pm, Queue: qs, Recorder: mgr.GetEventRecorderFor("gadgetpm"), MaxAttempts: 2, RemoveGrace: 200 * time.Millisecond})
+	rec, err := gadgetpackage.New(gadgetpackage.Options{Client: mgr.GetClient(), Manager: pm, Queue: q, Recorder: mgr.GetEventRecorderFor("gadgetpm"), MaxAttempts: 2, RemoveGrace: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,6 +92,9 @@ func start(t *testing.T) *queue.Service {
 	go func() {
 		defer close(events)
 		for ev := range qs.Events() {
+			if su.tap != nil {
+				su.tap(ev)
+			}
 			rec.HandleEvent(ev)
 		}
 	}()
@@ -253,9 +275,46 @@ func (b *blocker) Execute(ctx context.Context) error {
 	return ctx.Err()
 }
 
+// watchedQueue passes tasks on to the queue service, calling before as
+// each one starts an attempt.
+type watchedQueue struct {
+	gadgetpackage.Queue
+	before func(task string)
+}
+
+func (w watchedQueue) Enqueue(name string, t queue.Task, opts ...queue.EnqueueOption) error {
+	return w.Queue.Enqueue(name, watchedTask{Task: t, before: w.before}, opts...)
+}
+
+type watchedTask struct {
+	queue.Task
+	before func(task string)
+}
+
+func (w watchedTask) Execute(ctx context.Context) error {
+	w.before(w.Name())
+	return w.Task.Execute(ctx)
+}
+
 func TestRemoveCleansUpCustomQueues(t *testing.T) {
-	qs := start(t)
 	ns := env.Namespace(t)
+	key := ns + ".watcher"
+	b := &blocker{cancelled: make(chan struct{})}
+	// What had happened to the custom queue's task when Uninstall began.
+	atUninstall := make(chan bool, 1)
+	qs := startWith(t, setup{queue: func(q gadgetpackage.Queue) gadgetpackage.Queue {
+		return watchedQueue{Queue: q, before: func(task string) {
+			if task != "uninstall "+key {
+				return
+			}
+			select {
+			case <-b.cancelled:
+				atUninstall <- true
+			default:
+				atUninstall <- false
+			}
+		}}
+	}})
 	hook := "#!/bin/sh\necho '{\"configVersion\":\"v1\",\"kubernetes\":[{\"name\":\"pods\",\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"queue\":\"pods\"}]}'\n"
 	out := packagetest.Repo(t, t.TempDir(), packagetest.Source{Name: "watcher", Hooks: map[string]string{"watch.sh": hook}})
 	repoName := strings.ToLower(ns) + "-repo"
@@ -264,17 +323,19 @@ func TestRemoveCleansUpCustomQueues(t *testing.T) {
 	waitFor(t, ns, "watcher", "Ready", func(gp *v1alpha1.GadgetPackage) bool { return isTrue(gp, v1alpha1.ConditionReady) })
 
 	// A hook run is busy in the package's custom queue when it is deleted.
-	b := &blocker{cancelled: make(chan struct{})}
-	if err := qs.Enqueue(queue.PackageQueueName(ns+".watcher", "pods"), b); err != nil {
+	if err := qs.Enqueue(queue.PackageQueueName(key, "pods"), b); err != nil {
 		t.Fatal(err)
 	}
 	if err := env.Client.Delete(context.Background(), &v1alpha1.GadgetPackage{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "watcher"}}); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case <-b.cancelled:
+	case cancelled := <-atUninstall:
+		if !cancelled {
+			t.Fatal("Uninstall began while the custom queue's task still ran; the design removes custom queues first")
+		}
 	case <-time.After(60 * time.Second):
-		t.Fatal("the custom queue's running task was not cancelled by the removal")
+		t.Fatal("Uninstall did not run within 60s")
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -286,6 +347,11 @@ func TestRemoveCleansUpCustomQueues(t *testing.T) {
 			t.Fatalf("not deleted: %v", err)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	for _, q := range qs.Dump().Queues {
+		if strings.HasPrefix(q.Name, key) {
+			t.Errorf("queue %s is left after the removal", q.Name)
+		}
 	}
 }
 

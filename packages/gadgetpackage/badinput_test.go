@@ -1,0 +1,301 @@
+package gadgetpackage_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/gadgetpm/gadgetpm/packages/packagetest"
+	"github.com/gadgetpm/gadgetpm/packages/repo"
+	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
+)
+
+// entry is one tar entry of a hand-made archive.
+type entry struct {
+	name, body, linkname string
+	typ                  byte
+}
+
+// tgz packs entries as a gzipped tar, as a hostile repository could.
+func tgz(t *testing.T, entries ...entry) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(gz)
+	for _, e := range entries {
+		typ := e.typ
+		if typ == 0 {
+			typ = tar.TypeReg
+		}
+		hdr := &tar.Header{Name: e.name, Typeflag: typ, Mode: 0o644, Size: int64(len(e.body)), Linkname: e.linkname}
+		if typ != tar.TypeReg {
+			hdr.Size = 0
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			t.Fatal(err)
+		}
+		if typ == tar.TypeReg {
+			if _, err := tw.Write([]byte(e.body)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := gz.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// packed packs a package source with the project's own packer.
+func packed(t *testing.T, s packagetest.Source) []byte {
+	t.Helper()
+	dir := t.TempDir()
+	src := packagetest.Write(t, dir, s)
+	dest := filepath.Join(dir, "out.tgz")
+	if err := repo.Pack(src, s.Name, dest); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(dest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// sparse packs name/Chart.yaml and a 64 GiB sparse file with GNU tar;
+// the archive is a few kilobytes.
+func sparse(t *testing.T, name string) []byte {
+	t.Helper()
+	tarBin, err := exec.LookPath("tar")
+	if err != nil {
+		t.Skip("GNU tar is not installed: apt-get install tar")
+	}
+	dir := t.TempDir()
+	src := filepath.Join(dir, name)
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "Chart.yaml"), []byte("apiVersion: v2\nname: "+name+"\nversion: 1.0.0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(filepath.Join(src, "big"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(64 << 30); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "sparse.tgz")
+	if b, err := exec.Command(tarBin, "-C", dir, "-czSf", out, name).CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v: %s", err, b)
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// served is one version a hand-written repository offers.
+type served struct {
+	name     string
+	data     []byte
+	noDigest bool
+}
+
+// writeRepo writes each archive as <name>-1.0.0.tgz under dir and an
+// index.yaml listing them with their sha256 digests (none for noDigest),
+// and returns dir.
+func writeRepo(t *testing.T, dir string, pkgs ...served) string {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	b.WriteString("apiVersion: v1\nentries:\n")
+	sort.Slice(pkgs, func(i, j int) bool { return pkgs[i].name < pkgs[j].name })
+	for _, p := range pkgs {
+		file := p.name + "-1.0.0.tgz"
+		if err := os.WriteFile(filepath.Join(dir, file), p.data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&b, "  %s:\n  - apiVersion: v2\n    name: %s\n    version: 1.0.0\n    created: \"2026-01-02T03:04:05Z\"\n    urls:\n    - %s\n", p.name, p.name, file)
+		if !p.noDigest {
+			sum := sha256.Sum256(p.data)
+			fmt.Fprintf(&b, "    digest: %s\n", hex.EncodeToString(sum[:]))
+		}
+	}
+	b.WriteString("generated: \"2026-01-02T03:04:05Z\"\n")
+	if err := os.WriteFile(filepath.Join(dir, "index.yaml"), []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestBadPackagesFailOnlyThemselves drives every kind of bad package
+// through a GadgetPackage at once, next to a good one in the same
+// namespace: each bad one ends Ready=False with its reason and a message
+// naming the file and what was expected, with a Warning Event, and the
+// good one stays Ready and Running throughout.
+func TestBadPackagesFailOnlyThemselves(t *testing.T) {
+	startWith(t, setup{hookTimeout: time.Second})
+	ns := env.Namespace(t)
+	nobtf, err := os.ReadFile(packagetest.Testdata("bpf", "nobtf.bpf.o"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	many := []entry{{name: "many-files/Chart.yaml", body: "apiVersion: v2\nname: many-files\nversion: 1.0.0\n"}}
+	for i := 0; i < 10000; i++ {
+		many = append(many, entry{name: fmt.Sprintf("many-files/templates/f%d.yaml", i)})
+	}
+	chart := func(name string) entry {
+		return entry{name: name + "/Chart.yaml", body: "apiVersion: v2\nname: " + name + "\nversion: 1.0.0\n"}
+	}
+	cases := []struct {
+		name   string
+		data   []byte
+		reason string
+		want   []string // in the Ready message and the Event
+	}{
+		{"path-traversal", tgz(t, chart("path-traversal"), entry{name: "path-traversal/../../etc/cron.d/x", body: "* * * * * root sh\n"}),
+			v1alpha1.ReasonInstallFailed, []string{`"path-traversal/../../etc/cron.d/x" has a ".." component`}},
+		{"absolute-path", tgz(t, chart("absolute-path"), entry{name: "/etc/passwd", body: "root::0:0::/:/bin/sh\n"}),
+			v1alpha1.ReasonInstallFailed, []string{`"/etc/passwd" has an absolute path`}},
+		{"symlink-escape", tgz(t, chart("symlink-escape"), entry{name: "symlink-escape/templates/x", typ: tar.TypeSymlink, linkname: "../../../etc/shadow"}),
+			v1alpha1.ReasonInstallFailed, []string{"symlink-escape/templates/x", "outside the package"}},
+		{"device-file", tgz(t, chart("device-file"), entry{name: "device-file/null", typ: tar.TypeChar}),
+			v1alpha1.ReasonInstallFailed, []string{`"device-file/null" is a device file`}},
+		{"sparse-file", sparse(t, "sparse-file"),
+			v1alpha1.ReasonInstallFailed, []string{`"sparse-file/big" is 68719476736 bytes`, "limit"}},
+		{"many-files", tgz(t, many...),
+			v1alpha1.ReasonInstallFailed, []string{"more than 10000 entries"}},
+		{"no-chart", packed(t, packagetest.Source{Name: "no-chart", ChartYAML: packagetest.Omit}),
+			v1alpha1.ReasonLoadFailed, []string{"Chart.yaml: missing"}},
+		{"bad-schema", packed(t, packagetest.Source{Name: "bad-schema", Schema: `{"type": "nonsense"}`}),
+			v1alpha1.ReasonLoadFailed, []string{"values.schema.json: invalid JSON schema"}},
+		{"unknown-key", packed(t, packagetest.Source{Name: "unknown-key", Gadget: "name: x\ndescription: y\ncolour: blue\n"}),
+			v1alpha1.ReasonLoadFailed, []string{"gadget/gadget.yaml:3: field colour is not a known key of the gadget"}},
+		{"no-btf", packed(t, packagetest.Source{Name: "no-btf", Program: nobtf}),
+			v1alpha1.ReasonLoadFailed, []string{"gadget/program.bpf.o: no usable BTF"}},
+		{"hook-fails", packed(t, packagetest.Source{Name: "hook-fails", Hooks: map[string]string{"fail.sh": "#!/bin/sh\necho 'cannot reach the API' >&2\nexit 3\n"}}),
+			v1alpha1.ReasonLoadFailed, []string{"hooks/fail.sh: --config exited with code 3: cannot reach the API"}},
+		{"hook-garbage", packed(t, packagetest.Source{Name: "hook-garbage", Hooks: map[string]string{"junk.sh": "#!/bin/sh\necho '}}}{{{ not yaml'\n"}}),
+			v1alpha1.ReasonLoadFailed, []string{"hooks/junk.sh: --config output", "neither YAML nor JSON"}},
+		{"hook-hangs", packed(t, packagetest.Source{Name: "hook-hangs", Hooks: map[string]string{"hang.sh": "#!/bin/sh\nsleep 600 &\nsleep 600\n"}}),
+			v1alpha1.ReasonLoadFailed, []string{"hooks/hang.sh: --config did not finish within 1s"}},
+	}
+
+	dir := t.TempDir()
+	pkgs := []served{{name: "neighbour", data: packed(t, packagetest.Source{Name: "neighbour"})}}
+	for _, tc := range cases {
+		pkgs = append(pkgs, served{name: tc.name, data: tc.data})
+	}
+	repoName := strings.ToLower(ns) + "-repo"
+	createRepo(t, repoName, "file://"+writeRepo(t, filepath.Join(dir, "repo"), pkgs...))
+	// An entry without a digest spoils its repository's status; it gets
+	// one of its own.
+	noDigestRepo := strings.ToLower(ns) + "-nodigest"
+	createRepo(t, noDigestRepo, "file://"+writeRepo(t, filepath.Join(dir, "nodigest"),
+		served{name: "no-digest", data: packed(t, packagetest.Source{Name: "no-digest"}), noDigest: true}))
+
+	createPackage(t, ns, "neighbour", repoName, "*")
+	before := waitFor(t, ns, "neighbour", "Ready", func(gp *v1alpha1.GadgetPackage) bool { return isTrue(gp, v1alpha1.ConditionReady) })
+	readySince := condition(before, v1alpha1.ConditionReady).LastTransitionTime
+
+	for _, tc := range cases {
+		createPackage(t, ns, tc.name, repoName, "*")
+	}
+	createPackage(t, ns, "no-digest", noDigestRepo, "*")
+	cases = append(cases, struct {
+		name   string
+		data   []byte
+		reason string
+		want   []string
+	}{"no-digest", nil, v1alpha1.ReasonVerifyFailed, []string{"no-digest 1.0.0", "index entry has no digest"}})
+
+	t.Run("bad", func(t *testing.T) {
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				t.Parallel()
+				gp := waitFor(t, ns, tc.name, "Stalled", func(gp *v1alpha1.GadgetPackage) bool { return isTrue(gp, v1alpha1.ConditionStalled) })
+				c := condition(gp, v1alpha1.ConditionReady)
+				if c.Status != metav1.ConditionFalse || c.Reason != tc.reason {
+					t.Errorf("Ready = %s %s, want False %s (message %q)", c.Status, c.Reason, tc.reason, c.Message)
+				}
+				for _, w := range tc.want {
+					if !strings.Contains(c.Message, w) {
+						t.Errorf("Ready message %q does not contain %q", c.Message, w)
+					}
+				}
+				if gp.Status.Phase != v1alpha1.PhasePending {
+					t.Errorf("phase %s, want %s: nothing of a bad package loads", gp.Status.Phase, v1alpha1.PhasePending)
+				}
+				waitWarning(t, ns, tc.name, tc.reason, tc.want)
+			})
+		}
+	})
+
+	var now v1alpha1.GadgetPackage
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "neighbour"}, &now); err != nil {
+		t.Fatal(err)
+	}
+	c := condition(&now, v1alpha1.ConditionReady)
+	if c == nil || c.Status != metav1.ConditionTrue || !c.LastTransitionTime.Equal(&readySince) || now.Status.Phase != v1alpha1.PhaseRunning || !now.Status.Enabled {
+		t.Errorf("neighbour after the bad packages: Ready %+v (Ready since %s), phase %s, enabled %v", c, readySince, now.Status.Phase, now.Status.Enabled)
+	}
+}
+
+// waitWarning waits for a Warning Event on the GadgetPackage name with
+// reason whose message holds every string of want.
+func waitWarning(t *testing.T, ns, name, reason string, want []string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var list corev1.EventList
+		if err := env.Client.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
+			t.Fatal(err)
+		}
+		var seen []string
+		for _, ev := range list.Items {
+			if ev.InvolvedObject.Kind != "GadgetPackage" || ev.InvolvedObject.Name != name {
+				continue
+			}
+			seen = append(seen, ev.Type+" "+ev.Reason+": "+ev.Message)
+			if ev.Type != corev1.EventTypeWarning || ev.Reason != reason {
+				continue
+			}
+			all := true
+			for _, w := range want {
+				all = all && strings.Contains(ev.Message, w)
+			}
+			if all {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no Warning Event %s naming %q on %s/%s within 30s; Events: %q", reason, want, ns, name, seen)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}

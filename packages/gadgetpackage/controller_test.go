@@ -3,7 +3,11 @@ package gadgetpackage_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -413,4 +417,121 @@ func TestSettingsThatFailTheSchemaStallAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, ns, "strict", "Ready", func(gp *v1alpha1.GadgetPackage) bool { return isTrue(gp, v1alpha1.ConditionReady) })
+}
+
+// TestRepositoryLossKeepsThePackageRunning: once installed, a package
+// does not depend on its repository; losing it shows on the
+// PackageRepository only, also after a retry.
+func TestRepositoryLossKeepsThePackageRunning(t *testing.T) {
+	start(t)
+	ns := env.Namespace(t)
+	out := packagetest.Repo(t, t.TempDir(), packagetest.Source{Name: "keeper"})
+	repoName := strings.ToLower(ns) + "-repo"
+	createRepo(t, repoName, "file://"+out)
+	createPackage(t, ns, "keeper", repoName, "*")
+	gp := waitFor(t, ns, "keeper", "Ready", func(gp *v1alpha1.GadgetPackage) bool { return isTrue(gp, v1alpha1.ConditionReady) })
+	readySince := condition(gp, v1alpha1.ConditionReady).LastTransitionTime
+
+	if err := os.RemoveAll(out); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var pr v1alpha1.PackageRepository
+		if err := env.Client.Get(context.Background(), client.ObjectKey{Name: repoName}, &pr); err != nil {
+			t.Fatal(err)
+		}
+		if c := meta.FindStatusCondition(pr.Status.Conditions, v1alpha1.ConditionReady); c != nil && c.Status == metav1.ConditionFalse {
+			if !strings.Contains(c.Message, "index.yaml") {
+				t.Errorf("PackageRepository Ready message = %q, want it to name index.yaml", c.Message)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("PackageRepository %s not Ready=False within 60s after its directory went: %+v", repoName, pr.Status.Conditions)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	stillRunning := func(when string, gp *v1alpha1.GadgetPackage) {
+		t.Helper()
+		c := condition(gp, v1alpha1.ConditionReady)
+		if c == nil || c.Status != metav1.ConditionTrue || !c.LastTransitionTime.Equal(&readySince) || gp.Status.Phase != v1alpha1.PhaseRunning || gp.Status.Version != "1.0.0" {
+			t.Errorf("%s: Ready %+v (Ready since %s), phase %s, version %s", when, c, readySince, gp.Status.Phase, gp.Status.Version)
+		}
+	}
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "keeper"}, gp); err != nil {
+		t.Fatal(err)
+	}
+	stillRunning("after the repository went", gp)
+
+	// A retry is handled and changes nothing.
+	patch := client.MergeFrom(gp.DeepCopy())
+	gp.Annotations = map[string]string{v1alpha1.RetryAnnotation: "1"}
+	if err := env.Client.Patch(context.Background(), gp, patch); err != nil {
+		t.Fatal(err)
+	}
+	gp = waitFor(t, ns, "keeper", "handling the retry", func(gp *v1alpha1.GadgetPackage) bool {
+		return gp.Status.LastHandledRetry == "1" && condition(gp, v1alpha1.ConditionReconciling) != nil &&
+			condition(gp, v1alpha1.ConditionReconciling).Status == metav1.ConditionFalse
+	})
+	stillRunning("after the retry", gp)
+}
+
+// TestSpecChangeCancelsTheRunningTask: a spec Update ends the task of the
+// old plan that is running — here a hook's --config that would hang for
+// minutes — and the new plan runs.
+func TestSpecChangeCancelsTheRunningTask(t *testing.T) {
+	startWith(t, setup{hookTimeout: 10 * time.Minute})
+	ns := env.Namespace(t)
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	hang := "#!/bin/sh\necho $$ > " + pidFile + ".tmp && mv " + pidFile + ".tmp " + pidFile + "\nexec sleep 600\n"
+	out := packagetest.Repo(t, t.TempDir(),
+		packagetest.Source{Name: "slow", Version: "1.0.0", Hooks: map[string]string{"hang.sh": hang}},
+		packagetest.Source{Name: "slow", Version: "2.0.0"})
+	repoName := strings.ToLower(ns) + "-repo"
+	createRepo(t, repoName, "file://"+out)
+	createPackage(t, ns, "slow", repoName, "1.0.0")
+
+	// Load of 1.0.0 is running its hook.
+	var pid int
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		b, err := os.ReadFile(pidFile)
+		if err == nil {
+			if pid, err = strconv.Atoi(strings.TrimSpace(string(b))); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the hook of 1.0.0 did not start within 60s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+
+	var gp v1alpha1.GadgetPackage
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "slow"}, &gp); err != nil {
+		t.Fatal(err)
+	}
+	patch := client.MergeFrom(gp.DeepCopy())
+	gp.Spec.Version = "2.0.0"
+	if err := env.Client.Patch(context.Background(), &gp, patch); err != nil {
+		t.Fatal(err)
+	}
+	// The old Load is cancelled: its hook is killed long before its
+	// ten-minute timeout.
+	deadline = time.Now().Add(60 * time.Second)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("the hook (pid %d) of the old plan still runs 60s after the spec change", pid)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	got := waitFor(t, ns, "slow", "Ready at 2.0.0", func(gp *v1alpha1.GadgetPackage) bool {
+		return isTrue(gp, v1alpha1.ConditionReady) && gp.Status.Version == "2.0.0"
+	})
+	if got.Status.Phase != v1alpha1.PhaseRunning || condition(got, v1alpha1.ConditionStalled) != nil {
+		t.Errorf("status after the spec change = %+v", got.Status)
+	}
 }

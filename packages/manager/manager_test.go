@@ -382,8 +382,24 @@ func TestSchedulerSeesLoadedAndRunningPackages(t *testing.T) {
 		}
 	}()
 	sch.Resume()
+	if err := sch.SetKubeVersion("1.36.3"); err != nil {
+		t.Fatal(err)
+	}
 	m2, _ := setupWith(t, func(o *manager.Options) { o.Scheduler = sch },
-		packagetest.Source{Name: "base", Version: "1.2.0"}, packagetest.Source{Name: "app", Requires: "base ^1"})
+		packagetest.Source{Name: "base", Version: "1.2.0"}, packagetest.Source{Name: "app", Requires: "base ^1"},
+		packagetest.Source{Name: "future", KubeVersion: ">=99"})
+	// Chart.yaml's kubeVersion reaches the scheduler, which disables the
+	// package with a reason naming the constraint.
+	if err := runAll(t, m2.Plan(gp("future", "future", ""))); err != nil {
+		t.Fatal(err)
+	}
+	want := "requires Kubernetes >=99, the cluster runs 1.36.3"
+	if st, ok := sch.Status("ns.future"); !ok || st.Enabled || st.Cause != scheduler.CauseKubeVersion || st.Reason != want {
+		t.Errorf("scheduler status of a package with kubeVersion >=99 = %+v, %v; want disabled by %s: %q", st, ok, scheduler.CauseKubeVersion, want)
+	}
+	if st, _ := m2.State("ns.future"); st.Enabled || st.Phase != v1alpha1.PhaseLoaded || st.Reason != want {
+		t.Errorf("state of a package with kubeVersion >=99 = phase %s enabled %v reason %q; want Loaded, disabled, %q", st.Phase, st.Enabled, st.Reason, want)
+	}
 	if err := runAll(t, m2.Plan(gp("app", "app", ""))); err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package repository
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -250,5 +251,50 @@ func TestControllerSyncsOnItsOwn(t *testing.T) {
 			t.Fatalf("new version not listed: %+v", got.Status.Packages)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestStatusIsBounded: a repository of 501 packages, one of them with 21
+// versions, lists the first 500 packages by name and the 20 newest
+// versions, counts all 501, and the API server stores it.
+func TestStatusIsBounded(t *testing.T) {
+	dir := t.TempDir()
+	var b strings.Builder
+	b.WriteString("apiVersion: v1\nentries:\n")
+	entry := func(name, version string) {
+		fmt.Fprintf(&b, "  - apiVersion: v2\n    name: %s\n    version: %s\n    urls:\n    - %s-%s.tgz\n    digest: %s\n",
+			name, version, name, version, repo.SHA256([]byte(name+version)))
+	}
+	b.WriteString("  aaa-many:\n")
+	for i := 0; i <= MaxVersions; i++ {
+		entry("aaa-many", fmt.Sprintf("1.%d.0", i))
+	}
+	for i := 1; i <= MaxPackages; i++ { // with aaa-many, one more than the cap
+		name := fmt.Sprintf("pkg-%03d", i)
+		fmt.Fprintf(&b, "  %s:\n", name)
+		entry(name, "1.0.0")
+	}
+	if err := os.WriteFile(filepath.Join(dir, "index.yaml"), []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := &Reconciler{Client: env.Client}
+	pr := newRepo(t, v1alpha1.PackageRepositorySpec{URL: "file://" + dir})
+
+	got, _ := reconcileOnce(t, r, pr)
+	if c := ready(got); c == nil || c.Status != metav1.ConditionTrue || !strings.Contains(c.Message, "501 package(s)") {
+		t.Fatalf("Ready = %+v", c)
+	}
+	if got.Status.PackageCount != MaxPackages+1 {
+		t.Errorf("packageCount = %d, want %d", got.Status.PackageCount, MaxPackages+1)
+	}
+	if n := len(got.Status.Packages); n != MaxPackages {
+		t.Fatalf("%d packages listed, want %d", n, MaxPackages)
+	}
+	first, last := got.Status.Packages[0], got.Status.Packages[MaxPackages-1]
+	if first.Name != "aaa-many" || len(first.Versions) != MaxVersions || first.Versions[0] != "1.20.0" || first.Versions[MaxVersions-1] != "1.1.0" {
+		t.Errorf("first package = %s with %d versions %v, want aaa-many with the 20 newest (1.20.0 … 1.1.0)", first.Name, len(first.Versions), first.Versions)
+	}
+	if last.Name != "pkg-499" {
+		t.Errorf("last listed package = %s, want pkg-499 (pkg-500 is beyond the cap)", last.Name)
 	}
 }

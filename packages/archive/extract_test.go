@@ -3,7 +3,6 @@ package archive_test
 import (
 	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -14,58 +13,19 @@ import (
 	"testing"
 
 	"github.com/gadgetpm/gadgetpm/packages/archive"
+	"github.com/gadgetpm/gadgetpm/packages/packagetest"
 )
 
-type entry struct {
-	name     string
-	typ      byte
-	mode     int64
-	body     string
-	linkname string
-}
+type entry = packagetest.Entry
 
-func tgz(t testing.TB, entries ...entry) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	tw := tar.NewWriter(zw)
-	for _, e := range entries {
-		typ := e.typ
-		if typ == 0 {
-			typ = tar.TypeReg
-		}
-		mode := e.mode
-		if mode == 0 {
-			mode = 0o644
-		}
-		hdr := &tar.Header{Name: e.name, Typeflag: typ, Mode: mode, Size: int64(len(e.body)), Linkname: e.linkname}
-		if typ != tar.TypeReg {
-			hdr.Size = 0
-		}
-		if err := tw.WriteHeader(hdr); err != nil {
-			t.Fatal(err)
-		}
-		if hdr.Size > 0 {
-			if _, err := tw.Write([]byte(e.body)); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
+func tgz(t testing.TB, entries ...entry) []byte { return packagetest.TGZ(t, entries...) }
 
 var good = []entry{
-	{name: "pkg", typ: tar.TypeDir, mode: 0o755},
-	{name: "pkg/templates/", typ: tar.TypeDir, mode: 0o777},
-	{name: "pkg/Chart.yaml", body: "name: pkg\n"},
-	{name: "pkg/hooks/10-startup.sh", mode: 0o4777, body: "#!/bin/sh\n"},
-	{name: "pkg/hooks/lib.sh", mode: 0o666, body: "x=1\n"},
+	{Name: "pkg", Typ: tar.TypeDir, Mode: 0o755},
+	{Name: "pkg/templates/", Typ: tar.TypeDir, Mode: 0o777},
+	{Name: "pkg/Chart.yaml", Body: "Name: pkg\n"},
+	{Name: "pkg/hooks/10-startup.sh", Mode: 0o4777, Body: "#!/bin/sh\n"},
+	{Name: "pkg/hooks/lib.sh", Mode: 0o666, Body: "x=1\n"},
 }
 
 func TestExtractKeepsExecutableBitAndNothingElse(t *testing.T) {
@@ -90,9 +50,9 @@ func TestExtractKeepsExecutableBitAndNothingElse(t *testing.T) {
 }
 
 func TestExtractRejectsBadArchives(t *testing.T) {
-	many := []entry{{name: "pkg/", typ: tar.TypeDir}}
+	many := []entry{{Name: "pkg/", Typ: tar.TypeDir}}
 	for i := 0; i < 100000; i++ {
-		many = append(many, entry{name: fmt.Sprintf("pkg/f%d", i)})
+		many = append(many, entry{Name: fmt.Sprintf("pkg/f%d", i)})
 	}
 	tests := []struct {
 		name    string
@@ -101,20 +61,20 @@ func TestExtractRejectsBadArchives(t *testing.T) {
 		is      error
 		wantMsg string
 	}{
-		{"path traversal", tgz(t, entry{name: "pkg/../../etc/cron.d/x", body: "x"}), archive.Limits{}, archive.ErrUnsafePath, `"pkg/../../etc/cron.d/x" has a ".." component`},
-		{"absolute path", tgz(t, entry{name: "/etc/passwd", body: "x"}), archive.Limits{}, archive.ErrUnsafePath, `"/etc/passwd" has an absolute path`},
-		{"symlink escape", tgz(t, entry{name: "pkg/templates/x", typ: tar.TypeSymlink, linkname: "../../../etc/shadow"}), archive.Limits{}, archive.ErrLink, "outside the package"},
-		{"absolute symlink", tgz(t, entry{name: "pkg/x", typ: tar.TypeSymlink, linkname: "/etc/shadow"}), archive.Limits{}, archive.ErrLink, "outside the package"},
-		{"inside symlink", tgz(t, entry{name: "pkg/x", typ: tar.TypeSymlink, linkname: "Chart.yaml"}), archive.Limits{}, archive.ErrLink, "regular files only"},
-		{"hard link escape", tgz(t, entry{name: "pkg/x", typ: tar.TypeLink, linkname: "../etc/shadow"}), archive.Limits{}, archive.ErrLink, "hard link"},
-		{"char device", tgz(t, entry{name: "pkg/null", typ: tar.TypeChar}), archive.Limits{}, archive.ErrSpecialFile, `"pkg/null" is a device file`},
-		{"block device", tgz(t, entry{name: "pkg/sda", typ: tar.TypeBlock}), archive.Limits{}, archive.ErrSpecialFile, "device file"},
-		{"fifo", tgz(t, entry{name: "pkg/fifo", typ: tar.TypeFifo}), archive.Limits{}, archive.ErrSpecialFile, "FIFO"},
+		{"path traversal", tgz(t, entry{Name: "pkg/../../etc/cron.d/x", Body: "x"}), archive.Limits{}, archive.ErrUnsafePath, `"pkg/../../etc/cron.d/x" has a ".." component`},
+		{"absolute path", tgz(t, entry{Name: "/etc/passwd", Body: "x"}), archive.Limits{}, archive.ErrUnsafePath, `"/etc/passwd" has an absolute path`},
+		{"symlink escape", tgz(t, entry{Name: "pkg/templates/x", Typ: tar.TypeSymlink, Linkname: "../../../etc/shadow"}), archive.Limits{}, archive.ErrLink, "outside the package"},
+		{"absolute symlink", tgz(t, entry{Name: "pkg/x", Typ: tar.TypeSymlink, Linkname: "/etc/shadow"}), archive.Limits{}, archive.ErrLink, "outside the package"},
+		{"inside symlink", tgz(t, entry{Name: "pkg/x", Typ: tar.TypeSymlink, Linkname: "Chart.yaml"}), archive.Limits{}, archive.ErrLink, "regular files only"},
+		{"hard link escape", tgz(t, entry{Name: "pkg/x", Typ: tar.TypeLink, Linkname: "../etc/shadow"}), archive.Limits{}, archive.ErrLink, "hard link"},
+		{"char device", tgz(t, entry{Name: "pkg/null", Typ: tar.TypeChar}), archive.Limits{}, archive.ErrSpecialFile, `"pkg/null" is a device file`},
+		{"block device", tgz(t, entry{Name: "pkg/sda", Typ: tar.TypeBlock}), archive.Limits{}, archive.ErrSpecialFile, "device file"},
+		{"fifo", tgz(t, entry{Name: "pkg/fifo", Typ: tar.TypeFifo}), archive.Limits{}, archive.ErrSpecialFile, "FIFO"},
 		{"100000 files", tgz(t, many...), archive.Limits{}, archive.ErrLimit, "more than 10000 entries"},
-		{"file over limit", tgz(t, entry{name: "pkg/big", body: strings.Repeat("x", 2048)}), archive.Limits{MaxFileBytes: 1024}, archive.ErrLimit, `"pkg/big" is 2048 bytes, limit 1024`},
-		{"total over limit", tgz(t, entry{name: "pkg/a", body: strings.Repeat("x", 600)}, entry{name: "pkg/b", body: strings.Repeat("x", 600)}), archive.Limits{MaxTotalBytes: 1000}, archive.ErrLimit, "total more than 1000 bytes"},
-		{"duplicate entry", tgz(t, entry{name: "pkg/a", body: "1"}, entry{name: "pkg/a", body: "2"}), archive.Limits{}, archive.ErrUnsafePath, "appears twice"},
-		{"file outside top dir", tgz(t, entry{name: "Chart.yaml", body: "x"}), archive.Limits{}, archive.ErrUnsafePath, "outside the package's top directory"},
+		{"file over limit", tgz(t, entry{Name: "pkg/big", Body: strings.Repeat("x", 2048)}), archive.Limits{MaxFileBytes: 1024}, archive.ErrLimit, `"pkg/big" is 2048 bytes, limit 1024`},
+		{"total over limit", tgz(t, entry{Name: "pkg/a", Body: strings.Repeat("x", 600)}, entry{Name: "pkg/b", Body: strings.Repeat("x", 600)}), archive.Limits{MaxTotalBytes: 1000}, archive.ErrLimit, "total more than 1000 bytes"},
+		{"duplicate entry", tgz(t, entry{Name: "pkg/a", Body: "1"}, entry{Name: "pkg/a", Body: "2"}), archive.Limits{}, archive.ErrUnsafePath, "appears twice"},
+		{"file outside top dir", tgz(t, entry{Name: "Chart.yaml", Body: "x"}), archive.Limits{}, archive.ErrUnsafePath, "outside the package's top directory"},
 		{"not gzip", []byte("PK\x03\x04 this is a zip"), archive.Limits{}, nil, "not a gzipped tar"},
 		{"truncated", tgz(t, good...)[:40], archive.Limits{}, nil, "read tar"},
 		{"empty", tgz(t), archive.Limits{}, nil, "archive is empty"},

@@ -2,8 +2,6 @@ package gadgetpackage_test
 
 import (
 	"archive/tar"
-	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -25,44 +23,9 @@ import (
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 )
 
-// entry is one tar entry of a hand-made archive.
-type entry struct {
-	name, body, linkname string
-	typ                  byte
-}
+type entry = packagetest.Entry
 
-// tgz packs entries as a gzipped tar, as a hostile repository could.
-func tgz(t *testing.T, entries ...entry) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	gz := gzip.NewWriter(&buf)
-	tw := tar.NewWriter(gz)
-	for _, e := range entries {
-		typ := e.typ
-		if typ == 0 {
-			typ = tar.TypeReg
-		}
-		hdr := &tar.Header{Name: e.name, Typeflag: typ, Mode: 0o644, Size: int64(len(e.body)), Linkname: e.linkname}
-		if typ != tar.TypeReg {
-			hdr.Size = 0
-		}
-		if err := tw.WriteHeader(hdr); err != nil {
-			t.Fatal(err)
-		}
-		if typ == tar.TypeReg {
-			if _, err := tw.Write([]byte(e.body)); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := gz.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
+func tgz(t *testing.T, entries ...entry) []byte { return packagetest.TGZ(t, entries...) }
 
 // packed packs a package source with the project's own packer.
 func packed(t *testing.T, s packagetest.Source) []byte {
@@ -165,12 +128,12 @@ func TestBadPackagesFailOnlyThemselves(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	many := []entry{{name: "many-files/Chart.yaml", body: "apiVersion: v2\nname: many-files\nversion: 1.0.0\n"}}
+	many := []entry{{Name: "many-files/Chart.yaml", Body: "apiVersion: v2\nname: many-files\nversion: 1.0.0\n"}}
 	for i := 0; i < 10000; i++ {
-		many = append(many, entry{name: fmt.Sprintf("many-files/templates/f%d.yaml", i)})
+		many = append(many, entry{Name: fmt.Sprintf("many-files/templates/f%d.yaml", i)})
 	}
 	chart := func(name string) entry {
-		return entry{name: name + "/Chart.yaml", body: "apiVersion: v2\nname: " + name + "\nversion: 1.0.0\n"}
+		return entry{Name: name + "/Chart.yaml", Body: "apiVersion: v2\nname: " + name + "\nversion: 1.0.0\n"}
 	}
 	cases := []struct {
 		name   string
@@ -178,13 +141,13 @@ func TestBadPackagesFailOnlyThemselves(t *testing.T) {
 		reason string
 		want   []string // in the Ready message and the Event
 	}{
-		{"path-traversal", tgz(t, chart("path-traversal"), entry{name: "path-traversal/../../etc/cron.d/x", body: "* * * * * root sh\n"}),
+		{"path-traversal", tgz(t, chart("path-traversal"), entry{Name: "path-traversal/../../etc/cron.d/x", Body: "* * * * * root sh\n"}),
 			v1alpha1.ReasonInstallFailed, []string{`"path-traversal/../../etc/cron.d/x" has a ".." component`}},
-		{"absolute-path", tgz(t, chart("absolute-path"), entry{name: "/etc/passwd", body: "root::0:0::/:/bin/sh\n"}),
+		{"absolute-path", tgz(t, chart("absolute-path"), entry{Name: "/etc/passwd", Body: "root::0:0::/:/bin/sh\n"}),
 			v1alpha1.ReasonInstallFailed, []string{`"/etc/passwd" has an absolute path`}},
-		{"symlink-escape", tgz(t, chart("symlink-escape"), entry{name: "symlink-escape/templates/x", typ: tar.TypeSymlink, linkname: "../../../etc/shadow"}),
+		{"symlink-escape", tgz(t, chart("symlink-escape"), entry{Name: "symlink-escape/templates/x", Typ: tar.TypeSymlink, Linkname: "../../../etc/shadow"}),
 			v1alpha1.ReasonInstallFailed, []string{"symlink-escape/templates/x", "outside the package"}},
-		{"device-file", tgz(t, chart("device-file"), entry{name: "device-file/null", typ: tar.TypeChar}),
+		{"device-file", tgz(t, chart("device-file"), entry{Name: "device-file/null", Typ: tar.TypeChar}),
 			v1alpha1.ReasonInstallFailed, []string{`"device-file/null" is a device file`}},
 		{"sparse-file", sparse(t, "sparse-file"),
 			v1alpha1.ReasonInstallFailed, []string{`"sparse-file/big" is 68719476736 bytes`, "limit"}},

@@ -1,0 +1,90 @@
+package repo_test
+
+import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/gadgetpm/gadgetpm/packages/packagetest"
+)
+
+// stockHelm returns the path of the stock helm CLI that
+// hack/setup-helm.sh builds (once) and caches.
+func stockHelm(t *testing.T) string {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	script := filepath.Join(filepath.Dir(file), "..", "..", "hack", "setup-helm.sh")
+	var stderr bytes.Buffer
+	cmd := exec.Command(script)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("hack/setup-helm.sh: %v: %s", err, stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	return lines[len(lines)-1]
+}
+
+// TestStockHelmCLIReadsBuiltRepository serves `repo build` output over
+// loopback and uses it the way docs/repositories.md says: helm repo add,
+// helm search repo, helm pull, helm show chart.
+func TestStockHelmCLIReadsBuiltRepository(t *testing.T) {
+	helm := stockHelm(t)
+	out := packagetest.Repo(t, t.TempDir(),
+		packagetest.Source{Name: "execsnoop", Version: "1.0.0"},
+		packagetest.Source{Name: "execsnoop", Version: "1.1.0"},
+		packagetest.Source{Name: "net-base", Version: "2.0.0"})
+	srv := httptest.NewServer(http.FileServer(http.Dir(out)))
+	t.Cleanup(srv.Close)
+
+	home := t.TempDir()
+	run := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(helm, args...)
+		cmd.Env = append(os.Environ(),
+			"HELM_CACHE_HOME="+filepath.Join(home, "cache"),
+			"HELM_CONFIG_HOME="+filepath.Join(home, "config"),
+			"HELM_DATA_HOME="+filepath.Join(home, "data"))
+		b, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("helm %s: %v\n%s", strings.Join(args, " "), err, b)
+		}
+		return string(b)
+	}
+
+	run("repo", "add", "gadgets", srv.URL)
+	list := run("search", "repo", "gadgets/", "--versions")
+	for _, want := range []string{"gadgets/execsnoop\t1.1.0", "gadgets/execsnoop\t1.0.0", "gadgets/net-base \t2.0.0"} {
+		if !strings.Contains(strings.Join(strings.Fields(list), " "), strings.Join(strings.Fields(want), " ")) {
+			t.Errorf("helm search repo lacks %q:\n%s", want, list)
+		}
+	}
+
+	dest := t.TempDir()
+	run("pull", "gadgets/execsnoop", "--version", "1.0.0", "--destination", dest)
+	run("pull", "gadgets/net-base", "--destination", dest)
+	for _, f := range []string{"execsnoop-1.0.0.tgz", "net-base-2.0.0.tgz"} {
+		got, err := os.ReadFile(filepath.Join(dest, f))
+		if err != nil {
+			t.Fatalf("helm pull wrote no %s: %v", f, err)
+		}
+		want, err := os.ReadFile(filepath.Join(out, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("helm pull %s: %d bytes differ from the built %d bytes", f, len(got), len(want))
+		}
+	}
+	// The pulled archive is a chart stock Helm loads.
+	chart := run("show", "chart", filepath.Join(dest, "execsnoop-1.0.0.tgz"))
+	if !strings.Contains(chart, "name: execsnoop") || !strings.Contains(chart, "version: 1.0.0") {
+		t.Errorf("helm show chart:\n%s", chart)
+	}
+}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -104,33 +103,9 @@ func TestExtractRejectsBadArchives(t *testing.T) {
 // TestExtractRejectsHugeSparseFile uses GNU tar to pack a 64 GiB sparse
 // file whose archive is a few kilobytes.
 func TestExtractRejectsHugeSparseFile(t *testing.T) {
-	tarBin, err := exec.LookPath("tar")
-	if err != nil {
-		t.Skip("GNU tar is not installed: apt-get install tar")
-	}
-	dir := t.TempDir()
-	src := filepath.Join(dir, "pkg")
-	if err := os.MkdirAll(src, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Create(filepath.Join(src, "sparse"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Truncate(64 << 30); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	out := filepath.Join(dir, "sparse.tgz")
-	if b, err := exec.Command(tarBin, "-C", dir, "-czSf", out, "pkg").CombinedOutput(); err != nil {
-		t.Fatalf("tar: %v: %s", err, b)
-	}
-	data, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := packagetest.SparseTGZ(t, "pkg", "sparse")
 	dest := filepath.Join(t.TempDir(), "out")
-	err = archive.Extract(context.Background(), bytes.NewReader(data), dest, archive.Limits{StripComponents: 1})
+	err := archive.Extract(context.Background(), bytes.NewReader(data), dest, archive.Limits{StripComponents: 1})
 	if !errors.Is(err, archive.ErrLimit) || !strings.Contains(err.Error(), `"pkg/sparse" is 68719476736 bytes`) {
 		t.Fatalf("err = %v, want the sparse file refused by size", err)
 	}

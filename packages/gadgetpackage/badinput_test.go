@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -37,43 +36,6 @@ func packed(t *testing.T, s packagetest.Source) []byte {
 		t.Fatal(err)
 	}
 	data, err := os.ReadFile(dest)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
-}
-
-// sparse packs name/Chart.yaml and a 64 GiB sparse file with GNU tar;
-// the archive is a few kilobytes.
-func sparse(t *testing.T, name string) []byte {
-	t.Helper()
-	tarBin, err := exec.LookPath("tar")
-	if err != nil {
-		t.Skip("GNU tar is not installed: apt-get install tar")
-	}
-	dir := t.TempDir()
-	src := filepath.Join(dir, name)
-	if err := os.MkdirAll(src, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(src, "Chart.yaml"), []byte("apiVersion: v2\nname: "+name+"\nversion: 1.0.0\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Create(filepath.Join(src, "big"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Truncate(64 << 30); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(dir, "sparse.tgz")
-	if b, err := exec.Command(tarBin, "-C", dir, "-czSf", out, name).CombinedOutput(); err != nil {
-		t.Fatalf("tar: %v: %s", err, b)
-	}
-	data, err := os.ReadFile(out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +111,7 @@ func TestBadPackagesFailOnlyThemselves(t *testing.T) {
 			v1alpha1.ReasonInstallFailed, []string{"symlink-escape/templates/x", "outside the package"}},
 		{"device-file", tgz(t, chart("device-file"), entry{Name: "device-file/null", Typ: tar.TypeChar}),
 			v1alpha1.ReasonInstallFailed, []string{`"device-file/null" is a device file`}},
-		{"sparse-file", sparse(t, "sparse-file"),
+		{"sparse-file", packagetest.SparseTGZ(t, "sparse-file", "big"),
 			v1alpha1.ReasonInstallFailed, []string{`"sparse-file/big" is 68719476736 bytes`, "limit"}},
 		{"many-files", tgz(t, many...),
 			v1alpha1.ReasonInstallFailed, []string{"more than 10000 entries"}},

@@ -128,6 +128,16 @@ func createRepo(t *testing.T, name, url string) {
 	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), pr) })
 }
 
+// fileRepo builds a repository of sources and creates a PackageRepository
+// named after ns for it; it returns that name and the directory.
+func fileRepo(t *testing.T, ns string, sources ...packagetest.Source) (string, string) {
+	t.Helper()
+	out := packagetest.Repo(t, t.TempDir(), sources...)
+	repoName := strings.ToLower(ns) + "-repo"
+	createRepo(t, repoName, "file://"+out)
+	return repoName, out
+}
+
 func createPackage(t *testing.T, ns, name, repository, constraint string) {
 	t.Helper()
 	gp := &v1alpha1.GadgetPackage{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
@@ -242,9 +252,7 @@ func TestInstallStallRetryAndRemove(t *testing.T) {
 func TestSpecChangeRearmsAndMissingRequirementDisables(t *testing.T) {
 	start(t)
 	ns := env.Namespace(t)
-	out := packagetest.Repo(t, t.TempDir(), packagetest.Source{Name: "lonely", Requires: "net-base >=1.2"})
-	repoName := strings.ToLower(ns) + "-repo"
-	createRepo(t, repoName, "file://"+out)
+	repoName, _ := fileRepo(t, ns, packagetest.Source{Name: "lonely", Requires: "net-base >=1.2"})
 
 	createPackage(t, ns, "lonely", repoName, ">=3")
 	gp := waitFor(t, ns, "lonely", "Stalled", func(gp *v1alpha1.GadgetPackage) bool { return isTrue(gp, v1alpha1.ConditionStalled) })
@@ -320,9 +328,7 @@ func TestRemoveCleansUpCustomQueues(t *testing.T) {
 		}}
 	}})
 	hook := "#!/bin/sh\necho '{\"configVersion\":\"v1\",\"kubernetes\":[{\"name\":\"pods\",\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"queue\":\"pods\"}]}'\n"
-	out := packagetest.Repo(t, t.TempDir(), packagetest.Source{Name: "watcher", Hooks: map[string]string{"watch.sh": hook}})
-	repoName := strings.ToLower(ns) + "-repo"
-	createRepo(t, repoName, "file://"+out)
+	repoName, _ := fileRepo(t, ns, packagetest.Source{Name: "watcher", Hooks: map[string]string{"watch.sh": hook}})
 	createPackage(t, ns, "watcher", repoName, "*")
 	waitFor(t, ns, "watcher", "Ready", func(gp *v1alpha1.GadgetPackage) bool { return isTrue(gp, v1alpha1.ConditionReady) })
 
@@ -397,9 +403,7 @@ func TestUpgradeWhenTheRepositoryGetsANewVersion(t *testing.T) {
 func TestSettingsThatFailTheSchemaStallAtOnce(t *testing.T) {
 	start(t)
 	ns := env.Namespace(t)
-	out := packagetest.Repo(t, t.TempDir(), packagetest.Source{Name: "strict"})
-	repoName := strings.ToLower(ns) + "-repo"
-	createRepo(t, repoName, "file://"+out)
+	repoName, _ := fileRepo(t, ns, packagetest.Source{Name: "strict"})
 	gp := &v1alpha1.GadgetPackage{ObjectMeta: metav1.ObjectMeta{Name: "strict", Namespace: ns},
 		Spec: v1alpha1.GadgetPackageSpec{Repository: repoName, Package: "strict", Settings: &apiextensionsv1.JSON{Raw: []byte(`{"maxRows": 0}`)}}}
 	if err := env.Client.Create(context.Background(), gp); err != nil {
@@ -425,9 +429,7 @@ func TestSettingsThatFailTheSchemaStallAtOnce(t *testing.T) {
 func TestRepositoryLossKeepsThePackageRunning(t *testing.T) {
 	start(t)
 	ns := env.Namespace(t)
-	out := packagetest.Repo(t, t.TempDir(), packagetest.Source{Name: "keeper"})
-	repoName := strings.ToLower(ns) + "-repo"
-	createRepo(t, repoName, "file://"+out)
+	repoName, out := fileRepo(t, ns, packagetest.Source{Name: "keeper"})
 	createPackage(t, ns, "keeper", repoName, "*")
 	gp := waitFor(t, ns, "keeper", "Ready", func(gp *v1alpha1.GadgetPackage) bool { return isTrue(gp, v1alpha1.ConditionReady) })
 	readySince := condition(gp, v1alpha1.ConditionReady).LastTransitionTime
@@ -485,11 +487,9 @@ func TestSpecChangeCancelsTheRunningTask(t *testing.T) {
 	ns := env.Namespace(t)
 	pidFile := filepath.Join(t.TempDir(), "pid")
 	hang := "#!/bin/sh\necho $$ > " + pidFile + ".tmp && mv " + pidFile + ".tmp " + pidFile + "\nexec sleep 600\n"
-	out := packagetest.Repo(t, t.TempDir(),
+	repoName, _ := fileRepo(t, ns,
 		packagetest.Source{Name: "slow", Version: "1.0.0", Hooks: map[string]string{"hang.sh": hang}},
 		packagetest.Source{Name: "slow", Version: "2.0.0"})
-	repoName := strings.ToLower(ns) + "-repo"
-	createRepo(t, repoName, "file://"+out)
 	createPackage(t, ns, "slow", repoName, "1.0.0")
 
 	// Load of 1.0.0 is running its hook.

@@ -4,6 +4,9 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 )
 
@@ -54,4 +57,38 @@ func TGZ(t testing.TB, entries ...Entry) []byte {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
+}
+
+// SparseTGZ packs top/file, a 64 GiB sparse file, with GNU tar; the
+// archive is a few kilobytes. The test is skipped without GNU tar.
+func SparseTGZ(t testing.TB, top, file string) []byte {
+	t.Helper()
+	tarBin, err := exec.LookPath("tar")
+	if err != nil {
+		t.Skip("GNU tar is not installed: apt-get install tar")
+	}
+	dir := t.TempDir()
+	src := filepath.Join(dir, top)
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(filepath.Join(src, file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(64 << 30); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "sparse.tgz")
+	if b, err := exec.Command(tarBin, "-C", dir, "-czSf", out, top).CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v: %s", err, b)
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
 }

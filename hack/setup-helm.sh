@@ -6,7 +6,8 @@
 #
 # The CLI's own dependencies (flock, vcs, man pages) are not in go.sum, so
 # it is built in a temporary module that requires only Helm; the Go module
-# proxy is the only network it needs (about 30 seconds on 2 cores, once).
+# proxy is the only network it needs (about 4 minutes of CPU with a cold
+# build cache, once).
 #
 # A second run returns at once. Concurrent runs serialise on a lock file and
 # the binary is written to a temporary name and renamed into place, so the

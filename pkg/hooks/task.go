@@ -26,8 +26,10 @@ type ObjectPatcher interface {
 type ValuesSource interface {
 	Values() (Values, error)
 	ConfigValues() Values
-	PatchValues(ops jsonpatch.Patch) error
-	PatchConfigValues(ctx context.Context, ops jsonpatch.Patch) error
+	// Patch applies a run's config-values and values patches as a whole:
+	// both are validated before the config values are persisted, and
+	// nothing changes when either is rejected.
+	Patch(ctx context.Context, configOps, valuesOps jsonpatch.Patch) error
 }
 
 // TaskDeps are the services every hook-run task uses.
@@ -89,13 +91,11 @@ func NewRunTask(deps TaskDeps, h *Hook, values ValuesSource, triggers ...Trigger
 func (h *Hook) allowsFailure(t Trigger) bool {
 	switch t.Type {
 	case Schedule:
-		for _, b := range h.Config.Schedules {
-			if b.Name == t.Binding {
-				return b.AllowFailure
-			}
+		if b := h.scheduleBinding(t); b != nil {
+			return b.AllowFailure
 		}
 	case Kubernetes:
-		if b := h.kubeBinding(t.Binding); b != nil {
+		if b := h.kubeBindingOf(t); b != nil {
 			return b.AllowFailure
 		}
 	}
@@ -222,11 +222,8 @@ func (t *RunTask) applyResults(ctx context.Context, res *RunResult) error {
 		if t.values == nil {
 			return fmt.Errorf("hook %s wrote values patches but the package has no values store", h.Name)
 		}
-		if err := t.values.PatchConfigValues(ctx, res.ConfigValuesPatch); err != nil {
-			return fmt.Errorf("hook %s: config values patch rejected: %w", h.Name, err)
-		}
-		if err := t.values.PatchValues(res.ValuesPatch); err != nil {
-			return fmt.Errorf("hook %s: values patch rejected: %w", h.Name, err)
+		if err := t.values.Patch(ctx, res.ConfigValuesPatch, res.ValuesPatch); err != nil {
+			return fmt.Errorf("hook %s: %w", h.Name, err)
 		}
 	}
 	if t.deps.Metrics != nil && len(res.Metrics) > 0 {
@@ -254,13 +251,11 @@ func (t *RunTask) record(binding, outcome string, res *RunResult) {
 func (h *Hook) Queue(t Trigger) string {
 	switch t.Type {
 	case Schedule:
-		for _, b := range h.Config.Schedules {
-			if b.Name == t.Binding {
-				return b.Queue
-			}
+		if b := h.scheduleBinding(t); b != nil {
+			return b.Queue
 		}
 	case Kubernetes:
-		if b := h.kubeBinding(t.Binding); b != nil {
+		if b := h.kubeBindingOf(t); b != nil {
 			return b.Queue
 		}
 	}

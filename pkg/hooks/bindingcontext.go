@@ -91,17 +91,26 @@ func (h *Hook) BindingContexts(triggers []Trigger, snaps Snapshots) []BindingCon
 // group is the group of the binding t fired for; empty for bindings that
 // have none.
 func (h *Hook) group(t Trigger) string {
+	if c := h.common(t); c != nil {
+		return c.Group
+	}
+	return ""
+}
+
+// common is the shared part of the schedule or kubernetes binding t fired
+// for; nil for other triggers and unknown bindings.
+func (h *Hook) common(t Trigger) *Common {
 	switch t.Type {
 	case Schedule:
 		if b := h.scheduleBinding(t); b != nil {
-			return b.Group
+			return &b.Common
 		}
 	case Kubernetes:
 		if b := h.kubeBindingOf(t); b != nil {
-			return b.Group
+			return &b.Common
 		}
 	}
-	return ""
+	return nil
 }
 
 func (h *Hook) bindingContext(t Trigger, snaps Snapshots) BindingContext {
@@ -181,16 +190,7 @@ func (h *Hook) groupContext(group string, snaps Snapshots) BindingContext {
 // scheduleBinding is the schedule binding trigger t fired for: the one at
 // t.Index when it bears t's name, else the first of that name.
 func (h *Hook) scheduleBinding(t Trigger) *ScheduleBinding {
-	bs := h.Config.Schedules
-	if t.Index >= 0 && t.Index < len(bs) && bs[t.Index].Name == t.Binding {
-		return &bs[t.Index]
-	}
-	for i := range bs {
-		if bs[i].Name == t.Binding {
-			return &bs[i]
-		}
-	}
-	return nil
+	return pick(h.Config.Schedules, func(b *ScheduleBinding) string { return b.Name }, t.Index, t.Binding)
 }
 
 // kubeBindingOf is the kubernetes binding trigger t fired for: the one whose
@@ -205,12 +205,18 @@ func (h *Hook) kubeBindingOf(t Trigger) *KubernetesBinding {
 			}
 		}
 	}
-	if t.Index >= 0 && t.Index < len(bs) && bs[t.Index].Name == t.Binding {
-		return &bs[t.Index]
+	return pick(bs, func(b *KubernetesBinding) string { return b.Name }, t.Index, t.Binding)
+}
+
+// pick returns bs[i] when it is named name, else the first binding named
+// name, else nil.
+func pick[B any](bs []B, nameOf func(*B) string, i int, name string) *B {
+	if i >= 0 && i < len(bs) && nameOf(&bs[i]) == name {
+		return &bs[i]
 	}
-	for i := range bs {
-		if bs[i].Name == t.Binding {
-			return &bs[i]
+	for j := range bs {
+		if nameOf(&bs[j]) == name {
+			return &bs[j]
 		}
 	}
 	return nil

@@ -89,17 +89,8 @@ func NewRunTask(deps TaskDeps, h *Hook, values ValuesSource, triggers ...Trigger
 }
 
 func (h *Hook) allowsFailure(t Trigger) bool {
-	switch t.Type {
-	case Schedule:
-		if b := h.scheduleBinding(t); b != nil {
-			return b.AllowFailure
-		}
-	case Kubernetes:
-		if b := h.kubeBindingOf(t); b != nil {
-			return b.AllowFailure
-		}
-	}
-	return false
+	c := h.common(t)
+	return c != nil && c.AllowFailure
 }
 
 // Hook is the hook the task runs.
@@ -249,15 +240,8 @@ func (t *RunTask) record(binding, outcome string, res *RunResult) {
 // field, empty for the package's main queue (onStartup and the Helm bindings
 // always run in the main queue). The coordinator turns it into a queue name.
 func (h *Hook) Queue(t Trigger) string {
-	switch t.Type {
-	case Schedule:
-		if b := h.scheduleBinding(t); b != nil {
-			return b.Queue
-		}
-	case Kubernetes:
-		if b := h.kubeBindingOf(t); b != nil {
-			return b.Queue
-		}
+	if c := h.common(t); c != nil {
+		return c.Queue
 	}
 	return ""
 }

@@ -97,6 +97,21 @@ func newTestStore(t *testing.T, w SettingsWriter) *ValuesStore {
 	return s
 }
 
+// clusterSettings reads the GadgetPackage key from the API server and
+// decodes its settings.
+func clusterSettings(t *testing.T, key types.NamespacedName) (map[string]any, *gadgetpmv1alpha1.GadgetPackage) {
+	t.Helper()
+	got := &gadgetpmv1alpha1.GadgetPackage{}
+	if err := env.Client.Get(context.Background(), key, got); err != nil {
+		t.Fatal(err)
+	}
+	var settings map[string]any
+	if err := json.Unmarshal(got.Spec.Settings.Raw, &settings); err != nil {
+		t.Fatal(err)
+	}
+	return settings, got
+}
+
 func TestValuesStorePatches(t *testing.T) {
 	s := newTestStore(t, nil)
 	v, err := s.Values()
@@ -179,14 +194,7 @@ func TestValuesStoreConfigPatchPersistsSettings(t *testing.T) {
 	if err := s.PatchConfigValues(ctx, ops); err != nil {
 		t.Fatal(err)
 	}
-	got := &gadgetpmv1alpha1.GadgetPackage{}
-	if err := env.Client.Get(ctx, key, got); err != nil {
-		t.Fatal(err)
-	}
-	var settings map[string]any
-	if err := json.Unmarshal(got.Spec.Settings.Raw, &settings); err != nil {
-		t.Fatal(err)
-	}
+	settings, got := clusterSettings(t, key)
 	if want := map[string]any{"mode": "fast", "replicas": 2.0}; !reflect.DeepEqual(settings, want) {
 		t.Errorf("persisted settings %v, want %v", settings, want)
 	}
@@ -316,15 +324,7 @@ func TestRunTaskPatchesAllOrNothing(t *testing.T) {
 				t.Fatalf("error %v, want it to name the hook and say %q", err, tt.wantErr)
 			}
 
-			got := &gadgetpmv1alpha1.GadgetPackage{}
-			if err := env.Client.Get(ctx, key, got); err != nil {
-				t.Fatal(err)
-			}
-			var settings map[string]any
-			if err := json.Unmarshal(got.Spec.Settings.Raw, &settings); err != nil {
-				t.Fatal(err)
-			}
-			if !reflect.DeepEqual(settings, tt.wantSettings) {
+			if settings, _ := clusterSettings(t, key); !reflect.DeepEqual(settings, tt.wantSettings) {
 				t.Errorf("settings in the cluster %v, want %v", settings, tt.wantSettings)
 			}
 			if cv := store.ConfigValues()["netTrace"]; !reflect.DeepEqual(cv, tt.wantSettings) {

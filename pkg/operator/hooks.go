@@ -50,6 +50,9 @@ type monitorRef struct {
 type scheduleRef struct {
 	hook    *hooks.Hook
 	binding *hooks.ScheduleBinding
+	// index of the binding in the hook's schedules: bindings may share a
+	// name.
+	index int
 }
 
 type hookRuns struct {
@@ -130,7 +133,7 @@ func (r *hookRunner) Prepare(ctx context.Context, key string, p *loader.Package,
 		}
 		for i := range h.Config.Schedules {
 			b := &h.Config.Schedules[i]
-			ph.schedules[h.Name+"#schedule["+strconv.Itoa(i)+"]"] = scheduleRef{hook: h, binding: b}
+			ph.schedules[h.Name+"#schedule["+strconv.Itoa(i)+"]"] = scheduleRef{hook: h, binding: b, index: i}
 		}
 	}
 	var added []string
@@ -358,7 +361,7 @@ func (o *Operator) onSchedule(t cron.Trigger) {
 		o.cron.Done(t)
 		return
 	}
-	trig := hooks.Trigger{Type: hooks.Schedule, Binding: ref.binding.Name}
+	trig := hooks.Trigger{Type: hooks.Schedule, Binding: ref.binding.Name, Index: ref.index}
 	task := o.newRunTask(ph, ref.hook, trig, nil)
 	// The entry may fire again once an attempt ended; a trigger while a
 	// failed run waits for its retry merges into it.

@@ -3,15 +3,14 @@ package nelm_test
 import (
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr/funcr"
 	helmaction "helm.sh/helm/v3/pkg/action"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/gadgetpm/gadgetpm/internal/testlog"
 	"github.com/gadgetpm/gadgetpm/pkg/nelm"
 )
 
@@ -74,9 +73,8 @@ func TestMonitorReportsDeletedObjectAndRunRestoresIt(t *testing.T) {
 
 func TestMonitorPauseIsCounted(t *testing.T) {
 	ns := env.Namespace(t)
-	logs := &logLines{}
-	s := newService(t, nelm.Options{MonitorInterval: 50 * time.Millisecond, MonitorJitter: -1,
-		Logger: funcr.New(logs.add, funcr.Options{Verbosity: 1})})
+	logs := &testlog.Lines{}
+	s := newService(t, nelm.Options{MonitorInterval: 50 * time.Millisecond, MonitorJitter: -1, Logger: logs.Logger(1)})
 	pkg := newPackage(t, ns, "paused")
 	ch := chartOf("paused", "1.0.0", map[string]string{"cm.yaml": configMaps(1)})
 	if _, err := s.Upgrade(ctxFor(t), pkg, ch, nil); err != nil {
@@ -91,9 +89,9 @@ func TestMonitorPauseIsCounted(t *testing.T) {
 	// after the deletion and the first Resume, so it would have reported the
 	// missing object had the pause not been counted.
 	skipped := `"package"="` + pkg.Key() + `" "pauses"=1`
-	for deadline := time.Now().Add(30 * time.Second); logs.count("drift check skipped: paused", skipped) < 2; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); logs.Count("drift check skipped: paused", skipped) < 2; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("the monitor did not check twice while paused once within 30s; log:\n%s", strings.Join(logs.get(), "\n"))
+			t.Fatalf("the monitor did not check twice while paused once within 30s; log:\n%s", strings.Join(logs.Get(), "\n"))
 		}
 	}
 	select {
@@ -105,39 +103,6 @@ func TestMonitorPauseIsCounted(t *testing.T) {
 	if d := nextDrift(t, s); d.Missing[0].Name != "paused-0" {
 		t.Fatalf("drift after resume = %+v, want paused-0", d)
 	}
-}
-
-// logLines collects a funcr logger's lines.
-type logLines struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (l *logLines) add(prefix, args string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.lines = append(l.lines, prefix+" "+args)
-}
-
-func (l *logLines) get() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]string(nil), l.lines...)
-}
-
-// count returns how many lines contain every one of parts.
-func (l *logLines) count(parts ...string) int {
-	n := 0
-lines:
-	for _, line := range l.get() {
-		for _, p := range parts {
-			if !strings.Contains(line, p) {
-				continue lines
-			}
-		}
-		n++
-	}
-	return n
 }
 
 func TestStopMonitors(t *testing.T) {

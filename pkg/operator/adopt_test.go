@@ -8,7 +8,6 @@ import (
 	helmaction "helm.sh/helm/v3/pkg/action"
 	helmchart "helm.sh/helm/v3/pkg/chart"
 	helmrelease "helm.sh/helm/v3/pkg/release"
-	helmreleaseutil "helm.sh/helm/v3/pkg/releaseutil"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -18,32 +17,8 @@ import (
 	"github.com/gadgetpm/gadgetpm/packages/packagetest"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/pkg/nelm"
+	"github.com/gadgetpm/gadgetpm/pkg/nelm/nelmtest"
 )
-
-// helmConfig is a plain Helm SDK configuration for releases in ns, as
-// someone running `helm install` by hand would have.
-func helmConfig(t *testing.T, ns string) *helmaction.Configuration {
-	t.Helper()
-	g, err := nelm.NewRESTClientGetter(env.Config, ns, 50, 100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := new(helmaction.Configuration)
-	if err := cfg.Init(g, ns, "secret", func(string, ...any) {}); err != nil {
-		t.Fatal(err)
-	}
-	return cfg
-}
-
-func releaseHistory(t *testing.T, ns, name string) []*helmrelease.Release {
-	t.Helper()
-	h, err := helmConfig(t, ns).Releases.History(name)
-	if err != nil {
-		t.Fatalf("history of release %s/%s: %v", ns, name, err)
-	}
-	helmreleaseutil.SortByRevision(h)
-	return h
-}
 
 func isStalled(gp *v1alpha1.GadgetPackage) bool {
 	c := meta.FindStatusCondition(gp.Status.Conditions, v1alpha1.ConditionStalled)
@@ -67,7 +42,7 @@ func TestForeignReleaseIsRefusedUntilAdopted(t *testing.T) {
 	theirs := &helmchart.Chart{Metadata: &helmchart.Metadata{APIVersion: "v2", Name: "theirs", Version: "3.0.0"},
 		Templates: []*helmchart.File{{Name: "templates/cm.yaml",
 			Data: []byte("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-theirs\ndata:\n  owner: someone\n")}}}
-	inst := helmaction.NewInstall(helmConfig(t, ns))
+	inst := helmaction.NewInstall(nelmtest.HelmConfig(t, env.Config, ns))
 	inst.Namespace, inst.ReleaseName = ns, "taken"
 	if _, err := inst.RunWithContext(ctx, theirs, nil); err != nil {
 		t.Fatalf("install the foreign release: %v", err)
@@ -100,7 +75,7 @@ func TestForeignReleaseIsRefusedUntilAdopted(t *testing.T) {
 		t.Errorf("no Warning Event %s on taken naming the release and %s", nelm.ReasonRefused, nelm.AdoptAnnotation)
 	}
 	// The foreign release and its objects are untouched.
-	if h := releaseHistory(t, ns, "taken"); len(h) != 1 || h[0].Info.Status != helmrelease.StatusDeployed || h[0].Chart.Name() != "theirs" {
+	if h := nelmtest.History(t, env.Config, ns, "taken"); len(h) != 1 || h[0].Info.Status != helmrelease.StatusDeployed || h[0].Chart.Name() != "theirs" {
 		t.Fatalf("foreign release changed while refused: %d revision(s)", len(h))
 	}
 	var obj corev1.ConfigMap
@@ -125,7 +100,7 @@ func TestForeignReleaseIsRefusedUntilAdopted(t *testing.T) {
 	if isStalled(gp) || gp.Status.HelmRevision != 2 {
 		t.Errorf("taken after adoption: %+v; want revision 2 and not Stalled", gp.Status)
 	}
-	h := releaseHistory(t, ns, "taken")
+	h := nelmtest.History(t, env.Config, ns, "taken")
 	if len(h) != 2 || h[1].Labels[nelm.LabelManagedBy] != nelm.ManagedByValue || h[1].Chart.Name() != "taken" {
 		t.Fatalf("release after adoption: %d revision(s); want revision 2 of chart taken labelled %s=%s", len(h), nelm.LabelManagedBy, nelm.ManagedByValue)
 	}

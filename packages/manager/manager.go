@@ -37,12 +37,17 @@ type Release struct {
 	Chart *helmchart.Chart
 	// Values are the settings merged with hook patches.
 	Values map[string]any
+	// AdoptRelease: the GadgetPackage carries
+	// v1alpha1.AdoptReleaseAnnotation=true, so a release of this name the
+	// operator did not make may be taken over.
+	AdoptRelease bool
 }
 
 // Releaser applies and deletes Helm releases; pkg/nelm implements it.
+// Delete gets the Release without Chart and Values.
 type Releaser interface {
 	Upgrade(ctx context.Context, r Release) (revision int, err error)
-	Delete(ctx context.Context, name, namespace string) error
+	Delete(ctx context.Context, r Release) error
 }
 
 // HookRunner runs a package's hooks and owns their bindings and values;

@@ -59,8 +59,8 @@ func (j *journal) Upgrade(_ context.Context, r manager.Release) (int, error) {
 	return j.rev, nil
 }
 
-func (j *journal) Delete(_ context.Context, name, ns string) error {
-	j.add("delete " + ns + "/" + name)
+func (j *journal) Delete(_ context.Context, r manager.Release) error {
+	j.add("delete " + r.Namespace + "/" + r.Name)
 	return nil
 }
 

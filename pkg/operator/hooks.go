@@ -14,6 +14,7 @@ import (
 	"github.com/gadgetpm/gadgetpm/kubeevents"
 	"github.com/gadgetpm/gadgetpm/packages/fetch"
 	"github.com/gadgetpm/gadgetpm/packages/loader"
+	"github.com/gadgetpm/gadgetpm/packages/manager"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/pkg/hooks"
 	"github.com/gadgetpm/gadgetpm/queue"
@@ -178,7 +179,7 @@ func (r *hookRunner) RunBinding(ctx context.Context, key, binding string) error 
 		return err
 	}
 	bt := hooks.BindingType(binding)
-	np := nelmPackage(ph.namespace, ph.name)
+	np := nelmPackage(manager.Release{Namespace: ph.namespace, Name: ph.name})
 	o.helm.Pause(np)
 	defer o.helm.Resume(np)
 	for _, h := range hooks.Ordered(ph.hooks, bt) {
@@ -463,7 +464,7 @@ type runTask struct {
 
 // Execute runs the hook with the drift monitor paused.
 func (t *runTask) Execute(ctx context.Context) error {
-	np := nelmPackage(t.ph.namespace, t.ph.name)
+	np := nelmPackage(manager.Release{Namespace: t.ph.namespace, Name: t.ph.name})
 	t.o.helm.Pause(np)
 	err := t.RunTask.Execute(ctx)
 	t.o.helm.Resume(np)

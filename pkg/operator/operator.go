@@ -470,20 +470,28 @@ func (o *Operator) HookSnapshots(key, hook string) (Snapshots, bool) {
 // releaser applies packages' charts through the Helm release service.
 type releaser struct{ helm *nelm.Service }
 
-func nelmPackage(namespace, name string) nelm.Package {
-	return nelm.Package{Namespace: namespace, Name: name, Object: &corev1.ObjectReference{
-		APIVersion: v1alpha1.GroupVersion.String(), Kind: "GadgetPackage", Namespace: namespace, Name: name,
-	}}
+func nelmPackage(rel manager.Release) nelm.Package {
+	return nelm.Package{Namespace: rel.Namespace, Name: rel.Name, AdoptRelease: rel.AdoptRelease,
+		Object: &corev1.ObjectReference{
+			APIVersion: v1alpha1.GroupVersion.String(), Kind: "GadgetPackage", Namespace: rel.Namespace, Name: rel.Name,
+		}}
 }
 
+// Upgrade applies the release. A release of the name that gadgetpm did not
+// make fails terminally: retrying cannot help until the user renames the
+// package, removes that release or sets the adopt-release annotation
+// (which re-arms the package).
 func (r releaser) Upgrade(ctx context.Context, rel manager.Release) (int, error) {
-	res, err := r.helm.Upgrade(ctx, nelmPackage(rel.Namespace, rel.Name), rel.Chart, rel.Values)
+	res, err := r.helm.Upgrade(ctx, nelmPackage(rel), rel.Chart, rel.Values)
+	if errors.Is(err, nelm.ErrNotOwned) {
+		return 0, queue.Terminal(err)
+	}
 	if err != nil {
 		return 0, err
 	}
 	return res.Revision, nil
 }
 
-func (r releaser) Delete(ctx context.Context, name, namespace string) error {
-	return r.helm.Delete(ctx, nelmPackage(namespace, name))
+func (r releaser) Delete(ctx context.Context, rel manager.Release) error {
+	return r.helm.Delete(ctx, nelmPackage(rel))
 }

@@ -1,0 +1,189 @@
+package trace
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	gadgetv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadget/v1alpha1"
+	"github.com/gadgetpm/gadgetpm/pkg/trace/output"
+)
+
+// errGone is returned by patchStatus's mutate to skip the write.
+var errGone = errors.New("trace is gone")
+
+func metav1Time(t time.Time) metav1.Time { return metav1.NewTime(t.Truncate(time.Second)) }
+
+// patchStatus reads the Trace from the API server, applies mutate and
+// patches the status with an optimistic lock, retrying on conflicts.
+// Writes of one Trace are serialised on the node.
+func (c *Controller) patchStatus(ctx context.Context, key types.NamespacedName, mutate func(tr *gadgetv1alpha1.Trace)) error {
+	unlock := c.locks.lock("trace/" + key.String())
+	defer unlock()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var tr gadgetv1alpha1.Trace
+		if err := c.opts.APIReader.Get(ctx, key, &tr); err != nil {
+			return err
+		}
+		before := tr.DeepCopy()
+		mutate(&tr)
+		return c.opts.Client.Status().Patch(ctx, &tr, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+	})
+	if err != nil {
+		return client.IgnoreNotFound(fmt.Errorf("write status of trace %s: %w", key, err))
+	}
+	return nil
+}
+
+// setError writes an operation's failure to status and as an Event.
+func (c *Controller) setError(ctx context.Context, key types.NamespacedName, op string, err error) error {
+	msg := fmt.Sprintf("%s: %v", op, err)
+	c.event(ctx, key, "Warning", "OperationFailed", msg)
+	return c.patchStatus(ctx, key, func(tr *gadgetv1alpha1.Trace) {
+		tr.Status.OperationError = msg
+		tr.Status.OperationWarning = ""
+	})
+}
+
+// setWarning writes a non-fatal remark to status.
+func (c *Controller) setWarning(ctx context.Context, key types.NamespacedName, msg string) error {
+	return c.patchStatus(ctx, key, func(tr *gadgetv1alpha1.Trace) {
+		tr.Status.OperationError = ""
+		tr.Status.OperationWarning = msg
+	})
+}
+
+func (c *Controller) event(ctx context.Context, key types.NamespacedName, typ, reason, msg string) {
+	if c.opts.Recorder == nil {
+		return
+	}
+	var tr gadgetv1alpha1.Trace
+	if err := c.opts.Client.Get(ctx, key, &tr); err != nil {
+		return
+	}
+	c.opts.Recorder.Event(&tr, typ, reason, msg)
+}
+
+// removeAnnotation removes the operation annotation when it still asks
+// for op: a newer request stays.
+func (c *Controller) removeAnnotation(ctx context.Context, key types.NamespacedName, op string) error {
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var tr gadgetv1alpha1.Trace
+		if err := c.opts.APIReader.Get(ctx, key, &tr); err != nil {
+			return err
+		}
+		if tr.Annotations[gadgetv1alpha1.OperationAnnotation] != op {
+			return nil
+		}
+		before := tr.DeepCopy()
+		delete(tr.Annotations, gadgetv1alpha1.OperationAnnotation)
+		return c.opts.Client.Patch(ctx, &tr, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+	})
+	if err != nil {
+		return client.IgnoreNotFound(fmt.Errorf("remove the operation annotation of trace %s: %w", key, err))
+	}
+	return nil
+}
+
+// outcome is how a subscriber's run ended.
+type outcome struct {
+	reason  stopReason
+	message string
+	ref     string
+	lost    int64
+}
+
+// writeOutcome records the end of s's run: state, error, counts, output
+// and the run's entry in status.runs. A generate's annotation is removed
+// after it.
+func (c *Controller) writeOutcome(ctx context.Context, s *subscriber, o outcome) error {
+	now := metav1Time(c.opts.Now())
+	events := s.events.Load()
+	var out string
+	var truncated bool
+	if s.status != nil {
+		out, truncated, _ = s.status.Result()
+	}
+	err := c.patchStatus(ctx, s.key, func(tr *gadgetv1alpha1.Trace) {
+		if tr.UID != s.uid {
+			return
+		}
+		st := &tr.Status
+		runErr := ""
+		switch o.reason {
+		case reasonStop:
+			st.State = gadgetv1alpha1.TraceStopped
+			st.OperationError = ""
+		case reasonDone:
+			st.State = gadgetv1alpha1.TraceCompleted
+			if s.op != opSchedule {
+				st.OperationError = ""
+			}
+		case reasonShutdown:
+			runErr = ErrorInterrupted // the state stays: Started runs start again
+		default: // package, run ended, sink
+			runErr = o.message
+			if s.op == opSchedule {
+				st.State = gadgetv1alpha1.TraceCompleted
+			} else {
+				st.State = gadgetv1alpha1.TraceStopped
+				st.OperationError = o.message
+				st.OperationWarning = ""
+			}
+		}
+		if s.status != nil {
+			st.Output, st.OutputTruncated = out, truncated
+		}
+		st.EventCount, st.LostCount = events, o.lost
+		for i := len(st.Runs) - 1; i >= 0; i-- {
+			r := &st.Runs[i]
+			if r.EndTime == nil && r.StartTime.Unix() == s.start.Unix() {
+				r.EndTime = &now
+				r.Events, r.Lost, r.Output, r.Error = events, o.lost, o.ref, runErr
+				break
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if o.reason != reasonShutdown {
+		typ, reason, msg := "Normal", "RunEnded", fmt.Sprintf("%s run ended: %d events, %d lost", runName(s.op), events, o.lost)
+		if o.message != "" {
+			typ, reason, msg = "Warning", "RunFailed", fmt.Sprintf("%s run ended: %s", runName(s.op), o.message)
+		}
+		c.event(ctx, s.key, typ, reason, msg)
+	}
+	if s.op == gadgetv1alpha1.OperationGenerate && o.reason != reasonShutdown {
+		return c.removeAnnotation(ctx, s.key, gadgetv1alpha1.OperationGenerate)
+	}
+	return nil
+}
+
+// publishProgress writes a running Status-mode Trace's output and counts.
+func (c *Controller) publishProgress(s *subscriber) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.runCtx), 10*time.Second)
+	defer cancel()
+	out, truncated, _ := s.status.Result()
+	events := s.events.Load()
+	if err := c.patchStatus(ctx, s.key, func(tr *gadgetv1alpha1.Trace) {
+		tr.Status.Output, tr.Status.OutputTruncated, tr.Status.EventCount = out, truncated, events
+	}); err != nil {
+		s.log.Error(err, "publish progress")
+	}
+}
+
+// pruneConfigMaps keeps the newest spec.historyLimit output ConfigMaps.
+func (c *Controller) pruneConfigMaps(ctx context.Context, s *subscriber) error {
+	var tr gadgetv1alpha1.Trace
+	if err := c.opts.APIReader.Get(ctx, s.key, &tr); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	return output.PruneConfigMaps(ctx, c.opts.Client, &tr, s.limit)
+}

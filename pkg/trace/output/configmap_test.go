@@ -185,7 +185,9 @@ func TestConfigMapBadOptions(t *testing.T) {
 		{"no client", func(o *ConfigMapOptions) { o.Client = nil }, "no client"},
 		{"no scheme", func(o *ConfigMapOptions) { o.Scheme = nil }, "no scheme"},
 		{"no trace", func(o *ConfigMapOptions) { o.Trace = nil }, "no trace"},
-		{"no uid", func(o *ConfigMapOptions) { o.Trace = &gadgetv1alpha1.Trace{ObjectMeta: metav1.ObjectMeta{Namespace: "gadget", Name: "tr"}} }, "trace gadget/tr: namespace, name and uid are required"},
+		{"no uid", func(o *ConfigMapOptions) {
+			o.Trace = &gadgetv1alpha1.Trace{ObjectMeta: metav1.ObjectMeta{Namespace: "gadget", Name: "tr"}}
+		}, "trace gadget/tr: namespace, name and uid are required"},
 		{"empty run id", func(o *ConfigMapOptions) { o.RunID = "" }, `run id ""`},
 		{"upper-case run id", func(o *ConfigMapOptions) { o.RunID = "2026T07" }, `run id "2026T07"`},
 		{"run id with slash", func(o *ConfigMapOptions) { o.RunID = "a/b" }, `run id "a/b"`},

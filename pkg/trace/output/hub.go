@@ -112,8 +112,9 @@ func (h *Hub) Open(key types.NamespacedName) Sink {
 }
 
 // Stop ends every stream, refuses new ones (503) and waits for the
-// handlers that served streams to return. Sinks stay usable. Later calls do
-// nothing but wait.
+// handlers that served streams to return; a handler blocked writing to a
+// client that reads nothing returns within WriteTimeout. Sinks stay usable.
+// Later calls do nothing but wait.
 func (h *Hub) Stop() {
 	h.mu.Lock()
 	if !h.stopped {

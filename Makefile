@@ -86,6 +86,10 @@ bench-hooks: envtest ## benchmark a hook run's overhead against exec by hand (do
 bench-queues: ## queue throughput and latency against buffered channels (docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench . -benchtime 200000x -count 3 ./queue/
 
+.PHONY: bench-trace-output
+bench-trace-output: envtest ## Trace output sinks (Status, ConfigMap, File) beside a bytes.Buffer (docs/benchmarks.md)
+	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" $(GO) test -run '^$$' -bench VsBuffer -benchtime 200000x -count 3 ./pkg/trace/output/
+
 .PHONY: bpf
 bpf: ## rebuild the bundled gadgets' eBPF objects (needs clang, bpftool, libbpf-dev; installs them with apt-get when missing)
 	hack/bpf-build.sh

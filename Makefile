@@ -88,7 +88,8 @@ bench-queues: ## queue throughput and latency against buffered channels (docs/be
 
 .PHONY: bench-trace-output
 bench-trace-output: envtest ## Trace output sinks (Status, ConfigMap, File) beside a bytes.Buffer (docs/benchmarks.md)
-	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" $(GO) test -run '^$$' -bench VsBuffer -benchtime 200000x -count 3 ./pkg/trace/output/
+	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" $(GO) test -run '^$$' -bench 'StatusVsBuffer|FileVsBuffer' -benchtime 2000000x -count 3 ./pkg/trace/output/
+	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" $(GO) test -run '^$$' -bench ConfigMapVsBuffer -benchtime 200000x -count 3 ./pkg/trace/output/
 
 .PHONY: bpf
 bpf: ## rebuild the bundled gadgets' eBPF objects (needs clang, bpftool, libbpf-dev; installs them with apt-get when missing)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"sync"
 	"time"
 
@@ -413,4 +414,35 @@ func (k *keyedMutex) lock(key string) func() {
 	k.mu.Unlock()
 	l.Lock()
 	return l.Unlock
+}
+
+// RunInfo describes one gadget run loaded on the node.
+type RunInfo struct {
+	// ID of the run.
+	ID string `json:"id"`
+	// Package is the GadgetPackage as "<namespace>/<name>".
+	Package string `json:"package"`
+	// Digest of the package archive the gadget came from.
+	Digest string `json:"digest"`
+	// Shared is false for a snapshot, which serves one Trace.
+	Shared bool `json:"shared"`
+	// Traces subscribed to it, as "<namespace>/<name>", sorted.
+	Traces []string `json:"traces"`
+}
+
+// Runs lists the gadget runs loaded on the node, for dumps and tests.
+func (c *Controller) Runs() []RunInfo {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]RunInfo, 0, len(c.byID))
+	for _, r := range c.byID {
+		ri := RunInfo{ID: r.id, Package: r.pkg.String(), Digest: r.key.digest, Shared: r.shared}
+		for _, s := range r.subscribers() {
+			ri.Traces = append(ri.Traces, s.key.String())
+		}
+		sort.Strings(ri.Traces)
+		out = append(out, ri)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
 }

@@ -68,13 +68,8 @@ type ConfigMap struct {
 	opts ConfigMapOptions
 	name string
 
-	mu sync.Mutex
-	// w holds the kept events, each followed by '\n'; guarded by mu.
-	w window
-	// events counts accepted events; guarded by mu.
-	events int64
-	// closed is set once Close starts; guarded by mu.
-	closed bool
+	// k holds the kept events, each followed by '\n'; Close closes it.
+	k bounded
 
 	closeOnce sync.Once
 	ref       string
@@ -105,29 +100,16 @@ func NewConfigMap(opts ConfigMapOptions) (*ConfigMap, error) {
 	return &ConfigMap{
 		opts: opts,
 		name: ConfigMapName(opts.Trace.Name, opts.RunID),
-		w:    newWindow(opts.Limit, 0, '\n'),
+		k:    bounded{w: newWindow(opts.Limit, 0, '\n')},
 	}, nil
 }
 
 // Write keeps a copy of b, dropping the oldest events to stay within the
 // limit. It returns ErrClosed after Close.
-func (c *ConfigMap) Write(b []byte) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return ErrClosed
-	}
-	c.events++
-	c.w.add(b)
-	return nil
-}
+func (c *ConfigMap) Write(b []byte) error { return c.k.write(b) }
 
 // Stats returns the events written and the events no longer kept.
-func (c *ConfigMap) Stats() Stats {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return Stats{Events: c.events, Dropped: c.w.dropped}
-}
+func (c *ConfigMap) Stats() Stats { return c.k.stats() }
 
 // Close creates the run's ConfigMap and returns its name. A ConfigMap of
 // that name left by an earlier attempt of the same run (same Trace, same
@@ -159,12 +141,13 @@ func (c *ConfigMap) create(ctx context.Context) (string, error) {
 // build freezes the events and returns the ConfigMap to create.
 func (c *ConfigMap) build() (*corev1.ConfigMap, error) {
 	tr := c.opts.Trace
-	c.mu.Lock()
-	c.closed = true
-	events := string(c.w.live())
-	st := Stats{Events: c.events, Dropped: c.w.dropped}
-	c.w = window{} // release the arena
-	c.mu.Unlock()
+	c.k.mu.Lock()
+	c.k.closed = true
+	events := string(c.k.w.live())
+	st := Stats{Events: c.k.events, Dropped: c.k.w.dropped}
+	// Release the arena, keep the counts.
+	c.k.w.buf, c.k.w.ends, c.k.w.start, c.k.w.head = nil, nil, 0, 0
+	c.k.mu.Unlock()
 
 	cm := &corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{

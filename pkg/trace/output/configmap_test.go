@@ -170,6 +170,9 @@ func TestConfigMapFloodStaysUnderLimit(t *testing.T) {
 			if st != (Stats{Events: want.Events, Dropped: want.Dropped}) {
 				t.Fatalf("Stats() = %+v, want %+v", st, want)
 			}
+			if after := s.Stats(); after != st {
+				t.Fatalf("Stats() after Close = %+v, want %+v as before", after, st)
+			}
 		})
 	}
 }

@@ -3,7 +3,6 @@ package output
 import (
 	"context"
 	"strings"
-	"sync"
 )
 
 // DefaultStatusLimit is the default StatusOptions.Limit: 64 KiB.
@@ -30,13 +29,8 @@ type StatusOptions struct {
 // Write and Close follow Sink's contract; Result and Stats are safe to call
 // concurrently with Write.
 type Status struct {
-	mu sync.Mutex
-	// w holds the kept events, each followed by ','; guarded by mu.
-	w window
-	// events counts accepted events; guarded by mu.
-	events int64
-	// closed is set by Close; guarded by mu.
-	closed bool
+	// k holds the kept events, each followed by ','.
+	k bounded
 }
 
 // NewStatus returns a Status sink with opts' defaults applied.
@@ -50,52 +44,39 @@ func NewStatus(opts StatusOptions) *Status {
 	}
 	// The array text is "[" + events joined by "," + "]": one byte more
 	// than the events each followed by ','.
-	return &Status{w: newWindow(limit-1, 0, ',')}
+	return &Status{k: bounded{w: newWindow(limit-1, 0, ',')}}
 }
 
 // Write keeps a copy of b, dropping the oldest events to stay within the
 // limit. It returns ErrClosed after Close.
-func (s *Status) Write(b []byte) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return ErrClosed
-	}
-	s.events++
-	s.w.add(b)
-	return nil
-}
+func (s *Status) Write(b []byte) error { return s.k.write(b) }
 
 // Close ends the run. It returns "", nil: the events are in Result.
 func (s *Status) Close(ctx context.Context) (string, error) {
-	s.mu.Lock()
-	s.closed = true
-	s.mu.Unlock()
+	s.k.mu.Lock()
+	s.k.closed = true
+	s.k.mu.Unlock()
 	return "", nil
 }
 
 // Stats returns the events written and the events no longer kept.
-func (s *Status) Stats() Stats {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return Stats{Events: s.events, Dropped: s.w.dropped}
-}
+func (s *Status) Stats() Stats { return s.k.stats() }
 
 // Result returns the kept events as a JSON array (valid JSON, newest last,
 // at most Limit bytes), whether older events were dropped, and the number
 // of events written so far. It is safe to call concurrently with Write and
 // after Close.
 func (s *Status) Result() (output string, truncated bool, events int64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	live := s.w.live()
+	s.k.mu.Lock()
+	defer s.k.mu.Unlock()
+	live, truncated, events := s.k.w.live(), s.k.w.dropped > 0, s.k.events
 	if len(live) == 0 {
-		return "[]", s.w.dropped > 0, s.events
+		return "[]", truncated, events
 	}
 	var sb strings.Builder
 	sb.Grow(len(live) + 1)
 	sb.WriteByte('[')
 	sb.Write(live[:len(live)-1])
 	sb.WriteByte(']')
-	return sb.String(), s.w.dropped > 0, s.events
+	return sb.String(), truncated, events
 }

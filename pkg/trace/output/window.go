@@ -1,5 +1,7 @@
 package output
 
+import "sync"
+
 // window keeps the latest events in one byte arena, each followed by a
 // separator byte, within a byte limit and optionally a count limit. Adding
 // an event drops the oldest ones until it fits; an event that cannot fit on
@@ -73,3 +75,34 @@ func (w *window) live() []byte { return w.buf[w.start:] }
 
 // len is the number of live events.
 func (w *window) len() int { return len(w.ends) - w.head }
+
+// bounded is a window behind a lock with the sink bookkeeping Status and
+// ConfigMap share: events counted, writes refused after close.
+type bounded struct {
+	mu sync.Mutex
+	// w holds the kept events; guarded by mu.
+	w window
+	// events counts accepted events; guarded by mu.
+	events int64
+	// closed refuses later writes; guarded by mu.
+	closed bool
+}
+
+// write keeps a copy of b; ErrClosed after close.
+func (k *bounded) write(b []byte) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.closed {
+		return ErrClosed
+	}
+	k.events++
+	k.w.add(b)
+	return nil
+}
+
+// stats returns the events written and the events no longer kept.
+func (k *bounded) stats() Stats {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return Stats{Events: k.events, Dropped: k.w.dropped}
+}

@@ -131,8 +131,12 @@ func (h *Hub) Stop() {
 }
 
 // Handler serves GET <prefix><namespace>/<name>; prefix is like
-// "/traces/". Mount it on a mux under the same prefix.
+// "/traces/" (a missing final "/" is added). Mount it on a mux under the
+// same prefix.
 func (h *Hub) Handler(prefix string) http.Handler {
+	if !strings.HasSuffix(prefix, "/") {
+		prefix += "/"
+	}
 	h.mu.Lock()
 	if h.prefix == "" {
 		h.prefix = prefix
@@ -351,7 +355,8 @@ func (s *hubSink) Write(b []byte) error {
 }
 
 // Close ends the run's streams (each client gets what was already queued
-// for it) and returns the stream's path.
+// for it) and returns the stream's path: the prefix of the Hub's first
+// Handler call, then "<namespace>/<name>".
 func (s *hubSink) Close(ctx context.Context) (string, error) {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)

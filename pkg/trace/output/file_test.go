@@ -212,3 +212,32 @@ func TestFileDoesNotBufferPartialLines(t *testing.T) {
 		t.Fatalf("file does not hold the whole line before Close")
 	}
 }
+
+// TestFileFullDisk writes through a link to /dev/full, a disk that is
+// always full: Write fails with an error naming the file, for the caller to
+// end the run with.
+func TestFileFullDisk(t *testing.T) {
+	if _, err := os.Stat("/dev/full"); err != nil {
+		t.Skipf("no /dev/full to stand for a full disk: %v", err)
+	}
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "ns"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "ns", "tr.jsonl")
+	if err := os.Symlink("/dev/full", path); err != nil {
+		t.Fatal(err)
+	}
+	f, err := NewFile(FileOptions{Dir: dir, Namespace: "ns", Name: "tr"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close(context.Background())
+	err = f.Write([]byte(`{"a":1}`))
+	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "no space left") {
+		t.Fatalf("Write to a full disk: %v; want an error naming %s", err, path)
+	}
+	if st := f.Stats(); st.Events != 0 {
+		t.Fatalf("Stats() = %+v: a failed write counted as an event", st)
+	}
+}

@@ -222,7 +222,8 @@ func (h *Hub) stream(ctx context.Context, w http.ResponseWriter, rc *http.Respon
 				return
 			}
 		case <-r.done:
-			// Write and Close are serialised: nothing more arrives.
+			// write sends only while the run is not ended, under the
+			// run's lock that end takes: nothing more arrives.
 			h.send(w, rc, drain(batch[:0], c.events))
 			return
 		case <-h.stop:

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/fields"
@@ -17,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -46,8 +48,9 @@ type Controller struct {
 	pods   *pods
 	cron   *cron.Manager
 
-	gadgets gadgets
-	locks   keyedMutex // per Trace: status writes; per package: subscription sync
+	gadgets  gadgets
+	locks    keyedMutex    // per Trace: status writes
+	progress *rate.Limiter // progress writes of the whole node
 
 	// ready is closed once the Runnable started: runs need its context.
 	ready chan struct{}
@@ -75,7 +78,8 @@ func New(opts Options) (*Controller, error) {
 		return nil, err
 	}
 	c := &Controller{
-		opts: opts, ownHub: ownHub, log: opts.Logger, pods: newPods(), cron: cron.New(cron.Options{}),
+		opts: opts, ownHub: ownHub, log: opts.Logger, pods: newPods(),
+		progress: rate.NewLimiter(rate.Limit(opts.ProgressRate), int(opts.ProgressRate)), cron: cron.New(cron.Options{}),
 		gadgets: gadgets{byID: map[string]*loaded{}}, ready: make(chan struct{}),
 		runs: map[runKey]*sharedRun{}, byID: map[string]*sharedRun{}, active: map[types.NamespacedName]*subscriber{},
 		seen: map[types.NamespacedName]bool{}, sched: map[types.NamespacedName]string{},
@@ -137,6 +141,7 @@ func (c *Controller) SetupWithManager(mgr manager.Manager) error {
 	})
 	err = ctrl.NewControllerManagedBy(mgr).
 		Named("trace-"+c.opts.NodeName).
+		WithOptions(controller.Options{MaxConcurrentReconciles: c.opts.Workers}).
 		For(&gadgetv1alpha1.Trace{}, builder.WithPredicates(mine)).
 		Watches(&v1alpha1.GadgetPackage{}, handler.EnqueueRequestsFromMapFunc(c.tracesOfPackage)).
 		Complete(c)

@@ -28,6 +28,11 @@ const (
 	DefaultProgressInterval = 2 * time.Second
 	// DefaultCollectTimeout bounds one snapshot.
 	DefaultCollectTimeout = 30 * time.Second
+	// DefaultProgressRate is how many progress writes per second the
+	// node's running Traces make together at most.
+	DefaultProgressRate = 20
+	// DefaultWorkers is how many Traces are reconciled at once.
+	DefaultWorkers = 4
 	// DefaultHistoryLimit is spec.historyLimit when it is 0.
 	DefaultHistoryLimit = 5
 )
@@ -74,6 +79,12 @@ type Options struct {
 	// ProgressInterval between status publications of a running Trace in
 	// Status mode. Default DefaultProgressInterval.
 	ProgressInterval time.Duration
+	// ProgressRate bounds the progress writes of all the node's Traces
+	// together, per second. Default DefaultProgressRate.
+	ProgressRate float64
+	// Workers is the number of Traces reconciled at once. Default
+	// DefaultWorkers.
+	Workers int
 	// CollectTimeout bounds a collect. Default DefaultCollectTimeout.
 	CollectTimeout time.Duration
 	// ProcRoot is procfs for the enricher; default "/proc".
@@ -124,6 +135,12 @@ func (o *Options) setDefaults() (ownHub bool, err error) {
 	}
 	if o.ProgressInterval <= 0 {
 		o.ProgressInterval = DefaultProgressInterval
+	}
+	if o.ProgressRate <= 0 {
+		o.ProgressRate = DefaultProgressRate
+	}
+	if o.Workers <= 0 {
+		o.Workers = DefaultWorkers
 	}
 	if o.CollectTimeout <= 0 {
 		o.CollectTimeout = DefaultCollectTimeout

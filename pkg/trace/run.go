@@ -329,9 +329,8 @@ func (s *subscriber) own() {
 		case <-timer:
 			reason = reasonDone
 		case <-tick:
-			if n := s.events.Load(); n != published {
+			if n := s.events.Load(); n != published && s.c.publishProgress(s) {
 				published = n
-				s.c.publishProgress(s)
 			}
 		}
 	}

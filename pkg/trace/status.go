@@ -2,6 +2,7 @@ package trace
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -166,17 +167,33 @@ func (c *Controller) writeOutcome(ctx context.Context, s *subscriber, o outcome)
 	return nil
 }
 
-// publishProgress writes a running Status-mode Trace's output and counts.
-func (c *Controller) publishProgress(s *subscriber) {
+// publishProgress writes a running Status-mode Trace's output and counts
+// with one merge patch (no read: only the run's owner writes these fields
+// while it runs). Progress writes of the whole node share a rate limit,
+// so hundreds of busy Traces cost the API server a bounded rate; a tick
+// without a token skips, and the next one (or the end) publishes.
+func (c *Controller) publishProgress(s *subscriber) bool {
+	if !c.progress.Allow() {
+		return false
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.runCtx), 10*time.Second)
 	defer cancel()
 	out, truncated, _ := s.status.Result()
-	events := s.events.Load()
-	if err := c.patchStatus(ctx, s.key, func(tr *gadgetv1alpha1.Trace) {
-		tr.Status.Output, tr.Status.OutputTruncated, tr.Status.EventCount = out, truncated, events
-	}); err != nil {
+	patch, err := json.Marshal(map[string]any{"status": map[string]any{
+		"output": out, "outputTruncated": truncated, "eventCount": s.events.Load(),
+	}})
+	if err != nil {
 		s.log.Error(err, "publish progress")
+		return false
 	}
+	unlock := c.locks.lock("trace/" + s.key.String())
+	defer unlock()
+	tr := &gadgetv1alpha1.Trace{ObjectMeta: metav1.ObjectMeta{Namespace: s.key.Namespace, Name: s.key.Name}}
+	if err := c.opts.Client.Status().Patch(ctx, tr, client.RawPatch(types.MergePatchType, patch)); err != nil {
+		s.log.Error(err, "publish progress")
+		return false
+	}
+	return true
 }
 
 // pruneConfigMaps keeps the newest spec.historyLimit output ConfigMaps.

@@ -138,7 +138,7 @@ func (c *Controller) begin(ctx context.Context, tr *gadgetv1alpha1.Trace, op str
 	case len(l.tracers) == 0 && op == opSchedule:
 		snapshot = true // each tick takes one snapshot
 	case len(l.tracers) == 0:
-		return fmt.Errorf("%s: %s is a snapshotter gadget (data sources: %s): use collect", op, l.gadget.Name, strings.Join(l.snapshotters, ", "))
+		return fmt.Errorf("%s is a snapshotter gadget (data sources: %s): use collect", l.gadget.Name, strings.Join(l.snapshotters, ", "))
 	}
 
 	s := newSubscriber(c, tr, op)

@@ -41,7 +41,7 @@ func TestMain(m *testing.M) {
 }
 
 // requireRoot skips where eBPF cannot be loaded at all.
-func requireRoot(t *testing.T) {
+func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("loading eBPF needs root (CI runs the tests as root)")
@@ -62,7 +62,7 @@ type packedPkg struct {
 	data   []byte
 }
 
-func packBundled(t *testing.T, name string) packedPkg {
+func packBundled(t testing.TB, name string) packedPkg {
 	t.Helper()
 	packed.once.Do(func() {
 		packed.byN = map[string]packedPkg{}
@@ -116,12 +116,13 @@ type nodeOptions struct {
 	dataDir string
 	hub     *output.Hub
 	now     func() time.Time
+	onRun   func(trace.RunStarted)
 }
 
 // startNode starts a node controller (NodeCheck off: spec.node must be
 // name) whose store holds the bundled packages. Stop it with stop; the
 // test's cleanup stops it too.
-func startNode(t *testing.T, name string, o nodeOptions) *node {
+func startNode(t testing.TB, name string, o nodeOptions) *node {
 	t.Helper()
 	dir := o.dataDir
 	if dir == "" {
@@ -157,6 +158,7 @@ func startNode(t *testing.T, name string, o nodeOptions) *node {
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Scheme: env.Scheme,
 		Recorder: mgr.GetEventRecorderFor("gadgetpm-test"), //nolint:staticcheck // the controller takes client-go's recorder
 		NodeName: name, DataDir: dir, Store: st, Hub: o.hub, Now: o.now, NodeCheck: !o.devMode,
+		OnRunStarted: o.onRun,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -173,7 +175,7 @@ func startNode(t *testing.T, name string, o nodeOptions) *node {
 
 // stop cancels the node's manager and waits for it (every run stopped,
 // its status written).
-func (n *node) stop(t *testing.T) {
+func (n *node) stop(t testing.TB) {
 	t.Helper()
 	if n.cancel == nil {
 		return
@@ -195,7 +197,7 @@ func ptr[T any](v T) *T { return &v }
 // runningPackage creates a GadgetPackage of a bundled package with the
 // status the coordinator writes once it runs: Running, enabled, with the
 // archive's digest.
-func runningPackage(t *testing.T, ns, name, chart string) *v1alpha1.GadgetPackage {
+func runningPackage(t testing.TB, ns, name, chart string) *v1alpha1.GadgetPackage {
 	t.Helper()
 	ctx := context.Background()
 	p := packBundled(t, chart)
@@ -218,7 +220,7 @@ func runningPackage(t *testing.T, ns, name, chart string) *v1alpha1.GadgetPackag
 
 type traceOpt func(*gadgetv1alpha1.Trace)
 
-func newTrace(t *testing.T, ns, name, nodeName, gadget string, opts ...traceOpt) *gadgetv1alpha1.Trace {
+func newTrace(t testing.TB, ns, name, nodeName, gadget string, opts ...traceOpt) *gadgetv1alpha1.Trace {
 	t.Helper()
 	tr := &gadgetv1alpha1.Trace{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
@@ -239,7 +241,7 @@ func key(tr *gadgetv1alpha1.Trace) types.NamespacedName {
 
 // annotate sets the operation annotation, as kubectl annotate --overwrite
 // does.
-func annotate(t *testing.T, k types.NamespacedName, op string) {
+func annotate(t testing.TB, k types.NamespacedName, op string) {
 	t.Helper()
 	ctx := context.Background()
 	var tr gadgetv1alpha1.Trace
@@ -258,7 +260,7 @@ func annotate(t *testing.T, k types.NamespacedName, op string) {
 
 // waitTrace polls the Trace until cond holds and returns it; it fails the
 // test with the last state after timeout.
-func waitTrace(t *testing.T, k types.NamespacedName, timeout time.Duration, what string, cond func(*gadgetv1alpha1.Trace) bool) *gadgetv1alpha1.Trace {
+func waitTrace(t testing.TB, k types.NamespacedName, timeout time.Duration, what string, cond func(*gadgetv1alpha1.Trace) bool) *gadgetv1alpha1.Trace {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var tr gadgetv1alpha1.Trace

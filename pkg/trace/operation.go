@@ -175,6 +175,13 @@ func (c *Controller) begin(ctx context.Context, tr *gadgetv1alpha1.Trace, op str
 		return err
 	}
 	defer close(s.begun)
+	if f := c.opts.OnRunStarted; f != nil {
+		rs := RunStarted{Trace: s.key.String(), Op: op, Started: time.Now()}
+		if trigger != nil {
+			rs.Scheduled = trigger.t.Scheduled
+		}
+		f(rs)
+	}
 	c.subscriptionsChanged(s.pkg)
 	var skipped int64
 	if trigger != nil {

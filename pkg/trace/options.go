@@ -89,6 +89,22 @@ type Options struct {
 	CollectTimeout time.Duration
 	// ProcRoot is procfs for the enricher; default "/proc".
 	ProcRoot string
+	// OnRunStarted, when set, is called once a run's gadget is attached
+	// (for metrics and benchmarks). It is called with no lock held and
+	// must return quickly.
+	OnRunStarted func(RunStarted)
+}
+
+// RunStarted describes a run whose gadget was just attached.
+type RunStarted struct {
+	// Trace is "<namespace>/<name>".
+	Trace string
+	// Op is the operation, or "schedule" for a scheduled run.
+	Op string
+	// Scheduled is when a scheduled run was due; zero otherwise.
+	Scheduled time.Time
+	// Started is when the gadget was attached and the run began.
+	Started time.Time
 }
 
 func (o *Options) setDefaults() (ownHub bool, err error) {

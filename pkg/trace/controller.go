@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -139,11 +140,34 @@ func (c *Controller) SetupWithManager(mgr manager.Manager) error {
 		}
 		return tr.Spec.Node == c.opts.NodeName || tr.Annotations[gadgetv1alpha1.OperationAnnotation] != ""
 	})
+	// the node's own status writes need no reconcile: only the spec, the
+	// operation annotation, deletion and the finalizer do
+	traceChanged := predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		o, okO := e.ObjectOld.(*gadgetv1alpha1.Trace)
+		n, okN := e.ObjectNew.(*gadgetv1alpha1.Trace)
+		if !okO || !okN {
+			return true
+		}
+		return o.Generation != n.Generation ||
+			o.Annotations[gadgetv1alpha1.OperationAnnotation] != n.Annotations[gadgetv1alpha1.OperationAnnotation] ||
+			o.DeletionTimestamp.IsZero() != n.DeletionTimestamp.IsZero() ||
+			controllerutil.ContainsFinalizer(o, gadgetv1alpha1.TraceFinalizer) != controllerutil.ContainsFinalizer(n, gadgetv1alpha1.TraceFinalizer)
+	}}
+	// a package matters to Traces when it starts or stops serving them,
+	// not when the nodes' subscriptions change
+	packageChanged := predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		o, okO := e.ObjectOld.(*v1alpha1.GadgetPackage)
+		n, okN := e.ObjectNew.(*v1alpha1.GadgetPackage)
+		if !okO || !okN {
+			return true
+		}
+		return packageRunning(o) != packageRunning(n)
+	}}
 	err = ctrl.NewControllerManagedBy(mgr).
 		Named("trace-"+c.opts.NodeName).
 		WithOptions(controller.Options{MaxConcurrentReconciles: c.opts.Workers}).
-		For(&gadgetv1alpha1.Trace{}, builder.WithPredicates(mine)).
-		Watches(&v1alpha1.GadgetPackage{}, handler.EnqueueRequestsFromMapFunc(c.tracesOfPackage)).
+		For(&gadgetv1alpha1.Trace{}, builder.WithPredicates(mine, traceChanged)).
+		Watches(&v1alpha1.GadgetPackage{}, handler.EnqueueRequestsFromMapFunc(c.tracesOfPackage), builder.WithPredicates(packageChanged)).
 		Complete(c)
 	if err != nil {
 		return fmt.Errorf("set up trace controller: %w", err)

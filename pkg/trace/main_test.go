@@ -72,7 +72,7 @@ func packBundled(t testing.TB, name string) packedPkg {
 			return
 		}
 		packed.dir = dir
-		for _, n := range []string{"trace-exec", "snapshot-process"} {
+		for _, n := range []string{"trace-exec", "snapshot-process", "trace-open"} {
 			dest := filepath.Join(dir, n+".tgz")
 			if err := repo.Pack(filepath.Join(env.RepoRoot, "charts", "packages", n), n, dest); err != nil {
 				packed.err = err
@@ -132,7 +132,7 @@ func startNode(t testing.TB, name string, o nodeOptions) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range []string{"trace-exec", "snapshot-process"} {
+	for _, n := range []string{"trace-exec", "snapshot-process", "trace-open"} {
 		p := packBundled(t, n)
 		if err := st.PutArchive(p.digest, p.data); err != nil {
 			t.Fatal(err)

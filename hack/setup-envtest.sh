@@ -125,7 +125,8 @@ if [ ! -x "$assets/kube-apiserver" ] || [ ! -x "$assets/kubectl" ]; then
 		fi
 		mv -f "$assets/.$name.tmp" "$assets/$name"
 		local v
-		if [ "$name" = kubectl ]; then v="$("$assets/kubectl" version --client 2>/dev/null | head -n 1)"; else v="$("$assets/$name" --version 2>/dev/null)"; fi
+		if [ "$name" = kubectl ]; then v="$("$assets/kubectl" version --client 2>/dev/null || true)"; else v="$("$assets/$name" --version 2>/dev/null || true)"; fi
+		v="${v%%$'\n'*}"
 		log "$name $v cached in $assets"
 	}
 	build kube-apiserver 8

@@ -131,9 +131,9 @@ var clusterNeeds = []need{
 	{"gadget.kinvolk.io", "traces/status", "update"},
 	{"gadget.kinvolk.io", "traces/status", "patch"},
 	{"gadget.kinvolk.io", "traces/finalizers", "update"}, // output ConfigMaps owned by a Trace
-	{"", "secrets", "create"}, // Helm release storage
+	{"", "secrets", "create"},                            // Helm release storage
 	{"", "secrets", "delete"},
-	{"", "secrets", "get"}, // repository credentials
+	{"", "secrets", "get"},       // repository credentials
 	{"", "configmaps", "create"}, // Trace output, ExternalResource mode
 	{"", "configmaps", "get"},
 	{"", "configmaps", "list"},

@@ -7,31 +7,19 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/tools/record"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/pkg/operator"
+	"github.com/gadgetpm/gadgetpm/pkg/trace"
 )
 
 // applySubscriptions writes a node's subscriptions as the node's Trace
-// controller does: server-side apply on the status, its own field owner.
+// controller does.
 func applySubscriptions(gp *v1alpha1.GadgetPackage, node string, traces ...string) error {
-	subs := []any{}
-	for _, tr := range traces {
-		subs = append(subs, map[string]any{"node": node, "trace": tr})
-	}
-	u := &unstructured.Unstructured{Object: map[string]any{}}
-	u.SetAPIVersion(v1alpha1.GroupVersion.String())
-	u.SetKind("GadgetPackage")
-	u.SetNamespace(gp.Namespace)
-	u.SetName(gp.Name)
-	if len(subs) > 0 {
-		u.Object["status"] = map[string]any{"subscriptions": subs}
-	}
-	return env.Client.Status().Apply(context.Background(), client.ApplyConfigurationFromUnstructured(u),
-		client.FieldOwner("gadgetpm-node/"+node), client.ForceOwnership)
+	return env.Client.Status().Apply(context.Background(), trace.SubscriptionsApply(client.ObjectKeyFromObject(gp), node, traces),
+		client.FieldOwner(trace.FieldOwnerPrefix+node), client.ForceOwnership)
 }
 
 // TestWaitUnsubscribed: removal waits until the nodes dropped their

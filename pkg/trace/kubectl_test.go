@@ -13,8 +13,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
 // kubectlPath finds the kubectl that hack/setup-envtest.sh builds next to
@@ -37,24 +35,6 @@ func kubectlPath(t *testing.T) string {
 	}
 	t.Fatal("no kubectl next to kube-apiserver: run hack/setup-envtest.sh (it builds kubectl once) and set KUBEBUILDER_ASSETS to the directory it prints")
 	return ""
-}
-
-// writeKubeconfig writes a kubeconfig reaching the test API server as its
-// administrator.
-func writeKubeconfig(t *testing.T) string {
-	t.Helper()
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["test"] = &clientcmdapi.Cluster{Server: env.Config.Host, CertificateAuthorityData: env.Config.CAData}
-	cfg.AuthInfos["admin"] = &clientcmdapi.AuthInfo{
-		ClientCertificateData: env.Config.CertData, ClientKeyData: env.Config.KeyData, Token: env.Config.BearerToken,
-	}
-	cfg.Contexts["test"] = &clientcmdapi.Context{Cluster: "test", AuthInfo: "admin"}
-	cfg.CurrentContext = "test"
-	p := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := clientcmd.WriteToFile(*cfg, p); err != nil {
-		t.Fatal(err)
-	}
-	return p
 }
 
 // docCommands returns the commands of the kubectl flow in docs/traces.md:
@@ -105,7 +85,7 @@ func TestKubectlFlow(t *testing.T) {
 	requireRoot(t)
 	t.Parallel()
 	kubectl := kubectlPath(t)
-	kubeconfig := writeKubeconfig(t)
+	kubeconfig := env.WriteKubeconfig(t)
 	ctx := context.Background()
 	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "gadget"}}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -69,11 +70,21 @@ func (c *Controller) subscriptionsChanged(pkg types.NamespacedName) {
 func (c *Controller) applySubscriptions(pkg types.NamespacedName, traces []string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	err := c.opts.Client.Status().Apply(ctx, SubscriptionsApply(pkg, c.opts.NodeName, traces),
+		client.FieldOwner(FieldOwnerPrefix+c.opts.NodeName), client.ForceOwnership)
+	return client.IgnoreNotFound(err)
+}
+
+// SubscriptionsApply is what node applies to the status of the
+// GadgetPackage pkg, with field owner FieldOwnerPrefix+node: its
+// subscriptions are then exactly traces ("<namespace>/<name>"); none
+// removes its entries.
+func SubscriptionsApply(pkg types.NamespacedName, node string, traces []string) runtime.ApplyConfiguration {
 	subs := make([]any, 0, len(traces))
 	for _, t := range traces {
-		subs = append(subs, map[string]any{"node": c.opts.NodeName, "trace": t})
+		subs = append(subs, map[string]any{"node": node, "trace": t})
 	}
-	u := &unstructured.Unstructured{}
+	u := &unstructured.Unstructured{Object: map[string]any{}}
 	u.SetAPIVersion(v1alpha1.GroupVersion.String())
 	u.SetKind("GadgetPackage")
 	u.SetNamespace(pkg.Namespace)
@@ -81,7 +92,5 @@ func (c *Controller) applySubscriptions(pkg types.NamespacedName, traces []strin
 	if len(subs) > 0 {
 		u.Object["status"] = map[string]any{"subscriptions": subs}
 	}
-	err := c.opts.Client.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u),
-		client.FieldOwner(FieldOwnerPrefix+c.opts.NodeName), client.ForceOwnership)
-	return client.IgnoreNotFound(err)
+	return client.ApplyConfigurationFromUnstructured(u)
 }

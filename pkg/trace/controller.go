@@ -133,13 +133,20 @@ func (c *Controller) SetupWithManager(mgr manager.Manager) error {
 	if err := mgr.Add(runnable{c}); err != nil {
 		return fmt.Errorf("set up trace controller: %w", err)
 	}
-	mine := predicate.NewPredicateFuncs(func(o client.Object) bool {
+	ours := func(o client.Object) bool {
 		tr, ok := o.(*gadgetv1alpha1.Trace)
 		if !ok {
 			return false
 		}
 		return tr.Spec.Node == c.opts.NodeName || tr.Annotations[gadgetv1alpha1.OperationAnnotation] != ""
-	})
+	}
+	// a Trace moved away from this node is still ours to stop
+	mine := predicate.Funcs{
+		CreateFunc:  func(e event.CreateEvent) bool { return ours(e.Object) },
+		DeleteFunc:  func(e event.DeleteEvent) bool { return ours(e.Object) },
+		GenericFunc: func(e event.GenericEvent) bool { return ours(e.Object) },
+		UpdateFunc:  func(e event.UpdateEvent) bool { return ours(e.ObjectOld) || ours(e.ObjectNew) },
+	}
 	// the node's own status writes need no reconcile: only the spec, the
 	// operation annotation, deletion and the finalizer do
 	traceChanged := predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
@@ -293,6 +300,10 @@ func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		return reconcile.Result{}, err
 	}
 	if tr.Spec.Node != c.opts.NodeName {
+		if s := c.activeSub(key); s != nil {
+			s.requestStop(reasonStop, "")
+			<-s.finished
+		}
 		return reconcile.Result{}, c.foreignNode(ctx, &tr)
 	}
 	if !c.waitReady(ctx) {

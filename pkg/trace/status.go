@@ -5,10 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"strings"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -16,8 +20,9 @@ import (
 	"github.com/gadgetpm/gadgetpm/pkg/trace/output"
 )
 
-// errGone is returned by patchStatus's mutate to skip the write.
-var errGone = errors.New("trace is gone")
+// statusBackoff retries a status write that lost a race with another
+// write of the Trace: up to 10 times, from 10ms doubling to at most 2s.
+var statusBackoff = wait.Backoff{Steps: 10, Duration: 10 * time.Millisecond, Factor: 2, Jitter: 0.1, Cap: 2 * time.Second}
 
 func metav1Time(t time.Time) metav1.Time { return metav1.NewTime(t.Truncate(time.Second)) }
 
@@ -27,7 +32,7 @@ func metav1Time(t time.Time) metav1.Time { return metav1.NewTime(t.Truncate(time
 func (c *Controller) patchStatus(ctx context.Context, key types.NamespacedName, mutate func(tr *gadgetv1alpha1.Trace)) error {
 	unlock := c.locks.lock("trace/" + key.String())
 	defer unlock()
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	err := retry.RetryOnConflict(statusBackoff, func() error {
 		var tr gadgetv1alpha1.Trace
 		if err := c.opts.APIReader.Get(ctx, key, &tr); err != nil {
 			return err
@@ -72,24 +77,35 @@ func (c *Controller) event(ctx context.Context, key types.NamespacedName, typ, r
 }
 
 // removeAnnotation removes the operation annotation when it still asks
-// for op: a newer request stays.
+// for op: a newer request stays. One JSON patch whose test operation makes
+// the check and the removal atomic, so no concurrent write of the Trace
+// (progress, another node's read) can make it conflict.
 func (c *Controller) removeAnnotation(ctx context.Context, key types.NamespacedName, op string) error {
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		var tr gadgetv1alpha1.Trace
-		if err := c.opts.APIReader.Get(ctx, key, &tr); err != nil {
-			return err
-		}
-		if tr.Annotations[gadgetv1alpha1.OperationAnnotation] != op {
-			return nil
-		}
-		before := tr.DeepCopy()
-		delete(tr.Annotations, gadgetv1alpha1.OperationAnnotation)
-		return c.opts.Client.Patch(ctx, &tr, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+	path := "/metadata/annotations/" + strings.ReplaceAll(strings.ReplaceAll(gadgetv1alpha1.OperationAnnotation, "~", "~0"), "/", "~1")
+	patch, err := json.Marshal([]map[string]any{
+		{"op": "test", "path": path, "value": op},
+		{"op": "remove", "path": path},
 	})
 	if err != nil {
-		return client.IgnoreNotFound(fmt.Errorf("remove the operation annotation of trace %s: %w", key, err))
+		return fmt.Errorf("remove the operation annotation of trace %s: %w", key, err)
 	}
-	return nil
+	tr := &gadgetv1alpha1.Trace{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}
+	err = c.opts.Client.Patch(ctx, tr, client.RawPatch(types.JSONPatchType, patch))
+	switch {
+	case err == nil, apierrors.IsNotFound(err):
+		return nil
+	case apierrors.IsInvalid(err) || apierrors.IsConflict(err) || statusCode(err) == http.StatusUnprocessableEntity:
+		return nil // the test failed: the annotation is gone or asks for something else now
+	}
+	return fmt.Errorf("remove the operation annotation of trace %s: %w", key, err)
+}
+
+func statusCode(err error) int32 {
+	var st apierrors.APIStatus
+	if errors.As(err, &st) {
+		return st.Status().Code
+	}
+	return 0
 }
 
 // outcome is how a subscriber's run ended.

@@ -69,7 +69,10 @@ type Controller struct {
 	seen     map[types.NamespacedName]bool   // Traces reconciled since start
 	sched    map[types.NamespacedName]string // schedule registered per Trace
 	skipped  map[types.NamespacedName]uint64 // skipped ticks already in status
-	subsync  map[types.NamespacedName]*syncState
+	subDirty map[types.NamespacedName]bool   // packages whose subscriptions changed
+	subWake  chan struct{}                   // capacity 1: subDirty grew
+	// progressSlots bounds the progress writes in flight (capacity).
+	progressSlots chan struct{}
 }
 
 // New returns a Controller; it starts nothing.
@@ -84,7 +87,8 @@ func New(opts Options) (*Controller, error) {
 		gadgets: gadgets{byID: map[string]*loaded{}}, ready: make(chan struct{}),
 		runs: map[runKey]*sharedRun{}, byID: map[string]*sharedRun{}, active: map[types.NamespacedName]*subscriber{},
 		seen: map[types.NamespacedName]bool{}, sched: map[types.NamespacedName]string{},
-		skipped: map[types.NamespacedName]uint64{}, subsync: map[types.NamespacedName]*syncState{},
+		skipped: map[types.NamespacedName]uint64{}, subDirty: map[types.NamespacedName]bool{},
+		subWake: make(chan struct{}, 1), progressSlots: make(chan struct{}, 4),
 	}
 	rt, err := gadget.New(
 		ebpfoperator.New(ebpfoperator.Options{}),
@@ -230,6 +234,9 @@ func (r runnable) Start(ctx context.Context) error {
 
 	cronDone := make(chan error, 1)
 	go func() { cronDone <- c.cron.Start(ctx) }()
+	subCtx, stopSubs := context.WithCancel(context.WithoutCancel(ctx))
+	subsDone := make(chan struct{})
+	go c.syncSubscriptions(subCtx, subsDone)
 	func() {
 		for {
 			select {
@@ -258,6 +265,10 @@ func (r runnable) Start(ctx context.Context) error {
 	// Ticks handed over before ctx ended finish (as shutdown) and mark
 	// their triggers done, which the cron manager's Stop waits for.
 	c.wg.Wait()
+	// the runs are gone: their subscriptions go too, before the process
+	stopSubs()
+	<-subsDone
+	c.flushSubscriptions()
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	err := c.cron.Stop(stopCtx)

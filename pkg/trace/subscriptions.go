@@ -17,58 +17,71 @@ import (
 // node's entries in GadgetPackage status.subscriptions.
 const FieldOwnerPrefix = "gadgetpm-node/"
 
-// syncState coalesces subscription writes of one package: while one
-// caller applies, later changes only mark it dirty and that caller
-// applies again.
-type syncState struct {
-	running, dirty bool
-}
-
-// subscriptionsChanged applies this node's subscriptions of pkg to the
-// package's status: the Traces of this node running its gadget. The
-// caller that finds no apply in progress performs it (and any that
-// changes meanwhile ask for); others return at once.
+// subscriptionsChanged marks pkg's subscriptions for the sync loop, which
+// applies this node's entries (the Traces of this node running its gadget)
+// to the package's status. It never blocks on the API server.
 func (c *Controller) subscriptionsChanged(pkg types.NamespacedName) {
 	c.mu.Lock()
-	st := c.subsync[pkg]
-	if st == nil {
-		st = &syncState{}
-		c.subsync[pkg] = st
-	}
-	st.dirty = true
-	if st.running {
-		c.mu.Unlock()
-		return
-	}
-	st.running = true
+	c.subDirty[pkg] = true
 	c.mu.Unlock()
+	select {
+	case c.subWake <- struct{}{}:
+	default:
+	}
+}
+
+// syncSubscriptions applies the marked packages' subscriptions until ctx
+// ends; a failed apply is retried after a second. Owned by the Runnable.
+func (c *Controller) syncSubscriptions(ctx context.Context, done chan<- struct{}) {
+	defer close(done)
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
 	for {
-		c.mu.Lock()
-		if !st.dirty {
-			st.running = false
-			delete(c.subsync, pkg)
-			c.mu.Unlock()
+		select {
+		case <-ctx.Done():
 			return
+		case <-c.subWake:
+		case <-retry.C:
 		}
-		st.dirty = false
-		var traces []string
-		for key, s := range c.active {
-			if s.pkg == pkg {
-				traces = append(traces, key.String())
-			}
+		if !c.flushSubscriptions() {
+			retry.Reset(time.Second)
 		}
-		c.mu.Unlock()
+	}
+}
+
+// flushSubscriptions applies every marked package once; false when one
+// failed (it stays marked).
+func (c *Controller) flushSubscriptions() bool {
+	c.mu.Lock()
+	dirty := c.subDirty
+	c.subDirty = map[types.NamespacedName]bool{}
+	want := map[types.NamespacedName][]string{}
+	for key, s := range c.active {
+		if dirty[s.pkg] {
+			want[s.pkg] = append(want[s.pkg], key.String())
+		}
+	}
+	c.mu.Unlock()
+	ok := true
+	for pkg := range dirty {
+		traces := want[pkg]
 		sort.Strings(traces)
 		if err := c.applySubscriptions(pkg, traces); err != nil {
-			c.log.Error(err, "apply subscriptions to package status", "package", pkg.String())
+			c.log.Error(err, "apply subscriptions to package status; retrying", "package", pkg.String())
+			c.mu.Lock()
+			c.subDirty[pkg] = true
+			c.mu.Unlock()
+			ok = false
 		}
 	}
+	return ok
 }
 
 // applySubscriptions server-side applies exactly this node's entries;
 // other nodes' entries (other field owners) stay.
 func (c *Controller) applySubscriptions(pkg types.NamespacedName, traces []string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err := c.opts.Client.Status().Apply(ctx, SubscriptionsApply(pkg, c.opts.NodeName, traces),
 		client.FieldOwner(FieldOwnerPrefix+c.opts.NodeName), client.ForceOwnership)

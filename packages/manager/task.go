@@ -398,6 +398,9 @@ func (t *task) disable(s snapshot) error {
 
 func (t *task) uninstall(ctx context.Context, s snapshot) error {
 	h := t.m.opts.Hooks // the Disable before this stopped its bindings
+	if err := t.waitUnsubscribed(ctx, s); err != nil {
+		return err
+	}
 	if r := t.m.opts.Releaser; r != nil && s.state.HelmRevision > 0 {
 		if err := r.Delete(ctx, releaseOf(s.gp)); err != nil {
 			return &fetch.Error{Reason: v1alpha1.ReasonInstallFailed, Err: fmt.Errorf("delete release %s/%s: %w", s.gp.Namespace, ReleaseName(s.gp), err)}

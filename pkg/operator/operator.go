@@ -79,6 +79,28 @@ type Options struct {
 	Logger logr.Logger
 	// PlainHTTPRegistries talks plain HTTP to oci:// registries.
 	PlainHTTPRegistries bool
+	// Fetcher downloads into the package store; Run shares it with the
+	// node's Trace controller. Default: one over a store in
+	// <DataDir>/packages (PackageStore).
+	Fetcher *fetch.Fetcher
+	// UnsubscribeTimeout bounds how long removing a package waits for
+	// the nodes to stop its Traces; default DefaultUnsubscribeTimeout.
+	UnsubscribeTimeout time.Duration
+}
+
+// PackageStore opens the package store in <dataDir>/packages and a
+// fetcher over it that reads repositories (and their Secrets) with
+// reader.
+func PackageStore(dataDir string, reader client.Reader, plainHTTP bool) (*store.Store, *fetch.Fetcher, error) {
+	st, err := store.New(filepath.Join(dataDir, "packages"), archive.Limits{})
+	if err != nil {
+		return nil, nil, err
+	}
+	f, err := fetch.New(fetch.Options{Reader: reader, Store: st, PlainHTTPRegistries: plainHTTP})
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, f, nil
 }
 
 // Operator is the coordinator of the cluster role. It is a
@@ -129,6 +151,9 @@ func New(opts Options) (*Operator, error) {
 	}
 	if opts.StopGrace <= 0 {
 		opts.StopGrace = 30 * time.Second
+	}
+	if opts.UnsubscribeTimeout <= 0 {
+		opts.UnsubscribeTimeout = DefaultUnsubscribeTimeout
 	}
 	if opts.Logger.GetSink() == nil {
 		opts.Logger = logr.Discard()
@@ -187,16 +212,15 @@ func New(opts Options) (*Operator, error) {
 		}
 	}
 
-	st, err := store.New(filepath.Join(opts.DataDir, "packages"), archive.Limits{})
-	if err != nil {
-		return nil, fmt.Errorf("create operator: %w", err)
-	}
-	f, err := fetch.New(fetch.Options{Reader: opts.Reader, Store: st, PlainHTTPRegistries: opts.PlainHTTPRegistries})
-	if err != nil {
-		return nil, fmt.Errorf("create operator: %w", err)
+	f := opts.Fetcher
+	if f == nil {
+		if _, f, err = PackageStore(opts.DataDir, opts.Reader, opts.PlainHTTPRegistries); err != nil {
+			return nil, fmt.Errorf("create operator: %w", err)
+		}
 	}
 	o.packages, err = manager.New(manager.Options{
 		Fetcher: f, Releaser: releaser{o.helm}, Hooks: (*hookRunner)(o), Scheduler: o.sched,
+		Unsubscriber: unsubscribeWaiter{reader: opts.Reader, timeout: opts.UnsubscribeTimeout, recorder: opts.Recorder, log: o.log.WithName("unsubscribe")},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create operator: %w", err)

@@ -86,6 +86,11 @@ bench-hooks: envtest ## benchmark a hook run's overhead against exec by hand (do
 bench-queues: ## queue throughput and latency against buffered channels (docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench . -benchtime 200000x -count 3 ./queue/
 
+.PHONY: bench-trace-output
+bench-trace-output: envtest ## Trace output sinks (Status, ConfigMap, File) beside a bytes.Buffer (docs/benchmarks.md)
+	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" $(GO) test -run '^$$' -bench 'StatusVsBuffer|FileVsBuffer' -benchtime 2000000x -count 3 ./pkg/trace/output/
+	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" $(GO) test -run '^$$' -bench ConfigMapVsBuffer -benchtime 200000x -count 3 ./pkg/trace/output/
+
 .PHONY: bpf
 bpf: ## rebuild the bundled gadgets' eBPF objects (needs clang, bpftool, libbpf-dev; installs them with apt-get when missing)
 	hack/bpf-build.sh
@@ -93,6 +98,11 @@ bpf: ## rebuild the bundled gadgets' eBPF objects (needs clang, bpftool, libbpf-
 .PHONY: packages-bpf
 packages-bpf: ## rebuild the eBPF test objects of packages/ (packages/testdata/bpf)
 	hack/packages-bpf.sh
+
+.PHONY: bench-trace
+bench-trace: envtest ## Traces end to end: annotation-to-Started, schedule jitter, events/s through Status and ExternalResource, each beside a reference (docs/benchmarks.md)
+	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" $(GO) test -run '^$$' -bench 'AnnotationToStarted|ScheduleJitter' -benchtime 20x ./pkg/trace/
+	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" $(GO) test -run '^$$' -bench EventsPerSecond -benchtime 200000x ./pkg/trace/
 
 .PHONY: bench-operator
 bench-operator: envtest ## 50 packages to Running through the operator beside a bare Helm SDK install loop, and the operator's memory (docs/benchmarks.md)

@@ -39,6 +39,7 @@ if [ ! -r "$BTF" ]; then
 fi
 
 mkdir -p "$build"
+pending=()
 echo "bpf-build: generating $build/vmlinux.h from $BTF" >&2
 "$BPFTOOL" btf dump file "$BTF" format c >"$build/vmlinux.h.tmp"
 mv -f "$build/vmlinux.h.tmp" "$build/vmlinux.h"
@@ -50,10 +51,19 @@ aarch64) target_arch=arm64 ;;
 *) target_arch="$arch" ;;
 esac
 
+# objects.sum records, for every object built, the sha256 of its inputs
+# (the source and bpf/include/gadget/*.h: the sha256sum listing of those
+# files, hashed) and of the object itself; pkg/gadget/ebpfoperator's
+# TestObjectsBuiltFromCurrentSources recomputes both (docs/gadgets.md).
+sums="$build/objects.sum.tmp"
+: >"$sums"
+export LC_ALL=C
+
 # compile SRC OUT [extra clang flags]
 compile() {
 	local src="$1" out="$2"
 	shift 2
+	pending+=("$out $src")
 	echo "bpf-build: $src -> $out" >&2
 	"$CLANG" -O2 -target bpf -D__TARGET_ARCH_"$target_arch" \
 		-I "$build" -I bpf/include -I /usr/include/"$arch"-linux-gnu \
@@ -84,11 +94,25 @@ done
 
 compile bpf/testdata/verifier_reject.bpf.c bpf/testdata/verifier_reject.bpf.o -g
 llvm-strip -g bpf/testdata/verifier_reject.bpf.o
-for t in second_ok lossy bad_attach probe_kprobe probe_fentry; do
+for t in second_ok lossy bad_attach probe_kprobe probe_fentry raw_tp_exit; do
 	compile bpf/testdata/$t.bpf.c bpf/testdata/$t.bpf.o -g
 	llvm-strip -g bpf/testdata/$t.bpf.o
 done
 # the same gadget without -g: no BTF at all
 compile bpf/testdata/second_ok.bpf.c bpf/testdata/no_btf.bpf.o
+
+# record each object once it is final (after llvm-strip)
+for entry in "${pending[@]}"; do
+	read -r out src <<<"$entry"
+	out="${out//\/\//\/}" src="${src//\/\//\/}" # bpf/gadgets/x//program...
+	inputs="$(sha256sum "$src" bpf/include/gadget/*.h | sha256sum | cut -d' ' -f1)"
+	object="$(sha256sum "$out" | cut -d' ' -f1)"
+	echo "$inputs $object $out $src" >>"$sums"
+done
+{
+	echo "# sha256(inputs) sha256(object) object source; written by hack/bpf-build.sh"
+	sort -k3 "$sums"
+} >bpf/objects.sum
+rm -f "$sums"
 
 echo "bpf-build: done" >&2

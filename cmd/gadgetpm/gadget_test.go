@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -84,34 +85,45 @@ func TestGadgetRunSnapshotFromDirAndPackage(t *testing.T) {
 	}
 }
 
+// TestGadgetRunTracerStopsAtMaxEvents runs without --timeout, so only
+// --max-events can end the run; the hang guard cancels it otherwise and the
+// test fails on that, whatever the time it took.
 func TestGadgetRunTracerStopsAtMaxEvents(t *testing.T) {
 	needRootForGadget(t)
 	marker := filepath.Join(t.TempDir(), "cli-marker")
 	if err := os.WriteFile(marker, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	opener, stopOpener := context.WithCancel(context.Background())
+	defer stopOpener()
 	go func() {
-		for ctx.Err() == nil {
+		for opener.Err() == nil {
 			if f, err := os.Open(marker); err == nil {
 				f.Close()
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
 	}()
-	start := time.Now()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var guarded atomic.Bool
+	guard := time.AfterFunc(2*time.Minute, func() { guarded.Store(true); cancel() })
+	defer guard.Stop()
 	out, errOut, err := gadgetCLI(ctx, "gadget", "run", filepath.Join(packagesDir, "trace-open"),
-		"--filter", "fname=="+marker, "--max-events", "2", "--timeout", "60s", "-o", "columns")
+		"--filter", "fname=="+marker, "--max-events", "2", "-o", "columns")
+	guard.Stop()
 	if err != nil {
 		t.Fatalf("%v\n%s", err, errOut)
 	}
-	if time.Since(start) > 50*time.Second {
-		t.Fatal("--max-events did not stop the run")
+	if guarded.Load() {
+		t.Fatalf("--max-events 2 did not end the run; the hang guard cancelled it\nstdout:\n%s\nstderr:\n%s", out, errOut)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 3 || !strings.HasPrefix(lines[0], "TIMESTAMP") || !strings.Contains(lines[1], marker) {
-		t.Errorf("columns output:\n%s", out)
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "TIMESTAMP") || !strings.Contains(lines[1], marker) || !strings.Contains(lines[2], marker) {
+		t.Errorf("columns output: want a header and exactly 2 events of the marker, got:\n%s", out)
+	}
+	if !strings.Contains(errOut, "gadgetpm: open: 2 events,") {
+		t.Errorf("stderr summary: want %q, got %q", "open: 2 events", errOut)
 	}
 }
 

@@ -121,18 +121,30 @@ var clusterNeeds = []need{
 	{"gadgetpm.io", "gadgetpackages/status", "update"},
 	{"gadgetpm.io", "packagerepositories/status", "patch"},
 	{"gadgetpm.io", "gadgetpackages/finalizers", "update"},
+	{"gadgetpm.io", "gadgetpackages/status", "patch"}, // nodes apply their subscriptions
+	{"gadget.kinvolk.io", "traces", "get"},
+	{"gadget.kinvolk.io", "traces", "list"},
 	{"gadget.kinvolk.io", "traces", "watch"},
-	{"gadget.kinvolk.io", "traces", "patch"}, // the operation annotation is removed
+	{"gadget.kinvolk.io", "traces", "update"},
+	{"gadget.kinvolk.io", "traces", "patch"}, // the operation annotation and the finalizer
+	{"gadget.kinvolk.io", "traces/status", "get"},
 	{"gadget.kinvolk.io", "traces/status", "update"},
-	{"gadget.kinvolk.io", "traces/finalizers", "update"},
-	{"", "secrets", "create"}, // Helm release storage
+	{"gadget.kinvolk.io", "traces/status", "patch"},
+	{"gadget.kinvolk.io", "traces/finalizers", "update"}, // output ConfigMaps owned by a Trace
+	{"", "secrets", "create"},                            // Helm release storage
 	{"", "secrets", "delete"},
-	{"", "secrets", "get"}, // repository credentials
-	{"", "configmaps", "create"},
+	{"", "secrets", "get"},       // repository credentials
+	{"", "configmaps", "create"}, // Trace output, ExternalResource mode
+	{"", "configmaps", "get"},
+	{"", "configmaps", "list"},
+	{"", "configmaps", "delete"}, // beyond spec.historyLimit
 	{"", "events", "create"},
 	{"events.k8s.io", "events", "patch"},
 	{"", "nodes", "get"},
 	{"", "nodes", "list"},
+	{"", "nodes", "watch"}, // a Trace's spec.node must be a Node
+	{"", "pods", "get"},
+	{"", "pods", "list"},
 	{"", "namespaces", "list"},
 	{"", "namespaces", "watch"},
 	{"", "pods", "watch"},

@@ -5,8 +5,8 @@
 // and Events.
 //
 // After a task used its attempt limit the package is Stalled with the
-// error; a spec change or a new value of the gadgetpm.io/retry annotation
-// re-arms it. Deleting a GadgetPackage runs Remove (the finalizer
+// error; a spec change, a new value of the gadgetpm.io/retry annotation or
+// a change of the gadgetpm.io/adopt-release annotation re-arms it. Deleting a GadgetPackage runs Remove (the finalizer
 // gadgetpm.io/package) and is refused, with a message naming them, while
 // other packages require it.
 //
@@ -88,6 +88,7 @@ type pkgRun struct {
 	removing bool               // the Remove tasks are queued
 	removed  bool               // the Remove tasks finished
 	plan     int                // counts plans; OnDone of an older one is ignored
+	adopt    string             // the adopt-release annotation at the last reconcile
 }
 
 // Reconciler is the GadgetPackage controller.
@@ -310,7 +311,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	r.mu.Unlock()
 	retry := gp.Annotations[v1alpha1.RetryAnnotation]
 	specChanged := gp.Generation != gp.Status.ObservedGeneration
-	if stalled && (specChanged || (retry != "" && retry != gp.Status.LastHandledRetry)) {
+	// Setting the adopt-release annotation is the answer to a release
+	// refused as not the operator's own: it re-arms too.
+	adopt := gp.Annotations[v1alpha1.AdoptReleaseAnnotation]
+	r.mu.Lock()
+	adoptChanged := adopt != run.adopt
+	run.adopt = adopt
+	r.mu.Unlock()
+	if stalled && (specChanged || adoptChanged || (retry != "" && retry != gp.Status.LastHandledRetry)) {
 		r.opts.Manager.Rearm(key)
 		r.mu.Lock()
 		run.failure, run.failedAt = nil, ""

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -389,15 +390,45 @@ func TestUpgradeWhenTheRepositoryGetsANewVersion(t *testing.T) {
 	if gp.Status.Phase != v1alpha1.PhaseRunning || gp.Status.LastAttemptedVersion != "1.1.0" {
 		t.Errorf("status after upgrade = %+v", gp.Status)
 	}
-	// It stays at 1.1.0: 2.0.0 is outside ^1.
-	time.Sleep(3 * time.Second)
-	var now v1alpha1.GadgetPackage
-	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "base"}, &now); err != nil {
+	// It stays at 1.1.0: 2.0.0 is outside ^1. The repository lists 2.0.0 ...
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		var pr v1alpha1.PackageRepository
+		if err := env.Client.Get(context.Background(), client.ObjectKey{Name: repoName}, &pr); err != nil {
+			t.Fatal(err)
+		}
+		if lists(&pr, "base", "2.0.0") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("repository status %+v does not list base 2.0.0 within 30s", pr.Status.Packages)
+		}
+	}
+	// ... and the controller looks again once idle: a new retry value makes
+	// it reconcile and record the value in status.lastHandledRetry, in the
+	// same status write that shows whether it planned an upgrade.
+	waitFor(t, ns, "base", "idle", func(gp *v1alpha1.GadgetPackage) bool { return !isTrue(gp, v1alpha1.ConditionReconciling) })
+	patch := client.MergeFrom(gp.DeepCopy())
+	metav1.SetMetaDataAnnotation(&gp.ObjectMeta, v1alpha1.RetryAnnotation, "look-again")
+	if err := env.Client.Patch(context.Background(), gp, patch); err != nil {
 		t.Fatal(err)
 	}
-	if now.Status.Version != "1.1.0" {
-		t.Errorf("version = %s, want 1.1.0", now.Status.Version)
+	now := waitFor(t, ns, "base", "reconciled after 2.0.0 was listed", func(gp *v1alpha1.GadgetPackage) bool {
+		return gp.Status.LastHandledRetry == "look-again"
+	})
+	if now.Status.Version != "1.1.0" || isTrue(now, v1alpha1.ConditionReconciling) || !isTrue(now, v1alpha1.ConditionReady) {
+		t.Errorf("after a reconcile that saw 2.0.0: version %s, Reconciling %+v, Ready %+v; want 1.1.0, idle and Ready",
+			now.Status.Version, condition(now, v1alpha1.ConditionReconciling), condition(now, v1alpha1.ConditionReady))
 	}
+}
+
+// lists reports whether the repository's status lists version of pkg.
+func lists(pr *v1alpha1.PackageRepository, pkg, version string) bool {
+	for _, p := range pr.Status.Packages {
+		if p.Name == pkg && slices.Contains(p.Versions, version) {
+			return true
+		}
+	}
+	return false
 }
 
 func TestSettingsThatFailTheSchemaStallAtOnce(t *testing.T) {

@@ -37,12 +37,17 @@ type Release struct {
 	Chart *helmchart.Chart
 	// Values are the settings merged with hook patches.
 	Values map[string]any
+	// AdoptRelease: the GadgetPackage carries
+	// v1alpha1.AdoptReleaseAnnotation=true, so a release of this name the
+	// operator did not make may be taken over.
+	AdoptRelease bool
 }
 
 // Releaser applies and deletes Helm releases; pkg/nelm implements it.
+// Delete gets the Release without Chart and Values.
 type Releaser interface {
 	Upgrade(ctx context.Context, r Release) (revision int, err error)
-	Delete(ctx context.Context, name, namespace string) error
+	Delete(ctx context.Context, r Release) error
 }
 
 // HookRunner runs a package's hooks and owns their bindings and values;
@@ -80,6 +85,16 @@ type Scheduler interface {
 	Status(key string) (scheduler.Status, bool)
 }
 
+// Unsubscriber waits, before a package's Helm release is deleted, for the
+// nodes to stop the Traces that use its gadget (its status.subscriptions
+// to empty); pkg/operator implements it over the API server.
+type Unsubscriber interface {
+	// WaitUnsubscribed returns nil once gp has no subscriptions, or once
+	// its own timeout passed (it reports the Traces that still held it);
+	// an error fails the uninstall task, which is retried.
+	WaitUnsubscribed(ctx context.Context, gp *v1alpha1.GadgetPackage) error
+}
+
 // Options configure a Manager.
 type Options struct {
 	// Fetcher is required.
@@ -94,6 +109,9 @@ type Options struct {
 	// the requirements of the packages it holds. Calls are made with no
 	// lock held.
 	Scheduler Scheduler
+	// Unsubscriber, when set, is waited for before a package's release is
+	// deleted; nil waits for nothing.
+	Unsubscriber Unsubscriber
 }
 
 // State is one package's state; the controller maps it to status.

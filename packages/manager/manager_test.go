@@ -59,8 +59,8 @@ func (j *journal) Upgrade(_ context.Context, r manager.Release) (int, error) {
 	return j.rev, nil
 }
 
-func (j *journal) Delete(_ context.Context, name, ns string) error {
-	j.add("delete " + ns + "/" + name)
+func (j *journal) Delete(_ context.Context, r manager.Release) error {
+	j.add("delete " + r.Namespace + "/" + r.Name)
 	return nil
 }
 
@@ -108,6 +108,13 @@ func (j *journal) Values(key string) (map[string]any, error) {
 
 func (j *journal) Forget(key string) { j.add("forget " + key) }
 
+// WaitUnsubscribed stands in for pkg/operator's wait for the nodes to stop
+// the package's Traces.
+func (j *journal) WaitUnsubscribed(_ context.Context, gp *v1alpha1.GadgetPackage) error {
+	j.add("unsubscribed " + gp.Namespace + "/" + gp.Name)
+	return nil
+}
+
 func (j *journal) take() []string {
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -145,7 +152,7 @@ func setupWith(t *testing.T, change func(*manager.Options), sources ...packagete
 		t.Fatal(err)
 	}
 	j := &journal{}
-	opts := manager.Options{Fetcher: f, Releaser: j, Hooks: j}
+	opts := manager.Options{Fetcher: f, Releaser: j, Hooks: j, Unsubscriber: j}
 	if change != nil {
 		change(&opts)
 	}
@@ -264,7 +271,8 @@ func TestLifecycle(t *testing.T) {
 		t.Errorf("disable calls = %v, want the bindings stopped", got)
 	}
 
-	// Remove: Disable, Uninstall (release deleted, afterDeleteHelm run).
+	// Remove: Disable, Uninstall (the nodes' Traces stopped, release
+	// deleted, afterDeleteHelm run).
 	tasks, err = m.PlanRemove("ns.exec")
 	if err != nil {
 		t.Fatal(err)
@@ -272,7 +280,7 @@ func TestLifecycle(t *testing.T) {
 	if err := runAll(t, tasks); err != nil {
 		t.Fatal(err)
 	}
-	if got := j.take(); !reflect.DeepEqual(got, []string{"disable ns.exec", "delete ns/exec", "hook ns.exec all.sh afterDeleteHelm", "forget ns.exec"}) {
+	if got := j.take(); !reflect.DeepEqual(got, []string{"disable ns.exec", "unsubscribed ns/exec", "delete ns/exec", "hook ns.exec all.sh afterDeleteHelm", "forget ns.exec"}) {
 		t.Errorf("remove calls = %v", got)
 	}
 	if _, ok := m.State("ns.exec"); ok {

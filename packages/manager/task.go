@@ -364,7 +364,9 @@ func (t *task) upgrade(ctx context.Context, s snapshot, vals map[string]any, rev
 	if r == nil {
 		return rev, nil
 	}
-	rev, err := r.Upgrade(ctx, Release{Name: ReleaseName(s.gp), Namespace: s.gp.Namespace, Chart: s.pkg.Chart, Values: vals})
+	rel := releaseOf(s.gp)
+	rel.Chart, rel.Values = s.pkg.Chart, vals
+	rev, err := r.Upgrade(ctx, rel)
 	if err != nil {
 		return 0, &fetch.Error{Reason: v1alpha1.ReasonInstallFailed, Err: fmt.Errorf("upgrade release %s/%s: %w", s.gp.Namespace, ReleaseName(s.gp), err)}
 	}
@@ -396,8 +398,11 @@ func (t *task) disable(s snapshot) error {
 
 func (t *task) uninstall(ctx context.Context, s snapshot) error {
 	h := t.m.opts.Hooks // the Disable before this stopped its bindings
+	if err := t.waitUnsubscribed(ctx, s); err != nil {
+		return err
+	}
 	if r := t.m.opts.Releaser; r != nil && s.state.HelmRevision > 0 {
-		if err := r.Delete(ctx, ReleaseName(s.gp), s.gp.Namespace); err != nil {
+		if err := r.Delete(ctx, releaseOf(s.gp)); err != nil {
 			return &fetch.Error{Reason: v1alpha1.ReasonInstallFailed, Err: fmt.Errorf("delete release %s/%s: %w", s.gp.Namespace, ReleaseName(s.gp), err)}
 		}
 	}
@@ -421,6 +426,12 @@ func (t *task) uninstall(ctx context.Context, s snapshot) error {
 // ReleaseName is the Helm release of a GadgetPackage: its name, in its
 // namespace.
 func ReleaseName(gp *v1alpha1.GadgetPackage) string { return gp.Name }
+
+// releaseOf names gp's release and carries its adopt-release annotation.
+func releaseOf(gp *v1alpha1.GadgetPackage) Release {
+	return Release{Name: ReleaseName(gp), Namespace: gp.Namespace,
+		AdoptRelease: gp.Annotations[v1alpha1.AdoptReleaseAnnotation] == "true"}
+}
 
 // terminalIfFixed marks errors that retrying cannot cure — the package's
 // content or the spec's settings are wrong — as terminal, so the package

@@ -53,8 +53,14 @@ type Trigger struct {
 	// Binding is the binding's name (schedule and kubernetes); empty for
 	// the others.
 	Binding string
-	// Event is the kubernetes event, for kubernetes bindings.
+	// Event is the kubernetes event, for kubernetes bindings. Its MonitorID
+	// tells which binding fired when several share a name.
 	Event *kubeevents.Event
+	// Index is the binding's position among the hook's bindings of its type
+	// (Config.Schedules or Config.Kubernetes). It tells apart schedule
+	// bindings that share a name; a trigger whose Index does not point at a
+	// binding named Binding is matched by name (the first such binding).
+	Index int
 }
 
 // Label is how the trigger appears in logs and metrics: the binding type,
@@ -68,12 +74,43 @@ func (t Trigger) Label() string {
 
 // BindingContexts turns triggers into binding contexts for hook h, reading
 // snapshots from snaps (which may be nil when h has no kubernetes bindings).
+// As shell-operator compacts merged runs, a trigger of a grouped binding
+// followed by a trigger of a binding in the same group gives no context:
+// consecutive contexts of one group collapse to the last.
 func (h *Hook) BindingContexts(triggers []Trigger, snaps Snapshots) []BindingContext {
 	out := make([]BindingContext, 0, len(triggers))
-	for _, t := range triggers {
+	for i, t := range triggers {
+		if g := h.group(t); g != "" && i+1 < len(triggers) && h.group(triggers[i+1]) == g {
+			continue
+		}
 		out = append(out, h.bindingContext(t, snaps))
 	}
 	return out
+}
+
+// group is the group of the binding t fired for; empty for bindings that
+// have none.
+func (h *Hook) group(t Trigger) string {
+	if c := h.common(t); c != nil {
+		return c.Group
+	}
+	return ""
+}
+
+// common is the shared part of the schedule or kubernetes binding t fired
+// for; nil for other triggers and unknown bindings.
+func (h *Hook) common(t Trigger) *Common {
+	switch t.Type {
+	case Schedule:
+		if b := h.scheduleBinding(t); b != nil {
+			return &b.Common
+		}
+	case Kubernetes:
+		if b := h.kubeBindingOf(t); b != nil {
+			return &b.Common
+		}
+	}
+	return nil
 }
 
 func (h *Hook) bindingContext(t Trigger, snaps Snapshots) BindingContext {
@@ -88,10 +125,7 @@ func (h *Hook) bindingContext(t Trigger, snaps Snapshots) BindingContext {
 		}
 		return BindingContext{Binding: string(t.Type), Snapshots: h.snapshots(all, snaps)}
 	case Schedule:
-		for _, b := range h.Config.Schedules {
-			if b.Name != t.Binding {
-				continue
-			}
+		if b := h.scheduleBinding(t); b != nil {
 			if b.Group != "" {
 				return h.groupContext(b.Group, snaps)
 			}
@@ -99,7 +133,7 @@ func (h *Hook) bindingContext(t Trigger, snaps Snapshots) BindingContext {
 		}
 		return BindingContext{Binding: t.Binding, Type: ContextSchedule}
 	case Kubernetes:
-		kb := h.kubeBinding(t.Binding)
+		kb := h.kubeBindingOf(t)
 		if kb != nil && kb.Group != "" {
 			return h.groupContext(kb.Group, snaps)
 		}
@@ -153,8 +187,45 @@ func (h *Hook) groupContext(group string, snaps Snapshots) BindingContext {
 	return BindingContext{Binding: group, Type: ContextGroup, Snapshots: s}
 }
 
-func (h *Hook) kubeBinding(name string) *KubernetesBinding {
-	for i := range h.Config.Kubernetes {
+// scheduleBinding is the schedule binding trigger t fired for: the one at
+// t.Index when it bears t's name, else the first of that name.
+func (h *Hook) scheduleBinding(t Trigger) *ScheduleBinding {
+	return pick(h.Config.Schedules, func(b *ScheduleBinding) string { return b.Name }, t.Index, t.Binding)
+}
+
+// kubeBindingOf is the kubernetes binding trigger t fired for: the one whose
+// monitor sent t's event, else the one at t.Index when it bears t's name,
+// else the first of that name.
+func (h *Hook) kubeBindingOf(t Trigger) *KubernetesBinding {
+	bs := h.Config.Kubernetes
+	if t.Event != nil && t.Event.MonitorID != "" {
+		for i := range bs {
+			if bs[i].Monitor.ID == t.Event.MonitorID {
+				return &bs[i]
+			}
+		}
+	}
+	return pick(bs, func(b *KubernetesBinding) string { return b.Name }, t.Index, t.Binding)
+}
+
+// pick returns bs[i] when it is named name, else the first binding named
+// name, else nil.
+func pick[B any](bs []B, nameOf func(*B) string, i int, name string) *B {
+	if i >= 0 && i < len(bs) && nameOf(&bs[i]) == name {
+		return &bs[i]
+	}
+	for j := range bs {
+		if nameOf(&bs[j]) == name {
+			return &bs[j]
+		}
+	}
+	return nil
+}
+
+// snapshotBinding is the kubernetes binding whose objects are the snapshot
+// called name: as in shell-operator, the last binding of that name.
+func (h *Hook) snapshotBinding(name string) *KubernetesBinding {
+	for i := len(h.Config.Kubernetes) - 1; i >= 0; i-- {
 		if h.Config.Kubernetes[i].Name == name {
 			return &h.Config.Kubernetes[i]
 		}
@@ -170,7 +241,7 @@ func (h *Hook) snapshots(names []string, snaps Snapshots) map[string][]kubeevent
 	out := make(map[string][]kubeevents.ObjectAndFilterResult, len(names))
 	for _, n := range names {
 		items := []kubeevents.ObjectAndFilterResult{}
-		if kb := h.kubeBinding(n); kb != nil && snaps != nil {
+		if kb := h.snapshotBinding(n); kb != nil && snaps != nil {
 			if got := snaps.Snapshot(kb.Monitor.ID); got != nil {
 				items = got
 			}

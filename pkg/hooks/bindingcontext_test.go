@@ -122,3 +122,92 @@ func assertJSONEqual(t *testing.T, got, want []byte) {
 		t.Errorf("JSON differs:\n got %s\nwant %s", got, want)
 	}
 }
+
+// TestBindingContextsCompactGroups follows shell-operator's
+// combineBindingContextForHook: when runs merge, a context is dropped when
+// the next one belongs to the same group, so consecutive contexts of one
+// group collapse to the last.
+func TestBindingContextsCompactGroups(t *testing.T) {
+	cfg, err := ParseConfig("h", []byte(contextHookConfig+"- {name: other-group, kind: Secret, group: g2}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &Hook{Name: "h", PackageKey: "ns.p", Config: cfg}
+	ev := func(binding string) Trigger {
+		return Trigger{Type: Kubernetes, Binding: binding, Event: &kubeevents.Event{Type: kubeevents.TypeEvent, WatchEvent: kubeevents.WatchEventAdded}}
+	}
+	tick := func(binding string) Trigger { return Trigger{Type: Schedule, Binding: binding} }
+	tests := []struct {
+		name     string
+		triggers []Trigger
+		want     []string
+	}{
+		{"one group context", []Trigger{ev("grouped")}, []string{"g/Group"}},
+		{"a run of one group collapses", []Trigger{ev("grouped"), ev("grouped"), ev("grouped")}, []string{"g/Group"}},
+		{"schedule and kubernetes of one group collapse", []Trigger{tick("plain"), ev("grouped"), tick("grouped-tick"), ev("grouped")}, []string{"plain/Schedule", "g/Group"}},
+		{"only consecutive ones", []Trigger{ev("grouped"), ev("cms"), ev("grouped"), tick("grouped-tick")}, []string{"g/Group", "cms/Event", "g/Group"}},
+		{"different groups stay", []Trigger{ev("grouped"), ev("other-group"), ev("grouped")}, []string{"g/Group", "g2/Group", "g/Group"}},
+		{"ungrouped contexts are never compacted", []Trigger{ev("cms"), ev("cms"), tick("plain"), tick("plain")}, []string{"cms/Event", "cms/Event", "plain/Schedule", "plain/Schedule"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			for _, bc := range h.BindingContexts(tt.triggers, nil) {
+				got = append(got, bc.Binding+"/"+string(bc.Type))
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("contexts %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestBindingsSharingAName: as in shell-operator, bindings may share a name;
+// each fires with its own settings (found by its monitor or its index), and
+// a snapshot asked for by the shared name is the last such binding's.
+func TestBindingsSharingAName(t *testing.T) {
+	ns := env.Namespace(t)
+	a := liveConfigMap(t, ns, "a", nil)
+	b := liveConfigMap(t, ns, "b", nil)
+	h, err := FromConfig(t.TempDir(), "h", []byte(`configVersion: v1
+schedule:
+- {crontab: "@hourly", includeSnapshotsFrom: [kubernetes]}
+- {crontab: "@daily", queue: daily, allowFailure: true}
+kubernetes:
+- {kind: ConfigMap, queue: first}
+- {kind: ConfigMap, allowFailure: true, includeSnapshotsFrom: [kubernetes]}
+`), LoadOptions{Package: "p", PackageKey: "ns.p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, second := h.Config.Kubernetes[0].Monitor.ID, h.Config.Kubernetes[1].Monitor.ID
+	if first == second {
+		t.Fatalf("bindings sharing a name share monitor ID %q", first)
+	}
+	snaps := snapshotMap{first: {{Object: a}}, second: {{Object: b}}}
+	event := func(id string) Trigger {
+		return Trigger{Type: Kubernetes, Binding: "kubernetes", Event: &kubeevents.Event{MonitorID: id, Binding: "kubernetes", Type: kubeevents.TypeEvent, WatchEvent: kubeevents.WatchEventAdded, Objects: []kubeevents.ObjectAndFilterResult{{Object: a}}}}
+	}
+
+	if q := h.Queue(event(first)); q != "first" {
+		t.Errorf("first binding's queue %q, want first", q)
+	}
+	if q := h.Queue(event(second)); q != "" {
+		t.Errorf("second binding's queue %q, want the main queue", q)
+	}
+	if h.allowsFailure(event(first)) || !h.allowsFailure(event(second)) {
+		t.Error("allowFailure must follow the binding whose monitor fired")
+	}
+	hourly, daily := Trigger{Type: Schedule, Binding: "schedule", Index: 0}, Trigger{Type: Schedule, Binding: "schedule", Index: 1}
+	if h.Queue(hourly) != "" || h.Queue(daily) != "daily" || h.allowsFailure(hourly) || !h.allowsFailure(daily) {
+		t.Error("schedule bindings sharing a name must be told apart by Index")
+	}
+
+	objB, _ := json.Marshal(b.Object)
+	wantSnap := `{"kubernetes":[{"object":` + string(objB) + `}]}`
+	got, _ := json.Marshal(h.BindingContexts([]Trigger{hourly}, snaps))
+	assertJSONEqual(t, got, []byte(`[{"binding":"schedule","type":"Schedule","snapshots":`+wantSnap+`}]`))
+	bc := h.BindingContexts([]Trigger{event(second)}, snaps)
+	snap, _ := json.Marshal(bc[0].Snapshots)
+	assertJSONEqual(t, snap, []byte(wantSnap))
+}

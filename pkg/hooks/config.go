@@ -68,10 +68,13 @@ type Settings struct {
 
 // Common holds the fields schedule and kubernetes bindings share.
 type Common struct {
-	// Name identifies the binding in binding contexts and snapshots.
+	// Name identifies the binding in binding contexts and snapshots. An
+	// unnamed binding is named after its type, "schedule" or "kubernetes",
+	// as shell-operator names it. Names need not be unique.
 	Name string
 	// Queue names the package queue the hook runs in for this binding;
-	// empty means the package's main queue.
+	// empty means the package's main queue (`queue: main` is read as
+	// empty, since "main" is shell-operator's name for that queue).
 	Queue string
 	// Group, when set, replaces this binding's contexts by one context of
 	// type Group carrying the snapshots of every binding in the group.
@@ -100,7 +103,9 @@ type KubernetesBinding struct {
 	// ResolveKinds canonicalises it.
 	Monitor kubeevents.Config
 	// WaitForSynchronization makes the package's start wait for this
-	// binding's Synchronization run. Default true.
+	// binding's Synchronization run. Default true; `false` counts only for
+	// a binding with a named queue, as in shell-operator: a Synchronization
+	// in the main queue is always waited for.
 	WaitForSynchronization bool
 }
 
@@ -340,10 +345,7 @@ func ParseConfig(hook string, data []byte) (*Config, error) {
 
 	cronParser := cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 	for i, rs := range raw.Schedule {
-		b := ScheduleBinding{Common: common(rs.rawCommon), Crontab: strings.TrimSpace(rs.Crontab)}
-		if b.Name == "" {
-			b.Name = b.Crontab
-		}
+		b := ScheduleBinding{Common: common(rs.rawCommon, Schedule), Crontab: strings.TrimSpace(rs.Crontab)}
 		where := fmt.Sprintf("schedule[%d] %q", i, b.Name)
 		if b.Crontab == "" {
 			return nil, cerr(where, "crontab", "missing; expected a cron spec such as \"*/5 * * * *\"")
@@ -354,12 +356,12 @@ func ParseConfig(hook string, data []byte) (*Config, error) {
 		cfg.Schedules = append(cfg.Schedules, b)
 	}
 
-	names := map[string]int{}
+	// Names need not be unique, as in shell-operator: each binding has its
+	// own monitor, and a snapshot asked for by a shared name is the last
+	// such binding's.
+	names := map[string]bool{}
 	for i, rk := range raw.Kubernetes {
 		b, err := kubeBinding(rk)
-		if b.Name == "" {
-			b.Name = string(Kubernetes)
-		}
 		where := fmt.Sprintf("kubernetes[%d] %q", i, b.Name)
 		if err != nil {
 			var fe *fieldErr
@@ -368,10 +370,7 @@ func ParseConfig(hook string, data []byte) (*Config, error) {
 			}
 			return nil, cerr(where, "", "%v", err)
 		}
-		if j, dup := names[b.Name]; dup {
-			return nil, cerr(where, "name", "%q is also the name of kubernetes[%d]; kubernetes bindings of a hook need unique names", b.Name, j)
-		}
-		names[b.Name] = i
+		names[b.Name] = true
 		cfg.Kubernetes = append(cfg.Kubernetes, b)
 	}
 
@@ -397,10 +396,22 @@ func ParseConfig(hook string, data []byte) (*Config, error) {
 	return cfg, nil
 }
 
-func common(r rawCommon) Common {
+// MainQueue is shell-operator's name for the main queue; a binding with
+// `queue: main` runs in the package's main queue.
+const MainQueue = "main"
+
+func common(r rawCommon, t BindingType) Common {
+	name := strings.TrimSpace(r.Name)
+	if name == "" {
+		name = string(t)
+	}
+	q := strings.TrimSpace(r.Queue)
+	if q == MainQueue {
+		q = ""
+	}
 	return Common{
-		Name:                 strings.TrimSpace(r.Name),
-		Queue:                r.Queue,
+		Name:                 name,
+		Queue:                q,
 		Group:                r.Group,
 		AllowFailure:         r.AllowFailure != nil && *r.AllowFailure,
 		IncludeSnapshotsFrom: r.IncludeSnapshotsFrom,
@@ -423,7 +434,10 @@ var watchEventAliases = map[string]kubeevents.WatchEvent{
 }
 
 func kubeBinding(r rawKube) (KubernetesBinding, error) {
-	b := KubernetesBinding{Common: common(r.rawCommon), WaitForSynchronization: boolOr(r.WaitForSynchronization, true)}
+	b := KubernetesBinding{Common: common(r.rawCommon, Kubernetes)}
+	// Only a binding in a named queue may skip the wait (shell-operator's
+	// config and its main-queue handling both say so).
+	b.WaitForSynchronization = boolOr(r.WaitForSynchronization, true) || b.Queue == ""
 	m := kubeevents.Config{
 		APIVersion:                   strings.TrimSpace(r.APIVersion),
 		Kind:                         strings.TrimSpace(r.Kind),
@@ -499,9 +513,6 @@ func kubeBinding(r rawKube) (KubernetesBinding, error) {
 		m.ResyncPeriod = d
 	}
 	m.Binding = b.Name
-	if m.Binding == "" {
-		m.Binding = string(Kubernetes)
-	}
 	b.Monitor = m
 	return b, nil
 }

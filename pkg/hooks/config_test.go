@@ -68,8 +68,8 @@ kubernetes:
 	if cfg.Settings != (Settings{ExecutionMinInterval: 3 * time.Second, ExecutionBurst: 2}) {
 		t.Errorf("settings: %+v", cfg.Settings)
 	}
-	if len(cfg.Schedules) != 4 || cfg.Schedules[0].Name != "*/5 * * * *" {
-		t.Fatalf("unnamed schedule should be named by its crontab: %+v", cfg.Schedules)
+	if len(cfg.Schedules) != 4 || cfg.Schedules[0].Name != "schedule" {
+		t.Fatalf("an unnamed schedule is named \"schedule\", as in shell-operator: %+v", cfg.Schedules)
 	}
 	s := cfg.Schedules[1]
 	if !s.AllowFailure || s.Queue != "slow" || s.Group != "g" || !reflect.DeepEqual(s.IncludeSnapshotsFrom, []string{"pods"}) {
@@ -108,8 +108,8 @@ kubernetes:
 	if old.Monitor.LabelSelector.MatchLabels["app"] != "x" || old.Monitor.Namespace.LabelSelector.MatchLabels["team"] != "t" {
 		t.Errorf("label selectors lost: %+v", old.Monitor)
 	}
-	if old.WaitForSynchronization || old.Group != "g" {
-		t.Errorf("old-events: %+v", old)
+	if !old.WaitForSynchronization || old.Group != "g" {
+		t.Errorf("old-events (waitForSynchronization: false in the main queue is not honoured): %+v", old)
 	}
 	if none := cfg.Kubernetes[2].Monitor.ExecuteHookOnEvent; none == nil || len(none) != 0 {
 		t.Errorf("executeHookOnEvent: [] must mean no events (empty, non-nil), got %#v", none)
@@ -156,7 +156,6 @@ func TestParseConfigErrors(t *testing.T) {
 		{"bad label selector", "configVersion: v1\nkubernetes:\n- name: k\n  kind: Pod\n  labelSelector: {matchExpressions: [{key: a, operator: Sometimes}]}", []string{"field labelSelector"}},
 		{"bad field operator", "configVersion: v1\nkubernetes:\n- name: k\n  kind: Pod\n  fieldSelector: {matchExpressions: [{field: a, operator: In, value: b}]}", []string{"field fieldSelector.matchExpressions[0].operator"}},
 		{"bool as string", "configVersion: v1\nkubernetes:\n- name: k\n  kind: Pod\n  allowFailure: maybe", []string{"kubernetes[0]", "field allowFailure", "true or false"}},
-		{"duplicate names", "configVersion: v1\nkubernetes:\n- name: k\n  kind: Pod\n- name: k\n  kind: Pod", []string{`kubernetes[1] "k"`, "field name", "unique"}},
 		{"unknown snapshot", "configVersion: v1\nschedule:\n- name: s\n  crontab: '* * * * *'\n  includeSnapshotsFrom: [nope]", []string{`schedule[0] "s"`, "field includeSnapshotsFrom", `"nope"`}},
 		{"bad resync", "configVersion: v1\nkubernetes:\n- name: k\n  kind: Pod\n  resynchronizationPeriod: often", []string{"field resynchronizationPeriod"}},
 		{"bad interval", "configVersion: v1\nsettings: {executionMinInterval: fast}", []string{"binding settings", "field executionMinInterval"}},
@@ -231,5 +230,85 @@ func TestParseConfigEmptyNamespaceMeansAll(t *testing.T) {
 	}
 	if ns := cfg.Kubernetes[0].Monitor.Namespace; ns != nil {
 		t.Errorf("namespace: {} must mean all namespaces (nil), got %+v", ns)
+	}
+}
+
+// TestParseConfigShellOperatorNamesAndWait follows shell-operator's
+// pkg/hook/config/config_v1.go: unnamed bindings are named after their type,
+// names may repeat, and waitForSynchronization: false counts only for a
+// binding in a named queue.
+func TestParseConfigShellOperatorNamesAndWait(t *testing.T) {
+	// An unmodified shell-operator style config: two unnamed kubernetes
+	// bindings, an unnamed schedule, a repeated name.
+	cfg, err := ParseConfig("h", []byte(`
+configVersion: v1
+schedule:
+- crontab: "*/5 * * * *"
+- crontab: "0 * * * *"
+  queue: hourly
+kubernetes:
+- kind: Pod
+- kind: ConfigMap
+  executeHookOnEvent: [Added]
+- name: nodes
+  kind: Node
+- name: nodes
+  kind: Node
+  labelSelector: {matchLabels: {role: edge}}
+  includeSnapshotsFrom: [nodes, kubernetes]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, b := range cfg.Schedules {
+		names = append(names, b.Name)
+	}
+	for _, b := range cfg.Kubernetes {
+		names = append(names, b.Name+"/"+b.Monitor.Binding)
+	}
+	if want := []string{"schedule", "schedule", "kubernetes/kubernetes", "kubernetes/kubernetes", "nodes/nodes", "nodes/nodes"}; !reflect.DeepEqual(names, want) {
+		t.Errorf("binding names %v, want %v", names, want)
+	}
+	if cfg.Schedules[1].Queue != "hourly" || cfg.Schedules[0].Queue != "" {
+		t.Errorf("queues of the two schedules: %+v", cfg.Schedules)
+	}
+
+	// Each binding keeps its own monitor even when names repeat.
+	h, err := FromConfig(t.TempDir(), "h", []byte(`{"configVersion":"v1","kubernetes":[{"kind":"Pod"},{"kind":"ConfigMap"},{"name":"x","kind":"Node"}]}`), LoadOptions{Package: "p", PackageKey: "ns.p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, b := range h.Config.Kubernetes {
+		ids = append(ids, b.Monitor.ID)
+	}
+	if want := []string{"ns.p/h/kubernetes[0]", "ns.p/h/kubernetes[1]", "ns.p/h/x"}; !reflect.DeepEqual(ids, want) {
+		t.Errorf("monitor IDs %v, want %v", ids, want)
+	}
+
+	for _, tc := range []struct {
+		name, binding string
+		want          bool
+	}{
+		{"default", "{kind: Pod}", true},
+		{"false in the main queue", "{kind: Pod, waitForSynchronization: false}", true},
+		{"false with queue: main", "{kind: Pod, waitForSynchronization: false, queue: main}", true},
+		{"false in a named queue", "{kind: Pod, waitForSynchronization: false, queue: slow}", false},
+		{"true in a named queue", "{kind: Pod, waitForSynchronization: true, queue: slow}", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := ParseConfig("h", []byte("configVersion: v1\nkubernetes:\n- "+tc.binding))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := cfg.Kubernetes[0]
+			if b.WaitForSynchronization != tc.want {
+				t.Errorf("waitForSynchronization %v, want %v", b.WaitForSynchronization, tc.want)
+			}
+			if strings.Contains(tc.binding, "queue: main") && b.Queue != "" {
+				t.Errorf("queue: main must be the main queue, got %q", b.Queue)
+			}
+		})
 	}
 }

@@ -9,10 +9,12 @@
 //     and parses it (ParseConfig), resolving kinds through a REST mapper
 //     (Config.ResolveKinds, NewRESTMapper). Every kubernetes binding carries
 //     the kubeevents.Config its monitor needs, with ID
-//     "<package key>/<hook>/<binding>" (MonitorID).
+//     "<package key>/<hook>/<binding>" (MonitorID), or ".../<binding>[<i>]"
+//     when bindings of the hook share a name.
 //   - A Trigger says why a hook runs. NewRunTask wraps a hook and its
 //     triggers into a queue.Task; consecutive tasks of one hook merge, their
-//     binding contexts concatenated. Binding contexts and snapshots (from a
+//     binding contexts concatenated and consecutive contexts of one group
+//     compacted to the last. Binding contexts and snapshots (from a
 //     Snapshots, the kubeevents manager) are built when the task runs.
 //   - Runner.Run executes one run: a temporary directory with the protocol's
 //     files, the package directory as working directory, a minimal

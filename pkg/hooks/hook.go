@@ -44,7 +44,8 @@ type Hook struct {
 func (h *Hook) ID() string { return h.PackageKey + "/" + h.Name }
 
 // MonitorID is the ID of the kubeevents monitor for a kubernetes binding:
-// "<package key>/<hook>/<binding>".
+// "<package key>/<hook>/<binding>". A binding whose name another
+// kubernetes binding of the hook shares passes "<binding>[<index>]".
 func MonitorID(packageKey, hook, binding string) string {
 	return packageKey + "/" + hook + "/" + binding
 }
@@ -184,8 +185,17 @@ func (h *Hook) configure(out []byte, opts LoadOptions) error {
 			return err
 		}
 	}
+	count := map[string]int{}
+	for _, b := range cfg.Kubernetes {
+		count[b.Name]++
+	}
 	for i := range cfg.Kubernetes {
-		cfg.Kubernetes[i].Monitor.ID = MonitorID(opts.PackageKey, h.Name, cfg.Kubernetes[i].Name)
+		name := cfg.Kubernetes[i].Name
+		if count[name] > 1 {
+			// Bindings sharing a name each keep their own monitor.
+			name = fmt.Sprintf("%s[%d]", name, i)
+		}
+		cfg.Kubernetes[i].Monitor.ID = MonitorID(opts.PackageKey, h.Name, name)
 	}
 	h.Config = cfg
 	return nil

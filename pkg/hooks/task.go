@@ -26,8 +26,10 @@ type ObjectPatcher interface {
 type ValuesSource interface {
 	Values() (Values, error)
 	ConfigValues() Values
-	PatchValues(ops jsonpatch.Patch) error
-	PatchConfigValues(ctx context.Context, ops jsonpatch.Patch) error
+	// Patch applies a run's config-values and values patches as a whole:
+	// both are validated before the config values are persisted, and
+	// nothing changes when either is rejected.
+	Patch(ctx context.Context, configOps, valuesOps jsonpatch.Patch) error
 }
 
 // TaskDeps are the services every hook-run task uses.
@@ -87,19 +89,8 @@ func NewRunTask(deps TaskDeps, h *Hook, values ValuesSource, triggers ...Trigger
 }
 
 func (h *Hook) allowsFailure(t Trigger) bool {
-	switch t.Type {
-	case Schedule:
-		for _, b := range h.Config.Schedules {
-			if b.Name == t.Binding {
-				return b.AllowFailure
-			}
-		}
-	case Kubernetes:
-		if b := h.kubeBinding(t.Binding); b != nil {
-			return b.AllowFailure
-		}
-	}
-	return false
+	c := h.common(t)
+	return c != nil && c.AllowFailure
 }
 
 // Hook is the hook the task runs.
@@ -222,11 +213,8 @@ func (t *RunTask) applyResults(ctx context.Context, res *RunResult) error {
 		if t.values == nil {
 			return fmt.Errorf("hook %s wrote values patches but the package has no values store", h.Name)
 		}
-		if err := t.values.PatchConfigValues(ctx, res.ConfigValuesPatch); err != nil {
-			return fmt.Errorf("hook %s: config values patch rejected: %w", h.Name, err)
-		}
-		if err := t.values.PatchValues(res.ValuesPatch); err != nil {
-			return fmt.Errorf("hook %s: values patch rejected: %w", h.Name, err)
+		if err := t.values.Patch(ctx, res.ConfigValuesPatch, res.ValuesPatch); err != nil {
+			return fmt.Errorf("hook %s: %w", h.Name, err)
 		}
 	}
 	if t.deps.Metrics != nil && len(res.Metrics) > 0 {
@@ -252,17 +240,8 @@ func (t *RunTask) record(binding, outcome string, res *RunResult) {
 // field, empty for the package's main queue (onStartup and the Helm bindings
 // always run in the main queue). The coordinator turns it into a queue name.
 func (h *Hook) Queue(t Trigger) string {
-	switch t.Type {
-	case Schedule:
-		for _, b := range h.Config.Schedules {
-			if b.Name == t.Binding {
-				return b.Queue
-			}
-		}
-	case Kubernetes:
-		if b := h.kubeBinding(t.Binding); b != nil {
-			return b.Queue
-		}
+	if c := h.common(t); c != nil {
+		return c.Queue
 	}
 	return ""
 }

@@ -222,55 +222,101 @@ func (s *ValuesStore) ConfigValues() Values {
 // "/<valuesKey>/"). The result must satisfy the schema; otherwise nothing
 // changes and the error says why.
 func (s *ValuesStore) PatchValues(ops jsonpatch.Patch) error {
-	if len(ops) == 0 {
-		return nil
-	}
-	if err := s.checkRoots(ops); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	all := append(append(jsonpatch.Patch{}, s.patches...), ops...)
-	if _, err := s.effective(s.config, all); err != nil {
-		return err
-	}
-	s.patches = all
-	return nil
+	return s.Patch(context.Background(), nil, ops)
 }
 
 // PatchConfigValues applies a hook's config-values patch, validates the
 // resulting values and persists the new settings. Nothing changes when any
 // step fails.
 func (s *ValuesStore) PatchConfigValues(ctx context.Context, ops jsonpatch.Patch) error {
-	if len(ops) == 0 {
+	return s.Patch(ctx, ops, nil)
+}
+
+// PatchError is a patch Patch refused, saying which of the two it was.
+type PatchError struct {
+	// Config is true for the config-values patch, false for the values
+	// patch.
+	Config bool
+	Err    error
+}
+
+// Error implements error.
+func (e *PatchError) Error() string {
+	if e.Config {
+		return "config values patch rejected: " + e.Err.Error()
+	}
+	return "values patch rejected: " + e.Err.Error()
+}
+
+// Unwrap returns the reason.
+func (e *PatchError) Unwrap() error { return e.Err }
+
+// Patch applies one run's config-values patch and values patch as a whole:
+// both are checked (their paths, that they apply, and the schema on the
+// values that result from both) before the settings are persisted, so a
+// rejected values patch leaves the settings in the cluster and in memory as
+// they were. Nothing changes when any step fails; a refused patch is a
+// *PatchError naming which patch it was.
+func (s *ValuesStore) Patch(ctx context.Context, configOps, valuesOps jsonpatch.Patch) error {
+	if len(configOps) == 0 && len(valuesOps) == 0 {
 		return nil
 	}
-	if err := s.checkRoots(ops); err != nil {
-		return err
+	if err := s.checkRoots(configOps); err != nil {
+		return &PatchError{Config: true, Err: err}
 	}
-	// Compute under the lock, persist without it (the writer talks to the
-	// API server), then commit only if nothing changed the settings
-	// meanwhile.
+	if err := s.checkRoots(valuesOps); err != nil {
+		return &PatchError{Err: err}
+	}
+	// Compute and validate under the lock, persist without it (the writer
+	// talks to the API server), then commit only if nothing changed the
+	// settings meanwhile.
 	s.mu.Lock()
-	cfg, err := s.patchedConfig(ops)
+	cfg, err := s.validate(configOps, valuesOps)
 	version := s.version
 	s.mu.Unlock()
 	if err != nil {
 		return err
 	}
-	if s.writer != nil {
+	if len(configOps) > 0 && s.writer != nil {
 		if err := s.writer.WriteSettings(ctx, cfg); err != nil {
-			return fmt.Errorf("persist settings of %s: %w", s.key, err)
+			return &PatchError{Config: true, Err: fmt.Errorf("persist settings of %s: %w", s.key, err)}
 		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.version != version {
-		return fmt.Errorf("apply config values patch to %s: settings changed while it was persisted; run the hook again", s.key)
+		return &PatchError{Config: len(configOps) > 0, Err: fmt.Errorf("apply patches to %s: settings changed meanwhile; run the hook again", s.key)}
 	}
-	s.config = cfg
-	s.version++
+	// Another run's values patch may have landed meanwhile: check the
+	// whole once more before committing.
+	all := append(append(jsonpatch.Patch{}, s.patches...), valuesOps...)
+	if _, err := s.effective(cfg, all); err != nil {
+		return &PatchError{Err: err}
+	}
+	if len(configOps) > 0 {
+		s.config = cfg
+		s.version++
+	}
+	s.patches = all
 	return nil
+}
+
+// validate applies configOps to the config values and valuesOps after the
+// patches so far, and checks the result against the schema. It returns the
+// new config values. Callers hold mu.
+func (s *ValuesStore) validate(configOps, valuesOps jsonpatch.Patch) (map[string]any, error) {
+	cfg := s.config
+	if len(configOps) > 0 {
+		var err error
+		if cfg, err = s.patchedConfig(configOps); err != nil {
+			return nil, &PatchError{Config: true, Err: err}
+		}
+	}
+	all := append(append(jsonpatch.Patch{}, s.patches...), valuesOps...)
+	if _, err := s.effective(cfg, all); err != nil {
+		return nil, &PatchError{Err: err}
+	}
+	return cfg, nil
 }
 
 // patchedConfig applies ops to the config values and validates the result.

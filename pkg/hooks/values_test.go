@@ -97,6 +97,21 @@ func newTestStore(t *testing.T, w SettingsWriter) *ValuesStore {
 	return s
 }
 
+// clusterSettings reads the GadgetPackage key from the API server and
+// decodes its settings.
+func clusterSettings(t *testing.T, key types.NamespacedName) (map[string]any, *gadgetpmv1alpha1.GadgetPackage) {
+	t.Helper()
+	got := &gadgetpmv1alpha1.GadgetPackage{}
+	if err := env.Client.Get(context.Background(), key, got); err != nil {
+		t.Fatal(err)
+	}
+	var settings map[string]any
+	if err := json.Unmarshal(got.Spec.Settings.Raw, &settings); err != nil {
+		t.Fatal(err)
+	}
+	return settings, got
+}
+
 func TestValuesStorePatches(t *testing.T) {
 	s := newTestStore(t, nil)
 	v, err := s.Values()
@@ -179,14 +194,7 @@ func TestValuesStoreConfigPatchPersistsSettings(t *testing.T) {
 	if err := s.PatchConfigValues(ctx, ops); err != nil {
 		t.Fatal(err)
 	}
-	got := &gadgetpmv1alpha1.GadgetPackage{}
-	if err := env.Client.Get(ctx, key, got); err != nil {
-		t.Fatal(err)
-	}
-	var settings map[string]any
-	if err := json.Unmarshal(got.Spec.Settings.Raw, &settings); err != nil {
-		t.Fatal(err)
-	}
+	settings, got := clusterSettings(t, key)
 	if want := map[string]any{"mode": "fast", "replicas": 2.0}; !reflect.DeepEqual(settings, want) {
 		t.Errorf("persisted settings %v, want %v", settings, want)
 	}
@@ -258,5 +266,73 @@ func TestNewValuesStoreRejectsInvalidSettings(t *testing.T) {
 	}
 	if _, err := NewValuesStore(ValuesStoreOptions{}); err == nil {
 		t.Error("store without a package name")
+	}
+}
+
+// TestRunTaskPatchesAllOrNothing: a run's config-values patch and values
+// patch are validated together before the settings are persisted, so when
+// either is rejected neither the GadgetPackage in the cluster nor the store
+// changes.
+func TestRunTaskPatchesAllOrNothing(t *testing.T) {
+	const (
+		goodConfig = `echo '[{"op":"add","path":"/netTrace/replicas","value":3}]' > "$CONFIG_VALUES_JSON_PATCH_PATH"`
+		badConfig  = `echo '[{"op":"add","path":"/netTrace/mode","value":"reckless"}]' > "$CONFIG_VALUES_JSON_PATCH_PATH"`
+		goodValues = `echo '[{"op":"add","path":"/netTrace/mode","value":"safe"}]' > "$VALUES_JSON_PATCH_PATH"`
+		badValues  = `echo '[{"op":"add","path":"/netTrace/replicas","value":"many"}]' > "$VALUES_JSON_PATCH_PATH"`
+		original   = `{"mode":"fast","extra":{"b":2}}`
+	)
+	tests := []struct {
+		name, body string
+		// wantErr is empty when both patches apply.
+		wantErr      string
+		wantSettings map[string]any
+		wantValues   map[string]any
+	}{
+		{"values patch rejected", goodConfig + "\n" + badValues, "values patch rejected",
+			map[string]any{"mode": "fast", "extra": map[string]any{"b": 2.0}},
+			map[string]any{"replicas": 1.0, "mode": "fast", "extra": map[string]any{"a": 1.0, "b": 2.0}}},
+		{"config values patch rejected", badConfig + "\n" + goodValues, "config values patch rejected",
+			map[string]any{"mode": "fast", "extra": map[string]any{"b": 2.0}},
+			map[string]any{"replicas": 1.0, "mode": "fast", "extra": map[string]any{"a": 1.0, "b": 2.0}}},
+		{"both apply", goodConfig + "\n" + goodValues, "",
+			map[string]any{"mode": "fast", "extra": map[string]any{"b": 2.0}, "replicas": 3.0},
+			map[string]any{"replicas": 3.0, "mode": "safe", "extra": map[string]any{"a": 1.0, "b": 2.0}}},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			ns := env.Namespace(t)
+			gp := &gadgetpmv1alpha1.GadgetPackage{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "net-trace"},
+				Spec: gadgetpmv1alpha1.GadgetPackageSpec{
+					Repository: "main", Package: "net-trace",
+					Settings: &apiextensionsv1.JSON{Raw: []byte(original)},
+				},
+			}
+			if err := env.Client.Create(ctx, gp); err != nil {
+				t.Fatal(err)
+			}
+			key := types.NamespacedName{Namespace: ns, Name: "net-trace"}
+			store := newTestStore(t, GadgetPackageSettings{Client: env.Client, Key: key})
+			h := loadHook(t, newPackage(t, map[string]string{"hooks/h": bashHook(trivialConfig, tt.body)}), "h")
+			f := newTaskFixture(t, nil)
+			err := NewRunTask(f.deps, h, store, Trigger{Type: OnStartup}).Execute(f.ctx)
+			if tt.wantErr == "" && err != nil {
+				t.Fatalf("case %d: %v", i, err)
+			}
+			if tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), "hook h")) {
+				t.Fatalf("error %v, want it to name the hook and say %q", err, tt.wantErr)
+			}
+
+			if settings, _ := clusterSettings(t, key); !reflect.DeepEqual(settings, tt.wantSettings) {
+				t.Errorf("settings in the cluster %v, want %v", settings, tt.wantSettings)
+			}
+			if cv := store.ConfigValues()["netTrace"]; !reflect.DeepEqual(cv, tt.wantSettings) {
+				t.Errorf("config values in the store %v, want %v", cv, tt.wantSettings)
+			}
+			if v, err := store.Values(); err != nil || !reflect.DeepEqual(v["netTrace"], tt.wantValues) {
+				t.Errorf("values %v (%v), want %v", v["netTrace"], err, tt.wantValues)
+			}
+		})
 	}
 }

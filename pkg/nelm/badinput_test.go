@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	helmchart "helm.sh/helm/v3/pkg/chart"
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/gadgetpm/gadgetpm/pkg/nelm"
 )
@@ -22,6 +23,10 @@ func TestUpgradeBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The package under test has a GadgetPackage, so its failures are
+	// recorded as Events on it.
+	bad := newPackage(t, ns, "bad")
+
 	schema := []byte(`{"$schema":"http://json-schema.org/draft-07/schema#","type":"object","properties":{"replicas":{"type":"integer"}}}`)
 	tests := []struct {
 		name    string
@@ -30,13 +35,17 @@ func TestUpgradeBadInput(t *testing.T) {
 		values  map[string]any
 		wantIs  error
 		wantErr []string
+		// wantEvent: a Warning HelmFailed Event on the GadgetPackage
+		// holds these.
+		wantEvent []string
 	}{
 		{
 			name: "template error",
 			chart: func() *helmchart.Chart {
 				return chartOf("bad", "1.0.0", map[string]string{"cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\ndata:\n  a: {{ .Values.missing.deeper }}\n"})
 			},
-			wantErr: []string{"templates/cm.yaml:6", "nil pointer"},
+			wantErr:   []string{"templates/cm.yaml:6", "nil pointer"},
+			wantEvent: []string{"upgrade release " + ns + "/bad", "render chart bad", "templates/cm.yaml:6", "nil pointer"},
 		},
 		{
 			name: "unparsable template",
@@ -60,7 +69,8 @@ func TestUpgradeBadInput(t *testing.T) {
 			chart: func() *helmchart.Chart {
 				return chartOf("bad", "1.0.0", map[string]string{"w.yaml": "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\n"})
 			},
-			wantErr: []string{`kind "Widget"`, "example.com/v1", "install the CRD"},
+			wantErr:   []string{`kind "Widget"`, "example.com/v1", "install the CRD"},
+			wantEvent: []string{"release " + ns + "/bad", `kind "Widget"`, "install the CRD"},
 		},
 		{
 			name:    "values that are not JSON",
@@ -108,7 +118,7 @@ func TestUpgradeBadInput(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			pkg := nelm.Package{Namespace: ns, Name: "bad"}
+			pkg := bad
 			if tt.pkg != nil {
 				pkg = tt.pkg()
 			}
@@ -127,6 +137,11 @@ func TestUpgradeBadInput(t *testing.T) {
 			for _, want := range tt.wantErr {
 				if !strings.Contains(err.Error(), want) {
 					t.Errorf("error %q does not contain %q", err, want)
+				}
+			}
+			if len(tt.wantEvent) > 0 {
+				if e := waitForEventWith(t, pkg, nelm.ReasonFailed, tt.wantEvent...); e.Type != corev1.EventTypeWarning {
+					t.Errorf("%s Event %q is of type %s, want Warning", nelm.ReasonFailed, e.Message, e.Type)
 				}
 			}
 			if pkg.Namespace == ns {

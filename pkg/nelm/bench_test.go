@@ -14,7 +14,8 @@ import (
 // ConfigMaps through pkg/nelm and through bare Helm SDK calls (fresh
 // action.Configuration per operation, Secret storage, wait for readiness and
 // deletion, same QPS and burst), alternating in each iteration so both see
-// the same server at the same time. It reports each side's time per
+// the same server at the same time. The bare-Helm side uses pkg/nelm's
+// RESTClientGetter too, so both share the same kind of discovery cache. It reports each side's time per
 // install+uninstall and their ratio (nelm/helm).
 func BenchmarkInstallUninstall(b *testing.B) {
 	ctx := context.Background()

@@ -91,23 +91,37 @@ func ctxFor(t testing.TB) context.Context {
 // exists and returns its message.
 func waitForEvent(t *testing.T, pkg nelm.Package, reason string) string {
 	t.Helper()
+	return waitForEventWith(t, pkg, reason).Message
+}
+
+// waitForEventWith waits until an Event with reason on the package's object
+// whose message contains every one of parts exists, and returns it.
+func waitForEventWith(t *testing.T, pkg nelm.Package, reason string, parts ...string) corev1.Event {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var list corev1.EventList
 		if err := env.Client.List(context.Background(), &list, client.InNamespace(pkg.Namespace)); err != nil {
 			t.Fatal(err)
 		}
+	events:
 		for _, e := range list.Items {
-			if e.InvolvedObject.Name == pkg.Name && e.InvolvedObject.Kind == "GadgetPackage" && e.Reason == reason {
-				return e.Message
+			if e.InvolvedObject.Name != pkg.Name || e.InvolvedObject.Kind != "GadgetPackage" || e.Reason != reason {
+				continue
 			}
+			for _, p := range parts {
+				if !strings.Contains(e.Message, p) {
+					continue events
+				}
+			}
+			return e
 		}
 		if time.Now().After(deadline) {
 			var seen []string
 			for _, e := range list.Items {
 				seen = append(seen, e.Reason+": "+e.Message)
 			}
-			t.Fatalf("no Event %s on GadgetPackage %s; saw %q", reason, pkg, seen)
+			t.Fatalf("no Event %s on GadgetPackage %s with %q; saw %q", reason, pkg, parts, seen)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

@@ -52,12 +52,12 @@ func (s *Service) Resume(pkg Package) {
 	s.mu.Unlock()
 }
 
-// pauseState returns how many times pkg was ever paused, and whether it is
-// paused now.
-func (s *Service) pauseState(pkg Package) (uint64, bool) {
+// pauseState returns how many times pkg was ever paused, and how many
+// Pauses are not yet matched by a Resume.
+func (s *Service) pauseState(pkg Package) (uint64, int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.pauseEpoch[pkg.Key()], s.paused[pkg.Key()] > 0
+	return s.pauseEpoch[pkg.Key()], s.paused[pkg.Key()]
 }
 
 // Monitoring reports whether pkg's drift monitor runs.
@@ -160,11 +160,12 @@ func (s *Service) runMonitor(ctx context.Context, pkg Package, seen lastDeployed
 // handles that), or on errors, which are logged and retried at the next
 // check.
 func (s *Service) check(ctx context.Context, pkg Package, seen *lastDeployed) (Drift, bool) {
+	log := s.opts.Logger.WithValues("package", pkg.Key())
 	epoch, paused := s.pauseState(pkg)
-	if paused {
+	if paused > 0 {
+		log.V(1).Info("drift check skipped: paused", "pauses", paused)
 		return Drift{}, false
 	}
-	log := s.opts.Logger.WithValues("package", pkg.Key())
 	op := s.newOperation(pkg)
 	last, err := op.lastRelease()
 	if err != nil {
@@ -190,7 +191,7 @@ func (s *Service) check(ctx context.Context, pkg Package, seen *lastDeployed) (D
 	}
 	// An operation that started (and maybe finished) while objects were
 	// read may have removed them on purpose.
-	if now, paused := s.pauseState(pkg); len(missing) == 0 || paused || now != epoch || ctx.Err() != nil {
+	if now, paused := s.pauseState(pkg); len(missing) == 0 || paused > 0 || now != epoch || ctx.Err() != nil {
 		return Drift{}, false
 	}
 	return Drift{Package: pkg, Revision: seen.revision, Missing: missing}, true

@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/gadgetpm/gadgetpm/internal/testlog"
 	"github.com/gadgetpm/gadgetpm/pkg/nelm"
 )
 
@@ -72,8 +73,8 @@ func TestMonitorReportsDeletedObjectAndRunRestoresIt(t *testing.T) {
 
 func TestMonitorPauseIsCounted(t *testing.T) {
 	ns := env.Namespace(t)
-	interval := 50 * time.Millisecond
-	s := newService(t, nelm.Options{MonitorInterval: interval, MonitorJitter: -1})
+	logs := &testlog.Lines{}
+	s := newService(t, nelm.Options{MonitorInterval: 50 * time.Millisecond, MonitorJitter: -1, Logger: logs.Logger(1)})
 	pkg := newPackage(t, ns, "paused")
 	ch := chartOf("paused", "1.0.0", map[string]string{"cm.yaml": configMaps(1)})
 	if _, err := s.Upgrade(ctxFor(t), pkg, ch, nil); err != nil {
@@ -84,10 +85,19 @@ func TestMonitorPauseIsCounted(t *testing.T) {
 	s.Pause(pkg) // an upgrade at the same time
 	deleteConfigMap(t, ns, "paused-0")
 	s.Resume(pkg) // the hook is done; the upgrade still runs
+	// Two checks that found the package still paused once: the second began
+	// after the deletion and the first Resume, so it would have reported the
+	// missing object had the pause not been counted.
+	skipped := `"package"="` + pkg.Key() + `" "pauses"=1`
+	for deadline := time.Now().Add(30 * time.Second); logs.Count("drift check skipped: paused", skipped) < 2; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the monitor did not check twice while paused once within 30s; log:\n%s", strings.Join(logs.Get(), "\n"))
+		}
+	}
 	select {
 	case d := <-s.Drifts():
 		t.Fatalf("drift reported while paused: %+v", d)
-	case <-time.After(20 * interval):
+	default:
 	}
 	s.Resume(pkg)
 	if d := nextDrift(t, s); d.Missing[0].Name != "paused-0" {

@@ -11,37 +11,24 @@ import (
 	helmaction "helm.sh/helm/v3/pkg/action"
 	helmchart "helm.sh/helm/v3/pkg/chart"
 	helmrelease "helm.sh/helm/v3/pkg/release"
-	helmreleaseutil "helm.sh/helm/v3/pkg/releaseutil"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/gadgetpm/gadgetpm/pkg/nelm"
+	"github.com/gadgetpm/gadgetpm/pkg/nelm/nelmtest"
 )
 
 // helmConfig is a bare Helm SDK configuration for ns, to look at or tamper
 // with releases the way another Helm user would.
 func helmConfig(t testing.TB, ns string) *helmaction.Configuration {
 	t.Helper()
-	g, err := nelm.NewRESTClientGetter(env.Config, ns, 50, 100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := new(helmaction.Configuration)
-	if err := cfg.Init(g, ns, "secret", func(string, ...any) {}); err != nil {
-		t.Fatal(err)
-	}
-	return cfg
+	return nelmtest.HelmConfig(t, env.Config, ns)
 }
 
 // history returns the release's revisions, oldest first.
 func history(t testing.TB, ns, name string) []*helmrelease.Release {
 	t.Helper()
-	h, err := helmConfig(t, ns).Releases.History(name)
-	if err != nil && !strings.Contains(err.Error(), "not found") {
-		t.Fatalf("history of %s/%s: %v", ns, name, err)
-	}
-	helmreleaseutil.SortByRevision(h)
-	return h
+	return nelmtest.History(t, env.Config, ns, name)
 }
 
 func TestUpgradeInstallSkipUpgradeDelete(t *testing.T) {

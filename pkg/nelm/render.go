@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"regexp"
 	"sort"
+	"strconv"
 
 	helmaction "helm.sh/helm/v3/pkg/action"
 	helmchart "helm.sh/helm/v3/pkg/chart"
@@ -194,4 +196,27 @@ func canonicalJSON(v map[string]any) ([]byte, error) {
 	}
 	// encoding/json sorts map keys, so this is canonical.
 	return json.Marshal(generic)
+}
+
+// templateLocation matches the file and line Helm puts in template errors:
+// "template: NAME/templates/x.yaml:6:12: executing ..." and
+// "parse error at (NAME/templates/x.yaml:1): ...", subcharts included.
+var templateLocation = regexp.MustCompile(`[A-Za-z0-9_.-]+/((?:charts/[^:()\s]+/)?templates/[^:()\s]+):(\d+)`)
+
+// TemplateLocation returns the chart file (relative to the chart's root,
+// e.g. "templates/cm.yaml") and 1-based line a Render error points at, if
+// it names one.
+func TemplateLocation(err error) (file string, line int, ok bool) {
+	if err == nil {
+		return "", 0, false
+	}
+	m := templateLocation.FindStringSubmatch(err.Error())
+	if m == nil {
+		return "", 0, false
+	}
+	line, convErr := strconv.Atoi(m[2])
+	if convErr != nil {
+		return "", 0, false
+	}
+	return m[1], line, true
 }

@@ -165,3 +165,36 @@ func TestRenderSubchartLeavesCallerChartAlone(t *testing.T) {
 		}
 	}
 }
+
+func TestTemplateLocation(t *testing.T) {
+	sub := chartOf("sub", "0.1.0", map[string]string{"deep.yaml": "a: 1\nb: 2\nc: {{ fail \"sub fails\" }}\n"})
+	parent := chartOf("parent", "1.0.0", map[string]string{"cm.yaml": configMaps(1)})
+	parent.AddDependency(sub)
+	tests := []struct {
+		name     string
+		chart    *helmchart.Chart
+		opts     nelm.RenderOptions
+		wantFile string
+		wantLine int
+	}{
+		{"executing", chartOf("r", "1.0.0", map[string]string{"x.yaml": "a: 1\nb: {{ fail \"no way\" }}\n"}), nelm.RenderOptions{}, "templates/x.yaml", 2},
+		{"parsing", chartOf("r", "1.0.0", map[string]string{"y.yaml": "a: 1\nb: 2\nc: {{ if }}\n"}), nelm.RenderOptions{}, "templates/y.yaml", 3},
+		{"subchart", parent, nelm.RenderOptions{}, "charts/sub/templates/deep.yaml", 3},
+		{"not a template error", chartOf("r", "1.0.0", map[string]string{"cm.yaml": configMaps(1)}), nelm.RenderOptions{KubeVersion: "thirty"}, "", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := nelm.Render(tt.chart, nil, tt.opts)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			file, line, ok := nelm.TemplateLocation(err)
+			if file != tt.wantFile || line != tt.wantLine || ok != (tt.wantFile != "") {
+				t.Errorf("TemplateLocation(%q) = %q, %d, %v; want %q, %d", err, file, line, ok, tt.wantFile, tt.wantLine)
+			}
+		})
+	}
+	if _, _, ok := nelm.TemplateLocation(nil); ok {
+		t.Error("TemplateLocation(nil) found a location")
+	}
+}

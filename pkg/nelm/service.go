@@ -32,7 +32,7 @@ const (
 
 // AdoptAnnotation on a GadgetPackage, set to "true", lets gadgetpm take over
 // a Helm release of the package's name that it did not make.
-const AdoptAnnotation = "gadgetpm.io/adopt-release"
+const AdoptAnnotation = v1alpha1.AdoptReleaseAnnotation
 
 // Event reasons on the GadgetPackage.
 const (

@@ -78,7 +78,7 @@ func BenchmarkFiftyPackages(b *testing.B) {
 	const qps, burst = 20, 40
 	bin := buildBinary(b)
 	metricsAddr := freePort(b)
-	proc := startProcess(b, bin, "operator", "--kubeconfig", kubeconfig(b), "--node-name", "bench",
+	proc := startProcess(b, bin, "operator", "--kubeconfig", env.WriteKubeconfig(b), "--node-name", "bench",
 		"--data-dir", b.TempDir(), "--debug-socket", "-", "--metrics-bind-address", metricsAddr, "--health-probe-bind-address", "0",
 		"--helm-qps", strconv.Itoa(qps), "--helm-burst", strconv.Itoa(burst))
 

@@ -14,6 +14,7 @@ import (
 	"github.com/gadgetpm/gadgetpm/kubeevents"
 	"github.com/gadgetpm/gadgetpm/packages/fetch"
 	"github.com/gadgetpm/gadgetpm/packages/loader"
+	"github.com/gadgetpm/gadgetpm/packages/manager"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/pkg/hooks"
 	"github.com/gadgetpm/gadgetpm/queue"
@@ -50,6 +51,9 @@ type monitorRef struct {
 type scheduleRef struct {
 	hook    *hooks.Hook
 	binding *hooks.ScheduleBinding
+	// index of the binding in the hook's schedules: bindings may share a
+	// name.
+	index int
 }
 
 type hookRuns struct {
@@ -130,7 +134,7 @@ func (r *hookRunner) Prepare(ctx context.Context, key string, p *loader.Package,
 		}
 		for i := range h.Config.Schedules {
 			b := &h.Config.Schedules[i]
-			ph.schedules[h.Name+"#schedule["+strconv.Itoa(i)+"]"] = scheduleRef{hook: h, binding: b}
+			ph.schedules[h.Name+"#schedule["+strconv.Itoa(i)+"]"] = scheduleRef{hook: h, binding: b, index: i}
 		}
 	}
 	var added []string
@@ -175,7 +179,7 @@ func (r *hookRunner) RunBinding(ctx context.Context, key, binding string) error 
 		return err
 	}
 	bt := hooks.BindingType(binding)
-	np := nelmPackage(ph.namespace, ph.name)
+	np := nelmPackage(manager.Release{Namespace: ph.namespace, Name: ph.name})
 	o.helm.Pause(np)
 	defer o.helm.Resume(np)
 	for _, h := range hooks.Ordered(ph.hooks, bt) {
@@ -358,7 +362,7 @@ func (o *Operator) onSchedule(t cron.Trigger) {
 		o.cron.Done(t)
 		return
 	}
-	trig := hooks.Trigger{Type: hooks.Schedule, Binding: ref.binding.Name}
+	trig := hooks.Trigger{Type: hooks.Schedule, Binding: ref.binding.Name, Index: ref.index}
 	task := o.newRunTask(ph, ref.hook, trig, nil)
 	// The entry may fire again once an attempt ended; a trigger while a
 	// failed run waits for its retry merges into it.
@@ -460,7 +464,7 @@ type runTask struct {
 
 // Execute runs the hook with the drift monitor paused.
 func (t *runTask) Execute(ctx context.Context) error {
-	np := nelmPackage(t.ph.namespace, t.ph.name)
+	np := nelmPackage(manager.Release{Namespace: t.ph.namespace, Name: t.ph.name})
 	t.o.helm.Pause(np)
 	err := t.RunTask.Execute(ctx)
 	t.o.helm.Resume(np)

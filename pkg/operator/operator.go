@@ -79,6 +79,28 @@ type Options struct {
 	Logger logr.Logger
 	// PlainHTTPRegistries talks plain HTTP to oci:// registries.
 	PlainHTTPRegistries bool
+	// Fetcher downloads into the package store; Run shares it with the
+	// node's Trace controller. Default: one over a store in
+	// <DataDir>/packages (PackageStore).
+	Fetcher *fetch.Fetcher
+	// UnsubscribeTimeout bounds how long removing a package waits for
+	// the nodes to stop its Traces; default DefaultUnsubscribeTimeout.
+	UnsubscribeTimeout time.Duration
+}
+
+// PackageStore opens the package store in <dataDir>/packages and a
+// fetcher over it that reads repositories (and their Secrets) with
+// reader.
+func PackageStore(dataDir string, reader client.Reader, plainHTTP bool) (*store.Store, *fetch.Fetcher, error) {
+	st, err := store.New(filepath.Join(dataDir, "packages"), archive.Limits{})
+	if err != nil {
+		return nil, nil, err
+	}
+	f, err := fetch.New(fetch.Options{Reader: reader, Store: st, PlainHTTPRegistries: plainHTTP})
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, f, nil
 }
 
 // Operator is the coordinator of the cluster role. It is a
@@ -129,6 +151,9 @@ func New(opts Options) (*Operator, error) {
 	}
 	if opts.StopGrace <= 0 {
 		opts.StopGrace = 30 * time.Second
+	}
+	if opts.UnsubscribeTimeout <= 0 {
+		opts.UnsubscribeTimeout = DefaultUnsubscribeTimeout
 	}
 	if opts.Logger.GetSink() == nil {
 		opts.Logger = logr.Discard()
@@ -187,16 +212,15 @@ func New(opts Options) (*Operator, error) {
 		}
 	}
 
-	st, err := store.New(filepath.Join(opts.DataDir, "packages"), archive.Limits{})
-	if err != nil {
-		return nil, fmt.Errorf("create operator: %w", err)
-	}
-	f, err := fetch.New(fetch.Options{Reader: opts.Reader, Store: st, PlainHTTPRegistries: opts.PlainHTTPRegistries})
-	if err != nil {
-		return nil, fmt.Errorf("create operator: %w", err)
+	f := opts.Fetcher
+	if f == nil {
+		if _, f, err = PackageStore(opts.DataDir, opts.Reader, opts.PlainHTTPRegistries); err != nil {
+			return nil, fmt.Errorf("create operator: %w", err)
+		}
 	}
 	o.packages, err = manager.New(manager.Options{
 		Fetcher: f, Releaser: releaser{o.helm}, Hooks: (*hookRunner)(o), Scheduler: o.sched,
+		Unsubscriber: unsubscribeWaiter{reader: opts.Reader, timeout: opts.UnsubscribeTimeout, recorder: opts.Recorder, log: o.log.WithName("unsubscribe")},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create operator: %w", err)
@@ -470,20 +494,28 @@ func (o *Operator) HookSnapshots(key, hook string) (Snapshots, bool) {
 // releaser applies packages' charts through the Helm release service.
 type releaser struct{ helm *nelm.Service }
 
-func nelmPackage(namespace, name string) nelm.Package {
-	return nelm.Package{Namespace: namespace, Name: name, Object: &corev1.ObjectReference{
-		APIVersion: v1alpha1.GroupVersion.String(), Kind: "GadgetPackage", Namespace: namespace, Name: name,
-	}}
+func nelmPackage(rel manager.Release) nelm.Package {
+	return nelm.Package{Namespace: rel.Namespace, Name: rel.Name, AdoptRelease: rel.AdoptRelease,
+		Object: &corev1.ObjectReference{
+			APIVersion: v1alpha1.GroupVersion.String(), Kind: "GadgetPackage", Namespace: rel.Namespace, Name: rel.Name,
+		}}
 }
 
+// Upgrade applies the release. A release of the name that gadgetpm did not
+// make fails terminally: retrying cannot help until the user renames the
+// package, removes that release or sets the adopt-release annotation
+// (which re-arms the package).
 func (r releaser) Upgrade(ctx context.Context, rel manager.Release) (int, error) {
-	res, err := r.helm.Upgrade(ctx, nelmPackage(rel.Namespace, rel.Name), rel.Chart, rel.Values)
+	res, err := r.helm.Upgrade(ctx, nelmPackage(rel), rel.Chart, rel.Values)
+	if errors.Is(err, nelm.ErrNotOwned) {
+		return 0, queue.Terminal(err)
+	}
 	if err != nil {
 		return 0, err
 	}
 	return res.Revision, nil
 }
 
-func (r releaser) Delete(ctx context.Context, name, namespace string) error {
-	return r.helm.Delete(ctx, nelmPackage(namespace, name))
+func (r releaser) Delete(ctx context.Context, rel manager.Release) error {
+	return r.helm.Delete(ctx, nelmPackage(rel))
 }

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"github.com/go-logr/logr/funcr"
 	"gopkg.in/yaml.v3"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -26,6 +25,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/gadgetpm/gadgetpm/internal/testenv"
+	"github.com/gadgetpm/gadgetpm/internal/testlog"
 	"github.com/gadgetpm/gadgetpm/packages/packagetest"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/pkg/operator"
@@ -41,30 +41,12 @@ func TestMain(m *testing.M) {
 
 var skipNameValidation = true
 
-// logLines collects the operator's log lines.
-type logLines struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (l *logLines) add(prefix, args string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.lines = append(l.lines, prefix+" "+args)
-}
-
-func (l *logLines) get() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]string(nil), l.lines...)
-}
-
 // start runs an operator in-process against the test API server until
 // stop is called or the test ends.
-func start(t *testing.T) (op *operator.Operator, logs *logLines, stop func()) {
+func start(t *testing.T) (op *operator.Operator, logs *testlog.Lines, stop func()) {
 	t.Helper()
-	logs = &logLines{}
-	log := funcr.New(logs.add, funcr.Options{Verbosity: 0})
+	logs = &testlog.Lines{}
+	log := logs.Logger(0)
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
 		Controller: config.Controller{SkipNameValidation: &skipNameValidation}})
 	if err != nil {
@@ -453,7 +435,7 @@ func TestDependencyOrderHooksAndTeardown(t *testing.T) {
 	// Stop runs in the documented order.
 	stop()
 	var stopped []string
-	for _, l := range logs.get() {
+	for _, l := range logs.Get() {
 		if strings.Contains(l, `"msg"="stopped"`) {
 			_, s, _ := strings.Cut(l, `"service"="`)
 			s, _, _ = strings.Cut(s, `"`)

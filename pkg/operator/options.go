@@ -45,6 +45,17 @@ type RunOptions struct {
 	// StopGrace bounds how long running tasks may take on shutdown before
 	// they are cancelled. Default 30s.
 	StopGrace time.Duration
+	// NodeCheck requires a Trace's spec.node to name an existing Node (in
+	// a cluster). Without it, spec.node must equal NodeName (gadgetpm dev,
+	// which has no Node objects). gadgetpm operator turns it on.
+	NodeCheck bool
+	// FileOutputDir is where Traces in File mode write; default
+	// <DataDir>/traces.
+	FileOutputDir string
+	// UnsubscribeTimeout bounds how long removing a package waits for the
+	// nodes to stop its Traces (status.subscriptions empty) before its
+	// Helm release is deleted; default 30s.
+	UnsubscribeTimeout time.Duration
 	// Logger; default controller-runtime's.
 	Logger logr.Logger
 }

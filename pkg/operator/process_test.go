@@ -15,8 +15,6 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/gadgetpm/gadgetpm/internal/testenv"
@@ -33,23 +31,6 @@ func buildBinary(t testing.TB) string {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	return bin
-}
-
-// kubeconfig writes a kubeconfig reaching the test API server as its
-// administrator.
-func kubeconfig(t testing.TB) string {
-	t.Helper()
-	c := env.Config
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["test"] = &clientcmdapi.Cluster{Server: c.Host, CertificateAuthorityData: c.CAData}
-	cfg.AuthInfos["admin"] = &clientcmdapi.AuthInfo{ClientCertificateData: c.CertData, ClientKeyData: c.KeyData, Token: c.BearerToken}
-	cfg.Contexts["test"] = &clientcmdapi.Context{Cluster: "test", AuthInfo: "admin"}
-	cfg.CurrentContext = "test"
-	path := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }
 
 func freePort(t testing.TB) string {
@@ -115,7 +96,7 @@ func TestProcessKilledDuringHelmUpgradeConvergesAfterRestart(t *testing.T) {
 	createRepo(t, "proc-"+ns, repoDir)
 	createPackage(t, ns, "bulk", "proc-"+ns)
 	bin := buildBinary(t)
-	kc := kubeconfig(t)
+	kc := env.WriteKubeconfig(t)
 	dataDir := t.TempDir()
 	common := []string{"operator", "--kubeconfig", kc, "--node-name", "test-node", "--data-dir", dataDir,
 		"--debug-socket", "-", "--metrics-bind-address", "0", "--namespaces", ns}

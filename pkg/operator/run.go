@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -19,6 +20,8 @@ import (
 
 	"github.com/gadgetpm/gadgetpm/pkg/apis"
 	"github.com/gadgetpm/gadgetpm/pkg/hooks"
+	"github.com/gadgetpm/gadgetpm/pkg/trace"
+	"github.com/gadgetpm/gadgetpm/pkg/trace/output"
 )
 
 // LeaderElectionID names the Lease the cluster role is elected by.
@@ -85,10 +88,14 @@ func Run(ctx context.Context, cfg *rest.Config, opts RunOptions) error {
 	if opts.Manager.QPS > 0 {
 		cfg.QPS, cfg.Burst = opts.Manager.QPS, opts.Manager.Burst
 	}
+	// The node's Trace outputs in Stream mode are served on the metrics
+	// endpoint: GET /traces/<namespace>/<name>.
+	hub := output.NewHub(output.HubOptions{})
 	mopts := ctrl.Options{
-		Scheme:                        scheme,
-		Logger:                        opts.Logger,
-		Metrics:                       metricsserver.Options{BindAddress: opts.MetricsAddr},
+		Scheme: scheme,
+		Logger: opts.Logger,
+		Metrics: metricsserver.Options{BindAddress: opts.MetricsAddr,
+			ExtraHandlers: map[string]http.Handler{TracesPath: hub.Handler(TracesPath)}},
 		HealthProbeBindAddress:        opts.ProbeAddr,
 		LeaderElection:                opts.LeaderElection,
 		LeaderElectionID:              LeaderElectionID,
@@ -112,9 +119,14 @@ func Run(ctx context.Context, cfg *rest.Config, opts RunOptions) error {
 	if err := mgr.AddReadyzCheck("ping", healthz.Ping); err != nil {
 		return fmt.Errorf("run operator: %w", err)
 	}
+	st, fetcher, err := PackageStore(opts.DataDir, mgr.GetAPIReader(), false)
+	if err != nil {
+		return fmt.Errorf("run operator: %w", err)
+	}
 	op, err := New(Options{
-		Config: cfg, Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), DataDir: opts.DataDir,
-		Helm: opts.Helm, Patcher: opts.Patcher, KubeEvents: opts.KubeEvents,
+		Config: cfg, Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), DataDir: opts.DataDir, Fetcher: fetcher,
+		UnsubscribeTimeout: opts.UnsubscribeTimeout,
+		Helm:               opts.Helm, Patcher: opts.Patcher, KubeEvents: opts.KubeEvents,
 		// Hooks get KUBECONFIG or KUBERNETES_SERVICE_HOST/PORT from the
 		// operator's environment, so kubectl in them reaches this cluster.
 		HookEnv:    hooks.Env{},
@@ -127,6 +139,21 @@ func Run(ctx context.Context, cfg *rest.Config, opts RunOptions) error {
 		return fmt.Errorf("run operator: %w", err)
 	}
 	if err := op.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("run operator: %w", err)
+	}
+	tc, err := trace.New(trace.Options{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Scheme: scheme,
+		Recorder: mgr.GetEventRecorderFor("gadgetpm-node"), //nolint:staticcheck // the controller takes client-go's recorder
+		NodeName: opts.NodeName, DataDir: opts.DataDir, Store: st, Fetcher: fetcher, Hub: hub,
+		FileOutputDir: opts.FileOutputDir, NodeCheck: opts.NodeCheck, Logger: opts.Logger.WithName("trace"),
+	})
+	if err != nil {
+		return fmt.Errorf("run operator: %w", err)
+	}
+	if err := tc.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("run operator: %w", err)
+	}
+	if err := mgr.Add(hubStopper{hub}); err != nil {
 		return fmt.Errorf("run operator: %w", err)
 	}
 	if opts.DebugSocket != "-" {
@@ -146,3 +173,21 @@ func Run(ctx context.Context, cfg *rest.Config, opts RunOptions) error {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TracesPath is where the metrics endpoint serves Stream-mode Traces:
+// GET <TracesPath><namespace>/<name>.
+const TracesPath = "/traces/"
+
+// hubStopper ends every live Trace stream when the manager stops, so the
+// HTTP server's shutdown does not wait for clients that never leave.
+type hubStopper struct{ hub *output.Hub }
+
+// NeedLeaderElection is false: every replica serves its node's streams.
+func (hubStopper) NeedLeaderElection() bool { return false }
+
+// Start waits for ctx and stops the hub.
+func (h hubStopper) Start(ctx context.Context) error {
+	<-ctx.Done()
+	h.hub.Stop()
+	return nil
+}

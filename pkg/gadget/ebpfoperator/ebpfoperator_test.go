@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -195,15 +196,37 @@ func TestTraceExecSeesMarkerBinary(t *testing.T) {
 
 func TestTraceExecParamTargetUID(t *testing.T) {
 	needRoot(t)
-	marker := filepath.Join(t.TempDir(), "gpm-uidmark")
+	dir := t.TempDir()
+	// the other uid must be able to reach and run the marker: open up the
+	// test's directory and its per-test parent
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	marker := filepath.Join(dir, "gpm-uidmark")
 	copyFile(t, "/bin/true", marker)
-	c, _ := runWhile(t, loadPackage(t, "trace-exec"), gadget.Params{"target_uid": "4242"}, func() {
-		if err := exec.Command(marker).Run(); err != nil {
+	const target = 4242
+	c, _ := runWhile(t, loadPackage(t, "trace-exec"), gadget.Params{"target_uid": fmt.Sprint(target)}, func() {
+		if err := exec.Command(marker, "as-root").Run(); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(marker, "as-target")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: target, Gid: target}}
+		if err := cmd.Run(); err != nil {
 			t.Fatal(err)
 		}
 	})
-	if got := c.find("exec", func(e map[string]any) bool { return e["comm"] == "gpm-uidmark" }); len(got) != 0 {
-		t.Errorf("target_uid=4242 still reported root's exec: %v", got)
+	byArg := func(arg string) []map[string]any {
+		return c.find("exec", func(e map[string]any) bool {
+			return e["comm"] == "gpm-uidmark" && e["args"] == marker+" "+arg
+		})
+	}
+	if got := byArg("as-target"); len(got) != 1 || num(got[0]["uid"]) != target {
+		t.Errorf("target_uid=%d: exec by uid %d: %v, want exactly one event with that uid", target, target, got)
+	}
+	if got := byArg("as-root"); len(got) != 0 {
+		t.Errorf("target_uid=%d still reported root's exec: %v", target, got)
 	}
 }
 
@@ -234,6 +257,9 @@ func TestTraceOpen(t *testing.T) {
 
 	c, _ := runWhile(t, loadPackage(t, "trace-open"), nil, trigger)
 	ok, bad := byName(c, present), byName(c, missing)
+	if comm := ownComm(t); len(ok) == 1 && ok[0]["comm"] != comm {
+		t.Errorf("open of the present marker: comm = %v, want %q", ok[0]["comm"], comm)
+	}
 	if len(ok) != 1 || num(ok[0]["ret"]) < 0 || int(num(ok[0]["flags"]))&0x80000 == 0 {
 		t.Errorf("open of the present marker: %v (want ret >= 0, O_CLOEXEC in flags)", ok)
 	}
@@ -275,8 +301,8 @@ func TestTraceTCPConnect(t *testing.T) {
 
 	c, _ := runWhile(t, loadPackage(t, "trace-tcpconnect"), nil, func() { dial(p1); dial(p2) })
 	got := toPort(c, p1)
-	if len(got) != 1 || got[0]["daddr"] != "127.0.0.1" || got[0]["saddr"] != "127.0.0.1" {
-		t.Errorf("connect to %d: %v", p1, got)
+	if len(got) != 1 || got[0]["daddr"] != "127.0.0.1" || got[0]["saddr"] != "127.0.0.1" || got[0]["comm"] != ownComm(t) {
+		t.Errorf("connect to %d: %v (want daddr and saddr 127.0.0.1, comm %q)", p1, got, ownComm(t))
 	}
 	if len(toPort(c, p2)) != 1 {
 		t.Errorf("connect to %d not seen", p2)
@@ -302,10 +328,10 @@ func TestSnapshotProcessShowsOwnProcess(t *testing.T) {
 	if ctx.Err() != nil {
 		t.Fatal("snapshot did not end the run")
 	}
-	comm, _ := os.ReadFile("/proc/self/comm")
+	comm := ownComm(t)
 	self := c.find("processes", func(e map[string]any) bool { return int(num(e["pid"])) == os.Getpid() })
-	if len(self) != 1 || int(num(self[0]["ppid"])) != os.Getppid() || self[0]["comm"] != strings.TrimSpace(string(comm)) {
-		t.Fatalf("own process: %v (want ppid %d comm %q)", self, os.Getppid(), comm)
+	if len(self) != 1 || int(num(self[0]["ppid"])) != os.Getppid() || self[0]["comm"] != comm || num(self[0]["uid"]) != float64(os.Getuid()) {
+		t.Fatalf("own process: %v (want ppid %d comm %q uid %d)", self, os.Getppid(), comm, os.Getuid())
 	}
 	if bad := c.find("processes", func(e map[string]any) bool { return num(e["pid"]) <= 0 || e["comm"] == "" }); len(bad) != 0 {
 		t.Errorf("%d garbled entries, e.g. %v", len(bad), bad[0])
@@ -455,6 +481,16 @@ func TestPackagedObjectsMatchSources(t *testing.T) {
 			t.Errorf("charts/packages/%s/gadget/program.bpf.o differs from bpf/gadgets/%s: run make bpf", pkg, src)
 		}
 	}
+}
+
+// ownComm is this process's comm as the kernel reports it.
+func ownComm(t testing.TB) string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/comm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
 }
 
 func copyFile(t *testing.T, from, to string) {

@@ -36,6 +36,10 @@ const (
 	// RetryAnnotation re-arms a Stalled GadgetPackage when its value changes
 	// (any value works; a timestamp is customary).
 	RetryAnnotation = "gadgetpm.io/retry"
+	// AdoptReleaseAnnotation on a GadgetPackage, set to "true", lets the
+	// operator take over a Helm release of the package's name that it did
+	// not make. Setting it re-arms a package Stalled on such a release.
+	AdoptReleaseAnnotation = "gadgetpm.io/adopt-release"
 	// RequiresAnnotation on a package's Chart.yaml lists the packages it
 	// needs, as "name constraint" pairs separated by commas:
 	// "net-base >=1.2, proc-base ^2".

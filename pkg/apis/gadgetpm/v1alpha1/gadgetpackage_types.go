@@ -168,7 +168,12 @@ type GadgetPackageStatus struct {
 	// Catalog of the package's gadget.
 	// +optional
 	Catalog *Catalog `json:"catalog,omitempty"`
-	// Subscriptions are the Traces using the gadget, at most 256.
+	// Subscriptions are the Traces using the gadget, at most 256. Each node
+	// writes its own entries with server-side apply (field owner
+	// gadgetpm-node/<node>), so nodes never overwrite each other.
+	// +listType=map
+	// +listMapKey=node
+	// +listMapKey=trace
 	// +kubebuilder:validation:MaxItems=256
 	// +optional
 	Subscriptions []Subscription `json:"subscriptions,omitempty"`

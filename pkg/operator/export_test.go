@@ -1,0 +1,17 @@
+package operator
+
+import (
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/client-go/tools/record"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/gadgetpm/gadgetpm/packages/manager"
+)
+
+// NewUnsubscribeWaiter exposes the coordinator's wait for the nodes to
+// stop a package's Traces to the tests.
+func NewUnsubscribeWaiter(reader client.Reader, timeout time.Duration, recorder record.EventRecorder) manager.Unsubscriber {
+	return unsubscribeWaiter{reader: reader, timeout: timeout, recorder: recorder, log: logr.Discard()}
+}

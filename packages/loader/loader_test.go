@@ -36,7 +36,7 @@ func TestLoadValidPackage(t *testing.T) {
 	for _, h := range p.Hooks {
 		hooks = append(hooks, append([]string{h.Name}, h.Bindings...))
 	}
-	wantHooks := [][]string{{"10-startup.sh", "onStartup"}, {"20-watch/sync.sh", "schedule:*/5 * * * *", "kubernetes:pods"}}
+	wantHooks := [][]string{{"10-startup.sh", "onStartup"}, {"20-watch/sync.sh", "schedule:schedule", "kubernetes:pods"}}
 	if !reflect.DeepEqual(hooks, wantHooks) {
 		t.Errorf("hooks = %v, want %v (hooks sorted by path, bindings as pkg/hooks lists them, non-executable lib skipped)", hooks, wantHooks)
 	}

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/gadgetpm/gadgetpm/kubeevents"
+	"github.com/gadgetpm/gadgetpm/pkg/trace"
 	"github.com/gadgetpm/gadgetpm/queue"
 	"github.com/gadgetpm/gadgetpm/scheduler"
 	"github.com/gadgetpm/gadgetpm/scheduler/cron"
@@ -23,6 +24,9 @@ type Dump struct {
 	Enablement []scheduler.Status `json:"enablement,omitempty" yaml:"enablement,omitempty"`
 	// PendingKubeEvents counts Kubernetes events waiting for delivery.
 	PendingKubeEvents int `json:"pendingKubeEvents" yaml:"pendingKubeEvents"`
+	// Gadgets are the gadget runs loaded on this replica's node, each with
+	// the Traces it serves (see WithNodeRuns).
+	Gadgets []trace.RunInfo `json:"gadgets,omitempty" yaml:"gadgets,omitempty"`
 }
 
 // PackageDump is one package.
@@ -77,3 +81,22 @@ type SubscriptionDump struct {
 // Snapshots answers /hooks/<key>/<hook>/snapshots: the current objects of
 // each kubernetes binding of one hook, by binding name.
 type Snapshots map[string][]kubeevents.ObjectAndFilterResult
+
+// WithNodeRuns returns a DebugSource whose dumps also list the gadget runs
+// that runs reports (the node's Trace controller's Runs): the coordinator
+// knows the packages, the node role knows what is loaded on this node, and
+// one dump shows both.
+func WithNodeRuns(src DebugSource, runs func() []trace.RunInfo) DebugSource {
+	return nodeRuns{DebugSource: src, runs: runs}
+}
+
+type nodeRuns struct {
+	DebugSource
+	runs func() []trace.RunInfo
+}
+
+func (n nodeRuns) Dump() Dump {
+	d := n.DebugSource.Dump()
+	d.Gadgets = n.runs()
+	return d
+}

@@ -100,6 +100,11 @@ func TestRemovePackageStopsItsTraces(t *testing.T) {
 	}
 	waitTraceState(t, tr, gadgetv1alpha1.TraceStarted)
 	waitFor(t, ns, "trace-exec", "subscribed", func(gp *v1alpha1.GadgetPackage) bool { return len(gp.Status.Subscriptions) == 1 })
+	// The dump shows the loaded gadget and the Trace it serves.
+	if g := operator.WithNodeRuns(op, tc.Runs).Dump().Gadgets; len(g) != 1 || g[0].Package != ns+"/trace-exec" ||
+		len(g[0].Traces) != 1 || g[0].Traces[0] != ns+"/exec" {
+		t.Fatalf("dump gadgets = %+v, want one run of %s/trace-exec serving %s/exec", g, ns, ns)
+	}
 
 	gp := &v1alpha1.GadgetPackage{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "trace-exec"}}
 	if err := env.Client.Delete(ctx, gp); err != nil {

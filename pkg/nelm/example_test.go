@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"sync"
 	"time"
 
 	helmloader "helm.sh/helm/v3/pkg/chart/loader"
@@ -24,13 +25,24 @@ func ExampleService() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	// The drift reader belongs to this function: Drifts is never closed,
+	// so it stops on its own signal and is waited for, after the monitors
+	// are stopped (defers run last first).
+	stop := make(chan struct{})
+	var readers sync.WaitGroup
+	defer readers.Wait()
+	defer close(stop)
 	defer s.StopMonitors()
-
-	go func() {
-		for d := range s.Drifts() {
-			fmt.Printf("enqueue a Run of %s: %v missing\n", d.Package.Key(), d.Missing)
+	readers.Go(func() {
+		for {
+			select {
+			case d := <-s.Drifts():
+				fmt.Printf("enqueue a Run of %s: %v missing\n", d.Package.Key(), d.Missing)
+			case <-stop:
+				return
+			}
 		}
-	}()
+	})
 
 	ch, err := helmloader.Load("/var/lib/gadgetpm/packages/trace-exec")
 	if err != nil {

@@ -393,6 +393,11 @@ func TestMakeRun(t *testing.T) {
 	dir := t.TempDir()
 	cmd := exec.Command("make", "-C", root, "run",
 		"ARGS=--dir "+dir+" --package "+devTestPackage+" --node make-node")
+	if testenv.Race {
+		// make build then reuses the packages this test run compiled with
+		// the race detector instead of compiling every dependency again.
+		cmd.Env = append(os.Environ(), "GOFLAGS=-race")
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw

@@ -299,8 +299,11 @@ func TestManyTraces(t *testing.T) {
 		t.Fatalf("want one loaded program shared by %d traces, have %d runs (%+v)", count, len(runs), len(runs))
 	}
 	waitSubscriptions(t, gp, count)
-	// every Trace gets the events of the one program
-	waitTrace(t, key(&keys[count-1]), 30*time.Second, "events", func(tr *gadgetv1alpha1.Trace) bool {
+	// Every Trace gets the events of the one program. Progress writes of
+	// the node share ProgressRate (20/s) and a tick that finds no token
+	// skips, so with 200 Traces each one publishes about every 10s, and an
+	// unlucky one later on a loaded machine: the wait allows for that.
+	waitTrace(t, key(&keys[count-1]), 2*time.Minute, "events", func(tr *gadgetv1alpha1.Trace) bool {
 		return strings.Contains(tr.Status.Output, "gpmmany")
 	})
 

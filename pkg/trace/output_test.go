@@ -120,8 +120,11 @@ func TestOutputModes(t *testing.T) {
 	})
 }
 
-// TestSchedule: @every 2s with a 1s duration fills status.runs, bounded
-// by spec.historyLimit; every kept run is finished and has events.
+// TestSchedule: @every 2s with a 2s duration (ticks while a run goes are
+// skipped) fills status.runs, bounded
+// by spec.historyLimit; every kept run is finished and has events. Each
+// tick loads the program anew, which on a loaded machine takes a good part
+// of a second, so a run gets 2s to see the marker execs.
 func TestSchedule(t *testing.T) {
 	requireRoot(t)
 	t.Parallel()
@@ -131,21 +134,22 @@ func TestSchedule(t *testing.T) {
 	runEvery(t, marker(t, "gpmschedule"))
 	tr := newTrace(t, ns, "periodic", n.name, "trace-exec", func(tr *gadgetv1alpha1.Trace) {
 		tr.Spec.Schedule = "@every 2s"
-		tr.Spec.Duration = &metav1.Duration{Duration: time.Second}
+		tr.Spec.Duration = &metav1.Duration{Duration: 2 * time.Second}
 		tr.Spec.HistoryLimit = 2
 	})
-	got := waitTrace(t, key(tr), 60*time.Second, "three finished runs", func(tr *gadgetv1alpha1.Trace) bool {
+	got := waitTrace(t, key(tr), 90*time.Second, "three finished runs", func(tr *gadgetv1alpha1.Trace) bool {
 		// the history is bounded: once two runs finished, the third one
 		// replaced the first
 		return len(tr.Status.Runs) == 2 && tr.Status.Runs[0].EndTime != nil && tr.Status.Runs[1].EndTime != nil &&
-			tr.Status.LastRunTime != nil && tr.Status.LastRunTime.After(tr.CreationTimestamp.Add(4*time.Second))
+			tr.Status.LastRunTime != nil && tr.Status.LastRunTime.After(tr.CreationTimestamp.Add(8*time.Second))
 	})
 	for i, r := range got.Status.Runs {
 		if r.Error != "" || r.Events == 0 {
 			t.Errorf("run %d: %+v", i, r)
 		}
-		if d := r.EndTime.Sub(r.StartTime.Time); d < time.Second || d > 4*time.Second {
-			t.Errorf("run %d lasted %s, spec.duration is 1s", i, d)
+		// status times have second precision
+		if d := r.EndTime.Sub(r.StartTime.Time); d < time.Second || d > 8*time.Second {
+			t.Errorf("run %d lasted %s, spec.duration is 2s", i, d)
 		}
 	}
 	// suspend: no new run starts
@@ -158,12 +162,12 @@ func TestSchedule(t *testing.T) {
 	if err := env.Client.Patch(context.Background(), &cur, client.MergeFrom(before)); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2 * time.Second) // a run in progress finishes
+	time.Sleep(3 * time.Second) // a run in progress finishes
 	got = waitTrace(t, key(tr), 10*time.Second, "suspended", func(tr *gadgetv1alpha1.Trace) bool {
 		return len(tr.Status.Runs) > 0 && tr.Status.Runs[len(tr.Status.Runs)-1].EndTime != nil
 	})
 	last := got.Status.LastRunTime
-	time.Sleep(4 * time.Second)
+	time.Sleep(8 * time.Second) // several periods
 	got = waitTrace(t, key(tr), 10*time.Second, "read", func(*gadgetv1alpha1.Trace) bool { return true })
 	if !got.Status.LastRunTime.Equal(last) {
 		t.Fatalf("a run started while suspended: last run %s, before %s", got.Status.LastRunTime, last)

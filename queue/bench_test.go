@@ -212,9 +212,9 @@ func percentiles(d []time.Duration) (p50, p99 time.Duration) {
 	return d[len(d)*50/100], d[min(len(d)*99/100, len(d)-1)]
 }
 
-// BenchmarkClockRead is context for the numbers above: the Service reads
-// the monotonic clock twice per task, and on virtual machines whose clock
-// source has no fast path each read is a system call.
+// BenchmarkClockRead is context for the numbers above: outside bursts the
+// Service reads the monotonic clock twice per task (see burstClock), and
+// on virtual machines such a read costs as much as a channel hand-off.
 func BenchmarkClockRead(b *testing.B) {
 	epoch := time.Now()
 	var d time.Duration

@@ -34,6 +34,10 @@
 //     (and counted in Stop's error) once ctx ends or the reader has taken
 //     none for Options.EventStall.
 //   - No callback — task methods, OnDone, metrics — runs under a lock.
+//   - Task times are exact clock reads, except during bursts of short
+//     tasks, when they come from a cached time refreshed every millisecond
+//     by a goroutine that stops once the burst is over (see burstClock and
+//     docs/queues.md).
 //
 // It knows nothing of packages or hooks: tasks are opaque behind the Task
 // interface. PackageQueueName is the one function that names package

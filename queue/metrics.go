@@ -7,20 +7,24 @@ import "time"
 // is removed, so label series of removed queues do not linger.
 //
 // The queue package does not depend on Prometheus; see
-// queue/prometheus for the implementation registered on
+// queue/prommetrics for the implementation registered on
 // controller-runtime's registry.
 type MetricsProvider interface {
-	ForQueue(queue string) QueueMetrics
+	// ForQueue returns the metrics of a new queue. length reports the
+	// queue's pending tasks (the running one excluded) when called; it is
+	// meant to be called when the metrics are read, so that the Service
+	// does not report the length on every change, and never under a lock
+	// (it takes the queue's).
+	ForQueue(queue string, length func() int) QueueMetrics
 	Forget(queue string)
 }
 
 // QueueMetrics receives the measurements of one queue. Its methods are
-// called from the queue's worker and from Enqueue, never under a lock, and
-// must be safe for concurrent use.
+// called from the queue's worker, one call at a time, never under a lock;
+// a queue created again under the same name after Remove gets its own
+// QueueMetrics from ForQueue, whose calls start after the old worker's
+// last.
 type QueueMetrics interface {
-	// SetLength records the number of pending tasks (the running one
-	// excluded).
-	SetLength(n int)
 	// ObserveWait records how long a task waited from Enqueue to its first
 	// start.
 	ObserveWait(d time.Duration)
@@ -32,12 +36,11 @@ type QueueMetrics interface {
 
 type noopMetrics struct{}
 
-func (noopMetrics) ForQueue(string) QueueMetrics { return noopMetrics{} }
-func (noopMetrics) Forget(string)                {}
-func (noopMetrics) SetLength(int)                {}
-func (noopMetrics) ObserveWait(time.Duration)    {}
-func (noopMetrics) ObserveRun(time.Duration)     {}
-func (noopMetrics) IncFailures()                 {}
+func (noopMetrics) ForQueue(string, func() int) QueueMetrics { return noopMetrics{} }
+func (noopMetrics) Forget(string)                            {}
+func (noopMetrics) ObserveWait(time.Duration)                {}
+func (noopMetrics) ObserveRun(time.Duration)                 {}
+func (noopMetrics) IncFailures()                             {}
 
 var (
 	_ MetricsProvider = noopMetrics{}

@@ -6,7 +6,6 @@ import (
 	"math"
 	"runtime"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -52,7 +51,7 @@ type failedTask struct {
 type queue struct {
 	name    string
 	metrics QueueMetrics
-	wake    chan struct{} // capacity 1: a task was added while the worker idled
+	wake    chan struct{} // capacity 1: a task was added while the worker idled, or close
 	quit    chan struct{} // closed once by close
 	done    chan struct{} // closed when the worker has returned
 	prev    *queue        // a removed queue of the same name to wait for
@@ -61,8 +60,7 @@ type queue struct {
 	// shares with the worker anyway; the worker's own state follows, so
 	// that what the worker writes for every task does not pull Enqueue's
 	// lines away.
-	length atomic.Int64 // pending.len(), for metrics reported outside mu
-	mu     sync.Mutex
+	mu sync.Mutex
 	// Guarded by mu. pending is FIFO and excludes the running task; a task
 	// waiting for its retry is at its head. idle is set by the worker just
 	// before it waits for wake. Once closing is set, pending stays empty
@@ -112,7 +110,6 @@ func (q *queue) add(rec *item, unique bool) bool {
 		}
 	}
 	q.pending.push(rec)
-	q.length.Store(int64(q.pending.len()))
 	wake := q.idle
 	if wake {
 		q.idle = false
@@ -137,8 +134,6 @@ func chain(a, b func()) func() {
 	return func() { a(); b() }
 }
 
-func (q *queue) reportLength() { q.metrics.SetLength(int(q.length.Load())) }
-
 // close stops the queue from starting tasks and returns the Cancelled
 // events of the pending tasks it dropped. Only the first call does
 // anything.
@@ -152,10 +147,12 @@ func (q *queue) close(cause error) []Event {
 	q.closeCause = cause
 	close(q.quit)
 	dropped := q.pending.takeAll()
-	q.length.Store(0)
 	q.mu.Unlock()
+	select { // an idle worker waits for wake alone
+	case q.wake <- struct{}{}:
+	default:
+	}
 
-	q.reportLength()
 	events := make([]Event, 0, len(dropped))
 	for _, it := range dropped {
 		events = append(events, Event{Queue: q.name, Task: it.name, Kind: Cancelled, Err: cause, Attempts: it.attempts})
@@ -242,6 +239,7 @@ func (s *Service) next(q *queue, last time.Duration, locked bool) (time.Duration
 		}
 		locked = false
 		if q.closing {
+			q.cur = item{}
 			q.mu.Unlock()
 			return 0, false
 		}
@@ -257,12 +255,10 @@ func (s *Service) next(q *queue, last time.Duration, locked bool) (time.Duration
 			}
 			yielded = false
 			q.idle = true
+			q.cur = item{} // keep no reference to an ended task while idle
 			q.pending.shrink() // an idle queue keeps a small ring only
 			q.mu.Unlock()
-			select {
-			case <-q.wake:
-			case <-q.quit:
-			}
+			<-q.wake // close sends one too: a one-way receive parks cheaper than a select
 			last = unknownTime
 			continue
 		}
@@ -270,9 +266,7 @@ func (s *Service) next(q *queue, last time.Duration, locked bool) (time.Duration
 		if it.cancelled() {
 			var dropped item
 			q.pending.popInto(&dropped)
-			q.length.Store(int64(q.pending.len()))
 			q.mu.Unlock()
-			q.reportLength()
 			s.events.Put(Event{Queue: q.name, Task: dropped.name, Kind: Cancelled, Err: context.Cause(dropped.scope), Attempts: dropped.attempts})
 			continue
 		}
@@ -280,7 +274,11 @@ func (s *Service) next(q *queue, last time.Duration, locked bool) (time.Duration
 		if now == unknownTime || it.enqueuedAt > now {
 			now = s.since()
 		}
+		// A cached time (see burstClock) may lag the enqueue time a
+		// concurrent exact read produced.
+		now = max(now, it.enqueuedAt)
 		if it.nextRetry > now {
+			q.cur = item{}
 			t := s.opts.Clock.NewTimer(it.nextRetry - now)
 			done := it.scopeDone()
 			q.mu.Unlock()
@@ -301,13 +299,11 @@ func (s *Service) next(q *queue, last time.Duration, locked bool) (time.Duration
 		}
 
 		q.pending.popInto(&q.cur)
-		q.length.Store(int64(q.pending.len()))
 		q.cur.attempts++
 		q.running, q.runningSince = true, now
 		first := q.cur.attempts == 1
 		wait := now - q.cur.enqueuedAt
 		q.mu.Unlock()
-		q.reportLength()
 		if first {
 			q.metrics.ObserveWait(wait)
 		}
@@ -364,7 +360,6 @@ func (s *Service) compact(q *queue) {
 		enqueuedAt:  head.enqueuedAt,
 		mergeTried:  true,
 	}, len(run))
-	q.length.Store(int64(q.pending.len()))
 }
 
 // mergeTasks folds run into first. It returns nil when a Merge returns nil
@@ -405,7 +400,12 @@ func (s *Service) run(workerCtx context.Context, q *queue, start time.Duration) 
 		ctx = c
 	}
 	err := execute(ctx, it)
-	end := s.since()
+	end := max(s.since(), start)
+	if s.clock.tick > 0 && end-start >= s.clock.tick {
+		// A run the cached time says took a tick or more is measured
+		// exactly; shorter ones are off by at most the cache's lag.
+		end = max(s.clock.exact(), start)
+	}
 	q.metrics.ObserveRun(end - start)
 	var (
 		errText   string
@@ -420,40 +420,45 @@ func (s *Service) run(workerCtx context.Context, q *queue, start time.Duration) 
 		hardCause = context.Cause(workerCtx)
 	}
 
-	ev := Event{Queue: q.name, Task: it.name, Attempts: it.attempts}
-	var onDone func()
+	var (
+		kind   EventKind
+		evErr  error
+		onDone func()
+	)
 	q.mu.Lock()
 	switch {
 	case it.cancelled():
-		ev.Kind, ev.Err = Cancelled, context.Cause(it.scope)
+		kind, evErr = Cancelled, context.Cause(it.scope)
 	case err == nil:
-		ev.Kind = Succeeded
+		kind = Succeeded
 		onDone = it.onDone
 	case hardCause != nil:
-		ev.Kind, ev.Err = Cancelled, fmt.Errorf("%w; last error: %w", hardCause, err)
+		kind, evErr = Cancelled, fmt.Errorf("%w; last error: %w", hardCause, err)
 	case terminal || it.attempts >= it.maxAttempts:
-		ev.Kind, ev.Err = Failed, err
+		kind, evErr = Failed, err
 		q.failed = append(q.failed, failedTask{name: it.name, enqueuedAt: it.enqueuedAt, failedAt: end, attempts: it.attempts, err: errText})
 		if over := len(q.failed) - s.opts.FailedLimit; over > 0 {
 			q.failed = append(q.failed[:0:0], q.failed[over:]...)
 		}
 	case q.closing:
-		ev.Kind, ev.Err = Cancelled, fmt.Errorf("%w; last error: %w", q.closeCause, err)
+		kind, evErr = Cancelled, fmt.Errorf("%w; last error: %w", q.closeCause, err)
 	default:
 		it.lastErr = errText
 		it.nextRetry = end + s.opts.backoff(it.attempts)
 		q.pending.pushFront(it)
-		q.length.Store(int64(q.pending.len()))
 		q.running, q.cur = false, item{}
 		q.mu.Unlock()
-		q.reportLength()
 		return end, false
 	}
-	q.running, q.cur = false, item{} // keep no reference to an ended task
-	report := ev.Kind != Succeeded || s.opts.SucceededEvents
+	q.running = false
+	report := kind != Succeeded || s.opts.SucceededEvents
 	if onDone == nil && !report {
+		// next overwrites q.cur with the next task, or clears it before
+		// the worker waits: no reference to an ended task is kept.
 		return end, true
 	}
+	ev := Event{Queue: q.name, Task: it.name, Kind: kind, Err: evErr, Attempts: it.attempts}
+	q.cur = item{}
 	q.mu.Unlock()
 	if onDone != nil {
 		onDone()

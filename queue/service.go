@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"k8s.io/utils/clock"
+
 	"github.com/gadgetpm/gadgetpm/queue/outbox"
 )
 
@@ -57,7 +59,8 @@ type Event struct {
 // waited for by Stop.
 type Service struct {
 	opts    Options
-	epoch   time.Time // task times are durations since epoch (see since)
+	epoch   time.Time   // task times are durations since epoch (see since)
+	clock   *burstClock // reads since-epoch times; see burstClock
 	events  *outbox.Outbox[Event]
 	workers sync.WaitGroup // one per queue worker ever started
 	rings   ringPool       // spare ring arrays of idle queues
@@ -81,12 +84,20 @@ type Service struct {
 }
 
 // NewService returns a Service with opts' zero fields set to their
-// defaults. It starts no goroutine; workers start with their queues.
+// defaults. It starts no goroutine; workers start with their queues, and
+// the clock cache's goroutine with the first burst of tasks.
 func NewService(opts Options) *Service {
 	opts.setDefaults()
+	epoch := opts.Clock.Now()
+	tick := time.Duration(0) // an injected clock is read every time
+	switch opts.Clock.(type) {
+	case clock.RealClock, *clock.RealClock:
+		tick = defaultTick
+	}
 	s := &Service{
 		opts:     opts,
-		epoch:    opts.Clock.Now(),
+		epoch:    epoch,
+		clock:    newBurstClock(func() time.Duration { return opts.Clock.Since(epoch) }, tick),
 		events:   outbox.NewWithOptions[Event](outbox.Options{Buffer: opts.EventBuffer, Stall: opts.EventStall}),
 		stopDone: make(chan struct{}),
 		queues:   make(map[string]*queue),
@@ -114,11 +125,12 @@ func (s *Service) publish() {
 // closed by Stop (see there for what happens to events still unread).
 func (s *Service) Events() <-chan Event { return s.events.C() }
 
-// since reads the clock as a duration since the Service's epoch: only its
-// monotonic part is read (on some virtual machines a full wall-clock read
-// costs a system call), and a duration is cheaper to store and compare
-// than a time.Time. at turns it back into a time for a dump.
-func (s *Service) since() time.Duration { return s.opts.Clock.Since(s.epoch) }
+// since tells the time as a duration since the Service's epoch: only the
+// clock's monotonic part is read (a full wall-clock read costs a second
+// read), during bursts not even that (see burstClock), and a duration is
+// cheaper to store and compare than a time.Time. at turns it back into a
+// time for a dump.
+func (s *Service) since() time.Duration { return s.clock.since() }
 
 func (s *Service) at(d time.Duration) time.Time { return s.epoch.Add(d) }
 
@@ -176,7 +188,6 @@ func (s *Service) Enqueue(queueName string, t Task, opts ...EnqueueOption) error
 			return fmt.Errorf("enqueue task %q to queue %q: %w", name, queueName, err)
 		}
 		if q.add(&rec, eo.unique) {
-			q.reportLength()
 			return nil
 		}
 		// Remove or Stop closed q between the lookup and the add: look
@@ -221,8 +232,10 @@ func (s *Service) queueFor(name string, fast bool) (*queue, error) {
 	}
 	s.mu.Unlock()
 
-	// The provider is outside code: ask it without the lock held.
-	m := s.opts.Metrics.ForQueue(name)
+	// The provider is outside code: ask it without the lock held. It
+	// reads the length when it reports it, from whichever queue of that
+	// name is live then.
+	m := s.opts.Metrics.ForQueue(name, func() int { return s.length(name) })
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -238,6 +251,19 @@ func (s *Service) queueFor(name string, fast bool) (*queue, error) {
 	s.workers.Add(1)
 	go s.work(q)
 	return q, nil
+}
+
+// length returns the number of pending tasks of the live queue of that
+// name, zero when there is none. It is read when metrics are scraped, so
+// Enqueue and the worker keep no separate count.
+func (s *Service) length(name string) int {
+	q := (*s.live.Load())[name]
+	if q == nil {
+		return 0
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.pending.len()
 }
 
 // Remove stops the named queue: its pending tasks are dropped and reported
@@ -338,6 +364,7 @@ func (s *Service) Stop(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("cancel running tasks %v: %w", names, ctx.Err()))
 		}
 	}
+	s.clock.stop()
 	if err := s.events.Close(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("deliver events: %w", err))
 	}

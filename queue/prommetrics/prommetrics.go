@@ -22,9 +22,9 @@ const (
 // Provider is a queue.MetricsProvider backed by Prometheus collectors.
 // It is safe for concurrent use.
 type Provider struct {
-	length   *prometheus.GaugeVec
-	wait     *prometheus.HistogramVec
-	run      *prometheus.HistogramVec
+	length   *lengths
+	wait     *durations
+	run      *durations
 	failures *prometheus.CounterVec
 }
 
@@ -39,15 +39,9 @@ func New() (*Provider, error) { return NewWithRegisterer(ctrlmetrics.Registry) }
 func NewWithRegisterer(reg prometheus.Registerer) (*Provider, error) {
 	buckets := []float64{0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300}
 	p := &Provider{
-		length: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: LengthName, Help: "Tasks waiting in the queue, the running one excluded.",
-		}, []string{"queue"}),
-		wait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: WaitName, Help: "Seconds from enqueue to the first start of a task.", Buckets: buckets,
-		}, []string{"queue"}),
-		run: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: RunName, Help: "Seconds one attempt of a task ran.", Buckets: buckets,
-		}, []string{"queue"}),
+		length: newLengths(LengthName, "Tasks waiting in the queue, the running one excluded."),
+		wait:   newDurations(WaitName, "Seconds from enqueue to the first start of a task.", buckets),
+		run:    newDurations(RunName, "Seconds one attempt of a task ran.", buckets),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: FailuresName, Help: "Failed task attempts.",
 		}, []string{"queue"}),
@@ -83,31 +77,29 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error)
 }
 
 // ForQueue returns the metrics of one queue.
-func (p *Provider) ForQueue(name string) queue.QueueMetrics {
+func (p *Provider) ForQueue(name string, length func() int) queue.QueueMetrics {
+	p.length.set(name, length)
 	return &queueMetrics{
-		length:   p.length.WithLabelValues(name),
-		wait:     p.wait.WithLabelValues(name),
-		run:      p.run.WithLabelValues(name),
+		wait:     p.wait.forQueue(name),
+		run:      p.run.forQueue(name),
 		failures: p.failures.WithLabelValues(name),
 	}
 }
 
 // Forget deletes a removed queue's series.
 func (p *Provider) Forget(name string) {
-	p.length.DeleteLabelValues(name)
-	p.wait.DeleteLabelValues(name)
-	p.run.DeleteLabelValues(name)
+	p.length.forget(name)
+	p.wait.forget(name)
+	p.run.forget(name)
 	p.failures.DeleteLabelValues(name)
 }
 
 type queueMetrics struct {
-	length   prometheus.Gauge
-	wait     prometheus.Observer
-	run      prometheus.Observer
+	wait     *durationSeries
+	run      *durationSeries
 	failures prometheus.Counter
 }
 
-func (m *queueMetrics) SetLength(n int)             { m.length.Set(float64(n)) }
-func (m *queueMetrics) ObserveWait(d time.Duration) { m.wait.Observe(d.Seconds()) }
-func (m *queueMetrics) ObserveRun(d time.Duration)  { m.run.Observe(d.Seconds()) }
+func (m *queueMetrics) ObserveWait(d time.Duration) { m.wait.observe(d) }
+func (m *queueMetrics) ObserveRun(d time.Duration)  { m.run.observe(d) }
 func (m *queueMetrics) IncFailures()                { m.failures.Inc() }

@@ -31,7 +31,8 @@ envtest: ## build or reuse the cached kube-apiserver and etcd for tests
 	@hack/setup-envtest.sh >/dev/null
 
 .PHONY: test
-test: envtest fmt-check generate-check ## run every check and test CI runs
+test: fmt-check ## run every check and test CI runs
+	@hack/test-prepare.sh $(filter -race,$(GO_TEST_FLAGS))
 	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" $(GO) test $(GO_TEST_FLAGS) ./...
 
 .PHONY: fmt-check

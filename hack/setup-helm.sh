@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
-# setup-helm.sh builds the stock helm CLI, at the helm.sh/helm/v3 version
-# go.mod requires, caches it under hack/bin/helm/<version>/helm and prints
-# its path on its last line of stdout. The tests that check stock Helm
-# reads `gadgetpm repo build` output run it.
+# setup-helm.sh builds the stock helm CLI (helm.sh/helm/v3/cmd/helm, a
+# `tool` of go.mod, at the version go.mod requires), caches it under
+# hack/bin/helm/<version>[-race]/helm and prints its path on its last line
+# of stdout. The tests that check stock Helm reads `gadgetpm repo build`
+# output run it.
 #
-# The CLI's own dependencies (flock, vcs, man pages) are not in go.sum, so
-# it is built in a temporary module that requires only Helm; the Go module
-# proxy is the only network it needs (about 4 minutes of CPU with a cold
-# build cache, once).
+#   hack/setup-helm.sh          a plain build
+#   hack/setup-helm.sh -race    a build with the race detector, which is
+#                               what `make test` asks for: it reuses the
+#                               Helm SDK packages the race-enabled test
+#                               build has compiled, so it costs a link
+#                               instead of minutes of compiling
+#
+# It is built in this module, so Helm's own code with the dependency
+# versions this module resolves (the same the operator runs with); the Go
+# module proxy is the only network it needs.
 #
 # A second run returns at once. Concurrent runs serialise on a lock file and
 # the binary is written to a temporary name and renamed into place, so the
@@ -26,12 +33,20 @@ fail() {
 	exit 1
 }
 
+race=()
+suffix=""
+case "${1:-}" in
+"") ;;
+-race) race=(-race) suffix="-race" ;;
+*) fail "unknown argument '$1': expected no argument or -race" ;;
+esac
+
 command -v go >/dev/null 2>&1 || fail "go is not on PATH; install Go 1.26 and run hack/setup-helm.sh again"
 command -v flock >/dev/null 2>&1 || fail "flock is missing; run 'apt-get install -y util-linux' and run hack/setup-helm.sh again"
 
 version="$(cd "$repo_root" && go list -m -f '{{.Version}}' helm.sh/helm/v3)" ||
 	fail "cannot read the helm.sh/helm/v3 version from $repo_root/go.mod"
-dir="$bin_root/helm/$version"
+dir="$bin_root/helm/$version$suffix"
 if [ -x "$dir/helm" ]; then
 	echo "$dir/helm"
 	exit 0
@@ -48,19 +63,12 @@ if [ -x "$dir/helm" ]; then
 	exit 0
 fi
 
-work="$(mktemp -d "${TMPDIR:-/tmp}/gadgetpm-helm.XXXXXX")"
-trap 'rm -rf "$work"' EXIT
-log "building helm $version from the helm.sh/helm/v3 module (once)"
-{
-	echo "module gadgetpm.local/helm"
-	echo
-	echo "go $(go env GOVERSION | sed 's/^go//; s/^\([0-9]*\.[0-9]*\).*/\1/')"
-	echo
-	echo "require helm.sh/helm/v3 $version"
-} >"$work/go.mod"
-if ! (cd "$work" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$version" \
-	-o "$dir/.helm.tmp" helm.sh/helm/v3/cmd/helm >"$work/build.log" 2>&1); then
-	tail -n 20 "$work/build.log" >&2
+build_log="$(mktemp "${TMPDIR:-/tmp}/gadgetpm-helm.XXXXXX")"
+trap 'rm -f "$build_log"' EXIT
+log "building helm $version${suffix:+ with the race detector} (once)"
+if ! (cd "$repo_root" && go build "${race[@]}" -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$version" \
+	-o "$dir/.helm.tmp" helm.sh/helm/v3/cmd/helm >"$build_log" 2>&1); then
+	tail -n 20 "$build_log" >&2
 	fail "building helm failed (log above); check the Go module proxy, then run hack/setup-helm.sh again"
 fi
 mv -f "$dir/.helm.tmp" "$dir/helm"

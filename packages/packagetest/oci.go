@@ -1,48 +1,41 @@
 package packagetest
 
 import (
-	"context"
-	"errors"
+	"crypto/subtle"
+	"io"
+	"log"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/registry"
 	helmregistry "helm.sh/helm/v3/pkg/registry"
-	"helm.sh/helm/v3/pkg/repo/repotest"
 )
 
-// OCIRegistry starts Helm's test registry (distribution, in memory, basic
-// auth, plain HTTP) on loopback, pushes every archive in repoDir to
-// <host>/gadgets/<name>:<version> and returns the oci:// URL and the
+// Credentials OCIRegistry accepts.
+const (
+	OCIUsername = "gadgetpm"
+	OCIPassword = "registry-secret"
+)
+
+// OCIRegistry starts an OCI registry (go-containerregistry's: in memory,
+// plain HTTP, implementing the distribution spec's push, pull and tag
+// listing) behind basic auth on loopback, pushes every archive in repoDir
+// to <host>/gadgets/<name>:<version> and returns the oci:// URL and the
 // credentials. The registry stops when the test ends.
 func OCIRegistry(t testing.TB, repoDir string) (url, user, pass string) {
 	t.Helper()
-	tt, ok := t.(*testing.T)
-	if !ok {
-		t.Fatal("OCIRegistry needs a *testing.T")
-	}
-	srv, err := repotest.NewOCIServer(tt, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			t.Logf("registry: %v", err)
-		}
-	}()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		<-done
-	})
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	srv := httptest.NewServer(basicAuth(reg, OCIUsername, OCIPassword))
+	t.Cleanup(srv.Close)
+	host := strings.TrimPrefix(srv.URL, "http://")
+
 	client, err := helmregistry.NewClient(
-		helmregistry.ClientOptBasicAuth(srv.TestUsername, srv.TestPassword),
+		helmregistry.ClientOptBasicAuth(OCIUsername, OCIPassword),
 		helmregistry.ClientOptPlainHTTP(),
 		helmregistry.ClientOptCredentialsFile(filepath.Join(t.TempDir(), "config.json")),
 	)
@@ -51,9 +44,26 @@ func OCIRegistry(t testing.TB, repoDir string) (url, user, pass string) {
 	}
 	archives, _ := filepath.Glob(filepath.Join(repoDir, "*.tgz"))
 	for _, a := range archives {
-		PushOCI(t, client, srv.RegistryURL+"/gadgets", a)
+		PushOCI(t, client, host+"/gadgets", a)
 	}
-	return "oci://" + srv.RegistryURL + "/gadgets", srv.TestUsername, srv.TestPassword
+	return "oci://" + host + "/gadgets", OCIUsername, OCIPassword
+}
+
+// basicAuth answers requests without the credentials the way registries
+// do: 401 with a Basic challenge, which OCI clients answer with
+// credentials.
+func basicAuth(next http.Handler, user, pass string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, p, ok := r.BasicAuth()
+		if !ok || subtle.ConstantTimeCompare([]byte(u), []byte(user)) != 1 || subtle.ConstantTimeCompare([]byte(p), []byte(pass)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Basic realm="gadgetpm-test"`)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = io.WriteString(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // PushOCI pushes the archive "<name>-<version>.tgz" to base/<name>:<version>.
@@ -67,7 +77,7 @@ func PushOCI(t testing.TB, client *helmregistry.Client, base, archive string) {
 	i := strings.LastIndex(stem[:strings.Index(stem, ".")], "-")
 	ref := base + "/" + stem[:i] + ":" + stem[i+1:]
 	var pushErr error
-	for try := 0; try < 50; try++ { // the registry starts in the background
+	for try := 0; try < 50; try++ { // a registry may start in the background
 		if _, pushErr = client.Push(data, ref); pushErr == nil {
 			return
 		}

@@ -11,17 +11,24 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gadgetpm/gadgetpm/internal/testenv"
 	"github.com/gadgetpm/gadgetpm/packages/packagetest"
 )
 
 // stockHelm returns the path of the stock helm CLI that
-// hack/setup-helm.sh builds (once) and caches.
+// hack/setup-helm.sh builds (once) and caches: with the race detector when
+// this test binary has it, so that the build reuses the Helm SDK packages
+// already compiled for the tests.
 func stockHelm(t *testing.T) string {
 	t.Helper()
 	_, file, _, _ := runtime.Caller(0)
 	script := filepath.Join(filepath.Dir(file), "..", "..", "hack", "setup-helm.sh")
+	var args []string
+	if testenv.Race {
+		args = append(args, "-race")
+	}
 	var stderr bytes.Buffer
-	cmd := exec.Command(script)
+	cmd := exec.Command(script, args...)
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {

@@ -255,7 +255,7 @@ func (s *Service) next(q *queue, last time.Duration, locked bool) (time.Duration
 			}
 			yielded = false
 			q.idle = true
-			q.cur = item{} // keep no reference to an ended task while idle
+			q.cur = item{}     // keep no reference to an ended task while idle
 			q.pending.shrink() // an idle queue keeps a small ring only
 			q.mu.Unlock()
 			<-q.wake // close sends one too: a one-way receive parks cheaper than a select

@@ -7,8 +7,6 @@
 #   kube-apiserver  built from the k8s.io/kubernetes Go module, with its version
 #                   stamped through -ldflags so that Helm's kubeVersion checks
 #                   see the real server version
-#   kubectl         built from the same module and version, for the tests that
-#                   run the documented kubectl commands against the test server
 #
 # A second run returns at once. Concurrent runs serialise on a lock file and
 # every binary is written to a temporary name and renamed into place, so the
@@ -30,7 +28,7 @@ fail() {
 	exit 1
 }
 
-ready() { [ -x "$assets/kube-apiserver" ] && [ -x "$assets/etcd" ] && [ -x "$assets/kubectl" ]; }
+ready() { [ -x "$assets/kube-apiserver" ] && [ -x "$assets/etcd" ]; }
 
 if ready; then
 	echo "$assets"
@@ -69,8 +67,8 @@ if [ ! -x "$assets/etcd" ]; then
 	mv -f "$assets/.etcd.tmp" "$assets/etcd"
 fi
 
-# --- kube-apiserver and kubectl ------------------------------------------------
-if [ ! -x "$assets/kube-apiserver" ] || [ ! -x "$assets/kubectl" ]; then
+# --- kube-apiserver -----------------------------------------------------------
+if [ ! -x "$assets/kube-apiserver" ]; then
 	work="$(mktemp -d "${TMPDIR:-/tmp}/gadgetpm-apiserver.XXXXXX")"
 	trap 'rm -rf "$work"' EXIT
 
@@ -125,12 +123,11 @@ if [ ! -x "$assets/kube-apiserver" ] || [ ! -x "$assets/kubectl" ]; then
 		fi
 		mv -f "$assets/.$name.tmp" "$assets/$name"
 		local v
-		if [ "$name" = kubectl ]; then v="$("$assets/kubectl" version --client 2>/dev/null || true)"; else v="$("$assets/$name" --version 2>/dev/null || true)"; fi
+		v="$("$assets/$name" --version 2>/dev/null || true)"
 		v="${v%%$'\n'*}"
 		log "$name $v cached in $assets"
 	}
 	build kube-apiserver 8
-	build kubectl 3
 fi
 
 ready || fail "the cache in $assets is incomplete; remove it and run hack/setup-envtest.sh again"

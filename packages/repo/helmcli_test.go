@@ -95,3 +95,52 @@ func TestStockHelmCLIReadsBuiltRepository(t *testing.T) {
 		t.Errorf("helm show chart:\n%s", chart)
 	}
 }
+
+// TestSetupHelmScript checks hack/setup-helm.sh's cache lookup and its
+// refusal of arguments it does not know, without building anything.
+func TestSetupHelmScript(t *testing.T) {
+	_, file, _, _ := runtime.Caller(0)
+	root := filepath.Join(filepath.Dir(file), "..", "..")
+	version, err := exec.Command("go", "list", "-C", root, "-m", "-f", "{{.Version}}", "helm.sh/helm/v3").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := t.TempDir()
+	for _, dir := range []string{strings.TrimSpace(string(version)), strings.TrimSpace(string(version)) + "-race"} {
+		if err := os.MkdirAll(filepath.Join(cache, "helm", dir), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(cache, "helm", dir, "helm"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		args      []string
+		wantPath  string // last stdout line, relative to the cache
+		wantError string
+	}{
+		{args: nil, wantPath: filepath.Join("helm", strings.TrimSpace(string(version)), "helm")},
+		{args: []string{"-race"}, wantPath: filepath.Join("helm", strings.TrimSpace(string(version))+"-race", "helm")},
+		{args: []string{"--fast"}, wantError: "unknown argument '--fast': expected no argument or -race"},
+	} {
+		t.Run(strings.Join(append([]string{"args"}, tc.args...), " "), func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			cmd := exec.Command(filepath.Join(root, "hack", "setup-helm.sh"), tc.args...)
+			cmd.Env = append(os.Environ(), "GADGETPM_BIN="+cache)
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err := cmd.Run()
+			if tc.wantError != "" {
+				if err == nil || !strings.Contains(stderr.String(), tc.wantError) || strings.Count(strings.TrimSpace(stderr.String()), "\n") != 0 {
+					t.Fatalf("err %v, stderr %q: want a failure with the one line %q", err, stderr.String(), tc.wantError)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("%v: %s", err, stderr.String())
+			}
+			if got := strings.TrimSpace(stdout.String()); got != filepath.Join(cache, tc.wantPath) {
+				t.Fatalf("printed %q, want the cached %q", got, filepath.Join(cache, tc.wantPath))
+			}
+		})
+	}
+}

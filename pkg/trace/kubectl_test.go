@@ -13,9 +13,29 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"github.com/gadgetpm/gadgetpm/internal/testenv"
 )
+
+// kubectlPath finds the kubectl that hack/setup-envtest.sh builds next to
+// kube-apiserver.
+func kubectlPath(t *testing.T) string {
+	t.Helper()
+	dirs := []string{os.Getenv("KUBEBUILDER_ASSETS")}
+	matches, _ := filepath.Glob(filepath.Join(env.RepoRoot, "hack", "bin", "k8s", "*", "kubectl"))
+	for _, m := range matches {
+		dirs = append(dirs, filepath.Dir(m))
+	}
+	for _, d := range dirs {
+		if d == "" {
+			continue
+		}
+		p := filepath.Join(d, "kubectl")
+		if fi, err := os.Stat(p); err == nil && fi.Mode()&0o111 != 0 {
+			return p
+		}
+	}
+	t.Fatal("no kubectl next to kube-apiserver: run hack/setup-envtest.sh (it builds kubectl once) and set KUBEBUILDER_ASSETS to the directory it prints")
+	return ""
+}
 
 // docCommands returns the commands of the kubectl flow in docs/traces.md:
 // each line starting with kubectl, a heredoc up to its EOF included.
@@ -64,7 +84,7 @@ func docCommands(t *testing.T) []string {
 func TestKubectlFlow(t *testing.T) {
 	requireRoot(t)
 	t.Parallel()
-	kubectl := testenv.BuildKubectl(t)
+	kubectl := kubectlPath(t)
 	kubeconfig := env.WriteKubeconfig(t)
 	ctx := context.Background()
 	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "gadget"}}); err != nil && !apierrors.IsAlreadyExists(err) {
@@ -75,8 +95,7 @@ func TestKubectlFlow(t *testing.T) {
 	runEvery(t, marker(t, "gpmkubectl"))
 
 	// run returns what the command prints on stdout, what a user reads
-	// or pipes on; stderr only explains a failure (kubectl built with the
-	// race detector also logs a line there when it starts).
+	// or pipes on; stderr only explains a failure.
 	run := func(cmd string) string {
 		t.Helper()
 		c := exec.Command("bash", "-c", cmd)

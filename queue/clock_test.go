@@ -195,6 +195,7 @@ func (m *recordingMetrics) ForQueue(string, func() int) QueueMetrics { return m 
 func (m *recordingMetrics) Forget(string)                            {}
 func (m *recordingMetrics) ObserveWait(time.Duration)                {}
 func (m *recordingMetrics) IncFailures()                             {}
+func (m *recordingMetrics) Flush()                                   {}
 func (m *recordingMetrics) ObserveRun(d time.Duration) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

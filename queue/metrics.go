@@ -24,6 +24,11 @@ type MetricsProvider interface {
 // a queue created again under the same name after Remove gets its own
 // QueueMetrics from ForQueue, whose calls start after the old worker's
 // last.
+//
+// An implementation may hold observations back and publish them in
+// batches: the worker calls Flush before it waits (its queue ran dry, a
+// retry is due later, the queue closes) and before it calls OnDone or
+// sends an event, so what a caller learns of a task the metrics show.
 type QueueMetrics interface {
 	// ObserveWait records how long a task waited from Enqueue to its first
 	// start.
@@ -32,6 +37,8 @@ type QueueMetrics interface {
 	ObserveRun(d time.Duration)
 	// IncFailures counts one failed attempt.
 	IncFailures()
+	// Flush publishes what the metrics hold back, if anything.
+	Flush()
 }
 
 type noopMetrics struct{}
@@ -41,6 +48,7 @@ func (noopMetrics) Forget(string)                            {}
 func (noopMetrics) ObserveWait(time.Duration)                {}
 func (noopMetrics) ObserveRun(time.Duration)                 {}
 func (noopMetrics) IncFailures()                             {}
+func (noopMetrics) Flush()                                   {}
 
 var (
 	_ MetricsProvider = noopMetrics{}

@@ -21,7 +21,9 @@ const (
 
 // Options configure a Service. The zero value means every default.
 type Options struct {
-	// Clock tells time and makes backoff timers. Default: the real clock.
+	// Clock tells time and makes backoff timers. Default: the real clock,
+	// whose time the Service caches during bursts of short tasks (see
+	// docs/queues.md); any other clock is read for every task time.
 	Clock clock.Clock
 	// BackoffBase is the delay before the first retry; each further retry
 	// doubles it. Default 1s.

@@ -241,6 +241,7 @@ func (s *Service) next(q *queue, last time.Duration, locked bool) (time.Duration
 		if q.closing {
 			q.cur = item{}
 			q.mu.Unlock()
+			q.metrics.Flush()
 			return 0, false
 		}
 		if q.pending.len() == 0 {
@@ -258,6 +259,7 @@ func (s *Service) next(q *queue, last time.Duration, locked bool) (time.Duration
 			q.cur = item{}     // keep no reference to an ended task while idle
 			q.pending.shrink() // an idle queue keeps a small ring only
 			q.mu.Unlock()
+			q.metrics.Flush()
 			<-q.wake // close sends one too: a one-way receive parks cheaper than a select
 			last = unknownTime
 			continue
@@ -282,6 +284,7 @@ func (s *Service) next(q *queue, last time.Duration, locked bool) (time.Duration
 			t := s.opts.Clock.NewTimer(it.nextRetry - now)
 			done := it.scopeDone()
 			q.mu.Unlock()
+			q.metrics.Flush()
 			select {
 			case <-t.C():
 			case <-q.quit:
@@ -460,6 +463,8 @@ func (s *Service) run(workerCtx context.Context, q *queue, start time.Duration) 
 	ev := Event{Queue: q.name, Task: it.name, Kind: kind, Err: evErr, Attempts: it.attempts}
 	q.cur = item{}
 	q.mu.Unlock()
+	// What a caller learns from OnDone or the event, the metrics show.
+	q.metrics.Flush()
 	if onDone != nil {
 		onDone()
 		end = unknownTime // OnDone took an unknown time

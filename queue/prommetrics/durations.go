@@ -13,13 +13,14 @@ import (
 // prometheus.HistogramVec would collect, observed more cheaply. Each
 // QueueMetrics gets a series of its own, written only by its queue's
 // worker (see queue.QueueMetrics), so an observation is a search over
-// integer bucket bounds and two atomic stores; a scrape sums the series of
-// each queue name. prometheus.Histogram converts to float seconds, adds
-// the float sum in a compare-and-swap loop and keeps hot and cold counts
-// so that a scrape sees sum and count of the same observations — several
-// times the cost, paid twice per task. Here a scrape may see the sum of an
-// observation whose count it does not see yet, an error rate() and
-// histogram_quantile() do not notice.
+// integer bucket bounds and two additions, published in batches (see
+// durationSeries); a scrape sums the series of each queue name.
+// prometheus.Histogram converts to float seconds, adds the float sum in a
+// compare-and-swap loop and keeps hot and cold counts so that a scrape
+// sees sum and count of the same observations — several times the cost,
+// paid twice per task. Here a scrape may see the sum of a batch whose
+// counts it does not see yet, an error rate() and histogram_quantile() do
+// not notice.
 type durations struct {
 	desc   *prometheus.Desc
 	bounds []time.Duration // bucket upper bounds, ascending
@@ -29,27 +30,58 @@ type durations struct {
 	series map[string][]*durationSeries
 }
 
+// publishEvery is how many observations a series holds back at most
+// before it publishes them.
+const publishEvery = 64
+
 // durationSeries is one queue's histogram, written by one goroutine at a
-// time; atomics let a scrape read it meanwhile.
+// time. The writer counts into plain fields and publishes them to the
+// atomics a scrape reads every publishEvery observations and on flush:
+// an atomic store is a locked instruction on amd64, as costly as the rest
+// of an observation, and a scrape every few seconds does not need every
+// one of a burst as it happens.
 type durationSeries struct {
 	bounds []time.Duration // the histogram's, shared and read-only
-	counts []atomic.Uint64 // per bucket, not cumulative; the last is +Inf
-	sum    atomic.Int64    // nanoseconds
+	counts []atomic.Uint64 // published, per bucket, not cumulative; the last is +Inf
+	sum    atomic.Int64    // published, nanoseconds
+
+	// Owned by the writer: observations not published yet.
+	held      []uint64
+	heldSum   int64
+	heldCount int
 }
 
-// observe records one duration; a negative one counts as zero. Only the
-// series' writer calls it, so loads and stores need no read-modify-write.
+// observe records one duration; a negative one counts as zero.
 func (s *durationSeries) observe(v time.Duration) {
 	v = max(v, 0)
 	i := 0
 	for i < len(s.bounds) && v > s.bounds[i] {
 		i++
 	}
-	c := &s.counts[i]
-	c.Store(c.Load() + 1)
-	if v > 0 { // an atomic store is a locked instruction: skip it when it changes nothing
-		s.sum.Store(s.sum.Load() + int64(v))
+	s.held[i]++
+	s.heldSum += int64(v)
+	if s.heldCount++; s.heldCount >= publishEvery {
+		s.flush()
 	}
+}
+
+// flush publishes the held observations. Only the writer calls it, so
+// loads and stores need no read-modify-write.
+func (s *durationSeries) flush() {
+	if s.heldCount == 0 {
+		return
+	}
+	for i, n := range s.held {
+		if n != 0 {
+			s.counts[i].Store(s.counts[i].Load() + n)
+			s.held[i] = 0
+		}
+	}
+	if s.heldSum != 0 {
+		s.sum.Store(s.sum.Load() + s.heldSum)
+		s.heldSum = 0
+	}
+	s.heldCount = 0
 }
 
 var _ prometheus.Collector = (*durations)(nil)
@@ -68,7 +100,11 @@ func newDurations(name, help string, upper []float64) *durations {
 
 // forQueue returns a new series for the queue.
 func (d *durations) forQueue(queue string) *durationSeries {
-	s := &durationSeries{bounds: d.bounds, counts: make([]atomic.Uint64, len(d.bounds)+1)}
+	s := &durationSeries{
+		bounds: d.bounds,
+		counts: make([]atomic.Uint64, len(d.bounds)+1),
+		held:   make([]uint64, len(d.bounds)+1),
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.series[queue] = append(d.series[queue], s)

@@ -38,6 +38,7 @@ func TestDurationsMatchPrometheusHistogram(t *testing.T) {
 				ref.Observe(v.Seconds())
 				s.observe(v)
 			}
+			s.flush()
 			want := histogramOf(t, ref)
 			got := histogramOf(t, d)
 			if got.GetSampleCount() != want.GetSampleCount() {
@@ -63,6 +64,7 @@ func TestDurationsNegativeCountsAsZero(t *testing.T) {
 	d := newDurations("d", "d", []float64{0.001})
 	s := d.forQueue("ns.a")
 	s.observe(-time.Second)
+	s.flush()
 	h := histogramOf(t, d)
 	if h.GetSampleSum() != 0 || h.GetBucket()[0].GetCumulativeCount() != 1 {
 		t.Fatalf("a negative duration: sum %v, first bucket %d; want 0 and 1", h.GetSampleSum(), h.GetBucket()[0].GetCumulativeCount())
@@ -98,6 +100,8 @@ func TestDurationsSumQueuesOfOneName(t *testing.T) {
 	a.observe(2 * time.Millisecond)
 	b.observe(2 * time.Millisecond)
 	b.observe(2 * time.Second)
+	a.flush()
+	b.flush()
 	h := histogramOf(t, d)
 	if h.GetSampleCount() != 3 || h.GetBucket()[1].GetCumulativeCount() != 2 || math.Abs(h.GetSampleSum()-2.004) > 1e-9 {
 		t.Fatalf("count %d, le=1 %d, sum %v; want 3, 2, 2.004", h.GetSampleCount(), h.GetBucket()[1].GetCumulativeCount(), h.GetSampleSum())
@@ -107,5 +111,32 @@ func TestDurationsSumQueuesOfOneName(t *testing.T) {
 	d.Collect(ch)
 	if len(ch) != 0 {
 		t.Fatal("a forgotten queue is still collected")
+	}
+}
+
+// TestDurationsPublishInBatches: observations show once flushed, and by
+// themselves every publishEvery observations.
+func TestDurationsPublishInBatches(t *testing.T) {
+	d := newDurations("d", "d", []float64{1})
+	s := d.forQueue("ns.a")
+	for range publishEvery - 1 {
+		s.observe(time.Millisecond)
+	}
+	if got := histogramOf(t, d).GetSampleCount(); got != 0 {
+		t.Fatalf("%d observations published before a batch was full", got)
+	}
+	s.observe(time.Millisecond)
+	if got := histogramOf(t, d).GetSampleCount(); got != publishEvery {
+		t.Fatalf("a full batch published %d observations, want %d", got, publishEvery)
+	}
+	s.observe(time.Millisecond)
+	s.flush()
+	h := histogramOf(t, d)
+	if h.GetSampleCount() != publishEvery+1 || math.Abs(h.GetSampleSum()-float64(publishEvery+1)/1000) > 1e-9 {
+		t.Fatalf("after flush: count %d sum %v, want %d and %v", h.GetSampleCount(), h.GetSampleSum(), publishEvery+1, float64(publishEvery+1)/1000)
+	}
+	s.flush() // nothing held: nothing changes
+	if got := histogramOf(t, d).GetSampleCount(); got != publishEvery+1 {
+		t.Fatalf("an empty flush changed the count to %d", got)
 	}
 }

@@ -103,3 +103,4 @@ type queueMetrics struct {
 func (m *queueMetrics) ObserveWait(d time.Duration) { m.wait.observe(d) }
 func (m *queueMetrics) ObserveRun(d time.Duration)  { m.run.observe(d) }
 func (m *queueMetrics) IncFailures()                { m.failures.Inc() }
+func (m *queueMetrics) Flush()                      { m.wait.flush(); m.run.flush() }

@@ -82,12 +82,23 @@ func (c *burstClock) since() time.Duration {
 }
 
 // exact returns the clock's time, refreshing the cache with it during a
-// burst. The worker uses it after an attempt that the cache says ran for
-// more than a tick, so that long runs are measured exactly.
+// burst (see end).
 func (c *burstClock) exact() time.Duration {
 	t := c.read()
 	if c.hot.Load() {
 		c.now.Store(int64(t))
+	}
+	return t
+}
+
+// end returns when an attempt that started at start ended: never before
+// start, and an exact read when the cached time says the attempt took a
+// tick or more, so that long runs are measured exactly and short ones are
+// off by at most the cache's lag.
+func (c *burstClock) end(start time.Duration) time.Duration {
+	t := max(c.since(), start)
+	if c.tick > 0 && t-start >= c.tick {
+		t = max(c.exact(), start)
 	}
 	return t
 }

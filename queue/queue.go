@@ -403,12 +403,7 @@ func (s *Service) run(workerCtx context.Context, q *queue, start time.Duration) 
 		ctx = c
 	}
 	err := execute(ctx, it)
-	end := max(s.since(), start)
-	if s.clock.tick > 0 && end-start >= s.clock.tick {
-		// A run the cached time says took a tick or more is measured
-		// exactly; shorter ones are off by at most the cache's lag.
-		end = max(s.clock.exact(), start)
-	}
+	end := s.clock.end(start)
 	q.metrics.ObserveRun(end - start)
 	var (
 		errText   string

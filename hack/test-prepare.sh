@@ -5,10 +5,11 @@
 #
 #   1. hack/setup-envtest.sh: etcd, and kube-apiserver and kubectl built
 #      from the k8s.io/kubernetes module (~10 minutes of one job, once)
-#   2. the generated-files check (controller-gen), then this module and
-#      every dependency compiled with the flags `go test` will use (so the
-#      test run finds them in the build cache), then the stock helm CLI
-#      built from those same packages (hack/setup-helm.sh)
+#   2. the generated-files check, then this module and every dependency
+#      compiled with the flags `go test` will use (so the test run finds
+#      them in the build cache), then the stock helm CLI; controller-gen
+#      and helm are go.mod tools built with -race, so they share those
+#      compiled packages instead of compiling their own
 #
 # With everything cached it takes seconds. It fails when either job fails,
 # after both have ended, with each job's own message.
@@ -23,15 +24,6 @@ log() { echo "test-prepare: $*" >&2; }
 
 race=""
 for f in "$@"; do [ "$f" = -race ] && race="-race"; done
-
-# The compiler and linker collect garbage each time their heap doubles
-# (GOGC=100); on the largest packages here (the generated Kubernetes API
-# types, client-go's apply configurations, kube-apiserver's OpenAPI
-# definitions) that costs about a sixth of the compile's CPU. GOGC=400
-# spends a few hundred MB more per compile for it. Only this script's
-# builds see it (unless GOGC is already set): the tests run afterwards,
-# from make, with the runtime's default.
-export GOGC="${GOGC:-400}"
 
 start=$SECONDS
 hack/setup-envtest.sh >/dev/null &

@@ -37,7 +37,9 @@ race=()
 suffix=""
 case "${1:-}" in
 "") ;;
--race) race=(-race) suffix="-race" ;;
+# the flags of make test's race build (Makefile RACE_FLAGS), so the
+	# packages it compiled are reused
+-race) race=(-race -gcflags=all=-dwarf=false) suffix="-race" ;;
 *) fail "unknown argument '$1': expected no argument or -race" ;;
 esac
 

@@ -396,7 +396,7 @@ func TestMakeRun(t *testing.T) {
 	if testenv.Race {
 		// make build then reuses the packages this test run compiled with
 		// the race detector instead of compiling every dependency again.
-		cmd.Env = append(os.Environ(), "GOFLAGS=-race")
+		cmd.Env = append(os.Environ(), "GOFLAGS="+strings.Join(testenv.RaceFlags(), " "))
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	pr, pw := io.Pipe()

@@ -7,12 +7,19 @@ package testenv
 // which on a cold cache is minutes, and the built program reports data
 // races too.
 //
-// The program is linked without DWARF (-ldflags=-w), like make test's test
-// binaries: a third faster to link, and nothing the tests do needs it.
+// The program is compiled and linked without DWARF, like make test's test
+// binaries (the Makefile's RACE_FLAGS and GO_TEST_FLAGS): the flags must
+// match theirs for the compiled packages to be shared, and nothing the
+// tests do needs DWARF.
 func GoBuildArgs(out, pkg string) []string {
 	args := []string{"build", "-ldflags=-w"}
 	if Race {
-		args = append(args, "-race")
+		args = append(args, RaceFlags()...)
 	}
 	return append(args, "-o", out, pkg)
 }
+
+// RaceFlags are the build flags of make test's race-enabled build (the
+// Makefile's RACE_FLAGS). A test that runs make or go with GOFLAGS passes
+// these so that its builds reuse the test run's compiled packages.
+func RaceFlags() []string { return []string{"-race", "-gcflags=all=-dwarf=false"} }

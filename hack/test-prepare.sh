@@ -33,10 +33,6 @@ build() {
 	make --no-print-directory generate-check
 	log "compiling gadgetpm and its dependencies${race:+ with the race detector} (minutes on a cold build cache)"
 	go build "$@" ./...
-	# The test packages and every go vet analyzer, so that go test finds
-	# them done and its two slots go to linking and running tests.
-	log "compiling the tests and running go vet"
-	go vet "$@" ./...
 	hack/setup-helm.sh $race >/dev/null
 }
 build "$@" &

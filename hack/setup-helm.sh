@@ -37,8 +37,8 @@ race=()
 suffix=""
 case "${1:-}" in
 "") ;;
-# the flags of make test's race build (Makefile RACE_FLAGS), so the
-	# packages it compiled are reused
+# -race: the flags of make test's race build (Makefile RACE_FLAGS), so
+# that the packages it compiled are reused
 -race) race=(-race -gcflags=all=-dwarf=false) suffix="-race" ;;
 *) fail "unknown argument '$1': expected no argument or -race" ;;
 esac

@@ -80,7 +80,8 @@ const DefaultRemoveGrace = 30 * time.Second
 // pkgRun is the controller's bookkeeping of one package; guarded by
 // Reconciler.mu.
 type pkgRun struct {
-	cancel   context.CancelFunc // ends the scope of the current plan
+	scope    context.Context    // of the current plan's tasks
+	cancel   context.CancelFunc // ends scope
 	inflight bool               // tasks of the current plan are queued
 	failure  error              // the current plan's task that failed for good
 	failedAt string             // its task name
@@ -230,16 +231,16 @@ func (r *Reconciler) HandleSchedulerEvent(ev scheduler.Event) {
 	stalled := known && (run.failure != nil || run.removing || run.removed)
 	r.mu.Unlock()
 	if known && !stalled && ev.Flipped {
-		var tasks []queue.Task
+		// Enqueue fails only once the queue service stopped.
 		switch {
 		case ev.Enabled:
-			tasks = r.opts.Manager.PlanStart(key)
+			if tasks := r.opts.Manager.PlanStart(key); len(tasks) > 0 {
+				_ = r.enqueueInPlan(key, tasks)
+			}
 		case ev.Cause != scheduler.CauseRemoved:
-			tasks = r.opts.Manager.PlanDisable(key)
-		}
-		if len(tasks) > 0 {
-			// Enqueue fails only once the queue service stopped.
-			_ = r.enqueue(key, tasks, r.planDone(key))
+			if tasks := r.opts.Manager.PlanDisable(key); len(tasks) > 0 {
+				_ = r.enqueue(key, tasks, r.planDone(key))
+			}
 		}
 	}
 	if known {
@@ -269,14 +270,36 @@ func (r *Reconciler) enqueue(key string, tasks []queue.Task, onDone func(plan in
 		run.cancel()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	run.cancel, run.inflight, run.failure, run.failedAt = cancel, true, nil, ""
+	run.scope, run.cancel, run.inflight, run.failure, run.failedAt = ctx, cancel, true, nil, ""
 	run.plan++
 	plan := run.plan
 	r.mu.Unlock()
+	return r.enqueueScoped(ctx, key, tasks, func() { onDone(plan) })
+}
+
+// enqueueInPlan queues tasks that join the current plan (PlanStart's):
+// they run in its scope, after its queued tasks, and cancel nothing. The
+// last one ends the plan again when it succeeds.
+func (r *Reconciler) enqueueInPlan(key string, tasks []queue.Task) error {
+	r.mu.Lock()
+	run := r.run(key)
+	if run.scope == nil {
+		run.scope, run.cancel = context.WithCancel(context.Background())
+	}
+	ctx, plan := run.scope, run.plan
+	run.inflight = true
+	r.mu.Unlock()
+	done := r.planDone(key)
+	return r.enqueueScoped(ctx, key, tasks, func() { done(plan) })
+}
+
+// enqueueScoped queues tasks in key's main queue under ctx; onDone runs
+// when the last one succeeds.
+func (r *Reconciler) enqueueScoped(ctx context.Context, key string, tasks []queue.Task, onDone func()) error {
 	for i, t := range tasks {
 		opts := []queue.EnqueueOption{queue.Scope(ctx), queue.MaxAttempts(r.opts.MaxAttempts)}
 		if i == len(tasks)-1 {
-			opts = append(opts, queue.OnDone(func() { onDone(plan) }))
+			opts = append(opts, queue.OnDone(onDone))
 		}
 		if err := r.opts.Queue.Enqueue(queue.PackageQueueName(key, ""), t, opts...); err != nil {
 			return fmt.Errorf("enqueue %s: %w", t.Name(), err)

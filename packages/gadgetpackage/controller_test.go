@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -33,6 +34,7 @@ import (
 	"github.com/gadgetpm/gadgetpm/packages/store"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/queue"
+	"github.com/gadgetpm/gadgetpm/scheduler"
 )
 
 var env *testenv.Env
@@ -51,6 +53,10 @@ type setup struct {
 	queue func(gadgetpackage.Queue) gadgetpackage.Queue
 	// tap sees every queue event before the controller does.
 	tap func(queue.Event)
+	// hooks, when set, is the package manager's hook runner.
+	hooks manager.HookRunner
+	// reconciler, when set, is handed the controller.
+	reconciler func(*gadgetpackage.Reconciler)
 }
 
 // start runs the controller with a real queue service and package manager
@@ -67,7 +73,7 @@ func startWith(t *testing.T, su setup) *queue.Service {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pm, err := manager.New(manager.Options{Fetcher: f})
+	pm, err := manager.New(manager.Options{Fetcher: f, Hooks: su.hooks})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,6 +91,9 @@ func startWith(t *testing.T, su setup) *queue.Service {
 	rec, err := gadgetpackage.New(gadgetpackage.Options{Client: mgr.GetClient(), Manager: pm, Queue: q, Recorder: mgr.GetEventRecorderFor("gadgetpm"), MaxAttempts: 2, RemoveGrace: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if su.reconciler != nil {
+		su.reconciler(rec)
 	}
 	if err := rec.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
@@ -564,5 +573,74 @@ func TestSpecChangeCancelsTheRunningTask(t *testing.T) {
 	})
 	if got.Status.Phase != v1alpha1.PhaseRunning || condition(got, v1alpha1.ConditionStalled) != nil {
 		t.Errorf("status after the spec change = %+v", got.Status)
+	}
+}
+
+// gatedHooks is a hook runner whose onStartup runs wait for release (or
+// for their task's cancellation); it counts the runs that began.
+type gatedHooks struct {
+	entered, release chan struct{}
+	once             sync.Once
+	mu               sync.Mutex
+	runs             map[string]int
+}
+
+func (h *gatedHooks) Prepare(context.Context, string, *loader.Package, *v1alpha1.GadgetPackage) error {
+	return nil
+}
+func (h *gatedHooks) SetSettings(string, *v1alpha1.GadgetPackage) error { return nil }
+func (h *gatedHooks) RunBinding(ctx context.Context, _, binding string) error {
+	h.mu.Lock()
+	h.runs[binding]++
+	h.mu.Unlock()
+	if binding != "onStartup" {
+		return nil
+	}
+	h.once.Do(func() { close(h.entered) })
+	select {
+	case <-h.release:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+func (h *gatedHooks) Enable(context.Context, string) error  { return nil }
+func (h *gatedHooks) Disable(string)                        {}
+func (h *gatedHooks) Values(string) (map[string]any, error) { return map[string]any{}, nil }
+func (h *gatedHooks) Forget(string)                         {}
+func (h *gatedHooks) count(binding string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.runs[binding]
+}
+
+// The scheduler's word that a package may run arrives while the plan that
+// loaded it is in its onStartup hooks: that plan goes on, uncancelled, and
+// onStartup and Run happen once.
+func TestEnableEventDuringStartupJoinsThePlan(t *testing.T) {
+	h := &gatedHooks{entered: make(chan struct{}), release: make(chan struct{}), runs: map[string]int{}}
+	var rec *gadgetpackage.Reconciler
+	startWith(t, setup{hooks: h, reconciler: func(r *gadgetpackage.Reconciler) { rec = r }})
+	ns := env.Namespace(t)
+	repoName, _ := fileRepo(t, ns, packagetest.Source{Name: "app"})
+	createPackage(t, ns, "app", repoName, "*")
+	select {
+	case <-h.entered:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the onStartup hooks of app did not run within 60s")
+	}
+	rec.HandleSchedulerEvent(scheduler.Event{Status: scheduler.Status{Key: ns + ".app", Enabled: true, Cause: scheduler.CauseEnabled}, Flipped: true})
+	close(h.release)
+	got := waitFor(t, ns, "app", "Running", func(gp *v1alpha1.GadgetPackage) bool {
+		return gp.Status.Phase == v1alpha1.PhaseRunning && isTrue(gp, v1alpha1.ConditionReady)
+	})
+	if n := h.count("onStartup"); n != 1 {
+		t.Errorf("onStartup ran %d times, want once", n)
+	}
+	if n := h.count("beforeHelm"); n != 1 {
+		t.Errorf("beforeHelm ran %d times, want once (one Run)", n)
+	}
+	if c := condition(got, v1alpha1.ConditionStalled); c != nil {
+		t.Errorf("Stalled after the event: %+v", c)
 	}
 }

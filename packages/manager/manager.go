@@ -153,6 +153,11 @@ type entry struct {
 	// the loaded version. It follows what happened, not the plan: a
 	// Startup of an older plan that ran still counts.
 	started bool
+	// onStartupDone: the onStartup hooks ran for the loaded version and
+	// enablement, though enabling the bindings may not have finished (it
+	// failed, or a newer plan cancelled it). A retried Startup does not
+	// run them again, as in shell-operator.
+	onStartupDone bool
 }
 
 // Manager holds every package's state. It is safe for concurrent use.
@@ -260,14 +265,22 @@ func (m *Manager) Rearm(key string) {
 	}
 }
 
-// PlanStart returns the tasks that start a loaded package that is not
-// running — Startup, Run — as when the scheduler enabled it because a
-// requirement now runs. It returns nil for a package that is not loaded
-// or already running. Tasks of earlier plans still queued go stale.
+// PlanStart returns the task that starts a loaded package — Start:
+// Startup and Run in one — as when the scheduler enabled it because a
+// requirement now runs. The task belongs to the current plan: queued
+// behind that plan's own tasks it leaves them current, and it does
+// nothing when the package runs by then (the scheduler's first word on a
+// package that just loaded races the Startup of the plan that loaded it;
+// a Disable still queued is followed, not overtaken). It returns nil for
+// a package that is not loaded.
 func (m *Manager) PlanStart(key string) []queue.Task {
-	return m.planIf(key, func(e *entry) bool {
-		return e.pkg != nil && e.state.Phase == v1alpha1.PhaseLoaded && !e.started
-	}, kindStartup, kindRun)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, found := m.pkgs[key]
+	if !found || e.gp == nil || e.pkg == nil {
+		return nil
+	}
+	return []queue.Task{&task{m: m, key: key, gen: e.gen, kind: kindStart}}
 }
 
 // PlanDisable returns the task that stops a running package — Disable —

@@ -35,8 +35,10 @@ type journal struct {
 	calls    []string
 	rev      int
 	failHelm error
-	hooks    map[string][]loader.Hook
-	m        *manager.Manager
+	// failEnable fails that many Enable calls.
+	failEnable int
+	hooks      map[string][]loader.Hook
+	m          *manager.Manager
 }
 
 func (j *journal) add(s string) {
@@ -94,6 +96,12 @@ func (j *journal) RunBinding(_ context.Context, key, binding string) error {
 
 func (j *journal) Enable(_ context.Context, key string) error {
 	j.add("enable " + key)
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.failEnable > 0 {
+		j.failEnable--
+		return errors.New("synchronization of hook all.sh binding configs: no such resource")
+	}
 	return nil
 }
 
@@ -449,5 +457,123 @@ func TestReplanWithSameSpecKeepsTheRunningPlan(t *testing.T) {
 	}
 	if st, _ := m.State("ns.exec"); st.Phase != v1alpha1.PhaseRunning {
 		t.Errorf("phase = %s, want Running", st.Phase)
+	}
+}
+
+// The scheduler's first word on a package arrives while the plan that
+// loaded it is still starting it: the Start it asks for joins that plan
+// and finds the package running, so the onStartup hooks and the release
+// happen once. Asked while the package waits for a requirement, Start
+// starts it.
+func TestStartJoinsThePlanThatLoadedThePackage(t *testing.T) {
+	m, j := setup(t, packagetest.Source{Name: "execsnoop", Hooks: map[string]string{"all.sh": allBindings}})
+	tasks := m.Plan(gp("exec", "execsnoop", ""))
+	if err := runAll(t, tasks[:3]); err != nil { // download, install, load
+		t.Fatal(err)
+	}
+	start := m.PlanStart("ns.exec")
+	if !reflect.DeepEqual(names(start), []string{"start ns.exec"}) {
+		t.Fatalf("PlanStart of a loaded package = %v, want [start ns.exec]", names(start))
+	}
+	// The queue runs the plan's own Startup and Run first, then Start.
+	if err := runAll(t, append(tasks[3:], start...)); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"hook ns.exec all.sh onStartup", "enable ns.exec", "hook ns.exec all.sh beforeHelm", "upgrade ns/exec maxRows=<nil>", "hook ns.exec all.sh afterHelm"}
+	if got := j.take(); !reflect.DeepEqual(got, want) {
+		t.Errorf("calls = %v, want %v (each once)", got, want)
+	}
+	if st, _ := m.State("ns.exec"); st.Phase != v1alpha1.PhaseRunning || st.HelmRevision != 1 {
+		t.Errorf("state = phase %s revision %d, want Running at revision 1", st.Phase, st.HelmRevision)
+	}
+	// Asked again while it runs: Start does nothing.
+	if err := runAll(t, m.PlanStart("ns.exec")); err != nil {
+		t.Fatal(err)
+	}
+	if got := j.take(); len(got) != 0 {
+		t.Errorf("Start of a running package made calls %v, want none", got)
+	}
+
+}
+
+// A package waiting for a requirement is started by Start once the
+// requirement runs.
+func TestStartStartsAPackageThatWaited(t *testing.T) {
+	m, j := setup(t, packagetest.Source{Name: "base", Version: "1.2.0"},
+		packagetest.Source{Name: "app", Requires: "base ^1", Hooks: map[string]string{"all.sh": allBindings}})
+	if err := runAll(t, m.Plan(gp("app", "app", ""))); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := m.State("ns.app"); st.Phase != v1alpha1.PhaseLoaded || st.Enabled {
+		t.Fatalf("app without base: phase %s enabled %v, want Loaded and disabled", st.Phase, st.Enabled)
+	}
+	if got := j.take(); len(got) != 0 {
+		t.Fatalf("app without base ran %v", got)
+	}
+	if err := runAll(t, m.Plan(gp("base", "base", ""))); err != nil {
+		t.Fatal(err)
+	}
+	j.take()
+	start := m.PlanStart("ns.app")
+	if err := runAll(t, start); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"hook ns.app all.sh onStartup", "enable ns.app", "hook ns.app all.sh beforeHelm", "upgrade ns/app maxRows=<nil>", "hook ns.app all.sh afterHelm"}
+	if got := j.take(); !reflect.DeepEqual(got, want) {
+		t.Errorf("calls of Start = %v, want %v", got, want)
+	}
+	if st, _ := m.State("ns.app"); st.Phase != v1alpha1.PhaseRunning {
+		t.Errorf("phase after Start = %s, want Running", st.Phase)
+	}
+
+	// The requirement stops and comes back before the Disable ran: Start,
+	// queued behind the Disable, starts the package again.
+	disable := m.PlanDisable("ns.app")
+	start = m.PlanStart("ns.app")
+	if err := runAll(t, append(disable, start...)); err != nil {
+		t.Fatal(err)
+	}
+	want = append([]string{"disable ns.app"}, want...)
+	if got := j.take(); !reflect.DeepEqual(got, want) {
+		t.Errorf("calls of Disable then Start = %v, want %v", got, want)
+	}
+	if st, _ := m.State("ns.app"); st.Phase != v1alpha1.PhaseRunning {
+		t.Errorf("phase after Disable then Start = %s, want Running", st.Phase)
+	}
+}
+
+// Enabling the bindings fails after the onStartup hooks ran: the retried
+// Startup enables them again without re-running onStartup.
+func TestRetriedStartupRunsOnStartupOnce(t *testing.T) {
+	m, j := setup(t, packagetest.Source{Name: "execsnoop", Hooks: map[string]string{"all.sh": allBindings}})
+	j.failEnable = 1
+	tasks := m.Plan(gp("exec", "execsnoop", ""))
+	if err := runAll(t, tasks[:3]); err != nil {
+		t.Fatal(err)
+	}
+	if err := tasks[3].Execute(ctx); err == nil || fetch.ReasonOf(err, "") != v1alpha1.ReasonHookFailed {
+		t.Fatalf("startup with a failing Enable = %v, want a %s error", err, v1alpha1.ReasonHookFailed)
+	}
+	if err := runAll(t, tasks[3:]); err != nil { // the queue's retry, then Run
+		t.Fatal(err)
+	}
+	want := []string{"hook ns.exec all.sh onStartup", "enable ns.exec", "enable ns.exec", "hook ns.exec all.sh beforeHelm", "upgrade ns/exec maxRows=<nil>", "hook ns.exec all.sh afterHelm"}
+	if got := j.take(); !reflect.DeepEqual(got, want) {
+		t.Errorf("calls = %v, want %v", got, want)
+	}
+
+	// Stopping the bindings ends the startup: the next start runs
+	// onStartup again.
+	off := gp("exec", "execsnoop", "")
+	off.Spec.Enabled = new(bool)
+	if err := runAll(t, m.Plan(off)); err != nil {
+		t.Fatal(err)
+	}
+	if err := runAll(t, m.Plan(gp("exec", "execsnoop", ""))); err != nil {
+		t.Fatal(err)
+	}
+	want = []string{"disable ns.exec", "hook ns.exec all.sh onStartup", "enable ns.exec", "hook ns.exec all.sh beforeHelm", "upgrade ns/exec maxRows=<nil>", "hook ns.exec all.sh afterHelm"}
+	if got := j.take(); !reflect.DeepEqual(got, want) {
+		t.Errorf("calls after disable and enable = %v, want %v", got, want)
 	}
 }

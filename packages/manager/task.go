@@ -26,6 +26,7 @@ const (
 	kindApplySettings kind = "apply-settings"
 	kindStartup       kind = "startup"
 	kindRun           kind = "run"
+	kindStart         kind = "start"
 	kindDisable       kind = "disable"
 	kindUninstall     kind = "uninstall"
 )
@@ -90,6 +91,8 @@ func (t *task) Execute(ctx context.Context) error {
 		return t.startup(ctx, s)
 	case kindRun:
 		return t.run(ctx, s)
+	case kindStart:
+		return t.start(ctx, s)
 	case kindDisable:
 		return t.disable(s)
 	case kindUninstall:
@@ -259,7 +262,8 @@ func (t *task) enabled() bool {
 
 // startup runs the onStartup hooks, then enables the package's
 // kubernetes and schedule bindings — once per loaded version and
-// enablement, however many plans ask for it.
+// enablement, however many plans ask for it. onStartup hooks that ran are
+// not run again when enabling the bindings failed or was cancelled.
 func (t *task) startup(ctx context.Context, s snapshot) error {
 	if err := t.register(s.gp, s.pkg); err != nil {
 		return err
@@ -267,8 +271,15 @@ func (t *task) startup(ctx context.Context, s snapshot) error {
 	if s.pkg == nil || !t.enabled() || t.started() {
 		return nil
 	}
-	if err := t.runHooks(ctx, s, "onStartup"); err != nil {
-		return err
+	if !t.onStartupDone() {
+		if err := t.runHooks(ctx, s, "onStartup"); err != nil {
+			return err
+		}
+		t.m.mu.Lock()
+		if e, ok := t.m.pkgs[t.key]; ok {
+			e.onStartupDone = true
+		}
+		t.m.mu.Unlock()
 	}
 	if h := t.m.opts.Hooks; h != nil {
 		if err := h.Enable(ctx, t.key); err != nil {
@@ -286,14 +297,34 @@ func (t *task) started() bool {
 	return ok && e.started
 }
 
+func (t *task) onStartupDone() bool {
+	t.m.mu.Lock()
+	defer t.m.mu.Unlock()
+	e, ok := t.m.pkgs[t.key]
+	return ok && e.onStartupDone
+}
+
 // setStarted records what happened to the package's hooks, whichever plan
-// the task belongs to.
+// the task belongs to. Stopping them (false) also means the next start
+// runs the onStartup hooks again.
 func (t *task) setStarted(v bool) {
 	t.m.mu.Lock()
 	defer t.m.mu.Unlock()
 	if e, ok := t.m.pkgs[t.key]; ok {
 		e.started = v
+		if !v {
+			e.onStartupDone = false
+		}
 	}
+}
+
+// start is Startup and Run for a package the scheduler enabled; it does
+// nothing when the package already runs.
+func (t *task) start(ctx context.Context, s snapshot) error {
+	if s.state.Phase == v1alpha1.PhaseRunning && t.started() {
+		return nil
+	}
+	return t.run(ctx, s)
 }
 
 // currentValues are the values the chart gets: the hook runner's (with

@@ -19,10 +19,11 @@ LDFLAGS := -X github.com/gadgetpm/gadgetpm/internal/version.version=$(VERSION) \
            -X github.com/gadgetpm/gadgetpm/internal/version.commit=$(COMMIT)
 # The race-enabled build every test-time tool shares (go test, controller-gen,
 # the helm CLI, the gadgetpm binaries tests build): compiled without DWARF
-# (a fifth less compile CPU) and linked without it (a third faster links);
-# stack traces and race reports use the line tables, not DWARF.
+# (a fifth less compile CPU) and linked without it or a symbol table
+# (-ldflags=-s, which implies -w: a third faster links); stack traces and
+# race reports use the runtime's line tables, not either.
 RACE_FLAGS := -race -gcflags=all=-dwarf=false
-GO_TEST_FLAGS ?= $(RACE_FLAGS) -vet=all -timeout 30m -ldflags=-w
+GO_TEST_FLAGS ?= $(RACE_FLAGS) -vet=all -timeout 30m -ldflags=-s
 # Packages whose tests run longest start first, so that they do not run
 # alone at the end while the other core idles; go test keeps this order
 # and lists every package once.

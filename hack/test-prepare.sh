@@ -26,7 +26,13 @@ race=""
 for f in "$@"; do [ "$f" = -race ] && race="-race"; done
 
 start=$SECONDS
-hack/setup-envtest.sh >/dev/null &
+# Each job says when it is done, so a slow preparation shows which job
+# held it up.
+envtest_job() {
+	hack/setup-envtest.sh >/dev/null
+	log "etcd, kube-apiserver and kubectl ready after $((SECONDS - start))s"
+}
+envtest_job &
 envtest=$!
 
 build() {
@@ -34,6 +40,7 @@ build() {
 	log "compiling gadgetpm and its dependencies${race:+ with the race detector} (minutes on a cold build cache)"
 	go build "$@" ./...
 	hack/setup-helm.sh $race >/dev/null
+	log "gadgetpm, its dependencies and the helm CLI compiled after $((SECONDS - start))s"
 }
 build "$@" &
 builder=$!

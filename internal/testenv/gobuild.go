@@ -7,12 +7,12 @@ package testenv
 // which on a cold cache is minutes, and the built program reports data
 // races too.
 //
-// The program is compiled and linked without DWARF, like make test's test
-// binaries (the Makefile's RACE_FLAGS and GO_TEST_FLAGS): the flags must
+// The program is compiled without DWARF and linked without DWARF or a
+// symbol table, like make test's test binaries (the Makefile's RACE_FLAGS and GO_TEST_FLAGS): the flags must
 // match theirs for the compiled packages to be shared, and nothing the
 // tests do needs DWARF.
 func GoBuildArgs(out, pkg string) []string {
-	args := []string{"build", "-ldflags=-w"}
+	args := []string{"build", "-ldflags=-s"}
 	if Race {
 		args = append(args, RaceFlags()...)
 	}

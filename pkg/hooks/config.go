@@ -374,8 +374,12 @@ func ParseConfig(hook string, data []byte) (*Config, error) {
 		cfg.Kubernetes = append(cfg.Kubernetes, b)
 	}
 
-	// Snapshot references may only name kubernetes bindings of this hook.
+	// Snapshot references may only name kubernetes bindings of this hook;
+	// the synchronization queue is not a binding's to choose.
 	check := func(where string, c Common) error {
+		if c.Queue == SyncQueue {
+			return cerr(where, "queue", "%q is reserved for the Synchronization runs a package's start waits for; choose another name", c.Queue)
+		}
 		for _, n := range c.IncludeSnapshotsFrom {
 			if _, ok := names[n]; !ok {
 				return cerr(where, "includeSnapshotsFrom", "%q is not the name of a kubernetes binding of this hook (have: %s)", n, strings.Join(sortedKeys(names), ", "))
@@ -399,6 +403,11 @@ func ParseConfig(hook string, data []byte) (*Config, error) {
 // MainQueue is shell-operator's name for the main queue; a binding with
 // `queue: main` runs in the package's main queue.
 const MainQueue = "main"
+
+// SyncQueue is the custom queue name reserved for the Synchronization runs
+// a package's start waits for (`<key>/synchronization`); no binding may
+// name it, so that no hook run of another kind sits in front of them.
+const SyncQueue = "synchronization"
 
 func common(r rawCommon, t BindingType) Common {
 	name := strings.TrimSpace(r.Name)

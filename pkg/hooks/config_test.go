@@ -160,6 +160,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"bad resync", "configVersion: v1\nkubernetes:\n- name: k\n  kind: Pod\n  resynchronizationPeriod: often", []string{"field resynchronizationPeriod"}},
 		{"bad interval", "configVersion: v1\nsettings: {executionMinInterval: fast}", []string{"binding settings", "field executionMinInterval"}},
 		{"bad burst", "configVersion: v1\nsettings: {executionBurst: 0}", []string{"field executionBurst", "at least 1"}},
+		{"reserved queue on a schedule", "configVersion: v1\nschedule:\n- name: s\n  crontab: '@hourly'\n  queue: synchronization", []string{`binding schedule[0] "s"`, "field queue", `"synchronization" is reserved`}},
+		{"reserved queue on a kubernetes binding", "configVersion: v1\nkubernetes:\n- name: k\n  kind: Pod\n  queue: ' synchronization '", []string{`binding kubernetes[0] "k"`, "field queue", `"synchronization" is reserved`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -37,8 +37,8 @@ import (
 // SyncQueue is the custom queue name reserved for the Synchronization runs
 // a package's start waits for (`<key>/synchronization`): kept apart from
 // the main queue, where the waiting Startup task sits, so neither blocks
-// the other.
-const SyncQueue = "synchronization"
+// the other. Hook configs that name it are refused (pkg/hooks).
+const SyncQueue = hooks.SyncQueue
 
 // Options configure New.
 type Options struct {

@@ -479,20 +479,23 @@ func TestBadBindingsStallOnlyTheirPackage(t *testing.T) {
 	journal := filepath.Join(dir, "journal")
 	badKind := `{"configVersion":"v1","kubernetes":[{"name":"things","kind":"NoSuchKind"}]}`
 	badJq := `{"configVersion":"v1","kubernetes":[{"name":"cms","kind":"ConfigMap","jqFilter":".data | ]"}]}`
+	syncQueue := `{"configVersion":"v1","schedule":[{"name":"tick","crontab":"@every 1m","queue":"synchronization"}]}`
 	repoDir := packagetest.Repo(t, dir,
 		packagetest.Source{Name: "badkind", Hooks: map[string]string{"10-watch.sh": recorder("badkind", journal, badKind, "")}},
 		packagetest.Source{Name: "badjq", Hooks: map[string]string{"10-watch.sh": recorder("badjq", journal, badJq, "")}},
+		packagetest.Source{Name: "syncqueue", Hooks: map[string]string{"10-tick.sh": recorder("syncqueue", journal, syncQueue, "")}},
 		packagetest.Source{Name: "fine", Hooks: map[string]string{"10-lifecycle.sh": recorder("fine", journal, lifecycleConfig, "")}},
 	)
 	createRepo(t, "bad-"+ns, repoDir)
 	start(t)
-	for _, name := range []string{"badkind", "badjq", "fine"} {
+	for _, name := range []string{"badkind", "badjq", "syncqueue", "fine"} {
 		createPackage(t, ns, name, "bad-"+ns)
 	}
 	waitFor(t, ns, "fine", "Running", running)
 	for name, want := range map[string][]string{
-		"badkind": {"10-watch.sh", "things", "kind", "NoSuchKind"},
-		"badjq":   {"10-watch.sh", "cms", "jqFilter"},
+		"badkind":   {"10-watch.sh", "things", "kind", "NoSuchKind"},
+		"badjq":     {"10-watch.sh", "cms", "jqFilter"},
+		"syncqueue": {"10-tick.sh", "tick", "queue", `"synchronization" is reserved`},
 	} {
 		gp := waitFor(t, ns, name, "Stalled", func(gp *v1alpha1.GadgetPackage) bool {
 			c := meta.FindStatusCondition(gp.Status.Conditions, v1alpha1.ConditionStalled)

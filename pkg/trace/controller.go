@@ -83,7 +83,7 @@ func New(opts Options) (*Controller, error) {
 	}
 	c := &Controller{
 		opts: opts, ownHub: ownHub, log: opts.Logger, pods: newPods(),
-		progress: rate.NewLimiter(rate.Limit(opts.ProgressRate), int(opts.ProgressRate)), cron: cron.New(cron.Options{}),
+		progress: rate.NewLimiter(rate.Limit(opts.ProgressRate), max(1, int(opts.ProgressRate))), cron: cron.New(cron.Options{}),
 		gadgets: gadgets{byID: map[string]*loaded{}}, ready: make(chan struct{}),
 		runs: map[runKey]*sharedRun{}, byID: map[string]*sharedRun{}, active: map[types.NamespacedName]*subscriber{},
 		seen: map[types.NamespacedName]bool{}, sched: map[types.NamespacedName]string{},

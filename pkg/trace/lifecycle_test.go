@@ -300,9 +300,9 @@ func TestManyTraces(t *testing.T) {
 	}
 	waitSubscriptions(t, gp, count)
 	// Every Trace gets the events of the one program. Progress writes of
-	// the node share ProgressRate (20/s) and a tick that finds no token
-	// skips, so with 200 Traces each one publishes about every 10s, and an
-	// unlucky one later on a loaded machine: the wait allows for that.
+	// the node share ProgressRate (20/s) and the Traces take turns, so with
+	// 200 Traces each one publishes about every 10s; the wait allows for a
+	// loaded machine.
 	waitTrace(t, key(&keys[count-1]), 2*time.Minute, "events", func(tr *gadgetv1alpha1.Trace) bool {
 		return strings.Contains(tr.Status.Output, "gpmmany")
 	})
@@ -322,4 +322,60 @@ func TestManyTraces(t *testing.T) {
 		t.Fatalf("heap grew by %d MiB with %d Traces; bound %d MiB", grown>>20, count, bound>>20)
 	}
 	n.stop(t)
+}
+
+// Busy Status-mode Traces take turns publishing their progress: with one
+// write per second for the node and three Traces whose output changes all
+// the time, each publishes once before any publishes again, in the same
+// order every round. (A Trace that merely tried on every tick would find
+// the token taken by whichever Trace ticked first after each refill.)
+func TestProgressTakesTurns(t *testing.T) {
+	requireRoot(t)
+	t.Parallel()
+	ns := env.Namespace(t)
+	n := startNode(t, uniqueNode(t), nodeOptions{progressRate: 1, progressInterval: 100 * time.Millisecond})
+	runningPackage(t, ns, "trace-exec", "trace-exec")
+	names := []string{"turn-a", "turn-b", "turn-c"}
+	for _, name := range names {
+		newTrace(t, ns, name, n.name, "trace-exec", func(tr *gadgetv1alpha1.Trace) {
+			tr.Annotations = map[string]string{gadgetv1alpha1.OperationAnnotation: gadgetv1alpha1.OperationStart}
+		})
+	}
+	runEvery(t, marker(t, "gpmturns"))
+
+	// A progress write raises status.eventCount of a Started Trace; they
+	// come a second apart, so polling every 50ms sees them in order.
+	last := map[string]int64{}
+	var order []string
+	deadline := time.Now().Add(2 * time.Minute)
+	for len(order) < 2*len(names) {
+		if time.Now().After(deadline) {
+			t.Fatalf("six progress writes did not come within 2 minutes; publications so far: %v", order)
+		}
+		for _, name := range names {
+			var tr gadgetv1alpha1.Trace
+			if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &tr); err != nil {
+				t.Fatal(err)
+			}
+			if tr.Status.State == gadgetv1alpha1.TraceStarted && tr.Status.EventCount > last[name] {
+				last[name] = tr.Status.EventCount
+				order = append(order, name)
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	order = order[:2*len(names)]
+	first, second := order[:len(names)], order[len(names):]
+	seen := map[string]bool{}
+	for _, name := range first {
+		seen[name] = true
+	}
+	if len(seen) != len(names) {
+		t.Fatalf("publications %v: a Trace published twice before %v each published once", order, names)
+	}
+	for i := range first {
+		if first[i] != second[i] {
+			t.Fatalf("publications %v: the second round is not in the order of the first", order)
+		}
+	}
 }

@@ -117,6 +117,9 @@ type nodeOptions struct {
 	hub     *output.Hub
 	now     func() time.Time
 	onRun   func(trace.RunStarted)
+	// progressRate and progressInterval, when set, replace the defaults.
+	progressRate     float64
+	progressInterval time.Duration
 }
 
 // startNode starts a node controller (NodeCheck off: spec.node must be
@@ -158,7 +161,7 @@ func startNode(t testing.TB, name string, o nodeOptions) *node {
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Scheme: env.Scheme,
 		Recorder: mgr.GetEventRecorderFor("gadgetpm-test"), //nolint:staticcheck // the controller takes client-go's recorder
 		NodeName: name, DataDir: dir, Store: st, Hub: o.hub, Now: o.now, NodeCheck: !o.devMode,
-		OnRunStarted: o.onRun,
+		OnRunStarted: o.onRun, ProgressRate: o.progressRate, ProgressInterval: o.progressInterval,
 	})
 	if err != nil {
 		t.Fatal(err)

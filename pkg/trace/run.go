@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"golang.org/x/time/rate"
 	"k8s.io/apimachinery/pkg/types"
 
 	gadgetv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadget/v1alpha1"
@@ -311,6 +312,13 @@ func (s *subscriber) own() {
 	}
 	reason, msg := stopReason(0), ""
 	var published int64 = -1
+	// A tick with new events reserves a progress token and publishes when
+	// it is due. Reservations are served in the order they were made and
+	// each Trace holds at most one, so the node's Traces take turns: with
+	// N of them busy, each publishes about every N/ProgressRate seconds.
+	var pending *rate.Reservation
+	var due <-chan time.Time
+	var dueTimer *time.Timer
 	for reason == 0 {
 		select {
 		case <-s.stopCh:
@@ -329,10 +337,21 @@ func (s *subscriber) own() {
 		case <-timer:
 			reason = reasonDone
 		case <-tick:
-			if n := s.events.Load(); n != published && s.c.publishProgress(s) {
+			if pending == nil && s.events.Load() != published {
+				pending = s.c.progress.Reserve()
+				dueTimer = time.NewTimer(pending.Delay())
+				due = dueTimer.C
+			}
+		case <-due:
+			pending, due = nil, nil
+			if n := s.events.Load(); s.c.publishProgress(s) {
 				published = n
 			}
 		}
+	}
+	if pending != nil { // the end publishes; the token goes back to the others
+		dueTimer.Stop()
+		pending.Cancel()
 	}
 	s.end(reason, msg)
 }

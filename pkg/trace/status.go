@@ -185,19 +185,17 @@ func (c *Controller) writeOutcome(ctx context.Context, s *subscriber, o outcome)
 
 // publishProgress writes a running Status-mode Trace's output and counts
 // with one merge patch (no read: only the run's owner writes these fields
-// while it runs). Progress writes of the whole node share a rate limit and
-// at most 4 are in flight, so hundreds of busy Traces cost the API server
-// a bounded rate even when it answers slowly; a tick without a token or a
-// slot skips, and the next one (or the end) publishes.
+// while it runs). The caller holds a token of the node's progress rate
+// limit (see subscriber.own), and at most 4 writes are in flight, so
+// hundreds of busy Traces cost the API server a bounded rate even when it
+// answers slowly; a write that finds no slot skips, and the Trace's next
+// turn (or the end of its run) publishes.
 func (c *Controller) publishProgress(s *subscriber) bool {
 	select {
 	case c.progressSlots <- struct{}{}:
 		defer func() { <-c.progressSlots }()
 	default:
 		return false // as many writes as allowed are in flight
-	}
-	if !c.progress.Allow() {
-		return false
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.runCtx), 10*time.Second)
 	defer cancel()

@@ -9,7 +9,11 @@ SHELL := /usr/bin/env bash
 .SHELLFLAGS := -euo pipefail -c
 
 GO ?= go
-BIN_DIR := $(CURDIR)/hack/bin
+# Built tools are cached outside the checkout (internal/toolcache), so a
+# fresh clone on a machine that built them before rebuilds nothing.
+XDG_CACHE_HOME ?= $(HOME)/.cache
+GADGETPM_BIN ?= $(XDG_CACHE_HOME)/gadgetpm
+BIN_DIR := $(GADGETPM_BIN)
 # controller-gen is a go.mod tool: its version is the one go.mod pins.
 CONTROLLER_GEN_VERSION := $(shell $(GO) list -m -f '{{.Version}}' sigs.k8s.io/controller-tools 2>/dev/null || echo unknown)
 CONTROLLER_GEN := $(BIN_DIR)/controller-gen-$(CONTROLLER_GEN_VERSION)-race
@@ -78,7 +82,7 @@ generate-check: generate ## fail when generated files are stale
 		git status --porcelain -- pkg/apis charts/gadgetpm/crds; git diff --stat -- pkg/apis charts/gadgetpm/crds; exit 1; fi
 
 .PHONY: clean
-clean: ## remove build output (keeps the hack/bin cache)
+clean: ## remove build output (keeps the tool cache, $(GADGETPM_BIN))
 	rm -rf bin
 
 .PHONY: run

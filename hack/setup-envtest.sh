@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # setup-envtest.sh prepares the binaries that envtest needs (etcd and
-# kube-apiserver), caches them under hack/bin/k8s/<version>/ and prints the
+# kube-apiserver), caches them under <cache>/k8s/<version>/ and prints the
 # directory to use as KUBEBUILDER_ASSETS on its last line of stdout.
 #
 #   etcd            from Debian's etcd-server package (installed when missing)
@@ -16,12 +16,13 @@
 #
 # Environment:
 #   KUBE_VERSION   kube-apiserver release to build (default below)
-#   GADGETPM_BIN   cache root (default: <repo>/hack/bin)
+#   GADGETPM_BIN   cache root (default: $XDG_CACHE_HOME/gadgetpm, else
+#                  ~/.cache/gadgetpm: outside the checkout, so a fresh clone
+#                  on a machine that built them before rebuilds nothing)
 set -euo pipefail
 
 KUBE_VERSION="${KUBE_VERSION:-1.36.3}"
-repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-bin_root="${GADGETPM_BIN:-$repo_root/hack/bin}"
+bin_root="${GADGETPM_BIN:-${XDG_CACHE_HOME:-$HOME/.cache}/gadgetpm}"
 assets="$bin_root/k8s/$KUBE_VERSION-linux-$(go env GOARCH 2>/dev/null || echo amd64)"
 
 log() { echo "setup-envtest: $*" >&2; }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # setup-helm.sh builds the stock helm CLI (helm.sh/helm/v3/cmd/helm, a
 # `tool` of go.mod, at the version go.mod requires), caches it under
-# hack/bin/helm/<version>[-race]/helm and prints its path on its last line
+# <cache>/helm/<version>[-race]/helm and prints its path on its last line
 # of stdout. The tests that check stock Helm reads `gadgetpm repo build`
 # output run it.
 #
@@ -21,11 +21,13 @@
 # cache is never left half-written.
 #
 # Environment:
-#   GADGETPM_BIN   cache root (default: <repo>/hack/bin)
+#   GADGETPM_BIN   cache root (default: $XDG_CACHE_HOME/gadgetpm, else
+#                  ~/.cache/gadgetpm: outside the checkout, so a fresh clone
+#                  on a machine that built them before rebuilds nothing)
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-bin_root="${GADGETPM_BIN:-$repo_root/hack/bin}"
+bin_root="${GADGETPM_BIN:-${XDG_CACHE_HOME:-$HOME/.cache}/gadgetpm}"
 
 log() { echo "setup-helm: $*" >&2; }
 fail() {

@@ -30,7 +30,7 @@ checkout ('make run' builds the binary and runs this):
 
   1. packs the bundled packages of charts/packages into a repository
   2. starts a kube-apiserver and etcd (the binaries the tests use, from
-     hack/bin; hack/setup-envtest.sh builds them first when missing, about
+     the tool cache ~/.cache/gadgetpm; hack/setup-envtest.sh builds them first when missing, about
      ten minutes the first time) with gadgetpm's CRDs installed
   3. serves the repository over HTTP on 127.0.0.1 (a random port)
   4. writes an administrator's kubeconfig (default hack/dev/kubeconfig)
@@ -92,7 +92,7 @@ run starts from an empty cluster.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&opts.Root, "root", "", "the gadgetpm checkout (default: the one holding the working directory)")
-	f.StringVar(&opts.Assets, "assets", "", "directory with kube-apiserver and etcd (default $KUBEBUILDER_ASSETS, else hack/bin/k8s/*, else built by hack/setup-envtest.sh)")
+	f.StringVar(&opts.Assets, "assets", "", "directory with kube-apiserver and etcd (default $KUBEBUILDER_ASSETS, else the tool cache ($GADGETPM_BIN or ~/.cache/gadgetpm)/k8s/*, else built by hack/setup-envtest.sh)")
 	f.StringVar(&opts.Dir, "dir", "", "directory for the repository, the operator's data, the log and the lock (default <checkout>/hack/dev)")
 	f.StringVar(&opts.Kubeconfig, "kubeconfig-out", "", "where to write the administrator's kubeconfig (default <dir>/kubeconfig)")
 	f.StringVar(&opts.DebugSocket, "debug-socket", "", "the operator's debug socket, read by 'gadgetpm dump' (default <dir>/debug.sock; - disables it)")

@@ -10,8 +10,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
+
+	"github.com/gadgetpm/gadgetpm/internal/toolcache"
 )
 
 // repoModule is the module path whose go.mod marks a gadgetpm checkout.
@@ -52,17 +53,10 @@ func checkAssets(dir string) error {
 	return nil
 }
 
-// cachedAssets returns the newest complete version directory under
-// <root>/hack/bin/k8s, or "" when there is none.
-func cachedAssets(root string) string {
-	dirs, _ := filepath.Glob(filepath.Join(root, "hack", "bin", "k8s", "*"))
-	sort.Sort(sort.Reverse(sort.StringSlice(dirs)))
-	for _, d := range dirs {
-		if checkAssets(d) == nil {
-			return d
-		}
-	}
-	return ""
+// cachedAssets returns the newest complete version directory in the tool
+// cache rooted at cache (internal/toolcache), or "" when there is none.
+func cachedAssets(cache string) string {
+	return toolcache.Newest(cache, func(d string) bool { return checkAssets(d) == nil })
 }
 
 // runSetupEnvtest runs hack/setup-envtest.sh, streaming its progress (its

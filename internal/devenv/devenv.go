@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/gadgetpm/gadgetpm/internal/toolcache"
 	"github.com/gadgetpm/gadgetpm/packages/repo"
 	"github.com/gadgetpm/gadgetpm/pkg/apis"
 	gadgetpmv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
@@ -61,7 +62,7 @@ type Options struct {
 	// directory.
 	Root string
 	// Assets holds kube-apiserver and etcd. Default: $KUBEBUILDER_ASSETS,
-	// else the newest complete <Root>/hack/bin/k8s/*, else what
+	// else the newest complete k8s/* of the tool cache (internal/toolcache), else what
 	// <Root>/hack/setup-envtest.sh builds (its progress is shown).
 	Assets string
 	// Dir holds everything the environment writes: the packed repository,
@@ -385,14 +386,18 @@ func findAssets(ctx context.Context, opts Options, p *progress) (string, error) 
 	}
 	if dir := os.Getenv("KUBEBUILDER_ASSETS"); dir != "" {
 		if err := checkAssets(dir); err != nil {
-			return "", fmt.Errorf("KUBEBUILDER_ASSETS: %w; unset it to use hack/bin, or fix it", err)
+			return "", fmt.Errorf("KUBEBUILDER_ASSETS: %w; unset it to use the tool cache, or fix it", err)
 		}
 		return dir, nil
 	}
-	if dir := cachedAssets(opts.Root); dir != "" {
+	cache, err := toolcache.Dir()
+	if err != nil {
+		return "", err
+	}
+	if dir := cachedAssets(cache); dir != "" {
 		return dir, nil
 	}
-	p.note("no cached binaries in %s: running hack/setup-envtest.sh (about ten minutes the first time)", filepath.Join(opts.Root, "hack", "bin", "k8s"))
+	p.note("no cached binaries in %s: running hack/setup-envtest.sh (about ten minutes the first time)", toolcache.K8sDir(cache))
 	return runSetupEnvtest(ctx, opts.Root, opts.Out)
 }
 

@@ -104,8 +104,8 @@ func TestCheckAssets(t *testing.T) {
 	}
 	// A cache with an incomplete newer version picks the complete one.
 	root := t.TempDir()
-	complete := filepath.Join(root, "hack", "bin", "k8s", "1.35.0-linux-amd64")
-	incomplete := filepath.Join(root, "hack", "bin", "k8s", "1.36.0-linux-amd64")
+	complete := filepath.Join(root, "k8s", "1.35.0-linux-amd64")
+	incomplete := filepath.Join(root, "k8s", "1.36.0-linux-amd64")
 	if err := os.MkdirAll(incomplete, 0o755); err != nil {
 		t.Fatal(err)
 	}

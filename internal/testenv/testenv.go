@@ -3,7 +3,7 @@
 // envtest), with gadgetpm's CRDs from charts/gadgetpm/crds installed.
 //
 // The binaries come from hack/setup-envtest.sh, found through
-// KUBEBUILDER_ASSETS or in the repository's hack/bin cache. When neither has
+// KUBEBUILDER_ASSETS or in the tool cache (internal/toolcache). When neither has
 // them the test binary fails with the command to run; it never skips.
 //
 // Typical use, in a package's main_test.go:
@@ -19,7 +19,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -36,6 +35,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/gadgetpm/gadgetpm/internal/toolcache"
 	"github.com/gadgetpm/gadgetpm/pkg/apis"
 )
 
@@ -64,7 +64,7 @@ func Start() (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
-	assets, err := findAssets(root)
+	assets, err := findAssets()
 	if err != nil {
 		return nil, err
 	}
@@ -182,20 +182,20 @@ func RepoRoot() (string, error) {
 }
 
 // findAssets returns KUBEBUILDER_ASSETS when set, else the newest complete
-// version directory in hack/bin/k8s.
-func findAssets(root string) (string, error) {
+// version directory in the tool cache (internal/toolcache).
+func findAssets() (string, error) {
 	if dir := os.Getenv("KUBEBUILDER_ASSETS"); dir != "" {
 		if !complete(dir) {
 			return "", fmt.Errorf("KUBEBUILDER_ASSETS=%s lacks kube-apiserver or etcd: %w", dir, ErrNoAssets)
 		}
 		return dir, nil
 	}
-	dirs, _ := filepath.Glob(filepath.Join(root, "hack", "bin", "k8s", "*"))
-	sort.Sort(sort.Reverse(sort.StringSlice(dirs)))
-	for _, dir := range dirs {
-		if complete(dir) {
-			return dir, nil
-		}
+	root, err := toolcache.Dir()
+	if err != nil {
+		return "", err
+	}
+	if dir := toolcache.Newest(root, complete); dir != "" {
+		return dir, nil
 	}
 	return "", ErrNoAssets
 }

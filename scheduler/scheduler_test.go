@@ -446,11 +446,26 @@ func TestStopClosesEvents(t *testing.T) {
 	s := New(Options{})
 	s.Resume()
 	must(t, s.AddPackage(pkg("ns.a", "1.0.0")))
+	got := make(chan []string)
 	go func() {
-		for range s.Events() {
+		var keys []string
+		for ev := range s.Events() {
+			keys = append(keys, ev.Status.Key)
 		}
+		got <- keys // only once the channel is closed
 	}()
 	must(t, s.Stop(context.Background()))
 	must(t, s.AddPackage(pkg("ns.b", "1.0.0"))) // after Stop: recorded, not published, no panic
 	must(t, s.Stop(context.Background()))
+	select {
+	case keys := <-got:
+		if len(keys) != 1 || keys[0] != "ns.a" {
+			t.Fatalf("events before Stop closed the channel: %v, want [ns.a] (nothing published after Stop)", keys)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Events() was not closed by Stop")
+	}
+	if st, ok := s.Status("ns.b"); !ok || st.Key != "ns.b" {
+		t.Fatalf("a package added after Stop is not recorded: %+v, %v", st, ok)
+	}
 }

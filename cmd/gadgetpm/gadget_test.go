@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gadgetpm/gadgetpm/internal/testroot"
 )
 
 // gadgetCLI runs the root command with ctx; stdout and stderr separately.
@@ -45,9 +47,8 @@ func (s *syncBuffer) String() string {
 const packagesDir = "../../charts/packages"
 
 func needRootForGadget(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("running gadgets needs root")
-	}
+	t.Helper()
+	testroot.Require(t, "running gadgets")
 }
 
 func jsonLines(t *testing.T, out string) []map[string]any {

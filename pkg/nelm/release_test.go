@@ -12,6 +12,7 @@ import (
 	helmchart "helm.sh/helm/v3/pkg/chart"
 	helmrelease "helm.sh/helm/v3/pkg/release"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/gadgetpm/gadgetpm/pkg/nelm"
@@ -391,8 +392,27 @@ func TestUpgradeWithoutRecorderOrObject(t *testing.T) {
 	if _, err := s.Upgrade(ctxFor(t), pkg, ch, nil); err != nil {
 		t.Fatal(err)
 	}
+	// Without a recorder or a GadgetPackage object the release still
+	// installs, and nothing is reported about an object that is not there.
+	var cm corev1.ConfigMap
+	if err := env.Client.Get(ctxFor(t), client.ObjectKey{Namespace: ns, Name: "quiet-0"}, &cm); err != nil {
+		t.Fatalf("the release's ConfigMap after Upgrade: %v", err)
+	}
+	if cm.Data["value"] != "none" {
+		t.Fatalf("ConfigMap data %v, want value=none", cm.Data)
+	}
 	if err := s.Delete(ctxFor(t), pkg); err != nil {
 		t.Fatal(err)
+	}
+	if err := env.Client.Get(ctxFor(t), client.ObjectKey{Namespace: ns, Name: "quiet-0"}, &cm); !apierrors.IsNotFound(err) {
+		t.Fatalf("the release's ConfigMap after Delete: %v, want NotFound", err)
+	}
+	var events corev1.EventList
+	if err := env.Client.List(ctxFor(t), &events, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	if len(events.Items) != 0 {
+		t.Fatalf("%d Events without a recorder, want none: first %q", len(events.Items), events.Items[0].Message)
 	}
 }
 

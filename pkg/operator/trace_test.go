@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/gadgetpm/gadgetpm/internal/testroot"
 	"github.com/gadgetpm/gadgetpm/packages/repo"
 	gadgetv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadget/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
@@ -29,9 +30,7 @@ import (
 // unloads the gadget, empties the subscriptions, and only then is the
 // package uninstalled.
 func TestRemovePackageStopsItsTraces(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("loading eBPF needs root (CI runs the tests as root)")
-	}
+	testroot.Require(t, "loading eBPF")
 	ns := env.Namespace(t)
 	ctx := context.Background()
 	src := filepath.Join(t.TempDir(), "src")

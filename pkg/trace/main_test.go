@@ -24,6 +24,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/gadgetpm/gadgetpm/internal/testenv"
+	"github.com/gadgetpm/gadgetpm/internal/testroot"
 	"github.com/gadgetpm/gadgetpm/packages/archive"
 	"github.com/gadgetpm/gadgetpm/packages/repo"
 	"github.com/gadgetpm/gadgetpm/packages/store"
@@ -43,9 +44,7 @@ func TestMain(m *testing.M) {
 // requireRoot skips where eBPF cannot be loaded at all.
 func requireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("loading eBPF needs root (CI runs the tests as root)")
-	}
+	testroot.Require(t, "loading eBPF")
 }
 
 // packages holds the bundled packages packed once per test binary, by

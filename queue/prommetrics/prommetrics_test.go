@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/gadgetpm/gadgetpm/queue"
 	"github.com/gadgetpm/gadgetpm/queue/prommetrics"
@@ -78,12 +79,39 @@ func TestQueueMetrics(t *testing.T) {
 	}
 }
 
+// TestDefaultRegistry: New publishes on controller-runtime's registry (the
+// one the operator's /metrics serves), and a second New shares the series
+// of the first instead of failing or hiding them.
 func TestDefaultRegistry(t *testing.T) {
-	if _, err := prommetrics.New(); err != nil {
+	first, err := prommetrics.New()
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := prommetrics.New(); err != nil {
+	second, err := prommetrics.New()
+	if err != nil {
 		t.Fatalf("second New: %v", err)
+	}
+	first.ForQueue("default-registry-a", func() int { return 7 })
+	second.ForQueue("default-registry-b", func() int { return 5 })
+	mfs, err := ctrlmetrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lengths := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != prommetrics.LengthName {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "queue" {
+					lengths[l.GetValue()] = m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	if lengths["default-registry-a"] != 7 || lengths["default-registry-b"] != 5 {
+		t.Fatalf("%s on controller-runtime's registry: %v, want default-registry-a=7 and default-registry-b=5", prommetrics.LengthName, lengths)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gadgetpm/gadgetpm/internal/testroot"
 	"github.com/gadgetpm/gadgetpm/pkg/gadget"
 	"github.com/gadgetpm/gadgetpm/pkg/gadget/datasource"
 	"github.com/gadgetpm/gadgetpm/pkg/gadget/enricher"
@@ -48,9 +49,7 @@ func testObject(t testing.TB, name string) []byte {
 
 func needRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("loading eBPF programs needs root")
-	}
+	testroot.Require(t, "loading eBPF programs")
 }
 
 // collector is an operator that keeps every record of every data source as

@@ -65,7 +65,7 @@ func TestLoadValidPackage(t *testing.T) {
 	if !reflect.DeepEqual(fields, wantFields) {
 		t.Errorf("fields = %v, want %v", fields, wantFields)
 	}
-	if len(p.Catalog.Params) != 1 || p.Catalog.Params[0].Key != "uid" || p.Catalog.Params[0].Type != "uint32" {
+	if len(p.Catalog.Params) != 1 || p.Catalog.Params[0].Key != "targ_uid" || p.Catalog.Params[0].Type != "uint32" {
 		t.Errorf("params = %+v", p.Catalog.Params)
 	}
 	if len(p.Program.Programs) != 1 || p.Program.Programs[0].Kind != "tracepoint/syscalls/sys_enter_execve" {
@@ -80,6 +80,10 @@ func TestLoadValidPackage(t *testing.T) {
 
 func TestLoadReportsEveryBadInput(t *testing.T) {
 	nobtf, err := os.ReadFile(packagetest.Testdata("bpf", "nobtf.bpf.o"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nomarkers, err := os.ReadFile(packagetest.Testdata("bpf", "nomarkers.bpf.o"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,13 +102,14 @@ func TestLoadReportsEveryBadInput(t *testing.T) {
 		{"schema not an object", packagetest.Source{Schema: `[1]`}, "values.schema.json:1: a JSON schema must be an object"},
 		{"defaults fail schema", packagetest.Source{Values: "maxRows: 0\n"}, "values.yaml: the default values do not match values.schema.json"},
 		{"gadget.yaml unknown key", packagetest.Source{Gadget: "name: x\ndescription: y\ncolour: blue\n"}, "gadget/gadget.yaml:3: field colour is not a known key of the gadget"},
-		{"gadget.yaml nested unknown key", packagetest.Source{Gadget: "name: x\ndataSources:\n  events:\n    fields:\n      pid:\n        descripton: typo\n"}, "gadget/gadget.yaml:6: field descripton is not a known key of a field"},
+		{"gadget.yaml nested unknown key", packagetest.Source{Gadget: "name: x\ndatasources:\n  events:\n    fields:\n      pid:\n        descripton: typo\n"}, "gadget/gadget.yaml:6: field descripton is not a known key of a field"},
 		{"gadget.yaml not YAML", packagetest.Source{Gadget: "name: [x\n"}, "gadget/gadget.yaml:1: not valid YAML"},
-		{"gadget.yaml wrong kind", packagetest.Source{Gadget: "dataSources:\n  events:\n    kind: streamer\n"}, "gadget/gadget.yaml:3: dataSources.events.kind is \"streamer\""},
-		{"gadget.yaml unknown data source", packagetest.Source{Gadget: "dataSources:\n  nope: {}\n"}, "gadget/gadget.yaml:2: dataSources.nope: gadget/program.bpf.o has no ring buffer named \"nope\""},
-		{"gadget.yaml unknown field", packagetest.Source{Gadget: "dataSources:\n  events:\n    fields:\n      ppid: {description: x}\n"}, "gadget/gadget.yaml:4: dataSources.events.fields.ppid: struct event has no member \"ppid\""},
-		{"gadget.yaml unknown struct", packagetest.Source{Gadget: "dataSources:\n  events:\n    struct: evt\n"}, "gadget/gadget.yaml:3: dataSources.events.struct: gadget/program.bpf.o has no struct \"evt\""},
-		{"gadget.yaml unknown param", packagetest.Source{Gadget: "params:\n  targ_pid: {key: pid}\n"}, "gadget/gadget.yaml:2: params.targ_pid: gadget/program.bpf.o has no constant"},
+		{"gadget.yaml in the old dataSources format", packagetest.Source{Gadget: "dataSources:\n  events: {}\n"}, "gadget/gadget.yaml:1: field dataSources is not a known key of the gadget"},
+		{"gadget.yaml wrong field kind", packagetest.Source{Gadget: "datasources:\n  events:\n    fields:\n      pid: {kind: streamer}\n"}, "gadget/gadget.yaml:4: datasources.events.fields.pid.kind:"},
+		{"gadget.yaml unknown data source", packagetest.Source{Gadget: "datasources:\n  nope: {}\n"}, "gadget/gadget.yaml:2: datasources.nope: the object declares no such data source"},
+		{"gadget.yaml unknown field", packagetest.Source{Gadget: "datasources:\n  events:\n    fields:\n      ppid: {description: x}\n"}, "gadget/gadget.yaml:4: datasources.events.fields.ppid: the event struct has no such member"},
+		{"gadget.yaml unknown param", packagetest.Source{Gadget: "params:\n  targ_pid: {description: x}\n"}, "gadget/gadget.yaml:2: params.targ_pid:"},
+		{"eBPF object without markers", packagetest.Source{Program: nomarkers}, "gadget/program.bpf.o: declares no data source and no param: declare them with the gadget macros"},
 		{"eBPF object without BTF", packagetest.Source{Program: nobtf}, "gadget/program.bpf.o: no usable BTF"},
 		{"eBPF object garbage", packagetest.Source{Program: []byte("not an ELF file")}, "gadget/program.bpf.o: not a valid eBPF object"},
 		{"gadget.yaml without program", packagetest.Source{Program: []byte(packagetest.Omit)}, "gadget/program.bpf.o: missing"},

@@ -1,8 +1,12 @@
-// A minimal gadget program for the loader's tests: one ring buffer, one
-// event struct, one tracepoint program and one parameter.
+// A minimal gadget program for the loader's tests: one tracer data source
+// on a ring buffer, one event struct, one tracepoint program and one
+// parameter, declared with the gadget runtime's macros
+// (bpf/include/gadget/macros.h) as every gadget is.
 #include <linux/types.h>
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
+
+#include <gadget/macros.h>
 
 #define TASK_COMM_LEN 16
 
@@ -13,15 +17,15 @@ struct event {
 	char comm[TASK_COMM_LEN];
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 256 * 1024);
-} events SEC(".maps");
-
+GADGET_TRACER_MAP(events, 256 * 1024);
 const volatile __u32 targ_uid = 0;
 
-// Keeps struct event in BTF for the catalog.
-const struct event *unused_event __attribute__((unused));
+/* nomarkers.bpf.o leaves out the declarations the runtime finds a gadget's
+ * data sources and params by, which the loader must refuse. */
+#ifndef NO_MARKERS
+GADGET_TRACER(events, events, event);
+GADGET_PARAM(targ_uid);
+#endif
 
 SEC("tracepoint/syscalls/sys_enter_execve")
 int trace_exec(void *ctx)
@@ -32,14 +36,14 @@ int trace_exec(void *ctx)
 
 	if (targ_uid && uid != targ_uid)
 		return 0;
-	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	e = gadget_reserve(events, sizeof(*e));
 	if (!e)
 		return 0;
 	e->timestamp = bpf_ktime_get_ns();
 	e->pid = id >> 32;
 	e->uid = uid;
 	bpf_get_current_comm(&e->comm, sizeof(e->comm));
-	bpf_ringbuf_submit(e, 0);
+	gadget_submit(events, e);
 	return 0;
 }
 

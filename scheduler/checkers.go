@@ -3,7 +3,6 @@ package scheduler
 import (
 	"fmt"
 	"sort"
-	"strings"
 
 	"github.com/Masterminds/semver/v3"
 )
@@ -18,8 +17,6 @@ var checkers = []checker{
 	checkKubeVersion,
 	checkCycle,
 	checkRequirements,
-	checkKernelFeatures,
-	checkSettings,
 }
 
 func checkEnabled(_ *Scheduler, _ *graph, st *pkgState) (bool, Cause, string) {
@@ -113,32 +110,6 @@ func dependencyShortfall(p *pkgState, c *semver.Constraints) string {
 		return "which is not running yet"
 	}
 	return ""
-}
-
-func checkKernelFeatures(s *Scheduler, _ *graph, st *pkgState) (bool, Cause, string) {
-	if len(st.pkg.KernelFeatures) == 0 {
-		return true, "", ""
-	}
-	if s.kernel == nil {
-		return false, CauseKernelFeatures, fmt.Sprintf("requires kernel features %s, the node's features are not known yet", strings.Join(st.pkg.KernelFeatures, ", "))
-	}
-	var missing []string
-	for _, f := range st.pkg.KernelFeatures {
-		if !s.kernel[f] {
-			missing = append(missing, f)
-		}
-	}
-	if len(missing) == 0 {
-		return true, "", ""
-	}
-	return false, CauseKernelFeatures, fmt.Sprintf("requires kernel features %s, which this node lacks", strings.Join(missing, ", "))
-}
-
-func checkSettings(_ *Scheduler, _ *graph, st *pkgState) (bool, Cause, string) {
-	if st.pkg.SettingsError == nil {
-		return true, "", ""
-	}
-	return false, CauseSettings, "settings are invalid: " + st.pkg.SettingsError.Error()
 }
 
 // evaluate recomputes every status in dependency order and publishes the

@@ -39,11 +39,6 @@ type Package struct {
 	// KubeVersion is a semver constraint on the cluster's version (the
 	// chart's kubeVersion); empty means any.
 	KubeVersion string
-	// KernelFeatures lists kernel features the node must have.
-	KernelFeatures []string
-	// SettingsError is the result of validating the package's settings;
-	// nil means valid.
-	SettingsError error
 	// Order breaks ties between packages that do not depend on each other:
 	// lower starts first (the chart's gadgetpm.io/order), then by Key.
 	Order int
@@ -61,8 +56,6 @@ const (
 	CauseKubeVersion    Cause = "KubeVersionMismatch"
 	CauseCycle          Cause = "DependencyCycle"
 	CauseRequirement    Cause = "RequirementNotMet"
-	CauseKernelFeatures Cause = "KernelFeaturesMissing"
-	CauseSettings       Cause = "SettingsInvalid"
 	CauseRemoved        Cause = "Removed"
 )
 
@@ -113,7 +106,6 @@ type Scheduler struct {
 	// paused, published on Resume.
 	pkgs        map[string]*pkgState
 	kubeVersion *semver.Version
-	kernel      map[string]bool // nil until SetKernelFeatures
 	paused      bool
 	removed     []Event
 }
@@ -205,7 +197,6 @@ func newPkgState(p Package) (*pkgState, error) {
 		st.kube = c
 	}
 	st.pkg.Requires = append([]Requirement(nil), p.Requires...)
-	st.pkg.KernelFeatures = append([]string(nil), p.KernelFeatures...)
 	return st, nil
 }
 
@@ -265,18 +256,6 @@ func (s *Scheduler) SetKubeVersion(version string) error {
 	return nil
 }
 
-// SetKernelFeatures records the features this node's kernel has. Until it
-// is called, packages that need kernel features stay disabled.
-func (s *Scheduler) SetKernelFeatures(features []string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.kernel = make(map[string]bool, len(features))
-	for _, f := range features {
-		s.kernel[f] = true
-	}
-	s.evaluate()
-}
-
 // Resume evaluates every package, publishes what changed while paused,
 // and from then on evaluates on every change.
 func (s *Scheduler) Resume() {
@@ -330,13 +309,4 @@ func (s *Scheduler) Order() ([]string, error) {
 	defer s.mu.Unlock()
 	g := s.graph()
 	return g.order, g.cycleError()
-}
-
-// TeardownOrder is Order reversed: dependents before dependencies.
-func (s *Scheduler) TeardownOrder() ([]string, error) {
-	order, err := s.Order()
-	for i, j := 0, len(order)-1; i < j; i, j = i+1, j-1 {
-		order[i], order[j] = order[j], order[i]
-	}
-	return order, err
 }

@@ -2,7 +2,6 @@ package scheduler
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -82,7 +81,7 @@ func TestReasons(t *testing.T) {
 		},
 		{
 			name:      "spec.enabled false comes first",
-			pkg:       Package{Key: "gadget.exec", KubeVersion: ">=9", SettingsError: errors.New("x")},
+			pkg:       Package{Key: "gadget.exec", KubeVersion: ">=9", Requires: []Requirement{{Name: "missing"}}},
 			wantCause: CauseDisabledBySpec,
 			want:      "disabled by spec.enabled: false",
 		},
@@ -158,26 +157,6 @@ func TestReasons(t *testing.T) {
 			},
 			pkg:       pkg("gadget.exec", "1.0.0", "net-base >=1.2, <2"),
 			wantCause: CauseEnabled,
-		},
-		{
-			name:      "kernel features unknown",
-			pkg:       Package{Key: "gadget.exec", Enabled: true, KernelFeatures: []string{"btf", "ringbuf"}},
-			wantCause: CauseKernelFeatures,
-			want:      "requires kernel features btf, ringbuf, the node's features are not known yet",
-		},
-		{
-			name:      "kernel features missing",
-			setup:     func(t *testing.T, s *Scheduler) { s.SetKernelFeatures([]string{"btf"}) },
-			pkg:       Package{Key: "gadget.exec", Enabled: true, KernelFeatures: []string{"btf", "ringbuf", "fentry"}},
-			wantCause: CauseKernelFeatures,
-			want:      "requires kernel features ringbuf, fentry, which this node lacks",
-		},
-		{
-			name:      "settings invalid",
-			setup:     func(t *testing.T, s *Scheduler) { s.SetKernelFeatures([]string{"btf"}) },
-			pkg:       Package{Key: "gadget.exec", Enabled: true, KernelFeatures: []string{"btf"}, SettingsError: errors.New("interval: must be >= 1")},
-			wantCause: CauseSettings,
-			want:      "settings are invalid: interval: must be >= 1",
 		},
 	}
 	for _, tt := range tests {
@@ -289,11 +268,6 @@ func TestDiamond(t *testing.T) {
 	must(t, err)
 	if got, want := strings.Join(order, " "), "ns.a ns.b ns.c ns.d"; got != want {
 		t.Fatalf("order %q, want %q", got, want)
-	}
-	teardown, err := s.TeardownOrder()
-	must(t, err)
-	if got, want := strings.Join(teardown, " "), "ns.d ns.c ns.b ns.a"; got != want {
-		t.Fatalf("teardown %q, want %q", got, want)
 	}
 	drain(t, s)
 	for _, k := range order {

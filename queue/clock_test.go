@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 )
 
 // countingClock is the exact clock a burstClock reads, counting reads.
@@ -17,19 +19,6 @@ type countingClock struct {
 func (c *countingClock) read() time.Duration {
 	c.reads.Add(1)
 	return time.Since(c.epoch)
-}
-
-// eventually polls cond every millisecond until it holds or a generous
-// deadline passes; it asserts an outcome, not how long it took.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 10s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 func TestBurstClock(t *testing.T) {
@@ -86,7 +75,7 @@ func TestBurstClockRefreshesAndCools(t *testing.T) {
 	defer c.stop()
 	// A burst: every read within one tick. Retry in case the scheduler
 	// stretched this loop past a tick.
-	eventually(t, "burst detected", func() bool {
+	eventually.True(t, 10*time.Second, "burst detected", func() bool {
 		for range burstReads {
 			c.since()
 		}
@@ -94,9 +83,9 @@ func TestBurstClockRefreshesAndCools(t *testing.T) {
 	})
 	first := c.since()
 	// The goroutine moves the cached time on while it is used.
-	eventually(t, "cached time refreshed", func() bool { return c.since() > first })
+	eventually.True(t, 10*time.Second, "cached time refreshed", func() bool { return c.since() > first })
 	// Unused, the cache is dropped and reads are exact again.
-	eventually(t, "burst over", func() bool { return !c.hot.Load() })
+	eventually.True(t, 10*time.Second, "burst over", func() bool { return !c.hot.Load() })
 	before := cc.reads.Load()
 	now := c.since()
 	if cc.reads.Load() != before+1 {
@@ -114,7 +103,7 @@ func TestBurstClockRefreshesAndCools(t *testing.T) {
 func TestBurstClockStop(t *testing.T) {
 	cc := &countingClock{epoch: time.Now()}
 	c := newBurstClock(cc.read, time.Millisecond)
-	eventually(t, "burst detected", func() bool {
+	eventually.True(t, 10*time.Second, "burst detected", func() bool {
 		for range burstReads {
 			c.since()
 		}
@@ -165,7 +154,7 @@ func TestServiceTimesDuringBurst(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-ran
-	eventually(t, "run of the slow task observed", func() bool { return m.maxRun() > 0 && m.runs() == 20*burstReads+1 })
+	eventually.True(t, 10*time.Second, "run of the slow task observed", func() bool { return m.maxRun() > 0 && m.runs() == 20*burstReads+1 })
 	if got := m.maxRun(); got < sleep {
 		t.Fatalf("slow task's run observed as %v, want at least the %v it slept", got, sleep)
 	}

@@ -9,6 +9,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 )
 
 func TestDump(t *testing.T) {
@@ -41,13 +43,7 @@ func TestDump(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-failed
-	deadline := time.Now().Add(10 * time.Second)
-	for len(s.Dump().Queues[1].Pending) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("retry not scheduled")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	eventually.True(t, 10*time.Second, "the retry to be scheduled", func() bool { return len(s.Dump().Queues[1].Pending) > 0 })
 
 	t1, t2 := t0.Add(time.Second), t0.Add(2*time.Second)
 	retry := t2.Add(time.Second)

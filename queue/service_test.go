@@ -11,6 +11,8 @@ import (
 	"time"
 
 	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 )
 
 func TestFIFOOrder(t *testing.T) {
@@ -183,13 +185,7 @@ func TestRetryWithBackoffThenFail(t *testing.T) {
 	}
 	waitTimer := func() {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for !clk.HasWaiters() {
-			if time.Now().After(deadline) {
-				t.Fatal("worker never waited for its retry")
-			}
-			time.Sleep(time.Millisecond)
-		}
+		eventually.True(t, 10*time.Second, "the worker to wait for its retry", clk.HasWaiters)
 	}
 
 	waitAttempt(1)
@@ -631,13 +627,7 @@ func TestRemove(t *testing.T) {
 		go func() { removed <- s.Remove(context.Background(), "q") }()
 		// Enqueue until the queue is gone from the map, then once more.
 		newRan := make(chan struct{})
-		deadline := time.Now().Add(10 * time.Second)
-		for len(s.Dump().Queues) != 0 {
-			if time.Now().After(deadline) {
-				t.Fatal("queue not removed")
-			}
-			time.Sleep(time.Millisecond)
-		}
+		eventually.True(t, 10*time.Second, "the queue to be removed", func() bool { return len(s.Dump().Queues) == 0 })
 		if err := s.Enqueue("q", task("new", func(context.Context) error { close(newRan); return nil })); err != nil {
 			t.Fatal(err)
 		}
@@ -679,18 +669,13 @@ func TestStop(t *testing.T) {
 			t.Fatalf("got %+v", ev)
 		}
 		// New work is refused while Stop waits.
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			err := s.Enqueue("b", task("late", nil))
-			if errors.Is(err, ErrStopped) {
-				if !strings.Contains(err.Error(), `enqueue task "late" to queue "b": queue service is stopped`) {
-					t.Fatalf("unclear error %q", err)
-				}
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("Enqueue during Stop = %v", err)
-			}
+		var err error
+		eventually.True(t, 10*time.Second, "Enqueue during Stop to be refused", func() bool {
+			err = s.Enqueue("b", task("late", nil))
+			return errors.Is(err, ErrStopped)
+		})
+		if !strings.Contains(err.Error(), `enqueue task "late" to queue "b": queue service is stopped`) {
+			t.Fatalf("unclear error %q", err)
 		}
 		close(g.release)
 		if ev := events(t, s, 1)[0]; ev.Task != "running" || ev.Kind != Succeeded {
@@ -749,20 +734,16 @@ func TestStop(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		deadline := time.Now().Add(10 * time.Second)
-		for {
+		eventually.NoError(t, 10*time.Second, "every task to fail", func() error {
 			failed := 0
 			for _, q := range s.Dump().Queues {
 				failed += len(q.Failed)
 			}
-			if failed == n {
-				return
+			if failed != n {
+				return fmt.Errorf("%d of %d tasks failed", failed, n)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%d of %d tasks failed", failed, n)
-			}
-			time.Sleep(time.Millisecond)
-		}
+			return nil
+		})
 	}
 	stopWithin := func(t *testing.T, s *Service, ctx context.Context) error {
 		t.Helper()

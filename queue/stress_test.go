@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 )
 
 // Every accepted task ends in exactly one event, and within a queue the
@@ -66,19 +68,15 @@ func TestStressEveryTaskEndsOnceInOrder(t *testing.T) {
 	})
 	wg.Wait()
 	// Let the queues drain, then stop.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	eventually.True(t, 10*time.Second, "every accepted task to end", func() bool {
 		mu.Lock()
+		defer mu.Unlock()
 		n := 0
 		for _, c := range ended {
 			n += c
 		}
-		mu.Unlock()
-		if n == accepted || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return n == accepted
+	})
 	if err := s.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}

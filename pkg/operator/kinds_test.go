@@ -114,8 +114,9 @@ func waitForWarning(t *testing.T, ns, name, reason string, parts ...string) core
 }
 
 // A package that ships the CRD its own hook watches: the chart's crds/ are
-// created before the hooks start, so the package reaches Running with the
-// binding's Synchronization done, and the hook sees CronTabs created
+// created before the hooks start, as Helm creates them before templates,
+// so the binding's Synchronization runs between onStartup and beforeHelm,
+// the package reaches Running, and the hook sees CronTabs created
 // afterwards.
 func TestChartCRDWatchedByItsOwnHook(t *testing.T) {
 	ns := env.Namespace(t)
@@ -124,7 +125,8 @@ func TestChartCRDWatchedByItsOwnHook(t *testing.T) {
 	deleteCRDAtEnd(t, "crontabs.stable.example.com")
 	repoDir := packagetest.Repo(t, dir, packagetest.Source{Name: "crontab",
 		Files: map[string]string{"crds/crontab.yaml": packagetest.CronTabCRD},
-		Hooks: map[string]string{"10-watch.sh": recorder("crontab", journal, watchConfig("crontabs", "stable.example.com/v1", "CronTab"), "")},
+		Hooks: map[string]string{"10-watch.sh": recorder("crontab", journal,
+			`{"configVersion":"v1","onStartup":10,"beforeHelm":10,"kubernetes":[{"name":"crontabs","apiVersion":"stable.example.com/v1","kind":"CronTab"}]}`, "")},
 	})
 	createRepo(t, "crontab-"+ns, repoDir)
 	op, _, _ := start(t)
@@ -132,12 +134,16 @@ func TestChartCRDWatchedByItsOwnHook(t *testing.T) {
 	waitFor(t, ns, "crontab", "Running", running)
 
 	runs := readJournal(t, journal)
-	if len(runs) == 0 || runs[0].binding != "crontabs" || runs[0].typ != "Synchronization" {
-		t.Fatalf("first run %+v, want the Synchronization of binding crontabs before Running", runs)
+	var order []string
+	for _, r := range runs {
+		order = append(order, r.binding+" "+r.typ)
+	}
+	if want := "onStartup ,crontabs Synchronization,beforeHelm "; strings.Join(order, ",") != want {
+		t.Fatalf("runs %q, want %q: the CRD served before the hooks start", order, want)
 	}
 	createObject(t, "stable.example.com/v1", "CronTab", ns, "nightly")
 	runs = waitForRuns(t, journal, "Event Added for CronTab nightly", func(r []run) bool { return added(r, "crontabs", "nightly") >= 0 })
-	if i := added(runs, "crontabs", "nightly"); i < 1 {
+	if i := added(runs, "crontabs", "nightly"); i < 3 {
 		t.Errorf("Added at run %d, want after the Synchronization", i)
 	}
 	p, _ := op.Package(ns + ".crontab")

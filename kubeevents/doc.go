@@ -17,9 +17,11 @@
 //     without a filter, its resourceVersion) changed.
 //   - Nothing is dropped: while delivery is paused or nobody reads, events
 //     wait in memory, in order.
-//   - A kind whose apiVersion names a group version that is not served yet
-//     (a CRD created later) is waited for, with backoff and a log line per
-//     attempt; any other unknown kind is an error from AddMonitor.
+//   - A kind whose apiVersion names an API group that is not served at all
+//     (a CRD created later) is waited for, with backoff, a log line per
+//     attempt and the reason in WaitingForKind; any other unknown kind (a
+//     kind missing from a served group version, a group served at other
+//     versions only) is an error from AddMonitor.
 //   - The Manager owns every goroutine it starts; Stop and StopMonitor wait
 //     for them. No lock is held while calling into other packages.
 package kubeevents

@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
@@ -18,25 +18,37 @@ import (
 var ErrUnknownKind = errors.New("unknown kind")
 
 // UnknownKindError says that a binding's kind is not served by the API
-// server.
+// server, and why: the kind is missing from a served group version, the
+// group is served at other versions only, or the group is not served at
+// all (yet).
 type UnknownKindError struct {
 	// APIVersion and Kind as the binding gave them.
 	APIVersion string
 	Kind       string
-	// GroupVersionServed is false when APIVersion names a group version the
-	// API server does not serve at all (yet); such a kind may appear once
-	// its CustomResourceDefinition is created.
+	// GroupServed is true when the API server serves APIVersion's group at
+	// some version.
+	GroupServed bool
+	// ServedVersions are the versions the group is served at, sorted by
+	// the server's preference, when GroupServed.
+	ServedVersions []string
+	// GroupVersionServed is true when APIVersion names a group version the
+	// API server serves: the kind is then missing from it.
 	GroupVersionServed bool
 	// Err is the mapper's error.
 	Err error
 }
 
 func (e *UnknownKindError) Error() string {
-	where := "in any API group"
-	if e.APIVersion != "" {
-		where = fmt.Sprintf("in apiVersion %q", e.APIVersion)
+	switch {
+	case e.APIVersion == "":
+		return fmt.Sprintf("kind %q is not served in any API group: expected a kind, plural or short name that 'kubectl api-resources' lists", e.Kind)
+	case e.GroupVersionServed:
+		return fmt.Sprintf("kind %q is not served in apiVersion %q: expected a kind, plural or short name that 'kubectl api-resources' lists", e.Kind, e.APIVersion)
+	case e.GroupServed:
+		return fmt.Sprintf("%s is not served; served versions of %s: %s", e.APIVersion, groupName(e.group()), strings.Join(e.ServedVersions, ", "))
+	default:
+		return fmt.Sprintf("API group %s is not served (yet): no CustomResourceDefinition serves kind %q in %s", groupName(e.group()), e.Kind, e.APIVersion)
 	}
-	return fmt.Sprintf("kind %q is not served %s: expected a kind, plural or short name that 'kubectl api-resources' lists", e.Kind, where)
 }
 
 // Is makes errors.Is(err, ErrUnknownKind) true.
@@ -45,10 +57,28 @@ func (e *UnknownKindError) Is(target error) bool { return target == ErrUnknownKi
 // Unwrap returns the mapper's error.
 func (e *UnknownKindError) Unwrap() error { return e.Err }
 
-// mayAppearLater reports whether waiting for the kind makes sense: its
-// group version is named and not served yet, as with a CRD created later.
-func (e *UnknownKindError) mayAppearLater() bool {
-	return e.APIVersion != "" && !e.GroupVersionServed
+// MayAppearLater reports whether waiting for the kind makes sense: its
+// apiVersion names an API group that is not served at all, as with a CRD
+// created later. A group served at other versions, or a group version
+// served without the kind, is a mistake in the binding instead.
+func (e *UnknownKindError) MayAppearLater() bool {
+	return e.APIVersion != "" && !e.GroupServed
+}
+
+func (e *UnknownKindError) group() string {
+	gv, err := schema.ParseGroupVersion(e.APIVersion)
+	if err != nil {
+		return e.APIVersion
+	}
+	return gv.Group
+}
+
+// groupName names an API group in messages; the core group has no name.
+func groupName(g string) string {
+	if g == "" {
+		return "the core group"
+	}
+	return g
 }
 
 // kindResolver maps a binding's apiVersion and kind, matched
@@ -101,11 +131,12 @@ func (r *kindResolver) resolve(ctx context.Context, apiVersion, kind string) (*m
 	}
 	ke := &UnknownKindError{APIVersion: apiVersion, Kind: kind, Err: err}
 	if apiVersion != "" {
-		served, serr := r.groupVersionServed(ctx, gv)
+		versions, served, serr := r.groupVersions(ctx, gv.Group)
 		if serr != nil {
-			return nil, fmt.Errorf("discover %s: %w", apiVersion, serr)
+			return nil, fmt.Errorf("discover API group %s: %w", groupName(gv.Group), serr)
 		}
-		ke.GroupVersionServed = served
+		ke.GroupServed, ke.ServedVersions = served, versions
+		ke.GroupVersionServed = served && slices.Contains(versions, gv.Version)
 	}
 	return nil, ke
 }
@@ -134,16 +165,29 @@ func versions(gv schema.GroupVersion) []string {
 	return []string{gv.Version}
 }
 
-func (r *kindResolver) groupVersionServed(ctx context.Context, gv schema.GroupVersion) (bool, error) {
-	_, err := r.disc.ServerResourcesForGroupVersionWithContext(ctx, gv.String())
-	switch {
-	case err == nil:
-		return true, nil
-	case apierrors.IsNotFound(err):
-		return false, nil
-	default:
-		return false, err
+// groupVersions returns the versions the API server serves group at,
+// preferred first, and whether it serves the group at all.
+func (r *kindResolver) groupVersions(ctx context.Context, group string) ([]string, bool, error) {
+	groups, err := r.disc.ServerGroupsWithContext(ctx)
+	if err != nil {
+		return nil, false, err
 	}
+	for _, g := range groups.Groups {
+		if g.Name != group {
+			continue
+		}
+		var out []string
+		if p := g.PreferredVersion.Version; p != "" {
+			out = append(out, p)
+		}
+		for _, v := range g.Versions {
+			if !slices.Contains(out, v.Version) {
+				out = append(out, v.Version)
+			}
+		}
+		return out, true, nil
+	}
+	return nil, false, nil
 }
 
 // isNotFoundResource matches the mapper's "not found" for an unknown

@@ -285,10 +285,13 @@ func (m *Manager) enqueue(ev Event) {
 //
 // Errors name the monitor and the field: ErrInvalidConfig for a missing or
 // malformed field, a *FilterError for a jqFilter that does not compile, an
-// *UnknownKindError for a kind the API server does not serve. A kind whose
-// apiVersion names a group version that is not served at all is accepted:
-// its CRD may be created later, and the started monitor waits for it,
-// retrying discovery with backoff and logging that it waits.
+// *UnknownKindError for a kind the API server does not serve: missing from
+// a served group version, or in a group served at other versions only
+// ("events.k8s.io/v1beta1 is not served; served versions of events.k8s.io:
+// v1"). A kind whose apiVersion names an API group that is not served at
+// all is accepted: its CRD may be created later, and the started monitor
+// waits for it, retrying discovery with backoff, logging that it waits and
+// reporting why through WaitingForKind.
 func (m *Manager) AddMonitor(ctx context.Context, cfg Config) error {
 	if cfg.ID == "" {
 		return fmt.Errorf("add monitor for binding %q: field ID is empty: %w", cfg.Binding, ErrInvalidConfig)
@@ -312,8 +315,8 @@ func (m *Manager) AddMonitor(ctx context.Context, cfg Config) error {
 	var ke *UnknownKindError
 	switch {
 	case err == nil:
-	case errors.As(err, &ke) && ke.mayAppearLater():
-		m.opts.Logger.Info("kind not served yet; the monitor will wait for it", "monitor", cfg.ID, "apiVersion", cfg.APIVersion, "kind", cfg.Kind)
+	case errors.As(err, &ke) && ke.MayAppearLater():
+		m.opts.Logger.Info("kind not served yet; the monitor will wait for it", "monitor", cfg.ID, "apiVersion", cfg.APIVersion, "kind", cfg.Kind, "reason", ke.Error())
 	default:
 		return wrap(err)
 	}
@@ -450,6 +453,18 @@ func (m *Manager) Synced(id string) bool {
 		return false
 	}
 	return mon.isSynced()
+}
+
+// WaitingForKind says why a started monitor waits for its kind to be
+// served (the API server's answer to its last discovery attempt); it is
+// empty while the monitor watches, before its first attempt, after it
+// stopped, and for an unknown monitor.
+func (m *Manager) WaitingForKind(id string) string {
+	mon, err := m.get(id)
+	if err != nil {
+		return ""
+	}
+	return mon.waitingForKind()
 }
 
 // MonitorIDs returns the IDs of every monitor, sorted.

@@ -173,6 +173,10 @@ func TestAddMonitorRejectsBadConfig(t *testing.T) {
 		{"unknown kind in core", Config{ID: "x", APIVersion: "v1", Kind: "ConfigMapz"}, ErrUnknownKind, []string{"x", `"ConfigMapz"`, `"v1"`}},
 		{"unknown kind without apiVersion", Config{ID: "x", Kind: "Gizmo"}, ErrUnknownKind, []string{`"Gizmo"`}},
 		{"unknown kind in a served group", Config{ID: "x", APIVersion: "apps/v1", Kind: "Gizmo"}, ErrUnknownKind, []string{`"Gizmo"`, `"apps/v1"`}},
+		// A group served at other versions is a mistake, not a CRD to come.
+		{"group served at other versions", Config{ID: "x", APIVersion: "events.k8s.io/v1beta1", Kind: "Event"}, ErrUnknownKind, []string{"x", "events.k8s.io/v1beta1 is not served; served versions of events.k8s.io: v1"}},
+		{"core group at another version", Config{ID: "x", APIVersion: "v2", Kind: "ConfigMap"}, ErrUnknownKind, []string{"v2 is not served; served versions of the core group: v1"}},
+		{"misspelled kind at a wrong version", Config{ID: "x", APIVersion: "apps/v2", Kind: "Deploymnt"}, ErrUnknownKind, []string{"apps/v2 is not served; served versions of apps: v1"}},
 		{"jqFilter does not compile", Config{ID: "x", APIVersion: "v1", Kind: "ConfigMap", JqFilter: ".data | ("}, nil, []string{"x", `jqFilter ".data | ("`}},
 		{"jqFilter names an unknown function", Config{ID: "x", APIVersion: "v1", Kind: "ConfigMap", JqFilter: "nosuchfn(1)"}, nil, []string{"nosuchfn"}},
 		{"no ID", Config{APIVersion: "v1", Kind: "ConfigMap", Binding: "b1"}, ErrInvalidConfig, []string{"ID", `"b1"`}},
@@ -411,6 +415,10 @@ func TestKindWhoseCRDIsCreatedLater(t *testing.T) {
 	addAndStart(t, m, Config{ID: "w", APIVersion: group + "/v1", Kind: "widget", Namespace: &NamespaceSelector{MatchNames: []string{ns}},
 		ExecuteHookOnSynchronization: true, KeepFullObjectsInMemory: true})
 	waitFor(t, func() bool { return logs.contains(`"waiting for kind to be served"`) })
+	// The wait says why, so that a typo does not look like a hang.
+	if why := m.WaitingForKind("w"); !strings.Contains(why, "API group later.gadgetpm.io is not served") {
+		t.Errorf("WaitingForKind = %q, want the unserved group named", why)
+	}
 
 	crd := &apiextensionsv1.CustomResourceDefinition{
 		ObjectMeta: metav1.ObjectMeta{Name: "widgets." + group},
@@ -429,6 +437,9 @@ func TestKindWhoseCRDIsCreatedLater(t *testing.T) {
 	create(t, crd)
 	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), crd) })
 	expect(t, m, "w Synchronization ")
+	if why := m.WaitingForKind("w"); why != "" {
+		t.Errorf("WaitingForKind = %q once the kind is served", why)
+	}
 	if !logs.contains(`"kind is served now; starting to watch"`) {
 		t.Errorf("no log line says the kind is served now; logs:\n%s", logs.String())
 	}

@@ -3,6 +3,7 @@ package kubeevents
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -59,6 +60,9 @@ type monitor struct {
 	mu sync.Mutex
 	// mapping is nil until the kind is served; guarded by mu.
 	mapping *meta.RESTMapping
+	// waiting says why the running monitor waits for its kind; empty once
+	// the kind is served. Guarded by mu.
+	waiting string
 	// active is true between start and stop; no source is added while it
 	// is false. Guarded by mu.
 	active bool
@@ -118,6 +122,7 @@ func (mon *monitor) stop() {
 	mon.mu.Lock()
 	mon.active = false
 	mon.synced = false
+	mon.waiting = ""
 	for ns, src := range mon.sources {
 		src.alive = false
 		delete(mon.sources, ns)
@@ -127,6 +132,12 @@ func (mon *monitor) stop() {
 	close(mon.stopCh)
 	mon.wg.Wait()
 	mon.running = false
+}
+
+func (mon *monitor) waitingForKind() string {
+	mon.mu.Lock()
+	defer mon.mu.Unlock()
+	return mon.waiting
 }
 
 func (mon *monitor) isSynced() bool {
@@ -203,10 +214,26 @@ func (mon *monitor) waitForKind(ctx context.Context) *meta.RESTMapping {
 			mon.log.Info("kind is served now; starting to watch", "apiVersion", mon.cfg.APIVersion, "kind", mon.cfg.Kind)
 			mon.mu.Lock()
 			mon.mapping = m
+			mon.waiting = ""
 			mon.mu.Unlock()
 			return m
 		}
-		mon.log.Info("waiting for kind to be served", "apiVersion", mon.cfg.APIVersion, "kind", mon.cfg.Kind, "retryIn", delay.String(), "reason", err.Error())
+		if ctx.Err() != nil {
+			return nil
+		}
+		mon.mu.Lock()
+		if mon.active {
+			mon.waiting = err.Error()
+		}
+		mon.mu.Unlock()
+		var ke *UnknownKindError
+		if errors.As(err, &ke) && !ke.MayAppearLater() {
+			// The group appeared without the kind or version the binding
+			// names: most likely a typo, which waiting will not cure.
+			mon.log.Error(err, "waiting for kind to be served, but its API group is served without it", "apiVersion", mon.cfg.APIVersion, "kind", mon.cfg.Kind, "retryIn", delay.String())
+		} else {
+			mon.log.Info("waiting for kind to be served", "apiVersion", mon.cfg.APIVersion, "kind", mon.cfg.Kind, "retryIn", delay.String(), "reason", err.Error())
+		}
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():

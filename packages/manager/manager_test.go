@@ -61,6 +61,18 @@ func (j *journal) Upgrade(_ context.Context, r manager.Release) (int, error) {
 	return j.rev, nil
 }
 
+// InstallCRDs records the crds/ files of charts that have some.
+func (j *journal) InstallCRDs(_ context.Context, r manager.Release) error {
+	var files []string
+	for _, c := range r.Chart.CRDObjects() {
+		files = append(files, c.Name)
+	}
+	if len(files) > 0 {
+		j.add(fmt.Sprintf("crds %s/%s %s", r.Namespace, r.Name, strings.Join(files, ",")))
+	}
+	return nil
+}
+
 func (j *journal) Delete(_ context.Context, r manager.Release) error {
 	j.add("delete " + r.Namespace + "/" + r.Name)
 	return nil
@@ -575,5 +587,20 @@ func TestRetriedStartupRunsOnStartupOnce(t *testing.T) {
 	want = []string{"disable ns.exec", "hook ns.exec all.sh onStartup", "enable ns.exec", "hook ns.exec all.sh beforeHelm", "upgrade ns/exec maxRows=<nil>", "hook ns.exec all.sh afterHelm"}
 	if got := j.take(); !reflect.DeepEqual(got, want) {
 		t.Errorf("calls after disable and enable = %v, want %v", got, want)
+	}
+}
+
+// The chart's crds/ are created before any hook runs (onStartup, the
+// bindings' Synchronization, beforeHelm), as Helm creates them before the
+// templates, so that hooks can watch the package's own kinds.
+func TestStartupCreatesCRDsBeforeHooks(t *testing.T) {
+	m, j := setup(t, packagetest.Source{Name: "crontab", Hooks: map[string]string{"all.sh": allBindings},
+		Files: map[string]string{"crds/crontab.yaml": packagetest.CronTabCRD}})
+	if err := runAll(t, m.Plan(gp("ct", "crontab", ""))); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"crds ns/ct crds/crontab.yaml", "hook ns.ct all.sh onStartup", "enable ns.ct", "hook ns.ct all.sh beforeHelm", "upgrade ns/ct maxRows=<nil>", "hook ns.ct all.sh afterHelm"}
+	if got := j.take(); !reflect.DeepEqual(got, want) {
+		t.Errorf("calls = %v, want %v", got, want)
 	}
 }

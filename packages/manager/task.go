@@ -260,16 +260,20 @@ func (t *task) enabled() bool {
 	return on
 }
 
-// startup runs the onStartup hooks, then enables the package's
-// kubernetes and schedule bindings — once per loaded version and
-// enablement, however many plans ask for it. onStartup hooks that ran are
-// not run again when enabling the bindings failed or was cancelled.
+// startup creates the chart's CRDs, runs the onStartup hooks, then
+// enables the package's kubernetes and schedule bindings — once per loaded
+// version and enablement, however many plans ask for it. onStartup hooks
+// that ran are not run again when enabling the bindings failed or was
+// cancelled.
 func (t *task) startup(ctx context.Context, s snapshot) error {
 	if err := t.register(s.gp, s.pkg); err != nil {
 		return err
 	}
 	if s.pkg == nil || !t.enabled() || t.started() {
 		return nil
+	}
+	if err := t.installCRDs(ctx, s); err != nil {
+		return err
 	}
 	if !t.onStartupDone() {
 		if err := t.runHooks(ctx, s, "onStartup"); err != nil {
@@ -287,6 +291,31 @@ func (t *task) startup(ctx context.Context, s snapshot) error {
 		}
 	}
 	t.setStarted(true)
+	return nil
+}
+
+// CRDInstaller is a Releaser that also creates the CustomResourceDefinitions
+// of a chart's crds/ folder ahead of its release, as Helm does on install:
+// those missing are created, none is updated or deleted. Startup asks for
+// it before any hook runs, so that hooks (onStartup, kubernetes bindings'
+// Synchronization, beforeHelm) can watch and create the package's own
+// kinds. pkg/nelm implements it; a Releaser without it leaves crds/ to
+// Helm's install.
+type CRDInstaller interface {
+	InstallCRDs(ctx context.Context, r Release) error
+}
+
+// installCRDs creates the chart's CRDs when the Releaser can.
+func (t *task) installCRDs(ctx context.Context, s snapshot) error {
+	ci, ok := t.m.opts.Releaser.(CRDInstaller)
+	if !ok || s.pkg.Chart == nil {
+		return nil
+	}
+	rel := releaseOf(s.gp)
+	rel.Chart = s.pkg.Chart
+	if err := ci.InstallCRDs(ctx, rel); err != nil {
+		return &fetch.Error{Reason: v1alpha1.ReasonInstallFailed, Err: fmt.Errorf("install CRDs of %s: %w", t.key, err)}
+	}
 	return nil
 }
 

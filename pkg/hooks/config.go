@@ -102,6 +102,10 @@ type KubernetesBinding struct {
 	// until Hook assigns it; its Kind is as the hook wrote it until
 	// ResolveKinds canonicalises it.
 	Monitor kubeevents.Config
+	// KindNotServed is set by ResolveKindsLater when the binding's API
+	// group is not served (yet) and says so; Monitor then keeps the kind
+	// as the hook wrote it and its monitor waits for the kind.
+	KindNotServed string
 	// WaitForSynchronization makes the package's start wait for this
 	// binding's Synchronization run. Default true; `false` counts only for
 	// a binding with a named queue, as in shell-operator: a Synchronization

@@ -7,7 +7,8 @@
 //
 //   - Discover lists a package's hooks; Load runs `hook --config` for each
 //     and parses it (ParseConfig), resolving kinds through a REST mapper
-//     (Config.ResolveKinds, NewRESTMapper). Every kubernetes binding carries
+//     (Config.ResolveKinds, NewRESTMapper; Config.ResolveKindsLater lets a
+//     kind whose API group is not served yet wait). Every kubernetes binding carries
 //     the kubeevents.Config its monitor needs, with ID
 //     "<package key>/<hook>/<binding>" (MonitorID), or ".../<binding>[<i>]"
 //     when bindings of the hook share a name.

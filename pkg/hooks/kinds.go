@@ -1,7 +1,9 @@
 package hooks
 
 import (
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -15,14 +17,62 @@ import (
 // NewRESTMapper returns a REST mapper for ResolveKinds that knows the API
 // server's plurals and short names and refreshes its discovery cache when a
 // kind is not found, so a CRD created after the first lookup is found on the
-// next.
+// next. It can also tell ResolveKinds which versions of an API group are
+// served, so that a kind whose group is not served at all (a CRD still to
+// come) is told apart from a wrong version or a misspelled kind.
 func NewRESTMapper(cfg *rest.Config) (meta.RESTMapper, error) {
 	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("create discovery client: %w", err)
 	}
 	cached := memory.NewMemCacheClient(dc)
-	return restmapper.NewShortcutExpander(restmapper.NewDeferredDiscoveryRESTMapper(cached), cached, nil), nil
+	return &discoveryMapper{
+		RESTMapper: restmapper.NewShortcutExpander(restmapper.NewDeferredDiscoveryRESTMapper(cached), cached, nil),
+		disc:       dc,
+	}, nil
+}
+
+// discoveryMapper is NewRESTMapper's mapper: a shortcut-expanding,
+// self-refreshing mapper that can also list a group's served versions.
+type discoveryMapper struct {
+	meta.RESTMapper
+	// disc is uncached: it is asked only after a kind was not found.
+	disc discovery.DiscoveryInterface
+}
+
+var _ meta.ResettableRESTMapper = (*discoveryMapper)(nil)
+
+// Reset forgets the cached discovery information.
+func (m *discoveryMapper) Reset() { meta.MaybeResetRESTMapper(m.RESTMapper) }
+
+// servedVersions returns the versions the API server serves group at,
+// preferred first, and whether it serves the group at all.
+func (m *discoveryMapper) servedVersions(group string) ([]string, bool, error) {
+	groups, err := m.disc.ServerGroups()
+	if err != nil {
+		return nil, false, err
+	}
+	for _, g := range groups.Groups {
+		if g.Name != group {
+			continue
+		}
+		var out []string
+		if p := g.PreferredVersion.Version; p != "" {
+			out = append(out, p)
+		}
+		for _, v := range g.Versions {
+			if !slices.Contains(out, v.Version) {
+				out = append(out, v.Version)
+			}
+		}
+		return out, true, nil
+	}
+	return nil, false, nil
+}
+
+// groupLister is a mapper that knows the served versions of API groups.
+type groupLister interface {
+	servedVersions(group string) ([]string, bool, error)
 }
 
 // ResolveKinds checks every kubernetes binding's kind against mapper and
@@ -31,17 +81,59 @@ func NewRESTMapper(cfg *rest.Config) (meta.RESTMapper, error) {
 // A kind is matched case-insensitively as a kind, a plural, a singular or a
 // short name (short names need a mapper from NewRESTMapper or another
 // shortcut-expanding mapper). hook names the hook in errors.
+//
+// Every kind the API server does not serve is an error naming the hook,
+// the binding and the field: `kind` for a kind missing from a served group
+// version, `apiVersion` for a group served at other versions only
+// ("events.k8s.io/v1beta1 is not served; served versions of events.k8s.io:
+// v1"). ResolveKindsLater accepts a kind whose group is not served at all.
 func (c *Config) ResolveKinds(hook string, mapper meta.RESTMapper) error {
+	return c.resolveKinds(hook, mapper, false)
+}
+
+// ResolveKindsLater is ResolveKinds, except that a binding whose apiVersion
+// names an API group the API server does not serve at all is accepted as
+// the hook wrote it, with KindNotServed saying so: its CRD may be created
+// later (by the package's chart or by someone else), and the binding's
+// monitor waits for it. Such a group is told apart only with a mapper from
+// NewRESTMapper; with another mapper every unknown kind is an error.
+func (c *Config) ResolveKindsLater(hook string, mapper meta.RESTMapper) error {
+	return c.resolveKinds(hook, mapper, true)
+}
+
+func (c *Config) resolveKinds(hook string, mapper meta.RESTMapper, later bool) error {
 	for i := range c.Kubernetes {
 		b := &c.Kubernetes[i]
+		b.KindNotServed = ""
 		gvk, err := resolveKind(mapper, b.Monitor.APIVersion, b.Monitor.Kind)
+		var ke *kindError
+		if errors.As(err, &ke) && ke.groupNotServed && later {
+			b.KindNotServed = ke.msg
+			continue
+		}
 		if err != nil {
-			return &ConfigError{Hook: hook, Binding: fmt.Sprintf("kubernetes[%d] %q", i, b.Name), Field: "kind", Msg: err.Error()}
+			field := "kind"
+			if ke != nil {
+				field = ke.field
+			}
+			return &ConfigError{Hook: hook, Binding: fmt.Sprintf("kubernetes[%d] %q", i, b.Name), Field: field, Msg: err.Error()}
 		}
 		b.Monitor.APIVersion, b.Monitor.Kind = gvk.GroupVersion().String(), gvk.Kind
 	}
 	return nil
 }
+
+// kindError is a kind the API server does not serve.
+type kindError struct {
+	// field is the binding's field to fix: kind or apiVersion.
+	field string
+	msg   string
+	// groupNotServed: apiVersion names a group the server does not serve
+	// at all.
+	groupNotServed bool
+}
+
+func (e *kindError) Error() string { return e.msg }
 
 func resolveKind(mapper meta.RESTMapper, apiVersion, kind string) (schema.GroupVersionKind, error) {
 	if mapper == nil {
@@ -51,7 +143,7 @@ func resolveKind(mapper meta.RESTMapper, apiVersion, kind string) (schema.GroupV
 	if apiVersion != "" {
 		var err error
 		if gv, err = schema.ParseGroupVersion(apiVersion); err != nil {
-			return schema.GroupVersionKind{}, fmt.Errorf("apiVersion %q: %w", apiVersion, err)
+			return schema.GroupVersionKind{}, &kindError{field: "apiVersion", msg: fmt.Sprintf("apiVersion %q: %v", apiVersion, err)}
 		}
 	}
 	if gvk, ok := lookupKind(mapper, gv, kind); ok {
@@ -64,11 +156,34 @@ func resolveKind(mapper meta.RESTMapper, apiVersion, kind string) (schema.GroupV
 			return gvk, nil
 		}
 	}
-	where := "any served API group"
-	if apiVersion != "" {
-		where = apiVersion
+	if apiVersion == "" {
+		return schema.GroupVersionKind{}, &kindError{field: "kind", msg: fmt.Sprintf("unknown kind %q in any served API group; expected a kind, plural or short name the API server serves (kubectl api-resources lists them)", kind)}
 	}
-	return schema.GroupVersionKind{}, fmt.Errorf("unknown kind %q in %s; expected a kind, plural or short name the API server serves (kubectl api-resources lists them)", kind, where)
+	unknown := &kindError{field: "kind", msg: fmt.Sprintf("unknown kind %q in %s; expected a kind, plural or short name the API server serves (kubectl api-resources lists them)", kind, apiVersion)}
+	gl, ok := mapper.(groupLister)
+	if !ok {
+		return schema.GroupVersionKind{}, unknown
+	}
+	versions, served, err := gl.servedVersions(gv.Group)
+	switch {
+	case err != nil:
+		return schema.GroupVersionKind{}, fmt.Errorf("resolve kind %q in %s: discover API group %s: %w", kind, apiVersion, groupName(gv.Group), err)
+	case !served:
+		return schema.GroupVersionKind{}, &kindError{field: "kind", groupNotServed: true,
+			msg: fmt.Sprintf("unknown kind %q in %s: API group %s is not served (yet); a CustomResourceDefinition may serve it later", kind, apiVersion, groupName(gv.Group))}
+	case !slices.Contains(versions, gv.Version):
+		return schema.GroupVersionKind{}, &kindError{field: "apiVersion",
+			msg: fmt.Sprintf("%s is not served; served versions of %s: %s", apiVersion, groupName(gv.Group), strings.Join(versions, ", "))}
+	}
+	return schema.GroupVersionKind{}, unknown
+}
+
+// groupName names an API group in messages; the core group has no name.
+func groupName(g string) string {
+	if g == "" {
+		return "the core group"
+	}
+	return g
 }
 
 // lookupKind tries kind as a resource name (plural, singular or short name,

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -145,5 +146,84 @@ func TestLoadResolvesKinds(t *testing.T) {
 	_, err = Load(context.Background(), dir, []string{"ok", "bad"}, opts)
 	if err == nil || !strings.Contains(err.Error(), `hook bad: binding kubernetes[0] "w": field kind: unknown kind "Wibbles"`) {
 		t.Errorf("error %v", err)
+	}
+}
+
+// A group the API server serves at other versions is a mistake in the
+// binding, not a CRD to come: the error names the field apiVersion and the
+// versions that are served.
+func TestResolveKindsGroupServedAtOtherVersions(t *testing.T) {
+	mapper, err := NewRESTMapper(env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ apiVersion, kind, want string }{
+		{"events.k8s.io/v1beta1", "Event", "events.k8s.io/v1beta1 is not served; served versions of events.k8s.io: v1"},
+		{"v2", "ConfigMap", "v2 is not served; served versions of the core group: v1"},
+		{"apps/v2", "Deploymnt", "apps/v2 is not served; served versions of apps: v1"},
+	} {
+		t.Run(tt.apiVersion, func(t *testing.T) {
+			cfg, err := ParseConfig("20-watch", []byte("configVersion: v1\nkubernetes:\n- name: w\n  apiVersion: "+tt.apiVersion+"\n  kind: "+tt.kind))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for name, resolve := range map[string]func(string, meta.RESTMapper) error{"ResolveKinds": cfg.ResolveKinds, "ResolveKindsLater": cfg.ResolveKindsLater} {
+				err := resolve("20-watch", mapper)
+				if err == nil {
+					t.Fatalf("%s accepted %s %s", name, tt.apiVersion, tt.kind)
+				}
+				want := `hook 20-watch: binding kubernetes[0] "w": field apiVersion: ` + tt.want
+				if err.Error() != want {
+					t.Errorf("%s: error\n %q, want\n %q", name, err, want)
+				}
+				if strings.Contains(err.Error(), "unknown kind") {
+					t.Errorf("%s: error %q speaks of an unknown kind; the version is what is wrong", name, err)
+				}
+			}
+		})
+	}
+}
+
+// ResolveKindsLater accepts a binding whose API group is not served at
+// all (its CRD may come later), keeps its kind as written and says why;
+// every other unknown kind is still an error.
+func TestResolveKindsLater(t *testing.T) {
+	mapper, err := NewRESTMapper(env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := ParseConfig("20-watch", []byte(`configVersion: v1
+kubernetes:
+- {name: pods, kind: po}
+- {name: crontabs, apiVersion: stable.notyet.gadgetpm.test/v1, kind: crontab}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.ResolveKindsLater("20-watch", mapper); err != nil {
+		t.Fatal(err)
+	}
+	if m := cfg.Kubernetes[0].Monitor; m.Kind != "Pod" || cfg.Kubernetes[0].KindNotServed != "" {
+		t.Errorf("served kind: resolved to %s, KindNotServed %q", m.Kind, cfg.Kubernetes[0].KindNotServed)
+	}
+	b := cfg.Kubernetes[1]
+	if b.Monitor.APIVersion != "stable.notyet.gadgetpm.test/v1" || b.Monitor.Kind != "crontab" {
+		t.Errorf("pending kind rewritten to %s %s", b.Monitor.APIVersion, b.Monitor.Kind)
+	}
+	if !strings.Contains(b.KindNotServed, "API group stable.notyet.gadgetpm.test is not served") {
+		t.Errorf("KindNotServed = %q, want the unserved group named", b.KindNotServed)
+	}
+
+	for _, tt := range []struct{ config, want string }{
+		{"{name: w, apiVersion: v1, kind: ConfigMapz}", `field kind: unknown kind "ConfigMapz" in v1`},
+		{"{name: w, kind: CronTab}", `field kind: unknown kind "CronTab" in any served API group`},
+	} {
+		cfg, err := ParseConfig("20-watch", []byte("configVersion: v1\nkubernetes:\n- "+tt.config))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cfg.ResolveKindsLater("20-watch", mapper); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: error %v, want %q", tt.config, err, tt.want)
+		}
 	}
 }

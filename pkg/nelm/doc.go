@@ -9,6 +9,10 @@
 // mapper, with the Service's own QPS and burst. Files under the chart's
 // gadget/ folder are stripped before install so release Secrets stay small.
 //
+// Service.InstallCRDs creates the CRDs of a chart's crds/ folders ahead of
+// the release, as Helm does on install (create if missing, never update or
+// delete), and waits until they are served.
+//
 // Service.Upgrade installs or upgrades and waits for readiness; it makes no
 // revision when the release is deployed, its LabelChecksum and values match
 // and no object is missing; it unlocks a release left pending by a crash;

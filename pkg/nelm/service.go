@@ -9,6 +9,7 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/record"
@@ -190,6 +191,7 @@ type Service struct {
 	opts      Options
 	access    *clusterAccess
 	clientset kubernetes.Interface
+	dynamic   dynamic.Interface
 	drifts    chan Drift
 
 	locks keyedLock
@@ -226,10 +228,15 @@ func New(cfg *rest.Config, opts Options) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create release service: %w", err)
 	}
+	dyn, err := dynamic.NewForConfig(access.config)
+	if err != nil {
+		return nil, fmt.Errorf("create release service: %w", err)
+	}
 	return &Service{
 		opts:       opts,
 		access:     access,
 		clientset:  cs,
+		dynamic:    dyn,
 		drifts:     make(chan Drift, opts.DriftBuffer),
 		locks:      keyedLock{held: map[string]chan struct{}{}},
 		monitors:   map[string]*monitor{},

@@ -74,6 +74,9 @@ type SubscriptionDump struct {
 	Kind       string `json:"kind" yaml:"kind"`
 	// Synced is true once the monitor listed its objects.
 	Synced bool `json:"synced" yaml:"synced"`
+	// WaitingForKind says why the monitor waits for its kind to be
+	// served; empty while it watches.
+	WaitingForKind string `json:"waitingForKind,omitempty" yaml:"waitingForKind,omitempty"`
 	// Objects in its snapshot.
 	Objects int `json:"objects" yaml:"objects"`
 }

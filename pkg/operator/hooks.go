@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/gadgetpm/gadgetpm/kubeevents"
@@ -123,9 +124,22 @@ func (r *hookRunner) Prepare(ctx context.Context, key string, p *loader.Package,
 		return err
 	}
 	for _, lh := range p.Hooks {
-		h, err := hooks.FromConfig(p.Dir, lh.Name, lh.Config, hooks.LoadOptions{Package: p.Name, PackageKey: key, Mapper: mapper, Env: o.opts.HookEnv})
+		h, err := hooks.FromConfig(p.Dir, lh.Name, lh.Config, hooks.LoadOptions{Package: p.Name, PackageKey: key, Env: o.opts.HookEnv})
 		if err != nil {
 			return err
+		}
+		// A kind whose API group is not served at all may be defined later
+		// (by the chart's crds/, created before the hooks start, or by
+		// someone else): its binding waits for it rather than failing the
+		// load. A wrong version or a misspelled kind is still an error.
+		if err := h.Config.ResolveKindsLater(h.Name, mapper); err != nil {
+			return err
+		}
+		for _, b := range h.Config.Kubernetes {
+			if b.KindNotServed != "" {
+				o.log.Info("kind not served yet; the binding will wait for it", "package", key, "hook", h.Name, "binding", b.Name,
+					"apiVersion", b.Monitor.APIVersion, "kind", b.Monitor.Kind, "reason", b.KindNotServed)
+			}
 		}
 		ph.hooks = append(ph.hooks, h)
 		for i := range h.Config.Kubernetes {
@@ -229,7 +243,7 @@ func (r *hookRunner) Enable(ctx context.Context, key string) error {
 		if !ok {
 			continue
 		}
-		if err := o.waitSync(ctx, m, w); err != nil {
+		if err := o.waitSync(ctx, ph, m, w); err != nil {
 			return err
 		}
 	}
@@ -241,33 +255,53 @@ func (r *hookRunner) Enable(ctx context.Context, key string) error {
 	return nil
 }
 
-func (o *Operator) waitSync(ctx context.Context, m monitorRef, w *syncWait) error {
+// waitSync waits for one binding's Synchronization run (or list). A
+// binding whose kind is not served is not waited for: the package starts,
+// and the binding synchronizes whenever its kind appears.
+func (o *Operator) waitSync(ctx context.Context, ph *pkgHooks, m monitorRef, w *syncWait) error {
 	what := fmt.Sprintf("synchronization of hook %s binding %s", m.hook.Name, m.binding.Name)
-	if w.run {
-		select {
-		case <-w.done:
-			if w.err != nil {
-				return fmt.Errorf("%s: %w", what, w.err)
-			}
-			return nil
-		case <-ctx.Done():
-			return fmt.Errorf("%s: %w", what, context.Cause(ctx))
-		}
-	}
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
-	for !o.events.Synced(m.id) {
+	done := w.done
+	for {
+		if !w.run && o.events.Synced(m.id) {
+			return nil
+		}
+		if why := o.events.WaitingForKind(m.id); why != "" {
+			o.kindNotServed(ph, m, why)
+			return nil
+		}
 		select {
-		case <-w.done:
+		case <-done:
 			if w.err != nil {
 				return fmt.Errorf("%s: %w", what, w.err)
 			}
+			if w.run {
+				return nil
+			}
+			done = nil
 		case <-tick.C:
 		case <-ctx.Done():
 			return fmt.Errorf("%s: %w", what, context.Cause(ctx))
 		}
 	}
-	return nil
+}
+
+// ReasonKindNotServed is the Event reason on a GadgetPackage that started
+// while a kubernetes binding's kind is not served.
+const ReasonKindNotServed = "KindNotServed"
+
+// kindNotServed tells the log and the package's Events that a binding
+// waits for its kind, so that a typo does not look like a hang.
+func (o *Operator) kindNotServed(ph *pkgHooks, m monitorRef, why string) {
+	o.log.Info("binding waits for its kind to be served; the package starts without its Synchronization", "package", ph.key,
+		"hook", m.hook.Name, "binding", m.binding.Name, "apiVersion", m.binding.Monitor.APIVersion, "kind", m.binding.Monitor.Kind, "reason", why)
+	if o.opts.Recorder == nil {
+		return
+	}
+	ref := &corev1.ObjectReference{APIVersion: v1alpha1.GroupVersion.String(), Kind: "GadgetPackage", Namespace: ph.namespace, Name: ph.name}
+	o.opts.Recorder.Eventf(ref, corev1.EventTypeWarning, ReasonKindNotServed,
+		"hook %s binding %s waits for kind %s in %s: %s; the binding starts when it is served", m.hook.Name, m.binding.Name, m.binding.Monitor.Kind, m.binding.Monitor.APIVersion, why)
 }
 
 // Disable stops the package's monitors and schedules; waits still open

@@ -460,7 +460,7 @@ func (o *Operator) Package(key string) (PackageDump, bool) {
 		p.Subscriptions = append(p.Subscriptions, SubscriptionDump{
 			Monitor: m.id, Hook: m.hook.Name, Binding: m.binding.Name,
 			APIVersion: m.binding.Monitor.APIVersion, Kind: m.binding.Monitor.Kind,
-			Synced: o.events.Synced(m.id), Objects: len(o.events.Snapshot(m.id)),
+			Synced: o.events.Synced(m.id), WaitingForKind: o.events.WaitingForKind(m.id), Objects: len(o.events.Snapshot(m.id)),
 		})
 	}
 	return p, true
@@ -515,6 +515,18 @@ func (r releaser) Upgrade(ctx context.Context, rel manager.Release) (int, error)
 	}
 	return res.Revision, nil
 }
+
+// InstallCRDs creates the chart's crds/ before its hooks start; a chart
+// whose crds/ cannot be read or are refused fails terminally.
+func (r releaser) InstallCRDs(ctx context.Context, rel manager.Release) error {
+	err := r.helm.InstallCRDs(ctx, nelmPackage(rel), rel.Chart)
+	if errors.Is(err, nelm.ErrInvalidChart) {
+		return queue.Terminal(err)
+	}
+	return err
+}
+
+var _ manager.CRDInstaller = releaser{}
 
 func (r releaser) Delete(ctx context.Context, rel manager.Release) error {
 	return r.helm.Delete(ctx, nelmPackage(rel))

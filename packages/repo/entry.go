@@ -134,7 +134,7 @@ func yamlType(v any) string {
 
 // Malformed lists the entries a package cannot be installed from because
 // the index writes them wrongly (see ErrBadIndexEntry, ErrBadDigest), one
-// sentence each, sorted.
+// sentence each, by package name and newest version first.
 func (i *Index) Malformed() []string {
 	var out []string
 	for _, n := range i.Names() {

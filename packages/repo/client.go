@@ -246,15 +246,12 @@ func (c *Client) Index(ctx context.Context, names ...string) (*Index, error) {
 	if err != nil {
 		// Helm's message names the field but not the entry (a version YAML
 		// reads as a number fails the whole file): name it when we can.
-		if problems, perr := entryProblems(data); perr == nil && len(problems) > 0 {
+		if problems := entryProblems(data); len(problems) > 0 {
 			return nil, fmt.Errorf("read index of %s: %w; %s", c.opts.URL, err, joinProblems(problems))
 		}
 		return nil, fmt.Errorf("read index of %s: %w", c.opts.URL, err)
 	}
-	problems, err := entryProblems(data)
-	if err != nil {
-		return nil, fmt.Errorf("read index of %s: %w", c.opts.URL, err)
-	}
+	problems := entryProblems(data)
 	sum := sha256.Sum256(data)
 	idx := &Index{Digest: "sha256:" + hex.EncodeToString(sum[:]), Packages: map[string][]Version{}}
 	for name, cvs := range f.Entries {

@@ -40,16 +40,20 @@ type entryKey struct{ name, version string }
 // silently changes or cannot use. Helm decodes index.yaml with
 // sigs.k8s.io/yaml, which reads YAML with go.yaml.in/yaml/v2 and then
 // converts each scalar to its Go field's type: an unquoted all-digit
-// digest is a YAML integer, so 64 zeros arrive as the string "0", and
-// `version: 1.10` as "1.1". Decoding the same bytes with the same YAML
+// digest is a YAML integer, so 64 zeros arrive as the string "0" (while
+// `version: 1.10` fails the whole file without naming the entry).
+// Decoding the same bytes with the same YAML
 // reader into untyped values shows what the file really says; decoding
 // the versions as Helm does gives the key Helm's entry is found by.
-func entryProblems(data []byte) (map[entryKey]error, error) {
+//
+// It is best effort: a file Helm's loader reads but these decodes do not
+// yields no problems.
+func entryProblems(data []byte) map[entryKey]error {
 	var raw struct {
-		Entries map[string][]map[string]any `yaml:"entries"`
+		Entries map[any][]map[any]any `yaml:"entries"`
 	}
 	if err := yamlv2.Unmarshal(data, &raw); err != nil {
-		return nil, fmt.Errorf("check index entries: %w", err)
+		return nil
 	}
 	var asHelm struct {
 		Entries map[string][]struct {
@@ -57,10 +61,11 @@ func entryProblems(data []byte) (map[entryKey]error, error) {
 		} `json:"entries"`
 	}
 	if err := sigsyaml.Unmarshal(data, &asHelm); err != nil {
-		return nil, fmt.Errorf("check index entries: %w", err)
+		return nil
 	}
 	out := map[entryKey]error{}
-	for name, entries := range raw.Entries {
+	for k, entries := range raw.Entries {
+		name := fmt.Sprint(k)
 		versions := asHelm.Entries[name]
 		for i, e := range entries {
 			if i >= len(versions) {
@@ -75,7 +80,7 @@ func entryProblems(data []byte) (map[entryKey]error, error) {
 			}
 		}
 	}
-	return out, nil
+	return out
 }
 
 // joinProblems joins the messages of problems, sorted.
@@ -94,7 +99,7 @@ type entryError struct {
 }
 
 // checkEntry checks the fields of one raw index entry that Helm does not.
-func checkEntry(e map[string]any) *entryError {
+func checkEntry(e map[any]any) *entryError {
 	if v, ok := e["version"]; ok && v != nil {
 		if _, isString := v.(string); !isString {
 			return &entryError{ErrBadIndexEntry, fmt.Sprintf("field version is not a string: YAML reads it as the %s %v; quote it (version: \"<semver>\")", yamlType(v), v)}

@@ -122,3 +122,38 @@ func TestExtractStopsOnCancel(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestReadFile(t *testing.T) {
+	big := strings.Repeat("x", 2048)
+	tests := []struct {
+		name    string
+		entries []entry
+		limits  archive.Limits
+		want    string
+		wantErr string
+	}{
+		{"first match below the top directory", good, archive.Limits{StripComponents: 1}, "Name: pkg\n", ""},
+		{"a file at the top is not the package's", []entry{{Name: "Chart.yaml", Body: "x"}}, archive.Limits{StripComponents: 1}, "", "file does not exist"},
+		{"deeper files do not count", []entry{{Name: "pkg/sub/Chart.yaml", Body: "x"}}, archive.Limits{StripComponents: 1}, "", "file does not exist"},
+		{"unsafe names are skipped", []entry{{Name: "pkg/../Chart.yaml", Body: "x"}, {Name: "pkg/Chart.yaml", Body: "ok"}}, archive.Limits{StripComponents: 1}, "ok", ""},
+		{"over the file limit", []entry{{Name: "pkg/Chart.yaml", Body: big}}, archive.Limits{StripComponents: 1, MaxFileBytes: 1024}, "", "is 2048 bytes, limit 1024"},
+		{"beyond the entry limit", []entry{{Name: "pkg/a"}, {Name: "pkg/b"}, {Name: "pkg/Chart.yaml", Body: "x"}}, archive.Limits{StripComponents: 1, MaxFiles: 2}, "", "file does not exist"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := archive.ReadFile(context.Background(), bytes.NewReader(tgz(t, tt.entries...)), "Chart.yaml", tt.limits)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || string(got) != tt.want {
+				t.Fatalf("ReadFile = %q, %v; want %q", got, err, tt.want)
+			}
+		})
+	}
+	if _, err := archive.ReadFile(context.Background(), strings.NewReader("not gzip"), "Chart.yaml", archive.Limits{}); err == nil || !strings.Contains(err.Error(), "not a gzipped tar") {
+		t.Errorf("not gzip: %v", err)
+	}
+}

@@ -2,8 +2,9 @@
 // loads it, in the three steps the package's main queue runs as tasks:
 //
 //	Download  resolve the version by constraint, reuse the store's copy
-//	          of its digest or download it (digest mandatory), verify
-//	          provenance as the repository's spec.verify asks, store it
+//	          of its digest or download it (digest mandatory), check that
+//	          it holds the chart it is listed as, verify provenance as the
+//	          repository's spec.verify asks, store it
 //	Install   extract the stored archive safely (by digest)
 //	Load      load and check the package, validate the settings
 //

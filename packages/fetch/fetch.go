@@ -119,14 +119,15 @@ func (f *Fetcher) Download(ctx context.Context, gp *v1alpha1.GadgetPackage) (Dow
 		a = &repo.Archive{Name: v.Name, Version: v.Version, Filename: fmt.Sprintf("%s-%s.tgz", v.Name, v.Version),
 			Data: data, Digest: v.Digest, Provenance: f.opts.Store.Provenance(v.Digest)}
 		d.Cached = true
+		// The cached archive was checked under the name it was first
+		// downloaded as; an index may list the same digest under another.
+		if err := c.CheckChart(ctx, a); err != nil {
+			return d, fail(v1alpha1.ReasonVerifyFailed, "PackageRepository %s: %w", pr.Name, err)
+		}
 	} else {
 		a, err = c.Download(ctx, v)
 		if err != nil {
-			reason := v1alpha1.ReasonDownloadFailed
-			if errors.Is(err, repo.ErrDigestMismatch) || errors.Is(err, repo.ErrNoDigest) {
-				reason = v1alpha1.ReasonVerifyFailed
-			}
-			return d, fail(reason, "%w", err)
+			return d, fail(downloadReason(err), "%w", err)
 		}
 		d.Digest = a.Digest
 	}
@@ -146,6 +147,21 @@ func (f *Fetcher) Download(ctx context.Context, gp *v1alpha1.GadgetPackage) (Dow
 		}
 	}
 	return d, nil
+}
+
+// downloadReason is the condition reason of a failed Download: an archive
+// that cannot be shown to be the one the index promises fails
+// verification, a malformed index entry fails the index.
+func downloadReason(err error) string {
+	switch {
+	case errors.Is(err, repo.ErrDigestMismatch), errors.Is(err, repo.ErrNoDigest),
+		errors.Is(err, repo.ErrBadDigest), errors.Is(err, repo.ErrChartMismatch):
+		return v1alpha1.ReasonVerifyFailed
+	case errors.Is(err, repo.ErrBadIndexEntry):
+		return v1alpha1.ReasonIndexFailed
+	default:
+		return v1alpha1.ReasonDownloadFailed
+	}
 }
 
 func (f *Fetcher) offline(gp *v1alpha1.GadgetPackage) (Downloaded, bool) {

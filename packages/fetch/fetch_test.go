@@ -200,6 +200,26 @@ func TestFailuresCarryTheirReason(t *testing.T) {
 		Data: map[string][]byte{"pubring.gpg": ring.Bytes()}}); err != nil {
 		t.Fatal(err)
 	}
+	// Index entries whose archive holds another chart, and entries Helm
+	// reads wrong, served over HTTP.
+	mismatch := packagetest.Repo(t, t.TempDir(), packagetest.Source{Name: "evil-renamed"}, packagetest.Source{Version: "2.0.0"})
+	renamedDir := filepath.Join(t.TempDir(), "renamed")
+	copyInto(t, renamedDir, filepath.Join(mismatch, "evil-renamed-1.0.0.tgz"))
+	renamed, _ := countingServer(t, packagetest.WriteIndex(t, renamedDir, packagetest.IndexEntry{Name: "execsnoop", URL: "evil-renamed-1.0.0.tgz"}))
+	reversionedDir := filepath.Join(t.TempDir(), "reversioned")
+	copyInto(t, reversionedDir, filepath.Join(mismatch, "execsnoop-2.0.0.tgz"))
+	reversioned, _ := countingServer(t, packagetest.WriteIndex(t, reversionedDir, packagetest.IndexEntry{Name: "execsnoop", Version: "1.0.0", URL: "execsnoop-2.0.0.tgz"}))
+	numericDir := filepath.Join(t.TempDir(), "numeric")
+	copyInto(t, numericDir, filepath.Join(good, "execsnoop-1.0.0.tgz"))
+	numeric, _ := countingServer(t, packagetest.WriteIndex(t, numericDir, packagetest.IndexEntry{Name: "execsnoop", Digest: strings.Repeat("0", 64)}))
+	noURLs, _ := countingServer(t, packagetest.WriteIndex(t, t.TempDir(), packagetest.IndexEntry{Name: "execsnoop", URL: packagetest.Omit, Digest: strings.Repeat("a", 64)}))
+	ociURL, user, pass := packagetest.OCIRegistry(t, t.TempDir())
+	packagetest.PushOCIAs(t, strings.TrimPrefix(ociURL, "oci://")+"/execsnoop:1.0.0", filepath.Join(mismatch, "evil-renamed-1.0.0.tgz"))
+	if err := env.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "reg", Namespace: ns},
+		Data: map[string][]byte{"username": []byte(user), "password": []byte(pass)}}); err != nil {
+		t.Fatal(err)
+	}
+
 	always := &v1alpha1.Verification{Mode: v1alpha1.VerifyAlways, KeyringSecretRef: &v1alpha1.SecretReference{Name: "keys", Namespace: ns}}
 
 	tests := []struct {
@@ -219,6 +239,11 @@ func TestFailuresCarryTheirReason(t *testing.T) {
 		{"keyring secret missing", v1alpha1.PackageRepositorySpec{URL: "file://" + signed, Verify: &v1alpha1.Verification{Mode: v1alpha1.VerifyAlways, KeyringSecretRef: &v1alpha1.SecretReference{Name: "gone", Namespace: ns}}}, "", "", "", v1alpha1.ReasonVerifyFailed, "keyringSecretRef: read Secret " + ns + "/gone"},
 		{"settings fail the schema", v1alpha1.PackageRepositorySpec{URL: "file://" + good}, "", "", `{"maxRows": 0}`, v1alpha1.ReasonInvalidSettings, "spec.settings: settings of execsnoop 1.0.0 do not match its values.schema.json"},
 		{"bad package", v1alpha1.PackageRepositorySpec{URL: "file://" + badPkg}, "", "", "", v1alpha1.ReasonLoadFailed, "gadget/gadget.yaml:2: field unknown is not a known key"},
+		{"archive holds a chart of another name", v1alpha1.PackageRepositorySpec{URL: renamed.URL}, "", "", "", v1alpha1.ReasonVerifyFailed, `the index lists execsnoop 1.0.0, but the Chart.yaml in evil-renamed-1.0.0.tgz says name "evil-renamed"`},
+		{"archive holds another version", v1alpha1.PackageRepositorySpec{URL: reversioned.URL}, "", "", "", v1alpha1.ReasonVerifyFailed, `the index lists execsnoop 1.0.0, but the Chart.yaml in execsnoop-2.0.0.tgz says version "2.0.0"`},
+		{"registry holds a chart of another name", v1alpha1.PackageRepositorySpec{URL: ociURL, SecretRef: &v1alpha1.SecretReference{Name: "reg", Namespace: ns}}, "", "", "", v1alpha1.ReasonVerifyFailed, `it was pulled as execsnoop 1.0.0 (name = last path element, version = tag), but the Chart.yaml in execsnoop-1.0.0.tgz says name "evil-renamed"`},
+		{"digest YAML reads as a number", v1alpha1.PackageRepositorySpec{URL: numeric.URL}, "", "", "", v1alpha1.ReasonVerifyFailed, "execsnoop 1.0.0: field digest is not a string: YAML reads it as the integer 0"},
+		{"entry without urls", v1alpha1.PackageRepositorySpec{URL: noURLs.URL}, "", "", "", v1alpha1.ReasonIndexFailed, "execsnoop 1.0.0: field urls is missing or empty"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -245,5 +270,44 @@ func TestFailuresCarryTheirReason(t *testing.T) {
 				t.Fatalf("err = %v (reason %q), want reason %s with %q", err, fetch.ReasonOf(err, ""), tt.reason, tt.want)
 			}
 		})
+	}
+}
+
+func copyInto(t *testing.T, dir, file string) {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, filepath.Base(file)), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCachedArchiveIsCheckedUnderItsNewName: an archive already in the
+// store is not downloaded again, but an index that lists its digest under
+// another name is still refused.
+func TestCachedArchiveIsCheckedUnderItsNewName(t *testing.T) {
+	honest := packagetest.Repo(t, t.TempDir(), packagetest.Source{Name: "net-base"})
+	aliasDir := filepath.Join(t.TempDir(), "alias")
+	copyInto(t, aliasDir, filepath.Join(honest, "net-base-1.0.0.tgz"))
+	alias, downloads := countingServer(t, packagetest.WriteIndex(t, aliasDir, packagetest.IndexEntry{Name: "execsnoop", URL: "net-base-1.0.0.tgz"}))
+
+	cache := t.TempDir()
+	gp := gadgetPackage(createRepo(t, v1alpha1.PackageRepositorySpec{URL: "file://" + honest}), "", "")
+	gp.Spec.Package = "net-base"
+	if _, err := newFetcher(t, cache).Download(ctx, gp); err != nil {
+		t.Fatal(err)
+	}
+	_, err := newFetcher(t, cache).Download(ctx, gadgetPackage(createRepo(t, v1alpha1.PackageRepositorySpec{URL: alias.URL}), "", ""))
+	want := `the index lists execsnoop 1.0.0, but the Chart.yaml in execsnoop-1.0.0.tgz says name "net-base"`
+	if fetch.ReasonOf(err, "") != v1alpha1.ReasonVerifyFailed || !strings.Contains(err.Error(), want) {
+		t.Fatalf("err = %v (reason %q), want %s with %q", err, fetch.ReasonOf(err, ""), v1alpha1.ReasonVerifyFailed, want)
+	}
+	if downloads.Load() != 0 {
+		t.Errorf("%d downloads, want the cached archive", downloads.Load())
 	}
 }

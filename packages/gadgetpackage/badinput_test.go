@@ -6,6 +6,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sort"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -222,5 +225,104 @@ func waitWarning(t *testing.T, ns, name, reason string, want []string) {
 			t.Fatalf("no Warning Event %s naming %q on %s/%s within 30s; Events: %q", reason, want, ns, name, seen)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestIndexEntriesThatLieFailOnlyThemselves drives index entries that do
+// not describe their archive, or that YAML reads differently from what
+// they look like, through GadgetPackages against a repository served over
+// HTTP: each ends Ready=False with its reason and a message naming the
+// chart, the version and what is wrong, with a Warning Event; the
+// repository lists them as malformed, and a good neighbour in the same
+// repository stays Ready.
+func TestIndexEntriesThatLieFailOnlyThemselves(t *testing.T) {
+	startWith(t, setup{})
+	ns := env.Namespace(t)
+	dir := t.TempDir()
+	archives := map[string][]byte{
+		"neighbour-1.0.0.tgz":      packed(t, packagetest.Source{Name: "neighbour"}),
+		"evil-renamed-1.0.0.tgz":   packed(t, packagetest.Source{Name: "evil-renamed"}),
+		"version-lie-2.0.0.tgz":    packed(t, packagetest.Source{Name: "version-lie", Version: "2.0.0"}),
+		"numeric-digest-1.0.0.tgz": packed(t, packagetest.Source{Name: "numeric-digest"}),
+		"md5-digest-1.0.0.tgz":     packed(t, packagetest.Source{Name: "md5-digest"}),
+	}
+	for name, data := range archives {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	packagetest.WriteIndex(t, dir,
+		packagetest.IndexEntry{Name: "neighbour"},
+		packagetest.IndexEntry{Name: "evil-alias", URL: "evil-renamed-1.0.0.tgz"},
+		packagetest.IndexEntry{Name: "version-lie", Version: "1.0.0", URL: "version-lie-2.0.0.tgz"},
+		packagetest.IndexEntry{Name: "numeric-digest", Digest: strings.Repeat("0", 64)},
+		packagetest.IndexEntry{Name: "md5-digest", Digest: "md5:d41d8cd98f00b204e9800998ecf8427e"},
+		packagetest.IndexEntry{Name: "no-urls", URL: packagetest.Omit, Digest: strings.Repeat("a", 64)})
+	srv := httptest.NewServer(http.FileServer(http.Dir(dir)))
+	t.Cleanup(srv.Close)
+	repoName := strings.ToLower(ns) + "-lies"
+	createRepo(t, repoName, srv.URL)
+
+	createPackage(t, ns, "neighbour", repoName, "*")
+	before := waitFor(t, ns, "neighbour", "Ready", func(gp *v1alpha1.GadgetPackage) bool { return isTrue(gp, v1alpha1.ConditionReady) })
+	readySince := condition(before, v1alpha1.ConditionReady).LastTransitionTime
+
+	cases := []struct {
+		name   string
+		reason string
+		want   []string // in the Ready message and the Event
+	}{
+		{"evil-alias", v1alpha1.ReasonVerifyFailed, []string{"archive holds another chart", "the index lists evil-alias 1.0.0", `says name "evil-renamed"`}},
+		{"version-lie", v1alpha1.ReasonVerifyFailed, []string{"archive holds another chart", "the index lists version-lie 1.0.0", `says version "2.0.0"`}},
+		{"numeric-digest", v1alpha1.ReasonVerifyFailed, []string{"numeric-digest 1.0.0", "field digest is not a string", "YAML reads it as the integer 0"}},
+		{"md5-digest", v1alpha1.ReasonVerifyFailed, []string{"md5-digest 1.0.0", `field digest "md5:d41d8cd98f00b204e9800998ecf8427e" is not sha256:<64 hex digits> or 64 hex digits`}},
+		{"no-urls", v1alpha1.ReasonIndexFailed, []string{"no-urls 1.0.0", "field urls is missing or empty"}},
+	}
+	for _, tc := range cases {
+		createPackage(t, ns, tc.name, repoName, "*")
+	}
+	t.Run("bad", func(t *testing.T) {
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				t.Parallel()
+				gp := waitFor(t, ns, tc.name, "Stalled", func(gp *v1alpha1.GadgetPackage) bool { return isTrue(gp, v1alpha1.ConditionStalled) })
+				c := condition(gp, v1alpha1.ConditionReady)
+				if c.Status != metav1.ConditionFalse || c.Reason != tc.reason {
+					t.Errorf("Ready = %s %s, want False %s (message %q)", c.Status, c.Reason, tc.reason, c.Message)
+				}
+				for _, w := range tc.want {
+					if !strings.Contains(c.Message, w) {
+						t.Errorf("Ready message %q does not contain %q", c.Message, w)
+					}
+				}
+				if gp.Status.Phase != v1alpha1.PhasePending {
+					t.Errorf("phase %s, want %s: nothing of a refused package loads", gp.Status.Phase, v1alpha1.PhasePending)
+				}
+				waitWarning(t, ns, tc.name, tc.reason, tc.want)
+			})
+		}
+	})
+
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		var pr v1alpha1.PackageRepository
+		if err := env.Client.Get(context.Background(), client.ObjectKey{Name: repoName}, &pr); err != nil {
+			t.Fatal(err)
+		}
+		c := meta.FindStatusCondition(pr.Status.Conditions, v1alpha1.ConditionReady)
+		if c != nil && c.Status == metav1.ConditionTrue && strings.Contains(c.Message, "3 version(s) cannot be installed because their index entries are malformed") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("PackageRepository %s Ready = %+v, want True listing the 3 malformed entries", repoName, c)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	var now v1alpha1.GadgetPackage
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "neighbour"}, &now); err != nil {
+		t.Fatal(err)
+	}
+	c := condition(&now, v1alpha1.ConditionReady)
+	if c == nil || c.Status != metav1.ConditionTrue || !c.LastTransitionTime.Equal(&readySince) || now.Status.Phase != v1alpha1.PhaseRunning {
+		t.Errorf("neighbour after the bad entries: Ready %+v (Ready since %s), phase %s", c, readySince, now.Status.Phase)
 	}
 }

@@ -188,6 +188,10 @@ type Version struct {
 	URLs []string
 	// Created is when the version was packaged, when the index says.
 	Created time.Time
+	// Problem, when not nil, says why the index entry cannot be installed
+	// as written (wrapping ErrBadIndexEntry or ErrBadDigest); Download
+	// returns it. Digest is empty when the digest is the problem.
+	Problem error
 }
 
 // Index is what a repository offers.
@@ -209,13 +213,14 @@ func (i *Index) Names() []string {
 	return names
 }
 
-// Problems lists entries a package cannot be installed from (no digest),
-// one sentence each, sorted.
+// Problems lists entries a package cannot be installed from because they
+// have no digest, one sentence each, sorted. Malformed lists the entries
+// that are written wrongly.
 func (i *Index) Problems() []string {
 	var out []string
 	for _, n := range i.Names() {
 		for _, v := range i.Packages[n] {
-			if v.Digest == "" && len(v.URLs) > 0 {
+			if v.Digest == "" && len(v.URLs) > 0 && v.Problem == nil {
 				out = append(out, fmt.Sprintf("%s %s has no digest", n, v.Version))
 			}
 		}
@@ -239,19 +244,30 @@ func (c *Client) Index(ctx context.Context, names ...string) (*Index, error) {
 	}
 	f, err := ParseIndex(data)
 	if err != nil {
+		// Helm's message names the field but not the entry (a version YAML
+		// reads as a number fails the whole file): name it when we can.
+		if problems := entryProblems(data); len(problems) > 0 {
+			return nil, fmt.Errorf("read index of %s: %w; %s", c.opts.URL, err, joinProblems(problems))
+		}
 		return nil, fmt.Errorf("read index of %s: %w", c.opts.URL, err)
 	}
+	problems := entryProblems(data)
 	sum := sha256.Sum256(data)
 	idx := &Index{Digest: "sha256:" + hex.EncodeToString(sum[:]), Packages: map[string][]Version{}}
 	for name, cvs := range f.Entries {
 		for _, cv := range cvs {
-			idx.Packages[name] = append(idx.Packages[name], Version{
+			v := Version{
 				Name:    name,
 				Version: cv.Version,
 				Digest:  strings.ToLower(strings.TrimPrefix(cv.Digest, "sha256:")),
 				URLs:    cv.URLs,
 				Created: cv.Created,
-			})
+				Problem: problems[entryKey{name, cv.Version}],
+			}
+			if errors.Is(v.Problem, ErrBadDigest) {
+				v.Digest = ""
+			}
+			idx.Packages[name] = append(idx.Packages[name], v)
 		}
 	}
 	return idx, nil
@@ -359,13 +375,21 @@ type Archive struct {
 	Provenance []byte
 }
 
-// Download fetches the archive of v, checks its digest and fetches its
-// provenance file when there is one. A version without a digest is refused
-// with ErrNoDigest, a wrong digest with ErrDigestMismatch.
+// Download fetches the archive of v, checks its digest and that it holds
+// the chart v names (CheckChart), and fetches its provenance file when
+// there is one. A malformed entry is refused with v.Problem, a version
+// without a digest with ErrNoDigest, a wrong digest with
+// ErrDigestMismatch, another chart with ErrChartMismatch.
 func (c *Client) Download(ctx context.Context, v Version) (*Archive, error) {
 	a := &Archive{Name: v.Name, Version: v.Version, Filename: fmt.Sprintf("%s-%s.tgz", v.Name, v.Version)}
 	if c.IsOCI() {
-		return a, c.pullOCI(ctx, v, a)
+		if err := c.pullOCI(ctx, v, a); err != nil {
+			return nil, err
+		}
+		return a, nil
+	}
+	if v.Problem != nil {
+		return nil, fmt.Errorf("download from %s: %w", c.opts.URL, v.Problem)
 	}
 	if v.Digest == "" {
 		return nil, fmt.Errorf("download %s %s from %s: %w: digests are mandatory; regenerate the index with 'gadgetpm repo build' or 'helm repo index'", v.Name, v.Version, c.opts.URL, ErrNoDigest)
@@ -387,6 +411,9 @@ func (c *Client) Download(ctx context.Context, v Version) (*Archive, error) {
 	}
 	if path.Base(v.URLs[0]) != "" && strings.HasSuffix(v.URLs[0], ".tgz") {
 		a.Filename = path.Base(v.URLs[0])
+	}
+	if err := c.CheckChart(ctx, a); err != nil {
+		return nil, fmt.Errorf("download %s %s from %s: %w", v.Name, v.Version, c.opts.URL, err)
 	}
 	prov, err := c.fetch(ctx, v.URLs[0]+".prov", 1<<20)
 	switch {
@@ -423,6 +450,9 @@ func (c *Client) pullOCI(ctx context.Context, v Version, a *Archive) error {
 	}
 	if v.Digest != "" && v.Digest != a.Digest {
 		return fmt.Errorf("pull %s: %w: expected sha256:%s, got sha256:%s", ref, ErrDigestMismatch, v.Digest, a.Digest)
+	}
+	if err := c.CheckChart(ctx, a); err != nil {
+		return fmt.Errorf("pull %s: %w", ref, err)
 	}
 	if res.Prov != nil && len(res.Prov.Data) > 0 {
 		a.Provenance = res.Prov.Data

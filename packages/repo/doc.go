@@ -4,9 +4,13 @@
 // repository (index.yaml beside the archives) or an oci:// registry path
 // holding one chart per package. It lists packages and versions (Index),
 // chooses a version by semver constraint (Resolve) and downloads an archive
-// with its sha256 digest checked and, when asked, its Helm provenance
-// verified (Download, Verify). Helm's getter, repo, registry and provenance
-// packages do the protocol work; index.yaml is never parsed by hand.
+// with its sha256 digest checked, its Chart.yaml checked against the name
+// and version it was listed (or tagged) as (CheckChart) and, when asked,
+// its Helm provenance verified (Download, Verify). Helm's getter, repo,
+// registry and provenance packages do the protocol work; index.yaml is
+// never parsed by hand. It is read a second time with the YAML reader
+// Helm's loader uses, only to find the entries that loader silently
+// changes (a digest YAML reads as a number) or cannot use (Malformed).
 //
 // Build packs package sources into a repository that stock Helm reads.
 //

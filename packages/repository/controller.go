@@ -119,11 +119,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	pr.Status.Packages, pr.Status.PackageCount = summarize(idx)
 	msg := fmt.Sprintf("%d package(s) at %s", pr.Status.PackageCount, pr.Spec.URL)
 	if problems := idx.Problems(); len(problems) > 0 {
-		shown := problems
-		if len(shown) > maxMessageProblems {
-			shown = append(shown[:maxMessageProblems:maxMessageProblems], fmt.Sprintf("and %d more", len(problems)-maxMessageProblems))
-		}
-		msg += fmt.Sprintf("; %d version(s) cannot be installed because digests are mandatory: %s", len(problems), strings.Join(shown, ", "))
+		msg += fmt.Sprintf("; %d version(s) cannot be installed because digests are mandatory: %s", len(problems), firstProblems(problems, ", "))
+	}
+	if malformed := idx.Malformed(); len(malformed) > 0 {
+		msg += fmt.Sprintf("; %d version(s) cannot be installed because their index entries are malformed: %s", len(malformed), firstProblems(malformed, "; "))
 	}
 	if changed {
 		r.event(&pr, "Normal", v1alpha1.ReasonSucceeded, msg)
@@ -163,6 +162,16 @@ func (r *Reconciler) requestedPackages(ctx context.Context, repository string) (
 		}
 	}
 	return out, nil
+}
+
+// firstProblems joins the first maxMessageProblems of problems with sep
+// and says how many more there are.
+func firstProblems(problems []string, sep string) string {
+	shown := problems
+	if len(shown) > maxMessageProblems {
+		shown = append(shown[:maxMessageProblems:maxMessageProblems], fmt.Sprintf("and %d more", len(problems)-maxMessageProblems))
+	}
+	return strings.Join(shown, sep)
 }
 
 func summarize(idx *repo.Index) ([]v1alpha1.RepositoryPackage, int32) {

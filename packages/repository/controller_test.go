@@ -141,6 +141,10 @@ func TestSyncReportsBadRepositories(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(noDigest, "index.yaml"), []byte(strings.Join(kept, "\n")), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	malformedEntries := packagetest.Repo(t, t.TempDir(), packagetest.Source{})
+	packagetest.WriteIndex(t, malformedEntries,
+		packagetest.IndexEntry{Name: "execsnoop", Digest: strings.Repeat("0", 64)},
+		packagetest.IndexEntry{Name: "execsnoop", Version: "1.1.0", URL: packagetest.Omit, Digest: strings.Repeat("a", 64)})
 	authed := serve(t, good, "alice", "s3cret")
 	ns := env.Namespace(t)
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "creds", Namespace: ns}, Data: map[string][]byte{"username": []byte("alice"), "password": []byte("s3cret")}}
@@ -164,6 +168,7 @@ func TestSyncReportsBadRepositories(t *testing.T) {
 		{"secret without password", v1alpha1.PackageRepositorySpec{URL: authed.URL, SecretRef: &v1alpha1.SecretReference{Name: "nopass", Namespace: ns}}, metav1.ConditionFalse, `Secret ` + ns + `/nopass has no key "password"`},
 		{"malformed index", v1alpha1.PackageRepositorySpec{URL: "file://" + malformed}, metav1.ConditionFalse, "parse index.yaml"},
 		{"entry without digest", v1alpha1.PackageRepositorySpec{URL: "file://" + noDigest}, metav1.ConditionTrue, "1 version(s) cannot be installed because digests are mandatory: execsnoop 1.0.0 has no digest"},
+		{"malformed entries", v1alpha1.PackageRepositorySpec{URL: "file://" + malformedEntries}, metav1.ConditionTrue, "1 package(s) at file://" + malformedEntries + "; 2 version(s) cannot be installed because their index entries are malformed: malformed index entry execsnoop 1.1.0: field urls is missing or empty: the entry names no archive to download; malformed digest in index entry execsnoop 1.0.0: field digest is not a string: YAML reads it as the integer 0; quote it (digest: \"sha256:<64 hex digits>\")"},
 		{"bad CA bundle", v1alpha1.PackageRepositorySpec{URL: "https://127.0.0.1:1", CABundle: []byte("junk")}, metav1.ConditionFalse, "caBundle holds no PEM certificate"},
 	}
 	r := &Reconciler{Client: env.Client}

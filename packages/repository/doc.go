@@ -5,7 +5,8 @@
 // The controller syncs every repository on spec.interval: it reads the
 // index (for an oci:// registry, the tags of the packages GadgetPackages
 // ask for, since registries cannot list their repositories) and writes
-// status: the Ready condition with a reason, lastSyncTime, indexDigest and
+// status: the Ready condition with a reason (and the versions that cannot
+// be installed: no digest, malformed entry), lastSyncTime, indexDigest and
 // the packages with their newest versions (bounded). A repository that
 // cannot be read goes Ready=False and keeps its last good package list;
 // installed packages are not touched. It runs on the leader only.

@@ -186,8 +186,9 @@ func NewRunID() string {
 // Run executes hook h once: it waits for the hook's rate limit, writes the
 // input files into a fresh directory, runs the executable in the package
 // directory with the minimal environment and the timeout, streams its
-// output into in.Logger (with package, hook, binding, queue and run ID),
-// keeps its last lines for Output, and reads back the result files. Only a failure to start (or ctx cancelled
+// output into in.Logger (with package, hook, binding, queue and run ID)
+// within the hook's output limit, keeps its last lines for Output, and
+// reads back the result files. Only a failure to start (or ctx cancelled
 // while waiting) returns an error; everything else is in RunResult.
 func (r *Runner) Run(ctx context.Context, h *Hook, in RunInput) (*RunResult, error) {
 	if h == nil || h.Config == nil {

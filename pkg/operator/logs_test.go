@@ -99,13 +99,15 @@ exit 1
 		}
 		given[tc.name] = len(lines)
 	}
-	// Each attempt of the hook is one info line beside its stderr line; an
-	// error line stands for 2 attempts.
+	// Each failed attempt of the hook is one info line beside its stderr
+	// line; an error line stands for 2 attempts.
 	attempts := logs.Count(`"level"=0`, `"msg"="hook failed; its task will be retried"`, `"package"="`+ns+`.hookfail"`, "cannot start: no such device")
 	if attempts < 2 || given["hookfail"] > attempts/2 {
 		t.Errorf("%d info lines for failed attempts and %d error lines: want an error line only per 2 attempts", attempts, given["hookfail"])
 	}
-	if n := logs.Count(`"msg"="cannot start: no such device"`, `"output"="stderr"`, `"hook"="10-start.sh"`, `"binding"="onStartup"`, `"queue"="`+ns+`.hookfail"`, `"runID"=`); n != attempts {
+	// A run of a re-armed plan cancelled by the stall is no failed
+	// attempt, but its output is logged too.
+	if n := logs.Count(`"msg"="cannot start: no such device"`, `"output"="stderr"`, `"hook"="10-start.sh"`, `"binding"="onStartup"`, `"queue"="`+ns+`.hookfail"`, `"runID"=`); n < attempts {
 		t.Errorf("the hook's stderr line is logged %d times, want once per attempt (%d)", n, attempts)
 	}
 	if lines := errorLines(logs, `"package"="`+ns+`.fine"`); len(lines) != 0 {

@@ -10,7 +10,6 @@ import (
 	"sync"
 	"syscall"
 
-	"github.com/go-logr/logr/funcr"
 	"github.com/spf13/cobra"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -19,8 +18,9 @@ import (
 
 func newDevCommand() *cobra.Command {
 	var (
-		opts    devenv.Options
-		logFile string
+		opts      devenv.Options
+		logFile   string
+		logFormat *string
 	)
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -45,7 +45,9 @@ repository server and the control plane within 10 seconds and exits 0.
 
 Everything is written under --dir (default <checkout>/hack/dev), so a
 non-root user can run it; loading eBPF programs still needs root. The
-operator's log goes to <dir>/operator.log (--log-file - for stderr).
+operator's log goes to <dir>/operator.log (--log-file - for stderr), as
+text (--log-format json for JSON lines); the hooks' printed lines are in
+it, and the last ones of each hook in 'gadgetpm dump'.
 The API server's data lives in a temporary directory removed on stop: each
 run starts from an empty cluster.`,
 		Example: `  # from the checkout
@@ -62,6 +64,9 @@ run starts from an empty cluster.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := cmd.OutOrStdout()
+			if err := checkLogFormat(*logFormat); err != nil {
+				return err
+			}
 			root, err := devenv.FindRoot(firstNonEmpty(opts.Root, "."))
 			if err != nil {
 				return err
@@ -75,12 +80,14 @@ run starts from an empty cluster.`,
 				return err
 			}
 			defer closeLogs()
-			opts.Logger = funcr.New(func(prefix, args string) {
-				if prefix != "" {
-					args = prefix + ": " + args
-				}
-				fmt.Fprintln(logs, args)
-			}, funcr.Options{LogTimestamp: true, LogCaller: funcr.Error})
+			if opts.Logger, err = newLogger(logs, *logFormat, 0); err != nil {
+				return err
+			}
+			// The commands printed for the user name this very binary:
+			// `make run` puts nothing on PATH.
+			if opts.Command, err = os.Executable(); err != nil {
+				return fmt.Errorf("find the gadgetpm binary to name in the commands to try: %w", err)
+			}
 			// The control plane's helpers log through controller-runtime's
 			// root logger.
 			ctrllog.SetLogger(opts.Logger)
@@ -100,6 +107,7 @@ run starts from an empty cluster.`,
 	f.StringVar(&opts.Package, "package", devenv.DefaultPackage, "bundled package (a chart under charts/packages) to install")
 	f.StringVar(&opts.Namespace, "namespace", devenv.DefaultNamespace, "namespace of the GadgetPackage")
 	f.StringVar(&logFile, "log-file", "", "file for the operator's log, - for stderr (default <dir>/operator.log)")
+	logFormat = logFlags(cmd, logFormatText)
 	return cmd
 }
 

@@ -158,6 +158,23 @@ func alive(pid int, comm string) bool {
 	return strings.Contains(s, "("+comm+")") && !strings.Contains(s, ") Z ")
 }
 
+// runPrinted runs the command that gadgetpm dev printed on the line
+// holding marker, as a user pasting it into a shell would: from another
+// directory, with nothing of the checkout on PATH.
+func runPrinted(t *testing.T, printed, marker string) ([]byte, error) {
+	t.Helper()
+	for _, l := range strings.Split(printed, "\n") {
+		if strings.Contains(l, marker) {
+			cmd := exec.Command("/bin/sh", "-c", strings.TrimSpace(l))
+			cmd.Dir = t.TempDir()
+			cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + t.TempDir()}
+			return cmd.CombinedOutput()
+		}
+	}
+	t.Fatalf("no command with %q was printed:\n%s", marker, printed)
+	return nil, nil
+}
+
 func TestDevEndToEnd(t *testing.T) {
 	requireAssets(t)
 	// The test's own clients log through controller-runtime's root logger.
@@ -197,7 +214,7 @@ func TestDevEndToEnd(t *testing.T) {
 
 	out.waitFor(t, "Press Ctrl-C to stop everything.", 5*time.Minute, exited)
 	printed := out.String()
-	for _, want := range []string{"[1/6]", "[6/6]", "export KUBECONFIG=" + kubeconfig, "kubectl get gadgetpackages", "kubectl get traces", "gadgetpm dump --socket " + socket} {
+	for _, want := range []string{"[1/6]", "[6/6]", "export KUBECONFIG=" + kubeconfig, "kubectl get gadgetpackages", "kubectl get traces", bin + " dump --socket " + socket} {
 		if !strings.Contains(printed, want) {
 			t.Errorf("output lacks %q:\n%s", want, printed)
 		}
@@ -279,7 +296,7 @@ func TestDevEndToEnd(t *testing.T) {
 	})
 
 	t.Run("dump answers", func(t *testing.T) {
-		dump, err := exec.Command(bin, "dump", "--socket", socket).CombinedOutput()
+		dump, err := runPrinted(t, printed, " dump --socket ")
 		if err != nil {
 			t.Fatalf("gadgetpm dump: %v\n%s", err, dump)
 		}
@@ -294,7 +311,7 @@ func TestDevEndToEnd(t *testing.T) {
 		if !found {
 			t.Fatalf("dump lacks package %s.%s:\n%s", devenv.DefaultNamespace, devTestPackage, dump)
 		}
-		queues, err := exec.Command(bin, "queue", "list", "--socket", socket).CombinedOutput()
+		queues, err := runPrinted(t, printed, " queue list --socket ")
 		if err != nil || !strings.HasPrefix(string(queues), "NAME ") {
 			t.Fatalf("gadgetpm queue list: %v\n%s", err, queues)
 		}
@@ -348,6 +365,7 @@ func TestDevBadInput(t *testing.T) {
 		{"assets without binaries", []string{"--assets", dir}, []string{"--assets", "kube-apiserver"}},
 		{"root outside a checkout", []string{"--root", "/"}, []string{"no gadgetpm go.mod", "--root"}},
 		{"extra argument", []string{"now"}, []string{"unknown command"}},
+		{"bad log format", []string{"--log-format", "xml"}, []string{`--log-format "xml"`, `"json"`, `"text"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"dev", "--dir", filepath.Join(dir, "dev"), "--package", devTestPackage, "--log-file", "-"}, tc.args...)
@@ -380,7 +398,10 @@ func TestDevHelp(t *testing.T) {
 }
 
 // TestMakeRun runs `make run` the way a terminal does: make and gadgetpm in
-// one foreground process group that Ctrl-C signals as a whole.
+// one foreground process group that Ctrl-C signals as a whole. It installs
+// the default package, hook-demo, as a new user's first run does: its
+// hooks' printed lines are in the operator log, and the printed dump
+// command, run as printed, shows them too.
 func TestMakeRun(t *testing.T) {
 	requireAssets(t)
 	if _, err := exec.LookPath("make"); err != nil {
@@ -392,7 +413,7 @@ func TestMakeRun(t *testing.T) {
 	}
 	dir := t.TempDir()
 	cmd := exec.Command("make", "-C", root, "run",
-		"ARGS=--dir "+dir+" --package "+devTestPackage+" --node make-node")
+		"ARGS=--dir "+dir+" --node make-node")
 	if testenv.Race {
 		// make build then reuses the packages this test run compiled with
 		// the race detector instead of compiling every dependency again.
@@ -422,6 +443,29 @@ func TestMakeRun(t *testing.T) {
 	})
 
 	out.waitFor(t, "Press Ctrl-C to stop everything.", 10*time.Minute, exited)
+	printed := out.String()
+	logFile := filepath.Join(dir, "operator.log")
+	if !strings.Contains(printed, "operator log: "+logFile) {
+		t.Errorf("make run does not say where the operator log is (%s):\n%s", logFile, printed)
+	}
+	// hook-demo's onStartup hook says "hook-demo 10-startup.sh: started;
+	// binding context [...]".
+	const said = "hook-demo 10-startup.sh: started"
+	var dump []byte
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		log, _ := os.ReadFile(logFile)
+		var err error
+		dump, err = runPrinted(t, printed, " dump --socket ")
+		if err != nil {
+			t.Fatalf("the printed dump command failed: %v\n%s", err, dump)
+		}
+		if strings.Contains(string(log), said) && strings.Contains(string(dump), said) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("hook-demo's line %q is not in both the operator log and the dump within 2 minutes:\nlog:\n%s\ndump:\n%s", said, log, dump)
+		}
+	}
 	// make's child is bin/gadgetpm dev; its children the control plane.
 	var devPid int
 	for pid, comm := range childProcesses(t, cmd.Process.Pid) {

@@ -6,11 +6,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"go.uber.org/zap/zapcore"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/gadgetpm/gadgetpm/pkg/operator"
 )
@@ -20,6 +18,7 @@ func newOperatorCommand() *cobra.Command {
 		kubeconfig string
 		opts       operator.RunOptions
 		verbosity  int
+		logFormat  *string
 	)
 	cmd := &cobra.Command{
 		Use:   "operator",
@@ -35,6 +34,10 @@ It serves Prometheus metrics on --metrics-bind-address, /healthz and
 order (drift monitors, kube events, cron, event handler, queues; running
 tasks get --stop-grace) and exits 0.
 
+The log goes to stderr, one entry a line, JSON by default (--log-format
+text for a terminal). Every line a hook prints is an entry with the
+package, hook, binding, queue, runID and output (stdout or stderr) fields.
+
 The cluster is reached through --kubeconfig, else $KUBECONFIG, else the
 in-cluster service account.`,
 		Example: `  # in a DaemonSet (see charts/gadgetpm)
@@ -45,11 +48,10 @@ in-cluster service account.`,
     --namespaces gadget --data-dir /tmp/gadgetpm --debug-socket /tmp/gadgetpm.sock`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			zopts := zap.Options{Development: false}
-			if verbosity > 0 {
-				zopts.Level = zapcore.Level(-verbosity)
+			log, err := newLogger(cmd.ErrOrStderr(), *logFormat, verbosity)
+			if err != nil {
+				return err
 			}
-			log := zap.New(zap.UseFlagOptions(&zopts), zap.WriteTo(cmd.ErrOrStderr()))
 			ctrl.SetLogger(log)
 			opts.Logger = log.WithName("gadgetpm")
 			cfg, err := restConfig(kubeconfig)
@@ -78,6 +80,7 @@ in-cluster service account.`,
 	clientFlags(cmd, "patcher", "the object patcher's client (hooks' object patches)", &opts.Patcher, 100, 200)
 	clientFlags(cmd, "kube-events", "the Kubernetes events manager's client (hooks' kubernetes bindings)", &opts.KubeEvents, 20, 40)
 	f.IntVarP(&verbosity, "v", "v", 0, "log verbosity: 0 info, 1 debug (Helm's output, every patch), 2 and more trace")
+	logFormat = logFlags(cmd, logFormatJSON)
 	return cmd
 }
 

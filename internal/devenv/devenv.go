@@ -86,6 +86,10 @@ type Options struct {
 	Out io.Writer
 	// Logger is the operator's logger. Default discard.
 	Logger logr.Logger
+	// Command is the gadgetpm binary named in the commands printed for
+	// the user to try, so they work as printed whatever PATH holds; the
+	// caller passes its own os.Executable(). Default "gadgetpm".
+	Command string
 
 	// socketWait bounds the wait for the debug socket to answer. Default
 	// 20s.
@@ -99,6 +103,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.Logger.GetSink() == nil {
 		o.Logger = logr.Discard()
+	}
+	if o.Command == "" {
+		o.Command = "gadgetpm"
 	}
 	if o.socketWait == 0 {
 		o.socketWait = 20 * time.Second
@@ -351,17 +358,34 @@ func Run(ctx context.Context, opts Options) (err error) {
 
 func printNext(opts Options) {
 	w := opts.Out
+	bin, socket := shellQuote(opts.Command), shellQuote(opts.DebugSocket)
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "gadgetpm is running. Try next, in another terminal:")
-	fmt.Fprintf(w, "  export KUBECONFIG=%s\n", opts.Kubeconfig)
+	fmt.Fprintf(w, "  export KUBECONFIG=%s\n", shellQuote(opts.Kubeconfig))
 	fmt.Fprintln(w, "  kubectl get packagerepositories")
 	fmt.Fprintln(w, "  kubectl get gadgetpackages -A")
 	fmt.Fprintln(w, "  kubectl get traces -A")
 	if opts.DebugSocket != "-" {
-		fmt.Fprintf(w, "  gadgetpm dump --socket %s\n", opts.DebugSocket)
-		fmt.Fprintf(w, "  gadgetpm queue list --socket %s\n", opts.DebugSocket)
+		fmt.Fprintf(w, "  %s dump --socket %s\n", bin, socket)
+		fmt.Fprintf(w, "  %s queue list --socket %s\n", bin, socket)
 	}
 	fmt.Fprintln(w, "Press Ctrl-C to stop everything.")
+}
+
+// shellQuote quotes s for a POSIX shell when it holds anything but
+// characters that are safe unquoted, so printed commands paste as they are.
+func shellQuote(s string) string {
+	safe := s != ""
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._-+=:,@%", r)) {
+			safe = false
+			break
+		}
+	}
+	if safe {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func newScheme() (*runtime.Scheme, error) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -238,5 +239,49 @@ func TestHookKubeEnv(t *testing.T) {
 	restore()
 	if os.Getenv("KUBECONFIG") != "/home/me/.kube/config" || os.Getenv("KUBERNETES_SERVICE_HOST") != "10.0.0.1" {
 		t.Fatalf("not restored: %q %q", os.Getenv("KUBECONFIG"), os.Getenv("KUBERNETES_SERVICE_HOST"))
+	}
+}
+
+// The commands printed for the user run as printed: they name the binary
+// by its path (nothing is on PATH after `make run`), and paths a shell
+// would split are quoted.
+func TestPrintNextCommandsRunAsPrinted(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "it's a dir")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "gadgetpm")
+	// Stands in for the binary: prints its arguments, one a line.
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\nfor a in \"$@\"; do echo \"$a\"; done\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	socket := filepath.Join(dir, "debug.sock")
+	var out bytes.Buffer
+	printNext(Options{Out: &out, Command: bin, DebugSocket: socket, Kubeconfig: filepath.Join(dir, "kubeconfig")})
+	for _, tc := range []struct{ marker, want string }{
+		{" dump --socket ", "dump\n--socket\n" + socket + "\n"},
+		{" queue list --socket ", "queue\nlist\n--socket\n" + socket + "\n"},
+		{"export KUBECONFIG=", ""},
+	} {
+		var line string
+		for _, l := range strings.Split(out.String(), "\n") {
+			if strings.Contains(l, tc.marker) {
+				line = strings.TrimSpace(l)
+			}
+		}
+		if line == "" {
+			t.Fatalf("no line with %q:\n%s", tc.marker, out.String())
+		}
+		cmd := exec.Command("/bin/sh", "-c", line+` && echo "$KUBECONFIG"`)
+		cmd.Dir, cmd.Env = t.TempDir(), []string{"PATH=/usr/bin:/bin"}
+		got, err := cmd.CombinedOutput()
+		if tc.want == "" {
+			tc.want = filepath.Join(dir, "kubeconfig") + "\n"
+		} else {
+			tc.want += "\n" // $KUBECONFIG is empty
+		}
+		if err != nil || string(got) != tc.want {
+			t.Errorf("%s: %v, output %q, want %q", line, err, got, tc.want)
+		}
 	}
 }

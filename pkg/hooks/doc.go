@@ -20,7 +20,11 @@
 //   - Runner.Run executes one run: a temporary directory with the protocol's
 //     files, the package directory as working directory, a minimal
 //     environment, a timeout that kills the hook's process group, output
-//     logged line by line, and a rate limit from the hook's settings.
+//     logged line by line (to RunInput.Logger or TaskDeps.Logger, with the
+//     package, hook, binding, queue and run ID; at most OutputBurst lines
+//     and then OutputLinesPerSecond per hook, the rest counted), the
+//     hook's last lines kept for the dump (Runner.Output), and a rate
+//     limit from the hook's settings.
 //   - RunTask.Execute applies the results: object patches through an
 //     ObjectPatcher even when the hook failed; values patches through a
 //     ValuesSource (ValuesStore validates them against values.schema.json

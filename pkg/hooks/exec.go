@@ -121,13 +121,16 @@ func killGroup(cmd *exec.Cmd) {
 
 // lineLogger writes each line of a hook's output as one log entry, however
 // long; a line longer than maxLogLine is split so a hook printing without
-// newlines cannot exhaust memory. Not safe for concurrent use: exec gives
-// each stream its own copying goroutine.
+// newlines cannot exhaust memory. With out set, every line goes to the
+// hook's tail and only the lines its rate limit allows to the log. Not
+// safe for concurrent use: exec gives each stream its own copying
+// goroutine.
 type lineLogger struct {
 	log    logr.Logger
 	stream string
 	buf    []byte
 	max    int
+	out    *runOutput
 }
 
 func newLineLogger(log logr.Logger, stream string) *lineLogger {
@@ -169,6 +172,9 @@ func (l *lineLogger) Flush() {
 func (l *lineLogger) emit(line []byte) {
 	if n := len(line); n > 0 && line[n-1] == '\r' {
 		line = line[:n-1]
+	}
+	if l.out != nil && !l.out.take(l.stream, line) {
+		return
 	}
 	l.log.Info(string(line), "output", l.stream)
 }

@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -52,7 +54,29 @@ type RunnerOptions struct {
 	// KeepRunDirs keeps each run's directory for debugging instead of
 	// removing it. Default false.
 	KeepRunDirs bool
+	// OutputLinesPerSecond and OutputBurst bound how many lines of one
+	// hook's output reach the log (a token bucket per hook, shared by its
+	// runs and both streams), so a hook printing without pause cannot
+	// flood the log or slow the operator. Lines beyond it are dropped and
+	// counted; the run logs how many. Defaults DefaultOutputLinesPerSecond
+	// and DefaultOutputBurst; a negative rate logs every line.
+	OutputLinesPerSecond float64
+	OutputBurst          int
+	// OutputTail is how many of its last output lines each hook keeps
+	// for the dump (Runner.Output), dropped ones included. Default
+	// DefaultOutputTail.
+	OutputTail int
 }
+
+// Defaults of RunnerOptions' output limits.
+const (
+	DefaultOutputLinesPerSecond = 200
+	DefaultOutputBurst          = 2000
+	DefaultOutputTail           = 50
+	// MaxOutputTailLine is how many bytes of one line the tail keeps; the
+	// log gets the whole line.
+	MaxOutputTailLine = 1024
+)
 
 // Runner executes hooks. It is safe for concurrent use; it keeps one rate
 // limiter per hook (settings.executionMinInterval and executionBurst).
@@ -65,6 +89,9 @@ type Runner struct {
 	mu sync.Mutex
 	// limiters by Hook.ID(); guarded by mu.
 	limiters map[string]*rate.Limiter
+	// outputs by Hook.ID(): the output rate limit and tail; guarded by mu
+	// (each hookOutput guards its own tail).
+	outputs map[string]*hookOutput
 }
 
 // NewRunner returns a Runner; defaults are applied here.
@@ -75,7 +102,16 @@ func NewRunner(opts RunnerOptions) *Runner {
 	if opts.TempDir == "" {
 		opts.TempDir = os.TempDir()
 	}
-	return &Runner{opts: opts, now: time.Now, sleep: sleepCtx, limiters: map[string]*rate.Limiter{}}
+	if opts.OutputLinesPerSecond == 0 {
+		opts.OutputLinesPerSecond = DefaultOutputLinesPerSecond
+	}
+	if opts.OutputBurst <= 0 {
+		opts.OutputBurst = DefaultOutputBurst
+	}
+	if opts.OutputTail <= 0 {
+		opts.OutputTail = DefaultOutputTail
+	}
+	return &Runner{opts: opts, now: time.Now, sleep: sleepCtx, limiters: map[string]*rate.Limiter{}, outputs: map[string]*hookOutput{}}
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
@@ -96,6 +132,16 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 type RunInput struct {
 	// Binding labels the run in logs and metrics ("kubernetes:pods").
 	Binding string
+	// Queue is the queue the run's task is in, for the log; empty leaves
+	// the field out.
+	Queue string
+	// RunID tells this run's log lines from other runs'; default a new
+	// random one (NewRunID).
+	RunID string
+	// Logger receives every line of the hook's output and the run's own
+	// lines, with the package, hook, binding, queue and run ID as fields.
+	// Default the logger in the run's context, else none.
+	Logger logr.Logger
 	// Contexts are written to BINDING_CONTEXT_PATH as a JSON array.
 	Contexts []BindingContext
 	// Values and ConfigValues are written to VALUES_PATH and
@@ -124,12 +170,24 @@ type RunResult struct {
 	// OutputErr reports unreadable result files (bad JSON patch or metrics
 	// lines), naming the file.
 	OutputErr error
+	// RunID is the run's ID, as logged.
+	RunID string
+	// DroppedLines counts output lines the output limit kept out of the
+	// log.
+	DroppedLines int64
+}
+
+// NewRunID returns a random run ID: 8 hex digits, enough to tell runs
+// apart in a log.
+func NewRunID() string {
+	return strconv.FormatUint(rand.Uint64()&0xffffffff|1<<32, 16)[1:]
 }
 
 // Run executes hook h once: it waits for the hook's rate limit, writes the
 // input files into a fresh directory, runs the executable in the package
 // directory with the minimal environment and the timeout, streams its
-// output into the logger from ctx (with package, hook and binding), and
+// output into in.Logger (with package, hook, binding, queue and run ID)
+// within the hook's output limit, keeps its last lines for Output, and
 // reads back the result files. Only a failure to start (or ctx cancelled
 // while waiting) returns an error; everything else is in RunResult.
 func (r *Runner) Run(ctx context.Context, h *Hook, in RunInput) (*RunResult, error) {
@@ -155,8 +213,13 @@ func (r *Runner) Run(ctx context.Context, h *Hook, in RunInput) (*RunResult, err
 		return nil, fmt.Errorf("run hook %s: %w", h.Name, err)
 	}
 
-	log := logr.FromContextOrDiscard(ctx).WithValues("package", h.PackageKey, "hook", h.Name, "binding", in.Binding)
+	if in.RunID == "" {
+		in.RunID = NewRunID()
+	}
+	log := RunLogger(ctx, h, in)
+	out := &runOutput{hook: r.output(h), log: log, name: h.Name, perSecond: r.opts.OutputLinesPerSecond, run: in.RunID}
 	stdout, stderr := newLineLogger(log, "stdout"), newLineLogger(log, "stderr")
+	stdout.out, stderr.out = out, out
 	errTail := &tailWriter{max: maxKeptStderr}
 	timeout := r.opts.Timeout
 	if h.Timeout > 0 {
@@ -171,10 +234,11 @@ func (r *Runner) Run(ctx context.Context, h *Hook, in RunInput) (*RunResult, err
 		return nil, fmt.Errorf("run hook %s: start %s: %w", h.Name, h.Path, err)
 	}
 	waitErr := cmd.Wait()
-	res := &RunResult{Duration: time.Since(start), ExitCode: -1}
+	res := &RunResult{Duration: time.Since(start), ExitCode: -1, RunID: in.RunID}
 	killGroup(cmd)
 	stdout.Flush()
 	stderr.Flush()
+	res.DroppedLines = out.finish()
 	if cmd.ProcessState != nil {
 		res.ExitCode = cmd.ProcessState.ExitCode()
 	}
@@ -193,6 +257,52 @@ func (r *Runner) Run(ctx context.Context, h *Hook, in RunInput) (*RunResult, err
 	log.V(1).Info("hook finished", "exitCode", res.ExitCode, "duration", res.Duration.String())
 	res.OutputErr = readOutputs(dir, res)
 	return res, nil
+}
+
+// RunLogger is the logger of one run: in.Logger (else the one in ctx)
+// with the package, hook, binding, queue and run ID as fields.
+func RunLogger(ctx context.Context, h *Hook, in RunInput) logr.Logger {
+	log := in.Logger
+	if log.GetSink() == nil {
+		log = logr.FromContextOrDiscard(ctx)
+	}
+	kv := []any{"package", h.PackageKey, "hook", h.Name, "binding", in.Binding}
+	if in.Queue != "" {
+		kv = append(kv, "queue", in.Queue)
+	}
+	if in.RunID != "" {
+		kv = append(kv, "runID", in.RunID)
+	}
+	return log.WithValues(kv...)
+}
+
+// output returns the hook's output state, created on first use.
+func (r *Runner) output(h *Hook) *hookOutput {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	o := r.outputs[h.ID()]
+	if o == nil {
+		limit := rate.Inf
+		if r.opts.OutputLinesPerSecond > 0 {
+			limit = rate.Limit(r.opts.OutputLinesPerSecond)
+		}
+		o = &hookOutput{limiter: rate.NewLimiter(limit, r.opts.OutputBurst), tail: make([]OutputLine, 0, r.opts.OutputTail), max: r.opts.OutputTail}
+		r.outputs[h.ID()] = o
+	}
+	return o
+}
+
+// Output returns the last lines the hook with this ID (Hook.ID) printed,
+// oldest first, across its runs since the runner last forgot its package;
+// nil when it has printed nothing.
+func (r *Runner) Output(hookID string) []OutputLine {
+	r.mu.Lock()
+	o := r.outputs[hookID]
+	r.mu.Unlock()
+	if o == nil {
+		return nil
+	}
+	return o.lines()
 }
 
 // wait blocks until the hook's rate limit allows a run.
@@ -223,13 +333,18 @@ func (r *Runner) wait(ctx context.Context, h *Hook) error {
 	return nil
 }
 
-// Forget drops the rate limiters of a package's hooks.
+// Forget drops the rate limiters and output tails of a package's hooks.
 func (r *Runner) Forget(packageKey string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for id := range r.limiters {
 		if len(id) > len(packageKey) && id[:len(packageKey)+1] == packageKey+"/" {
 			delete(r.limiters, id)
+		}
+	}
+	for id := range r.outputs {
+		if len(id) > len(packageKey) && id[:len(packageKey)+1] == packageKey+"/" {
+			delete(r.outputs, id)
 		}
 	}
 }

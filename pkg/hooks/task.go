@@ -47,6 +47,9 @@ type TaskDeps struct {
 	// Observer learns how each run ended (for GadgetPackage status.hooks);
 	// nil skips it.
 	Observer RunObserver
+	// Logger receives the hooks' output lines and the runs' own lines
+	// (see RunInput.Logger). Default the logger in the task's context.
+	Logger logr.Logger
 }
 
 // RunObserver is told about every finished run of a hook-run task. It is
@@ -67,6 +70,8 @@ type RunTask struct {
 	values       ValuesSource
 	triggers     []Trigger
 	allowFailure bool
+	// queue the task is in, for the log.
+	queue string
 }
 
 var (
@@ -91,6 +96,13 @@ func NewRunTask(deps TaskDeps, h *Hook, values ValuesSource, triggers ...Trigger
 func (h *Hook) allowsFailure(t Trigger) bool {
 	c := h.common(t)
 	return c != nil && c.AllowFailure
+}
+
+// InQueue records the name of the queue the task goes to, so its log
+// lines say it; it returns t.
+func (t *RunTask) InQueue(name string) *RunTask {
+	t.queue = name
+	return t
 }
 
 // Hook is the hook the task runs.
@@ -151,9 +163,9 @@ func (t *RunTask) Execute(ctx context.Context) error {
 		return errors.New("run hook: task without a loaded hook or a runner; create it with NewRunTask from Load's hooks")
 	}
 	binding := t.bindingLabel()
-	log := logr.FromContextOrDiscard(ctx).WithValues("package", h.PackageKey, "hook", h.Name, "binding", binding)
-
-	in := RunInput{Binding: binding, Contexts: h.BindingContexts(t.triggers, t.deps.Snapshots)}
+	in := RunInput{Binding: binding, Queue: t.queue, RunID: NewRunID(), Logger: t.deps.Logger}
+	log := RunLogger(ctx, h, in)
+	in.Contexts = h.BindingContexts(t.triggers, t.deps.Snapshots)
 	if t.values != nil {
 		v, err := t.values.Values()
 		if err != nil {
@@ -198,6 +210,9 @@ func (t *RunTask) Execute(ctx context.Context) error {
 		t.record(binding, OutcomeAllowedFailure, res)
 		hookErr = nil
 	default:
+		// Info, not error: the queue retries the task, and logs one error
+		// line when it gives up.
+		log.Info("hook failed; its task will be retried", "error", hookErr.Error(), "exitCode", res.ExitCode)
 		t.record(binding, OutcomeFailure, res)
 	}
 	err = errors.Join(hookErr, patchErr)

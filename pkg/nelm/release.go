@@ -88,6 +88,8 @@ func (s *Service) Upgrade(ctx context.Context, pkg Package, ch *helmchart.Chart,
 			reason = ReasonNotReady
 		}
 		s.event(pkg, true, reason, "%v", err)
+		// Info: the caller retries; its owner logs the final failure.
+		s.opts.Logger.Info("upgrade failed", "package", pkg.Key(), "reason", reason, "error", err.Error())
 		return nil, err
 	}
 	return res, nil
@@ -211,6 +213,7 @@ func (s *Service) Delete(ctx context.Context, pkg Package) error {
 			reason = ReasonRefused
 		}
 		s.event(pkg, true, reason, "%v", err)
+		s.opts.Logger.Info("uninstall failed", "package", pkg.Key(), "reason", reason, "error", err.Error())
 		return err
 	}
 	return nil

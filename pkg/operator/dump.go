@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/gadgetpm/gadgetpm/kubeevents"
+	"github.com/gadgetpm/gadgetpm/pkg/hooks"
 	"github.com/gadgetpm/gadgetpm/pkg/trace"
 	"github.com/gadgetpm/gadgetpm/queue"
 	"github.com/gadgetpm/gadgetpm/scheduler"
@@ -61,6 +62,11 @@ type HookDump struct {
 	LastError string `json:"lastError,omitempty" yaml:"lastError,omitempty"`
 	// Runs counts finished runs.
 	Runs int `json:"runs" yaml:"runs"`
+	// Output holds the last lines the hook printed (at most
+	// hooks.DefaultOutputTail, each cut after hooks.MaxOutputTailLine
+	// bytes), oldest first, across its runs since the package was last
+	// loaded; lines the log dropped are kept here.
+	Output []hooks.OutputLine `json:"output,omitempty" yaml:"output,omitempty"`
 }
 
 // SubscriptionDump is one kubernetes binding's monitor.

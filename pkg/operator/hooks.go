@@ -97,7 +97,8 @@ func (o *Operator) pkg(key string) (*pkgHooks, error) {
 }
 
 func (o *Operator) taskDeps() hooks.TaskDeps {
-	return hooks.TaskDeps{Runner: o.runner, Snapshots: o.events, Patcher: o.patcher, Metrics: o.metrics, Observer: (*hookRunner)(o)}
+	return hooks.TaskDeps{Runner: o.runner, Snapshots: o.events, Patcher: o.patcher, Metrics: o.metrics, Observer: (*hookRunner)(o),
+		Logger: o.log.WithName("hooks")}
 }
 
 // Prepare builds the package's hooks from the configs the loader kept,
@@ -196,8 +197,11 @@ func (r *hookRunner) RunBinding(ctx context.Context, key, binding string) error 
 	np := nelmPackage(manager.Release{Namespace: ph.namespace, Name: ph.name})
 	o.helm.Pause(np)
 	defer o.helm.Resume(np)
+	// The calling task is one of the package's lifecycle tasks, in its
+	// main queue.
+	q := queue.PackageQueueName(key, "")
 	for _, h := range hooks.Ordered(ph.hooks, bt) {
-		if err := hooks.NewRunTask(o.taskDeps(), h, ph.values, hooks.Trigger{Type: bt}).Execute(ctx); err != nil {
+		if err := hooks.NewRunTask(o.taskDeps(), h, ph.values, hooks.Trigger{Type: bt}).InQueue(q).Execute(ctx); err != nil {
 			return err
 		}
 	}
@@ -397,11 +401,11 @@ func (o *Operator) onSchedule(t cron.Trigger) {
 		return
 	}
 	trig := hooks.Trigger{Type: hooks.Schedule, Binding: ref.binding.Name, Index: ref.index}
-	task := o.newRunTask(ph, ref.hook, trig, nil)
+	task := o.newRunTask(ph, ref.hook, ref.hook.Queue(trig), trig, nil)
 	// The entry may fire again once an attempt ended; a trigger while a
 	// failed run waits for its retry merges into it.
 	task.attempted = []func(){func() { o.cron.Done(t) }}
-	o.enqueueRun(ph, ref.hook.Queue(trig), task)
+	o.enqueueRun(task)
 }
 
 // onKubeEvent turns a monitor's event into a hook run of the package
@@ -440,7 +444,7 @@ func (o *Operator) onKubeEvent(ev kubeevents.Event) {
 		queueName = SyncQueue
 		done = w.finish
 	}
-	o.enqueueRun(ph, queueName, o.newRunTask(ph, ref.hook, trig, done))
+	o.enqueueRun(o.newRunTask(ph, ref.hook, queueName, trig, done))
 }
 
 // syncFailed fails the start waiting on a Synchronization run that the
@@ -461,8 +465,9 @@ func (o *Operator) syncFailed(ev queue.Event) {
 	ph.mu.Unlock()
 }
 
-func (o *Operator) enqueueRun(ph *pkgHooks, custom string, t *runTask) {
-	name := queue.PackageQueueName(ph.key, custom)
+// enqueueRun queues t in the queue newRunTask named.
+func (o *Operator) enqueueRun(t *runTask) {
+	name := t.queue
 	opts := []queue.EnqueueOption{queue.OnDone(func() { t.finish(nil) })}
 	if o.opts.MaxAttempts > 0 {
 		opts = append(opts, queue.MaxAttempts(o.opts.MaxAttempts))
@@ -473,8 +478,11 @@ func (o *Operator) enqueueRun(ph *pkgHooks, custom string, t *runTask) {
 	}
 }
 
-func (o *Operator) newRunTask(ph *pkgHooks, h *hooks.Hook, trig hooks.Trigger, done func(error)) *runTask {
-	t := &runTask{RunTask: hooks.NewRunTask(o.taskDeps(), h, ph.values, trig), o: o, ph: ph}
+// newRunTask returns a run of h for trig, bound for the package's queue
+// custom ("" for the main queue).
+func (o *Operator) newRunTask(ph *pkgHooks, h *hooks.Hook, custom string, trig hooks.Trigger, done func(error)) *runTask {
+	name := queue.PackageQueueName(ph.key, custom)
+	t := &runTask{RunTask: hooks.NewRunTask(o.taskDeps(), h, ph.values, trig).InQueue(name), o: o, ph: ph, queue: name}
 	if done != nil {
 		t.done = []func(error){done}
 	}
@@ -487,9 +495,10 @@ func (o *Operator) newRunTask(ph *pkgHooks, h *hooks.Hook, trig hooks.Trigger, d
 // waiter.
 type runTask struct {
 	*hooks.RunTask
-	o  *Operator
-	ph *pkgHooks
-	mu sync.Mutex
+	o     *Operator
+	ph    *pkgHooks
+	queue string
+	mu    sync.Mutex
 	// done waiters hear of success or of the queue giving up (through
 	// syncFailed); attempted ones after every attempt.
 	done      []func(error)
@@ -530,7 +539,7 @@ func (t *runTask) Merge(next queue.Task) queue.Task {
 	done = append(done, n.done...)
 	attempted = append(attempted, n.attempted...)
 	n.mu.Unlock()
-	return &runTask{RunTask: merged, o: t.o, ph: t.ph, done: done, attempted: attempted}
+	return &runTask{RunTask: merged, o: t.o, ph: t.ph, queue: t.queue, done: done, attempted: attempted}
 }
 
 // finish tells the waiters once.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -396,6 +397,14 @@ func (o *Operator) onDrift(d nelm.Drift) {
 }
 
 func (o *Operator) onQueueEvent(ev queue.Event) {
+	if ev.Kind == queue.Failed {
+		// One error line per task given up on, not per attempt: the
+		// attempts' errors are in the dump (lastError) and hooks' failed
+		// attempts are logged at info level.
+		key, _, _ := strings.Cut(ev.Queue, "/")
+		o.log.Error(ev.Err, "task failed; giving up", "package", key, "queue", ev.Queue, "task", ev.Task,
+			"attempts", ev.Attempts, "reason", fetch.ReasonOf(ev.Err, v1alpha1.ReasonRetriesExhausted))
+	}
 	o.control.HandleEvent(ev)
 	if ev.Kind == queue.Failed || ev.Kind == queue.Cancelled {
 		o.syncFailed(ev)
@@ -453,6 +462,7 @@ func (o *Operator) Package(key string) (PackageDump, bool) {
 			t := r.last
 			hd.LastRun, hd.LastError, hd.Runs = &t, r.lastErr, r.count
 		}
+		hd.Output = o.runner.Output(h.ID())
 		p.Hooks = append(p.Hooks, hd)
 	}
 	ph.mu.Unlock()

@@ -487,7 +487,7 @@ func TestBadBindingsStallOnlyTheirPackage(t *testing.T) {
 		packagetest.Source{Name: "fine", Hooks: map[string]string{"10-lifecycle.sh": recorder("fine", journal, lifecycleConfig, "")}},
 	)
 	createRepo(t, "bad-"+ns, repoDir)
-	start(t)
+	_, logs, _ := start(t)
 	for _, name := range []string{"badkind", "badjq", "syncqueue", "fine"} {
 		createPackage(t, ns, name, "bad-"+ns)
 	}
@@ -519,6 +519,11 @@ func TestBadBindingsStallOnlyTheirPackage(t *testing.T) {
 		}
 		if !found {
 			t.Errorf("%s: no Warning Event naming %s", name, want[0])
+		}
+		// One per Load given up on; a re-armed Load that fails again
+		// adds its own.
+		if lines := errorLines(logs, `"package"="`+ns+"."+name+`"`, want[0], want[1]); len(lines) == 0 {
+			t.Errorf("%s: no error line in the operator log naming %s and %s", name, want[0], want[1])
 		}
 	}
 }

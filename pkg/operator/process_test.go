@@ -3,12 +3,14 @@ package operator_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -43,15 +45,33 @@ func freePort(t testing.TB) string {
 	return l.Addr().String()
 }
 
+// syncBuffer is a bytes.Buffer that a process writes while a test reads.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
 type process struct {
 	cmd  *exec.Cmd
-	out  *bytes.Buffer
+	out  *syncBuffer
 	done chan error
 }
 
 func startProcess(t testing.TB, bin string, args ...string) *process {
 	t.Helper()
-	p := &process{out: &bytes.Buffer{}, done: make(chan error, 1)}
+	p := &process{out: &syncBuffer{}, done: make(chan error, 1)}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
@@ -159,5 +179,84 @@ func TestProcessKilledDuringHelmUpgradeConvergesAfterRestart(t *testing.T) {
 	}
 	if !strings.Contains(second.out.String(), `"service":"queues"`) {
 		t.Errorf("the log does not show the queues stopping:\n%s", second.out.String())
+	}
+}
+
+// TestProcessLogsHookOutput runs the operator binary in each log format
+// and finds the line a hook printed in its log, with the package, hook,
+// binding, queue, run ID and stream.
+func TestProcessLogsHookOutput(t *testing.T) {
+	bin := buildBinary(t)
+	kc := env.WriteKubeconfig(t)
+	const said = "hello from the talk hook"
+	talk := "#!/bin/sh\nif [ \"$1\" = --config ]; then echo '{\"configVersion\":\"v1\",\"onStartup\":1}'; exit 0; fi\necho '" + said + "'\n"
+	for _, tc := range []struct {
+		format string
+		// fields finds the hook's line and returns its fields.
+		fields func(line string) (map[string]any, bool)
+	}{
+		{"json", func(line string) (map[string]any, bool) {
+			var m map[string]any
+			if json.Unmarshal([]byte(line), &m) != nil || m["msg"] != said {
+				return nil, false
+			}
+			return m, true
+		}},
+		{"text", func(line string) (map[string]any, bool) {
+			// time, level, logger, message, then the fields as JSON.
+			i := strings.Index(line, "\t"+said+"\t{")
+			if i < 0 {
+				return nil, false
+			}
+			var m map[string]any
+			if json.Unmarshal([]byte(line[i+len(said)+2:]), &m) != nil {
+				return nil, false
+			}
+			m["level"] = strings.Fields(line)[1]
+			return m, true
+		}},
+	} {
+		t.Run(tc.format, func(t *testing.T) {
+			ns := env.Namespace(t)
+			dir := t.TempDir()
+			repoDir := packagetest.Repo(t, dir, packagetest.Source{Name: "talker", Hooks: map[string]string{"10-talk.sh": talk}})
+			createRepo(t, "talk-"+ns, repoDir)
+			createPackage(t, ns, "talker", "talk-"+ns)
+			p := startProcess(t, bin, "operator", "--kubeconfig", kc, "--node-name", "test-node", "--data-dir", t.TempDir(),
+				"--debug-socket", "-", "--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--namespaces", ns,
+				"--log-format", tc.format)
+			waitFor(t, ns, "talker", "Running", running)
+			var got map[string]any
+			for deadline := time.Now().Add(30 * time.Second); got == nil; time.Sleep(50 * time.Millisecond) {
+				for _, l := range strings.Split(p.out.String(), "\n") {
+					if m, ok := tc.fields(l); ok {
+						got = m
+					}
+				}
+				if got == nil && time.Now().After(deadline) {
+					t.Fatalf("no log line %q in the %s log:\n%s", said, tc.format, p.out.String())
+				}
+			}
+			for k, want := range map[string]any{"package": ns + ".talker", "hook": "10-talk.sh", "binding": "onStartup",
+				"queue": ns + ".talker", "output": "stdout", "level": "info"} {
+				if got[k] != want {
+					t.Errorf("%s=%v, want %v in %v", k, got[k], want, got)
+				}
+			}
+			if id, _ := got["runID"].(string); len(id) != 8 {
+				t.Errorf("runID %v in %v", got["runID"], got)
+			}
+			if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-p.done:
+				if err != nil {
+					t.Errorf("exit after SIGTERM: %v", err)
+				}
+			case <-time.After(45 * time.Second):
+				t.Fatal("no exit within 45s of SIGTERM")
+			}
+		})
 	}
 }

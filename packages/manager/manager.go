@@ -318,9 +318,12 @@ func (m *Manager) RunTask(key string) (t queue.Task, ok bool) {
 	return &task{m: m, key: key, gen: e.gen, kind: kindRun}, true
 }
 
-// RecordHookRun notes a finished run of one of key's hooks for status. It
-// reports whether the hook's error changed (a failure, or the first
-// success after one), which is worth a status write.
+// RecordHookRun notes a finished run of one of key's hooks for status:
+// its time, its error (empty after a success), and one more run (and
+// failure). It reports whether the hook's error changed (a failure, or
+// the first success after one), which is worth a status write at once;
+// other runs may be written later, coalesced. A run of a hook the
+// package does not have (any more) is ignored.
 func (m *Manager) RecordHookRun(key, hook string, finished time.Time, err error) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -342,6 +345,10 @@ func (m *Manager) RecordHookRun(key, hook string, finished time.Time, err error)
 		changed := h.LastError != msg
 		t := metav1.NewTime(finished)
 		h.LastRunTime, h.LastError = &t, msg
+		h.Runs++
+		if err != nil {
+			h.Failures++
+		}
 		e.state.Hooks = hooks
 		return changed
 	}

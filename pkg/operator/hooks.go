@@ -342,9 +342,7 @@ func (r *hookRunner) HookRan(key, hook string, finished time.Time, err error) {
 		}
 		ph.mu.Unlock()
 	}
-	if o.packages.RecordHookRun(key, hook, finished, err) {
-		o.control.Poke(key)
-	}
+	o.control.HookRan(key, o.packages.RecordHookRun(key, hook, finished, err))
 }
 
 // onSchedule turns a cron trigger into a hook run in the binding's queue.

@@ -324,7 +324,15 @@ func (m *Manager) RunTask(key string) (t queue.Task, ok bool) {
 // the first success after one), which is worth a status write at once;
 // other runs may be written later, coalesced. A run of a hook the
 // package does not have (any more) is ignored.
+//
+// A run the operator cancelled (err wraps context.Canceled: the package
+// was re-planned or removed, or the operator is stopping) is not a run of
+// the hook's own making: it is not recorded, so the last real error
+// stays, and RecordHookRun reports false.
 func (m *Manager) RecordHookRun(key, hook string, finished time.Time, err error) bool {
+	if errors.Is(err, context.Canceled) {
+		return false
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e, ok := m.pkgs[key]

@@ -581,7 +581,8 @@ func TestRetriedStartupRunsOnStartupOnce(t *testing.T) {
 
 // TestRecordHookRun: each recorded run counts in status.hooks (runs,
 // failures, lastRunTime, lastError); a change of the error is worth a
-// write at once.
+// write at once; a run the operator cancelled is not recorded and keeps
+// the last real error.
 func TestRecordHookRun(t *testing.T) {
 	m, _ := setup(t, packagetest.Source{Name: "execsnoop", Hooks: map[string]string{"all.sh": allBindings}})
 	if err := runAll(t, m.Plan(gp("exec", "execsnoop", ""))); err != nil {
@@ -589,6 +590,7 @@ func TestRecordHookRun(t *testing.T) {
 	}
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	fail := errors.New("hook all.sh: exit status 1: disk on fire")
+	cancelled := fmt.Errorf("hook all.sh: cancelled: %w", context.Canceled)
 	steps := []struct {
 		name              string
 		hook              string
@@ -602,8 +604,9 @@ func TestRecordHookRun(t *testing.T) {
 		{name: "another success", hook: "all.sh", wantRuns: 2, wantAt: t0.Add(2 * time.Second)},
 		{name: "a failure", hook: "all.sh", err: fail, wantChanged: true, wantRuns: 3, wantErr: 1, wantLastError: fail.Error(), wantAt: t0.Add(3 * time.Second)},
 		{name: "the same failure", hook: "all.sh", err: fail, wantRuns: 4, wantErr: 2, wantLastError: fail.Error(), wantAt: t0.Add(4 * time.Second)},
+		{name: "cancelled by the operator", hook: "all.sh", err: cancelled, wantRuns: 4, wantErr: 2, wantLastError: fail.Error(), wantAt: t0.Add(4 * time.Second)},
 		{name: "an unknown hook", hook: "gone.sh", wantRuns: 4, wantErr: 2, wantLastError: fail.Error(), wantAt: t0.Add(4 * time.Second)},
-		{name: "success after the failure", hook: "all.sh", wantChanged: true, wantRuns: 5, wantErr: 2, wantAt: t0.Add(6 * time.Second)},
+		{name: "success after the failure", hook: "all.sh", wantChanged: true, wantRuns: 5, wantErr: 2, wantAt: t0.Add(7 * time.Second)},
 	}
 	for i, s := range steps {
 		at := t0.Add(time.Duration(i+1) * time.Second)

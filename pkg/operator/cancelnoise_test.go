@@ -18,22 +18,26 @@ import (
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 )
 
-// gatedHook is a beforeHelm hook driven by files in dir: while "hang"
-// exists it notes "started" in "journal" and waits (at most a minute);
-// while "fail" exists it fails with that file's text on stderr.
+// gatedHook is a beforeHelm hook driven by files in dir: its first run
+// fails with "disk on fire" on stderr; a later run, while "hang" exists,
+// notes "started" in "journal" and waits (at most a minute), then
+// succeeds.
 func gatedHook(dir string) string {
 	return fmt.Sprintf(`#!/bin/sh
 if [ "$1" = "--config" ]; then
   echo '{"configVersion":"v1","beforeHelm":10}'
   exit 0
 fi
+n=$(cat %[1]q/count 2>/dev/null || echo 0)
+n=$((n+1))
+echo $n > %[1]q/count
+if [ $n -eq 1 ]; then
+  echo "disk on fire" >&2
+  exit 1
+fi
 if [ -e %[1]q/hang ]; then
   echo started >> %[1]q/journal
   i=0; while [ -e %[1]q/hang ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
-fi
-if [ -e %[1]q/fail ]; then
-  cat %[1]q/fail >&2
-  exit 1
 fi
 `, dir)
 }
@@ -120,32 +124,21 @@ func hookError(gp *v1alpha1.GadgetPackage, hook string) string {
 	return ""
 }
 
-// TestCancellationAfterARealErrorIsNoFailure: a package whose hook failed
-// for real (Stalled, with a Warning Event) is retried; while the retry's
-// hook runs, the spec changes, which cancels it. The cancellation is not
-// reported: no Event and no status speaks of it, and status keeps the real
-// error. The same holds when the operator stops while the hook runs.
+// TestCancellationAfterARealErrorIsNoFailure: a package's beforeHelm
+// hook fails for real, and its retry hangs; the package is disabled
+// meanwhile, which cancels the retry. The cancellation is not reported: no
+// Event, no Stalled condition and no status speaks of it, and status keeps
+// the real error. The same holds when the operator stops while the hook
+// runs.
 func TestCancellationAfterARealErrorIsNoFailure(t *testing.T) {
 	ns := env.Namespace(t)
 	dir := t.TempDir()
 	const hook = "gate.sh"
-	write := func(name, text string) {
-		t.Helper()
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	remove := func(name string) {
-		t.Helper()
-		if err := os.Remove(filepath.Join(dir, name)); err != nil && !os.IsNotExist(err) {
-			t.Fatal(err)
-		}
-	}
+	hang, journal := filepath.Join(dir, "hang"), filepath.Join(dir, "journal")
 	// Release a hook still waiting when the test ends.
-	t.Cleanup(func() { _ = os.Remove(filepath.Join(dir, "hang")) })
+	t.Cleanup(func() { _ = os.Remove(hang) })
 	repoDir := packagetest.Repo(t, t.TempDir(), packagetest.Source{Name: "flaky", Schema: openSchema, Hooks: map[string]string{hook: gatedHook(dir)}})
 	createRepo(t, "noise-"+ns, repoDir)
-
 	_, logs, stop := start(t)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -155,35 +148,30 @@ func TestCancellationAfterARealErrorIsNoFailure(t *testing.T) {
 		}
 	})
 
-	// 1. The hook fails for real: Stalled, with the error in status and in
-	// a Warning Event.
-	write("fail", "disk on fire")
-	createPackage(t, ns, "flaky", "noise-"+ns)
-	gp := waitFor(t, ns, "flaky", "Stalled", isStalled)
-	if msg := hookError(gp, hook); !strings.Contains(msg, "disk on fire") {
-		t.Fatalf("status.hooks[%s].lastError = %q; want the real error", hook, msg)
+	// 1. The first run fails for real: status says so at once. The retry
+	// hangs.
+	if err := os.WriteFile(hang, nil, 0o644); err != nil {
+		t.Fatal(err)
 	}
-	waitEvent(t, ns, "flaky", corev1.EventTypeWarning, "disk on fire")
-
-	// 2. Retried, the hook hangs; the spec changes meanwhile, which
-	// cancels the running hook and plans again. The new plan's hook fails
-	// for real, with new words.
-	write("hang", "")
-	retry(t, ns, "flaky", "1")
-	waitFile(t, filepath.Join(dir, "journal"))
-	write("fail", "disk still on fire")
-	setSettings(t, ns, "flaky", `{"round": 2}`)
-	remove("hang")
-	gp = waitFor(t, ns, "flaky", "Stalled again", func(gp *v1alpha1.GadgetPackage) bool {
-		c := meta.FindStatusCondition(gp.Status.Conditions, v1alpha1.ConditionStalled)
-		return isStalled(gp) && c.ObservedGeneration == gp.Generation && strings.Contains(c.Message, "disk still on fire")
+	createPackage(t, ns, "flaky", "noise-"+ns)
+	waitFor(t, ns, "flaky", "showing the hook's error", func(gp *v1alpha1.GadgetPackage) bool {
+		return strings.Contains(hookError(gp, hook), "disk on fire")
 	})
-	// Events are recorded in order: once the second failure's is there,
-	// any about the cancellation before it would be too.
-	waitEvent(t, ns, "flaky", corev1.EventTypeWarning, "disk still on fire")
-	noCancelNoise(t, ns, "flaky")
-	if msg := hookError(gp, hook); !strings.Contains(msg, "disk still on fire") {
-		t.Errorf("status.hooks[%s].lastError = %q; want the real error", hook, msg)
+	waitFile(t, journal)
+
+	// 2. Disabled, the package's running task is cancelled, and nothing
+	// runs after it: status keeps the real error, and the package is
+	// disabled, not Stalled.
+	setEnabled(t, ns, "flaky", false)
+	gp := waitFor(t, ns, "flaky", "disabled", func(gp *v1alpha1.GadgetPackage) bool {
+		c := meta.FindStatusCondition(gp.Status.Conditions, v1alpha1.ConditionReady)
+		return gp.Status.ObservedGeneration == gp.Generation && c != nil && c.Reason == v1alpha1.ReasonDisabled
+	})
+	if msg := hookError(gp, hook); !strings.Contains(msg, "disk on fire") {
+		t.Errorf("status.hooks[%s].lastError = %q after the retry was cancelled; want the real error", hook, msg)
+	}
+	if isStalled(gp) {
+		t.Errorf("the cancelled retry stalled the package: %+v", gp.Status.Conditions)
 	}
 	for _, c := range gp.Status.Conditions {
 		for _, w := range cancelNoise {
@@ -192,41 +180,40 @@ func TestCancellationAfterARealErrorIsNoFailure(t *testing.T) {
 			}
 		}
 	}
+	// Enabled again, it runs. Events are recorded in order: once the
+	// running one is there, any about the cancellation before it would be
+	// too.
+	if err := os.Remove(hang); err != nil {
+		t.Fatal(err)
+	}
+	setEnabled(t, ns, "flaky", true)
+	waitFor(t, ns, "flaky", "Running", running)
+	waitEvent(t, ns, "flaky", corev1.EventTypeNormal, "is running")
+	noCancelNoise(t, ns, "flaky")
 
-	// 3. Retried again, the hook hangs, and the operator stops: the run is
-	// cancelled by the stop. A new operator takes over; the hook then
-	// succeeds.
-	write("hang", "")
-	remove("journal")
-	retry(t, ns, "flaky", "2")
-	waitFile(t, filepath.Join(dir, "journal"))
+	// 3. A settings change runs the hook again, it hangs, and the operator
+	// stops: the stop cancels it. A new operator takes over and runs the
+	// package.
+	if err := os.WriteFile(hang, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(journal); err != nil {
+		t.Fatal(err)
+	}
+	setSettings(t, ns, "flaky", `{"round": 2}`)
+	waitFile(t, journal)
 	stop()
-	remove("hang")
-	remove("fail")
+	if err := os.Remove(hang); err != nil {
+		t.Fatal(err)
+	}
 	start(t)
-	gp = waitFor(t, ns, "flaky", "Running", running)
+	gp = waitFor(t, ns, "flaky", "Running with the new settings", func(gp *v1alpha1.GadgetPackage) bool {
+		return running(gp) && gp.Status.ObservedGeneration == gp.Generation && len(gp.Status.Hooks) == 1 && gp.Status.Hooks[0].Runs > 0
+	})
 	if msg := hookError(gp, hook); msg != "" {
 		t.Errorf("status.hooks[%s].lastError = %q after a success", hook, msg)
 	}
-	waitEvent(t, ns, "flaky", corev1.EventTypeNormal, "is running")
 	noCancelNoise(t, ns, "flaky")
-}
-
-// retry sets the retry annotation of ns/name to value.
-func retry(t *testing.T, ns, name, value string) {
-	t.Helper()
-	var gp v1alpha1.GadgetPackage
-	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &gp); err != nil {
-		t.Fatal(err)
-	}
-	patch := client.MergeFrom(gp.DeepCopy())
-	if gp.Annotations == nil {
-		gp.Annotations = map[string]string{}
-	}
-	gp.Annotations[v1alpha1.RetryAnnotation] = value
-	if err := env.Client.Patch(context.Background(), &gp, patch); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // setSettings replaces spec.settings of ns/name.

@@ -190,6 +190,12 @@ func TestCancellationAfterARealErrorIsNoFailure(t *testing.T) {
 	waitFor(t, ns, "flaky", "Running", running)
 	waitEvent(t, ns, "flaky", corev1.EventTypeNormal, "is running")
 	noCancelNoise(t, ns, "flaky")
+	// The operator's log has it at debug level at most.
+	for _, w := range cancelNoise {
+		if n := logs.Count(w); n > 0 {
+			t.Errorf("%d line(s) of the operator's log above debug level say %q", n, w)
+		}
+	}
 
 	// 3. A settings change runs the hook again, it hangs, and the operator
 	// stops: the stop cancels it. A new operator takes over and runs the
@@ -241,7 +247,7 @@ func TestCancelledReleaseAfterARealErrorIsNoFailure(t *testing.T) {
 	repoDir := packagetest.Repo(t, t.TempDir(), packagetest.Source{Name: "badchart", Schema: openSchema,
 		Values: "cmName: Bad_One\n", Files: map[string]string{"templates/cm.yaml": cm}})
 	createRepo(t, "badchart-"+ns, repoDir)
-	start(t)
+	_, logs, _ := start(t)
 
 	createPackage(t, ns, "badchart", "badchart-"+ns)
 	waitFor(t, ns, "badchart", "Stalled", isStalled)
@@ -265,4 +271,9 @@ func TestCancelledReleaseAfterARealErrorIsNoFailure(t *testing.T) {
 	}
 	waitGone(t, ns, "badchart")
 	noCancelNoise(t, ns, "badchart")
+	for _, w := range cancelNoise {
+		if n := logs.Count(w); n > 0 {
+			t.Errorf("%d line(s) of the operator's log above debug level say %q", n, w)
+		}
+	}
 }

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/Masterminds/semver/v3"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -30,6 +31,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	ctrlmanager "sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
@@ -71,11 +73,20 @@ type Options struct {
 	// RemoveGrace is how long a task still running in a removed package's
 	// queues may take before it is cancelled. Default DefaultRemoveGrace.
 	RemoveGrace time.Duration
+	// HookStatusInterval bounds how long status.hooks may lag behind the
+	// hooks' runs, and how often runs alone cause a status write per
+	// package. Default DefaultHookStatusInterval.
+	HookStatusInterval time.Duration
 }
 
 // DefaultRemoveGrace bounds the wait for running tasks when a package's
 // queues are removed.
 const DefaultRemoveGrace = 30 * time.Second
+
+// DefaultHookStatusInterval is Options.HookStatusInterval's default: a
+// package whose hooks run every second gets one status write every 3
+// seconds, not one per run, and its status.hooks is at most that old.
+const DefaultHookStatusInterval = 3 * time.Second
 
 // pkgRun is the controller's bookkeeping of one package; guarded by
 // Reconciler.mu.
@@ -96,10 +107,16 @@ type pkgRun struct {
 type Reconciler struct {
 	opts    Options
 	trigger chan event.GenericEvent
+	// hookKick wakes flushHookRuns when a package's hook runs wait for a
+	// status write; capacity 1, never blocks a sender.
+	hookKick chan struct{}
 
 	mu sync.Mutex
 	// runs by package key; guarded by mu.
 	runs map[string]*pkgRun
+	// hookRuns are the keys of packages whose hooks ran since their status
+	// was last asked for; guarded by mu.
+	hookRuns map[string]bool
 }
 
 // New returns a Reconciler.
@@ -113,11 +130,19 @@ func New(opts Options) (*Reconciler, error) {
 	if opts.RemoveGrace <= 0 {
 		opts.RemoveGrace = DefaultRemoveGrace
 	}
-	return &Reconciler{opts: opts, trigger: make(chan event.GenericEvent, 1024), runs: map[string]*pkgRun{}}, nil
+	if opts.HookStatusInterval <= 0 {
+		opts.HookStatusInterval = DefaultHookStatusInterval
+	}
+	return &Reconciler{opts: opts, trigger: make(chan event.GenericEvent, 1024), hookKick: make(chan struct{}, 1),
+		runs: map[string]*pkgRun{}, hookRuns: map[string]bool{}}, nil
 }
 
-// SetupWithManager registers the controller.
+// SetupWithManager registers the controller, and the writer of hook runs
+// to status (flushHookRuns) as a Runnable of mgr, on the leader.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if err := mgr.Add(ctrlmanager.RunnableFunc(r.flushHookRuns)); err != nil {
+		return fmt.Errorf("add the GadgetPackage hook status writer: %w", err)
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("gadgetpackage").
 		For(&v1alpha1.GadgetPackage{}).
@@ -171,16 +196,19 @@ func (r *Reconciler) newerVersion(ctx context.Context, gp *v1alpha1.GadgetPackag
 	return v.Version, true
 }
 
-// poke asks for key to be reconciled again; never blocks.
-func (r *Reconciler) poke(key string) {
+// poke asks for key to be reconciled again; never blocks. It reports
+// false when the trigger channel was full and the request was dropped.
+func (r *Reconciler) poke(key string) bool {
 	ns, name, ok := strings.Cut(key, ".")
 	if !ok {
-		return
+		return true
 	}
 	gp := &v1alpha1.GadgetPackage{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
 	select {
 	case r.trigger <- event.GenericEvent{Object: gp}:
-	default: // a reconcile is pending anyway
+		return true
+	default: // many reconciles are pending anyway
+		return false
 	}
 }
 
@@ -251,6 +279,70 @@ func (r *Reconciler) HandleSchedulerEvent(ev scheduler.Event) {
 // Poke asks for key's status to be written again, e.g. after one of its
 // hooks failed or recovered. It never blocks.
 func (r *Reconciler) Poke(key string) { r.poke(key) }
+
+// HookRan tells the controller that one of key's hooks ran and the
+// package manager recorded it. errorChanged (the hook failed, or
+// succeeded after a failure) asks for a status write at once; other runs
+// are written within HookStatusInterval, coalesced: however many runs
+// happen meanwhile, one write carries the newest counts and times. It
+// never blocks.
+func (r *Reconciler) HookRan(key string, errorChanged bool) {
+	if errorChanged && r.poke(key) {
+		return
+	}
+	r.mu.Lock()
+	r.hookRuns[key] = true
+	r.mu.Unlock()
+	select {
+	case r.hookKick <- struct{}{}:
+	default: // a flush is due anyway
+	}
+}
+
+// flushHookRuns runs until ctx ends: HookStatusInterval after the first
+// run that waits, it asks for the status of every package whose hooks
+// ran to be written. A package gets at most one such write per interval,
+// and its status.hooks is at most one interval (plus a reconcile) behind
+// its runs.
+func (r *Reconciler) flushHookRuns(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-r.hookKick:
+		}
+		t := time.NewTimer(r.opts.HookStatusInterval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		r.mu.Lock()
+		due := r.hookRuns
+		r.hookRuns = map[string]bool{}
+		r.mu.Unlock()
+		var dropped []string
+		for key := range due {
+			if !r.poke(key) {
+				dropped = append(dropped, key)
+			}
+		}
+		if len(dropped) == 0 {
+			continue
+		}
+		// The controller is busy: try again next interval.
+		r.mu.Lock()
+		for _, key := range dropped {
+			r.hookRuns[key] = true
+		}
+		r.mu.Unlock()
+		select {
+		case r.hookKick <- struct{}{}:
+		default:
+		}
+	}
+}
 
 func (r *Reconciler) run(key string) *pkgRun {
 	run, ok := r.runs[key]
@@ -507,6 +599,11 @@ func (r *Reconciler) writeStatus(gp *v1alpha1.GadgetPackage, key string) {
 }
 
 func (r *Reconciler) patchStatus(ctx context.Context, before, after *v1alpha1.GadgetPackage) error {
+	if equality.Semantic.DeepEqual(before.Status, after.Status) {
+		// Nothing to write: the reconcile that a status write of ours
+		// caused ends here, without a request.
+		return nil
+	}
 	if err := r.opts.Client.Status().Patch(ctx, after, client.MergeFrom(before)); err != nil {
 		if ctx.Err() != nil {
 			return nil // shutting down: the next leader writes it

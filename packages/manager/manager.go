@@ -318,10 +318,21 @@ func (m *Manager) RunTask(key string) (t queue.Task, ok bool) {
 	return &task{m: m, key: key, gen: e.gen, kind: kindRun}, true
 }
 
-// RecordHookRun notes a finished run of one of key's hooks for status. It
-// reports whether the hook's error changed (a failure, or the first
-// success after one), which is worth a status write.
+// RecordHookRun notes a finished run of one of key's hooks for status:
+// its time, its error (empty after a success), and one more run (and
+// failure). It reports whether the hook's error changed (a failure, or
+// the first success after one), which is worth a status write at once;
+// other runs may be written later, coalesced. A run of a hook the
+// package does not have (any more) is ignored.
+//
+// A run the operator cancelled (err wraps context.Canceled: the package
+// was re-planned or removed, or the operator is stopping) is not a run of
+// the hook's own making: it is not recorded, so the last real error
+// stays, and RecordHookRun reports false.
 func (m *Manager) RecordHookRun(key, hook string, finished time.Time, err error) bool {
+	if errors.Is(err, context.Canceled) {
+		return false
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e, ok := m.pkgs[key]
@@ -342,6 +353,10 @@ func (m *Manager) RecordHookRun(key, hook string, finished time.Time, err error)
 		changed := h.LastError != msg
 		t := metav1.NewTime(finished)
 		h.LastRunTime, h.LastError = &t, msg
+		h.Runs++
+		if err != nil {
+			h.Failures++
+		}
 		e.state.Hooks = hooks
 		return changed
 	}

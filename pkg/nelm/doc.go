@@ -28,7 +28,8 @@
 // StopMonitors stops all monitors and waits for them.
 //
 // Progress and errors are recorded as Events on the GadgetPackage through
-// Options.Recorder.
+// Options.Recorder; a call its caller cancelled (a newer plan, a removal,
+// a stop) returns the cancellation without an Event.
 //
 // It does not decide when a release changes, merge values or run hooks; the
 // package manager does. It never deletes a release it did not make.

@@ -79,6 +79,10 @@ func (o Object) String() string {
 // if sooner) so a release is never left pending behind a returned call.
 func (s *Service) Upgrade(ctx context.Context, pkg Package, ch *helmchart.Chart, values map[string]any) (*Result, error) {
 	res, err := s.upgrade(ctx, pkg, ch, values)
+	if cancelledBy(ctx, err) {
+		s.opts.Logger.V(1).Info("upgrade cancelled by the caller", "package", pkg.Key(), "error", err.Error())
+		return nil, err
+	}
 	if err != nil {
 		reason := ReasonFailed
 		switch {
@@ -207,7 +211,12 @@ func (s *Service) upgrade(ctx context.Context, pkg Package, ch *helmchart.Chart,
 // by gadgetpm is refused with ErrNotOwned unless pkg.AdoptRelease. The
 // package's drift monitor is stopped first.
 func (s *Service) Delete(ctx context.Context, pkg Package) error {
-	if err := s.delete(ctx, pkg); err != nil {
+	err := s.delete(ctx, pkg)
+	if cancelledBy(ctx, err) {
+		s.opts.Logger.V(1).Info("uninstall cancelled by the caller", "package", pkg.Key(), "error", err.Error())
+		return err
+	}
+	if err != nil {
 		reason := ReasonFailed
 		if errors.Is(err, ErrNotOwned) {
 			reason = ReasonRefused

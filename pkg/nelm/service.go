@@ -245,6 +245,13 @@ func New(cfg *rest.Config, opts Options) (*Service, error) {
 	}, nil
 }
 
+// cancelledBy reports whether err is ctx's cancellation: the caller (a
+// newer plan, a removal, a stop) gave up on the operation, which says
+// nothing about the release and is not reported as its failure.
+func cancelledBy(ctx context.Context, err error) bool {
+	return err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled)
+}
+
 // event records an Event on the package's object, if it has one.
 func (s *Service) event(pkg Package, warning bool, reason, format string, args ...any) {
 	if pkg.Object == nil || s.opts.Recorder == nil {

@@ -363,9 +363,16 @@ func (r *hookRunner) Forget(key string) {
 	}
 }
 
-// HookRan records a finished run for the dump and status.
+// HookRan records a finished run for the dump and status. A run the
+// operator cancelled itself (a newer plan, a removal, a stop) says nothing
+// about the hook: it is logged at debug level and not recorded, so the
+// dump and status keep the last real outcome.
 func (r *hookRunner) HookRan(key, hook string, finished time.Time, err error) {
 	o := r.op()
+	if errors.Is(err, context.Canceled) {
+		o.log.V(1).Info("hook run cancelled", "package", key, "hook", hook, "error", err.Error())
+		return
+	}
 	if ph, e := o.pkg(key); e == nil {
 		ph.mu.Lock()
 		hr := ph.runs[hook]
@@ -380,9 +387,7 @@ func (r *hookRunner) HookRan(key, hook string, finished time.Time, err error) {
 		}
 		ph.mu.Unlock()
 	}
-	if o.packages.RecordHookRun(key, hook, finished, err) {
-		o.control.Poke(key)
-	}
+	o.control.HookRan(key, o.packages.RecordHookRun(key, hook, finished, err))
 }
 
 // onSchedule turns a cron trigger into a hook run in the binding's queue.

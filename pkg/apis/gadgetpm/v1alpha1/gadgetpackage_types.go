@@ -65,12 +65,23 @@ type HookStatus struct {
 	// Bindings the hook declared, as "<type>" or "<type>:<name>".
 	// +optional
 	Bindings []string `json:"bindings,omitempty"`
-	// LastRunTime is when the hook last finished.
+	// LastRunTime is when the hook last finished. Status follows the
+	// hooks' runs within 3 seconds (one write per package per 3 seconds at
+	// most; at once when a run changes LastError).
 	// +optional
 	LastRunTime *metav1.Time `json:"lastRunTime,omitempty"`
 	// LastError is the error of the last run, empty after a success.
 	// +optional
 	LastError string `json:"lastError,omitempty"`
+	// Runs counts the hook's finished runs since the package was last
+	// loaded, failures included. A run the operator cancelled itself (the
+	// package was updated or removed, the operator stopped) is not counted
+	// and leaves LastError as it was.
+	// +optional
+	Runs int64 `json:"runs,omitempty"`
+	// Failures counts the runs among Runs that failed.
+	// +optional
+	Failures int64 `json:"failures,omitempty"`
 }
 
 // CatalogField is one field of a data source.

@@ -1,0 +1,113 @@
+package operator_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/gadgetpm/gadgetpm/packages/gadgetpackage"
+	"github.com/gadgetpm/gadgetpm/packages/packagetest"
+	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
+	"github.com/gadgetpm/gadgetpm/pkg/operator"
+)
+
+// TestHookStatusFollowsScheduledRuns: a hook with a schedule binding that
+// fires every second, and only succeeds, shows its runs in the
+// GadgetPackage's status.hooks: lastRunTime and runs advance, never ahead
+// of `gadgetpm dump` and never more than the documented interval (plus a
+// reconcile) behind it.
+func TestHookStatusFollowsScheduledRuns(t *testing.T) {
+	ns := env.Namespace(t)
+	dir := t.TempDir()
+	journal := filepath.Join(dir, "journal")
+	const hook = "tick.sh"
+	cfg := `{"configVersion":"v1","schedule":[{"name":"tick","crontab":"@every 1s"}]}`
+	repoDir := packagetest.Repo(t, dir, packagetest.Source{Name: "ticking", Hooks: map[string]string{hook: recorder("ticking", journal, cfg, "")}})
+	createRepo(t, "tick-"+ns, repoDir)
+	op, _, _ := start(t)
+	createPackage(t, ns, "ticking", "tick-"+ns)
+	waitFor(t, ns, "ticking", "Running", running)
+	key := ns + ".ticking"
+
+	// The interval, plus a reconcile and the read of the status.
+	bound := gadgetpackage.DefaultHookStatusInterval + 2*time.Second
+
+	// Every version of the object seen: runs alone cause at most one
+	// status write per interval.
+	versions := map[string]bool{}
+	since := time.Now()
+	inStatus := func() v1alpha1.HookStatus {
+		t.Helper()
+		var gp v1alpha1.GadgetPackage
+		if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "ticking"}, &gp); err != nil {
+			t.Fatal(err)
+		}
+		versions[gp.ResourceVersion] = true
+		for _, h := range gp.Status.Hooks {
+			if h.Name == hook {
+				return h
+			}
+		}
+		t.Fatalf("status.hooks %+v has no %s", gp.Status.Hooks, hook)
+		return v1alpha1.HookStatus{}
+	}
+	inDump := func() operator.HookDump {
+		t.Helper()
+		p, ok := op.Package(key)
+		if !ok {
+			t.Fatalf("the dump has no package %s", key)
+		}
+		for _, h := range p.Hooks {
+			if h.Name == hook {
+				return h
+			}
+		}
+		t.Fatalf("the dump of %s has no hook %s: %+v", key, hook, p.Hooks)
+		return operator.HookDump{}
+	}
+
+	var first int64
+	for round := 0; round < 3; round++ {
+		// A run the status has not shown yet.
+		seen := inStatus().Runs
+		deadline := time.Now().Add(30 * time.Second)
+		var d operator.HookDump
+		for d = inDump(); int64(d.Runs) <= seen || d.LastRun == nil; d = inDump() {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: the hook did not run within 30s: dump %+v, status runs %d", round, d, seen)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		// The status catches up with the dump within the bound.
+		taken := time.Now()
+		var s v1alpha1.HookStatus
+		for s = inStatus(); s.Runs < int64(d.Runs) || s.LastRunTime == nil || s.LastRunTime.Time.Before(d.LastRun.Truncate(time.Second)); s = inStatus() {
+			if time.Since(taken) > bound {
+				t.Fatalf("round %d: status.hooks[%s] = runs %d, lastRunTime %v, %s after the dump showed runs %d, last run %v; want it within %s",
+					round, hook, s.Runs, s.LastRunTime, time.Since(taken).Round(time.Millisecond), d.Runs, d.LastRun, bound)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if s.LastError != "" || s.Failures != 0 {
+			t.Errorf("round %d: status.hooks[%s] = lastError %q, failures %d; the hook only succeeds", round, hook, s.LastError, s.Failures)
+		}
+		// Status is written from what the dump reads, never ahead of it.
+		if now := inDump(); s.Runs > int64(now.Runs) {
+			t.Errorf("round %d: status counts %d runs, the dump only %d", round, s.Runs, now.Runs)
+		}
+		if round == 0 {
+			first = s.Runs
+		} else if s.Runs <= first {
+			t.Errorf("round %d: status runs %d did not advance from %d", round, s.Runs, first)
+		}
+	}
+	elapsed := time.Since(since)
+	runs := inDump().Runs
+	if most := int(elapsed/gadgetpackage.DefaultHookStatusInterval) + 2; len(versions) > most {
+		t.Errorf("%d versions of the GadgetPackage in %s for %d runs; want at most %d, one write per %s",
+			len(versions), elapsed.Round(time.Millisecond), runs, most, gadgetpackage.DefaultHookStatusInterval)
+	}
+}

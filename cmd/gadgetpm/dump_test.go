@@ -13,6 +13,7 @@ import (
 
 	sigsyaml "sigs.k8s.io/yaml"
 
+	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 	"github.com/gadgetpm/gadgetpm/pkg/operator"
 	"github.com/gadgetpm/gadgetpm/queue"
 )
@@ -68,16 +69,14 @@ func serveState(t *testing.T, d operator.Dump) string {
 			t.Errorf("debug server: %v", err)
 		}
 	})
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if c, err := net.Dial("unix", path); err == nil {
+	eventually.NoError(t, 10*time.Second, "the debug server on "+path+" to answer", func() error {
+		c, err := net.Dial("unix", path)
+		if err == nil {
 			_ = c.Close()
-			return path
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("debug server on %s did not answer", path)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return err
+	})
+	return path
 }
 
 func TestDumpCommand(t *testing.T) {

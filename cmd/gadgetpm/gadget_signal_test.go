@@ -15,6 +15,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+
+	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 )
 
 // kernelIDs reads the eBPF program, map and link ids behind the open file
@@ -168,22 +170,18 @@ wait:
 	}
 
 	// the kernel frees objects asynchronously once the last reference goes
-	deadline := time.Now().Add(30 * time.Second) // bounds a hang only
 	for kind, ids := range held {
 		for _, id := range ids {
-			for {
+			eventually.NoError(t, 30*time.Second, fmt.Sprintf("%s %d of the stopped gadget to leave the kernel", kind, id), func() error {
 				exists, err := kernelObjectExists(kind, id)
 				if err != nil {
-					t.Fatalf("look up %s %d: %v", kind, id, err)
+					return fmt.Errorf("look up: %w", err)
 				}
-				if !exists {
-					break
+				if exists {
+					return errors.New("it still exists")
 				}
-				if time.Now().After(deadline) {
-					t.Fatalf("%s %d of the stopped gadget still exists in the kernel", kind, id)
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
+				return nil
+			})
 		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/gadgetpm/gadgetpm/internal/testenv"
+	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/pkg/nelm"
 )
@@ -98,11 +99,10 @@ func waitForEvent(t *testing.T, pkg nelm.Package, reason string) string {
 // whose message contains every one of parts exists, and returns it.
 func waitForEventWith(t *testing.T, pkg nelm.Package, reason string, parts ...string) corev1.Event {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	return eventually.Value(t, 30*time.Second, fmt.Sprintf("Event %s on GadgetPackage %s with %q", reason, pkg, parts), func() (corev1.Event, error) {
 		var list corev1.EventList
 		if err := env.Client.List(context.Background(), &list, client.InNamespace(pkg.Namespace)); err != nil {
-			t.Fatal(err)
+			return corev1.Event{}, err
 		}
 	events:
 		for _, e := range list.Items {
@@ -114,17 +114,14 @@ func waitForEventWith(t *testing.T, pkg nelm.Package, reason string, parts ...st
 					continue events
 				}
 			}
-			return e
+			return e, nil
 		}
-		if time.Now().After(deadline) {
-			var seen []string
-			for _, e := range list.Items {
-				seen = append(seen, e.Reason+": "+e.Message)
-			}
-			t.Fatalf("no Event %s on GadgetPackage %s with %q; saw %q", reason, pkg, parts, seen)
+		var seen []string
+		for _, e := range list.Items {
+			seen = append(seen, e.Reason+": "+e.Message)
 		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return corev1.Event{}, fmt.Errorf("saw %q", seen)
+	})
 }
 
 func getConfigMap(t *testing.T, ns, name string) (*corev1.ConfigMap, bool) {

@@ -2,6 +2,7 @@ package nelm_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 	"github.com/gadgetpm/gadgetpm/internal/testlog"
 	"github.com/gadgetpm/gadgetpm/pkg/nelm"
 )
@@ -89,11 +91,12 @@ func TestMonitorPauseIsCounted(t *testing.T) {
 	// after the deletion and the first Resume, so it would have reported the
 	// missing object had the pause not been counted.
 	skipped := `"package"="` + pkg.Key() + `" "pauses"=1`
-	for deadline := time.Now().Add(30 * time.Second); logs.Count("drift check skipped: paused", skipped) < 2; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the monitor did not check twice while paused once within 30s; log:\n%s", strings.Join(logs.Get(), "\n"))
+	eventually.NoError(t, 30*time.Second, "the monitor to check twice while paused once", func() error {
+		if logs.Count("drift check skipped: paused", skipped) < 2 {
+			return fmt.Errorf("log:\n%s", strings.Join(logs.Get(), "\n"))
 		}
-	}
+		return nil
+	})
 	select {
 	case d := <-s.Drifts():
 		t.Fatalf("drift reported while paused: %+v", d)

@@ -12,6 +12,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 )
 
 // protectConfigMaps makes the API server refuse to delete ConfigMaps
@@ -60,17 +62,13 @@ func protectConfigMaps(t *testing.T, ns string) {
 	if err := env.Client.Create(ctx, probe); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	eventually.NoError(t, 30*time.Second, "the delete-protection policy to take effect", func() error {
 		err := env.Client.Delete(ctx, probe, client.DryRunAll)
 		if apierrors.IsForbidden(err) || apierrors.IsInvalid(err) {
-			return
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the delete-protection policy never took effect (last dry-run delete: %v)", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return fmt.Errorf("last dry-run delete: %v", err)
+	})
 }
 
 // TestApplyFailureModes covers the failure of each operation that

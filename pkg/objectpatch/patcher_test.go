@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 	gadgetpmv1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 )
 
@@ -272,13 +273,7 @@ func TestApplyFindsKindsServedAfterTheFirstApply(t *testing.T) {
 	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), crd) })
 	// Wait until the API server serves the kind, seen by a fresh patcher.
 	probe := fmt.Sprintf(`{"operation":"Delete","apiVersion":"%s/v1","kind":"Sprocket","namespace":%q,"name":"none"}`, group, ns)
-	deadline := time.Now().Add(30 * time.Second)
-	for err := newPatcher(t).Apply(ctx, []byte(probe)); err != nil; err = newPatcher(t).Apply(ctx, []byte(probe)) {
-		if time.Now().After(deadline) {
-			t.Fatalf("kind never served: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	eventually.NoError(t, 30*time.Second, "the kind to be served", func() error { return newPatcher(t).Apply(ctx, []byte(probe)) })
 	op := fmt.Sprintf(`{"operation":"Create","object":{"apiVersion":"%s/v1","kind":"Sprocket","metadata":{"namespace":%q,"name":"s1"},"teeth":12}}`, group, ns)
 	if err := p.Apply(ctx, []byte(op)); err != nil {
 		t.Fatalf("Apply with a cache from before the CRD: %v", err)

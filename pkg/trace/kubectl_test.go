@@ -3,6 +3,7 @@ package trace_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 )
 
 // kubectlPath finds the kubectl that hack/setup-envtest.sh builds next to
@@ -111,17 +114,13 @@ func TestKubectlFlow(t *testing.T) {
 	// poll runs a read-only command until its output satisfies ok
 	poll := func(cmd string, what string, ok func(string) bool) string {
 		t.Helper()
-		deadline := time.Now().Add(60 * time.Second)
-		for {
+		return eventually.Value(t, 60*time.Second, cmd+": "+what, func() (string, error) {
 			out := run(cmd)
 			if ok(out) {
-				return out
+				return out, nil
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: %s not within 60s; last output:\n%s", cmd, what, out)
-			}
-			time.Sleep(250 * time.Millisecond)
-		}
+			return "", fmt.Errorf("last output:\n%s", out)
+		})
 	}
 	stopped := false
 	for _, cmd := range docCommands(t) {

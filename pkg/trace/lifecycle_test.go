@@ -20,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 	gadgetv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadget/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/pkg/trace"
@@ -233,13 +234,12 @@ func TestPackageDisabled(t *testing.T) {
 		t.Fatalf("operationError %q, want %q", got.Status.OperationError, want)
 	}
 	waitSubscriptions(t, gp, 0)
-	deadline := time.Now().Add(10 * time.Second)
-	for len(n.ctrl.Runs()) != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the gadget is still loaded: %+v", n.ctrl.Runs())
+	eventually.NoError(t, 10*time.Second, "the gadget to be unloaded", func() error {
+		if runs := n.ctrl.Runs(); len(runs) != 0 {
+			return fmt.Errorf("still loaded: %+v", runs)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // TestManyTraces starts 200 Traces of the same gadget and params on one

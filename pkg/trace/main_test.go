@@ -24,6 +24,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/gadgetpm/gadgetpm/internal/testenv"
+	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 	"github.com/gadgetpm/gadgetpm/internal/testroot"
 	"github.com/gadgetpm/gadgetpm/packages/archive"
 	"github.com/gadgetpm/gadgetpm/packages/repo"
@@ -264,18 +265,14 @@ func annotate(t testing.TB, k types.NamespacedName, op string) {
 // test with the last state after timeout.
 func waitTrace(t testing.TB, k types.NamespacedName, timeout time.Duration, what string, cond func(*gadgetv1alpha1.Trace) bool) *gadgetv1alpha1.Trace {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var tr gadgetv1alpha1.Trace
-	for {
+	return eventually.Value(t, timeout, fmt.Sprintf("trace %s: %s", k, what), func() (*gadgetv1alpha1.Trace, error) {
+		var tr gadgetv1alpha1.Trace
 		err := env.Client.Get(context.Background(), k, &tr)
 		if err == nil && cond(&tr) {
-			return &tr
+			return &tr, nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("trace %s: %s: not within %s; last: err=%v annotations=%v status=%+v", k, what, timeout, err, tr.Annotations, tr.Status)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil, fmt.Errorf("last: err=%v annotations=%v status=%+v", err, tr.Annotations, tr.Status)
+	})
 }
 
 // operationDone: the annotation is gone (the outcome is in status).

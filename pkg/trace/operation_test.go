@@ -3,6 +3,7 @@ package trace_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 	gadgetv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadget/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 )
@@ -80,17 +82,13 @@ func subscriptions(t *testing.T, gp *v1alpha1.GadgetPackage) []v1alpha1.Subscrip
 
 func waitSubscriptions(t *testing.T, gp *v1alpha1.GadgetPackage, n int) []v1alpha1.Subscription {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	return eventually.Value(t, 20*time.Second, fmt.Sprintf("package %s/%s to have %d subscriptions", gp.Namespace, gp.Name, n), func() ([]v1alpha1.Subscription, error) {
 		s := subscriptions(t, gp)
-		if len(s) == n {
-			return s
+		if len(s) != n {
+			return nil, fmt.Errorf("has %v", s)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("package %s/%s: want %d subscriptions, have %v", gp.Namespace, gp.Name, n, s)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return s, nil
+	})
 }
 
 // TestStartStop is the documented flow: start, events land in status,

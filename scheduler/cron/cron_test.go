@@ -3,11 +3,14 @@ package cron
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 )
 
 func TestValidate(t *testing.T) {
@@ -102,13 +105,7 @@ func start(t *testing.T, at time.Time, entries ...[3]string) *harness {
 // step advances the clock once the loop waits on its timer.
 func (h *harness) step(d time.Duration) {
 	h.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !h.clk.HasWaiters() {
-		if time.Now().After(deadline) {
-			h.t.Fatal("the manager never waited for its timer")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	eventually.True(h.t, 10*time.Second, "the manager to wait for its timer", h.clk.HasWaiters)
 	h.clk.Step(d)
 }
 
@@ -275,13 +272,7 @@ func TestStopGivesUpWhenCtxEnds(t *testing.T) {
 func TestStopDropsUndeliveredTriggers(t *testing.T) {
 	h := start(t, t0, [3]string{"a", "x", "@every 1m"})
 	h.step(time.Minute) // due, but nobody receives
-	deadline := time.Now().Add(10 * time.Second)
-	for h.m.Stats().Fired == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("never fired")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	eventually.True(t, 10*time.Second, "the entry to fire", func() bool { return h.m.Stats().Fired > 0 })
 	// The undelivered trigger is not a running job: Stop returns at once.
 	if err := h.m.Stop(context.Background()); err != nil {
 		t.Fatal(err)
@@ -302,15 +293,11 @@ func TestStartTwice(t *testing.T) {
 	h := start(t, t0)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // should this call win the race, it returns at once
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	eventually.NoError(t, 10*time.Second, "a second Start to be refused", func() error {
 		err := h.m.Start(ctx)
 		if err != nil && strings.Contains(err.Error(), "already started") {
-			return
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("second Start = %v", err)
-		}
-		time.Sleep(time.Millisecond)
-	}
+		return fmt.Errorf("second Start = %v", err)
+	})
 }

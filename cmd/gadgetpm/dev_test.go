@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -27,6 +28,7 @@ import (
 
 	"github.com/gadgetpm/gadgetpm/internal/devenv"
 	"github.com/gadgetpm/gadgetpm/internal/testenv"
+	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 	"github.com/gadgetpm/gadgetpm/pkg/apis"
 	gadgetpmv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/pkg/operator"
@@ -296,21 +298,24 @@ func TestDevEndToEnd(t *testing.T) {
 	})
 
 	t.Run("dump answers", func(t *testing.T) {
-		dump, err := runPrinted(t, printed, " dump --socket ")
-		if err != nil {
-			t.Fatalf("gadgetpm dump: %v\n%s", err, dump)
-		}
-		var d operator.Dump
-		if err := sigsyaml.Unmarshal(dump, &d); err != nil {
-			t.Fatalf("dump is not YAML: %v\n%s", err, dump)
-		}
-		found := false
-		for _, p := range d.Packages {
-			found = found || p.Key == devenv.DefaultNamespace+"."+devTestPackage
-		}
-		if !found {
-			t.Fatalf("dump lacks package %s.%s:\n%s", devenv.DefaultNamespace, devTestPackage, dump)
-		}
+		// dev is ready once the debug socket answers; the package shows
+		// in the dump once the cluster role has loaded it, soon after.
+		eventually.NoError(t, time.Minute, "the dump to list package "+devenv.DefaultNamespace+"."+devTestPackage, func() error {
+			dump, err := runPrinted(t, printed, " dump --socket ")
+			if err != nil {
+				t.Fatalf("gadgetpm dump: %v\n%s", err, dump)
+			}
+			var d operator.Dump
+			if err := sigsyaml.Unmarshal(dump, &d); err != nil {
+				t.Fatalf("dump is not YAML: %v\n%s", err, dump)
+			}
+			for _, p := range d.Packages {
+				if p.Key == devenv.DefaultNamespace+"."+devTestPackage {
+					return nil
+				}
+			}
+			return fmt.Errorf("the dump lacks it:\n%s", dump)
+		})
 		queues, err := runPrinted(t, printed, " queue list --socket ")
 		if err != nil || !strings.HasPrefix(string(queues), "NAME ") {
 			t.Fatalf("gadgetpm queue list: %v\n%s", err, queues)

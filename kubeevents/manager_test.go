@@ -16,6 +16,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 )
 
 // The coordinator adds the Manager to controller-runtime's manager as a
@@ -491,13 +493,7 @@ func ptr[T any](v T) *T { return &v }
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	end := time.Now().Add(deadline)
-	for !cond() {
-		if time.Now().After(end) {
-			t.Fatal("condition not met in time")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	eventually.True(t, deadline, "the condition", cond)
 }
 
 type logSink struct {

@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/gadgetpm/gadgetpm/internal/testenv"
+	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 	"github.com/gadgetpm/gadgetpm/packages/packagetest"
 	"github.com/gadgetpm/gadgetpm/packages/repo"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
@@ -225,38 +226,31 @@ func TestControllerSyncsOnItsOwn(t *testing.T) {
 		}
 	}()
 	pr := newRepo(t, v1alpha1.PackageRepositorySpec{URL: "file://" + out, Interval: metav1.Duration{Duration: time.Second}})
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	eventually.NoError(t, 60*time.Second, "the repository to be Ready with one package", func() error {
 		var got v1alpha1.PackageRepository
 		if err := env.Client.Get(context.Background(), client.ObjectKey{Name: pr.Name}, &got); err != nil {
-			t.Fatal(err)
+			return err
 		}
 		if c := ready(&got); c != nil && c.Status == metav1.ConditionTrue && got.Status.PackageCount == 1 {
-			break
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not Ready within a minute: %+v", got.Status)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return fmt.Errorf("status %+v", got.Status)
+	})
 	// A new version appears; the next sync (interval 1s) lists it.
 	packagetest.Write(t, filepath.Join(filepath.Dir(out), "src2"), packagetest.Source{Version: "1.5.0"})
 	if _, err := repo.Build(context.Background(), filepath.Join(filepath.Dir(out), "src2"), out, repo.BuildOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	for {
+	eventually.NoError(t, 60*time.Second, "the new version to be listed", func() error {
 		var got v1alpha1.PackageRepository
 		if err := env.Client.Get(context.Background(), client.ObjectKey{Name: pr.Name}, &got); err != nil {
-			t.Fatal(err)
+			return err
 		}
 		if len(got.Status.Packages) == 1 && len(got.Status.Packages[0].Versions) == 2 && got.Status.Packages[0].Versions[0] == "1.5.0" {
-			break
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("new version not listed: %+v", got.Status.Packages)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return fmt.Errorf("packages %+v", got.Status.Packages)
+	})
 }
 
 // TestStatusIsBounded: a repository of 501 packages, one of them with 21

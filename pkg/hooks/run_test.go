@@ -3,6 +3,7 @@ package hooks
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+
+	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 )
 
 const trivialConfig = "configVersion: v1\nonStartup: 1"
@@ -209,20 +212,13 @@ wait`)})
 // their new parent reaps them).
 func waitGone(t *testing.T, what string, pid int) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := syscall.Kill(pid, 0)
-		if errors.Is(err, syscall.ESRCH) {
-			return
+	eventually.True(t, 30*time.Second, fmt.Sprintf("%s (pid %d) to be gone", what, pid), func() bool {
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			return true
 		}
-		if stat, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat"); strings.Contains(string(stat), ") Z ") {
-			return // killed, waiting to be reaped
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s (pid %d) still runs after the timeout", what, pid)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		stat, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		return strings.Contains(string(stat), ") Z ") // killed, waiting to be reaped
+	})
 }
 
 func TestRunOutputStreaming(t *testing.T) {

@@ -25,6 +25,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/gadgetpm/gadgetpm/internal/testenv"
+	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 	"github.com/gadgetpm/gadgetpm/internal/testlog"
 	"github.com/gadgetpm/gadgetpm/packages/packagetest"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
@@ -162,21 +163,17 @@ func createPackage(t *testing.T, ns, name, repository string) {
 
 func waitFor(t *testing.T, ns, name, what string, cond func(*v1alpha1.GadgetPackage) bool) *v1alpha1.GadgetPackage {
 	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for {
+	return eventually.Value(t, 90*time.Second, fmt.Sprintf("%s/%s to be %s", ns, name, what), func() (*v1alpha1.GadgetPackage, error) {
 		var gp v1alpha1.GadgetPackage
 		err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &gp)
 		if err == nil && cond(&gp) {
-			return &gp
+			return &gp, nil
 		}
 		if err != nil && !apierrors.IsNotFound(err) {
 			t.Fatal(err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s/%s: not %s within 90s: %+v (err %v)", ns, name, what, gp.Status, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil, fmt.Errorf("status %+v (err %v)", gp.Status, err)
+	})
 }
 
 func running(gp *v1alpha1.GadgetPackage) bool {
@@ -186,18 +183,14 @@ func running(gp *v1alpha1.GadgetPackage) bool {
 
 func waitGone(t *testing.T, ns, name string) {
 	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for {
+	eventually.NoError(t, 90*time.Second, fmt.Sprintf("%s/%s to be deleted", ns, name), func() error {
 		var gp v1alpha1.GadgetPackage
 		err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &gp)
 		if apierrors.IsNotFound(err) {
-			return
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s/%s: not deleted within 90s: %+v (err %v)", ns, name, gp.Status, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return fmt.Errorf("status %+v (err %v)", gp.Status, err)
+	})
 }
 
 // index of the first run matching pkg and binding, -1 when none.
@@ -309,32 +302,20 @@ func TestDependencyOrderHooksAndTeardown(t *testing.T) {
 	if err := env.Client.Create(context.Background(), watched); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		found := false
+	eventually.True(t, 30*time.Second, "an Event run with filterResult {k: v}", func() bool {
 		for _, r := range readJournal(t, journal) {
 			if r.pkg == "a" && r.binding == "configs" && r.typ == "Event" {
 				for _, c := range r.contexts {
 					if fr, ok := c["filterResult"].(map[string]any); ok && fr["k"] == "v" {
-						found = true
+						return true
 					}
 				}
 			}
 		}
-		if found {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no Event run with filterResult {k: v} within 30s")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return false
+	})
 	// The schedule fires every second.
-	for deadline := time.Now().Add(10 * time.Second); index(readJournal(t, journal), "a", "tick") < 0; time.Sleep(100 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the @every 1s schedule did not run within 10s")
-		}
-	}
+	eventually.True(t, 10*time.Second, "the @every 1s schedule to run", func() bool { return index(readJournal(t, journal), "a", "tick") >= 0 })
 
 	// The dump is YAML holding packages, hooks, values, queues and
 	// subscriptions.

@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/gadgetpm/gadgetpm/internal/testenv"
+	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 	"github.com/gadgetpm/gadgetpm/packages/packagetest"
 )
 
@@ -122,11 +123,7 @@ func TestProcessKilledDuringHelmUpgradeConvergesAfterRestart(t *testing.T) {
 		"--debug-socket", "-", "--metrics-bind-address", "0", "--namespaces", ns}
 
 	first := startProcess(t, bin, append(common, "--helm-qps", "5", "--helm-burst", "5", "--health-probe-bind-address", "0")...)
-	for deadline := time.Now().Add(90 * time.Second); !pendingRelease(t, ns); time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the release never went pending within 90s")
-		}
-	}
+	eventually.True(t, 90*time.Second, "the release to go pending", func() bool { return pendingRelease(t, ns) })
 	if err := first.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 	"github.com/gadgetpm/gadgetpm/packages/packagetest"
 	"github.com/gadgetpm/gadgetpm/pkg/operator"
 	"github.com/gadgetpm/gadgetpm/queue"
@@ -61,13 +62,12 @@ func TestQueueRoutingEndToEnd(t *testing.T) {
 	}
 	waitRun := func(binding string) {
 		t.Helper()
-		deadline := time.Now().Add(60 * time.Second)
-		for index(readJournal(t, journal), "routed", binding) < 0 {
-			if time.Now().After(deadline) {
-				t.Fatalf("no run for binding %s within 60s: %+v", binding, readJournal(t, journal))
+		eventually.NoError(t, 60*time.Second, "a run for binding "+binding, func() error {
+			if j := readJournal(t, journal); index(j, "routed", binding) < 0 {
+				return fmt.Errorf("journal %+v", j)
 			}
-			time.Sleep(50 * time.Millisecond)
-		}
+			return nil
+		})
 	}
 	queueOf := func(d operator.Dump, name string) *queue.QueueDump {
 		for i := range d.Queues.Queues {
@@ -114,15 +114,11 @@ func TestQueueRoutingEndToEnd(t *testing.T) {
 	if err := os.WriteFile(gate, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	eventually.NoError(t, 60*time.Second, "queue "+slowQueue+" to drain", func() error {
 		q := queueOf(op.Dump(), slowQueue)
 		if q != nil && q.Running == nil && q.Length == 0 && len(q.Failed) == 0 {
-			break
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("queue %s did not drain within 60s: %+v", slowQueue, q)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return fmt.Errorf("%+v", q)
+	})
 }

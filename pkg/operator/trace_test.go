@@ -2,6 +2,7 @@ package operator_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 	"github.com/gadgetpm/gadgetpm/internal/testroot"
 	"github.com/gadgetpm/gadgetpm/packages/repo"
 	gadgetv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadget/v1alpha1"
@@ -121,19 +123,15 @@ func TestRemovePackageStopsItsTraces(t *testing.T) {
 
 func waitTraceState(t *testing.T, tr *gadgetv1alpha1.Trace, state gadgetv1alpha1.TraceState) *gadgetv1alpha1.Trace {
 	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for {
+	return eventually.Value(t, 90*time.Second, fmt.Sprintf("trace %s to be %s", tr.Name, state), func() (*gadgetv1alpha1.Trace, error) {
 		var got gadgetv1alpha1.Trace
 		err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(tr), &got)
 		if err != nil && !apierrors.IsNotFound(err) {
 			t.Fatal(err)
 		}
 		if err == nil && got.Status.State == state && got.Annotations[gadgetv1alpha1.OperationAnnotation] == "" {
-			return &got
+			return &got, nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("trace %s: not %s within 90s: %+v", tr.Name, state, got.Status)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil, fmt.Errorf("status %+v", got.Status)
+	})
 }

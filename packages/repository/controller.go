@@ -98,10 +98,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 
 	idx, err := r.sync(ctx, &pr)
 	if err != nil {
-		logger.Info("sync failed", "error", err.Error())
 		msg := fmt.Sprintf("cannot read %s: %v", pr.Spec.URL, err)
+		// One error line and one Event per new failure; the same failure
+		// at every retry is noise, logged at debug level.
 		if ready := meta.FindStatusCondition(pr.Status.Conditions, v1alpha1.ConditionReady); ready == nil || ready.Message != msg {
+			logger.Error(err, "sync failed; retrying at the next sync", "url", pr.Spec.URL, "reason", v1alpha1.ReasonIndexFailed)
 			r.event(&pr, "Warning", v1alpha1.ReasonIndexFailed, msg)
+		} else {
+			logger.V(1).Info("sync failed again", "url", pr.Spec.URL, "error", err.Error())
 		}
 		setCondition(&pr, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonIndexFailed, msg)
 		setCondition(&pr, v1alpha1.ConditionReconciling, metav1.ConditionFalse, v1alpha1.ReasonIndexFailed, "retrying at the next sync")
@@ -125,6 +129,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		msg += fmt.Sprintf("; %d version(s) cannot be installed because their index entries are malformed: %s", len(malformed), firstProblems(malformed, "; "))
 	}
 	if changed {
+		logger.Info("synced", "url", pr.Spec.URL, "packages", pr.Status.PackageCount, "indexDigest", idx.Digest, "message", msg)
 		r.event(&pr, "Normal", v1alpha1.ReasonSucceeded, msg)
 	}
 	setCondition(&pr, v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonSucceeded, msg)

@@ -16,11 +16,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/gadgetpm/gadgetpm/internal/testenv"
 	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
+	"github.com/gadgetpm/gadgetpm/internal/testlog"
 	"github.com/gadgetpm/gadgetpm/packages/packagetest"
 	"github.com/gadgetpm/gadgetpm/packages/repo"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
@@ -122,6 +124,26 @@ func TestSyncHTTPRepository(t *testing.T) {
 	}
 	if res.RequeueAfter != time.Minute {
 		t.Errorf("retry after %v, want 1m", res.RequeueAfter)
+	}
+}
+
+// TestSyncFailureIsLoggedOnce: an unreachable repository is one error
+// line in the operator log, naming the repository, its URL and the
+// reason, however many retries fail the same way.
+func TestSyncFailureIsLoggedOnce(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	t.Cleanup(srv.Close)
+	pr := newRepo(t, v1alpha1.PackageRepositorySpec{URL: srv.URL})
+	var logs testlog.Lines
+	ctx := log.IntoContext(context.Background(), logs.Logger(0))
+	r := &Reconciler{Client: env.Client}
+	for range 3 {
+		if _, err := r.Reconcile(ctx, reconcile.Request{NamespacedName: client.ObjectKey{Name: pr.Name}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := logs.Count("sync failed", `"repository"="`+pr.Name+`"`, srv.URL, "IndexFailed", "404"); n != 1 {
+		t.Fatalf("%d error lines for the failing repository, want 1:\n%s", n, strings.Join(logs.Get(), "\n"))
 	}
 }
 

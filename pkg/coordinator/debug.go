@@ -1,4 +1,4 @@
-package operator
+package coordinator
 
 import (
 	"bytes"
@@ -20,7 +20,7 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// DebugSource is what the debug server reads. The coordinator's *Operator
+// DebugSource is what the debug server reads. The coordinator's *Coordinator
 // implements it; every method must be safe for concurrent use and return
 // copies the caller may keep.
 type DebugSource interface {

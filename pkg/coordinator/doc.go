@@ -6,4 +6,4 @@
 //
 // It owns no domain logic of its own: what a package, a hook or a release
 // is belongs to packages/, pkg/hooks and pkg/nelm.
-package operator
+package coordinator

@@ -1,4 +1,4 @@
-package operator
+package coordinator
 
 import (
 	"context"
@@ -81,12 +81,12 @@ func (w *syncWait) finish(err error) {
 	}
 }
 
-// hookRunner is the Operator seen as the package manager's HookRunner.
-type hookRunner Operator
+// hookRunner is the Coordinator seen as the package manager's HookRunner.
+type hookRunner Coordinator
 
-func (r *hookRunner) op() *Operator { return (*Operator)(r) }
+func (r *hookRunner) op() *Coordinator { return (*Coordinator)(r) }
 
-func (o *Operator) pkg(key string) (*pkgHooks, error) {
+func (o *Coordinator) pkg(key string) (*pkgHooks, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	p, ok := o.pkgs[key]
@@ -96,7 +96,7 @@ func (o *Operator) pkg(key string) (*pkgHooks, error) {
 	return p, nil
 }
 
-func (o *Operator) taskDeps() hooks.TaskDeps {
+func (o *Coordinator) taskDeps() hooks.TaskDeps {
 	return hooks.TaskDeps{Runner: o.runner, Snapshots: o.events, Patcher: o.patcher, Metrics: o.metrics, Observer: (*hookRunner)(o),
 		Logger: o.log.WithName("hooks")}
 }
@@ -262,7 +262,7 @@ func (r *hookRunner) Enable(ctx context.Context, key string) error {
 // waitSync waits for one binding's Synchronization run (or list). A
 // binding whose kind is not served is not waited for: the package starts,
 // and the binding synchronizes whenever its kind appears.
-func (o *Operator) waitSync(ctx context.Context, ph *pkgHooks, m monitorRef, w *syncWait) error {
+func (o *Coordinator) waitSync(ctx context.Context, ph *pkgHooks, m monitorRef, w *syncWait) error {
 	what := fmt.Sprintf("synchronization of hook %s binding %s", m.hook.Name, m.binding.Name)
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
@@ -297,7 +297,7 @@ const ReasonKindNotServed = "KindNotServed"
 
 // kindNotServed tells the log and the package's Events that a binding
 // waits for its kind, so that a typo does not look like a hang.
-func (o *Operator) kindNotServed(ph *pkgHooks, m monitorRef, why string) {
+func (o *Coordinator) kindNotServed(ph *pkgHooks, m monitorRef, why string) {
 	o.log.Info("binding waits for its kind to be served; the package starts without its Synchronization", "package", ph.key,
 		"hook", m.hook.Name, "binding", m.binding.Name, "apiVersion", m.binding.Monitor.APIVersion, "kind", m.binding.Monitor.Kind, "reason", why)
 	if o.opts.Recorder == nil {
@@ -391,7 +391,7 @@ func (r *hookRunner) HookRan(key, hook string, finished time.Time, err error) {
 }
 
 // onSchedule turns a cron trigger into a hook run in the binding's queue.
-func (o *Operator) onSchedule(t cron.Trigger) {
+func (o *Coordinator) onSchedule(t cron.Trigger) {
 	ph, err := o.pkg(t.Owner)
 	var ref scheduleRef
 	ok := false
@@ -416,7 +416,7 @@ func (o *Operator) onSchedule(t cron.Trigger) {
 // onKubeEvent turns a monitor's event into a hook run of the package
 // that owns the monitor. Synchronization runs a start waits for go to the
 // package's synchronization queue.
-func (o *Operator) onKubeEvent(ev kubeevents.Event) {
+func (o *Coordinator) onKubeEvent(ev kubeevents.Event) {
 	o.mu.Lock()
 	key, ok := o.monitors[ev.MonitorID]
 	ph := o.pkgs[key]
@@ -454,7 +454,7 @@ func (o *Operator) onKubeEvent(ev kubeevents.Event) {
 
 // syncFailed fails the start waiting on a Synchronization run that the
 // queue gave up on.
-func (o *Operator) syncFailed(ev queue.Event) {
+func (o *Coordinator) syncFailed(ev queue.Event) {
 	key, q, ok := strings.Cut(ev.Queue, "/")
 	if !ok || q != SyncQueue {
 		return
@@ -471,7 +471,7 @@ func (o *Operator) syncFailed(ev queue.Event) {
 }
 
 // enqueueRun queues t in the queue newRunTask named.
-func (o *Operator) enqueueRun(t *runTask) {
+func (o *Coordinator) enqueueRun(t *runTask) {
 	name := t.queue
 	opts := []queue.EnqueueOption{queue.OnDone(func() { t.finish(nil) })}
 	if o.opts.MaxAttempts > 0 {
@@ -485,7 +485,7 @@ func (o *Operator) enqueueRun(t *runTask) {
 
 // newRunTask returns a run of h for trig, bound for the package's queue
 // custom ("" for the main queue).
-func (o *Operator) newRunTask(ph *pkgHooks, h *hooks.Hook, custom string, trig hooks.Trigger, done func(error)) *runTask {
+func (o *Coordinator) newRunTask(ph *pkgHooks, h *hooks.Hook, custom string, trig hooks.Trigger, done func(error)) *runTask {
 	name := queue.PackageQueueName(ph.key, custom)
 	t := &runTask{RunTask: hooks.NewRunTask(o.taskDeps(), h, ph.values, trig).InQueue(name), o: o, ph: ph, queue: name}
 	if done != nil {
@@ -500,7 +500,7 @@ func (o *Operator) newRunTask(ph *pkgHooks, h *hooks.Hook, custom string, trig h
 // waiter.
 type runTask struct {
 	*hooks.RunTask
-	o     *Operator
+	o     *Coordinator
 	ph    *pkgHooks
 	queue string
 	mu    sync.Mutex

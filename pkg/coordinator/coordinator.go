@@ -1,4 +1,4 @@
-package operator
+package coordinator
 
 import (
 	"context"
@@ -104,10 +104,10 @@ func PackageStore(dataDir string, reader client.Reader, plainHTTP bool) (*store.
 	return st, f, nil
 }
 
-// Operator is the coordinator of the cluster role. It is a
+// Coordinator is the coordinator of the cluster role. It is a
 // controller-runtime Runnable that needs leader election: Start runs the
 // event handler until its context ends, then Stop tears everything down.
-type Operator struct {
+type Coordinator struct {
 	opts Options
 	log  logr.Logger
 
@@ -143,7 +143,7 @@ type Operator struct {
 // patcher, the Kubernetes events manager (each with its own client), the
 // package manager over all of them, and the GadgetPackage and
 // PackageRepository controllers. It starts nothing.
-func New(opts Options) (*Operator, error) {
+func New(opts Options) (*Coordinator, error) {
 	if opts.Config == nil || opts.Client == nil || opts.DataDir == "" {
 		return nil, errors.New("create operator: Config, Client and DataDir are required")
 	}
@@ -159,7 +159,7 @@ func New(opts Options) (*Operator, error) {
 	if opts.Logger.GetSink() == nil {
 		opts.Logger = logr.Discard()
 	}
-	o := &Operator{
+	o := &Coordinator{
 		opts: opts, log: opts.Logger,
 		handlerStop: make(chan struct{}), handlerDone: make(chan struct{}),
 		pkgs: map[string]*pkgHooks{}, monitors: map[string]string{},
@@ -239,7 +239,7 @@ func New(opts Options) (*Operator, error) {
 
 // SetupWithManager registers the coordinator and the cluster-role
 // controllers with mgr; all of them run on the leader only.
-func (o *Operator) SetupWithManager(mgr ctrl.Manager) error {
+func (o *Coordinator) SetupWithManager(mgr ctrl.Manager) error {
 	if err := mgr.Add(o); err != nil {
 		return fmt.Errorf("add coordinator: %w", err)
 	}
@@ -254,11 +254,11 @@ func (o *Operator) SetupWithManager(mgr ctrl.Manager) error {
 
 // NeedLeaderElection: packages, hooks, releases and schedules belong to
 // the cluster role.
-func (o *Operator) NeedLeaderElection() bool { return true }
+func (o *Coordinator) NeedLeaderElection() bool { return true }
 
 // Start runs the cron manager, the Kubernetes events manager, the
 // scheduler and the event handler until ctx ends, then runs Stop.
-func (o *Operator) Start(ctx context.Context) error {
+func (o *Coordinator) Start(ctx context.Context) error {
 	v, err := o.disco.ServerVersion()
 	if err != nil {
 		return fmt.Errorf("start operator: read the API server's version: %w", err)
@@ -300,12 +300,12 @@ func (o *Operator) Start(ctx context.Context) error {
 // handler, then the queue service (running tasks get StopGrace, then are
 // cancelled), and last the kube monitors and the scheduler. It is safe to
 // call twice and waits for every goroutine it owns.
-func (o *Operator) Stop(ctx context.Context) error {
+func (o *Coordinator) Stop(ctx context.Context) error {
 	o.stopOnce.Do(func() { o.stopErr = o.stop(ctx) })
 	return o.stopErr
 }
 
-func (o *Operator) stop(ctx context.Context) error {
+func (o *Coordinator) stop(ctx context.Context) error {
 	var errs []error
 	o.helm.StopMonitors()
 	o.log.Info("stopped", "service", "helm-monitors")
@@ -346,7 +346,7 @@ func (o *Operator) stop(ctx context.Context) error {
 // drift reports into tasks, hands scheduler and queue events to the
 // GadgetPackage controller, and ends when the queue service closes its
 // events.
-func (o *Operator) handle() {
+func (o *Coordinator) handle() {
 	defer close(o.handlerDone)
 	triggers, kube, drifts, enablement := o.cron.Triggers(), o.events.Events(), o.helm.Drifts(), o.sched.Events()
 	queueEvents := o.queues.Events()
@@ -384,7 +384,7 @@ func (o *Operator) handle() {
 	}
 }
 
-func (o *Operator) onDrift(d nelm.Drift) {
+func (o *Coordinator) onDrift(d nelm.Drift) {
 	key := d.Package.Key()
 	t, ok := o.packages.RunTask(key)
 	if !ok {
@@ -396,7 +396,7 @@ func (o *Operator) onDrift(d nelm.Drift) {
 	}
 }
 
-func (o *Operator) onQueueEvent(ev queue.Event) {
+func (o *Coordinator) onQueueEvent(ev queue.Event) {
 	if ev.Kind == queue.Failed {
 		// One error line per task given up on, not per attempt: the
 		// attempts' errors are in the dump (lastError) and hooks' failed
@@ -412,7 +412,7 @@ func (o *Operator) onQueueEvent(ev queue.Event) {
 }
 
 // Dump returns the operator's whole state.
-func (o *Operator) Dump() Dump {
+func (o *Coordinator) Dump() Dump {
 	d := Dump{
 		Time:              time.Now().UTC(),
 		Queues:            o.queues.Dump(),
@@ -429,7 +429,7 @@ func (o *Operator) Dump() Dump {
 }
 
 // Package returns one package's part of the dump.
-func (o *Operator) Package(key string) (PackageDump, bool) {
+func (o *Coordinator) Package(key string) (PackageDump, bool) {
 	st, ok := o.packages.State(key)
 	if !ok {
 		return PackageDump{}, false
@@ -478,7 +478,7 @@ func (o *Operator) Package(key string) (PackageDump, bool) {
 
 // HookSnapshots returns the current objects of each kubernetes binding of
 // one hook.
-func (o *Operator) HookSnapshots(key, hook string) (Snapshots, bool) {
+func (o *Coordinator) HookSnapshots(key, hook string) (Snapshots, bool) {
 	o.mu.Lock()
 	ph := o.pkgs[key]
 	o.mu.Unlock()

@@ -14,6 +14,7 @@ import (
 	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
+	"github.com/gadgetpm/gadgetpm/packages/hookhost"
 	"github.com/gadgetpm/gadgetpm/pkg/coordinator"
 	"github.com/gadgetpm/gadgetpm/queue"
 )
@@ -32,7 +33,7 @@ func (s stateSource) Package(key string) (coordinator.PackageDump, bool) {
 	return coordinator.PackageDump{}, false
 }
 
-func (s stateSource) HookSnapshots(string, string) (coordinator.Snapshots, bool) { return nil, false }
+func (s stateSource) HookSnapshots(string, string) (hookhost.Snapshots, bool) { return nil, false }
 
 func sampleState() coordinator.Dump {
 	at := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
@@ -40,7 +41,7 @@ func sampleState() coordinator.Dump {
 		Time: at,
 		Packages: []coordinator.PackageDump{{
 			Key: "gadget.trace-exec", Package: "trace-exec", Phase: "Running", Enabled: true, Version: "0.1.0",
-			Hooks: []coordinator.HookDump{{Name: "startup.sh", Bindings: []string{"onStartup"}, LastRun: &at, Runs: 1}},
+			Hooks: []hookhost.HookDump{{Name: "startup.sh", Bindings: []string{"onStartup"}, LastRun: &at, Runs: 1}},
 		}},
 		Queues: queue.Dump{Queues: []queue.QueueDump{
 			{Name: "gadget.trace-exec", Length: 2, Running: &queue.RunningTask{Name: "HelmUpgrade", Since: at, Attempt: 3},

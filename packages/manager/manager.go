@@ -51,7 +51,7 @@ type Releaser interface {
 }
 
 // HookRunner runs a package's hooks and owns their bindings and values;
-// pkg/coordinator implements it over pkg/hooks.
+// packages/hookhost implements it over pkg/hooks.
 type HookRunner interface {
 	// Prepare takes a freshly loaded package (replacing an earlier
 	// version's hooks): it builds its hooks and values and registers its

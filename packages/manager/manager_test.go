@@ -78,7 +78,7 @@ func (j *journal) Delete(_ context.Context, r manager.Release) error {
 	return nil
 }
 
-// The journal stands in for pkg/coordinator's hook runner: it records which
+// The journal stands in for packages/hookhost's Host: it records which
 // bindings ran, in the order the manager asks for them.
 func (j *journal) Prepare(_ context.Context, key string, p *loader.Package, _ *v1alpha1.GadgetPackage) error {
 	j.mu.Lock()

@@ -22,6 +22,7 @@ import (
 	"github.com/gadgetpm/gadgetpm/packages/archive"
 	"github.com/gadgetpm/gadgetpm/packages/fetch"
 	"github.com/gadgetpm/gadgetpm/packages/gadgetpackage"
+	"github.com/gadgetpm/gadgetpm/packages/hookhost"
 	"github.com/gadgetpm/gadgetpm/packages/manager"
 	"github.com/gadgetpm/gadgetpm/packages/repository"
 	"github.com/gadgetpm/gadgetpm/packages/store"
@@ -34,12 +35,6 @@ import (
 	"github.com/gadgetpm/gadgetpm/scheduler"
 	"github.com/gadgetpm/gadgetpm/scheduler/cron"
 )
-
-// SyncQueue is the custom queue name reserved for the Synchronization runs
-// a package's start waits for (`<key>/synchronization`): kept apart from
-// the main queue, where the waiting Startup task sits, so neither blocks
-// the other. Hook configs that name it are refused (pkg/hooks).
-const SyncQueue = hooks.SyncQueue
 
 // Options configure New.
 type Options struct {
@@ -120,8 +115,7 @@ type Coordinator struct {
 	packages *manager.Manager
 	control  *gadgetpackage.Reconciler
 	repos    *repository.Reconciler
-	runner   *hooks.Runner
-	metrics  *hooks.Metrics
+	hooks    *hookhost.Host
 	disco    discovery.DiscoveryInterface
 
 	// handlerStop ends the conversion of triggers into tasks; the handler
@@ -130,12 +124,6 @@ type Coordinator struct {
 	handlerDone chan struct{}
 	stopOnce    sync.Once
 	stopErr     error
-
-	mu sync.Mutex
-	// pkgs holds every prepared package's hooks; guarded by mu.
-	pkgs map[string]*pkgHooks
-	// monitors maps kubernetes monitor IDs to their package; guarded by mu.
-	monitors map[string]string
 }
 
 // New builds the services in dependency order: the queue service and the
@@ -162,7 +150,6 @@ func New(opts Options) (*Coordinator, error) {
 	o := &Coordinator{
 		opts: opts, log: opts.Logger,
 		handlerStop: make(chan struct{}), handlerDone: make(chan struct{}),
-		pkgs: map[string]*pkgHooks{}, monitors: map[string]string{},
 	}
 	var err error
 
@@ -206,11 +193,20 @@ func New(opts Options) (*Coordinator, error) {
 		return nil, fmt.Errorf("create operator: %w", err)
 	}
 
-	o.runner = hooks.NewRunner(hooks.RunnerOptions{Timeout: opts.HookTimeout, Env: opts.HookEnv})
+	var hookMetrics *hooks.Metrics
 	if opts.Registerer != nil {
-		if o.metrics, err = hooks.NewMetrics(opts.Registerer); err != nil {
+		if hookMetrics, err = hooks.NewMetrics(opts.Registerer); err != nil {
 			return nil, fmt.Errorf("create operator: hook metrics: %w", err)
 		}
+	}
+	o.hooks, err = hookhost.New(hookhost.Options{
+		Runner:     hooks.NewRunner(hooks.RunnerOptions{Timeout: opts.HookTimeout, Env: opts.HookEnv}),
+		KubeEvents: o.events, Patcher: o.patcher, Schedules: o.cron, Queues: o.queues, Releases: o.helm,
+		Mapper: mapper, Client: opts.Client, Env: opts.HookEnv, MaxAttempts: opts.MaxAttempts,
+		Metrics: hookMetrics, Observer: runRecorder{o}, Recorder: opts.Recorder, Logger: o.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create operator: %w", err)
 	}
 
 	f := opts.Fetcher
@@ -220,7 +216,7 @@ func New(opts Options) (*Coordinator, error) {
 		}
 	}
 	o.packages, err = manager.New(manager.Options{
-		Fetcher: f, Releaser: releaser{o.helm}, Hooks: (*hookRunner)(o), Scheduler: o.sched,
+		Fetcher: f, Releaser: releaser{o.helm}, Hooks: o.hooks, Scheduler: o.sched,
 		Unsubscriber: unsubscribeWaiter{reader: opts.Reader, timeout: opts.UnsubscribeTimeout, recorder: opts.Recorder, log: o.log.WithName("unsubscribe")},
 	})
 	if err != nil {
@@ -360,13 +356,13 @@ func (o *Coordinator) handle() {
 				triggers = nil
 				continue
 			}
-			o.onSchedule(t)
+			o.hooks.OnSchedule(t)
 		case ev, ok := <-kube:
 			if !ok {
 				kube = nil
 				continue
 			}
-			o.onKubeEvent(ev)
+			o.hooks.OnKubeEvent(ev)
 		case d := <-drifts:
 			o.onDrift(d)
 		case ev, ok := <-enablement:
@@ -406,9 +402,15 @@ func (o *Coordinator) onQueueEvent(ev queue.Event) {
 			"attempts", ev.Attempts, "reason", fetch.ReasonOf(ev.Err, v1alpha1.ReasonRetriesExhausted))
 	}
 	o.control.HandleEvent(ev)
-	if ev.Kind == queue.Failed || ev.Kind == queue.Cancelled {
-		o.syncFailed(ev)
-	}
+	o.hooks.OnQueueEvent(ev)
+}
+
+// runRecorder carries a hook run the host recorded into the package's
+// state and its GadgetPackage's status.hooks.
+type runRecorder struct{ o *Coordinator }
+
+func (r runRecorder) HookRan(key, hook string, finished time.Time, err error) {
+	r.o.control.HookRan(key, r.o.packages.RecordHookRun(key, hook, finished, err))
 }
 
 // Dump returns the operator's whole state.
@@ -442,63 +444,22 @@ func (o *Coordinator) Package(key string) (PackageDump, bool) {
 	for _, q := range st.Queues {
 		p.Queues = append(p.Queues, queue.PackageQueueName(key, q))
 	}
-	o.mu.Lock()
-	ph := o.pkgs[key]
-	o.mu.Unlock()
-	if ph == nil {
+	hp, ok := o.hooks.Package(key)
+	if !ok {
 		p.Values = st.Values
 		for _, h := range st.Hooks {
-			p.Hooks = append(p.Hooks, HookDump{Name: h.Name, Bindings: h.Bindings, LastError: h.LastError})
+			p.Hooks = append(p.Hooks, hookhost.HookDump{Name: h.Name, Bindings: h.Bindings, LastError: h.LastError})
 		}
 		return p, true
 	}
-	if v, err := ph.values.PackageValues(); err == nil {
-		p.Values = v
-	}
-	ph.mu.Lock()
-	for _, h := range ph.hooks {
-		hd := HookDump{Name: h.Name, Bindings: h.Bindings()}
-		if r := ph.runs[h.Name]; r != nil {
-			t := r.last
-			hd.LastRun, hd.LastError, hd.Runs = &t, r.lastErr, r.count
-		}
-		hd.Output = o.runner.Output(h.ID())
-		p.Hooks = append(p.Hooks, hd)
-	}
-	ph.mu.Unlock()
-	for _, m := range ph.monitors {
-		p.Subscriptions = append(p.Subscriptions, SubscriptionDump{
-			Monitor: m.id, Hook: m.hook.Name, Binding: m.binding.Name,
-			APIVersion: m.binding.Monitor.APIVersion, Kind: m.binding.Monitor.Kind,
-			Synced: o.events.Synced(m.id), WaitingForKind: o.events.WaitingForKind(m.id), Objects: len(o.events.Snapshot(m.id)),
-		})
-	}
+	p.Values, p.Hooks, p.Subscriptions = hp.Values, hp.Hooks, hp.Subscriptions
 	return p, true
 }
 
 // HookSnapshots returns the current objects of each kubernetes binding of
 // one hook.
-func (o *Coordinator) HookSnapshots(key, hook string) (Snapshots, bool) {
-	o.mu.Lock()
-	ph := o.pkgs[key]
-	o.mu.Unlock()
-	if ph == nil {
-		return nil, false
-	}
-	var h *hooks.Hook
-	for _, c := range ph.hooks {
-		if c.Name == hook {
-			h = c
-		}
-	}
-	if h == nil {
-		return nil, false
-	}
-	out := Snapshots{}
-	for _, b := range h.Config.Kubernetes {
-		out[b.Name] = o.events.Snapshot(b.Monitor.ID)
-	}
-	return out, true
+func (o *Coordinator) HookSnapshots(key, hook string) (hookhost.Snapshots, bool) {
+	return o.hooks.HookSnapshots(key, hook)
 }
 
 // releaser applies packages' charts through the Helm release service.

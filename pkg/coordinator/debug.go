@@ -18,6 +18,8 @@ import (
 
 	"github.com/go-logr/logr"
 	"gopkg.in/yaml.v3"
+
+	"github.com/gadgetpm/gadgetpm/packages/hookhost"
 )
 
 // DebugSource is what the debug server reads. The coordinator's *Coordinator
@@ -31,7 +33,7 @@ type DebugSource interface {
 	Package(key string) (PackageDump, bool)
 	// HookSnapshots are the current objects of one hook's kubernetes
 	// bindings; false when the package or the hook is unknown.
-	HookSnapshots(key, hook string) (Snapshots, bool)
+	HookSnapshots(key, hook string) (hookhost.Snapshots, bool)
 }
 
 // DebugServerOptions configure NewDebugServer.
@@ -291,7 +293,7 @@ func (s *DebugServer) serveSnapshots(w http.ResponseWriter, r *http.Request, for
 		return
 	}
 	if snaps == nil {
-		snaps = Snapshots{}
+		snaps = hookhost.Snapshots{}
 	}
 	writeBody(w, r, format, snaps)
 }

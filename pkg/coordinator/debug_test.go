@@ -20,13 +20,14 @@ import (
 	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/gadgetpm/gadgetpm/kubeevents"
+	"github.com/gadgetpm/gadgetpm/packages/hookhost"
 	"github.com/gadgetpm/gadgetpm/queue"
 )
 
 // fakeSource is the debug server's consumer interface as a plain struct.
 type fakeSource struct {
 	dump  Dump
-	snaps map[string]Snapshots // by "<key>\x00<hook>"
+	snaps map[string]hookhost.Snapshots // by "<key>\x00<hook>"
 }
 
 func (f *fakeSource) Dump() Dump { return f.dump }
@@ -40,7 +41,7 @@ func (f *fakeSource) Package(key string) (PackageDump, bool) {
 	return PackageDump{}, false
 }
 
-func (f *fakeSource) HookSnapshots(key, hook string) (Snapshots, bool) {
+func (f *fakeSource) HookSnapshots(key, hook string) (hookhost.Snapshots, bool) {
 	s, ok := f.snaps[key+"\x00"+hook]
 	return s, ok
 }
@@ -58,12 +59,12 @@ func sampleSource() *fakeSource {
 				Key: "gadget.hook-demo", Package: "hook-demo", Phase: "Running", Enabled: true,
 				Version: "1.0", Digest: "sha256:abc", HelmRevision: 2,
 				Values: map[string]any{"replicas": float64(3), "mode": "yes", "tag": "007"},
-				Hooks: []HookDump{
+				Hooks: []hookhost.HookDump{
 					{Name: "startup.sh", Bindings: []string{"onStartup"}, LastRun: &at, Runs: 1},
 					{Name: "watch/configmaps.sh", Bindings: []string{"kubernetes:cms"}, LastError: "exit status 1", Runs: 4},
 				},
 				Queues:        []string{"gadget.hook-demo", "gadget.hook-demo/watch"},
-				Subscriptions: []SubscriptionDump{{Monitor: "gadget.hook-demo/watch/configmaps.sh/cms", Hook: "watch/configmaps.sh", Binding: "cms", APIVersion: "v1", Kind: "ConfigMap", Synced: true, Objects: 1}},
+				Subscriptions: []hookhost.SubscriptionDump{{Monitor: "gadget.hook-demo/watch/configmaps.sh/cms", Hook: "watch/configmaps.sh", Binding: "cms", APIVersion: "v1", Kind: "ConfigMap", Synced: true, Objects: 1}},
 			}},
 			Queues: queue.Dump{Queues: []queue.QueueDump{
 				{Name: "gadget.hook-demo", Length: 1,
@@ -73,7 +74,7 @@ func sampleSource() *fakeSource {
 			}},
 			PendingKubeEvents: 3,
 		},
-		snaps: map[string]Snapshots{
+		snaps: map[string]hookhost.Snapshots{
 			"gadget.hook-demo\x00watch/configmaps.sh": {"cms": {{Object: obj, FilterResult: json.RawMessage(`{"name":"cm"}`)}}},
 			"gadget.hook-demo\x00startup.sh":          nil,
 		},

@@ -29,7 +29,7 @@ import (
 	"github.com/gadgetpm/gadgetpm/internal/testenv"
 	"github.com/gadgetpm/gadgetpm/pkg/apis"
 	gadgetpmv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
-	"github.com/gadgetpm/gadgetpm/pkg/coordinator"
+	"github.com/gadgetpm/gadgetpm/pkg/debugserver"
 )
 
 // devTestPackage is the bundled package the end-to-end test installs:
@@ -300,7 +300,7 @@ func TestDevEndToEnd(t *testing.T) {
 		if err != nil {
 			t.Fatalf("gadgetpm dump: %v\n%s", err, dump)
 		}
-		var d coordinator.Dump
+		var d debugserver.Dump
 		if err := sigsyaml.Unmarshal(dump, &d); err != nil {
 			t.Fatalf("dump is not YAML: %v\n%s", err, dump)
 		}

@@ -5,13 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/record"
@@ -26,7 +24,6 @@ import (
 	"github.com/gadgetpm/gadgetpm/packages/manager"
 	"github.com/gadgetpm/gadgetpm/packages/repository"
 	"github.com/gadgetpm/gadgetpm/packages/store"
-	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/pkg/hooks"
 	"github.com/gadgetpm/gadgetpm/pkg/nelm"
 	"github.com/gadgetpm/gadgetpm/pkg/objectpatch"
@@ -35,6 +32,13 @@ import (
 	"github.com/gadgetpm/gadgetpm/scheduler"
 	"github.com/gadgetpm/gadgetpm/scheduler/cron"
 )
+
+// ClientOptions are the rate limits of one service's own API client.
+type ClientOptions struct {
+	// QPS and Burst; zero means the service's default.
+	QPS   float32
+	Burst int
+}
 
 // Options configure New.
 type Options struct {
@@ -129,8 +133,9 @@ type Coordinator struct {
 // New builds the services in dependency order: the queue service and the
 // cron manager (independent), the Helm release service, the object
 // patcher, the Kubernetes events manager (each with its own client), the
-// package manager over all of them, and the GadgetPackage and
-// PackageRepository controllers. It starts nothing.
+// scheduler, the hook host over them, the package manager over all of
+// them, and the GadgetPackage and PackageRepository controllers. It
+// starts nothing.
 func New(opts Options) (*Coordinator, error) {
 	if opts.Config == nil || opts.Client == nil || opts.DataDir == "" {
 		return nil, errors.New("create operator: Config, Client and DataDir are required")
@@ -147,7 +152,7 @@ func New(opts Options) (*Coordinator, error) {
 	if opts.Logger.GetSink() == nil {
 		opts.Logger = logr.Discard()
 	}
-	o := &Coordinator{
+	c := &Coordinator{
 		opts: opts, log: opts.Logger,
 		handlerStop: make(chan struct{}), handlerDone: make(chan struct{}),
 	}
@@ -161,10 +166,10 @@ func New(opts Options) (*Coordinator, error) {
 		}
 		qopts.Metrics = m
 	}
-	o.queues = queue.NewService(qopts)
-	o.cron = cron.New(cron.Options{})
+	c.queues = queue.NewService(qopts)
+	c.cron = cron.New(cron.Options{})
 
-	o.helm, err = nelm.New(opts.Config, nelm.Options{
+	c.helm, err = nelm.New(opts.Config, nelm.Options{
 		QPS: opts.Helm.QPS, Burst: opts.Helm.Burst, Timeout: opts.HelmTimeout,
 		Recorder: opts.Recorder, Logger: opts.Logger.WithName("helm"),
 	})
@@ -175,20 +180,20 @@ func New(opts Options) (*Coordinator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create operator: %w", err)
 	}
-	o.patcher, err = objectpatch.New(opts.Config, mapper, &objectpatch.Options{
+	c.patcher, err = objectpatch.New(opts.Config, mapper, &objectpatch.Options{
 		QPS: opts.Patcher.QPS, Burst: opts.Patcher.Burst, Logger: opts.Logger.WithName("objectpatch"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create operator: %w", err)
 	}
-	o.events, err = kubeevents.New(kubeevents.Options{
+	c.events, err = kubeevents.New(kubeevents.Options{
 		Config: opts.Config, QPS: opts.KubeEvents.QPS, Burst: opts.KubeEvents.Burst, Logger: opts.Logger.WithName("kubeevents"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create operator: %w", err)
 	}
-	o.sched = scheduler.New(scheduler.Options{})
-	o.disco, err = discovery.NewDiscoveryClientForConfig(opts.Config)
+	c.sched = scheduler.New(scheduler.Options{})
+	c.disco, err = discovery.NewDiscoveryClientForConfig(opts.Config)
 	if err != nil {
 		return nil, fmt.Errorf("create operator: %w", err)
 	}
@@ -199,11 +204,11 @@ func New(opts Options) (*Coordinator, error) {
 			return nil, fmt.Errorf("create operator: hook metrics: %w", err)
 		}
 	}
-	o.hooks, err = hookhost.New(hookhost.Options{
+	c.hooks, err = hookhost.New(hookhost.Options{
 		Runner:     hooks.NewRunner(hooks.RunnerOptions{Timeout: opts.HookTimeout, Env: opts.HookEnv}),
-		KubeEvents: o.events, Patcher: o.patcher, Schedules: o.cron, Queues: o.queues, Releases: o.helm,
+		KubeEvents: c.events, Patcher: c.patcher, Schedules: c.cron, Queues: c.queues, Releases: c.helm,
 		Mapper: mapper, Client: opts.Client, Env: opts.HookEnv, MaxAttempts: opts.MaxAttempts,
-		Metrics: hookMetrics, Observer: runRecorder{o}, Recorder: opts.Recorder, Logger: o.log,
+		Metrics: hookMetrics, Observer: runRecorder{c}, Recorder: opts.Recorder, Logger: c.log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create operator: %w", err)
@@ -215,34 +220,34 @@ func New(opts Options) (*Coordinator, error) {
 			return nil, fmt.Errorf("create operator: %w", err)
 		}
 	}
-	o.packages, err = manager.New(manager.Options{
-		Fetcher: f, Releaser: releaser{o.helm}, Hooks: o.hooks, Scheduler: o.sched,
-		Unsubscriber: unsubscribeWaiter{reader: opts.Reader, timeout: opts.UnsubscribeTimeout, recorder: opts.Recorder, log: o.log.WithName("unsubscribe")},
+	c.packages, err = manager.New(manager.Options{
+		Fetcher: f, Releaser: releaser{c.helm}, Hooks: c.hooks, Scheduler: c.sched,
+		Unsubscriber: unsubscribeWaiter{reader: opts.Reader, timeout: opts.UnsubscribeTimeout, recorder: opts.Recorder, log: c.log.WithName("unsubscribe")},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create operator: %w", err)
 	}
-	o.control, err = gadgetpackage.New(gadgetpackage.Options{
-		Client: opts.Client, Manager: o.packages, Queue: o.queues, Recorder: opts.Recorder,
+	c.control, err = gadgetpackage.New(gadgetpackage.Options{
+		Client: opts.Client, Manager: c.packages, Queue: c.queues, Recorder: opts.Recorder,
 		MaxAttempts: opts.MaxAttempts, RemoveGrace: opts.StopGrace,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create operator: %w", err)
 	}
-	o.repos = &repository.Reconciler{Client: opts.Client, Recorder: opts.Recorder, PlainHTTPRegistries: opts.PlainHTTPRegistries}
-	return o, nil
+	c.repos = &repository.Reconciler{Client: opts.Client, Recorder: opts.Recorder, PlainHTTPRegistries: opts.PlainHTTPRegistries}
+	return c, nil
 }
 
 // SetupWithManager registers the coordinator and the cluster-role
 // controllers with mgr; all of them run on the leader only.
-func (o *Coordinator) SetupWithManager(mgr ctrl.Manager) error {
-	if err := mgr.Add(o); err != nil {
+func (c *Coordinator) SetupWithManager(mgr ctrl.Manager) error {
+	if err := mgr.Add(c); err != nil {
 		return fmt.Errorf("add coordinator: %w", err)
 	}
-	if err := o.control.SetupWithManager(mgr); err != nil {
+	if err := c.control.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up GadgetPackage controller: %w", err)
 	}
-	if err := o.repos.SetupWithManager(mgr); err != nil {
+	if err := c.repos.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up PackageRepository controller: %w", err)
 	}
 	return nil
@@ -250,16 +255,16 @@ func (o *Coordinator) SetupWithManager(mgr ctrl.Manager) error {
 
 // NeedLeaderElection: packages, hooks, releases and schedules belong to
 // the cluster role.
-func (o *Coordinator) NeedLeaderElection() bool { return true }
+func (c *Coordinator) NeedLeaderElection() bool { return true }
 
 // Start runs the cron manager, the Kubernetes events manager, the
 // scheduler and the event handler until ctx ends, then runs Stop.
-func (o *Coordinator) Start(ctx context.Context) error {
-	v, err := o.disco.ServerVersion()
+func (c *Coordinator) Start(ctx context.Context) error {
+	v, err := c.disco.ServerVersion()
 	if err != nil {
 		return fmt.Errorf("start operator: read the API server's version: %w", err)
 	}
-	if err := o.sched.SetKubeVersion(v.GitVersion); err != nil {
+	if err := c.sched.SetKubeVersion(v.GitVersion); err != nil {
 		return fmt.Errorf("start operator: %w", err)
 	}
 	var wg sync.WaitGroup
@@ -268,24 +273,24 @@ func (o *Coordinator) Start(ctx context.Context) error {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		if err := o.cron.Start(runCtx); err != nil && !errors.Is(err, cron.ErrStopped) {
-			o.log.Error(err, "cron manager ended")
+		if err := c.cron.Start(runCtx); err != nil && !errors.Is(err, cron.ErrStopped) {
+			c.log.Error(err, "cron manager ended")
 		}
 	}()
 	go func() {
 		defer wg.Done()
-		if err := o.events.Start(runCtx); err != nil {
-			o.log.Error(err, "kube events manager ended")
+		if err := c.events.Start(runCtx); err != nil {
+			c.log.Error(err, "kube events manager ended")
 		}
 	}()
-	go o.handle()
-	o.sched.Resume()
-	o.log.Info("coordinator started")
+	go c.handle()
+	c.sched.Resume()
+	c.log.Info("coordinator started")
 
 	<-ctx.Done()
-	stopCtx, stopCancel := context.WithTimeout(context.Background(), o.opts.StopGrace+10*time.Second)
+	stopCtx, stopCancel := context.WithTimeout(context.Background(), c.opts.StopGrace+10*time.Second)
 	defer stopCancel()
-	err = o.Stop(stopCtx)
+	err = c.Stop(stopCtx)
 	cancel()
 	wg.Wait()
 	return err
@@ -296,209 +301,44 @@ func (o *Coordinator) Start(ctx context.Context) error {
 // handler, then the queue service (running tasks get StopGrace, then are
 // cancelled), and last the kube monitors and the scheduler. It is safe to
 // call twice and waits for every goroutine it owns.
-func (o *Coordinator) Stop(ctx context.Context) error {
-	o.stopOnce.Do(func() { o.stopErr = o.stop(ctx) })
-	return o.stopErr
+func (c *Coordinator) Stop(ctx context.Context) error {
+	c.stopOnce.Do(func() { c.stopErr = c.stop(ctx) })
+	return c.stopErr
 }
 
-func (o *Coordinator) stop(ctx context.Context) error {
+func (c *Coordinator) stop(ctx context.Context) error {
 	var errs []error
-	o.helm.StopMonitors()
-	o.log.Info("stopped", "service", "helm-monitors")
-	o.events.PauseHandleEvents()
-	o.log.Info("stopped", "service", "kube-event-handling")
-	graceCtx, cancel := context.WithTimeout(ctx, o.opts.StopGrace)
+	c.helm.StopMonitors()
+	c.log.Info("stopped", "service", "helm-monitors")
+	c.events.PauseHandleEvents()
+	c.log.Info("stopped", "service", "kube-event-handling")
+	graceCtx, cancel := context.WithTimeout(ctx, c.opts.StopGrace)
 	defer cancel()
 	// Schedule runs still queued need not finish for cron to stop: the
 	// queue service stops them below.
 	cronCtx, cronCancel := context.WithTimeout(ctx, time.Second)
 	defer cronCancel()
-	if err := o.cron.Stop(cronCtx); err != nil {
-		o.log.Info("cron runs still queued at stop", "error", err.Error())
+	if err := c.cron.Stop(cronCtx); err != nil {
+		c.log.Info("cron runs still queued at stop", "error", err.Error())
 	}
-	o.log.Info("stopped", "service", "cron")
-	close(o.handlerStop)
-	o.log.Info("stopped", "service", "event-handler")
-	if err := o.queues.Stop(graceCtx); err != nil {
+	c.log.Info("stopped", "service", "cron")
+	close(c.handlerStop)
+	c.log.Info("stopped", "service", "event-handler")
+	if err := c.queues.Stop(graceCtx); err != nil {
 		errs = append(errs, fmt.Errorf("stop queues: %w", err))
 	}
 	// The handler ends once the queue service closed its events.
 	select {
-	case <-o.handlerDone:
+	case <-c.handlerDone:
 	case <-ctx.Done():
 		errs = append(errs, errors.New("stop event handler: queue events still open"))
 	}
-	o.log.Info("stopped", "service", "queues")
-	o.events.Stop()
+	c.log.Info("stopped", "service", "queues")
+	c.events.Stop()
 	// Nobody acts on enablement changes any more: unread ones are dropped.
-	if err := o.sched.Stop(ctx); err != nil {
-		o.log.V(1).Info("enablement changes dropped at stop", "error", err.Error())
+	if err := c.sched.Stop(ctx); err != nil {
+		c.log.V(1).Info("enablement changes dropped at stop", "error", err.Error())
 	}
-	o.log.Info("stopped", "service", "kube-monitors")
+	c.log.Info("stopped", "service", "kube-monitors")
 	return errors.Join(errs...)
-}
-
-// handle is the event handler: it turns cron triggers, kube events and
-// drift reports into tasks, hands scheduler and queue events to the
-// GadgetPackage controller, and ends when the queue service closes its
-// events.
-func (o *Coordinator) handle() {
-	defer close(o.handlerDone)
-	triggers, kube, drifts, enablement := o.cron.Triggers(), o.events.Events(), o.helm.Drifts(), o.sched.Events()
-	queueEvents := o.queues.Events()
-	stop := o.handlerStop
-	for {
-		select {
-		case <-stop:
-			triggers, kube, drifts, enablement, stop = nil, nil, nil, nil, nil
-		case t, ok := <-triggers:
-			if !ok {
-				triggers = nil
-				continue
-			}
-			o.hooks.OnSchedule(t)
-		case ev, ok := <-kube:
-			if !ok {
-				kube = nil
-				continue
-			}
-			o.hooks.OnKubeEvent(ev)
-		case d := <-drifts:
-			o.onDrift(d)
-		case ev, ok := <-enablement:
-			if !ok {
-				enablement = nil
-				continue
-			}
-			o.control.HandleSchedulerEvent(ev)
-		case ev, ok := <-queueEvents:
-			if !ok {
-				return
-			}
-			o.onQueueEvent(ev)
-		}
-	}
-}
-
-func (o *Coordinator) onDrift(d nelm.Drift) {
-	key := d.Package.Key()
-	t, ok := o.packages.RunTask(key)
-	if !ok {
-		return
-	}
-	o.log.Info("release drifted; re-applying", "package", key, "missing", fmt.Sprint(d.Missing))
-	if err := o.queues.Enqueue(queue.PackageQueueName(key, ""), t, queue.Unique()); err != nil {
-		o.log.Error(err, "enqueue run after drift", "package", key)
-	}
-}
-
-func (o *Coordinator) onQueueEvent(ev queue.Event) {
-	if ev.Kind == queue.Failed {
-		// One error line per task given up on, not per attempt: the
-		// attempts' errors are in the dump (lastError) and hooks' failed
-		// attempts are logged at info level.
-		key, _, _ := strings.Cut(ev.Queue, "/")
-		o.log.Error(ev.Err, "task failed; giving up", "package", key, "queue", ev.Queue, "task", ev.Task,
-			"attempts", ev.Attempts, "reason", fetch.ReasonOf(ev.Err, v1alpha1.ReasonRetriesExhausted))
-	}
-	o.control.HandleEvent(ev)
-	o.hooks.OnQueueEvent(ev)
-}
-
-// runRecorder carries a hook run the host recorded into the package's
-// state and its GadgetPackage's status.hooks.
-type runRecorder struct{ o *Coordinator }
-
-func (r runRecorder) HookRan(key, hook string, finished time.Time, err error) {
-	r.o.control.HookRan(key, r.o.packages.RecordHookRun(key, hook, finished, err))
-}
-
-// Dump returns the operator's whole state.
-func (o *Coordinator) Dump() Dump {
-	d := Dump{
-		Time:              time.Now().UTC(),
-		Queues:            o.queues.Dump(),
-		Schedules:         o.cron.Entries(),
-		Enablement:        o.sched.Statuses(),
-		PendingKubeEvents: o.events.Pending(),
-	}
-	for _, key := range o.packages.Keys() {
-		if p, ok := o.Package(key); ok {
-			d.Packages = append(d.Packages, p)
-		}
-	}
-	return d
-}
-
-// Package returns one package's part of the dump.
-func (o *Coordinator) Package(key string) (PackageDump, bool) {
-	st, ok := o.packages.State(key)
-	if !ok {
-		return PackageDump{}, false
-	}
-	p := PackageDump{
-		Key: key, Package: st.Package, Phase: string(st.Phase), Enabled: st.Enabled, Reason: st.Reason,
-		Version: st.Version, Digest: st.Digest, HelmRevision: st.HelmRevision,
-		Queues: []string{queue.PackageQueueName(key, "")},
-	}
-	for _, q := range st.Queues {
-		p.Queues = append(p.Queues, queue.PackageQueueName(key, q))
-	}
-	hp, ok := o.hooks.Package(key)
-	if !ok {
-		p.Values = st.Values
-		for _, h := range st.Hooks {
-			p.Hooks = append(p.Hooks, hookhost.HookDump{Name: h.Name, Bindings: h.Bindings, LastError: h.LastError})
-		}
-		return p, true
-	}
-	p.Values, p.Hooks, p.Subscriptions = hp.Values, hp.Hooks, hp.Subscriptions
-	return p, true
-}
-
-// HookSnapshots returns the current objects of each kubernetes binding of
-// one hook.
-func (o *Coordinator) HookSnapshots(key, hook string) (hookhost.Snapshots, bool) {
-	return o.hooks.HookSnapshots(key, hook)
-}
-
-// releaser applies packages' charts through the Helm release service.
-type releaser struct{ helm *nelm.Service }
-
-func nelmPackage(rel manager.Release) nelm.Package {
-	return nelm.Package{Namespace: rel.Namespace, Name: rel.Name, AdoptRelease: rel.AdoptRelease,
-		Object: &corev1.ObjectReference{
-			APIVersion: v1alpha1.GroupVersion.String(), Kind: "GadgetPackage", Namespace: rel.Namespace, Name: rel.Name,
-		}}
-}
-
-// Upgrade applies the release. A release of the name that gadgetpm did not
-// make fails terminally: retrying cannot help until the user renames the
-// package, removes that release or sets the adopt-release annotation
-// (which re-arms the package).
-func (r releaser) Upgrade(ctx context.Context, rel manager.Release) (int, error) {
-	res, err := r.helm.Upgrade(ctx, nelmPackage(rel), rel.Chart, rel.Values)
-	if errors.Is(err, nelm.ErrNotOwned) {
-		return 0, queue.Terminal(err)
-	}
-	if err != nil {
-		return 0, err
-	}
-	return res.Revision, nil
-}
-
-// InstallCRDs creates the chart's crds/ before its hooks start; a chart
-// whose crds/ cannot be read or are refused fails terminally.
-func (r releaser) InstallCRDs(ctx context.Context, rel manager.Release) error {
-	err := r.helm.InstallCRDs(ctx, nelmPackage(rel), rel.Chart)
-	if errors.Is(err, nelm.ErrInvalidChart) {
-		return queue.Terminal(err)
-	}
-	return err
-}
-
-var _ manager.CRDInstaller = releaser{}
-
-func (r releaser) Delete(ctx context.Context, rel manager.Release) error {
-	return r.helm.Delete(ctx, nelmPackage(rel))
 }

@@ -4,68 +4,57 @@ import (
 	"time"
 
 	"github.com/gadgetpm/gadgetpm/packages/hookhost"
-	"github.com/gadgetpm/gadgetpm/pkg/trace"
+	"github.com/gadgetpm/gadgetpm/pkg/debugserver"
 	"github.com/gadgetpm/gadgetpm/queue"
-	"github.com/gadgetpm/gadgetpm/scheduler"
-	"github.com/gadgetpm/gadgetpm/scheduler/cron"
 )
 
-// Dump is the operator's whole state, as `gadgetpm dump` prints it.
-type Dump struct {
-	// Time the dump was taken.
-	Time time.Time `json:"time" yaml:"time"`
-	// Packages by key, sorted.
-	Packages []PackageDump `json:"packages" yaml:"packages"`
-	// Queues holds every live queue, packages' and others'.
-	Queues queue.Dump `json:"queues" yaml:"queues"`
-	// Schedules are the cron entries of hooks' schedule bindings.
-	Schedules []cron.EntryStatus `json:"schedules,omitempty" yaml:"schedules,omitempty"`
-	// Enablement is the scheduler's verdict per package.
-	Enablement []scheduler.Status `json:"enablement,omitempty" yaml:"enablement,omitempty"`
-	// PendingKubeEvents counts Kubernetes events waiting for delivery.
-	PendingKubeEvents int `json:"pendingKubeEvents" yaml:"pendingKubeEvents"`
-	// Gadgets are the gadget runs loaded on this replica's node, each with
-	// the Traces it serves (see WithNodeRuns).
-	Gadgets []trace.RunInfo `json:"gadgets,omitempty" yaml:"gadgets,omitempty"`
-}
+var _ debugserver.Source = (*Coordinator)(nil)
 
-// PackageDump is one package.
-type PackageDump struct {
-	Key     string `json:"key" yaml:"key"`
-	Package string `json:"package" yaml:"package"`
-	Phase   string `json:"phase" yaml:"phase"`
-	Enabled bool   `json:"enabled" yaml:"enabled"`
-	Reason  string `json:"reason,omitempty" yaml:"reason,omitempty"`
-	Version string `json:"version,omitempty" yaml:"version,omitempty"`
-	Digest  string `json:"digest,omitempty" yaml:"digest,omitempty"`
-	// HelmRevision of the package's release; 0 before the first Run.
-	HelmRevision int `json:"helmRevision,omitempty" yaml:"helmRevision,omitempty"`
-	// Values in effect: settings over defaults, with hooks' patches.
-	Values map[string]any `json:"values,omitempty" yaml:"values,omitempty"`
-	// Hooks with their bindings and last run.
-	Hooks []hookhost.HookDump `json:"hooks,omitempty" yaml:"hooks,omitempty"`
-	// Queues of the package: its main queue and the custom ones its hooks
-	// name.
-	Queues []string `json:"queues,omitempty" yaml:"queues,omitempty"`
-	// Subscriptions are the package's Kubernetes monitors.
-	Subscriptions []hookhost.SubscriptionDump `json:"subscriptions,omitempty" yaml:"subscriptions,omitempty"`
-}
-
-// WithNodeRuns returns a DebugSource whose dumps also list the gadget runs
-// that runs reports (the node's Trace controller's Runs): the coordinator
-// knows the packages, the node role knows what is loaded on this node, and
-// one dump shows both.
-func WithNodeRuns(src DebugSource, runs func() []trace.RunInfo) DebugSource {
-	return nodeRuns{DebugSource: src, runs: runs}
-}
-
-type nodeRuns struct {
-	DebugSource
-	runs func() []trace.RunInfo
-}
-
-func (n nodeRuns) Dump() Dump {
-	d := n.DebugSource.Dump()
-	d.Gadgets = n.runs()
+// Dump returns the operator's whole state.
+func (c *Coordinator) Dump() debugserver.Dump {
+	d := debugserver.Dump{
+		Time:              time.Now().UTC(),
+		Queues:            c.queues.Dump(),
+		Schedules:         c.cron.Entries(),
+		Enablement:        c.sched.Statuses(),
+		PendingKubeEvents: c.events.Pending(),
+	}
+	for _, key := range c.packages.Keys() {
+		if p, ok := c.Package(key); ok {
+			d.Packages = append(d.Packages, p)
+		}
+	}
 	return d
+}
+
+// Package returns one package's part of the dump.
+func (c *Coordinator) Package(key string) (debugserver.PackageDump, bool) {
+	st, ok := c.packages.State(key)
+	if !ok {
+		return debugserver.PackageDump{}, false
+	}
+	p := debugserver.PackageDump{
+		Key: key, Package: st.Package, Phase: string(st.Phase), Enabled: st.Enabled, Reason: st.Reason,
+		Version: st.Version, Digest: st.Digest, HelmRevision: st.HelmRevision,
+		Queues: []string{queue.PackageQueueName(key, "")},
+	}
+	for _, q := range st.Queues {
+		p.Queues = append(p.Queues, queue.PackageQueueName(key, q))
+	}
+	hp, ok := c.hooks.Package(key)
+	if !ok {
+		p.Values = st.Values
+		for _, h := range st.Hooks {
+			p.Hooks = append(p.Hooks, hookhost.HookDump{Name: h.Name, Bindings: h.Bindings, LastError: h.LastError})
+		}
+		return p, true
+	}
+	p.Values, p.Hooks, p.Subscriptions = hp.Values, hp.Hooks, hp.Subscriptions
+	return p, true
+}
+
+// HookSnapshots returns the current objects of each kubernetes binding of
+// one hook.
+func (c *Coordinator) HookSnapshots(key, hook string) (hookhost.Snapshots, bool) {
+	return c.hooks.HookSnapshots(key, hook)
 }

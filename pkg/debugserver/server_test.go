@@ -1,4 +1,4 @@
-package coordinator
+package debugserver
 
 import (
 	"context"
@@ -83,9 +83,9 @@ func sampleSource() *fakeSource {
 
 // startServer runs a debug server on a socket under a fresh directory and
 // waits until it answers.
-func startServer(t *testing.T, src DebugSource, path string) (stop func() error) {
+func startServer(t *testing.T, src Source, path string) (stop func() error) {
 	t.Helper()
-	srv, err := NewDebugServer(DebugServerOptions{Path: path, Source: src})
+	srv, err := New(Options{Path: path, Source: src})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +209,7 @@ func TestDebugServerRefusesLiveSocket(t *testing.T) {
 	first := sampleSource()
 	startServer(t, first, path)
 
-	second, err := NewDebugServer(DebugServerOptions{Path: path, Source: &fakeSource{}})
+	second, err := New(Options{Path: path, Source: &fakeSource{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +235,7 @@ func TestDebugServerRefusesNonSocket(t *testing.T) {
 	if err := os.WriteFile(path, []byte("keep me"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := NewDebugServer(DebugServerOptions{Path: path, Source: &fakeSource{}})
+	srv, err := New(Options{Path: path, Source: &fakeSource{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,32 +252,32 @@ func TestNewDebugServerRejectsBadOptions(t *testing.T) {
 	long := "/tmp/" + strings.Repeat("x", 120) + ".sock"
 	for _, tc := range []struct {
 		name string
-		opts DebugServerOptions
+		opts Options
 		want string
 	}{
-		{"no source", DebugServerOptions{Path: "/tmp/x.sock"}, "Source is required"},
-		{"path too long", DebugServerOptions{Path: long, Source: &fakeSource{}}, "at most 107"},
-		{"directory path", DebugServerOptions{Path: "/tmp/dir/", Source: &fakeSource{}}, "names a directory"},
+		{"no source", Options{Path: "/tmp/x.sock"}, "Source is required"},
+		{"path too long", Options{Path: long, Source: &fakeSource{}}, "at most 107"},
+		{"directory path", Options{Path: "/tmp/dir/", Source: &fakeSource{}}, "names a directory"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := NewDebugServer(tc.opts)
+			_, err := New(tc.opts)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("NewDebugServer: %v, want an error containing %q", err, tc.want)
+				t.Fatalf("New: %v, want an error containing %q", err, tc.want)
 			}
 		})
 	}
-	srv, err := NewDebugServer(DebugServerOptions{Source: &fakeSource{}})
+	srv, err := New(Options{Source: &fakeSource{}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if srv.Path() != DefaultDebugSocket || srv.NeedLeaderElection() {
+	if srv.Path() != DefaultSocket || srv.NeedLeaderElection() {
 		t.Fatalf("defaults: path %s, leader election %v", srv.Path(), srv.NeedLeaderElection())
 	}
 }
 
 func TestDebugServerStartsOnce(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "debug.sock")
-	srv, err := NewDebugServer(DebugServerOptions{Path: path, Source: &fakeSource{}})
+	srv, err := New(Options{Path: path, Source: &fakeSource{}})
 	if err != nil {
 		t.Fatal(err)
 	}

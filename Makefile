@@ -31,7 +31,7 @@ GO_TEST_FLAGS ?= $(RACE_FLAGS) -vet=all -timeout 30m -ldflags=-s
 # Packages whose tests run longest start first, so that they do not run
 # alone at the end while the other core idles; go test keeps this order
 # and lists every package once.
-TEST_FIRST := ./pkg/trace/ ./pkg/operator/ ./cmd/gadgetpm/ ./pkg/nelm/ ./packages/repo/ ./packages/fetch/ ./pkg/trace/output/
+TEST_FIRST := ./pkg/trace/ ./pkg/coordinator/ ./cmd/gadgetpm/ ./pkg/nelm/ ./packages/repo/ ./packages/fetch/ ./pkg/trace/output/
 
 .PHONY: help
 help: ## list the targets
@@ -125,7 +125,7 @@ bench-trace: envtest ## Traces end to end: annotation-to-Started, schedule jitte
 
 .PHONY: bench-operator
 bench-operator: envtest ## 50 packages to Running through the operator beside a bare Helm SDK install loop, and the operator's memory (docs/benchmarks.md)
-	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" $(GO) test -run '^$$' -bench FiftyPackages -benchtime 1x -count 3 ./pkg/operator/
+	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" $(GO) test -run '^$$' -bench FiftyPackages -benchtime 1x -count 3 ./pkg/coordinator/
 
 .PHONY: test-charts
 test-charts: envtest ## test the operator chart and the bundled packages (hook-demo's hooks) against a real control plane

@@ -31,7 +31,7 @@ import (
 	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 	"github.com/gadgetpm/gadgetpm/pkg/apis"
 	gadgetpmv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
-	"github.com/gadgetpm/gadgetpm/pkg/operator"
+	"github.com/gadgetpm/gadgetpm/pkg/debugserver"
 )
 
 // devTestPackage is the bundled package the end-to-end test installs:
@@ -305,7 +305,7 @@ func TestDevEndToEnd(t *testing.T) {
 			if err != nil {
 				t.Fatalf("gadgetpm dump: %v\n%s", err, dump)
 			}
-			var d operator.Dump
+			var d debugserver.Dump
 			if err := sigsyaml.Unmarshal(dump, &d); err != nil {
 				t.Fatalf("dump is not YAML: %v\n%s", err, dump)
 			}

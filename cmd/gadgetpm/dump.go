@@ -14,7 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/gadgetpm/gadgetpm/pkg/operator"
+	"github.com/gadgetpm/gadgetpm/pkg/debugserver"
 )
 
 // debugSocketEnv names the environment variable that points the debug
@@ -22,7 +22,7 @@ import (
 const debugSocketEnv = "GADGETPM_DEBUG_SOCKET"
 
 // socketFlagHelp is shared by every command that reads the debug socket.
-const socketFlagHelp = "the operator's debug socket (default $" + debugSocketEnv + ", else " + operator.DefaultDebugSocket + ")"
+const socketFlagHelp = "the operator's debug socket (default $" + debugSocketEnv + ", else " + debugserver.DefaultSocket + ")"
 
 func newDumpCommand() *cobra.Command {
 	var output, socket string
@@ -36,7 +36,7 @@ Kubernetes subscriptions; every queue with its running, pending and failed
 tasks; the cron entries; the scheduler's verdicts; and the number of
 Kubernetes events waiting for delivery.
 
-The socket is --socket, else $` + debugSocketEnv + `, else ` + operator.DefaultDebugSocket + `.
+The socket is --socket, else $` + debugSocketEnv + `, else ` + debugserver.DefaultSocket + `.
 It is mode 0600: run the command as the operator's user (root in a cluster).
 See docs/dump.md for every field and the raw endpoints.`,
 		Example: `  # the operator on this node (in a cluster: kubectl exec into its pod)
@@ -78,7 +78,7 @@ func newDebugClient(flag string) *debugClient {
 		socket = os.Getenv(debugSocketEnv)
 	}
 	if socket == "" {
-		socket = operator.DefaultDebugSocket
+		socket = debugserver.DefaultSocket
 	}
 	return &debugClient{
 		socket: socket,

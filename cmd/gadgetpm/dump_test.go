@@ -14,33 +14,34 @@ import (
 	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
-	"github.com/gadgetpm/gadgetpm/pkg/operator"
+	"github.com/gadgetpm/gadgetpm/packages/hookhost"
+	"github.com/gadgetpm/gadgetpm/pkg/debugserver"
 	"github.com/gadgetpm/gadgetpm/queue"
 )
 
 // stateSource is a fixed operator state behind a real debug server.
-type stateSource struct{ dump operator.Dump }
+type stateSource struct{ dump debugserver.Dump }
 
-func (s stateSource) Dump() operator.Dump { return s.dump }
+func (s stateSource) Dump() debugserver.Dump { return s.dump }
 
-func (s stateSource) Package(key string) (operator.PackageDump, bool) {
+func (s stateSource) Package(key string) (debugserver.PackageDump, bool) {
 	for _, p := range s.dump.Packages {
 		if p.Key == key {
 			return p, true
 		}
 	}
-	return operator.PackageDump{}, false
+	return debugserver.PackageDump{}, false
 }
 
-func (s stateSource) HookSnapshots(string, string) (operator.Snapshots, bool) { return nil, false }
+func (s stateSource) HookSnapshots(string, string) (hookhost.Snapshots, bool) { return nil, false }
 
-func sampleState() operator.Dump {
+func sampleState() debugserver.Dump {
 	at := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
-	return operator.Dump{
+	return debugserver.Dump{
 		Time: at,
-		Packages: []operator.PackageDump{{
+		Packages: []debugserver.PackageDump{{
 			Key: "gadget.trace-exec", Package: "trace-exec", Phase: "Running", Enabled: true, Version: "0.1.0",
-			Hooks: []operator.HookDump{{Name: "startup.sh", Bindings: []string{"onStartup"}, LastRun: &at, Runs: 1}},
+			Hooks: []hookhost.HookDump{{Name: "startup.sh", Bindings: []string{"onStartup"}, LastRun: &at, Runs: 1}},
 		}},
 		Queues: queue.Dump{Queues: []queue.QueueDump{
 			{Name: "gadget.trace-exec", Length: 2, Running: &queue.RunningTask{Name: "HelmUpgrade", Since: at, Attempt: 3},
@@ -53,10 +54,10 @@ func sampleState() operator.Dump {
 
 // serveState runs a debug server for the test's lifetime and returns its
 // socket.
-func serveState(t *testing.T, d operator.Dump) string {
+func serveState(t *testing.T, d debugserver.Dump) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "debug.sock")
-	srv, err := operator.NewDebugServer(operator.DebugServerOptions{Path: path, Source: stateSource{d}})
+	srv, err := debugserver.New(debugserver.Options{Path: path, Source: stateSource{d}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +89,7 @@ func TestDumpCommand(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var got operator.Dump
+		var got debugserver.Dump
 		if err := sigsyaml.Unmarshal([]byte(out), &got); err != nil {
 			t.Fatalf("output is not the dump in YAML: %v\n%s", err, out)
 		}
@@ -105,7 +106,7 @@ func TestDumpCommand(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var got operator.Dump
+		var got debugserver.Dump
 		if err := json.Unmarshal([]byte(out), &got); err != nil || !reflect.DeepEqual(got, want) {
 			t.Fatalf("json dump: %v\n%s", err, out)
 		}
@@ -152,7 +153,7 @@ func TestQueueListCommand(t *testing.T) {
 		t.Fatalf("json queues: %v\n%s", err, out)
 	}
 
-	empty := serveState(t, operator.Dump{})
+	empty := serveState(t, debugserver.Dump{})
 	out, err = run(t, "queue", "list", "--socket", empty)
 	if err != nil || out != "No queues.\n" {
 		t.Fatalf("no queues: %v %q", err, out)
@@ -204,11 +205,11 @@ func TestDebugCommandsBadInput(t *testing.T) {
 	}
 
 	t.Run("default socket", func(t *testing.T) {
-		if _, err := os.Stat(operator.DefaultDebugSocket); err == nil {
-			t.Skipf("an operator may be running at %s", operator.DefaultDebugSocket)
+		if _, err := os.Stat(debugserver.DefaultSocket); err == nil {
+			t.Skipf("an operator may be running at %s", debugserver.DefaultSocket)
 		}
 		_, err := run(t, "dump")
-		if err == nil || !strings.Contains(err.Error(), operator.DefaultDebugSocket) {
+		if err == nil || !strings.Contains(err.Error(), debugserver.DefaultSocket) {
 			t.Fatalf("error %v does not name the default socket", err)
 		}
 	})

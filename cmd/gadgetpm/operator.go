@@ -10,13 +10,15 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 
-	"github.com/gadgetpm/gadgetpm/pkg/operator"
+	"github.com/gadgetpm/gadgetpm/pkg/coordinator"
+	"github.com/gadgetpm/gadgetpm/pkg/debugserver"
+	"github.com/gadgetpm/gadgetpm/pkg/process"
 )
 
 func newOperatorCommand() *cobra.Command {
 	var (
 		kubeconfig string
-		opts       operator.RunOptions
+		opts       process.Options
 		verbosity  int
 		logFormat  *string
 	)
@@ -24,7 +26,7 @@ func newOperatorCommand() *cobra.Command {
 		Use:   "operator",
 		Short: "Run the operator (both roles) against a cluster",
 		Long: `Run the gadgetpm operator: every replica runs the node role (the Traces
-whose spec.node is --node-name); the replica holding the Lease ` + operator.LeaderElectionID + `
+whose spec.node is --node-name); the replica holding the Lease ` + process.LeaderElectionID + `
 also runs the cluster role (PackageRepositories, GadgetPackages, hooks,
 Helm releases, schedules).
 
@@ -58,7 +60,7 @@ in-cluster service account.`,
 			if err != nil {
 				return err
 			}
-			return operator.Run(ctrl.SetupSignalHandler(), cfg, opts)
+			return process.Run(ctrl.SetupSignalHandler(), cfg, opts)
 		},
 	}
 	f := cmd.Flags()
@@ -66,7 +68,7 @@ in-cluster service account.`,
 	f.StringSliceVar(&opts.Namespaces, "namespaces", nil, "namespaces whose GadgetPackages and Traces are watched (comma-separated); default all")
 	f.StringVar(&opts.DataDir, "data-dir", "/var/lib/gadgetpm", "directory for downloaded packages")
 	f.StringVar(&opts.NodeName, "node-name", os.Getenv("NODE_NAME"), "node this replica runs on; default $NODE_NAME")
-	f.StringVar(&opts.DebugSocket, "debug-socket", operator.DefaultDebugSocket, `unix socket of the debug server ("-" disables it)`)
+	f.StringVar(&opts.DebugSocket, "debug-socket", debugserver.DefaultSocket, `unix socket of the debug server ("-" disables it)`)
 	f.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":8080", `address of the metrics endpoint ("0" disables it)`)
 	f.StringVar(&opts.ProbeAddr, "health-probe-bind-address", ":8081", `address of /healthz and /readyz ("0" disables them)`)
 	f.BoolVar(&opts.LeaderElection, "leader-elect", false, "elect a leader through a Lease, so only one replica runs the cluster role")
@@ -84,7 +86,7 @@ in-cluster service account.`,
 	return cmd
 }
 
-func clientFlags(cmd *cobra.Command, prefix, what string, c *operator.ClientOptions, qps float32, burst int) {
+func clientFlags(cmd *cobra.Command, prefix, what string, c *coordinator.ClientOptions, qps float32, burst int) {
 	cmd.Flags().Float32Var(&c.QPS, prefix+"-qps", qps, "queries per second of "+what)
 	cmd.Flags().IntVar(&c.Burst, prefix+"-burst", burst, "burst of "+what)
 }

@@ -29,7 +29,7 @@ import (
 	"github.com/gadgetpm/gadgetpm/packages/repo"
 	"github.com/gadgetpm/gadgetpm/pkg/apis"
 	gadgetpmv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
-	"github.com/gadgetpm/gadgetpm/pkg/operator"
+	"github.com/gadgetpm/gadgetpm/pkg/process"
 )
 
 // Names of what the environment creates.
@@ -298,7 +298,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	opCtx, stopOp := context.WithCancel(context.Background())
 	opDone := make(chan error, 1)
 	go func() {
-		opDone <- operator.Run(opCtx, cfg, operator.RunOptions{
+		opDone <- process.Run(opCtx, cfg, process.Options{
 			NodeName:    opts.NodeName,
 			DataDir:     filepath.Join(opts.Dir, "data"),
 			DebugSocket: opts.DebugSocket,

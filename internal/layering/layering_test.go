@@ -30,7 +30,7 @@ var rules = []rule{
 		why:  "the gadget runtime runs on nodes and in `gadgetpm gadget run` without a cluster: it knows neither Kubernetes nor Helm nor the rest of the module",
 		from: []string{"pkg/gadget/..."},
 		to: []string{"k8s.io/...", "sigs.k8s.io/...", "helm.sh/...",
-			"pkg/apis/...", "pkg/trace/...", "pkg/operator/...", "pkg/hooks/...", "pkg/nelm/...", "packages/...", "kubeevents/...", "queue/...", "scheduler/...", "cmd/..."},
+			"pkg/apis/...", "pkg/trace/...", "pkg/coordinator/...", "pkg/process/...", "pkg/debugserver/...", "pkg/hooks/...", "pkg/nelm/...", "packages/...", "kubeevents/...", "queue/...", "scheduler/...", "cmd/..."},
 	},
 	{
 		why:    "queues, schedulers and time triggers are generic services: they know no packages, hooks, releases or Kubernetes objects (the Prometheus adapter of the queue metrics publishes on controller-runtime's registry, by design)",
@@ -41,28 +41,39 @@ var rules = []rule{
 	{
 		why:  "the API types are the contract every layer shares: they import nothing of the module but each other",
 		from: []string{"pkg/apis/..."},
-		to:   []string{"pkg/gadget/...", "pkg/trace/...", "pkg/operator/...", "pkg/hooks/...", "pkg/nelm/...", "pkg/objectpatch/...", "packages/...", "kubeevents/...", "queue/...", "scheduler/...", "internal/...", "cmd/..."},
+		to:   []string{"pkg/gadget/...", "pkg/trace/...", "pkg/coordinator/...", "pkg/process/...", "pkg/debugserver/...", "pkg/hooks/...", "pkg/nelm/...", "pkg/objectpatch/...", "packages/...", "kubeevents/...", "queue/...", "scheduler/...", "internal/...", "cmd/..."},
 	},
 	{
 		why:  "the services the coordinator wires (kube events, object patcher, hooks, Helm releases) do not know packages, Traces or the coordinator",
 		from: []string{"kubeevents/...", "pkg/objectpatch/...", "pkg/hooks/...", "pkg/nelm/..."},
-		to:   []string{"packages/...", "pkg/trace/...", "pkg/operator/...", "pkg/gadget/...", "cmd/..."},
+		to:   []string{"packages/...", "pkg/trace/...", "pkg/coordinator/...", "pkg/process/...", "pkg/debugserver/...", "pkg/gadget/...", "cmd/..."},
 	},
 	{
-		why:  "package handling (repositories, download, loading, the manager, the GadgetPackage controller) is wired by the coordinator, never the other way round",
+		why:  "package handling (repositories, download, loading, the manager, the hook host, the GadgetPackage controller) is wired by the coordinator, never the other way round",
 		from: []string{"packages/..."},
-		to:   []string{"pkg/operator/...", "pkg/trace/...", "cmd/..."},
+		to:   []string{"pkg/coordinator/...", "pkg/process/...", "pkg/debugserver/...", "pkg/trace/...", "cmd/..."},
 	},
 	{
 		why:  "the node role's Trace controller never runs hooks' tasks, Helm releases or the package manager",
 		from: []string{"pkg/trace/..."},
-		to:   []string{"pkg/operator/...", "pkg/nelm/...", "packages/manager/...", "packages/gadgetpackage/...", "pkg/objectpatch/...", "cmd/..."},
+		to:   []string{"pkg/coordinator/...", "pkg/process/...", "pkg/debugserver/...", "pkg/nelm/...", "packages/manager/...", "packages/gadgetpackage/...", "packages/hookhost/...", "pkg/objectpatch/...", "cmd/..."},
 	},
 	{
-		why:    "only the process entry points construct the coordinator",
+		why:  "the debug server reads the state a Source gives it: it never reaches the coordinator or the process runner",
+		from: []string{"pkg/debugserver/..."},
+		to:   []string{"pkg/coordinator/...", "pkg/process/...", "cmd/..."},
+	},
+	{
+		why:    "only the process runner constructs the coordinator (and the entry points, which run the process runner)",
 		from:   []string{"..."},
-		except: []string{"pkg/operator/...", "cmd/gadgetpm", "internal/devenv"},
-		to:     []string{"pkg/operator/..."},
+		except: []string{"pkg/coordinator/...", "pkg/process", "cmd/gadgetpm", "internal/devenv"},
+		to:     []string{"pkg/coordinator/..."},
+	},
+	{
+		why:    "only the process entry points run the operator process",
+		from:   []string{"..."},
+		except: []string{"pkg/process", "cmd/gadgetpm", "internal/devenv"},
+		to:     []string{"pkg/process/..."},
 	},
 	{
 		why:    "test support never reaches a production binary",

@@ -51,7 +51,7 @@ type Releaser interface {
 }
 
 // HookRunner runs a package's hooks and owns their bindings and values;
-// pkg/operator implements it over pkg/hooks.
+// packages/hookhost implements it over pkg/hooks.
 type HookRunner interface {
 	// Prepare takes a freshly loaded package (replacing an earlier
 	// version's hooks): it builds its hooks and values and registers its
@@ -87,7 +87,7 @@ type Scheduler interface {
 
 // Unsubscriber waits, before a package's Helm release is deleted, for the
 // nodes to stop the Traces that use its gadget (its status.subscriptions
-// to empty); pkg/operator implements it over the API server.
+// to empty); pkg/coordinator implements it over the API server.
 type Unsubscriber interface {
 	// WaitUnsubscribed returns nil once gp has no subscriptions, or once
 	// its own timeout passed (it reports the Traces that still held it);

@@ -78,7 +78,7 @@ func (j *journal) Delete(_ context.Context, r manager.Release) error {
 	return nil
 }
 
-// The journal stands in for pkg/operator's hook runner: it records which
+// The journal stands in for packages/hookhost's Host: it records which
 // bindings ran, in the order the manager asks for them.
 func (j *journal) Prepare(_ context.Context, key string, p *loader.Package, _ *v1alpha1.GadgetPackage) error {
 	j.mu.Lock()
@@ -128,7 +128,7 @@ func (j *journal) Values(key string) (map[string]any, error) {
 
 func (j *journal) Forget(key string) { j.add("forget " + key) }
 
-// WaitUnsubscribed stands in for pkg/operator's wait for the nodes to stop
+// WaitUnsubscribed stands in for pkg/coordinator's wait for the nodes to stop
 // the package's Traces.
 func (j *journal) WaitUnsubscribed(_ context.Context, gp *v1alpha1.GadgetPackage) error {
 	j.add("unsubscribed " + gp.Namespace + "/" + gp.Name)

@@ -1,4 +1,4 @@
-package operator
+package process
 
 import (
 	"context"
@@ -19,6 +19,8 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/gadgetpm/gadgetpm/pkg/apis"
+	"github.com/gadgetpm/gadgetpm/pkg/coordinator"
+	"github.com/gadgetpm/gadgetpm/pkg/debugserver"
 	"github.com/gadgetpm/gadgetpm/pkg/hooks"
 	"github.com/gadgetpm/gadgetpm/pkg/trace"
 	"github.com/gadgetpm/gadgetpm/pkg/trace/output"
@@ -39,7 +41,7 @@ func Scheme() (*runtime.Scheme, error) {
 	return s, nil
 }
 
-func (o *RunOptions) setDefaults() error {
+func (o *Options) setDefaults() error {
 	if o.NodeName == "" {
 		return errors.New("run operator: the node name is required (--node-name, or NODE_NAME from the downward API)")
 	}
@@ -47,7 +49,7 @@ func (o *RunOptions) setDefaults() error {
 		o.DataDir = "/var/lib/gadgetpm"
 	}
 	if o.DebugSocket == "" {
-		o.DebugSocket = DefaultDebugSocket
+		o.DebugSocket = debugserver.DefaultSocket
 	}
 	if o.MetricsAddr == "" {
 		o.MetricsAddr = ":8080"
@@ -76,7 +78,7 @@ func (o *RunOptions) setDefaults() error {
 // (every replica), with health and readiness probes and the metrics
 // endpoint. When ctx ends the coordinator stops in order and Run returns
 // nil.
-func Run(ctx context.Context, cfg *rest.Config, opts RunOptions) error {
+func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	if err := opts.setDefaults(); err != nil {
 		return err
 	}
@@ -119,11 +121,11 @@ func Run(ctx context.Context, cfg *rest.Config, opts RunOptions) error {
 	if err := mgr.AddReadyzCheck("ping", healthz.Ping); err != nil {
 		return fmt.Errorf("run operator: %w", err)
 	}
-	st, fetcher, err := PackageStore(opts.DataDir, mgr.GetAPIReader(), false)
+	st, fetcher, err := coordinator.PackageStore(opts.DataDir, mgr.GetAPIReader(), false)
 	if err != nil {
 		return fmt.Errorf("run operator: %w", err)
 	}
-	op, err := New(Options{
+	coord, err := coordinator.New(coordinator.Options{
 		Config: cfg, Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), DataDir: opts.DataDir, Fetcher: fetcher,
 		UnsubscribeTimeout: opts.UnsubscribeTimeout,
 		Helm:               opts.Helm, Patcher: opts.Patcher, KubeEvents: opts.KubeEvents,
@@ -138,7 +140,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts RunOptions) error {
 	if err != nil {
 		return fmt.Errorf("run operator: %w", err)
 	}
-	if err := op.SetupWithManager(mgr); err != nil {
+	if err := coord.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("run operator: %w", err)
 	}
 	tc, err := trace.New(trace.Options{
@@ -157,7 +159,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts RunOptions) error {
 		return fmt.Errorf("run operator: %w", err)
 	}
 	if opts.DebugSocket != "-" {
-		dbg, err := NewDebugServer(DebugServerOptions{Path: opts.DebugSocket, Source: WithNodeRuns(op, tc.Runs), Logger: opts.Logger.WithName("debug")})
+		dbg, err := debugserver.New(debugserver.Options{Path: opts.DebugSocket, Source: debugserver.WithNodeRuns(coord, tc.Runs), Logger: opts.Logger.WithName("debug")})
 		if err != nil {
 			return fmt.Errorf("run operator: %w", err)
 		}

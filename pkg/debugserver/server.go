@@ -1,4 +1,4 @@
-package operator
+package debugserver
 
 import (
 	"bytes"
@@ -18,12 +18,14 @@ import (
 
 	"github.com/go-logr/logr"
 	"gopkg.in/yaml.v3"
+
+	"github.com/gadgetpm/gadgetpm/packages/hookhost"
 )
 
-// DebugSource is what the debug server reads. The coordinator's *Operator
-// implements it; every method must be safe for concurrent use and return
-// copies the caller may keep.
-type DebugSource interface {
+// Source is what the debug server reads; the coordinator implements it.
+// Every method must be safe for concurrent use and return copies the
+// caller may keep.
+type Source interface {
 	// Dump is the whole state.
 	Dump() Dump
 	// Package is one package by key ("<namespace>.<name>"); false when no
@@ -31,22 +33,26 @@ type DebugSource interface {
 	Package(key string) (PackageDump, bool)
 	// HookSnapshots are the current objects of one hook's kubernetes
 	// bindings; false when the package or the hook is unknown.
-	HookSnapshots(key, hook string) (Snapshots, bool)
+	HookSnapshots(key, hook string) (hookhost.Snapshots, bool)
 }
 
-// DebugServerOptions configure NewDebugServer.
-type DebugServerOptions struct {
-	// Path of the unix socket. Default DefaultDebugSocket. Its directory is
+// Options configure New.
+type Options struct {
+	// Path of the unix socket. Default DefaultSocket. Its directory is
 	// created (mode 0700) when missing.
 	Path string
 	// Source answers the requests. Required.
-	Source DebugSource
+	Source Source
 	// ShutdownGrace bounds how long requests in flight may take once the
 	// server is told to stop. Default 5s.
 	ShutdownGrace time.Duration
 	// Logger; default a logger that discards.
 	Logger logr.Logger
 }
+
+// DefaultSocket is where the debug server listens unless told otherwise;
+// `gadgetpm dump` reads it there (or from $GADGETPM_DEBUG_SOCKET).
+const DefaultSocket = "/run/gadgetpm/debug.sock"
 
 // maxSocketPath is the longest path a unix socket address holds on Linux
 // (sun_path is 108 bytes, one of them the terminating NUL).
@@ -56,28 +62,28 @@ const maxSocketPath = 107
 // socket's path.
 var ErrSocketInUse = errors.New("debug socket in use")
 
-// DebugServer serves the operator's state on a unix socket for `gadgetpm
+// Server serves the operator's state on a unix socket for `gadgetpm
 // dump` and `gadgetpm queue list`. It is a controller-runtime Runnable that
 // every replica runs (no leader election). Start may be called once.
-type DebugServer struct {
-	opts    DebugServerOptions
+type Server struct {
+	opts    Options
 	started atomic.Bool
 }
 
-// NewDebugServer checks opts and returns a server that listens once Start
+// New checks opts and returns a server that listens once Start
 // is called.
-func NewDebugServer(opts DebugServerOptions) (*DebugServer, error) {
+func New(opts Options) (*Server, error) {
 	if opts.Source == nil {
 		return nil, errors.New("new debug server: Source is required")
 	}
 	if opts.Path == "" {
-		opts.Path = DefaultDebugSocket
+		opts.Path = DefaultSocket
 	}
 	if len(opts.Path) > maxSocketPath {
 		return nil, fmt.Errorf("new debug server: socket path %s is %d bytes long, a unix socket path holds at most %d: choose a shorter path", opts.Path, len(opts.Path), maxSocketPath)
 	}
 	if strings.HasSuffix(opts.Path, "/") {
-		return nil, fmt.Errorf("new debug server: socket path %s names a directory, expected a file path such as %s", opts.Path, DefaultDebugSocket)
+		return nil, fmt.Errorf("new debug server: socket path %s names a directory, expected a file path such as %s", opts.Path, DefaultSocket)
 	}
 	if opts.ShutdownGrace <= 0 {
 		opts.ShutdownGrace = 5 * time.Second
@@ -85,20 +91,20 @@ func NewDebugServer(opts DebugServerOptions) (*DebugServer, error) {
 	if opts.Logger.GetSink() == nil {
 		opts.Logger = logr.Discard()
 	}
-	return &DebugServer{opts: opts}, nil
+	return &Server{opts: opts}, nil
 }
 
 // Path is the socket's path.
-func (s *DebugServer) Path() string { return s.opts.Path }
+func (s *Server) Path() string { return s.opts.Path }
 
 // NeedLeaderElection is false: every replica serves its own state.
-func (s *DebugServer) NeedLeaderElection() bool { return false }
+func (s *Server) NeedLeaderElection() bool { return false }
 
 // Start listens on the socket (mode 0600), serves until ctx ends, then lets
 // requests in flight finish (up to ShutdownGrace) and removes the socket.
 // A stale socket left by a process that died is replaced; a socket another
 // live server answers on is not, and Start returns ErrSocketInUse.
-func (s *DebugServer) Start(ctx context.Context) error {
+func (s *Server) Start(ctx context.Context) error {
 	if !s.started.CompareAndSwap(false, true) {
 		return errors.New("start debug server: already started")
 	}
@@ -133,7 +139,7 @@ func (s *DebugServer) Start(ctx context.Context) error {
 // listen binds a temporary name in the socket's directory, makes it 0600
 // and links it into place, so no one ever sees the socket with looser
 // permissions.
-func (s *DebugServer) listen() (*net.UnixListener, os.FileInfo, error) {
+func (s *Server) listen() (*net.UnixListener, os.FileInfo, error) {
 	path := s.opts.Path
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, nil, fmt.Errorf("create debug socket directory: %w", err)
@@ -207,23 +213,23 @@ func clearStale(path string) error {
 
 // removeSocket closes ln and removes the socket file, unless another
 // server has replaced it in the meantime.
-func (s *DebugServer) removeSocket(ln *net.UnixListener, own os.FileInfo) {
+func (s *Server) removeSocket(ln *net.UnixListener, own os.FileInfo) {
 	_ = ln.Close()
 	if cur, err := os.Stat(s.opts.Path); err == nil && os.SameFile(own, cur) {
 		_ = os.Remove(s.opts.Path)
 	}
 }
 
-// debugEndpoints lists the endpoints for the 404 of an unknown path.
-const debugEndpoints = "GET /dump, /queues, /packages/<key>, /hooks/<key>/<hook>/snapshots (?format=json for JSON)"
+// endpoints lists the endpoints for the 404 of an unknown path.
+const endpoints = "GET /dump, /queues, /packages/<key>, /hooks/<key>/<hook>/snapshots (?format=json for JSON)"
 
 // Handler is the HTTP handler behind the socket, exposed so it can be
 // mounted elsewhere.
-func (s *DebugServer) Handler() http.Handler {
+func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(s.serveHTTP)
 }
 
-func (s *DebugServer) serveHTTP(w http.ResponseWriter, r *http.Request) {
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		httpError(w, http.StatusMethodNotAllowed, "method %s is not allowed on %s: the debug server is read-only, use GET", r.Method, r.URL.Path)
@@ -257,13 +263,13 @@ func (s *DebugServer) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	case strings.HasPrefix(path, "/hooks/"):
 		s.serveSnapshots(w, r, format)
 	default:
-		httpError(w, http.StatusNotFound, "no endpoint %s: the debug server serves %s", path, debugEndpoints)
+		httpError(w, http.StatusNotFound, "no endpoint %s: the debug server serves %s", path, endpoints)
 	}
 }
 
 // serveSnapshots answers /hooks/<key>/<hook>/snapshots; the hook's name is
 // its path under hooks/ and may hold slashes, the key never does.
-func (s *DebugServer) serveSnapshots(w http.ResponseWriter, r *http.Request, format string) {
+func (s *Server) serveSnapshots(w http.ResponseWriter, r *http.Request, format string) {
 	rest := strings.TrimPrefix(r.URL.Path, "/hooks/")
 	key, hook, _ := strings.Cut(rest, "/")
 	hook, isSnap := strings.CutSuffix(hook, "/snapshots")
@@ -291,7 +297,7 @@ func (s *DebugServer) serveSnapshots(w http.ResponseWriter, r *http.Request, for
 		return
 	}
 	if snaps == nil {
-		snaps = Snapshots{}
+		snaps = hookhost.Snapshots{}
 	}
 	writeBody(w, r, format, snaps)
 }

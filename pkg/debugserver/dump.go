@@ -1,10 +1,9 @@
-package operator
+package debugserver
 
 import (
 	"time"
 
-	"github.com/gadgetpm/gadgetpm/kubeevents"
-	"github.com/gadgetpm/gadgetpm/pkg/hooks"
+	"github.com/gadgetpm/gadgetpm/packages/hookhost"
 	"github.com/gadgetpm/gadgetpm/pkg/trace"
 	"github.com/gadgetpm/gadgetpm/queue"
 	"github.com/gadgetpm/gadgetpm/scheduler"
@@ -44,68 +43,29 @@ type PackageDump struct {
 	// Values in effect: settings over defaults, with hooks' patches.
 	Values map[string]any `json:"values,omitempty" yaml:"values,omitempty"`
 	// Hooks with their bindings and last run.
-	Hooks []HookDump `json:"hooks,omitempty" yaml:"hooks,omitempty"`
+	Hooks []hookhost.HookDump `json:"hooks,omitempty" yaml:"hooks,omitempty"`
 	// Queues of the package: its main queue and the custom ones its hooks
 	// name.
 	Queues []string `json:"queues,omitempty" yaml:"queues,omitempty"`
 	// Subscriptions are the package's Kubernetes monitors.
-	Subscriptions []SubscriptionDump `json:"subscriptions,omitempty" yaml:"subscriptions,omitempty"`
+	Subscriptions []hookhost.SubscriptionDump `json:"subscriptions,omitempty" yaml:"subscriptions,omitempty"`
 }
 
-// HookDump is one hook of a package.
-type HookDump struct {
-	Name     string   `json:"name" yaml:"name"`
-	Bindings []string `json:"bindings,omitempty" yaml:"bindings,omitempty"`
-	// LastRun is when the hook last finished; nil before its first run.
-	LastRun *time.Time `json:"lastRun,omitempty" yaml:"lastRun,omitempty"`
-	// LastError of the last run; empty after a success.
-	LastError string `json:"lastError,omitempty" yaml:"lastError,omitempty"`
-	// Runs counts finished runs.
-	Runs int `json:"runs" yaml:"runs"`
-	// Output holds the last lines the hook printed (at most
-	// hooks.DefaultOutputTail, each cut after hooks.MaxOutputTailLine
-	// bytes), oldest first, across its runs since the package was last
-	// loaded; lines the log dropped are kept here.
-	Output []hooks.OutputLine `json:"output,omitempty" yaml:"output,omitempty"`
-}
-
-// SubscriptionDump is one kubernetes binding's monitor.
-type SubscriptionDump struct {
-	// Monitor ID: "<package key>/<hook>/<binding>".
-	Monitor string `json:"monitor" yaml:"monitor"`
-	Hook    string `json:"hook" yaml:"hook"`
-	Binding string `json:"binding" yaml:"binding"`
-	// APIVersion and Kind watched.
-	APIVersion string `json:"apiVersion" yaml:"apiVersion"`
-	Kind       string `json:"kind" yaml:"kind"`
-	// Synced is true once the monitor listed its objects.
-	Synced bool `json:"synced" yaml:"synced"`
-	// WaitingForKind says why the monitor waits for its kind to be
-	// served; empty while it watches.
-	WaitingForKind string `json:"waitingForKind,omitempty" yaml:"waitingForKind,omitempty"`
-	// Objects in its snapshot.
-	Objects int `json:"objects" yaml:"objects"`
-}
-
-// Snapshots answers /hooks/<key>/<hook>/snapshots: the current objects of
-// each kubernetes binding of one hook, by binding name.
-type Snapshots map[string][]kubeevents.ObjectAndFilterResult
-
-// WithNodeRuns returns a DebugSource whose dumps also list the gadget runs
+// WithNodeRuns returns a Source whose dumps also list the gadget runs
 // that runs reports (the node's Trace controller's Runs): the coordinator
 // knows the packages, the node role knows what is loaded on this node, and
 // one dump shows both.
-func WithNodeRuns(src DebugSource, runs func() []trace.RunInfo) DebugSource {
-	return nodeRuns{DebugSource: src, runs: runs}
+func WithNodeRuns(src Source, runs func() []trace.RunInfo) Source {
+	return nodeRuns{Source: src, runs: runs}
 }
 
 type nodeRuns struct {
-	DebugSource
+	Source
 	runs func() []trace.RunInfo
 }
 
 func (n nodeRuns) Dump() Dump {
-	d := n.DebugSource.Dump()
+	d := n.Source.Dump()
 	d.Gadgets = n.runs()
 	return d
 }

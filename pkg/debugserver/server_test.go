@@ -1,4 +1,4 @@
-package operator
+package debugserver
 
 import (
 	"context"
@@ -20,13 +20,14 @@ import (
 	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/gadgetpm/gadgetpm/kubeevents"
+	"github.com/gadgetpm/gadgetpm/packages/hookhost"
 	"github.com/gadgetpm/gadgetpm/queue"
 )
 
 // fakeSource is the debug server's consumer interface as a plain struct.
 type fakeSource struct {
 	dump  Dump
-	snaps map[string]Snapshots // by "<key>\x00<hook>"
+	snaps map[string]hookhost.Snapshots // by "<key>\x00<hook>"
 }
 
 func (f *fakeSource) Dump() Dump { return f.dump }
@@ -40,7 +41,7 @@ func (f *fakeSource) Package(key string) (PackageDump, bool) {
 	return PackageDump{}, false
 }
 
-func (f *fakeSource) HookSnapshots(key, hook string) (Snapshots, bool) {
+func (f *fakeSource) HookSnapshots(key, hook string) (hookhost.Snapshots, bool) {
 	s, ok := f.snaps[key+"\x00"+hook]
 	return s, ok
 }
@@ -58,12 +59,12 @@ func sampleSource() *fakeSource {
 				Key: "gadget.hook-demo", Package: "hook-demo", Phase: "Running", Enabled: true,
 				Version: "1.0", Digest: "sha256:abc", HelmRevision: 2,
 				Values: map[string]any{"replicas": float64(3), "mode": "yes", "tag": "007"},
-				Hooks: []HookDump{
+				Hooks: []hookhost.HookDump{
 					{Name: "startup.sh", Bindings: []string{"onStartup"}, LastRun: &at, Runs: 1},
 					{Name: "watch/configmaps.sh", Bindings: []string{"kubernetes:cms"}, LastError: "exit status 1", Runs: 4},
 				},
 				Queues:        []string{"gadget.hook-demo", "gadget.hook-demo/watch"},
-				Subscriptions: []SubscriptionDump{{Monitor: "gadget.hook-demo/watch/configmaps.sh/cms", Hook: "watch/configmaps.sh", Binding: "cms", APIVersion: "v1", Kind: "ConfigMap", Synced: true, Objects: 1}},
+				Subscriptions: []hookhost.SubscriptionDump{{Monitor: "gadget.hook-demo/watch/configmaps.sh/cms", Hook: "watch/configmaps.sh", Binding: "cms", APIVersion: "v1", Kind: "ConfigMap", Synced: true, Objects: 1}},
 			}},
 			Queues: queue.Dump{Queues: []queue.QueueDump{
 				{Name: "gadget.hook-demo", Length: 1,
@@ -73,7 +74,7 @@ func sampleSource() *fakeSource {
 			}},
 			PendingKubeEvents: 3,
 		},
-		snaps: map[string]Snapshots{
+		snaps: map[string]hookhost.Snapshots{
 			"gadget.hook-demo\x00watch/configmaps.sh": {"cms": {{Object: obj, FilterResult: json.RawMessage(`{"name":"cm"}`)}}},
 			"gadget.hook-demo\x00startup.sh":          nil,
 		},
@@ -82,9 +83,9 @@ func sampleSource() *fakeSource {
 
 // startServer runs a debug server on a socket under a fresh directory and
 // waits until it answers.
-func startServer(t *testing.T, src DebugSource, path string) (stop func() error) {
+func startServer(t *testing.T, src Source, path string) (stop func() error) {
 	t.Helper()
-	srv, err := NewDebugServer(DebugServerOptions{Path: path, Source: src})
+	srv, err := New(Options{Path: path, Source: src})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +209,7 @@ func TestDebugServerRefusesLiveSocket(t *testing.T) {
 	first := sampleSource()
 	startServer(t, first, path)
 
-	second, err := NewDebugServer(DebugServerOptions{Path: path, Source: &fakeSource{}})
+	second, err := New(Options{Path: path, Source: &fakeSource{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +235,7 @@ func TestDebugServerRefusesNonSocket(t *testing.T) {
 	if err := os.WriteFile(path, []byte("keep me"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := NewDebugServer(DebugServerOptions{Path: path, Source: &fakeSource{}})
+	srv, err := New(Options{Path: path, Source: &fakeSource{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,32 +252,32 @@ func TestNewDebugServerRejectsBadOptions(t *testing.T) {
 	long := "/tmp/" + strings.Repeat("x", 120) + ".sock"
 	for _, tc := range []struct {
 		name string
-		opts DebugServerOptions
+		opts Options
 		want string
 	}{
-		{"no source", DebugServerOptions{Path: "/tmp/x.sock"}, "Source is required"},
-		{"path too long", DebugServerOptions{Path: long, Source: &fakeSource{}}, "at most 107"},
-		{"directory path", DebugServerOptions{Path: "/tmp/dir/", Source: &fakeSource{}}, "names a directory"},
+		{"no source", Options{Path: "/tmp/x.sock"}, "Source is required"},
+		{"path too long", Options{Path: long, Source: &fakeSource{}}, "at most 107"},
+		{"directory path", Options{Path: "/tmp/dir/", Source: &fakeSource{}}, "names a directory"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := NewDebugServer(tc.opts)
+			_, err := New(tc.opts)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("NewDebugServer: %v, want an error containing %q", err, tc.want)
+				t.Fatalf("New: %v, want an error containing %q", err, tc.want)
 			}
 		})
 	}
-	srv, err := NewDebugServer(DebugServerOptions{Source: &fakeSource{}})
+	srv, err := New(Options{Source: &fakeSource{}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if srv.Path() != DefaultDebugSocket || srv.NeedLeaderElection() {
+	if srv.Path() != DefaultSocket || srv.NeedLeaderElection() {
 		t.Fatalf("defaults: path %s, leader election %v", srv.Path(), srv.NeedLeaderElection())
 	}
 }
 
 func TestDebugServerStartsOnce(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "debug.sock")
-	srv, err := NewDebugServer(DebugServerOptions{Path: path, Source: &fakeSource{}})
+	srv, err := New(Options{Path: path, Source: &fakeSource{}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package operator
+package coordinator
 
 import (
 	"time"
@@ -7,6 +7,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/gadgetpm/gadgetpm/packages/hookhost"
 	"github.com/gadgetpm/gadgetpm/packages/manager"
 )
 
@@ -15,3 +16,7 @@ import (
 func NewUnsubscribeWaiter(reader client.Reader, timeout time.Duration, recorder record.EventRecorder) manager.Unsubscriber {
 	return unsubscribeWaiter{reader: reader, timeout: timeout, recorder: recorder, log: logr.Discard()}
 }
+
+// HookDump lets the package's tests name the dump's hook entries as the
+// coordinator's own.
+type HookDump = hookhost.HookDump

@@ -1,4 +1,4 @@
-package operator_test
+package coordinator_test
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-package operator_test
+package coordinator_test
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
-	"github.com/gadgetpm/gadgetpm/pkg/operator"
+	"github.com/gadgetpm/gadgetpm/pkg/coordinator"
 	"github.com/gadgetpm/gadgetpm/pkg/trace"
 )
 
@@ -49,7 +49,7 @@ func TestWaitUnsubscribed(t *testing.T) {
 	}
 
 	rec := record.NewFakeRecorder(10)
-	w := operator.NewUnsubscribeWaiter(env.Client, time.Second, rec)
+	w := coordinator.NewUnsubscribeWaiter(env.Client, time.Second, rec)
 	start := time.Now()
 	if err := w.WaitUnsubscribed(ctx, gp); err != nil {
 		t.Fatal(err)
@@ -69,7 +69,7 @@ func TestWaitUnsubscribed(t *testing.T) {
 	}
 
 	// the nodes let go while it waits: it returns without the timeout
-	w = operator.NewUnsubscribeWaiter(env.Client, time.Minute, rec)
+	w = coordinator.NewUnsubscribeWaiter(env.Client, time.Minute, rec)
 	released := make(chan error, 1)
 	go func() {
 		time.Sleep(300 * time.Millisecond)

@@ -1,4 +1,4 @@
-package operator_test
+package coordinator_test
 
 import (
 	"bufio"
@@ -29,7 +29,7 @@ import (
 	"github.com/gadgetpm/gadgetpm/internal/testlog"
 	"github.com/gadgetpm/gadgetpm/packages/packagetest"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
-	"github.com/gadgetpm/gadgetpm/pkg/operator"
+	"github.com/gadgetpm/gadgetpm/pkg/coordinator"
 	"github.com/gadgetpm/gadgetpm/queue"
 )
 
@@ -44,7 +44,7 @@ var skipNameValidation = true
 
 // start runs an operator in-process against the test API server until
 // stop is called or the test ends.
-func start(t *testing.T) (op *operator.Operator, logs *testlog.Lines, stop func()) {
+func start(t *testing.T) (op *coordinator.Coordinator, logs *testlog.Lines, stop func()) {
 	t.Helper()
 	logs = &testlog.Lines{}
 	log := logs.Logger(0)
@@ -53,7 +53,7 @@ func start(t *testing.T) (op *operator.Operator, logs *testlog.Lines, stop func(
 	if err != nil {
 		t.Fatal(err)
 	}
-	op, err = operator.New(operator.Options{
+	op, err = coordinator.New(coordinator.Options{
 		Config: env.Config, Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), DataDir: t.TempDir(),
 		Queue:       queue.Options{BackoffBase: 20 * time.Millisecond, BackoffCap: 100 * time.Millisecond},
 		MaxAttempts: 2, StopGrace: 2 * time.Second, HelmTimeout: 30 * time.Second,

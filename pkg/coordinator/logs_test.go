@@ -1,4 +1,4 @@
-package operator_test
+package coordinator_test
 
 import (
 	"fmt"
@@ -15,8 +15,8 @@ import (
 	"github.com/gadgetpm/gadgetpm/internal/testlog"
 	"github.com/gadgetpm/gadgetpm/packages/packagetest"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
+	operator "github.com/gadgetpm/gadgetpm/pkg/coordinator"
 	"github.com/gadgetpm/gadgetpm/pkg/hooks"
-	"github.com/gadgetpm/gadgetpm/pkg/operator"
 )
 
 func stalled(gp *v1alpha1.GadgetPackage) bool {

@@ -1,4 +1,4 @@
-package operator_test
+package coordinator_test
 
 import (
 	"context"
@@ -9,9 +9,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/gadgetpm/gadgetpm/packages/gadgetpackage"
+	"github.com/gadgetpm/gadgetpm/packages/hookhost"
 	"github.com/gadgetpm/gadgetpm/packages/packagetest"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
-	"github.com/gadgetpm/gadgetpm/pkg/operator"
 )
 
 // TestHookStatusFollowsScheduledRuns: a hook with a schedule binding that
@@ -54,7 +54,7 @@ func TestHookStatusFollowsScheduledRuns(t *testing.T) {
 		t.Fatalf("status.hooks %+v has no %s", gp.Status.Hooks, hook)
 		return v1alpha1.HookStatus{}
 	}
-	inDump := func() operator.HookDump {
+	inDump := func() hookhost.HookDump {
 		t.Helper()
 		p, ok := op.Package(key)
 		if !ok {
@@ -66,7 +66,7 @@ func TestHookStatusFollowsScheduledRuns(t *testing.T) {
 			}
 		}
 		t.Fatalf("the dump of %s has no hook %s: %+v", key, hook, p.Hooks)
-		return operator.HookDump{}
+		return hookhost.HookDump{}
 	}
 
 	var first int64
@@ -74,7 +74,7 @@ func TestHookStatusFollowsScheduledRuns(t *testing.T) {
 		// A run the status has not shown yet.
 		seen := inStatus().Runs
 		deadline := time.Now().Add(30 * time.Second)
-		var d operator.HookDump
+		var d hookhost.HookDump
 		for d = inDump(); int64(d.Runs) <= seen || d.LastRun == nil; d = inDump() {
 			if time.Now().After(deadline) {
 				t.Fatalf("round %d: the hook did not run within 30s: dump %+v, status runs %d", round, d, seen)

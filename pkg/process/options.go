@@ -1,20 +1,15 @@
-package operator
+package process
 
 import (
 	"time"
 
 	"github.com/go-logr/logr"
+
+	"github.com/gadgetpm/gadgetpm/pkg/coordinator"
 )
 
-// ClientOptions are the rate limits of one service's own API client.
-type ClientOptions struct {
-	// QPS and Burst; zero means the service's default.
-	QPS   float32
-	Burst int
-}
-
-// RunOptions configure Run, the operator process.
-type RunOptions struct {
+// Options configure Run, the operator process.
+type Options struct {
 	// Namespaces whose GadgetPackages and Traces are watched; empty means
 	// every namespace.
 	Namespaces []string
@@ -25,7 +20,7 @@ type RunOptions struct {
 	// the Traces whose spec.node is this node). Required.
 	NodeName string
 	// DebugSocket is the unix socket of the debug server (mode 0600).
-	// Default DefaultDebugSocket; "-" disables the debug server.
+	// Default debugserver.DefaultSocket; "-" disables the debug server.
 	DebugSocket string
 	// MetricsAddr serves Prometheus metrics; "0" disables it.
 	// Default ":8080".
@@ -41,7 +36,7 @@ type RunOptions struct {
 	// Manager, Helm, Patcher and KubeEvents are the rate limits of the
 	// controller manager's client, the Helm release service, the object
 	// patcher and the Kubernetes events manager.
-	Manager, Helm, Patcher, KubeEvents ClientOptions
+	Manager, Helm, Patcher, KubeEvents coordinator.ClientOptions
 	// StopGrace bounds how long running tasks may take on shutdown before
 	// they are cancelled. Default 30s.
 	StopGrace time.Duration
@@ -59,8 +54,3 @@ type RunOptions struct {
 	// Logger; default controller-runtime's.
 	Logger logr.Logger
 }
-
-// DefaultDebugSocket is where the debug server listens unless told
-// otherwise; `gadgetpm dump` reads it there (or from
-// $GADGETPM_DEBUG_SOCKET).
-const DefaultDebugSocket = "/run/gadgetpm/debug.sock"

@@ -1,4 +1,4 @@
-package operator_test
+package coordinator_test
 
 import (
 	"context"
@@ -16,9 +16,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
+	"github.com/gadgetpm/gadgetpm/packages/hookhost"
 	"github.com/gadgetpm/gadgetpm/packages/packagetest"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
-	"github.com/gadgetpm/gadgetpm/pkg/operator"
 )
 
 // watchConfig is a hook config with one kubernetes binding.
@@ -174,7 +174,7 @@ func TestBindingWaitsForAKindServedLater(t *testing.T) {
 	if len(p.Subscriptions) != 1 || !strings.Contains(p.Subscriptions[0].WaitingForKind, "API group "+group+" is not served") {
 		t.Errorf("dump subscriptions %+v, want the wait for the unserved group shown", p.Subscriptions)
 	}
-	waitForWarning(t, ns, "later", operator.ReasonKindNotServed, "hook 10-watch.sh binding sprockets", "Sprocket", group+"/v1", "is not served")
+	waitForWarning(t, ns, "later", hookhost.ReasonKindNotServed, "hook 10-watch.sh binding sprockets", "Sprocket", group+"/v1", "is not served")
 	if logs.Count("binding waits for its kind to be served", "10-watch.sh", "sprockets") == 0 {
 		t.Errorf("no log line says the binding waits; logs:\n%s", strings.Join(logs.Get(), "\n"))
 	}

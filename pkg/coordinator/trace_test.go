@@ -1,4 +1,4 @@
-package operator_test
+package coordinator_test
 
 import (
 	"context"
@@ -22,12 +22,13 @@ import (
 	"github.com/gadgetpm/gadgetpm/packages/repo"
 	gadgetv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadget/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
-	"github.com/gadgetpm/gadgetpm/pkg/operator"
+	"github.com/gadgetpm/gadgetpm/pkg/coordinator"
+	"github.com/gadgetpm/gadgetpm/pkg/debugserver"
 	"github.com/gadgetpm/gadgetpm/pkg/trace"
 )
 
 // TestRemovePackageStopsItsTraces runs the coordinator and a node's Trace
-// controller in one manager, as operator.Run does: a Trace runs the
+// controller in one manager, as process.Run does: a Trace runs the
 // package's gadget; deleting the package stops the Trace with the reason,
 // unloads the gadget, empties the subscriptions, and only then is the
 // package uninstalled.
@@ -55,11 +56,11 @@ func TestRemovePackageStopsItsTraces(t *testing.T) {
 		t.Fatal(err)
 	}
 	dataDir := t.TempDir()
-	st, fetcher, err := operator.PackageStore(dataDir, mgr.GetAPIReader(), false)
+	st, fetcher, err := coordinator.PackageStore(dataDir, mgr.GetAPIReader(), false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	op, err := operator.New(operator.Options{
+	op, err := coordinator.New(coordinator.Options{
 		Config: env.Config, Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), DataDir: dataDir, Fetcher: fetcher,
 		StopGrace: 2 * time.Second, HelmTimeout: 30 * time.Second, UnsubscribeTimeout: 30 * time.Second,
 	})
@@ -102,7 +103,7 @@ func TestRemovePackageStopsItsTraces(t *testing.T) {
 	waitTraceState(t, tr, gadgetv1alpha1.TraceStarted)
 	waitFor(t, ns, "trace-exec", "subscribed", func(gp *v1alpha1.GadgetPackage) bool { return len(gp.Status.Subscriptions) == 1 })
 	// The dump shows the loaded gadget and the Trace it serves.
-	if g := operator.WithNodeRuns(op, tc.Runs).Dump().Gadgets; len(g) != 1 || g[0].Package != ns+"/trace-exec" ||
+	if g := debugserver.WithNodeRuns(op, tc.Runs).Dump().Gadgets; len(g) != 1 || g[0].Package != ns+"/trace-exec" ||
 		len(g[0].Traces) != 1 || g[0].Traces[0] != ns+"/exec" {
 		t.Fatalf("dump gadgets = %+v, want one run of %s/trace-exec serving %s/exec", g, ns, ns)
 	}

@@ -1,4 +1,4 @@
-package operator_test
+package coordinator_test
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 
 	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 	"github.com/gadgetpm/gadgetpm/packages/packagetest"
-	"github.com/gadgetpm/gadgetpm/pkg/operator"
+	"github.com/gadgetpm/gadgetpm/pkg/debugserver"
 	"github.com/gadgetpm/gadgetpm/queue"
 )
 
@@ -69,7 +69,7 @@ func TestQueueRoutingEndToEnd(t *testing.T) {
 			return nil
 		})
 	}
-	queueOf := func(d operator.Dump, name string) *queue.QueueDump {
+	queueOf := func(d debugserver.Dump, name string) *queue.QueueDump {
 		for i := range d.Queues.Queues {
 			if d.Queues.Queues[i].Name == name {
 				return &d.Queues.Queues[i]

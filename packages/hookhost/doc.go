@@ -1,0 +1,15 @@
+// Package hookhost hosts the hooks of the packages the package manager
+// has prepared: it implements manager.HookRunner (Prepare, Enable,
+// RunBinding, ...) and hooks.RunObserver over pkg/hooks.
+//
+// It owns each package's values store, the registration of its kubernetes
+// monitors and cron entries, the Synchronization runs a start waits for,
+// the pausing of the package's Helm drift monitor while its hooks run, the
+// merging of queued runs of one hook, and the runs' counts and output
+// tails for the dump. The coordinator's event loop hands it cron
+// triggers, kube events and queue events.
+//
+// It must not start goroutines, own queues, Kubernetes clients or Helm
+// releases: every service it uses comes in through Options as a small
+// interface, and the coordinator wires and stops them.
+package hookhost

@@ -1,0 +1,344 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/record"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/gadgetpm/gadgetpm/kubeevents"
+	"github.com/gadgetpm/gadgetpm/packages/archive"
+	"github.com/gadgetpm/gadgetpm/packages/fetch"
+	"github.com/gadgetpm/gadgetpm/packages/gadgetpackage"
+	"github.com/gadgetpm/gadgetpm/packages/hookhost"
+	"github.com/gadgetpm/gadgetpm/packages/manager"
+	"github.com/gadgetpm/gadgetpm/packages/repository"
+	"github.com/gadgetpm/gadgetpm/packages/store"
+	"github.com/gadgetpm/gadgetpm/pkg/hooks"
+	"github.com/gadgetpm/gadgetpm/pkg/nelm"
+	"github.com/gadgetpm/gadgetpm/pkg/objectpatch"
+	"github.com/gadgetpm/gadgetpm/queue"
+	"github.com/gadgetpm/gadgetpm/queue/prommetrics"
+	"github.com/gadgetpm/gadgetpm/scheduler"
+	"github.com/gadgetpm/gadgetpm/scheduler/cron"
+)
+
+// ClientOptions are the rate limits of one service's own API client.
+type ClientOptions struct {
+	// QPS and Burst; zero means the service's default.
+	QPS   float32
+	Burst int
+}
+
+// Options configure New.
+type Options struct {
+	// Config reaches the API server; every service makes its own client
+	// from it. Required.
+	Config *rest.Config
+	// Client reads GadgetPackages and PackageRepositories and writes their
+	// status and settings (the controller manager's client). Required.
+	Client client.Client
+	// Reader reads what the cache does not hold (repository Secrets);
+	// default Client.
+	Reader client.Reader
+	// DataDir holds the package store. Required.
+	DataDir string
+	// Helm, Patcher and KubeEvents are the rate limits of those services'
+	// own clients.
+	Helm, Patcher, KubeEvents ClientOptions
+	// HelmTimeout bounds waits for readiness and deletion; default 5m.
+	HelmTimeout time.Duration
+	// HookTimeout bounds one hook run; default hooks.DefaultTimeout.
+	HookTimeout time.Duration
+	// HookEnv is what every hook's environment holds besides the
+	// protocol's paths.
+	HookEnv hooks.Env
+	// Queue configures the queue service (backoff, attempts).
+	Queue queue.Options
+	// MaxAttempts of a package's lifecycle task before it is Stalled;
+	// default gadgetpackage.DefaultMaxAttempts.
+	MaxAttempts int
+	// StopGrace bounds how long running tasks may take on Stop before they
+	// are cancelled; default 30s.
+	StopGrace time.Duration
+	// Recorder records Events on GadgetPackages; nil records none.
+	Recorder record.EventRecorder
+	// Registerer gets the queue and hook metrics; nil registers none.
+	Registerer prometheus.Registerer
+	// Logger; default a discarding one.
+	Logger logr.Logger
+	// PlainHTTPRegistries talks plain HTTP to oci:// registries.
+	PlainHTTPRegistries bool
+	// Fetcher downloads into the package store; Run shares it with the
+	// node's Trace controller. Default: one over a store in
+	// <DataDir>/packages (PackageStore).
+	Fetcher *fetch.Fetcher
+	// UnsubscribeTimeout bounds how long removing a package waits for
+	// the nodes to stop its Traces; default DefaultUnsubscribeTimeout.
+	UnsubscribeTimeout time.Duration
+}
+
+// PackageStore opens the package store in <dataDir>/packages and a
+// fetcher over it that reads repositories (and their Secrets) with
+// reader.
+func PackageStore(dataDir string, reader client.Reader, plainHTTP bool) (*store.Store, *fetch.Fetcher, error) {
+	st, err := store.New(filepath.Join(dataDir, "packages"), archive.Limits{})
+	if err != nil {
+		return nil, nil, err
+	}
+	f, err := fetch.New(fetch.Options{Reader: reader, Store: st, PlainHTTPRegistries: plainHTTP})
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, f, nil
+}
+
+// Coordinator is the coordinator of the cluster role. It is a
+// controller-runtime Runnable that needs leader election: Start runs the
+// event handler until its context ends, then Stop tears everything down.
+type Coordinator struct {
+	opts Options
+	log  logr.Logger
+
+	queues   *queue.Service
+	cron     *cron.Manager
+	helm     *nelm.Service
+	patcher  *objectpatch.Patcher
+	events   *kubeevents.Manager
+	sched    *scheduler.Scheduler
+	packages *manager.Manager
+	control  *gadgetpackage.Reconciler
+	repos    *repository.Reconciler
+	hooks    *hookhost.Host
+	disco    discovery.DiscoveryInterface
+
+	// handlerStop ends the conversion of triggers into tasks; the handler
+	// keeps forwarding queue events until the queue service closes them.
+	handlerStop chan struct{}
+	handlerDone chan struct{}
+	stopOnce    sync.Once
+	stopErr     error
+}
+
+// New builds the services in dependency order: the queue service and the
+// cron manager (independent), the Helm release service, the object
+// patcher, the Kubernetes events manager (each with its own client), the
+// scheduler, the hook host over them, the package manager over all of
+// them, and the GadgetPackage and PackageRepository controllers. It
+// starts nothing.
+func New(opts Options) (*Coordinator, error) {
+	if opts.Config == nil || opts.Client == nil || opts.DataDir == "" {
+		return nil, errors.New("create operator: Config, Client and DataDir are required")
+	}
+	if opts.Reader == nil {
+		opts.Reader = opts.Client
+	}
+	if opts.StopGrace <= 0 {
+		opts.StopGrace = 30 * time.Second
+	}
+	if opts.UnsubscribeTimeout <= 0 {
+		opts.UnsubscribeTimeout = DefaultUnsubscribeTimeout
+	}
+	if opts.Logger.GetSink() == nil {
+		opts.Logger = logr.Discard()
+	}
+	c := &Coordinator{
+		opts: opts, log: opts.Logger,
+		handlerStop: make(chan struct{}), handlerDone: make(chan struct{}),
+	}
+	var err error
+
+	qopts := opts.Queue
+	if opts.Registerer != nil && qopts.Metrics == nil {
+		m, err := prommetrics.NewWithRegisterer(opts.Registerer)
+		if err != nil {
+			return nil, fmt.Errorf("create operator: queue metrics: %w", err)
+		}
+		qopts.Metrics = m
+	}
+	c.queues = queue.NewService(qopts)
+	c.cron = cron.New(cron.Options{})
+
+	c.helm, err = nelm.New(opts.Config, nelm.Options{
+		QPS: opts.Helm.QPS, Burst: opts.Helm.Burst, Timeout: opts.HelmTimeout,
+		Recorder: opts.Recorder, Logger: opts.Logger.WithName("helm"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create operator: %w", err)
+	}
+	mapper, err := hooks.NewRESTMapper(opts.Config)
+	if err != nil {
+		return nil, fmt.Errorf("create operator: %w", err)
+	}
+	c.patcher, err = objectpatch.New(opts.Config, mapper, &objectpatch.Options{
+		QPS: opts.Patcher.QPS, Burst: opts.Patcher.Burst, Logger: opts.Logger.WithName("objectpatch"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create operator: %w", err)
+	}
+	c.events, err = kubeevents.New(kubeevents.Options{
+		Config: opts.Config, QPS: opts.KubeEvents.QPS, Burst: opts.KubeEvents.Burst, Logger: opts.Logger.WithName("kubeevents"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create operator: %w", err)
+	}
+	c.sched = scheduler.New(scheduler.Options{})
+	c.disco, err = discovery.NewDiscoveryClientForConfig(opts.Config)
+	if err != nil {
+		return nil, fmt.Errorf("create operator: %w", err)
+	}
+
+	var hookMetrics *hooks.Metrics
+	if opts.Registerer != nil {
+		if hookMetrics, err = hooks.NewMetrics(opts.Registerer); err != nil {
+			return nil, fmt.Errorf("create operator: hook metrics: %w", err)
+		}
+	}
+	c.hooks, err = hookhost.New(hookhost.Options{
+		Runner:     hooks.NewRunner(hooks.RunnerOptions{Timeout: opts.HookTimeout, Env: opts.HookEnv}),
+		KubeEvents: c.events, Patcher: c.patcher, Schedules: c.cron, Queues: c.queues, Releases: c.helm,
+		Mapper: mapper, Client: opts.Client, Env: opts.HookEnv, MaxAttempts: opts.MaxAttempts,
+		Metrics: hookMetrics, Observer: runRecorder{c}, Recorder: opts.Recorder, Logger: c.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create operator: %w", err)
+	}
+
+	f := opts.Fetcher
+	if f == nil {
+		if _, f, err = PackageStore(opts.DataDir, opts.Reader, opts.PlainHTTPRegistries); err != nil {
+			return nil, fmt.Errorf("create operator: %w", err)
+		}
+	}
+	c.packages, err = manager.New(manager.Options{
+		Fetcher: f, Releaser: releaser{c.helm}, Hooks: c.hooks, Scheduler: c.sched,
+		Unsubscriber: unsubscribeWaiter{reader: opts.Reader, timeout: opts.UnsubscribeTimeout, recorder: opts.Recorder, log: c.log.WithName("unsubscribe")},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create operator: %w", err)
+	}
+	c.control, err = gadgetpackage.New(gadgetpackage.Options{
+		Client: opts.Client, Manager: c.packages, Queue: c.queues, Recorder: opts.Recorder,
+		MaxAttempts: opts.MaxAttempts, RemoveGrace: opts.StopGrace,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create operator: %w", err)
+	}
+	c.repos = &repository.Reconciler{Client: opts.Client, Recorder: opts.Recorder, PlainHTTPRegistries: opts.PlainHTTPRegistries}
+	return c, nil
+}
+
+// SetupWithManager registers the coordinator and the cluster-role
+// controllers with mgr; all of them run on the leader only.
+func (c *Coordinator) SetupWithManager(mgr ctrl.Manager) error {
+	if err := mgr.Add(c); err != nil {
+		return fmt.Errorf("add coordinator: %w", err)
+	}
+	if err := c.control.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("set up GadgetPackage controller: %w", err)
+	}
+	if err := c.repos.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("set up PackageRepository controller: %w", err)
+	}
+	return nil
+}
+
+// NeedLeaderElection: packages, hooks, releases and schedules belong to
+// the cluster role.
+func (c *Coordinator) NeedLeaderElection() bool { return true }
+
+// Start runs the cron manager, the Kubernetes events manager, the
+// scheduler and the event handler until ctx ends, then runs Stop.
+func (c *Coordinator) Start(ctx context.Context) error {
+	v, err := c.disco.ServerVersion()
+	if err != nil {
+		return fmt.Errorf("start operator: read the API server's version: %w", err)
+	}
+	if err := c.sched.SetKubeVersion(v.GitVersion); err != nil {
+		return fmt.Errorf("start operator: %w", err)
+	}
+	var wg sync.WaitGroup
+	runCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := c.cron.Start(runCtx); err != nil && !errors.Is(err, cron.ErrStopped) {
+			c.log.Error(err, "cron manager ended")
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if err := c.events.Start(runCtx); err != nil {
+			c.log.Error(err, "kube events manager ended")
+		}
+	}()
+	go c.handle()
+	c.sched.Resume()
+	c.log.Info("coordinator started")
+
+	<-ctx.Done()
+	stopCtx, stopCancel := context.WithTimeout(context.Background(), c.opts.StopGrace+10*time.Second)
+	defer stopCancel()
+	err = c.Stop(stopCtx)
+	cancel()
+	wg.Wait()
+	return err
+}
+
+// Stop tears down in the reverse order of what feeds what: Helm drift
+// monitors, kube event delivery (paused), the cron manager, the event
+// handler, then the queue service (running tasks get StopGrace, then are
+// cancelled), and last the kube monitors and the scheduler. It is safe to
+// call twice and waits for every goroutine it owns.
+func (c *Coordinator) Stop(ctx context.Context) error {
+	c.stopOnce.Do(func() { c.stopErr = c.stop(ctx) })
+	return c.stopErr
+}
+
+func (c *Coordinator) stop(ctx context.Context) error {
+	var errs []error
+	c.helm.StopMonitors()
+	c.log.Info("stopped", "service", "helm-monitors")
+	c.events.PauseHandleEvents()
+	c.log.Info("stopped", "service", "kube-event-handling")
+	graceCtx, cancel := context.WithTimeout(ctx, c.opts.StopGrace)
+	defer cancel()
+	// Schedule runs still queued need not finish for cron to stop: the
+	// queue service stops them below.
+	cronCtx, cronCancel := context.WithTimeout(ctx, time.Second)
+	defer cronCancel()
+	if err := c.cron.Stop(cronCtx); err != nil {
+		c.log.Info("cron runs still queued at stop", "error", err.Error())
+	}
+	c.log.Info("stopped", "service", "cron")
+	close(c.handlerStop)
+	c.log.Info("stopped", "service", "event-handler")
+	if err := c.queues.Stop(graceCtx); err != nil {
+		errs = append(errs, fmt.Errorf("stop queues: %w", err))
+	}
+	// The handler ends once the queue service closed its events.
+	select {
+	case <-c.handlerDone:
+	case <-ctx.Done():
+		errs = append(errs, errors.New("stop event handler: queue events still open"))
+	}
+	c.log.Info("stopped", "service", "queues")
+	c.events.Stop()
+	// Nobody acts on enablement changes any more: unread ones are dropped.
+	if err := c.sched.Stop(ctx); err != nil {
+		c.log.V(1).Info("enablement changes dropped at stop", "error", err.Error())
+	}
+	c.log.Info("stopped", "service", "kube-monitors")
+	return errors.Join(errs...)
+}

@@ -61,7 +61,7 @@ type Options struct {
 	Fetcher *fetch.Fetcher
 	// Hub serves Stream mode; its owner stops it. Default: a hub of the
 	// controller's own, stopped when the controller stops (and served
-	// nowhere: pkg/operator passes the one it mounts on its HTTP endpoint).
+	// nowhere: pkg/process passes the one it mounts on its HTTP endpoint).
 	Hub *output.Hub
 	// FileOutputDir is where File mode writes. Default <DataDir>/traces.
 	FileOutputDir string

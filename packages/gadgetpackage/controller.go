@@ -5,11 +5,14 @@
 // and Events.
 //
 // After a task used its attempt limit the package is Stalled with the
-// error, and the rest of that plan does not run; a spec change, a new
-// value of the gadgetpm.io/retry annotation or a change of the
-// gadgetpm.io/adopt-release annotation re-arms it. Deleting a
-// GadgetPackage runs Remove (the finalizer gadgetpm.io/package) and is
-// refused, with a message naming them, while other packages require it.
+// error, and the rest of that plan does not run; a spec change (a new
+// metadata.generation), a new value of the gadgetpm.io/retry annotation or
+// a change of the gadgetpm.io/adopt-release annotation re-arms it. What
+// counts as new is what the controller itself last acted on, kept in
+// memory, never the status it wrote: its cache may not have seen that
+// write yet. Deleting a GadgetPackage runs Remove (the finalizer
+// gadgetpm.io/package) and is refused, with a message naming them, while
+// other packages require it.
 //
 // The queue service's Events belong to its owner, which passes them to
 // HandleEvent.
@@ -109,7 +112,11 @@ type pkgRun struct {
 	// do nothing and its OnDone is not acted on. The queue's Failed event
 	// records the failure (HandleEvent), maybe after they ran.
 	broken bool
-	adopt  string // the adopt-release annotation at the last reconcile
+	// What the last reconcile acted on, to tell a change from the
+	// controller's own status writes, which the cache may not have seen.
+	generation int64  // metadata.generation
+	retry      string // the retry annotation
+	adopt      string // the adopt-release annotation
 }
 
 // Reconciler is the GadgetPackage controller.
@@ -482,20 +489,23 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	before := gp.DeepCopy()
 
 	// Re-arm a Stalled package on a spec change or a new retry value.
+	// "Changed" is against what the last reconcile acted on, not against
+	// status: the cache may not have seen the status the controller wrote
+	// (observedGeneration, lastHandledRetry) when the package stalls
+	// quickly, and the controller's own write is no change of the user's.
+	// Setting the adopt-release annotation is the answer to a release
+	// refused as not the operator's own: it re-arms too.
+	retry := gp.Annotations[v1alpha1.RetryAnnotation]
+	adopt := gp.Annotations[v1alpha1.AdoptReleaseAnnotation]
 	r.mu.Lock()
 	run := r.run(key)
 	stalled := run.failure != nil
-	r.mu.Unlock()
-	retry := gp.Annotations[v1alpha1.RetryAnnotation]
-	specChanged := gp.Generation != gp.Status.ObservedGeneration
-	// Setting the adopt-release annotation is the answer to a release
-	// refused as not the operator's own: it re-arms too.
-	adopt := gp.Annotations[v1alpha1.AdoptReleaseAnnotation]
-	r.mu.Lock()
+	specChanged := gp.Generation != run.generation
+	retryChanged := retry != "" && retry != run.retry
 	adoptChanged := adopt != run.adopt
-	run.adopt = adopt
+	run.generation, run.retry, run.adopt = gp.Generation, retry, adopt
 	r.mu.Unlock()
-	if stalled && (specChanged || adoptChanged || (retry != "" && retry != gp.Status.LastHandledRetry)) {
+	if stalled && (specChanged || adoptChanged || retryChanged) {
 		r.opts.Manager.Rearm(key)
 		r.mu.Lock()
 		run.failure, run.failedAt = nil, ""

@@ -293,10 +293,6 @@ func (r *Reconciler) HandleSchedulerEvent(ev scheduler.Event) {
 	}
 }
 
-// Poke asks for key's status to be written again, e.g. after one of its
-// hooks failed or recovered. It never blocks.
-func (r *Reconciler) Poke(key string) { r.poke(key) }
-
 // HookRan tells the controller that one of key's hooks ran and the
 // package manager recorded it. errorChanged (the hook failed, or
 // succeeded after a failure) asks for a status write at once; other runs

@@ -5,8 +5,12 @@
 // and Events.
 //
 // After a task used its attempt limit the package is Stalled with the
-// error; a spec change, a new value of the gadgetpm.io/retry annotation or
-// a change of the gadgetpm.io/adopt-release annotation re-arms it. Deleting a GadgetPackage runs Remove (the finalizer
+// error, and the rest of that plan does not run; a spec change (a new
+// metadata.generation), a new value of the gadgetpm.io/retry annotation or
+// a change of the gadgetpm.io/adopt-release annotation re-arms it. What
+// counts as new is what the controller itself last acted on, kept in
+// memory, never the status it wrote: its cache may not have seen that
+// write yet. Deleting a GadgetPackage runs Remove (the finalizer
 // gadgetpm.io/package) and is refused, with a message naming them, while
 // other packages require it.
 //
@@ -100,7 +104,19 @@ type pkgRun struct {
 	removing bool               // the Remove tasks are queued
 	removed  bool               // the Remove tasks finished
 	plan     int                // counts plans; OnDone of an older one is ignored
-	adopt    string             // the adopt-release annotation at the last reconcile
+	// stepFailed is the current plan's step that ran last, if its attempt
+	// failed. A step stays at the head of the queue while it is retried,
+	// so when another step of the plan starts, that one was given up on.
+	stepFailed *planStep
+	// broken: a step of the current plan was given up on; its later steps
+	// do nothing and its OnDone is not acted on. The queue's Failed event
+	// records the failure (HandleEvent), maybe after they ran.
+	broken bool
+	// What the last reconcile acted on, to tell a change from the
+	// controller's own status writes, which the cache may not have seen.
+	generation int64  // metadata.generation
+	retry      string // the retry annotation
+	adopt      string // the adopt-release annotation
 }
 
 // Reconciler is the GadgetPackage controller.
@@ -222,7 +238,8 @@ func (r *Reconciler) HandleEvent(ev queue.Event) {
 	r.mu.Lock()
 	run, ok := r.runs[key]
 	if ok && ev.Kind == queue.Failed && run.failure == nil {
-		// The rest of the plan depends on this step: drop it.
+		// The rest of the plan depends on this step: drop it. (Its steps
+		// that started before this event skipped their work: planStep.)
 		run.failure, run.failedAt, run.attempts, run.inflight = ev.Err, ev.Task, ev.Attempts, false
 		if run.cancel != nil {
 			run.cancel()
@@ -239,7 +256,7 @@ func (r *Reconciler) HandleEvent(ev queue.Event) {
 func (r *Reconciler) planDone(key string) func(plan int) {
 	return func(plan int) {
 		r.mu.Lock()
-		if run, ok := r.runs[key]; ok && run.plan == plan {
+		if run, ok := r.runs[key]; ok && run.plan == plan && !run.broken {
 			run.inflight = false
 		}
 		r.mu.Unlock()
@@ -275,10 +292,6 @@ func (r *Reconciler) HandleSchedulerEvent(ev scheduler.Event) {
 		r.poke(key)
 	}
 }
-
-// Poke asks for key's status to be written again, e.g. after one of its
-// hooks failed or recovered. It never blocks.
-func (r *Reconciler) Poke(key string) { r.poke(key) }
 
 // HookRan tells the controller that one of key's hooks ran and the
 // package manager recorded it. errorChanged (the hook failed, or
@@ -363,10 +376,11 @@ func (r *Reconciler) enqueue(key string, tasks []queue.Task, onDone func(plan in
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	run.scope, run.cancel, run.inflight, run.failure, run.failedAt = ctx, cancel, true, nil, ""
+	run.stepFailed, run.broken = nil, false
 	run.plan++
 	plan := run.plan
 	r.mu.Unlock()
-	return r.enqueueScoped(ctx, key, tasks, func() { onDone(plan) })
+	return r.enqueueScoped(ctx, key, plan, tasks, func() { onDone(plan) })
 }
 
 // enqueueInPlan queues tasks that join the current plan (PlanStart's):
@@ -382,22 +396,73 @@ func (r *Reconciler) enqueueInPlan(key string, tasks []queue.Task) error {
 	run.inflight = true
 	r.mu.Unlock()
 	done := r.planDone(key)
-	return r.enqueueScoped(ctx, key, tasks, func() { done(plan) })
+	return r.enqueueScoped(ctx, key, plan, tasks, func() { done(plan) })
 }
 
-// enqueueScoped queues tasks in key's main queue under ctx; onDone runs
-// when the last one succeeds.
-func (r *Reconciler) enqueueScoped(ctx context.Context, key string, tasks []queue.Task, onDone func()) error {
+// enqueueScoped queues tasks as steps of plan in key's main queue under
+// ctx; onDone runs when the last one succeeds.
+func (r *Reconciler) enqueueScoped(ctx context.Context, key string, plan int, tasks []queue.Task, onDone func()) error {
 	for i, t := range tasks {
 		opts := []queue.EnqueueOption{queue.Scope(ctx), queue.MaxAttempts(r.opts.MaxAttempts)}
 		if i == len(tasks)-1 {
 			opts = append(opts, queue.OnDone(onDone))
 		}
-		if err := r.opts.Queue.Enqueue(queue.PackageQueueName(key, ""), t, opts...); err != nil {
+		step := &planStep{Task: t, r: r, key: key, plan: plan}
+		if err := r.opts.Queue.Enqueue(queue.PackageQueueName(key, ""), step, opts...); err != nil {
 			return fmt.Errorf("enqueue %s: %w", t.Name(), err)
 		}
 	}
 	return nil
+}
+
+// planStep is one task of a plan as queued. The queue sends its Failed
+// event to the controller asynchronously and goes on at once with the
+// next task; the controller's cancelling of the plan's scope comes later.
+// So each step finds out itself, when it starts, whether an earlier step
+// of its plan was given up on, and then does nothing: the steps depend on
+// each other (no Install without a download, no Load without an
+// install, no Startup of what another plan loaded).
+type planStep struct {
+	queue.Task
+	r    *Reconciler
+	key  string
+	plan int
+}
+
+func (s *planStep) Execute(ctx context.Context) error {
+	if !s.starts() {
+		return nil
+	}
+	err := s.Task.Execute(ctx)
+	s.ended(err != nil)
+	return err
+}
+
+// starts reports whether the step may run, and marks its plan broken when
+// another step of it failed last.
+func (s *planStep) starts() bool {
+	s.r.mu.Lock()
+	defer s.r.mu.Unlock()
+	run, ok := s.r.runs[s.key]
+	if !ok || run.plan != s.plan {
+		return true // an older plan's step: the manager makes it do nothing
+	}
+	if run.stepFailed != nil && run.stepFailed != s {
+		run.broken = true
+	}
+	return !run.broken
+}
+
+// ended records how an attempt of the step ended.
+func (s *planStep) ended(failed bool) {
+	s.r.mu.Lock()
+	defer s.r.mu.Unlock()
+	if run, ok := s.r.runs[s.key]; ok && run.plan == s.plan {
+		run.stepFailed = nil
+		if failed {
+			run.stepFailed = s
+		}
+	}
 }
 
 // Reconcile plans the package's tasks and writes its status.
@@ -420,20 +485,23 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	before := gp.DeepCopy()
 
 	// Re-arm a Stalled package on a spec change or a new retry value.
+	// "Changed" is against what the last reconcile acted on, not against
+	// status: the cache may not have seen the status the controller wrote
+	// (observedGeneration, lastHandledRetry) when the package stalls
+	// quickly, and the controller's own write is no change of the user's.
+	// Setting the adopt-release annotation is the answer to a release
+	// refused as not the operator's own: it re-arms too.
+	retry := gp.Annotations[v1alpha1.RetryAnnotation]
+	adopt := gp.Annotations[v1alpha1.AdoptReleaseAnnotation]
 	r.mu.Lock()
 	run := r.run(key)
 	stalled := run.failure != nil
-	r.mu.Unlock()
-	retry := gp.Annotations[v1alpha1.RetryAnnotation]
-	specChanged := gp.Generation != gp.Status.ObservedGeneration
-	// Setting the adopt-release annotation is the answer to a release
-	// refused as not the operator's own: it re-arms too.
-	adopt := gp.Annotations[v1alpha1.AdoptReleaseAnnotation]
-	r.mu.Lock()
+	specChanged := gp.Generation != run.generation
+	retryChanged := retry != "" && retry != run.retry
 	adoptChanged := adopt != run.adopt
-	run.adopt = adopt
+	run.generation, run.retry, run.adopt = gp.Generation, retry, adopt
 	r.mu.Unlock()
-	if stalled && (specChanged || adoptChanged || (retry != "" && retry != gp.Status.LastHandledRetry)) {
+	if stalled && (specChanged || adoptChanged || retryChanged) {
 		r.opts.Manager.Rearm(key)
 		r.mu.Lock()
 		run.failure, run.failedAt = nil, ""
@@ -500,7 +568,7 @@ func (r *Reconciler) remove(ctx context.Context, gp *v1alpha1.GadgetPackage, key
 			}
 			if err := r.enqueue(key, tasks, func(plan int) {
 				r.mu.Lock()
-				if run, ok := r.runs[key]; ok && run.plan == plan {
+				if run, ok := r.runs[key]; ok && run.plan == plan && !run.broken {
 					run.removed, run.inflight = true, false
 				}
 				r.mu.Unlock()

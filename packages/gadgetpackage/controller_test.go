@@ -51,12 +51,15 @@ type setup struct {
 	hookTimeout time.Duration
 	// queue, when set, wraps the queue service the controller is given.
 	queue func(gadgetpackage.Queue) gadgetpackage.Queue
-	// tap sees every queue event before the controller does.
-	tap func(queue.Event)
+	// tap sees every queue event before the controller does, handled
+	// after it did.
+	tap, handled func(queue.Event)
 	// hooks, when set, is the package manager's hook runner.
 	hooks manager.HookRunner
 	// reconciler, when set, is handed the controller.
 	reconciler func(*gadgetpackage.Reconciler)
+	// client, when set, wraps the client the controller is given.
+	client func(client.Client) client.Client
 }
 
 // start runs the controller with a real queue service and package manager
@@ -88,7 +91,11 @@ func startWith(t *testing.T, su setup) *queue.Service {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, err := gadgetpackage.New(gadgetpackage.Options{Client: mgr.GetClient(), Manager: pm, Queue: q, Recorder: mgr.GetEventRecorderFor("gadgetpm"), MaxAttempts: 2, RemoveGrace: 200 * time.Millisecond})
+	c := mgr.GetClient()
+	if su.client != nil {
+		c = su.client(c)
+	}
+	rec, err := gadgetpackage.New(gadgetpackage.Options{Client: c, Manager: pm, Queue: q, Recorder: mgr.GetEventRecorderFor("gadgetpm"), MaxAttempts: 2, RemoveGrace: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,6 +117,9 @@ func startWith(t *testing.T, su setup) *queue.Service {
 				su.tap(ev)
 			}
 			rec.HandleEvent(ev)
+			if su.handled != nil {
+				su.handled(ev)
+			}
 		}
 	}()
 	done := make(chan error, 1)

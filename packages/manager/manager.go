@@ -147,7 +147,10 @@ type entry struct {
 	pkg   *loader.Package
 	// gen counts Plans; a task from an older plan is stale and does nothing.
 	gen int
-	// pendingDigest and pendingDir: downloaded and extracted, not loaded yet.
+	// pendingDigest and pendingDir: downloaded and extracted by the
+	// current plan's Download and Install, for its Load. A plan that
+	// downloads starts them empty, so its Install and Load never take an
+	// earlier plan's.
 	pendingDigest, pendingDir string
 	// started: the onStartup hooks ran and the bindings are enabled for
 	// the loaded version. It follows what happened, not the plan: a
@@ -246,6 +249,9 @@ func (m *Manager) Plan(gp *v1alpha1.GadgetPackage) []queue.Task {
 		// Same spec: the tasks already planned (maybe still queued) stay
 		// current.
 		return nil
+	}
+	if kinds[0] == kindDownload {
+		e.pendingDigest, e.pendingDir = "", ""
 	}
 	e.gen++
 	tasks := make([]queue.Task, len(kinds))

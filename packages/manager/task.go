@@ -116,7 +116,14 @@ func (t *task) download(ctx context.Context, s snapshot) error {
 	return err
 }
 
+// install extracts what its plan's Download got; without that (the
+// download was given up on, or the steps ran out of order) it fails at
+// once rather than extract an earlier plan's archive or none.
 func (t *task) install(ctx context.Context, s snapshot) error {
+	if s.pendingDigest == "" {
+		return queue.Terminal(&fetch.Error{Reason: v1alpha1.ReasonInstallFailed,
+			Err: fmt.Errorf("install %s: no archive downloaded by this plan: its download did not succeed", t.key)})
+	}
 	dir, err := t.m.opts.Fetcher.Install(ctx, s.pendingDigest)
 	if err != nil {
 		return err
@@ -125,8 +132,14 @@ func (t *task) install(ctx context.Context, s snapshot) error {
 	return nil
 }
 
+// load loads what its plan's Install extracted; without that it fails at
+// once, as install does.
 func (t *task) load(ctx context.Context, s snapshot) error {
 	dir, digest := s.pendingDir, s.pendingDigest
+	if dir == "" {
+		return queue.Terminal(&fetch.Error{Reason: v1alpha1.ReasonLoadFailed,
+			Err: fmt.Errorf("load %s: nothing installed by this plan: its install did not succeed", t.key)})
+	}
 	p, err := t.m.opts.Fetcher.Load(ctx, dir, s.gp)
 	if err != nil {
 		return terminalIfFixed(err)

@@ -14,6 +14,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
+	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 
 	"github.com/gadgetpm/gadgetpm/pkg/gadget"
@@ -151,6 +152,12 @@ func (i *instance) PreStart(gctx *gadget.Context) error {
 		if err := mountFilesystems(); err != nil {
 			gctx.Logger().Warn("mount kernel filesystems", "error", err)
 		}
+	}
+	// Kernels before 5.11 charge maps and programs to RLIMIT_MEMLOCK, whose
+	// default (64 KiB or 8 MiB) is smaller than a ring buffer; later
+	// kernels use memory cgroups, and this does nothing there.
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return fmt.Errorf("load gadget %s: lift RLIMIT_MEMLOCK (this kernel charges eBPF memory to it): %w", i.name, err)
 	}
 	coll, err := ebpf.NewCollectionWithOptions(i.spec.coll, ebpf.CollectionOptions{})
 	if err != nil {

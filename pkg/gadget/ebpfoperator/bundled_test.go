@@ -8,7 +8,7 @@ import (
 	"github.com/gadgetpm/gadgetpm/pkg/gadget"
 )
 
-var bundled = []string{"trace-exec", "trace-open", "trace-tcpconnect", "snapshot-process"}
+var bundled = []string{"trace-exec", "trace-open", "trace-tcpconnect", "snapshot-process", "top-file", "trace-oomkill"}
 
 // TestBundledPackages checks what a package author and the package loader
 // rely on: each bundled package's gadget reads, and gadget.yaml describes

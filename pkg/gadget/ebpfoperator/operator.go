@@ -104,13 +104,40 @@ func (o *Operator) InstantiateDataOperator(gctx *gadget.Context, params gadget.P
 			return nil, err
 		}
 	}
+	every := defaultInterval
+	for _, iv := range gs.intervals {
+		if err := gctx.RegisterDataSource(iv.ds); err != nil {
+			return nil, err
+		}
+	}
+	if len(gs.intervals) > 0 {
+		if _, clash := gs.params[IntervalParam]; clash {
+			return nil, fmt.Errorf("gadget %s: GADGET_PARAM(%s) clashes with the runtime's param of that name for interval sources; rename the variable", g.Name, IntervalParam)
+		}
+		if v, ok := params[IntervalParam]; ok {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < minInterval {
+				return nil, fmt.Errorf("gadget %s: param %s: %q is not a duration of at least %s (e.g. 1s, 500ms)", g.Name, IntervalParam, v, minInterval)
+			}
+			every = d
+		}
+	}
 	clock, err := bootClock()
 	if err != nil {
 		return nil, err
 	}
 	gctx.SetVar(gadget.VarClock, clock)
-	return &instance{op: o, spec: gs, name: g.Name}, nil
+	return &instance{op: o, spec: gs, name: g.Name, every: every, dropped: map[string]error{}}, nil
 }
+
+// IntervalParam is the param that sets how often interval data sources
+// (GADGET_INTERVAL) emit; only gadgets with one have it.
+const IntervalParam = "interval"
+
+const (
+	defaultInterval = time.Second
+	minInterval     = 10 * time.Millisecond
+)
 
 func bootClock() (datasource.Clock, error) {
 	var ts unix.Timespec
@@ -128,9 +155,15 @@ type instance struct {
 	name string
 	spec *gadgetSpec
 
+	every time.Duration // how often interval sources emit
+	// dropped holds the programs of GADGET_FALLBACK pairs left out of the
+	// collection because the kernel refused them, and why
+	dropped map[string]error
+
 	coll    *ebpf.Collection
 	links   []link.Link
 	readers []*ringbuf.Reader
+	stopIv  chan struct{} // closed by Stop: interval emitters drain and end
 	wg      sync.WaitGroup
 }
 
@@ -141,6 +174,10 @@ func (i *instance) ExtraParams(*gadget.Context) []gadget.ParamDesc {
 	out := make([]gadget.ParamDesc, 0, len(i.spec.params))
 	for _, p := range i.spec.params {
 		out = append(out, p.desc)
+	}
+	if len(i.spec.intervals) > 0 {
+		out = append(out, gadget.ParamDesc{Key: IntervalParam, Type: "duration", Default: defaultInterval.String(),
+			Description: "How often the gadget's interval data sources emit what they gathered."})
 	}
 	sortParams(out)
 	return out
@@ -159,12 +196,62 @@ func (i *instance) PreStart(gctx *gadget.Context) error {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return fmt.Errorf("load gadget %s: lift RLIMIT_MEMLOCK (this kernel charges eBPF memory to it): %w", i.name, err)
 	}
-	coll, err := ebpf.NewCollectionWithOptions(i.spec.coll, ebpf.CollectionOptions{})
-	if err != nil {
-		return i.loadError(err)
+	// A program of a GADGET_FALLBACK pair that the kernel refuses is left
+	// out and the collection loaded again, at most once per pair member.
+	spec := i.spec.coll.Copy()
+	for {
+		coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{})
+		if err == nil {
+			i.coll = coll
+			return nil
+		}
+		prog := failedProgram(err)
+		partner, paired := i.spec.fallbacks[prog]
+		if !paired {
+			partner, paired = i.spec.fallbackOf[prog]
+		}
+		if !paired || i.dropped[prog] != nil {
+			return i.loadError(err)
+		}
+		if perr := i.dropped[partner]; perr != nil {
+			return fmt.Errorf("%w; and %s, which it stands in for (or which stands in for it): %w", i.loadError(err), partner, i.explain(partner, perr))
+		}
+		i.dropped[prog] = err
+		delete(spec.Programs, prog)
 	}
-	i.coll = coll
-	return nil
+}
+
+// failedProgram is the program a load error names ("program x: ..."), or "".
+func failedProgram(err error) string {
+	s, ok := strings.CutPrefix(err.Error(), "program ")
+	if !ok {
+		return ""
+	}
+	name, _, _ := strings.Cut(s, ":")
+	return name
+}
+
+// explain says why program prog was not loaded, naming a missing kernel
+// function as such.
+func (i *instance) explain(prog string, err error) error {
+	ps := i.spec.coll.Programs[prog]
+	kind, target, _ := strings.Cut(ps.SectionName, "/")
+	switch kind {
+	case "fentry", "fexit", "fmod_ret", "tp_btf":
+		if errors.Is(err, ebpf.ErrNotSupported) {
+			return fmt.Errorf("program %s (section %s): kernel %s has no function %s in its BTF to attach to, or no BPF trampolines: %w", prog, ps.SectionName, kernelRelease(), target, err)
+		}
+	}
+	return i.loadError(err)
+}
+
+// kernelRelease is uname -r, for messages.
+func kernelRelease() string {
+	var uts unix.Utsname
+	if err := unix.Uname(&uts); err != nil {
+		return "(unknown release)"
+	}
+	return unix.ByteSliceToString(uts.Release[:])
 }
 
 // loadError names the refused program and shows the end of the verifier's
@@ -172,6 +259,15 @@ func (i *instance) PreStart(gctx *gadget.Context) error {
 func (i *instance) loadError(err error) error {
 	var ve *ebpf.VerifierError
 	if !errors.As(err, &ve) {
+		if prog := failedProgram(err); prog != "" && errors.Is(err, ebpf.ErrNotSupported) {
+			if ps, ok := i.spec.coll.Programs[prog]; ok {
+				kind, target, _ := strings.Cut(ps.SectionName, "/")
+				switch kind {
+				case "fentry", "fexit", "fmod_ret", "tp_btf":
+					return fmt.Errorf("load gadget %s: program %s (section %s): kernel %s has no function %s in its BTF to attach to, or no BPF trampolines: %w", i.name, prog, ps.SectionName, kernelRelease(), target, err)
+				}
+			}
+		}
 		if errors.Is(err, unix.EPERM) {
 			if os.Geteuid() == 0 {
 				// root was refused: the kernel lacks what the program
@@ -205,14 +301,21 @@ func (i *instance) Start(gctx *gadget.Context) error {
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		ps := i.spec.coll.Programs[name]
-		l, err := attach(ps.SectionName, i.coll.Programs[name])
-		if err != nil {
-			return fmt.Errorf("attach program %s (section %s): %w", name, ps.SectionName, err)
+		if _, ok := i.spec.fallbackOf[name]; ok {
+			continue // attached only in place of its program, below
 		}
-		if l != nil {
-			i.links = append(i.links, l)
+		err := i.attachProgram(name)
+		fb, ok := i.spec.fallbacks[name]
+		if err == nil || !ok {
+			if err != nil {
+				return err
+			}
+			continue
 		}
+		if ferr := i.attachProgram(fb); ferr != nil {
+			return fmt.Errorf("%w; its fallback: %w", err, ferr)
+		}
+		gctx.Logger().Info("attached a fallback program", "gadget", i.name, "program", fb, "insteadOf", name, "kernel", kernelRelease(), "reason", err.Error())
 	}
 	for _, t := range i.spec.tracers {
 		rd, err := ringbuf.NewReader(i.coll.Maps[t.mapName])
@@ -222,6 +325,11 @@ func (i *instance) Start(gctx *gadget.Context) error {
 		i.readers = append(i.readers, rd)
 		i.wg.Add(1)
 		go i.readTracer(gctx, t, rd)
+	}
+	i.stopIv = make(chan struct{})
+	for _, iv := range i.spec.intervals {
+		i.wg.Add(1)
+		go i.runInterval(gctx, iv)
 	}
 	if len(i.spec.snapshotters) > 0 {
 		i.wg.Add(1)
@@ -236,6 +344,73 @@ func (i *instance) Start(gctx *gadget.Context) error {
 			// one run of every iterator is the whole snapshot
 			gctx.Cancel()
 		}()
+	}
+	return nil
+}
+
+// attachProgram attaches one loaded program by its section.
+func (i *instance) attachProgram(name string) error {
+	ps := i.spec.coll.Programs[name]
+	if err := i.dropped[name]; err != nil {
+		return fmt.Errorf("program %s (section %s) was not loaded: %w", name, ps.SectionName, i.explain(name, err))
+	}
+	l, err := attach(ps.SectionName, i.coll.Programs[name])
+	if err != nil {
+		return fmt.Errorf("attach program %s (section %s): %w", name, ps.SectionName, err)
+	}
+	if l != nil {
+		i.links = append(i.links, l)
+	}
+	return nil
+}
+
+// runInterval emits the entries of an interval source's map every
+// interval, and once more when Stop closes stopIv.
+func (i *instance) runInterval(gctx *gadget.Context, iv interval) {
+	defer i.wg.Done()
+	t := time.NewTicker(i.every)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-i.stopIv:
+			if err := i.drain(iv); err != nil {
+				gctx.Fail(err)
+			}
+			return
+		}
+		if err := i.drain(iv); err != nil {
+			gctx.Fail(err)
+			return
+		}
+	}
+}
+
+// drain emits every value of iv's map and deletes it. An update between
+// the read and the delete of an entry is lost; the kernel offers no atomic
+// read-and-clear of a whole hash map on every kernel this runs on.
+func (i *instance) drain(iv interval) error {
+	m := i.coll.Maps[iv.mapName]
+	keySize := int(m.KeySize())
+	var keys [][]byte
+	rec := iv.ds.NewRecord()
+	key := make([]byte, keySize)
+	value := make([]byte, iv.size)
+	it := m.Iterate()
+	for it.Next(&key, &value) {
+		rec.Load(value)
+		if err := iv.ds.Emit(rec); err != nil {
+			return err
+		}
+		keys = append(keys, append([]byte(nil), key...))
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("interval source %s: read map %s: %w", iv.ds.Name(), iv.mapName, err)
+	}
+	for _, k := range keys {
+		if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("interval source %s: clear map %s: %w", iv.ds.Name(), iv.mapName, err)
+		}
 	}
 	return nil
 }
@@ -319,6 +494,10 @@ func (i *instance) Stop(gctx *gadget.Context) error {
 		}
 	}
 	i.links = nil
+	if i.stopIv != nil {
+		close(i.stopIv)
+		i.stopIv = nil
+	}
 	for _, rd := range i.readers {
 		if err := rd.Flush(); err != nil {
 			errs = append(errs, fmt.Errorf("flush ring buffer: %w", err))
@@ -367,6 +546,11 @@ func (i *instance) Close(*gadget.Context) error {
 		}
 	}
 	i.readers = nil
+	// interval emitters still run when Start failed after starting them
+	if i.stopIv != nil {
+		close(i.stopIv)
+		i.stopIv = nil
+	}
 	i.wg.Wait()
 	if i.coll != nil {
 		i.coll.Close()

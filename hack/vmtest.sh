@@ -12,10 +12,15 @@
 #      cgo), the eBPF objects it reads, and the kernel's build configuration
 #      as /boot/config-<release> (the tests read it to tell why a section is
 #      refused);
+#      With VMTEST_GADGET_RUN=1 (the default) it also packs gadgetpm
+#      (CGO_ENABLED=0 go build) and hack/vmtest/gadget-run.sh, which runs
+#      `gadgetpm gadget run` of top-file and trace-oomkill with workloads
+#      that make their events happen, after the tests;
 #   3. boots it under qemu (TCG; KVM is used only with VMTEST_ACCEL=kvm) and
 #      runs the tests there as root, with their output streamed here; the
 #      guest prints "VMTEST-EXIT <status>" on the serial console before it
-#      powers off, and that status is the kernel's result.
+#      powers off (and "VMTEST-GADGET-RUN-EXIT <status>" after
+#      gadget-run.sh), and those statuses are the kernel's result.
 #
 #   hack/vmtest.sh                 every kernel of hack/kernels.list
 #   hack/vmtest.sh 6.1 6.12        those kernels
@@ -28,6 +33,7 @@
 #   VMTEST_SMP      guest CPUs (default 2)
 #   VMTEST_TIMEOUT  seconds one kernel may take, boot to power-off (default 900)
 #   VMTEST_ACCEL    qemu accelerator (default tcg)
+#   VMTEST_GADGET_RUN=0  leave out gadgetpm and hack/vmtest/gadget-run.sh
 #   VMTEST_ALLOW_SKIP=1  accept skipped tests (a kernel added to try it that
 #                   lacks kprobes, trampolines or BTF); without it a skip
 #                   fails that kernel, since the matrix exists to run them
@@ -49,6 +55,7 @@ mem="${VMTEST_MEM:-1024}"
 smp="${VMTEST_SMP:-2}"
 vm_timeout="${VMTEST_TIMEOUT:-900}"
 accel="${VMTEST_ACCEL:-tcg}"
+gadget_run="${VMTEST_GADGET_RUN:-1}"
 list="hack/kernels.list"
 
 log() { echo "vmtest: $*" >&2; }
@@ -220,6 +227,11 @@ mkdir -p "$base"/{bin,dev,proc,sys,tmp,boot,src/"$pkgdir"}
 cp "$busybox" "$base/bin/busybox"
 log "building the test binary of $pkg (CGO_ENABLED=0 go test -c)"
 CGO_ENABLED=0 go test -c -gcflags=all=-dwarf=false -ldflags=-s -o "$base/src/$pkgdir/vm.test" "$pkg"
+if [ "$gadget_run" = 1 ]; then
+	log "building gadgetpm for gadget-run.sh (CGO_ENABLED=0 go build; minutes on a cold build cache)"
+	CGO_ENABLED=0 go build -gcflags=all=-dwarf=false -ldflags=-s -o "$base/bin/gadgetpm" ./cmd/gadgetpm
+	cp hack/vmtest/gadget-run.sh "$base/gadget-run.sh"
+fi
 # what the tests read, at the same paths relative to the package
 mkdir -p "$base/src/bpf"
 cp -r bpf/testdata "$base/src/bpf/"
@@ -245,6 +257,10 @@ echo "vmtest: guest kernel $(uname -r), $(nproc) CPUs"
 cd "/src/$VMTEST_PKGDIR"
 ./vm.test -test.v -test.count=1 -test.timeout=20m -test.run "$VMTEST_RUN"
 echo "VMTEST-EXIT $?"
+if [ -x /gadget-run.sh ]; then
+	/gadget-run.sh
+	echo "VMTEST-GADGET-RUN-EXIT $?"
+fi
 sync
 poweroff -f
 EOF
@@ -270,7 +286,10 @@ for k in "${kernels[@]}"; do
 		-nographic -nic none -no-reboot -kernel "$dir/vmlinuz" -initrd "$initrd" \
 		-append "console=ttyS0 panic=-1 quiet loglevel=3" </dev/null >"$out.raw" 2>&1 &
 	vm_pid=$!
-	tail -n +1 -f --pid="$vm_pid" "$out.raw" 2>/dev/null | tr -d '\r' | sed -u "s/^/  [$k] /" >&2 &
+	# the guest's output from its init on; firmware and boot noise only
+	# when no result came (below)
+	tail -n +1 -f --pid="$vm_pid" "$out.raw" 2>/dev/null | tr -d '\r' |
+		awk -v k="$k" '/vmtest: guest kernel/ {sub(/.*vmtest: guest/, "vmtest: guest"); on = 1} on {print "  [" k "] " $0; fflush()}' >&2 &
 	tail_pid=$!
 	vm_rc=0
 	wait "$vm_pid" || vm_rc=$?
@@ -278,15 +297,21 @@ for k in "${kernels[@]}"; do
 	wait "$tail_pid" 2>/dev/null || true
 	took[$k]=$((SECONDS - start))
 	status="$(tr -d '\r' <"$out.raw" | sed -n 's/^VMTEST-EXIT \([0-9]*\)$/\1/p' | tail -1)"
-	if [ -z "$status" ]; then
+	gr_status="$(tr -d '\r' <"$out.raw" | sed -n 's/^VMTEST-GADGET-RUN-EXIT \([0-9]*\)$/\1/p' | tail -1)"
+	if [ -z "$status" ] || { [ "$gadget_run" = 1 ] && [ -z "$gr_status" ]; }; then
 		if [ "$vm_rc" -eq 124 ] || [ "$vm_rc" -eq 137 ]; then
 			result[$k]="no result: the guest did not power off within ${vm_timeout}s (VMTEST_TIMEOUT)"
 		else
 			result[$k]="no result: qemu exited with status $vm_rc before the tests reported (see the console above)"
 		fi
+		log "kernel $k: the last lines of its console:"
+		tr -d '\r' <"$out.raw" | tail -n 40 | sed "s/^/  [$k] /" >&2
 		failed=1
 	elif [ "$status" -ne 0 ]; then
 		result[$k]="FAIL (test binary exit status $status)"
+		failed=1
+	elif [ "$gadget_run" = 1 ] && [ "$gr_status" -ne 0 ]; then
+		result[$k]="FAIL (gadget-run.sh exit status $gr_status: gadgetpm gadget run, see its lines above)"
 		failed=1
 	elif [ "${VMTEST_ALLOW_SKIP:-}" != 1 ] && skips="$(tr -d '\r' <"$out.raw" | grep -c -- '--- SKIP')" && [ "$skips" -gt 0 ]; then
 		# the matrix's kernels have kprobes, trampolines and BTF: a skip

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"sort"
 	"strings"
 	"sync"
@@ -329,7 +330,7 @@ func (i *instance) Start(gctx *gadget.Context) error {
 	i.stopIv = make(chan struct{})
 	for _, iv := range i.spec.intervals {
 		i.wg.Add(1)
-		go i.runInterval(gctx, iv)
+		go i.runInterval(gctx, iv, i.stopIv)
 	}
 	if len(i.spec.snapshotters) > 0 {
 		i.wg.Add(1)
@@ -365,51 +366,114 @@ func (i *instance) attachProgram(name string) error {
 }
 
 // runInterval emits the entries of an interval source's map every
-// interval, and once more when Stop closes stopIv.
-func (i *instance) runInterval(gctx *gadget.Context, iv interval) {
+// interval, and once more when stop is closed (by Stop or Close).
+func (i *instance) runInterval(gctx *gadget.Context, iv interval, stop <-chan struct{}) {
 	defer i.wg.Done()
 	t := time.NewTicker(i.every)
 	defer t.Stop()
+	d := newDrainer(i.coll.Maps[iv.mapName], iv)
 	for {
 		select {
 		case <-t.C:
-		case <-i.stopIv:
-			if err := i.drain(iv); err != nil {
+		case <-stop:
+			if err := d.drain(); err != nil {
 				gctx.Fail(err)
 			}
 			return
 		}
-		if err := i.drain(iv); err != nil {
+		if err := d.drain(); err != nil {
 			gctx.Fail(err)
 			return
 		}
 	}
 }
 
-// drain emits every value of iv's map and deletes it. An update between
-// the read and the delete of an entry is lost; the kernel offers no atomic
-// read-and-clear of a whole hash map on every kernel this runs on.
-func (i *instance) drain(iv interval) error {
-	m := i.coll.Maps[iv.mapName]
-	keySize := int(m.KeySize())
-	var keys [][]byte
-	rec := iv.ds.NewRecord()
-	key := make([]byte, keySize)
-	value := make([]byte, iv.size)
-	it := m.Iterate()
-	for it.Next(&key, &value) {
-		rec.Load(value)
-		if err := iv.ds.Emit(rec); err != nil {
+// drainBatch is how many entries one batch syscall moves.
+const drainBatch = 256
+
+// drainer empties an interval source's hash map into records. It owns its
+// buffers: one drainer per goroutine.
+type drainer struct {
+	m    *ebpf.Map
+	iv   interval
+	rec  *datasource.Record
+	keys reflect.Value // []([keySize]byte), for the batch syscalls
+	vals reflect.Value // []([size]byte)
+	// batch is false once the kernel refused batch operations (before
+	// 5.6): entries are then read and deleted one by one
+	batch bool
+}
+
+func newDrainer(m *ebpf.Map, iv interval) *drainer {
+	byteT := reflect.TypeOf(byte(0))
+	kt := reflect.ArrayOf(int(m.KeySize()), byteT)
+	vt := reflect.ArrayOf(iv.size, byteT)
+	return &drainer{
+		m: m, iv: iv, rec: iv.ds.NewRecord(), batch: true,
+		keys: reflect.MakeSlice(reflect.SliceOf(kt), drainBatch, drainBatch),
+		vals: reflect.MakeSlice(reflect.SliceOf(vt), drainBatch, drainBatch),
+	}
+}
+
+// drain emits every value of the map and deletes it. Batches are read and
+// deleted in one syscall each, so the program's updates between the read
+// and the delete of an entry are not lost (except one that looked the
+// entry up just before it was deleted).
+func (d *drainer) drain() error {
+	if d.batch {
+		err := d.drainBatches()
+		if !errors.Is(err, ebpf.ErrNotSupported) {
 			return err
 		}
+		d.batch = false
+	}
+	return d.drainOneByOne()
+}
+
+func (d *drainer) drainBatches() error {
+	var cursor ebpf.MapBatchCursor
+	for {
+		n, err := d.m.BatchLookupAndDelete(&cursor, d.keys.Interface(), d.vals.Interface(), nil)
+		for j := 0; j < n; j++ {
+			d.rec.Load(d.vals.Index(j).Slice(0, d.iv.size).Bytes())
+			if eerr := d.iv.ds.Emit(d.rec); eerr != nil {
+				return eerr
+			}
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return nil // the end of the map
+		}
+		if err != nil {
+			return fmt.Errorf("interval source %s: read and clear map %s: %w", d.iv.ds.Name(), d.iv.mapName, err)
+		}
+	}
+}
+
+// drainOneByOne lists the keys, then reads and deletes each entry; an
+// update between the read and the delete of an entry is lost.
+func (d *drainer) drainOneByOne() error {
+	var keys [][]byte
+	key := make([]byte, d.m.KeySize())
+	value := make([]byte, d.iv.size)
+	it := d.m.Iterate()
+	for it.Next(&key, &value) {
 		keys = append(keys, append([]byte(nil), key...))
 	}
 	if err := it.Err(); err != nil {
-		return fmt.Errorf("interval source %s: read map %s: %w", iv.ds.Name(), iv.mapName, err)
+		return fmt.Errorf("interval source %s: read map %s: %w", d.iv.ds.Name(), d.iv.mapName, err)
 	}
 	for _, k := range keys {
-		if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("interval source %s: clear map %s: %w", iv.ds.Name(), iv.mapName, err)
+		if err := d.m.Lookup(k, &value); errors.Is(err, ebpf.ErrKeyNotExist) {
+			continue
+		} else if err != nil {
+			return fmt.Errorf("interval source %s: read map %s: %w", d.iv.ds.Name(), d.iv.mapName, err)
+		}
+		if err := d.m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("interval source %s: clear map %s: %w", d.iv.ds.Name(), d.iv.mapName, err)
+		}
+		d.rec.Load(value)
+		if err := d.iv.ds.Emit(d.rec); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -346,25 +346,48 @@ func TestFallbackProgram(t *testing.T) {
 	}
 }
 
-// TestMissingAttachTarget: a kprobe on a function the kernel does not have
-// fails the run with the function's name and the kernel's release, and
-// leaves nothing behind.
+// TestMissingAttachTarget: a kprobe or fentry program on a function the
+// kernel does not have fails the run with the function's name and the
+// kernel's release, and leaves nothing behind.
 func TestMissingAttachTarget(t *testing.T) {
 	needRoot(t)
-	defer checkNoLeaks(t)()
-	rt, err := gadget.New(New(Options{}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = rt.Run(context.Background(), gadget.Gadget{Name: "missing", Object: testObject(t, "missing_kprobe.bpf.o")}, gadget.RunOptions{})
-	if err == nil {
-		t.Fatal("run with a kprobe on gadgetpm_no_such_function succeeded")
-	}
-	if why := noKprobes(t)(err); why != "" {
-		t.Skipf("this kernel has no kprobes at all (%s): %v", why, err)
-	}
-	want := "attach program on_missing (section kprobe/gadgetpm_no_such_function): kernel " + kernelRelease() + " has no function gadgetpm_no_such_function to probe"
-	if !strings.Contains(err.Error(), want) {
-		t.Errorf("run: %v\nwant an error with %q", err, want)
+	for _, tc := range []struct {
+		obj, want string
+		// skip says why this kernel cannot show the error, given the run's
+		skip func(err error) string
+	}{
+		{
+			obj:  "missing_kprobe.bpf.o",
+			want: "attach program on_missing (section kprobe/gadgetpm_no_such_function): kernel " + kernelRelease() + " has no function gadgetpm_no_such_function to probe",
+			skip: noKprobes(t),
+		},
+		{
+			obj:  "missing_fentry.bpf.o",
+			want: "program on_missing (section fentry/gadgetpm_no_such_function): kernel " + kernelRelease() + " has no function gadgetpm_no_such_function in its BTF",
+			skip: func(error) string {
+				if !exists("/sys/kernel/btf/vmlinux") {
+					return "no /sys/kernel/btf/vmlinux: without kernel BTF no fentry target can be found"
+				}
+				return ""
+			},
+		},
+	} {
+		t.Run(strings.TrimSuffix(tc.obj, ".bpf.o"), func(t *testing.T) {
+			defer checkNoLeaks(t)()
+			rt, err := gadget.New(New(Options{}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = rt.Run(context.Background(), gadget.Gadget{Name: "missing", Object: testObject(t, tc.obj)}, gadget.RunOptions{})
+			if err == nil {
+				t.Fatal("run with a program on gadgetpm_no_such_function succeeded")
+			}
+			if why := tc.skip(err); why != "" {
+				t.Skipf("this kernel cannot show it (%s): %v", why, err)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("run: %v\nwant an error with %q", err, tc.want)
+			}
+		})
 	}
 }

@@ -174,8 +174,6 @@ fetch_kernel() {
 		mv "$tmp"/boot/vmlinuz-* "$dir.tmp/vmlinuz"
 		mv "$tmp"/boot/config-* "$dir.tmp/config"
 		basename "$deb" >"$dir.tmp/package"
-		grep -q '^CONFIG_DEBUG_INFO_BTF=y' "$dir.tmp/config" ||
-			log "kernel $name: $image has no CONFIG_DEBUG_INFO_BTF=y; the tests will skip what needs BTF"
 		rm -rf "$tmp"
 		rm -rf "$dir"
 		mv "$dir.tmp" "$dir"
@@ -273,6 +271,20 @@ failed=0
 for k in "${kernels[@]}"; do
 	dir="${kdir[$k]}"
 	release="$(cat "$dir/release")"
+	# what the kernel was built with decides what can run at all
+	allow_skip="${VMTEST_ALLOW_SKIP:-}"
+	if ! grep -q '^CONFIG_DEBUG_INFO_BTF=y' "$dir/config"; then
+		log "kernel $k ($release): skipped: its configuration lacks CONFIG_DEBUG_INFO_BTF=y; the gadgets' CO-RE relocations and fentry need kernel BTF"
+		result[$k]="skipped: no CONFIG_DEBUG_INFO_BTF=y"
+		took[$k]=0
+		continue
+	fi
+	for opt in CONFIG_KPROBES CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS; do
+		if ! grep -q "^$opt=y" "$dir/config"; then
+			log "kernel $k ($release): its configuration lacks $opt=y: the tests that need it skip there, naming it"
+			allow_skip=1
+		fi
+	done
 	rm -f "$base"/boot/config-*
 	cp "$dir/config" "$base/boot/config-$release"
 	initrd="$work/initrd-$k.cpio.gz"
@@ -313,7 +325,7 @@ for k in "${kernels[@]}"; do
 	elif [ "$gadget_run" = 1 ] && [ "$gr_status" -ne 0 ]; then
 		result[$k]="FAIL (gadget-run.sh exit status $gr_status: gadgetpm gadget run, see its lines above)"
 		failed=1
-	elif [ "${VMTEST_ALLOW_SKIP:-}" != 1 ] && skips="$(tr -d '\r' <"$out.raw" | grep -c -- '--- SKIP')" && [ "$skips" -gt 0 ]; then
+	elif [ "$allow_skip" != 1 ] && skips="$(tr -d '\r' <"$out.raw" | grep -c -- '--- SKIP')" && [ "$skips" -gt 0 ]; then
 		# the matrix's kernels have kprobes, trampolines and BTF: a skip
 		# there means a test misjudged the kernel, not a missing feature
 		result[$k]="FAIL ($skips tests skipped on a kernel chosen to run them; VMTEST_ALLOW_SKIP=1 for a kernel that lacks what they need)"

@@ -215,7 +215,7 @@ func (i *instance) PreStart(gctx *gadget.Context) error {
 			return i.loadError(err)
 		}
 		if perr := i.dropped[partner]; perr != nil {
-			return fmt.Errorf("%w; and %s, which it stands in for (or which stands in for it): %w", i.loadError(err), partner, i.explain(partner, perr))
+			return fmt.Errorf("%w; %s, the other program of its GADGET_FALLBACK pair, was refused too: %w", i.loadError(err), partner, i.loadError(perr))
 		}
 		i.dropped[prog] = err
 		delete(spec.Programs, prog)
@@ -230,20 +230,6 @@ func failedProgram(err error) string {
 	}
 	name, _, _ := strings.Cut(s, ":")
 	return name
-}
-
-// explain says why program prog was not loaded, naming a missing kernel
-// function as such.
-func (i *instance) explain(prog string, err error) error {
-	ps := i.spec.coll.Programs[prog]
-	kind, target, _ := strings.Cut(ps.SectionName, "/")
-	switch kind {
-	case "fentry", "fexit", "fmod_ret", "tp_btf":
-		if errors.Is(err, ebpf.ErrNotSupported) {
-			return fmt.Errorf("program %s (section %s): kernel %s has no function %s in its BTF to attach to, or no BPF trampolines: %w", prog, ps.SectionName, kernelRelease(), target, err)
-		}
-	}
-	return i.loadError(err)
 }
 
 // kernelRelease is uname -r, for messages.
@@ -353,7 +339,7 @@ func (i *instance) Start(gctx *gadget.Context) error {
 func (i *instance) attachProgram(name string) error {
 	ps := i.spec.coll.Programs[name]
 	if err := i.dropped[name]; err != nil {
-		return fmt.Errorf("program %s (section %s) was not loaded: %w", name, ps.SectionName, i.explain(name, err))
+		return fmt.Errorf("program %s (section %s) was not loaded: %w", name, ps.SectionName, i.loadError(err))
 	}
 	l, err := attach(ps.SectionName, i.coll.Programs[name])
 	if err != nil {

@@ -235,8 +235,16 @@ mkdir -p "$base/src/bpf"
 cp -r bpf/testdata "$base/src/bpf/"
 for d in charts/packages/*/gadget; do
 	mkdir -p "$base/src/$d"
-	cp "$d"/gadget.yaml "$d"/program.bpf.o "$base/src/$d/" 2>/dev/null || true
+	for f in "$d"/gadget.yaml "$d"/program.bpf.o; do
+		if [ -f "$f" ]; then cp "$f" "$base/src/$d/"; fi
+	done
 done
+# gadget-run.sh runs gadgetpm on whole package directories
+if [ "$gadget_run" = 1 ]; then
+	for p in top-file trace-oomkill; do
+		cp -r "charts/packages/$p/." "$base/src/charts/packages/$p/"
+	done
+fi
 cat >"$base/init" <<'EOF'
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -253,7 +261,8 @@ ip link set lo up 2>/dev/null
 . /vmtest.env
 echo "vmtest: guest kernel $(uname -r), $(nproc) CPUs"
 cd "/src/$VMTEST_PKGDIR"
-./vm.test -test.v -test.count=1 -test.timeout=20m -test.run "$VMTEST_RUN"
+# well inside the host's VMTEST_TIMEOUT, so a hung test still reports
+./vm.test -test.v -test.count=1 -test.timeout=10m -test.run "$VMTEST_RUN"
 echo "VMTEST-EXIT $?"
 if [ -x /gadget-run.sh ]; then
 	/gadget-run.sh

@@ -146,7 +146,7 @@ func TestTopFile(t *testing.T) {
 			t.Fatal(err)
 		}
 		if i%10 == 0 {
-			time.Sleep(30 * time.Millisecond) // spread over intervals
+			time.Sleep(120 * time.Millisecond) // spread over several intervals
 		}
 	}
 	for i := 0; i < writes; i++ {
@@ -178,7 +178,7 @@ func TestTopFile(t *testing.T) {
 			len(got), sum.reads, sum.rbytes, sum.writes, sum.wbytes, reads, reads*readSize, writes, writes*writeSize)
 	}
 	if len(got) < 2 {
-		t.Errorf("the counts came in %d interval, want several (interval 100ms, reads spread over about 150ms plus the stop)", len(got))
+		t.Errorf("the counts came in %d interval, want several (interval 100ms, reads spread over 600ms, then the stop)", len(got))
 	}
 	if other := r.c.find("files", func(e map[string]any) bool { return int(num(e["pid"])) != pid }); len(other) != 0 {
 		t.Errorf("target_pid=%d: entries of other processes: %v", pid, other)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -387,6 +388,89 @@ func TestMissingAttachTarget(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("run: %v\nwant an error with %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestIntervalSource runs the interval machinery on a tracepoint, so that it
+// is tested on every kernel (and under the race detector on the host): a
+// thread of its own opens a file a known number of times across several
+// 50 ms intervals; the entries for that thread must add up to exactly that
+// number, in more than one interval.
+func TestIntervalSource(t *testing.T) {
+	needRoot(t)
+	defer checkNoLeaks(t)()
+	g := gadget.Gadget{Name: "interval", Object: testObject(t, "interval_opens.bpf.o")}
+	const opens = 40
+	path := filepath.Join(t.TempDir(), "interval-marker")
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tid := make(chan int, 1)
+	start := make(chan struct{})
+	errc := make(chan error, 1)
+	go func() {
+		// from here only this goroutine runs on its thread, so the
+		// thread's opens once the gadget runs are these
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		tid <- unix.Gettid()
+		<-start
+		for i := 0; i < opens; i++ {
+			fd, err := unix.Open(path, unix.O_RDONLY, 0)
+			if err != nil {
+				errc <- err
+				return
+			}
+			unix.Close(fd)
+			if i%10 == 0 {
+				time.Sleep(80 * time.Millisecond)
+			}
+		}
+		errc <- nil
+	}()
+	want := <-tid
+	defer func() { // let the goroutine end when the gadget did not start
+		select {
+		case <-start:
+		default:
+			close(start)
+		}
+	}()
+	r := startOnKernel(t, g, gadget.Params{IntervalParam: "50ms"}, func(error) string { return "" })
+	close(start)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	res := r.stop(t)
+	got := r.c.find("opens", func(e map[string]any) bool { return int(num(e["tid"])) == want })
+	var calls float64
+	for _, e := range got {
+		calls += num(e["calls"])
+		if int(num(e["pid"])) != os.Getpid() {
+			t.Errorf("entry %v: pid, want %d", e, os.Getpid())
+		}
+	}
+	if calls != opens || len(got) < 2 {
+		t.Errorf("thread %d: %v opens in %d entries, want %d in several: %v", want, calls, len(got), opens, got)
+	}
+	if st := res.Stats["opens"]; st.Emitted == 0 || st.Lost != 0 {
+		t.Errorf("stats: %+v", st)
+	}
+}
+
+// TestBadMarkers: objects whose GADGET_INTERVAL or GADGET_FALLBACK cannot
+// work are refused before anything is loaded, naming what is wrong.
+func TestBadMarkers(t *testing.T) {
+	for obj, want := range map[string]string{
+		"bad_interval.bpf.o": "interval source calls reads map slots, which is not a hash map in the object",
+		"bad_fallback.bpf.o": "GADGET_FALLBACK(on_open, on_open_kprobe): the object has no program on_open_kprobe",
+	} {
+		t.Run(strings.TrimSuffix(obj, ".bpf.o"), func(t *testing.T) {
+			_, err := Catalog(testObject(t, obj), nil)
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("Catalog: %v, want an error with %q", err, want)
 			}
 		})
 	}

@@ -165,6 +165,7 @@ type instance struct {
 	links   []link.Link
 	readers []*ringbuf.Reader
 	stopIv  chan struct{} // closed by Stop: interval emitters drain and end
+	abortIv chan struct{} // closed by Close: interval emitters end
 	wg      sync.WaitGroup
 }
 
@@ -313,10 +314,10 @@ func (i *instance) Start(gctx *gadget.Context) error {
 		i.wg.Add(1)
 		go i.readTracer(gctx, t, rd)
 	}
-	i.stopIv = make(chan struct{})
+	i.stopIv, i.abortIv = make(chan struct{}), make(chan struct{})
 	for _, iv := range i.spec.intervals {
 		i.wg.Add(1)
-		go i.runInterval(gctx, iv, i.stopIv)
+		go i.runInterval(gctx, iv, i.stopIv, i.abortIv)
 	}
 	if len(i.spec.snapshotters) > 0 {
 		i.wg.Add(1)
@@ -352,8 +353,9 @@ func (i *instance) attachProgram(name string) error {
 }
 
 // runInterval emits the entries of an interval source's map every
-// interval, and once more when stop is closed (by Stop or Close).
-func (i *instance) runInterval(gctx *gadget.Context, iv interval, stop <-chan struct{}) {
+// interval, and once more when Stop closes stop; it ends without emitting
+// when Close closes abort (Start failed: the other operators are gone).
+func (i *instance) runInterval(gctx *gadget.Context, iv interval, stop, abort <-chan struct{}) {
 	defer i.wg.Done()
 	t := time.NewTicker(i.every)
 	defer t.Stop()
@@ -365,6 +367,8 @@ func (i *instance) runInterval(gctx *gadget.Context, iv interval, stop <-chan st
 			if err := d.drain(); err != nil {
 				gctx.Fail(err)
 			}
+			return
+		case <-abort:
 			return
 		}
 		if err := d.drain(); err != nil {
@@ -597,9 +601,9 @@ func (i *instance) Close(*gadget.Context) error {
 	}
 	i.readers = nil
 	// interval emitters still run when Start failed after starting them
-	if i.stopIv != nil {
-		close(i.stopIv)
-		i.stopIv = nil
+	if i.abortIv != nil {
+		close(i.abortIv)
+		i.abortIv = nil
 	}
 	i.wg.Wait()
 	if i.coll != nil {

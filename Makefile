@@ -49,6 +49,7 @@ envtest: ## build or reuse the cached kube-apiserver and etcd for tests
 test: fmt-check ## run every check and test CI runs
 	@hack/test-prepare.sh $(filter -race -gcflags=% -ldflags=%,$(GO_TEST_FLAGS))
 	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" $(GO) test $(GO_TEST_FLAGS) $(TEST_FIRST) ./...
+	hack/vmtest.sh $(KERNELS)
 
 .PHONY: fmt-check
 fmt-check: ## fail when gofmt would change a file
@@ -130,3 +131,7 @@ bench-operator: envtest ## 50 packages to Running through the operator beside a 
 .PHONY: test-charts
 test-charts: envtest ## test the operator chart and the bundled packages (hook-demo's hooks) against a real control plane
 	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" $(GO) test $(GO_TEST_FLAGS) ./internal/chartcheck/ ./internal/bundled/
+
+.PHONY: test-kernels
+test-kernels: ## run the eBPF tests inside Debian kernels booted under qemu (hack/vmtest.sh; KERNELS="6.1 6.12" for some of hack/kernels.list)
+	hack/vmtest.sh $(KERNELS)

@@ -78,6 +78,8 @@ declare -A package=(
 	[trace_open]=trace-open
 	[trace_tcpconnect]=trace-tcpconnect
 	[snapshot_process]=snapshot-process
+	[top_file]=top-file
+	[trace_oomkill]=trace-oomkill
 )
 
 for dir in bpf/gadgets/*/; do
@@ -94,7 +96,7 @@ done
 
 compile bpf/testdata/verifier_reject.bpf.c bpf/testdata/verifier_reject.bpf.o -g
 llvm-strip -g bpf/testdata/verifier_reject.bpf.o
-for t in second_ok lossy bad_attach probe_kprobe probe_fentry raw_tp_exit; do
+for t in second_ok lossy bad_attach probe_kprobe probe_fentry raw_tp_exit fallback missing_kprobe missing_fentry interval_opens bad_interval bad_fallback; do
 	compile bpf/testdata/$t.bpf.c bpf/testdata/$t.bpf.o -g
 	llvm-strip -g bpf/testdata/$t.bpf.o
 done

@@ -10,7 +10,7 @@ type Catalog struct {
 // CatalogDataSource is one data source of a catalog.
 type CatalogDataSource struct {
 	Name string `json:"name"`
-	// Kind is "tracer" or "snapshotter".
+	// Kind is "tracer", "snapshotter" or "interval".
 	Kind   string         `json:"kind,omitempty"`
 	Fields []CatalogField `json:"fields,omitempty"`
 }

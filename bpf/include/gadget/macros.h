@@ -20,6 +20,17 @@
  *       "iter_tasks" writes records of struct process_entry with
  *       bpf_seq_write; one run of the iterator is one snapshot.
  *
+ *   GADGET_INTERVAL(files, stats, file_stat);
+ *       an interval data source "files": every interval (the runtime's
+ *       "interval" param, 1s by default) the values of the hash map
+ *       "stats", records of struct file_stat, are emitted together and the
+ *       map is emptied; what is left is emitted when the gadget stops.
+ *
+ *   GADGET_FALLBACK(on_oom_fentry, on_oom_kprobe);
+ *       attach the program on_oom_fentry; when the kernel refuses it (no
+ *       BPF trampolines, no BTF for the function), load and attach
+ *       on_oom_kprobe instead. Only one of the two ever runs.
+ *
  *   const volatile __u32 target_port = 0;
  *   GADGET_PARAM(target_port);
  *       a param "target_port"; its type and default come from the
@@ -82,6 +93,17 @@
 		struct struct_ event[0];                                       \
 		char program[sizeof(#prog_)];                                  \
 	} gadget_snapshotter_##name_ __attribute__((used)) = { .program = #prog_ }
+
+#define GADGET_INTERVAL(name_, map_, struct_)                                  \
+	const volatile struct {                                                \
+		struct struct_ event[0];                                       \
+		char map[sizeof(#map_)];                                       \
+	} gadget_interval_##name_ __attribute__((used)) = { .map = #map_ }
+
+#define GADGET_FALLBACK(prog_, fallback_)                                      \
+	const volatile struct {                                                \
+		char program[sizeof(#fallback_)];                              \
+	} gadget_fallback_##prog_ __attribute__((used)) = { .program = #fallback_ }
 
 #define GADGET_PARAM(var_)                                                     \
 	/* refer to var_ so a misspelt name fails to compile */                \

@@ -15,6 +15,10 @@ const (
 	TypeTracer Type = "tracer"
 	// TypeSnapshotter emits the entries of one snapshot, then ends.
 	TypeSnapshotter Type = "snapshotter"
+	// TypeInterval emits, every interval while the gadget runs, the entries
+	// gathered since the last one (per-file counters, for example), and
+	// what is left when it stops.
+	TypeInterval Type = "interval"
 )
 
 // ErrDrop is returned by a Handler to drop a record: handlers after it do not

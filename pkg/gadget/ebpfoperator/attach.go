@@ -31,10 +31,17 @@ func attach(section string, prog *ebpf.Program) (link.Link, error) {
 		if !haveKprobes() {
 			return nil, fmt.Errorf("attach %s: %w: this kernel has no kprobes (built without CONFIG_KPROBES: neither %s nor %s exists); use a tracepoint or raw_tracepoint section", section, ebpf.ErrNotSupported, kprobePMU, kprobeEvents)
 		}
+		var l link.Link
+		var err error
 		if kind == "kprobe" {
-			return link.Kprobe(target, prog, nil)
+			l, err = link.Kprobe(target, prog, nil)
+		} else {
+			l, err = link.Kretprobe(target, prog, nil)
 		}
-		return link.Kretprobe(target, prog, nil)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("kernel %s has no function %s to probe (not in /proc/kallsyms, or not probeable): %w", kernelRelease(), target, err)
+		}
+		return l, err
 	case "fentry", "fexit", "tp_btf", "fmod_ret":
 		return link.AttachTracing(link.TracingOptions{Program: prog})
 	case "iter":

@@ -140,19 +140,10 @@ func markerStruct(v *btf.Var, value []byte, strMember string) (*btf.Struct, stri
 			}
 			event = es
 		case strMember:
-			off := m.Offset.Bytes()
-			size, err := btf.Sizeof(m.Type)
-			if err != nil || int(off)+size > len(value) {
-				return nil, "", fmt.Errorf("marker %s: member %s lies outside its value", v.Name, strMember)
+			var err error
+			if str, err = memberString(v, m, value); err != nil {
+				return nil, "", err
 			}
-			b := value[off : int(off)+size]
-			for i, c := range b {
-				if c == 0 {
-					b = b[:i]
-					break
-				}
-			}
-			str = string(b)
 		}
 	}
 	if event == nil || str == "" {
@@ -162,4 +153,55 @@ func markerStruct(v *btf.Var, value []byte, strMember string) (*btf.Struct, stri
 		return nil, "", fmt.Errorf("marker %s: struct %s is empty or only declared", v.Name, event.Name)
 	}
 	return event, str, nil
+}
+
+// memberString reads the NUL-terminated string member m of marker v's value.
+func memberString(v *btf.Var, m btf.Member, value []byte) (string, error) {
+	off := m.Offset.Bytes()
+	size, err := btf.Sizeof(m.Type)
+	if err != nil || int(off)+size > len(value) {
+		return "", fmt.Errorf("marker %s: member %s lies outside its value", v.Name, m.Name)
+	}
+	b := value[off : int(off)+size]
+	for i, c := range b {
+		if c == 0 {
+			b = b[:i]
+			break
+		}
+	}
+	return string(b), nil
+}
+
+// markerName returns the string member named member of a marker that
+// holds only names (GADGET_FALLBACK).
+func markerName(v *btf.Var, value []byte, member string) (string, error) {
+	t := btf.UnderlyingType(v.Type)
+	for {
+		switch q := t.(type) {
+		case *btf.Const:
+			t = btf.UnderlyingType(q.Type)
+			continue
+		case *btf.Volatile:
+			t = btf.UnderlyingType(q.Type)
+			continue
+		}
+		break
+	}
+	s, ok := t.(*btf.Struct)
+	if !ok {
+		return "", fmt.Errorf("marker %s is a %s, not the struct the macro declares; use the macros of gadget/macros.h", v.Name, t)
+	}
+	for _, m := range s.Members {
+		if m.Name == member {
+			str, err := memberString(v, m, value)
+			if err != nil {
+				return "", err
+			}
+			if str == "" {
+				break
+			}
+			return str, nil
+		}
+	}
+	return "", fmt.Errorf("marker %s lacks its %s name; use the macros of gadget/macros.h", v.Name, member)
 }

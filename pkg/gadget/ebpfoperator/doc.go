@@ -1,10 +1,12 @@
 // Package ebpfoperator is the gadget runtime's eBPF operator: it reads a
 // gadget's program.bpf.o with cilium/ebpf (BTF required), finds the tracers,
-// snapshotters and params declared with the macros of bpf/include/gadget/
-// through their marker variables, turns event structs into data-source
-// fields, loads the programs (showing the verifier's log when the kernel
-// refuses one), attaches them by section, reads ring buffers and task
-// iterators into records, and counts lost samples.
+// snapshotters, interval sources, fallback programs and params declared
+// with the macros of bpf/include/gadget/ through their marker variables,
+// turns event structs into data-source fields, loads the programs (showing
+// the verifier's log when the kernel refuses one, and leaving out a
+// refused program that has a fallback), attaches them by section, reads
+// ring buffers, task iterators and interval maps into records, and counts
+// lost samples.
 //
 // Catalog reads what an object offers without touching the kernel; the
 // package loader uses it to fill a GadgetPackage's status.catalog.

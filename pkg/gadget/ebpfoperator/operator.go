@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"sort"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
+	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 
 	"github.com/gadgetpm/gadgetpm/pkg/gadget"
@@ -103,13 +105,40 @@ func (o *Operator) InstantiateDataOperator(gctx *gadget.Context, params gadget.P
 			return nil, err
 		}
 	}
+	every := defaultInterval
+	for _, iv := range gs.intervals {
+		if err := gctx.RegisterDataSource(iv.ds); err != nil {
+			return nil, err
+		}
+	}
+	if len(gs.intervals) > 0 {
+		if _, clash := gs.params[IntervalParam]; clash {
+			return nil, fmt.Errorf("gadget %s: GADGET_PARAM(%s) clashes with the runtime's param of that name for interval sources; rename the variable", g.Name, IntervalParam)
+		}
+		if v, ok := params[IntervalParam]; ok {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < minInterval {
+				return nil, fmt.Errorf("gadget %s: param %s: %q is not a duration of at least %s (e.g. 1s, 500ms)", g.Name, IntervalParam, v, minInterval)
+			}
+			every = d
+		}
+	}
 	clock, err := bootClock()
 	if err != nil {
 		return nil, err
 	}
 	gctx.SetVar(gadget.VarClock, clock)
-	return &instance{op: o, spec: gs, name: g.Name}, nil
+	return &instance{op: o, spec: gs, name: g.Name, every: every, dropped: map[string]error{}}, nil
 }
+
+// IntervalParam is the param that sets how often interval data sources
+// (GADGET_INTERVAL) emit; only gadgets with one have it.
+const IntervalParam = "interval"
+
+const (
+	defaultInterval = time.Second
+	minInterval     = 10 * time.Millisecond
+)
 
 func bootClock() (datasource.Clock, error) {
 	var ts unix.Timespec
@@ -127,9 +156,16 @@ type instance struct {
 	name string
 	spec *gadgetSpec
 
+	every time.Duration // how often interval sources emit
+	// dropped holds the programs of GADGET_FALLBACK pairs left out of the
+	// collection because the kernel refused them, and why
+	dropped map[string]error
+
 	coll    *ebpf.Collection
 	links   []link.Link
 	readers []*ringbuf.Reader
+	stopIv  chan struct{} // closed by Stop: interval emitters drain and end
+	abortIv chan struct{} // closed by Close: interval emitters end
 	wg      sync.WaitGroup
 }
 
@@ -140,6 +176,10 @@ func (i *instance) ExtraParams(*gadget.Context) []gadget.ParamDesc {
 	out := make([]gadget.ParamDesc, 0, len(i.spec.params))
 	for _, p := range i.spec.params {
 		out = append(out, p.desc)
+	}
+	if len(i.spec.intervals) > 0 {
+		out = append(out, gadget.ParamDesc{Key: IntervalParam, Type: "duration", Default: defaultInterval.String(),
+			Description: "How often the gadget's interval data sources emit what they gathered."})
 	}
 	sortParams(out)
 	return out
@@ -152,12 +192,54 @@ func (i *instance) PreStart(gctx *gadget.Context) error {
 			gctx.Logger().Warn("mount kernel filesystems", "error", err)
 		}
 	}
-	coll, err := ebpf.NewCollectionWithOptions(i.spec.coll, ebpf.CollectionOptions{})
-	if err != nil {
-		return i.loadError(err)
+	// Kernels before 5.11 charge maps and programs to RLIMIT_MEMLOCK, whose
+	// default (64 KiB or 8 MiB) is smaller than a ring buffer; later
+	// kernels use memory cgroups, and this does nothing there.
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return fmt.Errorf("load gadget %s: lift RLIMIT_MEMLOCK (this kernel charges eBPF memory to it): %w", i.name, err)
 	}
-	i.coll = coll
-	return nil
+	// A program of a GADGET_FALLBACK pair that the kernel refuses is left
+	// out and the collection loaded again, at most once per pair member.
+	spec := i.spec.coll.Copy()
+	for {
+		coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{})
+		if err == nil {
+			i.coll = coll
+			return nil
+		}
+		prog := failedProgram(err)
+		partner, paired := i.spec.fallbacks[prog]
+		if !paired {
+			partner, paired = i.spec.fallbackOf[prog]
+		}
+		if !paired || i.dropped[prog] != nil {
+			return i.loadError(err)
+		}
+		if perr := i.dropped[partner]; perr != nil {
+			return fmt.Errorf("%w; %s, the other program of its GADGET_FALLBACK pair, was refused too: %w", i.loadError(err), partner, i.loadError(perr))
+		}
+		i.dropped[prog] = err
+		delete(spec.Programs, prog)
+	}
+}
+
+// failedProgram is the program a load error names ("program x: ..."), or "".
+func failedProgram(err error) string {
+	s, ok := strings.CutPrefix(err.Error(), "program ")
+	if !ok {
+		return ""
+	}
+	name, _, _ := strings.Cut(s, ":")
+	return name
+}
+
+// kernelRelease is uname -r, for messages.
+func kernelRelease() string {
+	var uts unix.Utsname
+	if err := unix.Uname(&uts); err != nil {
+		return "(unknown release)"
+	}
+	return unix.ByteSliceToString(uts.Release[:])
 }
 
 // loadError names the refused program and shows the end of the verifier's
@@ -165,6 +247,15 @@ func (i *instance) PreStart(gctx *gadget.Context) error {
 func (i *instance) loadError(err error) error {
 	var ve *ebpf.VerifierError
 	if !errors.As(err, &ve) {
+		if prog := failedProgram(err); prog != "" && errors.Is(err, ebpf.ErrNotSupported) {
+			if ps, ok := i.spec.coll.Programs[prog]; ok {
+				kind, target, _ := strings.Cut(ps.SectionName, "/")
+				switch kind {
+				case "fentry", "fexit", "fmod_ret", "tp_btf":
+					return fmt.Errorf("load gadget %s: program %s (section %s): kernel %s has no function %s in its BTF to attach to, or no BPF trampolines: %w", i.name, prog, ps.SectionName, kernelRelease(), target, err)
+				}
+			}
+		}
 		if errors.Is(err, unix.EPERM) {
 			if os.Geteuid() == 0 {
 				// root was refused: the kernel lacks what the program
@@ -198,14 +289,21 @@ func (i *instance) Start(gctx *gadget.Context) error {
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		ps := i.spec.coll.Programs[name]
-		l, err := attach(ps.SectionName, i.coll.Programs[name])
-		if err != nil {
-			return fmt.Errorf("attach program %s (section %s): %w", name, ps.SectionName, err)
+		if _, ok := i.spec.fallbackOf[name]; ok {
+			continue // attached only in place of its program, below
 		}
-		if l != nil {
-			i.links = append(i.links, l)
+		err := i.attachProgram(name)
+		fb, ok := i.spec.fallbacks[name]
+		if err == nil || !ok {
+			if err != nil {
+				return err
+			}
+			continue
 		}
+		if ferr := i.attachProgram(fb); ferr != nil {
+			return fmt.Errorf("%w; its fallback: %w", err, ferr)
+		}
+		gctx.Logger().Info("attached a fallback program", "gadget", i.name, "program", fb, "insteadOf", name, "kernel", kernelRelease(), "reason", err.Error())
 	}
 	for _, t := range i.spec.tracers {
 		rd, err := ringbuf.NewReader(i.coll.Maps[t.mapName])
@@ -215,6 +313,11 @@ func (i *instance) Start(gctx *gadget.Context) error {
 		i.readers = append(i.readers, rd)
 		i.wg.Add(1)
 		go i.readTracer(gctx, t, rd)
+	}
+	i.stopIv, i.abortIv = make(chan struct{}), make(chan struct{})
+	for _, iv := range i.spec.intervals {
+		i.wg.Add(1)
+		go i.runInterval(gctx, iv, i.stopIv, i.abortIv)
 	}
 	if len(i.spec.snapshotters) > 0 {
 		i.wg.Add(1)
@@ -229,6 +332,139 @@ func (i *instance) Start(gctx *gadget.Context) error {
 			// one run of every iterator is the whole snapshot
 			gctx.Cancel()
 		}()
+	}
+	return nil
+}
+
+// attachProgram attaches one loaded program by its section.
+func (i *instance) attachProgram(name string) error {
+	ps := i.spec.coll.Programs[name]
+	if err := i.dropped[name]; err != nil {
+		return fmt.Errorf("program %s (section %s) was not loaded: %w", name, ps.SectionName, i.loadError(err))
+	}
+	l, err := attach(ps.SectionName, i.coll.Programs[name])
+	if err != nil {
+		return fmt.Errorf("attach program %s (section %s): %w", name, ps.SectionName, err)
+	}
+	if l != nil {
+		i.links = append(i.links, l)
+	}
+	return nil
+}
+
+// runInterval emits the entries of an interval source's map every
+// interval, and once more when Stop closes stop; it ends without emitting
+// when Close closes abort (Start failed: the other operators are gone).
+func (i *instance) runInterval(gctx *gadget.Context, iv interval, stop, abort <-chan struct{}) {
+	defer i.wg.Done()
+	t := time.NewTicker(i.every)
+	defer t.Stop()
+	d := newDrainer(i.coll.Maps[iv.mapName], iv)
+	for {
+		select {
+		case <-t.C:
+		case <-stop:
+			if err := d.drain(); err != nil {
+				gctx.Fail(err)
+			}
+			return
+		case <-abort:
+			return
+		}
+		if err := d.drain(); err != nil {
+			gctx.Fail(err)
+			return
+		}
+	}
+}
+
+// drainBatch is how many entries one batch syscall moves.
+const drainBatch = 256
+
+// drainer empties an interval source's hash map into records. It owns its
+// buffers: one drainer per goroutine.
+type drainer struct {
+	m    *ebpf.Map
+	iv   interval
+	rec  *datasource.Record
+	keys reflect.Value // []([keySize]byte), for the batch syscalls
+	vals reflect.Value // []([size]byte)
+	// batch is false once the kernel refused batch operations (before
+	// 5.6): entries are then read and deleted one by one
+	batch bool
+}
+
+func newDrainer(m *ebpf.Map, iv interval) *drainer {
+	byteT := reflect.TypeOf(byte(0))
+	kt := reflect.ArrayOf(int(m.KeySize()), byteT)
+	vt := reflect.ArrayOf(iv.size, byteT)
+	return &drainer{
+		m: m, iv: iv, rec: iv.ds.NewRecord(), batch: true,
+		keys: reflect.MakeSlice(reflect.SliceOf(kt), drainBatch, drainBatch),
+		vals: reflect.MakeSlice(reflect.SliceOf(vt), drainBatch, drainBatch),
+	}
+}
+
+// drain emits every value of the map and deletes it. Batches are read and
+// deleted in one syscall each, so the program's updates between the read
+// and the delete of an entry are not lost (except one that looked the
+// entry up just before it was deleted).
+func (d *drainer) drain() error {
+	if d.batch {
+		err := d.drainBatches()
+		if !errors.Is(err, ebpf.ErrNotSupported) {
+			return err
+		}
+		d.batch = false
+	}
+	return d.drainOneByOne()
+}
+
+func (d *drainer) drainBatches() error {
+	var cursor ebpf.MapBatchCursor
+	for {
+		n, err := d.m.BatchLookupAndDelete(&cursor, d.keys.Interface(), d.vals.Interface(), nil)
+		for j := 0; j < n; j++ {
+			d.rec.Load(d.vals.Index(j).Slice(0, d.iv.size).Bytes())
+			if eerr := d.iv.ds.Emit(d.rec); eerr != nil {
+				return eerr
+			}
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return nil // the end of the map
+		}
+		if err != nil {
+			return fmt.Errorf("interval source %s: read and clear map %s: %w", d.iv.ds.Name(), d.iv.mapName, err)
+		}
+	}
+}
+
+// drainOneByOne lists the keys, then reads and deletes each entry; an
+// update between the read and the delete of an entry is lost.
+func (d *drainer) drainOneByOne() error {
+	var keys [][]byte
+	key := make([]byte, d.m.KeySize())
+	value := make([]byte, d.iv.size)
+	it := d.m.Iterate()
+	for it.Next(&key, &value) {
+		keys = append(keys, append([]byte(nil), key...))
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("interval source %s: read map %s: %w", d.iv.ds.Name(), d.iv.mapName, err)
+	}
+	for _, k := range keys {
+		if err := d.m.Lookup(k, &value); errors.Is(err, ebpf.ErrKeyNotExist) {
+			continue
+		} else if err != nil {
+			return fmt.Errorf("interval source %s: read map %s: %w", d.iv.ds.Name(), d.iv.mapName, err)
+		}
+		if err := d.m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("interval source %s: clear map %s: %w", d.iv.ds.Name(), d.iv.mapName, err)
+		}
+		d.rec.Load(value)
+		if err := d.iv.ds.Emit(d.rec); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -312,6 +548,10 @@ func (i *instance) Stop(gctx *gadget.Context) error {
 		}
 	}
 	i.links = nil
+	if i.stopIv != nil {
+		close(i.stopIv)
+		i.stopIv = nil
+	}
 	for _, rd := range i.readers {
 		if err := rd.Flush(); err != nil {
 			errs = append(errs, fmt.Errorf("flush ring buffer: %w", err))
@@ -360,6 +600,11 @@ func (i *instance) Close(*gadget.Context) error {
 		}
 	}
 	i.readers = nil
+	// interval emitters still run when Start failed after starting them
+	if i.abortIv != nil {
+		close(i.abortIv)
+		i.abortIv = nil
+	}
 	i.wg.Wait()
 	if i.coll != nil {
 		i.coll.Close()

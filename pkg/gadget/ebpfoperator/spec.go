@@ -22,6 +22,8 @@ const (
 	tracerPrefix      = "gadget_tracer_"
 	snapshotterPrefix = "gadget_snapshotter_"
 	paramPrefix       = "gadget_param_"
+	intervalPrefix    = "gadget_interval_"
+	fallbackPrefix    = "gadget_fallback_"
 	lostSuffix        = "_lost"
 )
 
@@ -38,6 +40,15 @@ type snapshotter struct {
 	size int
 }
 
+// interval is a data source whose records are a hash map's values, read
+// and cleared every interval.
+type interval struct {
+	ds      *datasource.DataSource
+	mapName string
+	// size of one value: the struct's, before operators add fields
+	size int
+}
+
 type param struct {
 	desc gadget.ParamDesc
 	v    *ebpf.VariableSpec
@@ -49,7 +60,12 @@ type gadgetSpec struct {
 	coll         *ebpf.CollectionSpec
 	tracers      []tracer
 	snapshotters []snapshotter
+	intervals    []interval
 	params       map[string]*param
+	// fallbacks maps a program to the one that replaces it where the
+	// kernel refuses it; fallbackOf is the reverse
+	fallbacks  map[string]string
+	fallbackOf map[string]string
 }
 
 // parseSpec reads obj and md; name is the gadget's name for errors.
@@ -73,7 +89,7 @@ func parseSpec(name string, obj, md []byte) (*gadgetSpec, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gadget %s: %w", name, err)
 	}
-	gs := &gadgetSpec{coll: coll, params: map[string]*param{}}
+	gs := &gadgetSpec{coll: coll, params: map[string]*param{}, fallbacks: map[string]string{}, fallbackOf: map[string]string{}}
 
 	names := make([]string, 0, len(coll.Variables))
 	for n := range coll.Variables {
@@ -106,6 +122,45 @@ func parseSpec(name string, obj, md []byte) (*gadgetSpec, error) {
 			}
 			gs.snapshotters = append(gs.snapshotters, snapshotter{ds: ds, program: prog, size: int(ds.Size())})
 			sources = append(sources, ds)
+		case strings.HasPrefix(n, intervalPrefix):
+			ds, mapName, err := markerSource(v, strings.TrimPrefix(n, intervalPrefix), datasource.TypeInterval, "map")
+			if err != nil {
+				return nil, fmt.Errorf("gadget %s: %w", name, err)
+			}
+			m, ok := coll.Maps[mapName]
+			if !ok || (m.Type != ebpf.Hash && m.Type != ebpf.LRUHash) {
+				return nil, fmt.Errorf("gadget %s: interval source %s reads map %s, which is not a hash map in the object", name, ds.Name(), mapName)
+			}
+			if m.ValueSize != ds.Size() {
+				return nil, fmt.Errorf("gadget %s: interval source %s: the values of map %s have %d bytes, its struct %d; the map's value type must be the struct", name, ds.Name(), mapName, m.ValueSize, ds.Size())
+			}
+			gs.intervals = append(gs.intervals, interval{ds: ds, mapName: mapName, size: int(ds.Size())})
+			sources = append(sources, ds)
+		case strings.HasPrefix(n, fallbackPrefix):
+			prog := strings.TrimPrefix(n, fallbackPrefix)
+			if v.Type == nil {
+				return nil, fmt.Errorf("gadget %s: marker %s has no BTF type", name, n)
+			}
+			fb, err := markerName(v.Type, v.Value, "program")
+			if err != nil {
+				return nil, fmt.Errorf("gadget %s: %w", name, err)
+			}
+			for _, p := range []string{prog, fb} {
+				if _, ok := coll.Programs[p]; !ok {
+					return nil, fmt.Errorf("gadget %s: GADGET_FALLBACK(%s, %s): the object has no program %s", name, prog, fb, p)
+				}
+				if _, ok := gs.fallbacks[p]; ok {
+					return nil, fmt.Errorf("gadget %s: program %s is in more than one GADGET_FALLBACK", name, p)
+				}
+				if _, ok := gs.fallbackOf[p]; ok {
+					return nil, fmt.Errorf("gadget %s: program %s is in more than one GADGET_FALLBACK", name, p)
+				}
+			}
+			if prog == fb {
+				return nil, fmt.Errorf("gadget %s: GADGET_FALLBACK(%s, %s): a program cannot be its own fallback", name, prog, fb)
+			}
+			gs.fallbacks[prog] = fb
+			gs.fallbackOf[fb] = prog
 		case strings.HasPrefix(n, paramPrefix):
 			key := strings.TrimPrefix(n, paramPrefix)
 			p, err := paramOf(coll, key)
@@ -116,7 +171,7 @@ func parseSpec(name string, obj, md []byte) (*gadgetSpec, error) {
 		}
 	}
 	if len(sources) == 0 {
-		return nil, fmt.Errorf("gadget %s: the object declares no data source (use GADGET_TRACER or GADGET_SNAPSHOTTER)", name)
+		return nil, fmt.Errorf("gadget %s: the object declares no data source (use GADGET_TRACER, GADGET_SNAPSHOTTER or GADGET_INTERVAL)", name)
 	}
 	if err := meta.apply(sources, gs.params); err != nil {
 		return nil, fmt.Errorf("gadget %s: %w", name, err)

@@ -76,7 +76,8 @@ func startWith(t *testing.T, su setup) *queue.Service {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pm, err := manager.New(manager.Options{Fetcher: f, Hooks: su.hooks})
+	sch := scheduler.New(scheduler.Options{})
+	pm, err := manager.New(manager.Options{Fetcher: f, Hooks: su.hooks, Scheduler: sch})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,6 +123,16 @@ func startWith(t *testing.T, su setup) *queue.Service {
 			}
 		}
 	}()
+	// The scheduler decides enablement, and its changes start and stop
+	// packages, as the coordinator wires them.
+	sch.Resume()
+	enablement := make(chan struct{})
+	go func() {
+		defer close(enablement)
+		for ev := range sch.Events() {
+			rec.HandleSchedulerEvent(ev)
+		}
+	}()
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
 	t.Cleanup(func() {
@@ -131,6 +142,10 @@ func startWith(t *testing.T, su setup) *queue.Service {
 		}
 		stopCtx, stop := context.WithTimeout(context.Background(), 10*time.Second)
 		defer stop()
+		if err := sch.Stop(stopCtx); err != nil {
+			t.Error(err)
+		}
+		<-enablement
 		if err := qs.Stop(stopCtx); err != nil {
 			t.Error(err)
 		}
@@ -289,7 +304,7 @@ func TestSpecChangeRearmsAndMissingRequirementDisables(t *testing.T) {
 		c := condition(gp, v1alpha1.ConditionReady)
 		return gp.Status.Phase == v1alpha1.PhaseLoaded && c != nil && c.Reason == v1alpha1.ReasonDependencyNotMet && c.ObservedGeneration == gp.Generation
 	})
-	if gp.Status.Enabled || gp.Status.Reason != "requires net-base >=1.2, which no GadgetPackage installs" {
+	if gp.Status.Enabled || gp.Status.Reason != "requires net-base >=1.2, which is not installed" {
 		t.Errorf("status = %+v", gp.Status)
 	}
 	if condition(gp, v1alpha1.ConditionStalled) != nil {

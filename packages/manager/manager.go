@@ -14,7 +14,6 @@ import (
 
 	helmchart "helm.sh/helm/v3/pkg/chart"
 
-	"github.com/gadgetpm/gadgetpm/packages/deps"
 	"github.com/gadgetpm/gadgetpm/packages/fetch"
 	"github.com/gadgetpm/gadgetpm/packages/loader"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
@@ -103,11 +102,10 @@ type Options struct {
 	Releaser Releaser
 	// Hooks runs hooks; nil runs none.
 	Hooks HookRunner
-	// Scheduler, when set, gets every loaded package (Load), its running
-	// state (Run, Disable) and its removal (Uninstall), and decides
-	// enablement. Without one the manager decides it from spec.enabled and
-	// the requirements of the packages it holds. Calls are made with no
-	// lock held.
+	// Scheduler is required: it gets every loaded package (Load), its
+	// running state (Run, Disable) and its removal (Uninstall), and
+	// decides enablement, the one dependency model of the process. Calls
+	// are made with no lock held.
 	Scheduler Scheduler
 	// Unsubscriber, when set, is waited for before a package's release is
 	// deleted; nil waits for nothing.
@@ -134,7 +132,7 @@ type State struct {
 	// HelmRevision of the release; 0 before the first Run.
 	HelmRevision int
 	// Requires from Chart.yaml.
-	Requires []deps.Requirement
+	Requires []scheduler.Requirement
 	// Queues are the custom queues the hooks name, sorted.
 	Queues []string
 	// Dir is the extracted package.
@@ -177,6 +175,9 @@ type Manager struct {
 func New(opts Options) (*Manager, error) {
 	if opts.Fetcher == nil {
 		return nil, errors.New("create package manager: Fetcher is required")
+	}
+	if opts.Scheduler == nil {
+		return nil, errors.New("create package manager: Scheduler is required (it decides which packages may run)")
 	}
 	return &Manager{opts: opts, pkgs: map[string]*entry{}}, nil
 }
@@ -412,37 +413,3 @@ func (m *Manager) PlanRemove(key string) ([]queue.Task, error) {
 	}, nil
 }
 
-// graph builds the dependency graph of every loaded package; caller holds
-// mu.
-func (m *Manager) graph() deps.Graph {
-	g := deps.Graph{}
-	for _, e := range m.pkgs {
-		if e.state.Phase == v1alpha1.PhasePending {
-			continue
-		}
-		g[e.state.Package] = deps.Node{Name: e.state.Package, Version: e.state.Version, Requires: e.state.Requires}
-	}
-	return g
-}
-
-// enablement decides whether key may run; caller holds mu.
-func (m *Manager) enablement(e *entry) (bool, string) {
-	if !e.gp.Spec.IsEnabled() {
-		return false, "spec.enabled is false"
-	}
-	g := m.graph()
-	if _, err := g.Order(); err != nil {
-		var ce *deps.CycleError
-		if errors.As(err, &ce) {
-			for _, n := range ce.Cycle {
-				if n == e.state.Package {
-					return false, err.Error()
-				}
-			}
-		}
-	}
-	if unmet := g.Unmet(e.state.Package); len(unmet) > 0 {
-		return false, strings.Join(unmet, "; ")
-	}
-	return true, ""
-}

@@ -147,6 +147,28 @@ const allBindings = `#!/bin/sh
 echo '{"configVersion":"v1","onStartup":1,"beforeHelm":1,"afterHelm":1,"afterDeleteHelm":1}'
 `
 
+// resumedScheduler is the enablement scheduler a Manager needs, resumed,
+// its events read (and dropped: no controller acts on them here) until the
+// test ends.
+func resumedScheduler(t *testing.T) *scheduler.Scheduler {
+	t.Helper()
+	sch := scheduler.New(scheduler.Options{})
+	sch.Resume()
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		for range sch.Events() {
+		}
+	}()
+	t.Cleanup(func() {
+		if err := sch.Stop(context.Background()); err != nil {
+			t.Error(err)
+		}
+		<-drained
+	})
+	return sch
+}
+
 func setup(t *testing.T, sources ...packagetest.Source) (*manager.Manager, *journal) {
 	t.Helper()
 	return setupWith(t, nil, sources...)
@@ -172,7 +194,7 @@ func setupWith(t *testing.T, change func(*manager.Options), sources ...packagete
 		t.Fatal(err)
 	}
 	j := &journal{}
-	opts := manager.Options{Fetcher: f, Releaser: j, Hooks: j, Unsubscriber: j}
+	opts := manager.Options{Fetcher: f, Releaser: j, Hooks: j, Unsubscriber: j, Scheduler: resumedScheduler(t)}
 	if change != nil {
 		change(&opts)
 	}
@@ -284,7 +306,7 @@ func TestLifecycle(t *testing.T) {
 	if err := runAll(t, tasks); err != nil {
 		t.Fatal(err)
 	}
-	if st, _ := m.State("ns.exec"); st.Phase != v1alpha1.PhaseLoaded || st.Enabled || st.Reason != "spec.enabled is false" {
+	if st, _ := m.State("ns.exec"); st.Phase != v1alpha1.PhaseLoaded || st.Enabled || st.Reason != "disabled by spec.enabled: false" {
 		t.Errorf("after disable: %+v", st)
 	}
 	if got := j.take(); !reflect.DeepEqual(got, []string{"disable ns.exec"}) {
@@ -323,7 +345,7 @@ func TestRequirements(t *testing.T) {
 		t.Fatal(err)
 	}
 	st, _ := m.State("ns.app")
-	if st.Phase != v1alpha1.PhaseLoaded || st.Enabled || st.Reason != "requires base >=1.0, which no GadgetPackage installs" {
+	if st.Phase != v1alpha1.PhaseLoaded || st.Enabled || st.Reason != "requires base >=1.0, which is not installed" {
 		t.Errorf("app without base: %+v", st)
 	}
 	if got := j.take(); len(got) != 0 {
@@ -352,7 +374,7 @@ func TestRequirements(t *testing.T) {
 	if err := install("orphan"); err != nil {
 		t.Fatal(err)
 	}
-	if st, _ := m.State("ns.orphan"); st.Enabled || st.Reason != "requires net-base ^2, which no GadgetPackage installs" {
+	if st, _ := m.State("ns.orphan"); st.Enabled || st.Reason != "requires net-base ^2, which is not installed" {
 		t.Errorf("orphan: %+v", st)
 	}
 
@@ -364,7 +386,7 @@ func TestRequirements(t *testing.T) {
 		t.Fatal(err)
 	}
 	st, _ = m.State("ns.pong")
-	if st.Enabled || st.Reason != "dependency cycle: ping -> pong -> ping" {
+	if st.Enabled || st.Reason != "dependency cycle: ns.ping -> ns.pong -> ns.ping" {
 		t.Errorf("pong in a cycle: %+v", st)
 	}
 	// The rest keeps running.

@@ -8,7 +8,6 @@ import (
 
 	helmchartutil "helm.sh/helm/v3/pkg/chartutil"
 
-	"github.com/gadgetpm/gadgetpm/packages/deps"
 	"github.com/gadgetpm/gadgetpm/packages/fetch"
 	"github.com/gadgetpm/gadgetpm/packages/loader"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
@@ -172,7 +171,7 @@ func (t *task) load(ctx context.Context, s snapshot) error {
 		sort.Strings(st.Queues)
 		st.Requires = nil
 		for _, r := range p.Requirements.Requires {
-			st.Requires = append(st.Requires, deps.Requirement{Name: r.Name, Constraint: r.Constraint})
+			st.Requires = append(st.Requires, scheduler.Requirement{Name: r.Name, Constraint: r.Constraint})
 		}
 		if st.Phase == v1alpha1.PhasePending {
 			st.Phase = v1alpha1.PhaseLoaded
@@ -189,7 +188,7 @@ func (t *task) load(ctx context.Context, s snapshot) error {
 // spec.enabled; AddPackage replaces what it knew.
 func (t *task) register(gp *v1alpha1.GadgetPackage, p *loader.Package) error {
 	sch := t.m.opts.Scheduler
-	if sch == nil || p == nil {
+	if p == nil {
 		return nil
 	}
 	sp := scheduler.Package{Key: t.key, Name: p.Name, Version: p.Version, Enabled: gp.Spec.IsEnabled(),
@@ -247,27 +246,19 @@ func (t *task) runHooks(ctx context.Context, s snapshot, binding string) error {
 	return nil
 }
 
-// enabled re-decides enablement now: other packages may have loaded
-// since. The scheduler, when there is one, is asked with no lock held.
+// enabled reads the scheduler's enablement now: other packages may have
+// loaded since. The scheduler is asked with no lock held.
 func (t *task) enabled() bool {
-	var on bool
-	var reason string
-	decided := false
-	if sch := t.m.opts.Scheduler; sch != nil {
-		st, ok := sch.Status(t.key)
-		on, reason, decided = st.Enabled, st.Reason, true
-		if !ok {
-			on, reason = false, "not evaluated yet"
-		}
+	st, ok := t.m.opts.Scheduler.Status(t.key)
+	on, reason := st.Enabled, st.Reason
+	if !ok {
+		on, reason = false, "not evaluated yet"
 	}
 	t.m.mu.Lock()
 	defer t.m.mu.Unlock()
-	e, ok := t.m.pkgs[t.key]
-	if !ok {
+	e, found := t.m.pkgs[t.key]
+	if !found {
 		return false
-	}
-	if !decided {
-		on, reason = t.m.enablement(e)
 	}
 	e.state.Enabled, e.state.Reason = on, reason
 	return on
@@ -424,10 +415,8 @@ func (t *task) run(ctx context.Context, s snapshot) error {
 		e.state.HelmRevision = rev
 		e.state.Values = vals
 	})
-	if sch := t.m.opts.Scheduler; sch != nil {
-		if err := sch.SetState(t.key, true, s.pkg.Version); err != nil {
-			return fmt.Errorf("tell the scheduler %s runs: %w", t.key, err)
-		}
+	if err := t.m.opts.Scheduler.SetState(t.key, true, s.pkg.Version); err != nil {
+		return fmt.Errorf("tell the scheduler %s runs: %w", t.key, err)
 	}
 	return nil
 }
@@ -461,8 +450,8 @@ func (t *task) disable(s snapshot) error {
 		}
 	})
 	t.enabled()
-	if sch := t.m.opts.Scheduler; sch != nil && s.pkg != nil {
-		if err := sch.SetState(t.key, false, ""); err != nil {
+	if s.pkg != nil {
+		if err := t.m.opts.Scheduler.SetState(t.key, false, ""); err != nil {
 			return fmt.Errorf("tell the scheduler %s stopped: %w", t.key, err)
 		}
 	}
@@ -490,9 +479,7 @@ func (t *task) uninstall(ctx context.Context, s snapshot) error {
 		delete(t.m.pkgs, t.key)
 	}
 	t.m.mu.Unlock()
-	if sch := t.m.opts.Scheduler; sch != nil {
-		sch.RemovePackage(t.key)
-	}
+	t.m.opts.Scheduler.RemovePackage(t.key)
 	return nil
 }
 

@@ -412,4 +412,3 @@ func (m *Manager) PlanRemove(key string) ([]queue.Task, error) {
 		&task{m: m, key: key, gen: e.gen, kind: kindUninstall},
 	}, nil
 }
-

@@ -130,3 +130,8 @@ bench-operator: envtest ## 50 packages to Running through the operator beside a 
 .PHONY: test-charts
 test-charts: envtest ## test the operator chart and the bundled packages (hook-demo's hooks) against a real control plane
 	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" $(GO) test $(GO_TEST_FLAGS) ./internal/chartcheck/ ./internal/bundled/
+
+.PHONY: image
+image: ## build the gadgetpm and pause images as image tarballs without Docker or a registry (hack/image.sh; root)
+	VERSION="$(VERSION)" COMMIT="$(COMMIT)" hack/image.sh
+

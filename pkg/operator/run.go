@@ -157,7 +157,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts RunOptions) error {
 		return fmt.Errorf("run operator: %w", err)
 	}
 	if opts.DebugSocket != "-" {
-		dbg, err := NewDebugServer(DebugServerOptions{Path: opts.DebugSocket, Source: WithNodeRuns(op, tc.Runs), Logger: opts.Logger.WithName("debug")})
+		dbg, err := NewDebugServer(DebugServerOptions{Path: opts.DebugSocket, Source: WithNode(WithNodeRuns(op, tc.Runs), opts.NodeName), Logger: opts.Logger.WithName("debug")})
 		if err != nil {
 			return fmt.Errorf("run operator: %w", err)
 		}

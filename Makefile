@@ -135,3 +135,7 @@ test-charts: envtest ## test the operator chart and the bundled packages (hook-d
 image: ## build the gadgetpm and pause images as image tarballs without Docker or a registry (hack/image.sh; root)
 	VERSION="$(VERSION)" COMMIT="$(COMMIT)" hack/image.sh
 
+.PHONY: e2e
+e2e: ## end-to-end tests: a real single-node cluster on this machine (hack/e2e-cluster.sh), the chart installed with helm from the local image (root)
+	E2E_HELM="$$(hack/setup-helm.sh -race)" VERSION="$(VERSION)" COMMIT="$(COMMIT)" \
+		hack/e2e-cluster.sh run $(GO) test $(GO_TEST_FLAGS) -tags e2e -count=1 -v ./test/e2e/

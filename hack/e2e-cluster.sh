@@ -299,7 +299,6 @@ down() {
 # --- configuration ----------------------------------------------------------------------------
 make_pki() {
 	mkdir -p "$pki"
-	local o=(-loglevel error)
 	openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=gadgetpm-e2e-ca" \
 		-keyout "$pki/ca.key" -out "$pki/ca.crt" 2>/dev/null
 	openssl genrsa -out "$pki/sa.key" 2048 2>/dev/null

@@ -500,9 +500,10 @@ spec:
 		t.Fatalf("no exec of %s among %d events of Trace exec:\n%s", probe, len(events), tr.Status.Output)
 	}
 	want := map[string]string{
-		enricher.FieldNamespace: workNS,
-		enricher.FieldPod:       "workload",
-		enricher.FieldContainer: appID, // the runtime's id of container "app"
+		enricher.FieldNamespace:     workNS,
+		enricher.FieldPod:           "workload",
+		enricher.FieldContainer:     appID, // the runtime's id of container "app"
+		enricher.FieldContainerName: "app",
 	}
 	for k, v := range want {
 		if got := fmt.Sprint(hit[k]); got != v {

@@ -46,9 +46,19 @@ envtest: ## build or reuse the cached kube-apiserver and etcd for tests
 	@hack/setup-envtest.sh >/dev/null
 
 .PHONY: test
-test: fmt-check ## run every check and test CI runs
+test: fmt-check ## run every check and test CI runs (the end-to-end tests too, as root)
 	@hack/test-prepare.sh $(filter -race -gcflags=% -ldflags=%,$(GO_TEST_FLAGS))
 	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" $(GO) test $(GO_TEST_FLAGS) $(TEST_FIRST) ./...
+	@$(MAKE) --no-print-directory e2e-if-root
+
+# The end-to-end tests run a cluster on this machine, which needs root: CI
+# (root) always runs them; a developer's make test without root says it
+# skipped them.
+.PHONY: e2e-if-root
+e2e-if-root:
+	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory e2e; \
+	elif [ -n "$${CI:-}" ]; then echo "make test: the end-to-end tests (make e2e) need root and CI is set: run CI as root"; exit 1; \
+	else echo "make test: skipped the end-to-end tests (make e2e): they need root"; fi
 
 .PHONY: fmt-check
 fmt-check: ## fail when gofmt would change a file

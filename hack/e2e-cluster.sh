@@ -72,7 +72,7 @@ fail() {
 }
 
 # --- processes -----------------------------------------------------------------
-pid_of() { [ -f "$pids/$1" ] && cat "$pids/$1" 2>/dev/null || true; }
+pid_of() { if [ -f "$pids/$1" ]; then cat "$pids/$1" 2>/dev/null || true; fi; }
 alive() {
 	local p
 	p="$(pid_of "$1")"
@@ -243,7 +243,8 @@ kill_pods() {
 	for d in /sys/fs/cgroup/*/kubepods; do
 		[ -d "$d" ] || continue
 		procs="$(find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u)"
-		[ -n "$procs" ] && kill -KILL $procs 2>/dev/null || true
+		# shellcheck disable=SC2086 # one argument per pid
+		if [ -n "$procs" ]; then kill -KILL $procs 2>/dev/null || true; fi
 	done
 	for p in $(pgrep -f "containerd-shim-runc-v2 .*-address $sock" 2>/dev/null || true); do
 		kill -KILL "$p" 2>/dev/null || true

@@ -95,10 +95,10 @@ if [ ! -f "$rootfs_tar" ]; then
 	chown 65532:65532 "$root/home/gadgetpm"
 	# What a container does not need: package lists, caches, docs, device
 	# nodes (the runtime provides /dev).
-	rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/* "$root"/var/cache/debconf/*-old \
+	rm -rf "${root:?}"/var/lib/apt/lists/* "$root"/var/cache/apt/* "$root"/var/cache/debconf/*-old \
 		"$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/info/* "$root"/var/log/* "$root"/debootstrap
 	find "$root/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name 'locale.alias' -exec rm -rf {} + 2>/dev/null || true
-	rm -rf "$root"/dev/* "$root"/proc/* "$root"/sys/* "$root"/tmp/*
+	rm -rf "${root:?}"/dev/* "$root"/proc/* "$root"/sys/* "$root"/tmp/*
 	tar --numeric-owner --sort=name --mtime=@0 -C "$root" -czf "$work/rootfs.tar.gz" .
 	mv -f "$work/rootfs.tar.gz" "$rootfs_tar"
 	log "root file system cached as $rootfs_tar ($(du -h "$rootfs_tar" | cut -f1))"

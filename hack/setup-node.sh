@@ -195,7 +195,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 	for b in "${missing[@]}"; do pkgs+=("github.com/containerd/containerd/v2/cmd/$b@v$CONTAINERD_VERSION"); done
 	# No cgo: the btrfs snapshotter and devmapper are not needed (overlayfs
 	# is what the kubelet's pods use).
-	if ! (cd "$work" && CGO_ENABLED=0 GOBIN="$work/gobin" GOFLAGS= go install -trimpath -tags "no_btrfs no_devmapper" \
+	if ! (cd "$work" && CGO_ENABLED=0 GOBIN="$work/gobin" GOFLAGS="" go install -trimpath -tags "no_btrfs no_devmapper" \
 		-ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=v$CONTAINERD_VERSION" \
 		"${pkgs[@]}" >"$work/containerd-build.log" 2>&1); then
 		tail -n 20 "$work/containerd-build.log" >&2
@@ -211,7 +211,7 @@ fi
 if [ ! -x "$dir/runc" ]; then
 	log "building runc v$RUNC_VERSION with seccomp from the Go module proxy (about a minute, once)"
 	mkdir -p "$work/gobin"
-	if ! (cd "$work" && CGO_ENABLED=1 GOBIN="$work/gobin" GOFLAGS= go install -trimpath -tags seccomp \
+	if ! (cd "$work" && CGO_ENABLED=1 GOBIN="$work/gobin" GOFLAGS="" go install -trimpath -tags seccomp \
 		-ldflags "-s -w -X main.version=$RUNC_VERSION" \
 		"github.com/opencontainers/runc@v$RUNC_VERSION" >"$work/runc-build.log" 2>&1); then
 		tail -n 20 "$work/runc-build.log" >&2
@@ -225,7 +225,7 @@ fi
 if [ ! -x "$dir/crictl" ]; then
 	log "building crictl v$CRICTL_VERSION from the Go module proxy (a minute or two, once)"
 	mkdir -p "$work/gobin"
-	if ! (cd "$work" && CGO_ENABLED=0 GOBIN="$work/gobin" GOFLAGS= go install -trimpath -ldflags "-s -w" \
+	if ! (cd "$work" && CGO_ENABLED=0 GOBIN="$work/gobin" GOFLAGS="" go install -trimpath -ldflags "-s -w" \
 		"sigs.k8s.io/cri-tools/cmd/crictl@v$CRICTL_VERSION" >"$work/crictl-build.log" 2>&1); then
 		tail -n 20 "$work/crictl-build.log" >&2
 		fail "building crictl v$CRICTL_VERSION failed (log above); check the Go module proxy, then run hack/setup-node.sh again"

@@ -25,8 +25,9 @@
 # kernel.panic and kernel.panic_on_oops are put back as soon as the kubelet
 # has set them, so that an oops never reboots the machine), iptables chains
 # (KUBE-* and CNI-* are removed), the bridge, pod network namespaces, the
-# kubepods cgroups, a bpffs mount on /sys/fs/bpf when there was none, and
-# /var/log/containers links. Nothing it starts outlives it: down, an
+# kubepods cgroups, a bpffs mount on /sys/fs/bpf when there was none,
+# /var/log/containers links, and /run/containerd, /var/lib/kubelet and
+# /var/lib/cni when it made them. Nothing it starts outlives it: down, an
 # interrupted up and the end of run stop every process.
 #
 # Environment:
@@ -157,6 +158,10 @@ record_host() {
 	ip6tables-save >"$host/ip6tables" 2>/dev/null || true
 	nft list tables >"$host/nft-tables" 2>/dev/null || true
 	[ -d /run/containerd ] && touch "$host/had-run-containerd"
+	# The kubelet's device-plugin socket and the CNI plugins' result cache
+	# live at fixed paths.
+	[ -d /var/lib/kubelet ] && touch "$host/had-var-lib-kubelet"
+	[ -d /var/lib/cni ] && touch "$host/had-var-lib-cni"
 	[ -d /var/log/containers ] && touch "$host/had-var-log-containers"
 	awk '$2 == "/sys/fs/bpf" {found=1} END {exit !found}' /proc/mounts && touch "$host/had-bpffs"
 	ls /sys/fs/cgroup >"$host/cgroup-roots"
@@ -211,6 +216,8 @@ restore_host() {
 	drop_new_tables
 	# containerd's shims keep their sockets under /run/containerd/s.
 	[ -f "$host/had-run-containerd" ] || rm -rf /run/containerd
+	[ -f "$host/had-var-lib-kubelet" ] || rm -rf /var/lib/kubelet
+	[ -f "$host/had-var-lib-cni" ] || rm -rf /var/lib/cni
 	if [ ! -f "$host/had-bpffs" ] && awk '$2 == "/sys/fs/bpf" {found=1} END {exit !found}' /proc/mounts; then
 		umount /sys/fs/bpf 2>/dev/null || log "warning: could not unmount /sys/fs/bpf"
 	elif [ -f "$host/bpffs-was-private" ]; then

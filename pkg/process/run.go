@@ -159,7 +159,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		return fmt.Errorf("run operator: %w", err)
 	}
 	if opts.DebugSocket != "-" {
-		dbg, err := debugserver.New(debugserver.Options{Path: opts.DebugSocket, Source: debugserver.WithNodeRuns(coord, tc.Runs), Logger: opts.Logger.WithName("debug")})
+		dbg, err := debugserver.New(debugserver.Options{Path: opts.DebugSocket, Source: debugserver.WithNode(debugserver.WithNodeRuns(coord, tc.Runs), opts.NodeName), Logger: opts.Logger.WithName("debug")})
 		if err != nil {
 			return fmt.Errorf("run operator: %w", err)
 		}

@@ -13,9 +13,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
+
+	"github.com/gadgetpm/gadgetpm/pkg/restmapping"
 )
 
 // Errors returned by the Manager's methods; match them with errors.Is.
@@ -37,6 +38,10 @@ type Options struct {
 	// QPS and Burst limit the Manager's own client. Defaults: 50 and 100.
 	QPS   float32
 	Burst int
+	// Mapper resolves bindings' kinds. The operator passes the process's
+	// shared one, so that the API is discovered once. Default: one of the
+	// Manager's own over Config (restmapping.New).
+	Mapper KindMapper
 	// Logger receives the waiting for kinds, filter errors and informer
 	// trouble. Default: discard.
 	Logger logr.Logger
@@ -118,14 +123,16 @@ func New(opts Options) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create events manager client: %w", err)
 	}
-	disc, err := discovery.NewDiscoveryClientForConfig(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("create events manager discovery client: %w", err)
+	mapper := opts.Mapper
+	if mapper == nil {
+		if mapper, err = restmapping.New(cfg); err != nil {
+			return nil, fmt.Errorf("create events manager: %w", err)
+		}
 	}
 	return &Manager{
 		opts:     opts,
 		dynamic:  dyn,
-		resolver: newKindResolver(disc),
+		resolver: &kindResolver{mapper: mapper},
 		events:   make(chan Event),
 		wake:     make(chan struct{}, 1),
 		monitors: map[string]*monitor{},
@@ -311,7 +318,7 @@ func (m *Manager) AddMonitor(ctx context.Context, cfg Config) error {
 		return wrap(ErrMonitorExists)
 	}
 
-	mapping, err := m.resolver.resolve(ctx, cfg.APIVersion, cfg.Kind)
+	mapping, err := m.resolver.resolve(cfg.APIVersion, cfg.Kind)
 	var ke *UnknownKindError
 	switch {
 	case err == nil:

@@ -209,7 +209,7 @@ func (mon *monitor) waitForKind(ctx context.Context) *meta.RESTMapping {
 	}
 	delay := mon.mgr.opts.KindRetryMin
 	for {
-		m, err := mon.mgr.resolver.resolve(ctx, mon.cfg.APIVersion, mon.cfg.Kind)
+		m, err := mon.mgr.resolver.resolve(mon.cfg.APIVersion, mon.cfg.Kind)
 		if err == nil {
 			mon.log.Info("kind is served now; starting to watch", "apiVersion", mon.cfg.APIVersion, "kind", mon.cfg.Kind)
 			mon.mu.Lock()

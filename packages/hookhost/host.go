@@ -81,7 +81,7 @@ type Options struct {
 	// Releases pauses a package's drift monitor while its hooks run.
 	Releases ReleasePauser
 	// Mapper resolves bindings' kinds; share the process's mapper. It
-	// must refresh itself on a miss (hooks.NewRESTMapper's does), since a
+	// must refresh itself on a miss (restmapping.Mapper does), since a
 	// package's kinds may be defined after it was made.
 	Mapper meta.RESTMapper
 	// Client writes hooks' settings patches into their GadgetPackage.

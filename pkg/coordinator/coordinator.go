@@ -10,7 +10,6 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
-	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/record"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -27,6 +26,7 @@ import (
 	"github.com/gadgetpm/gadgetpm/pkg/hooks"
 	"github.com/gadgetpm/gadgetpm/pkg/nelm"
 	"github.com/gadgetpm/gadgetpm/pkg/objectpatch"
+	"github.com/gadgetpm/gadgetpm/pkg/restmapping"
 	"github.com/gadgetpm/gadgetpm/queue"
 	"github.com/gadgetpm/gadgetpm/queue/prommetrics"
 	"github.com/gadgetpm/gadgetpm/scheduler"
@@ -51,6 +51,12 @@ type Options struct {
 	// Reader reads what the cache does not hold (repository Secrets);
 	// default Client.
 	Reader client.Reader
+	// Mapper is the process's one REST mapper and discovery client, shared
+	// by the Helm release service, the object patcher, the Kubernetes
+	// events manager and the hook host (and by the controller manager, when
+	// the process runner gives it the same one). Default: a new one over
+	// Config.
+	Mapper *restmapping.Mapper
 	// DataDir holds the package store. Required.
 	DataDir string
 	// Helm, Patcher and KubeEvents are the rate limits of those services'
@@ -120,7 +126,7 @@ type Coordinator struct {
 	control  *gadgetpackage.Reconciler
 	repos    *repository.Reconciler
 	hooks    *hookhost.Host
-	disco    discovery.DiscoveryInterface
+	mapper   *restmapping.Mapper
 
 	// handlerStop ends the conversion of triggers into tasks; the handler
 	// keeps forwarding queue events until the queue service closes them.
@@ -132,7 +138,8 @@ type Coordinator struct {
 
 // New builds the services in dependency order: the queue service and the
 // cron manager (independent), the Helm release service, the object
-// patcher, the Kubernetes events manager (each with its own client), the
+// patcher, the Kubernetes events manager (each with its own client, all
+// over the one REST mapper of Options.Mapper), the
 // scheduler, the hook host over them, the package manager over all of
 // them, and the GadgetPackage and PackageRepository controllers. It
 // starts nothing.
@@ -142,6 +149,13 @@ func New(opts Options) (*Coordinator, error) {
 	}
 	if opts.Reader == nil {
 		opts.Reader = opts.Client
+	}
+	if opts.Mapper == nil {
+		m, err := restmapping.New(opts.Config)
+		if err != nil {
+			return nil, fmt.Errorf("create operator: %w", err)
+		}
+		opts.Mapper = m
 	}
 	if opts.StopGrace <= 0 {
 		opts.StopGrace = 30 * time.Second
@@ -153,7 +167,7 @@ func New(opts Options) (*Coordinator, error) {
 		opts.Logger = logr.Discard()
 	}
 	c := &Coordinator{
-		opts: opts, log: opts.Logger,
+		opts: opts, log: opts.Logger, mapper: opts.Mapper,
 		handlerStop: make(chan struct{}), handlerDone: make(chan struct{}),
 	}
 	var err error
@@ -170,33 +184,26 @@ func New(opts Options) (*Coordinator, error) {
 	c.cron = cron.New(cron.Options{})
 
 	c.helm, err = nelm.New(opts.Config, nelm.Options{
-		QPS: opts.Helm.QPS, Burst: opts.Helm.Burst, Timeout: opts.HelmTimeout,
+		QPS: opts.Helm.QPS, Burst: opts.Helm.Burst, Timeout: opts.HelmTimeout, Discovery: opts.Mapper,
 		Recorder: opts.Recorder, Logger: opts.Logger.WithName("helm"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create operator: %w", err)
 	}
-	mapper, err := hooks.NewRESTMapper(opts.Config)
-	if err != nil {
-		return nil, fmt.Errorf("create operator: %w", err)
-	}
-	c.patcher, err = objectpatch.New(opts.Config, mapper, &objectpatch.Options{
+	c.patcher, err = objectpatch.New(opts.Config, opts.Mapper, &objectpatch.Options{
 		QPS: opts.Patcher.QPS, Burst: opts.Patcher.Burst, Logger: opts.Logger.WithName("objectpatch"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create operator: %w", err)
 	}
 	c.events, err = kubeevents.New(kubeevents.Options{
-		Config: opts.Config, QPS: opts.KubeEvents.QPS, Burst: opts.KubeEvents.Burst, Logger: opts.Logger.WithName("kubeevents"),
+		Config: opts.Config, QPS: opts.KubeEvents.QPS, Burst: opts.KubeEvents.Burst, Mapper: opts.Mapper,
+		Logger: opts.Logger.WithName("kubeevents"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create operator: %w", err)
 	}
 	c.sched = scheduler.New(scheduler.Options{})
-	c.disco, err = discovery.NewDiscoveryClientForConfig(opts.Config)
-	if err != nil {
-		return nil, fmt.Errorf("create operator: %w", err)
-	}
 
 	var hookMetrics *hooks.Metrics
 	if opts.Registerer != nil {
@@ -207,7 +214,7 @@ func New(opts Options) (*Coordinator, error) {
 	c.hooks, err = hookhost.New(hookhost.Options{
 		Runner:     hooks.NewRunner(hooks.RunnerOptions{Timeout: opts.HookTimeout, Env: opts.HookEnv}),
 		KubeEvents: c.events, Patcher: c.patcher, Schedules: c.cron, Queues: c.queues, Releases: c.helm,
-		Mapper: mapper, Client: opts.Client, Env: opts.HookEnv, MaxAttempts: opts.MaxAttempts,
+		Mapper: opts.Mapper, Client: opts.Client, Env: opts.HookEnv, MaxAttempts: opts.MaxAttempts,
 		Metrics: hookMetrics, Observer: runRecorder{c}, Recorder: opts.Recorder, Logger: c.log,
 	})
 	if err != nil {
@@ -260,7 +267,7 @@ func (c *Coordinator) NeedLeaderElection() bool { return true }
 // Start runs the cron manager, the Kubernetes events manager, the
 // scheduler and the event handler until ctx ends, then runs Stop.
 func (c *Coordinator) Start(ctx context.Context) error {
-	v, err := c.disco.ServerVersion()
+	v, err := c.mapper.Discovery().ServerVersion()
 	if err != nil {
 		return fmt.Errorf("start operator: read the API server's version: %w", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/gadgetpm/gadgetpm/internal/testenv"
+	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 	"github.com/gadgetpm/gadgetpm/pkg/restmapping"
 )
 
@@ -79,19 +80,11 @@ func TestKindOfACRDCreatedAfterTheFirstLookup(t *testing.T) {
 	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), crd) })
 
 	// The API server serves the kind a moment after the CRD is created.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		mapping, err := m.RESTMapping(gk, "v1")
-		if err == nil {
-			if mapping.Resource.Resource != "gizmos" {
-				t.Errorf("resource = %q, want gizmos", mapping.Resource.Resource)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("kind %s still unknown 30s after its CRD was created: %v", gk, err)
-		}
-		time.Sleep(100 * time.Millisecond)
+	mapping := eventually.Value(t, 30*time.Second, "the new CRD's kind mapped", func() (*meta.RESTMapping, error) {
+		return m.RESTMapping(gk, "v1")
+	})
+	if mapping.Resource.Resource != "gizmos" {
+		t.Errorf("resource = %q, want gizmos", mapping.Resource.Resource)
 	}
 	if gvk, err := m.KindFor(schema.GroupVersionResource{Group: group, Version: "v1", Resource: "gzm"}); err != nil || gvk.Kind != "Gizmo" {
 		t.Errorf("KindFor(gzm) = %v, %v; want Gizmo by its short name", gvk, err)

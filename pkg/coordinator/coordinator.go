@@ -53,7 +53,7 @@ type Options struct {
 	Reader client.Reader
 	// Mapper is the process's one REST mapper and discovery client, shared
 	// by the Helm release service, the object patcher, the Kubernetes
-	// events manager and the hook host (and by the controller manager, when
+	// event monitors and the hook host (and by the controller manager, when
 	// the process runner gives it the same one). Default: a new one over
 	// Config.
 	Mapper *restmapping.Mapper
@@ -117,10 +117,10 @@ type Coordinator struct {
 	log  logr.Logger
 
 	queues   *queue.Service
-	cron     *cron.Manager
+	cron     *cron.Crontab
 	helm     *nelm.Service
 	patcher  *objectpatch.Patcher
-	events   *kubeevents.Manager
+	events   *kubeevents.Monitors
 	sched    *scheduler.Scheduler
 	packages *manager.Manager
 	control  *gadgetpackage.Reconciler
@@ -137,8 +137,8 @@ type Coordinator struct {
 }
 
 // New builds the services in dependency order: the queue service and the
-// cron manager (independent), the Helm release service, the object
-// patcher, the Kubernetes events manager (each with its own client, all
+// crontab (independent), the Helm release service, the object
+// patcher, the Kubernetes event monitors (each with its own client, all
 // over the one REST mapper of Options.Mapper), the
 // scheduler, the hook host over them, the package manager over all of
 // them, and the GadgetPackage and PackageRepository controllers. It
@@ -264,7 +264,7 @@ func (c *Coordinator) SetupWithManager(mgr ctrl.Manager) error {
 // the cluster role.
 func (c *Coordinator) NeedLeaderElection() bool { return true }
 
-// Start runs the cron manager, the Kubernetes events manager, the
+// Start runs the crontab, the Kubernetes event monitors, the
 // scheduler and the event handler until ctx ends, then runs Stop.
 func (c *Coordinator) Start(ctx context.Context) error {
 	v, err := c.mapper.Discovery().ServerVersion()
@@ -281,13 +281,13 @@ func (c *Coordinator) Start(ctx context.Context) error {
 	go func() {
 		defer wg.Done()
 		if err := c.cron.Start(runCtx); err != nil && !errors.Is(err, cron.ErrStopped) {
-			c.log.Error(err, "cron manager ended")
+			c.log.Error(err, "crontab ended")
 		}
 	}()
 	go func() {
 		defer wg.Done()
 		if err := c.events.Start(runCtx); err != nil {
-			c.log.Error(err, "kube events manager ended")
+			c.log.Error(err, "kube event monitors ended")
 		}
 	}()
 	go c.handle()
@@ -304,7 +304,7 @@ func (c *Coordinator) Start(ctx context.Context) error {
 }
 
 // Stop tears down in the reverse order of what feeds what: Helm drift
-// monitors, kube event delivery (paused), the cron manager, the event
+// monitors, kube event delivery (paused), the crontab, the event
 // handler, then the queue service (running tasks get StopGrace, then are
 // cancelled), and last the kube monitors and the scheduler. It is safe to
 // call twice and waits for every goroutine it owns.

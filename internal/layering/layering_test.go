@@ -60,6 +60,11 @@ var rules = []rule{
 		to:   []string{"pkg/coordinator/...", "pkg/process/...", "pkg/debugserver/...", "pkg/trace/...", "cmd/..."},
 	},
 	{
+		why:  "the chart repository client reads and writes repositories only: the controllers, the package manager and the hook host use it, never the other way round",
+		from: []string{"packages/chartrepo/..."},
+		to:   []string{"packages/packagerepository/...", "packages/gadgetpackage/...", "packages/manager/...", "packages/hookhost/...", "packages/fetch/...", "pkg/nelm/...", "pkg/hooks/...", "kubeevents/..."},
+	},
+	{
 		why:  "the node role's Trace controller never runs hooks' tasks, Helm releases or the package manager",
 		from: []string{"pkg/trace/..."},
 		to:   []string{"pkg/coordinator/...", "pkg/process/...", "pkg/debugserver/...", "pkg/nelm/...", "packages/manager/...", "packages/gadgetpackage/...", "packages/hookhost/...", "pkg/objectpatch/...", "cmd/..."},

@@ -21,7 +21,7 @@ import (
 	"github.com/gadgetpm/gadgetpm/packages/gadgetpackage"
 	"github.com/gadgetpm/gadgetpm/packages/hookhost"
 	"github.com/gadgetpm/gadgetpm/packages/manager"
-	"github.com/gadgetpm/gadgetpm/packages/repository"
+	"github.com/gadgetpm/gadgetpm/packages/packagerepository"
 	"github.com/gadgetpm/gadgetpm/packages/store"
 	"github.com/gadgetpm/gadgetpm/pkg/hooks"
 	"github.com/gadgetpm/gadgetpm/pkg/nelm"
@@ -124,7 +124,7 @@ type Coordinator struct {
 	sched    *scheduler.Scheduler
 	packages *manager.Manager
 	control  *gadgetpackage.Reconciler
-	repos    *repository.Reconciler
+	repos    *packagerepository.Reconciler
 	hooks    *hookhost.Host
 	mapper   *restmapping.Mapper
 
@@ -241,7 +241,7 @@ func New(opts Options) (*Coordinator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create operator: %w", err)
 	}
-	c.repos = &repository.Reconciler{Client: opts.Client, Recorder: opts.Recorder, PlainHTTPRegistries: opts.PlainHTTPRegistries}
+	c.repos = &packagerepository.Reconciler{Client: opts.Client, Recorder: opts.Recorder, PlainHTTPRegistries: opts.PlainHTTPRegistries}
 	return c, nil
 }
 

@@ -31,7 +31,7 @@ GO_TEST_FLAGS ?= $(RACE_FLAGS) -vet=all -timeout 30m -ldflags=-s
 # Packages whose tests run longest start first, so that they do not run
 # alone at the end while the other core idles; go test keeps this order
 # and lists every package once.
-TEST_FIRST := ./pkg/trace/ ./pkg/coordinator/ ./cmd/gadgetpm/ ./pkg/nelm/ ./packages/repo/ ./packages/fetch/ ./pkg/trace/output/
+TEST_FIRST := ./pkg/trace/ ./pkg/coordinator/ ./cmd/gadgetpm/ ./pkg/nelm/ ./packages/chartrepo/ ./packages/fetch/ ./pkg/trace/output/
 
 .PHONY: help
 help: ## list the targets

@@ -20,8 +20,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/gadgetpm/gadgetpm/packages/chartrepo"
 	"github.com/gadgetpm/gadgetpm/packages/packagetest"
-	"github.com/gadgetpm/gadgetpm/packages/repo"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 )
 
@@ -35,7 +35,7 @@ func packed(t *testing.T, s packagetest.Source) []byte {
 	dir := t.TempDir()
 	src := packagetest.Write(t, dir, s)
 	dest := filepath.Join(dir, "out.tgz")
-	if err := repo.Pack(src, s.Name, dest); err != nil {
+	if err := chartrepo.Pack(src, s.Name, dest); err != nil {
 		t.Fatal(err)
 	}
 	data, err := os.ReadFile(dest)

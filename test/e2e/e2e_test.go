@@ -27,7 +27,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/gadgetpm/gadgetpm/packages/repo"
+	"github.com/gadgetpm/gadgetpm/packages/chartrepo"
 	gadgetv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadget/v1alpha1"
 	gadgetpmv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/pkg/gadget/enricher"
@@ -290,7 +290,7 @@ func (e *env) serveRepository(t *testing.T) string {
 		}
 	}
 	out := t.TempDir()
-	if _, err := repo.Build(context.Background(), src, out, repo.BuildOptions{}); err != nil {
+	if _, err := chartrepo.Build(context.Background(), src, out, chartrepo.BuildOptions{}); err != nil {
 		t.Fatalf("building the e2e repository: %v", err)
 	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(e.nodeIP, "0"))

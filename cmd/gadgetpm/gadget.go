@@ -84,11 +84,11 @@ A summary (events, dropped, lost) goes to stderr at the end.`,
 }
 
 func newRuntime(w io.Writer, format sink.Format) (*gadget.Runtime, error) {
-	ops := []gadget.DataOperator{
+	ops := []gadget.Stage{
 		ebpfoperator.New(ebpfoperator.Options{}),
 		enricher.New(enricher.Options{}),
-		filter.Operator{},
-		limiter.Operator{},
+		filter.Stage{},
+		limiter.Stage{},
 	}
 	if w != nil {
 		// batched writes: one write(2) per 100 ms, not one per event

@@ -19,7 +19,7 @@ type Gadget struct {
 	Metadata []byte
 }
 
-// Context is what every operator of one run shares: the run's id, context,
+// Context is what every stage of one run shares: the run's id, context,
 // logger, the gadget, the data-source registry, vars and params. It is safe
 // for concurrent use.
 type Context struct {
@@ -109,7 +109,7 @@ func (c *Context) DataSource(name string) *datasource.DataSource {
 	return nil
 }
 
-// SetVar stores a value operators share (e.g. a boot-time clock).
+// SetVar stores a value stages share (e.g. a boot-time clock).
 func (c *Context) SetVar(name string, v any) {
 	c.mu.Lock()
 	c.vars[name] = v
@@ -125,5 +125,5 @@ func (c *Context) Var(name string) (any, bool) {
 }
 
 // VarClock is the var holding the datasource.Clock that turns the run's
-// boot-time timestamps into wall-clock time; the eBPF operator sets it.
+// boot-time timestamps into wall-clock time; the eBPF stage sets it.
 const VarClock = "clock"

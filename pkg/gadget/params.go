@@ -7,7 +7,7 @@ import (
 )
 
 // Params are the values a run was given, by key ("target_port",
-// "filter"). Operators read the keys they declared.
+// "filter"). Stages read the keys they declared.
 type Params map[string]string
 
 // ParamDesc describes one param.
@@ -36,7 +36,7 @@ func ParseParams(kv []string) (Params, error) {
 	return p, nil
 }
 
-// checkParams fails on a param no operator declared, listing the known
+// checkParams fails on a param no stage declared, listing the known
 // ones, so a typo never silently runs with a default.
 func checkParams(given Params, known []ParamDesc) error {
 	keys := map[string]bool{}

@@ -13,60 +13,60 @@ import (
 	"github.com/gadgetpm/gadgetpm/pkg/gadget/datasource"
 )
 
-// Runtime runs gadgets through a fixed set of operators. It is safe for
+// Runtime runs gadgets through a fixed set of stages. It is safe for
 // concurrent use: every run has its own instances.
 type Runtime struct {
-	ops []DataOperator
+	stages []Stage
 }
 
-// New returns a runtime with the operators sorted: a dependency always
+// New returns a runtime with the stages sorted: a dependency always
 // comes before its dependents, otherwise lower priority first, then by name.
 // Duplicate names, missing dependencies and cycles are errors.
-func New(ops ...DataOperator) (*Runtime, error) {
-	sorted, err := sortOperators(ops)
+func New(stages ...Stage) (*Runtime, error) {
+	sorted, err := sortStages(stages)
 	if err != nil {
 		return nil, err
 	}
-	return &Runtime{ops: sorted}, nil
+	return &Runtime{stages: sorted}, nil
 }
 
-// Operators returns the operators in run order.
-func (r *Runtime) Operators() []DataOperator { return append([]DataOperator(nil), r.ops...) }
+// Stages returns the stages in run order.
+func (r *Runtime) Stages() []Stage { return append([]Stage(nil), r.stages...) }
 
-func sortOperators(ops []DataOperator) ([]DataOperator, error) {
-	byName := map[string]DataOperator{}
-	for _, op := range ops {
-		if op == nil {
-			return nil, errors.New("sort operators: nil operator")
+func sortStages(stages []Stage) ([]Stage, error) {
+	byName := map[string]Stage{}
+	for _, st := range stages {
+		if st == nil {
+			return nil, errors.New("sort stages: nil stage")
 		}
-		if _, dup := byName[op.Name()]; dup {
-			return nil, fmt.Errorf("sort operators: two operators named %q", op.Name())
+		if _, dup := byName[st.Name()]; dup {
+			return nil, fmt.Errorf("sort stages: two stages named %q", st.Name())
 		}
-		byName[op.Name()] = op
+		byName[st.Name()] = st
 	}
 	deps := map[string][]string{}
-	for _, op := range ops {
-		d, ok := op.(Dependent)
+	for _, st := range stages {
+		d, ok := st.(Dependent)
 		if !ok {
 			continue
 		}
 		for _, name := range d.Dependencies() {
 			if _, ok := byName[name]; !ok {
-				return nil, fmt.Errorf("sort operators: %s depends on %s, which is not in the runtime", op.Name(), name)
+				return nil, fmt.Errorf("sort stages: %s depends on %s, which is not in the runtime", st.Name(), name)
 			}
-			deps[op.Name()] = append(deps[op.Name()], name)
+			deps[st.Name()] = append(deps[st.Name()], name)
 		}
 	}
-	less := func(a, b DataOperator) bool {
+	less := func(a, b Stage) bool {
 		if a.Priority() != b.Priority() {
 			return a.Priority() < b.Priority()
 		}
 		return a.Name() < b.Name()
 	}
-	// Kahn's algorithm, always taking the lowest-priority ready operator.
+	// Kahn's algorithm, always taking the lowest-priority ready stage.
 	pending := map[string]int{}
-	for _, op := range ops {
-		pending[op.Name()] = len(deps[op.Name()])
+	for _, st := range stages {
+		pending[st.Name()] = len(deps[st.Name()])
 	}
 	dependents := map[string][]string{}
 	for n, ds := range deps {
@@ -74,31 +74,31 @@ func sortOperators(ops []DataOperator) ([]DataOperator, error) {
 			dependents[d] = append(dependents[d], n)
 		}
 	}
-	var ready, out []DataOperator
-	for _, op := range ops {
-		if pending[op.Name()] == 0 {
-			ready = append(ready, op)
+	var ready, out []Stage
+	for _, st := range stages {
+		if pending[st.Name()] == 0 {
+			ready = append(ready, st)
 		}
 	}
 	for len(ready) > 0 {
 		sort.Slice(ready, func(i, j int) bool { return less(ready[i], ready[j]) })
-		op := ready[0]
+		st := ready[0]
 		ready = ready[1:]
-		out = append(out, op)
-		for _, n := range dependents[op.Name()] {
+		out = append(out, st)
+		for _, n := range dependents[st.Name()] {
 			pending[n]--
 			if pending[n] == 0 {
 				ready = append(ready, byName[n])
 			}
 		}
 	}
-	if len(out) < len(ops) {
-		return nil, fmt.Errorf("sort operators: dependency cycle: %s", findCycle(deps, pending))
+	if len(out) < len(stages) {
+		return nil, fmt.Errorf("sort stages: dependency cycle: %s", findCycle(deps, pending))
 	}
 	return out, nil
 }
 
-// findCycle returns one cycle among the operators still pending, as
+// findCycle returns one cycle among the stages still pending, as
 // "a -> b -> a".
 func findCycle(deps map[string][]string, pending map[string]int) string {
 	var start string
@@ -133,7 +133,7 @@ func findCycle(deps map[string][]string, pending map[string]int) string {
 type RunOptions struct {
 	// ID of the run; default: 16 random hex digits.
 	ID string
-	// Params for the operators and the gadget.
+	// Params for the stages and the gadget.
 	Params Params
 	// Logger; default: slog.Default().
 	Logger *slog.Logger
@@ -166,11 +166,11 @@ type Result struct {
 }
 
 type instance struct {
-	op   DataOperator
-	inst DataOperatorInstance
+	stage Stage
+	inst  StageInstance
 }
 
-// Info instantiates every operator for g, reads what they offer and closes
+// Info instantiates every stage for g, reads what they offer and closes
 // them again; nothing is loaded into the kernel.
 func (r *Runtime) Info(ctx context.Context, g Gadget, opts RunOptions) (*Info, error) {
 	opts.defaults()
@@ -188,13 +188,13 @@ func (r *Runtime) Info(ctx context.Context, g Gadget, opts RunOptions) (*Info, e
 }
 
 // Run runs g through every step and blocks until the run ends: ctx is
-// cancelled, an operator calls Cancel or Fail, or a step fails.
+// cancelled, a stage calls Cancel or Fail, or a step fails.
 //
 // Steps pair up and unwind in reverse order: Stop for every instance whose
 // Start succeeded, PostStop for every instance whose PreStart succeeded,
 // Close for every instance created. Run returns the first failing step's
 // error joined with any teardown errors; a run cancelled by ctx or by an
-// operator's Cancel returns no error.
+// stage's Cancel returns no error.
 func (r *Runtime) Run(ctx context.Context, g Gadget, opts RunOptions) (*Result, error) {
 	opts.defaults()
 	gctx := newContext(ctx, opts.ID, opts.Logger, g, opts.Params)
@@ -213,7 +213,7 @@ func (r *Runtime) Run(ctx context.Context, g Gadget, opts RunOptions) (*Result, 
 		for _, in := range insts {
 			if s, ok := in.inst.(PreStarter); ok {
 				if err := s.PreStart(gctx); err != nil {
-					return fmt.Errorf("prestart %s: %w", in.op.Name(), err)
+					return fmt.Errorf("prestart stage %s: %w", in.stage.Name(), err)
 				}
 			}
 			preStarted = append(preStarted, in)
@@ -221,7 +221,7 @@ func (r *Runtime) Run(ctx context.Context, g Gadget, opts RunOptions) (*Result, 
 		for _, in := range insts {
 			if s, ok := in.inst.(Starter); ok {
 				if err := s.Start(gctx); err != nil {
-					return fmt.Errorf("start %s: %w", in.op.Name(), err)
+					return fmt.Errorf("start stage %s: %w", in.stage.Name(), err)
 				}
 			}
 			started = append(started, in)
@@ -238,14 +238,14 @@ func (r *Runtime) Run(ctx context.Context, g Gadget, opts RunOptions) (*Result, 
 	for i := len(started) - 1; i >= 0; i-- {
 		if s, ok := started[i].inst.(Stopper); ok {
 			if err := s.Stop(gctx); err != nil {
-				errs = append(errs, fmt.Errorf("stop %s: %w", started[i].op.Name(), err))
+				errs = append(errs, fmt.Errorf("stop stage %s: %w", started[i].stage.Name(), err))
 			}
 		}
 	}
 	for i := len(preStarted) - 1; i >= 0; i-- {
 		if s, ok := preStarted[i].inst.(PostStopper); ok {
 			if err := s.PostStop(gctx); err != nil {
-				errs = append(errs, fmt.Errorf("poststop %s: %w", preStarted[i].op.Name(), err))
+				errs = append(errs, fmt.Errorf("poststop stage %s: %w", preStarted[i].stage.Name(), err))
 			}
 		}
 	}
@@ -267,24 +267,24 @@ func (r *Runtime) Run(ctx context.Context, g Gadget, opts RunOptions) (*Result, 
 
 func (r *Runtime) instantiate(gctx *Context) ([]instance, error) {
 	var insts []instance
-	for _, op := range r.ops {
-		inst, err := op.InstantiateDataOperator(gctx, gctx.params)
+	for _, st := range r.stages {
+		inst, err := st.Instantiate(gctx, gctx.params)
 		if err != nil {
-			err = fmt.Errorf("instantiate %s: %w", op.Name(), err)
+			err = fmt.Errorf("instantiate stage %s: %w", st.Name(), err)
 			return nil, errors.Join(err, closeAll(gctx, insts))
 		}
 		if inst == nil {
 			continue
 		}
-		insts = append(insts, instance{op: op, inst: inst})
+		insts = append(insts, instance{stage: st, inst: inst})
 	}
 	return insts, nil
 }
 
 func (r *Runtime) params(gctx *Context, insts []instance) []ParamDesc {
 	var out []ParamDesc
-	for _, op := range r.ops {
-		if d, ok := op.(ParamDeclarer); ok {
+	for _, st := range r.stages {
+		if d, ok := st.(ParamDeclarer); ok {
 			out = append(out, d.Params()...)
 		}
 	}
@@ -301,7 +301,7 @@ func closeAll(gctx *Context, insts []instance) error {
 	for i := len(insts) - 1; i >= 0; i-- {
 		if c, ok := insts[i].inst.(Closer); ok {
 			if err := c.Close(gctx); err != nil {
-				errs = append(errs, fmt.Errorf("close %s: %w", insts[i].op.Name(), err))
+				errs = append(errs, fmt.Errorf("close stage %s: %w", insts[i].stage.Name(), err))
 			}
 		}
 	}

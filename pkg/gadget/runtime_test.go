@@ -12,7 +12,7 @@ import (
 	"github.com/gadgetpm/gadgetpm/pkg/gadget/datasource"
 )
 
-// recorder logs every lifecycle call of its operators, in order.
+// recorder logs every lifecycle call of its stages, in order.
 type recorder struct {
 	mu  sync.Mutex
 	log []string
@@ -24,9 +24,9 @@ func (r *recorder) add(s string) {
 	r.mu.Unlock()
 }
 
-// stepOp is an operator whose instance records its steps and fails at
+// stepStage is a stage whose instance records its steps and fails at
 // failAt; with endRun its Start ends the run.
-type stepOp struct {
+type stepStage struct {
 	name     string
 	priority int
 	deps     []string
@@ -36,18 +36,18 @@ type stepOp struct {
 	optOut   bool
 }
 
-func (o *stepOp) Name() string           { return o.name }
-func (o *stepOp) Priority() int          { return o.priority }
-func (o *stepOp) Dependencies() []string { return o.deps }
-func (o *stepOp) Params() []ParamDesc    { return []ParamDesc{{Key: o.name + "-param"}} }
-func (o *stepOp) InstantiateDataOperator(gctx *Context, _ Params) (DataOperatorInstance, error) {
+func (o *stepStage) Name() string           { return o.name }
+func (o *stepStage) Priority() int          { return o.priority }
+func (o *stepStage) Dependencies() []string { return o.deps }
+func (o *stepStage) Params() []ParamDesc    { return []ParamDesc{{Key: o.name + "-param"}} }
+func (o *stepStage) Instantiate(gctx *Context, _ Params) (StageInstance, error) {
 	if o.optOut {
 		return nil, nil
 	}
 	return (&stepInst{o}).step(gctx, "instantiate")
 }
 
-type stepInst struct{ op *stepOp }
+type stepInst struct{ op *stepStage }
 
 var errInjected = errors.New("injected")
 
@@ -110,9 +110,9 @@ func TestRunOrderAndTeardownWithFailureAtEveryStep(t *testing.T) {
 			rec := &recorder{}
 			// registered out of order: priorities decide
 			rt, err := New(
-				&stepOp{name: "c", priority: 30, rec: rec, endRun: true},
-				&stepOp{name: "a", priority: 10, rec: rec},
-				&stepOp{name: "b", priority: 20, rec: rec, failAt: tt.failAt},
+				&stepStage{name: "c", priority: 30, rec: rec, endRun: true},
+				&stepStage{name: "a", priority: 10, rec: rec},
+				&stepStage{name: "b", priority: 20, rec: rec, failAt: tt.failAt},
 			)
 			if err != nil {
 				t.Fatal(err)
@@ -126,8 +126,8 @@ func TestRunOrderAndTeardownWithFailureAtEveryStep(t *testing.T) {
 				if !errors.Is(err, errInjected) {
 					t.Fatalf("Run error = %v, want the injected failure", err)
 				}
-				if !strings.Contains(err.Error(), tt.failAt+" b") {
-					t.Errorf("error %q does not name the step and operator", err)
+				if !strings.Contains(err.Error(), tt.failAt+" stage b") {
+					t.Errorf("error %q does not name the step and stage", err)
 				}
 			}
 			if !slices.Equal(rec.log, tt.want) {
@@ -143,11 +143,11 @@ func TestInfoRunsOnlyInstantiateAndClose(t *testing.T) {
 	if _, err := ds.AddField("pid", datasource.KindUint32, 4); err != nil {
 		t.Fatal(err)
 	}
-	src := OperatorFunc{OpName: "src", OpPriority: 0, Fn: func(gctx *Context, _ Params) (DataOperatorInstance, error) {
+	src := StageFunc{StageName: "src", StagePriority: 0, Fn: func(gctx *Context, _ Params) (StageInstance, error) {
 		rec.add("instantiate src")
-		return &stepInst{&stepOp{name: "src", rec: rec}}, gctx.RegisterDataSource(ds)
+		return &stepInst{&stepStage{name: "src", rec: rec}}, gctx.RegisterDataSource(ds)
 	}}
-	rt, err := New(src, &stepOp{name: "b", priority: 5, rec: rec}, &stepOp{name: "skip", optOut: true, rec: rec})
+	rt, err := New(src, &stepStage{name: "b", priority: 5, rec: rec}, &stepStage{name: "skip", optOut: true, rec: rec})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +174,7 @@ func TestInfoRunsOnlyInstantiateAndClose(t *testing.T) {
 
 func TestRunRejectsUnknownParamsAndClosesEverything(t *testing.T) {
 	rec := &recorder{}
-	rt, err := New(&stepOp{name: "a", rec: rec, endRun: true})
+	rt, err := New(&stepStage{name: "a", rec: rec, endRun: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +189,7 @@ func TestRunRejectsUnknownParamsAndClosesEverything(t *testing.T) {
 
 func TestRunEndsWhenCallerCancels(t *testing.T) {
 	rec := &recorder{}
-	rt, _ := New(&stepOp{name: "a", rec: rec})
+	rt, _ := New(&stepStage{name: "a", rec: rec})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() {
@@ -207,9 +207,9 @@ func TestRunEndsWhenCallerCancels(t *testing.T) {
 
 func TestRunReturnsFailure(t *testing.T) {
 	boom := errors.New("reader broke")
-	op := OperatorFunc{OpName: "f", Fn: func(gctx *Context, _ Params) (DataOperatorInstance, error) {
+	op := StageFunc{StageName: "f", Fn: func(gctx *Context, _ Params) (StageInstance, error) {
 		gctx.Fail(boom)
-		return &stepInst{&stepOp{name: "f", rec: &recorder{}}}, nil
+		return &stepInst{&stepStage{name: "f", rec: &recorder{}}}, nil
 	}}
 	rt, _ := New(op)
 	if _, err := rt.Run(context.Background(), Gadget{}, RunOptions{}); !errors.Is(err, boom) {
@@ -217,28 +217,28 @@ func TestRunReturnsFailure(t *testing.T) {
 	}
 }
 
-func TestSortOperators(t *testing.T) {
-	op := func(name string, prio int, deps ...string) DataOperator {
-		return &stepOp{name: name, priority: prio, deps: deps}
+func TestSortStages(t *testing.T) {
+	stage := func(name string, prio int, deps ...string) Stage {
+		return &stepStage{name: name, priority: prio, deps: deps}
 	}
 	tests := []struct {
 		name    string
-		ops     []DataOperator
+		stages  []Stage
 		want    string
 		wantErr string
 	}{
-		{name: "priority then name", ops: []DataOperator{op("z", 1), op("b", 0), op("a", 0)}, want: "a b z"},
-		{name: "dependency beats priority", ops: []DataOperator{op("sink", 0, "enrich"), op("enrich", 10)}, want: "enrich sink"},
-		{name: "chain", ops: []DataOperator{op("c", 0, "b"), op("b", 0, "a"), op("a", 5), op("x", 1)}, want: "x a b c"},
-		{name: "missing", ops: []DataOperator{op("a", 0, "ghost")}, wantErr: "a depends on ghost, which is not in the runtime"},
-		{name: "cycle", ops: []DataOperator{op("a", 0, "b"), op("b", 0, "c"), op("c", 0, "a"), op("d", 0)}, wantErr: "dependency cycle: a -> b -> c -> a"},
-		{name: "self", ops: []DataOperator{op("a", 0, "a")}, wantErr: "dependency cycle: a -> a"},
-		{name: "duplicate", ops: []DataOperator{op("a", 0), op("a", 1)}, wantErr: `two operators named "a"`},
-		{name: "nil", ops: []DataOperator{nil}, wantErr: "nil operator"},
+		{name: "priority then name", stages: []Stage{stage("z", 1), stage("b", 0), stage("a", 0)}, want: "a b z"},
+		{name: "dependency beats priority", stages: []Stage{stage("sink", 0, "enrich"), stage("enrich", 10)}, want: "enrich sink"},
+		{name: "chain", stages: []Stage{stage("c", 0, "b"), stage("b", 0, "a"), stage("a", 5), stage("x", 1)}, want: "x a b c"},
+		{name: "missing", stages: []Stage{stage("a", 0, "ghost")}, wantErr: "a depends on ghost, which is not in the runtime"},
+		{name: "cycle", stages: []Stage{stage("a", 0, "b"), stage("b", 0, "c"), stage("c", 0, "a"), stage("d", 0)}, wantErr: "dependency cycle: a -> b -> c -> a"},
+		{name: "self", stages: []Stage{stage("a", 0, "a")}, wantErr: "dependency cycle: a -> a"},
+		{name: "duplicate", stages: []Stage{stage("a", 0), stage("a", 1)}, wantErr: `two stages named "a"`},
+		{name: "nil", stages: []Stage{nil}, wantErr: "nil stage"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rt, err := New(tt.ops...)
+			rt, err := New(tt.stages...)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("error = %v, want %q", err, tt.wantErr)
@@ -249,7 +249,7 @@ func TestSortOperators(t *testing.T) {
 				t.Fatal(err)
 			}
 			var names []string
-			for _, o := range rt.Operators() {
+			for _, o := range rt.Stages() {
 				names = append(names, o.Name())
 			}
 			if got := strings.Join(names, " "); got != tt.want {

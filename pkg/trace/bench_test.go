@@ -212,7 +212,7 @@ type countSink struct{ n *int64 }
 
 func (s countSink) Name() string  { return "count" }
 func (s countSink) Priority() int { return 100 }
-func (s countSink) InstantiateDataOperator(gctx *gadget.Context, _ gadget.Params) (gadget.DataOperatorInstance, error) {
+func (s countSink) Instantiate(gctx *gadget.Context, _ gadget.Params) (gadget.StageInstance, error) {
 	for _, ds := range gctx.DataSources() {
 		ds.Subscribe("count", 100, func(*datasource.DataSource, *datasource.Record) error {
 			*s.n++

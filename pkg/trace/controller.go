@@ -93,8 +93,8 @@ func New(opts Options) (*Controller, error) {
 	rt, err := gadget.New(
 		ebpfoperator.New(ebpfoperator.Options{}),
 		enricher.New(enricher.Options{Pods: c.pods, ProcRoot: opts.ProcRoot}),
-		filter.Operator{},
-		limiter.Operator{},
+		filter.Stage{},
+		limiter.Stage{},
 		fanout{c: c},
 	)
 	if err != nil {

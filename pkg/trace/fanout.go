@@ -19,13 +19,13 @@ const FanoutPriority = 95
 // subscriber's container filter into its sink.
 type fanout struct{ c *Controller }
 
-var _ gadget.DataOperator = fanout{}
+var _ gadget.Stage = fanout{}
 
 func (fanout) Name() string  { return FanoutName }
 func (fanout) Priority() int { return FanoutPriority }
 
-// InstantiateDataOperator opts out of runs it does not know (Info).
-func (f fanout) InstantiateDataOperator(gctx *gadget.Context, _ gadget.Params) (gadget.DataOperatorInstance, error) {
+// Instantiate opts out of runs it does not know (Info).
+func (f fanout) Instantiate(gctx *gadget.Context, _ gadget.Params) (gadget.StageInstance, error) {
 	run := f.c.runByID(gctx.ID())
 	if run == nil {
 		return nil, nil

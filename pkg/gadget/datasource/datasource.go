@@ -45,7 +45,7 @@ type Record struct {
 func (r *Record) Raw() []byte { return r.buf }
 
 // Load copies an event of the data source's base layout into r and clears
-// the fields operators added after it. Shorter input leaves the rest zero.
+// the fields stages added after it. Shorter input leaves the rest zero.
 func (r *Record) Load(event []byte) {
 	n := copy(r.buf, event)
 	clear(r.buf[n:])

@@ -4,7 +4,7 @@
 // and JSON encodings of a record.
 //
 // A record is one byte buffer laid out like the eBPF program's event struct,
-// followed by the fields operators add (an enricher's container id); every
+// followed by the fields stages add (an enricher's container id); every
 // field has a fixed offset and size, so the hot path copies bytes into a
 // reused Record and never allocates per event.
 //

@@ -1,4 +1,4 @@
-// Package ebpfoperator is the gadget runtime's eBPF operator: it reads a
+// Package ebpfoperator is the gadget runtime's eBPF stage: it reads a
 // gadget's program.bpf.o with cilium/ebpf (BTF required), finds the tracers,
 // snapshotters, interval sources, fallback programs and params declared
 // with the macros of bpf/include/gadget/ through their marker variables,
@@ -11,5 +11,5 @@
 // Catalog reads what an object offers without touching the kernel; the
 // package loader uses it to fill a GadgetPackage's status.catalog.
 //
-// It does not filter, enrich or print records; other operators do.
+// It does not filter, enrich or print records; other stages do.
 package ebpfoperator

@@ -52,8 +52,8 @@ func needRoot(t testing.TB) {
 	testroot.Require(t, "loading eBPF programs")
 }
 
-// collector is an operator that keeps every record of every data source as
-// a decoded JSON object and signals when all operators have started.
+// collector is a stage that keeps every record of every data source as
+// a decoded JSON object and signals when all stages have started.
 type collector struct {
 	failAt  string
 	mu      sync.Mutex
@@ -67,7 +67,7 @@ func newCollector() *collector {
 
 func (c *collector) Name() string  { return "collector" }
 func (c *collector) Priority() int { return 1000 }
-func (c *collector) InstantiateDataOperator(gctx *gadget.Context, _ gadget.Params) (gadget.DataOperatorInstance, error) {
+func (c *collector) Instantiate(gctx *gadget.Context, _ gadget.Params) (gadget.StageInstance, error) {
 	if c.failAt == "instantiate" {
 		return nil, errors.New("injected at instantiate")
 	}
@@ -115,7 +115,7 @@ func (c *collector) find(ds string, match func(map[string]any) bool) []map[strin
 	return out
 }
 
-// runWhile starts g, runs trigger once every operator started, then stops
+// runWhile starts g, runs trigger once every stage started, then stops
 // the run (which drains the ring buffers) and returns the collected events.
 func runWhile(t *testing.T, g gadget.Gadget, params gadget.Params, trigger func()) (*collector, *gadget.Result) {
 	t.Helper()
@@ -367,9 +367,9 @@ func TestLoadErrorsAreClearAndLeakNothing(t *testing.T) {
 		{"empty object", gadget.Gadget{Name: "empty", Object: []byte{}}, nil, []string{"gadget empty: program.bpf.o is empty"}},
 		{"no BTF", gadget.Gadget{Name: "nobtf", Object: testObject(t, "no_btf.bpf.o")}, nil, []string{"nobtf", "no BTF", "clang -g"}},
 		{"verifier rejects", gadget.Gadget{Name: "bad", Object: testObject(t, "verifier_reject.bpf.o")}, nil,
-			[]string{"prestart ebpf: load gadget bad: the kernel verifier refused program unchecked_lookup", "invalid mem access 'map_value_or_null'"}},
+			[]string{"prestart stage ebpf: load gadget bad: the kernel verifier refused program unchecked_lookup", "invalid mem access 'map_value_or_null'"}},
 		{"attach fails", gadget.Gadget{Name: "ba", Object: testObject(t, "bad_attach.bpf.o")}, nil,
-			[]string{"start ebpf: attach program missing (section tracepoint/gadgetpm/no_such_event)"}},
+			[]string{"start stage ebpf: attach program missing (section tracepoint/gadgetpm/no_such_event)"}},
 		{"param out of range", loadPackage(t, "trace-tcpconnect"), gadget.Params{"target_port": "70000"}, []string{`param target_port: "70000" is not a uint16 (0 to 65535)`}},
 		{"param not a bool", loadPackage(t, "trace-open"), gadget.Params{"failed_only": "yes please"}, []string{`param failed_only: "yes please" is not a bool`}},
 		{"unknown param", loadPackage(t, "trace-open"), gadget.Params{"failed": "true"}, []string{"unknown param failed (this gadget accepts: failed_only)"}},

@@ -53,7 +53,7 @@ func (r *kernelRun) stop(t *testing.T) *gadget.Result {
 }
 
 // startOnKernel starts g with the enricher and a collector and waits until
-// every operator started. When the run ends before that, refused says
+// every stage started. When the run ends before that, refused says
 // whether this kernel may refuse the gadget, given the error: a non-empty
 // reason skips the test, "" fails it.
 func startOnKernel(t *testing.T, g gadget.Gadget, params gadget.Params, refused func(error) string) *kernelRun {

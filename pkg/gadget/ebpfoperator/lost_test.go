@@ -13,7 +13,7 @@ import (
 	"github.com/gadgetpm/gadgetpm/pkg/gadget/datasource"
 )
 
-// blocker is an operator whose handler stops at the first record until
+// blocker is a stage whose handler stops at the first record until
 // released, so the ring buffer behind it fills up.
 type blocker struct {
 	once    sync.Once
@@ -24,7 +24,7 @@ type blocker struct {
 
 func (b *blocker) Name() string  { return "blocker" }
 func (b *blocker) Priority() int { return 100 }
-func (b *blocker) InstantiateDataOperator(gctx *gadget.Context, _ gadget.Params) (gadget.DataOperatorInstance, error) {
+func (b *blocker) Instantiate(gctx *gadget.Context, _ gadget.Params) (gadget.StageInstance, error) {
 	for _, ds := range gctx.DataSources() {
 		ds.Subscribe("blocker", 100, func(*datasource.DataSource, *datasource.Record) error {
 			b.once.Do(func() {

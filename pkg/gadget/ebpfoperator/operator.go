@@ -22,14 +22,14 @@ import (
 	"github.com/gadgetpm/gadgetpm/pkg/gadget/datasource"
 )
 
-// Name is the operator's name; other operators may depend on it.
+// Name is the stage's name; other stages may depend on it.
 const Name = "ebpf"
 
-// Priority is the operator's priority: first, because it registers the data
+// Priority is the stage's priority: first, because it registers the data
 // sources everything else subscribes to.
 const Priority = 0
 
-// Options configure the operator. The zero value is the default.
+// Options configure the stage. The zero value is the default.
 type Options struct {
 	// NoMount disables mounting tracefs (/sys/kernel/tracing) and bpffs
 	// (/sys/fs/bpf) when they are missing. Default: mount them when the
@@ -44,14 +44,14 @@ type Options struct {
 	PollInterval time.Duration
 }
 
-// Operator loads and runs a gadget's eBPF object. It is stateless and safe
+// Stage loads and runs a gadget's eBPF object. It is stateless and safe
 // for concurrent use; every run gets its own instance.
-type Operator struct {
+type Stage struct {
 	opts Options
 }
 
 var (
-	_ gadget.DataOperator = (*Operator)(nil)
+	_ gadget.Stage        = (*Stage)(nil)
 	_ gadget.PreStarter   = (*instance)(nil)
 	_ gadget.Starter      = (*instance)(nil)
 	_ gadget.Stopper      = (*instance)(nil)
@@ -59,27 +59,27 @@ var (
 	_ gadget.ExtraParamer = (*instance)(nil)
 )
 
-// New returns the operator.
-func New(opts Options) *Operator {
+// New returns the stage.
+func New(opts Options) *Stage {
 	if opts.VerifierLogLines <= 0 {
 		opts.VerifierLogLines = 20
 	}
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = 50 * time.Millisecond
 	}
-	return &Operator{opts: opts}
+	return &Stage{opts: opts}
 }
 
-// Name implements gadget.DataOperator.
-func (o *Operator) Name() string { return Name }
+// Name implements gadget.Stage.
+func (o *Stage) Name() string { return Name }
 
-// Priority implements gadget.DataOperator.
-func (o *Operator) Priority() int { return Priority }
+// Priority implements gadget.Stage.
+func (o *Stage) Priority() int { return Priority }
 
-// InstantiateDataOperator reads the gadget's object and metadata, registers
+// Instantiate reads the gadget's object and metadata, registers
 // its data sources and applies the params it declares. It opts out of runs
 // without an object.
-func (o *Operator) InstantiateDataOperator(gctx *gadget.Context, params gadget.Params) (gadget.DataOperatorInstance, error) {
+func (o *Stage) Instantiate(gctx *gadget.Context, params gadget.Params) (gadget.StageInstance, error) {
 	g := gctx.Gadget()
 	if g.Object == nil {
 		return nil, nil
@@ -152,7 +152,7 @@ func bootClock() (datasource.Clock, error) {
 // Stop and Close are called from one goroutine; the readers' goroutines are
 // started in Start and waited for in Stop.
 type instance struct {
-	op   *Operator
+	op   *Stage
 	name string
 	spec *gadgetSpec
 
@@ -354,7 +354,7 @@ func (i *instance) attachProgram(name string) error {
 
 // runInterval emits the entries of an interval source's map every
 // interval, and once more when Stop closes stop; it ends without emitting
-// when Close closes abort (Start failed: the other operators are gone).
+// when Close closes abort (Start failed: the other stages are gone).
 func (i *instance) runInterval(gctx *gadget.Context, iv interval, stop, abort <-chan struct{}) {
 	defer i.wg.Done()
 	t := time.NewTicker(i.every)

@@ -36,7 +36,7 @@ type snapshotter struct {
 	ds      *datasource.DataSource
 	program string
 	// size of one entry the iterator writes: the struct's, before
-	// operators add fields to the data source
+	// stages add fields to the data source
 	size int
 }
 
@@ -45,7 +45,7 @@ type snapshotter struct {
 type interval struct {
 	ds      *datasource.DataSource
 	mapName string
-	// size of one value: the struct's, before operators add fields
+	// size of one value: the struct's, before stages add fields
 	size int
 }
 

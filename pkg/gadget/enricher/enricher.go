@@ -16,7 +16,7 @@ import (
 	"github.com/gadgetpm/gadgetpm/pkg/gadget/datasource"
 )
 
-// Name of the operator.
+// Name of the stage.
 const Name = "enricher"
 
 // Priority runs the enricher right after the data sources exist, so that
@@ -70,15 +70,15 @@ type Options struct {
 	Now func() time.Time
 }
 
-// Operator is the mount-namespace enricher.
-type Operator struct {
+// Stage is the mount-namespace enricher.
+type Stage struct {
 	opts Options
 }
 
-var _ gadget.DataOperator = (*Operator)(nil)
+var _ gadget.Stage = (*Stage)(nil)
 
 // New returns the enricher.
-func New(opts Options) *Operator {
+func New(opts Options) *Stage {
 	if opts.ProcRoot == "" {
 		opts.ProcRoot = "/proc"
 	}
@@ -88,18 +88,18 @@ func New(opts Options) *Operator {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Operator{opts: opts}
+	return &Stage{opts: opts}
 }
 
-// Name implements gadget.DataOperator.
-func (o *Operator) Name() string { return Name }
+// Name implements gadget.Stage.
+func (o *Stage) Name() string { return Name }
 
-// Priority implements gadget.DataOperator.
-func (o *Operator) Priority() int { return Priority }
+// Priority implements gadget.Stage.
+func (o *Stage) Priority() int { return Priority }
 
-// InstantiateDataOperator adds the fields to every data source with a
+// Instantiate adds the fields to every data source with a
 // mount namespace id; it opts out when there is none.
-func (o *Operator) InstantiateDataOperator(gctx *gadget.Context, _ gadget.Params) (gadget.DataOperatorInstance, error) {
+func (o *Stage) Instantiate(gctx *gadget.Context, _ gadget.Params) (gadget.StageInstance, error) {
 	in := &instance{opts: o.opts, byNS: map[uint64]Process{}}
 	for _, ds := range gctx.DataSources() {
 		var mntns *datasource.Field

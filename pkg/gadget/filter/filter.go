@@ -13,7 +13,7 @@ import (
 	"github.com/gadgetpm/gadgetpm/pkg/gadget/datasource"
 )
 
-// Name of the operator.
+// Name of the stage.
 const Name = "filter"
 
 // Priority runs the filter after enrichers (which add fields) and before
@@ -24,30 +24,30 @@ const Priority = 20
 // (write a literal comma as `\,`).
 const ParamFilter = "filter"
 
-// Operator is the filter. The zero value is ready to use.
-type Operator struct{}
+// Stage is the filter. The zero value is ready to use.
+type Stage struct{}
 
 var (
-	_ gadget.DataOperator  = Operator{}
-	_ gadget.ParamDeclarer = Operator{}
+	_ gadget.Stage         = Stage{}
+	_ gadget.ParamDeclarer = Stage{}
 )
 
-// Name implements gadget.DataOperator.
-func (Operator) Name() string { return Name }
+// Name implements gadget.Stage.
+func (Stage) Name() string { return Name }
 
-// Priority implements gadget.DataOperator.
-func (Operator) Priority() int { return Priority }
+// Priority implements gadget.Stage.
+func (Stage) Priority() int { return Priority }
 
 // Params implements gadget.ParamDeclarer.
-func (Operator) Params() []gadget.ParamDesc {
+func (Stage) Params() []gadget.ParamDesc {
 	return []gadget.ParamDesc{{Key: ParamFilter, Type: "string",
 		Description: "keep records matching every expression: field==v, field!=v, field~regexp, field!~regexp, field<v, <=, >, >= (comma-separated)"}}
 }
 
-// InstantiateDataOperator parses the expressions and subscribes to every
+// Instantiate parses the expressions and subscribes to every
 // data source that has their fields. It opts out without a filter; a
 // field no data source has is an error.
-func (Operator) InstantiateDataOperator(gctx *gadget.Context, params gadget.Params) (gadget.DataOperatorInstance, error) {
+func (Stage) Instantiate(gctx *gadget.Context, params gadget.Params) (gadget.StageInstance, error) {
 	text := strings.TrimSpace(params[ParamFilter])
 	if text == "" {
 		return nil, nil

@@ -59,7 +59,7 @@ func source() *gadgettest.Source {
 func run(t *testing.T, expr string) (string, error) {
 	t.Helper()
 	var out strings.Builder
-	rt, err := gadget.New(source(), Operator{}, &sink.Writer{W: &out, Format: sink.FormatColumns})
+	rt, err := gadget.New(source(), Stage{}, &sink.Writer{W: &out, Format: sink.FormatColumns})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,5 +1,5 @@
-// Package gadgettest provides a data source operator that emits given
-// records, for testing operators without loading eBPF.
+// Package gadgettest provides a data source stage that emits given
+// records, for testing stages without loading eBPF.
 package gadgettest
 
 import (
@@ -22,16 +22,16 @@ type Source struct {
 	KeepRunning bool
 }
 
-var _ gadget.DataOperator = (*Source)(nil)
+var _ gadget.Stage = (*Source)(nil)
 
-// Name implements gadget.DataOperator.
+// Name implements gadget.Stage.
 func (s *Source) Name() string { return "test-source" }
 
-// Priority implements gadget.DataOperator.
+// Priority implements gadget.Stage.
 func (s *Source) Priority() int { return 0 }
 
-// InstantiateDataOperator implements gadget.DataOperator.
-func (s *Source) InstantiateDataOperator(gctx *gadget.Context, _ gadget.Params) (gadget.DataOperatorInstance, error) {
+// Instantiate implements gadget.Stage.
+func (s *Source) Instantiate(gctx *gadget.Context, _ gadget.Params) (gadget.StageInstance, error) {
 	if s.New == nil || s.Fill == nil {
 		return nil, errors.New("test source: New and Fill are required")
 	}

@@ -11,7 +11,7 @@ import (
 	"github.com/gadgetpm/gadgetpm/pkg/gadget/datasource"
 )
 
-// Name of the operator.
+// Name of the stage.
 const Name = "limiter"
 
 // Priority runs the limiter after filters (only kept records count) and
@@ -24,32 +24,32 @@ const (
 	ParamMaxDuration = "max-duration"
 )
 
-// Operator is the limiter. The zero value is ready to use.
-type Operator struct{}
+// Stage is the limiter. The zero value is ready to use.
+type Stage struct{}
 
 var (
-	_ gadget.DataOperator  = Operator{}
-	_ gadget.ParamDeclarer = Operator{}
+	_ gadget.Stage         = Stage{}
+	_ gadget.ParamDeclarer = Stage{}
 	_ gadget.Starter       = (*instance)(nil)
 	_ gadget.Stopper       = (*instance)(nil)
 )
 
-// Name implements gadget.DataOperator.
-func (Operator) Name() string { return Name }
+// Name implements gadget.Stage.
+func (Stage) Name() string { return Name }
 
-// Priority implements gadget.DataOperator.
-func (Operator) Priority() int { return Priority }
+// Priority implements gadget.Stage.
+func (Stage) Priority() int { return Priority }
 
 // Params implements gadget.ParamDeclarer.
-func (Operator) Params() []gadget.ParamDesc {
+func (Stage) Params() []gadget.ParamDesc {
 	return []gadget.ParamDesc{
 		{Key: ParamMaxEvents, Type: "uint64", Default: "0", Description: "end the run after this many records (all data sources together); 0 means no limit"},
 		{Key: ParamMaxDuration, Type: "duration", Default: "0s", Description: "end the run after this long, e.g. 30s or 5m; 0 means no limit"},
 	}
 }
 
-// InstantiateDataOperator reads the limits; it opts out when there are none.
-func (Operator) InstantiateDataOperator(gctx *gadget.Context, params gadget.Params) (gadget.DataOperatorInstance, error) {
+// Instantiate reads the limits; it opts out when there are none.
+func (Stage) Instantiate(gctx *gadget.Context, params gadget.Params) (gadget.StageInstance, error) {
 	in := &instance{}
 	if v := params[ParamMaxEvents]; v != "" {
 		n, err := strconv.ParseUint(v, 10, 64)

@@ -30,7 +30,7 @@ func counter(n int, keepRunning bool) *gadgettest.Source {
 
 func TestMaxEvents(t *testing.T) {
 	var out strings.Builder
-	rt, _ := gadget.New(counter(1000, true), Operator{}, &sink.Writer{W: &out})
+	rt, _ := gadget.New(counter(1000, true), Stage{}, &sink.Writer{W: &out})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	res, err := rt.Run(ctx, gadget.Gadget{}, gadget.RunOptions{Params: gadget.Params{ParamMaxEvents: "5"}})
@@ -49,7 +49,7 @@ func TestMaxEvents(t *testing.T) {
 }
 
 func TestMaxDuration(t *testing.T) {
-	rt, _ := gadget.New(counter(0, true), Operator{})
+	rt, _ := gadget.New(counter(0, true), Stage{})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if _, err := rt.Run(ctx, gadget.Gadget{}, gadget.RunOptions{Params: gadget.Params{ParamMaxDuration: "50ms"}}); err != nil {
@@ -71,7 +71,7 @@ func TestBadParams(t *testing.T) {
 		{gadget.Params{ParamMaxDuration: "-5s"}, `param max-duration: "-5s" is not a duration`},
 	}
 	for _, tt := range tests {
-		rt, _ := gadget.New(counter(1, false), Operator{})
+		rt, _ := gadget.New(counter(1, false), Stage{})
 		if _, err := rt.Run(context.Background(), gadget.Gadget{}, gadget.RunOptions{Params: tt.params}); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%v: error %v, want %q", tt.params, err, tt.want)
 		}

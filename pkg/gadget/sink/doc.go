@@ -1,4 +1,4 @@
-// Package sink holds the operators that write a gadget's records out: JSON
+// Package sink holds the stages that write a gadget's records out: JSON
 // lines to a writer, aligned columns for terminals, and a bounded
 // in-memory buffer (with a truncated flag) for a Trace's status.output.
 //

@@ -54,16 +54,16 @@ type Writer struct {
 }
 
 var (
-	_ gadget.DataOperator = (*Writer)(nil)
-	_ gadget.Starter      = (*writerInstance)(nil)
-	_ gadget.Stopper      = (*writerInstance)(nil)
-	_ gadget.PostStopper  = (*writerInstance)(nil)
+	_ gadget.Stage       = (*Writer)(nil)
+	_ gadget.Starter     = (*writerInstance)(nil)
+	_ gadget.Stopper     = (*writerInstance)(nil)
+	_ gadget.PostStopper = (*writerInstance)(nil)
 )
 
-// Name implements gadget.DataOperator.
+// Name implements gadget.Stage.
 func (w *Writer) Name() string { return "sink-" + string(w.format()) }
 
-// Priority implements gadget.DataOperator.
+// Priority implements gadget.Stage.
 func (w *Writer) Priority() int { return Priority }
 
 func (w *Writer) format() Format {
@@ -73,8 +73,8 @@ func (w *Writer) format() Format {
 	return w.Format
 }
 
-// InstantiateDataOperator subscribes to every data source.
-func (w *Writer) InstantiateDataOperator(gctx *gadget.Context, _ gadget.Params) (gadget.DataOperatorInstance, error) {
+// Instantiate subscribes to every data source.
+func (w *Writer) Instantiate(gctx *gadget.Context, _ gadget.Params) (gadget.StageInstance, error) {
 	if w.W == nil {
 		return nil, fmt.Errorf("sink %s: no writer", w.Name())
 	}
@@ -156,7 +156,7 @@ func (in *writerInstance) Start(gctx *gadget.Context) error {
 	return nil
 }
 
-// Stop ends the flusher; records still arriving (the eBPF operator drains
+// Stop ends the flusher; records still arriving (the eBPF stage drains
 // its ring buffers after this) are flushed by PostStop.
 func (in *writerInstance) Stop(*gadget.Context) error {
 	if in.stop != nil {
@@ -277,16 +277,16 @@ type Buffer struct {
 	line      []byte       // guarded by mu
 }
 
-var _ gadget.DataOperator = (*Buffer)(nil)
+var _ gadget.Stage = (*Buffer)(nil)
 
-// Name implements gadget.DataOperator.
+// Name implements gadget.Stage.
 func (b *Buffer) Name() string { return "sink-buffer" }
 
-// Priority implements gadget.DataOperator.
+// Priority implements gadget.Stage.
 func (b *Buffer) Priority() int { return Priority }
 
-// InstantiateDataOperator subscribes to every data source.
-func (b *Buffer) InstantiateDataOperator(gctx *gadget.Context, _ gadget.Params) (gadget.DataOperatorInstance, error) {
+// Instantiate subscribes to every data source.
+func (b *Buffer) Instantiate(gctx *gadget.Context, _ gadget.Params) (gadget.StageInstance, error) {
 	max := b.MaxBytes
 	if max <= 0 {
 		max = 64 << 10

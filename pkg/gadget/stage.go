@@ -1,37 +1,37 @@
 package gadget
 
-// DataOperator is one kind of processing a gadget run may use: the eBPF
-// loader, an enricher, a filter, a sink. It is stateless; each run gets its
-// own instance.
-type DataOperator interface {
-	// Name identifies the operator in errors, logs and dependencies.
+// Stage is one step of a gadget run's pipeline: the eBPF loader, an
+// enricher, a filter, a limiter, a sink. Stages run in priority order. A
+// Stage is stateless; each run gets its own instance.
+type Stage interface {
+	// Name identifies the stage in errors, logs and dependencies.
 	Name() string
-	// Priority orders operators: lower runs earlier in every step (and
+	// Priority orders stages: lower runs earlier in every step (and
 	// later in teardown).
 	Priority() int
-	// InstantiateDataOperator returns the operator's instance for one run,
+	// Instantiate returns the stage's instance for one run,
 	// or nil (and no error) to opt out of it, e.g. a filter without
 	// --filter. It may register data sources and fields and subscribe to
-	// data sources registered by operators before it.
-	InstantiateDataOperator(gctx *Context, params Params) (DataOperatorInstance, error)
+	// data sources registered by stages before it.
+	Instantiate(gctx *Context, params Params) (StageInstance, error)
 }
 
-// DataOperatorInstance is an operator's state for one run. The optional
+// StageInstance is a stage's state for one run. The optional
 // steps are separate interfaces (PreStarter, Starter, Stopper, PostStopper,
 // Closer, ExtraParamer), implemented as needed.
-type DataOperatorInstance interface {
+type StageInstance interface {
 	Name() string
 }
 
-// Dependent is implemented by operators that must come after others,
+// Dependent is implemented by stages that must come after others,
 // whatever their priorities.
 type Dependent interface {
-	// Dependencies are the names of operators this one needs; each must be
+	// Dependencies are the names of stages this one needs; each must be
 	// in the runtime.
 	Dependencies() []string
 }
 
-// ParamDeclarer is implemented by operators with their own params (a
+// ParamDeclarer is implemented by stages with their own params (a
 // filter's "filter", a limiter's "max-events").
 type ParamDeclarer interface {
 	Params() []ParamDesc
@@ -71,23 +71,23 @@ type Closer interface {
 	Close(gctx *Context) error
 }
 
-// OperatorFunc makes a DataOperator out of a function, for operators without
-// own state or dependencies.
-type OperatorFunc struct {
-	OpName     string
-	OpPriority int
-	Fn         func(gctx *Context, params Params) (DataOperatorInstance, error)
+// StageFunc makes a Stage out of a function, for stages without own state
+// or dependencies.
+type StageFunc struct {
+	StageName     string
+	StagePriority int
+	Fn            func(gctx *Context, params Params) (StageInstance, error)
 }
 
-var _ DataOperator = OperatorFunc{}
+var _ Stage = StageFunc{}
 
-// Name implements DataOperator.
-func (o OperatorFunc) Name() string { return o.OpName }
+// Name implements Stage.
+func (f StageFunc) Name() string { return f.StageName }
 
-// Priority implements DataOperator.
-func (o OperatorFunc) Priority() int { return o.OpPriority }
+// Priority implements Stage.
+func (f StageFunc) Priority() int { return f.StagePriority }
 
-// InstantiateDataOperator implements DataOperator.
-func (o OperatorFunc) InstantiateDataOperator(gctx *Context, params Params) (DataOperatorInstance, error) {
-	return o.Fn(gctx, params)
+// Instantiate implements Stage.
+func (f StageFunc) Instantiate(gctx *Context, params Params) (StageInstance, error) {
+	return f.Fn(gctx, params)
 }

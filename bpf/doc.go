@@ -13,5 +13,5 @@
 //   - build/: vmlinux.h generated from the running kernel's BTF (ignored).
 //
 // `make bpf` (hack/bpf-build.sh) rebuilds every object with clang.
-// Loading and attaching programs belongs to pkg/gadget/ebpfoperator.
+// Loading and attaching programs belongs to pkg/gadget/ebpfstage.
 package bpf

@@ -53,7 +53,7 @@ esac
 
 # objects.sum records, for every object built, the sha256 of its inputs
 # (the source and bpf/include/gadget/*.h: the sha256sum listing of those
-# files, hashed) and of the object itself; pkg/gadget/ebpfoperator's
+# files, hashed) and of the object itself; pkg/gadget/ebpfstage's
 # TestObjectsBuiltFromCurrentSources recomputes both (docs/gadgets.md).
 sums="$build/objects.sum.tmp"
 : >"$sums"

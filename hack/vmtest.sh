@@ -27,7 +27,7 @@
 #   VMTEST_RUN='TestProbeSections' hack/vmtest.sh 6.1
 #
 # Environment:
-#   VMTEST_PKG      Go package whose tests run (default ./pkg/gadget/ebpfoperator/)
+#   VMTEST_PKG      Go package whose tests run (default ./pkg/gadget/ebpfstage/)
 #   VMTEST_RUN      -test.run pattern (default: the probe, gadget and fault tests)
 #   VMTEST_MEM      guest memory in MiB (default 1024)
 #   VMTEST_SMP      guest CPUs (default 2)
@@ -49,7 +49,7 @@ cd "$root"
 
 bin_root="${GADGETPM_BIN:-${XDG_CACHE_HOME:-$HOME/.cache}/gadgetpm}"
 cache="$bin_root/vmtest"
-pkg="${VMTEST_PKG:-./pkg/gadget/ebpfoperator/}"
+pkg="${VMTEST_PKG:-./pkg/gadget/ebpfstage/}"
 run="${VMTEST_RUN:-^(TestProbeSections|TestTraceOpen|TestSnapshotProcessShowsOwnProcess|TestLostSamplesAreCounted|TestTopFile.*|TestTraceOOMKill.*|TestFallback.*|TestMissingAttachTarget.*|TestIntervalSource|TestBadMarkers)$}"
 mem="${VMTEST_MEM:-1024}"
 # One vCPU: under TCG, kernel text patching (enabling a tracepoint or a

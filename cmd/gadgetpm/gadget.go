@@ -17,7 +17,7 @@ import (
 
 	"github.com/gadgetpm/gadgetpm/pkg/gadget"
 	"github.com/gadgetpm/gadgetpm/pkg/gadget/datasource"
-	"github.com/gadgetpm/gadgetpm/pkg/gadget/ebpfoperator"
+	"github.com/gadgetpm/gadgetpm/pkg/gadget/ebpfstage"
 	"github.com/gadgetpm/gadgetpm/pkg/gadget/enricher"
 	"github.com/gadgetpm/gadgetpm/pkg/gadget/filter"
 	"github.com/gadgetpm/gadgetpm/pkg/gadget/limiter"
@@ -84,17 +84,17 @@ A summary (events, dropped, lost) goes to stderr at the end.`,
 }
 
 func newRuntime(w io.Writer, format sink.Format) (*gadget.Runtime, error) {
-	ops := []gadget.Stage{
-		ebpfoperator.New(ebpfoperator.Options{}),
+	stages := []gadget.Stage{
+		ebpfstage.New(ebpfstage.Options{}),
 		enricher.New(enricher.Options{}),
 		filter.Stage{},
 		limiter.Stage{},
 	}
 	if w != nil {
 		// batched writes: one write(2) per 100 ms, not one per event
-		ops = append(ops, &sink.Writer{W: w, Format: format, FlushInterval: 100 * time.Millisecond})
+		stages = append(stages, &sink.Writer{W: w, Format: format, FlushInterval: 100 * time.Millisecond})
 	}
-	return gadget.New(ops...)
+	return gadget.New(stages...)
 }
 
 func runGadget(ctx context.Context, src string, f gadgetRunFlags, stdout, stderr io.Writer) error {
@@ -171,7 +171,7 @@ privileges are needed.`,
 			if err != nil {
 				return err
 			}
-			cat, err := ebpfoperator.Catalog(g.Object, g.Metadata)
+			cat, err := ebpfstage.Catalog(g.Object, g.Metadata)
 			if err != nil {
 				return err
 			}

@@ -15,11 +15,11 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
-	"github.com/gadgetpm/gadgetpm/pkg/gadget/ebpfoperator"
+	"github.com/gadgetpm/gadgetpm/pkg/gadget/ebpfstage"
 )
 
 // Gadget is what gadget/gadget.yaml says of the gadget as a whole. The
-// file's format is the gadget runtime's (pkg/gadget/ebpfoperator.Metadata):
+// file's format is the gadget runtime's (pkg/gadget/ebpfstage.Metadata):
 // the loader checks it exactly as a Trace's run will read it.
 type Gadget struct {
 	// Name of the gadget.
@@ -93,11 +93,11 @@ func hasMarkers(spec *ebpf.CollectionSpec) bool {
 var metadataPathRE = regexp.MustCompile(`gadget\.yaml: ((?:datasources|params)(?:\.[A-Za-z0-9_-]+)+)`)
 
 // runtimeGadget checks the gadget as the gadget runtime reads it
-// (pkg/gadget/ebpfoperator), without loading anything into the kernel:
+// (pkg/gadget/ebpfstage), without loading anything into the kernel:
 // gadget.yaml in the runtime's format, the object's BTF and marker
 // declarations, and the catalog they make together.
 func (c *checker) runtimeGadget(obj, raw []byte) {
-	md, err := ebpfoperator.ParseMetadata(raw)
+	md, err := ebpfstage.ParseMetadata(raw)
 	if err != nil {
 		line, msg := splitYAMLLine(strings.TrimPrefix(err.Error(), "parse gadget.yaml: "))
 		if m := regexp.MustCompile(`line (\d+): (.*)`).FindStringSubmatch(msg); m != nil {
@@ -130,7 +130,7 @@ func (c *checker) runtimeGadget(obj, raw []byte) {
 		c.add(GadgetProgram, 0, "declares no data source and no param: declare them with the gadget macros GADGET_TRACER, GADGET_SNAPSHOTTER and GADGET_PARAM (bpf/include/gadget/macros.h, docs/gadgets.md)")
 		return
 	}
-	cat, err := ebpfoperator.Catalog(obj, raw)
+	cat, err := ebpfstage.Catalog(obj, raw)
 	if err != nil {
 		msg := err.Error()
 		file, line := GadgetProgram, 0
@@ -174,8 +174,8 @@ func (c *checker) runtimeGadget(obj, raw []byte) {
 
 // friendlyType replaces Go type names in yaml.v3 messages.
 func friendlyType(msg string) string {
-	r := strings.NewReplacer("ebpfoperator.Metadata", "the gadget", "ebpfoperator.DataSourceMetadata", "a data source",
-		"ebpfoperator.FieldMetadata", "a field", "ebpfoperator.ParamMetadata", "a param")
+	r := strings.NewReplacer("ebpfstage.Metadata", "the gadget", "ebpfstage.DataSourceMetadata", "a data source",
+		"ebpfstage.FieldMetadata", "a field", "ebpfstage.ParamMetadata", "a param")
 	return r.Replace(msg)
 }
 

@@ -8,7 +8,7 @@
 // instance that started is stopped, every instance created is closed.
 //
 // Data sources and fields live in pkg/gadget/datasource; the eBPF stage in
-// pkg/gadget/ebpfoperator; the enricher, filter, limiter and sinks in their
+// pkg/gadget/ebpfstage; the enricher, filter, limiter and sinks in their
 // own packages under pkg/gadget/. This package knows nothing of eBPF or
 // Kubernetes; pkg/trace drives it from Trace resources.
 package gadget

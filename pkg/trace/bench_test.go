@@ -17,7 +17,7 @@ import (
 	gadgetv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadget/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/pkg/gadget"
 	"github.com/gadgetpm/gadgetpm/pkg/gadget/datasource"
-	"github.com/gadgetpm/gadgetpm/pkg/gadget/ebpfoperator"
+	"github.com/gadgetpm/gadgetpm/pkg/gadget/ebpfstage"
 	"github.com/gadgetpm/gadgetpm/pkg/gadget/enricher"
 	"github.com/gadgetpm/gadgetpm/pkg/trace"
 	"github.com/gadgetpm/gadgetpm/scheduler/cron"
@@ -226,7 +226,7 @@ func (s countSink) Instantiate(gctx *gadget.Context, _ gadget.Params) (gadget.St
 // through the controller into a Trace's Status and ExternalResource
 // outputs, while the benchmark fails b.N opens (trace-open with
 // failed_only=true). Reference: the same workload traced by the bare
-// runtime (eBPF operator, enricher, a counting sink), no controller, no
+// runtime (eBPF stage, enricher, a counting sink), no controller, no
 // API server. The ratio is delivered events per workload second through
 // the controller over the bare runtime; lost events (ring buffer full)
 // are reported too.
@@ -242,7 +242,7 @@ func BenchmarkEventsPerSecond(b *testing.B) {
 	params := map[string]string{"failed_only": "true"}
 
 	var refEvents int64
-	rt, err := gadget.New(ebpfoperator.New(ebpfoperator.Options{}), enricher.New(enricher.Options{}), countSink{&refEvents})
+	rt, err := gadget.New(ebpfstage.New(ebpfstage.Options{}), enricher.New(enricher.Options{}), countSink{&refEvents})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -29,7 +29,7 @@ import (
 	gadgetv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadget/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/pkg/gadget"
-	"github.com/gadgetpm/gadgetpm/pkg/gadget/ebpfoperator"
+	"github.com/gadgetpm/gadgetpm/pkg/gadget/ebpfstage"
 	"github.com/gadgetpm/gadgetpm/pkg/gadget/enricher"
 	"github.com/gadgetpm/gadgetpm/pkg/gadget/filter"
 	"github.com/gadgetpm/gadgetpm/pkg/gadget/limiter"
@@ -91,7 +91,7 @@ func New(opts Options) (*Controller, error) {
 		subWake: make(chan struct{}, 1), progressSlots: make(chan struct{}, 4),
 	}
 	rt, err := gadget.New(
-		ebpfoperator.New(ebpfoperator.Options{}),
+		ebpfstage.New(ebpfstage.Options{}),
 		enricher.New(enricher.Options{Pods: c.pods, ProcRoot: opts.ProcRoot}),
 		filter.Stage{},
 		limiter.Stage{},

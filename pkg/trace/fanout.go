@@ -6,7 +6,7 @@ import (
 	"github.com/gadgetpm/gadgetpm/pkg/gadget/enricher"
 )
 
-// FanoutName is the name of the fan-out data operator.
+// FanoutName is the name of the fan-out stage.
 const FanoutName = "trace-fanout"
 
 // FanoutPriority runs the fan-out after the enricher, the field filter
@@ -14,7 +14,7 @@ const FanoutName = "trace-fanout"
 // before any sink.
 const FanoutPriority = 95
 
-// fanout is the data operator that hands every record of a shared run to
+// fanout is the stage that hands every record of a shared run to
 // each subscribed Trace: encoded once as JSON, then through each
 // subscriber's container filter into its sink.
 type fanout struct{ c *Controller }
@@ -45,7 +45,7 @@ type fanoutInstance struct{ run *sharedRun }
 
 func (*fanoutInstance) Name() string { return FanoutName }
 
-// Start runs after every operator before it started: the program is
+// Start runs after every stage before it started: the program is
 // attached, the run is live.
 func (in *fanoutInstance) Start(*gadget.Context) error {
 	in.run.startedOnce.Do(func() { close(in.run.started) })

@@ -21,7 +21,7 @@ import (
 type loaded struct {
 	digest string
 	gadget gadget.Gadget
-	// params the gadget and the runtime's operators accept.
+	// params the gadget and the runtime's stages accept.
 	params []gadget.ParamDesc
 	// tracers and snapshotters: the names of its data sources by kind.
 	tracers, snapshotters []string

@@ -44,7 +44,7 @@ type sharedRun struct {
 	// c.mu, read without a lock on the event path.
 	subs atomic.Pointer[[]*subscriber]
 
-	started     chan struct{} // closed when every operator started
+	started     chan struct{} // closed when every stage started
 	startedOnce sync.Once
 	done        chan struct{} // closed when the run has ended; then:
 	result      *gadget.Result
@@ -58,7 +58,7 @@ func (r *sharedRun) subscribers() []*subscriber {
 	return nil
 }
 
-// isStarted reports whether every operator of the run started.
+// isStarted reports whether every stage of the run started.
 func (r *sharedRun) isStarted() bool {
 	select {
 	case <-r.started:

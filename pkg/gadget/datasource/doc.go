@@ -8,6 +8,6 @@
 // field has a fixed offset and size, so the hot path copies bytes into a
 // reused Record and never allocates per event.
 //
-// It does not load eBPF objects (pkg/gadget/ebpfoperator does) nor decide
+// It does not load eBPF objects (pkg/gadget/ebpfstage does) nor decide
 // what subscribers do with records.
 package datasource

@@ -1,4 +1,4 @@
-package ebpfoperator
+package ebpfstage
 
 import (
 	"strings"

@@ -1,4 +1,4 @@
-// Package ebpfoperator is the gadget runtime's eBPF stage: it reads a
+// Package ebpfstage is the gadget runtime's eBPF stage: it reads a
 // gadget's program.bpf.o with cilium/ebpf (BTF required), finds the tracers,
 // snapshotters, interval sources, fallback programs and params declared
 // with the macros of bpf/include/gadget/ through their marker variables,
@@ -12,4 +12,4 @@
 // package loader uses it to fill a GadgetPackage's status.catalog.
 //
 // It does not filter, enrich or print records; other stages do.
-package ebpfoperator
+package ebpfstage

@@ -31,7 +31,7 @@ GO_TEST_FLAGS ?= $(RACE_FLAGS) -vet=all -timeout 30m -ldflags=-s
 # Packages whose tests run longest start first, so that they do not run
 # alone at the end while the other core idles; go test keeps this order
 # and lists every package once.
-TEST_FIRST := ./pkg/trace/ ./pkg/coordinator/ ./cmd/gadgetpm/ ./pkg/nelm/ ./packages/repo/ ./packages/fetch/ ./pkg/trace/output/
+TEST_FIRST := ./pkg/trace/ ./pkg/coordinator/ ./cmd/gadgetpm/ ./pkg/nelm/ ./packages/chartrepo/ ./packages/fetch/ ./pkg/trace/output/
 
 .PHONY: help
 help: ## list the targets
@@ -46,10 +46,20 @@ envtest: ## build or reuse the cached kube-apiserver and etcd for tests
 	@hack/setup-envtest.sh >/dev/null
 
 .PHONY: test
-test: fmt-check ## run every check and test CI runs
+test: fmt-check ## run every check and test CI runs (the end-to-end tests too, as root)
 	@hack/test-prepare.sh $(filter -race -gcflags=% -ldflags=%,$(GO_TEST_FLAGS))
 	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" $(GO) test $(GO_TEST_FLAGS) $(TEST_FIRST) ./...
 	hack/vmtest.sh $(KERNELS)
+	@$(MAKE) --no-print-directory e2e-if-root
+
+# The end-to-end tests run a cluster on this machine, which needs root: CI
+# (root) always runs them; a developer's make test without root says it
+# skipped them.
+.PHONY: e2e-if-root
+e2e-if-root:
+	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory e2e; \
+	elif [ -n "$${CI:-}" ]; then echo "make test: the end-to-end tests (make e2e) need root and CI is set: run CI as root"; exit 1; \
+	else echo "make test: skipped the end-to-end tests (make e2e): they need root"; fi
 
 .PHONY: fmt-check
 fmt-check: ## fail when gofmt would change a file
@@ -135,3 +145,12 @@ test-charts: envtest ## test the operator chart and the bundled packages (hook-d
 .PHONY: test-kernels
 test-kernels: ## run the eBPF tests inside Debian kernels booted under qemu (hack/vmtest.sh; KERNELS="6.1 6.12" for some of hack/kernels.list)
 	hack/vmtest.sh $(KERNELS)
+
+.PHONY: image
+image: ## build the gadgetpm and pause images as image tarballs without Docker or a registry (hack/image.sh; root)
+	VERSION="$(VERSION)" COMMIT="$(COMMIT)" hack/image.sh
+
+.PHONY: e2e
+e2e: ## end-to-end tests: a real single-node cluster on this machine (hack/e2e-cluster.sh), the chart installed with helm from the local image (root)
+	E2E_HELM="$$(hack/setup-helm.sh -race)" VERSION="$(VERSION)" COMMIT="$(COMMIT)" \
+		hack/e2e-cluster.sh run $(GO) test $(GO_TEST_FLAGS) -tags e2e -count=1 -v ./test/e2e/

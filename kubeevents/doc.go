@@ -12,7 +12,7 @@
 //     and before any Event. Changes that happen during the list are folded
 //     into the Synchronization, not sent as Events.
 //   - Events of one monitor leave in the order its snapshot changed; all
-//     monitors share one channel (Manager.Events).
+//     monitors share one channel (Monitors.Events).
 //   - A Modified event is sent only when the object's jqFilter result (or,
 //     without a filter, its resourceVersion) changed.
 //   - Nothing is dropped: while delivery is paused or nobody reads, events
@@ -22,6 +22,6 @@
 //     attempt and the reason in WaitingForKind; any other unknown kind (a
 //     kind missing from a served group version, a group served at other
 //     versions only) is an error from AddMonitor.
-//   - The Manager owns every goroutine it starts; Stop and StopMonitor wait
+//   - Monitors owns every goroutine it starts; Stop and StopMonitor wait
 //     for them. No lock is held while calling into other packages.
 package kubeevents

@@ -1,7 +1,6 @@
 package kubeevents
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -9,9 +8,6 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/discovery/cached/memory"
-	"k8s.io/client-go/restmapper"
 )
 
 // ErrUnknownKind is matched (errors.Is) by every *UnknownKindError.
@@ -81,31 +77,27 @@ func groupName(g string) string {
 	return g
 }
 
+// KindMapper maps bindings' kinds to resources. It must refresh itself
+// when a lookup misses, so that a kind whose CRD is created after the
+// first lookup is found (restmapping.Mapper does; the operator passes the
+// process's shared one).
+type KindMapper interface {
+	meta.RESTMapper
+	// ServedVersions returns the versions the API server serves group at,
+	// preferred first, and whether it serves the group at all.
+	ServedVersions(group string) ([]string, bool, error)
+}
+
 // kindResolver maps a binding's apiVersion and kind, matched
 // case-insensitively, as a plural or a short name too, to a REST mapping
-// through discovery. It is safe for concurrent use.
+// through the mapper. It is safe for concurrent use.
 type kindResolver struct {
-	disc     *discovery.DiscoveryClient
-	deferred *restmapper.DeferredDiscoveryRESTMapper
-	mapper   meta.RESTMapperWithContext
+	mapper KindMapper
 }
-
-func newKindResolver(disc *discovery.DiscoveryClient) *kindResolver {
-	cached := memory.NewMemCacheClientWithContext(disc)
-	deferred := restmapper.NewDeferredDiscoveryRESTMapperWithContext(cached)
-	return &kindResolver{
-		disc:     disc,
-		deferred: deferred,
-		mapper:   restmapper.NewShortcutExpanderWithContext(deferred, cached, nil),
-	}
-}
-
-// reset forgets the cached discovery information.
-func (r *kindResolver) reset(ctx context.Context) { r.deferred.ResetWithContext(ctx) }
 
 // resolve returns the mapping, or an *UnknownKindError when the kind is not
 // served, or another error when discovery failed.
-func (r *kindResolver) resolve(ctx context.Context, apiVersion, kind string) (*meta.RESTMapping, error) {
+func (r *kindResolver) resolve(apiVersion, kind string) (*meta.RESTMapping, error) {
 	gv, err := schema.ParseGroupVersion(apiVersion)
 	if err != nil {
 		return nil, fmt.Errorf("parse apiVersion %q: %w", apiVersion, err)
@@ -113,16 +105,9 @@ func (r *kindResolver) resolve(ctx context.Context, apiVersion, kind string) (*m
 	if strings.TrimSpace(kind) == "" {
 		return nil, errors.New("kind is empty: expected a kind such as ConfigMap")
 	}
-	mapping, err := r.lookup(ctx, gv, kind)
-	if err == nil {
-		return mapping, nil
-	}
-	if !meta.IsNoMatchError(err) && !isNotFoundResource(err) {
-		return nil, fmt.Errorf("map kind %q in apiVersion %q: %w", kind, apiVersion, err)
-	}
-	// The cache may predate a CRD: look once more with fresh discovery.
-	r.reset(ctx)
-	mapping, err = r.lookup(ctx, gv, kind)
+	// The mapper refreshes its cache on a miss: a kind still missing is
+	// not served now.
+	mapping, err := r.lookup(gv, kind)
 	if err == nil {
 		return mapping, nil
 	}
@@ -131,7 +116,7 @@ func (r *kindResolver) resolve(ctx context.Context, apiVersion, kind string) (*m
 	}
 	ke := &UnknownKindError{APIVersion: apiVersion, Kind: kind, Err: err}
 	if apiVersion != "" {
-		versions, served, serr := r.groupVersions(ctx, gv.Group)
+		versions, served, serr := r.mapper.ServedVersions(gv.Group)
 		if serr != nil {
 			return nil, fmt.Errorf("discover API group %s: %w", groupName(gv.Group), serr)
 		}
@@ -141,21 +126,21 @@ func (r *kindResolver) resolve(ctx context.Context, apiVersion, kind string) (*m
 	return nil, ke
 }
 
-func (r *kindResolver) lookup(ctx context.Context, gv schema.GroupVersion, kind string) (*meta.RESTMapping, error) {
+func (r *kindResolver) lookup(gv schema.GroupVersion, kind string) (*meta.RESTMapping, error) {
 	// Exact kinds first; then the lower-cased name as a resource, which
 	// covers case-insensitive kinds (singular names), plurals and short names.
-	if mapping, err := r.mapper.RESTMappingWithContext(ctx, schema.GroupKind{Group: gv.Group, Kind: kind}, versions(gv)...); err == nil {
+	if mapping, err := r.mapper.RESTMapping(schema.GroupKind{Group: gv.Group, Kind: kind}, versions(gv)...); err == nil {
 		return mapping, nil
 	}
-	gvr, err := r.mapper.ResourceForWithContext(ctx, gv.WithResource(strings.ToLower(kind)))
+	gvr, err := r.mapper.ResourceFor(gv.WithResource(strings.ToLower(kind)))
 	if err != nil {
 		return nil, err
 	}
-	gvk, err := r.mapper.KindForWithContext(ctx, gvr)
+	gvk, err := r.mapper.KindFor(gvr)
 	if err != nil {
 		return nil, err
 	}
-	return r.mapper.RESTMappingWithContext(ctx, gvk.GroupKind(), gvk.Version)
+	return r.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
 }
 
 func versions(gv schema.GroupVersion) []string {
@@ -163,31 +148,6 @@ func versions(gv schema.GroupVersion) []string {
 		return nil
 	}
 	return []string{gv.Version}
-}
-
-// groupVersions returns the versions the API server serves group at,
-// preferred first, and whether it serves the group at all.
-func (r *kindResolver) groupVersions(ctx context.Context, group string) ([]string, bool, error) {
-	groups, err := r.disc.ServerGroupsWithContext(ctx)
-	if err != nil {
-		return nil, false, err
-	}
-	for _, g := range groups.Groups {
-		if g.Name != group {
-			continue
-		}
-		var out []string
-		if p := g.PreferredVersion.Version; p != "" {
-			out = append(out, p)
-		}
-		for _, v := range g.Versions {
-			if !slices.Contains(out, v.Version) {
-				out = append(out, v.Version)
-			}
-		}
-		return out, true, nil
-	}
-	return nil, false, nil
 }
 
 // isNotFoundResource matches the mapper's "not found" for an unknown

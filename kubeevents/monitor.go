@@ -45,7 +45,7 @@ type source struct {
 // monitor watches one binding. Its goroutines belong to it: stop closes
 // stopCh and waits for all of them.
 type monitor struct {
-	mgr    *Manager
+	owner  *Monitors
 	cfg    Config
 	filter *filter
 	log    logr.Logger
@@ -75,7 +75,7 @@ type monitor struct {
 	objects map[string]*entry
 }
 
-func newMonitor(mgr *Manager, cfg Config, flt *filter, mapping *meta.RESTMapping) *monitor {
+func newMonitor(owner *Monitors, cfg Config, flt *filter, mapping *meta.RESTMapping) *monitor {
 	wanted := map[WatchEvent]bool{WatchEventAdded: true, WatchEventModified: true, WatchEventDeleted: true}
 	if cfg.ExecuteHookOnEvent != nil {
 		wanted = map[WatchEvent]bool{}
@@ -84,10 +84,10 @@ func newMonitor(mgr *Manager, cfg Config, flt *filter, mapping *meta.RESTMapping
 		}
 	}
 	return &monitor{
-		mgr:     mgr,
+		owner:   owner,
 		cfg:     cfg,
 		filter:  flt,
-		log:     mgr.opts.Logger.WithValues("monitor", cfg.ID, "binding", cfg.Binding),
+		log:     owner.opts.Logger.WithValues("monitor", cfg.ID, "binding", cfg.Binding),
 		wanted:  wanted,
 		mapping: mapping,
 		objects: map[string]*entry{},
@@ -189,7 +189,7 @@ func (mon *monitor) run(stopCh chan struct{}) {
 	}
 	mon.synced = true
 	if mon.cfg.ExecuteHookOnSynchronization {
-		mon.mgr.enqueue(Event{
+		mon.owner.enqueue(Event{
 			MonitorID: mon.cfg.ID,
 			Binding:   mon.cfg.Binding,
 			Type:      TypeSynchronization,
@@ -207,9 +207,9 @@ func (mon *monitor) waitForKind(ctx context.Context) *meta.RESTMapping {
 	if mapping != nil {
 		return mapping
 	}
-	delay := mon.mgr.opts.KindRetryMin
+	delay := mon.owner.opts.KindRetryMin
 	for {
-		m, err := mon.mgr.resolver.resolve(ctx, mon.cfg.APIVersion, mon.cfg.Kind)
+		m, err := mon.owner.resolver.resolve(mon.cfg.APIVersion, mon.cfg.Kind)
 		if err == nil {
 			mon.log.Info("kind is served now; starting to watch", "apiVersion", mon.cfg.APIVersion, "kind", mon.cfg.Kind)
 			mon.mu.Lock()
@@ -242,8 +242,8 @@ func (mon *monitor) waitForKind(ctx context.Context) *meta.RESTMapping {
 		case <-t.C:
 		}
 		delay *= 2
-		if delay > mon.mgr.opts.KindRetryMax {
-			delay = mon.mgr.opts.KindRetryMax
+		if delay > mon.owner.opts.KindRetryMax {
+			delay = mon.owner.opts.KindRetryMax
 		}
 	}
 }
@@ -269,7 +269,7 @@ func (mon *monitor) watchNamespaces(ctx context.Context, stopCh chan struct{}) b
 		}
 		return u.GetName(), sel.Matches(labelsSet(u.GetLabels()))
 	}
-	ri := mon.mgr.dynamic.Resource(namespacesGVR)
+	ri := mon.owner.dynamic.Resource(namespacesGVR)
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			o.LabelSelector = sel.String()
@@ -387,7 +387,7 @@ func (mon *monitor) dropSource(namespace string) {
 }
 
 func (mon *monitor) newInformer(mapping *meta.RESTMapping, namespace, name string) cache.SharedIndexInformer {
-	ri := mon.mgr.dynamic.Resource(mapping.Resource).Namespace(namespace)
+	ri := mon.owner.dynamic.Resource(mapping.Resource).Namespace(namespace)
 	labelSel := labelSelector(mon.cfg.LabelSelector).String()
 	fieldSel := mon.cfg.FieldSelector
 	if name != "" {
@@ -503,7 +503,7 @@ func (mon *monitor) remove(src *source, obj any) {
 // emitLocked queues an Event; mon.mu must be held so that events leave in
 // the order the snapshot changed.
 func (mon *monitor) emitLocked(ev WatchEvent, u *unstructured.Unstructured, result json.RawMessage) {
-	mon.mgr.enqueue(Event{
+	mon.owner.enqueue(Event{
 		MonitorID:  mon.cfg.ID,
 		Binding:    mon.cfg.Binding,
 		Type:       TypeEvent,

@@ -80,7 +80,7 @@ in-cluster service account.`,
 	clientFlags(cmd, "kube-api", "the controller manager's client", &opts.Manager, 20, 30)
 	clientFlags(cmd, "helm", "the Helm release service's client", &opts.Helm, 20, 40)
 	clientFlags(cmd, "patcher", "the object patcher's client (hooks' object patches)", &opts.Patcher, 100, 200)
-	clientFlags(cmd, "kube-events", "the Kubernetes events manager's client (hooks' kubernetes bindings)", &opts.KubeEvents, 20, 40)
+	clientFlags(cmd, "kube-events", "the Kubernetes event monitors' client (hooks' kubernetes bindings)", &opts.KubeEvents, 20, 40)
 	f.IntVarP(&verbosity, "v", "v", 0, "log verbosity: 0 info, 1 debug (Helm's output, every patch), 2 and more trace")
 	logFormat = logFlags(cmd, logFormatJSON)
 	return cmd

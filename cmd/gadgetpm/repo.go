@@ -5,7 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/gadgetpm/gadgetpm/packages/repo"
+	"github.com/gadgetpm/gadgetpm/packages/chartrepo"
 )
 
 func newRepoCommand() *cobra.Command {
@@ -39,7 +39,7 @@ Serve OUT_DIR over HTTP(S), or point a PackageRepository at file://OUT_DIR.`,
 			if out == "" {
 				return fmt.Errorf("--output is required: the directory to write the archives and index.yaml to")
 			}
-			built, err := repo.Build(cmd.Context(), args[0], out, repo.BuildOptions{BaseURL: baseURL, Progress: cmd.OutOrStdout()})
+			built, err := chartrepo.Build(cmd.Context(), args[0], out, chartrepo.BuildOptions{BaseURL: baseURL, Progress: cmd.OutOrStdout()})
 			if err != nil {
 				return err
 			}

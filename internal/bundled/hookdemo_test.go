@@ -419,8 +419,8 @@ func TestHookDemoRender(t *testing.T) {
 	}
 }
 
-// events runs the real events manager and stops it at cleanup.
-func events(t *testing.T) *kubeevents.Manager {
+// events runs the real event monitors and stops them at cleanup.
+func events(t *testing.T) *kubeevents.Monitors {
 	t.Helper()
 	mgr, err := kubeevents.New(kubeevents.Options{Config: env.Config})
 	if err != nil {
@@ -440,7 +440,7 @@ func events(t *testing.T) *kubeevents.Manager {
 	return mgr
 }
 
-func nextEvent(t *testing.T, mgr *kubeevents.Manager) kubeevents.Event {
+func nextEvent(t *testing.T, mgr *kubeevents.Monitors) kubeevents.Event {
 	t.Helper()
 	select {
 	case ev := <-mgr.Events():
@@ -452,7 +452,7 @@ func nextEvent(t *testing.T, mgr *kubeevents.Manager) kubeevents.Event {
 }
 
 // TestHookDemoKubernetesHook watches ConfigMaps with the hook's own
-// binding through the real events manager, runs the hook for what it
+// binding through the real event monitors, runs the hook for what it
 // reports and applies its object patch to the API server: the record
 // ConfigMap says what the hook saw, for a Synchronization, for single
 // events and for merged events.

@@ -26,7 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/gadgetpm/gadgetpm/internal/toolcache"
-	"github.com/gadgetpm/gadgetpm/packages/repo"
+	"github.com/gadgetpm/gadgetpm/packages/chartrepo"
 	"github.com/gadgetpm/gadgetpm/pkg/apis"
 	gadgetpmv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/pkg/process"
@@ -215,7 +215,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err := os.RemoveAll(repoDir); err != nil {
 		return fmt.Errorf("clear %s: %w", repoDir, err)
 	}
-	built, err := repo.Build(ctx, filepath.Join(opts.Root, "charts", "packages"), repoDir, repo.BuildOptions{Progress: indent(opts.Out)})
+	built, err := chartrepo.Build(ctx, filepath.Join(opts.Root, "charts", "packages"), repoDir, chartrepo.BuildOptions{Progress: indent(opts.Out)})
 	if err != nil {
 		return err
 	}
@@ -425,7 +425,7 @@ func findAssets(ctx context.Context, opts Options, p *progress) (string, error) 
 	return runSetupEnvtest(ctx, opts.Root, opts.Out)
 }
 
-func hasPackage(built []repo.Built, name string) error {
+func hasPackage(built []chartrepo.Built, name string) error {
 	names := make([]string, 0, len(built))
 	for _, b := range built {
 		if b.Name == name {

@@ -12,7 +12,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/gadgetpm/gadgetpm/packages/repo"
+	"github.com/gadgetpm/gadgetpm/packages/chartrepo"
 )
 
 func checkout(t *testing.T) string {
@@ -122,7 +122,7 @@ func TestCheckAssets(t *testing.T) {
 }
 
 func TestHasPackage(t *testing.T) {
-	built := []repo.Built{{Name: "trace-open"}, {Name: "hook-demo"}, {Name: "trace-exec"}}
+	built := []chartrepo.Built{{Name: "trace-open"}, {Name: "hook-demo"}, {Name: "trace-exec"}}
 	if err := hasPackage(built, "hook-demo"); err != nil {
 		t.Fatal(err)
 	}

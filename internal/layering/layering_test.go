@@ -41,17 +41,28 @@ var rules = []rule{
 	{
 		why:  "the API types are the contract every layer shares: they import nothing of the module but each other",
 		from: []string{"pkg/apis/..."},
-		to:   []string{"pkg/gadget/...", "pkg/trace/...", "pkg/coordinator/...", "pkg/process/...", "pkg/debugserver/...", "pkg/hooks/...", "pkg/nelm/...", "pkg/objectpatch/...", "packages/...", "kubeevents/...", "queue/...", "scheduler/...", "internal/...", "cmd/..."},
+		to:   []string{"pkg/gadget/...", "pkg/trace/...", "pkg/coordinator/...", "pkg/process/...", "pkg/debugserver/...", "pkg/hooks/...", "pkg/nelm/...", "pkg/objectpatch/...", "pkg/restmapping/...", "packages/...", "kubeevents/...", "queue/...", "scheduler/...", "internal/...", "cmd/..."},
 	},
 	{
 		why:  "the services the coordinator wires (kube events, object patcher, hooks, Helm releases) do not know packages, Traces or the coordinator",
-		from: []string{"kubeevents/...", "pkg/objectpatch/...", "pkg/hooks/...", "pkg/nelm/..."},
+		from: []string{"kubeevents/...", "pkg/objectpatch/...", "pkg/hooks/...", "pkg/nelm/...", "pkg/restmapping/..."},
 		to:   []string{"packages/...", "pkg/trace/...", "pkg/coordinator/...", "pkg/process/...", "pkg/debugserver/...", "pkg/gadget/...", "cmd/..."},
+	},
+	{
+		why:  "the process's one REST mapper is shared by every service: it depends on none of them",
+		from: []string{"pkg/restmapping/..."},
+		to: []string{"kubeevents/...", "pkg/objectpatch/...", "pkg/hooks/...", "pkg/nelm/...", "pkg/apis/...", "queue/...", "scheduler/...", "internal/...",
+			"packages/...", "pkg/trace/...", "pkg/coordinator/...", "pkg/process/...", "pkg/debugserver/...", "pkg/gadget/...", "cmd/..."},
 	},
 	{
 		why:  "package handling (repositories, download, loading, the manager, the hook host, the GadgetPackage controller) is wired by the coordinator, never the other way round",
 		from: []string{"packages/..."},
 		to:   []string{"pkg/coordinator/...", "pkg/process/...", "pkg/debugserver/...", "pkg/trace/...", "cmd/..."},
+	},
+	{
+		why:  "the chart repository client reads and writes repositories only: the controllers, the package manager and the hook host use it, never the other way round",
+		from: []string{"packages/chartrepo/..."},
+		to:   []string{"packages/packagerepository/...", "packages/gadgetpackage/...", "packages/manager/...", "packages/hookhost/...", "packages/fetch/...", "pkg/nelm/...", "pkg/hooks/...", "kubeevents/..."},
 	},
 	{
 		why:  "the node role's Trace controller never runs hooks' tasks, Helm releases or the package manager",

@@ -8,9 +8,9 @@ import (
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/gadgetpm/gadgetpm/packages/chartrepo"
 	"github.com/gadgetpm/gadgetpm/packages/loader"
-	"github.com/gadgetpm/gadgetpm/packages/repo"
-	"github.com/gadgetpm/gadgetpm/packages/repository"
+	"github.com/gadgetpm/gadgetpm/packages/packagerepository"
 	"github.com/gadgetpm/gadgetpm/packages/store"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 )
@@ -93,11 +93,11 @@ func (f *Fetcher) Download(ctx context.Context, gp *v1alpha1.GadgetPackage) (Dow
 		}
 		return Downloaded{}, fail(v1alpha1.ReasonIndexFailed, "read PackageRepository %s named by spec.repository: %w", gp.Spec.Repository, err)
 	}
-	c, err := repository.ClientFor(ctx, f.opts.Reader, &pr, f.opts.PlainHTTPRegistries)
+	c, err := packagerepository.ClientFor(ctx, f.opts.Reader, &pr, f.opts.PlainHTTPRegistries)
 	if err != nil {
 		return Downloaded{}, fail(v1alpha1.ReasonIndexFailed, "PackageRepository %s: %w", pr.Name, err)
 	}
-	mode, keyring, err := repository.Keyring(ctx, f.opts.Reader, &pr)
+	mode, keyring, err := packagerepository.Keyring(ctx, f.opts.Reader, &pr)
 	if err != nil {
 		return Downloaded{}, fail(v1alpha1.ReasonVerifyFailed, "PackageRepository %s: %w", pr.Name, err)
 	}
@@ -108,15 +108,15 @@ func (f *Fetcher) Download(ctx context.Context, gp *v1alpha1.GadgetPackage) (Dow
 		}
 		return Downloaded{}, fail(v1alpha1.ReasonIndexFailed, "PackageRepository %s: %w", pr.Name, err)
 	}
-	v, err := repo.Resolve(idx, gp.Spec.Package, gp.Spec.Version)
+	v, err := chartrepo.Resolve(idx, gp.Spec.Package, gp.Spec.Version)
 	if err != nil {
 		return Downloaded{}, fail(v1alpha1.ReasonDownloadFailed, "PackageRepository %s: %w", pr.Name, err)
 	}
 	d := Downloaded{Name: v.Name, Version: v.Version, Digest: v.Digest}
 
-	var a *repo.Archive
+	var a *chartrepo.Archive
 	if data, ok := f.opts.Store.Archive(v.Digest); v.Digest != "" && ok {
-		a = &repo.Archive{Name: v.Name, Version: v.Version, Filename: fmt.Sprintf("%s-%s.tgz", v.Name, v.Version),
+		a = &chartrepo.Archive{Name: v.Name, Version: v.Version, Filename: fmt.Sprintf("%s-%s.tgz", v.Name, v.Version),
 			Data: data, Digest: v.Digest, Provenance: f.opts.Store.Provenance(v.Digest)}
 		d.Cached = true
 		// The cached archive was checked under the name it was first
@@ -131,7 +131,7 @@ func (f *Fetcher) Download(ctx context.Context, gp *v1alpha1.GadgetPackage) (Dow
 		}
 		d.Digest = a.Digest
 	}
-	res, err := repo.Verify(a, mode, keyring)
+	res, err := chartrepo.Verify(a, mode, keyring)
 	if err != nil {
 		return d, fail(v1alpha1.ReasonVerifyFailed, "%w", err)
 	}
@@ -154,10 +154,10 @@ func (f *Fetcher) Download(ctx context.Context, gp *v1alpha1.GadgetPackage) (Dow
 // verification, a malformed index entry fails the index.
 func downloadReason(err error) string {
 	switch {
-	case errors.Is(err, repo.ErrDigestMismatch), errors.Is(err, repo.ErrNoDigest),
-		errors.Is(err, repo.ErrBadDigest), errors.Is(err, repo.ErrChartMismatch):
+	case errors.Is(err, chartrepo.ErrDigestMismatch), errors.Is(err, chartrepo.ErrNoDigest),
+		errors.Is(err, chartrepo.ErrBadDigest), errors.Is(err, chartrepo.ErrChartMismatch):
 		return v1alpha1.ReasonVerifyFailed
-	case errors.Is(err, repo.ErrBadIndexEntry):
+	case errors.Is(err, chartrepo.ErrBadIndexEntry):
 		return v1alpha1.ReasonIndexFailed
 	default:
 		return v1alpha1.ReasonDownloadFailed

@@ -20,9 +20,9 @@ import (
 
 	"github.com/gadgetpm/gadgetpm/internal/testenv"
 	"github.com/gadgetpm/gadgetpm/packages/archive"
+	"github.com/gadgetpm/gadgetpm/packages/chartrepo"
 	"github.com/gadgetpm/gadgetpm/packages/fetch"
 	"github.com/gadgetpm/gadgetpm/packages/packagetest"
-	"github.com/gadgetpm/gadgetpm/packages/repo"
 	"github.com/gadgetpm/gadgetpm/packages/store"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 )
@@ -106,8 +106,8 @@ func TestInstallFromHTTPFileAndOCI(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if d.Version != "1.4.0" || d.Digest != repo.SHA256(want) || d.Cached {
-				t.Errorf("downloaded %+v, want 1.4.0 %s", d, repo.SHA256(want))
+			if d.Version != "1.4.0" || d.Digest != chartrepo.SHA256(want) || d.Cached {
+				t.Errorf("downloaded %+v, want 1.4.0 %s", d, chartrepo.SHA256(want))
 			}
 			dir, err := f.Install(ctx, d.Digest)
 			if err != nil {
@@ -147,7 +147,7 @@ func TestUpgradeRestartAndRepositoryLoss(t *testing.T) {
 	// A new version the constraint allows is picked up; 2.0.0 is not.
 	packagetest.Write(t, filepath.Join(dir, "more", "a"), packagetest.Source{Version: "1.1.0"})
 	packagetest.Write(t, filepath.Join(dir, "more", "b"), packagetest.Source{Version: "2.0.0"})
-	if _, err := repo.Build(ctx, filepath.Join(dir, "more"), out, repo.BuildOptions{}); err != nil {
+	if _, err := chartrepo.Build(ctx, filepath.Join(dir, "more"), out, chartrepo.BuildOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	d3, err := newFetcher(t, cache).Download(ctx, gp)

@@ -21,8 +21,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
+	"github.com/gadgetpm/gadgetpm/packages/chartrepo"
 	"github.com/gadgetpm/gadgetpm/packages/packagetest"
-	"github.com/gadgetpm/gadgetpm/packages/repo"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 )
 
@@ -36,7 +36,7 @@ func packed(t *testing.T, s packagetest.Source) []byte {
 	dir := t.TempDir()
 	src := packagetest.Write(t, dir, s)
 	dest := filepath.Join(dir, "out.tgz")
-	if err := repo.Pack(src, s.Name, dest); err != nil {
+	if err := chartrepo.Pack(src, s.Name, dest); err != nil {
 		t.Fatal(err)
 	}
 	data, err := os.ReadFile(dest)

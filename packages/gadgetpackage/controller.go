@@ -39,9 +39,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
+	"github.com/gadgetpm/gadgetpm/packages/chartrepo"
 	"github.com/gadgetpm/gadgetpm/packages/fetch"
 	"github.com/gadgetpm/gadgetpm/packages/manager"
-	"github.com/gadgetpm/gadgetpm/packages/repo"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/queue"
 	"github.com/gadgetpm/gadgetpm/scheduler"
@@ -194,13 +194,13 @@ func (r *Reconciler) newerVersion(ctx context.Context, gp *v1alpha1.GadgetPackag
 	if err := r.opts.Client.Get(ctx, client.ObjectKey{Name: gp.Spec.Repository}, &pr); err != nil {
 		return "", false
 	}
-	idx := &repo.Index{Packages: map[string][]repo.Version{}}
+	idx := &chartrepo.Index{Packages: map[string][]chartrepo.Version{}}
 	for _, p := range pr.Status.Packages {
 		for _, v := range p.Versions {
-			idx.Packages[p.Name] = append(idx.Packages[p.Name], repo.Version{Name: p.Name, Version: v})
+			idx.Packages[p.Name] = append(idx.Packages[p.Name], chartrepo.Version{Name: p.Name, Version: v})
 		}
 	}
-	v, err := repo.Resolve(idx, gp.Spec.Package, gp.Spec.Version)
+	v, err := chartrepo.Resolve(idx, gp.Spec.Package, gp.Spec.Version)
 	if err != nil || v.Version == installed {
 		return "", false
 	}

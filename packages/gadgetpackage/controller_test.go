@@ -25,13 +25,13 @@ import (
 	"github.com/gadgetpm/gadgetpm/internal/testenv"
 	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 	"github.com/gadgetpm/gadgetpm/packages/archive"
+	"github.com/gadgetpm/gadgetpm/packages/chartrepo"
 	"github.com/gadgetpm/gadgetpm/packages/fetch"
 	"github.com/gadgetpm/gadgetpm/packages/gadgetpackage"
 	"github.com/gadgetpm/gadgetpm/packages/loader"
 	"github.com/gadgetpm/gadgetpm/packages/manager"
+	"github.com/gadgetpm/gadgetpm/packages/packagerepository"
 	"github.com/gadgetpm/gadgetpm/packages/packagetest"
-	"github.com/gadgetpm/gadgetpm/packages/repo"
-	"github.com/gadgetpm/gadgetpm/packages/repository"
 	"github.com/gadgetpm/gadgetpm/packages/store"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/queue"
@@ -107,7 +107,7 @@ func startWith(t *testing.T, su setup) *queue.Service {
 	if err := rec.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
-	if err := (&repository.Reconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+	if err := (&packagerepository.Reconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -404,7 +404,7 @@ func TestUpgradeWhenTheRepositoryGetsANewVersion(t *testing.T) {
 	// 1.1.0 (allowed) and 2.0.0 (not allowed) are published.
 	packagetest.Write(t, dir+"/more/a", packagetest.Source{Name: "base", Version: "1.1.0"})
 	packagetest.Write(t, dir+"/more/b", packagetest.Source{Name: "base", Version: "2.0.0"})
-	if _, err := repo.Build(context.Background(), dir+"/more", out, repo.BuildOptions{}); err != nil {
+	if _, err := chartrepo.Build(context.Background(), dir+"/more", out, chartrepo.BuildOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	gp := waitFor(t, ns, "base", "Ready at 1.1.0", func(gp *v1alpha1.GadgetPackage) bool {

@@ -27,9 +27,9 @@ import (
 	"github.com/gadgetpm/gadgetpm/scheduler/cron"
 )
 
-// KubeEvents is the Kubernetes events manager as the host uses it: it
+// KubeEvents is the Kubernetes event monitors as the host uses them: it
 // registers, starts and stops the monitors of kubernetes bindings and
-// reads their state and snapshots. *kubeevents.Manager is one.
+// reads their state and snapshots. *kubeevents.Monitors is one.
 type KubeEvents interface {
 	AddMonitor(ctx context.Context, cfg kubeevents.Config) error
 	StartMonitor(id string) error
@@ -44,7 +44,7 @@ type KubeEvents interface {
 }
 
 // Schedules holds the cron entries of schedule bindings, keyed by owner
-// (the package key). *cron.Manager is one.
+// (the package key). *cron.Crontab is one.
 type Schedules interface {
 	Add(owner, name, spec string) error
 	RemoveOwner(owner string)
@@ -81,7 +81,7 @@ type Options struct {
 	// Releases pauses a package's drift monitor while its hooks run.
 	Releases ReleasePauser
 	// Mapper resolves bindings' kinds; share the process's mapper. It
-	// must refresh itself on a miss (hooks.NewRESTMapper's does), since a
+	// must refresh itself on a miss (restmapping.Mapper does), since a
 	// package's kinds may be defined after it was made.
 	Mapper meta.RESTMapper
 	// Client writes hooks' settings patches into their GadgetPackage.

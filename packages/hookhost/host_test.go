@@ -34,9 +34,9 @@ func TestMain(m *testing.M) { testenv.Main(m, &env) }
 // the coordinator would run between them.
 type services struct {
 	opts   hookhost.Options
-	events *kubeevents.Manager
+	events *kubeevents.Monitors
 	queues *queue.Service
-	cron   *cron.Manager
+	cron   *cron.Crontab
 }
 
 func newServices(t *testing.T) *services {
@@ -65,7 +65,7 @@ func newServices(t *testing.T) *services {
 	return s
 }
 
-// run starts the events manager and routes its events and the queue
+// run starts the event monitors and routes their events and the queue
 // service's to h until the test ends.
 func (s *services) run(t *testing.T, h *hookhost.Host) {
 	t.Helper()

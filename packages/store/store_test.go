@@ -8,8 +8,8 @@ import (
 	"testing"
 
 	"github.com/gadgetpm/gadgetpm/packages/archive"
+	"github.com/gadgetpm/gadgetpm/packages/chartrepo"
 	"github.com/gadgetpm/gadgetpm/packages/packagetest"
-	"github.com/gadgetpm/gadgetpm/packages/repo"
 	"github.com/gadgetpm/gadgetpm/packages/store"
 )
 
@@ -19,7 +19,7 @@ func TestStoreSurvivesRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	digest := repo.SHA256(data)
+	digest := chartrepo.SHA256(data)
 	dir := t.TempDir()
 	s, err := store.New(dir, archive.Limits{})
 	if err != nil {

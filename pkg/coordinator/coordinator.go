@@ -10,7 +10,6 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
-	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/record"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -22,11 +21,12 @@ import (
 	"github.com/gadgetpm/gadgetpm/packages/gadgetpackage"
 	"github.com/gadgetpm/gadgetpm/packages/hookhost"
 	"github.com/gadgetpm/gadgetpm/packages/manager"
-	"github.com/gadgetpm/gadgetpm/packages/repository"
+	"github.com/gadgetpm/gadgetpm/packages/packagerepository"
 	"github.com/gadgetpm/gadgetpm/packages/store"
 	"github.com/gadgetpm/gadgetpm/pkg/hooks"
 	"github.com/gadgetpm/gadgetpm/pkg/nelm"
 	"github.com/gadgetpm/gadgetpm/pkg/objectpatch"
+	"github.com/gadgetpm/gadgetpm/pkg/restmapping"
 	"github.com/gadgetpm/gadgetpm/queue"
 	"github.com/gadgetpm/gadgetpm/queue/prommetrics"
 	"github.com/gadgetpm/gadgetpm/scheduler"
@@ -51,6 +51,12 @@ type Options struct {
 	// Reader reads what the cache does not hold (repository Secrets);
 	// default Client.
 	Reader client.Reader
+	// Mapper is the process's one REST mapper and discovery client, shared
+	// by the Helm release service, the object patcher, the Kubernetes
+	// event monitors and the hook host (and by the controller manager, when
+	// the process runner gives it the same one). Default: a new one over
+	// Config.
+	Mapper *restmapping.Mapper
 	// DataDir holds the package store. Required.
 	DataDir string
 	// Helm, Patcher and KubeEvents are the rate limits of those services'
@@ -111,16 +117,16 @@ type Coordinator struct {
 	log  logr.Logger
 
 	queues   *queue.Service
-	cron     *cron.Manager
+	cron     *cron.Crontab
 	helm     *nelm.Service
 	patcher  *objectpatch.Patcher
-	events   *kubeevents.Manager
+	events   *kubeevents.Monitors
 	sched    *scheduler.Scheduler
 	packages *manager.Manager
 	control  *gadgetpackage.Reconciler
-	repos    *repository.Reconciler
+	repos    *packagerepository.Reconciler
 	hooks    *hookhost.Host
-	disco    discovery.DiscoveryInterface
+	mapper   *restmapping.Mapper
 
 	// handlerStop ends the conversion of triggers into tasks; the handler
 	// keeps forwarding queue events until the queue service closes them.
@@ -131,8 +137,9 @@ type Coordinator struct {
 }
 
 // New builds the services in dependency order: the queue service and the
-// cron manager (independent), the Helm release service, the object
-// patcher, the Kubernetes events manager (each with its own client), the
+// crontab (independent), the Helm release service, the object
+// patcher, the Kubernetes event monitors (each with its own client, all
+// over the one REST mapper of Options.Mapper), the
 // scheduler, the hook host over them, the package manager over all of
 // them, and the GadgetPackage and PackageRepository controllers. It
 // starts nothing.
@@ -142,6 +149,13 @@ func New(opts Options) (*Coordinator, error) {
 	}
 	if opts.Reader == nil {
 		opts.Reader = opts.Client
+	}
+	if opts.Mapper == nil {
+		m, err := restmapping.New(opts.Config)
+		if err != nil {
+			return nil, fmt.Errorf("create operator: %w", err)
+		}
+		opts.Mapper = m
 	}
 	if opts.StopGrace <= 0 {
 		opts.StopGrace = 30 * time.Second
@@ -153,7 +167,7 @@ func New(opts Options) (*Coordinator, error) {
 		opts.Logger = logr.Discard()
 	}
 	c := &Coordinator{
-		opts: opts, log: opts.Logger,
+		opts: opts, log: opts.Logger, mapper: opts.Mapper,
 		handlerStop: make(chan struct{}), handlerDone: make(chan struct{}),
 	}
 	var err error
@@ -170,33 +184,26 @@ func New(opts Options) (*Coordinator, error) {
 	c.cron = cron.New(cron.Options{})
 
 	c.helm, err = nelm.New(opts.Config, nelm.Options{
-		QPS: opts.Helm.QPS, Burst: opts.Helm.Burst, Timeout: opts.HelmTimeout,
+		QPS: opts.Helm.QPS, Burst: opts.Helm.Burst, Timeout: opts.HelmTimeout, Discovery: opts.Mapper,
 		Recorder: opts.Recorder, Logger: opts.Logger.WithName("helm"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create operator: %w", err)
 	}
-	mapper, err := hooks.NewRESTMapper(opts.Config)
-	if err != nil {
-		return nil, fmt.Errorf("create operator: %w", err)
-	}
-	c.patcher, err = objectpatch.New(opts.Config, mapper, &objectpatch.Options{
+	c.patcher, err = objectpatch.New(opts.Config, opts.Mapper, &objectpatch.Options{
 		QPS: opts.Patcher.QPS, Burst: opts.Patcher.Burst, Logger: opts.Logger.WithName("objectpatch"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create operator: %w", err)
 	}
 	c.events, err = kubeevents.New(kubeevents.Options{
-		Config: opts.Config, QPS: opts.KubeEvents.QPS, Burst: opts.KubeEvents.Burst, Logger: opts.Logger.WithName("kubeevents"),
+		Config: opts.Config, QPS: opts.KubeEvents.QPS, Burst: opts.KubeEvents.Burst, Mapper: opts.Mapper,
+		Logger: opts.Logger.WithName("kubeevents"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create operator: %w", err)
 	}
 	c.sched = scheduler.New(scheduler.Options{})
-	c.disco, err = discovery.NewDiscoveryClientForConfig(opts.Config)
-	if err != nil {
-		return nil, fmt.Errorf("create operator: %w", err)
-	}
 
 	var hookMetrics *hooks.Metrics
 	if opts.Registerer != nil {
@@ -207,7 +214,7 @@ func New(opts Options) (*Coordinator, error) {
 	c.hooks, err = hookhost.New(hookhost.Options{
 		Runner:     hooks.NewRunner(hooks.RunnerOptions{Timeout: opts.HookTimeout, Env: opts.HookEnv}),
 		KubeEvents: c.events, Patcher: c.patcher, Schedules: c.cron, Queues: c.queues, Releases: c.helm,
-		Mapper: mapper, Client: opts.Client, Env: opts.HookEnv, MaxAttempts: opts.MaxAttempts,
+		Mapper: opts.Mapper, Client: opts.Client, Env: opts.HookEnv, MaxAttempts: opts.MaxAttempts,
 		Metrics: hookMetrics, Observer: runRecorder{c}, Recorder: opts.Recorder, Logger: c.log,
 	})
 	if err != nil {
@@ -234,7 +241,7 @@ func New(opts Options) (*Coordinator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create operator: %w", err)
 	}
-	c.repos = &repository.Reconciler{Client: opts.Client, Recorder: opts.Recorder, PlainHTTPRegistries: opts.PlainHTTPRegistries}
+	c.repos = &packagerepository.Reconciler{Client: opts.Client, Recorder: opts.Recorder, PlainHTTPRegistries: opts.PlainHTTPRegistries}
 	return c, nil
 }
 
@@ -257,10 +264,10 @@ func (c *Coordinator) SetupWithManager(mgr ctrl.Manager) error {
 // the cluster role.
 func (c *Coordinator) NeedLeaderElection() bool { return true }
 
-// Start runs the cron manager, the Kubernetes events manager, the
+// Start runs the crontab, the Kubernetes event monitors, the
 // scheduler and the event handler until ctx ends, then runs Stop.
 func (c *Coordinator) Start(ctx context.Context) error {
-	v, err := c.disco.ServerVersion()
+	v, err := c.mapper.Discovery().ServerVersion()
 	if err != nil {
 		return fmt.Errorf("start operator: read the API server's version: %w", err)
 	}
@@ -274,13 +281,13 @@ func (c *Coordinator) Start(ctx context.Context) error {
 	go func() {
 		defer wg.Done()
 		if err := c.cron.Start(runCtx); err != nil && !errors.Is(err, cron.ErrStopped) {
-			c.log.Error(err, "cron manager ended")
+			c.log.Error(err, "crontab ended")
 		}
 	}()
 	go func() {
 		defer wg.Done()
 		if err := c.events.Start(runCtx); err != nil {
-			c.log.Error(err, "kube events manager ended")
+			c.log.Error(err, "kube event monitors ended")
 		}
 	}()
 	go c.handle()
@@ -297,7 +304,7 @@ func (c *Coordinator) Start(ctx context.Context) error {
 }
 
 // Stop tears down in the reverse order of what feeds what: Helm drift
-// monitors, kube event delivery (paused), the cron manager, the event
+// monitors, kube event delivery (paused), the crontab, the event
 // handler, then the queue service (running tasks get StopGrace, then are
 // cancelled), and last the kube monitors and the scheduler. It is safe to
 // call twice and waits for every goroutine it owns.

@@ -46,6 +46,12 @@ var skipNameValidation = true
 // stop is called or the test ends.
 func start(t *testing.T) (op *coordinator.Coordinator, logs *testlog.Lines, stop func()) {
 	t.Helper()
+	return startWith(t, nil)
+}
+
+// startWith is start with the coordinator's options changed by edit.
+func startWith(t *testing.T, edit func(*coordinator.Options)) (op *coordinator.Coordinator, logs *testlog.Lines, stop func()) {
+	t.Helper()
 	logs = &testlog.Lines{}
 	log := logs.Logger(0)
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
@@ -53,13 +59,17 @@ func start(t *testing.T) (op *coordinator.Coordinator, logs *testlog.Lines, stop
 	if err != nil {
 		t.Fatal(err)
 	}
-	op, err = coordinator.New(coordinator.Options{
+	opts := coordinator.Options{
 		Config: env.Config, Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), DataDir: t.TempDir(),
 		Queue:       queue.Options{BackoffBase: 20 * time.Millisecond, BackoffCap: 100 * time.Millisecond},
 		MaxAttempts: 2, StopGrace: 2 * time.Second, HelmTimeout: 30 * time.Second,
 		Recorder: mgr.GetEventRecorderFor("gadgetpm"), //nolint:staticcheck // the services take client-go's recorder
 		Logger:   log,
-	})
+	}
+	if edit != nil {
+		edit(&opts)
+	}
+	op, err = coordinator.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

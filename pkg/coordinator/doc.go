@@ -1,6 +1,6 @@
 // Package coordinator wires the cluster role. New constructs its services
-// in dependency order (queue service and cron manager, Helm release
-// service, object patcher, Kubernetes events manager, scheduler, hook host,
+// in dependency order (queue service and crontab, Helm release
+// service, object patcher, Kubernetes event monitors, scheduler, hook host,
 // package manager, GadgetPackage and PackageRepository controllers); Start
 // runs the event loop, which hands cron triggers, kube events and queue
 // events to the hook host, drift reports to the package's queue as a Run,

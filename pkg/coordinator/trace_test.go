@@ -19,7 +19,7 @@ import (
 
 	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 	"github.com/gadgetpm/gadgetpm/internal/testroot"
-	"github.com/gadgetpm/gadgetpm/packages/repo"
+	"github.com/gadgetpm/gadgetpm/packages/chartrepo"
 	gadgetv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadget/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/pkg/coordinator"
@@ -41,7 +41,7 @@ func TestRemovePackageStopsItsTraces(t *testing.T) {
 		t.Fatal(err)
 	}
 	repoDir := filepath.Join(t.TempDir(), "repo")
-	if _, err := repo.Build(ctx, src, repoDir, repo.BuildOptions{}); err != nil {
+	if _, err := chartrepo.Build(ctx, src, repoDir, chartrepo.BuildOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	createRepo(t, ns+"-repo", repoDir)

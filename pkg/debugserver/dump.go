@@ -12,6 +12,9 @@ import (
 
 // Dump is the operator's whole state, as `gadgetpm dump` prints it.
 type Dump struct {
+	// Node is the node this replica runs for (its --node-name), so that a
+	// dump read through kubectl exec says which node it describes.
+	Node string `json:"node,omitempty" yaml:"node,omitempty"`
 	// Time the dump was taken.
 	Time time.Time `json:"time" yaml:"time"`
 	// Packages by key, sorted.
@@ -67,5 +70,22 @@ type nodeRuns struct {
 func (n nodeRuns) Dump() Dump {
 	d := n.Source.Dump()
 	d.Gadgets = n.runs()
+	return d
+}
+
+// WithNode returns a Source whose dumps name the node the replica
+// runs for.
+func WithNode(src Source, node string) Source {
+	return withNode{Source: src, node: node}
+}
+
+type withNode struct {
+	Source
+	node string
+}
+
+func (n withNode) Dump() Dump {
+	d := n.Source.Dump()
+	d.Node = n.node
 	return d
 }

@@ -24,7 +24,7 @@ const (
 )
 
 // BenchmarkKubernetesBindingThroughput sends 2,000 ConfigMap changes through
-// the real events manager to a trivial bash hook, one hook-run task per
+// the real event monitors to a trivial bash hook, one hook-run task per
 // event, executed in order by one worker, with and without compaction (the
 // worker merging every waiting task of the hook into the one it starts, as
 // the queue does). It reports events handled per second and the p50/p99

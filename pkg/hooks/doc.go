@@ -16,7 +16,7 @@
 //     triggers into a queue.Task; consecutive tasks of one hook merge, their
 //     binding contexts concatenated and consecutive contexts of one group
 //     compacted to the last. Binding contexts and snapshots (from a
-//     Snapshots, the kubeevents manager) are built when the task runs.
+//     Snapshots, kubeevents.Monitors) are built when the task runs.
 //   - Runner.Run executes one run: a temporary directory with the protocol's
 //     files, the package directory as working directory, a minimal
 //     environment, a timeout that kills the hook's process group, output

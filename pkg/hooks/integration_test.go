@@ -22,14 +22,14 @@ import (
 // Compile-time checks that the real services satisfy the interfaces
 // pkg/hooks consumes.
 var (
-	_ Snapshots     = (*kubeevents.Manager)(nil)
+	_ Snapshots     = (*kubeevents.Monitors)(nil)
 	_ ObjectPatcher = (*objectpatch.Patcher)(nil)
 )
 
-// eventSource runs the real events manager for a test and stops it (and
+// eventSource runs the real event monitors for a test and stops it (and
 // waits for it) at cleanup.
 type eventSource struct {
-	mgr *kubeevents.Manager
+	mgr *kubeevents.Monitors
 }
 
 func startEvents(t *testing.T) *eventSource {

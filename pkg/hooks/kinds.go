@@ -8,10 +8,9 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/restmapper"
+
+	"github.com/gadgetpm/gadgetpm/pkg/restmapping"
 )
 
 // NewRESTMapper returns a REST mapper for ResolveKinds that knows the API
@@ -19,60 +18,16 @@ import (
 // kind is not found, so a CRD created after the first lookup is found on the
 // next. It can also tell ResolveKinds which versions of an API group are
 // served, so that a kind whose group is not served at all (a CRD still to
-// come) is told apart from a wrong version or a misspelled kind.
+// come) is told apart from a wrong version or a misspelled kind. The
+// operator passes the process's shared restmapping.Mapper instead.
 func NewRESTMapper(cfg *rest.Config) (meta.RESTMapper, error) {
-	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("create discovery client: %w", err)
-	}
-	cached := memory.NewMemCacheClient(dc)
-	return &discoveryMapper{
-		RESTMapper: restmapper.NewShortcutExpander(restmapper.NewDeferredDiscoveryRESTMapper(cached), cached, nil),
-		disc:       dc,
-	}, nil
+	return restmapping.New(cfg)
 }
 
-// discoveryMapper is NewRESTMapper's mapper: a shortcut-expanding,
-// self-refreshing mapper that can also list a group's served versions.
-type discoveryMapper struct {
-	meta.RESTMapper
-	// disc is uncached: it is asked only after a kind was not found.
-	disc discovery.DiscoveryInterface
-}
-
-var _ meta.ResettableRESTMapper = (*discoveryMapper)(nil)
-
-// Reset forgets the cached discovery information.
-func (m *discoveryMapper) Reset() { meta.MaybeResetRESTMapper(m.RESTMapper) }
-
-// servedVersions returns the versions the API server serves group at,
-// preferred first, and whether it serves the group at all.
-func (m *discoveryMapper) servedVersions(group string) ([]string, bool, error) {
-	groups, err := m.disc.ServerGroups()
-	if err != nil {
-		return nil, false, err
-	}
-	for _, g := range groups.Groups {
-		if g.Name != group {
-			continue
-		}
-		var out []string
-		if p := g.PreferredVersion.Version; p != "" {
-			out = append(out, p)
-		}
-		for _, v := range g.Versions {
-			if !slices.Contains(out, v.Version) {
-				out = append(out, v.Version)
-			}
-		}
-		return out, true, nil
-	}
-	return nil, false, nil
-}
-
-// groupLister is a mapper that knows the served versions of API groups.
+// groupLister is a mapper that knows the served versions of API groups
+// (restmapping.Mapper is one).
 type groupLister interface {
-	servedVersions(group string) ([]string, bool, error)
+	ServedVersions(group string) ([]string, bool, error)
 }
 
 // ResolveKinds checks every kubernetes binding's kind against mapper and
@@ -164,7 +119,7 @@ func resolveKind(mapper meta.RESTMapper, apiVersion, kind string) (schema.GroupV
 	if !ok {
 		return schema.GroupVersionKind{}, unknown
 	}
-	versions, served, err := gl.servedVersions(gv.Group)
+	versions, served, err := gl.ServedVersions(gv.Group)
 	switch {
 	case err != nil:
 		return schema.GroupVersionKind{}, fmt.Errorf("resolve kind %q in %s: discover API group %s: %w", kind, apiVersion, groupName(gv.Group), err)

@@ -89,7 +89,8 @@ func (s *Service) installCRDs(ctx context.Context, pkg Package, ch *helmchart.Ch
 		}
 	}
 	if created {
-		// The shared discovery cache and mapper predate the new kinds.
+		// The shared discovery cache and mapper predate the new kinds:
+		// forget them now rather than at the next miss.
 		s.access.discovery.Invalidate()
 		meta.MaybeResetRESTMapper(s.access.mapper)
 	}

@@ -1,47 +1,56 @@
 package nelm
 
 import (
-	"fmt"
-
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/gadgetpm/gadgetpm/pkg/restmapping"
 )
 
+// Discovery is the REST mapper and cached discovery client Helm's
+// operations use. The mapper must refresh itself when a lookup misses, so
+// that kinds from CRDs created after start are mapped; Reset, when it has
+// one, forgets both caches. restmapping.Mapper is one; the operator passes
+// the process's shared one.
+type Discovery interface {
+	meta.RESTMapper
+	Discovery() discovery.CachedDiscoveryInterface
+}
+
 // clusterAccess is what every Helm operation of a Service shares: one
-// rest.Config with the service's own QPS and burst, one discovery cache and
-// one REST mapper, so an operation does not rediscover the whole API.
+// rest.Config with the service's own QPS and burst, and one discovery
+// cache and REST mapper, so an operation does not rediscover the whole API.
 type clusterAccess struct {
 	config    *rest.Config
 	discovery discovery.CachedDiscoveryInterface
 	mapper    meta.RESTMapper
 }
 
-func newClusterAccess(cfg *rest.Config, qps float32, burst int) (*clusterAccess, error) {
+// newClusterAccess copies cfg with qps and burst; d nil makes a mapper of
+// its own over the copy.
+func newClusterAccess(cfg *rest.Config, qps float32, burst int, d Discovery) (*clusterAccess, error) {
 	c := rest.CopyConfig(cfg)
 	c.QPS, c.Burst = qps, burst
-	dc, err := discovery.NewDiscoveryClientForConfig(c)
-	if err != nil {
-		return nil, fmt.Errorf("create discovery client: %w", err)
+	if d == nil {
+		m, err := restmapping.New(c)
+		if err != nil {
+			return nil, err
+		}
+		d = m
 	}
-	cached := memory.NewMemCacheClient(dc)
-	// The deferred mapper resets the discovery cache when a kind is not
-	// found, so kinds from CRDs installed after start are still mapped.
-	mapper := restmapper.NewShortcutExpander(restmapper.NewDeferredDiscoveryRESTMapper(cached), cached, nil)
-	return &clusterAccess{config: c, discovery: cached, mapper: mapper}, nil
+	return &clusterAccess{config: c, discovery: d.Discovery(), mapper: d}, nil
 }
 
 // RESTClientGetter is what Helm's action.Configuration needs to reach the
 // cluster for one release namespace: the rest.Config, a persistent cached
 // discovery client and REST mapper, and a kubeconfig loader whose namespace
-// is the release's. The Service makes one per operation over shared
-// discovery; NewRESTClientGetter is for callers driving the Helm SDK
-// themselves.
+// is the release's. The Service makes one per operation over its
+// Options.Discovery (the process's shared one); NewRESTClientGetter is for
+// callers driving the Helm SDK themselves.
 type RESTClientGetter struct {
 	access    *clusterAccess
 	namespace string
@@ -50,9 +59,10 @@ type RESTClientGetter struct {
 var _ genericclioptions.RESTClientGetter = (*RESTClientGetter)(nil)
 
 // NewRESTClientGetter returns a RESTClientGetter over a copy of cfg with
-// its own qps and burst, for releases in namespace.
+// its own qps and burst and a discovery cache of its own, for releases in
+// namespace.
 func NewRESTClientGetter(cfg *rest.Config, namespace string, qps float32, burst int) (*RESTClientGetter, error) {
-	access, err := newClusterAccess(cfg, qps, burst)
+	access, err := newClusterAccess(cfg, qps, burst, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -7,7 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/client-go/rest"
+
+	"github.com/gadgetpm/gadgetpm/pkg/restmapping"
 )
 
 func TestKeyedLock(t *testing.T) {
@@ -111,5 +114,28 @@ func TestNewRejectsBadOptions(t *testing.T) {
 	}
 	if s.opts.MaxHistory != 5 || s.opts.Timeout != 5*time.Minute || s.opts.MonitorInterval != 4*time.Minute {
 		t.Fatalf("defaults = %+v", s.opts)
+	}
+}
+
+// TestHelmGetsTheSharedDiscovery: every Helm operation of a Service maps
+// kinds and discovers the API through Options.Discovery, the process's
+// one cache, rather than a cache of its own.
+func TestHelmGetsTheSharedDiscovery(t *testing.T) {
+	// Nothing listens here: neither New nor the getter may contact it.
+	cfg := &rest.Config{Host: "https://127.0.0.1:1"}
+	shared, err := restmapping.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(cfg, Options{Discovery: shared})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &RESTClientGetter{access: s.access, namespace: "ns"}
+	if m, err := g.ToRESTMapper(); err != nil || m != meta.RESTMapper(shared) {
+		t.Errorf("ToRESTMapper() = %T %p, %v; want the shared mapper %p", m, m, err, shared)
+	}
+	if d, err := g.ToDiscoveryClient(); err != nil || d != shared.Discovery() {
+		t.Errorf("ToDiscoveryClient() = %p, %v; want the shared discovery client %p", d, err, shared.Discovery())
 	}
 }

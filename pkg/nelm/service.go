@@ -112,6 +112,10 @@ type Options struct {
 	// QPS and Burst of the service's own client. Defaults 20 and 40.
 	QPS   float32
 	Burst int
+	// Discovery maps kinds and discovers the API for every Helm
+	// operation; Helm's RESTClientGetter hands it out. The operator passes
+	// the process's shared one. Default: one of the service's own.
+	Discovery Discovery
 	// MaxHistory is how many revisions a release keeps. Default 5.
 	MaxHistory int
 	// Timeout bounds the wait for a release's objects to become ready and
@@ -220,7 +224,7 @@ func New(cfg *rest.Config, opts Options) (*Service, error) {
 		return nil, fmt.Errorf("create release service: %w", err)
 	}
 	opts.setDefaults()
-	access, err := newClusterAccess(cfg, opts.QPS, opts.Burst)
+	access, err := newClusterAccess(cfg, opts.QPS, opts.Burst, opts.Discovery)
 	if err != nil {
 		return nil, fmt.Errorf("create release service: %w", err)
 	}

@@ -35,7 +35,7 @@ type Options struct {
 	LeaderElectionNamespace string
 	// Manager, Helm, Patcher and KubeEvents are the rate limits of the
 	// controller manager's client, the Helm release service, the object
-	// patcher and the Kubernetes events manager.
+	// patcher and the Kubernetes event monitors.
 	Manager, Helm, Patcher, KubeEvents coordinator.ClientOptions
 	// StopGrace bounds how long running tasks may take on shutdown before
 	// they are cancelled. Default 30s.

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -22,6 +23,7 @@ import (
 	"github.com/gadgetpm/gadgetpm/pkg/coordinator"
 	"github.com/gadgetpm/gadgetpm/pkg/debugserver"
 	"github.com/gadgetpm/gadgetpm/pkg/hooks"
+	"github.com/gadgetpm/gadgetpm/pkg/restmapping"
 	"github.com/gadgetpm/gadgetpm/pkg/trace"
 	"github.com/gadgetpm/gadgetpm/pkg/trace/output"
 )
@@ -90,12 +92,23 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	if opts.Manager.QPS > 0 {
 		cfg.QPS, cfg.Burst = opts.Manager.QPS, opts.Manager.Burst
 	}
+	// One REST mapper and discovery cache for the whole process: the
+	// controller manager's client and caches, and every service of the
+	// coordinator. It discovers the API at its first lookup and again
+	// whenever a lookup misses.
+	mapper, err := restmapping.New(cfg)
+	if err != nil {
+		return fmt.Errorf("run operator: %w", err)
+	}
 	// The node's Trace outputs in Stream mode are served on the metrics
 	// endpoint: GET /traces/<namespace>/<name>.
 	hub := output.NewHub(output.HubOptions{})
 	mopts := ctrl.Options{
 		Scheme: scheme,
 		Logger: opts.Logger,
+		MapperProvider: func(*rest.Config, *http.Client) (meta.RESTMapper, error) {
+			return mapper, nil
+		},
 		Metrics: metricsserver.Options{BindAddress: opts.MetricsAddr,
 			ExtraHandlers: map[string]http.Handler{TracesPath: hub.Handler(TracesPath)}},
 		HealthProbeBindAddress:        opts.ProbeAddr,
@@ -126,7 +139,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		return fmt.Errorf("run operator: %w", err)
 	}
 	coord, err := coordinator.New(coordinator.Options{
-		Config: cfg, Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), DataDir: opts.DataDir, Fetcher: fetcher,
+		Config: cfg, Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Mapper: mapper, DataDir: opts.DataDir, Fetcher: fetcher,
 		UnsubscribeTimeout: opts.UnsubscribeTimeout,
 		Helm:               opts.Helm, Patcher: opts.Patcher, KubeEvents: opts.KubeEvents,
 		// Hooks get KUBECONFIG or KUBERNETES_SERVICE_HOST/PORT from the
@@ -159,7 +172,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		return fmt.Errorf("run operator: %w", err)
 	}
 	if opts.DebugSocket != "-" {
-		dbg, err := debugserver.New(debugserver.Options{Path: opts.DebugSocket, Source: debugserver.WithNodeRuns(coord, tc.Runs), Logger: opts.Logger.WithName("debug")})
+		dbg, err := debugserver.New(debugserver.Options{Path: opts.DebugSocket, Source: debugserver.WithNode(debugserver.WithNodeRuns(coord, tc.Runs), opts.NodeName), Logger: opts.Logger.WithName("debug")})
 		if err != nil {
 			return fmt.Errorf("run operator: %w", err)
 		}

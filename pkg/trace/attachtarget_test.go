@@ -12,7 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/gadgetpm/gadgetpm/packages/repo"
+	"github.com/gadgetpm/gadgetpm/packages/chartrepo"
 	gadgetv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadget/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 )
@@ -40,7 +40,7 @@ func TestMissingAttachTarget(t *testing.T) {
 		t.Fatal(err)
 	}
 	tgz := filepath.Join(dir, "missing-target.tgz")
-	if err := repo.Pack(filepath.Join(dir, "missing-target"), "trace-open", tgz); err != nil {
+	if err := chartrepo.Pack(filepath.Join(dir, "missing-target"), "trace-open", tgz); err != nil {
 		t.Fatal(err)
 	}
 	data, err := os.ReadFile(tgz)

@@ -47,7 +47,7 @@ type Controller struct {
 	log    logr.Logger
 	rt     *gadget.Runtime
 	pods   *pods
-	cron   *cron.Manager
+	cron   *cron.Crontab
 
 	gadgets  gadgets
 	locks    keyedMutex    // per Trace: status writes
@@ -263,7 +263,7 @@ func (r runnable) Start(ctx context.Context) error {
 		s.requestStop(reasonShutdown, "")
 	}
 	// Ticks handed over before ctx ended finish (as shutdown) and mark
-	// their triggers done, which the cron manager's Stop waits for.
+	// their triggers done, which the crontab's Stop waits for.
 	c.wg.Wait()
 	// the runs are gone: their subscriptions go too, before the process
 	stopSubs()

@@ -27,7 +27,7 @@ import (
 	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 	"github.com/gadgetpm/gadgetpm/internal/testroot"
 	"github.com/gadgetpm/gadgetpm/packages/archive"
-	"github.com/gadgetpm/gadgetpm/packages/repo"
+	"github.com/gadgetpm/gadgetpm/packages/chartrepo"
 	"github.com/gadgetpm/gadgetpm/packages/store"
 	gadgetv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadget/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
@@ -74,7 +74,7 @@ func packBundled(t testing.TB, name string) packedPkg {
 		packed.dir = dir
 		for _, n := range []string{"trace-exec", "snapshot-process", "trace-open"} {
 			dest := filepath.Join(dir, n+".tgz")
-			if err := repo.Pack(filepath.Join(env.RepoRoot, "charts", "packages", n), n, dest); err != nil {
+			if err := chartrepo.Pack(filepath.Join(env.RepoRoot, "charts", "packages", n), n, dest); err != nil {
 				packed.err = err
 				return
 			}

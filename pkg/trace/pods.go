@@ -41,6 +41,15 @@ func (p *pods) Pod(containerID string) (namespace, name string, ok bool) {
 	return c.namespace, c.pod, ok
 }
 
+// ContainerName implements enricher.ContainerNamer: the container's name
+// in its pod's spec.
+func (p *pods) ContainerName(containerID string) (string, bool) {
+	c, ok := p.lookup(containerID)
+	return c.name, ok
+}
+
+var _ enricher.ContainerNamer = (*pods)(nil)
+
 func (p *pods) lookup(containerID string) (container, bool) {
 	p.mu.RLock()
 	c, ok := p.byID[containerID]

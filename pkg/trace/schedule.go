@@ -12,7 +12,7 @@ import (
 	"github.com/gadgetpm/gadgetpm/scheduler/cron"
 )
 
-// scheduleEntry is the name of a Trace's entry in the cron manager; the
+// scheduleEntry is the name of a Trace's entry in the crontab; the
 // owner is "<namespace>/<name>".
 const scheduleEntry = "schedule"
 

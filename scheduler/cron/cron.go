@@ -13,13 +13,13 @@ import (
 	"k8s.io/utils/clock"
 )
 
-// Errors returned by the Manager, matched with errors.Is.
+// Errors returned by the Crontab, matched with errors.Is.
 var (
 	// ErrInvalidSpec is wrapped by Add for a spec that does not parse or
 	// never fires.
 	ErrInvalidSpec = errors.New("invalid cron spec")
 	// ErrStopped is returned by Start and Add after Stop.
-	ErrStopped = errors.New("cron manager is stopped")
+	ErrStopped = errors.New("crontab is stopped")
 )
 
 // parser accepts 5 fields (minute first), 6 fields (seconds first),
@@ -36,7 +36,7 @@ type Trigger struct {
 	Scheduled time.Time
 }
 
-// Options configure a Manager. The zero value means every default.
+// Options configure a Crontab. The zero value means every default.
 type Options struct {
 	// Clock tells time and makes timers. Default: the real clock.
 	Clock clock.Clock
@@ -56,7 +56,7 @@ type EntryStatus struct {
 	Skipped uint64 `json:"skipped" yaml:"skipped"`
 }
 
-// Stats counts triggers over the Manager's life, removed entries included.
+// Stats counts triggers over the Crontab's life, removed entries included.
 type Stats struct {
 	Fired   uint64 `json:"fired" yaml:"fired"`
 	Skipped uint64 `json:"skipped" yaml:"skipped"`
@@ -72,10 +72,10 @@ type entry struct {
 	skipped uint64
 }
 
-// Manager turns cron entries into Triggers. It is safe for concurrent use.
+// Crontab turns cron entries into Triggers. It is safe for concurrent use.
 // Start runs its one goroutine; Stop ends it and waits for running
 // triggers to be marked Done.
-type Manager struct {
+type Crontab struct {
 	clock    clock.Clock
 	triggers chan Trigger
 	wake     chan struct{} // capacity 1: entries changed
@@ -95,13 +95,13 @@ type Manager struct {
 	stats    Stats
 }
 
-// New returns a Manager with opts' zero fields set to their defaults. It
+// New returns a Crontab with opts' zero fields set to their defaults. It
 // starts no goroutine.
-func New(opts Options) *Manager {
+func New(opts Options) *Crontab {
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
 	}
-	return &Manager{
+	return &Crontab{
 		clock:    opts.Clock,
 		triggers: make(chan Trigger),
 		wake:     make(chan struct{}, 1),
@@ -143,7 +143,7 @@ func parse(spec string) (sched robfig.Schedule, err error) {
 // Add adds or replaces the entry (owner, name). An invalid spec is an
 // error naming the spec and why, wrapping ErrInvalidSpec, and leaves any
 // existing entry as it was. A replaced entry keeps its running state.
-func (m *Manager) Add(owner, name, spec string) error {
+func (m *Crontab) Add(owner, name, spec string) error {
 	if owner == "" || name == "" {
 		return fmt.Errorf("add cron entry %q/%q: owner and name must not be empty", owner, name)
 	}
@@ -163,7 +163,7 @@ func (m *Manager) Add(owner, name, spec string) error {
 }
 
 // Remove removes one entry; a run in progress still has to be marked Done.
-func (m *Manager) Remove(owner, name string) {
+func (m *Crontab) Remove(owner, name string) {
 	m.mu.Lock()
 	delete(m.entries, key{owner, name})
 	m.mu.Unlock()
@@ -173,7 +173,7 @@ func (m *Manager) Remove(owner, name string) {
 // RemoveOwner removes every entry of owner; runs in progress still have to
 // be marked Done. A trigger already being handed over when RemoveOwner is
 // called may still arrive.
-func (m *Manager) RemoveOwner(owner string) {
+func (m *Crontab) RemoveOwner(owner string) {
 	m.mu.Lock()
 	for k := range m.entries {
 		if k.owner == owner {
@@ -184,7 +184,7 @@ func (m *Manager) RemoveOwner(owner string) {
 	m.poke()
 }
 
-func (m *Manager) poke() {
+func (m *Crontab) poke() {
 	select {
 	case m.wake <- struct{}{}:
 	default:
@@ -192,11 +192,11 @@ func (m *Manager) poke() {
 }
 
 // Triggers delivers due entries. It is closed by Stop.
-func (m *Manager) Triggers() <-chan Trigger { return m.triggers }
+func (m *Crontab) Triggers() <-chan Trigger { return m.triggers }
 
 // Done marks the run of t finished, so the entry may fire again. Done for
 // a trigger already marked, or of a removed entry, is harmless.
-func (m *Manager) Done(t Trigger) {
+func (m *Crontab) Done(t Trigger) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	k := key{t.Owner, t.Name}
@@ -207,7 +207,7 @@ func (m *Manager) Done(t Trigger) {
 }
 
 // closeIdleIfDone signals Stop; m.mu must be held.
-func (m *Manager) closeIdleIfDone() {
+func (m *Crontab) closeIdleIfDone() {
 	if m.stopping && len(m.inflight) == 0 {
 		select {
 		case <-m.idle:
@@ -219,15 +219,15 @@ func (m *Manager) closeIdleIfDone() {
 
 // Start sends triggers until ctx ends or Stop is called, then returns nil.
 // It returns ErrStopped after Stop, and an error if already started.
-func (m *Manager) Start(ctx context.Context) error {
+func (m *Crontab) Start(ctx context.Context) error {
 	m.mu.Lock()
 	switch {
 	case m.stopping:
 		m.mu.Unlock()
-		return fmt.Errorf("start cron manager: %w", ErrStopped)
+		return fmt.Errorf("start crontab: %w", ErrStopped)
 	case m.started:
 		m.mu.Unlock()
-		return errors.New("start cron manager: already started")
+		return errors.New("start crontab: already started")
 	}
 	m.started = true
 	m.mu.Unlock()
@@ -309,7 +309,7 @@ func triggerLess(a, b Trigger) bool {
 
 // dropRemoved forgets undelivered triggers of removed entries; m.mu must
 // be held.
-func (m *Manager) dropRemoved(outbox []Trigger) []Trigger {
+func (m *Crontab) dropRemoved(outbox []Trigger) []Trigger {
 	kept := outbox[:0]
 	for _, t := range outbox {
 		k := key{t.Owner, t.Name}
@@ -326,7 +326,7 @@ func (m *Manager) dropRemoved(outbox []Trigger) []Trigger {
 // every received trigger is marked Done or ctx ends, and closes Triggers.
 // It returns an error naming the runs still in progress when ctx ended.
 // Calling it again is safe.
-func (m *Manager) Stop(ctx context.Context) error {
+func (m *Crontab) Stop(ctx context.Context) error {
 	m.stopOnce.Do(func() {
 		m.mu.Lock()
 		m.stopping = true
@@ -354,11 +354,11 @@ func (m *Manager) Stop(ctx context.Context) error {
 	}
 	m.mu.Unlock()
 	sort.Strings(running)
-	return fmt.Errorf("stop cron manager: runs still in progress: %s: %w", strings.Join(running, ", "), ctx.Err())
+	return fmt.Errorf("stop crontab: runs still in progress: %s: %w", strings.Join(running, ", "), ctx.Err())
 }
 
 // Entries describes every entry, sorted by owner and name.
-func (m *Manager) Entries() []EntryStatus {
+func (m *Crontab) Entries() []EntryStatus {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := make([]EntryStatus, 0, len(m.entries))
@@ -376,7 +376,7 @@ func (m *Manager) Entries() []EntryStatus {
 }
 
 // Stats returns the counters of triggers fired and skipped.
-func (m *Manager) Stats() Stats {
+func (m *Crontab) Stats() Stats {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.stats

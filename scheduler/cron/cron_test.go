@@ -78,7 +78,7 @@ func TestAddBadInput(t *testing.T) {
 type harness struct {
 	t   *testing.T
 	clk *clocktesting.FakeClock
-	m   *Manager
+	m   *Crontab
 	ran chan error
 }
 
@@ -105,7 +105,7 @@ func start(t *testing.T, at time.Time, entries ...[3]string) *harness {
 // step advances the clock once the loop waits on its timer.
 func (h *harness) step(d time.Duration) {
 	h.t.Helper()
-	eventually.True(h.t, 10*time.Second, "the manager to wait for its timer", h.clk.HasWaiters)
+	eventually.True(h.t, 10*time.Second, "the crontab to wait for its timer", h.clk.HasWaiters)
 	h.clk.Step(d)
 }
 

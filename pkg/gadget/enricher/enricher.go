@@ -28,8 +28,11 @@ const (
 	FieldContainer = "container"
 	FieldPod       = "pod"
 	FieldNamespace = "namespace"
-	FieldPid       = "pid"
-	FieldComm      = "comm"
+	// FieldContainerName is added when the PodResolver is also a
+	// ContainerNamer.
+	FieldContainerName = "containerName"
+	FieldPid           = "pid"
+	FieldComm          = "comm"
 )
 
 // Process is what the enricher knows of one mount namespace.
@@ -43,6 +46,14 @@ type Process struct {
 // concurrent use and fast: it is called on the event path.
 type PodResolver interface {
 	Pod(containerID string) (namespace, name string, ok bool)
+}
+
+// ContainerNamer is implemented by PodResolvers that also know the name of
+// each container in its pod (the name in the pod's spec, not the runtime's
+// id); the enricher then adds FieldContainerName. It must be as safe and as
+// fast as PodResolver.
+type ContainerNamer interface {
+	ContainerName(containerID string) (name string, ok bool)
 }
 
 // Options configure the enricher. The zero value is the default.
@@ -114,6 +125,7 @@ func (o *Operator) InstantiateDataOperator(gctx *gadget.Context, _ gadget.Params
 type target struct {
 	mntns                 *datasource.Field
 	container, pod, podNS *datasource.Field
+	containerName         *datasource.Field // nil unless Pods is a ContainerNamer
 	pid, comm             *datasource.Field // nil when the source has its own
 }
 
@@ -148,6 +160,12 @@ func (in *instance) enrich(ds *datasource.DataSource, mntns *datasource.Field) e
 		if t.pod, err = add(FieldPod, datasource.KindString, 254); err != nil {
 			return err
 		}
+		if _, ok := in.opts.Pods.(ContainerNamer); ok {
+			// Container names are DNS labels: at most 63 bytes.
+			if t.containerName, err = add(FieldContainerName, datasource.KindString, 64); err != nil {
+				return err
+			}
+		}
 	}
 	if ds.Field(FieldPid) == nil {
 		if t.pid, err = add(FieldPid, datasource.KindUint32, 4); err != nil {
@@ -179,6 +197,11 @@ func (in *instance) fill(t target, r *datasource.Record) {
 		if ns, name, ok := in.opts.Pods.Pod(p.ContainerID); ok {
 			t.podNS.SetString(r, ns)
 			t.pod.SetString(r, name)
+		}
+		if t.containerName != nil {
+			if name, ok := in.opts.Pods.(ContainerNamer).ContainerName(p.ContainerID); ok {
+				t.containerName.SetString(r, name)
+			}
 		}
 	}
 	if t.pid != nil {

@@ -80,6 +80,34 @@ func TestEnrich(t *testing.T) {
 	}
 }
 
+// namedPods also knows container names, as the node's Trace controller does.
+type namedPods struct {
+	pods
+	names map[string]string
+}
+
+func (p namedPods) ContainerName(id string) (string, bool) {
+	n, ok := p.names[id]
+	return n, ok
+}
+
+// TestEnrichContainerName: with a resolver that knows container names,
+// records of a container also carry its name in the pod.
+func TestEnrichContainerName(t *testing.T) {
+	var out strings.Builder
+	op := New(Options{ProcRoot: fakeProc(t), Pods: namedPods{pods: pods{cid: {"shop", "web-0"}}, names: map[string]string{cid: "nginx"}}})
+	rt, _ := gadget.New(source(containerNS, hostNS), op, &sink.Writer{W: &out})
+	if _, err := rt.Run(context.Background(), gadget.Gadget{}, gadget.RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	want := `{"mntns_id":4026532500,"container":"` + cid + `","namespace":"shop","pod":"web-0","containerName":"nginx","pid":812,"comm":"nginx"}
+{"mntns_id":4026531840,"container":"","namespace":"","pod":"","containerName":"","pid":1,"comm":"systemd"}
+`
+	if out.String() != want {
+		t.Errorf("output\n%s\nwant\n%s", out.String(), want)
+	}
+}
+
 func TestRescanIsRateLimited(t *testing.T) {
 	root := fakeProc(t)
 	now := time.Unix(1000, 0)

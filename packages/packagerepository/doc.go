@@ -1,5 +1,5 @@
-// Package repository runs the PackageRepository controller and turns a
-// PackageRepository into a repo.Client (credentials and CA bundle from its
+// Package packagerepository runs the PackageRepository controller and turns a
+// PackageRepository into a chartrepo.Client (credentials and CA bundle from its
 // spec and Secrets, keyring for provenance checks).
 //
 // The controller syncs every repository on spec.interval: it reads the
@@ -12,4 +12,4 @@
 // installed packages are not touched. It runs on the leader only.
 //
 // It does not download or install packages (see packages/fetch).
-package repository
+package packagerepository

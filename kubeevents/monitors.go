@@ -13,12 +13,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
+
+	"github.com/gadgetpm/gadgetpm/pkg/restmapping"
 )
 
-// Errors returned by the Manager's methods; match them with errors.Is.
+// Errors returned by Monitors' methods; match them with errors.Is.
 var (
 	// ErrMonitorNotFound: no monitor has the given ID.
 	ErrMonitorNotFound = errors.New("monitor not found")
@@ -28,15 +29,19 @@ var (
 	ErrInvalidConfig = errors.New("invalid monitor config")
 )
 
-// Options configures a Manager. The zero value of every field but Config
+// Options configures Monitors. The zero value of every field but Config
 // means its default.
 type Options struct {
-	// Config reaches the API server. The Manager copies it and sets its own
+	// Config reaches the API server. Monitors copies it and sets its own
 	// QPS and Burst on the copy. Required.
 	Config *rest.Config
-	// QPS and Burst limit the Manager's own client. Defaults: 50 and 100.
+	// QPS and Burst limit Monitors' own client. Defaults: 50 and 100.
 	QPS   float32
 	Burst int
+	// Mapper resolves bindings' kinds. The operator passes the process's
+	// shared one, so that the API is discovered once. Default: one of the
+	// Monitors' own over Config (restmapping.New).
+	Mapper KindMapper
 	// Logger receives the waiting for kinds, filter errors and informer
 	// trouble. Default: discard.
 	Logger logr.Logger
@@ -67,13 +72,13 @@ func (o *Options) setDefaults() {
 	}
 }
 
-// Manager runs one monitor per kubernetes binding and delivers their events,
+// Monitors runs one monitor per kubernetes binding and delivers their events,
 // in order, on one channel. It is safe for concurrent use.
 //
 // Monitors may be added and started before Start; their events wait in
 // memory until Start runs the delivery loop. Events are never dropped: while
 // nobody reads Events, or while delivery is paused, they queue up.
-type Manager struct {
+type Monitors struct {
 	opts     Options
 	dynamic  dynamic.Interface
 	resolver *kindResolver
@@ -106,26 +111,28 @@ type Manager struct {
 	done chan struct{}
 }
 
-// New returns a Manager with its own client. It starts nothing.
-func New(opts Options) (*Manager, error) {
+// New returns Monitors with their own client. It starts nothing.
+func New(opts Options) (*Monitors, error) {
 	if opts.Config == nil {
-		return nil, errors.New("create events manager: Options.Config is nil")
+		return nil, errors.New("create kube events monitors: Options.Config is nil")
 	}
 	opts.setDefaults()
 	cfg := rest.CopyConfig(opts.Config)
 	cfg.QPS, cfg.Burst = opts.QPS, opts.Burst
 	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("create events manager client: %w", err)
+		return nil, fmt.Errorf("create kube events monitors client: %w", err)
 	}
-	disc, err := discovery.NewDiscoveryClientForConfig(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("create events manager discovery client: %w", err)
+	mapper := opts.Mapper
+	if mapper == nil {
+		if mapper, err = restmapping.New(cfg); err != nil {
+			return nil, fmt.Errorf("create kube events monitors: %w", err)
+		}
 	}
-	return &Manager{
+	return &Monitors{
 		opts:     opts,
 		dynamic:  dyn,
-		resolver: newKindResolver(disc),
+		resolver: &kindResolver{mapper: mapper},
 		events:   make(chan Event),
 		wake:     make(chan struct{}, 1),
 		monitors: map[string]*monitor{},
@@ -136,17 +143,17 @@ func New(opts Options) (*Manager, error) {
 
 // Events returns the channel every monitor's events arrive on, in the order
 // they happened per monitor. It is closed when Start returns.
-func (m *Manager) Events() <-chan Event { return m.events }
+func (m *Monitors) Events() <-chan Event { return m.events }
 
 // Start delivers events until ctx is done or Stop is called, then stops
-// every monitor and closes the Events channel; the Manager cannot start
+// every monitor and closes the Events channel; Monitors cannot start
 // monitors afterwards. It implements
 // controller-runtime's Runnable; it may be called once.
-func (m *Manager) Start(ctx context.Context) error {
+func (m *Monitors) Start(ctx context.Context) error {
 	m.mu.Lock()
 	if m.started {
 		m.mu.Unlock()
-		return errors.New("start events manager: already started")
+		return errors.New("start kube events monitors: already started")
 	}
 	m.started = true
 	m.mu.Unlock()
@@ -197,11 +204,11 @@ func (m *Manager) Start(ctx context.Context) error {
 
 // NeedLeaderElection tells controller-runtime that hooks' bindings belong to
 // the cluster role.
-func (m *Manager) NeedLeaderElection() bool { return true }
+func (m *Monitors) NeedLeaderElection() bool { return true }
 
 // Stop stops every monitor and, when Start runs, ends it and waits for it.
 // Safe to call more than once.
-func (m *Manager) Stop() {
+func (m *Monitors) Stop() {
 	m.markStopped()
 	m.mu.Lock()
 	started := m.started
@@ -214,7 +221,7 @@ func (m *Manager) Stop() {
 }
 
 // markStopped refuses further monitor starts and ends Start's loop.
-func (m *Manager) markStopped() {
+func (m *Monitors) markStopped() {
 	m.lifeMu.Lock()
 	defer m.lifeMu.Unlock()
 	if !m.stopped {
@@ -223,7 +230,7 @@ func (m *Manager) markStopped() {
 	}
 }
 
-func (m *Manager) stopAllMonitors() {
+func (m *Monitors) stopAllMonitors() {
 	m.mu.Lock()
 	all := make([]*monitor, 0, len(m.monitors))
 	for _, mon := range m.monitors {
@@ -238,7 +245,7 @@ func (m *Manager) stopAllMonitors() {
 // PauseHandleEvents holds back delivery: events that happen from now on
 // are queued and delivered, in order, after ResumeHandleEvents. When it
 // returns, no further event is handed to the Events channel.
-func (m *Manager) PauseHandleEvents() {
+func (m *Monitors) PauseHandleEvents() {
 	m.mu.Lock()
 	m.paused = true
 	m.mu.Unlock()
@@ -250,7 +257,7 @@ func (m *Manager) PauseHandleEvents() {
 
 // ResumeHandleEvents delivers the events queued during the pause, then new
 // ones.
-func (m *Manager) ResumeHandleEvents() {
+func (m *Monitors) ResumeHandleEvents() {
 	m.mu.Lock()
 	m.paused = false
 	m.mu.Unlock()
@@ -258,13 +265,13 @@ func (m *Manager) ResumeHandleEvents() {
 }
 
 // Pending returns how many events wait for delivery.
-func (m *Manager) Pending() int {
+func (m *Monitors) Pending() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return len(m.pending)
 }
 
-func (m *Manager) signal() {
+func (m *Monitors) signal() {
 	select {
 	case m.wake <- struct{}{}:
 	default:
@@ -273,8 +280,8 @@ func (m *Manager) signal() {
 
 // enqueue queues an event for delivery. Monitors call it while holding
 // their own lock, so that events leave in the order their snapshots changed;
-// the lock order is always monitor, then manager.
-func (m *Manager) enqueue(ev Event) {
+// the lock order is always monitor, then Monitors.
+func (m *Monitors) enqueue(ev Event) {
 	m.mu.Lock()
 	m.pending = append(m.pending, ev)
 	m.mu.Unlock()
@@ -292,7 +299,7 @@ func (m *Manager) enqueue(ev Event) {
 // all is accepted: its CRD may be created later, and the started monitor
 // waits for it, retrying discovery with backoff, logging that it waits and
 // reporting why through WaitingForKind.
-func (m *Manager) AddMonitor(ctx context.Context, cfg Config) error {
+func (m *Monitors) AddMonitor(ctx context.Context, cfg Config) error {
 	if cfg.ID == "" {
 		return fmt.Errorf("add monitor for binding %q: field ID is empty: %w", cfg.Binding, ErrInvalidConfig)
 	}
@@ -311,7 +318,7 @@ func (m *Manager) AddMonitor(ctx context.Context, cfg Config) error {
 		return wrap(ErrMonitorExists)
 	}
 
-	mapping, err := m.resolver.resolve(ctx, cfg.APIVersion, cfg.Kind)
+	mapping, err := m.resolver.resolve(cfg.APIVersion, cfg.Kind)
 	var ke *UnknownKindError
 	switch {
 	case err == nil:
@@ -325,7 +332,7 @@ func (m *Manager) AddMonitor(ctx context.Context, cfg Config) error {
 	m.lifeMu.Lock()
 	defer m.lifeMu.Unlock()
 	if m.stopped {
-		return wrap(errors.New("events manager is stopped"))
+		return wrap(errors.New("kube events monitors are stopped"))
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -380,7 +387,7 @@ func validate(cfg Config) error {
 	return nil
 }
 
-func (m *Manager) get(id string) (*monitor, error) {
+func (m *Monitors) get(id string) (*monitor, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	mon, ok := m.monitors[id]
@@ -394,7 +401,7 @@ func (m *Manager) get(id string) (*monitor, error) {
 // monitor lists its objects (or first waits for its kind to be served), then
 // sends one Synchronization event, then an Event per change. Starting a
 // running monitor does nothing.
-func (m *Manager) StartMonitor(id string) error {
+func (m *Monitors) StartMonitor(id string) error {
 	mon, err := m.get(id)
 	if err != nil {
 		return err
@@ -402,7 +409,7 @@ func (m *Manager) StartMonitor(id string) error {
 	m.lifeMu.Lock()
 	defer m.lifeMu.Unlock()
 	if m.stopped {
-		return fmt.Errorf("start monitor %s: events manager is stopped", id)
+		return fmt.Errorf("start monitor %s: kube events monitors are stopped", id)
 	}
 	mon.start()
 	return nil
@@ -411,7 +418,7 @@ func (m *Manager) StartMonitor(id string) error {
 // StopMonitor stops watching and waits for the monitor's goroutines. Its
 // snapshot is emptied; a later StartMonitor lists again and sends a new
 // Synchronization event. Events already queued are still delivered.
-func (m *Manager) StopMonitor(id string) error {
+func (m *Monitors) StopMonitor(id string) error {
 	mon, err := m.get(id)
 	if err != nil {
 		return err
@@ -421,7 +428,7 @@ func (m *Manager) StopMonitor(id string) error {
 }
 
 // RemoveMonitor stops the monitor and forgets it.
-func (m *Manager) RemoveMonitor(id string) error {
+func (m *Monitors) RemoveMonitor(id string) error {
 	m.mu.Lock()
 	mon, ok := m.monitors[id]
 	delete(m.monitors, id)
@@ -437,7 +444,7 @@ func (m *Manager) RemoveMonitor(id string) error {
 // name: copies of whole objects, or only filter results when
 // KeepFullObjectsInMemory is false. Empty for a stopped monitor, nil for an
 // unknown one.
-func (m *Manager) Snapshot(id string) []ObjectAndFilterResult {
+func (m *Monitors) Snapshot(id string) []ObjectAndFilterResult {
 	mon, err := m.get(id)
 	if err != nil {
 		return nil
@@ -447,7 +454,7 @@ func (m *Manager) Snapshot(id string) []ObjectAndFilterResult {
 
 // Synced reports whether the monitor has listed its objects (and sent its
 // Synchronization event when configured to).
-func (m *Manager) Synced(id string) bool {
+func (m *Monitors) Synced(id string) bool {
 	mon, err := m.get(id)
 	if err != nil {
 		return false
@@ -459,7 +466,7 @@ func (m *Manager) Synced(id string) bool {
 // served (the API server's answer to its last discovery attempt); it is
 // empty while the monitor watches, before its first attempt, after it
 // stopped, and for an unknown monitor.
-func (m *Manager) WaitingForKind(id string) string {
+func (m *Monitors) WaitingForKind(id string) string {
 	mon, err := m.get(id)
 	if err != nil {
 		return ""
@@ -468,7 +475,7 @@ func (m *Manager) WaitingForKind(id string) string {
 }
 
 // MonitorIDs returns the IDs of every monitor, sorted.
-func (m *Manager) MonitorIDs() []string {
+func (m *Monitors) MonitorIDs() []string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	ids := make([]string, 0, len(m.monitors))

@@ -1,4 +1,4 @@
-package repository
+package packagerepository
 
 import (
 	"context"
@@ -23,8 +23,8 @@ import (
 	"github.com/gadgetpm/gadgetpm/internal/testenv"
 	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 	"github.com/gadgetpm/gadgetpm/internal/testlog"
+	"github.com/gadgetpm/gadgetpm/packages/chartrepo"
 	"github.com/gadgetpm/gadgetpm/packages/packagetest"
-	"github.com/gadgetpm/gadgetpm/packages/repo"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 )
 
@@ -94,7 +94,7 @@ func TestSyncHTTPRepository(t *testing.T) {
 		t.Fatalf("Ready = %+v", c)
 	}
 	index, _ := os.ReadFile(filepath.Join(out, "index.yaml"))
-	if got.Status.IndexDigest != "sha256:"+repo.SHA256(index) {
+	if got.Status.IndexDigest != "sha256:"+chartrepo.SHA256(index) {
 		t.Errorf("indexDigest = %s", got.Status.IndexDigest)
 	}
 	if got.Status.LastSyncTime == nil || !got.Status.LastSyncTime.Time.Equal(now) {
@@ -260,7 +260,7 @@ func TestControllerSyncsOnItsOwn(t *testing.T) {
 	})
 	// A new version appears; the next sync (interval 1s) lists it.
 	packagetest.Write(t, filepath.Join(filepath.Dir(out), "src2"), packagetest.Source{Version: "1.5.0"})
-	if _, err := repo.Build(context.Background(), filepath.Join(filepath.Dir(out), "src2"), out, repo.BuildOptions{}); err != nil {
+	if _, err := chartrepo.Build(context.Background(), filepath.Join(filepath.Dir(out), "src2"), out, chartrepo.BuildOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	eventually.NoError(t, 60*time.Second, "the new version to be listed", func() error {
@@ -284,7 +284,7 @@ func TestStatusIsBounded(t *testing.T) {
 	b.WriteString("apiVersion: v1\nentries:\n")
 	entry := func(name, version string) {
 		fmt.Fprintf(&b, "  - apiVersion: v2\n    name: %s\n    version: %s\n    urls:\n    - %s-%s.tgz\n    digest: %s\n",
-			name, version, name, version, repo.SHA256([]byte(name+version)))
+			name, version, name, version, chartrepo.SHA256([]byte(name+version)))
 	}
 	b.WriteString("  aaa-many:\n")
 	for i := 0; i <= MaxVersions; i++ {

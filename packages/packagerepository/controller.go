@@ -1,4 +1,4 @@
-package repository
+package packagerepository
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
-	"github.com/gadgetpm/gadgetpm/packages/repo"
+	"github.com/gadgetpm/gadgetpm/packages/chartrepo"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 )
 
@@ -137,7 +137,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	return reconcile.Result{RequeueAfter: interval}, r.patchStatus(ctx, before, &pr)
 }
 
-func (r *Reconciler) sync(ctx context.Context, pr *v1alpha1.PackageRepository) (*repo.Index, error) {
+func (r *Reconciler) sync(ctx context.Context, pr *v1alpha1.PackageRepository) (*chartrepo.Index, error) {
 	c, err := ClientFor(ctx, r.Client, pr, r.PlainHTTPRegistries)
 	if err != nil {
 		return nil, err
@@ -179,7 +179,7 @@ func firstProblems(problems []string, sep string) string {
 	return strings.Join(shown, sep)
 }
 
-func summarize(idx *repo.Index) ([]v1alpha1.RepositoryPackage, int32) {
+func summarize(idx *chartrepo.Index) ([]v1alpha1.RepositoryPackage, int32) {
 	names := idx.Names()
 	var out []v1alpha1.RepositoryPackage
 	for _, n := range names {

@@ -1,4 +1,4 @@
-package repo_test
+package chartrepo_test
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-package repo
+package chartrepo
 
 import (
 	"fmt"

@@ -1,4 +1,4 @@
-package repo_test
+package chartrepo_test
 
 import (
 	"errors"
@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gadgetpm/gadgetpm/packages/chartrepo"
 	"github.com/gadgetpm/gadgetpm/packages/packagetest"
-	"github.com/gadgetpm/gadgetpm/packages/repo"
 )
 
 // TestIndexEntriesHelmReadsWrong covers index entries that Helm's loader
@@ -22,17 +22,17 @@ func TestIndexEntriesHelmReadsWrong(t *testing.T) {
 		is      error
 		want    []string
 	}{
-		{"digest of 64 unquoted zeros", packagetest.IndexEntry{Digest: strings.Repeat("0", 64)}, "1.0.0", repo.ErrBadDigest,
+		{"digest of 64 unquoted zeros", packagetest.IndexEntry{Digest: strings.Repeat("0", 64)}, "1.0.0", chartrepo.ErrBadDigest,
 			[]string{"execsnoop 1.0.0", "field digest is not a string", "YAML reads it as the integer 0", "quote it"}},
-		{"digest of 64 unquoted digits", packagetest.IndexEntry{Digest: strings.Repeat("1", 64)}, "1.0.0", repo.ErrBadDigest,
+		{"digest of 64 unquoted digits", packagetest.IndexEntry{Digest: strings.Repeat("1", 64)}, "1.0.0", chartrepo.ErrBadDigest,
 			[]string{"execsnoop 1.0.0", "field digest is not a string", "floating-point number"}},
-		{"octal-looking digest", packagetest.IndexEntry{Digest: "0" + strings.Repeat("7", 20)}, "1.0.0", repo.ErrBadDigest,
+		{"octal-looking digest", packagetest.IndexEntry{Digest: "0" + strings.Repeat("7", 20)}, "1.0.0", chartrepo.ErrBadDigest,
 			[]string{"execsnoop 1.0.0", "field digest is not a string", "integer"}},
-		{"md5 digest", packagetest.IndexEntry{Digest: "md5:d41d8cd98f00b204e9800998ecf8427e"}, "1.0.0", repo.ErrBadDigest,
+		{"md5 digest", packagetest.IndexEntry{Digest: "md5:d41d8cd98f00b204e9800998ecf8427e"}, "1.0.0", chartrepo.ErrBadDigest,
 			[]string{"execsnoop 1.0.0", `field digest "md5:d41d8cd98f00b204e9800998ecf8427e" is not sha256:<64 hex digits> or 64 hex digits`}},
-		{"short digest", packagetest.IndexEntry{Digest: "sha256:abc123"}, "1.0.0", repo.ErrBadDigest,
+		{"short digest", packagetest.IndexEntry{Digest: "sha256:abc123"}, "1.0.0", chartrepo.ErrBadDigest,
 			[]string{"execsnoop 1.0.0", `field digest "sha256:abc123" is not sha256:<64 hex digits>`}},
-		{"no urls", packagetest.IndexEntry{URL: packagetest.Omit, Digest: strings.Repeat("a", 64)}, "1.0.0", repo.ErrBadIndexEntry,
+		{"no urls", packagetest.IndexEntry{URL: packagetest.Omit, Digest: strings.Repeat("a", 64)}, "1.0.0", chartrepo.ErrBadIndexEntry,
 			[]string{"execsnoop 1.0.0", "field urls is missing or empty"}},
 	}
 	for _, tt := range tests {
@@ -44,7 +44,7 @@ func TestIndexEntriesHelmReadsWrong(t *testing.T) {
 			}
 			packagetest.WriteIndex(t, out, tt.entry)
 			for _, url := range []string{"file://" + out, serve(t, out, false, "", "").URL} {
-				c, err := repo.New(repo.Options{URL: url})
+				c, err := chartrepo.New(chartrepo.Options{URL: url})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -58,7 +58,7 @@ func TestIndexEntriesHelmReadsWrong(t *testing.T) {
 				if p := idx.Problems(); len(p) != 0 {
 					t.Errorf("%s: Problems() = %q, want none: the entry is malformed, not missing its digest", url, p)
 				}
-				v, err := repo.Resolve(idx, "execsnoop", "*")
+				v, err := chartrepo.Resolve(idx, "execsnoop", "*")
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -69,7 +69,7 @@ func TestIndexEntriesHelmReadsWrong(t *testing.T) {
 				if !errors.Is(err, tt.is) || !containsAll(err.Error(), tt.want) {
 					t.Errorf("%s: Download err = %v, want %v naming %q", url, err, tt.is, tt.want)
 				}
-				if errors.Is(err, repo.ErrDigestMismatch) {
+				if errors.Is(err, chartrepo.ErrDigestMismatch) {
 					t.Errorf("%s: a malformed digest is not a mismatch: %v", url, err)
 				}
 			}
@@ -81,7 +81,7 @@ func TestIndexEntriesHelmReadsWrong(t *testing.T) {
 	out := packagetest.Repo(t, t.TempDir(), packagetest.Source{})
 	packagetest.WriteIndex(t, out, packagetest.IndexEntry{Name: "execsnoop", Version: "1.10", URL: "execsnoop-1.0.0.tgz"})
 	for _, url := range []string{"file://" + out, serve(t, out, false, "", "").URL} {
-		c, err := repo.New(repo.Options{URL: url})
+		c, err := chartrepo.New(chartrepo.Options{URL: url})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -94,7 +94,7 @@ func TestIndexEntriesHelmReadsWrong(t *testing.T) {
 	// The same digits quoted are a string: checked, and here wrong.
 	out = packagetest.Repo(t, t.TempDir(), packagetest.Source{})
 	packagetest.WriteIndex(t, out, packagetest.IndexEntry{Name: "execsnoop", Digest: `"` + strings.Repeat("0", 64) + `"`})
-	c, err := repo.New(repo.Options{URL: "file://" + out})
+	c, err := chartrepo.New(chartrepo.Options{URL: "file://" + out})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,11 +102,11 @@ func TestIndexEntriesHelmReadsWrong(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := repo.Resolve(idx, "execsnoop", "*")
+	v, err := chartrepo.Resolve(idx, "execsnoop", "*")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Download(ctx, v); !errors.Is(err, repo.ErrDigestMismatch) || !strings.Contains(err.Error(), "index says sha256:"+strings.Repeat("0", 64)) || len(idx.Malformed()) != 0 {
+	if _, err := c.Download(ctx, v); !errors.Is(err, chartrepo.ErrDigestMismatch) || !strings.Contains(err.Error(), "index says sha256:"+strings.Repeat("0", 64)) || len(idx.Malformed()) != 0 {
 		t.Errorf("quoted digits: %v (malformed %q), want a digest mismatch against the 64 zeros", err, idx.Malformed())
 	}
 }
@@ -143,15 +143,15 @@ func TestArchiveMustHoldTheChartItIsListedAs(t *testing.T) {
 	}
 	for _, src := range []struct {
 		name   string
-		opts   repo.Options
+		opts   chartrepo.Options
 		listed string
 	}{
-		{"file", repo.Options{URL: "file://" + out}, "the index lists"},
-		{"http", repo.Options{URL: serve(t, out, false, "", "").URL}, "the index lists"},
-		{"oci", repo.Options{URL: ociURL, Username: user, Password: pass, PlainHTTP: true}, "it was pulled as"},
+		{"file", chartrepo.Options{URL: "file://" + out}, "the index lists"},
+		{"http", chartrepo.Options{URL: serve(t, out, false, "", "").URL}, "the index lists"},
+		{"oci", chartrepo.Options{URL: ociURL, Username: user, Password: pass, PlainHTTP: true}, "it was pulled as"},
 	} {
 		t.Run(src.name, func(t *testing.T) {
-			c, err := repo.New(src.opts)
+			c, err := chartrepo.New(src.opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -160,7 +160,7 @@ func TestArchiveMustHoldTheChartItIsListedAs(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, tc := range cases {
-				v, err := repo.Resolve(idx, tc.pkg, "*")
+				v, err := chartrepo.Resolve(idx, tc.pkg, "*")
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -171,8 +171,8 @@ func TestArchiveMustHoldTheChartItIsListedAs(t *testing.T) {
 					}
 					continue
 				}
-				if !errors.Is(err, repo.ErrChartMismatch) || !containsAll(err.Error(), append(tc.want, src.listed)) {
-					t.Errorf("%s: err = %v, want %v naming %q and %q", tc.pkg, err, repo.ErrChartMismatch, tc.want, src.listed)
+				if !errors.Is(err, chartrepo.ErrChartMismatch) || !containsAll(err.Error(), append(tc.want, src.listed)) {
+					t.Errorf("%s: err = %v, want %v naming %q and %q", tc.pkg, err, chartrepo.ErrChartMismatch, tc.want, src.listed)
 				}
 			}
 		})

@@ -1,4 +1,4 @@
-package repo_test
+package chartrepo_test
 
 import (
 	"archive/tar"
@@ -20,8 +20,8 @@ import (
 	helmprovenance "helm.sh/helm/v3/pkg/provenance"
 	helmrepo "helm.sh/helm/v3/pkg/repo"
 
+	"github.com/gadgetpm/gadgetpm/packages/chartrepo"
 	"github.com/gadgetpm/gadgetpm/packages/packagetest"
-	"github.com/gadgetpm/gadgetpm/packages/repo"
 )
 
 var ctx = context.Background()
@@ -45,8 +45,8 @@ func TestBuildIsReadableByStockHelm(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if cv.Digest != repo.SHA256(data) {
-			t.Errorf("%s %s: index digest %s, archive %s", want[0], want[1], cv.Digest, repo.SHA256(data))
+		if cv.Digest != chartrepo.SHA256(data) {
+			t.Errorf("%s %s: index digest %s, archive %s", want[0], want[1], cv.Digest, chartrepo.SHA256(data))
 		}
 		ch, err := helmloader.LoadArchive(bytes.NewReader(data))
 		if err != nil {
@@ -66,7 +66,7 @@ func TestBuildIsReadableByStockHelm(t *testing.T) {
 	}
 	// Rebuilding the same sources yields the same digests.
 	first, _ := os.ReadFile(filepath.Join(out, "execsnoop-1.0.0.tgz"))
-	if _, err := repo.Build(ctx, filepath.Join(dir, "src"), out, repo.BuildOptions{}); err != nil {
+	if _, err := chartrepo.Build(ctx, filepath.Join(dir, "src"), out, chartrepo.BuildOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	second, _ := os.ReadFile(filepath.Join(out, "execsnoop-1.0.0.tgz"))
@@ -96,7 +96,7 @@ func TestBuildBadSources(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			src := t.TempDir()
 			tt.setup(t, src)
-			_, err := repo.Build(ctx, src, t.TempDir(), repo.BuildOptions{})
+			_, err := chartrepo.Build(ctx, src, t.TempDir(), chartrepo.BuildOptions{})
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want it to mention %q", err, tt.want)
 			}
@@ -163,20 +163,20 @@ func TestClientInstallsFromEverySource(t *testing.T) {
 
 	tests := []struct {
 		name    string
-		opts    repo.Options
+		opts    chartrepo.Options
 		wantErr string
 	}{
-		{"file", repo.Options{URL: "file://" + out}, ""},
-		{"http", repo.Options{URL: plain.URL}, ""},
-		{"http basic auth", repo.Options{URL: authed.URL, Username: "alice", Password: "s3cret"}, ""},
-		{"http wrong password", repo.Options{URL: authed.URL, Username: "alice", Password: "nope"}, "401"},
-		{"https with CA bundle", repo.Options{URL: tlsSrv.URL, CABundle: caPEM}, ""},
-		{"https without CA bundle", repo.Options{URL: tlsSrv.URL}, "certificate"},
-		{"file missing dir", repo.Options{URL: "file://" + filepath.Join(out, "nope")}, "no such file"},
+		{"file", chartrepo.Options{URL: "file://" + out}, ""},
+		{"http", chartrepo.Options{URL: plain.URL}, ""},
+		{"http basic auth", chartrepo.Options{URL: authed.URL, Username: "alice", Password: "s3cret"}, ""},
+		{"http wrong password", chartrepo.Options{URL: authed.URL, Username: "alice", Password: "nope"}, "401"},
+		{"https with CA bundle", chartrepo.Options{URL: tlsSrv.URL, CABundle: caPEM}, ""},
+		{"https without CA bundle", chartrepo.Options{URL: tlsSrv.URL}, "certificate"},
+		{"file missing dir", chartrepo.Options{URL: "file://" + filepath.Join(out, "nope")}, "no such file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := repo.New(tt.opts)
+			c, err := chartrepo.New(tt.opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -193,7 +193,7 @@ func TestClientInstallsFromEverySource(t *testing.T) {
 			if !strings.HasPrefix(idx.Digest, "sha256:") || len(idx.Digest) != 71 {
 				t.Errorf("index digest %q", idx.Digest)
 			}
-			v, err := repo.Resolve(idx, "execsnoop", ">=1.0 <2")
+			v, err := chartrepo.Resolve(idx, "execsnoop", ">=1.0 <2")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -222,17 +222,17 @@ func TestNewRejectsBadURLs(t *testing.T) {
 		{"oci:///x", "no registry host"},
 		{"%zz", "parse repository url"},
 	} {
-		if _, err := repo.New(repo.Options{URL: tt.url}); err == nil || !strings.Contains(err.Error(), tt.want) {
+		if _, err := chartrepo.New(chartrepo.Options{URL: tt.url}); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("New(%q) = %v, want %q", tt.url, err, tt.want)
 		}
 	}
-	if _, err := repo.New(repo.Options{URL: "https://x", CABundle: []byte("not pem")}); err == nil || !strings.Contains(err.Error(), "caBundle holds no PEM certificate") {
+	if _, err := chartrepo.New(chartrepo.Options{URL: "https://x", CABundle: []byte("not pem")}); err == nil || !strings.Contains(err.Error(), "caBundle holds no PEM certificate") {
 		t.Errorf("bad caBundle: %v", err)
 	}
 }
 
 func TestResolve(t *testing.T) {
-	idx := &repo.Index{Packages: map[string][]repo.Version{"p": {
+	idx := &chartrepo.Index{Packages: map[string][]chartrepo.Version{"p": {
 		{Name: "p", Version: "2.0.0-rc.1"}, {Name: "p", Version: "1.10.0"}, {Name: "p", Version: "1.2.0"},
 		{Name: "p", Version: "1.1.0"}, {Name: "p", Version: "0.9.0"},
 	}}}
@@ -251,7 +251,7 @@ func TestResolve(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.constraint, func(t *testing.T) {
-			v, err := repo.Resolve(idx, "p", tt.constraint)
+			v, err := chartrepo.Resolve(idx, "p", tt.constraint)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tt.wantErr)
@@ -266,8 +266,8 @@ func TestResolve(t *testing.T) {
 			}
 		})
 	}
-	_, err := repo.Resolve(idx, "q", "*")
-	if !errors.Is(err, repo.ErrNotFound) || !strings.Contains(err.Error(), "package q") || !strings.Contains(err.Error(), "it has p") {
+	_, err := chartrepo.Resolve(idx, "q", "*")
+	if !errors.Is(err, chartrepo.ErrNotFound) || !strings.Contains(err.Error(), "package q") || !strings.Contains(err.Error(), "it has p") {
 		t.Errorf("missing package: %v", err)
 	}
 }
@@ -294,13 +294,13 @@ func TestBadIndexAndDigests(t *testing.T) {
 		}, "empty", "", nil},
 		{"entry without digest", func(t *testing.T, dir string) {
 			rewriteIndex(t, dir, func(cv *helmrepo.ChartVersion) { cv.Digest = "" })
-		}, "", "has no digest", repo.ErrNoDigest},
+		}, "", "has no digest", chartrepo.ErrNoDigest},
 		{"archive changed after indexing", func(t *testing.T, dir string) {
 			appendTo(t, filepath.Join(dir, "execsnoop-1.0.0.tgz"), "tampered")
-		}, "", "digest mismatch", repo.ErrDigestMismatch},
+		}, "", "digest mismatch", chartrepo.ErrDigestMismatch},
 		{"wrong digest in index", func(t *testing.T, dir string) {
 			rewriteIndex(t, dir, func(cv *helmrepo.ChartVersion) { cv.Digest = strings.Repeat("0", 64) })
-		}, "", "index says sha256:0000", repo.ErrDigestMismatch},
+		}, "", "index says sha256:0000", chartrepo.ErrDigestMismatch},
 		{"archive missing", func(t *testing.T, dir string) {
 			if err := os.Remove(filepath.Join(dir, "execsnoop-1.0.0.tgz")); err != nil {
 				t.Fatal(err)
@@ -312,7 +312,7 @@ func TestBadIndexAndDigests(t *testing.T) {
 			out := packagetest.Repo(t, t.TempDir(), packagetest.Source{})
 			tt.mutate(t, out)
 			for _, url := range []string{"file://" + out, serve(t, out, false, "", "").URL} {
-				c, err := repo.New(repo.Options{URL: url})
+				c, err := chartrepo.New(chartrepo.Options{URL: url})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -326,7 +326,7 @@ func TestBadIndexAndDigests(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				v, err := repo.Resolve(idx, "execsnoop", "*")
+				v, err := chartrepo.Resolve(idx, "execsnoop", "*")
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -337,7 +337,7 @@ func TestBadIndexAndDigests(t *testing.T) {
 				if tt.is != nil && !errors.Is(err, tt.is) {
 					t.Errorf("err %v is not %v", err, tt.is)
 				}
-				if tt.is == repo.ErrNoDigest && len(idx.Problems()) != 1 {
+				if tt.is == chartrepo.ErrNoDigest && len(idx.Problems()) != 1 {
 					t.Errorf("Problems() = %v, want the entry without digest", idx.Problems())
 				}
 			}
@@ -412,22 +412,22 @@ func TestProvenance(t *testing.T) {
 	tests := []struct {
 		name    string
 		prepare func(t *testing.T, archive string)
-		mode    repo.VerifyMode
+		mode    chartrepo.VerifyMode
 		keyring []byte
 		wantErr string
 		is      error
 		ok      bool // Verified
 	}{
-		{"always, signed", sign, repo.VerifyAlways, keyring, "", nil, true},
-		{"if possible, signed", sign, repo.VerifyIfPossible, keyring, "", nil, true},
-		{"if possible, unsigned", func(*testing.T, string) {}, repo.VerifyIfPossible, keyring, "", nil, false},
-		{"never, unsigned", func(*testing.T, string) {}, repo.VerifyNever, nil, "", nil, false},
-		{"always, unsigned", func(*testing.T, string) {}, repo.VerifyAlways, keyring, "no provenance file", repo.ErrNoProvenance, false},
-		{"always, signed by an unknown key", signMalory, repo.VerifyAlways, keyring, "provenance verification failed", repo.ErrBadProvenance, false},
-		{"always, keyring of someone else", sign, repo.VerifyAlways, otherKeyring, "provenance verification failed", repo.ErrBadProvenance, false},
-		{"always, empty keyring", sign, repo.VerifyAlways, nil, "keyring is empty", nil, false},
-		{"always, keyring garbage", sign, repo.VerifyAlways, []byte("garbage"), "read keyring", nil, false},
-		{"always, provenance garbage", func(t *testing.T, a string) { write(t, a+".prov", "garbage") }, repo.VerifyAlways, keyring, "provenance verification failed", repo.ErrBadProvenance, false},
+		{"always, signed", sign, chartrepo.VerifyAlways, keyring, "", nil, true},
+		{"if possible, signed", sign, chartrepo.VerifyIfPossible, keyring, "", nil, true},
+		{"if possible, unsigned", func(*testing.T, string) {}, chartrepo.VerifyIfPossible, keyring, "", nil, false},
+		{"never, unsigned", func(*testing.T, string) {}, chartrepo.VerifyNever, nil, "", nil, false},
+		{"always, unsigned", func(*testing.T, string) {}, chartrepo.VerifyAlways, keyring, "no provenance file", chartrepo.ErrNoProvenance, false},
+		{"always, signed by an unknown key", signMalory, chartrepo.VerifyAlways, keyring, "provenance verification failed", chartrepo.ErrBadProvenance, false},
+		{"always, keyring of someone else", sign, chartrepo.VerifyAlways, otherKeyring, "provenance verification failed", chartrepo.ErrBadProvenance, false},
+		{"always, empty keyring", sign, chartrepo.VerifyAlways, nil, "keyring is empty", nil, false},
+		{"always, keyring garbage", sign, chartrepo.VerifyAlways, []byte("garbage"), "read keyring", nil, false},
+		{"always, provenance garbage", func(t *testing.T, a string) { write(t, a+".prov", "garbage") }, chartrepo.VerifyAlways, keyring, "provenance verification failed", chartrepo.ErrBadProvenance, false},
 		{"unknown mode", sign, "Sometimes", keyring, `verify mode "Sometimes"`, nil, false},
 	}
 	for _, tt := range tests {
@@ -435,7 +435,7 @@ func TestProvenance(t *testing.T) {
 			out := packagetest.Repo(t, t.TempDir(), packagetest.Source{})
 			tt.prepare(t, filepath.Join(out, "execsnoop-1.0.0.tgz"))
 			srv := serve(t, out, false, "", "")
-			c, err := repo.New(repo.Options{URL: srv.URL})
+			c, err := chartrepo.New(chartrepo.Options{URL: srv.URL})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -443,12 +443,12 @@ func TestProvenance(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			v, _ := repo.Resolve(idx, "execsnoop", "*")
+			v, _ := chartrepo.Resolve(idx, "execsnoop", "*")
 			a, err := c.Download(ctx, v)
 			if err != nil {
 				t.Fatal(err)
 			}
-			res, err := repo.Verify(a, tt.mode, tt.keyring)
+			res, err := chartrepo.Verify(a, tt.mode, tt.keyring)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tt.wantErr)

@@ -20,18 +20,18 @@ import (
 	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 )
 
-// The coordinator adds the Manager to controller-runtime's manager as a
+// The coordinator adds the Monitors to controller-runtime's manager as a
 // leader-only Runnable (manager.Runnable and LeaderElectionRunnable).
 var _ interface {
 	Start(context.Context) error
 	NeedLeaderElection() bool
-} = (*Manager)(nil)
+} = (*Monitors)(nil)
 
 // deadline bounds every wait so that a broken monitor fails the test
 // instead of hanging it; it is not a performance assertion.
 const deadline = 30 * time.Second
 
-func startManager(t *testing.T, log logr.Logger) *Manager {
+func startMonitors(t *testing.T, log logr.Logger) *Monitors {
 	t.Helper()
 	m, err := New(Options{Config: env.Config, Logger: log, KindRetryMin: 100 * time.Millisecond, KindRetryMax: 500 * time.Millisecond})
 	if err != nil {
@@ -48,7 +48,7 @@ func startManager(t *testing.T, log logr.Logger) *Manager {
 	return m
 }
 
-func addAndStart(t *testing.T, m *Manager, cfg Config) {
+func addAndStart(t *testing.T, m *Monitors, cfg Config) {
 	t.Helper()
 	if err := m.AddMonitor(context.Background(), cfg); err != nil {
 		t.Fatalf("AddMonitor: %v", err)
@@ -58,7 +58,7 @@ func addAndStart(t *testing.T, m *Manager, cfg Config) {
 	}
 }
 
-func next(t *testing.T, m *Manager) Event {
+func next(t *testing.T, m *Monitors) Event {
 	t.Helper()
 	select {
 	case ev, ok := <-m.Events():
@@ -118,7 +118,7 @@ func eventString(ev Event) string {
 	return s
 }
 
-func expect(t *testing.T, m *Manager, want ...string) {
+func expect(t *testing.T, m *Monitors, want ...string) {
 	t.Helper()
 	for _, w := range want {
 		if got := eventString(next(t, m)); got != w {
@@ -130,7 +130,7 @@ func expect(t *testing.T, m *Manager, want ...string) {
 func TestSynchronizationThenEvents(t *testing.T) {
 	ns := env.Namespace(t)
 	create(t, configMap(ns, "b", nil), configMap(ns, "a", nil))
-	m := startManager(t, logr.Discard())
+	m := startMonitors(t, logr.Discard())
 	addAndStart(t, m, Config{
 		ID: "pkg/hook/cms", Binding: "cms", APIVersion: "v1", Kind: "configmap",
 		Namespace:                    &NamespaceSelector{MatchNames: []string{ns}},
@@ -162,7 +162,7 @@ func TestSynchronizationThenEvents(t *testing.T) {
 }
 
 func TestAddMonitorRejectsBadConfig(t *testing.T) {
-	m := startManager(t, logr.Discard())
+	m := startMonitors(t, logr.Discard())
 	if err := m.AddMonitor(context.Background(), Config{ID: "dup", APIVersion: "v1", Kind: "ConfigMap"}); err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +217,7 @@ func TestAddMonitorRejectsBadConfig(t *testing.T) {
 func TestKindSpellings(t *testing.T) {
 	ns := env.Namespace(t)
 	create(t, configMap(ns, "one", nil))
-	m := startManager(t, logr.Discard())
+	m := startMonitors(t, logr.Discard())
 	for i, kind := range []string{"ConfigMap", "configmap", "CONFIGMAP", "configmaps", "cm", "ConfigMaps"} {
 		for _, apiVersion := range []string{"v1", ""} {
 			id := fmt.Sprintf("k%d-%q", i, apiVersion)
@@ -234,7 +234,7 @@ func TestJqFilterSuppressesUnchangedResults(t *testing.T) {
 	ns := env.Namespace(t)
 	c := configMap(ns, "cm", map[string]string{"key": "1", "other": "x"})
 	create(t, c)
-	m := startManager(t, logr.Discard())
+	m := startMonitors(t, logr.Discard())
 	addAndStart(t, m, Config{ID: "f", APIVersion: "v1", Kind: "ConfigMap", JqFilter: ".data.key",
 		Namespace: &NamespaceSelector{MatchNames: []string{ns}}, ExecuteHookOnSynchronization: true, KeepFullObjectsInMemory: true})
 	expect(t, m, "f Synchronization  "+ns+`/cm "1"`)
@@ -252,7 +252,7 @@ func TestJqFilterSuppressesUnchangedResults(t *testing.T) {
 func TestExecuteHookOnEventAndKeepFullObjects(t *testing.T) {
 	ns := env.Namespace(t)
 	create(t, configMap(ns, "a", map[string]string{"v": "1"}))
-	m := startManager(t, logr.Discard())
+	m := startMonitors(t, logr.Discard())
 	addAndStart(t, m, Config{ID: "del", APIVersion: "v1", Kind: "ConfigMap", JqFilter: "{name: .metadata.name, v: .data.v}",
 		Namespace:          &NamespaceSelector{MatchNames: []string{ns}},
 		ExecuteHookOnEvent: []WatchEvent{WatchEventDeleted}, ExecuteHookOnSynchronization: false, KeepFullObjectsInMemory: false})
@@ -285,7 +285,7 @@ func TestSelectors(t *testing.T) {
 	for _, o := range objs {
 		create(t, o)
 	}
-	m := startManager(t, logr.Discard())
+	m := startMonitors(t, logr.Discard())
 	tests := []struct {
 		name string
 		cfg  Config
@@ -321,7 +321,7 @@ func TestNamespaceLabelSelector(t *testing.T) {
 	key := "watch-" + nsA
 	labelNS(t, nsA, map[string]string{key: "yes"})
 	create(t, configMap(nsA, "a1", nil), configMap(nsB, "b1", nil))
-	m := startManager(t, logr.Discard())
+	m := startMonitors(t, logr.Discard())
 	addAndStart(t, m, Config{ID: "nsl", APIVersion: "v1", Kind: "ConfigMap",
 		Namespace:                    &NamespaceSelector{LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{key: "yes"}}},
 		ExecuteHookOnSynchronization: true, KeepFullObjectsInMemory: true})
@@ -347,7 +347,7 @@ func labelNS(t *testing.T, name string, l map[string]string) {
 
 func TestClusterScopedKind(t *testing.T) {
 	ns := env.Namespace(t)
-	m := startManager(t, logr.Discard())
+	m := startMonitors(t, logr.Discard())
 	addAndStart(t, m, Config{ID: "ns", APIVersion: "v1", Kind: "ns", NameSelector: []string{ns},
 		JqFilter: ".metadata.labels.team", ExecuteHookOnSynchronization: true, KeepFullObjectsInMemory: true})
 	expect(t, m, "ns Synchronization  /"+ns+" null")
@@ -357,7 +357,7 @@ func TestClusterScopedKind(t *testing.T) {
 
 func TestPauseResumeLosesNothing(t *testing.T) {
 	ns := env.Namespace(t)
-	m := startManager(t, logr.Discard())
+	m := startMonitors(t, logr.Discard())
 	addAndStart(t, m, Config{ID: "p", APIVersion: "v1", Kind: "ConfigMap", Namespace: &NamespaceSelector{MatchNames: []string{ns}},
 		ExecuteHookOnSynchronization: true, KeepFullObjectsInMemory: true})
 	expect(t, m, "p Synchronization ")
@@ -381,7 +381,7 @@ func TestPauseResumeLosesNothing(t *testing.T) {
 func TestStopAndRestartMonitor(t *testing.T) {
 	ns := env.Namespace(t)
 	create(t, configMap(ns, "a", nil))
-	m := startManager(t, logr.Discard())
+	m := startMonitors(t, logr.Discard())
 	cfg := Config{ID: "r", APIVersion: "v1", Kind: "ConfigMap", Namespace: &NamespaceSelector{MatchNames: []string{ns}},
 		ExecuteHookOnSynchronization: true, KeepFullObjectsInMemory: true}
 	addAndStart(t, m, cfg)
@@ -412,7 +412,7 @@ func TestStopAndRestartMonitor(t *testing.T) {
 func TestKindWhoseCRDIsCreatedLater(t *testing.T) {
 	ns := env.Namespace(t)
 	logs := &logSink{}
-	m := startManager(t, funcr.New(logs.add, funcr.Options{}))
+	m := startMonitors(t, funcr.New(logs.add, funcr.Options{}))
 	group := "later.gadgetpm.io"
 	addAndStart(t, m, Config{ID: "w", APIVersion: group + "/v1", Kind: "widget", Namespace: &NamespaceSelector{MatchNames: []string{ns}},
 		ExecuteHookOnSynchronization: true, KeepFullObjectsInMemory: true})
@@ -527,7 +527,7 @@ func (l *logSink) String() string {
 func TestResyncReevaluatesTheFilter(t *testing.T) {
 	ns := env.Namespace(t)
 	create(t, configMap(ns, "a", nil))
-	m := startManager(t, logr.Discard())
+	m := startMonitors(t, logr.Discard())
 	// The filter's result changes with time only, so only a resync can
 	// notice: a Modified event without any write proves the resync ran.
 	addAndStart(t, m, Config{ID: "rs", APIVersion: "v1", Kind: "ConfigMap", JqFilter: "now | floor",
@@ -544,7 +544,7 @@ func TestResyncReevaluatesTheFilter(t *testing.T) {
 
 func TestNoEventsWhenNoneAreWanted(t *testing.T) {
 	ns := env.Namespace(t)
-	m := startManager(t, logr.Discard())
+	m := startMonitors(t, logr.Discard())
 	addAndStart(t, m, Config{ID: "none", APIVersion: "v1", Kind: "ConfigMap", Namespace: &NamespaceSelector{MatchNames: []string{ns}},
 		ExecuteHookOnEvent: []WatchEvent{}, ExecuteHookOnSynchronization: true, KeepFullObjectsInMemory: true})
 	addAndStart(t, m, Config{ID: "marker", APIVersion: "v1", Kind: "ConfigMap", NameSelector: []string{"marker"},
@@ -568,7 +568,7 @@ func TestNoEventsWhenNoneAreWanted(t *testing.T) {
 
 func TestConcurrentMonitorLifecycle(t *testing.T) {
 	ns := env.Namespace(t)
-	m := startManager(t, logr.Discard())
+	m := startMonitors(t, logr.Discard())
 	// Drain events so that nothing blocks on a reader.
 	drained := make(chan struct{})
 	go func() {
@@ -651,7 +651,7 @@ func TestFilterFailingOnOneObjectAffectsNothingElse(t *testing.T) {
 	ns := env.Namespace(t)
 	create(t, configMap(ns, "good", map[string]string{"n": "1"}), configMap(ns, "bad", map[string]string{"n": "one"}))
 	logs := &logSink{}
-	m := startManager(t, funcr.New(logs.add, funcr.Options{}))
+	m := startMonitors(t, funcr.New(logs.add, funcr.Options{}))
 	addAndStart(t, m, Config{ID: "num", APIVersion: "v1", Kind: "ConfigMap", JqFilter: ".data.n | tonumber",
 		Namespace: &NamespaceSelector{MatchNames: []string{ns}}, ExecuteHookOnSynchronization: true, KeepFullObjectsInMemory: true})
 	expect(t, m, "num Synchronization  "+ns+"/good 1")

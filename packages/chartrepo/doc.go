@@ -1,4 +1,5 @@
-// Package repo reads gadget package repositories and writes them.
+// Package chartrepo reads gadget package repositories and writes them: it
+// is the client of Helm chart repositories and OCI registries.
 //
 // A Client reads one repository: an http(s) or file:// Helm chart
 // repository (index.yaml beside the archives) or an oci:// registry path
@@ -16,4 +17,4 @@
 //
 // The package does not cache, extract or load archives (see packages/store,
 // packages/archive and packages/loader) and knows nothing of Kubernetes.
-package repo
+package chartrepo

@@ -1,4 +1,4 @@
-package repository
+package packagerepository
 
 import (
 	"context"
@@ -7,15 +7,15 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/gadgetpm/gadgetpm/packages/repo"
+	"github.com/gadgetpm/gadgetpm/packages/chartrepo"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 )
 
-// ClientFor builds a repo.Client for pr, reading the credentials Secret
+// ClientFor builds a chartrepo.Client for pr, reading the credentials Secret
 // when spec.secretRef names one. plainHTTP talks plain HTTP to an oci://
 // registry (local registries and tests).
-func ClientFor(ctx context.Context, r client.Reader, pr *v1alpha1.PackageRepository, plainHTTP bool) (*repo.Client, error) {
-	opts := repo.Options{
+func ClientFor(ctx context.Context, r client.Reader, pr *v1alpha1.PackageRepository, plainHTTP bool) (*chartrepo.Client, error) {
+	opts := chartrepo.Options{
 		URL:       pr.Spec.URL,
 		CABundle:  pr.Spec.CABundle,
 		Timeout:   pr.Spec.Timeout.Duration,
@@ -28,7 +28,7 @@ func ClientFor(ctx context.Context, r client.Reader, pr *v1alpha1.PackageReposit
 		}
 		opts.Username, opts.Password = string(data["username"]), string(data["password"])
 	}
-	c, err := repo.New(opts)
+	c, err := chartrepo.New(opts)
 	if err != nil {
 		return nil, fmt.Errorf("spec.url: %w", err)
 	}
@@ -37,10 +37,10 @@ func ClientFor(ctx context.Context, r client.Reader, pr *v1alpha1.PackageReposit
 
 // Keyring returns the verify mode of pr and, unless it is Never, the
 // public keyring from spec.verify.keyringSecretRef.
-func Keyring(ctx context.Context, r client.Reader, pr *v1alpha1.PackageRepository) (repo.VerifyMode, []byte, error) {
+func Keyring(ctx context.Context, r client.Reader, pr *v1alpha1.PackageRepository) (chartrepo.VerifyMode, []byte, error) {
 	v := pr.Spec.Verify
 	if v == nil || v.Mode == "" || v.Mode == v1alpha1.VerifyNever {
-		return repo.VerifyNever, nil, nil
+		return chartrepo.VerifyNever, nil, nil
 	}
 	if v.KeyringSecretRef == nil {
 		return "", nil, fmt.Errorf("spec.verify.keyringSecretRef is required when mode is %s", v.Mode)
@@ -53,7 +53,7 @@ func Keyring(ctx context.Context, r client.Reader, pr *v1alpha1.PackageRepositor
 	if err != nil {
 		return "", nil, fmt.Errorf("spec.verify.keyringSecretRef: %w", err)
 	}
-	return repo.VerifyMode(v.Mode), data[key], nil
+	return chartrepo.VerifyMode(v.Mode), data[key], nil
 }
 
 func secretData(ctx context.Context, r client.Reader, ref *v1alpha1.SecretReference, keys ...string) (map[string][]byte, error) {

@@ -1,4 +1,4 @@
-package repo_test
+package chartrepo_test
 
 import (
 	"errors"
@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gadgetpm/gadgetpm/packages/chartrepo"
 	"github.com/gadgetpm/gadgetpm/packages/packagetest"
-	"github.com/gadgetpm/gadgetpm/packages/repo"
 )
 
 func TestOCI(t *testing.T) {
@@ -16,7 +16,7 @@ func TestOCI(t *testing.T) {
 		packagetest.Source{Version: "1.0.0"}, packagetest.Source{Version: "1.3.0"}, packagetest.Source{Version: "2.0.0"})
 	url, user, pass := packagetest.OCIRegistry(t, out)
 
-	c, err := repo.New(repo.Options{URL: url, Username: user, Password: pass, PlainHTTP: true})
+	c, err := chartrepo.New(chartrepo.Options{URL: url, Username: user, Password: pass, PlainHTTP: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,7 +27,7 @@ func TestOCI(t *testing.T) {
 	if got := idx.Packages["execsnoop"]; len(got) != 3 || got[0].Version != "2.0.0" {
 		t.Fatalf("versions = %+v, want 3, newest first", got)
 	}
-	v, err := repo.Resolve(idx, "execsnoop", "^1")
+	v, err := chartrepo.Resolve(idx, "execsnoop", "^1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,18 +36,18 @@ func TestOCI(t *testing.T) {
 		t.Fatal(err)
 	}
 	want, _ := os.ReadFile(filepath.Join(out, "execsnoop-1.3.0.tgz"))
-	if a.Digest != repo.SHA256(want) || a.Version != "1.3.0" {
-		t.Errorf("pulled %s %s, want 1.3.0 %s", a.Version, a.Digest, repo.SHA256(want))
+	if a.Digest != chartrepo.SHA256(want) || a.Version != "1.3.0" {
+		t.Errorf("pulled %s %s, want 1.3.0 %s", a.Version, a.Digest, chartrepo.SHA256(want))
 	}
 
 	// A pinned digest that the registry does not match is refused.
 	v.Digest = strings.Repeat("1", 64)
-	if _, err := c.Download(ctx, v); !errors.Is(err, repo.ErrDigestMismatch) {
+	if _, err := c.Download(ctx, v); !errors.Is(err, chartrepo.ErrDigestMismatch) {
 		t.Errorf("pinned wrong digest: %v", err)
 	}
 
 	// Wrong credentials are reported with the registry's answer.
-	bad, _ := repo.New(repo.Options{URL: url, Username: user, Password: "wrong", PlainHTTP: true})
+	bad, _ := chartrepo.New(chartrepo.Options{URL: url, Username: user, Password: "wrong", PlainHTTP: true})
 	if _, err := bad.Index(ctx, "execsnoop"); err == nil || !strings.Contains(err.Error(), "list tags of") {
 		t.Errorf("wrong password: %v", err)
 	}

@@ -20,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 	"github.com/gadgetpm/gadgetpm/packages/chartrepo"
 	"github.com/gadgetpm/gadgetpm/packages/packagetest"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
@@ -198,11 +199,10 @@ func TestBadPackagesFailOnlyThemselves(t *testing.T) {
 // reason whose message holds every string of want.
 func waitWarning(t *testing.T, ns, name, reason string, want []string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	eventually.NoError(t, 30*time.Second, fmt.Sprintf("a Warning Event %s naming %q on %s/%s", reason, want, ns, name), func() error {
 		var list corev1.EventList
 		if err := env.Client.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
-			t.Fatal(err)
+			return err
 		}
 		var seen []string
 		for _, ev := range list.Items {
@@ -218,14 +218,11 @@ func waitWarning(t *testing.T, ns, name, reason string, want []string) {
 				all = all && strings.Contains(ev.Message, w)
 			}
 			if all {
-				return
+				return nil
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no Warning Event %s naming %q on %s/%s within 30s; Events: %q", reason, want, ns, name, seen)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return fmt.Errorf("Events: %q", seen)
+	})
 }
 
 // TestIndexEntriesThatLieFailOnlyThemselves drives index entries that do

@@ -23,6 +23,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/gadgetpm/gadgetpm/internal/testenv"
+	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 	"github.com/gadgetpm/gadgetpm/packages/archive"
 	"github.com/gadgetpm/gadgetpm/packages/chartrepo"
 	"github.com/gadgetpm/gadgetpm/packages/fetch"
@@ -185,21 +186,17 @@ func createPackage(t *testing.T, ns, name, repository, constraint string) {
 // waitFor polls the GadgetPackage until cond holds.
 func waitFor(t *testing.T, ns, name, what string, cond func(*v1alpha1.GadgetPackage) bool) *v1alpha1.GadgetPackage {
 	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for {
+	return eventually.Value(t, 90*time.Second, fmt.Sprintf("%s/%s to be %s", ns, name, what), func() (*v1alpha1.GadgetPackage, error) {
 		var gp v1alpha1.GadgetPackage
 		err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &gp)
 		if err == nil && cond(&gp) {
-			return &gp
+			return &gp, nil
 		}
 		if err != nil && !apierrors.IsNotFound(err) {
 			t.Fatal(err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s/%s: not %s within 90s: %+v (err %v)", ns, name, what, gp.Status, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil, fmt.Errorf("status %+v (err %v)", gp.Status, err)
+	})
 }
 
 func condition(gp *v1alpha1.GadgetPackage, typ string) *metav1.Condition {
@@ -270,17 +267,13 @@ func TestInstallStallRetryAndRemove(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"app", "base"} {
-		deadline := time.Now().Add(90 * time.Second)
-		for {
+		eventually.NoError(t, 90*time.Second, name+" to be deleted", func() error {
 			err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &v1alpha1.GadgetPackage{})
 			if apierrors.IsNotFound(err) {
-				break
+				return nil
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s not deleted: %v", name, err)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+			return fmt.Errorf("get: %v", err)
+		})
 	}
 }
 
@@ -382,17 +375,13 @@ func TestRemoveCleansUpCustomQueues(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatal("Uninstall did not run within 60s")
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	eventually.NoError(t, 60*time.Second, "watcher to be deleted", func() error {
 		err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "watcher"}, &v1alpha1.GadgetPackage{})
 		if apierrors.IsNotFound(err) {
-			break
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not deleted: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return fmt.Errorf("get: %v", err)
+	})
 	for _, q := range qs.Dump().Queues {
 		if strings.HasPrefix(q.Name, key) {
 			t.Errorf("queue %s is left after the removal", q.Name)
@@ -425,18 +414,16 @@ func TestUpgradeWhenTheRepositoryGetsANewVersion(t *testing.T) {
 		t.Errorf("status after upgrade = %+v", gp.Status)
 	}
 	// It stays at 1.1.0: 2.0.0 is outside ^1. The repository lists 2.0.0 ...
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+	eventually.NoError(t, 30*time.Second, "the repository status to list base 2.0.0", func() error {
 		var pr v1alpha1.PackageRepository
 		if err := env.Client.Get(context.Background(), client.ObjectKey{Name: repoName}, &pr); err != nil {
-			t.Fatal(err)
+			return err
 		}
 		if lists(&pr, "base", "2.0.0") {
-			break
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("repository status %+v does not list base 2.0.0 within 30s", pr.Status.Packages)
-		}
-	}
+		return fmt.Errorf("packages %+v", pr.Status.Packages)
+	})
 	// ... and the controller looks again once idle: a new retry value makes
 	// it reconcile and record the value in status.lastHandledRetry, in the
 	// same status write that shows whether it planned an upgrade.
@@ -502,22 +489,18 @@ func TestRepositoryLossKeepsThePackageRunning(t *testing.T) {
 	if err := os.RemoveAll(out); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	c := eventually.Value(t, 60*time.Second, "PackageRepository "+repoName+" to be Ready=False after its directory went", func() (*metav1.Condition, error) {
 		var pr v1alpha1.PackageRepository
 		if err := env.Client.Get(context.Background(), client.ObjectKey{Name: repoName}, &pr); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		if c := meta.FindStatusCondition(pr.Status.Conditions, v1alpha1.ConditionReady); c != nil && c.Status == metav1.ConditionFalse {
-			if !strings.Contains(c.Message, "index.yaml") {
-				t.Errorf("PackageRepository Ready message = %q, want it to name index.yaml", c.Message)
-			}
-			break
+			return c, nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("PackageRepository %s not Ready=False within 60s after its directory went: %+v", repoName, pr.Status.Conditions)
-		}
-		time.Sleep(100 * time.Millisecond)
+		return nil, fmt.Errorf("conditions %+v", pr.Status.Conditions)
+	})
+	if !strings.Contains(c.Message, "index.yaml") {
+		t.Errorf("PackageRepository Ready message = %q, want it to name index.yaml", c.Message)
 	}
 	stillRunning := func(when string, gp *v1alpha1.GadgetPackage) {
 		t.Helper()
@@ -558,20 +541,10 @@ func TestSpecChangeCancelsTheRunningTask(t *testing.T) {
 	createPackage(t, ns, "slow", repoName, "1.0.0")
 
 	// Load of 1.0.0 is running its hook.
-	var pid int
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		b, err := os.ReadFile(pidFile)
-		if err == nil {
-			if pid, err = strconv.Atoi(strings.TrimSpace(string(b))); err != nil {
-				t.Fatal(err)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the hook of 1.0.0 did not start within 60s")
-		}
-		time.Sleep(50 * time.Millisecond)
+	b := eventually.Value(t, 60*time.Second, "the hook of 1.0.0 to start", func() ([]byte, error) { return os.ReadFile(pidFile) })
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
 
@@ -586,13 +559,7 @@ func TestSpecChangeCancelsTheRunningTask(t *testing.T) {
 	}
 	// The old Load is cancelled: its hook is killed long before its
 	// ten-minute timeout.
-	deadline = time.Now().Add(60 * time.Second)
-	for syscall.Kill(pid, 0) == nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("the hook (pid %d) of the old plan still runs 60s after the spec change", pid)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	eventually.True(t, 60*time.Second, fmt.Sprintf("the hook (pid %d) of the old plan to end after the spec change", pid), func() bool { return syscall.Kill(pid, 0) != nil })
 	got := waitFor(t, ns, "slow", "Ready at 2.0.0", func(gp *v1alpha1.GadgetPackage) bool {
 		return isTrue(gp, v1alpha1.ConditionReady) && gp.Status.Version == "2.0.0"
 	})

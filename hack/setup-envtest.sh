@@ -75,45 +75,9 @@ if [ ! -x "$assets/kube-apiserver" ] || [ ! -x "$assets/kubectl" ]; then
 	work="$(mktemp -d "${TMPDIR:-/tmp}/gadgetpm-apiserver.XXXXXX")"
 	trap 'rm -rf "$work"' EXIT
 
-	minor="${KUBE_VERSION#*.}"
-	minor="${minor%%.*}"
-	major="${KUBE_VERSION%%.*}"
-	patch="${KUBE_VERSION##*.}"
-	staging_version="v0.$minor.$patch"
-
-	gomod_json="$(cd "$work" && GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@v$KUBE_VERSION")" ||
-		fail "could not download k8s.io/kubernetes@v$KUBE_VERSION from the Go module proxy; check GOPROXY and network, then run hack/setup-envtest.sh again"
-	kube_gomod="$(printf '%s\n' "$gomod_json" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",*$/\1/p')"
-	[ -f "$kube_gomod" ] || fail "k8s.io/kubernetes@v$KUBE_VERSION has no go.mod in the module cache; run 'go clean -modcache' and run hack/setup-envtest.sh again"
-
-	{
-		echo "module gadgetpm.local/kube-apiserver"
-		echo
-		echo "go $(go env GOVERSION | sed 's/^go//; s/^\([0-9]*\.[0-9]*\).*/\1/')"
-		echo
-		echo "require k8s.io/kubernetes v$KUBE_VERSION"
-		echo
-		# Every staging module that k8s.io/kubernetes replaces with a local
-		# directory is pinned to the matching published v0.<minor>.<patch>.
-		sed -n 's#^[[:space:]]*\(k8s\.io/[^[:space:]]*\)[[:space:]]*=>[[:space:]]*\./staging/.*#\1#p' "$kube_gomod" |
-			while read -r mod; do echo "replace $mod => $mod $staging_version"; done
-	} >"$work/go.mod"
-	echo 'package main' >"$work/tools.go"
-
-	ldflags="-s -w"
-	ldflags+=" -X k8s.io/component-base/version.gitVersion=v$KUBE_VERSION"
-	ldflags+=" -X k8s.io/component-base/version.gitMajor=$major"
-	ldflags+=" -X k8s.io/component-base/version.gitMinor=$minor"
-	ldflags+=" -X k8s.io/component-base/version.gitTreeState=clean"
-	ldflags+=" -X k8s.io/component-base/version.buildDate=1970-01-01T00:00:00Z"
-	ldflags+=" -X k8s.io/client-go/pkg/version.gitVersion=v$KUBE_VERSION"
-	ldflags+=" -X k8s.io/client-go/pkg/version.gitMajor=$major"
-	ldflags+=" -X k8s.io/client-go/pkg/version.gitMinor=$minor"
-
-	if ! (cd "$work" && GOFLAGS=-mod=mod go get "k8s.io/kubernetes@v$KUBE_VERSION" >"$work/get.log" 2>&1); then
-		tail -n 20 "$work/get.log" >&2
-		fail "resolving kube-apiserver's modules failed (log above); check the Go module proxy, then run hack/setup-envtest.sh again"
-	fi
+	# shellcheck source=hack/lib/kube-module.sh
+	. "$(dirname "${BASH_SOURCE[0]}")/lib/kube-module.sh"
+	kube_module "$work" setup-envtest.sh
 	# One go build for both binaries: the go command schedules their
 	# packages together, so kubectl's own packages compile while
 	# kube-apiserver's longest packages and its link hold one core.
@@ -129,7 +93,7 @@ if [ ! -x "$assets/kube-apiserver" ] || [ ! -x "$assets/kubectl" ]; then
 	# (-l): a fifth less compile CPU on 2,000 packages, for a server that
 	# answers a few thousand test requests; what it does is unchanged
 	# (docs/development.md).
-	if ! (cd "$work" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -gcflags="all=-dwarf=false -l" -ldflags "$ldflags" \
+	if ! (cd "$work" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -gcflags="all=-dwarf=false -l" -ldflags "$kube_ldflags" \
 		-o "$out/" "${pkgs[@]}" >"$work/build.log" 2>&1); then
 		tail -n 20 "$work/build.log" >&2
 		fail "building ${missing[*]} failed (log above); fix the cause, then run hack/setup-envtest.sh again"

@@ -137,44 +137,14 @@ if [ ${#missing[@]} -gt 0 ]; then
 	# three binaries compiles.
 	kmod="$work/kube"
 	mkdir -p "$kmod"
-	minor="${KUBE_VERSION#*.}"
-	minor="${minor%%.*}"
-	major="${KUBE_VERSION%%.*}"
-	patch="${KUBE_VERSION##*.}"
-	staging_version="v0.$minor.$patch"
-	gomod_json="$(cd "$kmod" && GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@v$KUBE_VERSION")" ||
-		fail "could not download k8s.io/kubernetes@v$KUBE_VERSION from the Go module proxy; check GOPROXY and network, then run hack/setup-node.sh again"
-	kube_gomod="$(printf '%s\n' "$gomod_json" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",*$/\1/p')"
-	[ -f "$kube_gomod" ] || fail "k8s.io/kubernetes@v$KUBE_VERSION has no go.mod in the module cache; run 'go clean -modcache' and run hack/setup-node.sh again"
-	{
-		echo "module gadgetpm.local/kube-apiserver"
-		echo
-		echo "go $(go env GOVERSION | sed 's/^go//; s/^\([0-9]*\.[0-9]*\).*/\1/')"
-		echo
-		echo "require k8s.io/kubernetes v$KUBE_VERSION"
-		echo
-		sed -n 's#^[[:space:]]*\(k8s\.io/[^[:space:]]*\)[[:space:]]*=>[[:space:]]*\./staging/.*#\1#p' "$kube_gomod" |
-			while read -r mod; do echo "replace $mod => $mod $staging_version"; done
-	} >"$kmod/go.mod"
-	echo 'package main' >"$kmod/tools.go"
-	ldflags="-s -w"
-	ldflags+=" -X k8s.io/component-base/version.gitVersion=v$KUBE_VERSION"
-	ldflags+=" -X k8s.io/component-base/version.gitMajor=$major"
-	ldflags+=" -X k8s.io/component-base/version.gitMinor=$minor"
-	ldflags+=" -X k8s.io/component-base/version.gitTreeState=clean"
-	ldflags+=" -X k8s.io/component-base/version.buildDate=1970-01-01T00:00:00Z"
-	ldflags+=" -X k8s.io/client-go/pkg/version.gitVersion=v$KUBE_VERSION"
-	ldflags+=" -X k8s.io/client-go/pkg/version.gitMajor=$major"
-	ldflags+=" -X k8s.io/client-go/pkg/version.gitMinor=$minor"
-	if ! (cd "$kmod" && GOFLAGS=-mod=mod go get "k8s.io/kubernetes@v$KUBE_VERSION" >"$work/get.log" 2>&1); then
-		tail -n 20 "$work/get.log" >&2
-		fail "resolving the k8s.io/kubernetes modules failed (log above); check the Go module proxy, then run hack/setup-node.sh again"
-	fi
+	# shellcheck source=hack/lib/kube-module.sh
+	. "$repo_root/hack/lib/kube-module.sh"
+	kube_module "$kmod" setup-node.sh
 	pkgs=()
 	for b in "${missing[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$b"); done
 	log "building ${missing[*]} v$KUBE_VERSION from the k8s.io/kubernetes module (about 5 minutes on 2 cores after kube-apiserver, once)"
 	mkdir -p "$work/out"
-	if ! (cd "$kmod" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -gcflags="all=-dwarf=false -l" -ldflags "$ldflags" \
+	if ! (cd "$kmod" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -gcflags="all=-dwarf=false -l" -ldflags "$kube_ldflags" \
 		-o "$work/out/" "${pkgs[@]}" >"$work/kube-build.log" 2>&1); then
 		tail -n 20 "$work/kube-build.log" >&2
 		fail "building ${missing[*]} failed (log above); fix the cause, then run hack/setup-node.sh again"

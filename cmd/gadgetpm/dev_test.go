@@ -456,21 +456,17 @@ func TestMakeRun(t *testing.T) {
 	// hook-demo's onStartup hook says "hook-demo 10-startup.sh: started;
 	// binding context [...]".
 	const said = "hook-demo 10-startup.sh: started"
-	var dump []byte
-	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
+	eventually.NoError(t, 2*time.Minute, fmt.Sprintf("hook-demo's line %q in both the operator log and the dump", said), func() error {
 		log, _ := os.ReadFile(logFile)
-		var err error
-		dump, err = runPrinted(t, printed, " dump --socket ")
+		dump, err := runPrinted(t, printed, " dump --socket ")
 		if err != nil {
 			t.Fatalf("the printed dump command failed: %v\n%s", err, dump)
 		}
 		if strings.Contains(string(log), said) && strings.Contains(string(dump), said) {
-			break
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("hook-demo's line %q is not in both the operator log and the dump within 2 minutes:\nlog:\n%s\ndump:\n%s", said, log, dump)
-		}
-	}
+		return fmt.Errorf("log:\n%s\ndump:\n%s", log, dump)
+	})
 	// make's child is bin/gadgetpm dev; its children the control plane.
 	var devPid int
 	for pid, comm := range childProcesses(t, cmd.Process.Pid) {

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 	"github.com/gadgetpm/gadgetpm/packages/packagetest"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 )
@@ -61,18 +62,15 @@ func packageEvents(t *testing.T, ns, name string) []corev1.Event {
 // waitEvent waits until an Event on ns/name of type typ says want.
 func waitEvent(t *testing.T, ns, name, typ, want string) {
 	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		for _, ev := range packageEvents(t, ns, name) {
+	eventually.NoError(t, 90*time.Second, fmt.Sprintf("a %s Event on %s/%s saying %q", typ, ns, name, want), func() error {
+		evs := packageEvents(t, ns, name)
+		for _, ev := range evs {
 			if ev.Type == typ && strings.Contains(ev.Message, want) {
-				return
+				return nil
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s Event on %s/%s saying %q within 90s: %s", typ, ns, name, want, eventLines(packageEvents(t, ns, name)))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return fmt.Errorf("Events: %s", eventLines(evs))
+	})
 }
 
 func eventLines(evs []corev1.Event) string {
@@ -103,16 +101,10 @@ func noCancelNoise(t *testing.T, ns, name string) {
 
 func waitFile(t *testing.T, path string) {
 	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		if _, err := os.Stat(path); err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not appear within 90s", path)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	eventually.NoError(t, 90*time.Second, path+" to appear", func() error {
+		_, err := os.Stat(path)
+		return err
+	})
 }
 
 func hookError(gp *v1alpha1.GadgetPackage, hook string) string {

@@ -2,12 +2,14 @@ package coordinator_test
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 	"github.com/gadgetpm/gadgetpm/packages/gadgetpackage"
 	"github.com/gadgetpm/gadgetpm/packages/hookhost"
 	"github.com/gadgetpm/gadgetpm/packages/packagetest"
@@ -73,24 +75,22 @@ func TestHookStatusFollowsScheduledRuns(t *testing.T) {
 	for round := 0; round < 3; round++ {
 		// A run the status has not shown yet.
 		seen := inStatus().Runs
-		deadline := time.Now().Add(30 * time.Second)
-		var d hookhost.HookDump
-		for d = inDump(); int64(d.Runs) <= seen || d.LastRun == nil; d = inDump() {
-			if time.Now().After(deadline) {
-				t.Fatalf("round %d: the hook did not run within 30s: dump %+v, status runs %d", round, d, seen)
+		d := eventually.Value(t, 30*time.Second, fmt.Sprintf("round %d: a run of the hook the status has not shown (status runs %d)", round, seen), func() (hookhost.HookDump, error) {
+			d := inDump()
+			if int64(d.Runs) <= seen || d.LastRun == nil {
+				return d, fmt.Errorf("dump %+v", d)
 			}
-			time.Sleep(50 * time.Millisecond)
-		}
+			return d, nil
+		})
 		// The status catches up with the dump within the bound.
 		taken := time.Now()
-		var s v1alpha1.HookStatus
-		for s = inStatus(); s.Runs < int64(d.Runs) || s.LastRunTime == nil || s.LastRunTime.Time.Before(d.LastRun.Truncate(time.Second)); s = inStatus() {
-			if time.Since(taken) > bound {
-				t.Fatalf("round %d: status.hooks[%s] = runs %d, lastRunTime %v, %s after the dump showed runs %d, last run %v; want it within %s",
-					round, hook, s.Runs, s.LastRunTime, time.Since(taken).Round(time.Millisecond), d.Runs, d.LastRun, bound)
+		s := eventually.Value(t, bound, fmt.Sprintf("round %d: status.hooks[%s] to show the dump's runs %d, last run %v", round, hook, d.Runs, d.LastRun), func() (v1alpha1.HookStatus, error) {
+			s := inStatus()
+			if s.Runs < int64(d.Runs) || s.LastRunTime == nil || s.LastRunTime.Time.Before(d.LastRun.Truncate(time.Second)) {
+				return s, fmt.Errorf("runs %d, lastRunTime %v, %s after the dump showed them", s.Runs, s.LastRunTime, time.Since(taken).Round(time.Millisecond))
 			}
-			time.Sleep(50 * time.Millisecond)
-		}
+			return s, nil
+		})
 		if s.LastError != "" || s.Failures != 0 {
 			t.Errorf("round %d: status.hooks[%s] = lastError %q, failures %d; the hook only succeeds", round, hook, s.LastError, s.Failures)
 		}

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
+	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 	"github.com/gadgetpm/gadgetpm/packages/hookhost"
 	"github.com/gadgetpm/gadgetpm/packages/packagetest"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
@@ -29,17 +30,13 @@ func watchConfig(binding, apiVersion, kind string) string {
 // waitForRuns polls the journal until cond holds for its runs.
 func waitForRuns(t *testing.T, journal, what string, cond func([]run) bool) []run {
 	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for {
+	return eventually.Value(t, 90*time.Second, what, func() ([]run, error) {
 		runs := readJournal(t, journal)
 		if cond(runs) {
-			return runs
+			return runs, nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s within 90s; runs: %+v", what, runs)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil, fmt.Errorf("runs: %+v", runs)
+	})
 }
 
 // added finds the first Event Added run of binding for an object named
@@ -84,11 +81,10 @@ func deleteCRDAtEnd(t *testing.T, name string) {
 // (any when empty), whose message holds every one of parts exists.
 func waitForWarning(t *testing.T, ns, name, reason string, parts ...string) corev1.Event {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	return eventually.Value(t, 30*time.Second, fmt.Sprintf("a Warning Event %s on %s/%s saying %q", reason, ns, name, parts), func() (corev1.Event, error) {
 		var events corev1.EventList
 		if err := env.Client.List(context.Background(), &events, client.InNamespace(ns)); err != nil {
-			t.Fatal(err)
+			return corev1.Event{}, err
 		}
 	next:
 		for _, e := range events.Items {
@@ -100,17 +96,14 @@ func waitForWarning(t *testing.T, ns, name, reason string, parts ...string) core
 					continue next
 				}
 			}
-			return e
+			return e, nil
 		}
-		if time.Now().After(deadline) {
-			var seen []string
-			for _, e := range events.Items {
-				seen = append(seen, e.InvolvedObject.Name+" "+e.Reason+": "+e.Message)
-			}
-			t.Fatalf("no Warning Event %s on %s/%s saying %q; saw %q", reason, ns, name, parts, seen)
+		var seen []string
+		for _, e := range events.Items {
+			seen = append(seen, e.InvolvedObject.Name+" "+e.Reason+": "+e.Message)
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return corev1.Event{}, fmt.Errorf("saw %q", seen)
+	})
 }
 
 // A package that ships the CRD its own hook watches: the chart's crds/ are

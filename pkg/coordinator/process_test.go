@@ -223,17 +223,14 @@ func TestProcessLogsHookOutput(t *testing.T) {
 				"--debug-socket", "-", "--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--namespaces", ns,
 				"--log-format", tc.format)
 			waitFor(t, ns, "talker", "Running", running)
-			var got map[string]any
-			for deadline := time.Now().Add(30 * time.Second); got == nil; time.Sleep(50 * time.Millisecond) {
+			got := eventually.Value(t, 30*time.Second, fmt.Sprintf("log line %q in the %s log", said, tc.format), func() (map[string]any, error) {
 				for _, l := range strings.Split(p.out.String(), "\n") {
 					if m, ok := tc.fields(l); ok {
-						got = m
+						return m, nil
 					}
 				}
-				if got == nil && time.Now().After(deadline) {
-					t.Fatalf("no log line %q in the %s log:\n%s", said, tc.format, p.out.String())
-				}
-			}
+				return nil, fmt.Errorf("log:\n%s", p.out.String())
+			})
 			for k, want := range map[string]any{"package": ns + ".talker", "hook": "10-talk.sh", "binding": "onStartup",
 				"queue": ns + ".talker", "output": "stdout", "level": "info"} {
 				if got[k] != want {

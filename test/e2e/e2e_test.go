@@ -684,6 +684,9 @@ func (e *env) uninstall(t *testing.T) {
 	}
 	logDone := make(chan error, 1)
 	go func() { logDone <- logCmd.Wait() }()
+	// kubectl logs -f gives no sign that it is attached, and the operator
+	// may be quiet: a short pause lets the stream open before the
+	// uninstall whose log lines the test reads.
 	time.Sleep(2 * time.Second)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)

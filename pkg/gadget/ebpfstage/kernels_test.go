@@ -19,6 +19,7 @@ import (
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
+	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 	"github.com/gadgetpm/gadgetpm/pkg/gadget"
 	"github.com/gadgetpm/gadgetpm/pkg/gadget/enricher"
 )
@@ -258,10 +259,9 @@ func TestTraceOOMKill(t *testing.T) {
 		t.Fatalf("the hog in %s (memory.max %d) ended with %v, want killed by SIGKILL; output:\n%s", cg, limit, err, out.String())
 	}
 	pid := hog.Process.Pid
-	deadline := time.Now().Add(5 * time.Second)
-	for len(r.c.find("oomkill", func(e map[string]any) bool { return int(num(e["tpid"])) == pid })) == 0 && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
+	eventually.True(t, 5*time.Second, fmt.Sprintf("an oomkill event for the hog %d", pid), func() bool {
+		return len(r.c.find("oomkill", func(e map[string]any) bool { return int(num(e["tpid"])) == pid })) > 0
+	})
 	r.stop(t)
 	got := r.c.find("oomkill", func(e map[string]any) bool { return int(num(e["tpid"])) == pid })
 	if len(got) != 1 {

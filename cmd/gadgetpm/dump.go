@@ -37,7 +37,12 @@ tasks; the cron entries; the scheduler's verdicts; and the number of
 Kubernetes events waiting for delivery.
 
 The socket is --socket, else $` + debugSocketEnv + `, else ` + debugserver.DefaultSocket + `.
-It is mode 0600: run the command as the operator's user (root in a cluster).
+Only root and the operator's own uid may read it: the socket is mode 0600,
+and the operator checks the uid of every client (SO_PEERCRED) and refuses
+others with "permission denied: uid N is not allowed on <socket>; run as
+root or as uid M". Run the command as root or as the operator's user (in a
+cluster: kubectl exec into the operator's pod).
+
 See docs/dump.md for every field and the raw endpoints.`,
 		Example: `  # the operator on this node (in a cluster: kubectl exec into its pod)
   gadgetpm dump
@@ -112,6 +117,11 @@ func (c *debugClient) get(ctx context.Context, path, format string) ([]byte, err
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return nil, fmt.Errorf("read %s from the debug socket %s: %w", path, c.socket, err)
+	}
+	if resp.StatusCode == http.StatusForbidden {
+		// The server's one-line refusal names the uid, the socket and whom
+		// to run as.
+		return nil, errors.New(strings.TrimSpace(string(body)))
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("debug socket %s answered %s: %s", c.socket, resp.Status, strings.TrimSpace(string(body)))

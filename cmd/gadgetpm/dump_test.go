@@ -3,11 +3,15 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +22,20 @@ import (
 	"github.com/gadgetpm/gadgetpm/pkg/debugserver"
 	"github.com/gadgetpm/gadgetpm/queue"
 )
+
+// mainArgsEnv, when set, makes the test binary run gadgetpm's main with
+// these arguments (one per line) instead of the tests, so a test can run
+// the command as another user.
+const mainArgsEnv = "GADGETPM_TEST_MAIN_ARGS"
+
+func TestMain(m *testing.M) {
+	if args, ok := os.LookupEnv(mainArgsEnv); ok {
+		os.Args = append([]string{"gadgetpm"}, strings.Split(args, "\n")...)
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
 
 // stateSource is a fixed operator state behind a real debug server.
 type stateSource struct{ dump debugserver.Dump }
@@ -227,4 +245,83 @@ func TestDebugCommandsHelp(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestDumpCommandRefusedUID: run as a uid the operator does not allow,
+// `gadgetpm dump` fails with the operator's refusal, which says whom to
+// run as. The socket's mode is opened to everyone, so that only the
+// operator's peer check can refuse.
+func TestDumpCommandRefusedUID(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("running the command as another uid needs root (CI runs as root)")
+	}
+	dir, err := os.MkdirTemp("", "gadgetpm-dump-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// A copy of the test binary every uid may run.
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "gadgetpm.test")
+	if err := copyExecutable(self, bin); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "debug.sock")
+	srv, err := debugserver.New(debugserver.Options{Path: sock, Source: stateSource{sampleState()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("debug server: %v", err)
+		}
+	})
+	eventually.NoError(t, 10*time.Second, "the debug socket "+sock+" to exist", func() error {
+		_, err := os.Stat(sock)
+		return err
+	})
+	if err := os.Chmod(sock, 0o666); err != nil {
+		t.Fatal(err)
+	}
+
+	cmd := exec.Command(bin)
+	cmd.Dir = dir
+	cmd.Env = []string{mainArgsEnv + "=dump\n--socket\n" + sock}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 4242, Gid: 4242, Groups: []uint32{}}}
+	out, err := cmd.CombinedOutput()
+	want := fmt.Sprintf("Error: gadgetpm dump: permission denied: uid 4242 is not allowed on %s; run as root\n", sock)
+	if err == nil || string(out) != want {
+		t.Fatalf("gadgetpm dump as uid 4242: %v\n%q\nwant it to fail with\n%q", err, out, want)
+	}
+	// Root reads it.
+	if _, err := run(t, "dump", "--socket", sock); err != nil {
+		t.Fatalf("gadgetpm dump as root: %v", err)
+	}
+}
+
+func copyExecutable(from, to string) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(to, os.O_CREATE|os.O_WRONLY, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		_ = out.Close()
+		return err
+	}
+	return out.Close()
 }

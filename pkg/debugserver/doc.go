@@ -4,6 +4,11 @@
 //
 // It reads the state from a Source and writes nothing: the coordinator is
 // the Source, and WithNodeRuns adds the node's gadget runs. It must not
-// import the coordinator or the process runner. Access is the socket
-// file's permissions; the server does not check peer credentials.
+// import the coordinator or the process runner.
+//
+// Two locks guard the socket: its file mode keeps out whoever cannot open
+// it, and the server checks each peer's uid (SO_PEERCRED) and answers only
+// root and its own uid, so a mode loosened by a mount, a chmod or a shared
+// directory never opens the dump to others (hooks run under another uid).
+// Values in the dump are redacted by Redact before they are written.
 package debugserver

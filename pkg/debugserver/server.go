@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"golang.org/x/time/rate"
 	"gopkg.in/yaml.v3"
 
 	"github.com/gadgetpm/gadgetpm/packages/hookhost"
@@ -102,6 +103,9 @@ func (s *Server) NeedLeaderElection() bool { return false }
 
 // Start listens on the socket (mode 0600), serves until ctx ends, then lets
 // requests in flight finish (up to ShutdownGrace) and removes the socket.
+// It answers only peers whose uid (SO_PEERCRED) is 0 or the process's own
+// effective uid; any other peer gets a 403 with a one-line refusal and its
+// connection closed, and is logged (rate-limited).
 // A stale socket left by a process that died is replaced; a socket another
 // live server answers on is not, and Start returns ErrSocketInUse.
 func (s *Server) Start(ctx context.Context) error {
@@ -115,8 +119,11 @@ func (s *Server) Start(ctx context.Context) error {
 	defer s.removeSocket(ln, own)
 	s.opts.Logger.Info("debug server listening", "socket", s.opts.Path)
 
+	guard := &peerGuard{next: s.Handler(), socket: s.opts.Path, ownUID: uint32(os.Geteuid()), log: s.opts.Logger,
+		limit: rate.NewLimiter(rate.Every(refusalEvery), refusalBurst)}
 	srv := &http.Server{
-		Handler:           s.Handler(),
+		Handler:           guard,
+		ConnContext:       withPeer,
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	served := make(chan error, 1)
@@ -224,7 +231,8 @@ func (s *Server) removeSocket(ln *net.UnixListener, own os.FileInfo) {
 const endpoints = "GET /dump, /queues, /packages/<key>, /hooks/<key>/<hook>/snapshots (?format=json for JSON)"
 
 // Handler is the HTTP handler behind the socket, exposed so it can be
-// mounted elsewhere.
+// mounted elsewhere. It does not check who calls: Start adds the peer
+// check on the socket.
 func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(s.serveHTTP)
 }

@@ -43,7 +43,12 @@ others with "permission denied: uid N is not allowed on <socket>; run as
 root or as uid M". Run the command as root or as the operator's user (in a
 cluster: kubectl exec into the operator's pod).
 
-See docs/dump.md for every field and the raw endpoints.`,
+Values whose key the package's values.schema.json marks "x-secret": true,
+or whose name looks like a credential (it contains password, passwd,
+secret, token, apikey, privatekey, credential or auth, ignoring case, "-"
+and "_"), are shown as "<redacted>"; their keys stay.
+
+See docs/dump.md for every field, the redaction rule and the raw endpoints.`,
 		Example: `  # the operator on this node (in a cluster: kubectl exec into its pod)
   gadgetpm dump
 

@@ -245,6 +245,16 @@ func TestDebugCommandsHelp(t *testing.T) {
 			}
 		}
 	}
+	// Who may read the socket, and what the dump hides.
+	out, err := run(t, "dump", "--help")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{"root", "own uid", "SO_PEERCRED", "permission denied", `"x-secret": true`, "password", "<redacted>"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("dump --help lacks %q:\n%s", w, out)
+		}
+	}
 }
 
 // TestDumpCommandRefusedUID: run as a uid the operator does not allow,

@@ -3,7 +3,8 @@
 // values against it, gadget/gadget.yaml (typed; unknown keys rejected with
 // their line), gadget/program.bpf.o (parsed with cilium/ebpf; BTF
 // required; the catalog of data sources, fields and params comes from
-// it), hooks/ (every executable, sorted, run with --config under a
+// it), the properties values.schema.json marks "x-secret": true (for the
+// dump to redact), hooks/ (every executable, sorted, run with --config under a
 // timeout, configs checked) and the requirements in Chart.yaml
 // (kubeVersion, gadgetpm.io/requires, gadgetpm.io/order).
 //

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -156,7 +157,16 @@ type Package struct {
 	Hooks []Hook
 	// Requirements from Chart.yaml.
 	Requirements Requirements
+	// SecretValues are the paths into the values whose property
+	// values.schema.json marks "x-secret": true, e.g. ["webhook", "url"];
+	// a segment AnyKey stands for any key of a map or any item of a list.
+	// The dump shows their values redacted.
+	SecretValues [][]string
 }
+
+// AnyKey in a SecretValues path matches any key or list item: it stands
+// for a schema's additionalProperties, patternProperties and items.
+const AnyKey = "*"
 
 // Load loads the package in dir, returning *Error when it has problems.
 func Load(ctx context.Context, dir string, opts Options) (*Package, error) {
@@ -294,6 +304,8 @@ func (c *checker) schema(ch *helmchart.Chart) {
 		c.add(SchemaFile, 1, "a JSON schema must be an object, got %T", v)
 		return
 	}
+	c.pkg.SecretValues = nil
+	c.secrets(v, nil)
 	// Compiles the schema and checks the chart's own defaults against it.
 	if err := helmchartutil.ValidateAgainstSingleSchema(ch.Values, ch.Schema); err != nil {
 		msg := strings.TrimSpace(err.Error())
@@ -303,6 +315,67 @@ func (c *checker) schema(ch *helmchart.Chart) {
 			return
 		}
 		c.add("values.yaml", 0, "the default values do not match values.schema.json: %s", msg)
+	}
+}
+
+// secrets collects the paths of the properties that schema marks
+// "x-secret": true. It follows properties, additionalProperties,
+// patternProperties, items and the allOf/anyOf/oneOf branches; a $ref is
+// not followed.
+func (c *checker) secrets(schema any, path []string) {
+	m, ok := schema.(map[string]any)
+	if !ok {
+		return
+	}
+	if x, ok := m["x-secret"]; ok {
+		at := "the schema's root"
+		if len(path) > 0 {
+			at = "property " + strings.Join(path, ".")
+		}
+		switch x {
+		case true:
+			for _, have := range c.pkg.SecretValues {
+				if slices.Equal(have, path) {
+					return
+				}
+			}
+			c.pkg.SecretValues = append(c.pkg.SecretValues, append([]string(nil), path...))
+			return
+		case false:
+		default:
+			c.add(SchemaFile, 0, `"x-secret" of %s is %v: expected true or false`, at, x)
+		}
+	}
+	child := func(s any, key string) { c.secrets(s, append(append([]string(nil), path...), key)) }
+	if props, ok := m["properties"].(map[string]any); ok {
+		names := make([]string, 0, len(props))
+		for name := range props {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			child(props[name], name)
+		}
+	}
+	if pp, ok := m["patternProperties"].(map[string]any); ok {
+		for _, s := range pp {
+			child(s, AnyKey)
+		}
+	}
+	child(m["additionalProperties"], AnyKey)
+	switch items := m["items"].(type) {
+	case map[string]any:
+		child(items, AnyKey)
+	case []any:
+		for _, s := range items {
+			child(s, AnyKey)
+		}
+	}
+	for _, k := range []string{"allOf", "anyOf", "oneOf"} {
+		branches, _ := m[k].([]any)
+		for _, s := range branches {
+			c.secrets(s, path)
+		}
 	}
 }
 

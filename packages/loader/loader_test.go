@@ -126,6 +126,7 @@ func TestLoadReportsEveryBadInput(t *testing.T) {
 		{"requires itself", packagetest.Source{Requires: "execsnoop"}, "the package requires itself"},
 		{"requires twice", packagetest.Source{Requires: "a, a ^1"}, "package a is listed twice"},
 		{"kubeVersion bad", packagetest.Source{KubeVersion: "one-point-thirty"}, "Chart.yaml:5: kubeVersion \"one-point-thirty\" is not a semver constraint"},
+		{"x-secret not a boolean", packagetest.Source{Schema: `{"type": "object", "properties": {"webhook": {"type": "object", "properties": {"url": {"type": "string", "x-secret": "yes"}}}}}`}, `values.schema.json: "x-secret" of property webhook.url is yes: expected true or false`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -177,6 +178,42 @@ func TestCheckArchive(t *testing.T) {
 	_, problems = loader.Check(ctx, filepath.Join(out, "index.yaml"), loader.Options{})
 	if len(problems) != 1 || !strings.Contains(problems[0].String(), "index.yaml: extract archive: not a gzipped tar") {
 		t.Fatalf("problems = %v", problems)
+	}
+}
+
+// TestLoadReadsSecretValues: the properties a schema marks "x-secret":
+// true, wherever they sit, become the paths the dump redacts.
+func TestLoadReadsSecretValues(t *testing.T) {
+	tests := []struct {
+		name, schema string
+		want         [][]string
+	}{
+		{"none", `{"type": "object", "properties": {"maxRows": {"type": "integer"}}}`, nil},
+		{"nested properties", `{"type": "object", "properties": {
+			"webhook": {"type": "object", "properties": {"url": {"type": "string", "x-secret": true}, "method": {"type": "string"}}},
+			"dsn": {"type": "string", "x-secret": true},
+			"debug": {"type": "boolean", "x-secret": false}}}`,
+			[][]string{{"dsn"}, {"webhook", "url"}}},
+		{"a whole object", `{"type": "object", "properties": {"tls": {"type": "object", "x-secret": true, "properties": {"key": {"type": "string", "x-secret": true}}}}}`,
+			[][]string{{"tls"}}},
+		{"list items and map values", `{"type": "object", "properties": {
+			"sinks": {"type": "array", "items": {"type": "object", "properties": {"dsn": {"type": "string", "x-secret": true}}}},
+			"keys": {"type": "object", "additionalProperties": {"type": "string", "x-secret": true}},
+			"byHost": {"type": "object", "patternProperties": {"^h": {"type": "object", "properties": {"pin": {"type": "string", "x-secret": true}}}}}}}`,
+			[][]string{{"byHost", loader.AnyKey, "pin"}, {"keys", loader.AnyKey}, {"sinks", loader.AnyKey, "dsn"}}},
+		{"branches", `{"type": "object", "properties": {"auth": {"anyOf": [{"type": "string", "x-secret": true}, {"type": "null"}]}}}`,
+			[][]string{{"auth"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := loader.Load(ctx, packagetest.Write(t, t.TempDir(), packagetest.Source{Schema: tt.schema, Values: "{}\n"}), loader.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(p.SecretValues, tt.want) {
+				t.Fatalf("SecretValues = %q, want %q", p.SecretValues, tt.want)
+			}
+		})
 	}
 }
 

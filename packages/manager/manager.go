@@ -125,6 +125,9 @@ type State struct {
 	Version, Digest, LastAttemptedVersion string
 	// Values in effect (settings merged over values.yaml defaults).
 	Values map[string]any
+	// SecretValues are the paths into Values that the package's schema
+	// marks secret (loader.Package.SecretValues), for the dump to redact.
+	SecretValues [][]string
 	// Hooks with their bindings.
 	Hooks []v1alpha1.HookStatus
 	// Catalog of the gadget.

@@ -157,6 +157,7 @@ func (t *task) load(ctx context.Context, s snapshot) error {
 		e.pkg = p
 		st := &e.state
 		st.Version, st.Digest, st.Dir, st.Values, st.Catalog = p.Version, digest, dir, values, p.Catalog
+		st.SecretValues = p.SecretValues
 		st.Hooks, st.Queues = nil, nil
 		seen := map[string]bool{}
 		for _, h := range p.Hooks {

@@ -36,7 +36,8 @@ func (c *Coordinator) Package(key string) (debugserver.PackageDump, bool) {
 	p := debugserver.PackageDump{
 		Key: key, Package: st.Package, Phase: string(st.Phase), Enabled: st.Enabled, Reason: st.Reason,
 		Version: st.Version, Digest: st.Digest, HelmRevision: st.HelmRevision,
-		Queues: []string{queue.PackageQueueName(key, "")},
+		Queues:       []string{queue.PackageQueueName(key, "")},
+		SecretValues: st.SecretValues,
 	}
 	for _, q := range st.Queues {
 		p.Queues = append(p.Queues, queue.PackageQueueName(key, q))

@@ -43,8 +43,13 @@ type PackageDump struct {
 	Digest  string `json:"digest,omitempty" yaml:"digest,omitempty"`
 	// HelmRevision of the package's release; 0 before the first Run.
 	HelmRevision int `json:"helmRevision,omitempty" yaml:"helmRevision,omitempty"`
-	// Values in effect: settings over defaults, with hooks' patches.
+	// Values in effect: settings over defaults, with hooks' patches. The
+	// server shows them through RedactValues.
 	Values map[string]any `json:"values,omitempty" yaml:"values,omitempty"`
+	// SecretValues are the paths into Values that the package's schema
+	// marks "x-secret": true (loader.Package.SecretValues). The server
+	// redacts them; they are not part of the answer.
+	SecretValues [][]string `json:"-" yaml:"-"`
 	// Hooks with their bindings and last run.
 	Hooks []hookhost.HookDump `json:"hooks,omitempty" yaml:"hooks,omitempty"`
 	// Queues of the package: its main queue and the custom ones its hooks

@@ -253,7 +253,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.Path
 	switch {
 	case path == "/dump":
-		writeBody(w, r, format, s.opts.Source.Dump())
+		writeBody(w, r, format, redactDump(s.opts.Source.Dump()))
 	case path == "/queues":
 		writeBody(w, r, format, s.opts.Source.Dump().Queues)
 	case strings.HasPrefix(path, "/packages/"):
@@ -267,7 +267,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			httpError(w, http.StatusNotFound, "package %q not found: list the package keys with 'gadgetpm dump' or GET /dump", key)
 			return
 		}
-		writeBody(w, r, format, p)
+		writeBody(w, r, format, redactPackage(p))
 	case strings.HasPrefix(path, "/hooks/"):
 		s.serveSnapshots(w, r, format)
 	default:
@@ -307,7 +307,7 @@ func (s *Server) serveSnapshots(w http.ResponseWriter, r *http.Request, format s
 	if snaps == nil {
 		snaps = hookhost.Snapshots{}
 	}
-	writeBody(w, r, format, snaps)
+	writeBody(w, r, format, redactSnapshots(snaps))
 }
 
 func httpError(w http.ResponseWriter, code int, format string, args ...any) {
@@ -323,8 +323,13 @@ func writeBody(w http.ResponseWriter, r *http.Request, format string, v any) {
 		err  error
 	)
 	if format == "json" {
-		body, err = json.MarshalIndent(v, "", "  ")
-		body = append(body, '\n')
+		// Unescaped HTML characters, so "<redacted>" reads as it is.
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		enc.SetIndent("", "  ")
+		err = enc.Encode(v)
+		body = buf.Bytes()
 		w.Header().Set("Content-Type", "application/json")
 	} else {
 		body, err = MarshalYAML(v)

@@ -18,6 +18,7 @@ import (
 	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
+	"github.com/gadgetpm/gadgetpm/internal/testroot"
 	"github.com/gadgetpm/gadgetpm/packages/hookhost"
 	"github.com/gadgetpm/gadgetpm/pkg/debugserver"
 	"github.com/gadgetpm/gadgetpm/queue"
@@ -74,7 +75,12 @@ func sampleState() debugserver.Dump {
 // socket.
 func serveState(t *testing.T, d debugserver.Dump) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "debug.sock")
+	return serveStateAt(t, d, filepath.Join(t.TempDir(), "debug.sock"))
+}
+
+// serveStateAt is serveState on the socket path.
+func serveStateAt(t *testing.T, d debugserver.Dump, path string) string {
+	t.Helper()
 	srv, err := debugserver.New(debugserver.Options{Path: path, Source: stateSource{d}})
 	if err != nil {
 		t.Fatal(err)
@@ -262,9 +268,7 @@ func TestDebugCommandsHelp(t *testing.T) {
 // run as. The socket's mode is opened to everyone, so that only the
 // operator's peer check can refuse.
 func TestDumpCommandRefusedUID(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("running the command as another uid needs root (CI runs as root)")
-	}
+	testroot.Require(t, "running the command as another uid")
 	dir, err := os.MkdirTemp("", "gadgetpm-dump-")
 	if err != nil {
 		t.Fatal(err)
@@ -282,24 +286,7 @@ func TestDumpCommandRefusedUID(t *testing.T) {
 	if err := copyExecutable(self, bin); err != nil {
 		t.Fatal(err)
 	}
-	sock := filepath.Join(dir, "debug.sock")
-	srv, err := debugserver.New(debugserver.Options{Path: sock, Source: stateSource{sampleState()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("debug server: %v", err)
-		}
-	})
-	eventually.NoError(t, 10*time.Second, "the debug socket "+sock+" to exist", func() error {
-		_, err := os.Stat(sock)
-		return err
-	})
+	sock := serveStateAt(t, sampleState(), filepath.Join(dir, "debug.sock"))
 	if err := os.Chmod(sock, 0o666); err != nil {
 		t.Fatal(err)
 	}

@@ -10,14 +10,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr/funcr"
-
 	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
+	"github.com/gadgetpm/gadgetpm/internal/testlog"
+	"github.com/gadgetpm/gadgetpm/internal/testroot"
 )
 
 // The test binary doubles as the other identities' client and server: run
@@ -88,9 +87,7 @@ type otherUser struct {
 
 func newOtherUser(t *testing.T) otherUser {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("running clients as other uids needs root (CI runs as root)")
-	}
+	testroot.Require(t, "running clients as other uids")
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -153,30 +150,6 @@ func (o otherUser) get(t *testing.T, uid uint32, socket string, n int) (int, str
 	return code, body
 }
 
-// logLines collects a logger's lines.
-type logLines struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (l *logLines) add(prefix, args string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.lines = append(l.lines, prefix+" "+args)
-}
-
-func (l *logLines) matching(s string) []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []string
-	for _, line := range l.lines {
-		if strings.Contains(line, s) {
-			out = append(out, line)
-		}
-	}
-	return out
-}
-
 // TestDebugSocketRefusesOtherUIDs: with the socket's mode opened to
 // everyone, so that only the peer check can refuse, a uid that is neither
 // root nor the operator's own gets a one-line refusal saying what to do,
@@ -185,24 +158,8 @@ func (l *logLines) matching(s string) []string {
 func TestDebugSocketRefusesOtherUIDs(t *testing.T) {
 	users := newOtherUser(t)
 	path := filepath.Join(worldDir(t), "debug.sock")
-	var logs logLines
-	srv, err := New(Options{Path: path, Source: sampleSource(), Logger: funcr.New(logs.add, funcr.Options{})})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("debug server: %v", err)
-		}
-	})
-	eventually.NoError(t, 10*time.Second, "the debug socket "+path+" to exist", func() error {
-		_, err := os.Stat(path)
-		return err
-	})
+	var logs testlog.Lines
+	startServerWith(t, Options{Path: path, Source: sampleSource(), Logger: logs.Logger(0)})
 	if err := os.Chmod(path, 0o666); err != nil {
 		t.Fatal(err)
 	}
@@ -212,8 +169,8 @@ func TestDebugSocketRefusesOtherUIDs(t *testing.T) {
 	if code != http.StatusForbidden || body != want {
 		t.Fatalf("uid 4242: %d %q, want 403 %q", code, body, want)
 	}
-	if got := logs.matching("refused a debug socket peer"); len(got) != 1 || !strings.Contains(got[0], `"uid"=4242`) {
-		t.Fatalf("log lines for one refused peer: %q, want one naming uid 4242", got)
+	if n := logs.Count("refused a debug socket peer"); n != 1 || logs.Count("refused a debug socket peer", `"uid"=4242`, path) != 1 {
+		t.Fatalf("log lines for one refused peer: %q, want one naming uid 4242 and the socket", logs.Get())
 	}
 
 	// A client retrying in a loop.
@@ -221,8 +178,8 @@ func TestDebugSocketRefusesOtherUIDs(t *testing.T) {
 	if code, _ := users.get(t, 4243, path, tries); code != http.StatusForbidden {
 		t.Fatalf("uid 4243: status %d, want 403", code)
 	}
-	if got := logs.matching("refused a debug socket peer"); len(got) < 2 || len(got) > refusalBurst+1 {
-		t.Fatalf("%d refusals logged %d lines, want between 2 and %d:\n%s", tries+1, len(got), refusalBurst+1, strings.Join(got, "\n"))
+	if n := logs.Count("refused a debug socket peer"); n < 2 || n > refusalBurst+1 {
+		t.Fatalf("%d refusals logged %d lines, want between 2 and %d:\n%s", tries+1, n, refusalBurst+1, strings.Join(logs.Get(), "\n"))
 	}
 
 	c, b, dump := get(t, socketClient(path), http.MethodGet, "/dump")

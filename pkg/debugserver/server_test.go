@@ -85,7 +85,14 @@ func sampleSource() *fakeSource {
 // waits until it answers.
 func startServer(t *testing.T, src Source, path string) (stop func() error) {
 	t.Helper()
-	srv, err := New(Options{Path: path, Source: src})
+	return startServerWith(t, Options{Path: path, Source: src})
+}
+
+// startServerWith is startServer with all the options.
+func startServerWith(t *testing.T, opts Options) (stop func() error) {
+	t.Helper()
+	path := opts.Path
+	srv, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

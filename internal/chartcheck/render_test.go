@@ -898,4 +898,8 @@ func TestNotes(t *testing.T) {
 	if strings.Contains(n, "rbac.packageResources is on") || !strings.Contains(n, "Leader election is off") {
 		t.Errorf("NOTES with narrow RBAC and no leader election:\n%s", n)
 	}
+	n = notes(t, map[string]any{"hooks": map[string]any{"serviceAccount": map[string]any{"name": ""}}})
+	if strings.Contains(n, "Hooks act as the ServiceAccount") || !strings.Contains(n, "hooks act with the cluster role's own") {
+		t.Errorf("NOTES without a hooks' account do not say that hooks act as the cluster role:\n%s", n)
+	}
 }

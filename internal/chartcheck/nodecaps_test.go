@@ -32,6 +32,21 @@ func withCaps(caps []corev1.Capability, argv ...string) *exec.Cmd {
 	return exec.Command("setpriv", append([]string{"--bounding-set", set, "--inh-caps", "-all", "--"}, argv...)...)
 }
 
+// kernelBefore reports whether the running kernel is older than
+// major.minor.
+func kernelBefore(t *testing.T, major, minor int) bool {
+	t.Helper()
+	rel, err := os.ReadFile("/proc/sys/kernel/osrelease")
+	if err != nil {
+		t.Fatalf("read the kernel's release: %v", err)
+	}
+	var maj, min int
+	if _, err := fmt.Sscanf(string(rel), "%d.%d", &maj, &min); err != nil {
+		t.Fatalf("kernel release %q: %v", rel, err)
+	}
+	return maj < major || maj == major && min < minor
+}
+
 // without returns caps less drop.
 func without(caps []corev1.Capability, drop corev1.Capability) []corev1.Capability {
 	var out []corev1.Capability
@@ -51,7 +66,8 @@ func without(caps []corev1.Capability, drop corev1.Capability) []corev1.Capabili
 // with capabilities the node role lacks (/proc/<pid>/ns/mnt).
 // Without CAP_BPF the gadget does not load, and without CAP_SYS_PTRACE
 // the namespace cannot be read: each capability is needed, not just
-// sufficient.
+// sufficient. Kernels before 5.11 get CAP_SYS_RESOURCE too, as the
+// install docs say.
 func TestNodeCapabilitiesRunAGadget(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("loading eBPF programs needs root: run the tests as root, as CI does")
@@ -76,6 +92,10 @@ func TestNodeCapabilitiesRunAGadget(t *testing.T) {
 		t.Fatalf("the node container's securityContext %+v names no capabilities", sc)
 	}
 	caps := sc.Capabilities.Add
+	if kernelBefore(t, 5, 11) {
+		// What docs/install.md tells these kernels' users to add.
+		caps = append(caps, "SYS_RESOURCE")
+	}
 
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "gadgetpm")

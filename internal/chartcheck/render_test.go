@@ -514,7 +514,7 @@ func checkNodeWorkload(t *testing.T, o *objects, sa string) {
 	}
 	add := slices.Clone(sc.Capabilities.Add)
 	slices.Sort(add)
-	if want := []corev1.Capability{"BPF", "PERFMON", "SYS_PTRACE", "SYS_RESOURCE"}; !slices.Equal(add, want) {
+	if want := []corev1.Capability{"BPF", "PERFMON", "SYS_PTRACE"}; !slices.Equal(add, want) {
 		t.Errorf("node role capabilities %v, want exactly %v", add, want)
 	}
 	if sc.RunAsUser == nil || *sc.RunAsUser != 0 || sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {

@@ -164,6 +164,7 @@ func TestEndToEnd(t *testing.T) {
 		fn   func(t *testing.T)
 	}{
 		{"WorkloadsReadyLeaderAndDump", e.operatorReady},
+		{"NodeRoleAndHooksReadNoSecrets", e.rbacInCluster},
 		{"PackagesRunningHooksInCluster", func(t *testing.T) { e.packagesRunning(t, repoURL) }},
 		{"TraceExecEnrichedFromRuntime", e.traceExec},
 		{"ScheduledTraceOnTime", e.scheduledTrace},
@@ -288,6 +289,44 @@ func (e *env) operatorReady(t *testing.T) {
 		t.Errorf("gadgetpm dump in node-role pod %s: node is %q, want %q\n%s", node.Name, got, e.node, out)
 	}
 	t.Logf("cluster-role pods %d Ready, Lease held by %s; node-role pod %s Ready on %s", len(cluster), holder, node.Name, node.Spec.NodeName)
+}
+
+// canI asks the cluster's authorizer, through kubectl auth can-i as the
+// ServiceAccount sa of the release namespace; args are kubectl's (verb,
+// resource, scope flags).
+func (e *env) canI(t *testing.T, sa string, args ...string) bool {
+	t.Helper()
+	argv := append([]string{"auth", "can-i", "--as=system:serviceaccount:" + opNS + ":" + sa}, args...)
+	out, err := e.kc(argv...)
+	answer := strings.TrimSpace(out)
+	if answer != "yes" && answer != "no" {
+		t.Fatalf("kubectl %s: %q, %v", strings.Join(argv, " "), answer, err)
+	}
+	return answer == "yes"
+}
+
+// rbacInCluster: the node role's and the hooks' accounts may read no
+// Secret, in the real cluster as in internal/chartcheck; the node role
+// may write its Traces' status (so the names are right and the answers
+// are the authorizer's).
+func (e *env) rbacInCluster(t *testing.T) {
+	nodeSA := release + "-node"
+	if !e.canI(t, nodeSA, "patch", "traces.gadget.kinvolk.io", "--subresource=status", "-n", pkgNS) {
+		t.Errorf("%s may not patch traces/status", nodeSA)
+	}
+	for _, c := range []struct {
+		sa   string
+		args []string
+	}{
+		{nodeSA, []string{"get", "secrets", "-A"}},
+		{nodeSA, []string{"list", "secrets", "-n", opNS}},
+		{hooksAccount, []string{"list", "secrets", "-A"}},
+		{hooksAccount, []string{"create", "serviceaccounts", "--subresource=token", "-n", opNS}},
+	} {
+		if e.canI(t, c.sa, c.args...) {
+			t.Errorf("%s may %s", c.sa, strings.Join(c.args, " "))
+		}
+	}
 }
 
 // findKey returns the first string value under key, searching maps and

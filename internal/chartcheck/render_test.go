@@ -2,6 +2,7 @@ package chartcheck_test
 
 import (
 	"context"
+	"maps"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	helmreleaseutil "helm.sh/helm/v3/pkg/releaseutil"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 
@@ -38,7 +40,9 @@ type objects struct {
 	crb      []*rbacv1.ClusterRoleBinding
 	role     []*rbacv1.Role
 	rb       []*rbacv1.RoleBinding
+	deploy   []*appsv1.Deployment
 	ds       []*appsv1.DaemonSet
+	pdb      []*policyv1.PodDisruptionBudget
 	svc      []*corev1.Service
 	manifest string
 }
@@ -77,8 +81,12 @@ func decode(t testing.TB, manifest string) *objects {
 			out.role = append(out.role, o)
 		case *rbacv1.RoleBinding:
 			out.rb = append(out.rb, o)
+		case *appsv1.Deployment:
+			out.deploy = append(out.deploy, o)
 		case *appsv1.DaemonSet:
 			out.ds = append(out.ds, o)
+		case *policyv1.PodDisruptionBudget:
+			out.pdb = append(out.pdb, o)
 		case *corev1.Service:
 			out.svc = append(out.svc, o)
 		default:
@@ -97,31 +105,65 @@ func mustRender(t testing.TB, release string, values map[string]any) *objects {
 	return o
 }
 
+// named returns the object of list called name, failing the test when
+// there is none.
+func named[T interface{ GetName() string }](t testing.TB, list []T, name string) T {
+	t.Helper()
+	for _, o := range list {
+		if o.GetName() == name {
+			return o
+		}
+	}
+	names := make([]string, len(list))
+	for i, o := range list {
+		names[i] = o.GetName()
+	}
+	t.Fatalf("%T %q not rendered; rendered: %q", *new(T), name, names)
+	return *new(T)
+}
+
 // allows reports whether rules grant verb on resource of group, with RBAC's
-// wildcards.
+// wildcards. A rule limited to resourceNames does not count.
 func allows(rules []rbacv1.PolicyRule, group, resource, verb string) bool {
 	match := func(list []string, v string) bool { return slices.Contains(list, v) || slices.Contains(list, "*") }
 	for _, r := range rules {
-		if match(r.APIGroups, group) && match(r.Resources, resource) && match(r.Verbs, verb) {
+		if match(r.APIGroups, group) && match(r.Resources, resource) && match(r.Verbs, verb) && len(r.ResourceNames) == 0 {
 			return true
 		}
 	}
 	return false
 }
 
-// need is one permission the operator uses.
+// need is one permission a role uses.
 type need struct{ group, resource, verb string }
 
-// clusterNeeds are what the operator does in every namespace; the
+// clusterNeeds are what the cluster role does in every namespace; its
 // ClusterRole must grant them whatever the values say.
 var clusterNeeds = []need{
 	{"gadgetpm.io", "packagerepositories", "watch"},
 	{"gadgetpm.io", "gadgetpackages", "list"},
+	{"gadgetpm.io", "gadgetpackages", "get"},    // unsubscribe reads status.subscriptions
 	{"gadgetpm.io", "gadgetpackages", "update"}, // hooks' config-values patches persist into spec.settings
 	{"gadgetpm.io", "gadgetpackages/status", "update"},
 	{"gadgetpm.io", "packagerepositories/status", "patch"},
 	{"gadgetpm.io", "gadgetpackages/finalizers", "update"},
-	{"gadgetpm.io", "gadgetpackages/status", "patch"}, // nodes apply their subscriptions
+	{"", "secrets", "create"}, // Helm release storage
+	{"", "secrets", "list"},
+	{"", "secrets", "update"},
+	{"", "secrets", "delete"},
+	{"", "secrets", "get"}, // repository credentials
+	{"", "configmaps", "create"},
+	{"", "configmaps", "watch"},
+	{"", "events", "create"},
+	{"events.k8s.io", "events", "patch"},
+	{"", "namespaces", "list"},
+	{"", "namespaces", "watch"},
+	{"", "pods", "watch"}, // hooks' kubernetes bindings
+	{"apps", "deployments", "list"},
+}
+
+// nodeNeeds are what the node role does in every namespace.
+var nodeNeeds = []need{
 	{"gadget.kinvolk.io", "traces", "get"},
 	{"gadget.kinvolk.io", "traces", "list"},
 	{"gadget.kinvolk.io", "traces", "watch"},
@@ -131,23 +173,62 @@ var clusterNeeds = []need{
 	{"gadget.kinvolk.io", "traces/status", "update"},
 	{"gadget.kinvolk.io", "traces/status", "patch"},
 	{"gadget.kinvolk.io", "traces/finalizers", "update"}, // output ConfigMaps owned by a Trace
-	{"", "secrets", "create"},                            // Helm release storage
-	{"", "secrets", "delete"},
-	{"", "secrets", "get"},       // repository credentials
-	{"", "configmaps", "create"}, // Trace output, ExternalResource mode
+	{"", "configmaps", "create"},                         // Trace output, ExternalResource mode
 	{"", "configmaps", "get"},
+	{"", "configmaps", "update"},
 	{"", "configmaps", "list"},
+	{"", "configmaps", "watch"},
 	{"", "configmaps", "delete"}, // beyond spec.historyLimit
-	{"", "events", "create"},
-	{"events.k8s.io", "events", "patch"},
-	{"", "nodes", "get"},
-	{"", "nodes", "list"},
-	{"", "nodes", "watch"}, // a Trace's spec.node must be a Node
+	{"gadgetpm.io", "gadgetpackages", "get"},
+	{"gadgetpm.io", "gadgetpackages", "list"},
+	{"gadgetpm.io", "gadgetpackages", "watch"},
+	{"gadgetpm.io", "gadgetpackages/status", "patch"}, // its entries of status.subscriptions
+	{"gadgetpm.io", "packagerepositories", "get"},     // downloading the gadget
 	{"", "pods", "get"},
 	{"", "pods", "list"},
-	{"", "namespaces", "list"},
-	{"", "namespaces", "watch"},
 	{"", "pods", "watch"},
+	{"", "nodes", "get"}, // a Trace's spec.node must be a Node
+	{"", "events", "create"},
+	{"events.k8s.io", "events", "patch"},
+}
+
+// nodeRefused are what the node role must never do.
+var nodeRefused = []need{
+	{"", "secrets", "get"},
+	{"", "secrets", "list"},
+	{"", "secrets", "watch"},
+	{"gadgetpm.io", "gadgetpackages", "create"},
+	{"gadgetpm.io", "gadgetpackages", "update"},
+	{"gadgetpm.io", "gadgetpackages", "delete"},
+	{"gadgetpm.io", "packagerepositories", "update"},
+	{"gadget.kinvolk.io", "traces", "create"},
+	{"gadget.kinvolk.io", "traces", "delete"},
+	{"", "pods", "delete"},
+	{"", "serviceaccounts/token", "create"},
+	{"coordination.k8s.io", "leases", "update"},
+	{"apps", "deployments", "create"},
+}
+
+// hooksNeeds are the default rules of the hooks' account.
+var hooksNeeds = []need{
+	{"", "pods", "list"},
+	{"", "configmaps", "watch"},
+	{"", "namespaces", "get"},
+	{"", "services", "list"},
+	{"apps", "deployments", "watch"},
+	{"gadgetpm.io", "gadgetpackages", "get"},
+	{"gadgetpm.io", "gadgetpackages", "patch"}, // a hook's settings
+}
+
+// hooksRefused are what the hooks' account must never do by default.
+var hooksRefused = []need{
+	{"", "secrets", "get"},
+	{"", "secrets", "list"},
+	{"", "serviceaccounts/token", "create"},
+	{"", "configmaps", "create"},
+	{"", "pods", "delete"},
+	{"gadgetpm.io", "gadgetpackages", "delete"},
+	{"rbac.authorization.k8s.io", "clusterroles", "create"},
 }
 
 var leaseNeeds = []need{
@@ -156,120 +237,158 @@ var leaseNeeds = []need{
 	{"coordination.k8s.io", "leases", "update"},
 }
 
+// args is a container's whole command line.
+func args(c corev1.Container) []string {
+	return append(append([]string{}, c.Command...), c.Args...)
+}
+
+// hasFlag reports whether argv holds the flag, with or without a value.
+func hasFlag(argv []string, flag string) bool {
+	return slices.ContainsFunc(argv, func(a string) bool { return a == flag || strings.HasPrefix(a, flag+"=") })
+}
+
+// volumesByMount maps each mount path of c to its volume in spec.
+func volumesByMount(spec corev1.PodSpec, c corev1.Container) map[string]corev1.Volume {
+	vols := map[string]corev1.Volume{}
+	for _, v := range spec.Volumes {
+		vols[v.Name] = v
+	}
+	out := map[string]corev1.Volume{}
+	for _, m := range c.VolumeMounts {
+		out[m.MountPath] = vols[m.Name]
+	}
+	return out
+}
+
+func checkBinding(t *testing.T, kind string, ref rbacv1.RoleRef, subjects []rbacv1.Subject, role, sa string) {
+	t.Helper()
+	if ref.Name != role || len(subjects) != 1 || subjects[0].Kind != "ServiceAccount" || subjects[0].Name != sa || subjects[0].Namespace != releaseNS {
+		t.Errorf("%s binds %s to %+v, want %s to ServiceAccount %s/%s", kind, ref.Name, subjects, role, releaseNS, sa)
+	}
+}
+
 func TestRenderDefaults(t *testing.T) {
 	o := mustRender(t, "gadgetpm", nil)
-	if len(o.sa) != 1 || len(o.cr) != 1 || len(o.crb) != 1 || len(o.role) != 1 || len(o.rb) != 1 || len(o.ds) != 1 || len(o.svc) != 1 {
-		t.Fatalf("rendered %d ServiceAccount, %d ClusterRole, %d ClusterRoleBinding, %d Role, %d RoleBinding, %d DaemonSet, %d Service; want one each",
-			len(o.sa), len(o.cr), len(o.crb), len(o.role), len(o.rb), len(o.ds), len(o.svc))
+	if len(o.sa) != 3 || len(o.cr) != 3 || len(o.crb) != 3 || len(o.role) != 2 || len(o.rb) != 2 || len(o.deploy) != 1 || len(o.ds) != 1 || len(o.pdb) != 1 || len(o.svc) != 1 {
+		t.Fatalf("rendered %d ServiceAccount, %d ClusterRole, %d ClusterRoleBinding, %d Role, %d RoleBinding, %d Deployment, %d DaemonSet, %d PodDisruptionBudget, %d Service; "+
+			"want 3, 3, 3, 2, 2, 1, 1, 1, 1 (cluster role, node role, hooks)",
+			len(o.sa), len(o.cr), len(o.crb), len(o.role), len(o.rb), len(o.deploy), len(o.ds), len(o.pdb), len(o.svc))
 	}
-	sa, cr, ds := o.sa[0], o.cr[0], o.ds[0]
-	if sa.Name != "gadgetpm" || sa.Namespace != releaseNS {
-		t.Errorf("ServiceAccount %s/%s, want %s/gadgetpm", sa.Namespace, sa.Name, releaseNS)
-	}
-
-	// RBAC: everything the operator does, the leases in its namespace, and
-	// the broad rule for packages, on by default.
-	for _, n := range clusterNeeds {
-		if !allows(cr.Rules, n.group, n.resource, n.verb) {
-			t.Errorf("ClusterRole does not grant %s on %s.%s", n.verb, n.resource, n.group)
+	clusterSA, nodeSA, hooksSA := named(t, o.sa, "gadgetpm-cluster"), named(t, o.sa, "gadgetpm-node"), named(t, o.sa, "gadgetpm-hooks")
+	for _, sa := range []*corev1.ServiceAccount{clusterSA, nodeSA, hooksSA} {
+		if sa.Namespace != releaseNS {
+			t.Errorf("ServiceAccount %s in %q, want the release namespace %s", sa.Name, sa.Namespace, releaseNS)
 		}
 	}
-	if !allows(cr.Rules, "apps", "deployments", "create") {
-		t.Error("rbac.packageResources is on by default but the ClusterRole does not grant what packages create")
+	if hooksSA.AutomountServiceAccountToken == nil || *hooksSA.AutomountServiceAccountToken {
+		t.Error("the hooks' ServiceAccount lets its token be mounted; hooks get tokens per run only")
 	}
-	role := o.role[0]
-	if role.Namespace != releaseNS {
-		t.Errorf("lease Role in %q, want the release namespace %s", role.Namespace, releaseNS)
+
+	// RBAC: each role what it does, and nothing of the others'.
+	clusterCR, nodeCR, hooksCR := named(t, o.cr, "gadgetpm-cluster"), named(t, o.cr, "gadgetpm-node"), named(t, o.cr, "gadgetpm-hooks")
+	for _, c := range []struct {
+		who   string
+		rules []rbacv1.PolicyRule
+		needs []need
+	}{{"cluster role", clusterCR.Rules, clusterNeeds}, {"node role", nodeCR.Rules, nodeNeeds}, {"hooks", hooksCR.Rules, hooksNeeds}} {
+		for _, n := range c.needs {
+			if !allows(c.rules, n.group, n.resource, n.verb) {
+				t.Errorf("the %s's ClusterRole does not grant %s on %s.%s", c.who, n.verb, n.resource, n.group)
+			}
+		}
+	}
+	if !allows(clusterCR.Rules, "apps", "deployments", "create") {
+		t.Error("rbac.packageResources is on by default but the cluster role's ClusterRole does not grant what packages create")
+	}
+	for _, c := range []struct {
+		who     string
+		rules   []rbacv1.PolicyRule
+		refused []need
+	}{{"node role", nodeCR.Rules, nodeRefused}, {"hooks", hooksCR.Rules, hooksRefused}} {
+		for _, n := range c.refused {
+			if allows(c.rules, n.group, n.resource, n.verb) {
+				t.Errorf("the %s's ClusterRole grants %s on %s.%s", c.who, n.verb, n.resource, n.group)
+			}
+		}
+		for _, r := range c.rules {
+			if slices.Contains(r.APIGroups, "*") || slices.Contains(r.Resources, "*") || slices.Contains(r.Verbs, "*") {
+				t.Errorf("the %s's rule %+v has a wildcard", c.who, r)
+			}
+		}
+	}
+	leaseRole, tokenRole := named(t, o.role, "gadgetpm-cluster-leader-election"), named(t, o.role, "gadgetpm-cluster-hook-tokens")
+	if leaseRole.Namespace != releaseNS || tokenRole.Namespace != releaseNS {
+		t.Errorf("lease Role in %q, token Role in %q; want both in the release namespace %s", leaseRole.Namespace, tokenRole.Namespace, releaseNS)
 	}
 	for _, n := range leaseNeeds {
-		if !allows(role.Rules, n.group, n.resource, n.verb) {
-			t.Errorf("Role does not grant %s on %s.%s", n.verb, n.resource, n.group)
+		if !allows(leaseRole.Rules, n.group, n.resource, n.verb) {
+			t.Errorf("lease Role does not grant %s on %s.%s", n.verb, n.resource, n.group)
 		}
+	}
+	if len(tokenRole.Rules) != 1 || !slices.Equal(tokenRole.Rules[0].Resources, []string{"serviceaccounts/token"}) ||
+		!slices.Equal(tokenRole.Rules[0].ResourceNames, []string{"gadgetpm-hooks"}) || !slices.Equal(tokenRole.Rules[0].Verbs, []string{"create"}) {
+		t.Errorf("token Role rules %+v, want create on serviceaccounts/token of gadgetpm-hooks only", tokenRole.Rules)
 	}
 	for _, b := range []struct {
-		kind, roleRef string
-		subjects      []rbacv1.Subject
-		ref           rbacv1.RoleRef
+		kind, role, sa string
+		ref            rbacv1.RoleRef
+		subjects       []rbacv1.Subject
 	}{
-		{"ClusterRoleBinding", cr.Name, o.crb[0].Subjects, o.crb[0].RoleRef},
-		{"RoleBinding", role.Name, o.rb[0].Subjects, o.rb[0].RoleRef},
+		{"ClusterRoleBinding", "gadgetpm-cluster", clusterSA.Name, named(t, o.crb, "gadgetpm-cluster").RoleRef, named(t, o.crb, "gadgetpm-cluster").Subjects},
+		{"ClusterRoleBinding", "gadgetpm-node", nodeSA.Name, named(t, o.crb, "gadgetpm-node").RoleRef, named(t, o.crb, "gadgetpm-node").Subjects},
+		{"ClusterRoleBinding", "gadgetpm-hooks", hooksSA.Name, named(t, o.crb, "gadgetpm-hooks").RoleRef, named(t, o.crb, "gadgetpm-hooks").Subjects},
+		{"RoleBinding", leaseRole.Name, clusterSA.Name, named(t, o.rb, leaseRole.Name).RoleRef, named(t, o.rb, leaseRole.Name).Subjects},
+		{"RoleBinding", tokenRole.Name, clusterSA.Name, named(t, o.rb, tokenRole.Name).RoleRef, named(t, o.rb, tokenRole.Name).Subjects},
 	} {
-		if b.ref.Name != b.roleRef || len(b.subjects) != 1 || b.subjects[0].Kind != "ServiceAccount" || b.subjects[0].Name != sa.Name || b.subjects[0].Namespace != releaseNS {
-			t.Errorf("%s binds %s to %+v, want %s to ServiceAccount %s/%s", b.kind, b.ref.Name, b.subjects, b.roleRef, releaseNS, sa.Name)
-		}
+		checkBinding(t, b.kind, b.ref, b.subjects, b.role, b.sa)
 	}
 
-	// The DaemonSet.
-	spec := ds.Spec.Template.Spec
-	if !spec.HostPID {
-		t.Error("DaemonSet pods do not share the host's PID namespace")
-	}
-	if spec.ServiceAccountName != sa.Name {
-		t.Errorf("pods run as %q, want %q", spec.ServiceAccountName, sa.Name)
-	}
-	if len(spec.Containers) != 1 {
-		t.Fatalf("%d containers, want 1", len(spec.Containers))
-	}
-	c := spec.Containers[0]
-	if c.SecurityContext == nil || c.SecurityContext.Privileged == nil || !*c.SecurityContext.Privileged {
-		t.Error("the operator container is not privileged: it cannot load eBPF programs")
-	}
-	if c.Image != "ghcr.io/gadgetpm/gadgetpm:0.1.0" {
-		t.Errorf("image %q, want the chart's appVersion as tag", c.Image)
-	}
-	args := append(append([]string{}, c.Command...), c.Args...)
-	for _, want := range []string{"gadgetpm", "operator", "--node-name=$(NODE_NAME)", "--data-dir=/var/lib/gadgetpm", "--leader-elect=true",
-		"--leader-election-namespace=" + releaseNS, "--metrics-bind-address=:8080", "--health-probe-bind-address=:8081", "--v=0",
-		"--helm-qps=20", "--patcher-burst=200", "--debug-socket=/run/gadgetpm/debug.sock"} {
-		if !slices.Contains(args, want) {
-			t.Errorf("command line %q lacks %q", args, want)
+	checkClusterWorkload(t, o, clusterSA.Name)
+	checkNodeWorkload(t, o, nodeSA.Name)
+
+	// The metrics Service reaches both roles' metrics ports.
+	svc := o.svc[0]
+	for _, labels := range []map[string]string{o.deploy[0].Spec.Template.Labels, o.ds[0].Spec.Template.Labels} {
+		for k, v := range svc.Spec.Selector {
+			if labels[k] != v {
+				t.Errorf("Service selector %s=%s does not match pod labels %v", k, v, labels)
+			}
 		}
 	}
-	if slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--namespaces") }) {
-		t.Errorf("command line %q restricts namespaces by default", args)
+	if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].TargetPort.String() != "metrics" {
+		t.Errorf("Service ports %+v, want one to the pods' metrics port", svc.Spec.Ports)
+	}
+	// The workloads' selectors keep the roles' pods apart.
+	for k, v := range o.deploy[0].Spec.Selector.MatchLabels {
+		if o.ds[0].Spec.Template.Labels[k] != v {
+			return
+		}
+	}
+	t.Errorf("the Deployment's selector %v also selects the DaemonSet's pods %v", o.deploy[0].Spec.Selector.MatchLabels, o.ds[0].Spec.Template.Labels)
+}
+
+// checkContainerCommon checks what both roles' containers share.
+func checkContainerCommon(t *testing.T, who string, c corev1.Container) {
+	t.Helper()
+	if c.Image != "ghcr.io/gadgetpm/gadgetpm:0.1.0" {
+		t.Errorf("%s: image %q, want the chart's appVersion as tag", who, c.Image)
 	}
 	env := map[string]corev1.EnvVar{}
 	for _, e := range c.Env {
 		env[e.Name] = e
 	}
 	if e := env["NODE_NAME"]; e.ValueFrom == nil || e.ValueFrom.FieldRef == nil || e.ValueFrom.FieldRef.FieldPath != "spec.nodeName" {
-		t.Errorf("NODE_NAME = %+v, want it from the fieldRef spec.nodeName", e)
+		t.Errorf("%s: NODE_NAME = %+v, want it from the fieldRef spec.nodeName", who, e)
 	}
 	if e := env["POD_NAMESPACE"]; e.ValueFrom == nil || e.ValueFrom.FieldRef == nil || e.ValueFrom.FieldRef.FieldPath != "metadata.namespace" {
-		t.Errorf("POD_NAMESPACE = %+v, want it from the fieldRef metadata.namespace", e)
+		t.Errorf("%s: POD_NAMESPACE = %+v, want it from the fieldRef metadata.namespace", who, e)
 	}
-
-	hostPaths := map[string]string{} // volume name -> host path
-	for _, v := range spec.Volumes {
-		if v.HostPath != nil {
-			hostPaths[v.Name] = v.HostPath.Path
-		}
-	}
-	mounted := map[string]string{} // mount path -> host path
-	for _, m := range c.VolumeMounts {
-		if hp, ok := hostPaths[m.Name]; ok {
-			mounted[m.MountPath] = hp
-		}
-	}
-	for mount, host := range map[string]string{
-		"/sys/kernel/btf":     "/sys/kernel/btf",
-		"/sys/kernel/tracing": "/sys/kernel/tracing",
-		"/sys/fs/bpf":         "/sys/fs/bpf",
-		"/sys/fs/cgroup":      "/sys/fs/cgroup",
-		"/host/proc":          "/proc",
-		"/var/lib/gadgetpm":   "/var/lib/gadgetpm",
-	} {
-		if mounted[mount] != host {
-			t.Errorf("%s is mounted from host path %q, want %q", mount, mounted[mount], host)
-		}
-	}
-
 	ports := map[string]int32{}
 	for _, p := range c.Ports {
 		ports[p.Name] = p.ContainerPort
 	}
 	if ports["metrics"] != 8080 || ports["probes"] != 8081 {
-		t.Errorf("container ports %v, want metrics 8080 and probes 8081", ports)
+		t.Errorf("%s: container ports %v, want metrics 8080 and probes 8081", who, ports)
 	}
 	for _, p := range []struct {
 		name  string
@@ -277,23 +396,158 @@ func TestRenderDefaults(t *testing.T) {
 		path  string
 	}{{"liveness", c.LivenessProbe, "/healthz"}, {"readiness", c.ReadinessProbe, "/readyz"}} {
 		if p.probe == nil || p.probe.HTTPGet == nil || p.probe.HTTPGet.Path != p.path || p.probe.HTTPGet.Port.String() != "probes" {
-			t.Errorf("%s probe = %+v, want GET %s on port probes", p.name, p.probe, p.path)
+			t.Errorf("%s: %s probe = %+v, want GET %s on port probes", who, p.name, p.probe, p.path)
 		}
 	}
-
-	// The metrics Service reaches the pods' metrics port.
-	svc := o.svc[0]
-	for k, v := range svc.Spec.Selector {
-		if ds.Spec.Template.Labels[k] != v || ds.Spec.Selector.MatchLabels[k] != v {
-			t.Errorf("Service selector %s=%s does not match the DaemonSet's pods", k, v)
+	sc := c.SecurityContext
+	if sc == nil || sc.Privileged == nil || *sc.Privileged || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
+		sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem || sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) {
+		t.Errorf("%s: securityContext %+v, want not privileged, no privilege escalation, read-only root file system, every capability dropped", who, sc)
+	}
+	vols := volumesByMount(corev1.PodSpec{}, c) // names only
+	for _, m := range []string{"/tmp", "/run/gadgetpm"} {
+		if _, ok := vols[m]; !ok {
+			t.Errorf("%s: nothing writable mounted at %s on the read-only root file system", who, m)
 		}
 	}
-	if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].TargetPort.String() != "metrics" {
-		t.Errorf("Service ports %+v, want one to the pods' metrics port", svc.Spec.Ports)
+	for _, m := range c.VolumeMounts {
+		if m.MountPropagation != nil && *m.MountPropagation == corev1.MountPropagationBidirectional {
+			t.Errorf("%s: %s is mounted Bidirectional, which only privileged containers may", who, m.MountPath)
+		}
+	}
+}
+
+func checkClusterWorkload(t *testing.T, o *objects, sa string) {
+	t.Helper()
+	d := o.deploy[0]
+	if d.Name != "gadgetpm-cluster" || d.Spec.Replicas == nil || *d.Spec.Replicas != 2 {
+		t.Errorf("Deployment %s with %v replicas, want gadgetpm-cluster with 2", d.Name, d.Spec.Replicas)
+	}
+	spec := d.Spec.Template.Spec
+	if spec.ServiceAccountName != sa {
+		t.Errorf("cluster role pods run as %q, want %q", spec.ServiceAccountName, sa)
+	}
+	if spec.HostPID || spec.HostNetwork || spec.HostIPC {
+		t.Errorf("cluster role pods share host namespaces: PID %v, network %v, IPC %v", spec.HostPID, spec.HostNetwork, spec.HostIPC)
+	}
+	psc := spec.SecurityContext
+	if psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot || psc.RunAsUser == nil || *psc.RunAsUser != 65532 ||
+		psc.SeccompProfile == nil || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("cluster role pod securityContext %+v, want runAsNonRoot, uid 65532 and seccomp RuntimeDefault", psc)
+	}
+	if len(spec.Containers) != 1 {
+		t.Fatalf("cluster role: %d containers, want 1", len(spec.Containers))
+	}
+	c := spec.Containers[0]
+	checkContainerCommon(t, "cluster role", c)
+	if c.SecurityContext != nil && c.SecurityContext.Capabilities != nil && len(c.SecurityContext.Capabilities.Add) > 0 {
+		t.Errorf("cluster role container adds capabilities %v; it needs none", c.SecurityContext.Capabilities.Add)
+	}
+	argv := args(c)
+	for _, want := range []string{"gadgetpm", "operator", "--role=cluster", "--leader-elect=true", "--leader-election-namespace=" + releaseNS,
+		"--node-name=$(NODE_NAME)", "--data-dir=/var/lib/gadgetpm", "--metrics-bind-address=:8080", "--health-probe-bind-address=:8081", "--v=0",
+		"--helm-qps=20", "--patcher-burst=200", "--kube-events-qps=20", "--debug-socket=/run/gadgetpm/debug.sock",
+		"--hook-sandbox=off", "--hook-user=65534:65534", "--hook-service-account=gadgetpm-hooks", "--hook-token-expiry=10m"} {
+		if !slices.Contains(argv, want) {
+			t.Errorf("cluster role command line %q lacks %q", argv, want)
+		}
+	}
+	if hasFlag(argv, "--namespaces") {
+		t.Errorf("cluster role command line %q restricts namespaces by default", argv)
+	}
+	vols := volumesByMount(spec, c)
+	for path, v := range vols {
+		if v.HostPath != nil {
+			t.Errorf("cluster role mounts host path %s at %s", v.HostPath.Path, path)
+		}
+	}
+	for _, m := range []string{"/var/lib/gadgetpm", "/tmp", "/run/gadgetpm"} {
+		if vols[m].EmptyDir == nil {
+			t.Errorf("cluster role: %s is %+v, want an emptyDir", m, vols[m])
+		}
+	}
+	if spec.AutomountServiceAccountToken != nil && !*spec.AutomountServiceAccountToken {
+		t.Error("cluster role pods do not mount their own token")
 	}
 
+	// Spread over nodes, one at a time through drains.
+	aff := spec.Affinity
+	if aff == nil || aff.PodAntiAffinity == nil || len(aff.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution) != 1 ||
+		len(aff.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution) != 0 {
+		t.Fatalf("cluster role affinity %+v, want one preferred pod anti-affinity term", aff)
+	}
+	term := aff.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution[0].PodAffinityTerm
+	if term.TopologyKey != "kubernetes.io/hostname" || term.LabelSelector == nil || !maps.Equal(term.LabelSelector.MatchLabels, d.Spec.Selector.MatchLabels) {
+		t.Errorf("anti-affinity term %+v, want the Deployment's pods spread over kubernetes.io/hostname", term)
+	}
+	pdb := o.pdb[0]
+	if pdb.Spec.MaxUnavailable == nil || pdb.Spec.MaxUnavailable.IntValue() != 1 || pdb.Spec.MinAvailable != nil ||
+		pdb.Spec.Selector == nil || !maps.Equal(pdb.Spec.Selector.MatchLabels, d.Spec.Selector.MatchLabels) || pdb.Namespace != releaseNS {
+		t.Errorf("PodDisruptionBudget %s/%s %+v, want maxUnavailable 1 over the Deployment's pods", pdb.Namespace, pdb.Name, pdb.Spec)
+	}
+}
+
+func checkNodeWorkload(t *testing.T, o *objects, sa string) {
+	t.Helper()
+	ds := o.ds[0]
+	if ds.Name != "gadgetpm-node" {
+		t.Errorf("DaemonSet %s, want gadgetpm-node", ds.Name)
+	}
+	spec := ds.Spec.Template.Spec
+	if spec.ServiceAccountName != sa {
+		t.Errorf("node role pods run as %q, want %q", spec.ServiceAccountName, sa)
+	}
+	if !spec.HostPID {
+		t.Error("node role pods do not share the host's PID namespace: the enricher cannot find the processes behind mount namespaces")
+	}
+	if spec.HostNetwork || spec.HostIPC {
+		t.Errorf("node role pods share the host's network (%v) or IPC (%v) namespace", spec.HostNetwork, spec.HostIPC)
+	}
+	if len(spec.Containers) != 1 {
+		t.Fatalf("node role: %d containers, want 1", len(spec.Containers))
+	}
+	c := spec.Containers[0]
+	checkContainerCommon(t, "node role", c)
+	sc := c.SecurityContext
+	if sc == nil || sc.Capabilities == nil {
+		t.Fatalf("node role container securityContext %+v, want named capabilities", sc)
+	}
+	add := slices.Clone(sc.Capabilities.Add)
+	slices.Sort(add)
+	if want := []corev1.Capability{"BPF", "PERFMON", "SYS_PTRACE"}; !slices.Equal(add, want) {
+		t.Errorf("node role capabilities %v, want exactly %v", add, want)
+	}
+	if sc.RunAsUser == nil || *sc.RunAsUser != 0 || sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("node role securityContext %+v, want uid 0 (added capabilities are effective for root only) and seccomp RuntimeDefault", sc)
+	}
+	argv := args(c)
+	if !slices.Equal(c.Command, []string{"gadgetpm", "operator", "--role=node"}) {
+		t.Errorf("node role command %q, want gadgetpm operator --role=node", c.Command)
+	}
+	for _, want := range []string{"--node-name=$(NODE_NAME)", "--data-dir=/var/lib/gadgetpm", "--debug-socket=/run/gadgetpm/debug.sock",
+		"--metrics-bind-address=:8080", "--health-probe-bind-address=:8081", "--kube-api-qps=20", "--v=0"} {
+		if !slices.Contains(argv, want) {
+			t.Errorf("node role command line %q lacks %q", argv, want)
+		}
+	}
+	for _, flag := range []string{"--leader-elect", "--leader-election-namespace", "--helm-qps", "--patcher-qps", "--kube-events-qps", "--hook-sandbox", "--hook-service-account"} {
+		if hasFlag(argv, flag) {
+			t.Errorf("node role command line %q has the cluster role's %s", argv, flag)
+		}
+	}
+	vols := volumesByMount(spec, c)
+	for mount, host := range map[string]string{
+		"/sys/kernel/btf":     "/sys/kernel/btf",
+		"/sys/kernel/tracing": "/sys/kernel/tracing",
+		"/sys/fs/bpf":         "/sys/fs/bpf",
+		"/var/lib/gadgetpm":   "/var/lib/gadgetpm",
+	} {
+		if v := vols[mount]; v.HostPath == nil || v.HostPath.Path != host {
+			t.Errorf("node role: %s is mounted from %+v, want host path %q", mount, v.VolumeSource, host)
+		}
+	}
 	if !slices.ContainsFunc(spec.Tolerations, func(t corev1.Toleration) bool { return t.Operator == corev1.TolerationOpExists && t.Key == "" }) {
-		t.Errorf("tolerations %+v: a Trace may target any node, so the default tolerates every taint", spec.Tolerations)
+		t.Errorf("node role tolerations %+v: a Trace may target any node, so the default tolerates every taint", spec.Tolerations)
 	}
 }
 
@@ -306,38 +560,61 @@ func TestRenderVariants(t *testing.T) {
 		{
 			name: "narrow RBAC with extra rules",
 			values: map[string]any{"rbac": map[string]any{"packageResources": false, "extraRules": []any{
-				map[string]any{"apiGroups": []any{"apps"}, "resources": []any{"deployments"}, "verbs": []any{"get", "list"}},
+				map[string]any{"apiGroups": []any{"apps"}, "resources": []any{"statefulsets"}, "verbs": []any{"get", "list"}},
 			}}},
 			check: func(t *testing.T, o *objects) {
-				rules := o.cr[0].Rules
+				rules := named(t, o.cr, "gadgetpm-cluster").Rules
 				for _, n := range clusterNeeds {
 					if !allows(rules, n.group, n.resource, n.verb) {
-						t.Errorf("without packageResources the ClusterRole lost %s on %s.%s", n.verb, n.resource, n.group)
+						t.Errorf("without packageResources the cluster role lost %s on %s.%s", n.verb, n.resource, n.group)
 					}
 				}
-				if !allows(rules, "apps", "deployments", "list") {
+				if !allows(rules, "apps", "statefulsets", "list") {
 					t.Error("extraRules were not added")
 				}
-				if allows(rules, "apps", "deployments", "create") || allows(rules, "", "services", "create") || allows(rules, "", "secrets", "escalate") {
-					t.Errorf("rbac.packageResources=false still grants more than asked: %+v", rules)
+				for _, n := range []need{{"apps", "deployments", "create"}, {"", "services", "create"}, {"", "secrets", "escalate"}, {"", "secrets", "watch"},
+					{"", "serviceaccounts/token", "create"}, {"gadget.kinvolk.io", "traces", "update"}, {"", "nodes", "list"}} {
+					if allows(rules, n.group, n.resource, n.verb) {
+						t.Errorf("rbac.packageResources=false still grants %s on %s.%s: %+v", n.verb, n.resource, n.group, rules)
+					}
 				}
 				for _, r := range rules {
 					if slices.Contains(r.APIGroups, "*") || slices.Contains(r.Resources, "*") || slices.Contains(r.Verbs, "*") {
 						t.Errorf("rule %+v has a wildcard", r)
 					}
 				}
+				if allows(named(t, o.cr, "gadgetpm-node").Rules, "apps", "statefulsets", "list") {
+					t.Error("rbac.extraRules reached the node role")
+				}
 			},
 		},
 		{
-			name:   "leader election off",
-			values: map[string]any{"operator": map[string]any{"leaderElection": map[string]any{"enabled": false}}},
+			name:   "leader election off, one replica",
+			values: map[string]any{"operator": map[string]any{"leaderElection": map[string]any{"enabled": false}}, "cluster": map[string]any{"replicas": 1}},
 			check: func(t *testing.T, o *objects) {
-				if len(o.role) != 0 || len(o.rb) != 0 {
-					t.Errorf("%d Role(s), %d RoleBinding(s) for leases without leader election, want none", len(o.role), len(o.rb))
+				for _, r := range o.role {
+					if strings.HasSuffix(r.Name, "-leader-election") {
+						t.Errorf("Role %s for leases without leader election", r.Name)
+					}
 				}
-				args := o.ds[0].Spec.Template.Spec.Containers[0].Args
-				if !slices.Contains(args, "--leader-elect=false") || slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--leader-election-namespace") }) {
-					t.Errorf("args %q, want --leader-elect=false and no Lease namespace", args)
+				argv := o.deploy[0].Spec.Template.Spec.Containers[0].Args
+				if !slices.Contains(argv, "--leader-elect=false") || hasFlag(argv, "--leader-election-namespace") {
+					t.Errorf("args %q, want --leader-elect=false and no Lease namespace", argv)
+				}
+				if *o.deploy[0].Spec.Replicas != 1 || len(o.pdb) != 0 {
+					t.Errorf("%d replicas and %d PodDisruptionBudget(s), want 1 and none (one replica cannot keep one up through a drain)", *o.deploy[0].Spec.Replicas, len(o.pdb))
+				}
+			},
+		},
+		{
+			name:   "three replicas, own affinity",
+			values: map[string]any{"cluster": map[string]any{"replicas": 3, "affinity": map[string]any{"nodeAffinity": map[string]any{}}}},
+			check: func(t *testing.T, o *objects) {
+				if *o.deploy[0].Spec.Replicas != 3 || len(o.pdb) != 1 || o.pdb[0].Spec.MaxUnavailable.IntValue() != 1 {
+					t.Errorf("%d replicas, PodDisruptionBudgets %+v; want 3 and one with maxUnavailable 1", *o.deploy[0].Spec.Replicas, o.pdb)
+				}
+				if aff := o.deploy[0].Spec.Template.Spec.Affinity; aff == nil || aff.NodeAffinity == nil || aff.PodAntiAffinity != nil {
+					t.Errorf("affinity %+v, want cluster.affinity as given, instead of the default spread", aff)
 				}
 			},
 		},
@@ -351,45 +628,50 @@ func TestRenderVariants(t *testing.T) {
 					"clients":        map[string]any{"kubeAPI": map[string]any{"qps": 50, "burst": 80}, "helm": map[string]any{"qps": 5, "burst": 10}, "patcher": map[string]any{"qps": 100, "burst": 200}, "kubeEvents": map[string]any{"qps": 20, "burst": 40}},
 					"extraArgs":      []any{"--stop-grace=1m"},
 				},
-				"metrics":      map[string]any{"port": 9090, "service": map[string]any{"port": 9100}},
-				"probes":       map[string]any{"port": 9091},
-				"dataDir":      map[string]any{"hostPath": "/data/gadgetpm"},
-				"image":        map[string]any{"repository": "registry.example.com/gadgetpm", "tag": "v9.9.9", "pullPolicy": "Always"},
-				"nodeSelector": map[string]any{"gadgets": "yes"},
-				"tolerations":  []any{},
+				"metrics": map[string]any{"port": 9090, "service": map[string]any{"port": 9100}},
+				"probes":  map[string]any{"port": 9091},
+				"image":   map[string]any{"repository": "registry.example.com/gadgetpm", "tag": "v9.9.9", "pullPolicy": "Always"},
+				"node":    map[string]any{"dataDir": map[string]any{"hostPath": "/data/gadgetpm"}, "nodeSelector": map[string]any{"gadgets": "yes"}, "tolerations": []any{}},
+				"cluster": map[string]any{"dataDir": map[string]any{"sizeLimit": "5Gi"}},
 			},
 			check: func(t *testing.T, o *objects) {
-				if o.role[0].Namespace != "kube-system" || o.rb[0].Namespace != "kube-system" {
-					t.Errorf("lease Role in %s, RoleBinding in %s; want kube-system", o.role[0].Namespace, o.rb[0].Namespace)
+				lease := named(t, o.role, "gadgetpm-cluster-leader-election")
+				if lease.Namespace != "kube-system" || named(t, o.rb, lease.Name).Namespace != "kube-system" {
+					t.Errorf("lease Role in %s; want kube-system", lease.Namespace)
 				}
-				if s := o.rb[0].Subjects[0]; s.Namespace != releaseNS {
+				if s := named(t, o.rb, lease.Name).Subjects[0]; s.Namespace != releaseNS {
 					t.Errorf("RoleBinding subject in %s, want the ServiceAccount's namespace %s", s.Namespace, releaseNS)
 				}
-				spec := o.ds[0].Spec.Template.Spec
-				c := spec.Containers[0]
-				for _, want := range []string{"--leader-election-namespace=kube-system", "--namespaces=gadget,team-a", "--v=2", "--kube-api-qps=50", "--kube-api-burst=80", "--helm-qps=5",
-					"--metrics-bind-address=:9090", "--health-probe-bind-address=:9091", "--stop-grace=1m"} {
-					if !slices.Contains(c.Args, want) {
-						t.Errorf("args %q lack %q", c.Args, want)
+				cc, nc := o.deploy[0].Spec.Template.Spec.Containers[0], o.ds[0].Spec.Template.Spec.Containers[0]
+				shared := []string{"--namespaces=gadget,team-a", "--v=2", "--kube-api-qps=50", "--kube-api-burst=80",
+					"--metrics-bind-address=:9090", "--health-probe-bind-address=:9091", "--stop-grace=1m"}
+				for _, want := range append([]string{"--leader-election-namespace=kube-system", "--helm-qps=5"}, shared...) {
+					if !slices.Contains(cc.Args, want) {
+						t.Errorf("cluster role args %q lack %q", cc.Args, want)
 					}
 				}
-				if c.Image != "registry.example.com/gadgetpm:v9.9.9" || c.ImagePullPolicy != corev1.PullAlways {
-					t.Errorf("image %s (%s), want registry.example.com/gadgetpm:v9.9.9 (Always)", c.Image, c.ImagePullPolicy)
+				for _, want := range shared {
+					if !slices.Contains(nc.Args, want) {
+						t.Errorf("node role args %q lack %q", nc.Args, want)
+					}
 				}
-				if c.LivenessProbe.HTTPGet.Port.String() != "probes" || c.Ports[1].ContainerPort != 9091 || c.Ports[0].ContainerPort != 9090 {
-					t.Errorf("ports %+v, want metrics 9090 and probes 9091", c.Ports)
+				for _, c := range []corev1.Container{cc, nc} {
+					if c.Image != "registry.example.com/gadgetpm:v9.9.9" || c.ImagePullPolicy != corev1.PullAlways {
+						t.Errorf("image %s (%s), want registry.example.com/gadgetpm:v9.9.9 (Always)", c.Image, c.ImagePullPolicy)
+					}
+					if c.LivenessProbe.HTTPGet.Port.String() != "probes" || c.Ports[1].ContainerPort != 9091 || c.Ports[0].ContainerPort != 9090 {
+						t.Errorf("ports %+v, want metrics 9090 and probes 9091", c.Ports)
+					}
 				}
 				if p := o.svc[0].Spec.Ports[0]; p.Port != 9100 || p.TargetPort.String() != "metrics" {
 					t.Errorf("Service port %d -> %s, want 9100 -> metrics", p.Port, p.TargetPort.String())
 				}
-				found := false
-				for _, v := range spec.Volumes {
-					if v.Name == "data" && v.HostPath != nil {
-						found = v.HostPath.Path == "/data/gadgetpm"
-					}
+				spec := o.ds[0].Spec.Template.Spec
+				if v := volumesByMount(spec, nc)["/var/lib/gadgetpm"]; v.HostPath == nil || v.HostPath.Path != "/data/gadgetpm" {
+					t.Errorf("node role data volume %+v, want host path /data/gadgetpm", v)
 				}
-				if !found {
-					t.Errorf("data volume %+v, want host path /data/gadgetpm", spec.Volumes)
+				if v := volumesByMount(o.deploy[0].Spec.Template.Spec, cc)["/var/lib/gadgetpm"]; v.EmptyDir == nil || v.EmptyDir.SizeLimit == nil || v.EmptyDir.SizeLimit.String() != "5Gi" {
+					t.Errorf("cluster role data volume %+v, want an emptyDir of at most 5Gi", v)
 				}
 				if spec.NodeSelector["gadgets"] != "yes" || len(spec.Tolerations) != 0 {
 					t.Errorf("nodeSelector %v, tolerations %v; want gadgets=yes and none", spec.NodeSelector, spec.Tolerations)
@@ -397,17 +679,110 @@ func TestRenderVariants(t *testing.T) {
 			},
 		},
 		{
-			name:   "existing service account, no metrics Service",
-			values: map[string]any{"serviceAccount": map[string]any{"create": false, "name": "ops"}, "metrics": map[string]any{"service": map[string]any{"enabled": false}}},
+			name: "existing service accounts, no metrics Service",
+			values: map[string]any{
+				"cluster": map[string]any{"serviceAccount": map[string]any{"create": false, "name": "ops"}},
+				"node":    map[string]any{"serviceAccount": map[string]any{"create": false, "name": "ops-node"}},
+				"hooks":   map[string]any{"serviceAccount": map[string]any{"create": false, "name": "ops-hooks"}},
+				"metrics": map[string]any{"service": map[string]any{"enabled": false}},
+			},
 			check: func(t *testing.T, o *objects) {
 				if len(o.sa) != 0 || len(o.svc) != 0 {
 					t.Errorf("%d ServiceAccount(s), %d Service(s); want none", len(o.sa), len(o.svc))
 				}
-				if n := o.ds[0].Spec.Template.Spec.ServiceAccountName; n != "ops" {
-					t.Errorf("pods run as %q, want ops", n)
+				if n := o.deploy[0].Spec.Template.Spec.ServiceAccountName; n != "ops" {
+					t.Errorf("cluster role pods run as %q, want ops", n)
 				}
-				if s := o.crb[0].Subjects[0]; s.Name != "ops" {
-					t.Errorf("ClusterRoleBinding subject %s, want ops", s.Name)
+				if n := o.ds[0].Spec.Template.Spec.ServiceAccountName; n != "ops-node" {
+					t.Errorf("node role pods run as %q, want ops-node", n)
+				}
+				for crb, sa := range map[string]string{"gadgetpm-cluster": "ops", "gadgetpm-node": "ops-node", "gadgetpm-hooks": "ops-hooks"} {
+					if s := named(t, o.crb, crb).Subjects[0]; s.Name != sa {
+						t.Errorf("ClusterRoleBinding %s subject %s, want %s", crb, s.Name, sa)
+					}
+				}
+				if r := named(t, o.role, "gadgetpm-cluster-hook-tokens"); !slices.Equal(r.Rules[0].ResourceNames, []string{"ops-hooks"}) {
+					t.Errorf("token Role for %v, want ops-hooks", r.Rules[0].ResourceNames)
+				}
+				if !slices.Contains(o.deploy[0].Spec.Template.Spec.Containers[0].Args, "--hook-service-account=ops-hooks") {
+					t.Errorf("args %q, want --hook-service-account=ops-hooks", o.deploy[0].Spec.Template.Spec.Containers[0].Args)
+				}
+			},
+		},
+		{
+			name: "hooks: own rules, token expiry, sandbox auto",
+			values: map[string]any{"hooks": map[string]any{"sandbox": "auto", "user": "1000:1000", "tokenExpiry": "1h", "rbac": map[string]any{"rules": []any{
+				map[string]any{"apiGroups": []any{""}, "resources": []any{"configmaps"}, "verbs": []any{"get", "create"}},
+			}}}},
+			check: func(t *testing.T, o *objects) {
+				argv := o.deploy[0].Spec.Template.Spec.Containers[0].Args
+				for _, want := range []string{"--hook-sandbox=auto", "--hook-user=1000:1000", "--hook-token-expiry=1h"} {
+					if !slices.Contains(argv, want) {
+						t.Errorf("args %q lack %q", argv, want)
+					}
+				}
+				rules := named(t, o.cr, "gadgetpm-hooks").Rules
+				if !allows(rules, "", "configmaps", "create") || allows(rules, "", "pods", "list") {
+					t.Errorf("hooks' rules %+v, want hooks.rbac.rules instead of the default", rules)
+				}
+			},
+		},
+		{
+			name:   "hooks act as the cluster role",
+			values: map[string]any{"hooks": map[string]any{"serviceAccount": map[string]any{"name": ""}}},
+			check: func(t *testing.T, o *objects) {
+				if len(o.sa) != 2 || slices.ContainsFunc(o.cr, func(r *rbacv1.ClusterRole) bool { return strings.HasSuffix(r.Name, "-hooks") }) ||
+					slices.ContainsFunc(o.role, func(r *rbacv1.Role) bool { return strings.HasSuffix(r.Name, "-hook-tokens") }) {
+					t.Errorf("with no hooks' account: %d ServiceAccounts, ClusterRoles %v, Roles %v; want no hooks' objects", len(o.sa), o.cr, o.role)
+				}
+				if argv := o.deploy[0].Spec.Template.Spec.Containers[0].Args; !slices.Contains(argv, "--hook-service-account=") {
+					t.Errorf("args %q, want --hook-service-account= (empty)", argv)
+				}
+			},
+		},
+		{
+			name: "node: own command, SYS_ADMIN, repository Secrets",
+			values: map[string]any{"node": map[string]any{
+				"command":           []any{"/usr/local/bin/gadgetpm-node"},
+				"extraCapabilities": []any{"SYS_ADMIN"},
+				"seccompProfile":    map[string]any{"type": "Unconfined"},
+				"repositorySecrets": []any{
+					map[string]any{"namespace": "repos", "name": "basic-auth"},
+					map[string]any{"namespace": "repos", "name": "keyring"},
+					map[string]any{"namespace": "team-a", "name": "oci-creds"},
+				},
+			}},
+			check: func(t *testing.T, o *objects) {
+				c := o.ds[0].Spec.Template.Spec.Containers[0]
+				if !slices.Equal(c.Command, []string{"/usr/local/bin/gadgetpm-node"}) || !slices.Contains(c.Args, "--node-name=$(NODE_NAME)") {
+					t.Errorf("command %q args %q, want node.command then the chart's args", c.Command, c.Args)
+				}
+				if !slices.Contains(c.SecurityContext.Capabilities.Add, "SYS_ADMIN") || !slices.Contains(c.SecurityContext.Capabilities.Add, "BPF") {
+					t.Errorf("capabilities %v, want SYS_ADMIN added to the default ones", c.SecurityContext.Capabilities.Add)
+				}
+				if c.SecurityContext.SeccompProfile.Type != corev1.SeccompProfileTypeUnconfined {
+					t.Errorf("seccomp %+v, want node.seccompProfile", c.SecurityContext.SeccompProfile)
+				}
+				got := map[string][]string{}
+				for _, r := range o.role {
+					if r.Name != "gadgetpm-node-repository-secrets" {
+						continue
+					}
+					if len(r.Rules) != 1 || !slices.Equal(r.Rules[0].Resources, []string{"secrets"}) || !slices.Equal(r.Rules[0].Verbs, []string{"get"}) {
+						t.Errorf("Role %s/%s rules %+v, want get on the named Secrets only", r.Namespace, r.Name, r.Rules)
+					}
+					got[r.Namespace] = r.Rules[0].ResourceNames
+				}
+				if want := map[string][]string{"repos": {"basic-auth", "keyring"}, "team-a": {"oci-creds"}}; !maps.EqualFunc(got, want, slices.Equal) {
+					t.Errorf("repository Secret Roles %v, want %v", got, want)
+				}
+				for _, rb := range o.rb {
+					if rb.Name == "gadgetpm-node-repository-secrets" {
+						checkBinding(t, "RoleBinding "+rb.Namespace+"/"+rb.Name, rb.RoleRef, rb.Subjects, rb.Name, "gadgetpm-node")
+					}
+				}
+				if allows(named(t, o.cr, "gadgetpm-node").Rules, "", "secrets", "get") {
+					t.Error("the node role's ClusterRole grants Secrets")
 				}
 			},
 		},
@@ -424,8 +799,11 @@ func TestRenderVariants(t *testing.T) {
 			name:   "release named after the chart and a full name override",
 			values: map[string]any{"fullnameOverride": "gpm"},
 			check: func(t *testing.T, o *objects) {
-				if o.ds[0].Name != "gpm" || o.cr[0].Name != "gpm" || o.svc[0].Name != "gpm-metrics" {
-					t.Errorf("names %s, %s, %s; want gpm, gpm, gpm-metrics", o.ds[0].Name, o.cr[0].Name, o.svc[0].Name)
+				if o.deploy[0].Name != "gpm-cluster" || o.ds[0].Name != "gpm-node" || o.svc[0].Name != "gpm-metrics" {
+					t.Errorf("names %s, %s, %s; want gpm-cluster, gpm-node, gpm-metrics", o.deploy[0].Name, o.ds[0].Name, o.svc[0].Name)
+				}
+				for _, n := range []string{"gpm-cluster", "gpm-node", "gpm-hooks"} {
+					named(t, o.cr, n)
 				}
 			},
 		},
@@ -450,12 +828,24 @@ func TestRenderRefusesBadValues(t *testing.T) {
 		{"port out of range", map[string]any{"metrics": map[string]any{"port": 70000}}, []string{"metrics", "port"}},
 		{"same port twice", map[string]any{"probes": map[string]any{"port": 8080}}, []string{"metrics.port and probes.port are both 8080"}},
 		{"negative QPS", map[string]any{"operator": map[string]any{"clients": map[string]any{"helm": map[string]any{"qps": -1, "burst": 1}}}}, []string{"helm", "qps"}},
-		{"relative data dir", map[string]any{"dataDir": map[string]any{"hostPath": "gadgetpm"}}, []string{"hostPath"}},
+		{"relative data dir", map[string]any{"node": map[string]any{"dataDir": map[string]any{"hostPath": "gadgetpm"}}}, []string{"hostPath"}},
 		{"stop grace not a duration", map[string]any{"operator": map[string]any{"stopGrace": "30 seconds"}}, []string{"stopGrace"}},
 		{"log level not a number", map[string]any{"operator": map[string]any{"logLevel": "debug"}}, []string{"logLevel"}},
 		{"bad namespace", map[string]any{"operator": map[string]any{"namespaces": []any{"Team_A"}}}, []string{"namespaces"}},
-		{"no service account name", map[string]any{"serviceAccount": map[string]any{"create": false}}, []string{"serviceAccount.name is required"}},
+		{"no cluster service account name", map[string]any{"cluster": map[string]any{"serviceAccount": map[string]any{"create": false}}}, []string{"cluster.serviceAccount.name is required"}},
+		{"no node service account name", map[string]any{"node": map[string]any{"serviceAccount": map[string]any{"create": false}}}, []string{"node.serviceAccount.name is required"}},
 		{"rule without verbs", map[string]any{"rbac": map[string]any{"extraRules": []any{map[string]any{"apiGroups": []any{"apps"}, "resources": []any{"deployments"}}}}}, []string{"extraRules", "verbs"}},
+		{"no cluster replica", map[string]any{"cluster": map[string]any{"replicas": 0}}, []string{"cluster", "replicas"}},
+		{"two cluster roles without a Lease", map[string]any{"operator": map[string]any{"leaderElection": map[string]any{"enabled": false}}},
+			[]string{"cluster.replicas is 2 but operator.leaderElection.enabled is false", "set cluster.replicas=1"}},
+		{"sandbox maybe", map[string]any{"hooks": map[string]any{"sandbox": "maybe"}}, []string{"hooks", "sandbox", "off"}},
+		{"sandbox on without its privileges", map[string]any{"hooks": map[string]any{"sandbox": "on"}}, []string{"hooks.sandbox=on", "CAP_SYS_ADMIN", "use hooks.sandbox=off"}},
+		{"hook user not uid:gid", map[string]any{"hooks": map[string]any{"user": "nobody"}}, []string{"hooks", "user"}},
+		{"token expiry not a duration", map[string]any{"hooks": map[string]any{"tokenExpiry": "ten minutes"}}, []string{"tokenExpiry"}},
+		{"hooks' rule without verbs", map[string]any{"hooks": map[string]any{"rbac": map[string]any{"rules": []any{map[string]any{"resources": []any{"pods"}}}}}}, []string{"rules", "verbs"}},
+		{"node command empty", map[string]any{"node": map[string]any{"command": []any{}}}, []string{"node", "command"}},
+		{"repository Secret without namespace", map[string]any{"node": map[string]any{"repositorySecrets": []any{map[string]any{"name": "creds"}}}}, []string{"repositorySecrets", "namespace"}},
+		{"capability with prefix", map[string]any{"node": map[string]any{"extraCapabilities": []any{"cap_sys_admin"}}}, []string{"extraCapabilities"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -493,8 +883,10 @@ func notes(t *testing.T, values map[string]any) string {
 func TestNotes(t *testing.T) {
 	n := notes(t, nil)
 	for _, want := range []string{
-		"kubectl -n gadgetpm-system rollout status ds/gadgetpm",
-		"kubectl -n gadgetpm-system exec ds/gadgetpm -- gadgetpm dump",
+		"kubectl -n gadgetpm-system rollout status deploy/gadgetpm-cluster",
+		"kubectl -n gadgetpm-system rollout status ds/gadgetpm-node",
+		"kubectl -n gadgetpm-system exec deploy/gadgetpm-cluster -- gadgetpm dump",
+		"Hooks act as the ServiceAccount gadgetpm-system/gadgetpm-hooks",
 		"kubectl get gadgetpackages -A",
 		"rbac.packageResources is on",
 	} {
@@ -502,8 +894,12 @@ func TestNotes(t *testing.T) {
 			t.Errorf("NOTES lack %q:\n%s", want, n)
 		}
 	}
-	n = notes(t, map[string]any{"rbac": map[string]any{"packageResources": false}, "operator": map[string]any{"leaderElection": map[string]any{"enabled": false}}})
+	n = notes(t, map[string]any{"rbac": map[string]any{"packageResources": false}, "operator": map[string]any{"leaderElection": map[string]any{"enabled": false}}, "cluster": map[string]any{"replicas": 1}})
 	if strings.Contains(n, "rbac.packageResources is on") || !strings.Contains(n, "Leader election is off") {
 		t.Errorf("NOTES with narrow RBAC and no leader election:\n%s", n)
+	}
+	n = notes(t, map[string]any{"hooks": map[string]any{"serviceAccount": map[string]any{"name": ""}}})
+	if strings.Contains(n, "Hooks act as the ServiceAccount") || !strings.Contains(n, "hooks act with the cluster role's own") {
+		t.Errorf("NOTES without a hooks' account do not say that hooks act as the cluster role:\n%s", n)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -41,6 +42,12 @@ const (
 	workNS    = "e2e-work"
 	podLabel  = "app.kubernetes.io/name=gadgetpm"
 	leaseName = "gadgetpm-leader"
+	// The chart's two workloads, their pods told apart by this label.
+	clusterLabel = podLabel + ",app.kubernetes.io/component=cluster"
+	nodeLabel    = podLabel + ",app.kubernetes.io/component=node"
+	// clusterReplicas is the chart's default cluster.replicas.
+	clusterReplicas = 2
+	hooksAccount    = "gadgetpm-hooks"
 )
 
 // env is what make e2e (hack/e2e-cluster.sh run) hands the tests.
@@ -156,7 +163,8 @@ func TestEndToEnd(t *testing.T) {
 		name string
 		fn   func(t *testing.T)
 	}{
-		{"OperatorReadyLeaderAndDump", e.operatorReady},
+		{"WorkloadsReadyLeaderAndDump", e.operatorReady},
+		{"NodeRoleAndHooksReadNoSecrets", e.rbacInCluster},
 		{"PackagesRunningHooksInCluster", func(t *testing.T) { e.packagesRunning(t, repoURL) }},
 		{"TraceExecEnrichedFromRuntime", e.traceExec},
 		{"ScheduledTraceOnTime", e.scheduledTrace},
@@ -181,7 +189,7 @@ func (e *env) helmInstall(t *testing.T) {
 	out, err := e.run(ctx, nil, e.helm, "install", release, filepath.Join(e.root, "charts", "gadgetpm"),
 		"--namespace", opNS, "--create-namespace",
 		"--set", "image.repository="+repoName, "--set", "image.tag="+tag, "--set", "image.pullPolicy=Never",
-		"--set", "dataDir.hostPath="+e.dataDir,
+		"--set", "node.dataDir.hostPath="+e.dataDir,
 		"--wait", "--timeout", "5m")
 	if err != nil {
 		t.Fatalf("helm install: %v\n%s", err, out)
@@ -191,11 +199,41 @@ func (e *env) helmInstall(t *testing.T) {
 
 // --- 1. the operator's pods, leader election, dump --------------------------------
 
-func (e *env) operatorPods(t *testing.T) []corev1.Pod {
+// operatorPods returns the chart's pods matching the label selector:
+// podLabel for both roles', clusterLabel or nodeLabel for one role's.
+func (e *env) operatorPods(t *testing.T, selector string) []corev1.Pod {
 	t.Helper()
 	var pods corev1.PodList
-	e.getJSON(t, &pods, "-n", opNS, "get", "pods", "-l", podLabel)
+	e.getJSON(t, &pods, "-n", opNS, "get", "pods", "-l", selector)
 	return pods.Items
+}
+
+// leaseHolder returns the name of the pod holding the leader Lease, ""
+// when none does: controller-runtime's identity is "<hostname>_<uuid>" and
+// a pod's hostname is its name.
+func (e *env) leaseHolder(t *testing.T) string {
+	t.Helper()
+	if _, err := e.kc("-n", opNS, "get", "lease", leaseName); err != nil {
+		return ""
+	}
+	var lease coordinationv1.Lease
+	e.getJSON(t, &lease, "-n", opNS, "get", "lease", leaseName)
+	if lease.Spec.HolderIdentity == nil {
+		return ""
+	}
+	name, _, _ := strings.Cut(*lease.Spec.HolderIdentity, "_")
+	return name
+}
+
+// dump runs gadgetpm dump in pod and parses its YAML.
+func (e *env) dump(t *testing.T, pod string) (map[string]any, string) {
+	t.Helper()
+	out := e.mustKC(t, "-n", opNS, "exec", pod, "-c", "operator", "--", "gadgetpm", "dump")
+	var dump map[string]any
+	if err := yaml.Unmarshal([]byte(out), &dump); err != nil {
+		t.Fatalf("gadgetpm dump in %s did not print YAML: %v\n%s", pod, err, out)
+	}
+	return dump, out
 }
 
 func podReady(p corev1.Pod) bool {
@@ -207,41 +245,88 @@ func podReady(p corev1.Pod) bool {
 	return false
 }
 
+// operatorReady: the cluster role's replicas and the node role's pod are
+// Ready, a cluster-role pod holds the Lease, and gadgetpm dump answers in
+// both roles' pods.
 func (e *env) operatorReady(t *testing.T) {
-	var pod corev1.Pod
-	eventually(t, 3*time.Minute, "one Ready operator pod on node "+e.node, func() (bool, string) {
-		pods := e.operatorPods(t)
+	var cluster []corev1.Pod
+	eventually(t, 3*time.Minute, fmt.Sprintf("%d Ready cluster-role pods", clusterReplicas), func() (bool, string) {
+		cluster = e.operatorPods(t, clusterLabel)
+		ready := 0
+		var states []string
+		for _, p := range cluster {
+			if podReady(p) {
+				ready++
+			}
+			states = append(states, fmt.Sprintf("%s %s ready %v", p.Name, p.Status.Phase, podReady(p)))
+		}
+		return len(cluster) == clusterReplicas && ready == clusterReplicas, strings.Join(states, "; ")
+	})
+	var node corev1.Pod
+	eventually(t, 3*time.Minute, "one Ready node-role pod on node "+e.node, func() (bool, string) {
+		pods := e.operatorPods(t, nodeLabel)
 		if len(pods) != 1 {
-			return false, fmt.Sprintf("%d operator pods", len(pods))
+			return false, fmt.Sprintf("%d node-role pods", len(pods))
 		}
-		pod = pods[0]
-		return podReady(pod) && pod.Spec.NodeName == e.node, fmt.Sprintf("pod %s on %q, phase %s, ready %v", pod.Name, pod.Spec.NodeName, pod.Status.Phase, podReady(pod))
+		node = pods[0]
+		return podReady(node) && node.Spec.NodeName == e.node, fmt.Sprintf("pod %s on %q, phase %s, ready %v", node.Name, node.Spec.NodeName, node.Status.Phase, podReady(node))
 	})
 
-	var lease coordinationv1.Lease
-	eventually(t, time.Minute, "Lease "+opNS+"/"+leaseName+" held by the operator pod", func() (bool, string) {
-		if _, err := e.kc("-n", opNS, "get", "lease", leaseName); err != nil {
-			return false, err.Error()
-		}
-		e.getJSON(t, &lease, "-n", opNS, "get", "lease", leaseName)
-		holder := ""
-		if lease.Spec.HolderIdentity != nil {
-			holder = *lease.Spec.HolderIdentity
-		}
-		// controller-runtime's identity is "<hostname>_<uuid>"; a pod's
-		// hostname is its name.
-		return strings.HasPrefix(holder, pod.Name+"_"), "holder " + holder
+	var holder string
+	eventually(t, time.Minute, "Lease "+opNS+"/"+leaseName+" held by a cluster-role pod", func() (bool, string) {
+		holder = e.leaseHolder(t)
+		return slices.ContainsFunc(cluster, func(p corev1.Pod) bool { return p.Name == holder }), "holder " + holder
 	})
-
-	out := e.mustKC(t, "-n", opNS, "exec", pod.Name, "-c", "operator", "--", "gadgetpm", "dump")
-	var dump map[string]any
-	if err := yaml.Unmarshal([]byte(out), &dump); err != nil {
-		t.Fatalf("gadgetpm dump did not print YAML: %v\n%s", err, out)
+	if holder == node.Name {
+		t.Errorf("the node-role pod %s holds the Lease", node.Name)
 	}
+
+	if dump, out := e.dump(t, holder); dump["packages"] == nil && dump["queues"] == nil {
+		t.Errorf("gadgetpm dump in the Lease holder %s shows neither packages nor queues:\n%s", holder, out)
+	}
+	dump, out := e.dump(t, node.Name)
 	if got := findKey(dump, "node"); got != e.node {
-		t.Errorf("gadgetpm dump: node is %q, want %q\n%s", got, e.node, out)
+		t.Errorf("gadgetpm dump in node-role pod %s: node is %q, want %q\n%s", node.Name, got, e.node, out)
 	}
-	t.Logf("pod %s Ready on %s, Lease held by %s, dump names node %q", pod.Name, pod.Spec.NodeName, *lease.Spec.HolderIdentity, findKey(dump, "node"))
+	t.Logf("cluster-role pods %d Ready, Lease held by %s; node-role pod %s Ready on %s", len(cluster), holder, node.Name, node.Spec.NodeName)
+}
+
+// canI asks the cluster's authorizer, through kubectl auth can-i as the
+// ServiceAccount sa of the release namespace; args are kubectl's (verb,
+// resource, scope flags).
+func (e *env) canI(t *testing.T, sa string, args ...string) bool {
+	t.Helper()
+	argv := append([]string{"auth", "can-i", "--as=system:serviceaccount:" + opNS + ":" + sa}, args...)
+	out, err := e.kc(argv...)
+	answer := strings.TrimSpace(out)
+	if answer != "yes" && answer != "no" {
+		t.Fatalf("kubectl %s: %q, %v", strings.Join(argv, " "), answer, err)
+	}
+	return answer == "yes"
+}
+
+// rbacInCluster: the node role's and the hooks' accounts may read no
+// Secret, in the real cluster as in internal/chartcheck; the node role
+// may write its Traces' status (so the names are right and the answers
+// are the authorizer's).
+func (e *env) rbacInCluster(t *testing.T) {
+	nodeSA := release + "-node"
+	if !e.canI(t, nodeSA, "patch", "traces.gadget.kinvolk.io", "--subresource=status", "-n", pkgNS) {
+		t.Errorf("%s may not patch traces/status", nodeSA)
+	}
+	for _, c := range []struct {
+		sa   string
+		args []string
+	}{
+		{nodeSA, []string{"get", "secrets", "-A"}},
+		{nodeSA, []string{"list", "secrets", "-n", opNS}},
+		{hooksAccount, []string{"list", "secrets", "-A"}},
+		{hooksAccount, []string{"create", "serviceaccounts", "--subresource=token", "-n", opNS}},
+	} {
+		if e.canI(t, c.sa, c.args...) {
+			t.Errorf("%s may %s", c.sa, strings.Join(c.args, " "))
+		}
+	}
 }
 
 // findKey returns the first string value under key, searching maps and
@@ -365,10 +450,9 @@ data:
 		return strings.Contains(cm.Data["objects"], "demo-input"), fmt.Sprintf("%v", cm.Data)
 	})
 
-	// e2e-incluster's hook ran kubectl inside the pod with the in-cluster
-	// environment the protocol promises.
-	var svc corev1.Service
-	e.getJSON(t, &svc, "-n", "default", "get", "service", "kubernetes")
+	// e2e-incluster's hook ran kubectl inside the cluster role's pod with
+	// the credentials of the hooks' own account: a kubeconfig file, and
+	// none of the pod's in-cluster environment.
 	var cm corev1.ConfigMap
 	eventually(t, time.Minute, "e2e-incluster's ConfigMap "+hooksNS+"/e2e-incluster", func() (bool, string) {
 		_, err := e.kc("-n", hooksNS, "get", "configmap", "e2e-incluster")
@@ -376,16 +460,18 @@ data:
 	})
 	e.getJSON(t, &cm, "-n", hooksNS, "get", "configmap", "e2e-incluster")
 	want := map[string]string{
-		"serviceHost":   svc.Spec.ClusterIP,
-		"servicePort":   "443",
-		"kubeconfig":    "",
-		"user":          "system:serviceaccount:" + opNS + ":" + release,
+		"serviceHost":   "",
+		"servicePort":   "",
+		"user":          "system:serviceaccount:" + opNS + ":" + hooksAccount,
 		"serverVersion": e.serverVersion(t),
 	}
 	for k, v := range want {
 		if cm.Data[k] != v {
 			t.Errorf("the hook's ConfigMap: %s = %q, want %q (all: %v)", k, cm.Data[k], v, cm.Data)
 		}
+	}
+	if cm.Data["kubeconfig"] == "" {
+		t.Errorf("the hook ran without KUBECONFIG: its credentials are not its own (all: %v)", cm.Data)
 	}
 	t.Logf("the in-cluster hook wrote %v", cm.Data)
 }
@@ -634,11 +720,18 @@ func podProcesses(uid string) map[int]string {
 }
 
 func (e *env) uninstall(t *testing.T) {
-	pods := e.operatorPods(t)
-	if len(pods) != 1 {
-		t.Fatalf("%d operator pods before uninstall, want 1", len(pods))
+	pods := e.operatorPods(t, podLabel)
+	nodePods := e.operatorPods(t, nodeLabel)
+	if len(nodePods) != 1 || len(pods) != clusterReplicas+1 {
+		t.Fatalf("%d gadgetpm pods, %d of the node role, before uninstall; want %d and 1", len(pods), len(nodePods), clusterReplicas+1)
 	}
-	pod := pods[0]
+	nodePod := nodePods[0]
+	// The coordinator runs in the Lease holder only: its log has the
+	// ordered stop lines.
+	leader := e.leaseHolder(t)
+	if !slices.ContainsFunc(pods, func(p corev1.Pod) bool { return p.Name == leader && p.Name != nodePod.Name }) {
+		t.Fatalf("the Lease holder %q is not a cluster-role pod", leader)
+	}
 	ours := e.programNames(t)
 
 	// A running Trace holds trace-exec's programs at the moment of the
@@ -667,16 +760,20 @@ func (e *env) uninstall(t *testing.T) {
 		t.Fatalf("Trace exec is Started, yet bpftool shows no new program named like trace-exec's (%v)", keys(ours))
 	}
 	t.Logf("while Trace exec is Started, bpftool shows the operator's programs %v", loaded)
-	procs := podProcesses(string(pod.UID))
-	if len(procs) == 0 {
-		t.Fatalf("no host process in the cgroups of operator pod %s (uid %s)", pod.Name, pod.UID)
+	procs := map[int]string{}
+	for _, p := range pods {
+		pp := podProcesses(string(p.UID))
+		if len(pp) == 0 {
+			t.Fatalf("no host process in the cgroups of pod %s (uid %s)", p.Name, p.UID)
+		}
+		maps.Copy(procs, pp)
 	}
 
 	// Follow the operator's log through its shutdown.
 	logCtx, stopLog := context.WithCancel(context.Background())
 	defer stopLog()
 	var logBuf syncBuffer
-	logCmd := exec.CommandContext(logCtx, e.kubectl, "-n", opNS, "logs", "-f", pod.Name, "-c", "operator", "--since=1s")
+	logCmd := exec.CommandContext(logCtx, e.kubectl, "-n", opNS, "logs", "-f", leader, "-c", "operator", "--since=1s")
 	logCmd.Env = append(os.Environ(), "KUBECONFIG="+e.kubeconfig)
 	logCmd.Stdout, logCmd.Stderr = &logBuf, &logBuf
 	if err := logCmd.Start(); err != nil {
@@ -695,7 +792,7 @@ func (e *env) uninstall(t *testing.T) {
 		t.Fatalf("helm uninstall: %v\n%s", err, out)
 	}
 	eventually(t, 2*time.Minute, "no gadgetpm pods", func() (bool, string) {
-		p := e.operatorPods(t)
+		p := e.operatorPods(t, podLabel)
 		return len(p) == 0, fmt.Sprintf("%d pods", len(p))
 	})
 	select {
@@ -720,15 +817,22 @@ func (e *env) uninstall(t *testing.T) {
 		at = max(at, 0) + loc[1]
 	}
 
-	// No process of the operator's pod is left, hooks included.
-	eventually(t, time.Minute, "no process left in the operator pod's cgroups", func() (bool, string) {
-		left := podProcesses(string(pod.UID))
+	// No process of the chart's pods is left, hooks included.
+	eventually(t, time.Minute, "no process left in the gadgetpm pods' cgroups", func() (bool, string) {
+		left := map[int]string{}
+		for _, p := range pods {
+			maps.Copy(left, podProcesses(string(p.UID)))
+		}
 		return len(left) == 0, fmt.Sprint(left)
 	})
 	for pid := range procs {
-		if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(pid))); err == nil {
-			if cg, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cgroup")); strings.Contains(string(cg), "pod"+string(pod.UID)) {
-				t.Errorf("operator process %d (%s) still runs", pid, procs[pid])
+		cg, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cgroup"))
+		if err != nil {
+			continue
+		}
+		for _, p := range pods {
+			if strings.Contains(string(cg), "pod"+string(p.UID)) {
+				t.Errorf("process %d (%s) of pod %s still runs", pid, procs[pid], p.Name)
 			}
 		}
 	}
@@ -795,7 +899,7 @@ func (e *env) cleanup(t *testing.T) {
 		for _, args := range [][]string{
 			{"get", "pods", "-A", "-o", "wide"},
 			{"get", "gadgetpackages,traces", "-A", "-o", "yaml"},
-			{"-n", opNS, "logs", "-l", podLabel, "-c", "operator", "--tail=200"},
+			{"-n", opNS, "logs", "-l", podLabel, "-c", "operator", "--tail=200", "--prefix"},
 			{"get", "events", "-A", "--sort-by=.lastTimestamp"},
 		} {
 			out, err := e.kc(args...)

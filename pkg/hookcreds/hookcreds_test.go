@@ -35,9 +35,8 @@ func serviceAccount(t *testing.T, ns, name string) {
 	}
 }
 
-// whoami asks the API server who the kubeconfig authenticates as
-// (SelfSubjectReview, what `kubectl auth whoami` sends).
-func whoami(t *testing.T, kubeconfig []byte) string {
+// clientset is a client that authenticates with the kubeconfig.
+func clientset(t *testing.T, kubeconfig []byte) *kubernetes.Clientset {
 	t.Helper()
 	cfg, err := clientcmd.RESTConfigFromKubeConfig(kubeconfig)
 	if err != nil {
@@ -47,7 +46,14 @@ func whoami(t *testing.T, kubeconfig []byte) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := cs.AuthenticationV1().SelfSubjectReviews().Create(context.Background(), &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	return cs
+}
+
+// whoami asks the API server who the kubeconfig authenticates as
+// (SelfSubjectReview, what `kubectl auth whoami` sends).
+func whoami(t *testing.T, kubeconfig []byte) string {
+	t.Helper()
+	r, err := clientset(t, kubeconfig).AuthenticationV1().SelfSubjectReviews().Create(context.Background(), &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("SelfSubjectReview with the rendered kubeconfig: %v", err)
 	}
@@ -107,15 +113,7 @@ func TestKubeconfigAuthenticatesAsTheServiceAccount(t *testing.T) {
 	if ctx := loaded.Contexts[loaded.CurrentContext]; ctx == nil || ctx.Namespace != ns {
 		t.Errorf("current context %+v, want namespace %s", ctx, ns)
 	}
-	cfg, err := clientcmd.RESTConfigFromKubeConfig(kc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cs.CoreV1().Secrets("").List(context.Background(), metav1.ListOptions{}); err == nil || !strings.Contains(err.Error(), "forbidden") {
+	if _, err := clientset(t, kc).CoreV1().Secrets("").List(context.Background(), metav1.ListOptions{}); err == nil || !strings.Contains(err.Error(), "forbidden") {
 		t.Errorf("listing Secrets cluster-wide as the hooks' account: err %v, want Forbidden", err)
 	}
 }

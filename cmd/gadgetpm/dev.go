@@ -34,8 +34,10 @@ checkout ('make run' builds the binary and runs this):
      ten minutes the first time) with gadgetpm's CRDs installed
   3. serves the repository over HTTP on 127.0.0.1 (a random port)
   4. writes an administrator's kubeconfig (default hack/dev/kubeconfig)
-  5. creates PackageRepository "bundled" and GadgetPackage
-     <namespace>/<package> (default gadget/hook-demo)
+  5. creates PackageRepository "bundled", GadgetPackage
+     <namespace>/<package> (default gadget/hook-demo) and the service
+     account hooks run as (--hook-service-account, default gadgetpm-hooks
+     in namespace default)
   6. runs the operator for this node, its debug socket at
      hack/dev/debug.sock (also when run as root, so it never takes over the
      socket of an operator installed on this machine)
@@ -106,6 +108,7 @@ run starts from an empty cluster.`,
 	f.StringVar(&opts.NodeName, "node", "", "node name the operator runs Traces for (default the host name)")
 	f.StringVar(&opts.Package, "package", devenv.DefaultPackage, "bundled package (a chart under charts/packages) to install")
 	f.StringVar(&opts.Namespace, "namespace", devenv.DefaultNamespace, "namespace of the GadgetPackage")
+	hookCredentialFlags(cmd, &opts.HookServiceAccount, &opts.HookTokenExpiry)
 	f.StringVar(&logFile, "log-file", "", "file for the operator's log, - for stderr (default <dir>/operator.log)")
 	logFormat = logFlags(cmd, logFormatText)
 	return cmd

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gadgetpm/gadgetpm/pkg/coordinator"
 	"github.com/gadgetpm/gadgetpm/pkg/debugserver"
+	"github.com/gadgetpm/gadgetpm/pkg/hookcreds"
 	"github.com/gadgetpm/gadgetpm/pkg/process"
 )
 
@@ -35,6 +36,12 @@ It serves Prometheus metrics on --metrics-bind-address, /healthz and
 (read it with 'gadgetpm dump'). SIGTERM or SIGINT stops the services in
 order (drift monitors, kube events, cron, event handler, queues; running
 tasks get --stop-grace) and exits 0.
+
+Hooks reach the API server as --hook-service-account (default
+gadgetpm-hooks in the operator's namespace), through a token the operator
+requests for each hook with the TokenRequest API and hands over as a
+kubeconfig file in $KUBECONFIG: never with the operator's own credentials
+(see docs/hooks.md, Credentials).
 
 The log goes to stderr, one entry a line, JSON by default (--log-format
 text for a terminal). Every line a hook prints is an entry with the
@@ -77,6 +84,7 @@ in-cluster service account.`,
 	f.BoolVar(&opts.NodeCheck, "node-check", true, "require a Trace's spec.node to name an existing Node; with --node-check=false spec.node must equal --node-name (a cluster without Node objects)")
 	f.StringVar(&opts.FileOutputDir, "trace-output-dir", "", "directory where Traces with outputMode File write their JSON lines; default <data-dir>/traces")
 	f.DurationVar(&opts.UnsubscribeTimeout, "unsubscribe-timeout", 30*time.Second, "how long removing a package waits for the nodes to stop its Traces before its Helm release is deleted")
+	hookCredentialFlags(cmd, &opts.HookServiceAccount, &opts.HookTokenExpiry)
 	clientFlags(cmd, "kube-api", "the controller manager's client", &opts.Manager, 20, 30)
 	clientFlags(cmd, "helm", "the Helm release service's client", &opts.Helm, 20, 40)
 	clientFlags(cmd, "patcher", "the object patcher's client (hooks' object patches)", &opts.Patcher, 100, 200)
@@ -84,6 +92,16 @@ in-cluster service account.`,
 	f.IntVarP(&verbosity, "v", "v", 0, "log verbosity: 0 info, 1 debug (Helm's output, every patch), 2 and more trace")
 	logFormat = logFlags(cmd, logFormatJSON)
 	return cmd
+}
+
+// hookCredentialFlags adds the flags of the hooks' own API credentials
+// (gadgetpm operator and gadgetpm dev).
+func hookCredentialFlags(cmd *cobra.Command, serviceAccount *string, expiry *time.Duration) {
+	cmd.Flags().StringVar(serviceAccount, "hook-service-account", hookcreds.DefaultServiceAccount,
+		"service account, in the operator's namespace ($POD_NAMESPACE, else the in-cluster one, else \"default\"), whose short-lived tokens hooks get as a kubeconfig file in $KUBECONFIG; "+
+			"the operator needs create on its serviceaccounts/token. \"\" gives hooks the operator's own KUBECONFIG or in-cluster credentials, and so its identity and rights")
+	cmd.Flags().DurationVar(expiry, "hook-token-expiry", hookcreds.DefaultExpiry,
+		"lifetime of each hook token (at least 10m, the TokenRequest API's minimum); a new one is issued after 80% of it, so a hook starts with at least a fifth left")
 }
 
 func clientFlags(cmd *cobra.Command, prefix, what string, c *coordinator.ClientOptions, qps float32, burst int) {

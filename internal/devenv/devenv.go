@@ -86,6 +86,13 @@ type Options struct {
 	Out io.Writer
 	// Logger is the operator's logger. Default discard.
 	Logger logr.Logger
+	// HookServiceAccount is the service account hooks run as; Run
+	// creates it in the operator's namespace (process.Namespace). Empty:
+	// hooks get the administrator's kubeconfig (process.Options).
+	HookServiceAccount string
+	// HookTokenExpiry is the lifetime of each hook token; default
+	// hookcreds.DefaultExpiry.
+	HookTokenExpiry time.Duration
 	// Command is the gadgetpm binary named in the commands printed for
 	// the user to try, so they work as printed whatever PATH holds; the
 	// caller passes its own os.Executable(). Default "gadgetpm".
@@ -177,7 +184,8 @@ func (o *Options) setDefaults() error {
 //
 // While the operator runs, the process environment's KUBECONFIG is the
 // written kubeconfig (and KUBERNETES_SERVICE_* are unset), because hooks
-// inherit them to reach the API server with kubectl; Run restores them
+// inherit them to reach the API server with kubectl when
+// HookServiceAccount is empty; Run restores them
 // when it returns. Run is meant to own its process, as `gadgetpm dev` does.
 func Run(ctx context.Context, opts Options) (err error) {
 	if err := opts.setDefaults(); err != nil {
@@ -308,7 +316,9 @@ func Run(ctx context.Context, opts Options) (err error) {
 			Logger:      opts.Logger,
 			// the dev control plane has no Node objects: a Trace's
 			// spec.node must be this node's name
-			NodeCheck: false,
+			NodeCheck:          false,
+			HookServiceAccount: opts.HookServiceAccount,
+			HookTokenExpiry:    opts.HookTokenExpiry,
 		})
 	}()
 	opStopped := false
@@ -459,6 +469,14 @@ func createObjects(ctx context.Context, c client.Client, repoURL string, opts Op
 	}
 	if err := c.Create(ctx, gp); err != nil {
 		return fmt.Errorf("create GadgetPackage %s/%s: %w", opts.Namespace, opts.Package, err)
+	}
+	if opts.HookServiceAccount != "" {
+		// The hooks' account gets no rights beyond what every
+		// authenticated user has, as the chart's (docs/hooks.md).
+		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: opts.HookServiceAccount, Namespace: process.Namespace()}}
+		if err := c.Create(ctx, sa); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("create ServiceAccount %s/%s for hooks: %w", sa.Namespace, sa.Name, err)
+		}
 	}
 	return nil
 }

@@ -44,9 +44,14 @@ var rules = []rule{
 		to:   []string{"pkg/gadget/...", "pkg/trace/...", "pkg/coordinator/...", "pkg/process/...", "pkg/debugserver/...", "pkg/hooks/...", "pkg/nelm/...", "pkg/objectpatch/...", "pkg/restmapping/...", "packages/...", "kubeevents/...", "queue/...", "scheduler/...", "internal/...", "cmd/..."},
 	},
 	{
-		why:  "the services the coordinator wires (kube events, object patcher, hooks, Helm releases) do not know packages, Traces or the coordinator",
-		from: []string{"kubeevents/...", "pkg/objectpatch/...", "pkg/hooks/...", "pkg/nelm/...", "pkg/restmapping/..."},
+		why:  "the services the coordinator wires (kube events, object patcher, hooks and their credentials, Helm releases) do not know packages, Traces or the coordinator",
+		from: []string{"kubeevents/...", "pkg/objectpatch/...", "pkg/hooks/...", "pkg/hookcreds/...", "pkg/nelm/...", "pkg/restmapping/..."},
 		to:   []string{"packages/...", "pkg/trace/...", "pkg/coordinator/...", "pkg/process/...", "pkg/debugserver/...", "pkg/gadget/...", "cmd/..."},
+	},
+	{
+		why:  "hooks take their API credentials through hooks.Credentials: the protocol does not know where tokens come from",
+		from: []string{"pkg/hooks/..."},
+		to:   []string{"pkg/hookcreds/..."},
 	},
 	{
 		why:  "the process's one REST mapper is shared by every service: it depends on none of them",

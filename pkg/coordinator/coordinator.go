@@ -69,6 +69,10 @@ type Options struct {
 	// HookEnv is what every hook's environment holds besides the
 	// protocol's paths.
 	HookEnv hooks.Env
+	// HookCredentials, when set, give every hook run API credentials of
+	// its own (a kubeconfig in KUBECONFIG) and nothing of HookEnv.Kube or
+	// the operator's environment; nil leaves hooks the operator's own.
+	HookCredentials hooks.Credentials
 	// Queue configures the queue service (backoff, attempts).
 	Queue queue.Options
 	// MaxAttempts of a package's lifecycle task before it is Stalled;
@@ -166,6 +170,10 @@ func New(opts Options) (*Coordinator, error) {
 	if opts.Logger.GetSink() == nil {
 		opts.Logger = logr.Discard()
 	}
+	if opts.HookCredentials != nil && opts.HookEnv.Kube == nil {
+		// Not the operator's environment either (nil Kube means that).
+		opts.HookEnv.Kube = map[string]string{}
+	}
 	c := &Coordinator{
 		opts: opts, log: opts.Logger, mapper: opts.Mapper,
 		handlerStop: make(chan struct{}), handlerDone: make(chan struct{}),
@@ -212,7 +220,7 @@ func New(opts Options) (*Coordinator, error) {
 		}
 	}
 	c.hooks, err = hookhost.New(hookhost.Options{
-		Runner:     hooks.NewRunner(hooks.RunnerOptions{Timeout: opts.HookTimeout, Env: opts.HookEnv}),
+		Runner:     hooks.NewRunner(hooks.RunnerOptions{Timeout: opts.HookTimeout, Env: opts.HookEnv, Credentials: opts.HookCredentials}),
 		KubeEvents: c.events, Patcher: c.patcher, Schedules: c.cron, Queues: c.queues, Releases: c.helm,
 		Mapper: opts.Mapper, Client: opts.Client, Env: opts.HookEnv, MaxAttempts: opts.MaxAttempts,
 		Metrics: hookMetrics, Observer: runRecorder{c}, Recorder: opts.Recorder, Logger: c.log,

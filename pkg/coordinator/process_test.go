@@ -72,6 +72,7 @@ type process struct {
 
 func startProcess(t testing.TB, bin string, args ...string) *process {
 	t.Helper()
+	hookAccount(t)
 	p := &process{out: &syncBuffer{}, done: make(chan error, 1)}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out

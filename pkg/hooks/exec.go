@@ -40,7 +40,7 @@ type Env struct {
 	// Home is HOME; default the operator's HOME, or "/".
 	Home string
 	// Kube holds what kubectl needs to reach the API server; nil means
-	// KubeEnvFromOS().
+	// KubeEnvFromOS(). RunnerOptions.Credentials replaces it in runs.
 	Kube map[string]string
 	// Package holds variables the package declares. They cannot override
 	// PATH, HOME, TMPDIR, the protocol's paths or Kube.

@@ -51,6 +51,10 @@ type RunnerOptions struct {
 	TempDir string
 	// Env is the environment every hook gets (see Env).
 	Env Env
+	// Credentials, when set, give every run a kubeconfig of its own in
+	// its run directory as KUBECONFIG, in place of Env.Kube. Default nil:
+	// Env.Kube (the operator's own credentials).
+	Credentials Credentials
 	// KeepRunDirs keeps each run's directory for debugging instead of
 	// removing it. Default false.
 	KeepRunDirs bool
@@ -212,6 +216,10 @@ func (r *Runner) Run(ctx context.Context, h *Hook, in RunInput) (*RunResult, err
 	if err := os.Mkdir(tmp, 0o700); err != nil {
 		return nil, fmt.Errorf("run hook %s: %w", h.Name, err)
 	}
+	env := r.opts.Env
+	if env.Kube, err = r.kubeEnv(ctx, dir, env.Kube); err != nil {
+		return nil, fmt.Errorf("run hook %s: %w", h.Name, err)
+	}
 
 	if in.RunID == "" {
 		in.RunID = NewRunID()
@@ -227,7 +235,7 @@ func (r *Runner) Run(ctx context.Context, h *Hook, in RunInput) (*RunResult, err
 	}
 	runCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cmd := command(runCtx, h.Path, nil, h.Dir, r.opts.Env.build(tmp, files), stdout, io.MultiWriter(stderr, errTail))
+	cmd := command(runCtx, h.Path, nil, h.Dir, env.build(tmp, files), stdout, io.MultiWriter(stderr, errTail))
 
 	start := time.Now()
 	if err := cmd.Start(); err != nil {

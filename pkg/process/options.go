@@ -47,6 +47,16 @@ type Options struct {
 	// FileOutputDir is where Traces in File mode write; default
 	// <DataDir>/traces.
 	FileOutputDir string
+	// HookServiceAccount names the service account, in the operator's
+	// own namespace (Namespace), whose short-lived tokens hooks get as a
+	// kubeconfig in KUBECONFIG (pkg/hookcreds). Empty: hooks get the
+	// operator's own KUBECONFIG or in-cluster environment, and so its
+	// identity and rights. gadgetpm operator and dev default to
+	// hookcreds.DefaultServiceAccount.
+	HookServiceAccount string
+	// HookTokenExpiry is the lifetime of each hook token; default and
+	// minimum hookcreds.DefaultExpiry.
+	HookTokenExpiry time.Duration
 	// UnsubscribeTimeout bounds how long removing a package waits for the
 	// nodes to stop its Traces (status.subscriptions empty) before its
 	// Helm release is deleted; default 30s.

@@ -22,6 +22,7 @@ import (
 	"github.com/gadgetpm/gadgetpm/pkg/apis"
 	"github.com/gadgetpm/gadgetpm/pkg/coordinator"
 	"github.com/gadgetpm/gadgetpm/pkg/debugserver"
+	"github.com/gadgetpm/gadgetpm/pkg/hookcreds"
 	"github.com/gadgetpm/gadgetpm/pkg/hooks"
 	"github.com/gadgetpm/gadgetpm/pkg/restmapping"
 	"github.com/gadgetpm/gadgetpm/pkg/trace"
@@ -63,15 +64,40 @@ func (o *Options) setDefaults() error {
 		o.StopGrace = 30 * time.Second
 	}
 	if o.LeaderElectionNamespace == "" {
-		o.LeaderElectionNamespace = "default"
-		if ns, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace"); err == nil {
-			o.LeaderElectionNamespace = strings.TrimSpace(string(ns))
-		}
+		o.LeaderElectionNamespace = Namespace()
 	}
 	if o.Logger.GetSink() == nil {
 		o.Logger = ctrl.Log.WithName("gadgetpm")
 	}
 	return nil
+}
+
+// Namespace is the operator's own namespace: $POD_NAMESPACE (the
+// downward API), else the in-cluster service account's, else "default".
+func Namespace() string {
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+		return ns
+	}
+	if ns, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace"); err == nil {
+		return strings.TrimSpace(string(ns))
+	}
+	return "default"
+}
+
+// hookCredentials returns the issuer of the hooks' own credentials, or nil
+// when hooks keep the operator's (no HookServiceAccount).
+func hookCredentials(cfg *rest.Config, opts Options) (hooks.Credentials, error) {
+	if opts.HookServiceAccount == "" {
+		opts.Logger.Info("hooks run with the operator's own API credentials (no hook service account)")
+		return nil, nil
+	}
+	is, err := hookcreds.New(hookcreds.Options{Config: cfg, Namespace: Namespace(), ServiceAccount: opts.HookServiceAccount,
+		Expiry: opts.HookTokenExpiry, Logger: opts.Logger.WithName("hookcreds")})
+	if err != nil {
+		return nil, err
+	}
+	opts.Logger.Info("hooks get tokens of their own", "user", is.Subject())
+	return is, nil
 }
 
 // Run runs the operator process until ctx ends: one controller-runtime
@@ -91,6 +117,11 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	cfg = rest.CopyConfig(cfg)
 	if opts.Manager.QPS > 0 {
 		cfg.QPS, cfg.Burst = opts.Manager.QPS, opts.Manager.Burst
+	}
+	// Before anything starts: a bad hook token expiry fails at once.
+	hookCreds, err := hookCredentials(cfg, opts)
+	if err != nil {
+		return fmt.Errorf("run operator: %w", err)
 	}
 	// One REST mapper and discovery cache for the whole process: the
 	// controller manager's client and caches, and every service of the
@@ -142,9 +173,10 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		Config: cfg, Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Mapper: mapper, DataDir: opts.DataDir, Fetcher: fetcher,
 		UnsubscribeTimeout: opts.UnsubscribeTimeout,
 		Helm:               opts.Helm, Patcher: opts.Patcher, KubeEvents: opts.KubeEvents,
-		// Hooks get KUBECONFIG or KUBERNETES_SERVICE_HOST/PORT from the
-		// operator's environment, so kubectl in them reaches this cluster.
-		HookEnv:    hooks.Env{},
+		// Hooks get a kubeconfig of their own (HookCredentials), else
+		// KUBECONFIG or KUBERNETES_SERVICE_HOST/PORT from the operator's
+		// environment, so kubectl in them reaches this cluster.
+		HookEnv: hooks.Env{}, HookCredentials: hookCreds,
 		StopGrace:  opts.StopGrace,
 		Recorder:   mgr.GetEventRecorderFor("gadgetpm"), //nolint:staticcheck // the services take client-go's recorder
 		Registerer: metrics.Registry,

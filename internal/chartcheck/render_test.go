@@ -216,8 +216,6 @@ var hooksNeeds = []need{
 	{"", "namespaces", "get"},
 	{"", "services", "list"},
 	{"apps", "deployments", "watch"},
-	{"gadgetpm.io", "gadgetpackages", "get"},
-	{"gadgetpm.io", "gadgetpackages", "patch"}, // a hook's settings
 }
 
 // hooksRefused are what the hooks' account must never do by default.
@@ -228,6 +226,9 @@ var hooksRefused = []need{
 	{"", "configmaps", "create"},
 	{"", "pods", "delete"},
 	{"gadgetpm.io", "gadgetpackages", "delete"},
+	// Settings patches go through the hook protocol; one account serves
+	// every package, so a patch right would reach other packages' settings.
+	{"gadgetpm.io", "gadgetpackages", "patch"},
 	{"rbac.authorization.k8s.io", "clusterroles", "create"},
 }
 

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/gadgetpm/gadgetpm/internal/testenv"
 	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 	"github.com/gadgetpm/gadgetpm/packages/packagetest"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
@@ -62,15 +63,7 @@ func packageEvents(t *testing.T, ns, name string) []corev1.Event {
 // waitEvent waits until an Event on ns/name of type typ says want.
 func waitEvent(t *testing.T, ns, name, typ, want string) {
 	t.Helper()
-	eventually.NoError(t, 90*time.Second, fmt.Sprintf("a %s Event on %s/%s saying %q", typ, ns, name, want), func() error {
-		evs := packageEvents(t, ns, name)
-		for _, ev := range evs {
-			if ev.Type == typ && strings.Contains(ev.Message, want) {
-				return nil
-			}
-		}
-		return fmt.Errorf("Events: %s", eventLines(evs))
-	})
+	env.WaitEvent(t, 90*time.Second, testenv.EventMatch{Namespace: ns, Kind: "GadgetPackage", Name: name, Type: typ, Parts: []string{want}})
 }
 
 func eventLines(evs []corev1.Event) string {
@@ -146,7 +139,7 @@ func TestCancellationAfterARealErrorIsNoFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	createPackage(t, ns, "flaky", "noise-"+ns)
-	waitFor(t, ns, "flaky", "showing the hook's error", func(gp *v1alpha1.GadgetPackage) bool {
+	env.WaitPackage(t, ns, "flaky", "showing the hook's error", func(gp *v1alpha1.GadgetPackage) bool {
 		return strings.Contains(hookError(gp, hook), "disk on fire")
 	})
 	waitFile(t, journal)
@@ -155,7 +148,7 @@ func TestCancellationAfterARealErrorIsNoFailure(t *testing.T) {
 	// runs after it: status keeps the real error, and the package is
 	// disabled, not Stalled.
 	setEnabled(t, ns, "flaky", false)
-	gp := waitFor(t, ns, "flaky", "disabled", func(gp *v1alpha1.GadgetPackage) bool {
+	gp := env.WaitPackage(t, ns, "flaky", "disabled", func(gp *v1alpha1.GadgetPackage) bool {
 		c := meta.FindStatusCondition(gp.Status.Conditions, v1alpha1.ConditionReady)
 		return gp.Status.ObservedGeneration == gp.Generation && c != nil && c.Reason == v1alpha1.ReasonDisabled
 	})
@@ -179,7 +172,7 @@ func TestCancellationAfterARealErrorIsNoFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	setEnabled(t, ns, "flaky", true)
-	waitFor(t, ns, "flaky", "Running", running)
+	env.WaitPackage(t, ns, "flaky", "Running", running)
 	waitEvent(t, ns, "flaky", corev1.EventTypeNormal, "is running")
 	noCancelNoise(t, ns, "flaky")
 	// The operator's log has it at debug level at most.
@@ -205,7 +198,7 @@ func TestCancellationAfterARealErrorIsNoFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	start(t)
-	gp = waitFor(t, ns, "flaky", "Running with the new settings", func(gp *v1alpha1.GadgetPackage) bool {
+	gp = env.WaitPackage(t, ns, "flaky", "Running with the new settings", func(gp *v1alpha1.GadgetPackage) bool {
 		return running(gp) && gp.Status.ObservedGeneration == gp.Generation && len(gp.Status.Hooks) == 1 && gp.Status.Hooks[0].Runs > 0
 	})
 	if msg := hookError(gp, hook); msg != "" {
@@ -242,12 +235,12 @@ func TestCancelledReleaseAfterARealErrorIsNoFailure(t *testing.T) {
 	_, logs, _ := start(t)
 
 	createPackage(t, ns, "badchart", "badchart-"+ns)
-	waitFor(t, ns, "badchart", "Stalled", isStalled)
+	env.WaitPackage(t, ns, "badchart", "Stalled", isStalled)
 	waitEvent(t, ns, "badchart", corev1.EventTypeWarning, `"Bad_One" is invalid`)
 
 	// A spec change re-plans; the new plan fails for real again.
 	setSettings(t, ns, "badchart", `{"cmName": "Bad_Two"}`)
-	waitFor(t, ns, "badchart", "Stalled again", func(gp *v1alpha1.GadgetPackage) bool {
+	env.WaitPackage(t, ns, "badchart", "Stalled again", func(gp *v1alpha1.GadgetPackage) bool {
 		c := meta.FindStatusCondition(gp.Status.Conditions, v1alpha1.ConditionStalled)
 		return isStalled(gp) && c.ObservedGeneration == gp.Generation && strings.Contains(c.Message, "Bad_Two")
 	})

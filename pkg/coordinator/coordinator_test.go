@@ -171,21 +171,6 @@ func createPackage(t *testing.T, ns, name, repository string) {
 	}
 }
 
-func waitFor(t *testing.T, ns, name, what string, cond func(*v1alpha1.GadgetPackage) bool) *v1alpha1.GadgetPackage {
-	t.Helper()
-	return eventually.Value(t, 90*time.Second, fmt.Sprintf("%s/%s to be %s", ns, name, what), func() (*v1alpha1.GadgetPackage, error) {
-		var gp v1alpha1.GadgetPackage
-		err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &gp)
-		if err == nil && cond(&gp) {
-			return &gp, nil
-		}
-		if err != nil && !apierrors.IsNotFound(err) {
-			t.Fatal(err)
-		}
-		return nil, fmt.Errorf("status %+v (err %v)", gp.Status, err)
-	})
-}
-
 func running(gp *v1alpha1.GadgetPackage) bool {
 	c := meta.FindStatusCondition(gp.Status.Conditions, v1alpha1.ConditionReady)
 	return gp.Status.Phase == v1alpha1.PhaseRunning && c != nil && c.Status == metav1.ConditionTrue
@@ -244,12 +229,12 @@ func TestDependencyOrderHooksAndTeardown(t *testing.T) {
 		createPackage(t, ns, name, "e2e-"+ns)
 	}
 	for _, name := range []string{"a", "b", "c"} {
-		waitFor(t, ns, name, "Running", running)
+		env.WaitPackage(t, ns, name, "Running", running)
 	}
 
 	// The broken package is Stalled with the hook's words; it stalls
 	// nothing else.
-	gp := waitFor(t, ns, "broken", "Stalled", func(gp *v1alpha1.GadgetPackage) bool {
+	gp := env.WaitPackage(t, ns, "broken", "Stalled", func(gp *v1alpha1.GadgetPackage) bool {
 		c := meta.FindStatusCondition(gp.Status.Conditions, v1alpha1.ConditionStalled)
 		return c != nil && c.Status == metav1.ConditionTrue
 	})
@@ -302,7 +287,7 @@ func TestDependencyOrderHooksAndTeardown(t *testing.T) {
 	if cm.Data["fromAfterHelm"] != "yes" {
 		t.Errorf("chart rendered fromAfterHelm=%q, want the afterHelm patch's \"yes\"", cm.Data["fromAfterHelm"])
 	}
-	if gp := waitFor(t, ns, "a", "Running", running); gp.Status.HelmRevision != 2 {
+	if gp := env.WaitPackage(t, ns, "a", "Running", running); gp.Status.HelmRevision != 2 {
 		t.Errorf("a's Helm revision = %d, want 2 (install, then the afterHelm values)", gp.Status.HelmRevision)
 	}
 
@@ -367,20 +352,20 @@ func TestDependencyOrderHooksAndTeardown(t *testing.T) {
 	// enabling it again starts a, b, c in order.
 	setEnabled(t, ns, "a", false)
 	for _, name := range []string{"c", "b"} {
-		gp := waitFor(t, ns, name, "disabled", func(gp *v1alpha1.GadgetPackage) bool {
+		gp := env.WaitPackage(t, ns, name, "disabled", func(gp *v1alpha1.GadgetPackage) bool {
 			return !gp.Status.Enabled && gp.Status.Phase == v1alpha1.PhaseLoaded
 		})
 		if !strings.Contains(gp.Status.Reason, "requires") {
 			t.Errorf("%s disabled with reason %q, want one naming its requirement", name, gp.Status.Reason)
 		}
 	}
-	waitFor(t, ns, "a", "disabled", func(gp *v1alpha1.GadgetPackage) bool {
+	env.WaitPackage(t, ns, "a", "disabled", func(gp *v1alpha1.GadgetPackage) bool {
 		return !gp.Status.Enabled && gp.Status.Phase == v1alpha1.PhaseLoaded
 	})
 	mark := len(readJournal(t, journal))
 	setEnabled(t, ns, "a", true)
 	for _, name := range []string{"a", "b", "c"} {
-		waitFor(t, ns, name, "Running again", running)
+		env.WaitPackage(t, ns, name, "Running again", running)
 	}
 	again := readJournal(t, journal)[mark:]
 	ia2, ib2, ic2 := index(again, "a", "onStartup"), index(again, "b", "onStartup"), index(again, "c", "onStartup")
@@ -398,11 +383,12 @@ func TestDependencyOrderHooksAndTeardown(t *testing.T) {
 	if err := env.Client.Update(context.Background(), &broken); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(30 * time.Second); countRuns(readJournal(t, journal), "broken") <= before; time.Sleep(100 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the spec change did not re-arm the Stalled package")
+	eventually.NoError(t, 30*time.Second, "the spec change to re-arm the Stalled package", func() error {
+		if n := countRuns(readJournal(t, journal), "broken"); n <= before {
+			return fmt.Errorf("broken's hooks ran %d times, as before the change", n)
 		}
-	}
+		return nil
+	})
 
 	// Removing everything tears down c, b, a: afterDeleteHelm after each
 	// release is gone.
@@ -482,13 +468,13 @@ func TestBadBindingsStallOnlyTheirPackage(t *testing.T) {
 	for _, name := range []string{"badkind", "badjq", "syncqueue", "fine"} {
 		createPackage(t, ns, name, "bad-"+ns)
 	}
-	waitFor(t, ns, "fine", "Running", running)
+	env.WaitPackage(t, ns, "fine", "Running", running)
 	for name, want := range map[string][]string{
 		"badkind":   {"10-watch.sh", "things", "kind", "NoSuchKind"},
 		"badjq":     {"10-watch.sh", "cms", "jqFilter"},
 		"syncqueue": {"10-tick.sh", "tick", "queue", `"synchronization" is reserved`},
 	} {
-		gp := waitFor(t, ns, name, "Stalled", func(gp *v1alpha1.GadgetPackage) bool {
+		gp := env.WaitPackage(t, ns, name, "Stalled", func(gp *v1alpha1.GadgetPackage) bool {
 			c := meta.FindStatusCondition(gp.Status.Conditions, v1alpha1.ConditionStalled)
 			return c != nil && c.Status == metav1.ConditionTrue
 		})

@@ -13,9 +13,9 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
+	"github.com/gadgetpm/gadgetpm/internal/testenv"
 	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 	"github.com/gadgetpm/gadgetpm/packages/hookhost"
 	"github.com/gadgetpm/gadgetpm/packages/packagetest"
@@ -81,29 +81,7 @@ func deleteCRDAtEnd(t *testing.T, name string) {
 // (any when empty), whose message holds every one of parts exists.
 func waitForWarning(t *testing.T, ns, name, reason string, parts ...string) corev1.Event {
 	t.Helper()
-	return eventually.Value(t, 30*time.Second, fmt.Sprintf("a Warning Event %s on %s/%s saying %q", reason, ns, name, parts), func() (corev1.Event, error) {
-		var events corev1.EventList
-		if err := env.Client.List(context.Background(), &events, client.InNamespace(ns)); err != nil {
-			return corev1.Event{}, err
-		}
-	next:
-		for _, e := range events.Items {
-			if e.InvolvedObject.Name != name || e.Type != corev1.EventTypeWarning || (reason != "" && e.Reason != reason) {
-				continue
-			}
-			for _, p := range parts {
-				if !strings.Contains(e.Message, p) {
-					continue next
-				}
-			}
-			return e, nil
-		}
-		var seen []string
-		for _, e := range events.Items {
-			seen = append(seen, e.InvolvedObject.Name+" "+e.Reason+": "+e.Message)
-		}
-		return corev1.Event{}, fmt.Errorf("saw %q", seen)
-	})
+	return env.WaitEvent(t, 30*time.Second, testenv.EventMatch{Namespace: ns, Name: name, Type: corev1.EventTypeWarning, Reason: reason, Parts: parts})
 }
 
 // A package that ships the CRD its own hook watches: the chart's crds/ are
@@ -124,7 +102,7 @@ func TestChartCRDWatchedByItsOwnHook(t *testing.T) {
 	createRepo(t, "crontab-"+ns, repoDir)
 	op, _, _ := start(t)
 	createPackage(t, ns, "crontab", "crontab-"+ns)
-	waitFor(t, ns, "crontab", "Running", running)
+	env.WaitPackage(t, ns, "crontab", "Running", running)
 
 	runs := readJournal(t, journal)
 	var order []string
@@ -161,7 +139,7 @@ func TestBindingWaitsForAKindServedLater(t *testing.T) {
 	createRepo(t, "later-"+ns, repoDir)
 	op, logs, _ := start(t)
 	createPackage(t, ns, "later", "later-"+ns)
-	waitFor(t, ns, "later", "Running", running)
+	env.WaitPackage(t, ns, "later", "Running", running)
 
 	p, _ := op.Package(ns + ".later")
 	if len(p.Subscriptions) != 1 || !strings.Contains(p.Subscriptions[0].WaitingForKind, "API group "+group+" is not served") {
@@ -210,12 +188,12 @@ func TestMistakenKindsStallTheirPackage(t *testing.T) {
 	for _, name := range []string{"oldversion", "typo", "fine"} {
 		createPackage(t, ns, name, "mistakes-"+ns)
 	}
-	waitFor(t, ns, "fine", "Running", running)
+	env.WaitPackage(t, ns, "fine", "Running", running)
 	for name, want := range map[string][]string{
 		"oldversion": {"10-watch.sh", `"events"`, "field apiVersion", "events.k8s.io/v1beta1 is not served; served versions of events.k8s.io: v1"},
 		"typo":       {"10-watch.sh", `"cms"`, "field kind", `unknown kind "ConfigMapz" in v1`},
 	} {
-		gp := waitFor(t, ns, name, "Stalled", func(gp *v1alpha1.GadgetPackage) bool {
+		gp := env.WaitPackage(t, ns, name, "Stalled", func(gp *v1alpha1.GadgetPackage) bool {
 			c := meta.FindStatusCondition(gp.Status.Conditions, v1alpha1.ConditionStalled)
 			return c != nil && c.Status == metav1.ConditionTrue
 		})

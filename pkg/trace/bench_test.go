@@ -2,6 +2,7 @@ package trace_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"sort"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 	gadgetv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadget/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/pkg/gadget"
 	"github.com/gadgetpm/gadgetpm/pkg/gadget/datasource"
@@ -166,19 +168,15 @@ func BenchmarkScheduleJitter(b *testing.B) {
 		tr.Spec.Schedule = "@every 1s"
 		tr.Spec.Duration = &metav1.Duration{Duration: 300 * time.Millisecond}
 	})
-	deadline := time.Now().Add(time.Duration(b.N)*2*time.Second + 30*time.Second)
-	for {
+	eventually.NoError(b, time.Duration(b.N)*2*time.Second+30*time.Second, fmt.Sprintf("%d ticks to start", b.N), func() error {
 		mu.Lock()
 		got := len(delays)
 		mu.Unlock()
-		if got >= b.N {
-			break
+		if got < b.N {
+			return fmt.Errorf("%d started", got)
 		}
-		if time.Now().After(deadline) {
-			b.Fatalf("%d of %d ticks started", got, b.N)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 	b.StopTimer()
 	cancel()
 	<-refDone

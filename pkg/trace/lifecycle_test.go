@@ -115,11 +115,13 @@ func startFakeContainer(t *testing.T, bin string) *fakeContainer {
 	if err := fc.cmd.Start(); err != nil {
 		t.Skipf("unshare -m: %v", err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- fc.cmd.Wait() }()
+	// exited is closed once the shell ended; waitErr says how
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = fc.cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		_ = syscall.Kill(-fc.cmd.Process.Pid, syscall.SIGKILL)
-		<-done
+		<-exited
 		// the cgroup can be removed once its processes are gone
 		eventually.NoError(t, 10*time.Second, "the fake container's cgroup "+fc.cgroup+" to be removed", func() error {
 			if err := os.Remove(fc.cgroup); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -128,11 +130,20 @@ func startFakeContainer(t *testing.T, bin string) *fakeContainer {
 			return nil
 		})
 	})
-	select {
-	case err := <-done:
-		t.Skipf("unshare -m ended at once (the kernel refuses a mount namespace?): %v", err)
-	case <-time.After(300 * time.Millisecond):
-	}
+	// The shell's first act in the new mount namespace is to join the
+	// cgroup: once it is there, the container stands.
+	eventually.NoError(t, 10*time.Second, "the fake container's shell to join "+fc.cgroup, func() error {
+		select {
+		case <-exited:
+			t.Skipf("unshare -m ended at once (the kernel refuses a mount namespace?): %v", waitErr)
+		default:
+		}
+		procs, err := os.ReadFile(filepath.Join(fc.cgroup, "cgroup.procs"))
+		if err == nil && len(strings.TrimSpace(string(procs))) == 0 {
+			err = errors.New("no process in it yet")
+		}
+		return err
+	})
 	return fc
 }
 

@@ -205,8 +205,12 @@ func openWorkload(count int) time.Duration {
 }
 
 // countSink counts the records of every data source: the cheapest
-// consumer of the bare runtime.
-type countSink struct{ n *int64 }
+// consumer of the bare runtime. It closes started when it starts, after
+// every stage before it (the program is attached).
+type countSink struct {
+	n       *int64
+	started chan struct{}
+}
 
 func (s countSink) Name() string  { return "count" }
 func (s countSink) Priority() int { return 100 }
@@ -217,7 +221,12 @@ func (s countSink) Instantiate(gctx *gadget.Context, _ gadget.Params) (gadget.St
 			return nil
 		})
 	}
-	return nil, nil
+	return s, nil
+}
+
+func (s countSink) Start(*gadget.Context) error {
+	close(s.started)
+	return nil
 }
 
 // BenchmarkEventsPerSecond: events per second delivered end to end
@@ -240,7 +249,8 @@ func BenchmarkEventsPerSecond(b *testing.B) {
 	params := map[string]string{"failed_only": "true"}
 
 	var refEvents int64
-	rt, err := gadget.New(ebpfstage.New(ebpfstage.Options{}), enricher.New(enricher.Options{}), countSink{&refEvents})
+	attached := make(chan struct{})
+	rt, err := gadget.New(ebpfstage.New(ebpfstage.Options{}), enricher.New(enricher.Options{}), countSink{&refEvents, attached})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -256,7 +266,11 @@ func BenchmarkEventsPerSecond(b *testing.B) {
 		}
 		runDone <- err
 	}()
-	time.Sleep(time.Second) // attached
+	select {
+	case <-attached:
+	case err := <-runDone:
+		b.Fatalf("the reference run ended before it attached: %v", err)
+	}
 	refDur := openWorkload(b.N)
 	time.Sleep(200 * time.Millisecond)
 	cancel()

@@ -150,7 +150,7 @@ func TestBadPackagesFailOnlyThemselves(t *testing.T) {
 		served{name: "no-digest", data: packed(t, packagetest.Source{Name: "no-digest"}), noDigest: true}))
 
 	createPackage(t, ns, "neighbour", repoName, "*")
-	before := env.WaitPackage(t, ns, "neighbour", "Ready", func(gp *v1alpha1.GadgetPackage) bool { return isTrue(gp, v1alpha1.ConditionReady) })
+	before := waitFor(t, ns, "neighbour", "Ready", func(gp *v1alpha1.GadgetPackage) bool { return isTrue(gp, v1alpha1.ConditionReady) })
 	readySince := condition(before, v1alpha1.ConditionReady).LastTransitionTime
 
 	for _, tc := range cases {
@@ -168,7 +168,7 @@ func TestBadPackagesFailOnlyThemselves(t *testing.T) {
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
 				t.Parallel()
-				gp := env.WaitPackage(t, ns, tc.name, "Stalled", func(gp *v1alpha1.GadgetPackage) bool { return isTrue(gp, v1alpha1.ConditionStalled) })
+				gp := waitFor(t, ns, tc.name, "Stalled", func(gp *v1alpha1.GadgetPackage) bool { return isTrue(gp, v1alpha1.ConditionStalled) })
 				c := condition(gp, v1alpha1.ConditionReady)
 				if c.Status != metav1.ConditionFalse || c.Reason != tc.reason {
 					t.Errorf("Ready = %s %s, want False %s (message %q)", c.Status, c.Reason, tc.reason, c.Message)
@@ -239,7 +239,7 @@ func TestIndexEntriesThatLieFailOnlyThemselves(t *testing.T) {
 	createRepo(t, repoName, srv.URL)
 
 	createPackage(t, ns, "neighbour", repoName, "*")
-	before := env.WaitPackage(t, ns, "neighbour", "Ready", func(gp *v1alpha1.GadgetPackage) bool { return isTrue(gp, v1alpha1.ConditionReady) })
+	before := waitFor(t, ns, "neighbour", "Ready", func(gp *v1alpha1.GadgetPackage) bool { return isTrue(gp, v1alpha1.ConditionReady) })
 	readySince := condition(before, v1alpha1.ConditionReady).LastTransitionTime
 
 	cases := []struct {
@@ -260,7 +260,7 @@ func TestIndexEntriesThatLieFailOnlyThemselves(t *testing.T) {
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
 				t.Parallel()
-				gp := env.WaitPackage(t, ns, tc.name, "Stalled", func(gp *v1alpha1.GadgetPackage) bool { return isTrue(gp, v1alpha1.ConditionStalled) })
+				gp := waitFor(t, ns, tc.name, "Stalled", func(gp *v1alpha1.GadgetPackage) bool { return isTrue(gp, v1alpha1.ConditionStalled) })
 				c := condition(gp, v1alpha1.ConditionReady)
 				if c.Status != metav1.ConditionFalse || c.Reason != tc.reason {
 					t.Errorf("Ready = %s %s, want False %s (message %q)", c.Status, c.Reason, tc.reason, c.Message)

@@ -183,6 +183,12 @@ func createPackage(t *testing.T, ns, name, repository, constraint string) {
 	}
 }
 
+// waitFor polls the GadgetPackage until cond holds.
+func waitFor(t *testing.T, ns, name, what string, cond func(*v1alpha1.GadgetPackage) bool) *v1alpha1.GadgetPackage {
+	t.Helper()
+	return env.WaitPackage(t, ns, name, what, cond)
+}
+
 func condition(gp *v1alpha1.GadgetPackage, typ string) *metav1.Condition {
 	return meta.FindStatusCondition(gp.Status.Conditions, typ)
 }
@@ -203,7 +209,7 @@ func TestInstallStallRetryAndRemove(t *testing.T) {
 	// The repository does not exist yet: the package stalls after its
 	// attempts, with the error.
 	createPackage(t, ns, "base", repoName, "^1")
-	gp := env.WaitPackage(t, ns, "base", "Stalled", func(gp *v1alpha1.GadgetPackage) bool { return isTrue(gp, v1alpha1.ConditionStalled) })
+	gp := waitFor(t, ns, "base", "Stalled", func(gp *v1alpha1.GadgetPackage) bool { return isTrue(gp, v1alpha1.ConditionStalled) })
 	if c := condition(gp, v1alpha1.ConditionStalled); !strings.Contains(c.Message, "read PackageRepository "+repoName) || !strings.Contains(c.Message, "after 2 attempt(s)") {
 		t.Errorf("Stalled message = %q", c.Message)
 	}
@@ -221,7 +227,7 @@ func TestInstallStallRetryAndRemove(t *testing.T) {
 	if err := env.Client.Patch(context.Background(), gp, patch); err != nil {
 		t.Fatal(err)
 	}
-	gp = env.WaitPackage(t, ns, "base", "Ready", func(gp *v1alpha1.GadgetPackage) bool { return isTrue(gp, v1alpha1.ConditionReady) })
+	gp = waitFor(t, ns, "base", "Ready", func(gp *v1alpha1.GadgetPackage) bool { return isTrue(gp, v1alpha1.ConditionReady) })
 	if gp.Status.Phase != v1alpha1.PhaseRunning || gp.Status.Version != "1.2.0" || len(gp.Status.Digest) != 64 ||
 		gp.Status.Catalog == nil || len(gp.Status.Hooks) != 1 || !gp.Status.Enabled || gp.Status.LastHandledRetry != "1" {
 		t.Errorf("status after retry = %+v", gp.Status)
@@ -232,13 +238,13 @@ func TestInstallStallRetryAndRemove(t *testing.T) {
 
 	// A package requiring base runs too.
 	createPackage(t, ns, "app", repoName, "*")
-	env.WaitPackage(t, ns, "app", "Ready", func(gp *v1alpha1.GadgetPackage) bool { return isTrue(gp, v1alpha1.ConditionReady) })
+	waitFor(t, ns, "app", "Ready", func(gp *v1alpha1.GadgetPackage) bool { return isTrue(gp, v1alpha1.ConditionReady) })
 
 	// Deleting base is refused while app requires it, with a message naming app.
 	if err := env.Client.Delete(context.Background(), &v1alpha1.GadgetPackage{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "base"}}); err != nil {
 		t.Fatal(err)
 	}
-	gp = env.WaitPackage(t, ns, "base", "refusing deletion", func(gp *v1alpha1.GadgetPackage) bool {
+	gp = waitFor(t, ns, "base", "refusing deletion", func(gp *v1alpha1.GadgetPackage) bool {
 		c := condition(gp, v1alpha1.ConditionReady)
 		return c != nil && c.Reason == v1alpha1.ReasonDependencyNotMet
 	})
@@ -267,7 +273,7 @@ func TestSpecChangeRearmsAndMissingRequirementDisables(t *testing.T) {
 	repoName, _ := fileRepo(t, ns, packagetest.Source{Name: "lonely", Requires: "net-base >=1.2"})
 
 	createPackage(t, ns, "lonely", repoName, ">=3")
-	gp := env.WaitPackage(t, ns, "lonely", "Stalled", func(gp *v1alpha1.GadgetPackage) bool { return isTrue(gp, v1alpha1.ConditionStalled) })
+	gp := waitFor(t, ns, "lonely", "Stalled", func(gp *v1alpha1.GadgetPackage) bool { return isTrue(gp, v1alpha1.ConditionStalled) })
 	if c := condition(gp, v1alpha1.ConditionReady); c.Reason != v1alpha1.ReasonDownloadFailed || !strings.Contains(c.Message, `no version matching ">=3"`) {
 		t.Errorf("Ready = %+v", c)
 	}
@@ -277,7 +283,7 @@ func TestSpecChangeRearmsAndMissingRequirementDisables(t *testing.T) {
 	if err := env.Client.Patch(context.Background(), gp, patch); err != nil {
 		t.Fatal(err)
 	}
-	gp = env.WaitPackage(t, ns, "lonely", "Loaded", func(gp *v1alpha1.GadgetPackage) bool {
+	gp = waitFor(t, ns, "lonely", "Loaded", func(gp *v1alpha1.GadgetPackage) bool {
 		c := condition(gp, v1alpha1.ConditionReady)
 		return gp.Status.Phase == v1alpha1.PhaseLoaded && c != nil && c.Reason == v1alpha1.ReasonDependencyNotMet && c.ObservedGeneration == gp.Generation
 	})
@@ -342,7 +348,7 @@ func TestRemoveCleansUpCustomQueues(t *testing.T) {
 	hook := "#!/bin/sh\necho '{\"configVersion\":\"v1\",\"kubernetes\":[{\"name\":\"pods\",\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"queue\":\"pods\"}]}'\n"
 	repoName, _ := fileRepo(t, ns, packagetest.Source{Name: "watcher", Hooks: map[string]string{"watch.sh": hook}})
 	createPackage(t, ns, "watcher", repoName, "*")
-	env.WaitPackage(t, ns, "watcher", "Ready", func(gp *v1alpha1.GadgetPackage) bool { return isTrue(gp, v1alpha1.ConditionReady) })
+	waitFor(t, ns, "watcher", "Ready", func(gp *v1alpha1.GadgetPackage) bool { return isTrue(gp, v1alpha1.ConditionReady) })
 
 	// A hook run is busy in the package's custom queue when it is deleted.
 	if err := qs.Enqueue(queue.PackageQueueName(key, "pods"), b); err != nil {
@@ -381,7 +387,7 @@ func TestUpgradeWhenTheRepositoryGetsANewVersion(t *testing.T) {
 	repoName := strings.ToLower(ns) + "-repo"
 	createRepo(t, repoName, "file://"+out)
 	createPackage(t, ns, "base", repoName, "^1")
-	env.WaitPackage(t, ns, "base", "Ready at 1.0.0", func(gp *v1alpha1.GadgetPackage) bool {
+	waitFor(t, ns, "base", "Ready at 1.0.0", func(gp *v1alpha1.GadgetPackage) bool {
 		return isTrue(gp, v1alpha1.ConditionReady) && gp.Status.Version == "1.0.0"
 	})
 
@@ -391,7 +397,7 @@ func TestUpgradeWhenTheRepositoryGetsANewVersion(t *testing.T) {
 	if _, err := chartrepo.Build(context.Background(), dir+"/more", out, chartrepo.BuildOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	gp := env.WaitPackage(t, ns, "base", "Ready at 1.1.0", func(gp *v1alpha1.GadgetPackage) bool {
+	gp := waitFor(t, ns, "base", "Ready at 1.1.0", func(gp *v1alpha1.GadgetPackage) bool {
 		return isTrue(gp, v1alpha1.ConditionReady) && gp.Status.Version == "1.1.0"
 	})
 	if gp.Status.Phase != v1alpha1.PhaseRunning || gp.Status.LastAttemptedVersion != "1.1.0" {
@@ -411,13 +417,13 @@ func TestUpgradeWhenTheRepositoryGetsANewVersion(t *testing.T) {
 	// ... and the controller looks again once idle: a new retry value makes
 	// it reconcile and record the value in status.lastHandledRetry, in the
 	// same status write that shows whether it planned an upgrade.
-	env.WaitPackage(t, ns, "base", "idle", func(gp *v1alpha1.GadgetPackage) bool { return !isTrue(gp, v1alpha1.ConditionReconciling) })
+	waitFor(t, ns, "base", "idle", func(gp *v1alpha1.GadgetPackage) bool { return !isTrue(gp, v1alpha1.ConditionReconciling) })
 	patch := client.MergeFrom(gp.DeepCopy())
 	metav1.SetMetaDataAnnotation(&gp.ObjectMeta, v1alpha1.RetryAnnotation, "look-again")
 	if err := env.Client.Patch(context.Background(), gp, patch); err != nil {
 		t.Fatal(err)
 	}
-	now := env.WaitPackage(t, ns, "base", "reconciled after 2.0.0 was listed", func(gp *v1alpha1.GadgetPackage) bool {
+	now := waitFor(t, ns, "base", "reconciled after 2.0.0 was listed", func(gp *v1alpha1.GadgetPackage) bool {
 		return gp.Status.LastHandledRetry == "look-again"
 	})
 	if now.Status.Version != "1.1.0" || isTrue(now, v1alpha1.ConditionReconciling) || !isTrue(now, v1alpha1.ConditionReady) {
@@ -445,7 +451,7 @@ func TestSettingsThatFailTheSchemaStallAtOnce(t *testing.T) {
 	if err := env.Client.Create(context.Background(), gp); err != nil {
 		t.Fatal(err)
 	}
-	gp = env.WaitPackage(t, ns, "strict", "Stalled", func(gp *v1alpha1.GadgetPackage) bool { return isTrue(gp, v1alpha1.ConditionStalled) })
+	gp = waitFor(t, ns, "strict", "Stalled", func(gp *v1alpha1.GadgetPackage) bool { return isTrue(gp, v1alpha1.ConditionStalled) })
 	c := condition(gp, v1alpha1.ConditionReady)
 	if c.Reason != v1alpha1.ReasonInvalidSettings || !strings.Contains(c.Message, "after 1 attempt(s)") || !strings.Contains(c.Message, "/maxRows") {
 		t.Errorf("Ready = %+v", c)
@@ -456,7 +462,7 @@ func TestSettingsThatFailTheSchemaStallAtOnce(t *testing.T) {
 	if err := env.Client.Patch(context.Background(), gp, patch); err != nil {
 		t.Fatal(err)
 	}
-	env.WaitPackage(t, ns, "strict", "Ready", func(gp *v1alpha1.GadgetPackage) bool { return isTrue(gp, v1alpha1.ConditionReady) })
+	waitFor(t, ns, "strict", "Ready", func(gp *v1alpha1.GadgetPackage) bool { return isTrue(gp, v1alpha1.ConditionReady) })
 }
 
 // TestRepositoryLossKeepsThePackageRunning: once installed, a package
@@ -467,7 +473,7 @@ func TestRepositoryLossKeepsThePackageRunning(t *testing.T) {
 	ns := env.Namespace(t)
 	repoName, out := fileRepo(t, ns, packagetest.Source{Name: "keeper"})
 	createPackage(t, ns, "keeper", repoName, "*")
-	gp := env.WaitPackage(t, ns, "keeper", "Ready", func(gp *v1alpha1.GadgetPackage) bool { return isTrue(gp, v1alpha1.ConditionReady) })
+	gp := waitFor(t, ns, "keeper", "Ready", func(gp *v1alpha1.GadgetPackage) bool { return isTrue(gp, v1alpha1.ConditionReady) })
 	readySince := condition(gp, v1alpha1.ConditionReady).LastTransitionTime
 
 	if err := os.RemoveAll(out); err != nil {
@@ -504,7 +510,7 @@ func TestRepositoryLossKeepsThePackageRunning(t *testing.T) {
 	if err := env.Client.Patch(context.Background(), gp, patch); err != nil {
 		t.Fatal(err)
 	}
-	gp = env.WaitPackage(t, ns, "keeper", "handling the retry", func(gp *v1alpha1.GadgetPackage) bool {
+	gp = waitFor(t, ns, "keeper", "handling the retry", func(gp *v1alpha1.GadgetPackage) bool {
 		return gp.Status.LastHandledRetry == "1" && condition(gp, v1alpha1.ConditionReconciling) != nil &&
 			condition(gp, v1alpha1.ConditionReconciling).Status == metav1.ConditionFalse
 	})
@@ -544,7 +550,7 @@ func TestSpecChangeCancelsTheRunningTask(t *testing.T) {
 	// The old Load is cancelled: its hook is killed long before its
 	// ten-minute timeout.
 	eventually.True(t, 60*time.Second, fmt.Sprintf("the hook (pid %d) of the old plan to end after the spec change", pid), func() bool { return syscall.Kill(pid, 0) != nil })
-	got := env.WaitPackage(t, ns, "slow", "Ready at 2.0.0", func(gp *v1alpha1.GadgetPackage) bool {
+	got := waitFor(t, ns, "slow", "Ready at 2.0.0", func(gp *v1alpha1.GadgetPackage) bool {
 		return isTrue(gp, v1alpha1.ConditionReady) && gp.Status.Version == "2.0.0"
 	})
 	if got.Status.Phase != v1alpha1.PhaseRunning || condition(got, v1alpha1.ConditionStalled) != nil {
@@ -607,7 +613,7 @@ func TestEnableEventDuringStartupJoinsThePlan(t *testing.T) {
 	}
 	rec.HandleSchedulerEvent(scheduler.Event{Status: scheduler.Status{Key: ns + ".app", Enabled: true, Cause: scheduler.CauseEnabled}, Flipped: true})
 	close(h.release)
-	got := env.WaitPackage(t, ns, "app", "Running", func(gp *v1alpha1.GadgetPackage) bool {
+	got := waitFor(t, ns, "app", "Running", func(gp *v1alpha1.GadgetPackage) bool {
 		return gp.Status.Phase == v1alpha1.PhaseRunning && isTrue(gp, v1alpha1.ConditionReady)
 	})
 	if n := h.count("onStartup"); n != 1 {

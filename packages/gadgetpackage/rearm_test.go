@@ -193,7 +193,7 @@ func TestStallBeforeTheCacheSawTheStatusIsNoSpecChange(t *testing.T) {
 		if err := env.Client.Patch(context.Background(), &gp, patch); err != nil {
 			t.Fatal(err)
 		}
-		got := env.WaitPackage(t, ns, "lagged", what, func(gp *v1alpha1.GadgetPackage) bool {
+		got := waitFor(t, ns, "lagged", what, func(gp *v1alpha1.GadgetPackage) bool {
 			return isTrue(gp, v1alpha1.ConditionStalled) && cond(gp)
 		})
 		if n, _ := f.of(download); n != downloads {
@@ -270,7 +270,7 @@ func TestTheRestOfAPlanGivenUpOnDoesNotRun(t *testing.T) {
 	})
 	released.Do(func() { close(release) })
 
-	gp := env.WaitPackage(t, ns, "cut", "Stalled", func(gp *v1alpha1.GadgetPackage) bool { return isTrue(gp, v1alpha1.ConditionStalled) })
+	gp := waitFor(t, ns, "cut", "Stalled", func(gp *v1alpha1.GadgetPackage) bool { return isTrue(gp, v1alpha1.ConditionStalled) })
 	if c := condition(gp, v1alpha1.ConditionStalled); !strings.Contains(c.Message, download+" failed after 2 attempt(s)") {
 		t.Errorf("Stalled = %+v, want the download's failure", c)
 	}

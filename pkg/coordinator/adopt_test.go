@@ -53,7 +53,7 @@ func TestForeignReleaseIsRefusedUntilAdopted(t *testing.T) {
 	createPackage(t, ns, "taken", "adopt-"+ns)
 	createPackage(t, ns, "fine", "adopt-"+ns)
 
-	gp := env.WaitPackage(t, ns, "taken", "Stalled", isStalled)
+	gp := waitFor(t, ns, "taken", "Stalled", isStalled)
 	ready := meta.FindStatusCondition(gp.Status.Conditions, v1alpha1.ConditionReady)
 	for _, want := range []string{"release " + ns + "/taken", "not made by gadgetpm", v1alpha1.AdoptReleaseAnnotation + "=true", "after 1 attempt(s)"} {
 		if ready == nil || !strings.Contains(ready.Message, want) {
@@ -83,7 +83,7 @@ func TestForeignReleaseIsRefusedUntilAdopted(t *testing.T) {
 		t.Fatalf("foreign ConfigMap: %v", err)
 	}
 	// Nothing else stalls.
-	if gp := env.WaitPackage(t, ns, "fine", "Running", running); isStalled(gp) {
+	if gp := waitFor(t, ns, "fine", "Running", running); isStalled(gp) {
 		t.Errorf("fine is Stalled: %+v", gp.Status)
 	}
 
@@ -96,7 +96,7 @@ func TestForeignReleaseIsRefusedUntilAdopted(t *testing.T) {
 	if err := env.Client.Patch(ctx, gp, patch); err != nil {
 		t.Fatal(err)
 	}
-	gp = env.WaitPackage(t, ns, "taken", "Running after adoption", running)
+	gp = waitFor(t, ns, "taken", "Running after adoption", running)
 	if isStalled(gp) || gp.Status.HelmRevision != 2 {
 		t.Errorf("taken after adoption: %+v; want revision 2 and not Stalled", gp.Status)
 	}
@@ -110,7 +110,7 @@ func TestForeignReleaseIsRefusedUntilAdopted(t *testing.T) {
 	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "taken-theirs"}, &obj); !apierrors.IsNotFound(err) {
 		t.Errorf("the foreign chart's ConfigMap outlived the adopting upgrade: %v", err)
 	}
-	if gp := env.WaitPackage(t, ns, "fine", "Running", running); isStalled(gp) || gp.Status.HelmRevision != 1 {
+	if gp := waitFor(t, ns, "fine", "Running", running); isStalled(gp) || gp.Status.HelmRevision != 1 {
 		t.Errorf("fine changed while taken was adopted: %+v", gp.Status)
 	}
 }

@@ -139,7 +139,7 @@ func TestCancellationAfterARealErrorIsNoFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	createPackage(t, ns, "flaky", "noise-"+ns)
-	env.WaitPackage(t, ns, "flaky", "showing the hook's error", func(gp *v1alpha1.GadgetPackage) bool {
+	waitFor(t, ns, "flaky", "showing the hook's error", func(gp *v1alpha1.GadgetPackage) bool {
 		return strings.Contains(hookError(gp, hook), "disk on fire")
 	})
 	waitFile(t, journal)
@@ -148,7 +148,7 @@ func TestCancellationAfterARealErrorIsNoFailure(t *testing.T) {
 	// runs after it: status keeps the real error, and the package is
 	// disabled, not Stalled.
 	setEnabled(t, ns, "flaky", false)
-	gp := env.WaitPackage(t, ns, "flaky", "disabled", func(gp *v1alpha1.GadgetPackage) bool {
+	gp := waitFor(t, ns, "flaky", "disabled", func(gp *v1alpha1.GadgetPackage) bool {
 		c := meta.FindStatusCondition(gp.Status.Conditions, v1alpha1.ConditionReady)
 		return gp.Status.ObservedGeneration == gp.Generation && c != nil && c.Reason == v1alpha1.ReasonDisabled
 	})
@@ -172,7 +172,7 @@ func TestCancellationAfterARealErrorIsNoFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	setEnabled(t, ns, "flaky", true)
-	env.WaitPackage(t, ns, "flaky", "Running", running)
+	waitFor(t, ns, "flaky", "Running", running)
 	waitEvent(t, ns, "flaky", corev1.EventTypeNormal, "is running")
 	noCancelNoise(t, ns, "flaky")
 	// The operator's log has it at debug level at most.
@@ -198,7 +198,7 @@ func TestCancellationAfterARealErrorIsNoFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	start(t)
-	gp = env.WaitPackage(t, ns, "flaky", "Running with the new settings", func(gp *v1alpha1.GadgetPackage) bool {
+	gp = waitFor(t, ns, "flaky", "Running with the new settings", func(gp *v1alpha1.GadgetPackage) bool {
 		return running(gp) && gp.Status.ObservedGeneration == gp.Generation && len(gp.Status.Hooks) == 1 && gp.Status.Hooks[0].Runs > 0
 	})
 	if msg := hookError(gp, hook); msg != "" {
@@ -235,12 +235,12 @@ func TestCancelledReleaseAfterARealErrorIsNoFailure(t *testing.T) {
 	_, logs, _ := start(t)
 
 	createPackage(t, ns, "badchart", "badchart-"+ns)
-	env.WaitPackage(t, ns, "badchart", "Stalled", isStalled)
+	waitFor(t, ns, "badchart", "Stalled", isStalled)
 	waitEvent(t, ns, "badchart", corev1.EventTypeWarning, `"Bad_One" is invalid`)
 
 	// A spec change re-plans; the new plan fails for real again.
 	setSettings(t, ns, "badchart", `{"cmName": "Bad_Two"}`)
-	env.WaitPackage(t, ns, "badchart", "Stalled again", func(gp *v1alpha1.GadgetPackage) bool {
+	waitFor(t, ns, "badchart", "Stalled again", func(gp *v1alpha1.GadgetPackage) bool {
 		c := meta.FindStatusCondition(gp.Status.Conditions, v1alpha1.ConditionStalled)
 		return isStalled(gp) && c.ObservedGeneration == gp.Generation && strings.Contains(c.Message, "Bad_Two")
 	})

@@ -171,6 +171,12 @@ func createPackage(t *testing.T, ns, name, repository string) {
 	}
 }
 
+// waitFor polls the GadgetPackage until cond holds.
+func waitFor(t *testing.T, ns, name, what string, cond func(*v1alpha1.GadgetPackage) bool) *v1alpha1.GadgetPackage {
+	t.Helper()
+	return env.WaitPackage(t, ns, name, what, cond)
+}
+
 func running(gp *v1alpha1.GadgetPackage) bool {
 	c := meta.FindStatusCondition(gp.Status.Conditions, v1alpha1.ConditionReady)
 	return gp.Status.Phase == v1alpha1.PhaseRunning && c != nil && c.Status == metav1.ConditionTrue
@@ -229,12 +235,12 @@ func TestDependencyOrderHooksAndTeardown(t *testing.T) {
 		createPackage(t, ns, name, "e2e-"+ns)
 	}
 	for _, name := range []string{"a", "b", "c"} {
-		env.WaitPackage(t, ns, name, "Running", running)
+		waitFor(t, ns, name, "Running", running)
 	}
 
 	// The broken package is Stalled with the hook's words; it stalls
 	// nothing else.
-	gp := env.WaitPackage(t, ns, "broken", "Stalled", func(gp *v1alpha1.GadgetPackage) bool {
+	gp := waitFor(t, ns, "broken", "Stalled", func(gp *v1alpha1.GadgetPackage) bool {
 		c := meta.FindStatusCondition(gp.Status.Conditions, v1alpha1.ConditionStalled)
 		return c != nil && c.Status == metav1.ConditionTrue
 	})
@@ -287,7 +293,7 @@ func TestDependencyOrderHooksAndTeardown(t *testing.T) {
 	if cm.Data["fromAfterHelm"] != "yes" {
 		t.Errorf("chart rendered fromAfterHelm=%q, want the afterHelm patch's \"yes\"", cm.Data["fromAfterHelm"])
 	}
-	if gp := env.WaitPackage(t, ns, "a", "Running", running); gp.Status.HelmRevision != 2 {
+	if gp := waitFor(t, ns, "a", "Running", running); gp.Status.HelmRevision != 2 {
 		t.Errorf("a's Helm revision = %d, want 2 (install, then the afterHelm values)", gp.Status.HelmRevision)
 	}
 
@@ -352,20 +358,20 @@ func TestDependencyOrderHooksAndTeardown(t *testing.T) {
 	// enabling it again starts a, b, c in order.
 	setEnabled(t, ns, "a", false)
 	for _, name := range []string{"c", "b"} {
-		gp := env.WaitPackage(t, ns, name, "disabled", func(gp *v1alpha1.GadgetPackage) bool {
+		gp := waitFor(t, ns, name, "disabled", func(gp *v1alpha1.GadgetPackage) bool {
 			return !gp.Status.Enabled && gp.Status.Phase == v1alpha1.PhaseLoaded
 		})
 		if !strings.Contains(gp.Status.Reason, "requires") {
 			t.Errorf("%s disabled with reason %q, want one naming its requirement", name, gp.Status.Reason)
 		}
 	}
-	env.WaitPackage(t, ns, "a", "disabled", func(gp *v1alpha1.GadgetPackage) bool {
+	waitFor(t, ns, "a", "disabled", func(gp *v1alpha1.GadgetPackage) bool {
 		return !gp.Status.Enabled && gp.Status.Phase == v1alpha1.PhaseLoaded
 	})
 	mark := len(readJournal(t, journal))
 	setEnabled(t, ns, "a", true)
 	for _, name := range []string{"a", "b", "c"} {
-		env.WaitPackage(t, ns, name, "Running again", running)
+		waitFor(t, ns, name, "Running again", running)
 	}
 	again := readJournal(t, journal)[mark:]
 	ia2, ib2, ic2 := index(again, "a", "onStartup"), index(again, "b", "onStartup"), index(again, "c", "onStartup")
@@ -468,13 +474,13 @@ func TestBadBindingsStallOnlyTheirPackage(t *testing.T) {
 	for _, name := range []string{"badkind", "badjq", "syncqueue", "fine"} {
 		createPackage(t, ns, name, "bad-"+ns)
 	}
-	env.WaitPackage(t, ns, "fine", "Running", running)
+	waitFor(t, ns, "fine", "Running", running)
 	for name, want := range map[string][]string{
 		"badkind":   {"10-watch.sh", "things", "kind", "NoSuchKind"},
 		"badjq":     {"10-watch.sh", "cms", "jqFilter"},
 		"syncqueue": {"10-tick.sh", "tick", "queue", `"synchronization" is reserved`},
 	} {
-		gp := env.WaitPackage(t, ns, name, "Stalled", func(gp *v1alpha1.GadgetPackage) bool {
+		gp := waitFor(t, ns, name, "Stalled", func(gp *v1alpha1.GadgetPackage) bool {
 			c := meta.FindStatusCondition(gp.Status.Conditions, v1alpha1.ConditionStalled)
 			return c != nil && c.Status == metav1.ConditionTrue
 		})

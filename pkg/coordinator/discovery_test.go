@@ -83,7 +83,7 @@ func TestServicesShareTheProcessMapper(t *testing.T) {
 		o.Mapper = mapper
 	})
 	createPackage(t, ns, "shared", "shared-"+ns)
-	env.WaitPackage(t, ns, "shared", "Running", running)
+	waitFor(t, ns, "shared", "Running", running)
 	waitForRuns(t, journal, "the cms Synchronization", func(r []run) bool {
 		for _, x := range r {
 			if x.binding == "cms" && x.typ == "Synchronization" {

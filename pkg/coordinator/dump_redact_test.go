@@ -74,7 +74,7 @@ func TestDumpRedactsSecretValues(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"with-hooks", "no-hooks"} {
-		env.WaitPackage(t, ns, name, "Running", running)
+		waitFor(t, ns, name, "Running", running)
 	}
 
 	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {

@@ -31,7 +31,7 @@ func TestHookStatusFollowsScheduledRuns(t *testing.T) {
 	createRepo(t, "tick-"+ns, repoDir)
 	op, _, _ := start(t)
 	createPackage(t, ns, "ticking", "tick-"+ns)
-	env.WaitPackage(t, ns, "ticking", "Running", running)
+	waitFor(t, ns, "ticking", "Running", running)
 	key := ns + ".ticking"
 
 	// The interval, plus a reconcile and the read of the status.

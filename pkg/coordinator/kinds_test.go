@@ -102,7 +102,7 @@ func TestChartCRDWatchedByItsOwnHook(t *testing.T) {
 	createRepo(t, "crontab-"+ns, repoDir)
 	op, _, _ := start(t)
 	createPackage(t, ns, "crontab", "crontab-"+ns)
-	env.WaitPackage(t, ns, "crontab", "Running", running)
+	waitFor(t, ns, "crontab", "Running", running)
 
 	runs := readJournal(t, journal)
 	var order []string
@@ -139,7 +139,7 @@ func TestBindingWaitsForAKindServedLater(t *testing.T) {
 	createRepo(t, "later-"+ns, repoDir)
 	op, logs, _ := start(t)
 	createPackage(t, ns, "later", "later-"+ns)
-	env.WaitPackage(t, ns, "later", "Running", running)
+	waitFor(t, ns, "later", "Running", running)
 
 	p, _ := op.Package(ns + ".later")
 	if len(p.Subscriptions) != 1 || !strings.Contains(p.Subscriptions[0].WaitingForKind, "API group "+group+" is not served") {
@@ -188,12 +188,12 @@ func TestMistakenKindsStallTheirPackage(t *testing.T) {
 	for _, name := range []string{"oldversion", "typo", "fine"} {
 		createPackage(t, ns, name, "mistakes-"+ns)
 	}
-	env.WaitPackage(t, ns, "fine", "Running", running)
+	waitFor(t, ns, "fine", "Running", running)
 	for name, want := range map[string][]string{
 		"oldversion": {"10-watch.sh", `"events"`, "field apiVersion", "events.k8s.io/v1beta1 is not served; served versions of events.k8s.io: v1"},
 		"typo":       {"10-watch.sh", `"cms"`, "field kind", `unknown kind "ConfigMapz" in v1`},
 	} {
-		gp := env.WaitPackage(t, ns, name, "Stalled", func(gp *v1alpha1.GadgetPackage) bool {
+		gp := waitFor(t, ns, name, "Stalled", func(gp *v1alpha1.GadgetPackage) bool {
 			c := meta.FindStatusCondition(gp.Status.Conditions, v1alpha1.ConditionStalled)
 			return c != nil && c.Status == metav1.ConditionTrue
 		})

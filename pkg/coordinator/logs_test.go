@@ -74,7 +74,7 @@ exit 1
 	for _, name := range []string{"gone", "hookfail", "fine"} {
 		createPackage(t, ns, name, "logs-"+ns)
 	}
-	env.WaitPackage(t, ns, "fine", "Running", running)
+	waitFor(t, ns, "fine", "Running", running)
 	for _, tc := range []struct {
 		name   string
 		reason []string
@@ -82,7 +82,7 @@ exit 1
 		{"gone", []string{"download", filepath.Base(archives[0]), "missing"}},
 		{"hookfail", []string{"10-start.sh", "exit status 1", "cannot start: no such device"}},
 	} {
-		env.WaitPackage(t, ns, tc.name, "Stalled", stalled)
+		waitFor(t, ns, tc.name, "Stalled", stalled)
 		// One error line: the task given up on, after the 2 attempts
 		// start() allows. Neither the rest of its plan nor a second plan
 		// runs (the package stays Stalled until its spec or retry
@@ -146,8 +146,8 @@ touch %q
 	began := time.Now()
 	createPackage(t, ns, "flood", "flood-"+ns)
 	createPackage(t, ns, "quiet", "flood-"+ns)
-	env.WaitPackage(t, ns, "quiet", "Running", running)
-	env.WaitPackage(t, ns, "flood", "Running", running)
+	waitFor(t, ns, "quiet", "Running", running)
+	waitFor(t, ns, "flood", "Running", running)
 	took := time.Since(began)
 
 	if logs.Count(`"msg"="quiet hook here"`, `"package"="`+ns+`.quiet"`) != 1 {

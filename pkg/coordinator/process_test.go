@@ -135,7 +135,7 @@ func TestProcessKilledDuringHelmUpgradeConvergesAfterRestart(t *testing.T) {
 	probe := freePort(t)
 	second := startProcess(t, bin, append(common, "--health-probe-bind-address", probe,
 		"--leader-elect", "--leader-election-namespace", ns)...)
-	gp := env.WaitPackage(t, ns, "bulk", "Running", running)
+	gp := waitFor(t, ns, "bulk", "Running", running)
 	if pendingRelease(t, ns) {
 		t.Error("a release is still pending after the restart converged")
 	}
@@ -222,7 +222,7 @@ func TestProcessLogsHookOutput(t *testing.T) {
 			p := startProcess(t, bin, "operator", "--kubeconfig", kc, "--node-name", "test-node", "--data-dir", t.TempDir(),
 				"--debug-socket", "-", "--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--namespaces", ns,
 				"--log-format", tc.format)
-			env.WaitPackage(t, ns, "talker", "Running", running)
+			waitFor(t, ns, "talker", "Running", running)
 			got := eventually.Value(t, 30*time.Second, fmt.Sprintf("log line %q in the %s log", said, tc.format), func() (map[string]any, error) {
 				for _, l := range strings.Split(p.out.String(), "\n") {
 					if m, ok := tc.fields(l); ok {

@@ -49,7 +49,7 @@ func TestQueueRoutingEndToEnd(t *testing.T) {
 	// Registered after start, so it runs before the operator stops.
 	t.Cleanup(func() { _ = os.WriteFile(gate, nil, 0o644) })
 	createPackage(t, ns, "routed", "routing-"+ns)
-	env.WaitPackage(t, ns, "routed", "Running", running)
+	waitFor(t, ns, "routed", "Running", running)
 
 	key := ns + ".routed"
 	slowQueue := queue.PackageQueueName(key, "slow")

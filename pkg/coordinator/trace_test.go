@@ -91,7 +91,7 @@ func TestRemovePackageStopsItsTraces(t *testing.T) {
 	})
 
 	createPackage(t, ns, "trace-exec", ns+"-repo")
-	env.WaitPackage(t, ns, "trace-exec", "Running", running)
+	waitFor(t, ns, "trace-exec", "Running", running)
 	tr := &gadgetv1alpha1.Trace{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "exec",
 			Annotations: map[string]string{gadgetv1alpha1.OperationAnnotation: gadgetv1alpha1.OperationStart}},
@@ -101,7 +101,7 @@ func TestRemovePackageStopsItsTraces(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitTraceState(t, tr, gadgetv1alpha1.TraceStarted)
-	env.WaitPackage(t, ns, "trace-exec", "subscribed", func(gp *v1alpha1.GadgetPackage) bool { return len(gp.Status.Subscriptions) == 1 })
+	waitFor(t, ns, "trace-exec", "subscribed", func(gp *v1alpha1.GadgetPackage) bool { return len(gp.Status.Subscriptions) == 1 })
 	// The dump shows the loaded gadget, the Trace it serves and its output.
 	if g := debugserver.WithNodeRuns(op, tc.Runs).Dump().Gadgets; len(g) != 1 || g[0].Package != ns+"/trace-exec" ||
 		len(g[0].Traces) != 1 || g[0].Traces[0] != ns+"/exec" || g[0].Outputs[ns+"/exec"].Mode != gadgetv1alpha1.OutputStatus {

@@ -256,7 +256,7 @@ func TestExecuteHookOnEventAndKeepFullObjects(t *testing.T) {
 	addAndStart(t, m, Config{ID: "del", APIVersion: "v1", Kind: "ConfigMap", JqFilter: "{name: .metadata.name, v: .data.v}",
 		Namespace:          &NamespaceSelector{MatchNames: []string{ns}},
 		ExecuteHookOnEvent: []WatchEvent{WatchEventDeleted}, ExecuteHookOnSynchronization: false, KeepFullObjectsInMemory: false})
-	waitFor(t, func() bool { return m.Synced("del") })
+	eventually.True(t, deadline, "monitor del to be synced", func() bool { return m.Synced("del") })
 	snap := m.Snapshot("del")
 	if len(snap) != 1 || snap[0].Object != nil || string(snap[0].FilterResult) != `{"name":"a","v":"1"}` {
 		t.Fatalf("snapshot = %+v, want only the filter result of a", snap)
@@ -333,7 +333,9 @@ func TestNamespaceLabelSelector(t *testing.T) {
 	expect(t, m, "nsl Event Added "+nsB+"/b2")
 
 	labelNS(t, nsA, map[string]string{key: "no"})
-	waitFor(t, func() bool { return strings.Join(names(m.Snapshot("nsl")), ",") == nsB+"/b1,"+nsB+"/b2" })
+	eventually.True(t, deadline, "the snapshot of nsl to hold only "+nsB+"'s b1 and b2", func() bool {
+		return strings.Join(names(m.Snapshot("nsl")), ",") == nsB+"/b1,"+nsB+"/b2"
+	})
 	create(t, configMap(nsA, "a2", nil), configMap(nsB, "b3", nil))
 	// a2 is in a namespace no longer watched: the next event is b3's.
 	expect(t, m, "nsl Event Added "+nsB+"/b3")
@@ -366,7 +368,7 @@ func TestPauseResumeLosesNothing(t *testing.T) {
 	for i := range n {
 		create(t, configMap(ns, fmt.Sprintf("cm-%02d", i), nil))
 	}
-	waitFor(t, func() bool { return m.Pending() == n })
+	eventually.True(t, deadline, fmt.Sprintf("%d pending events", n), func() bool { return m.Pending() == n })
 	select {
 	case ev := <-m.Events():
 		t.Fatalf("event %s delivered during the pause", eventString(ev))
@@ -416,7 +418,7 @@ func TestKindWhoseCRDIsCreatedLater(t *testing.T) {
 	group := "later.gadgetpm.io"
 	addAndStart(t, m, Config{ID: "w", APIVersion: group + "/v1", Kind: "widget", Namespace: &NamespaceSelector{MatchNames: []string{ns}},
 		ExecuteHookOnSynchronization: true, KeepFullObjectsInMemory: true})
-	waitFor(t, func() bool { return logs.contains(`"waiting for kind to be served"`) })
+	eventually.True(t, deadline, "the log to say it waits for the kind to be served", func() bool { return logs.contains(`"waiting for kind to be served"`) })
 	// The wait says why, so that a typo does not look like a hang.
 	if why := m.WaitingForKind("w"); !strings.Contains(why, "API group later.gadgetpm.io is not served") {
 		t.Errorf("WaitingForKind = %q, want the unserved group named", why)
@@ -491,11 +493,6 @@ func TestStopClosesEvents(t *testing.T) {
 
 func ptr[T any](v T) *T { return &v }
 
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	eventually.True(t, deadline, "the condition", cond)
-}
-
 type logSink struct {
 	mu    sync.Mutex
 	lines []string
@@ -549,14 +546,14 @@ func TestNoEventsWhenNoneAreWanted(t *testing.T) {
 		ExecuteHookOnEvent: []WatchEvent{}, ExecuteHookOnSynchronization: true, KeepFullObjectsInMemory: true})
 	addAndStart(t, m, Config{ID: "marker", APIVersion: "v1", Kind: "ConfigMap", NameSelector: []string{"marker"},
 		Namespace: &NamespaceSelector{MatchNames: []string{ns}}, KeepFullObjectsInMemory: true})
-	waitFor(t, func() bool { return m.Synced("none") && m.Synced("marker") })
+	eventually.True(t, deadline, "monitors none and marker to be synced", func() bool { return m.Synced("none") && m.Synced("marker") })
 	if ev := next(t, m); ev.MonitorID != "none" || ev.Type != TypeSynchronization {
 		t.Fatalf("first event = %s, want the Synchronization of none", eventString(ev))
 	}
 	c := configMap(ns, "c", map[string]string{"a": "1"})
 	create(t, c)
 	update(t, c, func() { c.Data["a"] = "2" })
-	waitFor(t, func() bool {
+	eventually.True(t, deadline, "the snapshot of none to hold c's update", func() bool {
 		s := m.Snapshot("none")
 		return len(s) == 1 && s[0].Object.GetResourceVersion() == c.ResourceVersion
 	})
@@ -619,7 +616,7 @@ func TestConcurrentMonitorLifecycle(t *testing.T) {
 	wg.Wait()
 	for i := range monitors {
 		id := fmt.Sprint("c", i)
-		waitFor(t, func() bool { return m.Synced(id) && len(m.Snapshot(id)) == 20 })
+		eventually.True(t, deadline, "monitor "+id+" to be synced with 20 objects", func() bool { return m.Synced(id) && len(m.Snapshot(id)) == 20 })
 	}
 	m.Stop()
 	<-drained
@@ -637,7 +634,7 @@ func TestNewCopiesTheConfig(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- m.Start(ctx) }()
-	waitFor(t, func() bool { m.mu.Lock(); defer m.mu.Unlock(); return m.started })
+	eventually.True(t, deadline, "the manager to start", func() bool { m.mu.Lock(); defer m.mu.Unlock(); return m.started })
 	if err := m.Start(ctx); err == nil {
 		t.Error("second Start succeeded")
 	}

@@ -6,6 +6,9 @@
 // KUBEBUILDER_ASSETS or in the tool cache (internal/toolcache). When neither has
 // them the test binary fails with the command to run; it never skips.
 //
+// Env's WaitPackage and WaitEvent poll a GadgetPackage or the Events of a
+// namespace through package eventually, the one way tests wait.
+//
 // Typical use, in a package's main_test.go:
 //
 //	var env *testenv.Env

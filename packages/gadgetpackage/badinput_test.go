@@ -20,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/gadgetpm/gadgetpm/internal/testenv"
 	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 	"github.com/gadgetpm/gadgetpm/packages/chartrepo"
 	"github.com/gadgetpm/gadgetpm/packages/packagetest"
@@ -199,30 +200,7 @@ func TestBadPackagesFailOnlyThemselves(t *testing.T) {
 // reason whose message holds every string of want.
 func waitWarning(t *testing.T, ns, name, reason string, want []string) {
 	t.Helper()
-	eventually.NoError(t, 30*time.Second, fmt.Sprintf("a Warning Event %s naming %q on %s/%s", reason, want, ns, name), func() error {
-		var list corev1.EventList
-		if err := env.Client.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
-			return err
-		}
-		var seen []string
-		for _, ev := range list.Items {
-			if ev.InvolvedObject.Kind != "GadgetPackage" || ev.InvolvedObject.Name != name {
-				continue
-			}
-			seen = append(seen, ev.Type+" "+ev.Reason+": "+ev.Message)
-			if ev.Type != corev1.EventTypeWarning || ev.Reason != reason {
-				continue
-			}
-			all := true
-			for _, w := range want {
-				all = all && strings.Contains(ev.Message, w)
-			}
-			if all {
-				return nil
-			}
-		}
-		return fmt.Errorf("Events: %q", seen)
-	})
+	env.WaitEvent(t, 30*time.Second, testenv.EventMatch{Namespace: ns, Kind: "GadgetPackage", Name: name, Type: corev1.EventTypeWarning, Reason: reason, Parts: want})
 }
 
 // TestIndexEntriesThatLieFailOnlyThemselves drives index entries that do
@@ -300,20 +278,17 @@ func TestIndexEntriesThatLieFailOnlyThemselves(t *testing.T) {
 		}
 	})
 
-	for deadline := time.Now().Add(30 * time.Second); ; {
+	eventually.NoError(t, 30*time.Second, fmt.Sprintf("PackageRepository %s Ready True listing the 3 malformed entries", repoName), func() error {
 		var pr v1alpha1.PackageRepository
 		if err := env.Client.Get(context.Background(), client.ObjectKey{Name: repoName}, &pr); err != nil {
 			t.Fatal(err)
 		}
 		c := meta.FindStatusCondition(pr.Status.Conditions, v1alpha1.ConditionReady)
 		if c != nil && c.Status == metav1.ConditionTrue && strings.Contains(c.Message, "3 version(s) cannot be installed because their index entries are malformed") {
-			break
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("PackageRepository %s Ready = %+v, want True listing the 3 malformed entries", repoName, c)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return fmt.Errorf("Ready = %+v", c)
+	})
 	var now v1alpha1.GadgetPackage
 	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "neighbour"}, &now); err != nil {
 		t.Fatal(err)

@@ -186,17 +186,7 @@ func createPackage(t *testing.T, ns, name, repository, constraint string) {
 // waitFor polls the GadgetPackage until cond holds.
 func waitFor(t *testing.T, ns, name, what string, cond func(*v1alpha1.GadgetPackage) bool) *v1alpha1.GadgetPackage {
 	t.Helper()
-	return eventually.Value(t, 90*time.Second, fmt.Sprintf("%s/%s to be %s", ns, name, what), func() (*v1alpha1.GadgetPackage, error) {
-		var gp v1alpha1.GadgetPackage
-		err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &gp)
-		if err == nil && cond(&gp) {
-			return &gp, nil
-		}
-		if err != nil && !apierrors.IsNotFound(err) {
-			t.Fatal(err)
-		}
-		return nil, fmt.Errorf("status %+v (err %v)", gp.Status, err)
-	})
+	return env.WaitPackage(t, ns, name, what, cond)
 }
 
 func condition(gp *v1alpha1.GadgetPackage, typ string) *metav1.Condition {

@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 	"github.com/gadgetpm/gadgetpm/packages/packagetest"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/pkg/nelm"
@@ -100,10 +101,10 @@ func BenchmarkFiftyPackages(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		for deadline := time.Now().Add(10 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		eventually.NoError(b, 10*time.Minute, fmt.Sprintf("%d packages Running", benchPackages), func() error {
 			var list v1alpha1.GadgetPackageList
 			if err := env.Client.List(ctx, &list, client.InNamespace(ns)); err != nil {
-				b.Fatal(err)
+				return err
 			}
 			n := 0
 			for i := range list.Items {
@@ -111,13 +112,11 @@ func BenchmarkFiftyPackages(b *testing.B) {
 					n++
 				}
 			}
-			if n == benchPackages {
-				break
+			if n != benchPackages {
+				return fmt.Errorf("%d Running", n)
 			}
-			if time.Now().After(deadline) {
-				b.Fatalf("%d of %d packages Running after 10m", n, benchPackages)
-			}
-		}
+			return nil
+		})
 		opTime += time.Since(start)
 		rssKB = max(rssKB, vmRSS(b, proc.cmd.Process.Pid))
 		heapBytes = max(heapBytes, scrape(b, metricsAddr, "go_memstats_heap_inuse_bytes"))

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/gadgetpm/gadgetpm/internal/testenv"
 	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 	"github.com/gadgetpm/gadgetpm/packages/packagetest"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
@@ -62,15 +63,7 @@ func packageEvents(t *testing.T, ns, name string) []corev1.Event {
 // waitEvent waits until an Event on ns/name of type typ says want.
 func waitEvent(t *testing.T, ns, name, typ, want string) {
 	t.Helper()
-	eventually.NoError(t, 90*time.Second, fmt.Sprintf("a %s Event on %s/%s saying %q", typ, ns, name, want), func() error {
-		evs := packageEvents(t, ns, name)
-		for _, ev := range evs {
-			if ev.Type == typ && strings.Contains(ev.Message, want) {
-				return nil
-			}
-		}
-		return fmt.Errorf("Events: %s", eventLines(evs))
-	})
+	env.WaitEvent(t, 90*time.Second, testenv.EventMatch{Namespace: ns, Kind: "GadgetPackage", Name: name, Type: typ, Parts: []string{want}})
 }
 
 func eventLines(evs []corev1.Event) string {

@@ -171,19 +171,10 @@ func createPackage(t *testing.T, ns, name, repository string) {
 	}
 }
 
+// waitFor polls the GadgetPackage until cond holds.
 func waitFor(t *testing.T, ns, name, what string, cond func(*v1alpha1.GadgetPackage) bool) *v1alpha1.GadgetPackage {
 	t.Helper()
-	return eventually.Value(t, 90*time.Second, fmt.Sprintf("%s/%s to be %s", ns, name, what), func() (*v1alpha1.GadgetPackage, error) {
-		var gp v1alpha1.GadgetPackage
-		err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &gp)
-		if err == nil && cond(&gp) {
-			return &gp, nil
-		}
-		if err != nil && !apierrors.IsNotFound(err) {
-			t.Fatal(err)
-		}
-		return nil, fmt.Errorf("status %+v (err %v)", gp.Status, err)
-	})
+	return env.WaitPackage(t, ns, name, what, cond)
 }
 
 func running(gp *v1alpha1.GadgetPackage) bool {
@@ -398,11 +389,12 @@ func TestDependencyOrderHooksAndTeardown(t *testing.T) {
 	if err := env.Client.Update(context.Background(), &broken); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(30 * time.Second); countRuns(readJournal(t, journal), "broken") <= before; time.Sleep(100 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the spec change did not re-arm the Stalled package")
+	eventually.NoError(t, 30*time.Second, "the spec change to re-arm the Stalled package", func() error {
+		if n := countRuns(readJournal(t, journal), "broken"); n <= before {
+			return fmt.Errorf("broken's hooks ran %d times, as before the change", n)
 		}
-	}
+		return nil
+	})
 
 	// Removing everything tears down c, b, a: afterDeleteHelm after each
 	// release is gone.

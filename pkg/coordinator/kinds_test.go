@@ -13,9 +13,9 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
+	"github.com/gadgetpm/gadgetpm/internal/testenv"
 	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 	"github.com/gadgetpm/gadgetpm/packages/hookhost"
 	"github.com/gadgetpm/gadgetpm/packages/packagetest"
@@ -81,29 +81,7 @@ func deleteCRDAtEnd(t *testing.T, name string) {
 // (any when empty), whose message holds every one of parts exists.
 func waitForWarning(t *testing.T, ns, name, reason string, parts ...string) corev1.Event {
 	t.Helper()
-	return eventually.Value(t, 30*time.Second, fmt.Sprintf("a Warning Event %s on %s/%s saying %q", reason, ns, name, parts), func() (corev1.Event, error) {
-		var events corev1.EventList
-		if err := env.Client.List(context.Background(), &events, client.InNamespace(ns)); err != nil {
-			return corev1.Event{}, err
-		}
-	next:
-		for _, e := range events.Items {
-			if e.InvolvedObject.Name != name || e.Type != corev1.EventTypeWarning || (reason != "" && e.Reason != reason) {
-				continue
-			}
-			for _, p := range parts {
-				if !strings.Contains(e.Message, p) {
-					continue next
-				}
-			}
-			return e, nil
-		}
-		var seen []string
-		for _, e := range events.Items {
-			seen = append(seen, e.InvolvedObject.Name+" "+e.Reason+": "+e.Message)
-		}
-		return corev1.Event{}, fmt.Errorf("saw %q", seen)
-	})
+	return env.WaitEvent(t, 30*time.Second, testenv.EventMatch{Namespace: ns, Name: name, Type: corev1.EventTypeWarning, Reason: reason, Parts: parts})
 }
 
 // A package that ships the CRD its own hook watches: the chart's crds/ are

@@ -102,10 +102,10 @@ func TestRemovePackageStopsItsTraces(t *testing.T) {
 	}
 	waitTraceState(t, tr, gadgetv1alpha1.TraceStarted)
 	waitFor(t, ns, "trace-exec", "subscribed", func(gp *v1alpha1.GadgetPackage) bool { return len(gp.Status.Subscriptions) == 1 })
-	// The dump shows the loaded gadget and the Trace it serves.
+	// The dump shows the loaded gadget, the Trace it serves and its output.
 	if g := debugserver.WithNodeRuns(op, tc.Runs).Dump().Gadgets; len(g) != 1 || g[0].Package != ns+"/trace-exec" ||
-		len(g[0].Traces) != 1 || g[0].Traces[0] != ns+"/exec" {
-		t.Fatalf("dump gadgets = %+v, want one run of %s/trace-exec serving %s/exec", g, ns, ns)
+		len(g[0].Traces) != 1 || g[0].Traces[0] != ns+"/exec" || g[0].Outputs[ns+"/exec"].Mode != gadgetv1alpha1.OutputStatus {
+		t.Fatalf("dump gadgets = %+v, want one run of %s/trace-exec serving %s/exec into its status", g, ns, ns)
 	}
 
 	gp := &v1alpha1.GadgetPackage{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "trace-exec"}}

@@ -16,7 +16,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/gadgetpm/gadgetpm/internal/testenv"
-	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/pkg/nelm"
 )
@@ -99,29 +98,7 @@ func waitForEvent(t *testing.T, pkg nelm.Package, reason string) string {
 // whose message contains every one of parts exists, and returns it.
 func waitForEventWith(t *testing.T, pkg nelm.Package, reason string, parts ...string) corev1.Event {
 	t.Helper()
-	return eventually.Value(t, 30*time.Second, fmt.Sprintf("Event %s on GadgetPackage %s with %q", reason, pkg, parts), func() (corev1.Event, error) {
-		var list corev1.EventList
-		if err := env.Client.List(context.Background(), &list, client.InNamespace(pkg.Namespace)); err != nil {
-			return corev1.Event{}, err
-		}
-	events:
-		for _, e := range list.Items {
-			if e.InvolvedObject.Name != pkg.Name || e.InvolvedObject.Kind != "GadgetPackage" || e.Reason != reason {
-				continue
-			}
-			for _, p := range parts {
-				if !strings.Contains(e.Message, p) {
-					continue events
-				}
-			}
-			return e, nil
-		}
-		var seen []string
-		for _, e := range list.Items {
-			seen = append(seen, e.Reason+": "+e.Message)
-		}
-		return corev1.Event{}, fmt.Errorf("saw %q", seen)
-	})
+	return env.WaitEvent(t, 30*time.Second, testenv.EventMatch{Namespace: pkg.Namespace, Kind: "GadgetPackage", Name: pkg.Name, Reason: reason, Parts: parts})
 }
 
 func getConfigMap(t *testing.T, ns, name string) (*corev1.ConfigMap, bool) {

@@ -2,6 +2,7 @@ package trace_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"sort"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 	gadgetv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadget/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/pkg/gadget"
 	"github.com/gadgetpm/gadgetpm/pkg/gadget/datasource"
@@ -166,19 +168,15 @@ func BenchmarkScheduleJitter(b *testing.B) {
 		tr.Spec.Schedule = "@every 1s"
 		tr.Spec.Duration = &metav1.Duration{Duration: 300 * time.Millisecond}
 	})
-	deadline := time.Now().Add(time.Duration(b.N)*2*time.Second + 30*time.Second)
-	for {
+	eventually.NoError(b, time.Duration(b.N)*2*time.Second+30*time.Second, fmt.Sprintf("%d ticks to start", b.N), func() error {
 		mu.Lock()
 		got := len(delays)
 		mu.Unlock()
-		if got >= b.N {
-			break
+		if got < b.N {
+			return fmt.Errorf("%d started", got)
 		}
-		if time.Now().After(deadline) {
-			b.Fatalf("%d of %d ticks started", got, b.N)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 	b.StopTimer()
 	cancel()
 	<-refDone
@@ -207,8 +205,12 @@ func openWorkload(count int) time.Duration {
 }
 
 // countSink counts the records of every data source: the cheapest
-// consumer of the bare runtime.
-type countSink struct{ n *int64 }
+// consumer of the bare runtime. It closes started when it starts, after
+// every stage before it (the program is attached).
+type countSink struct {
+	n       *int64
+	started chan struct{}
+}
 
 func (s countSink) Name() string  { return "count" }
 func (s countSink) Priority() int { return 100 }
@@ -219,7 +221,12 @@ func (s countSink) Instantiate(gctx *gadget.Context, _ gadget.Params) (gadget.St
 			return nil
 		})
 	}
-	return nil, nil
+	return s, nil
+}
+
+func (s countSink) Start(*gadget.Context) error {
+	close(s.started)
+	return nil
 }
 
 // BenchmarkEventsPerSecond: events per second delivered end to end
@@ -242,7 +249,8 @@ func BenchmarkEventsPerSecond(b *testing.B) {
 	params := map[string]string{"failed_only": "true"}
 
 	var refEvents int64
-	rt, err := gadget.New(ebpfstage.New(ebpfstage.Options{}), enricher.New(enricher.Options{}), countSink{&refEvents})
+	attached := make(chan struct{})
+	rt, err := gadget.New(ebpfstage.New(ebpfstage.Options{}), enricher.New(enricher.Options{}), countSink{&refEvents, attached})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -258,7 +266,11 @@ func BenchmarkEventsPerSecond(b *testing.B) {
 		}
 		runDone <- err
 	}()
-	time.Sleep(time.Second) // attached
+	select {
+	case <-attached:
+	case err := <-runDone:
+		b.Fatalf("the reference run ended before it attached: %v", err)
+	}
 	refDur := openWorkload(b.N)
 	time.Sleep(200 * time.Millisecond)
 	cancel()

@@ -479,6 +479,22 @@ type RunInfo struct {
 	Shared bool `json:"shared"`
 	// Traces subscribed to it, as "<namespace>/<name>", sorted.
 	Traces []string `json:"traces"`
+	// Outputs holds, per Trace of Traces, what its output took so far in
+	// this run: live, so that a run whose output is only written at its
+	// end (ExternalResource) or off the API server (File, Stream) shows
+	// that events flow.
+	Outputs map[string]OutputInfo `json:"outputs,omitempty"`
+}
+
+// OutputInfo counts one Trace's output in a run, as output.Stats does.
+type OutputInfo struct {
+	// Mode is the Trace's spec.outputMode.
+	Mode gadgetv1alpha1.OutputMode `json:"mode"`
+	// Events the output accepted in this run.
+	Events int64 `json:"events"`
+	// Dropped events the output accepted but no longer holds or could not
+	// deliver (its bound, a slow stream reader).
+	Dropped int64 `json:"dropped"`
 }
 
 // Runs lists the gadget runs loaded on the node, for dumps and tests.
@@ -490,6 +506,11 @@ func (c *Controller) Runs() []RunInfo {
 		ri := RunInfo{ID: r.id, Package: r.pkg.String(), Digest: r.key.digest, Shared: r.shared}
 		for _, s := range r.subscribers() {
 			ri.Traces = append(ri.Traces, s.key.String())
+			st := s.sink.Stats()
+			if ri.Outputs == nil {
+				ri.Outputs = map[string]OutputInfo{}
+			}
+			ri.Outputs[s.key.String()] = OutputInfo{Mode: s.mode, Events: st.Events, Dropped: st.Dropped}
 		}
 		sort.Strings(ri.Traces)
 		out = append(out, ri)

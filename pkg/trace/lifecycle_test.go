@@ -115,24 +115,35 @@ func startFakeContainer(t *testing.T, bin string) *fakeContainer {
 	if err := fc.cmd.Start(); err != nil {
 		t.Skipf("unshare -m: %v", err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- fc.cmd.Wait() }()
+	// exited is closed once the shell ended; waitErr says how
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = fc.cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		_ = syscall.Kill(-fc.cmd.Process.Pid, syscall.SIGKILL)
-		<-done
+		<-exited
 		// the cgroup can be removed once its processes are gone
-		for i := 0; i < 50; i++ {
-			if err := os.Remove(fc.cgroup); err == nil || errors.Is(err, os.ErrNotExist) {
-				break
+		eventually.NoError(t, 10*time.Second, "the fake container's cgroup "+fc.cgroup+" to be removed", func() error {
+			if err := os.Remove(fc.cgroup); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
 			}
-			time.Sleep(100 * time.Millisecond)
-		}
+			return nil
+		})
 	})
-	select {
-	case err := <-done:
-		t.Skipf("unshare -m ended at once (the kernel refuses a mount namespace?): %v", err)
-	case <-time.After(300 * time.Millisecond):
-	}
+	// The shell's first act in the new mount namespace is to join the
+	// cgroup: once it is there, the container stands.
+	eventually.NoError(t, 10*time.Second, "the fake container's shell to join "+fc.cgroup, func() error {
+		select {
+		case <-exited:
+			t.Skipf("unshare -m ended at once (the kernel refuses a mount namespace?): %v", waitErr)
+		default:
+		}
+		procs, err := os.ReadFile(filepath.Join(fc.cgroup, "cgroup.procs"))
+		if err == nil && len(strings.TrimSpace(string(procs))) == 0 {
+			err = errors.New("no process in it yet")
+		}
+		return err
+	})
 	return fc
 }
 
@@ -170,8 +181,23 @@ func TestFilterByContainer(t *testing.T) {
 	none := newTrace(t, ns, "nomatch", n.name, "trace-exec", func(tr *gadgetv1alpha1.Trace) {
 		tr.Spec.Filter = &gadgetv1alpha1.ContainerFilter{Podname: "no-such-pod"}
 	})
-	// the pod informer may not have seen the pod's status yet
-	time.Sleep(2 * time.Second)
+	// The node must know the pod's container before the filtered Trace
+	// starts, or it rightly warns that nothing matches: an unfiltered
+	// Trace sees the container's execs carry the pod's name once it does.
+	probe := newTrace(t, ns, "probe", n.name, "trace-exec", func(tr *gadgetv1alpha1.Trace) {
+		tr.Spec.OutputMode = gadgetv1alpha1.OutputFile
+	})
+	annotate(t, key(probe), gadgetv1alpha1.OperationStart)
+	waitTrace(t, key(probe), 60*time.Second, "Started", stateIs(gadgetv1alpha1.TraceStarted))
+	probeFile := filepath.Join(n.dir, "traces", ns, "probe.jsonl")
+	eventually.NoError(t, 30*time.Second, "an exec of the container enriched with its pod in "+probeFile, func() error {
+		data, err := os.ReadFile(probeFile)
+		if err == nil && !strings.Contains(string(data), `"pod":"web-0"`) {
+			err = fmt.Errorf("%d bytes, no event of pod web-0", len(data))
+		}
+		return err
+	})
+	annotate(t, key(probe), gadgetv1alpha1.OperationStop)
 	annotate(t, key(filtered), gadgetv1alpha1.OperationStart)
 	annotate(t, key(none), gadgetv1alpha1.OperationStart)
 	got := waitTrace(t, key(none), 60*time.Second, "Started", stateIs(gadgetv1alpha1.TraceStarted))
@@ -344,14 +370,11 @@ func TestProgressTakesTurns(t *testing.T) {
 	runEvery(t, marker(t, "gpmturns"))
 
 	// A progress write raises status.eventCount of a Started Trace; they
-	// come a second apart, so polling every 50ms sees them in order.
+	// come a second apart, so polling (at most 200ms apart) sees them in
+	// order.
 	last := map[string]int64{}
 	var order []string
-	deadline := time.Now().Add(2 * time.Minute)
-	for len(order) < 2*len(names) {
-		if time.Now().After(deadline) {
-			t.Fatalf("six progress writes did not come within 2 minutes; publications so far: %v", order)
-		}
+	eventually.NoError(t, 2*time.Minute, "six progress writes", func() error {
 		for _, name := range names {
 			var tr gadgetv1alpha1.Trace
 			if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &tr); err != nil {
@@ -362,8 +385,11 @@ func TestProgressTakesTurns(t *testing.T) {
 				order = append(order, name)
 			}
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		if len(order) < 2*len(names) {
+			return fmt.Errorf("publications so far: %v", order)
+		}
+		return nil
+	})
 	order = order[:2*len(names)]
 	first, second := order[:len(names)], order[len(names):]
 	seen := map[string]bool{}

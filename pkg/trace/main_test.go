@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -284,7 +285,15 @@ func stateIs(s gadgetv1alpha1.TraceState) func(*gadgetv1alpha1.Trace) bool {
 	return func(tr *gadgetv1alpha1.Trace) bool { return operationDone(tr) && tr.Status.State == s }
 }
 
-func execMarkerQuiet(bin string) { _ = exec.Command(bin).Run() }
+// execMarkerQuiet runs bin as cred (nil: as the test), ignoring how it
+// ends.
+func execMarkerQuiet(bin string, cred *syscall.Credential) {
+	cmd := exec.Command(bin)
+	if cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	}
+	_ = cmd.Run()
+}
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
 

@@ -7,15 +7,18 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 	gadgetv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadget/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
+	"github.com/gadgetpm/gadgetpm/pkg/trace"
 )
 
 // marker writes a copy of /bin/true named name and returns its path; its
@@ -34,7 +37,11 @@ func marker(t *testing.T, name string) string {
 }
 
 // runEvery runs bin every 100ms until the test ends.
-func runEvery(t *testing.T, bin string) {
+func runEvery(t *testing.T, bin string) { runEveryAs(t, bin, nil) }
+
+// runEveryAs runs bin every 100ms as cred (nil: as the test) until the
+// test ends.
+func runEveryAs(t *testing.T, bin string, cred *syscall.Credential) {
 	t.Helper()
 	stop, done := make(chan struct{}), make(chan struct{})
 	go func() {
@@ -44,11 +51,42 @@ func runEvery(t *testing.T, bin string) {
 			case <-stop:
 				return
 			case <-time.After(100 * time.Millisecond):
-				execMarkerQuiet(bin)
+				execMarkerQuiet(bin, cred)
 			}
 		}
 	}()
 	t.Cleanup(func() { close(stop); <-done })
+}
+
+// markerUser returns a user no other process on the machine runs as, and
+// makes bin (a marker) executable by it. A Trace of trace-exec with
+// target_uid set to its uid sees only bin's execs run as that user, so
+// any event it counts is a marker's.
+func markerUser(t *testing.T, bin string) *syscall.Credential {
+	t.Helper()
+	// t.TempDir makes the marker's directory and its parent 0700
+	for _, d := range []string{filepath.Dir(bin), filepath.Dir(filepath.Dir(bin))} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	id := uint32(200000 + os.Getpid()%100000)
+	return &syscall.Credential{Uid: id, Gid: id}
+}
+
+// outputOf polls the node's dump of its loaded runs until the output of
+// the Trace k satisfies cond, and returns it.
+func outputOf(t *testing.T, n *node, k types.NamespacedName, what string, cond func(trace.OutputInfo) bool) trace.OutputInfo {
+	t.Helper()
+	return eventually.Value(t, 30*time.Second, fmt.Sprintf("the node's dump to show the output of %s with %s", k, what), func() (trace.OutputInfo, error) {
+		runs := n.ctrl.Runs()
+		for _, r := range runs {
+			if o, ok := r.Outputs[k.String()]; ok && cond(o) {
+				return o, nil
+			}
+		}
+		return trace.OutputInfo{}, fmt.Errorf("runs %+v", runs)
+	})
 }
 
 // events decodes status.output.

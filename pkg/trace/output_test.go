@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,13 +19,17 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 	gadgetv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadget/v1alpha1"
+	"github.com/gadgetpm/gadgetpm/pkg/trace"
 	"github.com/gadgetpm/gadgetpm/pkg/trace/output"
 )
 
 // TestOutputModes runs one Trace per output mode at once on one node:
 // their events go to a ConfigMap, a file and an HTTP stream. The three
-// Traces have the same gadget and params, so they share one program.
+// Traces have the same gadget and params, so they share one program; the
+// params (target_uid) let through only the marker's execs, so that an
+// event counted is one of them.
 func TestOutputModes(t *testing.T) {
 	requireRoot(t)
 	t.Parallel()
@@ -35,16 +41,25 @@ func TestOutputModes(t *testing.T) {
 	n := startNode(t, uniqueNode(t), nodeOptions{hub: hub})
 	runningPackage(t, ns, "trace-exec", "trace-exec")
 	const comm = "gpmoutputs"
-	runEvery(t, marker(t, comm))
+	bin := marker(t, comm)
+	user := markerUser(t, bin)
+	runEveryAs(t, bin, user)
+	params := map[string]string{"target_uid": strconv.FormatUint(uint64(user.Uid), 10)}
 
 	t.Run("ExternalResource", func(t *testing.T) {
 		t.Parallel()
 		tr := newTrace(t, ns, "cm", n.name, "trace-exec", func(tr *gadgetv1alpha1.Trace) {
 			tr.Spec.OutputMode = gadgetv1alpha1.OutputExternalResource
+			tr.Spec.Parameters = params
 		})
 		annotate(t, key(tr), gadgetv1alpha1.OperationStart)
 		waitTrace(t, key(tr), 60*time.Second, "Started", stateIs(gadgetv1alpha1.TraceStarted))
-		time.Sleep(time.Second)
+		// the ConfigMap is written when the run ends; until then the
+		// node's dump counts what the output took
+		o := outputOf(t, n, key(tr), "an event", func(o trace.OutputInfo) bool { return o.Events > 0 })
+		if o.Mode != gadgetv1alpha1.OutputExternalResource {
+			t.Fatalf("the node's dump shows output %+v, want mode %s", o, gadgetv1alpha1.OutputExternalResource)
+		}
 		annotate(t, key(tr), gadgetv1alpha1.OperationStop)
 		got := waitTrace(t, key(tr), 60*time.Second, "Stopped", stateIs(gadgetv1alpha1.TraceStopped))
 		if len(got.Status.Runs) != 1 || got.Status.Runs[0].Output == "" {
@@ -57,6 +72,10 @@ func TestOutputModes(t *testing.T) {
 		if !strings.Contains(cm.Data["events.json"], comm) {
 			t.Fatalf("ConfigMap %s has no %s event: %.300s", cm.Name, comm, cm.Data["events.json"])
 		}
+		var sum output.Stats
+		if err := json.Unmarshal([]byte(cm.Data["summary.json"]), &sum); err != nil || sum.Events < o.Events {
+			t.Fatalf("ConfigMap %s summary %s (%v): fewer events than the %d the node's dump counted during the run", cm.Name, cm.Data["summary.json"], err, o.Events)
+		}
 		if len(cm.OwnerReferences) != 1 || cm.OwnerReferences[0].UID != got.UID {
 			t.Fatalf("ConfigMap owner references: %+v", cm.OwnerReferences)
 		}
@@ -66,13 +85,24 @@ func TestOutputModes(t *testing.T) {
 		tr := newTrace(t, ns, "file", n.name, "trace-exec", func(tr *gadgetv1alpha1.Trace) {
 			tr.Spec.OutputMode = gadgetv1alpha1.OutputFile
 			tr.Spec.Output = "execs"
+			tr.Spec.Parameters = params
 		})
 		annotate(t, key(tr), gadgetv1alpha1.OperationStart)
 		waitTrace(t, key(tr), 60*time.Second, "Started", stateIs(gadgetv1alpha1.TraceStarted))
-		time.Sleep(time.Second)
+		// a reader on the node sees every event as soon as it is written
+		want := filepath.Join(n.dir, "traces", ns, "execs.jsonl")
+		eventually.NoError(t, 30*time.Second, "a "+comm+" event in "+want, func() error {
+			data, err := os.ReadFile(want)
+			if err == nil && !strings.Contains(string(data), comm) {
+				err = fmt.Errorf("%d bytes, none of them a %s event", len(data), comm)
+			}
+			return err
+		})
+		if o := outputOf(t, n, key(tr), "an event", func(o trace.OutputInfo) bool { return o.Events > 0 }); o.Mode != gadgetv1alpha1.OutputFile {
+			t.Fatalf("the node's dump shows output %+v, want mode %s", o, gadgetv1alpha1.OutputFile)
+		}
 		annotate(t, key(tr), gadgetv1alpha1.OperationStop)
 		got := waitTrace(t, key(tr), 60*time.Second, "Stopped", stateIs(gadgetv1alpha1.TraceStopped))
-		want := filepath.Join(n.dir, "traces", ns, "execs.jsonl")
 		if len(got.Status.Runs) != 1 || got.Status.Runs[0].Output != want {
 			t.Fatalf("runs: %+v, want output %s", got.Status.Runs, want)
 		}
@@ -90,6 +120,7 @@ func TestOutputModes(t *testing.T) {
 		t.Parallel()
 		tr := newTrace(t, ns, "stream", n.name, "trace-exec", func(tr *gadgetv1alpha1.Trace) {
 			tr.Spec.OutputMode = gadgetv1alpha1.OutputStream
+			tr.Spec.Parameters = params
 		})
 		annotate(t, key(tr), gadgetv1alpha1.OperationStart)
 		waitTrace(t, key(tr), 60*time.Second, "Started", stateIs(gadgetv1alpha1.TraceStarted))
@@ -162,12 +193,39 @@ func TestSchedule(t *testing.T) {
 	if err := env.Client.Patch(context.Background(), &cur, client.MergeFrom(before)); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(3 * time.Second) // a run in progress finishes
+	// A second Trace on the same schedule is the clock: the node's own
+	// ticks, not a guess at how long they take on a loaded machine, say
+	// when the suspended Trace would have run. Its duration is shorter,
+	// so that none of its ticks is skipped.
+	clock := newTrace(t, ns, "clock", n.name, "trace-exec", func(tr *gadgetv1alpha1.Trace) {
+		tr.Spec.Schedule = "@every 2s"
+		tr.Spec.Duration = &metav1.Duration{Duration: 500 * time.Millisecond}
+	})
+	// ticks waits until the clock started count runs after the call.
+	ticks := func(what string, count int) {
+		t.Helper()
+		var prev *metav1.Time
+		polled, started := false, 0
+		waitTrace(t, key(clock), 60*time.Second, what, func(tr *gadgetv1alpha1.Trace) bool {
+			lr := tr.Status.LastRunTime
+			if polled && lr != nil && (prev == nil || !lr.Equal(prev)) {
+				started++
+			}
+			polled, prev = true, lr
+			return started >= count
+		})
+	}
+	// A tick of the suspended Trace that read its spec before the patch
+	// may still start a run: two ticks of the clock later (the clock was
+	// created after the patch), that run has started and is recorded.
+	ticks("two runs of the clock", 2)
 	got = waitTrace(t, key(tr), 10*time.Second, "suspended", func(tr *gadgetv1alpha1.Trace) bool {
 		return len(tr.Status.Runs) > 0 && tr.Status.Runs[len(tr.Status.Runs)-1].EndTime != nil
 	})
 	last := got.Status.LastRunTime
-	time.Sleep(8 * time.Second) // several periods
+	// two full periods of the same schedule: the suspended Trace would
+	// have run
+	ticks("three more runs of the clock", 3)
 	got = waitTrace(t, key(tr), 10*time.Second, "read", func(*gadgetv1alpha1.Trace) bool { return true })
 	if !got.Status.LastRunTime.Equal(last) {
 		t.Fatalf("a run started while suspended: last run %s, before %s", got.Status.LastRunTime, last)

@@ -18,6 +18,8 @@ import (
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	"github.com/go-logr/logr"
 	"golang.org/x/time/rate"
+
+	"github.com/gadgetpm/gadgetpm/pkg/hooks/sandbox"
 )
 
 // DefaultTimeout bounds one hook run unless RunnerOptions.Timeout says
@@ -66,6 +68,13 @@ type RunnerOptions struct {
 	// for the dump (Runner.Output), dropped ones included. Default
 	// DefaultOutputTail.
 	OutputTail int
+	// Sandbox runs each hook in its own PID and mount namespace as the
+	// hook user, seeing its package read-only, its run directory and
+	// nothing of the operator's (see package sandbox); TempDir is hidden
+	// from it but for the run's own directory. Default nil: hooks run as
+	// the operator's user, in their own process group, and still die
+	// with the operator.
+	Sandbox *sandbox.Sandbox
 }
 
 // Defaults of RunnerOptions' output limits.
@@ -227,13 +236,22 @@ func (r *Runner) Run(ctx context.Context, h *Hook, in RunInput) (*RunResult, err
 	}
 	runCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cmd := command(runCtx, h.Path, nil, h.Dir, r.opts.Env.build(tmp, files), stdout, io.MultiWriter(stderr, errTail))
+	// Last, once every file of the run is written: the run directory
+	// becomes the hook user's.
+	if err := r.opts.Sandbox.Own(dir); err != nil {
+		return nil, fmt.Errorf("run hook %s: %w", h.Name, err)
+	}
+	cmd := r.opts.Sandbox.Command(runCtx, sandbox.Cmd{
+		Path: h.Path, Dir: h.Dir, Env: r.opts.Env.build(tmp, files), Stdout: stdout, Stderr: io.MultiWriter(stderr, errTail),
+		Package: h.Dir, RunDir: dir, Hide: []string{r.opts.TempDir}, WaitDelay: pipeDrainDelay,
+	})
 
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("run hook %s: start %s: %w", h.Name, h.Path, err)
+	waitErr := sandbox.Run(cmd)
+	var startErr *sandbox.StartError
+	if errors.As(waitErr, &startErr) {
+		return nil, fmt.Errorf("run hook %s: start %s: %w", h.Name, h.Path, startErr.Err)
 	}
-	waitErr := cmd.Wait()
 	res := &RunResult{Duration: time.Since(start), ExitCode: -1, RunID: in.RunID}
 	killGroup(cmd)
 	stdout.Flush()

@@ -17,6 +17,7 @@ import (
 	helmchartutil "helm.sh/helm/v3/pkg/chartutil"
 
 	"github.com/gadgetpm/gadgetpm/packages/archive"
+	"github.com/gadgetpm/gadgetpm/pkg/hooks/sandbox"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 )
 
@@ -55,6 +56,9 @@ type Options struct {
 	// Limits bound the extraction of a .tgz given to Check. Defaults as in
 	// package archive.
 	Limits archive.Limits
+	// HookSandbox runs each `hook --config` as the operator runs hooks
+	// (see pkg/hooks/sandbox); nil runs it as the caller's user.
+	HookSandbox *sandbox.Sandbox
 }
 
 func (o *Options) setDefaults() {

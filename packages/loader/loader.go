@@ -17,8 +17,8 @@ import (
 	helmchartutil "helm.sh/helm/v3/pkg/chartutil"
 
 	"github.com/gadgetpm/gadgetpm/packages/archive"
-	"github.com/gadgetpm/gadgetpm/pkg/hooks/sandbox"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
+	"github.com/gadgetpm/gadgetpm/pkg/hooks/sandbox"
 )
 
 // Well-known paths inside a package.

@@ -14,6 +14,7 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/gadgetpm/gadgetpm/internal/devenv"
+	"github.com/gadgetpm/gadgetpm/pkg/hooks/sandbox"
 )
 
 func newDevCommand() *cobra.Command {
@@ -107,6 +108,7 @@ run starts from an empty cluster.`,
 	f.StringVar(&opts.Package, "package", devenv.DefaultPackage, "bundled package (a chart under charts/packages) to install")
 	f.StringVar(&opts.Namespace, "namespace", devenv.DefaultNamespace, "namespace of the GadgetPackage")
 	f.StringVar(&logFile, "log-file", "", "file for the operator's log, - for stderr (default <dir>/operator.log)")
+	hookSandboxFlags(cmd, &opts.HookSandbox, &opts.HookUser, sandbox.Auto)
 	logFormat = logFlags(cmd, logFormatText)
 	return cmd
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gadgetpm/gadgetpm/pkg/coordinator"
 	"github.com/gadgetpm/gadgetpm/pkg/debugserver"
+	"github.com/gadgetpm/gadgetpm/pkg/hooks/sandbox"
 	"github.com/gadgetpm/gadgetpm/pkg/process"
 )
 
@@ -77,6 +78,7 @@ in-cluster service account.`,
 	f.BoolVar(&opts.NodeCheck, "node-check", true, "require a Trace's spec.node to name an existing Node; with --node-check=false spec.node must equal --node-name (a cluster without Node objects)")
 	f.StringVar(&opts.FileOutputDir, "trace-output-dir", "", "directory where Traces with outputMode File write their JSON lines; default <data-dir>/traces")
 	f.DurationVar(&opts.UnsubscribeTimeout, "unsubscribe-timeout", 30*time.Second, "how long removing a package waits for the nodes to stop its Traces before its Helm release is deleted")
+	hookSandboxFlags(cmd, &opts.HookSandbox, &opts.HookUser, sandbox.On)
 	clientFlags(cmd, "kube-api", "the controller manager's client", &opts.Manager, 20, 30)
 	clientFlags(cmd, "helm", "the Helm release service's client", &opts.Helm, 20, 40)
 	clientFlags(cmd, "patcher", "the object patcher's client (hooks' object patches)", &opts.Patcher, 100, 200)
@@ -84,6 +86,16 @@ in-cluster service account.`,
 	f.IntVarP(&verbosity, "v", "v", 0, "log verbosity: 0 info, 1 debug (Helm's output, every patch), 2 and more trace")
 	logFormat = logFlags(cmd, logFormatJSON)
 	return cmd
+}
+
+// hookSandboxFlags adds --hook-sandbox (default def) and --hook-user.
+func hookSandboxFlags(cmd *cobra.Command, mode *sandbox.Mode, user *sandbox.User, def sandbox.Mode) {
+	*mode, *user = def, sandbox.DefaultUser
+	cmd.Flags().Var(mode, "hook-sandbox", "run hooks (and their --config) sandboxed: in their own PID and mount namespaces, as --hook-user with no_new_privs, "+
+		"their package read-only, their run directory the one place they may write, the operator's token, debug socket, data directory and other packages hidden. "+
+		"on refuses to start without the privileges it needs (CAP_SYS_ADMIN, CAP_SETUID, CAP_SETGID; seccomp allowing namespaces); "+
+		"auto then logs a warning and runs hooks as off does; off runs them as the operator's user, without namespaces")
+	cmd.Flags().Var(user, "hook-user", "uid:gid sandboxed hooks run as, with no supplementary groups (numbers; not root)")
 }
 
 func clientFlags(cmd *cobra.Command, prefix, what string, c *coordinator.ClientOptions, qps float32, burst int) {

@@ -60,8 +60,8 @@ type User struct {
 	UID, GID uint32
 }
 
-// Set parses "UID:GID" (numbers); with String and Type, *User is a
-// command-line flag value.
+// Set parses "UID:GID" (numbers, not root); with String and Type, *User
+// is a command-line flag value.
 func (u *User) Set(s string) error {
 	uid, gid, ok := strings.Cut(s, ":")
 	if !ok {
@@ -81,10 +81,17 @@ func (u *User) Set(s string) error {
 	if u.GID, err = parse("gid", gid); err != nil {
 		return err
 	}
+	return u.checkNotRoot()
+}
+
+func (u User) checkNotRoot() error {
+	if u.UID == 0 || u.GID == 0 {
+		return fmt.Errorf("hook user %s: sandboxed hooks run as a non-root user and group; pick another UID:GID, or turn the hook sandbox off to run hooks as the operator's user", u.String())
+	}
 	return nil
 }
 
-func (u *User) String() string { return fmt.Sprintf("%d:%d", u.UID, u.GID) }
+func (u User) String() string { return fmt.Sprintf("%d:%d", u.UID, u.GID) }
 
 // Type names the flag's value in --help.
 func (u *User) Type() string { return "UID:GID" }
@@ -134,8 +141,8 @@ func New(ctx context.Context, opts Options) (*Sandbox, error) {
 	if opts.User == (User{}) {
 		opts.User = DefaultUser
 	}
-	if opts.User.UID == 0 || opts.User.GID == 0 {
-		return nil, fmt.Errorf("hook user %s: sandboxed hooks run as a non-root user and group; pick another UID:GID, or turn the hook sandbox off to run hooks as the operator's user", opts.User.String())
+	if err := opts.User.checkNotRoot(); err != nil {
+		return nil, err
 	}
 	s := &Sandbox{user: opts.User}
 	for _, p := range append(append([]string(nil), SecretPaths...), opts.Hide...) {

@@ -64,6 +64,8 @@ func TestUserSet(t *testing.T) {
 		{in: "1000", wantErr: `hook user "1000": want UID:GID`},
 		{in: "nobody:nogroup", wantErr: `uid "nobody" is not a number`},
 		{in: "1000:-1", wantErr: `gid "-1" is not a number`},
+		{in: "0:0", wantErr: "hook user 0:0: sandboxed hooks run as a non-root user and group"},
+		{in: "1000:0", wantErr: "hook user 1000:0: sandboxed hooks run as a non-root user and group"},
 	}
 	for _, tt := range tests {
 		var u User

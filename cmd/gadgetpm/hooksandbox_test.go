@@ -23,7 +23,10 @@ func TestHookSandboxFlags(t *testing.T) {
 		want    []string
 		wantErr bool
 	}{
-		{"operator help", []string{"operator", "--help"}, []string{"--hook-sandbox on|off|auto", "(default on)", "CAP_SYS_ADMIN, CAP_SETUID, CAP_SETGID", "--hook-user UID:GID", "(default 65534:65534)"}, false},
+		{"operator help", []string{"operator", "--help"}, []string{"--hook-sandbox on|off|auto", "(default on)", "CAP_SYS_ADMIN, CAP_SETUID, CAP_SETGID", "--hook-user UID:GID", "(default 65534:65534)", "--hook-sandbox-socket"}, false},
+		{"sandbox server help", []string{"hook-sandbox", "--help"}, []string{"--socket", "--allow-uid", "--hook-user UID:GID", "SO_PEERCRED", "without the operator's"}, false},
+		{"sandbox server without socket", []string{"hook-sandbox"}, []string{`required flag(s) "socket" not set`}, true},
+		{"unreachable sandbox server", append(operator, "--hook-sandbox-socket", filepath.Join(t.TempDir(), "none.sock")), []string{"hook sandbox server", "none.sock", "start `gadgetpm hook-sandbox --socket"}, true},
 		{"dev help", []string{"dev", "--help"}, []string{"--hook-sandbox on|off|auto", "(default auto)", "--hook-user UID:GID"}, false},
 		{"bad mode", append(operator, "--hook-sandbox", "yes"), []string{`invalid argument "yes" for "--hook-sandbox"`, "want on, off or auto"}, true},
 		{"bad user", append(operator, "--hook-user", "nobody"), []string{`invalid argument "nobody" for "--hook-user"`, "want UID:GID"}, true},

@@ -79,6 +79,7 @@ in-cluster service account.`,
 	f.StringVar(&opts.FileOutputDir, "trace-output-dir", "", "directory where Traces with outputMode File write their JSON lines; default <data-dir>/traces")
 	f.DurationVar(&opts.UnsubscribeTimeout, "unsubscribe-timeout", 30*time.Second, "how long removing a package waits for the nodes to stop its Traces before its Helm release is deleted")
 	hookSandboxFlags(cmd, &opts.HookSandbox, &opts.HookUser, sandbox.On)
+	f.StringVar(&opts.HookSandboxSocket, "hook-sandbox-socket", "", "run hooks through the sandbox server on this unix socket ('gadgetpm hook-sandbox --socket', beside the operator, holding the privileges the sandbox needs) instead of in this process; its --hook-user applies. With --hook-sandbox=off it is not used")
 	clientFlags(cmd, "kube-api", "the controller manager's client", &opts.Manager, 20, 30)
 	clientFlags(cmd, "helm", "the Helm release service's client", &opts.Helm, 20, 40)
 	clientFlags(cmd, "patcher", "the object patcher's client (hooks' object patches)", &opts.Patcher, 100, 200)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -111,7 +110,7 @@ func (b *cappedBuffer) Write(p []byte) (int, error) {
 // runConfig runs `hook --config` as a hook run: in its own process group
 // (in sb's sandbox when sb is set, with a run directory of its own as
 // TMPDIR), killed as a whole at the timeout and when the operator dies.
-func runConfig(ctx context.Context, sb *sandbox.Sandbox, dir, hook string, timeout time.Duration) ([]byte, error) {
+func runConfig(ctx context.Context, sb sandbox.Launcher, dir, hook string, timeout time.Duration) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var stdout, stderr cappedBuffer
@@ -122,20 +121,19 @@ func runConfig(ctx context.Context, sb *sandbox.Sandbox, dir, hook string, timeo
 			return nil, fmt.Errorf("run --config: %w", err)
 		}
 		defer os.RemoveAll(run)
-		if err := sb.Own(run); err != nil {
-			return nil, fmt.Errorf("run --config: %w", err)
-		}
 		c.RunDir, c.Hide = run, []string{os.TempDir()}
 		c.Env = append(slices.Clip(hookEnv), "TMPDIR="+run)
+	} else {
+		sb = (*sandbox.Sandbox)(nil)
 	}
-	err := sandbox.Run(sb.Command(ctx, c))
+	code, err := sb.Launch(ctx, c)
 	if ctx.Err() == context.DeadlineExceeded {
 		return nil, fmt.Errorf("--config did not finish within %s: it must print its config and exit", timeout)
 	}
 	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return nil, fmt.Errorf("--config exited with code %d: %s", ee.ExitCode(), tail(stderr.String()))
+		var start *sandbox.StartError
+		if code >= 0 && !errors.As(err, &start) {
+			return nil, fmt.Errorf("--config exited with code %d: %s", code, tail(stderr.String()))
 		}
 		return nil, fmt.Errorf("run --config: %v", err)
 	}

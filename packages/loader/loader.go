@@ -58,7 +58,7 @@ type Options struct {
 	Limits archive.Limits
 	// HookSandbox runs each `hook --config` as the operator runs hooks
 	// (see pkg/hooks/sandbox); nil runs it as the caller's user.
-	HookSandbox *sandbox.Sandbox
+	HookSandbox sandbox.Launcher
 }
 
 func (o *Options) setDefaults() {

@@ -73,7 +73,7 @@ type Options struct {
 	HookEnv hooks.Env
 	// HookSandbox runs hooks (and their --config, when the default
 	// Fetcher is used) sandboxed; nil runs them as the operator's user.
-	HookSandbox *sandbox.Sandbox
+	HookSandbox sandbox.Launcher
 	// Queue configures the queue service (backoff, attempts).
 	Queue queue.Options
 	// MaxAttempts of a package's lifecycle task before it is Stalled;
@@ -102,7 +102,7 @@ type Options struct {
 // PackageStore opens the package store in <dataDir>/packages and a
 // fetcher over it that reads repositories (and their Secrets) with
 // reader and runs hooks' --config in hookSandbox (nil: none).
-func PackageStore(dataDir string, reader client.Reader, plainHTTP bool, hookSandbox *sandbox.Sandbox) (*store.Store, *fetch.Fetcher, error) {
+func PackageStore(dataDir string, reader client.Reader, plainHTTP bool, hookSandbox sandbox.Launcher) (*store.Store, *fetch.Fetcher, error) {
 	st, err := store.New(filepath.Join(dataDir, "packages"), archive.Limits{})
 	if err != nil {
 		return nil, nil, err

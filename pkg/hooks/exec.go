@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"syscall"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -104,15 +103,6 @@ func firstNonEmpty(ss ...string) string {
 // forever: pipeDrainDelay bounds the wait for them.
 func command(ctx context.Context, path string, args []string, dir string, env []string, stdout, stderr io.Writer) *exec.Cmd {
 	return (*sandbox.Sandbox)(nil).Command(ctx, sandbox.Cmd{Path: path, Args: args, Dir: dir, Env: env, Stdout: stdout, Stderr: stderr, WaitDelay: pipeDrainDelay})
-}
-
-// killGroup kills whatever the hook left running in its process group. The
-// kernel does not reuse a PID while it names a live process group, so this
-// cannot hit an unrelated process.
-func killGroup(cmd *exec.Cmd) {
-	if cmd.Process != nil {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	}
 }
 
 // lineLogger writes each line of a hook's output as one log entry, however

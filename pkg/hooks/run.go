@@ -9,7 +9,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -70,11 +69,12 @@ type RunnerOptions struct {
 	OutputTail int
 	// Sandbox runs each hook in its own PID and mount namespace as the
 	// hook user, seeing its package read-only, its run directory and
-	// nothing of the operator's (see package sandbox); TempDir is hidden
-	// from it but for the run's own directory. Default nil: hooks run as
-	// the operator's user, in their own process group, and still die
-	// with the operator.
-	Sandbox *sandbox.Sandbox
+	// nothing of the operator's (see package sandbox): a *sandbox.Sandbox
+	// here or a *sandbox.Remote through a sandbox server; TempDir is
+	// hidden from it but for the run's own directory. Default nil: hooks
+	// run as the operator's user, in their own process group, and still
+	// die with the operator.
+	Sandbox sandbox.Launcher
 }
 
 // Defaults of RunnerOptions' output limits.
@@ -236,36 +236,31 @@ func (r *Runner) Run(ctx context.Context, h *Hook, in RunInput) (*RunResult, err
 	}
 	runCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	// Last, once every file of the run is written: the run directory
-	// becomes the hook user's.
-	if err := r.opts.Sandbox.Own(dir); err != nil {
-		return nil, fmt.Errorf("run hook %s: %w", h.Name, err)
+	launcher := r.opts.Sandbox
+	if launcher == nil {
+		launcher = (*sandbox.Sandbox)(nil)
 	}
-	cmd := r.opts.Sandbox.Command(runCtx, sandbox.Cmd{
+	start := time.Now()
+	// The launcher gives the run directory to the hook user once every
+	// file of the run is written.
+	exitCode, waitErr := launcher.Launch(runCtx, sandbox.Cmd{
 		Path: h.Path, Dir: h.Dir, Env: r.opts.Env.build(tmp, files), Stdout: stdout, Stderr: io.MultiWriter(stderr, errTail),
 		Package: h.Dir, RunDir: dir, Hide: []string{r.opts.TempDir}, WaitDelay: pipeDrainDelay,
 	})
-
-	start := time.Now()
-	waitErr := sandbox.Run(cmd)
 	var startErr *sandbox.StartError
 	if errors.As(waitErr, &startErr) {
 		return nil, fmt.Errorf("run hook %s: start %s: %w", h.Name, h.Path, startErr.Err)
 	}
-	res := &RunResult{Duration: time.Since(start), ExitCode: -1, RunID: in.RunID}
-	killGroup(cmd)
+	res := &RunResult{Duration: time.Since(start), ExitCode: exitCode, RunID: in.RunID}
 	stdout.Flush()
 	stderr.Flush()
 	res.DroppedLines = out.finish()
-	if cmd.ProcessState != nil {
-		res.ExitCode = cmd.ProcessState.ExitCode()
-	}
 	switch {
 	case runCtx.Err() == context.DeadlineExceeded && ctx.Err() == nil:
 		res.Err = fmt.Errorf("hook %s: %w after %s; its process group was killed", h.Name, ErrTimeout, timeout)
 	case ctx.Err() != nil:
 		res.Err = fmt.Errorf("hook %s: cancelled: %w", h.Name, ctx.Err())
-	case waitErr != nil && !errors.Is(waitErr, exec.ErrWaitDelay):
+	case waitErr != nil:
 		msg := errTail.String()
 		if msg == "" {
 			msg = "no output on stderr"

@@ -60,6 +60,11 @@ type Options struct {
 	// HookUser is the uid:gid sandboxed hooks run as; default
 	// sandbox.DefaultUser (65534:65534).
 	HookUser sandbox.User
+	// HookSandboxSocket, with HookSandbox on or auto, runs hooks through
+	// the sandbox server on this unix socket (gadgetpm hook-sandbox)
+	// instead of in this process's own sandbox; the server's --hook-user
+	// applies. Empty: none.
+	HookSandboxSocket string
 	// Logger; default controller-runtime's.
 	Logger logr.Logger
 }

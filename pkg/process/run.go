@@ -199,12 +199,19 @@ func ptr[T any](v T) *T { return &v }
 // asks. Hooks never see the operator's data directory (every package's
 // files, Trace outputs) or the debug socket's directory, but for their
 // own package and run directory.
-func newHookSandbox(ctx context.Context, opts Options) (*sandbox.Sandbox, error) {
+func newHookSandbox(ctx context.Context, opts Options) (sandbox.Launcher, error) {
 	hide := []string{opts.DataDir, opts.FileOutputDir}
 	if opts.DebugSocket != "-" {
 		hide = append(hide, filepath.Dir(opts.DebugSocket))
 	}
-	return sandbox.New(ctx, sandbox.Options{Mode: opts.HookSandbox, User: opts.HookUser, Hide: hide, Logger: opts.Logger})
+	if opts.HookSandbox != sandbox.Off && opts.HookSandbox != "" && opts.HookSandboxSocket != "" {
+		return sandbox.NewRemote(opts.HookSandboxSocket, hide)
+	}
+	sb, err := sandbox.New(ctx, sandbox.Options{Mode: opts.HookSandbox, User: opts.HookUser, Hide: hide, Logger: opts.Logger})
+	if sb == nil || err != nil {
+		return nil, err // a nil Launcher, not a nil *Sandbox in one
+	}
+	return sb, nil
 }
 
 // TracesPath is where the metrics endpoint serves Stream-mode Traces:

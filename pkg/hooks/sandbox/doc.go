@@ -24,6 +24,11 @@
 // New checks once, at start, that the sandbox can be made here (Mode On
 // fails naming the missing privilege, Mode Auto falls back to running
 // hooks as today). A nil *Sandbox runs hooks without namespaces or a user
-// change. The package imports nothing of the module and no Kubernetes
-// library: it runs before everything else in a re-executed binary.
+// change. A Launcher runs one command: a *Sandbox in this process, or a
+// *Remote that sends it to a sandbox server (Serve, `gadgetpm
+// hook-sandbox`) over a unix socket, so that a process without privileges
+// can have its hooks sandboxed by one that holds them.
+//
+// The package imports nothing of the module and no Kubernetes library: it
+// runs before everything else in a re-executed binary.
 package sandbox

@@ -279,16 +279,48 @@ func (s *Sandbox) Own(path string) error {
 	if s == nil {
 		return nil
 	}
-	uid, gid := int(s.user.UID), int(s.user.GID)
-	return filepath.WalkDir(path, func(p string, _ os.DirEntry, err error) error {
-		if err != nil {
-			return err
+	return chownTree(path, int(s.user.UID), int(s.user.GID))
+}
+
+// Launcher runs one command to completion: a *Sandbox here (nil: without
+// a sandbox), or a *Remote through a sandbox server.
+type Launcher interface {
+	// Launch runs c until it exits or ctx ends, whatever it started
+	// killed with it. It returns c's exit code (-1 when it did not exit
+	// on its own) and nil when it exited 0; a *StartError when it did
+	// not start.
+	Launch(ctx context.Context, c Cmd) (exitCode int, err error)
+}
+
+var (
+	_ Launcher = (*Sandbox)(nil)
+	_ Launcher = (*Remote)(nil)
+)
+
+// Launch gives c.RunDir to the hook user (Own), then runs c with Command
+// and Run, and kills what it left in its process group. An
+// exec.ErrWaitDelay alone (a child kept the output open) is no error.
+func (s *Sandbox) Launch(ctx context.Context, c Cmd) (int, error) {
+	if c.RunDir != "" {
+		if err := s.Own(c.RunDir); err != nil {
+			return -1, &StartError{Err: err}
 		}
-		if err := os.Lchown(p, uid, gid); err != nil {
-			return fmt.Errorf("give %s to the hook user %d:%d: %w", p, uid, gid, err)
-		}
-		return nil
-	})
+	}
+	cmd := s.Command(ctx, c)
+	err := Run(cmd)
+	if cmd.Process != nil {
+		// The kernel does not reuse a PID while it names a live process
+		// group, so this cannot hit an unrelated process.
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+	code := -1
+	if cmd.ProcessState != nil {
+		code = cmd.ProcessState.ExitCode()
+	}
+	if errors.Is(err, exec.ErrWaitDelay) {
+		err = nil
+	}
+	return code, err
 }
 
 // StartError is what Run returns when the command did not start.

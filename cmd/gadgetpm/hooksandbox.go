@@ -54,7 +54,7 @@ exits 0.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&opts.Socket, "socket", "", "unix socket to serve hook runs on (required)")
-	user = sandbox.DefaultUser
+	user = sandbox.DefaultUser()
 	f.Var(&user, "hook-user", "uid:gid hooks run as, with no supplementary groups (numbers; not root)")
 	f.UintSliceVar(&allow, "allow-uid", nil, "uids of the operators allowed to run hooks here (comma-separated); default root and this process's own")
 	f.StringSliceVar(&hide, "hide", nil, "more paths hooks must not see, besides the service-account directories and what the operator asks to hide (comma-separated)")

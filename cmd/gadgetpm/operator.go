@@ -91,7 +91,7 @@ in-cluster service account.`,
 
 // hookSandboxFlags adds --hook-sandbox (default def) and --hook-user.
 func hookSandboxFlags(cmd *cobra.Command, mode *sandbox.Mode, user *sandbox.User, def sandbox.Mode) {
-	*mode, *user = def, sandbox.DefaultUser
+	*mode, *user = def, sandbox.DefaultUser()
 	cmd.Flags().Var(mode, "hook-sandbox", "run hooks (and their --config) sandboxed: in their own PID and mount namespaces, as --hook-user with no_new_privs, "+
 		"their package read-only, their run directory the one place they may write, the operator's token, debug socket, data directory and other packages hidden. "+
 		"on refuses to start without the privileges it needs (CAP_SYS_ADMIN, CAP_SETUID, CAP_SETGID; seccomp allowing namespaces); "+

@@ -3,9 +3,11 @@ package hooks
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -111,6 +113,19 @@ touch "$PWD/hooks/ok" || echo "package read-only" >&2`),
 		t.Fatal("the cancelled run did not return")
 	}
 	eventually.True(t, 10*time.Second, "the held hook is killed with its connection", func() bool { return len(processesWith(marker)) == 0 })
+
+	// A run directory the client does not own is never handed to the
+	// hook user (the server would give away someone else's tree).
+	foreign := t.TempDir()
+	if err := os.Chown(foreign, 4242, 4242); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := remote.Launch(context.Background(), sandbox.Cmd{Path: "/bin/true", Dir: "/", RunDir: foreign}); err == nil || !strings.Contains(err.Error(), "want a directory of uid 0, the client's own") {
+		t.Errorf("run with a foreign run directory: %v", err)
+	}
+	if fi, err := os.Stat(foreign); err != nil || fi.Sys().(*syscall.Stat_t).Uid != 4242 {
+		t.Errorf("the foreign run directory changed hands: %v", err)
+	}
 
 	// A server that serves another uid only.
 	other, err := sandbox.NewRemote(startSandboxServer(t, []uint32{4242}), nil)

@@ -58,7 +58,7 @@ type Options struct {
 	// gadgetpm dev to auto.
 	HookSandbox sandbox.Mode
 	// HookUser is the uid:gid sandboxed hooks run as; default
-	// sandbox.DefaultUser (65534:65534).
+	// sandbox.DefaultUser() (65534:65534).
 	HookUser sandbox.User
 	// HookSandboxSocket, with HookSandbox on or auto, runs hooks through
 	// the sandbox server on this unix socket (gadgetpm hook-sandbox)

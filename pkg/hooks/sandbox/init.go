@@ -105,9 +105,6 @@ func runInit(raw string, stderr io.Writer) int {
 	return superviseHook(spec, stderr)
 }
 
-// forwarded are the signals the init passes on to the hook.
-var forwarded = []os.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2}
-
 // superviseHook forks the hook and stays its parent, rather than exec'ing
 // it: PID 1 must reap every orphan of the namespace (a hook's shell does
 // not), and only a parent that outlives the hook can say what it left
@@ -120,6 +117,8 @@ func superviseHook(spec initSpec, stderr io.Writer) int {
 		Credential: &syscall.Credential{Uid: spec.UID, Gid: spec.GID, Groups: []uint32{}},
 		Pdeathsig:  syscall.SIGKILL,
 	}
+	// The signals an operator or a runtime may send to stop or poke it.
+	forwarded := []os.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2}
 	sigs := make(chan os.Signal, len(forwarded))
 	signal.Notify(sigs, forwarded...)
 	defer signal.Stop(sigs)

@@ -256,6 +256,9 @@ func serveRun(ctx context.Context, s *Sandbox, conn *net.UnixConn, opts ServerOp
 	if err == nil && (!filepath.IsAbs(req.Path) || (req.RunDir != "" && !filepath.IsAbs(req.RunDir)) || (req.Package != "" && !filepath.IsAbs(req.Package))) {
 		err = errors.New("path, runDir and package must be absolute")
 	}
+	if err == nil && req.RunDir != "" {
+		err = ownedBy(req.RunDir, peer.Uid)
+	}
 	if err != nil {
 		_ = sendExit(conn, exitStatus{Code: -1, Start: true, Error: "bad request: " + err.Error()})
 		return
@@ -342,6 +345,21 @@ func peerCred(conn *net.UnixConn) (*syscall.Ucred, error) {
 		return nil, err
 	}
 	return cred, credErr
+}
+
+// ownedBy checks that dir is a directory (not a link to one) of uid: the
+// server gives run directories to the hook user and back, and must never
+// be made to give away a tree its client does not own.
+func ownedBy(dir string, uid uint32) error {
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return fmt.Errorf("run directory: %w", err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !fi.IsDir() || !ok || st.Uid != uid {
+		return fmt.Errorf("run directory %s: want a directory of uid %d, the client's own", dir, uid)
+	}
+	return nil
 }
 
 // chownTree gives root and everything below it to uid:gid.

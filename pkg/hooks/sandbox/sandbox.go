@@ -50,11 +50,12 @@ func (m *Mode) String() string { return string(*m) }
 // Type names the flag's value in --help.
 func (m *Mode) Type() string { return "on|off|auto" }
 
-// DefaultUser is the user and group hooks run as: nobody:nogroup.
-var DefaultUser = User{UID: 65534, GID: 65534}
+// DefaultUser is the user and group hooks run as: nobody:nogroup,
+// 65534:65534.
+func DefaultUser() User { return User{UID: 65534, GID: 65534} }
 
 // User is the uid and gid a sandboxed hook runs as, with no supplementary
-// groups. The zero value means DefaultUser: hooks never run as root in a
+// groups. The zero value means DefaultUser(): hooks never run as root in a
 // sandbox.
 type User struct {
 	UID, GID uint32
@@ -100,13 +101,13 @@ func (u *User) Type() string { return "UID:GID" }
 type Options struct {
 	// Mode; default (empty) Off.
 	Mode Mode
-	// User hooks run as; default DefaultUser. Root (uid 0 or gid 0) is
+	// User hooks run as; default DefaultUser(). Root (uid 0 or gid 0) is
 	// refused.
 	User User
 	// Hide lists paths hooks must not see (the operator's data directory,
 	// the debug socket's directory): each is covered by an empty
 	// read-only tmpfs, except the hook's own package and run directory
-	// below it. The service-account directories (SecretPaths) are always
+	// below it. The service-account directories (SecretPaths()) are always
 	// hidden.
 	Hide []string
 	// Logger gets the warning of Mode Auto when the sandbox cannot be
@@ -116,7 +117,7 @@ type Options struct {
 
 // SecretPaths are where a pod's service-account token (and other
 // projected secrets) are mounted; every sandbox hides them.
-var SecretPaths = []string{"/var/run/secrets", "/run/secrets"}
+func SecretPaths() []string { return []string{"/var/run/secrets", "/run/secrets"} }
 
 // Sandbox runs commands in the hook sandbox. A nil *Sandbox runs them
 // without one (Mode Off). It is safe for concurrent use.
@@ -139,13 +140,13 @@ func New(ctx context.Context, opts Options) (*Sandbox, error) {
 		return nil, fmt.Errorf("hook sandbox mode %q: want on, off or auto", opts.Mode)
 	}
 	if opts.User == (User{}) {
-		opts.User = DefaultUser
+		opts.User = DefaultUser()
 	}
 	if err := opts.User.checkNotRoot(); err != nil {
 		return nil, err
 	}
 	s := &Sandbox{user: opts.User}
-	for _, p := range append(append([]string(nil), SecretPaths...), opts.Hide...) {
+	for _, p := range append(SecretPaths(), opts.Hide...) {
 		if p == "" {
 			continue
 		}

@@ -167,14 +167,6 @@ func New(ctx context.Context, opts Options) (*Sandbox, error) {
 	return nil, nil
 }
 
-// User returns the user hooks run as.
-func (s *Sandbox) User() User {
-	if s == nil {
-		return User{UID: uint32(os.Getuid()), GID: uint32(os.Getgid())}
-	}
-	return s.user
-}
-
 // probe runs the init with no command: namespaces, mounts, no_new_privs and
 // the switch to the hook user, nothing else.
 func (s *Sandbox) probe(ctx context.Context) error {

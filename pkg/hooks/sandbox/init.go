@@ -35,19 +35,14 @@ const (
 	hideOptions = "size=16k,nr_inodes=64,mode=755"
 )
 
-// initSpec is what the operator hands the init, as JSON in envSpec.
+// initSpec is what the operator hands the init, as JSON in envSpec: the
+// command (its Hide covered by tmpfs; its Package, read-only, and RunDir,
+// writable, visible, re-created below a hidden path when they were under
+// one) and the user to run it as.
 type initSpec struct {
-	Path string   `json:"path,omitempty"`
-	Args []string `json:"args,omitempty"`
-	Dir  string   `json:"dir"`
-	Env  []string `json:"env,omitempty"`
-	UID  uint32   `json:"uid"`
-	GID  uint32   `json:"gid"`
-	// Hide are covered by tmpfs; ReadOnly and Writable stay visible (and
-	// are re-created below a hidden path when they were under one).
-	Hide     []string `json:"hide,omitempty"`
-	ReadOnly []string `json:"readOnly,omitempty"`
-	Writable []string `json:"writable,omitempty"`
+	request
+	UID uint32 `json:"uid"`
+	GID uint32 `json:"gid"`
 	// Probe builds the sandbox and switches to the user, and runs nothing.
 	Probe bool `json:"probe,omitempty"`
 }
@@ -226,20 +221,21 @@ func mountSandbox(spec initSpec) error {
 	// Handles taken before anything covers them: the bind mounts below
 	// come from them.
 	for _, l := range []struct {
-		paths    []string
+		path     string
 		writable bool
-	}{{spec.ReadOnly, false}, {spec.Writable, true}} {
-		for _, p := range l.paths {
-			real, err := filepath.EvalSymlinks(p)
-			if err != nil {
-				return fmt.Errorf("keep %s visible: %w", p, err)
-			}
-			fd, err := unix.Open(real, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-			if err != nil {
-				return fmt.Errorf("keep %s visible: %w", p, err)
-			}
-			keeps = append(keeps, keep{path: real, fd: fd, writable: l.writable})
+	}{{spec.Package, false}, {spec.RunDir, true}} {
+		if l.path == "" {
+			continue
 		}
+		real, err := filepath.EvalSymlinks(l.path)
+		if err != nil {
+			return fmt.Errorf("keep %s visible: %w", l.path, err)
+		}
+		fd, err := unix.Open(real, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("keep %s visible: %w", l.path, err)
+		}
+		keeps = append(keeps, keep{path: real, fd: fd, writable: l.writable})
 	}
 	var hidden []string
 	for _, p := range spec.Hide {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/go-logr/logr"
 )
@@ -33,9 +34,13 @@ const (
 	// maxOutputFrame bounds one output frame; the server splits longer
 	// writes.
 	maxOutputFrame = 64 << 10
+	// serverWaitDelay bounds the wait for a sandboxed run's output once
+	// its init exited: the kernel has killed everything else by then.
+	serverWaitDelay = 2 * time.Second
 )
 
-// request is a Cmd as sent to a server.
+// request is a Cmd without its writers: what a Remote sends a server, and
+// the command part of what the init gets.
 type request struct {
 	Path    string   `json:"path"`
 	Args    []string `json:"args,omitempty"`
@@ -125,8 +130,8 @@ func (r *Remote) Launch(ctx context.Context, c Cmd) (int, error) {
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
 	defer stop()
-	req, _ := json.Marshal(request{Path: c.Path, Args: c.Args, Dir: c.Dir, Env: c.Env, Package: c.Package, RunDir: c.RunDir,
-		Hide: append(append([]string(nil), r.hide...), c.Hide...)}) // strings only: cannot fail
+	c.Hide = append(append([]string(nil), r.hide...), c.Hide...)
+	req, _ := json.Marshal(c.request()) // strings only: cannot fail
 	// A server that refuses the client answers and closes at once: its
 	// answer is still there to read when the write failed.
 	sendErr := writeFrame(conn, frameRequest, req)
@@ -275,7 +280,7 @@ func serveRun(ctx context.Context, s *Sandbox, conn *net.UnixConn, opts ServerOp
 	}()
 	out := &frameWriter{conn: conn}
 	code, err := s.Launch(runCtx, Cmd{Path: req.Path, Args: req.Args, Dir: req.Dir, Env: req.Env, Package: req.Package, RunDir: req.RunDir, Hide: req.Hide,
-		Stdout: out.stream(frameStdout), Stderr: out.stream(frameStderr)})
+		Stdout: out.stream(frameStdout), Stderr: out.stream(frameStderr), WaitDelay: serverWaitDelay})
 	if req.RunDir != "" {
 		// The client reads the results and removes the directory.
 		if cerr := chownTree(req.RunDir, int(peer.Uid), int(peer.Gid)); cerr != nil && err == nil {

@@ -178,7 +178,7 @@ func (s *Sandbox) probe(ctx context.Context) error {
 	}
 	defer os.RemoveAll(dir)
 	var stderr bytes.Buffer
-	cmd := s.command(ctx, initSpec{Probe: true, Dir: "/", Writable: []string{dir}}, io.Discard, &stderr)
+	cmd := s.command(ctx, initSpec{Probe: true, request: request{Dir: "/", RunDir: dir}}, io.Discard, &stderr)
 	err = Run(cmd)
 	var start *StartError
 	switch {
@@ -217,6 +217,10 @@ type Cmd struct {
 	WaitDelay time.Duration
 }
 
+func (c Cmd) request() request {
+	return request{Path: c.Path, Args: c.Args, Dir: c.Dir, Env: c.Env, Package: c.Package, RunDir: c.RunDir, Hide: c.Hide}
+}
+
 // Command returns the exec.Cmd of c; start it with Run, which keeps the
 // parent-death signal right. Cancelling ctx kills the command and, in a
 // sandbox, everything it started. Without a sandbox (s nil) the command
@@ -231,14 +235,7 @@ func (s *Sandbox) Command(ctx context.Context, c Cmd) *exec.Cmd {
 		cmd.WaitDelay = c.WaitDelay
 		return cmd
 	}
-	spec := initSpec{Path: c.Path, Args: c.Args, Dir: c.Dir, Env: c.Env, Hide: c.Hide}
-	if c.Package != "" {
-		spec.ReadOnly = []string{c.Package}
-	}
-	if c.RunDir != "" {
-		spec.Writable = []string{c.RunDir}
-	}
-	cmd := s.command(ctx, spec, c.Stdout, c.Stderr)
+	cmd := s.command(ctx, initSpec{request: c.request()}, c.Stdout, c.Stderr)
 	cmd.WaitDelay = c.WaitDelay
 	return cmd
 }

@@ -103,18 +103,11 @@ func NewRemote(socket string, hide []string) (*Remote, error) {
 		return nil, fmt.Errorf("hook sandbox server %s: %w: start `gadgetpm hook-sandbox --socket %s` beside the operator, with the privileges the sandbox needs", socket, err, socket)
 	}
 	_ = conn.Close()
-	r := &Remote{socket: socket}
-	for _, p := range hide {
-		if p == "" {
-			continue
-		}
-		abs, err := filepath.Abs(p)
-		if err != nil {
-			return nil, fmt.Errorf("hook sandbox: hide %s: %w", p, err)
-		}
-		r.hide = append(r.hide, abs)
+	abs, err := absPaths(hide)
+	if err != nil {
+		return nil, err
 	}
-	return r, nil
+	return &Remote{socket: socket, hide: abs}, nil
 }
 
 // Launch sends c to the server and streams its output into c.Stdout and

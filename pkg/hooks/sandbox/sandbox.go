@@ -145,18 +145,12 @@ func New(ctx context.Context, opts Options) (*Sandbox, error) {
 	if err := opts.User.checkNotRoot(); err != nil {
 		return nil, err
 	}
-	s := &Sandbox{user: opts.User}
-	for _, p := range append(SecretPaths(), opts.Hide...) {
-		if p == "" {
-			continue
-		}
-		abs, err := filepath.Abs(p)
-		if err != nil {
-			return nil, fmt.Errorf("hook sandbox: hide %s: %w", p, err)
-		}
-		s.hide = append(s.hide, abs)
+	hide, err := absPaths(append(SecretPaths(), opts.Hide...))
+	if err != nil {
+		return nil, err
 	}
-	err := s.probe(ctx)
+	s := &Sandbox{user: opts.User, hide: hide}
+	err = s.probe(ctx)
 	if err == nil {
 		return s, nil
 	}
@@ -165,6 +159,23 @@ func New(ctx context.Context, opts Options) (*Sandbox, error) {
 	}
 	opts.Logger.Info("hook sandbox unavailable: hooks run as the operator's user, without their own PID and mount namespaces, and can read what the operator can", "reason", err.Error())
 	return nil, nil
+}
+
+// absPaths makes paths to hide absolute, as the init sees them (it runs in
+// /), leaving out empty ones.
+func absPaths(paths []string) ([]string, error) {
+	var out []string
+	for _, p := range paths {
+		if p == "" {
+			continue
+		}
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return nil, fmt.Errorf("hook sandbox: hide %s: %w", p, err)
+		}
+		out = append(out, abs)
+	}
+	return out, nil
 }
 
 // probe runs the init with no command: namespaces, mounts, no_new_privs and

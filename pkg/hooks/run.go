@@ -236,6 +236,7 @@ func (r *Runner) Run(ctx context.Context, h *Hook, in RunInput) (*RunResult, err
 	}
 	runCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	env := r.opts.Env
 	launcher := r.opts.Sandbox
 	if launcher == nil {
 		launcher = (*sandbox.Sandbox)(nil)
@@ -244,7 +245,7 @@ func (r *Runner) Run(ctx context.Context, h *Hook, in RunInput) (*RunResult, err
 	// The launcher gives the run directory to the hook user once every
 	// file of the run is written.
 	exitCode, waitErr := launcher.Launch(runCtx, sandbox.Cmd{
-		Path: h.Path, Dir: h.Dir, Env: r.opts.Env.build(tmp, files), Stdout: stdout, Stderr: io.MultiWriter(stderr, errTail),
+		Path: h.Path, Dir: h.Dir, Env: env.build(tmp, files), Stdout: stdout, Stderr: io.MultiWriter(stderr, errTail),
 		Package: h.Dir, RunDir: dir, Hide: []string{r.opts.TempDir}, WaitDelay: pipeDrainDelay,
 	})
 	var startErr *sandbox.StartError

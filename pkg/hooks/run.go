@@ -238,8 +238,13 @@ func (r *Runner) Run(ctx context.Context, h *Hook, in RunInput) (*RunResult, err
 	defer cancel()
 	env := r.opts.Env
 	launcher := r.opts.Sandbox
-	if launcher == nil {
+	if sb, ok := launcher.(*sandbox.Sandbox); launcher == nil || (ok && sb == nil) {
 		launcher = (*sandbox.Sandbox)(nil)
+	} else if env.Home == "" {
+		// The operator's HOME is neither readable nor writable to the
+		// hook user: tools that keep settings and caches there (kubectl,
+		// helm) get the run's own directory.
+		env.Home = tmp
 	}
 	start := time.Now()
 	// The launcher gives the run directory to the hook user once every

@@ -228,8 +228,8 @@ func TestHookEscapeAttempts(t *testing.T) {
 		notOut string
 		check  func(t *testing.T)
 	}{
-		{name: "who-am-i", body: `echo "uid=$(id -u) gid=$(id -g) groups=$(id -G)"; grep NoNewPrivs /proc/self/status; ls /proc | grep -c '^[0-9]' >&2`,
-			check: nil},
+		{name: "who-am-i", body: `echo "uid=$(id -u) gid=$(id -g) groups=$(id -G)"; grep NoNewPrivs /proc/self/status; ls /proc | grep -c '^[0-9]' >&2
+[[ $HOME == "$TMPDIR" ]] && touch "$HOME/.settings" && echo "home is the run's own"`},
 		{name: "write-outside", body: `echo escaped > ` + outside + `/escaped`, wantFail: true, wantLog: []string{"Read-only file system"},
 			check: func(t *testing.T) {
 				if _, err := os.Stat(filepath.Join(outside, "escaped")); err == nil {
@@ -317,8 +317,8 @@ sleep 0.2`, wantLog: []string{"the hook left 1 process(es) running, killed with 
 		t.Errorf("the values patch the hook wrote into its run directory was read back as %q", got)
 	}
 	who := results["who-am-i"][0]
-	if got := strings.Join(who.Stdout, "\n"); !strings.Contains(got, "uid=65534 gid=65534 groups=65534\n") || !strings.Contains(got, "NoNewPrivs:\t1") {
-		t.Errorf("the hook's identity: %q, want uid, gid and only group 65534, and no_new_privs", got)
+	if got := strings.Join(who.Stdout, "\n"); !strings.Contains(got, "uid=65534 gid=65534 groups=65534\n") || !strings.Contains(got, "NoNewPrivs:\t1") || !strings.Contains(got, "home is the run's own") {
+		t.Errorf("the hook's identity: %q, want uid, gid and only group 65534, no_new_privs, and HOME its writable TMPDIR", got)
 	}
 	// The hook's /proc shows its namespace: the init, bash and ls.
 	if n, _ := strconv.Atoi(strings.Join(who.Stderr, "")); n == 0 || n > 4 {

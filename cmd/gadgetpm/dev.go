@@ -14,6 +14,7 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/gadgetpm/gadgetpm/internal/devenv"
+	"github.com/gadgetpm/gadgetpm/pkg/hooks/sandbox"
 )
 
 func newDevCommand() *cobra.Command {
@@ -110,6 +111,7 @@ run starts from an empty cluster.`,
 	f.StringVar(&opts.Namespace, "namespace", devenv.DefaultNamespace, "namespace of the GadgetPackage")
 	hookCredentialFlags(cmd, &opts.HookServiceAccount, &opts.HookTokenExpiry)
 	f.StringVar(&logFile, "log-file", "", "file for the operator's log, - for stderr (default <dir>/operator.log)")
+	hookSandboxFlags(cmd, &opts.HookSandbox, &opts.HookUser, sandbox.Auto)
 	logFormat = logFlags(cmd, logFormatText)
 	return cmd
 }

@@ -8,6 +8,10 @@ import (
 	"os"
 )
 
+// A re-executed hook sandbox init (argv[0] "gadgetpm-hook-sandbox") never
+// gets here: package pkg/hooks/sandbox answers it from its init function,
+// before most of the binary's packages are initialised (see
+// docs/benchmarks.md, "The hook sandbox").
 func main() {
 	if err := newRootCommand(os.Stdout, os.Stderr).Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "Error:", err)

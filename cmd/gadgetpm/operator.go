@@ -13,6 +13,7 @@ import (
 	"github.com/gadgetpm/gadgetpm/pkg/coordinator"
 	"github.com/gadgetpm/gadgetpm/pkg/debugserver"
 	"github.com/gadgetpm/gadgetpm/pkg/hookcreds"
+	"github.com/gadgetpm/gadgetpm/pkg/hooks/sandbox"
 	"github.com/gadgetpm/gadgetpm/pkg/process"
 )
 
@@ -85,6 +86,8 @@ in-cluster service account.`,
 	f.StringVar(&opts.FileOutputDir, "trace-output-dir", "", "directory where Traces with outputMode File write their JSON lines; default <data-dir>/traces")
 	f.DurationVar(&opts.UnsubscribeTimeout, "unsubscribe-timeout", 30*time.Second, "how long removing a package waits for the nodes to stop its Traces before its Helm release is deleted")
 	hookCredentialFlags(cmd, &opts.HookServiceAccount, &opts.HookTokenExpiry)
+	hookSandboxFlags(cmd, &opts.HookSandbox, &opts.HookUser, sandbox.On)
+	f.StringVar(&opts.HookSandboxSocket, "hook-sandbox-socket", "", "run hooks through the sandbox server on this unix socket ('gadgetpm hook-sandbox --socket', beside the operator, holding the privileges the sandbox needs) instead of in this process; its --hook-user applies. With --hook-sandbox=off it is not used")
 	clientFlags(cmd, "kube-api", "the controller manager's client", &opts.Manager, 20, 30)
 	clientFlags(cmd, "helm", "the Helm release service's client", &opts.Helm, 20, 40)
 	clientFlags(cmd, "patcher", "the object patcher's client (hooks' object patches)", &opts.Patcher, 100, 200)
@@ -102,6 +105,16 @@ func hookCredentialFlags(cmd *cobra.Command, serviceAccount *string, expiry *tim
 			"the operator needs create on its serviceaccounts/token. \"\" gives hooks the operator's own KUBECONFIG or in-cluster credentials, and so its identity and rights")
 	cmd.Flags().DurationVar(expiry, "hook-token-expiry", hookcreds.DefaultExpiry,
 		"lifetime of each hook token (at least 10m, the TokenRequest API's minimum); a new one is issued after 80% of it, so a hook starts with at least a fifth left")
+}
+
+// hookSandboxFlags adds --hook-sandbox (default def) and --hook-user.
+func hookSandboxFlags(cmd *cobra.Command, mode *sandbox.Mode, user *sandbox.User, def sandbox.Mode) {
+	*mode, *user = def, sandbox.DefaultUser()
+	cmd.Flags().Var(mode, "hook-sandbox", "run hooks (and their --config) sandboxed: in their own PID and mount namespaces, as --hook-user with no_new_privs, "+
+		"their package read-only, their run directory the one place they may write, the operator's token, debug socket, data directory and other packages hidden. "+
+		"on refuses to start without the privileges it needs (CAP_SYS_ADMIN, CAP_SETUID, CAP_SETGID; seccomp allowing namespaces); "+
+		"auto then logs a warning and runs hooks as off does; off runs them as the operator's user, without namespaces")
+	cmd.Flags().Var(user, "hook-user", "uid:gid sandboxed hooks run as, with no supplementary groups (numbers; not root)")
 }
 
 func clientFlags(cmd *cobra.Command, prefix, what string, c *coordinator.ClientOptions, qps float32, burst int) {

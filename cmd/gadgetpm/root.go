@@ -29,6 +29,7 @@ Custom resources:
 	root.AddCommand(newRepoCommand())
 	root.AddCommand(newPackageCommand())
 	root.AddCommand(newOperatorCommand())
+	root.AddCommand(newHookSandboxCommand())
 	root.AddCommand(newDumpCommand())
 	root.AddCommand(newQueueCommand())
 	root.AddCommand(newDevCommand())

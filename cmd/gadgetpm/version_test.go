@@ -62,7 +62,9 @@ func TestHelpListsEveryCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range newRootCommand(&bytes.Buffer{}, &bytes.Buffer{}).Commands() {
-		if !strings.Contains(out, c.Name()) {
+		// Hidden commands (the hook sandbox server) are plumbing between
+		// gadgetpm's own processes.
+		if !c.Hidden && !strings.Contains(out, c.Name()) {
 			t.Errorf("--help does not list %s", c.Name())
 		}
 		if c.Short == "" || (c.Long == "" && c.HasSubCommands() == false && c.Name() != "help" && c.Name() != "completion") {

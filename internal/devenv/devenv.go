@@ -29,6 +29,7 @@ import (
 	"github.com/gadgetpm/gadgetpm/packages/chartrepo"
 	"github.com/gadgetpm/gadgetpm/pkg/apis"
 	gadgetpmv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
+	"github.com/gadgetpm/gadgetpm/pkg/hooks/sandbox"
 	"github.com/gadgetpm/gadgetpm/pkg/process"
 )
 
@@ -93,6 +94,10 @@ type Options struct {
 	// HookTokenExpiry is the lifetime of each hook token; default
 	// hookcreds.DefaultExpiry.
 	HookTokenExpiry time.Duration
+	// HookSandbox and HookUser are the operator's (process.Options);
+	// default off.
+	HookSandbox sandbox.Mode
+	HookUser    sandbox.User
 	// Command is the gadgetpm binary named in the commands printed for
 	// the user to try, so they work as printed whatever PATH holds; the
 	// caller passes its own os.Executable(). Default "gadgetpm".
@@ -314,6 +319,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 			ProbeAddr:   "0",
 			StopGrace:   operatorStopGrace,
 			Logger:      opts.Logger,
+			HookSandbox: opts.HookSandbox, HookUser: opts.HookUser,
 			// the dev control plane has no Node objects: a Trace's
 			// spec.node must be this node's name
 			NodeCheck:          false,

@@ -7,14 +7,14 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/gadgetpm/gadgetpm/pkg/hooks"
+	"github.com/gadgetpm/gadgetpm/pkg/hooks/sandbox"
 )
 
 // maxHookOutput caps what a hook's --config may print.
@@ -77,7 +77,7 @@ func (c *checker) hooks(ctx context.Context) {
 			}
 		}
 		h := Hook{Name: f.rel, Path: f.abs}
-		out, err := runConfig(ctx, c.dir, f.abs, c.opts.HookTimeout)
+		out, err := runConfig(ctx, c.opts.HookSandbox, c.dir, f.abs, c.opts.HookTimeout)
 		if err != nil {
 			c.add(HooksDir+"/"+f.rel, 0, "%v", err)
 			continue
@@ -107,27 +107,33 @@ func (b *cappedBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// runConfig runs `hook --config` in its own process group, killed as a
-// whole at the timeout.
-func runConfig(ctx context.Context, dir, hook string, timeout time.Duration) ([]byte, error) {
+// runConfig runs `hook --config` as a hook run: in its own process group
+// (in sb's sandbox when sb is set, with a run directory of its own as
+// TMPDIR), killed as a whole at the timeout and when the operator dies.
+func runConfig(ctx context.Context, sb sandbox.Launcher, dir, hook string, timeout time.Duration) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, hook, "--config")
-	cmd.Dir = dir
-	cmd.Env = hookEnv
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = time.Second
 	var stdout, stderr cappedBuffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
+	c := sandbox.Cmd{Path: hook, Args: []string{"--config"}, Dir: dir, Env: hookEnv, Stdout: &stdout, Stderr: &stderr, Package: dir, WaitDelay: time.Second}
+	if sb != nil {
+		run, err := os.MkdirTemp("", "gadgetpm-hook-config-")
+		if err != nil {
+			return nil, fmt.Errorf("run --config: %w", err)
+		}
+		defer os.RemoveAll(run)
+		c.RunDir, c.Hide = run, []string{os.TempDir()}
+		c.Env = append(slices.Clip(hookEnv), "TMPDIR="+run)
+	} else {
+		sb = (*sandbox.Sandbox)(nil)
+	}
+	code, err := sb.Launch(ctx, c)
 	if ctx.Err() == context.DeadlineExceeded {
 		return nil, fmt.Errorf("--config did not finish within %s: it must print its config and exit", timeout)
 	}
 	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return nil, fmt.Errorf("--config exited with code %d: %s", ee.ExitCode(), tail(stderr.String()))
+		var start *sandbox.StartError
+		if code >= 0 && !errors.As(err, &start) {
+			return nil, fmt.Errorf("--config exited with code %d: %s", code, tail(stderr.String()))
 		}
 		return nil, fmt.Errorf("run --config: %v", err)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/gadgetpm/gadgetpm/packages/archive"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
+	"github.com/gadgetpm/gadgetpm/pkg/hooks/sandbox"
 )
 
 // Well-known paths inside a package.
@@ -56,6 +57,9 @@ type Options struct {
 	// Limits bound the extraction of a .tgz given to Check. Defaults as in
 	// package archive.
 	Limits archive.Limits
+	// HookSandbox runs each `hook --config` as the operator runs hooks
+	// (see pkg/hooks/sandbox); nil runs it as the caller's user.
+	HookSandbox sandbox.Launcher
 }
 
 func (o *Options) setDefaults() {

@@ -20,10 +20,12 @@ import (
 	"github.com/gadgetpm/gadgetpm/packages/fetch"
 	"github.com/gadgetpm/gadgetpm/packages/gadgetpackage"
 	"github.com/gadgetpm/gadgetpm/packages/hookhost"
+	"github.com/gadgetpm/gadgetpm/packages/loader"
 	"github.com/gadgetpm/gadgetpm/packages/manager"
 	"github.com/gadgetpm/gadgetpm/packages/packagerepository"
 	"github.com/gadgetpm/gadgetpm/packages/store"
 	"github.com/gadgetpm/gadgetpm/pkg/hooks"
+	"github.com/gadgetpm/gadgetpm/pkg/hooks/sandbox"
 	"github.com/gadgetpm/gadgetpm/pkg/nelm"
 	"github.com/gadgetpm/gadgetpm/pkg/objectpatch"
 	"github.com/gadgetpm/gadgetpm/pkg/restmapping"
@@ -73,6 +75,9 @@ type Options struct {
 	// its own (a kubeconfig in KUBECONFIG) and nothing of HookEnv.Kube or
 	// the operator's environment; nil leaves hooks the operator's own.
 	HookCredentials hooks.Credentials
+	// HookSandbox runs hooks (and their --config, when the default
+	// Fetcher is used) sandboxed; nil runs them as the operator's user.
+	HookSandbox sandbox.Launcher
 	// Queue configures the queue service (backoff, attempts).
 	Queue queue.Options
 	// MaxAttempts of a package's lifecycle task before it is Stalled;
@@ -100,13 +105,13 @@ type Options struct {
 
 // PackageStore opens the package store in <dataDir>/packages and a
 // fetcher over it that reads repositories (and their Secrets) with
-// reader.
-func PackageStore(dataDir string, reader client.Reader, plainHTTP bool) (*store.Store, *fetch.Fetcher, error) {
+// reader and runs hooks' --config in hookSandbox (nil: none).
+func PackageStore(dataDir string, reader client.Reader, plainHTTP bool, hookSandbox sandbox.Launcher) (*store.Store, *fetch.Fetcher, error) {
 	st, err := store.New(filepath.Join(dataDir, "packages"), archive.Limits{})
 	if err != nil {
 		return nil, nil, err
 	}
-	f, err := fetch.New(fetch.Options{Reader: reader, Store: st, PlainHTTPRegistries: plainHTTP})
+	f, err := fetch.New(fetch.Options{Reader: reader, Store: st, PlainHTTPRegistries: plainHTTP, Loader: loader.Options{HookSandbox: hookSandbox}})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -220,7 +225,7 @@ func New(opts Options) (*Coordinator, error) {
 		}
 	}
 	c.hooks, err = hookhost.New(hookhost.Options{
-		Runner:     hooks.NewRunner(hooks.RunnerOptions{Timeout: opts.HookTimeout, Env: opts.HookEnv, Credentials: opts.HookCredentials}),
+		Runner:     hooks.NewRunner(hooks.RunnerOptions{Timeout: opts.HookTimeout, Env: opts.HookEnv, Credentials: opts.HookCredentials, Sandbox: opts.HookSandbox}),
 		KubeEvents: c.events, Patcher: c.patcher, Schedules: c.cron, Queues: c.queues, Releases: c.helm,
 		Mapper: opts.Mapper, Client: opts.Client, Env: opts.HookEnv, MaxAttempts: opts.MaxAttempts,
 		Metrics: hookMetrics, Observer: runRecorder{c}, Recorder: opts.Recorder, Logger: c.log,
@@ -231,7 +236,7 @@ func New(opts Options) (*Coordinator, error) {
 
 	f := opts.Fetcher
 	if f == nil {
-		if _, f, err = PackageStore(opts.DataDir, opts.Reader, opts.PlainHTTPRegistries); err != nil {
+		if _, f, err = PackageStore(opts.DataDir, opts.Reader, opts.PlainHTTPRegistries, opts.HookSandbox); err != nil {
 			return nil, fmt.Errorf("create operator: %w", err)
 		}
 	}

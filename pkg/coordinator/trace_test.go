@@ -56,7 +56,7 @@ func TestRemovePackageStopsItsTraces(t *testing.T) {
 		t.Fatal(err)
 	}
 	dataDir := t.TempDir()
-	st, fetcher, err := coordinator.PackageStore(dataDir, mgr.GetAPIReader(), false)
+	st, fetcher, err := coordinator.PackageStore(dataDir, mgr.GetAPIReader(), false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/gadgetpm/gadgetpm/pkg/hooks/sandbox"
 )
 
 // benchScript is the trivial hook both benchmarks run: it reads its binding
@@ -57,10 +59,30 @@ func BenchmarkExecByHand(b *testing.B) {
 // BenchmarkHookRunOverhead alternates a hook run and exec by hand of the same
 // script in one loop, so both see the same machine load, and reports each
 // one's mean time and their ratio (hook-run/exec).
-func BenchmarkHookRunOverhead(b *testing.B) {
+func BenchmarkHookRunOverhead(b *testing.B) { benchmarkOverhead(b, nil) }
+
+// BenchmarkHookRunSandboxedOverhead is BenchmarkHookRunOverhead with the
+// hook sandbox on: the re-executed init, its namespaces and mounts, and
+// the switch to the hook user on every run. It needs root.
+func BenchmarkHookRunSandboxedOverhead(b *testing.B) {
+	if os.Getuid() != 0 {
+		b.Skip("the hook sandbox needs root")
+	}
+	sb, err := sandbox.New(context.Background(), sandbox.Options{Mode: sandbox.On})
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchmarkOverhead(b, sb)
+}
+
+func benchmarkOverhead(b *testing.B, sb *sandbox.Sandbox) {
 	dir := newPackage(b, map[string]string{"hooks/bench": benchScript})
+	// The sandboxed hook user must reach the package.
+	if err := os.Chmod(filepath.Dir(dir), 0o755); err != nil {
+		b.Fatal(err)
+	}
 	h := loadHook(b, dir, "bench")
-	r := NewRunner(RunnerOptions{})
+	r := NewRunner(RunnerOptions{Sandbox: sb})
 	in := RunInput{Binding: "onStartup", Contexts: []BindingContext{{Binding: "onStartup"}}, Values: Values{"global": map[string]any{}, "testPkg": map[string]any{"a": 1}}}
 	ctxFile := filepath.Join(b.TempDir(), "context.json")
 	if err := os.WriteFile(ctxFile, []byte(`[{"binding":"onStartup"}]`), 0o600); err != nil {

@@ -6,11 +6,11 @@ import (
 	"io"
 	"os"
 	"os/exec"
-
-	"syscall"
 	"time"
 
 	"github.com/go-logr/logr"
+
+	"github.com/gadgetpm/gadgetpm/pkg/hooks/sandbox"
 )
 
 // Environment variable names of the hook protocol.
@@ -96,27 +96,13 @@ func firstNonEmpty(ss ...string) string {
 	return ""
 }
 
-// command prepares a hook process in its own process group, so cancelling
-// ctx kills the hook and everything it started.
+// command prepares a hook process without the sandbox: in its own process
+// group, so cancelling ctx kills the hook and everything it started, and
+// with SIGKILL as its parent-death signal (start it with sandbox.Run).
+// Background children that keep stdout open must not hold the run
+// forever: pipeDrainDelay bounds the wait for them.
 func command(ctx context.Context, path string, args []string, dir string, env []string, stdout, stderr io.Writer) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, path, args...)
-	cmd.Dir, cmd.Env = dir, env
-	cmd.Stdout, cmd.Stderr = stdout, stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	// Background children that keep stdout open must not hold the run
-	// forever.
-	cmd.WaitDelay = pipeDrainDelay
-	return cmd
-}
-
-// killGroup kills whatever the hook left running in its process group. The
-// kernel does not reuse a PID while it names a live process group, so this
-// cannot hit an unrelated process.
-func killGroup(cmd *exec.Cmd) {
-	if cmd.Process != nil {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	}
+	return (*sandbox.Sandbox)(nil).Command(ctx, sandbox.Cmd{Path: path, Args: args, Dir: dir, Env: env, Stdout: stdout, Stderr: stderr, WaitDelay: pipeDrainDelay})
 }
 
 // lineLogger writes each line of a hook's output as one log entry, however

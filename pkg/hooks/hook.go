@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
+
+	"github.com/gadgetpm/gadgetpm/pkg/hooks/sandbox"
 )
 
 // HooksDir is the folder of a package that holds its hooks.
@@ -211,7 +213,7 @@ func (h *Hook) printConfig(ctx context.Context, opts LoadOptions) ([]byte, error
 	defer os.RemoveAll(tmp)
 	var stdout, stderr bytes.Buffer
 	cmd := command(ctx, h.Path, []string{"--config"}, h.Dir, opts.Env.build(tmp, nil), &stdout, &stderr)
-	err = cmd.Run()
+	err = sandbox.Run(cmd)
 	if ctx.Err() != nil {
 		return nil, fmt.Errorf("run hook %s --config: no answer within %s", h.Name, opts.Timeout)
 	}

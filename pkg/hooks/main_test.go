@@ -26,6 +26,9 @@ var (
 func TestMain(m *testing.M) { os.Exit(testMain(m)) }
 
 func testMain(m *testing.M) int {
+	if spec, ok := os.LookupEnv(helperEnv); ok {
+		return runHelper(spec)
+	}
 	dir, err := os.MkdirTemp("", "gadgetpm-gohook-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "create build dir:", err)

@@ -9,7 +9,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -18,6 +17,8 @@ import (
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	"github.com/go-logr/logr"
 	"golang.org/x/time/rate"
+
+	"github.com/gadgetpm/gadgetpm/pkg/hooks/sandbox"
 )
 
 // DefaultTimeout bounds one hook run unless RunnerOptions.Timeout says
@@ -70,6 +71,14 @@ type RunnerOptions struct {
 	// for the dump (Runner.Output), dropped ones included. Default
 	// DefaultOutputTail.
 	OutputTail int
+	// Sandbox runs each hook in its own PID and mount namespace as the
+	// hook user, seeing its package read-only, its run directory and
+	// nothing of the operator's (see package sandbox): a *sandbox.Sandbox
+	// here or a *sandbox.Remote through a sandbox server; TempDir is
+	// hidden from it but for the run's own directory. Default nil: hooks
+	// run as the operator's user, in their own process group, and still
+	// die with the operator.
+	Sandbox sandbox.Launcher
 }
 
 // Defaults of RunnerOptions' output limits.
@@ -235,27 +244,36 @@ func (r *Runner) Run(ctx context.Context, h *Hook, in RunInput) (*RunResult, err
 	}
 	runCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cmd := command(runCtx, h.Path, nil, h.Dir, env.build(tmp, files), stdout, io.MultiWriter(stderr, errTail))
-
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("run hook %s: start %s: %w", h.Name, h.Path, err)
+	launcher := r.opts.Sandbox
+	if sb, ok := launcher.(*sandbox.Sandbox); launcher == nil || (ok && sb == nil) {
+		launcher = (*sandbox.Sandbox)(nil)
+	} else if env.Home == "" {
+		// The operator's HOME is neither readable nor writable to the
+		// hook user: tools that keep settings and caches there (kubectl,
+		// helm) get the run's own directory.
+		env.Home = tmp
 	}
-	waitErr := cmd.Wait()
-	res := &RunResult{Duration: time.Since(start), ExitCode: -1, RunID: in.RunID}
-	killGroup(cmd)
+	start := time.Now()
+	// The launcher gives the run directory to the hook user once every
+	// file of the run is written.
+	exitCode, waitErr := launcher.Launch(runCtx, sandbox.Cmd{
+		Path: h.Path, Dir: h.Dir, Env: env.build(tmp, files), Stdout: stdout, Stderr: io.MultiWriter(stderr, errTail),
+		Package: h.Dir, RunDir: dir, Hide: []string{r.opts.TempDir}, WaitDelay: pipeDrainDelay,
+	})
+	var startErr *sandbox.StartError
+	if errors.As(waitErr, &startErr) {
+		return nil, fmt.Errorf("run hook %s: start %s: %w", h.Name, h.Path, startErr.Err)
+	}
+	res := &RunResult{Duration: time.Since(start), ExitCode: exitCode, RunID: in.RunID}
 	stdout.Flush()
 	stderr.Flush()
 	res.DroppedLines = out.finish()
-	if cmd.ProcessState != nil {
-		res.ExitCode = cmd.ProcessState.ExitCode()
-	}
 	switch {
 	case runCtx.Err() == context.DeadlineExceeded && ctx.Err() == nil:
 		res.Err = fmt.Errorf("hook %s: %w after %s; its process group was killed", h.Name, ErrTimeout, timeout)
 	case ctx.Err() != nil:
 		res.Err = fmt.Errorf("hook %s: cancelled: %w", h.Name, ctx.Err())
-	case waitErr != nil && !errors.Is(waitErr, exec.ErrWaitDelay):
+	case waitErr != nil:
 		msg := errTail.String()
 		if msg == "" {
 			msg = "no output on stderr"

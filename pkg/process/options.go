@@ -6,6 +6,7 @@ import (
 	"github.com/go-logr/logr"
 
 	"github.com/gadgetpm/gadgetpm/pkg/coordinator"
+	"github.com/gadgetpm/gadgetpm/pkg/hooks/sandbox"
 )
 
 // Options configure Run, the operator process.
@@ -61,6 +62,19 @@ type Options struct {
 	// nodes to stop its Traces (status.subscriptions empty) before its
 	// Helm release is deleted; default 30s.
 	UnsubscribeTimeout time.Duration
+	// HookSandbox says whether hooks run sandboxed (own PID and mount
+	// namespaces, HookUser, none of the operator's files): on, off or
+	// auto. Default (empty) off; gadgetpm operator defaults to on,
+	// gadgetpm dev to auto.
+	HookSandbox sandbox.Mode
+	// HookUser is the uid:gid sandboxed hooks run as; default
+	// sandbox.DefaultUser() (65534:65534).
+	HookUser sandbox.User
+	// HookSandboxSocket, with HookSandbox on or auto, runs hooks through
+	// the sandbox server on this unix socket (gadgetpm hook-sandbox)
+	// instead of in this process's own sandbox; the server's --hook-user
+	// applies. Empty: none.
+	HookSandboxSocket string
 	// Logger; default controller-runtime's.
 	Logger logr.Logger
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -24,6 +25,7 @@ import (
 	"github.com/gadgetpm/gadgetpm/pkg/debugserver"
 	"github.com/gadgetpm/gadgetpm/pkg/hookcreds"
 	"github.com/gadgetpm/gadgetpm/pkg/hooks"
+	"github.com/gadgetpm/gadgetpm/pkg/hooks/sandbox"
 	"github.com/gadgetpm/gadgetpm/pkg/restmapping"
 	"github.com/gadgetpm/gadgetpm/pkg/trace"
 	"github.com/gadgetpm/gadgetpm/pkg/trace/output"
@@ -114,6 +116,10 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	if err != nil {
 		return err
 	}
+	hookSandbox, err := newHookSandbox(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("run operator: %w", err)
+	}
 	cfg = rest.CopyConfig(cfg)
 	if opts.Manager.QPS > 0 {
 		cfg.QPS, cfg.Burst = opts.Manager.QPS, opts.Manager.Burst
@@ -165,12 +171,12 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	if err := mgr.AddReadyzCheck("ping", healthz.Ping); err != nil {
 		return fmt.Errorf("run operator: %w", err)
 	}
-	st, fetcher, err := coordinator.PackageStore(opts.DataDir, mgr.GetAPIReader(), false)
+	st, fetcher, err := coordinator.PackageStore(opts.DataDir, mgr.GetAPIReader(), false, hookSandbox)
 	if err != nil {
 		return fmt.Errorf("run operator: %w", err)
 	}
 	coord, err := coordinator.New(coordinator.Options{
-		Config: cfg, Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Mapper: mapper, DataDir: opts.DataDir, Fetcher: fetcher,
+		Config: cfg, Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Mapper: mapper, DataDir: opts.DataDir, Fetcher: fetcher, HookSandbox: hookSandbox,
 		UnsubscribeTimeout: opts.UnsubscribeTimeout,
 		Helm:               opts.Helm, Patcher: opts.Patcher, KubeEvents: opts.KubeEvents,
 		// Hooks get a kubeconfig of their own (HookCredentials), else
@@ -220,6 +226,25 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// newHookSandbox checks at start that hooks can run sandboxed as opts
+// asks. Hooks never see the operator's data directory (every package's
+// files, Trace outputs) or the debug socket's directory, but for their
+// own package and run directory.
+func newHookSandbox(ctx context.Context, opts Options) (sandbox.Launcher, error) {
+	hide := []string{opts.DataDir, opts.FileOutputDir}
+	if opts.DebugSocket != "-" {
+		hide = append(hide, filepath.Dir(opts.DebugSocket))
+	}
+	if opts.HookSandbox != sandbox.Off && opts.HookSandbox != "" && opts.HookSandboxSocket != "" {
+		return sandbox.NewRemote(opts.HookSandboxSocket, hide)
+	}
+	sb, err := sandbox.New(ctx, sandbox.Options{Mode: opts.HookSandbox, User: opts.HookUser, Hide: hide, Logger: opts.Logger})
+	if sb == nil || err != nil {
+		return nil, err // a nil Launcher, not a nil *Sandbox in one
+	}
+	return sb, nil
+}
 
 // TracesPath is where the metrics endpoint serves Stream-mode Traces:
 // GET <TracesPath><namespace>/<name>.

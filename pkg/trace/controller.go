@@ -118,7 +118,7 @@ func (c *Controller) SetupWithManager(mgr manager.Manager) error {
 	podCache, err := cache.New(mgr.GetConfig(), cache.Options{
 		Scheme: c.opts.Scheme, Mapper: mgr.GetRESTMapper(),
 		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Pod{}: {Field: fields.OneTermEqualSelector("spec.nodeName", c.opts.NodeName)},
+			&corev1.Pod{}: {Field: fields.OneTermEqualSelector("spec.nodeName", c.opts.NodeName), Transform: slimPod},
 		},
 	})
 	if err != nil {

@@ -10,9 +10,10 @@ import (
 
 // CacheOptions are the controller manager's cache options for a process
 // that runs the node role alone (every node pays for what it caches): no
-// object keeps its managedFields, GadgetPackages keep only what a node
-// reads (not settings, hooks, catalog, conditions or subscriptions) and
-// Nodes only their metadata (the node role checks that spec.node exists).
+// object keeps its managedFields, and GadgetPackages keep only what a node
+// reads (not settings, hooks, catalog, conditions or subscriptions). Nodes
+// are cached as metadata only whatever the options (the controller reads
+// them as PartialObjectMetadata: it only checks that spec.node exists).
 //
 // Traces are cached cluster-wide: a node answers a Trace annotated for a
 // node that does not exist, and the Trace CRD has no selectable spec.node.
@@ -23,7 +24,6 @@ func CacheOptions() cache.Options {
 		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
 			&v1alpha1.GadgetPackage{}: {Transform: slimPackage},
-			&corev1.Node{}:            {Transform: slimNode},
 		},
 	}
 }
@@ -54,19 +54,6 @@ func slimPackage(obj any) (any, error) {
 	gp.Status.Catalog = nil
 	gp.Status.Subscriptions = nil
 	return gp, nil
-}
-
-// slimNode keeps a Node's metadata: its spec and status (images, volumes,
-// addresses) are most of its size.
-func slimNode(obj any) (any, error) {
-	n, ok := obj.(*corev1.Node)
-	if !ok {
-		return obj, nil
-	}
-	stripMeta(n)
-	n.Spec = corev1.NodeSpec{}
-	n.Status = corev1.NodeStatus{}
-	return n, nil
 }
 
 // slimPod keeps what the enricher's index of the node's pods reads: names,

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -93,9 +92,9 @@ func TestNodeDownloadsTheInstalledDigest(t *testing.T) {
 }
 
 // TestCacheOptionsKeepWhatANodeReads: the node role's cache holds
-// GadgetPackages and Nodes without what a node never reads (managedFields,
-// settings, catalog, conditions; a Node's status), and keeps every field
-// resolving a Trace's gadget reads.
+// GadgetPackages without what a node never reads (managedFields, settings,
+// catalog, conditions), and keeps every field resolving a Trace's gadget
+// and fetching its archive read.
 func TestCacheOptionsKeepWhatANodeReads(t *testing.T) {
 	ns := env.Namespace(t)
 	ctx := context.Background()
@@ -113,17 +112,6 @@ func TestCacheOptionsKeepWhatANodeReads(t *testing.T) {
 	if err := env.Client.Status().Update(ctx, gp); err != nil {
 		t.Fatal(err)
 	}
-	nodeName := uniqueNode(t)
-	nd := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName}}
-	if err := env.Client.Create(ctx, nd); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), nd) })
-	nd.Status.Images = []corev1.ContainerImage{{Names: []string{"registry.example/big:1"}, SizeBytes: 1 << 30}}
-	if err := env.Client.Status().Update(ctx, nd); err != nil {
-		t.Fatal(err)
-	}
-
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Cache: trace.CacheOptions(),
 		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
 	if err != nil {
@@ -151,13 +139,5 @@ func TestCacheOptionsKeepWhatANodeReads(t *testing.T) {
 	want := fmt.Sprintf("%s %s %s %v %s %s", gp.Spec.Repository, gp.Spec.Package, gp.Status.Phase, gp.Status.Enabled, gp.Status.Version, gp.Status.Digest)
 	if got := fmt.Sprintf("%s %s %s %v %s %s", cached.Spec.Repository, cached.Spec.Package, cached.Status.Phase, cached.Status.Enabled, cached.Status.Version, cached.Status.Digest); got != want {
 		t.Errorf("cached GadgetPackage reads %q, want %q", got, want)
-	}
-	cachedNode := eventually.Value(t, 30*time.Second, "Node in the cache", func() (*corev1.Node, error) {
-		var got corev1.Node
-		err := mgr.GetClient().Get(ctx, client.ObjectKey{Name: nodeName}, &got)
-		return &got, err
-	})
-	if len(cachedNode.Status.Images) != 0 || len(cachedNode.ManagedFields) != 0 {
-		t.Errorf("cached Node keeps %d images and %d managedFields entries, want none", len(cachedNode.Status.Images), len(cachedNode.ManagedFields))
 	}
 }

@@ -138,6 +138,10 @@ bench-trace: envtest ## Traces end to end: annotation-to-Started, schedule jitte
 bench-operator: envtest ## 50 packages to Running through the operator beside a bare Helm SDK install loop, and the operator's memory (docs/benchmarks.md)
 	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" $(GO) test -run '^$$' -bench FiftyPackages -benchtime 1x -count 3 ./pkg/coordinator/
 
+.PHONY: bench-node
+bench-node: envtest ## the node role's memory (RSS idle and with 10 Traces) beside the full operator's, and both binaries' sizes (docs/benchmarks.md; root)
+	hack/node-footprint.sh
+
 .PHONY: test-charts
 test-charts: envtest ## test the operator chart and the bundled packages (hook-demo's hooks) against a real control plane
 	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" $(GO) test $(GO_TEST_FLAGS) ./internal/chartcheck/ ./internal/bundled/

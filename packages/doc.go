@@ -13,6 +13,8 @@
 //	deps        requirements between packages: unmet, order, cycles
 //	repository  the PackageRepository controller; clients from its spec
 //	fetch       the Download, Install and Load steps of a GadgetPackage
+//	pull        a node's download: the archive of the installed digest,
+//	            without Helm
 //	packagetest package sources, repositories and a registry for tests
 //
 // Helm releases and hook execution are reached through interfaces that

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"os/exec"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -16,11 +17,14 @@ const module = "github.com/gadgetpm/gadgetpm"
 // packages matching any of to. Patterns are module-relative ("pkg/gadget",
 // "pkg/gadget/...") or, with a dot in the first element, full import paths
 // ("helm.sh/..."). except lists packages of from the rule does not cover.
+// yetAbsent lists patterns of from that may match no package yet: the rule
+// covers them as soon as they exist.
 type rule struct {
-	why    string
-	from   []string
-	except []string
-	to     []string
+	why       string
+	from      []string
+	except    []string
+	to        []string
+	yetAbsent []string
 }
 
 // rules are the layers of docs/development.md ("Layers"); keep the two
@@ -78,6 +82,13 @@ var rules = []rule{
 		why:  "the node role's Trace controller never runs hooks' tasks, Helm releases or the package manager",
 		from: []string{"pkg/trace/..."},
 		to:   []string{"pkg/coordinator/...", "pkg/process/...", "pkg/debugserver/...", "pkg/nelm/...", "packages/manager/...", "packages/gadgetpackage/...", "packages/hookhost/...", "pkg/objectpatch/...", "cmd/..."},
+	},
+	{
+		why:       "the node role runs on every node, so what it links every node pays for in memory (docs/benchmarks.md): it gets package archives through packages/pull and links neither the Helm SDK nor the cluster role's package handling",
+		from:      []string{"pkg/trace/...", "packages/pull/...", "pkg/noderole/...", "cmd/gadgetpm-node/..."},
+		yetAbsent: []string{"pkg/noderole/...", "cmd/gadgetpm-node/..."},
+		to: []string{"helm.sh/...", "pkg/nelm/...", "pkg/hooks/...", "packages/loader/...", "packages/fetch/...", "packages/chartrepo/...",
+			"packages/packagerepository/...", "packages/manager/...", "pkg/coordinator/..."},
 	},
 	{
 		why:  "the debug server reads the state a Source gives it: it never reaches the coordinator or the process runner",
@@ -145,6 +156,9 @@ func TestRulesMatchPackages(t *testing.T) {
 	for _, r := range rules {
 		for _, pats := range [][]string{r.from, r.except} {
 			for _, pat := range pats {
+				if slices.Contains(r.yetAbsent, pat) {
+					continue
+				}
 				found := false
 				for p := range graph {
 					if match(pat, p) {

@@ -11,6 +11,7 @@ import (
 	"github.com/gadgetpm/gadgetpm/packages/chartrepo"
 	"github.com/gadgetpm/gadgetpm/packages/loader"
 	"github.com/gadgetpm/gadgetpm/packages/packagerepository"
+	"github.com/gadgetpm/gadgetpm/packages/pull"
 	"github.com/gadgetpm/gadgetpm/packages/store"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 )
@@ -55,7 +56,8 @@ type Options struct {
 // Fetcher runs the Download, Install and Load steps. It is safe for
 // concurrent use.
 type Fetcher struct {
-	opts Options
+	opts   Options
+	puller *pull.Puller
 }
 
 // New returns a Fetcher.
@@ -63,7 +65,18 @@ func New(opts Options) (*Fetcher, error) {
 	if opts.Reader == nil || opts.Store == nil {
 		return nil, errors.New("create fetcher: Reader and Store are required")
 	}
-	return &Fetcher{opts: opts}, nil
+	p, err := pull.New(pull.Options{Reader: opts.Reader, Store: opts.Store, PlainHTTPRegistries: opts.PlainHTTPRegistries})
+	if err != nil {
+		return nil, fmt.Errorf("create fetcher: %w", err)
+	}
+	return &Fetcher{opts: opts, puller: p}, nil
+}
+
+// FetchArchive puts the archive of gp's installed digest into the store,
+// as a node does (packages/pull): the Trace controller's Fetcher when it
+// shares this process's store.
+func (f *Fetcher) FetchArchive(ctx context.Context, gp *v1alpha1.GadgetPackage) error {
+	return f.puller.FetchArchive(ctx, gp)
 }
 
 // Downloaded is the outcome of Download.

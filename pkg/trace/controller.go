@@ -12,6 +12,7 @@ import (
 	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -118,7 +119,7 @@ func (c *Controller) SetupWithManager(mgr manager.Manager) error {
 	podCache, err := cache.New(mgr.GetConfig(), cache.Options{
 		Scheme: c.opts.Scheme, Mapper: mgr.GetRESTMapper(),
 		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Pod{}: {Field: fields.OneTermEqualSelector("spec.nodeName", c.opts.NodeName)},
+			&corev1.Pod{}: {Field: fields.OneTermEqualSelector("spec.nodeName", c.opts.NodeName), Transform: slimPod},
 		},
 	})
 	if err != nil {
@@ -426,8 +427,12 @@ func (c *Controller) foreignNode(ctx context.Context, tr *gadgetv1alpha1.Trace) 
 	}
 	var msg string
 	if c.opts.NodeCheck {
-		var node corev1.Node
-		err := c.opts.Client.Get(ctx, types.NamespacedName{Name: tr.Spec.Node}, &node)
+		// Metadata only: whether the Node exists is all this needs, and a
+		// Node's spec and status are what every node would otherwise
+		// cache of every Node.
+		node := &metav1.PartialObjectMetadata{}
+		node.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Node"))
+		err := c.opts.Client.Get(ctx, types.NamespacedName{Name: tr.Spec.Node}, node)
 		if err == nil {
 			return nil
 		}

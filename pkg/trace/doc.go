@@ -3,5 +3,8 @@
 // runs scheduled traces, shares loaded gadgets between Traces on a node and
 // writes events to the chosen output.
 //
-// It runs gadgets through pkg/gadget and never loads eBPF itself.
+// It runs gadgets through pkg/gadget and never loads eBPF itself. It runs
+// on every node, so it links no Helm and no cluster-role package handling:
+// archives come by digest through packages/pull (internal/layering), and
+// CacheOptions keep a node-role process's cache small.
 package trace

@@ -121,11 +121,15 @@ type nodeOptions struct {
 	// progressRate and progressInterval, when set, replace the defaults.
 	progressRate     float64
 	progressInterval time.Duration
+	// emptyStore starts with no package in the store: the node downloads
+	// what its Traces need.
+	emptyStore bool
 }
 
 // startNode starts a node controller (NodeCheck off: spec.node must be
-// name) whose store holds the bundled packages. Stop it with stop; the
-// test's cleanup stops it too.
+// name) with the node role's cache options, whose store holds the bundled
+// packages unless o.emptyStore. Stop it with stop; the test's cleanup
+// stops it too.
 func startNode(t testing.TB, name string, o nodeOptions) *node {
 	t.Helper()
 	dir := o.dataDir
@@ -137,6 +141,9 @@ func startNode(t testing.TB, name string, o nodeOptions) *node {
 		t.Fatal(err)
 	}
 	for _, n := range []string{"trace-exec", "snapshot-process", "trace-open"} {
+		if o.emptyStore {
+			break
+		}
 		p := packBundled(t, n)
 		if err := st.PutArchive(p.digest, p.data); err != nil {
 			t.Fatal(err)
@@ -150,6 +157,7 @@ func startNode(t testing.TB, name string, o nodeOptions) *node {
 	}
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
 		Scheme:                  env.Scheme,
+		Cache:                   trace.CacheOptions(), // the node role's, as its process has it
 		Metrics:                 metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress:  "0",
 		Controller:              config.Controller{SkipNameValidation: ptr(true)},

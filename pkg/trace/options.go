@@ -1,6 +1,7 @@
 package trace
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -12,8 +13,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/gadgetpm/gadgetpm/packages/archive"
-	"github.com/gadgetpm/gadgetpm/packages/fetch"
+	"github.com/gadgetpm/gadgetpm/packages/pull"
 	"github.com/gadgetpm/gadgetpm/packages/store"
+	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/pkg/trace/output"
 )
 
@@ -56,9 +58,10 @@ type Options struct {
 	DataDir string
 	// Store and Fetcher: where packages are cached by digest and how a
 	// missing one is downloaded. Default: a store in <DataDir>/packages
-	// and a fetcher over it reading with APIReader.
+	// and a pull.Puller over it reading with APIReader (it does not link
+	// Helm: the node role's binary stays small).
 	Store   *store.Store
-	Fetcher *fetch.Fetcher
+	Fetcher Fetcher
 	// Hub serves Stream mode; its owner stops it. Default: a hub of the
 	// controller's own, stopped when the controller stops (and served
 	// nowhere: pkg/process passes the one it mounts on its HTTP endpoint).
@@ -95,6 +98,15 @@ type Options struct {
 	OnRunStarted func(RunStarted)
 }
 
+// Fetcher puts the archive of a package's installed digest
+// (status.digest) into the Store, downloading it when the Store lacks it;
+// *pull.Puller and *fetch.Fetcher are Fetchers.
+type Fetcher interface {
+	FetchArchive(ctx context.Context, gp *v1alpha1.GadgetPackage) error
+}
+
+var _ Fetcher = (*pull.Puller)(nil)
+
 // RunStarted describes a run whose gadget was just attached.
 type RunStarted struct {
 	// Trace is "<namespace>/<name>".
@@ -124,7 +136,7 @@ func (o *Options) setDefaults() (ownHub bool, err error) {
 		o.Store = st
 	}
 	if o.Fetcher == nil {
-		f, err := fetch.New(fetch.Options{Reader: o.APIReader, Store: o.Store})
+		f, err := pull.New(pull.Options{Reader: o.APIReader, Store: o.Store})
 		if err != nil {
 			return false, fmt.Errorf("create trace controller: %w", err)
 		}

@@ -126,12 +126,8 @@ func (c *Controller) load(ctx context.Context, gp *v1alpha1.GadgetPackage) (*loa
 	}
 	key := gp.Namespace + "/" + gp.Name
 	if _, ok := c.opts.Store.Archive(digest); !ok {
-		d, err := c.opts.Fetcher.Download(ctx, gp)
-		if err != nil {
+		if err := c.opts.Fetcher.FetchArchive(ctx, gp); err != nil {
 			return nil, fmt.Errorf("fetch package %s (sha256:%s): %w", key, digest, err)
-		}
-		if d.Digest != digest {
-			return nil, fmt.Errorf("fetch package %s: the repository serves sha256:%s, the package's status records sha256:%s; wait for the package to be updated", key, d.Digest, digest)
 		}
 	}
 	dir, err := c.opts.Store.Unpack(ctx, digest)

@@ -107,7 +107,8 @@ func New(opts Options) (*Controller, error) {
 // SetupWithManager registers the spec.node field index, the Trace
 // reconciler (watching Traces of this node and GadgetPackages), an informer
 // on this node's Pods, and the Runnable that owns running gadgets and
-// schedules (it runs on every replica: NeedLeaderElection is false).
+// schedules. All of them run on every replica (NeedLeaderElection is
+// false), whatever the Lease says.
 func (c *Controller) SetupWithManager(mgr manager.Manager) error {
 	ctx := context.Background()
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &gadgetv1alpha1.Trace{}, NodeIndex, func(o client.Object) []string {
@@ -176,7 +177,8 @@ func (c *Controller) SetupWithManager(mgr manager.Manager) error {
 	}}
 	err = ctrl.NewControllerManagedBy(mgr).
 		Named("trace-"+c.opts.NodeName).
-		WithOptions(controller.Options{MaxConcurrentReconciles: c.opts.Workers}).
+		// the node role runs on every replica, whoever holds the Lease
+		WithOptions(controller.Options{MaxConcurrentReconciles: c.opts.Workers, NeedLeaderElection: new(false)}).
 		For(&gadgetv1alpha1.Trace{}, builder.WithPredicates(mine, traceChanged)).
 		Watches(&v1alpha1.GadgetPackage{}, handler.EnqueueRequestsFromMapFunc(c.tracesOfPackage), builder.WithPredicates(packageChanged)).
 		Complete(c)

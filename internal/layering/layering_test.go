@@ -70,6 +70,11 @@ var rules = []rule{
 		to:   []string{"pkg/coordinator/...", "pkg/process/...", "pkg/debugserver/...", "pkg/nelm/...", "packages/manager/...", "packages/gadgetpackage/...", "packages/hookhost/...", "pkg/objectpatch/...", "cmd/..."},
 	},
 	{
+		why:  "the node role runs on every node and never links the cluster role (coordinator, process runner, Helm releases and actions, package manager, hook host), so a node binary need not",
+		from: []string{"pkg/noderole/...", "internal/cmdline/..."},
+		to:   []string{"pkg/coordinator/...", "pkg/process/...", "pkg/nelm/...", "helm.sh/helm/v3/pkg/action", "packages/manager/...", "packages/hookhost/...", "pkg/objectpatch/...", "cmd/..."},
+	},
+	{
 		why:  "the debug server reads the state a Source gives it: it never reaches the coordinator or the process runner",
 		from: []string{"pkg/debugserver/..."},
 		to:   []string{"pkg/coordinator/...", "pkg/process/...", "cmd/..."},

@@ -71,7 +71,7 @@ var rules = []rule{
 	},
 	{
 		why:  "the node role runs on every node and never links the cluster role (coordinator, process runner, Helm releases and actions, package manager, hook host), so a node binary need not",
-		from: []string{"pkg/noderole/...", "internal/cmdline/..."},
+		from: []string{"pkg/noderole/...", "internal/cmdline/...", "cmd/gadgetpm-node"},
 		to:   []string{"pkg/coordinator/...", "pkg/process/...", "pkg/nelm/...", "helm.sh/helm/v3/pkg/action", "packages/manager/...", "packages/hookhost/...", "pkg/objectpatch/...", "cmd/..."},
 	},
 	{

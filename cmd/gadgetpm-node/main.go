@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
 	ctrl "sigs.k8s.io/controller-runtime"
 
@@ -21,13 +22,16 @@ import (
 )
 
 func main() {
-	if err := newCommand(os.Stdout, os.Stderr).ExecuteContext(ctrl.SetupSignalHandler()); err != nil {
+	if err := newCommand(os.Stdout, os.Stderr, cmdline.SetProcessLogger).ExecuteContext(ctrl.SetupSignalHandler()); err != nil {
 		fmt.Fprintln(os.Stderr, "Error:", err)
 		os.Exit(1)
 	}
 }
 
-func newCommand(stdout, stderr io.Writer) *cobra.Command {
+// newCommand returns the command; setLogger installs the process's
+// logger (cmdline.SetProcessLogger in main; klog's is not safe to set
+// while a test's clients run).
+func newCommand(stdout, stderr io.Writer, setLogger func(logr.Logger)) *cobra.Command {
 	var n cmdline.NodeFlags
 	cmd := &cobra.Command{
 		Use:   "gadgetpm-node",
@@ -60,7 +64,7 @@ in-cluster service account.`,
 			if err != nil {
 				return err
 			}
-			ctrl.SetLogger(log)
+			setLogger(log)
 			cfg, err := cmdline.RestConfig(n.Kubeconfig)
 			if err != nil {
 				return err

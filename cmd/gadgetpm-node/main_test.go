@@ -3,19 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/gadgetpm/gadgetpm/internal/testenv"
-	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
-	gadgetv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadget/v1alpha1"
+	"github.com/gadgetpm/gadgetpm/pkg/noderole/noderoletest"
 )
 
 var env *testenv.Env
@@ -37,7 +33,7 @@ func TestNodeBinaryRefusesBadFlags(t *testing.T) {
 		{[]string{"--node-name", "n", "--log-format", "xml"}, `--log-format "xml"`},
 	} {
 		var out bytes.Buffer
-		cmd := newCommand(&out, &out)
+		cmd := newCommand(&out, &out, ctrl.SetLogger)
 		cmd.SetArgs(tc.args)
 		if err := cmd.Execute(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("gadgetpm-node %v: %v, want an error naming %s", tc.args, err, tc.want)
@@ -51,7 +47,7 @@ func TestNodeBinaryRefusesBadFlags(t *testing.T) {
 func TestNodeBinaryRunsTheNodeRole(t *testing.T) {
 	ns := env.Namespace(t)
 	var out bytes.Buffer
-	cmd := newCommand(&out, &out)
+	cmd := newCommand(&out, &out, ctrl.SetLogger)
 	cmd.SetArgs([]string{"--kubeconfig", env.WriteKubeconfig(t), "--node-name", "node-a", "--node-check=false",
 		"--namespaces", ns, "--data-dir", t.TempDir(), "--metrics-bind-address", "0", "--health-probe-bind-address", "0"})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -59,26 +55,7 @@ func TestNodeBinaryRunsTheNodeRole(t *testing.T) {
 	go func() { done <- cmd.ExecuteContext(ctx) }()
 	t.Cleanup(cancel)
 
-	tr := &gadgetv1alpha1.Trace{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "exec",
-			Annotations: map[string]string{gadgetv1alpha1.OperationAnnotation: "start"}},
-		Spec: gadgetv1alpha1.TraceSpec{Node: "node-a", Gadget: "no-such-package", OutputMode: "Status"},
-	}
-	if err := env.Client.Create(context.Background(), tr); err != nil {
-		t.Fatal(err)
-	}
-	msg := eventually.Value(t, 30*time.Second, "the node's operationError", func() (string, error) {
-		if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(tr), tr); err != nil {
-			return "", err
-		}
-		if tr.Status.OperationError == "" || tr.Annotations[gadgetv1alpha1.OperationAnnotation] != "" {
-			return "", errors.New("the operation is not answered yet")
-		}
-		return tr.Status.OperationError, nil
-	})
-	if !strings.Contains(msg, "no-such-package") {
-		t.Errorf("operationError %q, want the node's verdict on spec.gadget", msg)
-	}
+	noderoletest.RequireAnswer(t, env.Client, ns, "node-a")
 	cancel()
 	select {
 	case err := <-done:

@@ -94,8 +94,8 @@ var rules = []rule{
 	{
 		why:    "test support never reaches a production binary",
 		from:   []string{"..."},
-		except: []string{"internal/testenv", "internal/testlog", "internal/testroot", "internal/layering", "internal/bundled", "internal/chartcheck", "packages/packagetest", "pkg/gadget/gadgettest", "pkg/nelm/nelmtest"},
-		to:     []string{"internal/testenv", "internal/testlog", "internal/testroot", "packages/packagetest", "pkg/gadget/gadgettest", "pkg/nelm/nelmtest"},
+		except: []string{"internal/testenv", "internal/testlog", "internal/testroot", "internal/layering", "internal/bundled", "internal/chartcheck", "packages/packagetest", "pkg/gadget/gadgettest", "pkg/nelm/nelmtest", "pkg/noderole/noderoletest"},
+		to:     []string{"internal/testenv", "internal/testlog", "internal/testroot", "packages/packagetest", "pkg/gadget/gadgettest", "pkg/nelm/nelmtest", "pkg/noderole/noderoletest"},
 	},
 }
 

@@ -15,7 +15,7 @@ import (
 
 	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 	"github.com/gadgetpm/gadgetpm/internal/testlog"
-	gadgetv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadget/v1alpha1"
+	"github.com/gadgetpm/gadgetpm/pkg/noderole/noderoletest"
 	"github.com/gadgetpm/gadgetpm/pkg/process"
 )
 
@@ -64,6 +64,19 @@ func options(t *testing.T, ns string, role process.Role) process.Options {
 		LeaseDuration: 2 * time.Second, RenewDeadline: time.Second, RetryPeriod: 200 * time.Millisecond,
 		Registerer: prometheus.NewRegistry(),
 	}
+}
+
+// logTo makes opts log into the returned lines, printed if the test
+// fails.
+func logTo(t *testing.T, opts *process.Options) *testlog.Lines {
+	var logs testlog.Lines
+	opts.Logger = logs.Logger(0)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(strings.Join(logs.Get(), "\n"))
+		}
+	})
+	return &logs
 }
 
 // proc is a process.Run running in the test.
@@ -125,34 +138,9 @@ func TestNodeRoleRunsWithoutTheLease(t *testing.T) {
 			ns := env.Namespace(t)
 			holdLease(t, ns, "another-replica", time.Now(), time.Hour)
 			opts := options(t, ns, role)
-			var logs testlog.Lines
-			opts.Logger = logs.Logger(0)
-			t.Cleanup(func() {
-				if t.Failed() {
-					t.Log(strings.Join(logs.Get(), "\n"))
-				}
-			})
+			logTo(t, &opts)
 			start(t, opts)
-			tr := &gadgetv1alpha1.Trace{
-				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "exec",
-					Annotations: map[string]string{gadgetv1alpha1.OperationAnnotation: "start"}},
-				Spec: gadgetv1alpha1.TraceSpec{Node: "node-a", Gadget: "no-such-package", OutputMode: "Status"},
-			}
-			if err := env.Client.Create(context.Background(), tr); err != nil {
-				t.Fatal(err)
-			}
-			msg := eventually.Value(t, 30*time.Second, "the node's operationError", func() (string, error) {
-				if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(tr), tr); err != nil {
-					return "", err
-				}
-				if tr.Status.OperationError == "" {
-					return "", errors.New("no operationError yet")
-				}
-				return tr.Status.OperationError, nil
-			})
-			if !strings.Contains(msg, "no-such-package") || strings.Contains(msg, "serves node") {
-				t.Errorf("operationError %q: want the node's own verdict on spec.gadget", msg)
-			}
+			noderoletest.RequireAnswer(t, env.Client, ns, "node-a")
 			if h, err := leaseHolder(ns); err != nil || h != "another-replica" {
 				t.Errorf("Lease holder %q (%v): the node role must not touch the Lease", h, err)
 			}
@@ -190,13 +178,7 @@ func TestClusterRoleTakesAndReleasesTheLease(t *testing.T) {
 	ns := env.Namespace(t)
 	opts := options(t, ns, process.RoleCluster)
 	opts.NodeName = ""
-	var logs testlog.Lines
-	opts.Logger = logs.Logger(0)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Log(strings.Join(logs.Get(), "\n"))
-		}
-	})
+	logs := logTo(t, &opts)
 	p := start(t, opts)
 	eventually.NoError(t, 30*time.Second, "the cluster role to hold the Lease", func() error {
 		if h, err := leaseHolder(ns); err != nil || h == "" {
@@ -270,13 +252,7 @@ func TestUnelectedClusterRoleRefusesAHeldLease(t *testing.T) {
 func TestLosingTheLeaseStopsTheClusterRoleInOrder(t *testing.T) {
 	ns := env.Namespace(t)
 	opts := options(t, ns, process.RoleAll)
-	var logs testlog.Lines
-	opts.Logger = logs.Logger(0)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Log(strings.Join(logs.Get(), "\n"))
-		}
-	})
+	logs := logTo(t, &opts)
 	p := start(t, opts)
 	eventually.True(t, 30*time.Second, "the coordinator to start", func() bool { return logs.Count("coordinator started") == 1 })
 	// another identity takes the Lease over by force

@@ -301,8 +301,18 @@ func (c *Controller) activeSub(key types.NamespacedName) *subscriber {
 }
 
 // Reconcile brings one Trace's run in line with its spec, its package and
-// its operation annotation.
+// its operation annotation. A reconcile cut short by the process's stop
+// is no error (a clean stop logs none): what it did not finish, the
+// operation annotation still asks for at the next start.
 func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	res, err := c.reconcile(ctx, req)
+	if err != nil && ctx.Err() != nil {
+		return reconcile.Result{}, nil
+	}
+	return res, err
+}
+
+func (c *Controller) reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	key := req.NamespacedName
 	var tr gadgetv1alpha1.Trace
 	if err := c.opts.Client.Get(ctx, key, &tr); err != nil {

@@ -75,7 +75,7 @@ in-cluster service account.`,
 			if err != nil {
 				return err
 			}
-			ctrl.SetLogger(log)
+			cmdline.SetProcessLogger(log)
 			opts.Logger = log.WithName("gadgetpm")
 			cfg, err := cmdline.RestConfig(node.Kubeconfig)
 			if err != nil {

@@ -9,6 +9,8 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
 	crzap "sigs.k8s.io/controller-runtime/pkg/log/zap"
 )
 
@@ -59,4 +61,12 @@ func CheckLogFormat(format string) error {
 		return fmt.Errorf("--log-format %q: want %q or %q", format, FormatJSON, FormatText)
 	}
 	return nil
+}
+
+// SetProcessLogger makes log the logger of controller-runtime and of
+// client-go (klog: the leader election's lines), so that every line of
+// the process has the same format. Only a main calls it.
+func SetProcessLogger(log logr.Logger) {
+	ctrl.SetLogger(log)
+	klog.SetLogger(log)
 }

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +18,8 @@ import (
 
 	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 	"github.com/gadgetpm/gadgetpm/internal/testlog"
+	"github.com/gadgetpm/gadgetpm/packages/packagetest"
+	gadgetpmv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/pkg/noderole/noderoletest"
 	"github.com/gadgetpm/gadgetpm/pkg/process"
 )
@@ -246,47 +251,108 @@ func TestUnelectedClusterRoleRefusesAHeldLease(t *testing.T) {
 }
 
 // A cluster role whose Lease is taken over stops in order (the
-// coordinator's services, the queues), logs one error saying so and
-// returns ErrLeaseLost, so that the process exits non-zero; the node
-// role of the same process stops with it.
+// coordinator's services, the queues: a running hook is killed), logs one
+// error saying so and returns ErrLeaseLost, so that the process exits
+// non-zero; the node role of the same process stops with it.
 func TestLosingTheLeaseStopsTheClusterRoleInOrder(t *testing.T) {
-	ns := env.Namespace(t)
-	opts := options(t, ns, process.RoleAll)
-	logs := logTo(t, &opts)
-	p := start(t, opts)
-	eventually.True(t, 30*time.Second, "the coordinator to start", func() bool { return logs.Count("coordinator started") == 1 })
-	// another identity takes the Lease over by force
-	holdLease(t, ns, "intruder", time.Now(), time.Hour)
-	err, returned := p.wait(30 * time.Second)
-	if !returned {
-		t.Fatal("Run did not return within 30s of losing the Lease")
-	}
-	if !errors.Is(err, process.ErrLeaseLost) || !strings.Contains(err.Error(), ns+"/"+process.LeaderElectionID) {
-		t.Fatalf("Run: %v, want ErrLeaseLost naming the Lease", err)
-	}
-	// the services stopped in the coordinator's order, then the one error
-	var order []string
-	for _, l := range logs.Get() {
-		for _, marker := range []string{`"service"="helm-monitors"`, `"service"="kube-event-handling"`, `"service"="cron"`, `"service"="event-handler"`, `"service"="queues"`, `"msg"="lost the Lease`} {
-			if strings.Contains(l, marker) {
-				order = append(order, marker)
+	for _, tc := range []struct {
+		name string
+		hook bool // a package's startup hook runs until it is killed
+	}{{"idle", false}, {"hook running", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := env.Namespace(t)
+			const sleeper = "3217.25"
+			if tc.hook {
+				startSleeper(t, ns, sleeper)
 			}
+			opts := options(t, ns, process.RoleAll)
+			logs := logTo(t, &opts)
+			p := start(t, opts)
+			eventually.True(t, 30*time.Second, "the coordinator to start", func() bool { return logs.Count("coordinator started") == 1 })
+			if tc.hook {
+				eventually.True(t, 60*time.Second, "the hook to run", func() bool { return len(processesRunning("sleep", sleeper)) > 0 })
+			}
+			// another identity takes the Lease over by force
+			holdLease(t, ns, "intruder", time.Now(), time.Hour)
+			err, returned := p.wait(30 * time.Second)
+			if !returned {
+				t.Fatal("Run did not return within 30s of losing the Lease")
+			}
+			if !errors.Is(err, process.ErrLeaseLost) || !strings.Contains(err.Error(), ns+"/"+process.LeaderElectionID) {
+				t.Fatalf("Run: %v, want ErrLeaseLost naming the Lease", err)
+			}
+			// the services stopped in the coordinator's order, then the one
+			// error
+			want := []string{`"service"="helm-monitors"`, `"service"="kube-event-handling"`, `"service"="cron"`, `"service"="event-handler"`, `"service"="queues"`, `"msg"="lost the Lease`}
+			var order, errorLines []string
+			for _, l := range logs.Get() {
+				for _, marker := range want {
+					if strings.Contains(l, marker) {
+						order = append(order, marker)
+					}
+				}
+				// funcr writes a "level" on Info lines only
+				if !strings.Contains(l, `"level"=`) {
+					errorLines = append(errorLines, l)
+				}
+			}
+			if fmt.Sprint(order) != fmt.Sprint(want) {
+				t.Errorf("stop order %v, want %v", order, want)
+			}
+			// With a hook running, the coordinator's stop also reports the
+			// task it had to cancel after the stop grace (an error of
+			// pkg/coordinator's Stop, logged by controller-runtime).
+			var others []string
+			for _, l := range errorLines[:max(0, len(errorLines)-1)] {
+				if !tc.hook || !strings.Contains(l, "cancel running tasks [startup "+ns+".sleeper") {
+					others = append(others, l)
+				}
+			}
+			if len(errorLines) == 0 || !strings.Contains(errorLines[len(errorLines)-1], `"holder"="intruder"`) || len(others) > 0 {
+				t.Errorf("error lines %q, want one naming the new holder, last", errorLines)
+			}
+			if h, err := leaseHolder(ns); err != nil || h != "intruder" {
+				t.Errorf("Lease holder %q (%v), want the intruder's hold untouched", h, err)
+			}
+			if pids := processesRunning("sleep", sleeper); len(pids) > 0 {
+				t.Errorf("the hook's processes %v outlived the cluster role", pids)
+			}
+		})
+	}
+}
+
+// startSleeper installs package ns/sleeper, whose startup hook runs
+// `sleep <arg>` until it is killed.
+func startSleeper(t *testing.T, ns, arg string) {
+	t.Helper()
+	hook := "#!/bin/sh\nif [ \"$1\" = --config ]; then echo '{\"configVersion\":\"v1\",\"onStartup\":1}'; exit 0; fi\nexec sleep " + arg + "\n"
+	repo := packagetest.Repo(t, t.TempDir(), packagetest.Source{Name: "sleeper", Hooks: map[string]string{"10-sleep.sh": hook}})
+	ctx := context.Background()
+	pr := &gadgetpmv1alpha1.PackageRepository{ObjectMeta: metav1.ObjectMeta{Name: ns},
+		Spec: gadgetpmv1alpha1.PackageRepositorySpec{URL: "file://" + repo, Interval: metav1.Duration{Duration: time.Hour}}}
+	if err := env.Client.Create(ctx, pr); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(ctx, pr) })
+	if err := env.Client.Create(ctx, &gadgetpmv1alpha1.GadgetPackage{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "sleeper"},
+		Spec: gadgetpmv1alpha1.GadgetPackageSpec{Repository: ns, Package: "sleeper"}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// processesRunning lists the processes whose command line is args.
+func processesRunning(args ...string) []int {
+	want := strings.Join(args, "\x00") + "\x00"
+	dirs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	var pids []int
+	for _, d := range dirs {
+		b, err := os.ReadFile(d)
+		if err != nil || string(b) != want {
+			continue
+		}
+		if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(d))); err == nil {
+			pids = append(pids, pid)
 		}
 	}
-	want := []string{`"service"="helm-monitors"`, `"service"="kube-event-handling"`, `"service"="cron"`, `"service"="event-handler"`, `"service"="queues"`, `"msg"="lost the Lease`}
-	if fmt.Sprint(order) != fmt.Sprint(want) {
-		t.Errorf("stop order %v, want %v", order, want)
-	}
-	var errorLines []string
-	for _, l := range logs.Get() {
-		if !strings.Contains(l, `"level"=`) {
-			errorLines = append(errorLines, l)
-		}
-	}
-	if len(errorLines) != 1 || !strings.Contains(errorLines[0], `"holder"="intruder"`) {
-		t.Errorf("error lines %q, want one naming the new holder", errorLines)
-	}
-	if h, err := leaseHolder(ns); err != nil || h != "intruder" {
-		t.Errorf("Lease holder %q (%v), want the intruder's hold untouched", h, err)
-	}
+	return pids
 }

@@ -123,34 +123,36 @@ func tracesInDump(bin string, p *operatorProc) ([]string, error) {
 	return traces, nil
 }
 
-// Three node-role processes and two cluster-role processes against one
-// API server: each node runs its own Traces only, on a real gadget; the
-// leader is killed with SIGKILL in the middle, the other takes the Lease
-// over, the Traces keep running and a new Trace still starts; then every
-// process stops cleanly on SIGTERM.
-func TestMultiNode(t *testing.T) {
-	testroot.Require(t, "loading eBPF")
-	ctx := context.Background()
+// buildGadgetpm builds the gadgetpm binary for the test's processes.
+func buildGadgetpm(t *testing.T) string {
+	t.Helper()
 	bin := filepath.Join(t.TempDir(), "gadgetpm")
 	build := exec.Command("go", testenv.GoBuildArgs(bin, "./cmd/gadgetpm")...)
 	build.Dir = env.RepoRoot
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	kubeconfig := env.WriteKubeconfig(t)
-	ns := env.Namespace(t)
-	// real Node objects: each node role leaves the other nodes' Traces
-	// alone (--node-check)
-	node := func(n string) string { return ns + "-node-" + n }
-	for _, n := range []string{"a", "b", "c"} {
-		no := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node(n)}}
-		if err := env.Client.Create(ctx, no); err != nil {
+	return bin
+}
+
+// createNodes creates real Node objects: each node role leaves the other
+// nodes' Traces alone (--node-check).
+func createNodes(t *testing.T, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		no := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n}}
+		if err := env.Client.Create(context.Background(), no); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = env.Client.Delete(ctx, no) })
+		t.Cleanup(func() { _ = env.Client.Delete(context.Background(), no) })
 	}
+}
 
-	// a repository holding trace-exec only
+// traceExecPackage creates a repository (named ns) holding trace-exec
+// only and a GadgetPackage ns/trace-exec installing it.
+func traceExecPackage(t *testing.T, ns string) *gadgetpmv1alpha1.GadgetPackage {
+	t.Helper()
+	ctx := context.Background()
 	src := filepath.Join(t.TempDir(), "src")
 	if err := os.CopyFS(filepath.Join(src, "trace-exec"), os.DirFS(filepath.Join(env.RepoRoot, "charts", "packages", "trace-exec"))); err != nil {
 		t.Fatal(err)
@@ -171,6 +173,23 @@ func TestMultiNode(t *testing.T) {
 	if err := env.Client.Create(ctx, gp); err != nil {
 		t.Fatal(err)
 	}
+	return gp
+}
+
+// Three node-role processes and two cluster-role processes against one
+// API server: each node runs its own Traces only, on a real gadget; the
+// leader is killed with SIGKILL in the middle, the other takes the Lease
+// over, the Traces keep running and a new Trace still starts; then every
+// process stops cleanly on SIGTERM.
+func TestMultiNode(t *testing.T) {
+	testroot.Require(t, "loading eBPF")
+	ctx := context.Background()
+	bin := buildGadgetpm(t)
+	kubeconfig := env.WriteKubeconfig(t)
+	ns := env.Namespace(t)
+	node := func(n string) string { return ns + "-node-" + n }
+	createNodes(t, node("a"), node("b"), node("c"))
+	gp := traceExecPackage(t, ns)
 
 	common := []string{"--namespaces", ns, "--log-format", "json"}
 	lease := []string{"--leader-election-namespace", ns, "--leader-election-lease-duration", "3s",

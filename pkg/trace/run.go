@@ -283,8 +283,14 @@ func (c *Controller) runGadget(ctx context.Context, run *sharedRun, l *loaded, p
 	c.mu.Unlock()
 	run.result, run.err = res, err
 	close(run.done)
-	if err != nil {
-		c.log.Info("gadget run ended with an error", "run", run.id, "gadget", l.gadget.Name, "error", err.Error())
+	switch {
+	case err == nil:
+	case errors.Is(err, context.Canceled):
+		c.log.Info("gadget run cancelled", "run", run.id, "gadget", l.gadget.Name, "error", err.Error())
+	default:
+		// Its Traces carry the error in their status and an Event; the
+		// log says it too, once per run.
+		c.log.Error(err, "gadget run failed", "run", run.id, "gadget", l.gadget.Name)
 	}
 }
 

@@ -196,6 +196,11 @@ func (i *instance) PreStart(gctx *gadget.Context) error {
 	// default (64 KiB or 8 MiB) is smaller than a ring buffer; later
 	// kernels use memory cgroups, and this does nothing there.
 	if err := rlimit.RemoveMemlock(); err != nil {
+		if errors.Is(err, os.ErrPermission) {
+			// The probe behind it needs bpf() itself: most often the
+			// process may not load eBPF at all.
+			return fmt.Errorf("load gadget %s: lift RLIMIT_MEMLOCK: %w (the process may not load eBPF: it needs root, or CAP_BPF and CAP_PERFMON, plus CAP_SYS_RESOURCE on kernels before 5.11; in a pod, see the node role's capabilities in docs/install.md)", i.name, err)
+		}
 		return fmt.Errorf("load gadget %s: lift RLIMIT_MEMLOCK (this kernel charges eBPF memory to it): %w", i.name, err)
 	}
 	// A program of a GADGET_FALLBACK pair that the kernel refuses is left

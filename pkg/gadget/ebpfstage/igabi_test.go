@@ -86,14 +86,7 @@ func TestIGTracerCatalog(t *testing.T) {
 func TestIGTracerRunsWithParamAndEnrichment(t *testing.T) {
 	needRoot(t)
 	defer checkNoLeaks(t)()
-	dir := t.TempDir()
-	for _, d := range []string{filepath.Dir(dir), dir} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	marker := filepath.Join(dir, "gpm-igmark")
-	copyFile(t, "/bin/true", marker)
+	marker := markerForAnyUser(t, "gpm-igmark")
 	const target = 4343
 	var pid int
 	c, res := runWhile(t, igGadget(t), gadget.Params{"uid": fmt.Sprint(target)}, func() {

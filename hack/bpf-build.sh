@@ -52,7 +52,7 @@ aarch64) target_arch=arm64 ;;
 esac
 
 # objects.sum records, for every object built, the sha256 of its inputs
-# (the source and bpf/include/gadget/*.h: the sha256sum listing of those
+# (the source and bpf/include/*/*.h: the sha256sum listing of those
 # files, hashed) and of the object itself; pkg/gadget/ebpfstage's
 # TestObjectsBuiltFromCurrentSources recomputes both (docs/gadgets.md).
 sums="$build/objects.sum.tmp"
@@ -96,7 +96,7 @@ done
 
 compile bpf/testdata/verifier_reject.bpf.c bpf/testdata/verifier_reject.bpf.o -g
 llvm-strip -g bpf/testdata/verifier_reject.bpf.o
-for t in second_ok lossy bad_attach probe_kprobe probe_fentry raw_tp_exit fallback missing_kprobe missing_fentry interval_opens bad_interval bad_fallback; do
+for t in second_ok lossy bad_attach probe_kprobe probe_fentry raw_tp_exit fallback missing_kprobe missing_fentry interval_opens bad_interval bad_fallback ig_trace_exec; do
 	compile bpf/testdata/$t.bpf.c bpf/testdata/$t.bpf.o -g
 	llvm-strip -g bpf/testdata/$t.bpf.o
 done
@@ -107,7 +107,7 @@ compile bpf/testdata/second_ok.bpf.c bpf/testdata/no_btf.bpf.o
 for entry in "${pending[@]}"; do
 	read -r out src <<<"$entry"
 	out="${out//\/\//\/}" src="${src//\/\//\/}" # bpf/gadgets/x//program...
-	inputs="$(sha256sum "$src" bpf/include/gadget/*.h | sha256sum | cut -d' ' -f1)"
+	inputs="$(sha256sum "$src" bpf/include/*/*.h | sha256sum | cut -d' ' -f1)"
 	object="$(sha256sum "$out" | cut -d' ' -f1)"
 	echo "$inputs $object $out $src" >>"$sums"
 done

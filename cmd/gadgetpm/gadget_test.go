@@ -8,10 +8,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -233,4 +235,87 @@ func packTGZ(t *testing.T, dir, name string) string {
 		}
 	}
 	return p
+}
+
+// TestGadgetRunInspektorGadgetABI runs a gadget written against Inspektor
+// Gadget's ABI (bpf/testdata/ig_trace_exec.bpf.c, with its gadget.yaml in
+// that project's layout) as a package directory: its param (renamed by
+// gadget.yaml) filters in the kernel, and the fields come out typed and
+// enriched.
+func TestGadgetRunInspektorGadgetABI(t *testing.T) {
+	needRootForGadget(t)
+	pkg := filepath.Join(t.TempDir(), "ig-trace-exec")
+	if err := os.MkdirAll(filepath.Join(pkg, "gadget"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for from, to := range map[string]string{"ig_trace_exec.bpf.o": "program.bpf.o", "ig_trace_exec.gadget.yaml": "gadget.yaml"} {
+		b, err := os.ReadFile(filepath.Join("../../bpf/testdata", from))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(pkg, "gadget", to), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	marker := filepath.Join(dir, "gpm-igcli")
+	b, err := os.ReadFile("/bin/true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(marker, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const target = 4545
+	// execs by root and by the target user until the run ends: only the
+	// target's may come out
+	execer, stopExecer := context.WithCancel(context.Background())
+	defer stopExecer()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for execer.Err() == nil {
+			_ = exec.Command(marker).Run()
+			cmd := exec.Command(marker)
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: target, Gid: target}}
+			_ = cmd.Run()
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	defer wg.Wait()
+	defer stopExecer()
+	before := time.Now()
+	out, errOut, err := gadgetCLI(context.Background(), "gadget", "run", pkg,
+		"--param", fmt.Sprintf("uid=%d", target), "--filter", "comm==gpm-igcli", "--max-events", "3", "--timeout", "2m")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, errOut)
+	}
+	lines := jsonLines(t, out)
+	if len(lines) != 3 {
+		t.Fatalf("want 3 events, got %d:\n%s\n%s", len(lines), out, errOut)
+	}
+	for _, e := range lines {
+		if e["creds.uid"] != float64(target) {
+			t.Errorf("event by uid %v passed the param uid=%d: %v", e["creds.uid"], target, e)
+		}
+		ts, err := time.Parse(time.RFC3339Nano, fmt.Sprint(e["timestamp_raw"]))
+		if err != nil || ts.Before(before.Add(-time.Minute)) || ts.After(time.Now().Add(time.Minute)) {
+			t.Errorf("timestamp_raw %v: want the wall-clock time of the exec (%v)", e["timestamp_raw"], err)
+		}
+		if _, ok := e["mntns_id"].(float64); !ok {
+			t.Errorf("mntns_id %v is not a number", e["mntns_id"])
+		}
+		if c, ok := e["container"]; !ok || c != "" {
+			t.Errorf("not enriched: container = %v (present %v), want empty on the host", c, ok)
+		}
+		if _, ok := e["error_raw"]; ok {
+			t.Errorf("error_raw is hidden by gadget.yaml but printed: %v", e)
+		}
+	}
 }

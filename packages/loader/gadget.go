@@ -175,7 +175,8 @@ func (c *checker) runtimeGadget(obj, raw []byte) {
 // friendlyType replaces Go type names in yaml.v3 messages.
 func friendlyType(msg string) string {
 	r := strings.NewReplacer("ebpfstage.Metadata", "the gadget", "ebpfstage.DataSourceMetadata", "a data source",
-		"ebpfstage.FieldMetadata", "a field", "ebpfstage.ParamMetadata", "a param")
+		"ebpfstage.FieldMetadata", "a field", "ebpfstage.ParamMetadata", "a param",
+		"ebpfstage.igMetadata", "the gadget", "ebpfstage.igParams", "params (Inspektor Gadget's layout reads only params.ebpf)")
 	return r.Replace(msg)
 }
 

@@ -109,6 +109,8 @@ func TestLoadReportsEveryBadInput(t *testing.T) {
 		{"gadget.yaml unknown data source", packagetest.Source{Gadget: "datasources:\n  nope: {}\n"}, "gadget/gadget.yaml:2: datasources.nope: the object declares no such data source"},
 		{"gadget.yaml unknown field", packagetest.Source{Gadget: "datasources:\n  events:\n    fields:\n      ppid: {description: x}\n"}, "gadget/gadget.yaml:4: datasources.events.fields.ppid: the event struct has no such member"},
 		{"gadget.yaml unknown param", packagetest.Source{Gadget: "params:\n  targ_pid: {description: x}\n"}, "gadget/gadget.yaml:2: params.targ_pid:"},
+		{"gadget.yaml in Inspektor Gadget's layout, unknown param key", packagetest.Source{Gadget: "name: x\nparams:\n  ebpf:\n    targ_pid:\n      defaultVal: \"1\"\n"}, "gadget/gadget.yaml:5: field defaultVal is not a known key of a param"},
+		{"gadget.yaml in Inspektor Gadget's layout, unknown params section", packagetest.Source{Gadget: "params:\n  ebpf:\n    targ_pid: {}\n  operator: {}\n"}, "gadget/gadget.yaml:4: field operator is not a known key of params (Inspektor Gadget's layout reads only params.ebpf)"},
 		{"eBPF object without markers", packagetest.Source{Program: nomarkers}, "gadget/program.bpf.o: declares no data source and no param: declare them with the gadget macros"},
 		{"eBPF object without BTF", packagetest.Source{Program: nobtf}, "gadget/program.bpf.o: no usable BTF"},
 		{"eBPF object garbage", packagetest.Source{Program: []byte("not an ELF file")}, "gadget/program.bpf.o: not a valid eBPF object"},

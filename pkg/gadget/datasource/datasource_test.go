@@ -292,3 +292,25 @@ func BenchmarkDecodeReference(b *testing.B) {
 		}
 	}
 }
+
+// TestUnsignedErrno: Inspektor Gadget's gadget_errno holds the errno
+// number itself; a KindErrno field whose Signed is cleared prints it by
+// name too.
+func TestUnsignedErrno(t *testing.T) {
+	ds := New("t", TypeTracer)
+	f, err := ds.AddFieldAt(Field{Name: "error_raw", Kind: KindErrno, Size: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Signed = false
+	r := ds.NewRecord()
+	for _, tt := range []struct {
+		v    uint64
+		text string
+	}{{2, "ENOENT"}, {13, "EACCES"}, {0, "0"}} {
+		f.SetUint(r, tt.v)
+		if got := string(f.AppendText(nil, r, Clock{})); got != tt.text {
+			t.Errorf("errno %d: text %q, want %q", tt.v, got, tt.text)
+		}
+	}
+}

@@ -38,8 +38,12 @@ func (f *Field) AppendText(dst []byte, r *Record, c Clock) []byte {
 		return strconv.AppendInt(dst, v, 10)
 	case KindErrno:
 		v := f.Int(r)
-		if v < 0 {
-			if n := ErrnoName(syscall.Errno(-v)); n != "" {
+		e := -v
+		if !f.Signed {
+			e = v
+		}
+		if e > 0 {
+			if n := ErrnoName(syscall.Errno(e)); n != "" {
 				return append(dst, n...)
 			}
 		}

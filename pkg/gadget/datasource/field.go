@@ -30,7 +30,10 @@ const (
 	KindEnum
 	// KindTimestamp is a uint64 of nanoseconds since boot.
 	KindTimestamp
-	// KindErrno is a signed syscall return value, negative -errno.
+	// KindErrno is a syscall's error: when the field is Signed (as
+	// AddFieldAt makes it), a return value that is -errno on failure
+	// (gadgetpm's gadget_errno); when Signed is cleared on the added field,
+	// a positive errno number (Inspektor Gadget's gadget_errno).
 	KindErrno
 	KindUID
 	KindGID
@@ -127,7 +130,8 @@ type Field struct {
 	Kind Kind
 	// Offset and Size locate the field in a record.
 	Offset, Size uint32
-	// Signed applies to KindEnum and KindErrno: the integer is signed.
+	// Signed applies to KindEnum and KindErrno: the integer is signed
+	// (for KindErrno: it holds -errno, not errno).
 	Signed bool
 	// Enum maps values to names for KindEnum.
 	Enum map[int64]string

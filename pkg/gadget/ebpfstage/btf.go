@@ -19,8 +19,16 @@ var typedefKinds = map[string]datasource.Kind{
 	"gadget_port":      datasource.KindPort,
 }
 
-// structFields adds one field per member of s to ds.
+// structFields adds one field per member of s to ds; a nested struct is
+// one bytes field.
 func structFields(ds *datasource.DataSource, s *btf.Struct) error {
+	return memberFields(ds, s, "", 0, false)
+}
+
+// memberFields adds the members of s, at base in the record, as fields
+// named prefix+member. With flatten, the members of a nested struct become
+// fields "<member>.<submember>", as Inspektor Gadget names them.
+func memberFields(ds *datasource.DataSource, s *btf.Struct, prefix string, base uint32, flatten bool) error {
 	for _, m := range s.Members {
 		if m.Name == "" {
 			return fmt.Errorf("struct %s: anonymous members are not supported; name the member", s.Name)
@@ -28,14 +36,27 @@ func structFields(ds *datasource.DataSource, s *btf.Struct) error {
 		if m.BitfieldSize != 0 {
 			return fmt.Errorf("struct %s: member %s is a bitfield; use a whole integer", s.Name, m.Name)
 		}
+		off := base + m.Offset.Bytes()
+		if inner, ok := btf.UnderlyingType(m.Type).(*btf.Struct); ok && flatten {
+			if err := memberFields(ds, inner, prefix+m.Name+".", off, true); err != nil {
+				return err
+			}
+			continue
+		}
 		size, err := btf.Sizeof(m.Type)
 		if err != nil {
 			return fmt.Errorf("struct %s: member %s: %w", s.Name, m.Name, err)
 		}
-		f := datasource.Field{Name: m.Name, Offset: m.Offset.Bytes(), Size: uint32(size)}
+		f := datasource.Field{Name: prefix + m.Name, Offset: off, Size: uint32(size)}
 		f.Kind, f.Signed, f.Enum = kindOf(m.Type)
-		if _, err := ds.AddFieldAt(f); err != nil {
+		nf, err := ds.AddFieldAt(f)
+		if err != nil {
 			return fmt.Errorf("struct %s: %w", s.Name, err)
+		}
+		// AddFieldAt makes every errno signed (-errno); an unsigned one
+		// holds the errno number itself
+		if f.Kind == datasource.KindErrno {
+			nf.Signed = f.Signed
 		}
 	}
 	return nil
@@ -48,7 +69,10 @@ func kindOf(t btf.Type) (datasource.Kind, bool, map[int64]string) {
 		switch v := t.(type) {
 		case *btf.Typedef:
 			if k, ok := typedefKinds[v.Name]; ok {
-				return k, k == datasource.KindErrno, nil
+				// gadgetpm's gadget_errno is a signed -errno, Inspektor
+				// Gadget's an unsigned errno: the integer says which
+				i, _ := btf.UnderlyingType(v.Type).(*btf.Int)
+				return k, k == datasource.KindErrno && i != nil && i.Encoding == btf.Signed, nil
 			}
 			t = v.Type
 		case *btf.Const:

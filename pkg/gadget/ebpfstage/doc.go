@@ -8,6 +8,12 @@
 // ring buffers, task iterators and interval maps into records, and counts
 // lost samples.
 //
+// It also reads Inspektor Gadget's gadget ABI (bpf/include/igabi/gadget.h):
+// tracers and params named by symbol (gadget_tracer_<name>___<map>___<struct>,
+// gadget_param_<var>), its special typedefs, nested record structs, its
+// mount-namespace filter map (filled from the "mntns" param) and its
+// gadget.yaml layout (params under params.ebpf, field annotations).
+//
 // Catalog reads what an object offers without touching the kernel; the
 // package loader uses it to fill a GadgetPackage's status.catalog.
 //

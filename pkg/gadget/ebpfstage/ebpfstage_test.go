@@ -195,16 +195,7 @@ func TestTraceExecSeesMarkerBinary(t *testing.T) {
 
 func TestTraceExecParamTargetUID(t *testing.T) {
 	needRoot(t)
-	dir := t.TempDir()
-	// the other uid must be able to reach and run the marker: open up the
-	// test's directory and its per-test parent
-	for _, d := range []string{filepath.Dir(dir), dir} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	marker := filepath.Join(dir, "gpm-uidmark")
-	copyFile(t, "/bin/true", marker)
+	marker := markerForAnyUser(t, "gpm-uidmark")
 	const target = 4242
 	c, _ := runWhile(t, loadPackage(t, "trace-exec"), gadget.Params{"target_uid": fmt.Sprint(target)}, func() {
 		if err := exec.Command(marker, "as-root").Run(); err != nil {
@@ -490,6 +481,22 @@ func ownComm(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// markerForAnyUser copies /bin/true to a file named name that other uids
+// can reach and run: the test's directory and its per-test parent are
+// opened up.
+func markerForAnyUser(t *testing.T, name string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	marker := filepath.Join(dir, name)
+	copyFile(t, "/bin/true", marker)
+	return marker
 }
 
 func copyFile(t *testing.T, from, to string) {

@@ -22,10 +22,10 @@ func sha256File(t *testing.T, rel string) string {
 }
 
 // inputsHash is what hack/bpf-build.sh records for an object built from
-// src: the sha256 of `sha256sum SRC bpf/include/gadget/*.h` (C locale).
+// src: the sha256 of `sha256sum SRC bpf/include/*/*.h` (C locale).
 func inputsHash(t *testing.T, src string) string {
 	t.Helper()
-	headers, err := filepath.Glob(filepath.Join(repoRoot, "bpf/include/gadget/*.h"))
+	headers, err := filepath.Glob(filepath.Join(repoRoot, "bpf/include/*/*.h"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func TestObjectsBuiltFromCurrentSources(t *testing.T) {
 			t.Errorf("%s: sha256 %s, bpf/objects.sum has %s: the object was not written by make bpf", obj, got, object)
 		}
 		if got := inputsHash(t, src); got != inputs {
-			t.Errorf("%s: %s or bpf/include/gadget/*.h changed since it was built: run make bpf", obj, src)
+			t.Errorf("%s: %s or bpf/include/*/*.h changed since it was built: run make bpf", obj, src)
 		}
 	}
 	if err := sc.Err(); err != nil {

@@ -25,6 +25,10 @@ const (
 	intervalPrefix    = "gadget_interval_"
 	fallbackPrefix    = "gadget_fallback_"
 	lostSuffix        = "_lost"
+	// Inspektor Gadget's markers (bpf/include/igabi/gadget.h) name what
+	// they declare in the symbol: gadget_tracer_<name>___<map>___<struct>.
+	igSeparator     = "___"
+	igMapIterPrefix = "gadget_mapiter_"
 )
 
 type tracer struct {
@@ -66,6 +70,9 @@ type gadgetSpec struct {
 	// kernel refuses it; fallbackOf is the reverse
 	fallbacks  map[string]string
 	fallbackOf map[string]string
+	// mntnsFilter is set when the object has Inspektor Gadget's
+	// mount-namespace filter (gadget_filter_by_mntns and its map)
+	mntnsFilter bool
 }
 
 // parseSpec reads obj and md; name is the gadget's name for errors.
@@ -100,6 +107,16 @@ func parseSpec(name string, obj, md []byte) (*gadgetSpec, error) {
 	for _, n := range names {
 		v := coll.Variables[n]
 		switch {
+		case strings.HasPrefix(n, tracerPrefix) && strings.Contains(n, igSeparator):
+			t, err := igTracer(coll, strings.TrimPrefix(n, tracerPrefix))
+			if err != nil {
+				return nil, fmt.Errorf("gadget %s: %w", name, err)
+			}
+			gs.tracers = append(gs.tracers, t)
+			sources = append(sources, t.ds)
+		case strings.HasPrefix(n, snapshotterPrefix) && strings.Contains(n, igSeparator),
+			strings.HasPrefix(n, igMapIterPrefix):
+			return nil, fmt.Errorf("gadget %s: marker %s: Inspektor Gadget's snapshotters and map iterators are not supported yet (only its tracers are; docs/gadgets.md)", name, n)
 		case strings.HasPrefix(n, tracerPrefix):
 			ds, mapName, err := markerSource(v, strings.TrimPrefix(n, tracerPrefix), datasource.TypeTracer, "map")
 			if err != nil {
@@ -171,7 +188,12 @@ func parseSpec(name string, obj, md []byte) (*gadgetSpec, error) {
 		}
 	}
 	if len(sources) == 0 {
-		return nil, fmt.Errorf("gadget %s: the object declares no data source (use GADGET_TRACER, GADGET_SNAPSHOTTER or GADGET_INTERVAL)", name)
+		return nil, fmt.Errorf("gadget %s: the object declares no data source (use GADGET_TRACER, GADGET_SNAPSHOTTER or GADGET_INTERVAL of gadget/macros.h, or GADGET_TRACER of Inspektor Gadget's ABI, igabi/gadget.h)", name)
+	}
+	if _, ok := coll.Variables[igFilterVar]; ok {
+		if m, ok := coll.Maps[igFilterMap]; ok && m.Type == ebpf.Hash && m.KeySize == 8 {
+			gs.mntnsFilter = true
+		}
 	}
 	if err := meta.apply(sources, gs.params); err != nil {
 		return nil, fmt.Errorf("gadget %s: %w", name, err)
@@ -191,13 +213,20 @@ func markerSource(v *ebpf.VariableSpec, name string, typ datasource.Type, member
 	if err := structFields(ds, event); err != nil {
 		return nil, "", fmt.Errorf("%s %s: %w", typ, name, err)
 	}
-	// the record is as big as the struct, padding included
-	if ds.Size() < event.Size {
-		if _, err := ds.AddFieldAt(datasource.Field{Name: "_pad", Kind: datasource.KindBytes, Offset: ds.Size(), Size: event.Size - ds.Size(), Hidden: true}); err != nil {
-			return nil, "", err
-		}
+	if err := padTo(ds, event.Size); err != nil {
+		return nil, "", err
 	}
 	return ds, target, nil
+}
+
+// padTo makes the record as big as the struct, trailing padding included.
+func padTo(ds *datasource.DataSource, size uint32) error {
+	if ds.Size() < size {
+		if _, err := ds.AddFieldAt(datasource.Field{Name: "_pad", Kind: datasource.KindBytes, Offset: ds.Size(), Size: size - ds.Size(), Hidden: true}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func paramOf(coll *ebpf.CollectionSpec, key string) (*param, error) {

@@ -123,12 +123,26 @@ func (o *Stage) Instantiate(gctx *gadget.Context, params gadget.Params) (gadget.
 			every = d
 		}
 	}
+	var mntns []uint64
+	if gs.mntnsFilter {
+		if _, clash := gs.params[MntNsParam]; clash {
+			return nil, fmt.Errorf("gadget %s: GADGET_PARAM(%s) clashes with the runtime's param of that name for the mount-namespace filter; rename the variable", g.Name, MntNsParam)
+		}
+		if mntns, err = parseMntNs(params[MntNsParam]); err != nil {
+			return nil, fmt.Errorf("gadget %s: %w", g.Name, err)
+		}
+		if len(mntns) > 0 {
+			if err := gs.coll.Variables[igFilterVar].Set(true); err != nil {
+				return nil, fmt.Errorf("gadget %s: turn on the mount-namespace filter (%s): %w", g.Name, igFilterVar, err)
+			}
+		}
+	}
 	clock, err := bootClock()
 	if err != nil {
 		return nil, err
 	}
 	gctx.SetVar(gadget.VarClock, clock)
-	return &instance{op: o, spec: gs, name: g.Name, every: every, dropped: map[string]error{}}, nil
+	return &instance{op: o, spec: gs, name: g.Name, every: every, mntns: mntns, dropped: map[string]error{}}, nil
 }
 
 // IntervalParam is the param that sets how often interval data sources
@@ -157,6 +171,7 @@ type instance struct {
 	spec *gadgetSpec
 
 	every time.Duration // how often interval sources emit
+	mntns []uint64      // the mount namespaces the filter map allows
 	// dropped holds the programs of GADGET_FALLBACK pairs left out of the
 	// collection because the kernel refused them, and why
 	dropped map[string]error
@@ -176,6 +191,10 @@ func (i *instance) ExtraParams(*gadget.Context) []gadget.ParamDesc {
 	out := make([]gadget.ParamDesc, 0, len(i.spec.params))
 	for _, p := range i.spec.params {
 		out = append(out, p.desc)
+	}
+	if i.spec.mntnsFilter {
+		out = append(out, gadget.ParamDesc{Key: MntNsParam, Type: "string",
+			Description: "Report only events of these mount namespaces (inode numbers, comma-separated), filtered in the kernel; empty: every namespace."})
 	}
 	if len(i.spec.intervals) > 0 {
 		out = append(out, gadget.ParamDesc{Key: IntervalParam, Type: "duration", Default: defaultInterval.String(),
@@ -210,7 +229,7 @@ func (i *instance) PreStart(gctx *gadget.Context) error {
 		coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{})
 		if err == nil {
 			i.coll = coll
-			return nil
+			return i.fillMntNsFilter()
 		}
 		prog := failedProgram(err)
 		partner, paired := i.spec.fallbacks[prog]
@@ -226,6 +245,29 @@ func (i *instance) PreStart(gctx *gadget.Context) error {
 		i.dropped[prog] = err
 		delete(spec.Programs, prog)
 	}
+}
+
+// fillMntNsFilter puts the run's mount namespaces into the object's filter
+// map before any program is attached, so no event of another namespace
+// is ever copied.
+func (i *instance) fillMntNsFilter() error {
+	if len(i.mntns) == 0 {
+		return nil
+	}
+	m := i.coll.Maps[igFilterMap]
+	if max := int(m.MaxEntries()); len(i.mntns) > max {
+		return fmt.Errorf("gadget %s: param %s lists %d mount namespaces, map %s holds %d", i.name, MntNsParam, len(i.mntns), igFilterMap, max)
+	}
+	one := make([]byte, m.ValueSize())
+	if len(one) > 0 {
+		one[0] = 1
+	}
+	for _, id := range i.mntns {
+		if err := m.Put(id, one); err != nil {
+			return fmt.Errorf("gadget %s: fill %s with mount namespace %d: %w", i.name, igFilterMap, id, err)
+		}
+	}
+	return nil
 }
 
 // failedProgram is the program a load error names ("program x: ..."), or "".

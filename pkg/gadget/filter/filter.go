@@ -235,7 +235,11 @@ func compile(e Expr, f *datasource.Field) (*compiled, error) {
 		return c, nil
 	case datasource.KindErrno:
 		if n, ok := errnoByName(v); ok {
-			c.i = -int64(n)
+			// a signed errno field holds -errno, an unsigned one errno
+			c.i, c.u = int64(n), uint64(n)
+			if f.Signed {
+				c.i = -int64(n)
+			}
 			return c, nil
 		}
 	case datasource.KindEnum:

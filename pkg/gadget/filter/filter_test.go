@@ -142,3 +142,33 @@ func TestParse(t *testing.T) {
 		t.Errorf("Parse = %s, want %s", got, want)
 	}
 }
+
+// TestFilterUnsignedErrno: an errno name matches a field holding the
+// errno number itself (Inspektor Gadget's gadget_errno) as it matches
+// one holding -errno.
+func TestFilterUnsignedErrno(t *testing.T) {
+	ds := datasource.New("t", datasource.TypeTracer)
+	f, err := ds.AddFieldAt(datasource.Field{Name: "error_raw", Kind: datasource.KindErrno, Size: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Signed = false
+	exprs, err := Parse("error_raw==ENOENT")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := compile(exprs[0], f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := ds.NewRecord()
+	for _, tt := range []struct {
+		v    uint64
+		want bool
+	}{{2, true}, {13, false}, {0, false}} {
+		f.SetUint(r, tt.v)
+		if got := c.match(r); got != tt.want {
+			t.Errorf("error_raw=%d matches error_raw==ENOENT: %v, want %v", tt.v, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,78 @@
+package ebpfstage
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+
+	"github.com/gadgetpm/gadgetpm/pkg/gadget/datasource"
+)
+
+// Inspektor Gadget's mount-namespace filter (bpf/include/igabi/gadget.h):
+// a constant that turns it on and the hash map of allowed namespaces.
+const (
+	igFilterVar = "gadget_filter_by_mntns"
+	igFilterMap = "gadget_mntns_filter_map"
+)
+
+// MntNsParam is the param that restricts a gadget with Inspektor Gadget's
+// mount-namespace filter to the listed mount namespaces (inode numbers,
+// comma-separated), in the kernel; only such gadgets have it.
+const MntNsParam = "mntns"
+
+// igTracer reads the tracer that the marker
+// gadget_tracer_<name>___<map>___<struct> declares (rest is the part after
+// the prefix): the ring buffer map and the record struct, both of which
+// must exist in the object.
+func igTracer(coll *ebpf.CollectionSpec, rest string) (tracer, error) {
+	parts := strings.Split(rest, igSeparator)
+	if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
+		return tracer{}, fmt.Errorf("marker %s%s: expected %s<name>___<map>___<struct>", tracerPrefix, rest, tracerPrefix)
+	}
+	name, mapName, structName := parts[0], parts[1], parts[2]
+	m, ok := coll.Maps[mapName]
+	switch {
+	case !ok:
+		return tracer{}, fmt.Errorf("tracer %s: the object has no map %s (declare it with GADGET_TRACER_MAP(%s, size))", name, mapName, mapName)
+	case m.Type == ebpf.PerfEventArray:
+		return tracer{}, fmt.Errorf("tracer %s: map %s is a perf event array, which is not supported yet; declare it with GADGET_TRACER_MAP (a ring buffer)", name, mapName)
+	case m.Type != ebpf.RingBuf:
+		return tracer{}, fmt.Errorf("tracer %s: map %s is a %s, not a ring buffer (declare it with GADGET_TRACER_MAP)", name, mapName, m.Type)
+	}
+	var s *btf.Struct
+	if err := coll.Types.TypeByName(structName, &s); err != nil {
+		return tracer{}, fmt.Errorf("tracer %s: the object's BTF has no struct %s: %w", name, structName, err)
+	}
+	if s.Size == 0 {
+		return tracer{}, fmt.Errorf("tracer %s: struct %s is empty", name, structName)
+	}
+	ds := datasource.New(name, datasource.TypeTracer)
+	if err := memberFields(ds, s, "", 0, true); err != nil {
+		return tracer{}, fmt.Errorf("tracer %s: %w", name, err)
+	}
+	if err := padTo(ds, s.Size); err != nil {
+		return tracer{}, err
+	}
+	return tracer{ds: ds, mapName: mapName}, nil
+}
+
+// parseMntNs reads the mntns param: mount namespace inode numbers,
+// comma-separated.
+func parseMntNs(s string) ([]uint64, error) {
+	var ids []uint64
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		id, err := strconv.ParseUint(part, 10, 64)
+		if err != nil || id == 0 {
+			return nil, fmt.Errorf("param %s: %q is not a mount namespace inode number (expected e.g. 4026531841, as `stat -Lc %%i /proc/PID/ns/mnt` prints)", MntNsParam, part)
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
+}

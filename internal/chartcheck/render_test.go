@@ -1043,6 +1043,7 @@ func TestNotes(t *testing.T) {
 		"Hooks act as the ServiceAccount gadgetpm-system/gadgetpm-hooks",
 		"kubectl get gadgetpackages -A",
 		"rbac.packageResources is on",
+		"Hooks run in the hook sandbox, in each cluster-role pod's hook-sandbox\ncontainer",
 	} {
 		if !strings.Contains(n, want) {
 			t.Errorf("NOTES lack %q:\n%s", want, n)
@@ -1051,6 +1052,10 @@ func TestNotes(t *testing.T) {
 	n = notes(t, map[string]any{"rbac": map[string]any{"packageResources": false}, "operator": map[string]any{"leaderElection": map[string]any{"enabled": false}}, "cluster": map[string]any{"replicas": 1}})
 	if strings.Contains(n, "rbac.packageResources is on") || !strings.Contains(n, "Leader election is off") {
 		t.Errorf("NOTES with narrow RBAC and no leader election:\n%s", n)
+	}
+	n = notes(t, map[string]any{"hooks": map[string]any{"sandbox": "off"}})
+	if strings.Contains(n, "hook-sandbox") || !strings.Contains(n, "can read the cluster role's service-account token") {
+		t.Errorf("NOTES with hooks.sandbox=off do not say that hooks can read the cluster role's token:\n%s", n)
 	}
 	n = notes(t, map[string]any{"hooks": map[string]any{"serviceAccount": map[string]any{"name": ""}}})
 	if strings.Contains(n, "Hooks act as the ServiceAccount") || !strings.Contains(n, "hooks act with the cluster role's own") {

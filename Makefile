@@ -38,8 +38,9 @@ help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 .PHONY: build
-build: ## build bin/gadgetpm
+build: ## build bin/gadgetpm and bin/gadgetpm-node (the node role alone)
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/gadgetpm ./cmd/gadgetpm
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/gadgetpm-node ./cmd/gadgetpm-node
 
 .PHONY: envtest
 envtest: ## build or reuse the cached kube-apiserver and etcd for tests

@@ -4,10 +4,11 @@
 # (gadgetpm's first, then pause's) on its last two lines of stdout.
 #
 #   gadgetpm image  a Debian minbase userland (debootstrap: bash, coreutils,
-#                   jq, CA certificates) + the static gadgetpm binary and
-#                   kubectl (the version setup-envtest.sh builds) in
-#                   /usr/local/bin; runs as the non-root user gadgetpm
-#                   (65532) unless the pod asks for another
+#                   jq, CA certificates) + the static gadgetpm binary, the
+#                   node role's gadgetpm-node binary and kubectl (the
+#                   version setup-envtest.sh builds) in /usr/local/bin;
+#                   runs as the non-root user gadgetpm (65532) unless the
+#                   pod asks for another
 #   pause image     one static binary (hack/pause) that holds a pod's
 #                   namespaces, for clusters that cannot reach
 #                   registry.k8s.io
@@ -106,10 +107,12 @@ fi
 
 # --- binaries -------------------------------------------------------------------
 assets="$("$repo_root/hack/setup-envtest.sh" | tail -n 1)" || fail "hack/setup-envtest.sh failed (output above); the image needs its kubectl"
-log "building the static gadgetpm binary ($VERSION)"
+log "building the static gadgetpm and gadgetpm-node binaries ($VERSION)"
 ldflags="-s -w -X github.com/gadgetpm/gadgetpm/internal/version.version=$VERSION -X github.com/gadgetpm/gadgetpm/internal/version.commit=$COMMIT"
 (cd "$repo_root" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$work/gadgetpm" ./cmd/gadgetpm) ||
 	fail "building cmd/gadgetpm failed (output above)"
+(cd "$repo_root" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$work/gadgetpm-node" ./cmd/gadgetpm-node) ||
+	fail "building cmd/gadgetpm-node failed (output above)"
 (cd "$repo_root" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$work/pause" ./hack/pause) ||
 	fail "building hack/pause failed (output above)"
 (cd "$repo_root" && go build -o "$work/image-tool" ./hack/image) || fail "building hack/image failed (output above)"
@@ -143,6 +146,7 @@ build_image() {
 
 gadgetpm_tar="$(build_image "$IMAGE" gadgetpm -base "$rootfs_tar" \
 	-file "$work/gadgetpm:/usr/local/bin/gadgetpm:0755" \
+	-file "$work/gadgetpm-node:/usr/local/bin/gadgetpm-node:0755" \
 	-file "$(readlink -f "$assets/kubectl"):/usr/local/bin/kubectl:0755" \
 	-user 65532:65532 -entrypoint /usr/local/bin/gadgetpm \
 	-env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \

@@ -14,11 +14,9 @@
 #
 #   sudo hack/node-footprint.sh
 #   sudo TRACES=10 OUTPUT_MODE=File NODE_ENV='GOMEMLIMIT=32MiB' hack/node-footprint.sh
-#   sudo NODE_ARGS=--slim-cache=false hack/node-footprint.sh   # hack/nodemain only
 #
 # FULL_BIN/FULL_ARGS: the full operator (default: ./cmd/gadgetpm, "operator").
-# NODE_BIN/NODE_ARGS: the node role (default: ./cmd/gadgetpm-node when it
-#   exists, else the stand-in hack/nodemain; no args).
+# NODE_BIN/NODE_ARGS: the node role (default: ./cmd/gadgetpm-node; no args).
 # NODE_ENV: extra environment of the node role (NAME=VALUE ...).
 # Both get --kubeconfig, --node-name, --data-dir, --metrics-bind-address,
 # --health-probe-bind-address and --node-check (false when CLUSTER_NODES=0)
@@ -55,11 +53,7 @@ fi
 FULL_ARGS="${FULL_ARGS-operator --debug-socket=-}"
 if [ -z "${NODE_BIN:-}" ]; then
 	NODE_BIN="$work/gadgetpm-node"
-	if [ -d cmd/gadgetpm-node ]; then
-		build "$NODE_BIN" ./cmd/gadgetpm-node
-	else
-		build "$NODE_BIN" ./hack/nodemain
-	fi
+	build "$NODE_BIN" ./cmd/gadgetpm-node
 fi
 NODE_ARGS="${NODE_ARGS-}"
 go build -o "$work/nodefootprint" ./hack/nodefootprint

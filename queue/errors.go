@@ -2,6 +2,7 @@ package queue
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/gadgetpm/gadgetpm/queue/outbox"
 )
@@ -45,3 +46,21 @@ type terminalError struct{ err error }
 
 func (e *terminalError) Error() string { return e.err.Error() }
 func (e *terminalError) Unwrap() error { return e.err }
+
+// CancelledAtStopError is the part of Stop's error that says which
+// running tasks were cancelled because they outlived Stop's context. It
+// is what an ordered stop with a deadline does, not a fault: callers
+// that treat it as such (a process stopping on SIGTERM) find it with
+// errors.As and log it instead of failing.
+type CancelledAtStopError struct {
+	// Tasks are the cancelled tasks, "<task> in <queue>".
+	Tasks []string
+	// Err is the context's error.
+	Err error
+}
+
+func (e *CancelledAtStopError) Error() string {
+	return fmt.Sprintf("cancel running tasks %v: %v", e.Tasks, e.Err)
+}
+
+func (e *CancelledAtStopError) Unwrap() error { return e.Err }

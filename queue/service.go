@@ -361,7 +361,7 @@ func (s *Service) Stop(ctx context.Context) error {
 		}
 		<-finished
 		if len(names) > 0 {
-			errs = append(errs, fmt.Errorf("cancel running tasks %v: %w", names, ctx.Err()))
+			errs = append(errs, &CancelledAtStopError{Tasks: names, Err: ctx.Err()})
 		}
 	}
 	s.clock.stop()

@@ -713,6 +713,10 @@ func TestStop(t *testing.T) {
 			!strings.Contains(err.Error(), "slow-a in a") || !strings.Contains(err.Error(), "slow-b in b") {
 			t.Fatalf("Stop = %v, want the cancelled tasks named", err)
 		}
+		var cancelled *CancelledAtStopError
+		if !errors.As(err, &cancelled) || len(cancelled.Tasks) != 2 {
+			t.Fatalf("Stop = %v, want a CancelledAtStopError naming both tasks", err)
+		}
 		var got []Event
 		for ev := range s.Events() {
 			got = append(got, ev)

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/gadgetpm/gadgetpm/internal/cmdline"
 	"github.com/gadgetpm/gadgetpm/internal/devenv"
 	"github.com/gadgetpm/gadgetpm/pkg/hooks/sandbox"
 )
@@ -67,7 +68,7 @@ run starts from an empty cluster.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := cmd.OutOrStdout()
-			if err := checkLogFormat(*logFormat); err != nil {
+			if err := cmdline.CheckLogFormat(*logFormat); err != nil {
 				return err
 			}
 			root, err := devenv.FindRoot(firstNonEmpty(opts.Root, "."))
@@ -83,7 +84,7 @@ run starts from an empty cluster.`,
 				return err
 			}
 			defer closeLogs()
-			if opts.Logger, err = newLogger(logs, *logFormat, 0); err != nil {
+			if opts.Logger, err = cmdline.NewLogger(logs, *logFormat, 0); err != nil {
 				return err
 			}
 			// The commands printed for the user name this very binary:
@@ -112,7 +113,7 @@ run starts from an empty cluster.`,
 	hookCredentialFlags(cmd, &opts.HookServiceAccount, &opts.HookTokenExpiry)
 	f.StringVar(&logFile, "log-file", "", "file for the operator's log, - for stderr (default <dir>/operator.log)")
 	hookSandboxFlags(cmd, &opts.HookSandbox, &opts.HookUser, sandbox.Auto)
-	logFormat = logFlags(cmd, logFormatText)
+	logFormat = cmdline.LogFlags(cmd, cmdline.FormatText)
 	return cmd
 }
 

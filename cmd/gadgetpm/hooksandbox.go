@@ -4,6 +4,7 @@ import (
 	"github.com/spf13/cobra"
 	ctrl "sigs.k8s.io/controller-runtime"
 
+	"github.com/gadgetpm/gadgetpm/internal/cmdline"
 	"github.com/gadgetpm/gadgetpm/pkg/hooks/sandbox"
 )
 
@@ -36,7 +37,7 @@ service-account token. SIGTERM or SIGINT kills the runs in progress and
 exits 0.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := newLogger(cmd.ErrOrStderr(), *logFormat, 0)
+			log, err := cmdline.NewLogger(cmd.ErrOrStderr(), *logFormat, 0)
 			if err != nil {
 				return err
 			}
@@ -59,6 +60,6 @@ exits 0.`,
 	f.UintSliceVar(&allow, "allow-uid", nil, "uids of the operators allowed to run hooks here (comma-separated); default root and this process's own")
 	f.StringSliceVar(&hide, "hide", nil, "more paths hooks must not see, besides the service-account directories and what the operator asks to hide (comma-separated)")
 	_ = cmd.MarkFlagRequired("socket")
-	logFormat = logFlags(cmd, logFormatJSON)
+	logFormat = cmdline.LogFlags(cmd, cmdline.FormatJSON)
 	return cmd
 }

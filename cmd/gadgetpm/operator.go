@@ -1,15 +1,13 @@
 package main
 
 import (
-	"fmt"
-	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 
+	"github.com/gadgetpm/gadgetpm/internal/cmdline"
 	"github.com/gadgetpm/gadgetpm/pkg/coordinator"
 	"github.com/gadgetpm/gadgetpm/pkg/debugserver"
 	"github.com/gadgetpm/gadgetpm/pkg/hookcreds"
@@ -19,24 +17,39 @@ import (
 
 func newOperatorCommand() *cobra.Command {
 	var (
-		kubeconfig string
-		opts       process.Options
-		verbosity  int
-		logFormat  *string
+		node cmdline.NodeFlags
+		opts process.Options
+		role string
 	)
 	cmd := &cobra.Command{
 		Use:   "operator",
-		Short: "Run the operator (both roles) against a cluster",
-		Long: `Run the gadgetpm operator: every replica runs the node role (the Traces
-whose spec.node is --node-name); the replica holding the Lease ` + process.LeaderElectionID + `
-also runs the cluster role (PackageRepositories, GadgetPackages, hooks,
-Helm releases, schedules).
+		Short: "Run the operator (its cluster role, its node role, or both) against a cluster",
+		Long: `Run the gadgetpm operator. --role says what this process runs:
+
+  all      both roles in one process: for a single-node cluster or trying
+           it out (the default)
+  cluster  the cluster role: PackageRepositories, GadgetPackages, hooks,
+           Helm releases, schedules. With --leader-elect (the default)
+           only the holder of the Lease <namespace>/` + process.LeaderElectionID + ` runs it,
+           so several replicas may run (a Deployment); --node-name is not
+           needed
+  node     the node role: the Traces whose spec.node is --node-name (a
+           DaemonSet, one per node), on every node whatever the Lease
+           says; no Lease, no hooks, no Helm (gadgetpm-node is the same
+           role in a binary without the cluster role)
+
+With --leader-elect=false a process with the cluster role refuses to start
+while another holds the Lease and has renewed it within its duration.
 
 It serves Prometheus metrics on --metrics-bind-address, /healthz and
 /readyz on --health-probe-bind-address, and its state on the debug socket
 (read it with 'gadgetpm dump'). SIGTERM or SIGINT stops the services in
 order (drift monitors, kube events, cron, event handler, queues; running
-tasks get --stop-grace) and exits 0.
+tasks get --stop-grace), then releases the Lease, and exits 0. A cluster
+role that loses the Lease (not renewed within
+--leader-election-renew-deadline, e.g. the API server was unreachable)
+stops in the same order, logs one error and exits 1, so that its pod
+restarts and rejoins the election.
 
 Hooks reach the API server as --hook-service-account (default
 gadgetpm-hooks in the operator's namespace), through a token the operator
@@ -50,50 +63,59 @@ package, hook, binding, queue, runID and output (stdout or stderr) fields.
 
 The cluster is reached through --kubeconfig, else $KUBECONFIG, else the
 in-cluster service account.`,
-		Example: `  # in a DaemonSet (see charts/gadgetpm)
-  gadgetpm operator --node-name=$(NODE_NAME) --leader-elect
+		Example: `  # the cluster role in a Deployment, the node role in a DaemonSet (see charts/gadgetpm)
+  gadgetpm operator --role=cluster
+  gadgetpm operator --role=node --node-name=$(NODE_NAME)
 
-  # against a local cluster, for one namespace
+  # both roles, against a local cluster, for one namespace
   gadgetpm operator --kubeconfig ~/.kube/config --node-name $(hostname) \
     --namespaces gadget --data-dir /tmp/gadgetpm --debug-socket /tmp/gadgetpm.sock`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := newLogger(cmd.ErrOrStderr(), *logFormat, verbosity)
+			if err := cmdline.CheckLogFormat(node.LogFormat); err != nil {
+				return err
+			}
+			opts.Role, opts.NodeName = process.Role(role), node.NodeName
+			if err := opts.Check(); err != nil {
+				return err
+			}
+			log, err := cmdline.NewLogger(cmd.ErrOrStderr(), node.LogFormat, node.Verbosity)
 			if err != nil {
 				return err
 			}
-			ctrl.SetLogger(log)
+			cmdline.SetProcessLogger(log)
 			opts.Logger = log.WithName("gadgetpm")
-			cfg, err := restConfig(kubeconfig)
+			cfg, err := cmdline.RestConfig(node.Kubeconfig)
 			if err != nil {
 				return err
 			}
+			opts.Namespaces, opts.DataDir = node.Namespaces, node.DataDir
+			opts.MetricsAddr, opts.ProbeAddr, opts.NodeCheck, opts.FileOutputDir = node.MetricsAddr, node.ProbeAddr, node.NodeCheck, node.FileOutputDir
+			opts.Manager = coordinator.ClientOptions{QPS: node.QPS, Burst: node.Burst}
 			return process.Run(ctrl.SetupSignalHandler(), cfg, opts)
 		},
 	}
+	cmdline.AddNodeFlags(cmd, &node)
 	f := cmd.Flags()
-	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file; default $KUBECONFIG, else in-cluster")
-	f.StringSliceVar(&opts.Namespaces, "namespaces", nil, "namespaces whose GadgetPackages and Traces are watched (comma-separated); default all")
-	f.StringVar(&opts.DataDir, "data-dir", "/var/lib/gadgetpm", "directory for downloaded packages")
-	f.StringVar(&opts.NodeName, "node-name", os.Getenv("NODE_NAME"), "node this replica runs on; default $NODE_NAME")
+	roles := make([]string, len(process.Roles))
+	for i, r := range process.Roles {
+		roles[i] = string(r)
+	}
+	f.StringVar(&role, "role", string(process.RoleAll), "what this process runs: "+strings.Join(roles, ", ")+` ("all": both roles in one process: for a single-node cluster or trying it out)`)
 	f.StringVar(&opts.DebugSocket, "debug-socket", debugserver.DefaultSocket, `unix socket of the debug server ("-" disables it)`)
-	f.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":8080", `address of the metrics endpoint ("0" disables it)`)
-	f.StringVar(&opts.ProbeAddr, "health-probe-bind-address", ":8081", `address of /healthz and /readyz ("0" disables them)`)
-	f.BoolVar(&opts.LeaderElection, "leader-elect", false, "elect a leader through a Lease, so only one replica runs the cluster role")
+	f.BoolVar(&opts.LeaderElection, "leader-elect", true, "elect the cluster role through a Lease, so that one replica runs it; with --leader-elect=false the cluster role refuses to start while another process holds the Lease (the node role never uses the Lease)")
 	f.StringVar(&opts.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the Lease; default the operator's own, or \"default\" outside a cluster")
+	f.DurationVar(&opts.LeaseDuration, "leader-election-lease-duration", 15*time.Second, "how long the Lease holds without renewal: how long other replicas wait before taking it over")
+	f.DurationVar(&opts.RenewDeadline, "leader-election-renew-deadline", 10*time.Second, "how long the holder retries renewing the Lease before it gives the cluster role up (then it stops in order and exits 1); less than the lease duration")
+	f.DurationVar(&opts.RetryPeriod, "leader-election-retry-period", 2*time.Second, "interval between attempts to acquire or renew the Lease")
 	f.DurationVar(&opts.StopGrace, "stop-grace", 30*time.Second, "how long running tasks may take on shutdown before they are cancelled")
-	f.BoolVar(&opts.NodeCheck, "node-check", true, "require a Trace's spec.node to name an existing Node; with --node-check=false spec.node must equal --node-name (a cluster without Node objects)")
-	f.StringVar(&opts.FileOutputDir, "trace-output-dir", "", "directory where Traces with outputMode File write their JSON lines; default <data-dir>/traces")
 	f.DurationVar(&opts.UnsubscribeTimeout, "unsubscribe-timeout", 30*time.Second, "how long removing a package waits for the nodes to stop its Traces before its Helm release is deleted")
 	hookCredentialFlags(cmd, &opts.HookServiceAccount, &opts.HookTokenExpiry)
 	hookSandboxFlags(cmd, &opts.HookSandbox, &opts.HookUser, sandbox.On)
 	f.StringVar(&opts.HookSandboxSocket, "hook-sandbox-socket", "", "run hooks through the sandbox server on this unix socket ('gadgetpm hook-sandbox --socket', beside the operator, holding the privileges the sandbox needs) instead of in this process; its --hook-user applies. With --hook-sandbox=off it is not used")
-	clientFlags(cmd, "kube-api", "the controller manager's client", &opts.Manager, 20, 30)
 	clientFlags(cmd, "helm", "the Helm release service's client", &opts.Helm, 20, 40)
 	clientFlags(cmd, "patcher", "the object patcher's client (hooks' object patches)", &opts.Patcher, 100, 200)
 	clientFlags(cmd, "kube-events", "the Kubernetes event monitors' client (hooks' kubernetes bindings)", &opts.KubeEvents, 20, 40)
-	f.IntVarP(&verbosity, "v", "v", 0, "log verbosity: 0 info, 1 debug (Helm's output, every patch), 2 and more trace")
-	logFormat = logFlags(cmd, logFormatJSON)
 	return cmd
 }
 
@@ -118,18 +140,5 @@ func hookSandboxFlags(cmd *cobra.Command, mode *sandbox.Mode, user *sandbox.User
 }
 
 func clientFlags(cmd *cobra.Command, prefix, what string, c *coordinator.ClientOptions, qps float32, burst int) {
-	cmd.Flags().Float32Var(&c.QPS, prefix+"-qps", qps, "queries per second of "+what)
-	cmd.Flags().IntVar(&c.Burst, prefix+"-burst", burst, "burst of "+what)
-}
-
-func restConfig(kubeconfig string) (*rest.Config, error) {
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	if kubeconfig != "" {
-		rules.ExplicitPath = kubeconfig
-	}
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
-	if err != nil {
-		return nil, fmt.Errorf("reach the cluster: %w (pass --kubeconfig or set KUBECONFIG)", err)
-	}
-	return cfg, nil
+	cmdline.ClientFlags(cmd, prefix, what, &c.QPS, &c.Burst, qps, burst)
 }

@@ -84,11 +84,15 @@ var rules = []rule{
 		to:   []string{"pkg/coordinator/...", "pkg/process/...", "pkg/debugserver/...", "pkg/nelm/...", "packages/manager/...", "packages/gadgetpackage/...", "packages/hookhost/...", "pkg/objectpatch/...", "cmd/..."},
 	},
 	{
-		why:       "the node role runs on every node, so what it links every node pays for in memory (docs/benchmarks.md): it gets package archives through packages/pull and links neither the Helm SDK nor the cluster role's package handling",
-		from:      []string{"pkg/trace/...", "packages/pull/...", "pkg/noderole/...", "cmd/gadgetpm-node/..."},
-		yetAbsent: []string{"pkg/noderole/...", "cmd/gadgetpm-node/..."},
+		why:  "the node role runs on every node, so what it links every node pays for in memory (docs/benchmarks.md): it gets package archives through packages/pull and links neither the Helm SDK nor the cluster role's package handling",
+		from: []string{"pkg/trace/...", "packages/pull/...", "pkg/noderole/...", "cmd/gadgetpm-node/..."},
 		to: []string{"helm.sh/...", "pkg/nelm/...", "pkg/hooks/...", "packages/loader/...", "packages/fetch/...", "packages/chartrepo/...",
 			"packages/packagerepository/...", "packages/manager/...", "pkg/coordinator/..."},
+	},
+	{
+		why:  "the node role runs on every node and never links the cluster role (coordinator, process runner, Helm releases and actions, package manager, hook host), so a node binary need not",
+		from: []string{"pkg/noderole/...", "internal/cmdline/...", "cmd/gadgetpm-node"},
+		to:   []string{"pkg/coordinator/...", "pkg/process/...", "pkg/nelm/...", "helm.sh/helm/v3/pkg/action", "packages/manager/...", "packages/hookhost/...", "pkg/objectpatch/...", "cmd/..."},
 	},
 	{
 		why:  "the debug server reads the state a Source gives it: it never reaches the coordinator or the process runner",
@@ -110,8 +114,8 @@ var rules = []rule{
 	{
 		why:    "test support never reaches a production binary",
 		from:   []string{"..."},
-		except: []string{"internal/testenv", "internal/testlog", "internal/testroot", "internal/layering", "internal/bundled", "internal/chartcheck", "packages/packagetest", "pkg/gadget/gadgettest", "pkg/nelm/nelmtest"},
-		to:     []string{"internal/testenv", "internal/testlog", "internal/testroot", "packages/packagetest", "pkg/gadget/gadgettest", "pkg/nelm/nelmtest"},
+		except: []string{"internal/testenv", "internal/testlog", "internal/testroot", "internal/layering", "internal/bundled", "internal/chartcheck", "packages/packagetest", "pkg/gadget/gadgettest", "pkg/nelm/nelmtest", "pkg/noderole/noderoletest"},
+		to:     []string{"internal/testenv", "internal/testlog", "internal/testroot", "packages/packagetest", "pkg/gadget/gadgettest", "pkg/nelm/nelmtest", "pkg/noderole/noderoletest"},
 	},
 }
 

@@ -104,6 +104,9 @@ type pkgRun struct {
 	removing bool               // the Remove tasks are queued
 	removed  bool               // the Remove tasks finished
 	plan     int                // counts plans; OnDone of an older one is ignored
+	// settled: this process's state of the package reached Running, or
+	// its plan failed; until then a Running status is adopted, not ours.
+	settled bool
 	// stepFailed is the current plan's step that ran last, if its attempt
 	// failed. A step stays at the head of the queue while it is retried,
 	// so when another step of the plan starts, that one was given up on.
@@ -616,12 +619,23 @@ func (r *Reconciler) writeStatus(gp *v1alpha1.GadgetPackage, key string) {
 	r.mu.Lock()
 	run := r.run(key)
 	failure, failedAt, attempts, inflight := run.failure, run.failedAt, run.attempts, run.inflight
+	if ok && (st.Phase == v1alpha1.PhaseRunning || failure != nil) {
+		run.settled = true
+	}
+	settled := run.settled
 	r.mu.Unlock()
 
 	s := &gp.Status
 	s.ObservedGeneration = gp.Generation
-	if ok {
+	// A new Lease holder adopting a package Running at the same digest
+	// keeps the published phase until its own tasks have brought it to
+	// Running (or failed): the nodes stop a package's Traces when it
+	// leaves Running, and a leader change must not stop them.
+	adopting := ok && !settled && inflight && s.Phase == v1alpha1.PhaseRunning && s.Digest != "" && st.Digest == s.Digest
+	if ok && !adopting {
 		s.Phase, s.Enabled, s.Reason = st.Phase, st.Enabled, st.Reason
+	}
+	if ok {
 		s.Version, s.LastAttemptedVersion, s.Digest = st.Version, st.LastAttemptedVersion, st.Digest
 		s.HelmRevision, s.Hooks, s.Catalog = st.HelmRevision, st.Hooks, st.Catalog
 	}

@@ -344,7 +344,7 @@ func (c *Coordinator) stop(ctx context.Context) error {
 	c.log.Info("stopped", "service", "cron")
 	close(c.handlerStop)
 	c.log.Info("stopped", "service", "event-handler")
-	if err := c.queues.Stop(graceCtx); err != nil {
+	if err := withoutCancelledAtStop(c.queues.Stop(graceCtx), c.log); err != nil {
 		errs = append(errs, fmt.Errorf("stop queues: %w", err))
 	}
 	// The handler ends once the queue service closed its events.
@@ -361,4 +361,34 @@ func (c *Coordinator) stop(ctx context.Context) error {
 	}
 	c.log.Info("stopped", "service", "kube-monitors")
 	return errors.Join(errs...)
+}
+
+// withoutCancelledAtStop logs the tasks the queue service cancelled
+// because they outlived the stop grace, which is how an ordered stop
+// ends them, and returns what else went wrong, if anything.
+func withoutCancelledAtStop(err error, log logr.Logger) error {
+	if err == nil {
+		return nil
+	}
+	var rest []error
+	for _, e := range flatten(err) {
+		var c *queue.CancelledAtStopError
+		if errors.As(e, &c) {
+			log.Info("running tasks cancelled: they outlived the stop grace", "tasks", c.Tasks)
+			continue
+		}
+		rest = append(rest, e)
+	}
+	return errors.Join(rest...)
+}
+
+// flatten lists the errors an errors.Join (behind any wrapping with one
+// %w) holds, or err itself.
+func flatten(err error) []error {
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if j, ok := e.(interface{ Unwrap() []error }); ok {
+			return j.Unwrap()
+		}
+	}
+	return []error{err}
 }

@@ -121,9 +121,9 @@ func TestProcessKilledDuringHelmUpgradeConvergesAfterRestart(t *testing.T) {
 	kc := env.WriteKubeconfig(t)
 	dataDir := t.TempDir()
 	common := []string{"operator", "--kubeconfig", kc, "--node-name", "test-node", "--data-dir", dataDir,
-		"--debug-socket", "-", "--metrics-bind-address", "0", "--namespaces", ns}
+		"--debug-socket", "-", "--metrics-bind-address", "0", "--namespaces", ns, "--leader-election-namespace", ns}
 
-	first := startProcess(t, bin, append(common, "--helm-qps", "5", "--helm-burst", "5", "--health-probe-bind-address", "0")...)
+	first := startProcess(t, bin, append(common, "--helm-qps", "5", "--helm-burst", "5", "--health-probe-bind-address", "0", "--leader-elect=false")...)
 	eventually.True(t, 90*time.Second, "the release to go pending", func() bool { return pendingRelease(t, ns) })
 	if err := first.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -135,7 +135,7 @@ func TestProcessKilledDuringHelmUpgradeConvergesAfterRestart(t *testing.T) {
 
 	probe := freePort(t)
 	second := startProcess(t, bin, append(common, "--health-probe-bind-address", probe,
-		"--leader-elect", "--leader-election-namespace", ns)...)
+		"--leader-elect")...)
 	gp := waitFor(t, ns, "bulk", "Running", running)
 	if pendingRelease(t, ns) {
 		t.Error("a release is still pending after the restart converged")
@@ -222,7 +222,7 @@ func TestProcessLogsHookOutput(t *testing.T) {
 			createPackage(t, ns, "talker", "talk-"+ns)
 			p := startProcess(t, bin, "operator", "--kubeconfig", kc, "--node-name", "test-node", "--data-dir", t.TempDir(),
 				"--debug-socket", "-", "--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--namespaces", ns,
-				"--log-format", tc.format)
+				"--leader-election-namespace", ns, "--log-format", tc.format)
 			waitFor(t, ns, "talker", "Running", running)
 			got := eventually.Value(t, 30*time.Second, fmt.Sprintf("log line %q in the %s log", said, tc.format), func() (map[string]any, error) {
 				for _, l := range strings.Split(p.out.String(), "\n") {

@@ -1,16 +1,42 @@
 package process
 
 import (
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gadgetpm/gadgetpm/pkg/coordinator"
 	"github.com/gadgetpm/gadgetpm/pkg/hooks/sandbox"
 )
 
+// Role says which parts of the operator a process runs.
+type Role string
+
+// The roles of --role.
+const (
+	// RoleAll runs both roles in one process: for a single-node cluster
+	// or trying it out (gadgetpm dev).
+	RoleAll Role = "all"
+	// RoleCluster runs the coordinator and the GadgetPackage and
+	// PackageRepository controllers, on the Lease holder only.
+	RoleCluster Role = "cluster"
+	// RoleNode runs the Trace controller of one node, the Stream hub,
+	// probes and metrics; no coordinator, no Lease.
+	RoleNode Role = "node"
+)
+
+// Roles are the values --role accepts.
+var Roles = []Role{RoleAll, RoleCluster, RoleNode}
+
+func (r Role) cluster() bool { return r == RoleAll || r == RoleCluster }
+func (r Role) node() bool    { return r == RoleAll || r == RoleNode }
+
 // Options configure Run, the operator process.
 type Options struct {
+	// Role is what the process runs; default RoleAll.
+	Role Role
 	// Namespaces whose GadgetPackages and Traces are watched; empty means
 	// every namespace.
 	Namespaces []string
@@ -18,7 +44,8 @@ type Options struct {
 	// Default /var/lib/gadgetpm.
 	DataDir string
 	// NodeName is the node this replica runs on (the node role reconciles
-	// the Traces whose spec.node is this node). Required.
+	// the Traces whose spec.node is this node). Required with the node
+	// role (RoleNode, RoleAll).
 	NodeName string
 	// DebugSocket is the unix socket of the debug server (mode 0600).
 	// Default debugserver.DefaultSocket; "-" disables the debug server.
@@ -30,7 +57,12 @@ type Options struct {
 	// Default ":8081".
 	ProbeAddr string
 	// LeaderElection makes only the Lease holder run the cluster role.
+	// Without it, Run refuses to start the cluster role while another
+	// process holds the Lease.
 	LeaderElection bool
+	// LeaseDuration, RenewDeadline and RetryPeriod time the election
+	// (client-go's leaderelection); defaults 15s, 10s, 2s.
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 	// LeaderElectionNamespace holds the Lease; default the namespace the
 	// operator runs in, or "default" out of cluster.
 	LeaderElectionNamespace string
@@ -75,6 +107,20 @@ type Options struct {
 	// instead of in this process's own sandbox; the server's --hook-user
 	// applies. Empty: none.
 	HookSandboxSocket string
+	// Registerer takes the cluster role's metrics (queues, hooks, Helm);
+	// default controller-runtime's registry, which the metrics endpoint
+	// serves. A test running several processes in one binary passes its
+	// own.
+	Registerer prometheus.Registerer
 	// Logger; default controller-runtime's.
 	Logger logr.Logger
+}
+
+// roleList is "all, cluster, node".
+func roleList() string {
+	s := make([]string, len(Roles))
+	for i, r := range Roles {
+		s[i] = string(r)
+	}
+	return strings.Join(s, ", ")
 }

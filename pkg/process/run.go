@@ -2,53 +2,59 @@ package process
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	"github.com/gadgetpm/gadgetpm/pkg/apis"
+	"github.com/gadgetpm/gadgetpm/packages/fetch"
+	"github.com/gadgetpm/gadgetpm/packages/hookhost"
+	"github.com/gadgetpm/gadgetpm/packages/store"
 	"github.com/gadgetpm/gadgetpm/pkg/coordinator"
 	"github.com/gadgetpm/gadgetpm/pkg/debugserver"
 	"github.com/gadgetpm/gadgetpm/pkg/hookcreds"
 	"github.com/gadgetpm/gadgetpm/pkg/hooks"
 	"github.com/gadgetpm/gadgetpm/pkg/hooks/sandbox"
+	"github.com/gadgetpm/gadgetpm/pkg/noderole"
 	"github.com/gadgetpm/gadgetpm/pkg/restmapping"
-	"github.com/gadgetpm/gadgetpm/pkg/trace"
-	"github.com/gadgetpm/gadgetpm/pkg/trace/output"
 )
 
 // LeaderElectionID names the Lease the cluster role is elected by.
 const LeaderElectionID = "gadgetpm-leader"
 
-// Scheme holds the Kubernetes built-in types and gadgetpm's.
-func Scheme() (*runtime.Scheme, error) {
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		return nil, fmt.Errorf("build scheme: %w", err)
+// TracesPath is where the metrics endpoint serves Stream-mode Traces:
+// GET <TracesPath><namespace>/<name>.
+const TracesPath = noderole.TracesPath
+
+// Check refuses a role other than Roles, and a node role without a node
+// name, naming the flags; an empty Role is RoleAll. Run checks too; a
+// command checks first to answer before it reaches the cluster.
+func (o *Options) Check() error {
+	role := o.Role
+	if role == "" {
+		role = RoleAll
 	}
-	if err := apis.AddToScheme(s); err != nil {
-		return nil, fmt.Errorf("build scheme: %w", err)
+	if !role.cluster() && !role.node() {
+		return fmt.Errorf("run operator: --role %q: want one of %s", role, roleList())
 	}
-	return s, nil
+	if role.node() && o.NodeName == "" {
+		return fmt.Errorf("run operator: --role=%s: %w", role, noderole.ErrNodeName)
+	}
+	return nil
 }
 
 func (o *Options) setDefaults() error {
-	if o.NodeName == "" {
-		return errors.New("run operator: the node name is required (--node-name, or NODE_NAME from the downward API)")
+	if err := o.Check(); err != nil {
+		return err
+	}
+	if o.Role == "" {
+		o.Role = RoleAll
 	}
 	if o.DataDir == "" {
 		o.DataDir = "/var/lib/gadgetpm"
@@ -65,8 +71,19 @@ func (o *Options) setDefaults() error {
 	if o.StopGrace <= 0 {
 		o.StopGrace = 30 * time.Second
 	}
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{{&o.LeaseDuration, 15 * time.Second}, {&o.RenewDeadline, 10 * time.Second}, {&o.RetryPeriod, 2 * time.Second}} {
+		if *d.v <= 0 {
+			*d.v = d.def
+		}
+	}
 	if o.LeaderElectionNamespace == "" {
 		o.LeaderElectionNamespace = Namespace()
+	}
+	if o.Registerer == nil {
+		o.Registerer = metrics.Registry
 	}
 	if o.Logger.GetSink() == nil {
 		o.Logger = ctrl.Log.WithName("gadgetpm")
@@ -102,131 +119,6 @@ func hookCredentials(cfg *rest.Config, opts Options) (hooks.Credentials, error) 
 	return is, nil
 }
 
-// Run runs the operator process until ctx ends: one controller-runtime
-// Manager holding the cluster role (the coordinator and the package and
-// repository controllers, on the Lease holder only) and the node role
-// (every replica), with health and readiness probes and the metrics
-// endpoint. When ctx ends the coordinator stops in order and Run returns
-// nil.
-func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
-	if err := opts.setDefaults(); err != nil {
-		return err
-	}
-	scheme, err := Scheme()
-	if err != nil {
-		return err
-	}
-	hookSandbox, err := newHookSandbox(ctx, opts)
-	if err != nil {
-		return fmt.Errorf("run operator: %w", err)
-	}
-	cfg = rest.CopyConfig(cfg)
-	if opts.Manager.QPS > 0 {
-		cfg.QPS, cfg.Burst = opts.Manager.QPS, opts.Manager.Burst
-	}
-	// Before anything starts: a bad hook token expiry fails at once.
-	hookCreds, err := hookCredentials(cfg, opts)
-	if err != nil {
-		return fmt.Errorf("run operator: %w", err)
-	}
-	// One REST mapper and discovery cache for the whole process: the
-	// controller manager's client and caches, and every service of the
-	// coordinator. It discovers the API at its first lookup and again
-	// whenever a lookup misses.
-	mapper, err := restmapping.New(cfg)
-	if err != nil {
-		return fmt.Errorf("run operator: %w", err)
-	}
-	// The node's Trace outputs in Stream mode are served on the metrics
-	// endpoint: GET /traces/<namespace>/<name>.
-	hub := output.NewHub(output.HubOptions{})
-	mopts := ctrl.Options{
-		Scheme: scheme,
-		Logger: opts.Logger,
-		MapperProvider: func(*rest.Config, *http.Client) (meta.RESTMapper, error) {
-			return mapper, nil
-		},
-		Metrics: metricsserver.Options{BindAddress: opts.MetricsAddr,
-			ExtraHandlers: map[string]http.Handler{TracesPath: hub.Handler(TracesPath)}},
-		HealthProbeBindAddress:        opts.ProbeAddr,
-		LeaderElection:                opts.LeaderElection,
-		LeaderElectionID:              LeaderElectionID,
-		LeaderElectionNamespace:       opts.LeaderElectionNamespace,
-		LeaderElectionReleaseOnCancel: true,
-		GracefulShutdownTimeout:       ptr(opts.StopGrace + 15*time.Second),
-	}
-	if len(opts.Namespaces) > 0 {
-		mopts.Cache = cache.Options{DefaultNamespaces: map[string]cache.Config{}}
-		for _, ns := range opts.Namespaces {
-			mopts.Cache.DefaultNamespaces[ns] = cache.Config{}
-		}
-	}
-	mgr, err := ctrl.NewManager(cfg, mopts)
-	if err != nil {
-		return fmt.Errorf("run operator: create controller manager: %w", err)
-	}
-	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
-		return fmt.Errorf("run operator: %w", err)
-	}
-	if err := mgr.AddReadyzCheck("ping", healthz.Ping); err != nil {
-		return fmt.Errorf("run operator: %w", err)
-	}
-	st, fetcher, err := coordinator.PackageStore(opts.DataDir, mgr.GetAPIReader(), false, hookSandbox)
-	if err != nil {
-		return fmt.Errorf("run operator: %w", err)
-	}
-	coord, err := coordinator.New(coordinator.Options{
-		Config: cfg, Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Mapper: mapper, DataDir: opts.DataDir, Fetcher: fetcher, HookSandbox: hookSandbox,
-		UnsubscribeTimeout: opts.UnsubscribeTimeout,
-		Helm:               opts.Helm, Patcher: opts.Patcher, KubeEvents: opts.KubeEvents,
-		// Hooks get a kubeconfig of their own (HookCredentials), else
-		// KUBECONFIG or KUBERNETES_SERVICE_HOST/PORT from the operator's
-		// environment, so kubectl in them reaches this cluster.
-		HookEnv: hooks.Env{}, HookCredentials: hookCreds,
-		StopGrace:  opts.StopGrace,
-		Recorder:   mgr.GetEventRecorderFor("gadgetpm"), //nolint:staticcheck // the services take client-go's recorder
-		Registerer: metrics.Registry,
-		Logger:     opts.Logger.WithName("coordinator"),
-	})
-	if err != nil {
-		return fmt.Errorf("run operator: %w", err)
-	}
-	if err := coord.SetupWithManager(mgr); err != nil {
-		return fmt.Errorf("run operator: %w", err)
-	}
-	tc, err := trace.New(trace.Options{
-		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Scheme: scheme,
-		Recorder: mgr.GetEventRecorderFor("gadgetpm-node"), //nolint:staticcheck // the controller takes client-go's recorder
-		NodeName: opts.NodeName, DataDir: opts.DataDir, Store: st, Fetcher: fetcher, Hub: hub,
-		FileOutputDir: opts.FileOutputDir, NodeCheck: opts.NodeCheck, Logger: opts.Logger.WithName("trace"),
-	})
-	if err != nil {
-		return fmt.Errorf("run operator: %w", err)
-	}
-	if err := tc.SetupWithManager(mgr); err != nil {
-		return fmt.Errorf("run operator: %w", err)
-	}
-	if err := mgr.Add(hubStopper{hub}); err != nil {
-		return fmt.Errorf("run operator: %w", err)
-	}
-	if opts.DebugSocket != "-" {
-		dbg, err := debugserver.New(debugserver.Options{Path: opts.DebugSocket, Source: debugserver.WithNode(debugserver.WithNodeRuns(coord, tc.Runs), opts.NodeName), Logger: opts.Logger.WithName("debug")})
-		if err != nil {
-			return fmt.Errorf("run operator: %w", err)
-		}
-		if err := mgr.Add(dbg); err != nil {
-			return fmt.Errorf("run operator: add debug server: %w", err)
-		}
-	}
-	opts.Logger.Info("starting", "node", opts.NodeName, "dataDir", opts.DataDir, "leaderElection", opts.LeaderElection)
-	if err := mgr.Start(ctx); err != nil {
-		return fmt.Errorf("run operator: %w", err)
-	}
-	return nil
-}
-
-func ptr[T any](v T) *T { return &v }
-
 // newHookSandbox checks at start that hooks can run sandboxed as opts
 // asks. Hooks never see the operator's data directory (every package's
 // files, Trace outputs) or the debug socket's directory, but for their
@@ -246,20 +138,192 @@ func newHookSandbox(ctx context.Context, opts Options) (sandbox.Launcher, error)
 	return sb, nil
 }
 
-// TracesPath is where the metrics endpoint serves Stream-mode Traces:
-// GET <TracesPath><namespace>/<name>.
-const TracesPath = "/traces/"
-
-// hubStopper ends every live Trace stream when the manager stops, so the
-// HTTP server's shutdown does not wait for clients that never leave.
-type hubStopper struct{ hub *output.Hub }
-
-// NeedLeaderElection is false: every replica serves its node's streams.
-func (hubStopper) NeedLeaderElection() bool { return false }
-
-// Start waits for ctx and stops the hub.
-func (h hubStopper) Start(ctx context.Context) error {
-	<-ctx.Done()
-	h.hub.Stop()
+// Run runs the operator process until ctx ends: the roles opts.Role
+// names, with health and readiness probes, the metrics endpoint and the
+// debug server. The node role (pkg/noderole) runs at once, on every
+// replica. The cluster role (the coordinator and the package and
+// repository controllers) runs in a controller manager of its own,
+// started while this process holds the Lease (or at once without leader
+// election, once no one else holds it). When ctx ends the cluster role
+// stops in order, then the Lease is released, and Run returns nil; when
+// the Lease is lost the cluster role stops in order and Run returns
+// ErrLeaseLost.
+func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
+	if err := opts.setDefaults(); err != nil {
+		return err
+	}
+	cfg = rest.CopyConfig(cfg)
+	if opts.Manager.QPS > 0 {
+		cfg.QPS, cfg.Burst = opts.Manager.QPS, opts.Manager.Burst
+	}
+	// One REST mapper and discovery cache for the whole process: the
+	// controller managers' clients and caches, and every service of the
+	// coordinator. It discovers the API at its first lookup and again
+	// whenever a lookup misses.
+	mapper, err := restmapping.New(cfg)
+	if err != nil {
+		return fmt.Errorf("run operator: %w", err)
+	}
+	// Hooks run in the cluster role only: its sandbox and the hooks'
+	// credentials are checked before anything starts, so a missing
+	// privilege or a bad token expiry fails at once.
+	var cluster clusterDeps
+	if opts.Role.cluster() {
+		if cluster.sandbox, err = newHookSandbox(ctx, opts); err != nil {
+			return fmt.Errorf("run operator: %w", err)
+		}
+		if cluster.creds, err = hookCredentials(cfg, opts); err != nil {
+			return fmt.Errorf("run operator: %w", err)
+		}
+	}
+	if opts.Role.cluster() && !opts.LeaderElection {
+		if err := checkLeaseFree(ctx, cfg, opts.LeaderElectionNamespace, time.Now()); err != nil {
+			return fmt.Errorf("run operator: %w", err)
+		}
+	}
+	var node *noderole.Node
+	mopts := noderole.ManagerOptions{
+		Namespaces: opts.Namespaces, MetricsAddr: opts.MetricsAddr, ProbeAddr: opts.ProbeAddr, Mapper: mapper,
+		// the cluster role's own stop comes first and has its own bound
+		ShutdownTimeout: opts.StopGrace + 20*time.Second, Logger: opts.Logger,
+	}
+	if opts.Role.node() {
+		if node, err = noderole.New(noderole.Options{NodeName: opts.NodeName, DataDir: opts.DataDir,
+			FileOutputDir: opts.FileOutputDir, NodeCheck: opts.NodeCheck, Logger: opts.Logger}); err != nil {
+			return fmt.Errorf("run operator: %w", err)
+		}
+		mopts.Handlers, mopts.NodeCache = node.Handlers(), true
+	}
+	mgr, err := noderole.NewManager(cfg, mopts)
+	if err != nil {
+		return fmt.Errorf("run operator: %w", err)
+	}
+	var (
+		coord   *coordinator.Coordinator
+		st      *store.Store
+		fetcher *fetch.Fetcher
+	)
+	if opts.Role.cluster() {
+		if coord, st, fetcher, err = clusterRole(cfg, mgr, mapper, cluster, opts); err != nil {
+			return fmt.Errorf("run operator: %w", err)
+		}
+	}
+	if node != nil && fetcher != nil {
+		// Both roles in one process share the package store.
+		node.SetStore(st, fetcher)
+	}
+	if node != nil {
+		if err := node.SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("run operator: %w", err)
+		}
+	}
+	if opts.DebugSocket != "-" {
+		dbg, err := debugserver.New(debugserver.Options{Path: opts.DebugSocket, Source: debugSource(coord, node, opts.NodeName), Logger: opts.Logger.WithName("debug")})
+		if err != nil {
+			return fmt.Errorf("run operator: %w", err)
+		}
+		if err := mgr.Add(dbg); err != nil {
+			return fmt.Errorf("run operator: add debug server: %w", err)
+		}
+	}
+	opts.Logger.Info("starting", "role", opts.Role, "node", opts.NodeName, "dataDir", opts.DataDir, "leaderElection", opts.LeaderElection)
+	if err := mgr.Start(ctx); err != nil {
+		return fmt.Errorf("run operator: %w", err)
+	}
+	opts.Logger.Info("stopped", "role", opts.Role)
 	return nil
 }
+
+// clusterDeps are what the cluster role's hooks run with.
+type clusterDeps struct {
+	sandbox sandbox.Launcher
+	creds   hooks.Credentials
+}
+
+// clusterRole builds the cluster role in a controller manager of its own
+// and adds to mgr the runnable that runs it: elected through the Lease,
+// or at once without leader election.
+func clusterRole(cfg *rest.Config, mgr manager.Manager, mapper *restmapping.Mapper, deps clusterDeps, opts Options) (*coordinator.Coordinator, *store.Store, *fetch.Fetcher, error) {
+	// Its metrics share controller-runtime's registry, served by mgr.
+	cmgr, err := noderole.NewManager(cfg, noderole.ManagerOptions{
+		Namespaces: opts.Namespaces, MetricsAddr: "0", ProbeAddr: "0", Mapper: mapper,
+		ShutdownTimeout: opts.StopGrace + 15*time.Second, Logger: opts.Logger,
+	})
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("cluster role: %w", err)
+	}
+	st, fetcher, err := coordinator.PackageStore(opts.DataDir, cmgr.GetAPIReader(), false, deps.sandbox)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("cluster role: %w", err)
+	}
+	coord, err := coordinator.New(coordinator.Options{
+		Config: cfg, Client: cmgr.GetClient(), Reader: cmgr.GetAPIReader(), Mapper: mapper, DataDir: opts.DataDir, Fetcher: fetcher, HookSandbox: deps.sandbox,
+		UnsubscribeTimeout: opts.UnsubscribeTimeout,
+		Helm:               opts.Helm, Patcher: opts.Patcher, KubeEvents: opts.KubeEvents,
+		// Hooks get a kubeconfig of their own (HookCredentials), else
+		// KUBECONFIG or KUBERNETES_SERVICE_HOST/PORT from the operator's
+		// environment, so kubectl in them reaches this cluster.
+		HookEnv: hooks.Env{}, HookCredentials: deps.creds,
+		StopGrace:  opts.StopGrace,
+		Recorder:   cmgr.GetEventRecorderFor("gadgetpm"), //nolint:staticcheck // the services take client-go's recorder
+		Registerer: opts.Registerer,
+		Logger:     opts.Logger.WithName("coordinator"),
+	})
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("cluster role: %w", err)
+	}
+	if err := coord.SetupWithManager(cmgr); err != nil {
+		return nil, nil, nil, fmt.Errorf("cluster role: %w", err)
+	}
+	run := func(ctx context.Context) error {
+		if err := cmgr.Start(ctx); err != nil {
+			return err
+		}
+		opts.Logger.Info("cluster role stopped")
+		return nil
+	}
+	var r manager.Runnable = unelected(run)
+	if opts.LeaderElection {
+		if r, err = newElected(cfg, opts, run); err != nil {
+			return nil, nil, nil, fmt.Errorf("cluster role: %w", err)
+		}
+	}
+	if err := mgr.Add(r); err != nil {
+		return nil, nil, nil, fmt.Errorf("cluster role: %w", err)
+	}
+	return coord, st, fetcher, nil
+}
+
+// unelected runs the cluster role without leader election.
+type unelected func(context.Context) error
+
+// NeedLeaderElection is false: there is no election.
+func (unelected) NeedLeaderElection() bool { return false }
+
+// Start runs the cluster role until ctx ends.
+func (u unelected) Start(ctx context.Context) error { return u(ctx) }
+
+// debugSource is what the debug socket dumps: the coordinator's state
+// (cluster role), the node's gadget runs and its name (node role).
+func debugSource(coord *coordinator.Coordinator, node *noderole.Node, nodeName string) debugserver.Source {
+	var src debugserver.Source = noPackages{}
+	if coord != nil {
+		src = coord
+	}
+	if node == nil {
+		return src
+	}
+	return debugserver.WithNode(debugserver.WithNodeRuns(src, node.Runs), nodeName)
+}
+
+// noPackages is the dump of a process without the cluster role: no
+// packages, queues or hooks.
+type noPackages struct{}
+
+func (noPackages) Dump() debugserver.Dump { return debugserver.Dump{Time: time.Now()} }
+
+func (noPackages) Package(string) (debugserver.PackageDump, bool) {
+	return debugserver.PackageDump{}, false
+}
+
+func (noPackages) HookSnapshots(string, string) (hookhost.Snapshots, bool) { return nil, false }

@@ -108,7 +108,8 @@ func New(opts Options) (*Controller, error) {
 // SetupWithManager registers the spec.node field index, the Trace
 // reconciler (watching Traces of this node and GadgetPackages), an informer
 // on this node's Pods, and the Runnable that owns running gadgets and
-// schedules (it runs on every replica: NeedLeaderElection is false).
+// schedules. All of them run on every replica (NeedLeaderElection is
+// false), whatever the Lease says.
 func (c *Controller) SetupWithManager(mgr manager.Manager) error {
 	ctx := context.Background()
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &gadgetv1alpha1.Trace{}, NodeIndex, func(o client.Object) []string {
@@ -177,7 +178,8 @@ func (c *Controller) SetupWithManager(mgr manager.Manager) error {
 	}}
 	err = ctrl.NewControllerManagedBy(mgr).
 		Named("trace-"+c.opts.NodeName).
-		WithOptions(controller.Options{MaxConcurrentReconciles: c.opts.Workers}).
+		// the node role runs on every replica, whoever holds the Lease
+		WithOptions(controller.Options{MaxConcurrentReconciles: c.opts.Workers, NeedLeaderElection: new(false)}).
 		For(&gadgetv1alpha1.Trace{}, builder.WithPredicates(mine, traceChanged)).
 		Watches(&v1alpha1.GadgetPackage{}, handler.EnqueueRequestsFromMapFunc(c.tracesOfPackage), builder.WithPredicates(packageChanged)).
 		Complete(c)
@@ -300,8 +302,18 @@ func (c *Controller) activeSub(key types.NamespacedName) *subscriber {
 }
 
 // Reconcile brings one Trace's run in line with its spec, its package and
-// its operation annotation.
+// its operation annotation. A reconcile cut short by the process's stop
+// is no error (a clean stop logs none): what it did not finish, the
+// operation annotation still asks for at the next start.
 func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	res, err := c.reconcile(ctx, req)
+	if err != nil && ctx.Err() != nil {
+		return reconcile.Result{}, nil
+	}
+	return res, err
+}
+
+func (c *Controller) reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	key := req.NamespacedName
 	var tr gadgetv1alpha1.Trace
 	if err := c.opts.Client.Get(ctx, key, &tr); err != nil {

@@ -1,4 +1,4 @@
-package main
+package cmdline
 
 import (
 	"bytes"
@@ -13,7 +13,7 @@ func TestNewLogger(t *testing.T) {
 		format string
 		check  func(t *testing.T, lines []string)
 	}{
-		{logFormatJSON, func(t *testing.T, lines []string) {
+		{FormatJSON, func(t *testing.T, lines []string) {
 			var info, failed map[string]any
 			if err := json.Unmarshal([]byte(lines[0]), &info); err != nil {
 				t.Fatalf("%q: %v", lines[0], err)
@@ -33,7 +33,7 @@ func TestNewLogger(t *testing.T) {
 				t.Errorf("error line %s: want level error, the error, no stack trace", lines[1])
 			}
 		}},
-		{logFormatText, func(t *testing.T, lines []string) {
+		{FormatText, func(t *testing.T, lines []string) {
 			f := strings.Split(lines[0], "\t")
 			if len(f) != 5 || f[1] != "info" || f[2] != "gadgetpm.hooks" || f[3] != "hello" || !strings.Contains(f[4], `"hook": "10-talk.sh"`) {
 				t.Errorf("text line %q: want time, level, logger, message and the fields", lines[0])
@@ -45,7 +45,7 @@ func TestNewLogger(t *testing.T) {
 	} {
 		t.Run(tc.format, func(t *testing.T) {
 			var buf bytes.Buffer
-			log, err := newLogger(&buf, tc.format, 0)
+			log, err := NewLogger(&buf, tc.format, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -60,14 +60,7 @@ func TestNewLogger(t *testing.T) {
 			tc.check(t, lines)
 		})
 	}
-	if _, err := newLogger(&bytes.Buffer{}, "xml", 0); err == nil || !strings.Contains(err.Error(), `--log-format "xml"`) {
+	if _, err := NewLogger(&bytes.Buffer{}, "xml", 0); err == nil || !strings.Contains(err.Error(), `--log-format "xml"`) {
 		t.Errorf("format xml: %v", err)
-	}
-}
-
-func TestOperatorBadLogFormat(t *testing.T) {
-	_, err := run(t, "operator", "--node-name", "n", "--log-format", "yaml")
-	if err == nil || !strings.Contains(err.Error(), `--log-format "yaml": want "json" or "text"`) {
-		t.Fatalf("operator --log-format yaml: %v", err)
 	}
 }

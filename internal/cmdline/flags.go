@@ -1,0 +1,67 @@
+package cmdline
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// NodeFlags are the node role's flags: `gadgetpm operator` and
+// gadgetpm-node take them with the same names and defaults.
+type NodeFlags struct {
+	Kubeconfig    string
+	Namespaces    []string
+	DataDir       string
+	NodeName      string
+	MetricsAddr   string
+	ProbeAddr     string
+	NodeCheck     bool
+	FileOutputDir string
+	// QPS and Burst of the controller manager's client (--kube-api-qps,
+	// --kube-api-burst).
+	QPS   float32
+	Burst int
+	// Verbosity (-v) and LogFormat (--log-format) of the log.
+	Verbosity int
+	LogFormat string
+}
+
+// AddNodeFlags registers n's flags on cmd.
+func AddNodeFlags(cmd *cobra.Command, n *NodeFlags) {
+	f := cmd.Flags()
+	f.StringVar(&n.Kubeconfig, "kubeconfig", "", "kubeconfig file; default $KUBECONFIG, else in-cluster")
+	f.StringSliceVar(&n.Namespaces, "namespaces", nil, "namespaces whose GadgetPackages and Traces are watched (comma-separated); default all")
+	f.StringVar(&n.DataDir, "data-dir", "/var/lib/gadgetpm", "directory for downloaded packages")
+	f.StringVar(&n.NodeName, "node-name", os.Getenv("NODE_NAME"), "node this replica runs on; default $NODE_NAME (required by the node role)")
+	f.StringVar(&n.MetricsAddr, "metrics-bind-address", ":8080", `address of the metrics endpoint ("0" disables it)`)
+	f.StringVar(&n.ProbeAddr, "health-probe-bind-address", ":8081", `address of /healthz and /readyz ("0" disables them)`)
+	f.BoolVar(&n.NodeCheck, "node-check", true, "require a Trace's spec.node to name an existing Node; with --node-check=false spec.node must equal --node-name (a cluster without Node objects)")
+	f.StringVar(&n.FileOutputDir, "trace-output-dir", "", "directory where Traces with outputMode File write their JSON lines; default <data-dir>/traces")
+	ClientFlags(cmd, "kube-api", "the controller manager's client", &n.QPS, &n.Burst, 20, 30)
+	f.IntVarP(&n.Verbosity, "v", "v", 0, "log verbosity: 0 info, 1 debug (Helm's output, every patch), 2 and more trace")
+	f.StringVar(&n.LogFormat, "log-format", FormatJSON, logFormatUsage)
+}
+
+// ClientFlags registers --<prefix>-qps and --<prefix>-burst, the rate
+// limits of what's client.
+func ClientFlags(cmd *cobra.Command, prefix, what string, qps *float32, burst *int, defQPS float32, defBurst int) {
+	cmd.Flags().Float32Var(qps, prefix+"-qps", defQPS, "queries per second of "+what)
+	cmd.Flags().IntVar(burst, prefix+"-burst", defBurst, "burst of "+what)
+}
+
+// RestConfig reaches the cluster through kubeconfig, else $KUBECONFIG,
+// else the in-cluster service account.
+func RestConfig(kubeconfig string) (*rest.Config, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if kubeconfig != "" {
+		rules.ExplicitPath = kubeconfig
+	}
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("reach the cluster: %w (pass --kubeconfig or set KUBECONFIG)", err)
+	}
+	return cfg, nil
+}

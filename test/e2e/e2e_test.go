@@ -510,6 +510,22 @@ func (e *env) hookSandboxed(t *testing.T, seen map[string]string) {
 	if _, err := e.kc("-n", opNS, "exec", holder, "-c", "operator", "--", "test", "-s", "/var/run/secrets/kubernetes.io/serviceaccount/token"); err != nil {
 		t.Errorf("pod %s's operator container has no token of its own: %v", holder, err)
 	}
+	// The sandbox works with what the chart grants and no more: the
+	// server's capabilities are the five the chart adds (CHOWN,
+	// DAC_OVERRIDE, SETGID, SETUID, SYS_ADMIN), under the runtime's
+	// default seccomp filter; the operator has none.
+	for _, c := range []struct{ container, capEff string }{{"hook-sandbox", "00000000002000c3"}, {"operator", "0000000000000000"}} {
+		status := e.mustKC(t, "-n", opNS, "exec", holder, "-c", c.container, "--", "cat", "/proc/1/status")
+		fields := map[string]string{}
+		for _, line := range strings.Split(status, "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok {
+				fields[k] = strings.TrimSpace(v)
+			}
+		}
+		if fields["CapEff"] != c.capEff || fields["Seccomp"] != "2" {
+			t.Errorf("pod %s's %s container runs with CapEff %s and Seccomp %s; want %s under a seccomp filter (2)", holder, c.container, fields["CapEff"], fields["Seccomp"], c.capEff)
+		}
+	}
 }
 
 func (e *env) serverVersion(t *testing.T) string {

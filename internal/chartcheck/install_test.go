@@ -266,21 +266,28 @@ func TestInstallDefaults(t *testing.T) {
 
 // TestPodSecurityStandards submits each workload's pod, as its controller
 // would create it, to namespaces enforcing the Pod Security Standards: the
-// API server's PodSecurity admission decides. The cluster role meets
-// "restricted"; the node role, with host PID and eBPF capabilities, needs
-// "privileged", and nothing less than "privileged" admits it.
+// API server's PodSecurity admission decides. The cluster role's pod needs
+// "privileged" for its hook sandbox sidecar (CAP_SYS_ADMIN, AppArmor
+// unconfined), and meets "restricted" with hooks.sandbox=off; the node
+// role, with host PID and eBPF capabilities, needs "privileged", and
+// nothing less than "privileged" admits either.
 func TestPodSecurityStandards(t *testing.T) {
 	o := mustRender(t, "gadgetpm", nil)
-	if len(o.deploy) != 1 || len(o.ds) != 1 {
+	off := mustRender(t, "gadgetpm", map[string]any{"hooks": map[string]any{"sandbox": "off"}})
+	if len(o.deploy) != 1 || len(o.ds) != 1 || len(off.deploy) != 1 {
 		t.Fatalf("rendered %d Deployment(s) and %d DaemonSet(s), want one each", len(o.deploy), len(o.ds))
 	}
 	tests := []struct {
 		name     string
 		spec     corev1.PodSpec
 		admitted map[string]bool // level -> admitted
+		// Every refusal names refusedFor (what needs more) and never
+		// notFor (what needs nothing).
+		refusedFor, notFor string
 	}{
-		{"cluster role", o.deploy[0].Spec.Template.Spec, map[string]bool{"restricted": true, "baseline": true}},
-		{"node role", o.ds[0].Spec.Template.Spec, map[string]bool{"restricted": false, "baseline": false, "privileged": true}},
+		{"cluster role", o.deploy[0].Spec.Template.Spec, map[string]bool{"restricted": false, "baseline": false, "privileged": true}, `container "hook-sandbox"`, `container "operator"`},
+		{"cluster role, hooks.sandbox=off", off.deploy[0].Spec.Template.Spec, map[string]bool{"restricted": true, "baseline": true}, "", ""},
+		{"node role", o.ds[0].Spec.Template.Spec, map[string]bool{"restricted": false, "baseline": false, "privileged": true}, "hostPID=true", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -297,8 +304,13 @@ func TestPodSecurityStandards(t *testing.T) {
 				if err := env.Client.Update(context.Background(), &nsObj); err != nil {
 					t.Fatalf("label namespace %s: %v", ns, err)
 				}
+				// The pod's own ServiceAccount: the cluster role's pod
+				// projects its token, which needs a named account.
+				sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: tt.spec.ServiceAccountName, Namespace: ns}}
+				if err := env.Client.Create(context.Background(), sa); err != nil {
+					t.Fatalf("create ServiceAccount %s/%s: %v", ns, sa.Name, err)
+				}
 				pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "pss", Namespace: ns}, Spec: *tt.spec.DeepCopy()}
-				pod.Spec.ServiceAccountName = ""
 				err := env.Client.Create(context.Background(), pod)
 				switch {
 				case want && err != nil:
@@ -307,6 +319,8 @@ func TestPodSecurityStandards(t *testing.T) {
 					t.Errorf("the %s pod is admitted under the %q Pod Security Standard; it should need more", tt.name, level)
 				case !want && !apierrors.IsForbidden(err):
 					t.Errorf("the %s pod under %q: %v; want a PodSecurity refusal", tt.name, level, err)
+				case !want && (!strings.Contains(err.Error(), tt.refusedFor) || tt.notFor != "" && strings.Contains(err.Error(), tt.notFor)):
+					t.Errorf("the %s pod under %q: %v; want it refused for %s, never for %s", tt.name, level, err, tt.refusedFor, tt.notFor)
 				}
 			}
 		})

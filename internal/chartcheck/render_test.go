@@ -5,6 +5,7 @@ import (
 	"maps"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -448,7 +449,7 @@ func checkClusterWorkload(t *testing.T, o *objects, sa string) {
 	for _, want := range []string{"gadgetpm", "operator", "--role=cluster", "--leader-elect=true", "--leader-election-namespace=" + releaseNS,
 		"--node-name=$(NODE_NAME)", "--data-dir=/var/lib/gadgetpm", "--metrics-bind-address=:8080", "--health-probe-bind-address=:8081", "--v=0",
 		"--helm-qps=20", "--patcher-burst=200", "--kube-events-qps=20", "--debug-socket=/run/gadgetpm/debug.sock",
-		"--hook-sandbox=off", "--hook-user=65534:65534", "--hook-service-account=gadgetpm-hooks", "--hook-token-expiry=10m"} {
+		"--hook-sandbox=on", "--hook-sandbox-socket=" + sandboxSocket, "--hook-user=65534:65534", "--hook-service-account=gadgetpm-hooks", "--hook-token-expiry=10m"} {
 		if !slices.Contains(argv, want) {
 			t.Errorf("cluster role command line %q lacks %q", argv, want)
 		}
@@ -467,8 +468,10 @@ func checkClusterWorkload(t *testing.T, o *objects, sa string) {
 			t.Errorf("cluster role: %s is %+v, want an emptyDir", m, vols[m])
 		}
 	}
-	if spec.AutomountServiceAccountToken != nil && !*spec.AutomountServiceAccountToken {
-		t.Error("cluster role pods do not mount their own token")
+	checkOperatorToken(t, spec, c)
+	checkSandboxSidecar(t, spec, c)
+	if got := d.Spec.Template.Annotations["kubectl.kubernetes.io/default-container"]; got != "operator" {
+		t.Errorf("cluster role pod's default container %q, want operator: kubectl exec deploy/... -- gadgetpm dump must reach it", got)
 	}
 
 	// Spread over nodes, one at a time through drains.
@@ -485,6 +488,101 @@ func checkClusterWorkload(t *testing.T, o *objects, sa string) {
 	if pdb.Spec.MaxUnavailable == nil || pdb.Spec.MaxUnavailable.IntValue() != 1 || pdb.Spec.MinAvailable != nil ||
 		pdb.Spec.Selector == nil || !maps.Equal(pdb.Spec.Selector.MatchLabels, d.Spec.Selector.MatchLabels) || pdb.Namespace != releaseNS {
 		t.Errorf("PodDisruptionBudget %s/%s %+v, want maxUnavailable 1 over the Deployment's pods", pdb.Namespace, pdb.Name, pdb.Spec)
+	}
+}
+
+// sandboxSocket is where the cluster role's operator finds the hook
+// sandbox server.
+const sandboxSocket = "/run/gadgetpm-hook-sandbox/sandbox.sock"
+
+// sandboxCaps are the hook-sandbox container's capabilities, sorted.
+var sandboxCaps = []corev1.Capability{"CHOWN", "DAC_OVERRIDE", "SETGID", "SETUID", "SYS_ADMIN"}
+
+// checkOperatorToken: no container of the pod gets a service-account token
+// but the operator's, which mounts it explicitly where client-go looks for
+// it, as the ServiceAccount admission plugin would have.
+func checkOperatorToken(t *testing.T, spec corev1.PodSpec, operator corev1.Container) {
+	t.Helper()
+	if spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken {
+		t.Error("cluster role pods mount the service-account token into every container; want automountServiceAccountToken: false and the token in the operator container only")
+	}
+	v, ok := volumesByMount(spec, operator)[saDir]
+	if !ok || v.Projected == nil {
+		t.Fatalf("the operator container has no projected volume at %s: it could not reach the API server (%+v)", saDir, v)
+	}
+	var token, ca, namespace bool
+	for _, src := range v.Projected.Sources {
+		switch {
+		case src.ServiceAccountToken != nil:
+			token = src.ServiceAccountToken.Path == "token" && src.ServiceAccountToken.ExpirationSeconds != nil && *src.ServiceAccountToken.ExpirationSeconds == 3607 && src.ServiceAccountToken.Audience == ""
+		case src.ConfigMap != nil:
+			ca = src.ConfigMap.Name == "kube-root-ca.crt" && len(src.ConfigMap.Items) == 1 && src.ConfigMap.Items[0].Key == "ca.crt" && src.ConfigMap.Items[0].Path == "ca.crt"
+		case src.DownwardAPI != nil:
+			namespace = len(src.DownwardAPI.Items) == 1 && src.DownwardAPI.Items[0].Path == "namespace" && src.DownwardAPI.Items[0].FieldRef != nil && src.DownwardAPI.Items[0].FieldRef.FieldPath == "metadata.namespace"
+		}
+	}
+	if !token || !ca || !namespace {
+		t.Errorf("the operator's %s holds token %v (3607s, the API server's audience), ca.crt %v (kube-root-ca.crt), namespace %v: %+v", saDir, token, ca, namespace, v.Projected.Sources)
+	}
+}
+
+// saDir is where client-go reads a pod's token, CA and namespace.
+const saDir = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+// checkSandboxSidecar: hooks.sandbox=server (the default) runs the hook
+// sandbox server in a native sidecar holding exactly the sandbox's
+// capabilities and no token, sharing the socket, the data directory and
+// /tmp with the operator at the same paths.
+func checkSandboxSidecar(t *testing.T, spec corev1.PodSpec, operator corev1.Container) {
+	t.Helper()
+	if len(spec.InitContainers) != 1 || spec.InitContainers[0].Name != "hook-sandbox" {
+		t.Fatalf("cluster role init containers %v, want the hook-sandbox sidecar", spec.InitContainers)
+	}
+	c := spec.InitContainers[0]
+	if c.RestartPolicy == nil || *c.RestartPolicy != corev1.ContainerRestartPolicyAlways {
+		t.Errorf("hook-sandbox restartPolicy %v, want Always: a native sidecar that starts before the operator and stops after it", c.RestartPolicy)
+	}
+	if c.Image != operator.Image || c.ImagePullPolicy != operator.ImagePullPolicy {
+		t.Errorf("hook-sandbox image %s (%s), want the operator's %s (%s)", c.Image, c.ImagePullPolicy, operator.Image, operator.ImagePullPolicy)
+	}
+	argv := args(c)
+	for _, want := range []string{"gadgetpm", "hook-sandbox", "--socket=" + sandboxSocket, "--allow-uid=65532", "--hook-user=65534:65534", "--hide=" + filepath.Dir(sandboxSocket)} {
+		if !slices.Contains(argv, want) {
+			t.Errorf("hook-sandbox command line %q lacks %q", argv, want)
+		}
+	}
+	if psc := spec.SecurityContext; psc == nil || psc.RunAsUser == nil || !slices.Contains(argv, "--allow-uid="+strconv.FormatInt(*psc.RunAsUser, 10)) {
+		t.Errorf("hook-sandbox serves %q, not the operator's uid (pod securityContext %+v)", argv, psc)
+	}
+	if p := c.StartupProbe; p == nil || p.Exec == nil || !slices.Equal(p.Exec.Command, []string{"test", "-S", sandboxSocket}) {
+		t.Errorf("hook-sandbox startupProbe %+v, want the socket's existence: the operator starts only once it answers", p)
+	}
+	sc := c.SecurityContext
+	if sc == nil || sc.Capabilities == nil {
+		t.Fatalf("hook-sandbox securityContext %+v, want named capabilities", sc)
+	}
+	add := slices.Clone(sc.Capabilities.Add)
+	slices.Sort(add)
+	if !slices.Equal(add, sandboxCaps) || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) {
+		t.Errorf("hook-sandbox capabilities add %v drop %v, want exactly %v added to none", add, sc.Capabilities.Drop, sandboxCaps)
+	}
+	if sc.RunAsUser == nil || *sc.RunAsUser != 0 || sc.RunAsNonRoot == nil || *sc.RunAsNonRoot ||
+		sc.Privileged == nil || *sc.Privileged || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
+		sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
+		sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault ||
+		sc.AppArmorProfile == nil || sc.AppArmorProfile.Type != corev1.AppArmorProfileTypeUnconfined {
+		t.Errorf("hook-sandbox securityContext %+v, want uid 0 (added capabilities are effective for root only), not privileged, no privilege escalation, read-only root, seccomp RuntimeDefault, AppArmor unconfined (the runtimes' default profiles deny mount)", sc)
+	}
+	sidecar, op := volumesByMount(spec, c), volumesByMount(spec, operator)
+	for _, path := range []string{filepath.Dir(sandboxSocket), "/var/lib/gadgetpm", "/tmp"} {
+		if sidecar[path].EmptyDir == nil || sidecar[path].Name != op[path].Name {
+			t.Errorf("%s: the sidecar mounts %q, the operator %q; want the same emptyDir at the same path in both", path, sidecar[path].Name, op[path].Name)
+		}
+	}
+	for path, v := range sidecar {
+		if strings.HasPrefix(path, "/var/run/secrets") || strings.HasPrefix(path, "/run/secrets") || v.Projected != nil || v.Secret != nil {
+			t.Errorf("hook-sandbox mounts %s (%+v): it must hold no credentials", path, v.VolumeSource)
+		}
 	}
 }
 
@@ -722,9 +820,44 @@ func TestRenderVariants(t *testing.T) {
 						t.Errorf("args %q lack %q", argv, want)
 					}
 				}
+				checkNoSandboxSidecar(t, o)
 				rules := named(t, o.cr, "gadgetpm-hooks").Rules
 				if !allows(rules, "", "configmaps", "create") || allows(rules, "", "pods", "list") {
 					t.Errorf("hooks' rules %+v, want hooks.rbac.rules instead of the default", rules)
+				}
+			},
+		},
+		{
+			name:   "hooks.sandbox=off: hooks in the operator container",
+			values: map[string]any{"hooks": map[string]any{"sandbox": "off"}},
+			check: func(t *testing.T, o *objects) {
+				if argv := o.deploy[0].Spec.Template.Spec.Containers[0].Args; !slices.Contains(argv, "--hook-sandbox=off") {
+					t.Errorf("args %q, want --hook-sandbox=off", argv)
+				}
+				checkNoSandboxSidecar(t, o)
+				spec := o.deploy[0].Spec.Template.Spec
+				checkOperatorToken(t, spec, spec.Containers[0])
+			},
+		},
+		{
+			name: "hook sandbox server: own user, resources and profiles",
+			values: map[string]any{"hooks": map[string]any{"user": "1000:1000", "sandboxServer": map[string]any{
+				"resources":       map[string]any{"limits": map[string]any{"memory": "1Gi"}},
+				"seccompProfile":  map[string]any{"type": "Localhost", "localhostProfile": "gadgetpm-sandbox.json"},
+				"appArmorProfile": map[string]any{"type": "Localhost", "localhostProfile": "gadgetpm-sandbox"},
+			}}},
+			check: func(t *testing.T, o *objects) {
+				c := o.deploy[0].Spec.Template.Spec.InitContainers[0]
+				if !slices.Contains(c.Args, "--hook-user=1000:1000") {
+					t.Errorf("hook-sandbox args %q, want --hook-user=1000:1000", c.Args)
+				}
+				if m := c.Resources.Limits.Memory(); m.String() != "1Gi" {
+					t.Errorf("hook-sandbox memory limit %s, want 1Gi", m)
+				}
+				sc := c.SecurityContext
+				if sc.SeccompProfile == nil || sc.SeccompProfile.LocalhostProfile == nil || *sc.SeccompProfile.LocalhostProfile != "gadgetpm-sandbox.json" ||
+					sc.AppArmorProfile == nil || sc.AppArmorProfile.LocalhostProfile == nil || *sc.AppArmorProfile.LocalhostProfile != "gadgetpm-sandbox" {
+					t.Errorf("hook-sandbox profiles seccomp %+v, AppArmor %+v; want hooks.sandboxServer's", sc.SeccompProfile, sc.AppArmorProfile)
 				}
 			},
 		},
@@ -816,6 +949,24 @@ func TestRenderVariants(t *testing.T) {
 	}
 }
 
+// checkNoSandboxSidecar: hooks.sandbox off and auto run hooks in the
+// operator container, so the pod has no sidecar and nothing privileged.
+func checkNoSandboxSidecar(t *testing.T, o *objects) {
+	t.Helper()
+	spec := o.deploy[0].Spec.Template.Spec
+	if len(spec.InitContainers) != 0 || len(spec.Containers) != 1 {
+		t.Errorf("cluster role pod with %d init container(s) and %d container(s), want the operator alone", len(spec.InitContainers), len(spec.Containers))
+	}
+	if argv := spec.Containers[0].Args; hasFlag(argv, "--hook-sandbox-socket") {
+		t.Errorf("args %q name a sandbox server that does not run", argv)
+	}
+	for _, v := range spec.Volumes {
+		if v.Name == "hook-sandbox" {
+			t.Errorf("volume %s without the sidecar", v.Name)
+		}
+	}
+}
+
 // TestRenderRefusesBadValues: a mistake in values stops the install with a
 // message naming the value, before anything reaches the cluster.
 func TestRenderRefusesBadValues(t *testing.T) {
@@ -839,8 +990,10 @@ func TestRenderRefusesBadValues(t *testing.T) {
 		{"no cluster replica", map[string]any{"cluster": map[string]any{"replicas": 0}}, []string{"cluster", "replicas"}},
 		{"two cluster roles without a Lease", map[string]any{"operator": map[string]any{"leaderElection": map[string]any{"enabled": false}}},
 			[]string{"cluster.replicas is 2 but operator.leaderElection.enabled is false", "set cluster.replicas=1"}},
-		{"sandbox maybe", map[string]any{"hooks": map[string]any{"sandbox": "maybe"}}, []string{"hooks", "sandbox", "off"}},
-		{"sandbox on without its privileges", map[string]any{"hooks": map[string]any{"sandbox": "on"}}, []string{"hooks.sandbox=on", "CAP_SYS_ADMIN", "use hooks.sandbox=off"}},
+		{"sandbox maybe", map[string]any{"hooks": map[string]any{"sandbox": "maybe"}}, []string{"hooks", "sandbox", "server", "off"}},
+		{"sandbox on without its privileges", map[string]any{"hooks": map[string]any{"sandbox": "on"}}, []string{"hooks.sandbox=on", "CAP_SYS_ADMIN", "use hooks.sandbox=server", "or hooks.sandbox=off"}},
+		{"sandbox server with an unknown key", map[string]any{"hooks": map[string]any{"sandboxServer": map[string]any{"capabilities": []any{"SYS_ADMIN"}}}}, []string{"sandboxServer", "capabilities"}},
+		{"sandbox server's AppArmor profile", map[string]any{"hooks": map[string]any{"sandboxServer": map[string]any{"appArmorProfile": map[string]any{"type": "unconfined"}}}}, []string{"appArmorProfile", "type"}},
 		{"hook user not uid:gid", map[string]any{"hooks": map[string]any{"user": "nobody"}}, []string{"hooks", "user"}},
 		{"token expiry not a duration", map[string]any{"hooks": map[string]any{"tokenExpiry": "ten minutes"}}, []string{"tokenExpiry"}},
 		{"hooks' rule without verbs", map[string]any{"hooks": map[string]any{"rbac": map[string]any{"rules": []any{map[string]any{"resources": []any{"pods"}}}}}}, []string{"rules", "verbs"}},
@@ -890,6 +1043,7 @@ func TestNotes(t *testing.T) {
 		"Hooks act as the ServiceAccount gadgetpm-system/gadgetpm-hooks",
 		"kubectl get gadgetpackages -A",
 		"rbac.packageResources is on",
+		"Hooks run in the hook sandbox, in each cluster-role pod's hook-sandbox\ncontainer",
 	} {
 		if !strings.Contains(n, want) {
 			t.Errorf("NOTES lack %q:\n%s", want, n)
@@ -898,6 +1052,10 @@ func TestNotes(t *testing.T) {
 	n = notes(t, map[string]any{"rbac": map[string]any{"packageResources": false}, "operator": map[string]any{"leaderElection": map[string]any{"enabled": false}}, "cluster": map[string]any{"replicas": 1}})
 	if strings.Contains(n, "rbac.packageResources is on") || !strings.Contains(n, "Leader election is off") {
 		t.Errorf("NOTES with narrow RBAC and no leader election:\n%s", n)
+	}
+	n = notes(t, map[string]any{"hooks": map[string]any{"sandbox": "off"}})
+	if strings.Contains(n, "hook-sandbox") || !strings.Contains(n, "can read the cluster role's service-account token") {
+		t.Errorf("NOTES with hooks.sandbox=off do not say that hooks can read the cluster role's token:\n%s", n)
 	}
 	n = notes(t, map[string]any{"hooks": map[string]any{"serviceAccount": map[string]any{"name": ""}}})
 	if strings.Contains(n, "Hooks act as the ServiceAccount") || !strings.Contains(n, "hooks act with the cluster role's own") {

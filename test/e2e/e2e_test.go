@@ -474,6 +474,58 @@ data:
 		t.Errorf("the hook ran without KUBECONFIG: its credentials are not its own (all: %v)", cm.Data)
 	}
 	t.Logf("the in-cluster hook wrote %v", cm.Data)
+	e.hookSandboxed(t, cm.Data)
+}
+
+// hookSandboxed: e2e-incluster's hook ran in the hook sandbox of the
+// chart's hook-sandbox container, as a user relies on it: it could not
+// read the cluster role's service-account token, saw in the operator's
+// package store its own package's directory only and no archive, ran as
+// the hook user (hooks.user, 65534) and under the sandbox's init as PID 1,
+// in a PID namespace of its own.
+func (e *env) hookSandboxed(t *testing.T, seen map[string]string) {
+	t.Helper()
+	if seen["token"] == "readable" {
+		t.Errorf("the hook read the pod's service-account token (all: %v)", seen)
+	}
+	own := strings.Fields(seen["packages"])
+	if len(own) != 1 || !strings.HasPrefix(seen["ownDir"]+"/", "/var/lib/gadgetpm/packages/packages/"+own[0]+"/") {
+		t.Errorf("the hook in %s saw the packages %q in the operator's store; want its own only (all: %v)", seen["ownDir"], seen["packages"], seen)
+	}
+	if seen["archives"] != "" {
+		t.Errorf("the hook saw the operator's package archives %q (all: %v)", seen["archives"], seen)
+	}
+	if seen["uid"] != "65534" {
+		t.Errorf("the hook ran as uid %q, want the hook user 65534 (all: %v)", seen["uid"], seen)
+	}
+	if !strings.HasPrefix(seen["pid1"], "gadgetpm-hook-sandbox") {
+		t.Errorf("the hook's PID 1 is %q, want the sandbox's init (gadgetpm-hook-sandbox) in a PID namespace of its own (all: %v)", seen["pid1"], seen)
+	}
+	// The container the hooks run in has no token at all: only the
+	// operator's container mounts it.
+	holder := e.leaseHolder(t)
+	if out, err := e.kc("-n", opNS, "exec", holder, "-c", "hook-sandbox", "--", "ls", "-A", "/var/run/secrets/kubernetes.io/serviceaccount"); err == nil {
+		t.Errorf("pod %s's hook-sandbox container holds a service-account directory: %q", holder, out)
+	}
+	if _, err := e.kc("-n", opNS, "exec", holder, "-c", "operator", "--", "test", "-s", "/var/run/secrets/kubernetes.io/serviceaccount/token"); err != nil {
+		t.Errorf("pod %s's operator container has no token of its own: %v", holder, err)
+	}
+	// The sandbox works with what the chart grants and no more: the
+	// server's capabilities are the five the chart adds (CHOWN,
+	// DAC_OVERRIDE, SETGID, SETUID, SYS_ADMIN), under the runtime's
+	// default seccomp filter; the operator has none.
+	for _, c := range []struct{ container, capEff string }{{"hook-sandbox", "00000000002000c3"}, {"operator", "0000000000000000"}} {
+		status := e.mustKC(t, "-n", opNS, "exec", holder, "-c", c.container, "--", "cat", "/proc/1/status")
+		fields := map[string]string{}
+		for _, line := range strings.Split(status, "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok {
+				fields[k] = strings.TrimSpace(v)
+			}
+		}
+		if fields["CapEff"] != c.capEff || fields["Seccomp"] != "2" {
+			t.Errorf("pod %s's %s container runs with CapEff %s and Seccomp %s; want %s under a seccomp filter (2)", holder, c.container, fields["CapEff"], fields["Seccomp"], c.capEff)
+		}
+	}
 }
 
 func (e *env) serverVersion(t *testing.T) string {
@@ -900,6 +952,7 @@ func (e *env) cleanup(t *testing.T) {
 			{"get", "pods", "-A", "-o", "wide"},
 			{"get", "gadgetpackages,traces", "-A", "-o", "yaml"},
 			{"-n", opNS, "logs", "-l", podLabel, "-c", "operator", "--tail=200", "--prefix"},
+			{"-n", opNS, "logs", "-l", clusterLabel, "-c", "hook-sandbox", "--tail=50", "--prefix"},
 			{"get", "events", "-A", "--sort-by=.lastTimestamp"},
 		} {
 			out, err := e.kc(args...)

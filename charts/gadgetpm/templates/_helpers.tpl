@@ -113,7 +113,9 @@ imagePullSecrets:
 {{- end -}}
 
 {{/* gadgetpm.podMetadata: both roles' pod labels and annotations; call it
-with (dict "ctx" $ "component" "cluster"|"node" "rbac" <rendered RBAC>). */}}
+with (dict "ctx" $ "component" "cluster"|"node" "rbac" <rendered RBAC>),
+plus "defaultContainer" for kubectl exec and logs when the pod has more
+than one. */}}
 {{- define "gadgetpm.podMetadata" -}}
 labels:
   {{- include "gadgetpm.labels" .ctx | nindent 2 }}
@@ -124,6 +126,9 @@ labels:
 annotations:
   # Restart the pods when the RBAC they run with changes.
   checksum/rbac: {{ .rbac | sha256sum }}
+  {{- with .defaultContainer }}
+  kubectl.kubernetes.io/default-container: {{ . }}
+  {{- end }}
   {{- with .ctx.Values.podAnnotations }}
   {{- toYaml . | nindent 2 }}
   {{- end }}

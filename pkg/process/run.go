@@ -14,10 +14,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/gadgetpm/gadgetpm/packages/fetch"
-	"github.com/gadgetpm/gadgetpm/packages/hookhost"
 	"github.com/gadgetpm/gadgetpm/packages/store"
 	"github.com/gadgetpm/gadgetpm/pkg/coordinator"
 	"github.com/gadgetpm/gadgetpm/pkg/debugserver"
+	"github.com/gadgetpm/gadgetpm/pkg/dump"
 	"github.com/gadgetpm/gadgetpm/pkg/hookcreds"
 	"github.com/gadgetpm/gadgetpm/pkg/hooks"
 	"github.com/gadgetpm/gadgetpm/pkg/hooks/sandbox"
@@ -326,4 +326,4 @@ func (noPackages) Package(string) (debugserver.PackageDump, bool) {
 	return debugserver.PackageDump{}, false
 }
 
-func (noPackages) HookSnapshots(string, string) (hookhost.Snapshots, bool) { return nil, false }
+func (noPackages) HookSnapshots(string, string) (dump.Snapshots, bool) { return nil, false }

@@ -35,9 +35,7 @@ func (h *Host) Package(key string) (PackageHooks, bool) {
 			t := r.last
 			hd.LastRun, hd.LastError, hd.Runs = &t, r.lastErr, r.count
 		}
-		for _, l := range h.opts.Runner.Output(hk.ID()) {
-			hd.Output = append(hd.Output, dump.OutputLine(l))
-		}
+		hd.Output = h.opts.Runner.Output(hk.ID())
 		p.Hooks = append(p.Hooks, hd)
 	}
 	ph.mu.Unlock()

@@ -24,8 +24,7 @@ type Hook struct {
 	Output []OutputLine `json:"output,omitempty" yaml:"output,omitempty"`
 }
 
-// OutputLine is one line a hook printed; the fields are those of
-// hooks.OutputLine, which converts to it.
+// OutputLine is one line a hook printed (hooks.OutputLine is this type).
 type OutputLine struct {
 	// Time the line was read.
 	Time time.Time `json:"time" yaml:"time"`

@@ -94,3 +94,19 @@ func (n withNode) Dump() Dump {
 	d.Node = n.node
 	return d
 }
+
+// NoPackages is the Source of a process without the cluster role: its
+// dumps hold no packages, queues or hooks (WithNodeRuns and WithNode add
+// the node's part).
+type NoPackages struct{}
+
+var _ Source = NoPackages{}
+
+// Dump is empty but for the time.
+func (NoPackages) Dump() Dump { return Dump{Time: time.Now()} }
+
+// Package finds no package.
+func (NoPackages) Package(string) (PackageDump, bool) { return PackageDump{}, false }
+
+// HookSnapshots finds no hook.
+func (NoPackages) HookSnapshots(string, string) (dump.Snapshots, bool) { return nil, false }

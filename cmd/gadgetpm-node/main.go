@@ -1,6 +1,7 @@
 // Command gadgetpm-node runs the node role of gadgetpm alone: the Trace
 // controller for the Traces whose spec.node is its node, the Stream-mode
-// outputs on the metrics endpoint, health and readiness probes. It is
+// outputs on the metrics endpoint, health and readiness probes, the
+// node's dump on the debug socket. It is
 // `gadgetpm operator --role=node` in a binary that links neither the
 // coordinator nor Helm releases, for the node DaemonSet's image; its
 // flags are that command's node-role flags, with the same names and
@@ -38,11 +39,11 @@ func newCommand(stdout, stderr io.Writer, setLogger func(logr.Logger)) *cobra.Co
 		Short: "Run gadgetpm's node role: the Traces of one node",
 		Long: `Run gadgetpm's node role for --node-name: the Traces whose spec.node is
 this node, their Stream-mode outputs on the metrics endpoint
-(/traces/<namespace>/<name>), /healthz and /readyz. It never uses the
-cluster role's Lease and runs no hooks and no Helm releases: it is
-'gadgetpm operator --role=node' in a smaller binary, with the same flags
-and defaults. It has no debug socket ('gadgetpm operator --role=node'
-serves the node's dump there).
+(/traces/<namespace>/<name>), /healthz and /readyz, and the node's dump
+(its name and gadget runs) on --debug-socket: read it with 'gadgetpm
+dump --socket'. It never uses the cluster role's Lease and runs no hooks
+and no Helm releases: it is 'gadgetpm operator --role=node' in a smaller
+binary, with the same flags and defaults.
 
 SIGTERM or SIGINT stops the node's gadget runs and exits 0.
 
@@ -79,6 +80,7 @@ in-cluster service account.`,
 					NodeCheck: n.NodeCheck, Logger: logger},
 				Manager: noderole.ManagerOptions{Namespaces: n.Namespaces, MetricsAddr: n.MetricsAddr, ProbeAddr: n.ProbeAddr,
 					QPS: n.QPS, Burst: n.Burst, Logger: logger},
+				DebugSocket: n.DebugSocket,
 			})
 		},
 	}

@@ -19,8 +19,8 @@ import (
 
 	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 	"github.com/gadgetpm/gadgetpm/internal/testroot"
-	"github.com/gadgetpm/gadgetpm/packages/hookhost"
 	"github.com/gadgetpm/gadgetpm/pkg/debugserver"
+	"github.com/gadgetpm/gadgetpm/pkg/dump"
 	"github.com/gadgetpm/gadgetpm/queue"
 )
 
@@ -52,7 +52,7 @@ func (s stateSource) Package(key string) (debugserver.PackageDump, bool) {
 	return debugserver.PackageDump{}, false
 }
 
-func (s stateSource) HookSnapshots(string, string) (hookhost.Snapshots, bool) { return nil, false }
+func (s stateSource) HookSnapshots(string, string) (dump.Snapshots, bool) { return nil, false }
 
 func sampleState() debugserver.Dump {
 	at := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
@@ -60,7 +60,7 @@ func sampleState() debugserver.Dump {
 		Time: at,
 		Packages: []debugserver.PackageDump{{
 			Key: "gadget.trace-exec", Package: "trace-exec", Phase: "Running", Enabled: true, Version: "0.1.0",
-			Hooks: []hookhost.HookDump{{Name: "startup.sh", Bindings: []string{"onStartup"}, LastRun: &at, Runs: 1}},
+			Hooks: []dump.Hook{{Name: "startup.sh", Bindings: []string{"onStartup"}, LastRun: &at, Runs: 1}},
 		}},
 		Queues: queue.Dump{Queues: []queue.QueueDump{
 			{Name: "gadget.trace-exec", Length: 2, Running: &queue.RunningTask{Name: "HelmUpgrade", Since: at, Attempt: 3},

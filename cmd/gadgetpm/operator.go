@@ -9,7 +9,6 @@ import (
 
 	"github.com/gadgetpm/gadgetpm/internal/cmdline"
 	"github.com/gadgetpm/gadgetpm/pkg/coordinator"
-	"github.com/gadgetpm/gadgetpm/pkg/debugserver"
 	"github.com/gadgetpm/gadgetpm/pkg/hookcreds"
 	"github.com/gadgetpm/gadgetpm/pkg/hooks/sandbox"
 	"github.com/gadgetpm/gadgetpm/pkg/process"
@@ -91,6 +90,7 @@ in-cluster service account.`,
 			}
 			opts.Namespaces, opts.DataDir = node.Namespaces, node.DataDir
 			opts.MetricsAddr, opts.ProbeAddr, opts.NodeCheck, opts.FileOutputDir = node.MetricsAddr, node.ProbeAddr, node.NodeCheck, node.FileOutputDir
+			opts.DebugSocket = node.DebugSocket
 			opts.Manager = coordinator.ClientOptions{QPS: node.QPS, Burst: node.Burst}
 			return process.Run(ctrl.SetupSignalHandler(), cfg, opts)
 		},
@@ -102,7 +102,6 @@ in-cluster service account.`,
 		roles[i] = string(r)
 	}
 	f.StringVar(&role, "role", string(process.RoleAll), "what this process runs: "+strings.Join(roles, ", ")+` ("all": both roles in one process: for a single-node cluster or trying it out)`)
-	f.StringVar(&opts.DebugSocket, "debug-socket", debugserver.DefaultSocket, `unix socket of the debug server ("-" disables it)`)
 	f.BoolVar(&opts.LeaderElection, "leader-elect", true, "elect the cluster role through a Lease, so that one replica runs it; with --leader-elect=false the cluster role refuses to start while another process holds the Lease (the node role never uses the Lease)")
 	f.StringVar(&opts.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the Lease; default the operator's own, or \"default\" outside a cluster")
 	f.DurationVar(&opts.LeaseDuration, "leader-election-lease-duration", 15*time.Second, "how long the Lease holds without renewal: how long other replicas wait before taking it over")

@@ -7,6 +7,8 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/gadgetpm/gadgetpm/pkg/debugserver"
 )
 
 // NodeFlags are the node role's flags: `gadgetpm operator` and
@@ -27,6 +29,8 @@ type NodeFlags struct {
 	// Verbosity (-v) and LogFormat (--log-format) of the log.
 	Verbosity int
 	LogFormat string
+	// DebugSocket of the debug server ("-" disables it).
+	DebugSocket string
 }
 
 // AddNodeFlags registers n's flags on cmd.
@@ -43,6 +47,7 @@ func AddNodeFlags(cmd *cobra.Command, n *NodeFlags) {
 	ClientFlags(cmd, "kube-api", "the controller manager's client", &n.QPS, &n.Burst, 20, 30)
 	f.IntVarP(&n.Verbosity, "v", "v", 0, "log verbosity: 0 info, 1 debug (Helm's output, every patch), 2 and more trace")
 	f.StringVar(&n.LogFormat, "log-format", FormatJSON, logFormatUsage)
+	f.StringVar(&n.DebugSocket, "debug-socket", debugserver.DefaultSocket, `unix socket of the debug server ("-" disables it)`)
 }
 
 // ClientFlags registers --<prefix>-qps and --<prefix>-burst, the rate

@@ -84,15 +84,20 @@ var rules = []rule{
 		to:   []string{"pkg/coordinator/...", "pkg/process/...", "pkg/debugserver/...", "pkg/nelm/...", "packages/manager/...", "packages/gadgetpackage/...", "packages/hookhost/...", "pkg/objectpatch/...", "cmd/..."},
 	},
 	{
-		why:  "the node role runs on every node, so what it links every node pays for in memory (docs/benchmarks.md): it gets package archives through packages/pull and links neither the Helm SDK nor the cluster role's package handling",
-		from: []string{"pkg/trace/...", "packages/pull/...", "pkg/noderole/...", "cmd/gadgetpm-node/..."},
+		why:  "the node role runs on every node, so what it links every node pays for in memory (docs/benchmarks.md): it gets package archives through packages/pull and links neither the Helm SDK nor the cluster role's package handling (nor does the debug server it serves the node's dump with)",
+		from: []string{"pkg/trace/...", "packages/pull/...", "pkg/noderole/...", "cmd/gadgetpm-node/...", "pkg/debugserver/...", "pkg/dump/..."},
 		to: []string{"helm.sh/...", "pkg/nelm/...", "pkg/hooks/...", "packages/loader/...", "packages/fetch/...", "packages/chartrepo/...",
-			"packages/packagerepository/...", "packages/manager/...", "pkg/coordinator/..."},
+			"packages/packagerepository/...", "packages/manager/...", "packages/hookhost/...", "pkg/coordinator/..."},
 	},
 	{
 		why:  "the node role runs on every node and never links the cluster role (coordinator, process runner, Helm releases and actions, package manager, hook host), so a node binary need not",
 		from: []string{"pkg/noderole/...", "internal/cmdline/...", "cmd/gadgetpm-node"},
 		to:   []string{"pkg/coordinator/...", "pkg/process/...", "pkg/nelm/...", "helm.sh/helm/v3/pkg/action", "packages/manager/...", "packages/hookhost/...", "pkg/objectpatch/...", "cmd/..."},
+	},
+	{
+		why:  "the dump's leaf types are filled by the hook host and printed by the debug server: they import nothing of the module",
+		from: []string{"pkg/dump/..."},
+		to:   []string{"github.com/gadgetpm/gadgetpm/..."},
 	},
 	{
 		why:  "the debug server reads the state a Source gives it: it never reaches the coordinator or the process runner",

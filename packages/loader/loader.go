@@ -19,6 +19,7 @@ import (
 
 	"github.com/gadgetpm/gadgetpm/packages/archive"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
+	"github.com/gadgetpm/gadgetpm/pkg/dump"
 	"github.com/gadgetpm/gadgetpm/pkg/hooks/sandbox"
 )
 
@@ -169,8 +170,9 @@ type Package struct {
 }
 
 // AnyKey in a SecretValues path matches any key or list item: it stands
-// for a schema's additionalProperties, patternProperties and items.
-const AnyKey = "*"
+// for a schema's additionalProperties, patternProperties and items. The
+// debug server redacts by the same wildcard, so it is the dump's.
+const AnyKey = dump.AnyKey
 
 // Load loads the package in dir, returning *Error when it has problems.
 func Load(ctx context.Context, dir string, opts Options) (*Package, error) {

@@ -3,8 +3,8 @@ package coordinator
 import (
 	"time"
 
-	"github.com/gadgetpm/gadgetpm/packages/hookhost"
 	"github.com/gadgetpm/gadgetpm/pkg/debugserver"
+	"github.com/gadgetpm/gadgetpm/pkg/dump"
 	"github.com/gadgetpm/gadgetpm/queue"
 )
 
@@ -46,7 +46,7 @@ func (c *Coordinator) Package(key string) (debugserver.PackageDump, bool) {
 	if !ok {
 		p.Values = st.Values
 		for _, h := range st.Hooks {
-			p.Hooks = append(p.Hooks, hookhost.HookDump{Name: h.Name, Bindings: h.Bindings, LastError: h.LastError})
+			p.Hooks = append(p.Hooks, dump.Hook{Name: h.Name, Bindings: h.Bindings, LastError: h.LastError})
 		}
 		return p, true
 	}
@@ -56,6 +56,6 @@ func (c *Coordinator) Package(key string) (debugserver.PackageDump, bool) {
 
 // HookSnapshots returns the current objects of each kubernetes binding of
 // one hook.
-func (c *Coordinator) HookSnapshots(key, hook string) (hookhost.Snapshots, bool) {
+func (c *Coordinator) HookSnapshots(key, hook string) (dump.Snapshots, bool) {
 	return c.hooks.HookSnapshots(key, hook)
 }

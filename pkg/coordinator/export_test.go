@@ -7,8 +7,8 @@ import (
 	"k8s.io/client-go/tools/record"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/gadgetpm/gadgetpm/packages/hookhost"
 	"github.com/gadgetpm/gadgetpm/packages/manager"
+	"github.com/gadgetpm/gadgetpm/pkg/dump"
 )
 
 // NewUnsubscribeWaiter exposes the coordinator's wait for the nodes to
@@ -19,4 +19,4 @@ func NewUnsubscribeWaiter(reader client.Reader, timeout time.Duration, recorder 
 
 // HookDump lets the package's tests name the dump's hook entries as the
 // coordinator's own.
-type HookDump = hookhost.HookDump
+type HookDump = dump.Hook

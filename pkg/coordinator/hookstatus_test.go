@@ -11,9 +11,9 @@ import (
 
 	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 	"github.com/gadgetpm/gadgetpm/packages/gadgetpackage"
-	"github.com/gadgetpm/gadgetpm/packages/hookhost"
 	"github.com/gadgetpm/gadgetpm/packages/packagetest"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
+	"github.com/gadgetpm/gadgetpm/pkg/dump"
 )
 
 // TestHookStatusFollowsScheduledRuns: a hook with a schedule binding that
@@ -56,7 +56,7 @@ func TestHookStatusFollowsScheduledRuns(t *testing.T) {
 		t.Fatalf("status.hooks %+v has no %s", gp.Status.Hooks, hook)
 		return v1alpha1.HookStatus{}
 	}
-	inDump := func() hookhost.HookDump {
+	inDump := func() dump.Hook {
 		t.Helper()
 		p, ok := op.Package(key)
 		if !ok {
@@ -68,14 +68,14 @@ func TestHookStatusFollowsScheduledRuns(t *testing.T) {
 			}
 		}
 		t.Fatalf("the dump of %s has no hook %s: %+v", key, hook, p.Hooks)
-		return hookhost.HookDump{}
+		return dump.Hook{}
 	}
 
 	var first int64
 	for round := 0; round < 3; round++ {
 		// A run the status has not shown yet.
 		seen := inStatus().Runs
-		d := eventually.Value(t, 30*time.Second, fmt.Sprintf("round %d: a run of the hook the status has not shown (status runs %d)", round, seen), func() (hookhost.HookDump, error) {
+		d := eventually.Value(t, 30*time.Second, fmt.Sprintf("round %d: a run of the hook the status has not shown (status runs %d)", round, seen), func() (dump.Hook, error) {
 			d := inDump()
 			if int64(d.Runs) <= seen || d.LastRun == nil {
 				return d, fmt.Errorf("dump %+v", d)

@@ -3,8 +3,11 @@
 // queue list`, and defines that state's format (Dump, PackageDump).
 //
 // It reads the state from a Source and writes nothing: the coordinator is
-// the Source, and WithNodeRuns adds the node's gadget runs. It must not
-// import the coordinator or the process runner.
+// the Source, and WithNodeRuns adds the node's gadget runs; the node role
+// alone (pkg/noderole) serves NoPackages with its runs. It must not import
+// the coordinator or the process runner, and, since every node links it,
+// nothing that links Helm, the hook protocol, the loader or the hook host:
+// the types those fill are pkg/dump's.
 //
 // Two locks guard the socket: its file mode keeps out whoever cannot open
 // it, and the server checks each peer's uid (SO_PEERCRED) and answers only

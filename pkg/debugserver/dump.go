@@ -3,7 +3,7 @@ package debugserver
 import (
 	"time"
 
-	"github.com/gadgetpm/gadgetpm/packages/hookhost"
+	"github.com/gadgetpm/gadgetpm/pkg/dump"
 	"github.com/gadgetpm/gadgetpm/pkg/trace"
 	"github.com/gadgetpm/gadgetpm/queue"
 	"github.com/gadgetpm/gadgetpm/scheduler"
@@ -51,12 +51,12 @@ type PackageDump struct {
 	// redacts them; they are not part of the answer.
 	SecretValues [][]string `json:"-" yaml:"-"`
 	// Hooks with their bindings and last run.
-	Hooks []hookhost.HookDump `json:"hooks,omitempty" yaml:"hooks,omitempty"`
+	Hooks []dump.Hook `json:"hooks,omitempty" yaml:"hooks,omitempty"`
 	// Queues of the package: its main queue and the custom ones its hooks
 	// name.
 	Queues []string `json:"queues,omitempty" yaml:"queues,omitempty"`
 	// Subscriptions are the package's Kubernetes monitors.
-	Subscriptions []hookhost.SubscriptionDump `json:"subscriptions,omitempty" yaml:"subscriptions,omitempty"`
+	Subscriptions []dump.Subscription `json:"subscriptions,omitempty" yaml:"subscriptions,omitempty"`
 }
 
 // WithNodeRuns returns a Source whose dumps also list the gadget runs
@@ -94,3 +94,19 @@ func (n withNode) Dump() Dump {
 	d.Node = n.node
 	return d
 }
+
+// NoPackages is the Source of a process without the cluster role: its
+// dumps hold no packages, queues or hooks (WithNodeRuns and WithNode add
+// the node's part).
+type NoPackages struct{}
+
+var _ Source = NoPackages{}
+
+// Dump is empty but for the time.
+func (NoPackages) Dump() Dump { return Dump{Time: time.Now()} }
+
+// Package finds no package.
+func (NoPackages) Package(string) (PackageDump, bool) { return PackageDump{}, false }
+
+// HookSnapshots finds no hook.
+func (NoPackages) HookSnapshots(string, string) (dump.Snapshots, bool) { return nil, false }

@@ -4,9 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 
-	"github.com/gadgetpm/gadgetpm/kubeevents"
-	"github.com/gadgetpm/gadgetpm/packages/hookhost"
-	"github.com/gadgetpm/gadgetpm/packages/loader"
+	"github.com/gadgetpm/gadgetpm/pkg/dump"
 )
 
 // Redacted replaces a secret value in what the debug server answers.
@@ -33,8 +31,9 @@ func SecretKey(key string) bool {
 // RedactValues returns a copy of a package's values in which the value of
 // every key that SecretKey matches, and of every path in secret (the
 // properties the package's values.schema.json marks "x-secret": true,
-// segments as in loader.Package.SecretValues), is Redacted, whatever it
-// holds: a string, a number, a whole map or list. Keys stay, and so do
+// segments as in loader.Package.SecretValues, dump.AnyKey a wildcard), is
+// Redacted, whatever it holds: a string, a number, a whole map or list.
+// Keys stay, and so do
 // their siblings; maps and lists are walked to any depth. A secret that is
 // null or "" is shown as it is, so the dump still tells unset from set.
 // values is not changed.
@@ -74,7 +73,7 @@ func redactWalk(v any, paths [][]string) any {
 			v[k] = redactWalk(child, below)
 		}
 	case []any:
-		hit, below := descend(paths, loader.AnyKey)
+		hit, below := descend(paths, dump.AnyKey)
 		for i, child := range v {
 			if hit {
 				v[i] = redactValue(child)
@@ -90,7 +89,7 @@ func redactWalk(v any, paths [][]string) any {
 // when a path ends there, below are the rests of the longer ones.
 func descend(paths [][]string, key string) (hit bool, below [][]string) {
 	for _, p := range paths {
-		if len(p) == 0 || (p[0] != key && p[0] != loader.AnyKey) {
+		if len(p) == 0 || (p[0] != key && p[0] != dump.AnyKey) {
 			continue
 		}
 		if len(p) == 1 {
@@ -127,10 +126,10 @@ func redactPackage(p PackageDump) PackageDump {
 // values of data and stringData (their keys stay), the last-applied
 // annotation, and the hook's filter result, which is cut from the Secret.
 // Other objects are shown as they are.
-func redactSnapshots(s hookhost.Snapshots) hookhost.Snapshots {
-	out := make(hookhost.Snapshots, len(s))
+func redactSnapshots(s dump.Snapshots) dump.Snapshots {
+	out := make(dump.Snapshots, len(s))
 	for binding, objs := range s {
-		red := make([]kubeevents.ObjectAndFilterResult, len(objs))
+		red := make([]dump.Object, len(objs))
 		for i, o := range objs {
 			red[i] = o
 			if o.Object == nil || o.Object.GetKind() != "Secret" || o.Object.GetAPIVersion() != "v1" {

@@ -10,8 +10,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
-	"github.com/gadgetpm/gadgetpm/packages/hookhost"
-	"github.com/gadgetpm/gadgetpm/packages/loader"
+	"github.com/gadgetpm/gadgetpm/pkg/dump"
 )
 
 func TestSecretKey(t *testing.T) {
@@ -29,7 +28,7 @@ func TestSecretKey(t *testing.T) {
 }
 
 func TestRedactValues(t *testing.T) {
-	anyKey := loader.AnyKey
+	anyKey := dump.AnyKey
 	tests := []struct {
 		name   string
 		values map[string]any
@@ -89,7 +88,7 @@ func TestDebugServerRedactsSecrets(t *testing.T) {
 			"annotations": map[string]any{lastApplied: `{"data":{"tls.key":"c2VjcmV0LWRhdGE="}}`}},
 		"data": map[string]any{"tls.key": "c2VjcmV0LWRhdGE="},
 	}}
-	src.snaps["gadget.hook-demo\x00watch/configmaps.sh"] = hookhost.Snapshots{"cms": {
+	src.snaps["gadget.hook-demo\x00watch/configmaps.sh"] = dump.Snapshots{"cms": {
 		{Object: secret, FilterResult: json.RawMessage(`{"key":"c2VjcmV0LWRhdGE="}`)},
 	}}
 	path := filepath.Join(t.TempDir(), "debug.sock")

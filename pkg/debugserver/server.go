@@ -20,7 +20,7 @@ import (
 	"golang.org/x/time/rate"
 	"gopkg.in/yaml.v3"
 
-	"github.com/gadgetpm/gadgetpm/packages/hookhost"
+	"github.com/gadgetpm/gadgetpm/pkg/dump"
 )
 
 // Source is what the debug server reads; the coordinator implements it.
@@ -34,7 +34,7 @@ type Source interface {
 	Package(key string) (PackageDump, bool)
 	// HookSnapshots are the current objects of one hook's kubernetes
 	// bindings; false when the package or the hook is unknown.
-	HookSnapshots(key, hook string) (hookhost.Snapshots, bool)
+	HookSnapshots(key, hook string) (dump.Snapshots, bool)
 }
 
 // Options configure New.
@@ -305,7 +305,7 @@ func (s *Server) serveSnapshots(w http.ResponseWriter, r *http.Request, format s
 		return
 	}
 	if snaps == nil {
-		snaps = hookhost.Snapshots{}
+		snaps = dump.Snapshots{}
 	}
 	writeBody(w, r, format, redactSnapshots(snaps))
 }

@@ -19,15 +19,14 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	sigsyaml "sigs.k8s.io/yaml"
 
-	"github.com/gadgetpm/gadgetpm/kubeevents"
-	"github.com/gadgetpm/gadgetpm/packages/hookhost"
+	"github.com/gadgetpm/gadgetpm/pkg/dump"
 	"github.com/gadgetpm/gadgetpm/queue"
 )
 
 // fakeSource is the debug server's consumer interface as a plain struct.
 type fakeSource struct {
 	dump  Dump
-	snaps map[string]hookhost.Snapshots // by "<key>\x00<hook>"
+	snaps map[string]dump.Snapshots // by "<key>\x00<hook>"
 }
 
 func (f *fakeSource) Dump() Dump { return f.dump }
@@ -41,7 +40,7 @@ func (f *fakeSource) Package(key string) (PackageDump, bool) {
 	return PackageDump{}, false
 }
 
-func (f *fakeSource) HookSnapshots(key, hook string) (hookhost.Snapshots, bool) {
+func (f *fakeSource) HookSnapshots(key, hook string) (dump.Snapshots, bool) {
 	s, ok := f.snaps[key+"\x00"+hook]
 	return s, ok
 }
@@ -59,12 +58,12 @@ func sampleSource() *fakeSource {
 				Key: "gadget.hook-demo", Package: "hook-demo", Phase: "Running", Enabled: true,
 				Version: "1.0", Digest: "sha256:abc", HelmRevision: 2,
 				Values: map[string]any{"replicas": float64(3), "mode": "yes", "tag": "007"},
-				Hooks: []hookhost.HookDump{
+				Hooks: []dump.Hook{
 					{Name: "startup.sh", Bindings: []string{"onStartup"}, LastRun: &at, Runs: 1},
 					{Name: "watch/configmaps.sh", Bindings: []string{"kubernetes:cms"}, LastError: "exit status 1", Runs: 4},
 				},
 				Queues:        []string{"gadget.hook-demo", "gadget.hook-demo/watch"},
-				Subscriptions: []hookhost.SubscriptionDump{{Monitor: "gadget.hook-demo/watch/configmaps.sh/cms", Hook: "watch/configmaps.sh", Binding: "cms", APIVersion: "v1", Kind: "ConfigMap", Synced: true, Objects: 1}},
+				Subscriptions: []dump.Subscription{{Monitor: "gadget.hook-demo/watch/configmaps.sh/cms", Hook: "watch/configmaps.sh", Binding: "cms", APIVersion: "v1", Kind: "ConfigMap", Synced: true, Objects: 1}},
 			}},
 			Queues: queue.Dump{Queues: []queue.QueueDump{
 				{Name: "gadget.hook-demo", Length: 1,
@@ -74,7 +73,7 @@ func sampleSource() *fakeSource {
 			}},
 			PendingKubeEvents: 3,
 		},
-		snaps: map[string]hookhost.Snapshots{
+		snaps: map[string]dump.Snapshots{
 			"gadget.hook-demo\x00watch/configmaps.sh": {"cms": {{Object: obj, FilterResult: json.RawMessage(`{"name":"cm"}`)}}},
 			"gadget.hook-demo\x00startup.sh":          nil,
 		},
@@ -363,9 +362,9 @@ func TestDebugServerEndpoints(t *testing.T) {
 		}
 	})
 	t.Run("snapshots of a hook whose name holds a slash", func(t *testing.T) {
-		var y, j map[string][]kubeevents.ObjectAndFilterResult
+		var y, j map[string][]dump.Object
 		decodeBoth(t, "/hooks/gadget.hook-demo/watch/configmaps.sh/snapshots", &y, &j)
-		for name, got := range map[string]map[string][]kubeevents.ObjectAndFilterResult{"yaml": y, "json": j} {
+		for name, got := range map[string]map[string][]dump.Object{"yaml": y, "json": j} {
 			objs := got["cms"]
 			if len(objs) != 1 || objs[0].Object.GetName() != "cm" || objs[0].Object.GetKind() != "ConfigMap" {
 				t.Fatalf("%s snapshots: %+v", name, got)

@@ -9,19 +9,13 @@ import (
 
 	"github.com/go-logr/logr"
 	"golang.org/x/time/rate"
+
+	"github.com/gadgetpm/gadgetpm/pkg/dump"
 )
 
-// OutputLine is one line a hook printed, as the dump shows it.
-type OutputLine struct {
-	// Time the line was read.
-	Time time.Time `json:"time" yaml:"time"`
-	// Stream is "stdout" or "stderr".
-	Stream string `json:"stream" yaml:"stream"`
-	// RunID of the run that printed it (the runID field of its log entry).
-	RunID string `json:"runID" yaml:"runID"`
-	// Text of the line, cut after MaxOutputTailLine bytes.
-	Text string `json:"text" yaml:"text"`
-}
+// OutputLine is one line a hook printed, as the dump shows it (the type
+// is the dump's, so the debug server prints it without linking hooks).
+type OutputLine = dump.OutputLine
 
 // hookOutput is one hook's output state across its runs: the rate limit
 // of its lines in the log and the tail of its last lines.

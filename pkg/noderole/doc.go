@@ -2,9 +2,10 @@
 // controller for the Traces whose spec.node is this node, the hub that
 // serves Stream-mode outputs on the metrics endpoint, and the controller
 // manager they run in (scheme, REST mapper, metrics, health and readiness
-// probes). Run is the whole node-role process (cmd/gadgetpm-node);
-// pkg/process uses New and NewManager for `gadgetpm operator
-// --role=node|all`.
+// probes), and the node's part of the dump (DebugSource: its name and
+// gadget runs). Run is the whole node-role process (cmd/gadgetpm-node),
+// debug socket included; pkg/process uses New, NewManager and
+// DebugSource for `gadgetpm operator --role=node|all`.
 //
 // The node role runs on every node whatever the cluster role's Lease
 // says, so nothing here waits for leader election. It must not import the

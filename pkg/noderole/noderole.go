@@ -21,6 +21,7 @@ import (
 
 	"github.com/gadgetpm/gadgetpm/packages/store"
 	"github.com/gadgetpm/gadgetpm/pkg/apis"
+	"github.com/gadgetpm/gadgetpm/pkg/debugserver"
 	"github.com/gadgetpm/gadgetpm/pkg/restmapping"
 	"github.com/gadgetpm/gadgetpm/pkg/trace"
 	"github.com/gadgetpm/gadgetpm/pkg/trace/output"
@@ -213,6 +214,13 @@ func (n *Node) Runs() []trace.RunInfo {
 	return n.tc.Runs()
 }
 
+// DebugSource is what the node's debug socket dumps: cluster's state
+// (debugserver.NoPackages for the node role alone) with the node's name
+// and its gadget runs.
+func (n *Node) DebugSource(cluster debugserver.Source) debugserver.Source {
+	return debugserver.WithNode(debugserver.WithNodeRuns(cluster, n.Runs), n.opts.NodeName)
+}
+
 // hubStopper ends every live Trace stream when the manager stops, so the
 // HTTP server's shutdown does not wait for clients that never leave.
 type hubStopper struct{ hub *output.Hub }
@@ -233,11 +241,15 @@ type RunOptions struct {
 	// Manager configures the controller manager; its Handlers are the
 	// node's.
 	Manager ManagerOptions
+	// DebugSocket is the unix socket of the debug server, which serves
+	// the node's dump (its name and gadget runs) to `gadgetpm dump`.
+	// Default debugserver.DefaultSocket; "-" serves none.
+	DebugSocket string
 }
 
 // Run runs the node role alone until ctx ends (cmd/gadgetpm-node): the
-// Trace controller in a manager with metrics and probes, no Lease. It
-// returns nil after a clean stop.
+// Trace controller in a manager with metrics, probes and the debug
+// server, no Lease. It returns nil after a clean stop.
 func Run(ctx context.Context, cfg *rest.Config, opts RunOptions) error {
 	n, err := New(opts.Options)
 	if err != nil {
@@ -250,6 +262,15 @@ func Run(ctx context.Context, cfg *rest.Config, opts RunOptions) error {
 	}
 	if err := n.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("run the node role: %w", err)
+	}
+	if opts.DebugSocket != "-" {
+		dbg, err := debugserver.New(debugserver.Options{Path: opts.DebugSocket, Source: n.DebugSource(debugserver.NoPackages{}), Logger: opts.Logger.WithName("debug")})
+		if err != nil {
+			return fmt.Errorf("run the node role: %w", err)
+		}
+		if err := mgr.Add(dbg); err != nil {
+			return fmt.Errorf("run the node role: add debug server: %w", err)
+		}
 	}
 	opts.Logger.Info("starting", "role", "node", "node", opts.NodeName, "dataDir", opts.DataDir)
 	if err := mgr.Start(ctx); err != nil {

@@ -14,7 +14,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/gadgetpm/gadgetpm/packages/fetch"
-	"github.com/gadgetpm/gadgetpm/packages/hookhost"
 	"github.com/gadgetpm/gadgetpm/packages/store"
 	"github.com/gadgetpm/gadgetpm/pkg/coordinator"
 	"github.com/gadgetpm/gadgetpm/pkg/debugserver"
@@ -218,7 +217,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		}
 	}
 	if opts.DebugSocket != "-" {
-		dbg, err := debugserver.New(debugserver.Options{Path: opts.DebugSocket, Source: debugSource(coord, node, opts.NodeName), Logger: opts.Logger.WithName("debug")})
+		dbg, err := debugserver.New(debugserver.Options{Path: opts.DebugSocket, Source: debugSource(coord, node), Logger: opts.Logger.WithName("debug")})
 		if err != nil {
 			return fmt.Errorf("run operator: %w", err)
 		}
@@ -305,25 +304,13 @@ func (u unelected) Start(ctx context.Context) error { return u(ctx) }
 
 // debugSource is what the debug socket dumps: the coordinator's state
 // (cluster role), the node's gadget runs and its name (node role).
-func debugSource(coord *coordinator.Coordinator, node *noderole.Node, nodeName string) debugserver.Source {
-	var src debugserver.Source = noPackages{}
+func debugSource(coord *coordinator.Coordinator, node *noderole.Node) debugserver.Source {
+	var src debugserver.Source = debugserver.NoPackages{}
 	if coord != nil {
 		src = coord
 	}
 	if node == nil {
 		return src
 	}
-	return debugserver.WithNode(debugserver.WithNodeRuns(src, node.Runs), nodeName)
+	return node.DebugSource(src)
 }
-
-// noPackages is the dump of a process without the cluster role: no
-// packages, queues or hooks.
-type noPackages struct{}
-
-func (noPackages) Dump() debugserver.Dump { return debugserver.Dump{Time: time.Now()} }
-
-func (noPackages) Package(string) (debugserver.PackageDump, bool) {
-	return debugserver.PackageDump{}, false
-}
-
-func (noPackages) HookSnapshots(string, string) (hookhost.Snapshots, bool) { return nil, false }

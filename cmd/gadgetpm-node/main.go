@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
@@ -79,7 +80,7 @@ in-cluster service account.`,
 				Options: noderole.Options{NodeName: n.NodeName, DataDir: n.DataDir, FileOutputDir: n.FileOutputDir,
 					NodeCheck: n.NodeCheck, Logger: logger},
 				Manager: noderole.ManagerOptions{Namespaces: n.Namespaces, MetricsAddr: n.MetricsAddr, ProbeAddr: n.ProbeAddr,
-					QPS: n.QPS, Burst: n.Burst, Logger: logger},
+					QPS: n.QPS, Burst: n.Burst, ShutdownTimeout: n.StopGrace + 20*time.Second, Logger: logger},
 				DebugSocket: n.DebugSocket,
 			})
 		},

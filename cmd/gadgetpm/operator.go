@@ -90,7 +90,7 @@ in-cluster service account.`,
 			}
 			opts.Namespaces, opts.DataDir = node.Namespaces, node.DataDir
 			opts.MetricsAddr, opts.ProbeAddr, opts.NodeCheck, opts.FileOutputDir = node.MetricsAddr, node.ProbeAddr, node.NodeCheck, node.FileOutputDir
-			opts.DebugSocket = node.DebugSocket
+			opts.DebugSocket, opts.StopGrace = node.DebugSocket, node.StopGrace
 			opts.Manager = coordinator.ClientOptions{QPS: node.QPS, Burst: node.Burst}
 			return process.Run(ctrl.SetupSignalHandler(), cfg, opts)
 		},
@@ -107,7 +107,6 @@ in-cluster service account.`,
 	f.DurationVar(&opts.LeaseDuration, "leader-election-lease-duration", 15*time.Second, "how long the Lease holds without renewal: how long other replicas wait before taking it over")
 	f.DurationVar(&opts.RenewDeadline, "leader-election-renew-deadline", 10*time.Second, "how long the holder retries renewing the Lease before it gives the cluster role up (then it stops in order and exits 1); less than the lease duration")
 	f.DurationVar(&opts.RetryPeriod, "leader-election-retry-period", 2*time.Second, "interval between attempts to acquire or renew the Lease")
-	f.DurationVar(&opts.StopGrace, "stop-grace", 30*time.Second, "how long running tasks may take on shutdown before they are cancelled")
 	f.DurationVar(&opts.UnsubscribeTimeout, "unsubscribe-timeout", 30*time.Second, "how long removing a package waits for the nodes to stop its Traces before its Helm release is deleted")
 	hookCredentialFlags(cmd, &opts.HookServiceAccount, &opts.HookTokenExpiry)
 	hookSandboxFlags(cmd, &opts.HookSandbox, &opts.HookUser, sandbox.On)

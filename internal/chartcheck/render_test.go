@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spf13/cobra"
 	helmaction "helm.sh/helm/v3/pkg/action"
 	helmchart "helm.sh/helm/v3/pkg/chart"
 	helmloader "helm.sh/helm/v3/pkg/chart/loader"
@@ -20,6 +21,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 
+	"github.com/gadgetpm/gadgetpm/internal/cmdline"
 	"github.com/gadgetpm/gadgetpm/pkg/nelm"
 )
 
@@ -620,8 +622,14 @@ func checkNodeWorkload(t *testing.T, o *objects, sa string) {
 		t.Errorf("node role securityContext %+v, want uid 0 (added capabilities are effective for root only) and seccomp RuntimeDefault", sc)
 	}
 	argv := args(c)
-	if !slices.Equal(c.Command, []string{"gadgetpm", "operator", "--role=node"}) {
-		t.Errorf("node role command %q, want gadgetpm operator --role=node", c.Command)
+	if !slices.Equal(c.Command, []string{"gadgetpm-node"}) {
+		t.Errorf("node role command %q, want gadgetpm-node", c.Command)
+	}
+	// gadgetpm-node takes every argument the chart gives it.
+	nodeCmd := &cobra.Command{Use: "gadgetpm-node"}
+	cmdline.AddNodeFlags(nodeCmd, &cmdline.NodeFlags{})
+	if err := nodeCmd.ParseFlags(c.Args); err != nil {
+		t.Errorf("gadgetpm-node refuses the node role's args %q: %v", c.Args, err)
 	}
 	for _, want := range []string{"--node-name=$(NODE_NAME)", "--data-dir=/var/lib/gadgetpm", "--debug-socket=/run/gadgetpm/debug.sock",
 		"--metrics-bind-address=:8080", "--health-probe-bind-address=:8081", "--kube-api-qps=20", "--v=0"} {

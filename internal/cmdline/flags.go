@@ -3,6 +3,7 @@ package cmdline
 import (
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/rest"
@@ -31,6 +32,10 @@ type NodeFlags struct {
 	LogFormat string
 	// DebugSocket of the debug server ("-" disables it).
 	DebugSocket string
+	// StopGrace bounds the stop: running tasks' (the cluster role) and
+	// the gadget runs' (the node role, plus a margin for their outcome
+	// to reach status).
+	StopGrace time.Duration
 }
 
 // AddNodeFlags registers n's flags on cmd.
@@ -48,6 +53,7 @@ func AddNodeFlags(cmd *cobra.Command, n *NodeFlags) {
 	f.IntVarP(&n.Verbosity, "v", "v", 0, "log verbosity: 0 info, 1 debug (Helm's output, every patch), 2 and more trace")
 	f.StringVar(&n.LogFormat, "log-format", FormatJSON, logFormatUsage)
 	f.StringVar(&n.DebugSocket, "debug-socket", debugserver.DefaultSocket, `unix socket of the debug server ("-" disables it)`)
+	f.DurationVar(&n.StopGrace, "stop-grace", 30*time.Second, "how long running tasks may take on shutdown before they are cancelled (the node role's stop of its gadget runs gets it plus 20s)")
 }
 
 // ClientFlags registers --<prefix>-qps and --<prefix>-burst, the rate

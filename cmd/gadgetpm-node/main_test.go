@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -61,9 +62,28 @@ func TestNodeBinaryRefusesBadFlags(t *testing.T) {
 	}
 }
 
+// lockedBuffer is the command's output: controller-runtime may still log
+// from its stop goroutines after the command returned.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 // nodeProc is gadgetpm-node's command running in the test.
 type nodeProc struct {
-	out    bytes.Buffer
+	out    lockedBuffer
 	socket string
 	cancel context.CancelFunc
 	done   chan error

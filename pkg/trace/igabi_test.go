@@ -13,6 +13,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 	"github.com/gadgetpm/gadgetpm/packages/chartrepo"
@@ -136,12 +137,7 @@ func TestTraceOfInspektorGadgetABIGadget(t *testing.T) {
 // container's. An unfiltered Trace, in a run of its own, gets the execs
 // of both.
 func TestInspektorGadgetABIMntNsFilterFromSpecFilter(t *testing.T) {
-	requireRoot(t)
-	t.Parallel()
-	ns := env.Namespace(t)
-	n := startNode(t, uniqueNode(t), nodeOptions{})
-	runningIGPackage(t, ns, n)
-	fc := startFakeContainer(t, marker(t, "gpmiginside"))
+	ns, n, fc := igContainerNode(t, "gpmiginside")
 	runEvery(t, marker(t, "gpmigoutside"))
 	fakePod(t, ns, "web-0", n.name, fc)
 
@@ -165,9 +161,7 @@ func TestInspektorGadgetABIMntNsFilterFromSpecFilter(t *testing.T) {
 		return err
 	})
 
-	web := newTrace(t, ns, "web", n.name, "ig-trace-exec", func(tr *gadgetv1alpha1.Trace) {
-		tr.Spec.Filter = &gadgetv1alpha1.ContainerFilter{Namespace: ns, Podname: "web-0"}
-	})
+	web := newTrace(t, ns, "web", n.name, "ig-trace-exec", selectPod(ns, "web-0"))
 	annotate(t, key(web), gadgetv1alpha1.OperationStart)
 	got := waitTrace(t, key(web), 60*time.Second, "Started", stateIs(gadgetv1alpha1.TraceStarted))
 	if got.Status.OperationError != "" || got.Status.OperationWarning != "" {
@@ -201,17 +195,9 @@ func TestInspektorGadgetABIMntNsFilterFromSpecFilter(t *testing.T) {
 		return fmt.Errorf("no run serves %s", webKey)
 	})
 
-	annotate(t, key(web), gadgetv1alpha1.OperationStop)
 	annotate(t, key(all), gadgetv1alpha1.OperationStop)
-	got = waitTrace(t, key(web), 30*time.Second, "Stopped", stateIs(gadgetv1alpha1.TraceStopped))
-	evs := events(t, got.Status.Output)
-	if countComm(evs, "gpmiginside") == 0 {
+	if evs := stopOnlyContainer(t, key(web), fc); countComm(evs, "gpmiginside") == 0 {
 		t.Fatalf("no exec of the container in %d events", len(evs))
-	}
-	for _, e := range evs {
-		if e["container"] != fc.id {
-			t.Fatalf("an exec from outside the container reached the output: %v", e)
-		}
 	}
 	waitTrace(t, key(all), 30*time.Second, "Stopped", stateIs(gadgetv1alpha1.TraceStopped))
 }
@@ -221,16 +207,9 @@ func TestInspektorGadgetABIMntNsFilterFromSpecFilter(t *testing.T) {
 // would drop everything), so a matching container that comes later is
 // still reported, through the node's container filter.
 func TestInspektorGadgetABIMntNsFilterContainerLater(t *testing.T) {
-	requireRoot(t)
-	t.Parallel()
-	ns := env.Namespace(t)
-	n := startNode(t, uniqueNode(t), nodeOptions{})
-	runningIGPackage(t, ns, n)
-	fc := startFakeContainer(t, marker(t, "gpmiglater"))
+	ns, n, fc := igContainerNode(t, "gpmiglater")
 
-	web := newTrace(t, ns, "web", n.name, "ig-trace-exec", func(tr *gadgetv1alpha1.Trace) {
-		tr.Spec.Filter = &gadgetv1alpha1.ContainerFilter{Namespace: ns, Podname: "web-0"}
-	})
+	web := newTrace(t, ns, "web", n.name, "ig-trace-exec", selectPod(ns, "web-0"))
 	annotate(t, key(web), gadgetv1alpha1.OperationStart)
 	got := waitTrace(t, key(web), 60*time.Second, "Started", stateIs(gadgetv1alpha1.TraceStarted))
 	if got.Status.OperationWarning != trace.WarningNoContainer {
@@ -240,11 +219,39 @@ func TestInspektorGadgetABIMntNsFilterContainerLater(t *testing.T) {
 	waitTrace(t, key(web), 30*time.Second, "the later container's execs", func(tr *gadgetv1alpha1.Trace) bool {
 		return strings.Contains(tr.Status.Output, "gpmiglater")
 	})
-	annotate(t, key(web), gadgetv1alpha1.OperationStop)
-	got = waitTrace(t, key(web), 30*time.Second, "Stopped", stateIs(gadgetv1alpha1.TraceStopped))
-	for _, e := range events(t, got.Status.Output) {
+	stopOnlyContainer(t, key(web), fc)
+}
+
+// igContainerNode starts a node running the ig-trace-exec package in a new
+// namespace, and a fake container running a marker named inside.
+func igContainerNode(t *testing.T, inside string) (string, *node, *fakeContainer) {
+	t.Helper()
+	requireRoot(t)
+	t.Parallel()
+	ns := env.Namespace(t)
+	n := startNode(t, uniqueNode(t), nodeOptions{})
+	runningIGPackage(t, ns, n)
+	return ns, n, startFakeContainer(t, marker(t, inside))
+}
+
+// selectPod filters a Trace to pod ns/pod.
+func selectPod(ns, pod string) traceOpt {
+	return func(tr *gadgetv1alpha1.Trace) {
+		tr.Spec.Filter = &gadgetv1alpha1.ContainerFilter{Namespace: ns, Podname: pod}
+	}
+}
+
+// stopOnlyContainer stops Trace k and checks that every event of its
+// output is fc's; it returns them.
+func stopOnlyContainer(t *testing.T, k types.NamespacedName, fc *fakeContainer) []map[string]any {
+	t.Helper()
+	annotate(t, k, gadgetv1alpha1.OperationStop)
+	got := waitTrace(t, k, 30*time.Second, "Stopped", stateIs(gadgetv1alpha1.TraceStopped))
+	evs := events(t, got.Status.Output)
+	for _, e := range evs {
 		if e["container"] != fc.id {
 			t.Fatalf("an exec from outside the container reached the output: %v", e)
 		}
 	}
+	return evs
 }

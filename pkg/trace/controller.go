@@ -496,6 +496,10 @@ type RunInfo struct {
 	Shared bool `json:"shared"`
 	// Traces subscribed to it, as "<namespace>/<name>", sorted.
 	Traces []string `json:"traces"`
+	// Records the gadget delivered so far, before each Trace's container
+	// filter: with the kernel's mount-namespace filter on, only the
+	// selected containers' events.
+	Records int64 `json:"records"`
 	// Outputs holds, per Trace of Traces, what its output took so far in
 	// this run: live, so that a run whose output is only written at its
 	// end (ExternalResource) or off the API server (File, Stream) shows
@@ -520,7 +524,7 @@ func (c *Controller) Runs() []RunInfo {
 	defer c.mu.Unlock()
 	out := make([]RunInfo, 0, len(c.byID))
 	for _, r := range c.byID {
-		ri := RunInfo{ID: r.id, Package: r.pkg.String(), Digest: r.key.digest, Shared: r.shared}
+		ri := RunInfo{ID: r.id, Package: r.pkg.String(), Digest: r.key.digest, Shared: r.shared, Records: r.records.Load()}
 		for _, s := range r.subscribers() {
 			ri.Traces = append(ri.Traces, s.key.String())
 			st := s.sink.Stats()

@@ -62,6 +62,7 @@ type dispatch struct {
 }
 
 func (d *dispatch) handle(ds *datasource.DataSource, r *datasource.Record) error {
+	d.run.records.Add(1)
 	subs := d.run.subscribers()
 	if len(subs) == 0 {
 		return nil

@@ -147,6 +147,26 @@ func startFakeContainer(t *testing.T, bin string) *fakeContainer {
 	return fc
 }
 
+// fakePod creates pod ns/name on node, labelled app=web, whose container
+// "app" is fc, as the kubelet would report it.
+func fakePod(t *testing.T, ns, name, node string, fc *fakeContainer) {
+	t.Helper()
+	ctx := context.Background()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"app": "web"}},
+		Spec:       corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "app", Image: "example.com/app:1"}}},
+	}
+	if err := env.Client.Create(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	pod.Status.ContainerStatuses = []corev1.ContainerStatus{{
+		Name: "app", ContainerID: "containerd://" + fc.id, Image: "example.com/app:1", ImageID: "example.com/app@sha256:0", Ready: true,
+	}}
+	if err := env.Client.Status().Update(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestFilterByContainer: a Trace filtered by namespace, pod and container
 // name gets only the events of that container; a filter matching no
 // container on the node gives a warning.
@@ -160,20 +180,7 @@ func TestFilterByContainer(t *testing.T) {
 	fc := startFakeContainer(t, inside)
 	runEvery(t, marker(t, "gpmoutside"))
 
-	ctx := context.Background()
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web-0", Labels: map[string]string{"app": "web"}},
-		Spec:       corev1.PodSpec{NodeName: n.name, Containers: []corev1.Container{{Name: "app", Image: "example.com/app:1"}}},
-	}
-	if err := env.Client.Create(ctx, pod); err != nil {
-		t.Fatal(err)
-	}
-	pod.Status.ContainerStatuses = []corev1.ContainerStatus{{
-		Name: "app", ContainerID: "containerd://" + fc.id, Image: "example.com/app:1", ImageID: "example.com/app@sha256:0", Ready: true,
-	}}
-	if err := env.Client.Status().Update(ctx, pod); err != nil {
-		t.Fatal(err)
-	}
+	fakePod(t, ns, "web-0", n.name, fc)
 
 	filtered := newTrace(t, ns, "web", n.name, "trace-exec", func(tr *gadgetv1alpha1.Trace) {
 		tr.Spec.Filter = &gadgetv1alpha1.ContainerFilter{Namespace: ns, Podname: "web-0", ContainerName: "app", Labels: map[string]string{"app": "web"}}

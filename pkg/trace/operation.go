@@ -165,7 +165,7 @@ func (c *Controller) begin(ctx context.Context, tr *gadgetv1alpha1.Trace, op str
 	if warning == "" && s.filter != nil && !c.pods.anyMatch(s.filter) {
 		warning = WarningNoContainer
 	}
-	if err := c.attach(ctx, s, l, tr.Spec.Parameters, !snapshot); err != nil {
+	if err := c.attach(ctx, s, l, c.runParams(tr, l, s.filter), !snapshot); err != nil {
 		if s.run == nil { // never attached: the sink is ours to close
 			_, _ = sink.Close(ctx)
 		}

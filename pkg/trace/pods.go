@@ -137,6 +137,19 @@ func (p *pods) anyMatch(f *gadgetv1alpha1.ContainerFilter) bool {
 	return false
 }
 
+// matchingIDs returns the ids of the containers on the node that match f.
+func (p *pods) matchingIDs(f *gadgetv1alpha1.ContainerFilter) map[string]bool {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	out := map[string]bool{}
+	for id, c := range p.byID {
+		if c.matches(f) {
+			out[id] = true
+		}
+	}
+	return out
+}
+
 // matches reports whether c passes f; a nil or empty filter passes
 // everything.
 func (c container) matches(f *gadgetv1alpha1.ContainerFilter) bool {

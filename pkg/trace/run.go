@@ -43,6 +43,9 @@ type sharedRun struct {
 	// subs is the current subscriber list, replaced (never modified) under
 	// c.mu, read without a lock on the event path.
 	subs atomic.Pointer[[]*subscriber]
+	// records counts what the gadget delivered to the fan-out, before any
+	// Trace's container filter: what the kernel let through.
+	records atomic.Int64
 
 	started     chan struct{} // closed when every stage started
 	startedOnce sync.Once

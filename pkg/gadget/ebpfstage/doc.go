@@ -11,7 +11,8 @@
 // It also reads Inspektor Gadget's gadget ABI (bpf/include/igabi/gadget.h):
 // tracers and params named by symbol (gadget_tracer_<name>___<map>___<struct>,
 // gadget_param_<var>), its special typedefs, nested record structs, its
-// mount-namespace filter map (filled from the "mntns" param) and its
+// mount-namespace filter map (filled from the "mntns" param, which the
+// Trace controller sets from a Trace's spec.filter) and its
 // gadget.yaml layout (params under params.ebpf, field annotations).
 //
 // Catalog reads what an object offers without touching the kernel; the

@@ -256,7 +256,7 @@ func (i *instance) fillMntNsFilter() error {
 	}
 	m := i.coll.Maps[igFilterMap]
 	if max := int(m.MaxEntries()); len(i.mntns) > max {
-		return fmt.Errorf("gadget %s: param %s lists %d mount namespaces, map %s holds %d", i.name, MntNsParam, len(i.mntns), igFilterMap, max)
+		return fmt.Errorf("gadget %s: param %s lists %d mount namespaces (in a Trace: the containers its spec.filter selects), map %s holds %d; select fewer", i.name, MntNsParam, len(i.mntns), igFilterMap, max)
 	}
 	one := make([]byte, m.ValueSize())
 	if len(one) > 0 {

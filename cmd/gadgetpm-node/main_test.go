@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,6 +24,7 @@ import (
 
 	"github.com/gadgetpm/gadgetpm/internal/testenv"
 	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
+	"github.com/gadgetpm/gadgetpm/internal/testlog"
 	"github.com/gadgetpm/gadgetpm/internal/testroot"
 	"github.com/gadgetpm/gadgetpm/packages/chartrepo"
 	"github.com/gadgetpm/gadgetpm/packages/packagetest"
@@ -62,28 +62,9 @@ func TestNodeBinaryRefusesBadFlags(t *testing.T) {
 	}
 }
 
-// lockedBuffer is the command's output: controller-runtime may still log
-// from its stop goroutines after the command returned.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // nodeProc is gadgetpm-node's command running in the test.
 type nodeProc struct {
-	out    lockedBuffer
+	out    testlog.Buffer
 	socket string
 	cancel context.CancelFunc
 	done   chan error

@@ -2,7 +2,6 @@ package main
 
 import (
 	"archive/tar"
-	"bytes"
 	"compress/gzip"
 	"context"
 	"encoding/json"
@@ -17,33 +16,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gadgetpm/gadgetpm/internal/testlog"
 	"github.com/gadgetpm/gadgetpm/internal/testroot"
 )
 
 // gadgetCLI runs the root command with ctx; stdout and stderr separately.
 func gadgetCLI(ctx context.Context, args ...string) (string, string, error) {
-	var out, errOut syncBuffer
+	var out, errOut testlog.Buffer
 	cmd := newRootCommand(&out, &errOut)
 	cmd.SetArgs(args)
 	err := cmd.ExecuteContext(ctx)
 	return out.String(), errOut.String(), err
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 const packagesDir = "../../charts/packages"
@@ -285,7 +268,7 @@ func TestGadgetRunInspektorGadgetABI(t *testing.T) {
 			cmd := exec.Command(marker)
 			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: target, Gid: target}}
 			_ = cmd.Run()
-			time.Sleep(20 * time.Millisecond)
+			time.Sleep(20 * time.Millisecond) // pacing the workload, not a wait
 		}
 	}()
 	defer wg.Wait()

@@ -19,7 +19,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,6 +27,8 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 
+	poll "github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
+	"github.com/gadgetpm/gadgetpm/internal/testlog"
 	"github.com/gadgetpm/gadgetpm/packages/chartrepo"
 	gadgetv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadget/v1alpha1"
 	gadgetpmv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
@@ -135,19 +136,12 @@ func (e *env) getJSON(t *testing.T, into any, args ...string) {
 // failure names what was awaited and the last state cond reported.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var last string
-	for {
-		ok, state := cond()
-		if ok {
-			return
+	poll.NoError(t, timeout, what, func() error {
+		if ok, state := cond(); !ok {
+			return fmt.Errorf("last seen: %s", state)
 		}
-		last = state
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not after %s; last seen: %s", what, timeout, last)
-		}
-		time.Sleep(time.Second)
-	}
+		return nil
+	})
 }
 
 // TestEndToEnd installs the chart and walks through what a user does, in
@@ -614,11 +608,14 @@ spec:
 
 	// A program name no other process on the machine runs.
 	probe := fmt.Sprintf("e2eprobe%d", time.Now().UnixNano()%1_000_000)
-	for i := 0; i < 3; i++ {
+	// The filter lets the container's execs only through: the Trace
+	// counts once it has seen one of the probe's.
+	eventually(t, time.Minute, "Trace exec to count the probe's execs", func() (bool, string) {
 		e.mustKC(t, "-n", workNS, "exec", "workload", "-c", "app", "--", "/bin/sh", "-c",
 			"cp /bin/true /tmp/"+probe+" && /tmp/"+probe)
-		time.Sleep(time.Second)
-	}
+		tr := e.trace(t, "exec")
+		return tr.Status.EventCount > 0, fmt.Sprintf("state %s, %d events", tr.Status.State, tr.Status.EventCount)
+	})
 	e.annotate(t, "exec", "stop")
 	tr := e.waitState(t, "exec", gadgetv1alpha1.TraceStopped)
 
@@ -824,8 +821,10 @@ func (e *env) uninstall(t *testing.T) {
 	// Follow the operator's log through its shutdown.
 	logCtx, stopLog := context.WithCancel(context.Background())
 	defer stopLog()
-	var logBuf syncBuffer
-	logCmd := exec.CommandContext(logCtx, e.kubectl, "-n", opNS, "logs", "-f", leader, "-c", "operator", "--since=1s")
+	var logBuf testlog.Buffer
+	// --tail=1: the stream starts with the last line already logged, the
+	// sign that it is attached.
+	logCmd := exec.CommandContext(logCtx, e.kubectl, "-n", opNS, "logs", "-f", leader, "-c", "operator", "--tail=1")
 	logCmd.Env = append(os.Environ(), "KUBECONFIG="+e.kubeconfig)
 	logCmd.Stdout, logCmd.Stderr = &logBuf, &logBuf
 	if err := logCmd.Start(); err != nil {
@@ -833,10 +832,9 @@ func (e *env) uninstall(t *testing.T) {
 	}
 	logDone := make(chan error, 1)
 	go func() { logDone <- logCmd.Wait() }()
-	// kubectl logs -f gives no sign that it is attached, and the operator
-	// may be quiet: a short pause lets the stream open before the
-	// uninstall whose log lines the test reads.
-	time.Sleep(2 * time.Second)
+	eventually(t, 30*time.Second, "kubectl logs -f to attach", func() (bool, string) {
+		return logBuf.String() != "", "no line yet"
+	})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -921,25 +919,6 @@ func keys(m map[string]bool) []string {
 	}
 	slices.Sort(out)
 	return out
-}
-
-// syncBuffer is a bytes.Buffer safe for kubectl's writes and the test's
-// reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // --- cleanup ---------------------------------------------------------------------------------

@@ -425,7 +425,7 @@ func TestIntervalSource(t *testing.T) {
 			}
 			unix.Close(fd)
 			if i%10 == 0 {
-				time.Sleep(80 * time.Millisecond)
+				time.Sleep(80 * time.Millisecond) // spread over several intervals
 			}
 		}
 		errc <- nil

@@ -53,6 +53,16 @@ type GadgetPackageSpec struct {
 	// +kubebuilder:default=true
 	// +optional
 	Enabled *bool `json:"enabled,omitempty"`
+
+	// ServiceAccountName is the ServiceAccount, in the package's namespace,
+	// whose rights the package gets: its Helm release, object patches and
+	// Kubernetes event watches act as it (impersonation) and its hooks get
+	// its tokens. Empty: the operator's --default-service-account when set,
+	// else the operator's own identity (cluster-admin-equivalent).
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
+	// +optional
+	ServiceAccountName string `json:"serviceAccountName,omitempty"`
 }
 
 // IsEnabled reports whether the spec asks for the package to run.

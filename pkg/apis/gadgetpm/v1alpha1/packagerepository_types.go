@@ -24,10 +24,13 @@ type SecretReference struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
 	Name string `json:"name"`
-	// Namespace of the Secret.
-	// +kubebuilder:validation:MinLength=1
+	// Namespace of the Secret. A PackageRepository is cluster-scoped, so its
+	// Secrets are read only from the cluster resource namespace (the
+	// operator's namespace, or --cluster-resource-namespace); empty means
+	// that namespace and any other is refused.
 	// +kubebuilder:validation:MaxLength=63
-	Namespace string `json:"namespace"`
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
 }
 
 // Verification configures Helm provenance checks.
@@ -84,6 +87,11 @@ type PackageRepositorySpec struct {
 	// Verify configures Helm provenance checks of downloaded packages.
 	// +optional
 	Verify *Verification `json:"verify,omitempty"`
+
+	// Insecure allows an http:// URL (and plain HTTP to an oci://
+	// registry). Credentials are never sent over plain HTTP.
+	// +optional
+	Insecure bool `json:"insecure,omitempty"`
 
 	// Suspend stops syncing; installed packages keep running.
 	// +optional

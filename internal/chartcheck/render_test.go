@@ -190,7 +190,10 @@ var nodeNeeds = []need{
 	{"", "pods", "get"},
 	{"", "pods", "list"},
 	{"", "pods", "watch"},
-	{"", "nodes", "get"}, // a Trace's spec.node must be a Node
+	{"", "nodes", "get"},      // a Trace's spec.node must be a Node
+	{"", "namespaces", "get"}, // the privileged-traces label
+	{"", "namespaces", "list"},
+	{"", "namespaces", "watch"},
 	{"", "events", "create"},
 	{"events.k8s.io", "events", "patch"},
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/gadgetpm/gadgetpm/packages/chartrepo"
 	gadgetv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadget/v1alpha1"
 	gadgetpmv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
+	"github.com/gadgetpm/gadgetpm/pkg/trace"
 )
 
 // operatorProc is a real `gadgetpm operator` process of the test.
@@ -188,6 +189,10 @@ func TestMultiNode(t *testing.T) {
 	kubeconfig := env.WriteKubeconfig(t)
 	ns := env.Namespace(t)
 	node := func(n string) string { return ns + "-node-" + n }
+	// the Traces trace host processes
+	if err := trace.AllowNodeWide(ctx, env.Client, ns); err != nil {
+		t.Fatal(err)
+	}
 	createNodes(t, node("a"), node("b"), node("c"))
 	gp := traceExecPackage(t, ns)
 

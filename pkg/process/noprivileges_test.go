@@ -18,6 +18,7 @@ import (
 	"github.com/gadgetpm/gadgetpm/internal/testroot"
 	gadgetv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadget/v1alpha1"
 	gadgetpmv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
+	"github.com/gadgetpm/gadgetpm/pkg/trace"
 )
 
 // A node role that may not load eBPF (a pod without CAP_BPF or
@@ -37,6 +38,10 @@ func TestNodeRoleWithoutEBPFPrivileges(t *testing.T) {
 	kubeconfig := env.WriteKubeconfig(t)
 	ns := env.Namespace(t)
 	weak, strong := ns+"-node-weak", ns+"-node-strong"
+	// the Traces trace host processes
+	if err := trace.AllowNodeWide(ctx, env.Client, ns); err != nil {
+		t.Fatal(err)
+	}
 	createNodes(t, weak, strong)
 	gp := traceExecPackage(t, ns)
 

@@ -26,7 +26,7 @@ func TestMissingAttachTarget(t *testing.T) {
 	requireRoot(t)
 	t.Parallel()
 	ctx := context.Background()
-	ns := env.Namespace(t)
+	ns := privilegedNamespace(t)
 	n := startNode(t, uniqueNode(t), nodeOptions{})
 
 	// trace-open's chart with the test object in place of its gadget

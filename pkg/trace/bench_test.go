@@ -239,7 +239,7 @@ func (s countSink) Start(*gadget.Context) error {
 // are reported too.
 func BenchmarkEventsPerSecond(b *testing.B) {
 	requireRoot(b)
-	ns := env.Namespace(b)
+	ns := privilegedNamespace(b)
 	n := startNode(b, "bench-events", nodeOptions{})
 	runningPackage(b, ns, "trace-open", "trace-open")
 	g, err := gadget.ReadGadget(env.RepoRoot + "/charts/packages/trace-open")

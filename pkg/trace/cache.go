@@ -13,7 +13,8 @@ import (
 // object keeps its managedFields, and GadgetPackages keep only what a node
 // reads (not settings, hooks, catalog, conditions or subscriptions). Nodes
 // are cached as metadata only whatever the options (the controller reads
-// them as PartialObjectMetadata: it only checks that spec.node exists).
+// them as PartialObjectMetadata: it only checks that spec.node exists), and
+// so are Namespaces (watched for the privileged-traces label).
 //
 // Traces are cached cluster-wide: a node answers a Trace annotated for a
 // node that does not exist, and the Trace CRD has no selectable spec.node.

@@ -106,7 +106,8 @@ func New(opts Options) (*Controller, error) {
 }
 
 // SetupWithManager registers the spec.node field index, the Trace
-// reconciler (watching Traces of this node and GadgetPackages), an informer
+// reconciler (watching Traces of this node, GadgetPackages and, as
+// metadata, Namespaces), an informer
 // on this node's Pods, and the Runnable that owns running gadgets and
 // schedules. All of them run on every replica (NeedLeaderElection is
 // false), whatever the Lease says.
@@ -182,6 +183,9 @@ func (c *Controller) SetupWithManager(mgr manager.Manager) error {
 		WithOptions(controller.Options{MaxConcurrentReconciles: c.opts.Workers, NeedLeaderElection: new(false)}).
 		For(&gadgetv1alpha1.Trace{}, builder.WithPredicates(mine, traceChanged)).
 		Watches(&v1alpha1.GadgetPackage{}, handler.EnqueueRequestsFromMapFunc(c.tracesOfPackage), builder.WithPredicates(packageChanged)).
+		// a namespace losing the privileged-traces label stops the
+		// node-wide runs of its Traces (checkConfinement)
+		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(c.tracesOfNamespace), builder.OnlyMetadata, builder.WithPredicates(privilegeChanged())).
 		Complete(c)
 	if err != nil {
 		return fmt.Errorf("set up trace controller: %w", err)
@@ -362,6 +366,9 @@ func (c *Controller) reconcile(ctx context.Context, req reconcile.Request) (reco
 			s.requestStop(reasonPackage, why)
 			<-s.finished
 		}
+	}
+	if err := c.checkConfinement(ctx, &tr); err != nil {
+		return reconcile.Result{}, err
 	}
 
 	c.mu.Lock()

@@ -15,8 +15,9 @@ const FanoutName = "trace-fanout"
 const FanoutPriority = 95
 
 // fanout is the stage that hands every record of a shared run to
-// each subscribed Trace: encoded once as JSON, then through each
-// subscriber's container filter into its sink.
+// each subscribed Trace: through each subscriber's container filter (which
+// confines a Trace to its namespace, see confine), then, encoded once as
+// JSON, into its sink.
 type fanout struct{ c *Controller }
 
 var _ gadget.Stage = fanout{}
@@ -67,17 +68,19 @@ func (d *dispatch) handle(ds *datasource.DataSource, r *datasource.Record) error
 	if len(subs) == 0 {
 		return nil
 	}
-	d.buf = ds.AppendJSON(d.buf[:0], r, d.clock)
 	var id []byte
 	if d.container != nil {
 		id = d.container.Str(r)
 	}
 	var (
-		looked bool
-		c      container
-		known  bool
+		looked, encoded bool
+		c               container
+		known           bool
 	)
 	for _, s := range subs {
+		// the container filter comes first: a record no subscriber may
+		// see (another namespace's, the host's for a confined Trace) is
+		// never encoded
 		if s.filter != nil {
 			if !looked {
 				looked = true
@@ -88,6 +91,10 @@ func (d *dispatch) handle(ds *datasource.DataSource, r *datasource.Record) error
 			if !known || !c.matches(s.filter) {
 				continue
 			}
+		}
+		if !encoded {
+			encoded = true
+			d.buf = ds.AppendJSON(d.buf[:0], r, d.clock)
 		}
 		s.write(d.buf)
 	}

@@ -86,7 +86,7 @@ func runningIGPackage(t *testing.T, ns string, n *node) {
 func TestTraceOfInspektorGadgetABIGadget(t *testing.T) {
 	requireRoot(t)
 	t.Parallel()
-	ns := env.Namespace(t)
+	ns := privilegedNamespace(t)
 	n := startNode(t, uniqueNode(t), nodeOptions{})
 	runningIGPackage(t, ns, n)
 
@@ -228,7 +228,7 @@ func igContainerNode(t *testing.T, inside string) (string, *node, *fakeContainer
 	t.Helper()
 	requireRoot(t)
 	t.Parallel()
-	ns := env.Namespace(t)
+	ns := privilegedNamespace(t)
 	n := startNode(t, uniqueNode(t), nodeOptions{})
 	runningIGPackage(t, ns, n)
 	return ns, n, startFakeContainer(t, marker(t, inside))

@@ -33,7 +33,7 @@ import (
 func TestRestartDuringRun(t *testing.T) {
 	requireRoot(t)
 	t.Parallel()
-	ns := env.Namespace(t)
+	ns := privilegedNamespace(t)
 	name := uniqueNode(t)
 	dir := t.TempDir()
 	n := startNode(t, name, nodeOptions{dataDir: dir})
@@ -282,7 +282,7 @@ func TestPackageDisabled(t *testing.T) {
 func TestManyTraces(t *testing.T) {
 	requireRoot(t)
 	const count = 200
-	ns := env.Namespace(t)
+	ns := privilegedNamespace(t)
 	runtime.GC()
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
@@ -365,7 +365,7 @@ func TestManyTraces(t *testing.T) {
 func TestProgressTakesTurns(t *testing.T) {
 	requireRoot(t)
 	t.Parallel()
-	ns := env.Namespace(t)
+	ns := privilegedNamespace(t)
 	n := startNode(t, uniqueNode(t), nodeOptions{progressRate: 1, progressInterval: 100 * time.Millisecond})
 	runningPackage(t, ns, "trace-exec", "trace-exec")
 	names := []string{"turn-a", "turn-b", "turn-c"}

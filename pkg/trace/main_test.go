@@ -49,6 +49,17 @@ func requireRoot(t testing.TB) {
 	testroot.Require(t, "loading eBPF")
 }
 
+// privilegedNamespace is a new namespace labelled for node-wide tracing:
+// for the tests whose Traces trace host processes.
+func privilegedNamespace(t testing.TB) string {
+	t.Helper()
+	ns := env.Namespace(t)
+	if err := trace.AllowNodeWide(context.Background(), env.Client, ns); err != nil {
+		t.Fatal(err)
+	}
+	return ns
+}
+
 // packages holds the bundled packages packed once per test binary, by
 // chart name: digest and archive bytes.
 var packed struct {

@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	gadgetv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadget/v1alpha1"
+	"github.com/gadgetpm/gadgetpm/pkg/gadget/ebpfstage"
 	"github.com/gadgetpm/gadgetpm/pkg/trace/output"
 )
 
@@ -111,6 +112,14 @@ func (c *Controller) begin(ctx context.Context, tr *gadgetv1alpha1.Trace, op str
 	if !validMode(mode) {
 		return fmt.Errorf("spec.outputMode %q is not supported (allowed: %s)", mode, joinModes())
 	}
+	privileged, err := c.privileged(ctx, tr.Namespace)
+	if err != nil {
+		return err
+	}
+	filter, err := confine(tr, privileged)
+	if err != nil {
+		return err
+	}
 	gp, err := findPackage(ctx, c.opts.Client, tr)
 	if err != nil {
 		return err
@@ -141,7 +150,7 @@ func (c *Controller) begin(ctx context.Context, tr *gadgetv1alpha1.Trace, op str
 		return fmt.Errorf("%s is a snapshotter gadget (data sources: %s): use collect", l.gadget.Name, strings.Join(l.snapshotters, ", "))
 	}
 
-	s := newSubscriber(c, tr, op)
+	s := newSubscriber(c, tr, op, filter, !privileged)
 	s.pkg = types.NamespacedName{Namespace: gp.Namespace, Name: gp.Name}
 	s.snapshot = snapshot
 	s.start = c.opts.Now().Truncate(time.Second)
@@ -164,8 +173,14 @@ func (c *Controller) begin(ctx context.Context, tr *gadgetv1alpha1.Trace, op str
 	s.sink = sink
 	if warning == "" && s.filter != nil && !c.pods.anyMatch(s.filter) {
 		warning = WarningNoContainer
+		if s.confined && emptyFilter(tr.Spec.Filter) {
+			warning = WarningNoContainerInNamespace
+		}
+		if s.confined && l.hasParam(ebpfstage.MntNsParam) {
+			warning += warningKernelNone
+		}
 	}
-	if err := c.attach(ctx, s, l, c.runParams(tr, l, s.filter), !snapshot); err != nil {
+	if err := c.attach(ctx, s, l, c.runParams(tr, l, s.filter, s.confined), !snapshot); err != nil {
 		if s.run == nil { // never attached: the sink is ours to close
 			_, _ = sink.Close(ctx)
 		}

@@ -134,7 +134,7 @@ func waitSubscriptions(t *testing.T, gp *v1alpha1.GadgetPackage, n int) []v1alph
 func TestStartStop(t *testing.T) {
 	requireRoot(t)
 	t.Parallel()
-	ns := env.Namespace(t)
+	ns := privilegedNamespace(t)
 	n := startNode(t, uniqueNode(t), nodeOptions{})
 	gp := runningPackage(t, ns, "trace-exec", "trace-exec")
 	tr := newTrace(t, ns, "mytrace", n.name, "trace-exec")
@@ -256,7 +256,7 @@ func TestOperationErrors(t *testing.T) {
 func TestGenerateAndCollect(t *testing.T) {
 	requireRoot(t)
 	t.Parallel()
-	ns := env.Namespace(t)
+	ns := privilegedNamespace(t)
 	n := startNode(t, uniqueNode(t), nodeOptions{})
 	runningPackage(t, ns, "trace-exec", "trace-exec")
 	runningPackage(t, ns, "snapshot-process", "snapshot-process")

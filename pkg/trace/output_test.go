@@ -33,7 +33,7 @@ import (
 func TestOutputModes(t *testing.T) {
 	requireRoot(t)
 	t.Parallel()
-	ns := env.Namespace(t)
+	ns := privilegedNamespace(t)
 	hub := output.NewHub(output.HubOptions{})
 	t.Cleanup(hub.Stop)
 	srv := httptest.NewServer(hub.Handler("/traces/"))
@@ -159,7 +159,7 @@ func TestOutputModes(t *testing.T) {
 func TestSchedule(t *testing.T) {
 	requireRoot(t)
 	t.Parallel()
-	ns := env.Namespace(t)
+	ns := privilegedNamespace(t)
 	n := startNode(t, uniqueNode(t), nodeOptions{})
 	runningPackage(t, ns, "trace-exec", "trace-exec")
 	runEvery(t, marker(t, "gpmschedule"))

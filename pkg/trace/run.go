@@ -95,6 +95,7 @@ const (
 	reasonShutdown                       // the operator stops
 	reasonRunEnded                       // the gadget run ended by itself
 	reasonSink                           // the output failed
+	reasonConfined                       // the namespace lost the privileged-traces label
 )
 
 // subscriber is one Trace's run on a shared gadget run: its filter, its
@@ -106,7 +107,8 @@ type subscriber struct {
 	uid      types.UID
 	op       string // an operation, or opSchedule
 	pkg      types.NamespacedName
-	filter   *gadgetv1alpha1.ContainerFilter // nil: every event
+	filter   *gadgetv1alpha1.ContainerFilter // nil: every event, host processes included
+	confined bool                            // filter holds the Trace to its namespace (see confine)
 	mode     gadgetv1alpha1.OutputMode
 	sink     output.Sink
 	status   *output.Status // Status mode only
@@ -136,17 +138,16 @@ type subscriber struct {
 	finished chan struct{} // closed when the outcome is in status
 }
 
-func newSubscriber(c *Controller, tr *gadgetv1alpha1.Trace, op string) *subscriber {
+// newSubscriber returns tr's subscriber for op; filter is what confine
+// returned.
+func newSubscriber(c *Controller, tr *gadgetv1alpha1.Trace, op string, filter *gadgetv1alpha1.ContainerFilter, confined bool) *subscriber {
 	s := &subscriber{
-		c: c, key: types.NamespacedName{Namespace: tr.Namespace, Name: tr.Name}, uid: tr.UID, op: op,
+		c: c, key: types.NamespacedName{Namespace: tr.Namespace, Name: tr.Name}, uid: tr.UID, op: op, filter: filter, confined: confined,
 		mode: tr.Spec.OutputMode, limit: historyLimit(tr),
 		failed: make(chan struct{}), stopCh: make(chan struct{}), finished: make(chan struct{}), begun: make(chan struct{}),
 	}
 	if s.mode == "" {
 		s.mode = gadgetv1alpha1.OutputStatus
-	}
-	if !emptyFilter(tr.Spec.Filter) {
-		s.filter = tr.Spec.Filter.DeepCopy()
 	}
 	s.log = c.log.WithValues("trace", s.key.String(), "op", op)
 	return s

@@ -47,9 +47,11 @@ func (c *Controller) patchStatus(ctx context.Context, key types.NamespacedName, 
 	return nil
 }
 
-// setError writes an operation's failure to status and as an Event.
+// setError writes an operation's failure to status, as an Event and to
+// the log.
 func (c *Controller) setError(ctx context.Context, key types.NamespacedName, op string, err error) error {
 	msg := fmt.Sprintf("%s: %v", op, err)
+	c.log.Info("trace operation failed", "trace", key.String(), "op", op, "error", msg)
 	c.event(ctx, key, "Warning", "OperationFailed", msg)
 	return c.patchStatus(ctx, key, func(tr *gadgetv1alpha1.Trace) {
 		tr.Status.OperationError = msg

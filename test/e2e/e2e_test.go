@@ -395,6 +395,9 @@ func (e *env) packagesRunning(t *testing.T, repoURL string) {
 	for _, ns := range []string{pkgNS, hooksNS, workNS} {
 		e.apply(t, fmt.Sprintf("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: %s\n", ns))
 	}
+	// The Traces live in pkgNS and trace workNS's pod and the host: a
+	// cluster admin allows that with the label (docs/install.md).
+	e.mustKC(t, "label", "namespace", pkgNS, "gadgetpm.io/privileged-traces=true", "--overwrite")
 	e.apply(t, fmt.Sprintf(`apiVersion: gadgetpm.io/v1alpha1
 kind: PackageRepository
 metadata:

@@ -23,6 +23,11 @@ const (
 // comma-separated), in the kernel; only such gadgets have it.
 const MntNsParam = "mntns"
 
+// MntNsNone as the value of MntNsParam turns the mount-namespace filter on
+// with an empty map: the kernel drops every event (a Trace confined to a
+// namespace with no container on the node).
+const MntNsNone = "none"
+
 // igTracer reads the tracer that the marker
 // gadget_tracer_<name>___<map>___<struct> declares (rest is the part after
 // the prefix): the ring buffer map and the record struct, both of which
@@ -60,9 +65,11 @@ func igTracer(coll *ebpf.CollectionSpec, rest string) (tracer, error) {
 }
 
 // parseMntNs reads the mntns param: mount namespace inode numbers,
-// comma-separated.
-func parseMntNs(s string) ([]uint64, error) {
-	var ids []uint64
+// comma-separated, or MntNsNone. on says whether the filter is on.
+func parseMntNs(s string) (ids []uint64, on bool, err error) {
+	if strings.TrimSpace(s) == MntNsNone {
+		return nil, true, nil
+	}
 	for _, part := range strings.Split(s, ",") {
 		part = strings.TrimSpace(part)
 		if part == "" {
@@ -70,9 +77,9 @@ func parseMntNs(s string) ([]uint64, error) {
 		}
 		id, err := strconv.ParseUint(part, 10, 64)
 		if err != nil || id == 0 {
-			return nil, fmt.Errorf("param %s: %q is not a mount namespace inode number (expected e.g. 4026531841, as `stat -Lc %%i /proc/PID/ns/mnt` prints)", MntNsParam, part)
+			return nil, false, fmt.Errorf("param %s: %q is not a mount namespace inode number (expected e.g. 4026531841, as `stat -Lc %%i /proc/PID/ns/mnt` prints, or %q)", MntNsParam, part, MntNsNone)
 		}
 		ids = append(ids, id)
 	}
-	return ids, nil
+	return ids, len(ids) > 0, nil
 }

@@ -128,10 +128,11 @@ func (o *Stage) Instantiate(gctx *gadget.Context, params gadget.Params) (gadget.
 		if _, clash := gs.params[MntNsParam]; clash {
 			return nil, fmt.Errorf("gadget %s: GADGET_PARAM(%s) clashes with the runtime's param of that name for the mount-namespace filter; rename the variable", g.Name, MntNsParam)
 		}
-		if mntns, err = parseMntNs(params[MntNsParam]); err != nil {
+		var on bool
+		if mntns, on, err = parseMntNs(params[MntNsParam]); err != nil {
 			return nil, fmt.Errorf("gadget %s: %w", g.Name, err)
 		}
-		if len(mntns) > 0 {
+		if on {
 			if err := gs.coll.Variables[igFilterVar].Set(true); err != nil {
 				return nil, fmt.Errorf("gadget %s: turn on the mount-namespace filter (%s): %w", g.Name, igFilterVar, err)
 			}
@@ -194,7 +195,7 @@ func (i *instance) ExtraParams(*gadget.Context) []gadget.ParamDesc {
 	}
 	if i.spec.mntnsFilter {
 		out = append(out, gadget.ParamDesc{Key: MntNsParam, Type: "string",
-			Description: "Report only events of these mount namespaces (inode numbers, comma-separated), filtered in the kernel; empty: every namespace."})
+			Description: "Report only events of these mount namespaces (inode numbers, comma-separated), filtered in the kernel; empty: every namespace; none: no event."})
 	}
 	if len(i.spec.intervals) > 0 {
 		out = append(out, gadget.ParamDesc{Key: IntervalParam, Type: "duration", Default: defaultInterval.String(),

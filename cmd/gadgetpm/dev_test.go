@@ -216,7 +216,7 @@ func TestDevEndToEnd(t *testing.T) {
 
 	out.waitFor(t, "Press Ctrl-C to stop everything.", 5*time.Minute, exited)
 	printed := out.String()
-	for _, want := range []string{"[1/6]", "[6/6]", "export KUBECONFIG=" + kubeconfig, "kubectl get gadgetpackages", "kubectl get traces", bin + " dump --socket " + socket} {
+	for _, want := range []string{"[1/6]", "[6/6]", "gadgetpm.io/privileged-traces=true", "export KUBECONFIG=" + kubeconfig, "kubectl get gadgetpackages", "kubectl get traces", bin + " dump --socket " + socket} {
 		if !strings.Contains(printed, want) {
 			t.Errorf("output lacks %q:\n%s", want, printed)
 		}

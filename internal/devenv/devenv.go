@@ -31,6 +31,7 @@ import (
 	gadgetpmv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/pkg/hooks/sandbox"
 	"github.com/gadgetpm/gadgetpm/pkg/process"
+	"github.com/gadgetpm/gadgetpm/pkg/trace"
 )
 
 // Names of what the environment creates.
@@ -299,6 +300,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err := createObjects(ctx, c, repoURL, opts); err != nil {
 		return err
 	}
+	p.note("namespace %s is labelled %s=true: its Traces see every process of the machine, not only its pods'", opts.Namespace, trace.PrivilegedTracesLabel)
 	p.done("done")
 
 	// 6. The operator.
@@ -457,6 +459,11 @@ func createObjects(ctx context.Context, c client.Client, repoURL string, opts Op
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: opts.Namespace}}
 	if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("create namespace %s: %w", opts.Namespace, err)
+	}
+	// A single-user environment traces the whole machine, host processes
+	// included: its namespace is one whose Traces are not confined to it.
+	if err := trace.AllowNodeWide(ctx, c, opts.Namespace); err != nil {
+		return err
 	}
 	pr := &gadgetpmv1alpha1.PackageRepository{
 		ObjectMeta: metav1.ObjectMeta{Name: RepositoryName},

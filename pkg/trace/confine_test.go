@@ -229,8 +229,9 @@ func (tn *tenants) emptyNamespaceKernelDropsAll(t *testing.T) {
 // TestConfinedTraceRefusals: an unprivileged Trace naming another
 // namespace in spec.filter, or choosing the kernel's mount namespaces
 // itself, is refused with an operationError naming the field, its
-// namespace and the label, and a Warning Event; the node goes on serving
-// the namespace's other Traces. No eBPF is loaded.
+// namespace and the label (a scheduled one: each run's error), and a
+// Warning Event; the node goes on serving the namespace's other Traces.
+// No eBPF is loaded.
 func TestConfinedTraceRefusals(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -247,15 +248,27 @@ func TestConfinedTraceRefusals(t *testing.T) {
 		{"mntns", func(tr *gadgetv1alpha1.Trace) {
 			tr.Spec.Parameters = map[string]string{"mntns": "4026531841"}
 		}, "spec.parameters.mntns"},
+		{"scheduled", func(tr *gadgetv1alpha1.Trace) {
+			tr.Spec.Filter = &gadgetv1alpha1.ContainerFilter{Namespace: a}
+			tr.Spec.Schedule = "@every 1s"
+		}, "spec.filter.namespace"},
 	} {
 		tr := newTrace(t, b, tc.name, n.name, "no-package-needed", tc.opt)
-		annotate(t, key(tr), gadgetv1alpha1.OperationStart)
-		got := waitTrace(t, key(tr), 30*time.Second, "answered", func(tr *gadgetv1alpha1.Trace) bool {
-			return operationDone(tr) && tr.Status.OperationError != ""
-		})
+		var msg string
+		var got *gadgetv1alpha1.Trace
+		if tr.Spec.Schedule != "" {
+			got = waitTrace(t, key(tr), 30*time.Second, "a failed run", func(tr *gadgetv1alpha1.Trace) bool { return len(tr.Status.Runs) > 0 })
+			msg = got.Status.Runs[0].Error
+		} else {
+			annotate(t, key(tr), gadgetv1alpha1.OperationStart)
+			got = waitTrace(t, key(tr), 30*time.Second, "answered", func(tr *gadgetv1alpha1.Trace) bool {
+				return operationDone(tr) && tr.Status.OperationError != ""
+			})
+			msg = got.Status.OperationError
+		}
 		for _, want := range []string{tc.field, "namespace " + b, trace.PrivilegedTracesLabel + "=true"} {
-			if !strings.Contains(got.Status.OperationError, want) {
-				t.Errorf("%s: operationError %q does not name %q", tc.name, got.Status.OperationError, want)
+			if !strings.Contains(msg, want) {
+				t.Errorf("%s: error %q does not name %q", tc.name, msg, want)
 			}
 		}
 		if got.Status.State == gadgetv1alpha1.TraceStarted {

@@ -126,6 +126,10 @@ func (c *Controller) tick(t cron.Trigger) {
 		handedOver = true // the subscriber marks the trigger done at its end
 	case errors.Is(err, errStopping):
 	default:
+		// a refused or failed start is the run's error, and said where a
+		// user and an operator look
+		c.log.Info("scheduled run failed to start", "trace", key.String(), "error", err.Error())
+		c.event(ctx, key, "Warning", "RunFailed", fmt.Sprintf("scheduled run: %v", err))
 		now := metav1Time(c.opts.Now())
 		start := metav1Time(t.Scheduled)
 		if err := c.patchStatus(ctx, key, func(tr *gadgetv1alpha1.Trace) {

@@ -138,6 +138,7 @@ func TestIGMntNsFilter(t *testing.T) {
 		{"no filter", nil, true, true},
 		{"this namespace", gadget.Params{MntNsParam: fmt.Sprint(own)}, true, false},
 		{"another namespace", gadget.Params{MntNsParam: "1, 2"}, false, false},
+		{"none", gadget.Params{MntNsParam: MntNsNone}, false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

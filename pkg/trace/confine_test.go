@@ -174,18 +174,7 @@ func TestTraceConfinedToItsNamespace(t *testing.T) {
 			eventually.NoError(t, 30*time.Second, "B's execs in "+bFile, func() error { return hasExecs(bFile, 0, tn.inB) })
 			if gadget == "ig-trace-exec" {
 				tn.emptyNamespaceKernelDropsAll(t)
-				bKey := key(b).String()
-				eventually.NoError(t, 10*time.Second, "the kernel to deliver "+bKey+"'s run only what it takes", func() error {
-					for _, r := range tn.n.ctrl.Runs() {
-						if slices.Contains(r.Traces, bKey) {
-							if ev := r.Outputs[bKey].Events; ev == 0 || r.Records != ev {
-								return fmt.Errorf("run %s (Traces %v) delivered %d records, %s took %d", r.ID, r.Traces, r.Records, bKey, ev)
-							}
-							return nil
-						}
-					}
-					return fmt.Errorf("no run serves %s", bKey)
-				})
+				deliversOnlyTo(t, tn.n, key(b))
 			}
 			annotate(t, key(b), gadgetv1alpha1.OperationStop)
 			waitTrace(t, key(b), 30*time.Second, "Stopped", stateIs(gadgetv1alpha1.TraceStopped))
@@ -234,7 +223,6 @@ func (tn *tenants) emptyNamespaceKernelDropsAll(t *testing.T) {
 // No eBPF is loaded.
 func TestConfinedTraceRefusals(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
 	a, b := env.Namespace(t), env.Namespace(t)
 	n := startNode(t, uniqueNode(t), nodeOptions{})
 	for _, tc := range []struct {
@@ -274,18 +262,7 @@ func TestConfinedTraceRefusals(t *testing.T) {
 		if got.Status.State == gadgetv1alpha1.TraceStarted {
 			t.Errorf("%s: a refused Trace is %s", tc.name, got.Status.State)
 		}
-		eventually.NoError(t, 30*time.Second, "a Warning Event on Trace "+key(tr).String(), func() error {
-			var list corev1.EventList
-			if err := env.Client.List(ctx, &list, client.InNamespace(b)); err != nil {
-				return err
-			}
-			for _, e := range list.Items {
-				if e.InvolvedObject.Name == tr.Name && e.Type == corev1.EventTypeWarning && strings.Contains(e.Message, tc.field) {
-					return nil
-				}
-			}
-			return fmt.Errorf("%d events in %s, none a Warning on %s naming %s", len(list.Items), b, tr.Name, tc.field)
-		})
+		waitWarning(t, key(tr), tc.field)
 	}
 	// the node goes on: a Trace of the namespace is still answered
 	other := newTrace(t, b, "next", n.name, "no-such-package")
@@ -296,6 +273,24 @@ func TestConfinedTraceRefusals(t *testing.T) {
 	if !strings.Contains(got.Status.OperationError, "no-such-package") {
 		t.Fatalf("the next Trace: operationError %q, want the missing package named", got.Status.OperationError)
 	}
+}
+
+// waitWarning waits for a Warning Event on Trace k whose message holds
+// what.
+func waitWarning(t *testing.T, k types.NamespacedName, what string) {
+	t.Helper()
+	eventually.NoError(t, 30*time.Second, "a Warning Event on Trace "+k.String()+" naming "+what, func() error {
+		var list corev1.EventList
+		if err := env.Client.List(context.Background(), &list, client.InNamespace(k.Namespace)); err != nil {
+			return err
+		}
+		for _, e := range list.Items {
+			if e.InvolvedObject.Name == k.Name && e.Type == corev1.EventTypeWarning && strings.Contains(e.Message, what) {
+				return nil
+			}
+		}
+		return fmt.Errorf("%d events in %s, none a Warning on %s naming %s", len(list.Items), k.Namespace, k.Name, what)
+	})
 }
 
 // setPrivileged adds or removes the label on ns, as a cluster admin does.
@@ -320,7 +315,6 @@ func setPrivileged(t *testing.T, ns string, on bool) {
 func TestPrivilegedLabelChanges(t *testing.T) {
 	t.Parallel()
 	tn := setUpTenants(t, "trace-exec")
-	ctx := context.Background()
 	wide := newTrace(t, tn.p, "wide", tn.n.name, tn.gadget, fileOutput)
 	k := key(wide)
 	path := filepath.Join(tn.n.dir, "traces", tn.p, "wide.jsonl")
@@ -348,18 +342,7 @@ func TestPrivilegedLabelChanges(t *testing.T) {
 	if n := len(got.Status.Runs); n != 1 || got.Status.Runs[0].EndTime == nil || got.Status.Runs[0].Error == "" {
 		t.Fatalf("runs %+v: want one ended run carrying the reason", got.Status.Runs)
 	}
-	eventually.NoError(t, 30*time.Second, "a Warning Event on "+k.String()+" naming the label", func() error {
-		var list corev1.EventList
-		if err := env.Client.List(ctx, &list, client.InNamespace(tn.p)); err != nil {
-			return err
-		}
-		for _, e := range list.Items {
-			if e.InvolvedObject.Name == wide.Name && e.Type == corev1.EventTypeWarning && strings.Contains(e.Message, trace.PrivilegedTracesLabel) {
-				return nil
-			}
-		}
-		return fmt.Errorf("%d events, none a Warning on %s naming the label", len(list.Items), wide.Name)
-	})
+	waitWarning(t, k, trace.PrivilegedTracesLabel)
 	waitTrace(t, key(w2), 10*time.Second, "still Started", stateIs(gadgetv1alpha1.TraceStarted))
 
 	// started again, the Trace is confined to P, where no pod runs

@@ -179,21 +179,7 @@ func TestInspektorGadgetABIMntNsFilterFromSpecFilter(t *testing.T) {
 		after, err := outside()
 		return err == nil && after > before
 	})
-	webKey := key(web).String()
-	eventually.NoError(t, 10*time.Second, "the filtered run to deliver only what "+webKey+" takes", func() error {
-		for _, r := range n.ctrl.Runs() {
-			if slices.Contains(r.Traces, webKey) {
-				// Events first: the run counts a record before the
-				// Trace's output takes it.
-				ev := r.Outputs[webKey].Events
-				if ev == 0 || r.Records != ev {
-					return fmt.Errorf("run %s (Traces %v) delivered %d records, %s took %d", r.ID, r.Traces, r.Records, webKey, ev)
-				}
-				return nil
-			}
-		}
-		return fmt.Errorf("no run serves %s", webKey)
-	})
+	deliversOnlyTo(t, n, key(web))
 
 	annotate(t, key(all), gadgetv1alpha1.OperationStop)
 	if evs := stopOnlyContainer(t, key(web), fc); countComm(evs, "gpmiginside") == 0 {
@@ -220,6 +206,27 @@ func TestInspektorGadgetABIMntNsFilterContainerLater(t *testing.T) {
 		return strings.Contains(tr.Status.Output, "gpmiglater")
 	})
 	stopOnlyContainer(t, key(web), fc)
+}
+
+// deliversOnlyTo waits until the run serving Trace k has delivered some
+// records and no more than k's output took: the kernel's filter dropped
+// the rest.
+func deliversOnlyTo(t *testing.T, n *node, k types.NamespacedName) {
+	t.Helper()
+	eventually.NoError(t, 10*time.Second, "the filtered run to deliver only what "+k.String()+" takes", func() error {
+		for _, r := range n.ctrl.Runs() {
+			if slices.Contains(r.Traces, k.String()) {
+				// Events first: the run counts a record before the
+				// Trace's output takes it.
+				ev := r.Outputs[k.String()].Events
+				if ev == 0 || r.Records != ev {
+					return fmt.Errorf("run %s (Traces %v) delivered %d records, %s took %d", r.ID, r.Traces, r.Records, k, ev)
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("no run serves %s", k)
+	})
 }
 
 // igContainerNode starts a node running the ig-trace-exec package in a new

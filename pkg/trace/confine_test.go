@@ -378,3 +378,34 @@ func TestPrivilegedLabelChanges(t *testing.T) {
 	annotate(t, k, gadgetv1alpha1.OperationStop)
 	waitTrace(t, k, 30*time.Second, "Stopped", stateIs(gadgetv1alpha1.TraceStopped))
 }
+
+// TestScheduledRunStopsWhenLabelRemoved: a scheduled run of a Trace in a
+// labelled namespace ends when the label goes, the reason in its entry of
+// status.runs and a Warning Event, and the schedule goes on: the next tick
+// runs (confined).
+func TestScheduledRunStopsWhenLabelRemoved(t *testing.T) {
+	requireRoot(t)
+	t.Parallel()
+	ns := privilegedNamespace(t)
+	n := startNode(t, uniqueNode(t), nodeOptions{})
+	runningPackage(t, ns, "trace-exec", "trace-exec")
+	tr := newTrace(t, ns, "hourly", n.name, "trace-exec", func(tr *gadgetv1alpha1.Trace) {
+		tr.Spec.Schedule = "@every 2s"
+		tr.Spec.Duration = &metav1.Duration{Duration: time.Hour}
+	})
+	k := key(tr)
+	waitTrace(t, k, 30*time.Second, "a scheduled run going", func(tr *gadgetv1alpha1.Trace) bool {
+		return len(tr.Status.Runs) == 1 && tr.Status.Runs[0].EndTime == nil && tr.Status.State == gadgetv1alpha1.TraceStarted
+	})
+	setPrivileged(t, ns, false)
+	got := waitTrace(t, k, 30*time.Second, "the run ended", func(tr *gadgetv1alpha1.Trace) bool {
+		return len(tr.Status.Runs) > 0 && tr.Status.Runs[0].EndTime != nil
+	})
+	if !strings.Contains(got.Status.Runs[0].Error, "no longer has the label "+trace.PrivilegedTracesLabel+"=true") {
+		t.Fatalf("the ended run's error %q: want the lost label named", got.Status.Runs[0].Error)
+	}
+	waitWarning(t, k, trace.PrivilegedTracesLabel)
+	waitTrace(t, k, 30*time.Second, "the next tick's run", func(tr *gadgetv1alpha1.Trace) bool {
+		return len(tr.Status.Runs) == 2 && tr.Status.Runs[1].Error == "" && tr.Status.State == gadgetv1alpha1.TraceStarted
+	})
+}

@@ -64,8 +64,8 @@ func TestForPackageActsAsServiceAccount(t *testing.T) {
 	if got := identity.DescribeForbidden(err); got != want {
 		t.Fatalf("create in another namespace: %v\ndescribed as %q; want %q", err, got, want)
 	}
-	if !strings.Contains(err.Error(), "Create v1/ConfigMap "+nsB+"/theirs") {
-		t.Errorf("error does not name the operation: %v", err)
+	if !strings.Contains(err.Error(), "Create v1/ConfigMap "+nsB+"/theirs): "+want) {
+		t.Errorf("error does not name the operation and the refusal: %v", err)
 	}
 	if cmExists(t, nsB, "theirs") {
 		t.Fatal("ConfigMap created in a namespace the account may not write")

@@ -139,6 +139,10 @@ func (p *Patcher) ApplyOperations(ctx context.Context, ops []Operation) error {
 			continue
 		}
 		if err := p.apply(ctx, op); err != nil {
+			if fe, ok := identity.AsForbidden(err); ok {
+				// Who was refused what, rather than the API server's long form.
+				err = fe
+			}
 			errs = append(errs, fmt.Errorf("%s: %w", op.describe(), err))
 			continue
 		}

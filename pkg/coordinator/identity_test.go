@@ -134,6 +134,15 @@ func TestPackageActsAsItsServiceAccount(t *testing.T) {
 	if !configMapExists(t, nsB, "admin-cm") {
 		t.Errorf("ConfigMap %s/admin-cm of the package with the operator's identity missing", nsB)
 	}
+
+	// Its account uninstalls the release too.
+	if err := env.Client.Delete(context.Background(), &v1alpha1.GadgetPackage{ObjectMeta: metav1.ObjectMeta{Namespace: nsA, Name: "inside"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, nsA, "inside")
+	if configMapExists(t, nsA, "inside-cm") {
+		t.Errorf("ConfigMap %s/inside-cm outlived its package", nsA)
+	}
 }
 
 // TestDefaultServiceAccount: --default-service-account applies to packages

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gadgetpm/gadgetpm/packages/packagetest"
 	"github.com/gadgetpm/gadgetpm/pkg/identity"
@@ -127,4 +128,30 @@ func TestInstallCRDsActsAsServiceAccount(t *testing.T) {
 		t.Fatal("the CRD was created although the package's account may not")
 	}
 	waitForEventWith(t, pkg, nelm.ReasonForbidden, want)
+}
+
+// TestMonitorFollowsTheIdentity: when a package stops naming a
+// ServiceAccount, its drift monitor reads as the Service again and the
+// account's clients go.
+func TestMonitorFollowsTheIdentity(t *testing.T) {
+	ns := env.Namespace(t)
+	nelmtest.ServiceAccount(t, env.Client, ns, "deployer", nelmtest.ReleaseStorage, nelmtest.ConfigMaps)
+	s := newService(t, nelm.Options{MonitorInterval: 100 * time.Millisecond})
+	pkg := newPackage(t, ns, "switch")
+	pkg.ServiceAccount = "deployer"
+	ctx := ctxFor(t)
+	ch := chartOf("switch", "1.0.0", map[string]string{"cm.yaml": configMapIn("", "switch-cm")})
+	if _, err := s.Upgrade(ctx, pkg, ch, nil); err != nil {
+		t.Fatal(err)
+	}
+	pkg.ServiceAccount = ""
+	if _, err := s.Upgrade(ctx, pkg, ch, nil); err != nil {
+		t.Fatal(err)
+	}
+	// A drift report proves the monitor checked after the switch.
+	deleteConfigMap(t, ns, "switch-cm")
+	nextDrift(t, s)
+	if ids := s.Identities(); len(ids) != 0 {
+		t.Errorf("Identities() after the package dropped its account = %v; want none", ids)
+	}
 }

@@ -10,7 +10,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/gadgetpm/gadgetpm/internal/testenv"
 	"github.com/gadgetpm/gadgetpm/packages/packagetest"
@@ -74,15 +73,6 @@ func refused(t *testing.T, ns, name, reason string, parts ...string) {
 		Type: corev1.EventTypeWarning, Reason: reason, Parts: parts})
 }
 
-func configMapExists(t *testing.T, ns, name string) bool {
-	t.Helper()
-	err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &corev1.ConfigMap{})
-	if client.IgnoreNotFound(err) != nil {
-		t.Fatal(err)
-	}
-	return err == nil
-}
-
 // TestPackageActsAsItsServiceAccount: with two tenant namespaces A and B
 // and a ServiceAccount of A that may manage ConfigMaps in A only, a
 // package of A naming it installs its chart into A and its hooks' object
@@ -109,11 +99,11 @@ func TestPackageActsAsItsServiceAccount(t *testing.T) {
 
 	waitFor(t, nsA, "inside", "Running", running)
 	for _, cm := range []string{"inside-cm", "inside-patched"} {
-		if !configMapExists(t, nsA, cm) {
+		if !nelmtest.ConfigMapExists(t, env.Client, nsA, cm) {
 			t.Errorf("ConfigMap %s/%s missing", nsA, cm)
 		}
 	}
-	if configMapExists(t, "default", "inside-patched") {
+	if nelmtest.ConfigMapExists(t, env.Client, "default", "inside-patched") {
 		t.Error(`the object patch naming no namespace went to "default", not the package's namespace`)
 	}
 
@@ -122,7 +112,7 @@ func TestPackageActsAsItsServiceAccount(t *testing.T) {
 	refused(t, nsA, "chart-out", identity.ReasonForbidden, fmt.Sprintf("get configmaps in namespace %s: %s", nsB, account))
 	refused(t, nsA, "patch-out", identity.ReasonForbidden, fmt.Sprintf("create configmaps in namespace %s: %s", nsB, account))
 	for _, cm := range []string{"chart-out-cm", "patch-out-patched"} {
-		if configMapExists(t, nsB, cm) {
+		if nelmtest.ConfigMapExists(t, env.Client, nsB, cm) {
 			t.Errorf("ConfigMap %s/%s created by a package whose account may not write there", nsB, cm)
 		}
 	}
@@ -131,7 +121,7 @@ func TestPackageActsAsItsServiceAccount(t *testing.T) {
 	}
 
 	waitFor(t, nsA, "admin", "Running", running)
-	if !configMapExists(t, nsB, "admin-cm") {
+	if !nelmtest.ConfigMapExists(t, env.Client, nsB, "admin-cm") {
 		t.Errorf("ConfigMap %s/admin-cm of the package with the operator's identity missing", nsB)
 	}
 
@@ -140,7 +130,7 @@ func TestPackageActsAsItsServiceAccount(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitGone(t, nsA, "inside")
-	if configMapExists(t, nsA, "inside-cm") {
+	if nelmtest.ConfigMapExists(t, env.Client, nsA, "inside-cm") {
 		t.Errorf("ConfigMap %s/inside-cm outlived its package", nsA)
 	}
 }
@@ -168,11 +158,11 @@ func TestDefaultServiceAccount(t *testing.T) {
 
 	waitFor(t, nsA, "local", "Running", running)
 	refused(t, nsA, "reach", identity.ReasonForbidden, fmt.Sprintf("configmaps in namespace %s: forbidden for service account %s/tenant", nsB, nsA))
-	if configMapExists(t, nsB, "reach-cm") {
+	if nelmtest.ConfigMapExists(t, env.Client, nsB, "reach-cm") {
 		t.Errorf("ConfigMap %s/reach-cm created as the default account, which may not", nsB)
 	}
 	waitFor(t, nsA, "granted", "Running", running)
-	if !configMapExists(t, nsB, "granted-cm") {
+	if !nelmtest.ConfigMapExists(t, env.Client, nsB, "granted-cm") {
 		t.Errorf("ConfigMap %s/granted-cm of the package whose own account may write there missing", nsB)
 	}
 	refused(t, nsC, "homeless", identity.ReasonServiceAccountNotFound, nsC+"/tenant", "does not exist", "--default-service-account")

@@ -6,21 +6,9 @@ import (
 	"strings"
 	"testing"
 
-	corev1 "k8s.io/api/core/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-
 	"github.com/gadgetpm/gadgetpm/pkg/identity"
 	"github.com/gadgetpm/gadgetpm/pkg/nelm/nelmtest"
 )
-
-func cmExists(t *testing.T, ns, name string) bool {
-	t.Helper()
-	err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &corev1.ConfigMap{})
-	if client.IgnoreNotFound(err) != nil {
-		t.Fatal(err)
-	}
-	return err == nil
-}
 
 // TestForPackageDefaultsToThePackageNamespace: a namespaced object that
 // names no namespace lands in the package's namespace, not in "default",
@@ -40,7 +28,7 @@ func TestForPackageDefaultsToThePackageNamespace(t *testing.T) {
 	if v := getCM(t, ns, "unplaced").Data["k"]; v != "2" {
 		t.Errorf("data.k = %q in the package's namespace; want 2", v)
 	}
-	if cmExists(t, "default", "unplaced") {
+	if nelmtest.ConfigMapExists(t, env.Client, "default", "unplaced") {
 		t.Error(`ConfigMap created in "default"`)
 	}
 }
@@ -67,7 +55,7 @@ func TestForPackageActsAsServiceAccount(t *testing.T) {
 	if !strings.Contains(err.Error(), "Create v1/ConfigMap "+nsB+"/theirs): "+want) {
 		t.Errorf("error does not name the operation and the refusal: %v", err)
 	}
-	if cmExists(t, nsB, "theirs") {
+	if nelmtest.ConfigMapExists(t, env.Client, nsB, "theirs") {
 		t.Fatal("ConfigMap created in a namespace the account may not write")
 	}
 	// The Patcher it came from keeps its own identity.

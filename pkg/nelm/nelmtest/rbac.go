@@ -51,3 +51,14 @@ func Grant(t testing.TB, c client.Client, ns, saNS, sa string, rules ...rbacv1.P
 		t.Fatalf("create RoleBinding %s/%s: %v", ns, name, err)
 	}
 }
+
+// ConfigMapExists reports whether ConfigMap ns/name exists: what a
+// package's account could or could not create.
+func ConfigMapExists(t testing.TB, c client.Client, ns, name string) bool {
+	t.Helper()
+	err := c.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &corev1.ConfigMap{})
+	if client.IgnoreNotFound(err) != nil {
+		t.Fatal(err)
+	}
+	return err == nil
+}

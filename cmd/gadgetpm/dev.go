@@ -111,6 +111,7 @@ run starts from an empty cluster.`,
 	f.StringVar(&opts.Package, "package", devenv.DefaultPackage, "bundled package (a chart under charts/packages) to install")
 	f.StringVar(&opts.Namespace, "namespace", devenv.DefaultNamespace, "namespace of the GadgetPackage")
 	hookCredentialFlags(cmd, &opts.HookServiceAccount, &opts.HookTokenExpiry)
+	defaultServiceAccountFlag(cmd, &opts.DefaultServiceAccount)
 	f.StringVar(&logFile, "log-file", "", "file for the operator's log, - for stderr (default <dir>/operator.log)")
 	hookSandboxFlags(cmd, &opts.HookSandbox, &opts.HookUser, sandbox.Auto)
 	logFormat = cmdline.LogFlags(cmd, cmdline.FormatText)

@@ -56,6 +56,13 @@ requests for each hook with the TokenRequest API and hands over as a
 kubeconfig file in $KUBECONFIG: never with the operator's own credentials
 (see docs/hooks.md, Credentials).
 
+A GadgetPackage's Helm release and its hooks' object patches act as its
+spec.serviceAccountName, else --default-service-account, in the package's
+namespace (impersonation: the operator needs impersonate on
+serviceaccounts). When both are empty they act with the operator's own
+identity, cluster-admin-equivalent with the chart's default RBAC (see
+docs/packages.md, Identity).
+
 The log goes to stderr, one entry a line, JSON by default (--log-format
 text for a terminal). Every line a hook prints is an entry with the
 package, hook, binding, queue, runID and output (stdout or stderr) fields.
@@ -109,6 +116,7 @@ in-cluster service account.`,
 	f.DurationVar(&opts.RetryPeriod, "leader-election-retry-period", 2*time.Second, "interval between attempts to acquire or renew the Lease")
 	f.DurationVar(&opts.UnsubscribeTimeout, "unsubscribe-timeout", 30*time.Second, "how long removing a package waits for the nodes to stop its Traces before its Helm release is deleted")
 	hookCredentialFlags(cmd, &opts.HookServiceAccount, &opts.HookTokenExpiry)
+	defaultServiceAccountFlag(cmd, &opts.DefaultServiceAccount)
 	hookSandboxFlags(cmd, &opts.HookSandbox, &opts.HookUser, sandbox.On)
 	f.StringVar(&opts.HookSandboxSocket, "hook-sandbox-socket", "", "run hooks through the sandbox server on this unix socket ('gadgetpm hook-sandbox --socket', beside the operator, holding the privileges the sandbox needs) instead of in this process; its --hook-user applies. With --hook-sandbox=off it is not used")
 	clientFlags(cmd, "helm", "the Helm release service's client", &opts.Helm, 20, 40)
@@ -125,6 +133,15 @@ func hookCredentialFlags(cmd *cobra.Command, serviceAccount *string, expiry *tim
 			"the operator needs create on its serviceaccounts/token. \"\" gives hooks the operator's own KUBECONFIG or in-cluster credentials, and so its identity and rights")
 	cmd.Flags().DurationVar(expiry, "hook-token-expiry", hookcreds.DefaultExpiry,
 		"lifetime of each hook token (at least 10m, the TokenRequest API's minimum); a new one is issued after 80% of it, so a hook starts with at least a fifth left")
+}
+
+// defaultServiceAccountFlag adds --default-service-account (gadgetpm
+// operator and gadgetpm dev).
+func defaultServiceAccountFlag(cmd *cobra.Command, name *string) {
+	cmd.Flags().StringVar(name, "default-service-account", "",
+		"service account, in each GadgetPackage's namespace, that a package without spec.serviceAccountName acts as: its Helm release and object patches are made by impersonating it, "+
+			"so it gets that account's rights and no more (a package whose account does not exist fails with reason ServiceAccountNotFound). "+
+			`"" (the default): such packages act with the operator's own identity, which is cluster-admin-equivalent with the chart's default RBAC`)
 }
 
 // hookSandboxFlags adds --hook-sandbox (default def) and --hook-user.

@@ -163,6 +163,8 @@ var clusterNeeds = []need{
 	{"", "namespaces", "watch"},
 	{"", "pods", "watch"}, // hooks' kubernetes bindings
 	{"apps", "deployments", "list"},
+	{"", "serviceaccounts", "impersonate"}, // packages act as their spec.serviceAccountName
+	{"", "serviceaccounts", "get"},
 }
 
 // nodeNeeds are what the node role does in every namespace.
@@ -211,6 +213,7 @@ var nodeRefused = []need{
 	{"gadget.kinvolk.io", "traces", "delete"},
 	{"", "pods", "delete"},
 	{"", "serviceaccounts/token", "create"},
+	{"", "serviceaccounts", "impersonate"},
 	{"coordination.k8s.io", "leases", "update"},
 	{"apps", "deployments", "create"},
 }

@@ -95,6 +95,8 @@ type Options struct {
 	// HookTokenExpiry is the lifetime of each hook token; default
 	// hookcreds.DefaultExpiry.
 	HookTokenExpiry time.Duration
+	// DefaultServiceAccount is the operator's (process.Options).
+	DefaultServiceAccount string
 	// HookSandbox and HookUser are the operator's (process.Options);
 	// default off.
 	HookSandbox sandbox.Mode
@@ -327,6 +329,9 @@ func Run(ctx context.Context, opts Options) (err error) {
 			NodeCheck:          false,
 			HookServiceAccount: opts.HookServiceAccount,
 			HookTokenExpiry:    opts.HookTokenExpiry,
+
+			// packages without spec.serviceAccountName act as it
+			DefaultServiceAccount: opts.DefaultServiceAccount,
 		})
 	}()
 	opStopped := false

@@ -53,6 +53,12 @@ var rules = []rule{
 		to:   []string{"packages/...", "pkg/trace/...", "pkg/coordinator/...", "pkg/process/...", "pkg/debugserver/...", "pkg/gadget/...", "cmd/..."},
 	},
 	{
+		why:  "who a package acts as is a leaf every service may use: it imports nothing of the module but the API types",
+		from: []string{"pkg/identity/..."},
+		to: []string{"pkg/gadget/...", "pkg/trace/...", "pkg/coordinator/...", "pkg/process/...", "pkg/debugserver/...", "pkg/hooks/...", "pkg/hookcreds/...", "pkg/nelm/...", "pkg/objectpatch/...",
+			"pkg/restmapping/...", "packages/...", "kubeevents/...", "queue/...", "scheduler/...", "internal/...", "cmd/...", "helm.sh/..."},
+	},
+	{
 		why:  "hooks take their API credentials through hooks.Credentials: the protocol does not know where tokens come from",
 		from: []string{"pkg/hooks/..."},
 		to:   []string{"pkg/hookcreds/..."},

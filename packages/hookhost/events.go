@@ -111,7 +111,7 @@ func (h *Host) enqueueRun(t *runTask) {
 // custom ("" for the main queue).
 func (h *Host) newRunTask(ph *pkgHooks, hk *hooks.Hook, custom string, trig hooks.Trigger, done func(error)) *runTask {
 	name := queue.PackageQueueName(ph.key, custom)
-	t := &runTask{RunTask: hooks.NewRunTask(h.taskDeps(), hk, ph.values, trig).InQueue(name), releases: h.opts.Releases, ph: ph, queue: name}
+	t := &runTask{RunTask: hooks.NewRunTask(h.taskDeps(ph), hk, ph.values, trig).InQueue(name), releases: h.opts.Releases, ph: ph, queue: name}
 	if done != nil {
 		t.done = []func(error){done}
 	}

@@ -64,6 +64,12 @@ type ReleasePauser interface {
 	Resume(pkg nelm.Package)
 }
 
+// PackagePatcher gives the object patcher of one package: the namespace
+// its namespaced objects default to and the identity it acts as.
+type PackagePatcher interface {
+	ForPackage(gp *v1alpha1.GadgetPackage) (hooks.ObjectPatcher, error)
+}
+
 // Options configure New. Every field without a default is required,
 // except Metrics, Observer and Recorder.
 type Options struct {
@@ -72,7 +78,8 @@ type Options struct {
 	Runner *hooks.Runner
 	// KubeEvents runs kubernetes bindings' monitors.
 	KubeEvents KubeEvents
-	// Patcher applies hooks' object patches.
+	// Patcher applies hooks' object patches. When it is also a
+	// PackagePatcher, each package's patches go through its ForPackage.
 	Patcher hooks.ObjectPatcher
 	// Schedules runs schedule bindings.
 	Schedules Schedules
@@ -158,6 +165,7 @@ type pkgHooks struct {
 	name      string
 	hooks     []*hooks.Hook
 	values    *hooks.ValuesStore
+	patcher   hooks.ObjectPatcher
 	monitors  []monitorRef
 	// schedules by cron entry name.
 	schedules map[string]scheduleRef
@@ -225,8 +233,8 @@ func (h *Host) pkg(key string) (*pkgHooks, error) {
 	return p, nil
 }
 
-func (h *Host) taskDeps() hooks.TaskDeps {
-	return hooks.TaskDeps{Runner: h.opts.Runner, Snapshots: h.opts.KubeEvents, Patcher: h.opts.Patcher, Metrics: h.opts.Metrics,
+func (h *Host) taskDeps(ph *pkgHooks) hooks.TaskDeps {
+	return hooks.TaskDeps{Runner: h.opts.Runner, Snapshots: h.opts.KubeEvents, Patcher: ph.patcher, Metrics: h.opts.Metrics,
 		Observer: h, Logger: h.log.WithName("hooks")}
 }
 
@@ -246,7 +254,13 @@ func (h *Host) Prepare(ctx context.Context, key string, p *loader.Package, gp *v
 	if err != nil {
 		return fmt.Errorf("values of %s: %w", key, err)
 	}
-	ph := &pkgHooks{key: key, namespace: gp.Namespace, name: gp.Name, values: vs,
+	patcher := h.opts.Patcher
+	if pp, ok := patcher.(PackagePatcher); ok {
+		if patcher, err = pp.ForPackage(gp); err != nil {
+			return fmt.Errorf("object patcher of %s: %w", key, err)
+		}
+	}
+	ph := &pkgHooks{key: key, namespace: gp.Namespace, name: gp.Name, values: vs, patcher: patcher,
 		schedules: map[string]scheduleRef{}, waits: map[string]*syncWait{}, runs: map[string]*hookRuns{}}
 	for _, lh := range p.Hooks {
 		hk, err := hooks.FromConfig(p.Dir, lh.Name, lh.Config, hooks.LoadOptions{Package: p.Name, PackageKey: key, Env: h.opts.Env})
@@ -323,7 +337,7 @@ func (h *Host) RunBinding(ctx context.Context, key, binding string) error {
 	// main queue.
 	q := queue.PackageQueueName(key, "")
 	for _, hk := range hooks.Ordered(ph.hooks, bt) {
-		if err := hooks.NewRunTask(h.taskDeps(), hk, ph.values, hooks.Trigger{Type: bt}).InQueue(q).Execute(ctx); err != nil {
+		if err := hooks.NewRunTask(h.taskDeps(ph), hk, ph.values, hooks.Trigger{Type: bt}).InQueue(q).Execute(ctx); err != nil {
 			return err
 		}
 	}

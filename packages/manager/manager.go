@@ -40,6 +40,10 @@ type Release struct {
 	// v1alpha1.AdoptReleaseAnnotation=true, so a release of this name the
 	// operator did not make may be taken over.
 	AdoptRelease bool
+	// ServiceAccount, in Namespace, is who the release acts as:
+	// spec.serviceAccountName, else Options.DefaultServiceAccount; empty
+	// means the operator's own identity.
+	ServiceAccount string
 }
 
 // Releaser applies and deletes Helm releases; pkg/nelm implements it.
@@ -110,6 +114,10 @@ type Options struct {
 	// Unsubscriber, when set, is waited for before a package's release is
 	// deleted; nil waits for nothing.
 	Unsubscriber Unsubscriber
+	// DefaultServiceAccount is the ServiceAccount, in a package's
+	// namespace, its release acts as when its spec.serviceAccountName is
+	// empty; empty too: the operator's own identity.
+	DefaultServiceAccount string
 }
 
 // State is one package's state; the controller maps it to status.

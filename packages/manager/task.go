@@ -11,6 +11,7 @@ import (
 	"github.com/gadgetpm/gadgetpm/packages/fetch"
 	"github.com/gadgetpm/gadgetpm/packages/loader"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
+	"github.com/gadgetpm/gadgetpm/pkg/identity"
 	"github.com/gadgetpm/gadgetpm/queue"
 	"github.com/gadgetpm/gadgetpm/scheduler"
 )
@@ -242,7 +243,7 @@ func (t *task) runHooks(ctx context.Context, s snapshot, binding string) error {
 		return nil
 	}
 	if err := h.RunBinding(ctx, t.key, binding); err != nil {
-		return &fetch.Error{Reason: v1alpha1.ReasonHookFailed, Err: fmt.Errorf("%s hooks of %s: %w", binding, t.key, err)}
+		return stepFailed(v1alpha1.ReasonHookFailed, fmt.Errorf("%s hooks of %s: %w", binding, t.key, err))
 	}
 	return nil
 }
@@ -292,7 +293,7 @@ func (t *task) startup(ctx context.Context, s snapshot) error {
 	}
 	if h := t.m.opts.Hooks; h != nil {
 		if err := h.Enable(ctx, t.key); err != nil {
-			return &fetch.Error{Reason: v1alpha1.ReasonHookFailed, Err: fmt.Errorf("enable bindings of %s: %w", t.key, err)}
+			return stepFailed(v1alpha1.ReasonHookFailed, fmt.Errorf("enable bindings of %s: %w", t.key, err))
 		}
 	}
 	t.setStarted(true)
@@ -316,10 +317,10 @@ func (t *task) installCRDs(ctx context.Context, s snapshot) error {
 	if !ok || s.pkg.Chart == nil {
 		return nil
 	}
-	rel := releaseOf(s.gp)
+	rel := t.m.releaseOf(s.gp)
 	rel.Chart = s.pkg.Chart
 	if err := ci.InstallCRDs(ctx, rel); err != nil {
-		return &fetch.Error{Reason: v1alpha1.ReasonInstallFailed, Err: fmt.Errorf("install CRDs of %s: %w", t.key, err)}
+		return stepFailed(v1alpha1.ReasonInstallFailed, fmt.Errorf("install CRDs of %s: %w", t.key, err))
 	}
 	return nil
 }
@@ -427,11 +428,11 @@ func (t *task) upgrade(ctx context.Context, s snapshot, vals map[string]any, rev
 	if r == nil {
 		return rev, nil
 	}
-	rel := releaseOf(s.gp)
+	rel := t.m.releaseOf(s.gp)
 	rel.Chart, rel.Values = s.pkg.Chart, vals
 	rev, err := r.Upgrade(ctx, rel)
 	if err != nil {
-		return 0, &fetch.Error{Reason: v1alpha1.ReasonInstallFailed, Err: fmt.Errorf("upgrade release %s/%s: %w", s.gp.Namespace, ReleaseName(s.gp), err)}
+		return 0, stepFailed(v1alpha1.ReasonInstallFailed, fmt.Errorf("upgrade release %s/%s: %w", s.gp.Namespace, ReleaseName(s.gp), err))
 	}
 	return rev, nil
 }
@@ -465,8 +466,8 @@ func (t *task) uninstall(ctx context.Context, s snapshot) error {
 		return err
 	}
 	if r := t.m.opts.Releaser; r != nil && s.state.HelmRevision > 0 {
-		if err := r.Delete(ctx, releaseOf(s.gp)); err != nil {
-			return &fetch.Error{Reason: v1alpha1.ReasonInstallFailed, Err: fmt.Errorf("delete release %s/%s: %w", s.gp.Namespace, ReleaseName(s.gp), err)}
+		if err := r.Delete(ctx, t.m.releaseOf(s.gp)); err != nil {
+			return stepFailed(v1alpha1.ReasonInstallFailed, fmt.Errorf("delete release %s/%s: %w", s.gp.Namespace, ReleaseName(s.gp), err))
 		}
 	}
 	if err := t.runHooks(ctx, s, "afterDeleteHelm"); err != nil {
@@ -488,10 +489,23 @@ func (t *task) uninstall(ctx context.Context, s snapshot) error {
 // namespace.
 func ReleaseName(gp *v1alpha1.GadgetPackage) string { return gp.Name }
 
-// releaseOf names gp's release and carries its adopt-release annotation.
-func releaseOf(gp *v1alpha1.GadgetPackage) Release {
+// releaseOf names gp's release and carries its adopt-release annotation
+// and the ServiceAccount it acts as.
+func (m *Manager) releaseOf(gp *v1alpha1.GadgetPackage) Release {
+	_, sa, _ := identity.ServiceAccount(gp, m.opts.DefaultServiceAccount)
 	return Release{Name: ReleaseName(gp), Namespace: gp.Namespace,
-		AdoptRelease: gp.Annotations[v1alpha1.AdoptReleaseAnnotation] == "true"}
+		AdoptRelease:   gp.Annotations[v1alpha1.AdoptReleaseAnnotation] == "true",
+		ServiceAccount: sa}
+}
+
+// stepFailed gives a failed step's error its condition reason: the
+// package's identity refused or missing (pkg/identity) whatever the step,
+// since that is what the user must fix, else reason.
+func stepFailed(reason string, err error) *fetch.Error {
+	if r := identity.Reason(err); r != "" {
+		reason = r
+	}
+	return &fetch.Error{Reason: reason, Err: err}
 }
 
 // terminalIfFixed marks errors that retrying cannot cure — the package's

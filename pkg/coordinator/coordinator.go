@@ -101,6 +101,11 @@ type Options struct {
 	// UnsubscribeTimeout bounds how long removing a package waits for
 	// the nodes to stop its Traces; default DefaultUnsubscribeTimeout.
 	UnsubscribeTimeout time.Duration
+	// DefaultServiceAccount is the ServiceAccount, in a package's
+	// namespace, that a GadgetPackage without spec.serviceAccountName acts
+	// as (its Helm release and object patches); empty too: the operator's
+	// own identity.
+	DefaultServiceAccount string
 }
 
 // PackageStore opens the package store in <dataDir>/packages and a
@@ -226,7 +231,7 @@ func New(opts Options) (*Coordinator, error) {
 	}
 	c.hooks, err = hookhost.New(hookhost.Options{
 		Runner:     hooks.NewRunner(hooks.RunnerOptions{Timeout: opts.HookTimeout, Env: opts.HookEnv, Credentials: opts.HookCredentials, Sandbox: opts.HookSandbox}),
-		KubeEvents: c.events, Patcher: c.patcher, Schedules: c.cron, Queues: c.queues, Releases: c.helm,
+		KubeEvents: c.events, Patcher: packagePatcher{Patcher: c.patcher, defaultSA: opts.DefaultServiceAccount}, Schedules: c.cron, Queues: c.queues, Releases: c.helm,
 		Mapper: opts.Mapper, Client: opts.Client, Env: opts.HookEnv, MaxAttempts: opts.MaxAttempts,
 		Metrics: hookMetrics, Observer: runRecorder{c}, Recorder: opts.Recorder, Logger: c.log,
 	})
@@ -241,7 +246,7 @@ func New(opts Options) (*Coordinator, error) {
 		}
 	}
 	c.packages, err = manager.New(manager.Options{
-		Fetcher: f, Releaser: releaser{c.helm}, Hooks: c.hooks, Scheduler: c.sched,
+		Fetcher: f, Releaser: releaser{c.helm}, Hooks: c.hooks, Scheduler: c.sched, DefaultServiceAccount: opts.DefaultServiceAccount,
 		Unsubscriber: unsubscribeWaiter{reader: opts.Reader, timeout: opts.UnsubscribeTimeout, recorder: opts.Recorder, log: c.log.WithName("unsubscribe")},
 	})
 	if err != nil {

@@ -16,7 +16,7 @@ import (
 type releaser struct{ helm *nelm.Service }
 
 func nelmPackage(rel manager.Release) nelm.Package {
-	return nelm.Package{Namespace: rel.Namespace, Name: rel.Name, AdoptRelease: rel.AdoptRelease,
+	return nelm.Package{Namespace: rel.Namespace, Name: rel.Name, AdoptRelease: rel.AdoptRelease, ServiceAccount: rel.ServiceAccount,
 		Object: &corev1.ObjectReference{
 			APIVersion: v1alpha1.GroupVersion.String(), Kind: "GadgetPackage", Namespace: rel.Namespace, Name: rel.Name,
 		}}

@@ -18,6 +18,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	k8syaml "k8s.io/apimachinery/pkg/util/yaml"
+
+	"github.com/gadgetpm/gadgetpm/pkg/identity"
 )
 
 // Event reasons of InstallCRDs.
@@ -47,7 +49,11 @@ var crdGVR = apiextensionsv1.SchemeGroupVersion.WithResource("customresourcedefi
 // created is recorded as an Event on the package.
 func (s *Service) InstallCRDs(ctx context.Context, pkg Package, ch *helmchart.Chart) error {
 	if err := s.installCRDs(ctx, pkg, ch); err != nil {
-		s.event(pkg, true, ReasonCRDFailed, "%v", err)
+		reason := ReasonCRDFailed
+		if r := identity.Reason(err); r != "" {
+			reason = r
+		}
+		s.event(pkg, true, reason, "%v", err)
 		return err
 	}
 	return nil
@@ -64,11 +70,22 @@ func (s *Service) installCRDs(ctx context.Context, pkg Package, ch *helmchart.Ch
 	if len(crds) == 0 {
 		return nil
 	}
-	ri := s.dynamic.Resource(crdGVR)
+	if err := s.checkServiceAccount(ctx, "install CRDs of", pkg); err != nil {
+		return err
+	}
+	// Created as the package's identity, as Helm would create them; waited
+	// for with the Service's own, which reads CRDs and discovery.
+	cl, err := s.clientsFor(pkg)
+	if err != nil {
+		return fmt.Errorf("install CRDs of %s: %w", pkg, err)
+	}
+	ri := cl.dynamic.Resource(crdGVR)
 	created := false
 	for _, c := range crds {
 		_, err := ri.Create(ctx, c.obj, metav1.CreateOptions{FieldManager: "gadgetpm"})
 		switch {
+		case identity.IsForbidden(err):
+			return forbidden("install CRDs of", pkg, fmt.Errorf("install CRDs of %s: create CustomResourceDefinition %s from %s: %w", pkg, c.obj.GetName(), c.file, err))
 		case err == nil:
 			created = true
 			s.event(pkg, false, ReasonCRDCreated, "Created CustomResourceDefinition %s from %s", c.obj.GetName(), c.file)
@@ -91,8 +108,8 @@ func (s *Service) installCRDs(ctx context.Context, pkg Package, ch *helmchart.Ch
 	if created {
 		// The shared discovery cache and mapper predate the new kinds:
 		// forget them now rather than at the next miss.
-		s.access.discovery.Invalidate()
-		meta.MaybeResetRESTMapper(s.access.mapper)
+		s.own.access.discovery.Invalidate()
+		meta.MaybeResetRESTMapper(s.own.access.mapper)
 	}
 	return nil
 }
@@ -164,7 +181,7 @@ func (s *Service) waitCRD(ctx context.Context, c chartCRD) error {
 // crdReady reports whether the CRD is Established and served, or why not;
 // an error only for what waiting cannot cure.
 func (s *Service) crdReady(ctx context.Context, name string) (bool, string, error) {
-	u, err := s.dynamic.Resource(crdGVR).Get(ctx, name, metav1.GetOptions{})
+	u, err := s.own.dynamic.Resource(crdGVR).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		if ctx.Err() != nil {
 			return false, err.Error(), nil
@@ -192,7 +209,7 @@ func (s *Service) crdReady(ctx context.Context, name string) (bool, string, erro
 			continue
 		}
 		gv := crd.Spec.Group + "/" + v.Name
-		list, err := s.clientset.Discovery().ServerResourcesForGroupVersion(gv)
+		list, err := s.own.clientset.Discovery().ServerResourcesForGroupVersion(gv)
 		if err != nil || !slices.ContainsFunc(list.APIResources, func(r metav1.APIResource) bool { return r.Name == crd.Spec.Names.Plural }) {
 			return false, fmt.Sprintf("%s %s not in discovery yet", gv, crd.Spec.Names.Plural), nil
 		}

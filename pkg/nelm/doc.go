@@ -27,6 +27,16 @@
 // Pause and Resume (counted) silence it while hooks and upgrades run;
 // StopMonitors stops all monitors and waits for them.
 //
+// A Package with a ServiceAccount acts as it: install, upgrade, uninstall,
+// release storage, readiness waits, the drift monitor's reads and the
+// creation of crds/ go through clients impersonating it (pkg/identity),
+// made on first use, shared by the packages acting as the same account and
+// dropped when none does; the discovery cache and REST mapper stay the
+// Service's one. An account that does not exist fails with
+// ErrServiceAccountNotFound; a request the account may not make fails with
+// an identity.ForbiddenError naming verb, resource, namespace and account,
+// an Event with reason Forbidden and an error in the log.
+//
 // Progress and errors are recorded as Events on the GadgetPackage through
 // Options.Recorder; a call its caller cancelled (a newer plan, a removal,
 // a stop) returns the cancellation without an Event.

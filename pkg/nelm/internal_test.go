@@ -131,7 +131,7 @@ func TestHelmGetsTheSharedDiscovery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &RESTClientGetter{access: s.access, namespace: "ns"}
+	g := &RESTClientGetter{access: s.own.access, namespace: "ns"}
 	if m, err := g.ToRESTMapper(); err != nil || m != meta.RESTMapper(shared) {
 		t.Errorf("ToRESTMapper() = %T %p, %v; want the shared mapper %p", m, m, err, shared)
 	}

@@ -21,8 +21,10 @@ type Drift struct {
 
 // monitor is one package's drift check loop.
 type monitor struct {
-	cancel context.CancelFunc
-	done   chan struct{}
+	// serviceAccount the monitor reads as (Package.ServiceAccount).
+	serviceAccount string
+	cancel         context.CancelFunc
+	done           chan struct{}
 }
 
 // Drifts delivers a Drift each time a monitor finds objects missing. The
@@ -88,6 +90,14 @@ func (s *Service) StopMonitors() {
 func (s *Service) startMonitor(pkg Package, seen lastDeployed) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if m, ok := s.monitors[pkg.Key()]; ok && m.serviceAccount != pkg.ServiceAccount {
+		// The package acts as another identity now; so must its monitor.
+		delete(s.monitors, pkg.Key())
+		s.mu.Unlock()
+		m.cancel()
+		<-m.done
+		s.mu.Lock()
+	}
 	if s.stopped {
 		return
 	}
@@ -95,7 +105,7 @@ func (s *Service) startMonitor(pkg Package, seen lastDeployed) {
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	m := &monitor{cancel: cancel, done: make(chan struct{})}
+	m := &monitor{serviceAccount: pkg.ServiceAccount, cancel: cancel, done: make(chan struct{})}
 	s.monitors[pkg.Key()] = m
 	s.wg.Add(1)
 	go func() {
@@ -166,7 +176,11 @@ func (s *Service) check(ctx context.Context, pkg Package, seen *lastDeployed) (D
 		log.V(1).Info("drift check skipped: paused", "pauses", paused)
 		return Drift{}, false
 	}
-	op := s.newOperation(pkg)
+	op, err := s.newOperation(pkg)
+	if err != nil {
+		log.Error(err, "drift check")
+		return Drift{}, false
+	}
 	last, err := op.lastRelease()
 	if err != nil {
 		log.Error(err, "drift check: read release")

@@ -10,7 +10,6 @@ import (
 	helmkube "helm.sh/helm/v3/pkg/kube"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/cli-runtime/pkg/resource"
-	"k8s.io/client-go/kubernetes"
 )
 
 // NotReady is an object that did not become ready, and why.
@@ -25,7 +24,7 @@ func (n NotReady) String() string { return n.Object.String() + " is not ready: "
 // notReadyObjects runs Helm's ready checker once over the objects of
 // manifest and returns those it finds not ready. Helm's wait only says that
 // it timed out; this says which object held it up.
-func (op *operation) notReadyObjects(ctx context.Context, cs kubernetes.Interface, manifest string) ([]NotReady, error) {
+func (op *operation) notReadyObjects(ctx context.Context, manifest string) ([]NotReady, error) {
 	if op.kc == nil {
 		return nil, errors.New("no Kubernetes client for the release")
 	}
@@ -39,7 +38,7 @@ func (op *operation) notReadyObjects(ctx context.Context, cs kubernetes.Interfac
 			mu  sync.Mutex
 			why string
 		)
-		checker := helmkube.NewReadyChecker(cs, func(format string, args ...any) {
+		checker := helmkube.NewReadyChecker(op.clients.clientset, func(format string, args ...any) {
 			if isReadinessComplaint(format) {
 				mu.Lock()
 				why = fmt.Sprintf(format, args...)

@@ -19,7 +19,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/resource"
-	"k8s.io/client-go/kubernetes"
+
+	"github.com/gadgetpm/gadgetpm/pkg/identity"
 )
 
 // Action is what Upgrade did.
@@ -84,16 +85,7 @@ func (s *Service) Upgrade(ctx context.Context, pkg Package, ch *helmchart.Chart,
 		return nil, err
 	}
 	if err != nil {
-		reason := ReasonFailed
-		switch {
-		case errors.Is(err, ErrNotOwned):
-			reason = ReasonRefused
-		case errors.Is(err, ErrNotReady):
-			reason = ReasonNotReady
-		}
-		s.event(pkg, true, reason, "%v", err)
-		// Info: the caller retries; its owner logs the final failure.
-		s.opts.Logger.Info("upgrade failed", "package", pkg.Key(), "reason", reason, "error", err.Error())
+		s.failed(pkg, "upgrade", err)
 		return nil, err
 	}
 	return res, nil
@@ -122,6 +114,9 @@ func (s *Service) upgrade(ctx context.Context, pkg Package, ch *helmchart.Chart,
 	if err := s.checkNamespace(ctx, pkg); err != nil {
 		return nil, err
 	}
+	if err := s.checkServiceAccount(ctx, "upgrade", pkg); err != nil {
+		return nil, err
+	}
 	caps, err := s.liveCapabilities(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("upgrade release %s: %w", pkg, err)
@@ -131,13 +126,16 @@ func (s *Service) upgrade(ctx context.Context, pkg Package, ch *helmchart.Chart,
 		return nil, fmt.Errorf("upgrade release %s: %w", pkg, err)
 	}
 
-	op := s.newOperation(pkg)
+	op, err := s.newOperation(pkg)
+	if err != nil {
+		return nil, fmt.Errorf("upgrade release %s: %w", pkg, err)
+	}
 	// Helm uses these capabilities instead of discovering them again, so
 	// the release is made for exactly what was rendered above.
 	op.cfg.Capabilities = caps
 	last, err := op.lastRelease()
 	if err != nil {
-		return nil, fmt.Errorf("upgrade release %s: %w", pkg, err)
+		return nil, forbidden("upgrade", pkg, fmt.Errorf("upgrade release %s: %w", pkg, err))
 	}
 	if err := checkOwner(pkg, last); err != nil {
 		return nil, err
@@ -145,7 +143,7 @@ func (s *Service) upgrade(ctx context.Context, pkg Package, ch *helmchart.Chart,
 	res := &Result{Checksum: rendered.Checksum}
 	if last != nil && last.Info.Status.IsPending() {
 		if err := op.unlock(last); err != nil {
-			return nil, err
+			return nil, forbidden("upgrade", pkg, err)
 		}
 		res.Unlocked = true
 		s.event(pkg, true, ReasonUnlocked, "Release %s revision %d was left %s by an interrupted operation; marked failed and retrying",
@@ -155,7 +153,7 @@ func (s *Service) upgrade(ctx context.Context, pkg Package, ch *helmchart.Chart,
 		last.Labels[LabelChecksum] == rendered.Checksum && sameValues(last.Config, values) {
 		missing, err := op.missingObjects(ctx, rendered.Manifest)
 		if err != nil {
-			return nil, fmt.Errorf("upgrade release %s: %w", pkg, err)
+			return nil, forbidden("upgrade", pkg, fmt.Errorf("upgrade release %s: %w", pkg, err))
 		}
 		if len(missing) == 0 {
 			res.Action, res.Revision = ActionSkip, last.Version
@@ -194,7 +192,7 @@ func (s *Service) upgrade(ctx context.Context, pkg Package, ch *helmchart.Chart,
 		rel, err = up.RunWithContext(helmCtx, pkg.Name, ch, values)
 	}
 	if err != nil {
-		return nil, op.explain(ctx, s.clientset, string(res.Action), rendered.Manifest, err)
+		return nil, forbidden(string(res.Action), pkg, op.explain(ctx, string(res.Action), rendered.Manifest, err))
 	}
 	res.Revision = rel.Version
 	if res.Action == ActionInstall {
@@ -217,12 +215,7 @@ func (s *Service) Delete(ctx context.Context, pkg Package) error {
 		return err
 	}
 	if err != nil {
-		reason := ReasonFailed
-		if errors.Is(err, ErrNotOwned) {
-			reason = ReasonRefused
-		}
-		s.event(pkg, true, reason, "%v", err)
-		s.opts.Logger.Info("uninstall failed", "package", pkg.Key(), "reason", reason, "error", err.Error())
+		s.failed(pkg, "uninstall", err)
 		return err
 	}
 	return nil
@@ -239,12 +232,16 @@ func (s *Service) delete(ctx context.Context, pkg Package) error {
 	defer unlock()
 	s.stopMonitor(pkg)
 
-	op := s.newOperation(pkg)
-	last, err := op.lastRelease()
+	op, err := s.newOperation(pkg)
 	if err != nil {
 		return fmt.Errorf("delete release %s: %w", pkg, err)
 	}
+	last, err := op.lastRelease()
+	if err != nil {
+		return forbidden("uninstall", pkg, fmt.Errorf("delete release %s: %w", pkg, err))
+	}
 	if last == nil {
+		s.forgetIdentity(pkg)
 		return nil
 	}
 	if err := checkOwner(pkg, last); err != nil {
@@ -260,15 +257,16 @@ func (s *Service) delete(ctx context.Context, pkg Package) error {
 		un.KeepHistory = true
 		un.Timeout = timeout
 		if _, err := un.Run(pkg.Name); err != nil {
-			return fmt.Errorf("uninstall release %s: %w", pkg, err)
+			return forbidden("uninstall", pkg, fmt.Errorf("uninstall release %s: %w", pkg, err))
 		}
 	}
 	if err := op.waitGone(ctx, last.Manifest, timeout); err != nil {
-		return fmt.Errorf("uninstall release %s: %w", pkg, err)
+		return forbidden("uninstall", pkg, fmt.Errorf("uninstall release %s: %w", pkg, err))
 	}
 	if err := op.purge(); err != nil {
-		return fmt.Errorf("uninstall release %s: %w", pkg, err)
+		return forbidden("uninstall", pkg, fmt.Errorf("uninstall release %s: %w", pkg, err))
 	}
+	s.forgetIdentity(pkg)
 	s.event(pkg, false, ReasonUninstalled, "Uninstalled release %s", pkg.Name)
 	return nil
 }
@@ -281,7 +279,11 @@ func (s *Service) Release(ctx context.Context, pkg Package) (*helmrelease.Releas
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	return s.newOperation(pkg).lastRelease()
+	op, err := s.newOperation(pkg)
+	if err != nil {
+		return nil, err
+	}
+	return op.lastRelease()
 }
 
 func (s *Service) timeout(ctx context.Context) time.Duration {
@@ -295,7 +297,7 @@ func (s *Service) timeout(ctx context.Context) time.Duration {
 }
 
 func (s *Service) checkNamespace(ctx context.Context, pkg Package) error {
-	_, err := s.clientset.CoreV1().Namespaces().Get(ctx, pkg.Namespace, metav1.GetOptions{})
+	_, err := s.own.clientset.CoreV1().Namespaces().Get(ctx, pkg.Namespace, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
 		return fmt.Errorf("upgrade release %s: %w: %q does not exist; create it or move the GadgetPackage", pkg, ErrNamespaceNotFound, pkg.Namespace)
@@ -332,15 +334,21 @@ func sameValues(stored, given map[string]any) bool {
 }
 
 // operation is one Helm action's configuration: Secret storage in the
-// package's namespace and a log that remembers why an object is not ready.
+// package's namespace and a log that remembers why an object is not ready,
+// all acting as the package's identity.
 type operation struct {
-	pkg Package
-	cfg *helmaction.Configuration
-	kc  *helmkube.Client
+	pkg     Package
+	cfg     *helmaction.Configuration
+	kc      *helmkube.Client
+	clients *clients
 }
 
-func (s *Service) newOperation(pkg Package) *operation {
-	op := &operation{pkg: pkg, cfg: &helmaction.Configuration{}}
+func (s *Service) newOperation(pkg Package) (*operation, error) {
+	cl, err := s.clientsFor(pkg)
+	if err != nil {
+		return nil, err
+	}
+	op := &operation{pkg: pkg, cfg: &helmaction.Configuration{}, clients: cl}
 	log := func(format string, args ...any) {
 		msg := fmt.Sprintf(format, args...)
 		s.opts.Logger.V(1).Info(msg, "package", pkg.Key())
@@ -349,12 +357,27 @@ func (s *Service) newOperation(pkg Package) *operation {
 		}
 	}
 	// Init cannot fail for the Secret driver.
-	_ = op.cfg.Init(&RESTClientGetter{access: s.access, namespace: pkg.Namespace}, pkg.Namespace, "secret", log)
+	_ = op.cfg.Init(&RESTClientGetter{access: cl.access, namespace: pkg.Namespace}, pkg.Namespace, "secret", log)
 	if kc, ok := op.cfg.KubeClient.(*helmkube.Client); ok {
 		kc.Namespace = pkg.Namespace
 		op.kc = kc
 	}
-	return op
+	return op, nil
+}
+
+// failed records a failed operation (step: upgrade, uninstall) as an
+// Event and in the log: a refusal of the package's identity at error,
+// since only a person granting the right (or fixing the chart) ends it;
+// anything else at info, because the caller retries and its owner logs
+// the final failure.
+func (s *Service) failed(pkg Package, step string, err error) {
+	reason := failureReason(err)
+	s.event(pkg, true, reason, "%v", err)
+	if identity.Reason(err) != "" {
+		s.opts.Logger.Error(err, step+" refused", "package", pkg.Key(), "serviceAccount", pkg.ServiceAccount, "reason", reason)
+		return
+	}
+	s.opts.Logger.Info(step+" failed", "package", pkg.Key(), "reason", reason, "error", err.Error())
 }
 
 // isReadinessComplaint recognises the ready checker's messages about an
@@ -370,7 +393,7 @@ func isReadinessComplaint(format string) bool {
 
 // explain wraps a failed Helm action's error. When the wait for readiness
 // timed out it names the objects that were not ready and why.
-func (op *operation) explain(ctx context.Context, cs kubernetes.Interface, step, manifest string, err error) error {
+func (op *operation) explain(ctx context.Context, step, manifest string, err error) error {
 	if meta.IsNoMatchError(err) {
 		return fmt.Errorf("%s release %s: %w: the cluster does not serve this kind; install the CRD that defines it first or remove the object from the chart", step, op.pkg, err)
 	}
@@ -382,7 +405,7 @@ func (op *operation) explain(ctx context.Context, cs kubernetes.Interface, step,
 	// The caller's ctx may be the one that expired; look with a short one.
 	lookCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	nr, lookErr := op.notReadyObjects(lookCtx, cs, manifest)
+	nr, lookErr := op.notReadyObjects(lookCtx, manifest)
 	if lookErr != nil || len(nr) == 0 {
 		return fmt.Errorf("%s release %s: %w", step, op.pkg, err)
 	}

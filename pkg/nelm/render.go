@@ -126,7 +126,7 @@ func (s *Service) liveCapabilities(ctx context.Context) (*helmchartutil.Capabili
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	dc := s.access.discovery
+	dc := s.own.access.discovery
 	dc.Invalidate()
 	v, err := dc.ServerVersion()
 	if err != nil {

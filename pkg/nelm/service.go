@@ -9,12 +9,11 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/record"
 
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
+	"github.com/gadgetpm/gadgetpm/pkg/identity"
 )
 
 // Labels gadgetpm puts on the releases it makes (Helm stores them on the
@@ -81,10 +80,17 @@ type Package struct {
 	// AdoptRelease allows taking over a release of this name that gadgetpm
 	// did not make.
 	AdoptRelease bool
+	// ServiceAccount, in Namespace, is who the release acts as: Helm's
+	// install, upgrade and uninstall, its release storage, readiness waits,
+	// the drift monitor's reads and the creation of the chart's CRDs go
+	// through an impersonating client. Empty: the Service's own identity.
+	ServiceAccount string
 }
 
-// PackageFor describes gp, reading AdoptAnnotation.
+// PackageFor describes gp, reading AdoptAnnotation and
+// spec.serviceAccountName (a default account is the caller's to apply).
 func PackageFor(gp *v1alpha1.GadgetPackage) Package {
+	_, sa, _ := identity.ServiceAccount(gp, "")
 	return Package{
 		Namespace: gp.Namespace,
 		Name:      gp.Name,
@@ -96,7 +102,8 @@ func PackageFor(gp *v1alpha1.GadgetPackage) Package {
 			UID:             gp.UID,
 			ResourceVersion: gp.ResourceVersion,
 		},
-		AdoptRelease: gp.Annotations[AdoptAnnotation] == "true",
+		AdoptRelease:   gp.Annotations[AdoptAnnotation] == "true",
+		ServiceAccount: sa,
 	}
 }
 
@@ -192,11 +199,12 @@ func (o *Options) setDefaults() {
 // drift. It is safe for concurrent use; operations on one package are
 // serialized, operations on different packages run in parallel.
 type Service struct {
-	opts      Options
-	access    *clusterAccess
-	clientset kubernetes.Interface
-	dynamic   dynamic.Interface
-	drifts    chan Drift
+	opts Options
+	// own are the clients of the Service's own identity.
+	own *clients
+	// identities are the clients of the ServiceAccounts packages act as.
+	identities identities
+	drifts     chan Drift
 
 	locks keyedLock
 
@@ -228,19 +236,14 @@ func New(cfg *rest.Config, opts Options) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create release service: %w", err)
 	}
-	cs, err := kubernetes.NewForConfig(access.config)
-	if err != nil {
-		return nil, fmt.Errorf("create release service: %w", err)
-	}
-	dyn, err := dynamic.NewForConfig(access.config)
+	own, err := newClients(access)
 	if err != nil {
 		return nil, fmt.Errorf("create release service: %w", err)
 	}
 	return &Service{
 		opts:       opts,
-		access:     access,
-		clientset:  cs,
-		dynamic:    dyn,
+		own:        own,
+		identities: identities{byUser: map[string]*identityClients{}, userOf: map[string]string{}},
 		drifts:     make(chan Drift, opts.DriftBuffer),
 		locks:      keyedLock{held: map[string]chan struct{}{}},
 		monitors:   map[string]*monitor{},

@@ -22,6 +22,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/util/retry"
+
+	"github.com/gadgetpm/gadgetpm/pkg/identity"
 )
 
 // Options configures a Patcher. The zero value of every field means its
@@ -39,9 +41,13 @@ type Options struct {
 // Patcher applies patch operations through its own dynamic client. It is
 // safe for concurrent use.
 type Patcher struct {
+	// config is the client's, kept for ForPackage.
+	config  *rest.Config
 	dynamic dynamic.Interface
 	mapper  meta.RESTMapper
 	log     logr.Logger
+	// namespace holds namespaced objects that name none.
+	namespace string
 }
 
 // New returns a Patcher whose client is a copy of cfg with its own QPS and
@@ -79,7 +85,33 @@ func New(cfg *rest.Config, mapper meta.RESTMapper, opts *Options) (*Patcher, err
 		deferred := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disc))
 		mapper = restmapper.NewShortcutExpander(deferred, disc, nil)
 	}
-	return &Patcher{dynamic: dyn, mapper: mapper, log: o.Logger}, nil
+	return &Patcher{config: c, dynamic: dyn, mapper: mapper, log: o.Logger, namespace: metav1.NamespaceDefault}, nil
+}
+
+// ForPackage returns a Patcher for the object patches of a package in
+// namespace: a namespaced object that names no namespace goes there (not
+// to "default"), and, when serviceAccount is not empty, every request acts
+// as that ServiceAccount of namespace (impersonation), so the API server
+// allows the package what the account may do and no more. It shares p's
+// REST mapper and rate limits; it holds no goroutine, so dropping it is
+// enough.
+func (p *Patcher) ForPackage(namespace, serviceAccount string) (*Patcher, error) {
+	if namespace == "" {
+		return nil, errors.New("object patcher for a package: empty namespace")
+	}
+	q := *p
+	q.namespace = namespace
+	q.log = p.log.WithValues("namespace", namespace)
+	if serviceAccount != "" {
+		q.config = identity.Impersonate(p.config, namespace, serviceAccount)
+		dyn, err := dynamic.NewForConfig(q.config)
+		if err != nil {
+			return nil, fmt.Errorf("create object patcher client for %s: %w", identity.Subject(identity.UserName(namespace, serviceAccount)), err)
+		}
+		q.dynamic = dyn
+		q.log = q.log.WithValues("serviceAccount", serviceAccount)
+	}
+	return &q, nil
 }
 
 // Apply parses data (see ParseOperations) and applies every operation in
@@ -107,6 +139,10 @@ func (p *Patcher) ApplyOperations(ctx context.Context, ops []Operation) error {
 			continue
 		}
 		if err := p.apply(ctx, op); err != nil {
+			if fe, ok := identity.AsForbidden(err); ok {
+				// Who was refused what, rather than the API server's long form.
+				err = fe
+			}
 			errs = append(errs, fmt.Errorf("%s: %w", op.describe(), err))
 			continue
 		}
@@ -163,7 +199,7 @@ func (p *Patcher) apply(ctx context.Context, op *Operation) error {
 	var ri dynamic.ResourceInterface = p.dynamic.Resource(mapping.Resource)
 	if mapping.Scope.Name() == meta.RESTScopeNameNamespace {
 		if ns == "" {
-			ns = metav1.NamespaceDefault
+			ns = p.namespace
 		}
 		ri = p.dynamic.Resource(mapping.Resource).Namespace(ns)
 	}

@@ -90,6 +90,12 @@ type Options struct {
 	// HookTokenExpiry is the lifetime of each hook token; default and
 	// minimum hookcreds.DefaultExpiry.
 	HookTokenExpiry time.Duration
+	// DefaultServiceAccount is the ServiceAccount, in a package's
+	// namespace, that a GadgetPackage without spec.serviceAccountName acts
+	// as (impersonation). Empty: such packages act with the operator's own
+	// identity, which is cluster-admin-equivalent with the chart's
+	// default RBAC.
+	DefaultServiceAccount string
 	// UnsubscribeTimeout bounds how long removing a package waits for the
 	// nodes to stop its Traces (status.subscriptions empty) before its
 	// Helm release is deleted; default 30s.

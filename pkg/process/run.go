@@ -267,6 +267,9 @@ func clusterRole(cfg *rest.Config, mgr manager.Manager, mapper *restmapping.Mapp
 		Recorder:   cmgr.GetEventRecorderFor("gadgetpm"), //nolint:staticcheck // the services take client-go's recorder
 		Registerer: opts.Registerer,
 		Logger:     opts.Logger.WithName("coordinator"),
+
+		// Packages without spec.serviceAccountName act as it.
+		DefaultServiceAccount: opts.DefaultServiceAccount,
 	})
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("cluster role: %w", err)

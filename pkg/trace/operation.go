@@ -111,7 +111,7 @@ func (c *Controller) begin(ctx context.Context, tr *gadgetv1alpha1.Trace, op str
 	if !validMode(mode) {
 		return fmt.Errorf("spec.outputMode %q is not supported (allowed: %s)", mode, joinModes())
 	}
-	gp, err := findPackage(ctx, c.opts.Client, tr)
+	gp, err := c.findPackage(ctx, tr)
 	if err != nil {
 		return err
 	}

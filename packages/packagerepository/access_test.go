@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -85,25 +86,7 @@ func TestSecretsOnlyFromTheClusterResourceNamespace(t *testing.T) {
 	ownSrv, ca := serveTLS(t, own.wrap(fileHandler(out, "alice", "s3cret")))
 
 	var logs testlog.Lines
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}, Logger: logs.Logger(0),
-		// TestControllerSyncsOnItsOwn runs a controller of the same name.
-		Controller: config.Controller{SkipNameValidation: new(true)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("gadgetpm"), Access: repoaccess.Policy{ClusterResourceNamespace: allowed}}
-	if err := r.SetupWithManager(mgr); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	startController(t, logs.Logger(0), repoaccess.Policy{ClusterResourceNamespace: allowed})
 
 	interval := metav1.Duration{Duration: time.Second}
 	borrow := newRepo(t, v1alpha1.PackageRepositorySpec{URL: borrowSrv.URL, CABundle: borrowCA, Interval: interval,
@@ -220,6 +203,31 @@ func TestPlainHTTPNeedsInsecureAndNeverCarriesCredentials(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startController runs the controller in a manager of its own, logging
+// to logger, until the test ends.
+func startController(t *testing.T, logger logr.Logger, access repoaccess.Policy) {
+	t.Helper()
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}, Logger: logger,
+		// the tests of this package each run a controller of the same name
+		Controller: config.Controller{SkipNameValidation: new(true)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("gadgetpm"), Access: access}
+	if err := r.SetupWithManager(mgr); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
 }
 
 func waitRepo(t *testing.T, name, what string, cond func(*v1alpha1.PackageRepository) bool) *v1alpha1.PackageRepository {

@@ -12,13 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/gadgetpm/gadgetpm/internal/testenv"
@@ -245,22 +244,7 @@ func TestSyncOCIListsRequestedPackages(t *testing.T) {
 
 func TestControllerSyncsOnItsOwn(t *testing.T) {
 	out := packagetest.Repo(t, t.TempDir(), packagetest.Source{})
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := (&Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("gadgetpm")}).SetupWithManager(mgr); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	startController(t, logr.Discard(), repoaccess.Policy{})
 	pr := newRepo(t, v1alpha1.PackageRepositorySpec{URL: "file://" + out, Interval: metav1.Duration{Duration: time.Second}})
 	eventually.NoError(t, 60*time.Second, "the repository to be Ready with one package", func() error {
 		var got v1alpha1.PackageRepository

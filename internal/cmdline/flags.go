@@ -58,7 +58,7 @@ type References struct {
 func ReferenceFlags(cmd *cobra.Command, r *References) {
 	cmd.Flags().StringVar(&r.ClusterResourceNamespace, "cluster-resource-namespace", "",
 		"the one namespace PackageRepositories (cluster-scoped) read their Secrets from (spec.secretRef, spec.verify.keyringSecretRef); "+
-			"a PackageRepository naming another namespace is refused (Ready=False, reason SecretNamespaceNotAllowed). "+
+			"a PackageRepository naming another namespace is refused (Ready=False, reason SecretNamespaceNotAllowed). Both roles read them: give the cluster and node roles the same value. "+
 			`Default the operator's namespace ($POD_NAMESPACE, else the in-cluster one, else "default")`)
 	cmd.Flags().BoolVar(&r.NoCrossNamespaceRefs, "no-cross-namespace-refs", false,
 		"a Trace's spec.gadget may name only a GadgetPackage in the Trace's own namespace; "+

@@ -17,7 +17,8 @@ import (
 // "<namespace>/<name>", or as a bare name found only there — is refused:
 // status.operationError and a Warning Event naming spec.gadget and the
 // flag, one error log line, nothing started. The controller goes on: a
-// Trace of the other tenant's namespace using its own package starts.
+// Trace using a package of its own namespace, by name or by
+// spec.package, starts.
 func TestNoCrossNamespaceRefs(t *testing.T) {
 	requireRoot(t)
 	tenantA, tenantB := env.Namespace(t), env.Namespace(t)
@@ -53,12 +54,16 @@ func TestNoCrossNamespaceRefs(t *testing.T) {
 		})
 	}
 
-	own := newTrace(t, tenantB, "own", n.name, "exec-b")
-	annotate(t, key(own), gadgetv1alpha1.OperationStart)
-	got := waitTrace(t, key(own), 60*time.Second, "Started", stateIs(gadgetv1alpha1.TraceStarted))
-	if got.Status.OperationError != "" {
-		t.Errorf("operationError %q for a package of the Trace's own namespace", got.Status.OperationError)
+	// By name, and by spec.package: "trace-exec" is the package of both
+	// tenants' GadgetPackages, but only tenant B's counts.
+	for _, gadget := range []string{"exec-b", "trace-exec"} {
+		own := newTrace(t, tenantB, "own-"+gadget, n.name, gadget)
+		annotate(t, key(own), gadgetv1alpha1.OperationStart)
+		got := waitTrace(t, key(own), 60*time.Second, "Started", stateIs(gadgetv1alpha1.TraceStarted))
+		if got.Status.OperationError != "" {
+			t.Errorf("spec.gadget %s: operationError %q for a package of the Trace's own namespace", gadget, got.Status.OperationError)
+		}
+		annotate(t, key(own), gadgetv1alpha1.OperationStop)
+		waitTrace(t, key(own), 60*time.Second, "Stopped", stateIs(gadgetv1alpha1.TraceStopped))
 	}
-	annotate(t, key(own), gadgetv1alpha1.OperationStop)
-	waitTrace(t, key(own), 60*time.Second, "Stopped", stateIs(gadgetv1alpha1.TraceStopped))
 }

@@ -60,8 +60,9 @@ var errCrossNamespace = errors.New("--no-cross-namespace-refs is set: a Trace ma
 // resolvePackage resolves spec.gadget: "<namespace>/<name>", or "<name>"
 // as a GadgetPackage name in the Trace's namespace, then in any
 // namespace, then as a package (spec.package) name, each only when
-// unambiguous. With sameNamespace, a package of another namespace is
-// refused (errCrossNamespace) instead of used.
+// unambiguous. With sameNamespace, "<name>" is looked up in the Trace's
+// namespace only, and a package of another namespace is refused
+// (errCrossNamespace) instead of used.
 func resolvePackage(ctx context.Context, c client.Reader, tr *gadgetv1alpha1.Trace, sameNamespace bool) (*v1alpha1.GadgetPackage, error) {
 	ref := tr.Spec.Gadget
 	if ns, name, ok := strings.Cut(ref, "/"); ok {
@@ -78,15 +79,17 @@ func resolvePackage(ctx context.Context, c client.Reader, tr *gadgetv1alpha1.Tra
 	if err := c.List(ctx, &list); err != nil {
 		return nil, fmt.Errorf("spec.gadget %s: list GadgetPackages: %w", ref, err)
 	}
-	var byName, byPackage []*v1alpha1.GadgetPackage
+	// elsewhere: what sameNamespace keeps out, to say why.
+	var byName, byPackage, elsewhere []*v1alpha1.GadgetPackage
 	for i := range list.Items {
 		gp := &list.Items[i]
 		if gp.Name == ref && gp.Namespace == tr.Namespace {
 			return gp, nil
 		}
-		if sameNamespace && gp.Namespace != tr.Namespace && (gp.Name == ref || gp.Spec.Package == ref) {
-			// Remembered only to say why nothing is found.
-			byName = append(byName, gp)
+		if sameNamespace && gp.Namespace != tr.Namespace {
+			if gp.Name == ref || gp.Spec.Package == ref {
+				elsewhere = append(elsewhere, gp)
+			}
 			continue
 		}
 		if gp.Name == ref {
@@ -96,14 +99,8 @@ func resolvePackage(ctx context.Context, c client.Reader, tr *gadgetv1alpha1.Tra
 			byPackage = append(byPackage, gp)
 		}
 	}
-	if sameNamespace {
-		switch {
-		case len(byPackage) == 1:
-			return byPackage[0], nil
-		case len(byPackage) == 0 && len(byName) > 0:
-			return nil, fmt.Errorf("spec.gadget %s is found only in another namespace (%s), not in the Trace's namespace %s: %w; install the package in %s", ref, keys(byName), tr.Namespace, errCrossNamespace, tr.Namespace)
-		}
-		byName = nil
+	if len(byName)+len(byPackage) == 0 && len(elsewhere) > 0 {
+		return nil, fmt.Errorf("spec.gadget %s is found only in another namespace (%s), not in the Trace's namespace %s: %w; install the package in %s", ref, keys(elsewhere), tr.Namespace, errCrossNamespace, tr.Namespace)
 	}
 	for _, found := range [][]*v1alpha1.GadgetPackage{byName, byPackage} {
 		switch len(found) {

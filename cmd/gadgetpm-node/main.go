@@ -78,7 +78,8 @@ in-cluster service account.`,
 			logger := log.WithName("gadgetpm")
 			return noderole.Run(ctx, cfg, noderole.RunOptions{
 				Options: noderole.Options{NodeName: n.NodeName, DataDir: n.DataDir, FileOutputDir: n.FileOutputDir,
-					NodeCheck: n.NodeCheck, Logger: logger},
+					NodeCheck: n.NodeCheck, Logger: logger,
+					ClusterResourceNamespace: n.References.ClusterResourceNamespace, NoCrossNamespaceRefs: n.References.NoCrossNamespaceRefs},
 				Manager: noderole.ManagerOptions{Namespaces: n.Namespaces, MetricsAddr: n.MetricsAddr, ProbeAddr: n.ProbeAddr,
 					QPS: n.QPS, Burst: n.Burst, ShutdownTimeout: n.StopGrace + 20*time.Second, Logger: logger},
 				DebugSocket: n.DebugSocket,

@@ -114,6 +114,7 @@ run starts from an empty cluster.`,
 	defaultServiceAccountFlag(cmd, &opts.DefaultServiceAccount)
 	f.StringVar(&logFile, "log-file", "", "file for the operator's log, - for stderr (default <dir>/operator.log)")
 	hookSandboxFlags(cmd, &opts.HookSandbox, &opts.HookUser, sandbox.Auto)
+	cmdline.ReferenceFlags(cmd, &opts.References)
 	logFormat = cmdline.LogFlags(cmd, cmdline.FormatText)
 	return cmd
 }

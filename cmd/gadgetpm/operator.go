@@ -98,6 +98,7 @@ in-cluster service account.`,
 			opts.Namespaces, opts.DataDir = node.Namespaces, node.DataDir
 			opts.MetricsAddr, opts.ProbeAddr, opts.NodeCheck, opts.FileOutputDir = node.MetricsAddr, node.ProbeAddr, node.NodeCheck, node.FileOutputDir
 			opts.DebugSocket, opts.StopGrace = node.DebugSocket, node.StopGrace
+			opts.ClusterResourceNamespace, opts.NoCrossNamespaceRefs = node.References.ClusterResourceNamespace, node.References.NoCrossNamespaceRefs
 			opts.Manager = coordinator.ClientOptions{QPS: node.QPS, Burst: node.Burst}
 			return process.Run(ctrl.SetupSignalHandler(), cfg, opts)
 		},

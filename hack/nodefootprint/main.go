@@ -462,7 +462,8 @@ func createObjects(ctx context.Context, c client.Client, repoURL string) error {
 	}
 	pr := &gadgetpmv1alpha1.PackageRepository{
 		ObjectMeta: metav1.ObjectMeta{Name: "bundled"},
-		Spec:       gadgetpmv1alpha1.PackageRepositorySpec{URL: repoURL, Interval: metav1.Duration{Duration: time.Hour}},
+		Spec: gadgetpmv1alpha1.PackageRepositorySpec{URL: repoURL, Interval: metav1.Duration{Duration: time.Hour},
+			Insecure: true}, // served over plain HTTP on loopback
 	}
 	if err := c.Create(ctx, pr); err != nil {
 		return fmt.Errorf("create PackageRepository: %w", err)

@@ -36,6 +36,33 @@ type NodeFlags struct {
 	// the gadget runs' (the node role, plus a margin for their outcome
 	// to reach status).
 	StopGrace time.Duration
+	// References: --cluster-resource-namespace and
+	// --no-cross-namespace-refs (ReferenceFlags).
+	References References
+}
+
+// References are the flags that bound what resources may reference
+// across namespaces; `gadgetpm operator`, `gadgetpm dev` and
+// gadgetpm-node take them.
+type References struct {
+	// ClusterResourceNamespace is where PackageRepositories' Secrets are
+	// read from; "" means the operator's own namespace.
+	ClusterResourceNamespace string
+	// NoCrossNamespaceRefs lets a Trace name only a GadgetPackage of its
+	// own namespace.
+	NoCrossNamespaceRefs bool
+}
+
+// ReferenceFlags registers --cluster-resource-namespace and
+// --no-cross-namespace-refs on cmd.
+func ReferenceFlags(cmd *cobra.Command, r *References) {
+	cmd.Flags().StringVar(&r.ClusterResourceNamespace, "cluster-resource-namespace", "",
+		"the one namespace PackageRepositories (cluster-scoped) read their Secrets from (spec.secretRef, spec.verify.keyringSecretRef); "+
+			"a PackageRepository naming another namespace is refused (Ready=False, reason SecretNamespaceNotAllowed). Both roles read them: give the cluster and node roles the same value. "+
+			`Default the operator's namespace ($POD_NAMESPACE, else the in-cluster one, else "default")`)
+	cmd.Flags().BoolVar(&r.NoCrossNamespaceRefs, "no-cross-namespace-refs", false,
+		"a Trace's spec.gadget may name only a GadgetPackage in the Trace's own namespace; "+
+			"\"<namespace>/<name>\" of another namespace, or a name found only in another, is refused (status.operationError and a Warning Event)")
 }
 
 // AddNodeFlags registers n's flags on cmd.
@@ -54,6 +81,7 @@ func AddNodeFlags(cmd *cobra.Command, n *NodeFlags) {
 	f.StringVar(&n.LogFormat, "log-format", FormatJSON, logFormatUsage)
 	f.StringVar(&n.DebugSocket, "debug-socket", debugserver.DefaultSocket, `unix socket of the debug server ("-" disables it)`)
 	f.DurationVar(&n.StopGrace, "stop-grace", 30*time.Second, "how long running tasks may take on shutdown before they are cancelled (the node role's stop of its gadget runs gets it plus 20s)")
+	ReferenceFlags(cmd, &n.References)
 }
 
 // ClientFlags registers --<prefix>-qps and --<prefix>-burst, the rate

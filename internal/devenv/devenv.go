@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/gadgetpm/gadgetpm/internal/cmdline"
 	"github.com/gadgetpm/gadgetpm/internal/toolcache"
 	"github.com/gadgetpm/gadgetpm/packages/chartrepo"
 	"github.com/gadgetpm/gadgetpm/pkg/apis"
@@ -101,6 +102,9 @@ type Options struct {
 	// default off.
 	HookSandbox sandbox.Mode
 	HookUser    sandbox.User
+	// References are the operator's --cluster-resource-namespace and
+	// --no-cross-namespace-refs (process.Options).
+	References cmdline.References
 	// Command is the gadgetpm binary named in the commands printed for
 	// the user to try, so they work as printed whatever PATH holds; the
 	// caller passes its own os.Executable(). Default "gadgetpm".
@@ -324,6 +328,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 			StopGrace:   operatorStopGrace,
 			Logger:      opts.Logger,
 			HookSandbox: opts.HookSandbox, HookUser: opts.HookUser,
+			ClusterResourceNamespace: opts.References.ClusterResourceNamespace, NoCrossNamespaceRefs: opts.References.NoCrossNamespaceRefs,
 			// the dev control plane has no Node objects: a Trace's
 			// spec.node must be this node's name
 			NodeCheck:          false,
@@ -476,6 +481,8 @@ func createObjects(ctx context.Context, c client.Client, repoURL string, opts Op
 			URL: repoURL,
 			// The bundled repository changes only when dev restarts.
 			Interval: metav1.Duration{Duration: time.Hour},
+			// Served over plain HTTP on loopback, without credentials.
+			Insecure: true,
 		},
 	}
 	if err := c.Create(ctx, pr); err != nil {

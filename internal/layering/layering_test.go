@@ -85,6 +85,11 @@ var rules = []rule{
 		to:   []string{"packages/packagerepository/...", "packages/gadgetpackage/...", "packages/manager/...", "packages/hookhost/...", "packages/fetch/...", "pkg/nelm/...", "pkg/hooks/...", "kubeevents/..."},
 	},
 	{
+		why:  "the repository access policy (which Secrets, which transports) is shared by the cluster role's repository client and the node role's download: it reads Secrets and links no Helm and no other package handling",
+		from: []string{"packages/repoaccess"},
+		to:   []string{"helm.sh/...", "packages/chartrepo/...", "packages/pull/...", "packages/fetch/...", "packages/packagerepository/...", "packages/store/..."},
+	},
+	{
 		why:  "the node role's Trace controller never runs hooks' tasks, Helm releases or the package manager",
 		from: []string{"pkg/trace/..."},
 		to:   []string{"pkg/coordinator/...", "pkg/process/...", "pkg/debugserver/...", "pkg/nelm/...", "packages/manager/...", "packages/gadgetpackage/...", "packages/hookhost/...", "pkg/objectpatch/...", "cmd/..."},

@@ -12,13 +12,15 @@ import (
 	"github.com/gadgetpm/gadgetpm/packages/loader"
 	"github.com/gadgetpm/gadgetpm/packages/packagerepository"
 	"github.com/gadgetpm/gadgetpm/packages/pull"
+	"github.com/gadgetpm/gadgetpm/packages/repoaccess"
 	"github.com/gadgetpm/gadgetpm/packages/store"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 )
 
 // Error is a failed step with the GadgetPackage condition reason to report
 // (v1alpha1.ReasonIndexFailed, ReasonDownloadFailed, ReasonVerifyFailed,
-// ReasonLoadFailed, ReasonInvalidSettings).
+// ReasonLoadFailed, ReasonInvalidSettings, or the reason of a repository
+// repoaccess refuses, e.g. repoaccess.ReasonSecretNamespaceNotAllowed).
 type Error struct {
 	Reason string
 	Err    error
@@ -48,9 +50,9 @@ type Options struct {
 	Store *store.Store
 	// Loader options for Load.
 	Loader loader.Options
-	// PlainHTTPRegistries talks plain HTTP to oci:// registries. Default
-	// false.
-	PlainHTTPRegistries bool
+	// Access is what repositories may reach and which Secrets they may
+	// read (the cluster resource namespace). Required.
+	Access repoaccess.Policy
 }
 
 // Fetcher runs the Download, Install and Load steps. It is safe for
@@ -65,7 +67,7 @@ func New(opts Options) (*Fetcher, error) {
 	if opts.Reader == nil || opts.Store == nil {
 		return nil, errors.New("create fetcher: Reader and Store are required")
 	}
-	p, err := pull.New(pull.Options{Reader: opts.Reader, Store: opts.Store, PlainHTTPRegistries: opts.PlainHTTPRegistries})
+	p, err := pull.New(pull.Options{Reader: opts.Reader, Store: opts.Store, Access: opts.Access})
 	if err != nil {
 		return nil, fmt.Errorf("create fetcher: %w", err)
 	}
@@ -97,29 +99,42 @@ type Downloaded struct {
 // Download resolves gp's version in its repository and puts the archive
 // into the store. When the repository cannot be read but the store holds
 // the archive of the installed digest, that is used (a restarted operator
-// keeps running what it ran).
+// keeps running what it ran), once its provenance has passed the
+// repository's spec.verify as a download's must.
 func (f *Fetcher) Download(ctx context.Context, gp *v1alpha1.GadgetPackage) (Downloaded, error) {
 	var pr v1alpha1.PackageRepository
 	if err := f.opts.Reader.Get(ctx, client.ObjectKey{Name: gp.Spec.Repository}, &pr); err != nil {
+		// Without the repository there is no spec.verify to check
+		// against: the archive was verified when it was installed.
 		if d, ok := f.offline(gp); ok {
 			return d, nil
 		}
 		return Downloaded{}, fail(v1alpha1.ReasonIndexFailed, "read PackageRepository %s named by spec.repository: %w", gp.Spec.Repository, err)
 	}
-	c, err := packagerepository.ClientFor(ctx, f.opts.Reader, &pr, f.opts.PlainHTTPRegistries)
+	c, err := packagerepository.ClientFor(ctx, f.opts.Reader, &pr, f.opts.Access)
 	if err != nil {
-		return Downloaded{}, fail(v1alpha1.ReasonIndexFailed, "PackageRepository %s: %w", pr.Name, err)
+		return Downloaded{}, fail(refusedOr(err, v1alpha1.ReasonIndexFailed), "PackageRepository %s: %w", pr.Name, err)
 	}
-	mode, keyring, err := packagerepository.Keyring(ctx, f.opts.Reader, &pr)
+	mode, keyring, err := packagerepository.Keyring(ctx, f.opts.Reader, &pr, f.opts.Access)
 	if err != nil {
-		return Downloaded{}, fail(v1alpha1.ReasonVerifyFailed, "PackageRepository %s: %w", pr.Name, err)
+		return Downloaded{}, fail(refusedOr(err, v1alpha1.ReasonVerifyFailed), "PackageRepository %s: %w", pr.Name, err)
 	}
 	idx, err := c.Index(ctx, gp.Spec.Package)
 	if err != nil {
-		if d, ok := f.offline(gp); ok {
-			return d, nil
+		d, data, ok := f.offlineArchive(gp)
+		if !ok {
+			return Downloaded{}, fail(v1alpha1.ReasonIndexFailed, "PackageRepository %s: %w", pr.Name, err)
 		}
-		return Downloaded{}, fail(v1alpha1.ReasonIndexFailed, "PackageRepository %s: %w", pr.Name, err)
+		// The same check a download gets: a provenance the keyring does
+		// not verify, or none under verify.mode Always, is refused.
+		a := &chartrepo.Archive{Name: gp.Spec.Package, Version: d.Version, Filename: fmt.Sprintf("%s-%s.tgz", gp.Spec.Package, d.Version),
+			Data: data, Digest: d.Digest, Provenance: f.opts.Store.Provenance(d.Digest)}
+		res, verr := chartrepo.Verify(a, mode, keyring)
+		if verr != nil {
+			return Downloaded{}, fail(v1alpha1.ReasonVerifyFailed, "PackageRepository %s cannot be read (%v), and the stored archive of the installed version fails spec.verify: %w", pr.Name, err, verr)
+		}
+		d.Verified = res.Verified
+		return d, nil
 	}
 	v, err := chartrepo.Resolve(idx, gp.Spec.Package, gp.Spec.Version)
 	if err != nil {
@@ -146,7 +161,7 @@ func (f *Fetcher) Download(ctx context.Context, gp *v1alpha1.GadgetPackage) (Dow
 	}
 	res, err := chartrepo.Verify(a, mode, keyring)
 	if err != nil {
-		return d, fail(v1alpha1.ReasonVerifyFailed, "%w", err)
+		return d, fail(v1alpha1.ReasonVerifyFailed, "PackageRepository %s: %w", pr.Name, err)
 	}
 	d.Verified = res.Verified
 	if !d.Cached {
@@ -178,13 +193,29 @@ func downloadReason(err error) string {
 }
 
 func (f *Fetcher) offline(gp *v1alpha1.GadgetPackage) (Downloaded, bool) {
+	d, _, ok := f.offlineArchive(gp)
+	return d, ok
+}
+
+// offlineArchive is the store's archive of gp's installed digest, if any.
+func (f *Fetcher) offlineArchive(gp *v1alpha1.GadgetPackage) (Downloaded, []byte, bool) {
 	if gp.Status.Digest == "" {
-		return Downloaded{}, false
+		return Downloaded{}, nil, false
 	}
-	if _, ok := f.opts.Store.Archive(gp.Status.Digest); !ok {
-		return Downloaded{}, false
+	data, ok := f.opts.Store.Archive(gp.Status.Digest)
+	if !ok {
+		return Downloaded{}, nil, false
 	}
-	return Downloaded{Name: gp.Spec.Package, Version: gp.Status.Version, Digest: gp.Status.Digest, Cached: true, Offline: true}, true
+	return Downloaded{Name: gp.Spec.Package, Version: gp.Status.Version, Digest: gp.Status.Digest, Cached: true, Offline: true}, data, true
+}
+
+// refusedOr is the reason of a repository repoaccess refuses, else
+// fallback.
+func refusedOr(err error, fallback string) string {
+	if r := repoaccess.ReasonOf(err); r != "" {
+		return r
+	}
+	return fallback
 }
 
 // Install extracts the archive of digest and returns the package

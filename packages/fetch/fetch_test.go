@@ -1,7 +1,6 @@
 package fetch_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -12,8 +11,6 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/ProtonMail/go-crypto/openpgp"
-	helmprovenance "helm.sh/helm/v3/pkg/provenance"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -23,6 +20,7 @@ import (
 	"github.com/gadgetpm/gadgetpm/packages/chartrepo"
 	"github.com/gadgetpm/gadgetpm/packages/fetch"
 	"github.com/gadgetpm/gadgetpm/packages/packagetest"
+	"github.com/gadgetpm/gadgetpm/packages/repoaccess"
 	"github.com/gadgetpm/gadgetpm/packages/store"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 )
@@ -57,13 +55,15 @@ func gadgetPackage(repository, constraint, settings string) *v1alpha1.GadgetPack
 	return gp
 }
 
-func newFetcher(t *testing.T, dir string) *fetch.Fetcher {
+// newFetcher returns a Fetcher over a store in dir reading repository
+// Secrets from ns, the cluster resource namespace ("" for none).
+func newFetcher(t *testing.T, dir string, ns string) *fetch.Fetcher {
 	t.Helper()
 	s, err := store.New(dir, archive.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := fetch.New(fetch.Options{Reader: env.Client, Store: s, PlainHTTPRegistries: true})
+	f, err := fetch.New(fetch.Options{Reader: env.Client, Store: s, Access: repoaccess.Policy{ClusterResourceNamespace: ns}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func countingServer(t *testing.T, dir string) (*httptest.Server, *atomic.Int64) 
 func TestInstallFromHTTPFileAndOCI(t *testing.T) {
 	out := packagetest.Repo(t, t.TempDir(), packagetest.Source{Version: "1.0.0"}, packagetest.Source{Version: "1.4.0"}, packagetest.Source{Version: "2.0.0"})
 	srv, _ := countingServer(t, out)
-	ociURL, user, pass := packagetest.OCIRegistry(t, out)
+	ociURL, user, pass, ca := packagetest.OCIRegistryTLS(t, out)
 	ns := env.Namespace(t)
 	if err := env.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "reg", Namespace: ns},
 		Data: map[string][]byte{"username": []byte(user), "password": []byte(pass)}}); err != nil {
@@ -95,12 +95,12 @@ func TestInstallFromHTTPFileAndOCI(t *testing.T) {
 	}
 	want, _ := os.ReadFile(filepath.Join(out, "execsnoop-1.4.0.tgz"))
 	for _, spec := range []v1alpha1.PackageRepositorySpec{
-		{URL: srv.URL},
+		{URL: srv.URL, Insecure: true},
 		{URL: "file://" + out},
-		{URL: ociURL, SecretRef: &v1alpha1.SecretReference{Name: "reg", Namespace: ns}},
+		{URL: ociURL, CABundle: ca, SecretRef: &v1alpha1.SecretReference{Name: "reg", Namespace: ns}},
 	} {
 		t.Run(strings.SplitN(spec.URL, ":", 2)[0], func(t *testing.T) {
-			f := newFetcher(t, t.TempDir())
+			f := newFetcher(t, t.TempDir(), ns)
 			gp := gadgetPackage(createRepo(t, spec), ">=1.0 <2", `{"maxRows": 5}`)
 			d, err := f.Download(ctx, gp)
 			if err != nil {
@@ -128,18 +128,18 @@ func TestUpgradeRestartAndRepositoryLoss(t *testing.T) {
 	dir := t.TempDir()
 	out := packagetest.Repo(t, dir, packagetest.Source{Version: "1.0.0"})
 	srv, downloads := countingServer(t, out)
-	name := createRepo(t, v1alpha1.PackageRepositorySpec{URL: srv.URL})
+	name := createRepo(t, v1alpha1.PackageRepositorySpec{URL: srv.URL, Insecure: true})
 	cache := t.TempDir()
 	gp := gadgetPackage(name, "^1", "")
 
-	d, err := newFetcher(t, cache).Download(ctx, gp)
+	d, err := newFetcher(t, cache, "").Download(ctx, gp)
 	if err != nil || d.Version != "1.0.0" {
 		t.Fatalf("first download %+v, %v", d, err)
 	}
 	gp.Status.Version, gp.Status.Digest = d.Version, d.Digest
 
 	// A restarted operator (new Fetcher, same data dir) reuses the archive.
-	d2, err := newFetcher(t, cache).Download(ctx, gp)
+	d2, err := newFetcher(t, cache, "").Download(ctx, gp)
 	if err != nil || !d2.Cached || downloads.Load() != 1 {
 		t.Fatalf("after restart: %+v, %v, %d downloads", d2, err, downloads.Load())
 	}
@@ -150,7 +150,7 @@ func TestUpgradeRestartAndRepositoryLoss(t *testing.T) {
 	if _, err := chartrepo.Build(ctx, filepath.Join(dir, "more"), out, chartrepo.BuildOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	d3, err := newFetcher(t, cache).Download(ctx, gp)
+	d3, err := newFetcher(t, cache, "").Download(ctx, gp)
 	if err != nil || d3.Version != "1.1.0" || d3.Cached {
 		t.Fatalf("upgrade: %+v, %v", d3, err)
 	}
@@ -158,13 +158,13 @@ func TestUpgradeRestartAndRepositoryLoss(t *testing.T) {
 	// The repository goes away: the installed digest is served from the
 	// store, so the package keeps running.
 	srv.Close()
-	d4, err := newFetcher(t, cache).Download(ctx, gp)
+	d4, err := newFetcher(t, cache, "").Download(ctx, gp)
 	if err != nil || !d4.Offline || d4.Digest != d.Digest {
 		t.Fatalf("offline: %+v, %v", d4, err)
 	}
 	// Without an installed digest there is nothing to fall back to.
 	gp.Status.Digest = ""
-	_, err = newFetcher(t, cache).Download(ctx, gp)
+	_, err = newFetcher(t, cache, "").Download(ctx, gp)
 	if fetch.ReasonOf(err, "") != v1alpha1.ReasonIndexFailed || !strings.Contains(err.Error(), "PackageRepository "+name) {
 		t.Fatalf("offline without install: %v", err)
 	}
@@ -180,24 +180,10 @@ func TestFailuresCarryTheirReason(t *testing.T) {
 
 	// A signed repository and its keyring.
 	signed := packagetest.Repo(t, t.TempDir(), packagetest.Source{})
-	e, err := openpgp.NewEntity("signer", "", "signer@example.com", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	prov, err := (&helmprovenance.Signatory{Entity: e}).ClearSign(filepath.Join(signed, "execsnoop-1.0.0.tgz"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(signed, "execsnoop-1.0.0.tgz.prov"), []byte(prov), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var ring bytes.Buffer
-	if err := e.Serialize(&ring); err != nil {
-		t.Fatal(err)
-	}
+	ring := sign(t, filepath.Join(signed, "execsnoop-1.0.0.tgz"), "signer")
 	ns := env.Namespace(t)
 	if err := env.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "keys", Namespace: ns},
-		Data: map[string][]byte{"pubring.gpg": ring.Bytes()}}); err != nil {
+		Data: map[string][]byte{"pubring.gpg": ring}}); err != nil {
 		t.Fatal(err)
 	}
 	// Index entries whose archive holds another chart, and entries Helm
@@ -213,8 +199,8 @@ func TestFailuresCarryTheirReason(t *testing.T) {
 	copyInto(t, numericDir, filepath.Join(good, "execsnoop-1.0.0.tgz"))
 	numeric, _ := countingServer(t, packagetest.WriteIndex(t, numericDir, packagetest.IndexEntry{Name: "execsnoop", Digest: strings.Repeat("0", 64)}))
 	noURLs, _ := countingServer(t, packagetest.WriteIndex(t, t.TempDir(), packagetest.IndexEntry{Name: "execsnoop", URL: packagetest.Omit, Digest: strings.Repeat("a", 64)}))
-	ociURL, user, pass := packagetest.OCIRegistry(t, t.TempDir())
-	packagetest.PushOCIAs(t, strings.TrimPrefix(ociURL, "oci://")+"/execsnoop:1.0.0", filepath.Join(mismatch, "evil-renamed-1.0.0.tgz"))
+	ociURL, user, pass, ca := packagetest.OCIRegistryTLS(t, t.TempDir())
+	packagetest.PushOCIAsTLS(t, strings.TrimPrefix(ociURL, "oci://")+"/execsnoop:1.0.0", filepath.Join(mismatch, "evil-renamed-1.0.0.tgz"), ca)
 	if err := env.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "reg", Namespace: ns},
 		Data: map[string][]byte{"username": []byte(user), "password": []byte(pass)}}); err != nil {
 		t.Fatal(err)
@@ -239,11 +225,11 @@ func TestFailuresCarryTheirReason(t *testing.T) {
 		{"keyring secret missing", v1alpha1.PackageRepositorySpec{URL: "file://" + signed, Verify: &v1alpha1.Verification{Mode: v1alpha1.VerifyAlways, KeyringSecretRef: &v1alpha1.SecretReference{Name: "gone", Namespace: ns}}}, "", "", "", v1alpha1.ReasonVerifyFailed, "keyringSecretRef: read Secret " + ns + "/gone"},
 		{"settings fail the schema", v1alpha1.PackageRepositorySpec{URL: "file://" + good}, "", "", `{"maxRows": 0}`, v1alpha1.ReasonInvalidSettings, "spec.settings: settings of execsnoop 1.0.0 do not match its values.schema.json"},
 		{"bad package", v1alpha1.PackageRepositorySpec{URL: "file://" + badPkg}, "", "", "", v1alpha1.ReasonLoadFailed, "gadget/gadget.yaml:2: field unknown is not a known key"},
-		{"archive holds a chart of another name", v1alpha1.PackageRepositorySpec{URL: renamed.URL}, "", "", "", v1alpha1.ReasonVerifyFailed, `the index lists execsnoop 1.0.0, but the Chart.yaml in evil-renamed-1.0.0.tgz says name "evil-renamed"`},
-		{"archive holds another version", v1alpha1.PackageRepositorySpec{URL: reversioned.URL}, "", "", "", v1alpha1.ReasonVerifyFailed, `the index lists execsnoop 1.0.0, but the Chart.yaml in execsnoop-2.0.0.tgz says version "2.0.0"`},
-		{"registry holds a chart of another name", v1alpha1.PackageRepositorySpec{URL: ociURL, SecretRef: &v1alpha1.SecretReference{Name: "reg", Namespace: ns}}, "", "", "", v1alpha1.ReasonVerifyFailed, `it was pulled as execsnoop 1.0.0 (name = last path element, version = tag), but the Chart.yaml in execsnoop-1.0.0.tgz says name "evil-renamed"`},
-		{"digest YAML reads as a number", v1alpha1.PackageRepositorySpec{URL: numeric.URL}, "", "", "", v1alpha1.ReasonVerifyFailed, "execsnoop 1.0.0: field digest is not a string: YAML reads it as the integer 0"},
-		{"entry without urls", v1alpha1.PackageRepositorySpec{URL: noURLs.URL}, "", "", "", v1alpha1.ReasonIndexFailed, "execsnoop 1.0.0: field urls is missing or empty"},
+		{"archive holds a chart of another name", v1alpha1.PackageRepositorySpec{URL: renamed.URL, Insecure: true}, "", "", "", v1alpha1.ReasonVerifyFailed, `the index lists execsnoop 1.0.0, but the Chart.yaml in evil-renamed-1.0.0.tgz says name "evil-renamed"`},
+		{"archive holds another version", v1alpha1.PackageRepositorySpec{URL: reversioned.URL, Insecure: true}, "", "", "", v1alpha1.ReasonVerifyFailed, `the index lists execsnoop 1.0.0, but the Chart.yaml in execsnoop-2.0.0.tgz says version "2.0.0"`},
+		{"registry holds a chart of another name", v1alpha1.PackageRepositorySpec{URL: ociURL, CABundle: ca, SecretRef: &v1alpha1.SecretReference{Name: "reg", Namespace: ns}}, "", "", "", v1alpha1.ReasonVerifyFailed, `it was pulled as execsnoop 1.0.0 (name = last path element, version = tag), but the Chart.yaml in execsnoop-1.0.0.tgz says name "evil-renamed"`},
+		{"digest YAML reads as a number", v1alpha1.PackageRepositorySpec{URL: numeric.URL, Insecure: true}, "", "", "", v1alpha1.ReasonVerifyFailed, "execsnoop 1.0.0: field digest is not a string: YAML reads it as the integer 0"},
+		{"entry without urls", v1alpha1.PackageRepositorySpec{URL: noURLs.URL, Insecure: true}, "", "", "", v1alpha1.ReasonIndexFailed, "execsnoop 1.0.0: field urls is missing or empty"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -251,7 +237,7 @@ func TestFailuresCarryTheirReason(t *testing.T) {
 			if name == "" {
 				name = createRepo(t, tt.spec)
 			}
-			f := newFetcher(t, t.TempDir())
+			f := newFetcher(t, t.TempDir(), ns)
 			gp := gadgetPackage(name, tt.constraint, tt.settings)
 			d, err := f.Download(ctx, gp)
 			if err == nil {
@@ -299,10 +285,10 @@ func TestCachedArchiveIsCheckedUnderItsNewName(t *testing.T) {
 	cache := t.TempDir()
 	gp := gadgetPackage(createRepo(t, v1alpha1.PackageRepositorySpec{URL: "file://" + honest}), "", "")
 	gp.Spec.Package = "net-base"
-	if _, err := newFetcher(t, cache).Download(ctx, gp); err != nil {
+	if _, err := newFetcher(t, cache, "").Download(ctx, gp); err != nil {
 		t.Fatal(err)
 	}
-	_, err := newFetcher(t, cache).Download(ctx, gadgetPackage(createRepo(t, v1alpha1.PackageRepositorySpec{URL: alias.URL}), "", ""))
+	_, err := newFetcher(t, cache, "").Download(ctx, gadgetPackage(createRepo(t, v1alpha1.PackageRepositorySpec{URL: alias.URL, Insecure: true}), "", ""))
 	want := `the index lists execsnoop 1.0.0, but the Chart.yaml in execsnoop-1.0.0.tgz says name "net-base"`
 	if fetch.ReasonOf(err, "") != v1alpha1.ReasonVerifyFailed || !strings.Contains(err.Error(), want) {
 		t.Fatalf("err = %v (reason %q), want %s with %q", err, fetch.ReasonOf(err, ""), v1alpha1.ReasonVerifyFailed, want)

@@ -157,7 +157,8 @@ func startWith(t *testing.T, su setup) *queue.Service {
 
 func createRepo(t *testing.T, name, url string) {
 	t.Helper()
-	pr := &v1alpha1.PackageRepository{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.PackageRepositorySpec{URL: url, Interval: metav1.Duration{Duration: time.Second}}}
+	pr := &v1alpha1.PackageRepository{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.PackageRepositorySpec{URL: url, Interval: metav1.Duration{Duration: time.Second},
+		Insecure: strings.HasPrefix(url, "http://")}} // test servers are plain HTTP on loopback
 	if err := env.Client.Create(context.Background(), pr); err != nil {
 		t.Fatal(err)
 	}

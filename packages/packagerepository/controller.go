@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/gadgetpm/gadgetpm/packages/chartrepo"
+	"github.com/gadgetpm/gadgetpm/packages/repoaccess"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 )
 
@@ -41,9 +42,9 @@ type Reconciler struct {
 	Client client.Client
 	// Recorder, when set, receives an Event per failed or changed sync.
 	Recorder EventRecorder
-	// PlainHTTPRegistries talks plain HTTP to oci:// registries. Default
-	// false (HTTPS); for local registries and tests.
-	PlainHTTPRegistries bool
+	// Access is what repositories may reach and which Secrets they may
+	// read (the cluster resource namespace). Required.
+	Access repoaccess.Policy
 	// now is the clock; time.Now when nil.
 	now func() time.Time
 }
@@ -98,23 +99,37 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 
 	idx, err := r.sync(ctx, &pr)
 	if err != nil {
-		msg := fmt.Sprintf("cannot read %s: %v", pr.Spec.URL, err)
+		reason, msg, logMsg, stalled := v1alpha1.ReasonIndexFailed, fmt.Sprintf("cannot read %s: %v", pr.Spec.URL, err), "sync failed; retrying at the next sync", false
+		if refused := repoaccess.ReasonOf(err); refused != "" {
+			// Retrying cannot help: the spec (or the operator's
+			// configuration) must change, and either reconciles again.
+			// Access refuses before reading the Secret or sending
+			// anything (the keyring's namespace included).
+			reason, msg, logMsg, stalled = refused, fmt.Sprintf("PackageRepository %s is refused: %v", pr.Name, err), "repository refused; not syncing until its spec changes", true
+		}
 		// One error line and one Event per new failure; the same failure
 		// at every retry is noise, logged at debug level.
 		if ready := meta.FindStatusCondition(pr.Status.Conditions, v1alpha1.ConditionReady); ready == nil || ready.Message != msg {
-			logger.Error(err, "sync failed; retrying at the next sync", "url", pr.Spec.URL, "reason", v1alpha1.ReasonIndexFailed)
-			r.event(&pr, "Warning", v1alpha1.ReasonIndexFailed, msg)
+			logger.Error(err, logMsg, "url", pr.Spec.URL, "reason", reason)
+			r.event(&pr, "Warning", reason, msg)
 		} else {
 			logger.V(1).Info("sync failed again", "url", pr.Spec.URL, "error", err.Error())
 		}
-		setCondition(&pr, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonIndexFailed, msg)
-		setCondition(&pr, v1alpha1.ConditionReconciling, metav1.ConditionFalse, v1alpha1.ReasonIndexFailed, "retrying at the next sync")
+		setCondition(&pr, v1alpha1.ConditionReady, metav1.ConditionFalse, reason, msg)
+		if stalled {
+			setCondition(&pr, v1alpha1.ConditionStalled, metav1.ConditionTrue, reason, msg)
+			setCondition(&pr, v1alpha1.ConditionReconciling, metav1.ConditionFalse, reason, "waiting for the spec to change")
+			return reconcile.Result{}, r.patchStatus(ctx, before, &pr)
+		}
+		meta.RemoveStatusCondition(&pr.Status.Conditions, v1alpha1.ConditionStalled)
+		setCondition(&pr, v1alpha1.ConditionReconciling, metav1.ConditionFalse, reason, "retrying at the next sync")
 		retry := interval
 		if retry > time.Minute {
 			retry = time.Minute
 		}
 		return reconcile.Result{RequeueAfter: retry}, r.patchStatus(ctx, before, &pr)
 	}
+	meta.RemoveStatusCondition(&pr.Status.Conditions, v1alpha1.ConditionStalled)
 
 	now := metav1.NewTime(r.clock())
 	pr.Status.LastSyncTime = &now
@@ -138,7 +153,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 }
 
 func (r *Reconciler) sync(ctx context.Context, pr *v1alpha1.PackageRepository) (*chartrepo.Index, error) {
-	c, err := ClientFor(ctx, r.Client, pr, r.PlainHTTPRegistries)
+	c, err := ClientFor(ctx, r.Client, pr, r.Access)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package packagerepository
 
 import (
 	"context"
+	"encoding/pem"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -11,13 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/gadgetpm/gadgetpm/internal/testenv"
@@ -25,6 +25,7 @@ import (
 	"github.com/gadgetpm/gadgetpm/internal/testlog"
 	"github.com/gadgetpm/gadgetpm/packages/chartrepo"
 	"github.com/gadgetpm/gadgetpm/packages/packagetest"
+	"github.com/gadgetpm/gadgetpm/packages/repoaccess"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 )
 
@@ -67,16 +68,28 @@ func ready(pr *v1alpha1.PackageRepository) *metav1.Condition {
 }
 
 func serve(t *testing.T, dir, user, pass string) *httptest.Server {
+	srv := httptest.NewServer(fileHandler(dir, user, pass))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// serveTLS serves h over HTTPS; it also returns the PEM certificate to
+// trust (spec.caBundle).
+func serveTLS(t *testing.T, h http.Handler) (*httptest.Server, []byte) {
+	srv := httptest.NewTLSServer(h)
+	t.Cleanup(srv.Close)
+	return srv, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+}
+
+func fileHandler(dir, user, pass string) http.Handler {
 	fs := http.FileServer(http.Dir(dir))
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if u, p, _ := r.BasicAuth(); user != "" && (u != user || p != pass) {
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
 			return
 		}
 		fs.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	return srv
+	})
 }
 
 func TestSyncHTTPRepository(t *testing.T) {
@@ -86,7 +99,7 @@ func TestSyncHTTPRepository(t *testing.T) {
 	srv := serve(t, out, "", "")
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	r := &Reconciler{Client: env.Client, now: func() time.Time { return now }}
-	pr := newRepo(t, v1alpha1.PackageRepositorySpec{URL: srv.URL})
+	pr := newRepo(t, v1alpha1.PackageRepositorySpec{URL: srv.URL, Insecure: true})
 
 	got, res := reconcileOnce(t, r, pr)
 	c := ready(got)
@@ -133,7 +146,7 @@ func TestSyncHTTPRepository(t *testing.T) {
 func TestSyncFailureIsLoggedOnce(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	t.Cleanup(srv.Close)
-	pr := newRepo(t, v1alpha1.PackageRepositorySpec{URL: srv.URL})
+	pr := newRepo(t, v1alpha1.PackageRepositorySpec{URL: srv.URL, Insecure: true})
 	var logs testlog.Lines
 	ctx := log.IntoContext(context.Background(), logs.Logger(0))
 	r := &Reconciler{Client: env.Client}
@@ -168,7 +181,7 @@ func TestSyncReportsBadRepositories(t *testing.T) {
 	packagetest.WriteIndex(t, malformedEntries,
 		packagetest.IndexEntry{Name: "execsnoop", Digest: strings.Repeat("0", 64)},
 		packagetest.IndexEntry{Name: "execsnoop", Version: "1.1.0", URL: packagetest.Omit, Digest: strings.Repeat("a", 64)})
-	authed := serve(t, good, "alice", "s3cret")
+	authed, ca := serveTLS(t, fileHandler(good, "alice", "s3cret"))
 	ns := env.Namespace(t)
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "creds", Namespace: ns}, Data: map[string][]byte{"username": []byte("alice"), "password": []byte("s3cret")}}
 	noPass := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "nopass", Namespace: ns}, Data: map[string][]byte{"username": []byte("alice")}}
@@ -185,16 +198,16 @@ func TestSyncReportsBadRepositories(t *testing.T) {
 		want   string
 	}{
 		{"file", v1alpha1.PackageRepositorySpec{URL: "file://" + good}, metav1.ConditionTrue, "1 package(s)"},
-		{"basic auth from secret", v1alpha1.PackageRepositorySpec{URL: authed.URL, SecretRef: &v1alpha1.SecretReference{Name: "creds", Namespace: ns}}, metav1.ConditionTrue, "1 package(s)"},
-		{"no credentials", v1alpha1.PackageRepositorySpec{URL: authed.URL}, metav1.ConditionFalse, "401"},
-		{"missing secret", v1alpha1.PackageRepositorySpec{URL: authed.URL, SecretRef: &v1alpha1.SecretReference{Name: "nope", Namespace: ns}}, metav1.ConditionFalse, "spec.secretRef: read Secret " + ns + "/nope"},
-		{"secret without password", v1alpha1.PackageRepositorySpec{URL: authed.URL, SecretRef: &v1alpha1.SecretReference{Name: "nopass", Namespace: ns}}, metav1.ConditionFalse, `Secret ` + ns + `/nopass has no key "password"`},
+		{"basic auth from secret", v1alpha1.PackageRepositorySpec{URL: authed.URL, CABundle: ca, SecretRef: &v1alpha1.SecretReference{Name: "creds", Namespace: ns}}, metav1.ConditionTrue, "1 package(s)"},
+		{"no credentials", v1alpha1.PackageRepositorySpec{URL: authed.URL, CABundle: ca}, metav1.ConditionFalse, "401"},
+		{"missing secret", v1alpha1.PackageRepositorySpec{URL: authed.URL, CABundle: ca, SecretRef: &v1alpha1.SecretReference{Name: "nope", Namespace: ns}}, metav1.ConditionFalse, "spec.secretRef: read Secret " + ns + "/nope"},
+		{"secret without password", v1alpha1.PackageRepositorySpec{URL: authed.URL, CABundle: ca, SecretRef: &v1alpha1.SecretReference{Name: "nopass", Namespace: ns}}, metav1.ConditionFalse, `Secret ` + ns + `/nopass has no key "password"`},
 		{"malformed index", v1alpha1.PackageRepositorySpec{URL: "file://" + malformed}, metav1.ConditionFalse, "parse index.yaml"},
 		{"entry without digest", v1alpha1.PackageRepositorySpec{URL: "file://" + noDigest}, metav1.ConditionTrue, "1 version(s) cannot be installed because digests are mandatory: execsnoop 1.0.0 has no digest"},
 		{"malformed entries", v1alpha1.PackageRepositorySpec{URL: "file://" + malformedEntries}, metav1.ConditionTrue, "1 package(s) at file://" + malformedEntries + "; 2 version(s) cannot be installed because their index entries are malformed: malformed index entry execsnoop 1.1.0: field urls is missing or empty: the entry names no archive to download; malformed digest in index entry execsnoop 1.0.0: field digest is not a string: YAML reads it as the integer 0; quote it (digest: \"sha256:<64 hex digits>\")"},
 		{"bad CA bundle", v1alpha1.PackageRepositorySpec{URL: "https://127.0.0.1:1", CABundle: []byte("junk")}, metav1.ConditionFalse, "caBundle holds no PEM certificate"},
 	}
-	r := &Reconciler{Client: env.Client}
+	r := &Reconciler{Client: env.Client, Access: repoaccess.Policy{ClusterResourceNamespace: ns}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, _ := reconcileOnce(t, r, newRepo(t, tt.spec))
@@ -208,18 +221,18 @@ func TestSyncReportsBadRepositories(t *testing.T) {
 
 func TestSyncOCIListsRequestedPackages(t *testing.T) {
 	out := packagetest.Repo(t, t.TempDir(), packagetest.Source{Version: "1.0.0"}, packagetest.Source{Version: "1.1.0"})
-	url, user, pass := packagetest.OCIRegistry(t, out)
+	url, user, pass, ca := packagetest.OCIRegistryTLS(t, out)
 	ns := env.Namespace(t)
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "reg", Namespace: ns}, Data: map[string][]byte{"username": []byte(user), "password": []byte(pass)}}
 	if err := env.Client.Create(context.Background(), secret); err != nil {
 		t.Fatal(err)
 	}
-	pr := newRepo(t, v1alpha1.PackageRepositorySpec{URL: url, SecretRef: &v1alpha1.SecretReference{Name: "reg", Namespace: ns}})
+	pr := newRepo(t, v1alpha1.PackageRepositorySpec{URL: url, CABundle: ca, SecretRef: &v1alpha1.SecretReference{Name: "reg", Namespace: ns}})
 	gp := &v1alpha1.GadgetPackage{ObjectMeta: metav1.ObjectMeta{Name: "exec", Namespace: ns}, Spec: v1alpha1.GadgetPackageSpec{Repository: pr.Name, Package: "execsnoop"}}
 	if err := env.Client.Create(context.Background(), gp); err != nil {
 		t.Fatal(err)
 	}
-	r := &Reconciler{Client: env.Client, PlainHTTPRegistries: true}
+	r := &Reconciler{Client: env.Client, Access: repoaccess.Policy{ClusterResourceNamespace: ns}}
 	got, _ := reconcileOnce(t, r, pr)
 	if c := ready(got); c == nil || c.Status != metav1.ConditionTrue {
 		t.Fatalf("Ready = %+v", c)
@@ -231,22 +244,7 @@ func TestSyncOCIListsRequestedPackages(t *testing.T) {
 
 func TestControllerSyncsOnItsOwn(t *testing.T) {
 	out := packagetest.Repo(t, t.TempDir(), packagetest.Source{})
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := (&Reconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("gadgetpm")}).SetupWithManager(mgr); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	startController(t, logr.Discard(), repoaccess.Policy{})
 	pr := newRepo(t, v1alpha1.PackageRepositorySpec{URL: "file://" + out, Interval: metav1.Duration{Duration: time.Second}})
 	eventually.NoError(t, 60*time.Second, "the repository to be Ready with one package", func() error {
 		var got v1alpha1.PackageRepository

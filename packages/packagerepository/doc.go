@@ -1,6 +1,8 @@
 // Package packagerepository runs the PackageRepository controller and turns a
 // PackageRepository into a chartrepo.Client (credentials and CA bundle from its
-// spec and Secrets, keyring for provenance checks).
+// spec and Secrets, keyring for provenance checks), as packages/repoaccess
+// allows: Secrets only from the cluster resource namespace, plain HTTP
+// only with spec.insecure and never with credentials.
 //
 // The controller syncs every repository on spec.interval: it reads the
 // index (for an oci:// registry, the tags of the packages GadgetPackages
@@ -9,7 +11,9 @@
 // be installed: no digest, malformed entry), lastSyncTime, indexDigest and
 // the packages with their newest versions (bounded). A repository that
 // cannot be read goes Ready=False and keeps its last good package list;
-// installed packages are not touched. It runs on the leader only.
+// installed packages are not touched. A repository the policy refuses goes
+// Ready=False and Stalled=True with the refusal's reason, and is not
+// synced again until it changes. It runs on the leader only.
 //
 // It does not download or install packages (see packages/fetch).
 package packagerepository

@@ -2,8 +2,11 @@ package packagetest
 
 import (
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -76,13 +79,31 @@ func WriteIndex(t testing.TB, dir string, entries ...IndexEntry) string {
 // whatever a client pushes, so a puller must check them.
 func PushOCIAs(t testing.TB, ref, path string) {
 	t.Helper()
+	pushAs(t, ref, path, helmregistry.ClientOptPlainHTTP())
+}
+
+// PushOCIAsTLS is PushOCIAs to a registry OCIRegistryTLS started, whose
+// certificate is caPEM.
+func PushOCIAsTLS(t testing.TB, ref, path string, caPEM []byte) {
+	t.Helper()
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		t.Fatal("push: caPEM holds no certificate")
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	pushAs(t, ref, path, helmregistry.ClientOptHTTPClient(&http.Client{Transport: tr}))
+}
+
+func pushAs(t testing.TB, ref, path string, transport helmregistry.ClientOption) {
+	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	client, err := helmregistry.NewClient(
 		helmregistry.ClientOptBasicAuth(OCIUsername, OCIPassword),
-		helmregistry.ClientOptPlainHTTP(),
+		transport,
 		helmregistry.ClientOptCredentialsFile(filepath.Join(t.TempDir(), "config.json")),
 	)
 	if err != nil {

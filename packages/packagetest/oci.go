@@ -2,6 +2,7 @@ package packagetest
 
 import (
 	"crypto/subtle"
+	"encoding/pem"
 	"io"
 	"log"
 	"net/http"
@@ -29,16 +30,39 @@ const (
 // credentials. The registry stops when the test ends.
 func OCIRegistry(t testing.TB, repoDir string) (url, user, pass string) {
 	t.Helper()
-	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
-	srv := httptest.NewServer(basicAuth(reg, OCIUsername, OCIPassword))
-	t.Cleanup(srv.Close)
-	host := strings.TrimPrefix(srv.URL, "http://")
+	url, _ = ociRegistry(t, repoDir, false)
+	return url, OCIUsername, OCIPassword
+}
 
-	client, err := helmregistry.NewClient(
+// OCIRegistryTLS is OCIRegistry served over HTTPS; it also returns the PEM
+// certificate to trust (a PackageRepository's spec.caBundle).
+func OCIRegistryTLS(t testing.TB, repoDir string) (url, user, pass string, caPEM []byte) {
+	t.Helper()
+	url, caPEM = ociRegistry(t, repoDir, true)
+	return url, OCIUsername, OCIPassword, caPEM
+}
+
+func ociRegistry(t testing.TB, repoDir string, withTLS bool) (string, []byte) {
+	t.Helper()
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	opts := []helmregistry.ClientOption{
 		helmregistry.ClientOptBasicAuth(OCIUsername, OCIPassword),
-		helmregistry.ClientOptPlainHTTP(),
 		helmregistry.ClientOptCredentialsFile(filepath.Join(t.TempDir(), "config.json")),
-	)
+	}
+	var srv *httptest.Server
+	var caPEM []byte
+	if withTLS {
+		srv = httptest.NewTLSServer(basicAuth(reg, OCIUsername, OCIPassword))
+		caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+		opts = append(opts, helmregistry.ClientOptHTTPClient(srv.Client()))
+	} else {
+		srv = httptest.NewServer(basicAuth(reg, OCIUsername, OCIPassword))
+		opts = append(opts, helmregistry.ClientOptPlainHTTP())
+	}
+	t.Cleanup(srv.Close)
+	host := strings.TrimPrefix(strings.TrimPrefix(srv.URL, "http://"), "https://")
+
+	client, err := helmregistry.NewClient(opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +70,7 @@ func OCIRegistry(t testing.TB, repoDir string) (url, user, pass string) {
 	for _, a := range archives {
 		PushOCI(t, client, host+"/gadgets", a)
 	}
-	return "oci://" + host + "/gadgets", OCIUsername, OCIPassword
+	return "oci://" + host + "/gadgets", caPEM
 }
 
 // basicAuth answers requests without the credentials the way registries

@@ -1,7 +1,9 @@
 // Package pull puts the archive of a package's installed digest into the
 // package store, for the node role: it reads the GadgetPackage's
-// PackageRepository (and its credentials Secret), finds the archive the
-// repository lists under that digest (index.yaml of an http(s):// or
+// PackageRepository and its credentials Secret (as packages/repoaccess
+// allows: from the cluster resource namespace only, never sent over plain
+// HTTP), finds the archive the repository lists under that digest
+// (index.yaml of an http(s):// or
 // file:// repository; the blob of that digest in an oci:// registry),
 // downloads it and checks it against the digest before storing it.
 //

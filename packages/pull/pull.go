@@ -16,10 +16,10 @@ import (
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
+	"github.com/gadgetpm/gadgetpm/packages/repoaccess"
 	"github.com/gadgetpm/gadgetpm/packages/store"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 )
@@ -45,9 +45,10 @@ type Options struct {
 	Reader client.Reader
 	// Store receives the archives. Required.
 	Store *store.Store
-	// PlainHTTPRegistries talks plain HTTP to oci:// registries. Default
-	// false.
-	PlainHTTPRegistries bool
+	// Access is what repositories may reach and which Secrets they may
+	// read (the cluster resource namespace), as on the cluster role.
+	// Required.
+	Access repoaccess.Policy
 }
 
 // Puller fetches archives by digest. It is safe for concurrent use.
@@ -108,19 +109,11 @@ func (p *Puller) open(ctx context.Context, pr *v1alpha1.PackageRepository) (*rep
 	if err != nil {
 		return nil, fmt.Errorf("spec.url: parse %q: %w", pr.Spec.URL, err)
 	}
-	r := &repo{base: u, plainHTTP: p.opts.PlainHTTPRegistries}
-	if ref := pr.Spec.SecretRef; ref != nil {
-		var s corev1.Secret
-		if err := p.opts.Reader.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, &s); err != nil {
-			return nil, fmt.Errorf("spec.secretRef: read Secret %s/%s: %w", ref.Namespace, ref.Name, err)
-		}
-		for _, k := range []string{"username", "password"} {
-			if len(s.Data[k]) == 0 {
-				return nil, fmt.Errorf("spec.secretRef: Secret %s/%s has no key %q", ref.Namespace, ref.Name, k)
-			}
-		}
-		r.username, r.password = string(s.Data["username"]), string(s.Data["password"])
+	a, err := p.opts.Access.Access(ctx, p.opts.Reader, pr)
+	if err != nil {
+		return nil, err
 	}
+	r := &repo{base: u, plainHTTP: a.PlainHTTP, username: a.Username, password: a.Password}
 	timeout := pr.Spec.Timeout.Duration
 	if timeout <= 0 {
 		timeout = DefaultTimeout

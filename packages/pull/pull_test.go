@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
@@ -22,6 +23,7 @@ import (
 	"github.com/gadgetpm/gadgetpm/packages/archive"
 	"github.com/gadgetpm/gadgetpm/packages/packagetest"
 	"github.com/gadgetpm/gadgetpm/packages/pull"
+	"github.com/gadgetpm/gadgetpm/packages/repoaccess"
 	"github.com/gadgetpm/gadgetpm/packages/store"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 )
@@ -64,13 +66,15 @@ func installed(repository, version, digest string) *v1alpha1.GadgetPackage {
 	}
 }
 
-func newPuller(t *testing.T) (*pull.Puller, *store.Store) {
+// newPuller returns a Puller reading repository Secrets from ns, the
+// cluster resource namespace.
+func newPuller(t *testing.T, ns string) (*pull.Puller, *store.Store) {
 	t.Helper()
 	s, err := store.New(t.TempDir(), archive.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := pull.New(pull.Options{Reader: env.Client, Store: s, PlainHTTPRegistries: true})
+	p, err := pull.New(pull.Options{Reader: env.Client, Store: s, Access: repoaccess.Policy{ClusterResourceNamespace: ns}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,12 +86,13 @@ func sha(data []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
-// authServer serves dir behind basic auth and counts archive downloads.
-func authServer(t *testing.T, dir, user, pass string) (*httptest.Server, *atomic.Int64) {
+// authServer serves dir over HTTPS behind basic auth and counts archive
+// downloads; caPEM is its certificate (spec.caBundle).
+func authServer(t *testing.T, dir, user, pass string) (srv *httptest.Server, caPEM []byte, downloads *atomic.Int64) {
 	t.Helper()
 	var n atomic.Int64
 	fs := http.FileServer(http.Dir(dir))
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if u, p, ok := r.BasicAuth(); !ok || u != user || p != pass {
 			w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
 			w.WriteHeader(http.StatusUnauthorized)
@@ -99,7 +104,7 @@ func authServer(t *testing.T, dir, user, pass string) (*httptest.Server, *atomic
 		fs.ServeHTTP(w, r)
 	}))
 	t.Cleanup(srv.Close)
-	return srv, &n
+	return srv, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), &n
 }
 
 // TestFetchArchiveOfInstalledDigest: a node fetches exactly the archive
@@ -112,19 +117,19 @@ func TestFetchArchiveOfInstalledDigest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, downloads := authServer(t, out, "node", "s3cret")
-	ociURL, user, pass := packagetest.OCIRegistry(t, out)
+	srv, ca, downloads := authServer(t, out, "node", "s3cret")
+	ociURL, user, pass, ociCA := packagetest.OCIRegistryTLS(t, out)
 	ns := env.Namespace(t)
 	for _, tc := range []struct {
 		name string
 		spec v1alpha1.PackageRepositorySpec
 	}{
-		{"https with credentials", v1alpha1.PackageRepositorySpec{URL: srv.URL, SecretRef: createSecret(t, ns, "http", "node", "s3cret")}},
+		{"https with credentials", v1alpha1.PackageRepositorySpec{URL: srv.URL, CABundle: ca, SecretRef: createSecret(t, ns, "http", "node", "s3cret")}},
 		{"file", v1alpha1.PackageRepositorySpec{URL: "file://" + out}},
-		{"oci with credentials", v1alpha1.PackageRepositorySpec{URL: ociURL, SecretRef: createSecret(t, ns, "oci", user, pass)}},
+		{"oci with credentials", v1alpha1.PackageRepositorySpec{URL: ociURL, CABundle: ociCA, SecretRef: createSecret(t, ns, "oci", user, pass)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p, s := newPuller(t)
+			p, s := newPuller(t, ns)
 			gp := installed(createRepo(t, tc.spec), "1.4.0", sha(want))
 			before := downloads.Load()
 			for range 2 {
@@ -157,8 +162,8 @@ func TestFetchArchiveFailures(t *testing.T) {
 		t.Fatal(err)
 	}
 	packagetest.WriteIndex(t, tampered, packagetest.IndexEntry{Name: "execsnoop", Digest: sha(v14)})
-	srv, _ := authServer(t, out, "node", "s3cret")
-	ociURL, user, pass := packagetest.OCIRegistry(t, out)
+	srv, ca, _ := authServer(t, out, "node", "s3cret")
+	ociURL, user, pass, ociCA := packagetest.OCIRegistryTLS(t, out)
 	ns := env.Namespace(t)
 	unknown := strings.Repeat("ab", 32)
 
@@ -173,18 +178,18 @@ func TestFetchArchiveFailures(t *testing.T) {
 			want: []string{"package execsnoop with sha256:" + unknown, "not listed by the repository", "PackageRepository pull-"}, is: pull.ErrNotListed},
 		{name: "archive does not match its digest", spec: &v1alpha1.PackageRepositorySpec{URL: "file://" + tampered}, digest: sha(v14),
 			want: []string{"the archive is sha256:" + sha(v1), "the package's status records sha256:" + sha(v14)}},
-		{name: "wrong credentials", spec: &v1alpha1.PackageRepositorySpec{URL: srv.URL, SecretRef: createSecret(t, ns, "wrong", "node", "nope")}, digest: sha(v1),
+		{name: "wrong credentials", spec: &v1alpha1.PackageRepositorySpec{URL: srv.URL, CABundle: ca, SecretRef: createSecret(t, ns, "wrong", "node", "nope")}, digest: sha(v1),
 			want: []string{"read index", "401 Unauthorized"}},
-		{name: "credentials Secret without password", spec: &v1alpha1.PackageRepositorySpec{URL: srv.URL, SecretRef: createSecret(t, ns, "half", "node", "")}, digest: sha(v1),
+		{name: "credentials Secret without password", spec: &v1alpha1.PackageRepositorySpec{URL: srv.URL, CABundle: ca, SecretRef: createSecret(t, ns, "half", "node", "")}, digest: sha(v1),
 			want: []string{"spec.secretRef: Secret " + ns + "/half has no key \"password\""}},
-		{name: "blob not in the registry", spec: &v1alpha1.PackageRepositorySpec{URL: ociURL, SecretRef: createSecret(t, ns, "oci", user, pass)}, digest: unknown,
+		{name: "blob not in the registry", spec: &v1alpha1.PackageRepositorySpec{URL: ociURL, CABundle: ociCA, SecretRef: createSecret(t, ns, "oci", user, pass)}, digest: unknown,
 			want: []string{"pull ", "/execsnoop@sha256:" + unknown}},
 		{name: "no such repository", digest: sha(v1), want: []string{"read PackageRepository nope named by spec.repository"}},
 		{name: "no digest in status", spec: &v1alpha1.PackageRepositorySpec{URL: "file://" + out},
 			want: []string{"package gadget/exec records no digest in its status"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p, s := newPuller(t)
+			p, s := newPuller(t, ns)
 			repo := "nope"
 			if tc.spec != nil {
 				repo = createRepo(t, *tc.spec)
@@ -207,5 +212,50 @@ func TestFetchArchiveFailures(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestFetchArchiveRefusals: a node refuses what the cluster role refuses
+// (packages/repoaccess), naming the repository's field, before it reads a
+// Secret or sends a request.
+func TestFetchArchiveRefusals(t *testing.T) {
+	out := packagetest.Repo(t, t.TempDir(), packagetest.Source{Version: "1.0.0"})
+	v1, _ := os.ReadFile(filepath.Join(out, "execsnoop-1.0.0.tgz"))
+	allowed, tenant := env.Namespace(t), env.Namespace(t)
+	srv, ca, downloads := authServer(t, out, "node", "s3cret")
+	var requests atomic.Int64
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		http.FileServer(http.Dir(out)).ServeHTTP(w, r)
+	}))
+	t.Cleanup(plain.Close)
+	for _, tc := range []struct {
+		name   string
+		spec   v1alpha1.PackageRepositorySpec
+		reason string
+		want   string
+	}{
+		{"secret of another namespace", v1alpha1.PackageRepositorySpec{URL: srv.URL, CABundle: ca, SecretRef: createSecret(t, tenant, "creds", "node", "s3cret")},
+			repoaccess.ReasonSecretNamespaceNotAllowed, `spec.secretRef.namespace is "` + tenant + `"`},
+		{"http without insecure", v1alpha1.PackageRepositorySpec{URL: plain.URL}, repoaccess.ReasonInsecureNotAllowed, "spec.insecure: true"},
+		{"credentials over http", v1alpha1.PackageRepositorySpec{URL: plain.URL, Insecure: true, SecretRef: createSecret(t, allowed, "creds", "node", "s3cret")},
+			repoaccess.ReasonCredentialsOverPlainHTTP, "credentials are never sent over plain HTTP"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, _ := newPuller(t, allowed)
+			repo := createRepo(t, tc.spec)
+			err := p.FetchArchive(ctx, installed(repo, "1.0.0", sha(v1)))
+			if repoaccess.ReasonOf(err) != tc.reason || !strings.Contains(err.Error(), "PackageRepository "+repo) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %s naming the repository and %q", err, tc.reason, tc.want)
+			}
+		})
+	}
+	// The HTTPS server serves the archive to the borrowed credentials;
+	// neither server was asked for anything.
+	if n := downloads.Load(); n != 0 {
+		t.Errorf("the archive was downloaded %d times with the borrowed Secret, want never", n)
+	}
+	if n := requests.Load(); n != 0 {
+		t.Errorf("the plain HTTP server got %d requests, want none", n)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/gadgetpm/gadgetpm/packages/loader"
 	"github.com/gadgetpm/gadgetpm/packages/manager"
 	"github.com/gadgetpm/gadgetpm/packages/packagerepository"
+	"github.com/gadgetpm/gadgetpm/packages/repoaccess"
 	"github.com/gadgetpm/gadgetpm/packages/store"
 	"github.com/gadgetpm/gadgetpm/pkg/hooks"
 	"github.com/gadgetpm/gadgetpm/pkg/hooks/sandbox"
@@ -92,8 +93,9 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Logger; default a discarding one.
 	Logger logr.Logger
-	// PlainHTTPRegistries talks plain HTTP to oci:// registries.
-	PlainHTTPRegistries bool
+	// RepositoryAccess is what PackageRepositories may reach and which
+	// Secrets they may read (the cluster resource namespace).
+	RepositoryAccess repoaccess.Policy
 	// Fetcher downloads into the package store; Run shares it with the
 	// node's Trace controller. Default: one over a store in
 	// <DataDir>/packages (PackageStore).
@@ -110,13 +112,13 @@ type Options struct {
 
 // PackageStore opens the package store in <dataDir>/packages and a
 // fetcher over it that reads repositories (and their Secrets) with
-// reader and runs hooks' --config in hookSandbox (nil: none).
-func PackageStore(dataDir string, reader client.Reader, plainHTTP bool, hookSandbox sandbox.Launcher) (*store.Store, *fetch.Fetcher, error) {
+// reader, as access allows, and runs hooks' --config in hookSandbox (nil: none).
+func PackageStore(dataDir string, reader client.Reader, access repoaccess.Policy, hookSandbox sandbox.Launcher) (*store.Store, *fetch.Fetcher, error) {
 	st, err := store.New(filepath.Join(dataDir, "packages"), archive.Limits{})
 	if err != nil {
 		return nil, nil, err
 	}
-	f, err := fetch.New(fetch.Options{Reader: reader, Store: st, PlainHTTPRegistries: plainHTTP, Loader: loader.Options{HookSandbox: hookSandbox}})
+	f, err := fetch.New(fetch.Options{Reader: reader, Store: st, Access: access, Loader: loader.Options{HookSandbox: hookSandbox}})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -241,7 +243,7 @@ func New(opts Options) (*Coordinator, error) {
 
 	f := opts.Fetcher
 	if f == nil {
-		if _, f, err = PackageStore(opts.DataDir, opts.Reader, opts.PlainHTTPRegistries, opts.HookSandbox); err != nil {
+		if _, f, err = PackageStore(opts.DataDir, opts.Reader, opts.RepositoryAccess, opts.HookSandbox); err != nil {
 			return nil, fmt.Errorf("create operator: %w", err)
 		}
 	}
@@ -259,7 +261,7 @@ func New(opts Options) (*Coordinator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create operator: %w", err)
 	}
-	c.repos = &packagerepository.Reconciler{Client: opts.Client, Recorder: opts.Recorder, PlainHTTPRegistries: opts.PlainHTTPRegistries}
+	c.repos = &packagerepository.Reconciler{Client: opts.Client, Recorder: opts.Recorder, Access: opts.RepositoryAccess}
 	return c, nil
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 	"github.com/gadgetpm/gadgetpm/internal/testroot"
 	"github.com/gadgetpm/gadgetpm/packages/chartrepo"
+	"github.com/gadgetpm/gadgetpm/packages/repoaccess"
 	gadgetv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadget/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/pkg/coordinator"
@@ -56,7 +57,7 @@ func TestRemovePackageStopsItsTraces(t *testing.T) {
 		t.Fatal(err)
 	}
 	dataDir := t.TempDir()
-	st, fetcher, err := coordinator.PackageStore(dataDir, mgr.GetAPIReader(), false, nil)
+	st, fetcher, err := coordinator.PackageStore(dataDir, mgr.GetAPIReader(), repoaccess.Policy{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

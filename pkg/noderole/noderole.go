@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -19,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/gadgetpm/gadgetpm/packages/repoaccess"
 	"github.com/gadgetpm/gadgetpm/packages/store"
 	"github.com/gadgetpm/gadgetpm/pkg/apis"
 	"github.com/gadgetpm/gadgetpm/pkg/debugserver"
@@ -145,8 +148,27 @@ type Options struct {
 	// NodeCheck requires a Trace's spec.node to name an existing Node.
 	// Without it spec.node must equal NodeName.
 	NodeCheck bool
+	// ClusterResourceNamespace is where the node reads PackageRepository
+	// Secrets from (a private repository's credentials); any other
+	// namespace is refused. Default Namespace(), the operator's own.
+	ClusterResourceNamespace string
+	// NoCrossNamespaceRefs lets a Trace's spec.gadget name only a
+	// GadgetPackage in the Trace's own namespace.
+	NoCrossNamespaceRefs bool
 	// Logger of the node role; the Trace controller logs as its "trace".
 	Logger logr.Logger
+}
+
+// Namespace is the operator's own namespace: $POD_NAMESPACE (the
+// downward API), else the in-cluster service account's, else "default".
+func Namespace() string {
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+		return ns
+	}
+	if ns, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace"); err == nil {
+		return strings.TrimSpace(string(ns))
+	}
+	return "default"
 }
 
 // ErrNodeName is returned when the node name is missing.
@@ -166,6 +188,9 @@ type Node struct {
 func New(opts Options) (*Node, error) {
 	if opts.NodeName == "" {
 		return nil, ErrNodeName
+	}
+	if opts.ClusterResourceNamespace == "" {
+		opts.ClusterResourceNamespace = Namespace()
 	}
 	return &Node{opts: opts, hub: output.NewHub(output.HubOptions{})}, nil
 }
@@ -191,6 +216,7 @@ func (n *Node) SetupWithManager(mgr manager.Manager) error {
 		Recorder: mgr.GetEventRecorderFor("gadgetpm-node"), //nolint:staticcheck // the controller takes client-go's recorder
 		NodeName: n.opts.NodeName, DataDir: n.opts.DataDir, Store: n.store, Fetcher: n.fetcher, Hub: n.hub,
 		FileOutputDir: n.opts.FileOutputDir, NodeCheck: n.opts.NodeCheck, Logger: n.opts.Logger.WithName("trace"),
+		RepositoryAccess: repoaccess.Policy{ClusterResourceNamespace: n.opts.ClusterResourceNamespace}, NoCrossNamespaceRefs: n.opts.NoCrossNamespaceRefs,
 	})
 	if err != nil {
 		return fmt.Errorf("set up the node role: %w", err)

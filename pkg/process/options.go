@@ -80,6 +80,14 @@ type Options struct {
 	// FileOutputDir is where Traces in File mode write; default
 	// <DataDir>/traces.
 	FileOutputDir string
+	// ClusterResourceNamespace is the one namespace PackageRepositories'
+	// Secrets (spec.secretRef, spec.verify.keyringSecretRef) are read
+	// from, by both roles; a Secret of any other namespace is refused.
+	// Default Namespace(), the operator's own.
+	ClusterResourceNamespace string
+	// NoCrossNamespaceRefs lets a Trace's spec.gadget name only a
+	// GadgetPackage in the Trace's own namespace (the node role).
+	NoCrossNamespaceRefs bool
 	// HookServiceAccount names the service account, in the operator's
 	// own namespace (Namespace), whose short-lived tokens hooks get as a
 	// kubeconfig in KUBECONFIG (pkg/hookcreds). Empty: hooks get the

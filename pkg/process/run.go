@@ -3,9 +3,7 @@ package process
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"k8s.io/client-go/rest"
@@ -14,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/gadgetpm/gadgetpm/packages/fetch"
+	"github.com/gadgetpm/gadgetpm/packages/repoaccess"
 	"github.com/gadgetpm/gadgetpm/packages/store"
 	"github.com/gadgetpm/gadgetpm/pkg/coordinator"
 	"github.com/gadgetpm/gadgetpm/pkg/debugserver"
@@ -81,6 +80,9 @@ func (o *Options) setDefaults() error {
 	if o.LeaderElectionNamespace == "" {
 		o.LeaderElectionNamespace = Namespace()
 	}
+	if o.ClusterResourceNamespace == "" {
+		o.ClusterResourceNamespace = Namespace()
+	}
 	if o.Registerer == nil {
 		o.Registerer = metrics.Registry
 	}
@@ -91,16 +93,9 @@ func (o *Options) setDefaults() error {
 }
 
 // Namespace is the operator's own namespace: $POD_NAMESPACE (the
-// downward API), else the in-cluster service account's, else "default".
-func Namespace() string {
-	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
-		return ns
-	}
-	if ns, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace"); err == nil {
-		return strings.TrimSpace(string(ns))
-	}
-	return "default"
-}
+// downward API), else the in-cluster service account's, else "default"
+// (noderole.Namespace: the node role's binary needs it too).
+func Namespace() string { return noderole.Namespace() }
 
 // hookCredentials returns the issuer of the hooks' own credentials, or nil
 // when hooks keep the operator's (no HookServiceAccount).
@@ -188,7 +183,8 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	}
 	if opts.Role.node() {
 		if node, err = noderole.New(noderole.Options{NodeName: opts.NodeName, DataDir: opts.DataDir,
-			FileOutputDir: opts.FileOutputDir, NodeCheck: opts.NodeCheck, Logger: opts.Logger}); err != nil {
+			FileOutputDir: opts.FileOutputDir, NodeCheck: opts.NodeCheck, Logger: opts.Logger,
+			ClusterResourceNamespace: opts.ClusterResourceNamespace, NoCrossNamespaceRefs: opts.NoCrossNamespaceRefs}); err != nil {
 			return fmt.Errorf("run operator: %w", err)
 		}
 		mopts.Handlers, mopts.NodeCache = node.Handlers(), true
@@ -251,12 +247,13 @@ func clusterRole(cfg *rest.Config, mgr manager.Manager, mapper *restmapping.Mapp
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("cluster role: %w", err)
 	}
-	st, fetcher, err := coordinator.PackageStore(opts.DataDir, cmgr.GetAPIReader(), false, deps.sandbox)
+	access := repoaccess.Policy{ClusterResourceNamespace: opts.ClusterResourceNamespace}
+	st, fetcher, err := coordinator.PackageStore(opts.DataDir, cmgr.GetAPIReader(), access, deps.sandbox)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("cluster role: %w", err)
 	}
 	coord, err := coordinator.New(coordinator.Options{
-		Config: cfg, Client: cmgr.GetClient(), Reader: cmgr.GetAPIReader(), Mapper: mapper, DataDir: opts.DataDir, Fetcher: fetcher, HookSandbox: deps.sandbox,
+		Config: cfg, Client: cmgr.GetClient(), Reader: cmgr.GetAPIReader(), Mapper: mapper, DataDir: opts.DataDir, Fetcher: fetcher, HookSandbox: deps.sandbox, RepositoryAccess: access,
 		UnsubscribeTimeout: opts.UnsubscribeTimeout,
 		Helm:               opts.Helm, Patcher: opts.Patcher, KubeEvents: opts.KubeEvents,
 		// Hooks get a kubeconfig of their own (HookCredentials), else

@@ -408,7 +408,7 @@ func (c *Controller) reconcile(ctx context.Context, req reconcile.Request) (reco
 
 // packageProblem says why the Trace's package cannot serve it now, or "".
 func (c *Controller) packageProblem(ctx context.Context, tr *gadgetv1alpha1.Trace) string {
-	gp, err := findPackage(ctx, c.opts.Client, tr)
+	gp, err := c.findPackage(ctx, tr)
 	if err != nil {
 		return err.Error()
 	}

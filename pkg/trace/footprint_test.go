@@ -60,7 +60,7 @@ func TestNodeDownloadsTheInstalledDigest(t *testing.T) {
 	t.Cleanup(srv.Close)
 
 	ctx := context.Background()
-	pr := &v1alpha1.PackageRepository{ObjectMeta: metav1.ObjectMeta{Name: "rollout-" + ns}, Spec: v1alpha1.PackageRepositorySpec{URL: srv.URL}}
+	pr := &v1alpha1.PackageRepository{ObjectMeta: metav1.ObjectMeta{Name: "rollout-" + ns}, Spec: v1alpha1.PackageRepositorySpec{URL: srv.URL, Insecure: true}}
 	if err := env.Client.Create(ctx, pr); err != nil {
 		t.Fatal(err)
 	}

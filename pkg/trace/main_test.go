@@ -135,6 +135,9 @@ type nodeOptions struct {
 	// emptyStore starts with no package in the store: the node downloads
 	// what its Traces need.
 	emptyStore bool
+	// noCrossNamespaceRefs and logger are the controller's options.
+	noCrossNamespaceRefs bool
+	logger               logr.Logger
 }
 
 // startNode starts a node controller (NodeCheck off: spec.node must be
@@ -182,6 +185,7 @@ func startNode(t testing.TB, name string, o nodeOptions) *node {
 		Recorder: mgr.GetEventRecorderFor("gadgetpm-test"), //nolint:staticcheck // the controller takes client-go's recorder
 		NodeName: name, DataDir: dir, Store: st, Hub: o.hub, Now: o.now, NodeCheck: !o.devMode,
 		OnRunStarted: o.onRun, ProgressRate: o.progressRate, ProgressInterval: o.progressInterval,
+		NoCrossNamespaceRefs: o.noCrossNamespaceRefs, Logger: o.logger,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -120,7 +120,7 @@ func (c *Controller) begin(ctx context.Context, tr *gadgetv1alpha1.Trace, op str
 	if err != nil {
 		return err
 	}
-	gp, err := findPackage(ctx, c.opts.Client, tr)
+	gp, err := c.findPackage(ctx, tr)
 	if err != nil {
 		return err
 	}

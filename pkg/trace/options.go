@@ -14,6 +14,7 @@ import (
 
 	"github.com/gadgetpm/gadgetpm/packages/archive"
 	"github.com/gadgetpm/gadgetpm/packages/pull"
+	"github.com/gadgetpm/gadgetpm/packages/repoaccess"
 	"github.com/gadgetpm/gadgetpm/packages/store"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/pkg/trace/output"
@@ -62,6 +63,13 @@ type Options struct {
 	// Helm: the node role's binary stays small).
 	Store   *store.Store
 	Fetcher Fetcher
+	// RepositoryAccess is what the default Fetcher may reach and which
+	// Secrets it may read (the cluster resource namespace).
+	RepositoryAccess repoaccess.Policy
+	// NoCrossNamespaceRefs lets spec.gadget name only a GadgetPackage in
+	// the Trace's own namespace (--no-cross-namespace-refs): "<ns>/<name>"
+	// of another namespace, or a name found only in another, is refused.
+	NoCrossNamespaceRefs bool
 	// Hub serves Stream mode; its owner stops it. Default: a hub of the
 	// controller's own, stopped when the controller stops (and served
 	// nowhere: pkg/process passes the one it mounts on its HTTP endpoint).
@@ -136,7 +144,7 @@ func (o *Options) setDefaults() (ownHub bool, err error) {
 		o.Store = st
 	}
 	if o.Fetcher == nil {
-		f, err := pull.New(pull.Options{Reader: o.APIReader, Store: o.Store})
+		f, err := pull.New(pull.Options{Reader: o.APIReader, Store: o.Store, Access: o.RepositoryAccess})
 		if err != nil {
 			return false, fmt.Errorf("create trace controller: %w", err)
 		}

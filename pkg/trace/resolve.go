@@ -2,6 +2,7 @@ package trace
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -42,12 +43,32 @@ type gadgets struct {
 	byID map[string]*loaded // guarded by mu
 }
 
-// findPackage resolves spec.gadget: "<namespace>/<name>", or "<name>" as
-// a GadgetPackage name in the Trace's namespace, then in any namespace,
-// then as a package (spec.package) name, each only when unambiguous.
-func findPackage(ctx context.Context, c client.Reader, tr *gadgetv1alpha1.Trace) (*v1alpha1.GadgetPackage, error) {
+// findPackage resolves tr's spec.gadget (resolvePackage) and, with
+// NoCrossNamespaceRefs, refuses a package of another namespace, logging
+// the refusal; the caller writes it to the Trace's status and Events.
+func (c *Controller) findPackage(ctx context.Context, tr *gadgetv1alpha1.Trace) (*v1alpha1.GadgetPackage, error) {
+	gp, err := resolvePackage(ctx, c.opts.Client, tr, c.opts.NoCrossNamespaceRefs)
+	if errors.Is(err, errCrossNamespace) {
+		c.log.Error(err, "refused a reference to a package of another namespace", "trace", tr.Namespace+"/"+tr.Name, "gadget", tr.Spec.Gadget)
+	}
+	return gp, err
+}
+
+// errCrossNamespace marks a spec.gadget refused by NoCrossNamespaceRefs.
+var errCrossNamespace = errors.New("--no-cross-namespace-refs is set: a Trace may use only a GadgetPackage of its own namespace")
+
+// resolvePackage resolves spec.gadget: "<namespace>/<name>", or "<name>"
+// as a GadgetPackage name in the Trace's namespace, then in any
+// namespace, then as a package (spec.package) name, each only when
+// unambiguous. With sameNamespace, "<name>" is looked up in the Trace's
+// namespace only, and a package of another namespace is refused
+// (errCrossNamespace) instead of used.
+func resolvePackage(ctx context.Context, c client.Reader, tr *gadgetv1alpha1.Trace, sameNamespace bool) (*v1alpha1.GadgetPackage, error) {
 	ref := tr.Spec.Gadget
 	if ns, name, ok := strings.Cut(ref, "/"); ok {
+		if sameNamespace && ns != tr.Namespace {
+			return nil, fmt.Errorf("spec.gadget %s names a GadgetPackage in namespace %s, not the Trace's namespace %s: %w; install the package in %s", ref, ns, tr.Namespace, errCrossNamespace, tr.Namespace)
+		}
 		var gp v1alpha1.GadgetPackage
 		if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &gp); err != nil {
 			return nil, fmt.Errorf("spec.gadget %s: read GadgetPackage: %w", ref, client.IgnoreNotFound(err))
@@ -58,11 +79,18 @@ func findPackage(ctx context.Context, c client.Reader, tr *gadgetv1alpha1.Trace)
 	if err := c.List(ctx, &list); err != nil {
 		return nil, fmt.Errorf("spec.gadget %s: list GadgetPackages: %w", ref, err)
 	}
-	var byName, byPackage []*v1alpha1.GadgetPackage
+	// elsewhere: what sameNamespace keeps out, to say why.
+	var byName, byPackage, elsewhere []*v1alpha1.GadgetPackage
 	for i := range list.Items {
 		gp := &list.Items[i]
 		if gp.Name == ref && gp.Namespace == tr.Namespace {
 			return gp, nil
+		}
+		if sameNamespace && gp.Namespace != tr.Namespace {
+			if gp.Name == ref || gp.Spec.Package == ref {
+				elsewhere = append(elsewhere, gp)
+			}
+			continue
 		}
 		if gp.Name == ref {
 			byName = append(byName, gp)
@@ -71,6 +99,9 @@ func findPackage(ctx context.Context, c client.Reader, tr *gadgetv1alpha1.Trace)
 			byPackage = append(byPackage, gp)
 		}
 	}
+	if len(byName)+len(byPackage) == 0 && len(elsewhere) > 0 {
+		return nil, fmt.Errorf("spec.gadget %s is found only in another namespace (%s), not in the Trace's namespace %s: %w; install the package in %s", ref, keys(elsewhere), tr.Namespace, errCrossNamespace, tr.Namespace)
+	}
 	for _, found := range [][]*v1alpha1.GadgetPackage{byName, byPackage} {
 		switch len(found) {
 		case 0:
@@ -78,14 +109,19 @@ func findPackage(ctx context.Context, c client.Reader, tr *gadgetv1alpha1.Trace)
 		case 1:
 			return found[0], nil
 		}
-		names := make([]string, len(found))
-		for i, gp := range found {
-			names[i] = gp.Namespace + "/" + gp.Name
-		}
-		sort.Strings(names)
-		return nil, fmt.Errorf("spec.gadget %s is ambiguous: it names %s; write <namespace>/<name>", ref, strings.Join(names, ", "))
+		return nil, fmt.Errorf("spec.gadget %s is ambiguous: it names %s; write <namespace>/<name>", ref, keys(found))
 	}
 	return nil, nil
+}
+
+// keys lists "<namespace>/<name>" of gps, sorted.
+func keys(gps []*v1alpha1.GadgetPackage) string {
+	names := make([]string, len(gps))
+	for i, gp := range gps {
+		names[i] = gp.Namespace + "/" + gp.Name
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
 }
 
 // packageRunning says why gp cannot serve Traces, or "" when it can.

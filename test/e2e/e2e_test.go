@@ -404,6 +404,7 @@ metadata:
   name: e2e
 spec:
   url: %s
+  insecure: true
   interval: 1m
 `, repoURL))
 	for _, name := range []string{"trace-exec", "hook-demo", "e2e-incluster"} {

@@ -440,8 +440,11 @@ func setEnabled(t *testing.T, ns, name string, on bool) {
 	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &gp); err != nil {
 		t.Fatal(err)
 	}
+	// A merge patch, as kubectl patch sends: the operator writes the
+	// package's status and metadata meanwhile, so an Update could conflict.
+	base := gp.DeepCopy()
 	gp.Spec.Enabled = &on
-	if err := env.Client.Update(context.Background(), &gp); err != nil {
+	if err := env.Client.Patch(context.Background(), &gp, client.MergeFrom(base)); err != nil {
 		t.Fatal(err)
 	}
 }

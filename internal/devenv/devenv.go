@@ -30,6 +30,7 @@ import (
 	"github.com/gadgetpm/gadgetpm/pkg/apis"
 	gadgetpmv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/pkg/hooks/sandbox"
+	"github.com/gadgetpm/gadgetpm/pkg/noderole"
 	"github.com/gadgetpm/gadgetpm/pkg/process"
 )
 
@@ -98,6 +99,9 @@ type Options struct {
 	// default off.
 	HookSandbox sandbox.Mode
 	HookUser    sandbox.User
+	// Stream is the operator's listener of Stream-mode Traces
+	// (process.Options); its zero value serves none.
+	Stream noderole.StreamOptions
 	// Command is the gadgetpm binary named in the commands printed for
 	// the user to try, so they work as printed whatever PATH holds; the
 	// caller passes its own os.Executable(). Default "gadgetpm".
@@ -325,6 +329,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 			NodeCheck:          false,
 			HookServiceAccount: opts.HookServiceAccount,
 			HookTokenExpiry:    opts.HookTokenExpiry,
+			Stream:             opts.Stream,
 		})
 	}()
 	opStopped := false

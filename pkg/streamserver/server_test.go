@@ -216,19 +216,7 @@ func TestSelfSignedCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
-	addr, err := srv.Addr(testContext(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	addr := streamservertest.Start(t, srv)
 	// plain HTTP is not served
 	if resp, err := http.Get("http://" + addr + "/traces/a/b"); err == nil {
 		body, _ := io.ReadAll(resp.Body)

@@ -102,6 +102,15 @@ func Serve(t testing.TB, admin *rest.Config, handler http.Handler, opts streamse
 	if err != nil {
 		t.Fatal(err)
 	}
+	c := Client(roots)
+	t.Cleanup(c.CloseIdleConnections)
+	return "https://" + Start(t, srv), c
+}
+
+// Start runs srv until the test ends, checks that it stops without an
+// error, and returns its address once it listens.
+func Start(t testing.TB, srv *streamserver.Server) string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Start(ctx) }()
@@ -117,9 +126,7 @@ func Serve(t testing.TB, admin *rest.Config, handler http.Handler, opts streamse
 	if err != nil || addr == "" {
 		t.Fatalf("stream server did not listen: %q, %v", addr, err)
 	}
-	c := Client(roots)
-	t.Cleanup(c.CloseIdleConnections)
-	return "https://" + addr, c
+	return addr
 }
 
 // Get sends GET url with token as bearer token ("" sends none).

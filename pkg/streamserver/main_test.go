@@ -3,9 +3,16 @@ package streamserver_test
 import (
 	"testing"
 
+	"github.com/go-logr/logr"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
 	"github.com/gadgetpm/gadgetpm/internal/testenv"
 )
 
 var env *testenv.Env
 
-func TestMain(m *testing.M) { testenv.Main(m, &env) }
+func TestMain(m *testing.M) {
+	// the certificate watcher logs through controller-runtime's logger
+	ctrllog.SetLogger(logr.Discard())
+	testenv.Main(m, &env)
+}

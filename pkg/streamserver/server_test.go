@@ -89,10 +89,11 @@ func TestTenantsStreams(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer resp.Body.Close()
-			body, _ := io.ReadAll(resp.Body)
 			if resp.StatusCode != tc.status {
-				t.Fatalf("GET %s: %s %q, want %d", tc.url, resp.Status, body, tc.status)
+				// a stream's body would not end: no body here
+				t.Fatalf("GET %s: %s, want %d", tc.url, resp.Status, tc.status)
 			}
+			body, _ := io.ReadAll(resp.Body)
 			for _, want := range tc.body {
 				if !strings.Contains(string(body), want) {
 					t.Errorf("body %q lacks %q", body, want)

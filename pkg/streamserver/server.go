@@ -200,6 +200,7 @@ func (s *Server) Start(ctx context.Context) error {
 		Handler:           s.handler,
 		TLSConfig:         s.tlsCfg,
 		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
 		// HTTP/1.1 only: a stream is one long response, and HTTP/2's
 		// stream multiplexing would let one connection hold many
 		// clients.

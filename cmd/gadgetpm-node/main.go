@@ -1,6 +1,6 @@
 // Command gadgetpm-node runs the node role of gadgetpm alone: the Trace
 // controller for the Traces whose spec.node is its node, the Stream-mode
-// outputs on the metrics endpoint, health and readiness probes, the
+// outputs on their TLS listener, metrics, health and readiness probes, the
 // node's dump on the debug socket. It is
 // `gadgetpm operator --role=node` in a binary that links neither the
 // coordinator nor Helm releases, for the node DaemonSet's image; its
@@ -39,8 +39,9 @@ func newCommand(stdout, stderr io.Writer, setLogger func(logr.Logger)) *cobra.Co
 		Use:   "gadgetpm-node",
 		Short: "Run gadgetpm's node role: the Traces of one node",
 		Long: `Run gadgetpm's node role for --node-name: the Traces whose spec.node is
-this node, their Stream-mode outputs on the metrics endpoint
-(/traces/<namespace>/<name>), /healthz and /readyz, and the node's dump
+this node, their Stream-mode outputs over TLS on --stream-bind-address
+(/traces/<namespace>/<name>, to readers whose bearer token may get the
+Trace), Prometheus metrics, /healthz and /readyz, and the node's dump
 (its name and gadget runs) on --debug-socket: read it with 'gadgetpm
 dump --socket'. It never uses the cluster role's Lease and runs no hooks
 and no Helm releases: it is 'gadgetpm operator --role=node' in a smaller
@@ -62,6 +63,9 @@ in-cluster service account.`,
 			if err := cmdline.CheckLogFormat(n.LogFormat); err != nil {
 				return err
 			}
+			if err := cmdline.CheckStream(n.Stream); err != nil {
+				return err
+			}
 			log, err := cmdline.NewLogger(cmd.ErrOrStderr(), n.LogFormat, n.Verbosity)
 			if err != nil {
 				return err
@@ -78,7 +82,7 @@ in-cluster service account.`,
 			logger := log.WithName("gadgetpm")
 			return noderole.Run(ctx, cfg, noderole.RunOptions{
 				Options: noderole.Options{NodeName: n.NodeName, DataDir: n.DataDir, FileOutputDir: n.FileOutputDir,
-					NodeCheck: n.NodeCheck, Logger: logger,
+					NodeCheck: n.NodeCheck, Stream: n.Stream, Logger: logger,
 					ClusterResourceNamespace: n.References.ClusterResourceNamespace, NoCrossNamespaceRefs: n.References.NoCrossNamespaceRefs},
 				Manager: noderole.ManagerOptions{Namespaces: n.Namespaces, MetricsAddr: n.MetricsAddr, ProbeAddr: n.ProbeAddr,
 					QPS: n.QPS, Burst: n.Burst, ShutdownTimeout: n.StopGrace + 20*time.Second, Logger: logger},

@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -32,6 +35,7 @@ import (
 	gadgetpmv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/pkg/debugserver"
 	"github.com/gadgetpm/gadgetpm/pkg/noderole/noderoletest"
+	"github.com/gadgetpm/gadgetpm/pkg/streamserver/streamservertest"
 )
 
 var env *testenv.Env
@@ -52,6 +56,7 @@ func TestNodeBinaryRefusesBadFlags(t *testing.T) {
 		{nil, "--node-name"},
 		{[]string{"--node-name", "n", "--log-format", "xml"}, `--log-format "xml"`},
 		{[]string{"--node-name", "n", "--debug-socket", "/tmp/sock/"}, "socket path /tmp/sock/ names a directory"},
+		{[]string{"--node-name", "n", "--stream-max-clients", "0"}, "--stream-max-clients 0: want at least 1"},
 	} {
 		var out bytes.Buffer
 		cmd := newCommand(&out, &out, ctrl.SetLogger)
@@ -77,7 +82,7 @@ func startNode(t *testing.T, ns, node string) *nodeProc {
 	p := &nodeProc{socket: filepath.Join(t.TempDir(), "debug.sock"), done: make(chan error, 1)}
 	cmd := newCommand(&p.out, &p.out, ctrl.SetLogger)
 	cmd.SetArgs([]string{"--kubeconfig", env.WriteKubeconfig(t), "--node-name", node, "--node-check=false",
-		"--namespaces", ns, "--data-dir", t.TempDir(), "--metrics-bind-address", "0", "--health-probe-bind-address", "0",
+		"--namespaces", ns, "--data-dir", t.TempDir(), "--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--stream-bind-address", "127.0.0.1:0",
 		"--debug-socket", p.socket})
 	var ctx context.Context
 	ctx, p.cancel = context.WithCancel(context.Background())
@@ -156,7 +161,40 @@ func TestNodeBinaryRunsTheNodeRole(t *testing.T) {
 	if d.Node != "node-a" || len(d.Packages) != 0 || len(d.Gadgets) != 0 {
 		t.Errorf("the node's dump: want node node-a with no packages and no gadget runs, got:\n%s", body)
 	}
+	p.requireStreamAuth(t, ns)
 	p.stop(t)
+}
+
+// requireStreamAuth finds the stream listener in the node's log and
+// checks that it serves TLS and asks for a token: 401 without one, and
+// with a reader's token the hub's answer (no run of the Trace).
+func (p *nodeProc) requireStreamAuth(t *testing.T, ns string) {
+	t.Helper()
+	re := regexp.MustCompile(`"serving trace streams over TLS".*"address":"([^"]+)"`)
+	addr := eventually.Value(t, 30*time.Second, "the stream listener's address in the log", func() (string, error) {
+		m := re.FindStringSubmatch(p.out.String())
+		if m == nil {
+			return "", errors.New("not logged yet")
+		}
+		return m[1], nil
+	})
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // the node's certificate is self-signed without --stream-cert-dir
+	defer c.CloseIdleConnections()
+	url := "https://" + addr + "/traces/" + ns + "/nothing"
+	for _, tc := range []struct {
+		token  string
+		status int
+	}{{"", http.StatusUnauthorized}, {streamservertest.Reader(t, env.Config, ns, "reader"), http.StatusNotFound}} {
+		resp, err := streamservertest.Get(context.Background(), c, url, tc.token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status {
+			t.Errorf("GET %s (token %v): %s %q, want %d", url, tc.token != "", resp.Status, body, tc.status)
+		}
+	}
 }
 
 // The node's dump lists the gadget runs loaded on the node with the

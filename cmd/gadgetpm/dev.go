@@ -64,11 +64,17 @@ run starts from an empty cluster.`,
   # then, in another terminal
   export KUBECONFIG=$PWD/hack/dev/kubeconfig
   kubectl get gadgetpackages -A
-  bin/gadgetpm dump --socket hack/dev/debug.sock`,
+  bin/gadgetpm dump --socket hack/dev/debug.sock
+
+  # serve Stream-mode Traces over TLS too (docs/trace-outputs.md, "Stream")
+  bin/gadgetpm dev --package trace-exec --stream-bind-address 127.0.0.1:8443`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := cmd.OutOrStdout()
 			if err := cmdline.CheckLogFormat(*logFormat); err != nil {
+				return err
+			}
+			if err := cmdline.CheckStream(opts.Stream); err != nil {
 				return err
 			}
 			root, err := devenv.FindRoot(firstNonEmpty(opts.Root, "."))
@@ -115,6 +121,9 @@ run starts from an empty cluster.`,
 	f.StringVar(&logFile, "log-file", "", "file for the operator's log, - for stderr (default <dir>/operator.log)")
 	hookSandboxFlags(cmd, &opts.HookSandbox, &opts.HookUser, sandbox.Auto)
 	cmdline.ReferenceFlags(cmd, &opts.References)
+	// Off by default: a fixed port would clash with an operator on this
+	// machine.
+	cmdline.StreamFlags(cmd, &opts.Stream, "0")
 	logFormat = cmdline.LogFlags(cmd, cmdline.FormatText)
 	return cmd
 }

@@ -42,7 +42,9 @@ while another holds the Lease and has renewed it within its duration.
 
 It serves Prometheus metrics on --metrics-bind-address, /healthz and
 /readyz on --health-probe-bind-address, and its state on the debug socket
-(read it with 'gadgetpm dump'). SIGTERM or SIGINT stops the services in
+(read it with 'gadgetpm dump'). The node role serves Stream-mode Traces
+over TLS on --stream-bind-address, to readers whose bearer token may get
+the Trace (docs/traces.md). SIGTERM or SIGINT stops the services in
 order (drift monitors, kube events, cron, event handler, queues; running
 tasks get --stop-grace), then releases the Lease, and exits 0. A cluster
 role that loses the Lease (not renewed within
@@ -81,6 +83,9 @@ in-cluster service account.`,
 			if err := cmdline.CheckLogFormat(node.LogFormat); err != nil {
 				return err
 			}
+			if err := cmdline.CheckStream(node.Stream); err != nil {
+				return err
+			}
 			opts.Role, opts.NodeName = process.Role(role), node.NodeName
 			if err := opts.Check(); err != nil {
 				return err
@@ -99,6 +104,7 @@ in-cluster service account.`,
 			opts.MetricsAddr, opts.ProbeAddr, opts.NodeCheck, opts.FileOutputDir = node.MetricsAddr, node.ProbeAddr, node.NodeCheck, node.FileOutputDir
 			opts.DebugSocket, opts.StopGrace = node.DebugSocket, node.StopGrace
 			opts.ClusterResourceNamespace, opts.NoCrossNamespaceRefs = node.References.ClusterResourceNamespace, node.References.NoCrossNamespaceRefs
+			opts.Stream = node.Stream
 			opts.Manager = coordinator.ClientOptions{QPS: node.QPS, Burst: node.Burst}
 			return process.Run(ctrl.SetupSignalHandler(), cfg, opts)
 		},

@@ -3,6 +3,7 @@ package chartcheck_test
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -24,8 +25,13 @@ import (
 // way the chart is installed by Helm. No kubelet runs in the test control
 // plane, so neither workload becomes ready: the install must apply every
 // object and then fail naming what it waited for.
+//
+// The user ClusterRoles have fixed names, so one release in the control
+// plane holds them: unless values set rbac.userRoles, install leaves
+// them out.
 func install(t *testing.T, ns, name string, values map[string]any) (*nelm.Service, nelm.Package) {
 	t.Helper()
+	values = withoutUserRoles(values)
 	s, err := nelm.New(env.Config, nelm.Options{Timeout: 3 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -43,6 +49,26 @@ func install(t *testing.T, ns, name string, values map[string]any) (*nelm.Servic
 		t.Fatalf("install error %q names neither workload as not ready", err)
 	}
 	return s, pkg
+}
+
+// withoutUserRoles returns values with rbac.userRoles.create false,
+// unless values set rbac.userRoles.
+func withoutUserRoles(values map[string]any) map[string]any {
+	out := maps.Clone(values)
+	if out == nil {
+		out = map[string]any{}
+	}
+	rbac, _ := out["rbac"].(map[string]any)
+	if _, set := rbac["userRoles"]; set {
+		return out
+	}
+	rbac = maps.Clone(rbac)
+	if rbac == nil {
+		rbac = map[string]any{}
+	}
+	rbac["userRoles"] = map[string]any{"create": false}
+	out["rbac"] = rbac
+	return out
 }
 
 // can asks the API server's authorizer whether the ServiceAccount may do

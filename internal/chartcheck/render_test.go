@@ -198,6 +198,8 @@ var nodeNeeds = []need{
 	{"", "namespaces", "watch"},
 	{"", "events", "create"},
 	{"events.k8s.io", "events", "patch"},
+	{"authentication.k8s.io", "tokenreviews", "create"},        // readers of Stream-mode Traces: who they are
+	{"authorization.k8s.io", "subjectaccessreviews", "create"}, // and whether they may get the Trace
 }
 
 // nodeRefused are what the node role must never do.
@@ -279,9 +281,9 @@ func checkBinding(t *testing.T, kind string, ref rbacv1.RoleRef, subjects []rbac
 
 func TestRenderDefaults(t *testing.T) {
 	o := mustRender(t, "gadgetpm", nil)
-	if len(o.sa) != 3 || len(o.cr) != 3 || len(o.crb) != 3 || len(o.role) != 2 || len(o.rb) != 2 || len(o.deploy) != 1 || len(o.ds) != 1 || len(o.pdb) != 1 || len(o.svc) != 1 {
+	if len(o.sa) != 3 || len(o.cr) != 6 || len(o.crb) != 3 || len(o.role) != 2 || len(o.rb) != 2 || len(o.deploy) != 1 || len(o.ds) != 1 || len(o.pdb) != 1 || len(o.svc) != 1 {
 		t.Fatalf("rendered %d ServiceAccount, %d ClusterRole, %d ClusterRoleBinding, %d Role, %d RoleBinding, %d Deployment, %d DaemonSet, %d PodDisruptionBudget, %d Service; "+
-			"want 3, 3, 3, 2, 2, 1, 1, 1, 1 (cluster role, node role, hooks)",
+			"want 3, 6, 3, 2, 2, 1, 1, 1, 1 (cluster role, node role, hooks; and the three user roles)",
 			len(o.sa), len(o.cr), len(o.crb), len(o.role), len(o.rb), len(o.deploy), len(o.ds), len(o.pdb), len(o.svc))
 	}
 	clusterSA, nodeSA, hooksSA := named(t, o.sa, "gadgetpm-cluster"), named(t, o.sa, "gadgetpm-node"), named(t, o.sa, "gadgetpm-hooks")
@@ -615,6 +617,9 @@ func checkNodeWorkload(t *testing.T, o *objects, sa string) {
 	}
 	c := spec.Containers[0]
 	checkContainerCommon(t, "node role", c)
+	if !slices.ContainsFunc(c.Ports, func(p corev1.ContainerPort) bool { return p.Name == "stream" && p.ContainerPort == 8443 }) {
+		t.Errorf("node role ports %+v lack the stream listener's, stream 8443", c.Ports)
+	}
 	sc := c.SecurityContext
 	if sc == nil || sc.Capabilities == nil {
 		t.Fatalf("node role container securityContext %+v, want named capabilities", sc)
@@ -638,7 +643,8 @@ func checkNodeWorkload(t *testing.T, o *objects, sa string) {
 		t.Errorf("gadgetpm-node refuses the node role's args %q: %v", c.Args, err)
 	}
 	for _, want := range []string{"--node-name=$(NODE_NAME)", "--data-dir=/var/lib/gadgetpm", "--debug-socket=/run/gadgetpm/debug.sock",
-		"--metrics-bind-address=:8080", "--health-probe-bind-address=:8081", "--kube-api-qps=20", "--v=0"} {
+		"--metrics-bind-address=:8080", "--health-probe-bind-address=:8081", "--kube-api-qps=20", "--v=0",
+		"--stream-bind-address=:8443", "--stream-max-clients-per-trace=4", "--stream-max-clients=64"} {
 		if !slices.Contains(argv, want) {
 			t.Errorf("node role command line %q lacks %q", argv, want)
 		}
@@ -935,6 +941,38 @@ func TestRenderVariants(t *testing.T) {
 			},
 		},
 		{
+			name:   "stream certificate from a Secret",
+			values: map[string]any{"node": map[string]any{"stream": map[string]any{"certSecret": "stream-tls", "port": 9443, "maxClientsPerTrace": 2, "maxClients": 10}}},
+			check: func(t *testing.T, o *objects) {
+				spec := o.ds[0].Spec.Template.Spec
+				c := spec.Containers[0]
+				argv := args(c)
+				for _, want := range []string{"--stream-bind-address=:9443", "--stream-cert-dir=/etc/gadgetpm/stream-tls", "--stream-max-clients-per-trace=2", "--stream-max-clients=10"} {
+					if !slices.Contains(argv, want) {
+						t.Errorf("node role command line %q lacks %q", argv, want)
+					}
+				}
+				if v := volumesByMount(spec, c)["/etc/gadgetpm/stream-tls"]; v.Secret == nil || v.Secret.SecretName != "stream-tls" {
+					t.Errorf("/etc/gadgetpm/stream-tls mounts %+v, want Secret stream-tls", v)
+				}
+			},
+		},
+		{
+			name:   "no stream",
+			values: map[string]any{"node": map[string]any{"stream": map[string]any{"enabled": false}}},
+			check: func(t *testing.T, o *objects) {
+				c := o.ds[0].Spec.Template.Spec.Containers[0]
+				if argv := args(c); !slices.Contains(argv, "--stream-bind-address=0") || hasFlag(argv, "--stream-cert-dir") {
+					t.Errorf("node.stream.enabled=false: command line %q, want --stream-bind-address=0", argv)
+				}
+				for _, p := range c.Ports {
+					if p.Name == "stream" {
+						t.Errorf("node.stream.enabled=false still exposes port %+v", p)
+					}
+				}
+			},
+		},
+		{
 			name:   "no RBAC",
 			values: map[string]any{"rbac": map[string]any{"create": false}},
 			check: func(t *testing.T, o *objects) {
@@ -993,6 +1031,8 @@ func TestRenderRefusesBadValues(t *testing.T) {
 		{"pull policy", map[string]any{"image": map[string]any{"pullPolicy": "Sometimes"}}, []string{"pullPolicy"}},
 		{"port out of range", map[string]any{"metrics": map[string]any{"port": 70000}}, []string{"metrics", "port"}},
 		{"same port twice", map[string]any{"probes": map[string]any{"port": 8080}}, []string{"metrics.port and probes.port are both 8080"}},
+		{"stream on the metrics port", map[string]any{"node": map[string]any{"stream": map[string]any{"port": 8080}}}, []string{"node.stream.port and metrics.port are both 8080"}},
+		{"no stream client", map[string]any{"node": map[string]any{"stream": map[string]any{"maxClients": 0}}}, []string{"maxClients"}},
 		{"negative QPS", map[string]any{"operator": map[string]any{"clients": map[string]any{"helm": map[string]any{"qps": -1, "burst": 1}}}}, []string{"helm", "qps"}},
 		{"relative data dir", map[string]any{"node": map[string]any{"dataDir": map[string]any{"hostPath": "gadgetpm"}}}, []string{"hostPath"}},
 		{"stop grace not a duration", map[string]any{"operator": map[string]any{"stopGrace": "30 seconds"}}, []string{"stopGrace"}},

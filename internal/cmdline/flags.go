@@ -10,6 +10,9 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/gadgetpm/gadgetpm/pkg/debugserver"
+	"github.com/gadgetpm/gadgetpm/pkg/noderole"
+	"github.com/gadgetpm/gadgetpm/pkg/streamserver"
+	"github.com/gadgetpm/gadgetpm/pkg/trace/output"
 )
 
 // NodeFlags are the node role's flags: `gadgetpm operator` and
@@ -23,6 +26,8 @@ type NodeFlags struct {
 	ProbeAddr     string
 	NodeCheck     bool
 	FileOutputDir string
+	// Stream is the listener of Stream-mode Traces (--stream-*).
+	Stream noderole.StreamOptions
 	// QPS and Burst of the controller manager's client (--kube-api-qps,
 	// --kube-api-burst).
 	QPS   float32
@@ -76,12 +81,40 @@ func AddNodeFlags(cmd *cobra.Command, n *NodeFlags) {
 	f.StringVar(&n.ProbeAddr, "health-probe-bind-address", ":8081", `address of /healthz and /readyz ("0" disables them)`)
 	f.BoolVar(&n.NodeCheck, "node-check", true, "require a Trace's spec.node to name an existing Node; with --node-check=false spec.node must equal --node-name (a cluster without Node objects)")
 	f.StringVar(&n.FileOutputDir, "trace-output-dir", "", "directory where Traces with outputMode File write their JSON lines; default <data-dir>/traces")
+	StreamFlags(cmd, &n.Stream, streamserver.DefaultBindAddress)
 	ClientFlags(cmd, "kube-api", "the controller manager's client", &n.QPS, &n.Burst, 20, 30)
 	f.IntVarP(&n.Verbosity, "v", "v", 0, "log verbosity: 0 info, 1 debug (Helm's output, every patch), 2 and more trace")
 	f.StringVar(&n.LogFormat, "log-format", FormatJSON, logFormatUsage)
 	f.StringVar(&n.DebugSocket, "debug-socket", debugserver.DefaultSocket, `unix socket of the debug server ("-" disables it)`)
 	f.DurationVar(&n.StopGrace, "stop-grace", 30*time.Second, "how long running tasks may take on shutdown before they are cancelled (the node role's stop of its gadget runs gets it plus 20s)")
 	ReferenceFlags(cmd, &n.References)
+}
+
+// StreamFlags registers the --stream-* flags of s, with defAddr the
+// default listener address.
+func StreamFlags(cmd *cobra.Command, s *noderole.StreamOptions, defAddr string) {
+	f := cmd.Flags()
+	f.StringVar(&s.BindAddress, "stream-bind-address", defAddr, "address of the TLS listener serving Stream-mode Traces at "+noderole.TracesPath+
+		`<namespace>/<name>, to readers whose bearer token (TokenReview) may get that Trace (SubjectAccessReview); "0" disables it`)
+	f.StringVar(&s.CertDir, "stream-cert-dir", "", "directory holding "+streamserver.CertFile+" and "+streamserver.KeyFile+
+		" (PEM, such as a mounted kubernetes.io/tls Secret; re-read when they change) for the stream listener; default a self-signed certificate generated at start, which clients cannot verify")
+	f.IntVar(&s.MaxClientsPerTrace, "stream-max-clients-per-trace", output.DefaultHubMaxClientsPerTrace,
+		"how many readers one Trace's stream serves at once; one more gets 429 Too Many Requests")
+	f.IntVar(&s.MaxClients, "stream-max-clients", output.DefaultHubMaxClients,
+		"how many stream readers this process serves at once, all Traces together; one more gets 429 Too Many Requests")
+}
+
+// CheckStream refuses a cap of the --stream-* flags below 1.
+func CheckStream(s noderole.StreamOptions) error {
+	for _, c := range []struct {
+		flag string
+		v    int
+	}{{"--stream-max-clients-per-trace", s.MaxClientsPerTrace}, {"--stream-max-clients", s.MaxClients}} {
+		if c.v < 1 {
+			return fmt.Errorf("%s %d: want at least 1 (the readers served at once)", c.flag, c.v)
+		}
+	}
+	return nil
 }
 
 // ClientFlags registers --<prefix>-qps and --<prefix>-burst, the rate

@@ -31,6 +31,7 @@ import (
 	"github.com/gadgetpm/gadgetpm/pkg/apis"
 	gadgetpmv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/pkg/hooks/sandbox"
+	"github.com/gadgetpm/gadgetpm/pkg/noderole"
 	"github.com/gadgetpm/gadgetpm/pkg/process"
 	"github.com/gadgetpm/gadgetpm/pkg/trace"
 )
@@ -105,6 +106,9 @@ type Options struct {
 	// References are the operator's --cluster-resource-namespace and
 	// --no-cross-namespace-refs (process.Options).
 	References cmdline.References
+	// Stream is the operator's listener of Stream-mode Traces
+	// (process.Options); its zero value serves none.
+	Stream noderole.StreamOptions
 	// Command is the gadgetpm binary named in the commands printed for
 	// the user to try, so they work as printed whatever PATH holds; the
 	// caller passes its own os.Executable(). Default "gadgetpm".
@@ -337,6 +341,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 
 			// packages without spec.serviceAccountName act as it
 			DefaultServiceAccount: opts.DefaultServiceAccount,
+			Stream:                opts.Stream,
 		})
 	}()
 	opStopped := false

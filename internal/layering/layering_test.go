@@ -96,13 +96,13 @@ var rules = []rule{
 	},
 	{
 		why:  "the node role runs on every node, so what it links every node pays for in memory (docs/benchmarks.md): it gets package archives through packages/pull and links neither the Helm SDK nor the cluster role's package handling (nor does the debug server it serves the node's dump with)",
-		from: []string{"pkg/trace/...", "packages/pull/...", "pkg/noderole/...", "cmd/gadgetpm-node/...", "pkg/debugserver/...", "pkg/dump/..."},
+		from: []string{"pkg/trace/...", "packages/pull/...", "pkg/noderole/...", "pkg/streamserver/...", "cmd/gadgetpm-node/...", "pkg/debugserver/...", "pkg/dump/..."},
 		to: []string{"helm.sh/...", "pkg/nelm/...", "pkg/hooks/...", "packages/loader/...", "packages/fetch/...", "packages/chartrepo/...",
 			"packages/packagerepository/...", "packages/manager/...", "packages/hookhost/...", "pkg/coordinator/..."},
 	},
 	{
 		why:  "the node role runs on every node and never links the cluster role (coordinator, process runner, Helm releases and actions, package manager, hook host), so a node binary need not",
-		from: []string{"pkg/noderole/...", "internal/cmdline/...", "cmd/gadgetpm-node"},
+		from: []string{"pkg/noderole/...", "pkg/streamserver/...", "internal/cmdline/...", "cmd/gadgetpm-node"},
 		to:   []string{"pkg/coordinator/...", "pkg/process/...", "pkg/nelm/...", "helm.sh/helm/v3/pkg/action", "packages/manager/...", "packages/hookhost/...", "pkg/objectpatch/...", "cmd/..."},
 	},
 	{
@@ -130,8 +130,8 @@ var rules = []rule{
 	{
 		why:    "test support never reaches a production binary",
 		from:   []string{"..."},
-		except: []string{"internal/testenv", "internal/testlog", "internal/testroot", "internal/layering", "internal/bundled", "internal/chartcheck", "packages/packagetest", "pkg/gadget/gadgettest", "pkg/nelm/nelmtest", "pkg/noderole/noderoletest"},
-		to:     []string{"internal/testenv", "internal/testlog", "internal/testroot", "packages/packagetest", "pkg/gadget/gadgettest", "pkg/nelm/nelmtest", "pkg/noderole/noderoletest"},
+		except: []string{"internal/testenv", "internal/testlog", "internal/testroot", "internal/layering", "internal/bundled", "internal/chartcheck", "packages/packagetest", "pkg/gadget/gadgettest", "pkg/nelm/nelmtest", "pkg/noderole/noderoletest", "pkg/streamserver/streamservertest"},
+		to:     []string{"internal/testenv", "internal/testlog", "internal/testroot", "packages/packagetest", "pkg/gadget/gadgettest", "pkg/nelm/nelmtest", "pkg/noderole/noderoletest", "pkg/streamserver/streamservertest"},
 	},
 }
 

@@ -80,7 +80,7 @@ func BenchmarkFiftyPackages(b *testing.B) {
 	bin := buildBinary(b)
 	metricsAddr := freePort(b)
 	proc := startProcess(b, bin, "operator", "--kubeconfig", env.WriteKubeconfig(b), "--node-name", "bench",
-		"--data-dir", b.TempDir(), "--debug-socket", "-", "--metrics-bind-address", metricsAddr, "--health-probe-bind-address", "0",
+		"--data-dir", b.TempDir(), "--debug-socket", "-", "--metrics-bind-address", metricsAddr, "--health-probe-bind-address", "0", "--stream-bind-address", "127.0.0.1:0",
 		"--helm-qps", strconv.Itoa(qps), "--helm-burst", strconv.Itoa(burst))
 
 	var charts []string

@@ -102,7 +102,7 @@ func TestProcessKilledDuringHelmUpgradeConvergesAfterRestart(t *testing.T) {
 	kc := env.WriteKubeconfig(t)
 	dataDir := t.TempDir()
 	common := []string{"operator", "--kubeconfig", kc, "--node-name", "test-node", "--data-dir", dataDir,
-		"--debug-socket", "-", "--metrics-bind-address", "0", "--namespaces", ns, "--leader-election-namespace", ns}
+		"--debug-socket", "-", "--metrics-bind-address", "0", "--stream-bind-address", "127.0.0.1:0", "--namespaces", ns, "--leader-election-namespace", ns}
 
 	first := startProcess(t, bin, append(common, "--helm-qps", "5", "--helm-burst", "5", "--health-probe-bind-address", "0", "--leader-elect=false")...)
 	eventually.True(t, 90*time.Second, "the release to go pending", func() bool { return pendingRelease(t, ns) })
@@ -202,7 +202,7 @@ func TestProcessLogsHookOutput(t *testing.T) {
 			createRepo(t, "talk-"+ns, repoDir)
 			createPackage(t, ns, "talker", "talk-"+ns)
 			p := startProcess(t, bin, "operator", "--kubeconfig", kc, "--node-name", "test-node", "--data-dir", t.TempDir(),
-				"--debug-socket", "-", "--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--namespaces", ns,
+				"--debug-socket", "-", "--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--stream-bind-address", "127.0.0.1:0", "--namespaces", ns,
 				"--leader-election-namespace", ns, "--log-format", tc.format)
 			waitFor(t, ns, "talker", "Running", running)
 			got := eventually.Value(t, 30*time.Second, fmt.Sprintf("log line %q in the %s log", said, tc.format), func() (map[string]any, error) {

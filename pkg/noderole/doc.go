@@ -1,6 +1,6 @@
 // Package noderole wires the node role of the operator: the Trace
-// controller for the Traces whose spec.node is this node, the hub that
-// serves Stream-mode outputs on the metrics endpoint, and the controller
+// controller for the Traces whose spec.node is this node, the hub of
+// Stream-mode outputs and its TLS listener (pkg/streamserver), and the controller
 // manager they run in (scheme, REST mapper, metrics, health and readiness
 // probes), and the node's part of the dump (DebugSource: its name and
 // gadget runs). Run is the whole node-role process (cmd/gadgetpm-node),

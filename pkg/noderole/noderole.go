@@ -26,12 +26,13 @@ import (
 	"github.com/gadgetpm/gadgetpm/pkg/apis"
 	"github.com/gadgetpm/gadgetpm/pkg/debugserver"
 	"github.com/gadgetpm/gadgetpm/pkg/restmapping"
+	"github.com/gadgetpm/gadgetpm/pkg/streamserver"
 	"github.com/gadgetpm/gadgetpm/pkg/trace"
 	"github.com/gadgetpm/gadgetpm/pkg/trace/output"
 )
 
-// TracesPath is where the metrics endpoint serves Stream-mode Traces:
-// GET <TracesPath><namespace>/<name>.
+// TracesPath is where the stream listener (StreamOptions) serves
+// Stream-mode Traces: GET <TracesPath><namespace>/<name>.
 const TracesPath = "/traces/"
 
 // Scheme holds the Kubernetes built-in types and gadgetpm's.
@@ -155,6 +156,8 @@ type Options struct {
 	// NoCrossNamespaceRefs lets a Trace's spec.gadget name only a
 	// GadgetPackage in the Trace's own namespace.
 	NoCrossNamespaceRefs bool
+	// Stream configures the listener of Stream-mode Traces.
+	Stream StreamOptions
 	// Logger of the node role; the Trace controller logs as its "trace".
 	Logger logr.Logger
 }
@@ -171,14 +174,31 @@ func Namespace() string {
 	return "default"
 }
 
+// StreamOptions configure how the node serves Stream-mode Traces: over
+// TLS, to readers allowed to get the Trace (pkg/streamserver), a bounded
+// number at a time (output.HubOptions).
+type StreamOptions struct {
+	// BindAddress of the TLS listener (--stream-bind-address, whose
+	// default is streamserver.DefaultBindAddress); empty or "0" serves
+	// no stream.
+	BindAddress string
+	// CertDir holds tls.crt and tls.key (--stream-cert-dir); empty: a
+	// self-signed certificate generated at start.
+	CertDir string
+	// MaxClientsPerTrace (--stream-max-clients-per-trace) and MaxClients
+	// (--stream-max-clients) cap the clients served at once; 0 means
+	// output.DefaultHubMaxClientsPerTrace and DefaultHubMaxClients.
+	MaxClientsPerTrace, MaxClients int
+}
+
 // ErrNodeName is returned when the node name is missing.
 var ErrNodeName = errors.New("the node role needs the node name (--node-name, or NODE_NAME from the downward API)")
 
-// Node is the node role: create it with New, pass Handlers to the
-// manager's metrics endpoint, then SetupWithManager.
+// Node is the node role: create it with New, then SetupWithManager.
 type Node struct {
 	opts    Options
 	hub     *output.Hub
+	stream  *streamserver.Server // nil without Stream.BindAddress
 	tc      *trace.Controller
 	store   *store.Store
 	fetcher trace.Fetcher
@@ -192,7 +212,12 @@ func New(opts Options) (*Node, error) {
 	if opts.ClusterResourceNamespace == "" {
 		opts.ClusterResourceNamespace = Namespace()
 	}
-	return &Node{opts: opts, hub: output.NewHub(output.HubOptions{})}, nil
+	hub := output.NewHub(output.HubOptions{MaxClientsPerTrace: opts.Stream.MaxClientsPerTrace, MaxClients: opts.Stream.MaxClients,
+		Logger: opts.Logger.WithName("stream")})
+	// The Handler's prefix is the path a run's status names, served or
+	// not.
+	hub.Handler(TracesPath)
+	return &Node{opts: opts, hub: hub}, nil
 }
 
 // SetStore shares the cluster role's package store and fetcher (one
@@ -202,14 +227,8 @@ func (n *Node) SetStore(st *store.Store, f trace.Fetcher) {
 	n.store, n.fetcher = st, f
 }
 
-// Handlers are the paths the node role serves on the metrics endpoint:
-// the Stream-mode Trace outputs.
-func (n *Node) Handlers() map[string]http.Handler {
-	return map[string]http.Handler{TracesPath: n.hub.Handler(TracesPath)}
-}
-
-// SetupWithManager adds the Trace controller and the hub's stopper to
-// mgr. None of them needs leader election.
+// SetupWithManager adds the Trace controller, the stream listener and
+// the hub's stopper to mgr. None of them needs leader election.
 func (n *Node) SetupWithManager(mgr manager.Manager) error {
 	tc, err := trace.New(trace.Options{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Scheme: mgr.GetScheme(),
@@ -227,8 +246,30 @@ func (n *Node) SetupWithManager(mgr manager.Manager) error {
 	if err := mgr.Add(hubStopper{n.hub}); err != nil {
 		return fmt.Errorf("set up the node role: %w", err)
 	}
+	if addr := n.opts.Stream.BindAddress; addr != "" && addr != "0" {
+		srv, err := streamserver.New(mgr.GetConfig(), n.hub.Handler(TracesPath), streamserver.Options{
+			BindAddress: n.opts.Stream.BindAddress, CertDir: n.opts.Stream.CertDir, Prefix: TracesPath,
+			Logger: n.opts.Logger.WithName("stream"),
+		})
+		if err != nil {
+			return fmt.Errorf("set up the node role: %w", err)
+		}
+		if err := mgr.Add(srv); err != nil {
+			return fmt.Errorf("set up the node role: %w", err)
+		}
+		n.stream = srv
+	}
 	n.tc = tc
 	return nil
+}
+
+// StreamAddr waits until the stream listener listens and returns its
+// address; "" when it serves none (or could not listen).
+func (n *Node) StreamAddr(ctx context.Context) (string, error) {
+	if n.stream == nil {
+		return "", nil
+	}
+	return n.stream.Addr(ctx)
 }
 
 // Runs lists the gadget runs loaded on this node, for the dump; nil
@@ -264,8 +305,7 @@ func (h hubStopper) Start(ctx context.Context) error {
 // RunOptions configure Run.
 type RunOptions struct {
 	Options
-	// Manager configures the controller manager; its Handlers are the
-	// node's.
+	// Manager configures the controller manager.
 	Manager ManagerOptions
 	// DebugSocket is the unix socket of the debug server, which serves
 	// the node's dump (its name and gadget runs) to `gadgetpm dump`.
@@ -281,7 +321,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts RunOptions) error {
 	if err != nil {
 		return fmt.Errorf("run the node role: %w", err)
 	}
-	opts.Manager.Handlers, opts.Manager.NodeCache = n.Handlers(), true
+	opts.Manager.NodeCache = true
 	mgr, err := NewManager(cfg, opts.Manager)
 	if err != nil {
 		return fmt.Errorf("run the node role: %w", err)

@@ -46,7 +46,8 @@ func startOperator(t *testing.T, bin, kubeconfig, name string, args ...string) *
 		t.Fatal(err)
 	}
 	p.cmd = exec.Command(bin, append([]string{"operator", "--kubeconfig", kubeconfig, "--data-dir", filepath.Join(dir, "data"),
-		"--debug-socket", p.socket, "--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--stop-grace", "2s"}, args...)...)
+		"--debug-socket", p.socket, "--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--stream-bind-address", "127.0.0.1:0",
+		"--stop-grace", "2s"}, args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gadgetpm/gadgetpm/pkg/coordinator"
 	"github.com/gadgetpm/gadgetpm/pkg/hooks/sandbox"
+	"github.com/gadgetpm/gadgetpm/pkg/noderole"
 )
 
 // Role says which parts of the operator a process runs.
@@ -88,6 +89,11 @@ type Options struct {
 	// NoCrossNamespaceRefs lets a Trace's spec.gadget name only a
 	// GadgetPackage in the Trace's own namespace (the node role).
 	NoCrossNamespaceRefs bool
+	// Stream is where and to how many readers the node role serves
+	// Stream-mode Traces (over TLS, to readers allowed to get the
+	// Trace). Its zero value serves none; gadgetpm operator's
+	// --stream-bind-address defaults to :8443.
+	Stream noderole.StreamOptions
 	// HookServiceAccount names the service account, in the operator's
 	// own namespace (Namespace), whose short-lived tokens hooks get as a
 	// kubeconfig in KUBECONFIG (pkg/hookcreds). Empty: hooks get the

@@ -26,8 +26,8 @@ import (
 // LeaderElectionID names the Lease the cluster role is elected by.
 const LeaderElectionID = "gadgetpm-leader"
 
-// TracesPath is where the metrics endpoint serves Stream-mode Traces:
-// GET <TracesPath><namespace>/<name>.
+// TracesPath is where the stream listener (Options.Stream) serves
+// Stream-mode Traces: GET <TracesPath><namespace>/<name>.
 const TracesPath = noderole.TracesPath
 
 // Check refuses a role other than Roles, and a node role without a node
@@ -183,11 +183,11 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	}
 	if opts.Role.node() {
 		if node, err = noderole.New(noderole.Options{NodeName: opts.NodeName, DataDir: opts.DataDir,
-			FileOutputDir: opts.FileOutputDir, NodeCheck: opts.NodeCheck, Logger: opts.Logger,
+			FileOutputDir: opts.FileOutputDir, NodeCheck: opts.NodeCheck, Stream: opts.Stream, Logger: opts.Logger,
 			ClusterResourceNamespace: opts.ClusterResourceNamespace, NoCrossNamespaceRefs: opts.NoCrossNamespaceRefs}); err != nil {
 			return fmt.Errorf("run operator: %w", err)
 		}
-		mopts.Handlers, mopts.NodeCache = node.Handlers(), true
+		mopts.NodeCache = true
 	}
 	mgr, err := noderole.NewManager(cfg, mopts)
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -21,6 +20,8 @@ import (
 
 	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 	gadgetv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadget/v1alpha1"
+	"github.com/gadgetpm/gadgetpm/pkg/streamserver"
+	"github.com/gadgetpm/gadgetpm/pkg/streamserver/streamservertest"
 	"github.com/gadgetpm/gadgetpm/pkg/trace"
 	"github.com/gadgetpm/gadgetpm/pkg/trace/output"
 )
@@ -36,8 +37,10 @@ func TestOutputModes(t *testing.T) {
 	ns := privilegedNamespace(t)
 	hub := output.NewHub(output.HubOptions{})
 	t.Cleanup(hub.Stop)
-	srv := httptest.NewServer(hub.Handler("/traces/"))
-	t.Cleanup(srv.Close)
+	// served as the node serves it: over TLS, to a reader allowed to
+	// get the Trace
+	base, streamClient := streamservertest.Serve(t, env.Config, hub.Handler("/traces/"), streamserver.Options{})
+	reader := streamservertest.Reader(t, env.Config, ns, "stream-reader")
 	n := startNode(t, uniqueNode(t), nodeOptions{hub: hub})
 	runningPackage(t, ns, "trace-exec", "trace-exec")
 	const comm = "gpmoutputs"
@@ -126,8 +129,7 @@ func TestOutputModes(t *testing.T) {
 		waitTrace(t, key(tr), 60*time.Second, "Started", stateIs(gadgetv1alpha1.TraceStarted))
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/traces/"+ns+"/stream", nil)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := streamservertest.Get(ctx, streamClient, base+"/traces/"+ns+"/stream", reader)
 		if err != nil {
 			t.Fatal(err)
 		}

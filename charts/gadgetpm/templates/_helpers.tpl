@@ -92,10 +92,17 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 app.kubernetes.io/component: {{ . }}
 {{- end -}}
 
-{{/* gadgetpm.portCheck refuses one port for both endpoints. */}}
+{{/* gadgetpm.portCheck refuses one port for two endpoints. */}}
 {{- define "gadgetpm.portCheck" -}}
 {{- if eq (int .Values.metrics.port) (int .Values.probes.port) }}
 {{- fail (printf "metrics.port and probes.port are both %v: give the metrics endpoint and the probes different ports" .Values.metrics.port) }}
+{{- end }}
+{{- if .Values.node.stream.enabled }}
+{{- range $name, $port := dict "metrics.port" .Values.metrics.port "probes.port" .Values.probes.port }}
+{{- if eq (int $port) (int $.Values.node.stream.port) }}
+{{- fail (printf "node.stream.port and %s are both %v: give the stream listener a port of its own" $name $port) }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- end -}}
 
@@ -184,13 +191,6 @@ env:
 {{- with .Values.operator.extraEnv }}
 {{ toYaml . }}
 {{- end }}
-ports:
-- name: metrics
-  containerPort: {{ .Values.metrics.port }}
-  protocol: TCP
-- name: probes
-  containerPort: {{ .Values.probes.port }}
-  protocol: TCP
 livenessProbe:
   httpGet:
     path: /healthz
@@ -201,6 +201,14 @@ readinessProbe:
     path: /readyz
     port: probes
   {{- toYaml .Values.probes.readiness | nindent 2 }}
+# ports come last: a role's template may append its own to the list.
+ports:
+- name: metrics
+  containerPort: {{ .Values.metrics.port }}
+  protocol: TCP
+- name: probes
+  containerPort: {{ .Values.probes.port }}
+  protocol: TCP
 {{- end -}}
 
 {{/* gadgetpm.scratchVolumes: the writable emptyDirs both roles mount on

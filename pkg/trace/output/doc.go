@@ -8,7 +8,9 @@
 //     them.
 //   - File writes JSON lines under the node's output directory, rotating by
 //     size (OutputFile).
-//   - Hub serves live events over HTTP as NDJSON (OutputStream).
+//   - Hub serves live events over HTTP as NDJSON (OutputStream), to a
+//     bounded number of clients; who may read a stream is decided in
+//     front of its Handler (pkg/streamserver).
 //
 // Every sink implements Sink. The Trace controller (pkg/trace) creates one
 // sink per run, hands it every event already encoded as one JSON object,

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/types"
 )
 
@@ -20,6 +21,12 @@ const (
 	DefaultHubClientBuffer = 1024
 	// DefaultHubWriteTimeout is the default HubOptions.WriteTimeout: 10s.
 	DefaultHubWriteTimeout = 10 * time.Second
+	// DefaultHubMaxClientsPerTrace is the default
+	// HubOptions.MaxClientsPerTrace: 4 clients.
+	DefaultHubMaxClientsPerTrace = 4
+	// DefaultHubMaxClients is the default HubOptions.MaxClients: 64
+	// clients.
+	DefaultHubMaxClients = 64
 	// hubBacklogBytes bounds each run's backlog in bytes.
 	hubBacklogBytes = 1 << 20
 )
@@ -35,6 +42,17 @@ type HubOptions struct {
 	// nothing for that long is disconnected. 0 (or less) means
 	// DefaultHubWriteTimeout.
 	WriteTimeout time.Duration
+	// MaxClientsPerTrace caps the clients one Trace's stream serves at
+	// once (the node role's --stream-max-clients-per-trace); one more
+	// gets 429 Too Many Requests. 0 (or less) means
+	// DefaultHubMaxClientsPerTrace.
+	MaxClientsPerTrace int
+	// MaxClients caps the clients the Hub serves at once, every Trace
+	// together (--stream-max-clients); one more gets 429. 0 (or less)
+	// means DefaultHubMaxClients.
+	MaxClients int
+	// Logger records refused clients; default discards.
+	Logger logr.Logger
 }
 
 // Hub serves live events of Stream-mode Traces over HTTP.
@@ -44,7 +62,9 @@ type HubOptions struct {
 // (application/x-ndjson), flushed per batch, until the client leaves, the
 // run's sink is closed or the Hub stops. With ?follow=false it answers the
 // recent events and ends. When the Trace has no active run it answers 404
-// with a message naming the Trace.
+// with a message naming the Trace. A client over MaxClientsPerTrace or
+// MaxClients gets 429 with a message naming the cap and its flag, and
+// the clients already served go on.
 //
 // A slow client never blocks Write: each client has a buffer of
 // ClientBuffer events and events that do not fit are dropped for that
@@ -62,6 +82,10 @@ type Hub struct {
 	// prefix is the first prefix given to Handler, for Close's reference;
 	// guarded by mu.
 	prefix string
+	// clients counts the clients being served, per Trace in perTrace
+	// (no entry for 0); guarded by mu.
+	clients  int
+	perTrace map[types.NamespacedName]int
 	// stopped is set by Stop; no handler registers after it. Guarded by
 	// mu.
 	stopped bool
@@ -80,10 +104,20 @@ func NewHub(opts HubOptions) *Hub {
 	if opts.WriteTimeout <= 0 {
 		opts.WriteTimeout = DefaultHubWriteTimeout
 	}
+	if opts.MaxClientsPerTrace <= 0 {
+		opts.MaxClientsPerTrace = DefaultHubMaxClientsPerTrace
+	}
+	if opts.MaxClients <= 0 {
+		opts.MaxClients = DefaultHubMaxClients
+	}
+	if opts.Logger.GetSink() == nil {
+		opts.Logger = logr.Discard()
+	}
 	return &Hub{
-		opts: opts,
-		runs: make(map[types.NamespacedName]*hubRun),
-		stop: make(chan struct{}),
+		opts:     opts,
+		runs:     make(map[types.NamespacedName]*hubRun),
+		perTrace: make(map[types.NamespacedName]int),
+		stop:     make(chan struct{}),
 	}
 }
 
@@ -147,19 +181,28 @@ func (h *Hub) Handler(prefix string) http.Handler {
 	})
 }
 
+// StreamKey returns the Trace a stream's path <prefix><namespace>/<name>
+// names; false when path is not one.
+func StreamKey(path, prefix string) (types.NamespacedName, bool) {
+	rest, ok := strings.CutPrefix(path, prefix)
+	ns, name, ok2 := strings.Cut(rest, "/")
+	if !ok || !ok2 || ns == "" || name == "" || strings.Contains(name, "/") {
+		return types.NamespacedName{}, false
+	}
+	return types.NamespacedName{Namespace: ns, Name: name}, true
+}
+
 func (h *Hub) serve(w http.ResponseWriter, req *http.Request, prefix string) {
 	if req.Method != http.MethodGet && req.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		http.Error(w, "method "+req.Method+" not allowed: use GET", http.StatusMethodNotAllowed)
 		return
 	}
-	rest, ok := strings.CutPrefix(req.URL.Path, prefix)
-	ns, name, ok2 := strings.Cut(rest, "/")
-	if !ok || !ok2 || ns == "" || name == "" || strings.Contains(name, "/") {
+	key, ok := StreamKey(req.URL.Path, prefix)
+	if !ok {
 		http.Error(w, fmt.Sprintf("path %q: expected %s<namespace>/<trace name>", req.URL.Path, prefix), http.StatusNotFound)
 		return
 	}
-	key := types.NamespacedName{Namespace: ns, Name: name}
 	follow := true
 	if v := req.URL.Query().Get("follow"); v != "" {
 		b, err := strconv.ParseBool(v)
@@ -182,9 +225,19 @@ func (h *Hub) serve(w http.ResponseWriter, req *http.Request, prefix string) {
 		http.Error(w, fmt.Sprintf("trace %s has no active run on this node: a Stream-mode Trace streams only while it runs (start it with the annotation gadget.kinvolk.io/operation=start)", key), http.StatusNotFound)
 		return
 	}
+	if refusal := h.overCap(key); refusal != "" {
+		h.mu.Unlock()
+		h.opts.Logger.Info("refused a stream client", "trace", key, "remote", req.RemoteAddr, "reason", refusal)
+		w.Header().Set("Retry-After", "10")
+		http.Error(w, refusal, http.StatusTooManyRequests)
+		return
+	}
+	h.clients++
+	h.perTrace[key]++
 	h.handlers.Add(1)
 	h.mu.Unlock()
 	defer h.handlers.Done()
+	defer h.release(key)
 
 	var c *hubClient
 	if follow {
@@ -207,6 +260,28 @@ func (h *Hub) serve(w http.ResponseWriter, req *http.Request, prefix string) {
 		return
 	}
 	h.stream(req.Context(), w, rc, r, c)
+}
+
+// overCap says why one more client of key is refused, or "" when it is
+// not; call with mu held.
+func (h *Hub) overCap(key types.NamespacedName) string {
+	if n := h.perTrace[key]; n >= h.opts.MaxClientsPerTrace {
+		return fmt.Sprintf("trace %s already has %d stream clients, the cap per Trace (--stream-max-clients-per-trace=%d): retry when one disconnects", key, n, h.opts.MaxClientsPerTrace)
+	}
+	if h.clients >= h.opts.MaxClients {
+		return fmt.Sprintf("this node already serves %d stream clients, the cap per process (--stream-max-clients=%d): retry when one disconnects", h.clients, h.opts.MaxClients)
+	}
+	return ""
+}
+
+// release forgets one client of key.
+func (h *Hub) release(key types.NamespacedName) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.clients--
+	if h.perTrace[key]--; h.perTrace[key] <= 0 {
+		delete(h.perTrace, key)
+	}
 }
 
 // stream writes c's events in batches until the run ends, the hub stops or

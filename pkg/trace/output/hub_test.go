@@ -11,8 +11,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 )
 
 // hubServer serves h under /traces/ and counts the handlers running.
@@ -358,4 +361,61 @@ func TestHubOpenAgainEndsOldRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantLines(t, "new run", lines, 0, 1)
+}
+
+// TestHubClientCaps fills the per-Trace and the per-process cap: one
+// client more gets 429 naming the cap and its flag, the clients already
+// attached keep receiving every event, and a place freed by a client
+// that leaves is taken again.
+func TestHubClientCaps(t *testing.T) {
+	h := NewHub(HubOptions{MaxClientsPerTrace: 2, MaxClients: 3})
+	srv := newHubServer(t, h)
+	other := types.NamespacedName{Namespace: "gadget", Name: "other"}
+	sinkA, sinkB := h.Open(traceKey), h.Open(other)
+	urlA, urlB := srv.URL+"/traces/gadget/mytrace", srv.URL+"/traces/gadget/other"
+
+	a1, a2 := get(t, urlA), get(t, urlA)
+	refused := func(url, want string) {
+		t.Helper()
+		resp := get(t, url)
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(string(body), want) {
+			t.Fatalf("GET %s over the cap: %s %q; want 429 naming %q", url, resp.Status, body, want)
+		}
+	}
+	refused(urlA, "the cap per Trace (--stream-max-clients-per-trace=2)")
+	b1 := get(t, urlB)
+	refused(urlB, "the cap per process (--stream-max-clients=3)")
+	for i, resp := range []*http.Response{a1, a2, b1} {
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("client %d: %s", i, resp.Status)
+		}
+	}
+
+	// The attached clients keep streaming.
+	const n = 20
+	for i := range n {
+		if err := sinkA.Write(event(i, 60)); err != nil {
+			t.Fatal(err)
+		}
+		if err := sinkB.Write(event(i, 60)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, resp := range []*http.Response{a1, a2, b1} {
+		sc := bufio.NewScanner(resp.Body)
+		for j := range n {
+			if !sc.Scan() || sc.Text() != string(event(j, 60)) {
+				t.Fatalf("client %d, line %d: %q, %v; want event %d", i, j, sc.Text(), sc.Err(), j)
+			}
+		}
+	}
+
+	// A client leaves: its place is free again.
+	a1.Body.Close()
+	eventually.True(t, 10*time.Second, "a place on trace gadget/mytrace once a client left", func() bool {
+		resp := get(t, urlA)
+		defer resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 }

@@ -2,6 +2,7 @@ package chartcheck_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -84,10 +85,25 @@ func TestUserRoles(t *testing.T) {
 	}
 
 	// Repositories are cluster-scoped: a ClusterRoleBinding of the
-	// package admin's role lets it read them, never write them.
-	crb := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "package-admin-" + tenant},
-		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "gadgetpm-package-admin"},
-		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: tenant, Name: "gadgetpm-package-admin"}}}
+	// repository viewer's role lets a tenant read them, never write them,
+	// and grants nothing else in any namespace.
+	const repoViewer = "gadgetpm-repository-viewer"
+	var rv rbacv1.ClusterRole
+	if !exists(t, &rv, "", repoViewer) {
+		t.Fatalf("ClusterRole %s not installed", repoViewer)
+	}
+	for k := range rv.Labels {
+		if strings.HasPrefix(k, "rbac.authorization.k8s.io/aggregate-to-") {
+			t.Errorf("ClusterRole %s is aggregated (%s): it is meant for a ClusterRoleBinding of its own", repoViewer, k)
+		}
+	}
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: repoViewer}}
+	if err := env.Client.Create(ctx, sa); err != nil {
+		t.Fatal(err)
+	}
+	crb := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "repository-viewer-" + tenant},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: repoViewer},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: tenant, Name: repoViewer}}}
 	if err := env.Client.Create(ctx, crb); err != nil {
 		t.Fatal(err)
 	}
@@ -96,8 +112,13 @@ func TestUserRoles(t *testing.T) {
 		{packages, "packagerepositories", "get", true}, {packages, "packagerepositories", "list", true}, {packages, "packagerepositories", "watch", true},
 		{packages, "packagerepositories", "create", false}, {packages, "packagerepositories", "update", false}, {packages, "packagerepositories", "delete", false},
 	} {
-		if got := can(t, tenant, "gadgetpm-package-admin", "", c.group, c.resource, c.verb); got != c.want {
-			t.Errorf("gadgetpm-package-admin bound cluster-wide: %s %s allowed=%v, want %v", c.verb, c.resource, got, c.want)
+		if got := can(t, tenant, repoViewer, "", c.group, c.resource, c.verb); got != c.want {
+			t.Errorf("%s bound cluster-wide: %s %s allowed=%v, want %v", repoViewer, c.verb, c.resource, got, c.want)
+		}
+	}
+	for _, c := range []check{{packages, "gadgetpackages", "get", false}, {traces, "traces", "get", false}, {"", "secrets", "get", false}} {
+		if got := can(t, tenant, repoViewer, other, c.group, c.resource, c.verb); got != c.want {
+			t.Errorf("%s bound cluster-wide: %s %s in %s allowed=%v, want %v", repoViewer, c.verb, c.resource, other, got, c.want)
 		}
 	}
 	for _, role := range []string{"gadgetpm-trace-viewer", "gadgetpm-trace-editor"} {
@@ -112,7 +133,7 @@ func TestUserRolesOff(t *testing.T) {
 	o := mustRender(t, "gadgetpm", map[string]any{"rbac": map[string]any{"userRoles": map[string]any{"create": false}}})
 	for _, cr := range o.cr {
 		switch cr.Name {
-		case "gadgetpm-trace-viewer", "gadgetpm-trace-editor", "gadgetpm-package-admin":
+		case "gadgetpm-trace-viewer", "gadgetpm-trace-editor", "gadgetpm-package-admin", "gadgetpm-repository-viewer":
 			t.Errorf("rbac.userRoles.create=false renders ClusterRole %s", cr.Name)
 		}
 	}
@@ -121,11 +142,12 @@ func TestUserRolesOff(t *testing.T) {
 	}
 	n := 0
 	for _, cr := range o.cr {
-		if cr.Name == "gadgetpm-trace-viewer" || cr.Name == "gadgetpm-trace-editor" || cr.Name == "gadgetpm-package-admin" {
+		switch cr.Name {
+		case "gadgetpm-trace-viewer", "gadgetpm-trace-editor", "gadgetpm-package-admin", "gadgetpm-repository-viewer":
 			n++
 		}
 	}
-	if n != 3 {
-		t.Errorf("the defaults render %d of the 3 user ClusterRoles", n)
+	if n != 4 {
+		t.Errorf("the defaults render %d of the 4 user ClusterRoles", n)
 	}
 }

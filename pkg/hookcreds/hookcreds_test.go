@@ -228,3 +228,61 @@ func TestRenewsAfterFourFifthsOfTheLifetime(t *testing.T) {
 		}
 	}
 }
+
+// Accounts issue tokens for a package's own service account: the
+// kubeconfig authenticates as it, and a failure names the account, the
+// package it acts for and what to do.
+func TestAccountsIssueForAPackagesAccount(t *testing.T) {
+	ns := env.Namespace(t)
+	serviceAccount(t, ns, "tenant")
+	owner := "GadgetPackage " + ns + "/p"
+	stranger := rest.CopyConfig(env.Config)
+	stranger.Impersonate = rest.ImpersonationConfig{UserName: "stranger"}
+	for _, tc := range []struct {
+		name string
+		cfg  *rest.Config
+		sa   string
+		want []string // nil: success
+	}{
+		{"existing account", env.Config, "tenant", nil},
+		{"missing account", env.Config, "nobody", []string{"issue a token for serviceaccount " + ns + "/nobody of " + owner, `serviceaccounts "nobody" not found`,
+			"create it in namespace " + ns + ", or set spec.serviceAccountName of " + owner + " (default --default-service-account) to an account that exists"}},
+		{"operator not allowed", stranger, "tenant", []string{"issue a token for serviceaccount " + ns + "/tenant of " + owner, "forbidden",
+			"the operator needs create on serviceaccounts/token in namespace " + ns + " (the chart's ClusterRole grants it)"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, err := NewAccounts(Options{Config: tc.cfg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			is, err := a.Issuer(ns, tc.sa, owner)
+			if err != nil {
+				t.Fatal(err)
+			}
+			kc, err := is.Kubeconfig(context.Background())
+			if tc.want == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got, want := whoami(t, kc), "system:serviceaccount:"+ns+":"+tc.sa; got != want {
+					t.Errorf("the kubeconfig authenticates as %q, want %q", got, want)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+		})
+	}
+	if _, err := NewAccounts(Options{Config: env.Config, Expiry: 5 * time.Minute}); err == nil || !strings.Contains(err.Error(), "--hook-token-expiry") {
+		t.Errorf("Accounts with an expiry of 5m: error %v, want one naming --hook-token-expiry", err)
+	}
+	if _, err := NewAccounts(Options{}); err == nil {
+		t.Error("Accounts without a Config: no error")
+	}
+}

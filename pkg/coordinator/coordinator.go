@@ -24,6 +24,7 @@ import (
 	"github.com/gadgetpm/gadgetpm/packages/manager"
 	"github.com/gadgetpm/gadgetpm/packages/packagerepository"
 	"github.com/gadgetpm/gadgetpm/packages/store"
+	"github.com/gadgetpm/gadgetpm/pkg/hookcreds"
 	"github.com/gadgetpm/gadgetpm/pkg/hooks"
 	"github.com/gadgetpm/gadgetpm/pkg/hooks/sandbox"
 	"github.com/gadgetpm/gadgetpm/pkg/nelm"
@@ -75,6 +76,14 @@ type Options struct {
 	// its own (a kubeconfig in KUBECONFIG) and nothing of HookEnv.Kube or
 	// the operator's environment; nil leaves hooks the operator's own.
 	HookCredentials hooks.Credentials
+	// DefaultServiceAccount is the service account, in a package's
+	// namespace, that a GadgetPackage without spec.serviceAccountName acts
+	// as; empty: such a package acts as the operator.
+	DefaultServiceAccount string
+	// HookTokenExpiry is the lifetime of the tokens the hooks of a package
+	// that acts as a service account get; default and minimum
+	// hookcreds.DefaultExpiry.
+	HookTokenExpiry time.Duration
 	// HookSandbox runs hooks (and their --config, when the default
 	// Fetcher is used) sandboxed; nil runs them as the operator's user.
 	HookSandbox sandbox.Launcher
@@ -218,6 +227,11 @@ func New(opts Options) (*Coordinator, error) {
 	}
 	c.sched = scheduler.New(scheduler.Options{})
 
+	// The hooks of a package with a service account get its tokens.
+	accounts, err := hookcreds.NewAccounts(hookcreds.Options{Config: opts.Config, Expiry: opts.HookTokenExpiry, Logger: opts.Logger.WithName("hookcreds")})
+	if err != nil {
+		return nil, fmt.Errorf("create operator: %w", err)
+	}
 	var hookMetrics *hooks.Metrics
 	if opts.Registerer != nil {
 		if hookMetrics, err = hooks.NewMetrics(opts.Registerer); err != nil {
@@ -229,6 +243,14 @@ func New(opts Options) (*Coordinator, error) {
 		KubeEvents: c.events, Patcher: c.patcher, Schedules: c.cron, Queues: c.queues, Releases: c.helm,
 		Mapper: opts.Mapper, Client: opts.Client, Env: opts.HookEnv, MaxAttempts: opts.MaxAttempts,
 		Metrics: hookMetrics, Observer: runRecorder{c}, Recorder: opts.Recorder, Logger: c.log,
+		DefaultServiceAccount: opts.DefaultServiceAccount,
+		AccountCredentials: func(namespace, name, owner string) (hooks.Credentials, error) {
+			is, err := accounts.Issuer(namespace, name, owner)
+			if err != nil {
+				return nil, err
+			}
+			return is, nil
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create operator: %w", err)

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -18,6 +19,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 	"github.com/gadgetpm/gadgetpm/packages/hookhost"
 	"github.com/gadgetpm/gadgetpm/packages/packagetest"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
@@ -56,26 +58,25 @@ func createPackageAs(t *testing.T, ns, name, repository, sa string) {
 
 // hookClient is a client with the credentials of the kubeconfig a hook
 // copied to path, and the user the API server says they are.
-func hookClient(t *testing.T, path string) (*kubernetes.Clientset, string) {
-	t.Helper()
+func hookClient(path string) (*kubernetes.Clientset, string, error) {
 	kc, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatalf("the hook's kubeconfig: %v", err)
+		return nil, "", fmt.Errorf("the hook's kubeconfig: %w", err)
 	}
 	cfg, err := clientcmd.RESTConfigFromKubeConfig(kc)
 	if err != nil {
-		t.Fatalf("the hook's kubeconfig: %v\n%s", err, kc)
+		return nil, "", fmt.Errorf("the hook's kubeconfig: %w\n%s", err, kc)
 	}
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		t.Fatal(err)
+		return nil, "", err
 	}
 	// What `kubectl auth whoami` asks.
 	r, err := cs.AuthenticationV1().SelfSubjectReviews().Create(context.Background(), &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
 	if err != nil {
-		t.Fatalf("SelfSubjectReview with the hook's kubeconfig: %v", err)
+		return nil, "", fmt.Errorf("SelfSubjectReview with the hook's kubeconfig: %w", err)
 	}
-	return cs, r.Status.UserInfo.Username
+	return cs, r.Status.UserInfo.Username, nil
 }
 
 // Two tenants, A and B, each with a service account that may read
@@ -169,7 +170,10 @@ func TestPackagesActAsTheirServiceAccount(t *testing.T) {
 		{"watcher", "system:serviceaccount:" + nsA + ":sa-a", [2]string{nsA, "mine"}, [2]string{nsB, "theirs"}},
 		{"defaulted", "system:serviceaccount:" + nsB + ":sa-b", [2]string{nsB, "theirs"}, [2]string{nsA, "mine"}},
 	} {
-		cs, user := hookClient(t, filepath.Join(out, tc.pkg))
+		cs, user, err := hookClient(filepath.Join(out, tc.pkg))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.pkg, err)
+		}
 		if user != tc.user {
 			t.Errorf("%s's hook is %q, want %q", tc.pkg, user, tc.user)
 		}
@@ -180,4 +184,22 @@ func TestPackagesActAsTheirServiceAccount(t *testing.T) {
 			t.Errorf("%s's hook reading ConfigMap %s/%s: %v, want Forbidden", tc.pkg, tc.mayNot[0], tc.mayNot[1], err)
 		}
 	}
+
+	// Another account in the spec: the package starts over as it.
+	tenant(t, nsA, "sa-a2", "mine2")
+	var w v1alpha1.GadgetPackage
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: nsA, Name: "watcher"}, &w); err != nil {
+		t.Fatal(err)
+	}
+	w.Spec.ServiceAccountName = "sa-a2"
+	if err := env.Client.Update(context.Background(), &w); err != nil {
+		t.Fatal(err)
+	}
+	eventually.NoError(t, 90*time.Second, "watcher's hook to run as sa-a2", func() error {
+		_, user, err := hookClient(filepath.Join(out, "watcher"))
+		if err == nil && user != "system:serviceaccount:"+nsA+":sa-a2" {
+			err = fmt.Errorf("the hook is %s", user)
+		}
+		return err
+	})
 }

@@ -118,13 +118,20 @@ func TestKubeconfigAuthenticatesAsTheServiceAccount(t *testing.T) {
 	}
 }
 
+// strangerConfig acts as a user with no rights: an operator that may not
+// issue tokens.
+func strangerConfig() *rest.Config {
+	cfg := rest.CopyConfig(env.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: "stranger"}
+	return cfg
+}
+
 // A TokenRequest that fails says for which account, why and what to do;
 // so does an expiry below the API's minimum.
 func TestIssueErrorsNameTheAccount(t *testing.T) {
 	ns := env.Namespace(t)
 	serviceAccount(t, ns, "exists")
-	stranger := rest.CopyConfig(env.Config)
-	stranger.Impersonate = rest.ImpersonationConfig{UserName: "stranger"}
+	stranger := strangerConfig()
 	for _, tc := range []struct {
 		name string
 		cfg  *rest.Config
@@ -236,8 +243,7 @@ func TestAccountsIssueForAPackagesAccount(t *testing.T) {
 	ns := env.Namespace(t)
 	serviceAccount(t, ns, "tenant")
 	owner := "GadgetPackage " + ns + "/p"
-	stranger := rest.CopyConfig(env.Config)
-	stranger.Impersonate = rest.ImpersonationConfig{UserName: "stranger"}
+	stranger := strangerConfig()
 	for _, tc := range []struct {
 		name string
 		cfg  *rest.Config

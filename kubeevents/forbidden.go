@@ -49,46 +49,48 @@ func (e *ForbiddenError) Unwrap() error { return e.Err }
 
 // access is what a source's list and watch reach, for ForbiddenError.
 type access struct {
-	// key identifies the source in monitor.refused: its namespace, or
-	// "namespaces" for the namespace watch of a namespace label selector.
+	// key identifies the source: its namespace, or "namespaces" for the
+	// namespace watch of a namespace label selector.
 	key           string
 	resource      string
 	namespace     string
 	clusterScoped bool
 }
 
-// observe records the outcome of a list or watch of a: a Forbidden answer
-// becomes the monitor's refusal (logged when it starts or changes), any
-// success ends it. A watch that asks for the initial events (a watch-list)
-// and is refused is not recorded: the reflector falls back to a list,
-// whose answer says more.
-func (mon *monitor) observe(verb string, a access, watchList bool, err error) {
+// observe records the outcome of a list or watch (verb) of a: a
+// Forbidden answer becomes a refusal of the monitor (logged when it
+// starts), a success of the same verb ends it (logged too). The
+// reflector's first request, a watch asking for the initial events
+// (watch-list), counts as a watch.
+func (mon *monitor) observe(verb string, a access, err error) {
 	if err != nil && !apierrors.IsForbidden(err) {
 		return
 	}
+	key := a.key + " " + verb
 	mon.mu.Lock()
-	old := mon.refused[a.key]
-	switch {
-	case err == nil:
-		delete(mon.refused, a.key)
-	case watchList || !mon.active:
+	if !mon.active {
 		mon.mu.Unlock()
 		return
-	default:
-		mon.refused[a.key] = &ForbiddenError{Verb: verb, Resource: a.resource, Namespace: a.namespace, ClusterScoped: a.clusterScoped,
+	}
+	old := mon.refused[key]
+	if err == nil {
+		delete(mon.refused, key)
+	} else {
+		mon.refused[key] = &ForbiddenError{Verb: verb, Resource: a.resource, Namespace: a.namespace, ClusterScoped: a.clusterScoped,
 			ServiceAccount: mon.cfg.ServiceAccount, Err: err}
 	}
-	now := mon.refused[a.key]
+	now := mon.refused[key]
 	mon.mu.Unlock()
 	switch {
-	case now != nil && (old == nil || old.Verb != now.Verb):
+	case now != nil && old == nil:
 		mon.log.Error(now, "the API server refused the binding's "+verb+"; retrying with backoff", "resource", a.resource, "namespace", a.namespace)
 	case now == nil && old != nil:
-		mon.log.Info("the binding's "+old.Verb+" is allowed now", "resource", a.resource, "namespace", a.namespace)
+		mon.log.Info("the binding's "+verb+" is allowed now", "resource", a.resource, "namespace", a.namespace)
 	}
 }
 
-// forbidden returns the refusal of the source first in order, or nil.
+// forbidden returns the refusal first in order (by source, then list
+// before watch), or nil.
 func (mon *monitor) forbidden() *ForbiddenError {
 	mon.mu.Lock()
 	defer mon.mu.Unlock()

@@ -77,7 +77,7 @@ type monitor struct {
 	// objects by "namespace/name"; guarded by mu.
 	objects map[string]*entry
 	// refused holds the API server's refusals of lists and watches by
-	// access key, while they last; guarded by mu.
+	// "<access key> <verb>", while they last; guarded by mu.
 	refused map[string]*ForbiddenError
 }
 
@@ -379,7 +379,8 @@ func (mon *monitor) dropSource(namespace string) {
 	}
 	src.alive = false
 	delete(mon.sources, namespace)
-	delete(mon.refused, namespace)
+	delete(mon.refused, namespace+" list")
+	delete(mon.refused, namespace+" watch")
 	close(src.stopCh)
 	for k, e := range mon.objects {
 		if e.namespace == namespace {
@@ -417,13 +418,13 @@ func (mon *monitor) listWatch(ri dynamic.ResourceInterface, a access, tweak func
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			tweak(&o)
 			obj, err := ri.List(ctx, o)
-			mon.observe("list", a, false, err)
+			mon.observe("list", a, err)
 			return obj, err
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			tweak(&o)
 			w, err := ri.Watch(ctx, o)
-			mon.observe("watch", a, o.SendInitialEvents != nil && *o.SendInitialEvents, err)
+			mon.observe("watch", a, err)
 			return w, err
 		},
 	}

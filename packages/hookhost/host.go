@@ -441,15 +441,16 @@ func (h *Host) waitSync(ctx context.Context, ph *pkgHooks, m monitorRef, w *sync
 	defer tick.Stop()
 	done := w.done
 	for {
+		// A refused watch comes with a list that succeeds: checked first.
+		if err := h.opts.KubeEvents.Forbidden(m.id); err != nil {
+			return h.bindingForbidden(ph, m, err)
+		}
 		if !w.run && h.opts.KubeEvents.Synced(m.id) {
 			return nil
 		}
 		if why := h.opts.KubeEvents.WaitingForKind(m.id); why != "" {
 			h.kindNotServed(ph, m, why)
 			return nil
-		}
-		if err := h.opts.KubeEvents.Forbidden(m.id); err != nil {
-			return h.bindingForbidden(ph, m, err)
 		}
 		select {
 		case <-done:

@@ -153,7 +153,7 @@ func (i *Issuer) issueError(err error) error {
 	case apierrors.IsNotFound(err):
 		hint = ": create it or set --hook-service-account"
 	case apierrors.IsForbidden(err) && i.opts.Owner != "":
-		hint = fmt.Sprintf(": the operator needs create on serviceaccounts/token in namespace %s (the chart's ClusterRole grants it)", i.opts.Namespace)
+		hint = fmt.Sprintf(": the operator needs create on serviceaccounts/token in namespace %s (the chart grants it with rbac.packageResources or rbac.packageServiceAccounts)", i.opts.Namespace)
 	case apierrors.IsForbidden(err):
 		hint = ": the operator needs create on serviceaccounts/token for it (the chart's Role grants it)"
 	}

@@ -254,7 +254,7 @@ func TestAccountsIssueForAPackagesAccount(t *testing.T) {
 		{"missing account", env.Config, "nobody", []string{"issue a token for serviceaccount " + ns + "/nobody of " + owner, `serviceaccounts "nobody" not found`,
 			"create it in namespace " + ns + ", or set spec.serviceAccountName of " + owner + " (default --default-service-account) to an account that exists"}},
 		{"operator not allowed", stranger, "tenant", []string{"issue a token for serviceaccount " + ns + "/tenant of " + owner, "forbidden",
-			"the operator needs create on serviceaccounts/token in namespace " + ns + " (the chart's ClusterRole grants it)"}},
+			"the operator needs create on serviceaccounts/token in namespace " + ns + " (the chart grants it with rbac.packageResources or rbac.packageServiceAccounts)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a, err := NewAccounts(Options{Config: tc.cfg})

@@ -379,7 +379,9 @@ func (h *Host) RunBinding(ctx context.Context, key, binding string) error {
 
 // Enable (re)starts the package's monitors, waits until every binding with
 // waitForSynchronization had its Synchronization run (in the package's
-// synchronization queue) or listed its objects, then adds its schedules.
+// synchronization queue) or listed its objects (and, for a package that
+// acts as a service account, every other binding listed its objects),
+// then adds its schedules. A binding the API server refuses fails it.
 func (h *Host) Enable(ctx context.Context, key string) error {
 	ph, err := h.pkg(key)
 	if err != nil {
@@ -412,8 +414,14 @@ func (h *Host) Enable(ctx context.Context, key string) error {
 	}
 	for _, m := range ph.monitors {
 		w, ok := waits[m.id]
-		if !ok {
+		if !ok && ph.account == nil {
 			continue
+		}
+		if !ok {
+			// The package's account may be refused what the binding
+			// watches: its list (not its Synchronization run) is waited
+			// for too, so that a refusal fails the start.
+			w = &syncWait{done: make(chan struct{})}
 		}
 		if err := h.waitSync(ctx, ph, m, w); err != nil {
 			return err

@@ -101,7 +101,10 @@ func TestPackagesActAsTheirServiceAccount(t *testing.T) {
 	watch := func(ns string) string {
 		return fmt.Sprintf(`{"configVersion":"v1","onStartup":10,"kubernetes":[{"name":"cms","apiVersion":"v1","kind":"ConfigMap","namespace":{"nameSelector":{"matchNames":[%q]}}}]}`, ns)
 	}
-	keepKubeconfig := func(pkg string) string { return fmt.Sprintf(`cp -f "$KUBECONFIG" %q`, filepath.Join(out, pkg)) }
+	// Renamed into place: the test may read it while a later run writes.
+	keepKubeconfig := func(pkg string) string {
+		return fmt.Sprintf(`cp -f "$KUBECONFIG" %[1]q.tmp && mv -f %[1]q.tmp %[1]q`, filepath.Join(out, pkg))
+	}
 	repoDir := packagetest.Repo(t, dir,
 		packagetest.Source{Name: "watcher", Hooks: map[string]string{"10-watch.sh": recorder("watcher", journal, watch(nsA), keepKubeconfig("watcher"))}},
 		packagetest.Source{Name: "trespasser", Hooks: map[string]string{"10-watch.sh": recorder("trespasser", journal, watch(nsB), "")}},

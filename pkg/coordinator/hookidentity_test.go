@@ -46,16 +46,6 @@ func tenant(t *testing.T, ns, sa, cm string) {
 	}
 }
 
-// createPackageAs creates a GadgetPackage with spec.serviceAccountName sa.
-func createPackageAs(t *testing.T, ns, name, repository, sa string) {
-	t.Helper()
-	gp := &v1alpha1.GadgetPackage{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
-		Spec: v1alpha1.GadgetPackageSpec{Repository: repository, Package: name, Version: "*", ServiceAccountName: sa}}
-	if err := env.Client.Create(context.Background(), gp); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // hookClient is a client with the credentials of the kubeconfig a hook
 // copied to path, and the user the API server says they are.
 func hookClient(path string) (*kubernetes.Clientset, string, error) {
@@ -116,10 +106,13 @@ func TestPackagesActAsTheirServiceAccount(t *testing.T) {
 	// tokens all the same.
 	_, logs, _ := startWith(t, func(o *coordinator.Options) { o.DefaultServiceAccount = "sa-b" })
 	repo := "identity-" + nsA
-	createPackageAs(t, nsA, "watcher", repo, "sa-a")
-	createPackageAs(t, nsA, "trespasser", repo, "sa-a")
-	createPackageAs(t, nsA, "ghost", repo, "nobody")
-	createPackage(t, nsB, "defaulted", repo)
+	for _, p := range []struct{ ns, name, sa string }{{nsA, "watcher", "sa-a"}, {nsA, "trespasser", "sa-a"}, {nsA, "ghost", "nobody"}, {nsB, "defaulted", ""}} {
+		gp := &v1alpha1.GadgetPackage{ObjectMeta: metav1.ObjectMeta{Name: p.name, Namespace: p.ns},
+			Spec: v1alpha1.GadgetPackageSpec{Repository: repo, Package: p.name, Version: "*", ServiceAccountName: p.sa}}
+		if err := env.Client.Create(context.Background(), gp); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	// The refused binding.
 	gp := waitFor(t, nsA, "trespasser", "Stalled", stalled)

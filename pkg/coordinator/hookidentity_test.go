@@ -138,7 +138,7 @@ func TestPackagesActAsTheirServiceAccount(t *testing.T) {
 	gp = waitFor(t, nsA, "ghost", "Stalled", stalled)
 	msg = meta.FindStatusCondition(gp.Status.Conditions, v1alpha1.ConditionStalled).Message
 	for _, w := range []string{"issue a token for serviceaccount " + nsA + "/nobody of GadgetPackage " + nsA + "/ghost", `serviceaccounts "nobody" not found`,
-		"create it in namespace " + nsA + ", or set spec.serviceAccountName of GadgetPackage " + nsA + "/ghost"} {
+		"does not exist: create it in namespace " + nsA + ", or set spec.serviceAccountName of GadgetPackage " + nsA + "/ghost"} {
 		if !strings.Contains(msg, w) {
 			t.Errorf("ghost's Stalled message %q does not say %q", msg, w)
 		}

@@ -16,6 +16,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/clock"
+
+	"github.com/gadgetpm/gadgetpm/pkg/identity"
 )
 
 // DefaultServiceAccount is the account hooks run as unless told otherwise.
@@ -149,7 +151,9 @@ func (i *Issuer) issueError(err error) error {
 	hint := ""
 	switch {
 	case apierrors.IsNotFound(err) && i.opts.Owner != "":
-		hint = fmt.Sprintf(": create it in namespace %s, or set spec.serviceAccountName of %s (default --default-service-account) to an account that exists", i.opts.Namespace, i.opts.Owner)
+		err = accountNotFound{err}
+		hint = fmt.Sprintf(": the account %s acts as does not exist: create it in namespace %s, or set spec.serviceAccountName of %s (default --default-service-account) to one that exists",
+			i.opts.Owner, i.opts.Namespace, i.opts.Owner)
 	case apierrors.IsNotFound(err):
 		hint = ": create it or set --hook-service-account"
 	case apierrors.IsForbidden(err) && i.opts.Owner != "":
@@ -163,6 +167,14 @@ func (i *Issuer) issueError(err error) error {
 	}
 	return fmt.Errorf("issue a token for serviceaccount %s/%s%s: %w%s", i.opts.Namespace, i.opts.ServiceAccount, who, err, hint)
 }
+
+// accountNotFound is the API server's NotFound for a package's own
+// account; it also matches identity.ErrServiceAccountNotFound, which
+// gives the package's condition its reason.
+type accountNotFound struct{ err error }
+
+func (e accountNotFound) Error() string   { return e.err.Error() }
+func (e accountNotFound) Unwrap() []error { return []error{e.err, identity.ErrServiceAccountNotFound} }
 
 // Kubeconfig renders a kubeconfig that reaches the operator's API server
 // as the service account, with the current token inline and the CA

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"errors"
 	"net/http"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/gadgetpm/gadgetpm/internal/testenv"
+	"github.com/gadgetpm/gadgetpm/pkg/identity"
 )
 
 var env *testenv.Env
@@ -252,7 +254,7 @@ func TestAccountsIssueForAPackagesAccount(t *testing.T) {
 	}{
 		{"existing account", env.Config, "tenant", nil},
 		{"missing account", env.Config, "nobody", []string{"issue a token for serviceaccount " + ns + "/nobody of " + owner, `serviceaccounts "nobody" not found`,
-			"create it in namespace " + ns + ", or set spec.serviceAccountName of " + owner + " (default --default-service-account) to an account that exists"}},
+			"the account " + owner + " acts as does not exist: create it in namespace " + ns + ", or set spec.serviceAccountName of " + owner + " (default --default-service-account) to one that exists"}},
 		{"operator not allowed", stranger, "tenant", []string{"issue a token for serviceaccount " + ns + "/tenant of " + owner, "forbidden",
 			"the operator needs create on serviceaccounts/token in namespace " + ns + " (the chart grants it with rbac.packageResources or rbac.packageServiceAccounts)"}},
 	} {
@@ -282,6 +284,10 @@ func TestAccountsIssueForAPackagesAccount(t *testing.T) {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error %q does not say %q", err, w)
 				}
+			}
+			// The package's condition reason comes from it.
+			if got, want := errors.Is(err, identity.ErrServiceAccountNotFound), tc.sa == "nobody"; got != want {
+				t.Errorf("errors.Is(%v, identity.ErrServiceAccountNotFound) = %v, want %v", err, got, want)
 			}
 		})
 	}

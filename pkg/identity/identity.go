@@ -3,7 +3,15 @@
 // account, else the operator's own.
 package identity
 
-import "github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
+import (
+	"errors"
+
+	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
+)
+
+// ErrServiceAccountNotFound: the ServiceAccount a package acts as does not
+// exist in its namespace. Services that check it wrap it.
+var ErrServiceAccountNotFound = errors.New("service account not found")
 
 // ServiceAccount returns the service account, in the package's namespace,
 // that the package acts as: spec.serviceAccountName, else defaultSA (the

@@ -26,15 +26,16 @@ import (
 	"github.com/gadgetpm/gadgetpm/pkg/coordinator"
 )
 
-// tenant creates service account sa in ns, allowed to get, list and
-// watch ConfigMaps in ns only (a Role and a RoleBinding), and a
-// ConfigMap named cm there.
+// tenant creates service account sa in ns, allowed to manage ConfigMaps
+// in ns only (a Role and a RoleBinding; the test packages' charts hold
+// one) and to keep Helm releases (Secrets) there, as a package's own
+// identity must, and a ConfigMap named cm there.
 func tenant(t *testing.T, ns, sa, cm string) {
 	t.Helper()
 	for _, o := range []client.Object{
 		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: sa}},
 		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: sa},
-			Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "list", "watch"}}}},
+			Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps", "secrets"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}}}},
 		&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: sa},
 			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: sa},
 			Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: ns, Name: sa}}},

@@ -22,6 +22,10 @@
 //     attempt and the reason in WaitingForKind; any other unknown kind (a
 //     kind missing from a served group version, a group served at other
 //     versions only) is an error from AddMonitor.
+//   - A monitor whose Config names a service account lists and watches
+//     as it (impersonated), through that account's own client; a list or
+//     watch the API server refuses is reported by Forbidden while it
+//     lasts, logged once per verb, and retried with backoff.
 //   - Monitors owns every goroutine it starts; Stop and StopMonitor wait
 //     for them. No lock is held while calling into other packages.
 package kubeevents

@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -45,11 +46,13 @@ type source struct {
 // monitor watches one binding. Its goroutines belong to it: stop closes
 // stopCh and waits for all of them.
 type monitor struct {
-	owner  *Monitors
-	cfg    Config
-	filter *filter
-	log    logr.Logger
-	wanted map[WatchEvent]bool
+	owner *Monitors
+	// dynamic is the client of the monitor's identity.
+	dynamic dynamic.Interface
+	cfg     Config
+	filter  *filter
+	log     logr.Logger
+	wanted  map[WatchEvent]bool
 
 	// lifeMu serialises start and stop.
 	lifeMu  sync.Mutex
@@ -73,9 +76,12 @@ type monitor struct {
 	sources map[string]*source
 	// objects by "namespace/name"; guarded by mu.
 	objects map[string]*entry
+	// refused holds the API server's refusals of lists and watches by
+	// "<access key> <verb>", while they last; guarded by mu.
+	refused map[string]*ForbiddenError
 }
 
-func newMonitor(owner *Monitors, cfg Config, flt *filter, mapping *meta.RESTMapping) *monitor {
+func newMonitor(owner *Monitors, cfg Config, flt *filter, mapping *meta.RESTMapping, dyn dynamic.Interface) *monitor {
 	wanted := map[WatchEvent]bool{WatchEventAdded: true, WatchEventModified: true, WatchEventDeleted: true}
 	if cfg.ExecuteHookOnEvent != nil {
 		wanted = map[WatchEvent]bool{}
@@ -85,6 +91,7 @@ func newMonitor(owner *Monitors, cfg Config, flt *filter, mapping *meta.RESTMapp
 	}
 	return &monitor{
 		owner:   owner,
+		dynamic: dyn,
 		cfg:     cfg,
 		filter:  flt,
 		log:     owner.opts.Logger.WithValues("monitor", cfg.ID, "binding", cfg.Binding),
@@ -92,6 +99,7 @@ func newMonitor(owner *Monitors, cfg Config, flt *filter, mapping *meta.RESTMapp
 		mapping: mapping,
 		objects: map[string]*entry{},
 		sources: map[string]*source{},
+		refused: map[string]*ForbiddenError{},
 	}
 }
 
@@ -128,6 +136,7 @@ func (mon *monitor) stop() {
 		delete(mon.sources, ns)
 	}
 	mon.objects = map[string]*entry{}
+	mon.refused = map[string]*ForbiddenError{}
 	mon.mu.Unlock()
 	close(mon.stopCh)
 	mon.wg.Wait()
@@ -269,17 +278,9 @@ func (mon *monitor) watchNamespaces(ctx context.Context, stopCh chan struct{}) b
 		}
 		return u.GetName(), sel.Matches(labelsSet(u.GetLabels()))
 	}
-	ri := mon.owner.dynamic.Resource(namespacesGVR)
-	lw := &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			o.LabelSelector = sel.String()
-			return ri.List(ctx, o)
-		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			o.LabelSelector = sel.String()
-			return ri.Watch(ctx, o)
-		},
-	}
+	lw := mon.listWatch(mon.dynamic.Resource(namespacesGVR),
+		access{key: "namespaces", resource: "namespaces", clusterScoped: true},
+		func(o *metav1.ListOptions) { o.LabelSelector = sel.String() })
 	inf := cache.NewSharedIndexInformer(lw, &unstructured.Unstructured{}, 0, cache.Indexers{})
 	mon.setWatchErrorHandler(inf, "namespaces")
 	mapping := func() *meta.RESTMapping {
@@ -378,6 +379,8 @@ func (mon *monitor) dropSource(namespace string) {
 	}
 	src.alive = false
 	delete(mon.sources, namespace)
+	delete(mon.refused, namespace+" list")
+	delete(mon.refused, namespace+" watch")
 	close(src.stopCh)
 	for k, e := range mon.objects {
 		if e.namespace == namespace {
@@ -387,7 +390,7 @@ func (mon *monitor) dropSource(namespace string) {
 }
 
 func (mon *monitor) newInformer(mapping *meta.RESTMapping, namespace, name string) cache.SharedIndexInformer {
-	ri := mon.owner.dynamic.Resource(mapping.Resource).Namespace(namespace)
+	ri := mon.dynamic.Resource(mapping.Resource).Namespace(namespace)
 	labelSel := labelSelector(mon.cfg.LabelSelector).String()
 	fieldSel := mon.cfg.FieldSelector
 	if name != "" {
@@ -401,19 +404,30 @@ func (mon *monitor) newInformer(mapping *meta.RESTMapping, namespace, name strin
 		o.LabelSelector = labelSel
 		o.FieldSelector = fieldSel
 	}
-	lw := &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			tweak(&o)
-			return ri.List(ctx, o)
-		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			tweak(&o)
-			return ri.Watch(ctx, o)
-		},
-	}
+	lw := mon.listWatch(ri, access{key: namespace, resource: mapping.Resource.GroupResource().String(), namespace: namespace,
+		clusterScoped: mapping.Scope.Name() != meta.RESTScopeNameNamespace}, tweak)
 	inf := cache.NewSharedIndexInformer(lw, &unstructured.Unstructured{}, mon.cfg.ResyncPeriod, cache.Indexers{})
 	mon.setWatchErrorHandler(inf, mapping.Resource.String())
 	return inf
+}
+
+// listWatch lists and watches ri with tweak applied to the options, and
+// records what the API server refuses (observe).
+func (mon *monitor) listWatch(ri dynamic.ResourceInterface, a access, tweak func(*metav1.ListOptions)) *cache.ListWatch {
+	return &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			tweak(&o)
+			obj, err := ri.List(ctx, o)
+			mon.observe("list", a, err)
+			return obj, err
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			tweak(&o)
+			w, err := ri.Watch(ctx, o)
+			mon.observe("watch", a, err)
+			return w, err
+		},
+	}
 }
 
 func (mon *monitor) setWatchErrorHandler(inf cache.SharedIndexInformer, what string) {

@@ -79,7 +79,8 @@ func (o *Options) setDefaults() {
 // memory until Start runs the delivery loop. Events are never dropped: while
 // nobody reads Events, or while delivery is paused, they queue up.
 type Monitors struct {
-	opts     Options
+	opts Options
+	// dynamic is the operator's own client.
 	dynamic  dynamic.Interface
 	resolver *kindResolver
 
@@ -93,6 +94,9 @@ type Monitors struct {
 	mu sync.Mutex
 	// monitors by ID; guarded by mu.
 	monitors map[string]*monitor
+	// identities are the clients of the service accounts monitors act
+	// as; guarded by mu.
+	identities map[ServiceAccount]*identityClient
 	// pending events not yet delivered, oldest first; guarded by mu.
 	pending []Event
 	// paused stops delivery; guarded by mu.
@@ -130,14 +134,15 @@ func New(opts Options) (*Monitors, error) {
 		}
 	}
 	return &Monitors{
-		opts:     opts,
-		dynamic:  dyn,
-		resolver: &kindResolver{mapper: mapper},
-		events:   make(chan Event),
-		wake:     make(chan struct{}, 1),
-		monitors: map[string]*monitor{},
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
+		opts:       opts,
+		dynamic:    dyn,
+		resolver:   &kindResolver{mapper: mapper},
+		events:     make(chan Event),
+		wake:       make(chan struct{}, 1),
+		monitors:   map[string]*monitor{},
+		identities: map[ServiceAccount]*identityClient{},
+		stop:       make(chan struct{}),
+		done:       make(chan struct{}),
 	}, nil
 }
 
@@ -327,19 +332,30 @@ func (m *Monitors) AddMonitor(ctx context.Context, cfg Config) error {
 	default:
 		return wrap(err)
 	}
-	mon := newMonitor(m, cfg, flt, mapping)
+	if cfg.ServiceAccount != nil {
+		sa := *cfg.ServiceAccount // the caller's Config stays its own
+		cfg.ServiceAccount = &sa
+	}
+	dyn, err := m.clientFor(cfg.ServiceAccount)
+	if err != nil {
+		return wrap(err)
+	}
+	mon := newMonitor(m, cfg, flt, mapping, dyn)
 
 	m.lifeMu.Lock()
 	defer m.lifeMu.Unlock()
 	if m.stopped {
+		m.releaseClient(cfg.ServiceAccount)
 		return wrap(errors.New("kube events monitors are stopped"))
 	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	if _, exists := m.monitors[cfg.ID]; exists {
+		m.mu.Unlock()
+		m.releaseClient(cfg.ServiceAccount)
 		return wrap(ErrMonitorExists)
 	}
 	m.monitors[cfg.ID] = mon
+	m.mu.Unlock()
 	return nil
 }
 
@@ -383,6 +399,9 @@ func validate(cfg Config) error {
 	}
 	if cfg.ResyncPeriod < 0 {
 		return fmt.Errorf("field resynchronizationPeriod is negative (%s): %w", cfg.ResyncPeriod, ErrInvalidConfig)
+	}
+	if sa := cfg.ServiceAccount; sa != nil && (sa.Namespace == "" || sa.Name == "") {
+		return fmt.Errorf("field serviceAccount %q: expected a namespace and a name: %w", sa.String(), ErrInvalidConfig)
 	}
 	return nil
 }
@@ -437,6 +456,7 @@ func (m *Monitors) RemoveMonitor(id string) error {
 		return fmt.Errorf("remove monitor %s: %w", id, ErrMonitorNotFound)
 	}
 	mon.stop()
+	m.releaseClient(mon.cfg.ServiceAccount)
 	return nil
 }
 
@@ -472,6 +492,22 @@ func (m *Monitors) WaitingForKind(id string) string {
 		return ""
 	}
 	return mon.waitingForKind()
+}
+
+// Forbidden returns, while the API server refuses a list or watch of the
+// monitor to its identity, that refusal (a *ForbiddenError naming the
+// verb, resource, namespace and service account); nil while it watches,
+// before its first attempt, after it stopped, and for an unknown monitor.
+// The monitor keeps retrying meanwhile.
+func (m *Monitors) Forbidden(id string) error {
+	mon, err := m.get(id)
+	if err != nil {
+		return nil
+	}
+	if fe := mon.forbidden(); fe != nil {
+		return fe
+	}
+	return nil
 }
 
 // MonitorIDs returns the IDs of every monitor, sorted.

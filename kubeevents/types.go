@@ -93,4 +93,20 @@ type Config struct {
 	KeepFullObjectsInMemory bool
 	// ResyncPeriod re-lists periodically; zero disables it.
 	ResyncPeriod time.Duration
+	// ServiceAccount, when set, is the identity the monitor lists and
+	// watches as (impersonated); nil: the operator's own. Monitors of
+	// different identities share no client and no informer.
+	ServiceAccount *ServiceAccount
 }
+
+// ServiceAccount names a service account a monitor acts as.
+type ServiceAccount struct {
+	Namespace, Name string
+}
+
+// User is the user name the API server knows the account by.
+func (sa ServiceAccount) User() string {
+	return "system:serviceaccount:" + sa.Namespace + ":" + sa.Name
+}
+
+func (sa ServiceAccount) String() string { return sa.Namespace + "/" + sa.Name }

@@ -22,6 +22,7 @@ import (
 	"github.com/gadgetpm/gadgetpm/packages/manager"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/pkg/hooks"
+	"github.com/gadgetpm/gadgetpm/pkg/identity"
 	"github.com/gadgetpm/gadgetpm/pkg/nelm"
 	"github.com/gadgetpm/gadgetpm/queue"
 	"github.com/gadgetpm/gadgetpm/scheduler/cron"
@@ -40,6 +41,10 @@ type KubeEvents interface {
 	// WaitingForKind says why the monitor waits for its kind; "" while
 	// it watches.
 	WaitingForKind(id string) string
+	// Forbidden is the API server's refusal of the monitor's list or
+	// watch to its identity while it lasts (a *kubeevents.ForbiddenError);
+	// nil otherwise.
+	Forbidden(id string) error
 	Snapshot(id string) []kubeevents.ObjectAndFilterResult
 }
 
@@ -70,8 +75,14 @@ type PackagePatcher interface {
 	ForPackage(gp *v1alpha1.GadgetPackage) (hooks.ObjectPatcher, error)
 }
 
+// AccountCredentials returns the hook credentials of service account
+// namespace/name, which acts for owner ("GadgetPackage <ns>/<name>",
+// named in its errors). hookcreds.Accounts.Issuer is one.
+type AccountCredentials func(namespace, name, owner string) (hooks.Credentials, error)
+
 // Options configure New. Every field without a default is required,
-// except Metrics, Observer and Recorder.
+// except Metrics, Observer, Recorder, DefaultServiceAccount and
+// AccountCredentials.
 type Options struct {
 	// Runner executes hooks (pkg/hooks' own runner: the hook-run task
 	// takes no other).
@@ -107,6 +118,14 @@ type Options struct {
 	Observer hooks.RunObserver
 	// Recorder records Events on GadgetPackages; nil records none.
 	Recorder record.EventRecorder
+	// DefaultServiceAccount is the service account, in a package's
+	// namespace, a package without spec.serviceAccountName acts as
+	// (pkg/identity); empty: such a package acts as the operator.
+	DefaultServiceAccount string
+	// AccountCredentials give the hooks of a package that acts as a
+	// service account that account's tokens; its kubernetes bindings list
+	// and watch as it. Nil: preparing such a package fails, naming it.
+	AccountCredentials AccountCredentials
 	// Logger; default a discarding one. Hooks' runs log under its
 	// "hooks" child.
 	Logger logr.Logger
@@ -163,10 +182,13 @@ type pkgHooks struct {
 	key       string
 	namespace string
 	name      string
-	hooks     []*hooks.Hook
-	values    *hooks.ValuesStore
-	patcher   hooks.ObjectPatcher
-	monitors  []monitorRef
+	// account is the service account the package acts as; nil: the
+	// operator.
+	account  *kubeevents.ServiceAccount
+	hooks    []*hooks.Hook
+	values   *hooks.ValuesStore
+	patcher  hooks.ObjectPatcher
+	monitors []monitorRef
 	// schedules by cron entry name.
 	schedules map[string]scheduleRef
 
@@ -262,6 +284,10 @@ func (h *Host) Prepare(ctx context.Context, key string, p *loader.Package, gp *v
 	}
 	ph := &pkgHooks{key: key, namespace: gp.Namespace, name: gp.Name, values: vs, patcher: patcher,
 		schedules: map[string]scheduleRef{}, waits: map[string]*syncWait{}, runs: map[string]*hookRuns{}}
+	creds, err := h.accountCredentials(ph, gp)
+	if err != nil {
+		return err
+	}
 	for _, lh := range p.Hooks {
 		hk, err := hooks.FromConfig(p.Dir, lh.Name, lh.Config, hooks.LoadOptions{Package: p.Name, PackageKey: key, Env: h.opts.Env})
 		if err != nil {
@@ -280,9 +306,11 @@ func (h *Host) Prepare(ctx context.Context, key string, p *loader.Package, gp *v
 					"apiVersion", b.Monitor.APIVersion, "kind", b.Monitor.Kind, "reason", b.KindNotServed)
 			}
 		}
+		hk.Credentials = creds
 		ph.hooks = append(ph.hooks, hk)
 		for i := range hk.Config.Kubernetes {
 			b := &hk.Config.Kubernetes[i]
+			b.Monitor.ServiceAccount = ph.account
 			ph.monitors = append(ph.monitors, monitorRef{id: b.Monitor.ID, hook: hk, binding: b})
 		}
 		for i := range hk.Config.Schedules {
@@ -307,6 +335,25 @@ func (h *Host) Prepare(ctx context.Context, key string, p *loader.Package, gp *v
 	}
 	h.mu.Unlock()
 	return nil
+}
+
+// accountCredentials sets the service account the package acts as and
+// returns its hooks' credentials; nil, nil when it acts as the operator.
+func (h *Host) accountCredentials(ph *pkgHooks, gp *v1alpha1.GadgetPackage) (hooks.Credentials, error) {
+	ns, name, ok := identity.ServiceAccount(gp, h.opts.DefaultServiceAccount)
+	if !ok {
+		return nil, nil
+	}
+	owner := "GadgetPackage " + gp.Namespace + "/" + gp.Name
+	if h.opts.AccountCredentials == nil {
+		return nil, fmt.Errorf("%s acts as service account %s/%s, but this operator cannot give hooks a service account's credentials", owner, ns, name)
+	}
+	creds, err := h.opts.AccountCredentials(ns, name, owner)
+	if err != nil {
+		return nil, fmt.Errorf("credentials of service account %s/%s for the hooks of %s: %w", ns, name, owner, err)
+	}
+	ph.account = &kubeevents.ServiceAccount{Namespace: ns, Name: name}
+	return creds, nil
 }
 
 // SetSettings replaces the package's settings in its values store.
@@ -346,7 +393,9 @@ func (h *Host) RunBinding(ctx context.Context, key, binding string) error {
 
 // Enable (re)starts the package's monitors, waits until every binding with
 // waitForSynchronization had its Synchronization run (in the package's
-// synchronization queue) or listed its objects, then adds its schedules.
+// synchronization queue) or listed its objects (and, for a package that
+// acts as a service account, every other binding listed its objects),
+// then adds its schedules. A binding the API server refuses fails it.
 func (h *Host) Enable(ctx context.Context, key string) error {
 	ph, err := h.pkg(key)
 	if err != nil {
@@ -379,8 +428,14 @@ func (h *Host) Enable(ctx context.Context, key string) error {
 	}
 	for _, m := range ph.monitors {
 		w, ok := waits[m.id]
-		if !ok {
+		if !ok && ph.account == nil {
 			continue
+		}
+		if !ok {
+			// The package's account may be refused what the binding
+			// watches: its list (not its Synchronization run) is waited
+			// for too, so that a refusal fails the start.
+			w = &syncWait{done: make(chan struct{})}
 		}
 		if err := h.waitSync(ctx, ph, m, w); err != nil {
 			return err
@@ -408,6 +463,10 @@ func (h *Host) waitSync(ctx context.Context, ph *pkgHooks, m monitorRef, w *sync
 	defer tick.Stop()
 	done := w.done
 	for {
+		// A refused watch comes with a list that succeeds: checked first.
+		if err := h.opts.KubeEvents.Forbidden(m.id); err != nil {
+			return h.bindingForbidden(ph, m, err)
+		}
 		if !w.run && h.opts.KubeEvents.Synced(m.id) {
 			return nil
 		}
@@ -443,9 +502,34 @@ func (h *Host) kindNotServed(ph *pkgHooks, m monitorRef, why string) {
 	if h.opts.Recorder == nil {
 		return
 	}
-	ref := &corev1.ObjectReference{APIVersion: v1alpha1.GroupVersion.String(), Kind: "GadgetPackage", Namespace: ph.namespace, Name: ph.name}
-	h.opts.Recorder.Eventf(ref, corev1.EventTypeWarning, ReasonKindNotServed,
+	h.opts.Recorder.Eventf(ph.ref(), corev1.EventTypeWarning, ReasonKindNotServed,
 		"hook %s binding %s waits for kind %s in %s: %s; the binding starts when it is served", m.hook.Name, m.binding.Name, m.binding.Monitor.Kind, m.binding.Monitor.APIVersion, why)
+}
+
+// ReasonBindingForbidden is the Event reason on a GadgetPackage whose
+// kubernetes binding the API server refuses to list or watch as the
+// package's service account.
+const ReasonBindingForbidden = "BindingForbidden"
+
+// bindingForbidden tells the log and the package's Events that the API
+// server refuses a binding's list or watch, and returns the error that
+// fails the package's start (and lands in its status): it names the
+// hook, the binding, the verb, resource and namespace, the account and
+// what to do.
+func (h *Host) bindingForbidden(ph *pkgHooks, m monitorRef, refusal error) error {
+	err := fmt.Errorf("hook %s binding %s: %w: grant it to the service account (a Role and RoleBinding) or narrow the binding's namespaces",
+		m.hook.Name, m.binding.Name, refusal)
+	h.log.Info("the API server refuses a binding's watch; the package does not start", "package", ph.key, "hook", m.hook.Name,
+		"binding", m.binding.Name, "error", err.Error())
+	if h.opts.Recorder != nil {
+		h.opts.Recorder.Event(ph.ref(), corev1.EventTypeWarning, ReasonBindingForbidden, err.Error())
+	}
+	return err
+}
+
+// ref is the package's GadgetPackage, for Events.
+func (ph *pkgHooks) ref() *corev1.ObjectReference {
+	return &corev1.ObjectReference{APIVersion: v1alpha1.GroupVersion.String(), Kind: "GadgetPackage", Namespace: ph.namespace, Name: ph.name}
 }
 
 // Disable stops the package's monitors and schedules; waits still open

@@ -263,3 +263,42 @@ func TestNewRequiresItsServices(t *testing.T) {
 		t.Fatalf("New with every service: %v", err)
 	}
 }
+
+// A package that acts as a service account (its own, or the default
+// one) cannot be prepared by a host that cannot give its hooks that
+// account's credentials: the error names the package and the account.
+// A package without one is prepared as before.
+func TestPrepareNeedsAccountCredentialsForAnIdentity(t *testing.T) {
+	ns := env.Namespace(t)
+	root := packagetest.Write(t, t.TempDir(), packagetest.Source{Name: "watcher", Hooks: map[string]string{"10-watch.sh": watchHook(ns, filepath.Join(t.TempDir(), "journal"))}})
+	p, err := loader.Load(context.Background(), root, loader.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, spec, defaultSA string
+		want                  string // "" for no error
+	}{
+		{"own account", "sa-own", "", "GadgetPackage " + ns + "/watcher acts as service account " + ns + "/sa-own"},
+		{"default account", "", "sa-default", "GadgetPackage " + ns + "/watcher acts as service account " + ns + "/sa-default"},
+		{"operator", "", "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newServices(t)
+			s.opts.DefaultServiceAccount = tc.defaultSA
+			h, err := hookhost.New(s.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			gp := &v1alpha1.GadgetPackage{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "watcher"}, Spec: v1alpha1.GadgetPackageSpec{ServiceAccountName: tc.spec}}
+			err = h.Prepare(context.Background(), ns+".watcher", p, gp)
+			defer h.Forget(ns + ".watcher")
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("Prepare: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("Prepare: %v, want an error saying %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -222,8 +222,9 @@ func (m *Manager) Keys() []string {
 // Plan registers gp's latest spec and returns the tasks that bring the
 // package to it, in order, for its main queue:
 //
-//   - new package, or a new version constraint or package name:
-//     Download, Install, Load, Startup, Run
+//   - new package, or a new version constraint, package name or service
+//     account (its hooks and bindings act as it): Download, Install,
+//     Load, Startup, Run
 //   - settings changed: ApplySettings, Run
 //   - enabled changed to false: Disable; to true: Startup, Run
 //   - nothing changed: none
@@ -244,7 +245,8 @@ func (m *Manager) Plan(gp *v1alpha1.GadgetPackage) []queue.Task {
 	e.gp = gp
 	var kinds []kind
 	switch {
-	case prev == nil || prev.Spec.Package != gp.Spec.Package || prev.Spec.Version != gp.Spec.Version || prev.Spec.Repository != gp.Spec.Repository:
+	case prev == nil || prev.Spec.Package != gp.Spec.Package || prev.Spec.Version != gp.Spec.Version || prev.Spec.Repository != gp.Spec.Repository ||
+		prev.Spec.ServiceAccountName != gp.Spec.ServiceAccountName:
 		kinds = []kind{kindDownload, kindInstall, kindLoad, kindStartup, kindRun}
 	case !reflect.DeepEqual(prev.Spec.Settings, gp.Spec.Settings):
 		if e.pkg == nil {

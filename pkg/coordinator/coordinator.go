@@ -25,6 +25,7 @@ import (
 	"github.com/gadgetpm/gadgetpm/packages/packagerepository"
 	"github.com/gadgetpm/gadgetpm/packages/repoaccess"
 	"github.com/gadgetpm/gadgetpm/packages/store"
+	"github.com/gadgetpm/gadgetpm/pkg/hookcreds"
 	"github.com/gadgetpm/gadgetpm/pkg/hooks"
 	"github.com/gadgetpm/gadgetpm/pkg/hooks/sandbox"
 	"github.com/gadgetpm/gadgetpm/pkg/nelm"
@@ -76,6 +77,10 @@ type Options struct {
 	// its own (a kubeconfig in KUBECONFIG) and nothing of HookEnv.Kube or
 	// the operator's environment; nil leaves hooks the operator's own.
 	HookCredentials hooks.Credentials
+	// HookTokenExpiry is the lifetime of the tokens the hooks of a package
+	// that acts as a service account get; default and minimum
+	// hookcreds.DefaultExpiry.
+	HookTokenExpiry time.Duration
 	// HookSandbox runs hooks (and their --config, when the default
 	// Fetcher is used) sandboxed; nil runs them as the operator's user.
 	HookSandbox sandbox.Launcher
@@ -105,8 +110,8 @@ type Options struct {
 	UnsubscribeTimeout time.Duration
 	// DefaultServiceAccount is the ServiceAccount, in a package's
 	// namespace, that a GadgetPackage without spec.serviceAccountName acts
-	// as (its Helm release and object patches); empty too: the operator's
-	// own identity.
+	// as (its Helm release, object patches, bindings' watches and hooks'
+	// tokens); empty too: the operator's own identity.
 	DefaultServiceAccount string
 }
 
@@ -225,6 +230,11 @@ func New(opts Options) (*Coordinator, error) {
 	}
 	c.sched = scheduler.New(scheduler.Options{})
 
+	// The hooks of a package with a service account get its tokens.
+	accounts, err := hookcreds.NewAccounts(hookcreds.Options{Config: opts.Config, Expiry: opts.HookTokenExpiry, Logger: opts.Logger.WithName("hookcreds")})
+	if err != nil {
+		return nil, fmt.Errorf("create operator: %w", err)
+	}
 	var hookMetrics *hooks.Metrics
 	if opts.Registerer != nil {
 		if hookMetrics, err = hooks.NewMetrics(opts.Registerer); err != nil {
@@ -236,6 +246,14 @@ func New(opts Options) (*Coordinator, error) {
 		KubeEvents: c.events, Patcher: packagePatcher{Patcher: c.patcher, defaultSA: opts.DefaultServiceAccount}, Schedules: c.cron, Queues: c.queues, Releases: c.helm,
 		Mapper: opts.Mapper, Client: opts.Client, Env: opts.HookEnv, MaxAttempts: opts.MaxAttempts,
 		Metrics: hookMetrics, Observer: runRecorder{c}, Recorder: opts.Recorder, Logger: c.log,
+		DefaultServiceAccount: opts.DefaultServiceAccount,
+		AccountCredentials: func(namespace, name, owner string) (hooks.Credentials, error) {
+			is, err := accounts.Issuer(namespace, name, owner)
+			if err != nil {
+				return nil, err
+			}
+			return is, nil
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create operator: %w", err)

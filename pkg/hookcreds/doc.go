@@ -3,7 +3,8 @@
 // TokenRequest API, keeps the current token and renews it once 80% of its
 // lifetime has passed, and renders a kubeconfig that reaches the operator's
 // API server with that token (Issuer.Kubeconfig, which satisfies
-// pkg/hooks' Credentials).
+// pkg/hooks' Credentials). Accounts makes Issuers for packages' own
+// service accounts, whose errors name the package.
 //
 // It copies only where the API server is and how to trust it (server URL,
 // CA, TLS server name) from the operator's rest.Config, never the

@@ -16,6 +16,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/clock"
+
+	"github.com/gadgetpm/gadgetpm/pkg/identity"
 )
 
 // DefaultServiceAccount is the account hooks run as unless told otherwise.
@@ -48,6 +50,25 @@ type Options struct {
 	Expiry time.Duration
 	// Logger; default a discarding one.
 	Logger logr.Logger
+	// Owner names, in errors, the GadgetPackage whose own account this is
+	// ("GadgetPackage <namespace>/<name>"), so that a failure says which
+	// package to fix and how. Empty: the account of the hooks of every
+	// package without one of its own (--hook-service-account).
+	Owner string
+}
+
+// setDefaults applies the defaults of Expiry and Logger and checks Expiry.
+func (o *Options) setDefaults() error {
+	if o.Expiry == 0 {
+		o.Expiry = DefaultExpiry
+	}
+	if o.Expiry < DefaultExpiry {
+		return fmt.Errorf("hook token expiry %s is shorter than the TokenRequest API's minimum of %s: set --hook-token-expiry to %s or more", o.Expiry, DefaultExpiry, DefaultExpiry)
+	}
+	if o.Logger.GetSink() == nil {
+		o.Logger = logr.Discard()
+	}
+	return nil
 }
 
 // Issuer hands out kubeconfigs carrying a token of one service account.
@@ -75,14 +96,8 @@ func New(opts Options) (*Issuer, error) {
 	if opts.Config == nil || opts.Namespace == "" || opts.ServiceAccount == "" {
 		return nil, errors.New("hook credentials: Config, Namespace and ServiceAccount are required")
 	}
-	if opts.Expiry == 0 {
-		opts.Expiry = DefaultExpiry
-	}
-	if opts.Expiry < DefaultExpiry {
-		return nil, fmt.Errorf("hook token expiry %s is shorter than the TokenRequest API's minimum of %s: set --hook-token-expiry to %s or more", opts.Expiry, DefaultExpiry, DefaultExpiry)
-	}
-	if opts.Logger.GetSink() == nil {
-		opts.Logger = logr.Discard()
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
 	}
 	c, err := corev1client.NewForConfig(opts.Config)
 	if err != nil {
@@ -135,13 +150,31 @@ func (i *Issuer) Token(ctx context.Context) (string, error) {
 func (i *Issuer) issueError(err error) error {
 	hint := ""
 	switch {
+	case apierrors.IsNotFound(err) && i.opts.Owner != "":
+		err = accountNotFound{err}
+		hint = fmt.Sprintf(": the account %s acts as does not exist: create it in namespace %s, or set spec.serviceAccountName of %s (default --default-service-account) to one that exists",
+			i.opts.Owner, i.opts.Namespace, i.opts.Owner)
 	case apierrors.IsNotFound(err):
 		hint = ": create it or set --hook-service-account"
+	case apierrors.IsForbidden(err) && i.opts.Owner != "":
+		hint = fmt.Sprintf(": the operator needs create on serviceaccounts/token in namespace %s (the chart grants it with rbac.packageResources or rbac.packageServiceAccounts)", i.opts.Namespace)
 	case apierrors.IsForbidden(err):
 		hint = ": the operator needs create on serviceaccounts/token for it (the chart's Role grants it)"
 	}
-	return fmt.Errorf("issue a token for serviceaccount %s/%s: %w%s", i.opts.Namespace, i.opts.ServiceAccount, err, hint)
+	who := ""
+	if i.opts.Owner != "" {
+		who = " of " + i.opts.Owner
+	}
+	return fmt.Errorf("issue a token for serviceaccount %s/%s%s: %w%s", i.opts.Namespace, i.opts.ServiceAccount, who, err, hint)
 }
+
+// accountNotFound is the API server's NotFound for a package's own
+// account; it also matches identity.ErrServiceAccountNotFound, which
+// gives the package's condition its reason.
+type accountNotFound struct{ err error }
+
+func (e accountNotFound) Error() string   { return e.err.Error() }
+func (e accountNotFound) Unwrap() []error { return []error{e.err, identity.ErrServiceAccountNotFound} }
 
 // Kubeconfig renders a kubeconfig that reaches the operator's API server
 // as the service account, with the current token inline and the CA
@@ -176,6 +209,35 @@ func (i *Issuer) Kubeconfig(ctx context.Context) ([]byte, error) {
 		return nil, fmt.Errorf("hook kubeconfig: encode: %w", err)
 	}
 	return b, nil
+}
+
+// Accounts makes Issuers for packages' own service accounts, all with
+// the same Config, Expiry and Logger. It keeps no state: each Issuer it
+// returns has its own token.
+type Accounts struct {
+	opts Options
+}
+
+// NewAccounts checks opts (Namespace, ServiceAccount and Owner are
+// ignored) and returns Accounts. It makes no request.
+func NewAccounts(opts Options) (*Accounts, error) {
+	opts.Namespace, opts.ServiceAccount, opts.Owner = "", "", ""
+	if opts.Config == nil {
+		return nil, errors.New("hook credentials: Config is required")
+	}
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	return &Accounts{opts: opts}, nil
+}
+
+// Issuer returns an Issuer of tokens for service account namespace/name,
+// acting for owner ("GadgetPackage <namespace>/<name>", named in its
+// errors).
+func (a *Accounts) Issuer(namespace, name, owner string) (*Issuer, error) {
+	opts := a.opts
+	opts.Namespace, opts.ServiceAccount, opts.Owner = namespace, name, owner
+	return New(opts)
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"errors"
 	"net/http"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/gadgetpm/gadgetpm/internal/testenv"
+	"github.com/gadgetpm/gadgetpm/pkg/identity"
 )
 
 var env *testenv.Env
@@ -118,13 +120,20 @@ func TestKubeconfigAuthenticatesAsTheServiceAccount(t *testing.T) {
 	}
 }
 
+// strangerConfig acts as a user with no rights: an operator that may not
+// issue tokens.
+func strangerConfig() *rest.Config {
+	cfg := rest.CopyConfig(env.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: "stranger"}
+	return cfg
+}
+
 // A TokenRequest that fails says for which account, why and what to do;
 // so does an expiry below the API's minimum.
 func TestIssueErrorsNameTheAccount(t *testing.T) {
 	ns := env.Namespace(t)
 	serviceAccount(t, ns, "exists")
-	stranger := rest.CopyConfig(env.Config)
-	stranger.Impersonate = rest.ImpersonationConfig{UserName: "stranger"}
+	stranger := strangerConfig()
 	for _, tc := range []struct {
 		name string
 		cfg  *rest.Config
@@ -226,5 +235,66 @@ func TestRenewsAfterFourFifthsOfTheLifetime(t *testing.T) {
 		if got := whoami(t, kc); got != is.Subject() {
 			t.Errorf("after %s: the kubeconfig authenticates as %q, want %q", step.after, got, is.Subject())
 		}
+	}
+}
+
+// Accounts issue tokens for a package's own service account: the
+// kubeconfig authenticates as it, and a failure names the account, the
+// package it acts for and what to do.
+func TestAccountsIssueForAPackagesAccount(t *testing.T) {
+	ns := env.Namespace(t)
+	serviceAccount(t, ns, "tenant")
+	owner := "GadgetPackage " + ns + "/p"
+	stranger := strangerConfig()
+	for _, tc := range []struct {
+		name string
+		cfg  *rest.Config
+		sa   string
+		want []string // nil: success
+	}{
+		{"existing account", env.Config, "tenant", nil},
+		{"missing account", env.Config, "nobody", []string{"issue a token for serviceaccount " + ns + "/nobody of " + owner, `serviceaccounts "nobody" not found`,
+			"the account " + owner + " acts as does not exist: create it in namespace " + ns + ", or set spec.serviceAccountName of " + owner + " (default --default-service-account) to one that exists"}},
+		{"operator not allowed", stranger, "tenant", []string{"issue a token for serviceaccount " + ns + "/tenant of " + owner, "forbidden",
+			"the operator needs create on serviceaccounts/token in namespace " + ns + " (the chart grants it with rbac.packageResources or rbac.packageServiceAccounts)"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, err := NewAccounts(Options{Config: tc.cfg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			is, err := a.Issuer(ns, tc.sa, owner)
+			if err != nil {
+				t.Fatal(err)
+			}
+			kc, err := is.Kubeconfig(context.Background())
+			if tc.want == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got, want := whoami(t, kc), "system:serviceaccount:"+ns+":"+tc.sa; got != want {
+					t.Errorf("the kubeconfig authenticates as %q, want %q", got, want)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+			// The package's condition reason comes from it.
+			if got, want := errors.Is(err, identity.ErrServiceAccountNotFound), tc.sa == "nobody"; got != want {
+				t.Errorf("errors.Is(%v, identity.ErrServiceAccountNotFound) = %v, want %v", err, got, want)
+			}
+		})
+	}
+	if _, err := NewAccounts(Options{Config: env.Config, Expiry: 5 * time.Minute}); err == nil || !strings.Contains(err.Error(), "--hook-token-expiry") {
+		t.Errorf("Accounts with an expiry of 5m: error %v, want one naming --hook-token-expiry", err)
+	}
+	if _, err := NewAccounts(Options{}); err == nil {
+		t.Error("Accounts without a Config: no error")
 	}
 }

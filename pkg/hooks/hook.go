@@ -40,6 +40,9 @@ type Hook struct {
 	Config *Config
 	// Timeout overrides the Runner's timeout for this hook when positive.
 	Timeout time.Duration
+	// Credentials, when set, replace RunnerOptions.Credentials in this
+	// hook's runs: its package's own service account.
+	Credentials Credentials
 }
 
 // ID is "<package key>/<hook name>", unique across packages.

@@ -19,17 +19,22 @@ type Credentials interface {
 	Kubeconfig(ctx context.Context) ([]byte, error)
 }
 
-// kubeEnv returns the API part of a run's environment. Without
-// credentials it is the Env's Kube, as before. With them it is only
+// kubeEnv returns the API part of a run of h's environment. Without
+// credentials (h's own, else the Runner's) it is the Env's Kube, as
+// before. With them it is only
 // KUBECONFIG, naming a kubeconfig written into dir that only the run's
 // owner can read: nothing of the operator's KUBECONFIG or
 // KUBERNETES_SERVICE_HOST/PORT reaches the hook (kubectl would fall back
 // to the in-cluster variables).
-func (r *Runner) kubeEnv(ctx context.Context, dir string, kube map[string]string) (map[string]string, error) {
-	if r.opts.Credentials == nil {
+func (r *Runner) kubeEnv(ctx context.Context, h *Hook, dir string, kube map[string]string) (map[string]string, error) {
+	creds := h.Credentials
+	if creds == nil {
+		creds = r.opts.Credentials
+	}
+	if creds == nil {
 		return kube, nil
 	}
-	kc, err := r.opts.Credentials.Kubeconfig(ctx)
+	kc, err := creds.Kubeconfig(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -46,7 +46,9 @@ if "$KUBECTL" get secrets --all-namespaces > /dev/null 2> "$OUT/secrets"; then e
 // cluster-wide, its KUBECONFIG is a file of its run directory only it may
 // read, and nothing of the operator's credentials (KUBECONFIG,
 // KUBERNETES_SERVICE_HOST/PORT) is in its environment. Without
-// Credentials (--hook-service-account="") it runs with the operator's.
+// Credentials (--hook-service-account="") it runs with the operator's. A
+// hook's own Credentials (its package's service account) take precedence
+// over the Runner's.
 func TestRunCredentials(t *testing.T) {
 	ns := env.Namespace(t)
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: hookcreds.DefaultServiceAccount}}
@@ -57,21 +59,33 @@ func TestRunCredentials(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	tenant := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "tenant"}}
+	if err := env.Client.Create(context.Background(), tenant); err != nil {
+		t.Fatal(err)
+	}
+	tenantIssuer, err := hookcreds.New(hookcreds.Options{Config: env.Config, Namespace: ns, ServiceAccount: "tenant"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	operatorKubeconfig := env.WriteKubeconfig(t)
 	for _, tc := range []struct {
 		name        string
 		creds       Credentials
+		hookCreds   Credentials
 		user        string // "" for the operator's own
 		secrets     string // "allowed", or what the error says
 		ownConfigIn bool   // KUBECONFIG is in the run directory
 	}{
-		{"own service account", issuer, "system:serviceaccount:" + ns + ":gadgetpm-hooks", "forbidden", true},
-		{"operator's credentials", nil, "", "allowed", false},
+		{"own service account", issuer, nil, "system:serviceaccount:" + ns + ":gadgetpm-hooks", "forbidden", true},
+		{"package's service account", issuer, tenantIssuer, "system:serviceaccount:" + ns + ":tenant", "forbidden", true},
+		{"package's service account, no hooks' account", nil, tenantIssuer, "system:serviceaccount:" + ns + ":tenant", "forbidden", true},
+		{"operator's credentials", nil, nil, "", "allowed", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out := t.TempDir()
 			dir := newPackage(t, map[string]string{"hooks/h": bashHook(trivialConfig, apiHook)})
 			h := loadHook(t, dir, "h")
+			h.Credentials = tc.hookCreds
 			r := NewRunner(RunnerOptions{Credentials: tc.creds, Env: Env{
 				// What the operator's environment holds in a cluster
 				// and out of one.

@@ -53,8 +53,9 @@ type RunnerOptions struct {
 	// Env is the environment every hook gets (see Env).
 	Env Env
 	// Credentials, when set, give every run a kubeconfig of its own in
-	// its run directory as KUBECONFIG, in place of Env.Kube. Default nil:
-	// Env.Kube (the operator's own credentials).
+	// its run directory as KUBECONFIG, in place of Env.Kube; a hook's own
+	// Hook.Credentials take precedence. Default nil: Env.Kube (the
+	// operator's own credentials).
 	Credentials Credentials
 	// KeepRunDirs keeps each run's directory for debugging instead of
 	// removing it. Default false.
@@ -226,7 +227,7 @@ func (r *Runner) Run(ctx context.Context, h *Hook, in RunInput) (*RunResult, err
 		return nil, fmt.Errorf("run hook %s: %w", h.Name, err)
 	}
 	env := r.opts.Env
-	if env.Kube, err = r.kubeEnv(ctx, dir, env.Kube); err != nil {
+	if env.Kube, err = r.kubeEnv(ctx, h, dir, env.Kube); err != nil {
 		return nil, fmt.Errorf("run hook %s: %w", h.Name, err)
 	}
 

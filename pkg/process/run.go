@@ -259,7 +259,7 @@ func clusterRole(cfg *rest.Config, mgr manager.Manager, mapper *restmapping.Mapp
 		// Hooks get a kubeconfig of their own (HookCredentials), else
 		// KUBECONFIG or KUBERNETES_SERVICE_HOST/PORT from the operator's
 		// environment, so kubectl in them reaches this cluster.
-		HookEnv: hooks.Env{}, HookCredentials: deps.creds,
+		HookEnv: hooks.Env{}, HookCredentials: deps.creds, HookTokenExpiry: opts.HookTokenExpiry,
 		StopGrace:  opts.StopGrace,
 		Recorder:   cmgr.GetEventRecorderFor("gadgetpm"), //nolint:staticcheck // the services take client-go's recorder
 		Registerer: opts.Registerer,

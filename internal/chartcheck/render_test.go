@@ -281,9 +281,9 @@ func checkBinding(t *testing.T, kind string, ref rbacv1.RoleRef, subjects []rbac
 
 func TestRenderDefaults(t *testing.T) {
 	o := mustRender(t, "gadgetpm", nil)
-	if len(o.sa) != 3 || len(o.cr) != 6 || len(o.crb) != 3 || len(o.role) != 2 || len(o.rb) != 2 || len(o.deploy) != 1 || len(o.ds) != 1 || len(o.pdb) != 1 || len(o.svc) != 1 {
+	if len(o.sa) != 3 || len(o.cr) != 7 || len(o.crb) != 3 || len(o.role) != 2 || len(o.rb) != 2 || len(o.deploy) != 1 || len(o.ds) != 1 || len(o.pdb) != 1 || len(o.svc) != 1 {
 		t.Fatalf("rendered %d ServiceAccount, %d ClusterRole, %d ClusterRoleBinding, %d Role, %d RoleBinding, %d Deployment, %d DaemonSet, %d PodDisruptionBudget, %d Service; "+
-			"want 3, 6, 3, 2, 2, 1, 1, 1, 1 (cluster role, node role, hooks; and the three user roles)",
+			"want 3, 7, 3, 2, 2, 1, 1, 1, 1 (cluster role, node role, hooks; and the four user roles)",
 			len(o.sa), len(o.cr), len(o.crb), len(o.role), len(o.rb), len(o.deploy), len(o.ds), len(o.pdb), len(o.svc))
 	}
 	clusterSA, nodeSA, hooksSA := named(t, o.sa, "gadgetpm-cluster"), named(t, o.sa, "gadgetpm-node"), named(t, o.sa, "gadgetpm-hooks")
@@ -798,6 +798,35 @@ func TestRenderVariants(t *testing.T) {
 			},
 		},
 		{
+			name: "tenancy: default service account, no cross-namespace refs, cluster resource namespace",
+			values: map[string]any{"tenancy": map[string]any{
+				"defaultServiceAccount": "deployer", "noCrossNamespaceRefs": true, "clusterResourceNamespace": "repos",
+			}},
+			check: func(t *testing.T, o *objects) {
+				cc, nc := o.deploy[0].Spec.Template.Spec.Containers[0], o.ds[0].Spec.Template.Spec.Containers[0]
+				both := []string{"--no-cross-namespace-refs=true", "--cluster-resource-namespace=repos"}
+				for _, want := range append([]string{"--default-service-account=deployer"}, both...) {
+					if !slices.Contains(cc.Args, want) {
+						t.Errorf("cluster role args %q lack %q", cc.Args, want)
+					}
+				}
+				for _, want := range both {
+					if !slices.Contains(nc.Args, want) {
+						t.Errorf("node role args %q lack %q", nc.Args, want)
+					}
+				}
+				// the node role has no packages to act for
+				if hasFlag(nc.Args, "--default-service-account") {
+					t.Errorf("node role args %q name --default-service-account", nc.Args)
+				}
+				nodeCmd := &cobra.Command{Use: "gadgetpm-node"}
+				cmdline.AddNodeFlags(nodeCmd, &cmdline.NodeFlags{})
+				if err := nodeCmd.ParseFlags(nc.Args); err != nil {
+					t.Errorf("gadgetpm-node refuses the node role's args %q: %v", nc.Args, err)
+				}
+			},
+		},
+		{
 			name: "existing service accounts, no metrics Service",
 			values: map[string]any{
 				"cluster": map[string]any{"serviceAccount": map[string]any{"create": false, "name": "ops"}},
@@ -1049,6 +1078,9 @@ func TestRenderRefusesBadValues(t *testing.T) {
 		{"sandbox server with an unknown key", map[string]any{"hooks": map[string]any{"sandboxServer": map[string]any{"capabilities": []any{"SYS_ADMIN"}}}}, []string{"sandboxServer", "capabilities"}},
 		{"sandbox server's AppArmor profile", map[string]any{"hooks": map[string]any{"sandboxServer": map[string]any{"appArmorProfile": map[string]any{"type": "unconfined"}}}}, []string{"appArmorProfile", "type"}},
 		{"hook user not uid:gid", map[string]any{"hooks": map[string]any{"user": "nobody"}}, []string{"hooks", "user"}},
+		{"default service account not a name", map[string]any{"tenancy": map[string]any{"defaultServiceAccount": "Deployer_1"}}, []string{"tenancy", "defaultServiceAccount"}},
+		{"cluster resource namespace not a name", map[string]any{"tenancy": map[string]any{"clusterResourceNamespace": "Repos"}}, []string{"tenancy", "clusterResourceNamespace"}},
+		{"cross-namespace refs not a boolean", map[string]any{"tenancy": map[string]any{"noCrossNamespaceRefs": "yes"}}, []string{"tenancy", "noCrossNamespaceRefs"}},
 		{"token expiry not a duration", map[string]any{"hooks": map[string]any{"tokenExpiry": "ten minutes"}}, []string{"tokenExpiry"}},
 		{"hooks' rule without verbs", map[string]any{"hooks": map[string]any{"rbac": map[string]any{"rules": []any{map[string]any{"resources": []any{"pods"}}}}}}, []string{"rules", "verbs"}},
 		{"node command empty", map[string]any{"node": map[string]any{"command": []any{}}}, []string{"node", "command"}},

@@ -155,6 +155,10 @@ annotations:
 - --kube-api-qps={{ .Values.operator.clients.kubeAPI.qps }}
 - --kube-api-burst={{ .Values.operator.clients.kubeAPI.burst }}
 - --v={{ .Values.operator.logLevel }}
+- --no-cross-namespace-refs={{ .Values.tenancy.noCrossNamespaceRefs }}
+{{- with .Values.tenancy.clusterResourceNamespace }}
+- --cluster-resource-namespace={{ . }}
+{{- end }}
 {{- end -}}
 
 {{/* gadgetpm.extraArgs: operator.extraArgs, last so they win. */}}

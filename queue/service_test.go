@@ -554,6 +554,48 @@ func TestCompactionRefusedMergeRunsTasksAlone(t *testing.T) {
 	}
 }
 
+// cappedRun refuses, by returning itself, a merge past two payloads.
+type cappedRun struct{ hookRun }
+
+func (c *cappedRun) Merge(next Task) Task {
+	n := next.(*cappedRun)
+	if len(c.payload)+len(n.payload) > 2 {
+		return c
+	}
+	return &cappedRun{*c.hookRun.Merge(&n.hookRun).(*hookRun)}
+}
+
+// A Merge that returns its receiver ends the run there; the refused task
+// is neither lost nor run inside the merged one, and starts its own run.
+func TestCompactionStopsAtARefusedMerge(t *testing.T) {
+	s := NewService(Options{SucceededEvents: true})
+	defer stop(t, s)
+	g := newGate()
+	if err := s.Enqueue("q", g.task("block")); err != nil {
+		t.Fatal(err)
+	}
+	g.waitStarted(t)
+	var mu sync.Mutex
+	var runs []string
+	run := func(p []string) { mu.Lock(); runs = append(runs, strings.Join(p, "+")); mu.Unlock() }
+	var doneCalls atomic.Int32
+	for i := 1; i <= 5; i++ {
+		if err := s.Enqueue("q", &cappedRun{hookRun{hook: "a", payload: []string{fmt.Sprint(i)}, run: run}}, OnDone(func() { doneCalls.Add(1) })); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(g.release)
+	events(t, s, 4)
+	mu.Lock()
+	defer mu.Unlock()
+	if got, want := strings.Join(runs, " "), "1+2 3+4 5"; got != want {
+		t.Fatalf("runs %q, want %q", got, want)
+	}
+	if doneCalls.Load() != 5 {
+		t.Fatalf("OnDone called %d times, want once per enqueued task (5)", doneCalls.Load())
+	}
+}
+
 func TestRemove(t *testing.T) {
 	t.Run("waits for the running task and drops pending ones", func(t *testing.T) {
 		s := NewService(Options{SucceededEvents: true})

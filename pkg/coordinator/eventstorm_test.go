@@ -26,10 +26,10 @@ const (
 	stormObjects = 50
 	stormEvents  = 2000
 	// stormHeapBound is the most the operator's heap may grow while the
-	// events wait behind the stuck hook (measured: a few MiB; without
-	// compaction every event is a queued run holding a copy of its
-	// object).
-	stormHeapBound = 32 << 20
+	// events wait behind the stuck hook (measured: under 1 MiB; without
+	// compaction, where every event is a queued run holding a copy of its
+	// object, about 10 MiB). docs/benchmarks.md "Bounded events".
+	stormHeapBound = 5 << 20
 )
 
 // TestEventStormWhileHookIsStuck (fault injection, case 7 of the

@@ -15,7 +15,9 @@
 //     rides on the pending twin.
 //   - Consecutive pending tasks with the same MergeKey (and the same scope
 //     and attempt limit) are merged into one when the first is about to
-//     start; the merged task ends in one event under its own name.
+//     start; the merged task ends in one event under its own name. A
+//     Merge that returns its receiver ends the run there; the refused
+//     task stays pending, in place.
 //   - A task whose scope ends is dropped, or its running attempt's context
 //     cancelled, and reported Cancelled; its OnDone is not called.
 //   - Every other task ends in exactly one Event: Failed or Cancelled,

@@ -338,10 +338,11 @@ func (s *Service) compact(q *queue) {
 	// Merge is the task's code: call it without the lock. Only this worker
 	// removes pending tasks, so the head and the run behind it are still
 	// in place afterwards unless the queue was closed.
-	merged, name := mergeTasks(first, run)
-	if merged == nil {
+	merged, name, n := mergeTasks(first, run)
+	if merged == nil || n == 0 {
 		return
 	}
+	run = run[:n]
 
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -365,26 +366,31 @@ func (s *Service) compact(q *queue) {
 	}, len(run))
 }
 
-// mergeTasks folds run into first. It returns nil when a Merge returns nil
-// or panics, and then nothing is merged.
-func mergeTasks(first Task, run []Task) (merged Task, name string) {
+// mergeTasks folds the tasks of run into first until a Merge refuses one
+// by returning its receiver; n is how many were folded. It returns nil
+// when a Merge returns nil or panics, and then nothing is merged.
+func mergeTasks(first Task, run []Task) (merged Task, name string, n int) {
 	defer func() {
 		if r := recover(); r != nil {
-			merged, name = nil, ""
+			merged, name, n = nil, "", 0
 		}
 	}()
 	acc, ok := first.(Mergeable)
 	if !ok {
-		return nil, ""
+		return nil, "", 0
 	}
 	for _, t := range run {
 		next, ok := acc.Merge(t).(Mergeable)
 		if !ok || next == nil {
-			return nil, ""
+			return nil, "", 0
+		}
+		if next == acc {
+			break
 		}
 		acc = next
+		n++
 	}
-	return acc, acc.Name()
+	return acc, acc.Name(), n
 }
 
 // run executes one attempt of q.cur, which started at start, settles the

@@ -477,19 +477,44 @@ func TestScopeCancellation(t *testing.T) {
 	})
 }
 
-func TestCompaction(t *testing.T) {
+// blockedQueue returns a service whose queue "q" runs a task blocked on
+// the returned gate, so that the tasks enqueued next wait side by side.
+func blockedQueue(t *testing.T) (*Service, *gate) {
+	t.Helper()
 	s := NewService(Options{SucceededEvents: true})
-	defer stop(t, s)
+	t.Cleanup(func() { stop(t, s) })
 	g := newGate()
 	if err := s.Enqueue("q", g.task("block")); err != nil {
 		t.Fatal(err)
 	}
 	g.waitStarted(t)
+	return s, g
+}
 
-	var mu sync.Mutex
-	var runs []string
-	run := func(p []string) { mu.Lock(); runs = append(runs, strings.Join(p, "+")); mu.Unlock() }
-	hr := func(hook, payload string) *hookRun { return &hookRun{hook: hook, payload: []string{payload}, run: run} }
+// runLog records the payload of each run, joined by "+".
+type runLog struct {
+	mu   sync.Mutex
+	runs []string
+}
+
+func (l *runLog) run(p []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.runs = append(l.runs, strings.Join(p, "+"))
+}
+
+func (l *runLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.runs, " ")
+}
+
+func TestCompaction(t *testing.T) {
+	s, g := blockedQueue(t)
+	var log runLog
+	hr := func(hook, payload string) *hookRun {
+		return &hookRun{hook: hook, payload: []string{payload}, run: log.run}
+	}
 	var doneCalls atomic.Int32
 	onDone := OnDone(func() { doneCalls.Add(1) })
 	other, cancel := context.WithCancel(context.Background())
@@ -518,9 +543,7 @@ func TestCompaction(t *testing.T) {
 	if got := kinds(evs); got != want {
 		t.Fatalf("events\n%q\nwant\n%q", got, want)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if got, want := strings.Join(runs, " "), "1+2+3 4 5 6 7 8"; got != want {
+	if got, want := log.String(), "1+2+3 4 5 6 7 8"; got != want {
 		t.Fatalf("runs %q, want %q", got, want)
 	}
 	if doneCalls.Load() != 2 {
@@ -534,13 +557,7 @@ type badMerge struct{ hookRun }
 func (b *badMerge) Merge(Task) Task { return nil }
 
 func TestCompactionRefusedMergeRunsTasksAlone(t *testing.T) {
-	s := NewService(Options{SucceededEvents: true})
-	defer stop(t, s)
-	g := newGate()
-	if err := s.Enqueue("q", g.task("block")); err != nil {
-		t.Fatal(err)
-	}
-	g.waitStarted(t)
+	s, g := blockedQueue(t)
 	var n atomic.Int32
 	for i := range 3 {
 		if err := s.Enqueue("q", &badMerge{hookRun{hook: "a", payload: []string{fmt.Sprint(i)}, run: func([]string) { n.Add(1) }}}); err != nil {
@@ -551,6 +568,38 @@ func TestCompactionRefusedMergeRunsTasksAlone(t *testing.T) {
 	events(t, s, 4)
 	if n.Load() != 3 {
 		t.Fatalf("ran %d times, want 3", n.Load())
+	}
+}
+
+// cappedRun refuses, by returning itself, a merge past two payloads.
+type cappedRun struct{ hookRun }
+
+func (c *cappedRun) Merge(next Task) Task {
+	n := next.(*cappedRun)
+	if len(c.payload)+len(n.payload) > 2 {
+		return c
+	}
+	return &cappedRun{*c.hookRun.Merge(&n.hookRun).(*hookRun)}
+}
+
+// A Merge that returns its receiver ends the run there; the refused task
+// is neither lost nor run inside the merged one, and starts its own run.
+func TestCompactionStopsAtARefusedMerge(t *testing.T) {
+	s, g := blockedQueue(t)
+	var log runLog
+	var doneCalls atomic.Int32
+	for i := 1; i <= 5; i++ {
+		if err := s.Enqueue("q", &cappedRun{hookRun{hook: "a", payload: []string{fmt.Sprint(i)}, run: log.run}}, OnDone(func() { doneCalls.Add(1) })); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(g.release)
+	events(t, s, 4)
+	if got, want := log.String(), "1+2 3+4 5"; got != want {
+		t.Fatalf("runs %q, want %q", got, want)
+	}
+	if doneCalls.Load() != 5 {
+		t.Fatalf("OnDone called %d times, want once per enqueued task (5)", doneCalls.Load())
 	}
 }
 

@@ -18,7 +18,10 @@ type Task interface {
 // consecutive pending tasks in one queue return the same non-empty MergeKey,
 // the queue replaces them with first.Merge(second), whose payload is the
 // first's followed by the second's (hook runs of one hook concatenate their
-// binding contexts this way). Merge must not modify either task.
+// binding contexts this way). Merge must not modify either task. A Merge
+// that returns its receiver refuses next (a size cap, say): the run of
+// merged tasks ends there, and next stays pending, to start a run of its
+// own.
 type Mergeable interface {
 	Task
 	MergeKey() string

@@ -8,8 +8,10 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/gadgetpm/gadgetpm/internal/cmdline"
+	"github.com/gadgetpm/gadgetpm/packages/hookhost"
 	"github.com/gadgetpm/gadgetpm/pkg/coordinator"
 	"github.com/gadgetpm/gadgetpm/pkg/hookcreds"
+	"github.com/gadgetpm/gadgetpm/pkg/hooks"
 	"github.com/gadgetpm/gadgetpm/pkg/hooks/sandbox"
 	"github.com/gadgetpm/gadgetpm/pkg/process"
 )
@@ -124,6 +126,7 @@ in-cluster service account.`,
 	f.DurationVar(&opts.UnsubscribeTimeout, "unsubscribe-timeout", 30*time.Second, "how long removing a package waits for the nodes to stop its Traces before its Helm release is deleted")
 	hookCredentialFlags(cmd, &opts.HookServiceAccount, &opts.HookTokenExpiry)
 	defaultServiceAccountFlag(cmd, &opts.DefaultServiceAccount)
+	hookLimitFlags(cmd, &opts.HookLimits)
 	hookSandboxFlags(cmd, &opts.HookSandbox, &opts.HookUser, sandbox.On)
 	f.StringVar(&opts.HookSandboxSocket, "hook-sandbox-socket", "", "run hooks through the sandbox server on this unix socket ('gadgetpm hook-sandbox --socket', beside the operator, holding the privileges the sandbox needs) instead of in this process; its --hook-user applies. With --hook-sandbox=off it is not used")
 	clientFlags(cmd, "helm", "the Helm release service's client", &opts.Helm, 20, 40)
@@ -140,6 +143,19 @@ func hookCredentialFlags(cmd *cobra.Command, serviceAccount *string, expiry *tim
 			"the operator needs create on its serviceaccounts/token. \"\" gives hooks the operator's own KUBECONFIG or in-cluster credentials, and so its identity and rights")
 	cmd.Flags().DurationVar(expiry, "hook-token-expiry", hookcreds.DefaultExpiry,
 		"lifetime of each hook token (at least 10m, the TokenRequest API's minimum); a new one is issued after 80% of it, so a hook starts with at least a fifth left")
+}
+
+// hookLimitFlags adds the flags of the hooks' memory limits (gadgetpm
+// operator and gadgetpm dev); docs/kubeevents.md and docs/hooks.md
+// describe them.
+func hookLimitFlags(cmd *cobra.Command, l *coordinator.HookLimits) {
+	f := cmd.Flags()
+	f.IntVar(&l.MaxPendingEventsPerBinding, "max-pending-events-per-binding", hookhost.DefaultMaxPendingEventsPerBinding,
+		"most objects whose kube events one binding keeps while its hook's run waits in its queue (events of one object are compacted to the latest); beyond it the binding's pending events become one re-Synchronization with its objects when the run starts; -1: no limit")
+	f.IntVar(&l.MaxBindingContextsPerRun, "max-binding-contexts-per-run", hookhost.DefaultMaxBindingContextsPerRun,
+		"most binding contexts one hook run gets when queued runs of a hook merge; more go to the next run, none is dropped; -1: no limit")
+	f.IntVar(&l.MaxHookMetricSeries, "max-hook-metric-series", hooks.DefaultMaxSeriesPerHook,
+		"most metric series (name and label set) one hook of a package keeps; new series beyond it are dropped, counted in gadgetpm_hook_metric_series_dropped_total and logged once, and the run does not fail; -1: no limit")
 }
 
 // defaultServiceAccountFlag adds --default-service-account (gadgetpm

@@ -30,6 +30,7 @@ import (
 	"github.com/gadgetpm/gadgetpm/packages/chartrepo"
 	"github.com/gadgetpm/gadgetpm/pkg/apis"
 	gadgetpmv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
+	"github.com/gadgetpm/gadgetpm/pkg/coordinator"
 	"github.com/gadgetpm/gadgetpm/pkg/hooks/sandbox"
 	"github.com/gadgetpm/gadgetpm/pkg/noderole"
 	"github.com/gadgetpm/gadgetpm/pkg/process"
@@ -97,6 +98,8 @@ type Options struct {
 	// HookTokenExpiry is the lifetime of each hook token; default
 	// hookcreds.DefaultExpiry.
 	HookTokenExpiry time.Duration
+	// HookLimits are the operator's (process.Options).
+	HookLimits coordinator.HookLimits
 	// DefaultServiceAccount is the operator's (process.Options).
 	DefaultServiceAccount string
 	// HookSandbox and HookUser are the operator's (process.Options);
@@ -338,6 +341,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 			NodeCheck:          false,
 			HookServiceAccount: opts.HookServiceAccount,
 			HookTokenExpiry:    opts.HookTokenExpiry,
+			HookLimits:         opts.HookLimits,
 
 			// packages without spec.serviceAccountName act as it
 			DefaultServiceAccount: opts.DefaultServiceAccount,

@@ -8,7 +8,9 @@
 // watches), the registration of its kubernetes monitors and cron
 // entries, the Synchronization runs a start waits for, the pausing of
 // the package's Helm drift monitor while its hooks run, the merging of
-// queued runs of one hook, and the runs' counts and output tails for the
+// queued runs of one hook and the compaction of the kube events that
+// wait for them (pending.go: per object, per binding, per run), and the
+// runs' counts and output tails for the
 // dump. The coordinator's event loop hands it cron
 // triggers, kube events and queue events.
 //

@@ -69,8 +69,17 @@ func (h *Host) OnKubeEvent(ev kubeevents.Event) {
 	if ev.Type == kubeevents.TypeSynchronization && w != nil {
 		queueName = hooks.SyncQueue
 		done = w.finish
+		h.enqueueRun(h.newRunTask(ph, ref.hook, queueName, trig, done))
+		return
 	}
-	h.enqueueRun(h.newRunTask(ph, ref.hook, queueName, trig, done))
+	res := h.fold(ph, ref.hook, queueName, trig)
+	if res.resynced != "" {
+		h.log.Info("too many kube events pending for a binding while its hook waits; they are replaced by one re-Synchronization with the binding's objects when the run starts",
+			"package", ph.key, "hook", ref.hook.Name, "binding", res.resynced, "limit", h.opts.MaxPendingEventsPerBinding, "flag", "--max-pending-events-per-binding")
+	}
+	if res.enqueue != nil {
+		h.enqueueRun(res.enqueue)
+	}
 }
 
 // OnQueueEvent fails the start waiting on a Synchronization run that the
@@ -78,6 +87,13 @@ func (h *Host) OnKubeEvent(ev kubeevents.Event) {
 func (h *Host) OnQueueEvent(ev queue.Event) {
 	if ev.Kind != queue.Failed && ev.Kind != queue.Cancelled {
 		return
+	}
+	if ev.Kind == queue.Cancelled {
+		// A cancelled run may be an open one: later events must not join
+		// it.
+		h.detach(func(k chainKey) bool {
+			return k.queue == ev.Queue && "hook-run "+k.hook.Name == ev.Task
+		})
 	}
 	key, q, ok := strings.Cut(ev.Queue, "/")
 	if !ok || q != hooks.SyncQueue {
@@ -94,7 +110,8 @@ func (h *Host) OnQueueEvent(ev queue.Event) {
 	ph.mu.Unlock()
 }
 
-// enqueueRun queues t in the queue newRunTask named.
+// enqueueRun queues t in the queue newRunTask named. A task that cannot be
+// queued is sealed, so that no later event joins it.
 func (h *Host) enqueueRun(t *runTask) {
 	name := t.queue
 	opts := []queue.EnqueueOption{queue.OnDone(func() { t.finish(nil) })}
@@ -102,6 +119,7 @@ func (h *Host) enqueueRun(t *runTask) {
 		opts = append(opts, queue.MaxAttempts(h.opts.MaxAttempts))
 	}
 	if err := h.opts.Queues.Enqueue(name, t, opts...); err != nil {
+		t.sealed()
 		t.finish(err)
 		h.log.Error(err, "enqueue hook run", "queue", name, "task", t.Name())
 	}
@@ -111,7 +129,8 @@ func (h *Host) enqueueRun(t *runTask) {
 // custom ("" for the main queue).
 func (h *Host) newRunTask(ph *pkgHooks, hk *hooks.Hook, custom string, trig hooks.Trigger, done func(error)) *runTask {
 	name := queue.PackageQueueName(ph.key, custom)
-	t := &runTask{RunTask: hooks.NewRunTask(h.taskDeps(ph), hk, ph.values, trig).InQueue(name), releases: h.opts.Releases, ph: ph, queue: name}
+	run := hooks.NewRunTask(h.taskDeps(ph), hk, ph.values, trig).InQueue(name)
+	t := &runTask{host: h, ph: ph, hook: hk, queue: name, name: run.Name(), mergeKey: run.MergeKey(), run: run}
 	if done != nil {
 		t.done = []func(error){done}
 	}

@@ -126,6 +126,15 @@ type Options struct {
 	// service account that account's tokens; its kubernetes bindings list
 	// and watch as it. Nil: preparing such a package fails, naming it.
 	AccountCredentials AccountCredentials
+	// MaxPendingEventsPerBinding caps the objects whose kube events one
+	// binding keeps pending while its hook's run waits; beyond it they
+	// become one re-Synchronization (see pending.go). Default
+	// DefaultMaxPendingEventsPerBinding; negative: no cap.
+	MaxPendingEventsPerBinding int
+	// MaxBindingContextsPerRun caps the binding contexts of one hook run,
+	// merged or compacted; more go to the next run. Default
+	// DefaultMaxBindingContextsPerRun; negative: no cap.
+	MaxBindingContextsPerRun int
 	// Logger; default a discarding one. Hooks' runs log under its
 	// "hooks" child.
 	Logger logr.Logger
@@ -146,6 +155,12 @@ type Host struct {
 	pkgs map[string]*pkgHooks
 	// monitors maps kubernetes monitor IDs to their package; guarded by mu.
 	monitors map[string]string
+
+	// pendMu guards the open runs of kube events (pending.go): chains and
+	// every open runTask's gathering and run. Never held with mu.
+	pendMu sync.Mutex
+	// chains by queue and hook; guarded by pendMu.
+	chains map[chainKey]*chain
 }
 
 var (
@@ -174,7 +189,13 @@ func New(opts Options) (*Host, error) {
 	if opts.Logger.GetSink() == nil {
 		opts.Logger = logr.Discard()
 	}
-	return &Host{opts: opts, log: opts.Logger, pkgs: map[string]*pkgHooks{}, monitors: map[string]string{}}, nil
+	if opts.MaxPendingEventsPerBinding == 0 {
+		opts.MaxPendingEventsPerBinding = DefaultMaxPendingEventsPerBinding
+	}
+	if opts.MaxBindingContextsPerRun == 0 {
+		opts.MaxBindingContextsPerRun = DefaultMaxBindingContextsPerRun
+	}
+	return &Host{opts: opts, log: opts.Logger, pkgs: map[string]*pkgHooks{}, monitors: map[string]string{}, chains: map[chainKey]*chain{}}, nil
 }
 
 // pkgHooks is one package's hooks, values and bindings.
@@ -579,6 +600,7 @@ func (h *Host) Forget(key string) {
 	for _, m := range ph.monitors {
 		_ = h.opts.KubeEvents.RemoveMonitor(m.id)
 	}
+	h.detach(func(k chainKey) bool { return k.hook.PackageKey == key })
 	h.opts.Runner.Forget(key)
 	if h.opts.Metrics != nil {
 		h.opts.Metrics.Forget(key)

@@ -12,12 +12,26 @@ import (
 // monitor while it runs and tells whoever waits (a cron entry, a start
 // waiting for Synchronization) when it ends. Merged runs keep every
 // waiter.
+//
+// A run of kube events (see pending.go) is open until it starts or the
+// queue merges it: meanwhile later events of its hook join it, compacted
+// per object. Once sealed, its triggers are fixed.
 type runTask struct {
-	*hooks.RunTask
-	releases ReleasePauser
+	host     *Host
 	ph       *pkgHooks
+	hook     *hooks.Hook
 	queue    string
-	mu       sync.Mutex
+	name     string
+	mergeKey string
+
+	// run is the hook run, set when the task is sealed (at once for a
+	// task that gathers no events); guarded by host.pendMu.
+	run *hooks.RunTask
+	// gather holds the events of an open task; nil once sealed. Guarded
+	// by host.pendMu.
+	gather *gathering
+
+	mu sync.Mutex
 	// done waiters hear of success or of the queue giving up (through
 	// OnQueueEvent); attempted ones after every attempt.
 	done      []func(error)
@@ -26,11 +40,35 @@ type runTask struct {
 
 var _ queue.Mergeable = (*runTask)(nil)
 
-// Execute runs the hook with the drift monitor paused.
+// Name is the hook run's name, "hook-run <hook>".
+func (t *runTask) Name() string { return t.name }
+
+// MergeKey is the hook run's: runs of one hook with the same allowFailure
+// merge.
+func (t *runTask) MergeKey() string { return t.mergeKey }
+
+// sealed seals the task, so no event joins it any more, and returns its
+// hook run.
+func (t *runTask) sealed() *hooks.RunTask {
+	t.host.pendMu.Lock()
+	defer t.host.pendMu.Unlock()
+	if t.run == nil {
+		t.host.sealLocked(t)
+	}
+	return t.run
+}
+
+// Execute runs the hook with the drift monitor paused. A run whose events
+// were all replaced by a later task's re-Synchronization has nothing to
+// run.
 func (t *runTask) Execute(ctx context.Context) error {
-	t.releases.Pause(t.ph.release())
-	err := t.RunTask.Execute(ctx)
-	t.releases.Resume(t.ph.release())
+	run := t.sealed()
+	var err error
+	if len(run.Triggers()) > 0 {
+		t.host.opts.Releases.Pause(t.ph.release())
+		err = run.Execute(ctx)
+		t.host.opts.Releases.Resume(t.ph.release())
+	}
 	t.mu.Lock()
 	attempted := t.attempted
 	t.attempted = nil
@@ -41,14 +79,20 @@ func (t *runTask) Execute(ctx context.Context) error {
 	return err
 }
 
-// Merge merges the hook runs and their waiters.
+// Merge merges the hook runs and their waiters. It refuses (returns t)
+// a merge past MaxBindingContextsPerRun: the queue then runs next on its
+// own, after t.
 func (t *runTask) Merge(next queue.Task) queue.Task {
 	n, ok := next.(*runTask)
 	if !ok {
 		return t
 	}
-	merged, ok := t.RunTask.Merge(n.RunTask).(*hooks.RunTask)
-	if !ok || merged == t.RunTask {
+	a, b := t.sealed(), n.sealed()
+	if limit := t.host.opts.MaxBindingContextsPerRun; limit > 0 && len(a.Triggers())+len(b.Triggers()) > limit {
+		return t
+	}
+	merged, ok := a.Merge(b).(*hooks.RunTask)
+	if !ok || merged == a {
 		return t
 	}
 	t.mu.Lock()
@@ -59,7 +103,8 @@ func (t *runTask) Merge(next queue.Task) queue.Task {
 	done = append(done, n.done...)
 	attempted = append(attempted, n.attempted...)
 	n.mu.Unlock()
-	return &runTask{RunTask: merged, releases: t.releases, ph: t.ph, queue: t.queue, done: done, attempted: attempted}
+	return &runTask{host: t.host, ph: t.ph, hook: t.hook, queue: t.queue, name: t.name, mergeKey: t.mergeKey,
+		run: merged, done: done, attempted: attempted}
 }
 
 // finish tells the waiters once.

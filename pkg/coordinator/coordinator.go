@@ -113,6 +113,28 @@ type Options struct {
 	// as (its Helm release, object patches, bindings' watches and hooks'
 	// tokens); empty too: the operator's own identity.
 	DefaultServiceAccount string
+	// HookLimits bound what hooks' bindings and metrics may hold in
+	// memory; the zero value means the defaults.
+	HookLimits HookLimits
+}
+
+// HookLimits bound the memory kube events and hook metrics may take. Zero
+// means a field's default; negative means no limit. docs/kubeevents.md and
+// docs/hooks.md describe them.
+type HookLimits struct {
+	// MaxPendingEventsPerBinding caps the objects whose kube events one
+	// binding keeps while its hook's run waits; beyond it they become one
+	// re-Synchronization (--max-pending-events-per-binding, default
+	// hookhost.DefaultMaxPendingEventsPerBinding).
+	MaxPendingEventsPerBinding int
+	// MaxBindingContextsPerRun caps the binding contexts one hook run
+	// gets; more go to the next run (--max-binding-contexts-per-run,
+	// default hookhost.DefaultMaxBindingContextsPerRun).
+	MaxBindingContextsPerRun int
+	// MaxHookMetricSeries caps the metric series one hook keeps; new ones
+	// beyond it are dropped and counted (--max-hook-metric-series, default
+	// hooks.DefaultMaxSeriesPerHook).
+	MaxHookMetricSeries int
 }
 
 // PackageStore opens the package store in <dataDir>/packages and a
@@ -237,7 +259,7 @@ func New(opts Options) (*Coordinator, error) {
 	}
 	var hookMetrics *hooks.Metrics
 	if opts.Registerer != nil {
-		if hookMetrics, err = hooks.NewMetrics(opts.Registerer); err != nil {
+		if hookMetrics, err = hooks.NewMetrics(opts.Registerer, hooks.MetricsOptions{MaxSeriesPerHook: opts.HookLimits.MaxHookMetricSeries, Logger: c.log.WithName("hooks")}); err != nil {
 			return nil, fmt.Errorf("create operator: hook metrics: %w", err)
 		}
 	}
@@ -246,7 +268,8 @@ func New(opts Options) (*Coordinator, error) {
 		KubeEvents: c.events, Patcher: packagePatcher{Patcher: c.patcher, defaultSA: opts.DefaultServiceAccount}, Schedules: c.cron, Queues: c.queues, Releases: c.helm,
 		Mapper: opts.Mapper, Client: opts.Client, Env: opts.HookEnv, MaxAttempts: opts.MaxAttempts,
 		Metrics: hookMetrics, Observer: runRecorder{c}, Recorder: opts.Recorder, Logger: c.log,
-		DefaultServiceAccount: opts.DefaultServiceAccount,
+		DefaultServiceAccount:      opts.DefaultServiceAccount,
+		MaxPendingEventsPerBinding: opts.HookLimits.MaxPendingEventsPerBinding, MaxBindingContextsPerRun: opts.HookLimits.MaxBindingContextsPerRun,
 		AccountCredentials: func(namespace, name, owner string) (hooks.Credentials, error) {
 			is, err := accounts.Issuer(namespace, name, owner)
 			if err != nil {

@@ -20,3 +20,9 @@ func NewUnsubscribeWaiter(reader client.Reader, timeout time.Duration, recorder 
 // HookDump lets the package's tests name the dump's hook entries as the
 // coordinator's own.
 type HookDump = dump.Hook
+
+// PendingKubeEvents is how many kube events wait, compacted, in hook runs
+// that have not started, and how many the event monitors still hold.
+func (c *Coordinator) PendingKubeEvents() (inRuns, undelivered int) {
+	return c.hooks.PendingKubeEvents(), c.events.Pending()
+}

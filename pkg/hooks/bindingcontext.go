@@ -61,6 +61,11 @@ type Trigger struct {
 	// bindings that share a name; a trigger whose Index does not point at a
 	// binding named Binding is matched by name (the first such binding).
 	Index int
+	// Resync makes a kubernetes trigger a Synchronization whose objects
+	// are the binding's snapshot when the run starts: it stands for the
+	// binding's pending events once there were too many of them to keep
+	// (packages/hookhost, --max-pending-events-per-binding).
+	Resync bool
 }
 
 // Label is how the trigger appears in logs and metrics: the binding type,
@@ -147,6 +152,9 @@ func (h *Hook) bindingContext(t Trigger, snaps Snapshots) BindingContext {
 			switch ev.Type {
 			case kubeevents.TypeSynchronization:
 				objs := ev.Objects
+				if t.Resync && kb != nil && snaps != nil {
+					objs = snaps.Snapshot(kb.Monitor.ID)
+				}
 				if objs == nil {
 					objs = []kubeevents.ObjectAndFilterResult{}
 				}

@@ -211,3 +211,20 @@ kubernetes:
 	snap, _ := json.Marshal(bc[0].Snapshots)
 	assertJSONEqual(t, snap, []byte(wantSnap))
 }
+
+// A re-Synchronization (pending events replaced past the cap) is a
+// Synchronization context whose objects are the binding's snapshot when
+// the run starts, not the (empty) objects of its trigger.
+func TestResyncTriggerReadsTheSnapshot(t *testing.T) {
+	h, err := FromConfig(t.TempDir(), "h", []byte("configVersion: v1\nkubernetes:\n- {name: cms, kind: ConfigMap}\n"), LoadOptions{Package: "p", PackageKey: "ns.p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := h.Config.Kubernetes[0].Monitor.ID
+	a := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "ConfigMap", "metadata": map[string]any{"name": "a"}}}
+	snaps := snapshotMap{id: {{Object: a}}}
+	trig := Trigger{Type: Kubernetes, Binding: "cms", Resync: true, Event: &kubeevents.Event{MonitorID: id, Binding: "cms", Type: kubeevents.TypeSynchronization}}
+	got, _ := json.Marshal(h.BindingContexts([]Trigger{trig}, snaps))
+	objA, _ := json.Marshal(a.Object)
+	assertJSONEqual(t, got, []byte(`[{"binding":"cms","type":"Synchronization","objects":[{"object":`+string(objA)+`}]}]`))
+}

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -137,16 +138,40 @@ const (
 	OutcomeAllowedFailure = "allowed_failure"
 )
 
+// DefaultMaxSeriesPerHook is MetricsOptions.MaxSeriesPerHook's default.
+const DefaultMaxSeriesPerHook = 1000
+
+// MetricsOptions configure NewMetrics; the zero value means the defaults.
+type MetricsOptions struct {
+	// MaxSeriesPerHook caps the series one hook of one package keeps
+	// (every metric name and label set it wrote, histograms counting
+	// once). A new series beyond it is dropped and counted in
+	// gadgetpm_hook_metric_series_dropped_total; the run itself does not
+	// fail. Default DefaultMaxSeriesPerHook; negative: no cap.
+	MaxSeriesPerHook int
+	// Logger gets one line when a hook first goes over the cap (again
+	// after Forget). Default: discard.
+	Logger logr.Logger
+}
+
 // Metrics exports hooks' own metrics and gadgetpm's run metrics on a
 // Prometheus registry, every series labelled with package and hook. Safe for
 // concurrent use.
 type Metrics struct {
+	opts     MetricsOptions
 	runs     *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	dropped  *prometheus.CounterVec
 
 	mu sync.Mutex
 	// series holds hook metrics by seriesKey; guarded by mu.
 	series map[seriesKey]*series
+	// perHook counts the series in series of each package's hook; guarded
+	// by mu.
+	perHook map[hookKey]int
+	// overCap holds the hooks that dropped a series since they were last
+	// forgotten, so the log says it once; guarded by mu.
+	overCap map[hookKey]bool
 	// kinds remembers each metric name's type and label names so a hook
 	// cannot make a family inconsistent; guarded by mu.
 	kinds map[string]familyShape
@@ -155,6 +180,8 @@ type Metrics struct {
 type seriesKey struct {
 	pkg, hook, group, name, labels string
 }
+
+type hookKey struct{ pkg, hook string }
 
 type familyShape struct {
 	action string
@@ -174,8 +201,26 @@ type series struct {
 
 // NewMetrics creates the metrics and registers them on reg (controller
 // runtime's metrics.Registry in the operator, a fresh registry in tests).
-func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+// At most one opts is used; none means the defaults.
+func NewMetrics(reg prometheus.Registerer, opts ...MetricsOptions) (*Metrics, error) {
+	var o MetricsOptions
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	if o.MaxSeriesPerHook == 0 {
+		o.MaxSeriesPerHook = DefaultMaxSeriesPerHook
+	}
+	if o.Logger.GetSink() == nil {
+		o.Logger = logr.Discard()
+	}
 	m := &Metrics{
+		opts: o,
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gadgetpm_hook_metric_series_dropped_total",
+			Help: "New hook metric series dropped because the hook already kept the most series allowed (--max-hook-metric-series).",
+		}, []string{"package", "hook"}),
+		perHook: map[hookKey]int{},
+		overCap: map[hookKey]bool{},
 		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gadgetpm_hook_runs_total",
 			Help: "Hook runs by package, hook, binding and outcome (success, failure, allowed_failure).",
@@ -188,7 +233,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		series: map[seriesKey]*series{},
 		kinds:  map[string]familyShape{},
 	}
-	for _, c := range []prometheus.Collector{m.runs, m.duration, hookCollector{m}} {
+	for _, c := range []prometheus.Collector{m.runs, m.duration, m.dropped, hookCollector{m}} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register hook metrics: %w", err)
 		}
@@ -203,10 +248,26 @@ func (m *Metrics) RecordRun(pkg, hook, binding, outcome string, d time.Duration)
 }
 
 // Apply applies one run's metric operations for a hook. It checks them all
-// first, so a bad operation changes nothing.
+// first, so a bad operation changes nothing. A new series beyond
+// MaxSeriesPerHook is dropped (counted and logged), not an error.
 func (m *Metrics) Apply(pkg, hook string, ops []MetricOp) error {
+	dropped, first, err := m.apply(pkg, hook, ops)
+	if dropped > 0 {
+		m.dropped.WithLabelValues(pkg, hook).Add(float64(dropped))
+	}
+	if first {
+		m.opts.Logger.Info("hook metric series dropped: the hook keeps the most series allowed; new label sets are not exported until its old series expire (metric groups) or --max-hook-metric-series is raised",
+			"package", pkg, "hook", hook, "limit", m.opts.MaxSeriesPerHook, "flag", "--max-hook-metric-series", "dropped", dropped)
+	}
+	return err
+}
+
+// apply is Apply under the lock: it returns how many new series it
+// dropped and whether this is the hook's first drop since Forget.
+func (m *Metrics) apply(pkg, hook string, ops []MetricOp) (dropped int, first bool, _ error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	hk := hookKey{pkg, hook}
 	shapes := map[string]familyShape{}
 	for i, op := range ops {
 		if op.Action == MetricExpire {
@@ -219,7 +280,7 @@ func (m *Metrics) Apply(pkg, hook string, ops []MetricOp) error {
 			have, ok = m.kinds[op.Name]
 		}
 		if ok && have != want {
-			return fmt.Errorf("metric operation %d (%s %s): %s with labels {%s} clashes with earlier %s with labels {%s}", i, op.Action, op.Name, op.Action, want.labels, have.action, have.labels)
+			return 0, false, fmt.Errorf("metric operation %d (%s %s): %s with labels {%s} clashes with earlier %s with labels {%s}", i, op.Action, op.Name, op.Action, want.labels, have.action, have.labels)
 		}
 		shapes[op.Name] = want
 	}
@@ -233,6 +294,7 @@ func (m *Metrics) Apply(pkg, hook string, ops []MetricOp) error {
 	for k := range m.series {
 		if k.pkg == pkg && k.hook == hook && groups[k.group] {
 			delete(m.series, k)
+			m.perHook[hk]--
 		}
 	}
 	for name, s := range shapes {
@@ -250,6 +312,11 @@ func (m *Metrics) Apply(pkg, hook string, ops []MetricOp) error {
 		key := seriesKey{pkg: pkg, hook: hook, group: op.Group, name: op.Name, labels: strings.Join(values, "\xff")}
 		s := m.series[key]
 		if s == nil {
+			if limit := m.opts.MaxSeriesPerHook; limit > 0 && m.perHook[hk] >= limit {
+				dropped++
+				continue
+			}
+			m.perHook[hk]++
 			s = &series{action: op.Action, labelNames: names, labelValues: values}
 			if op.Action == MetricObserve {
 				s.bounds = op.Buckets
@@ -274,7 +341,13 @@ func (m *Metrics) Apply(pkg, hook string, ops []MetricOp) error {
 			}
 		}
 	}
-	return nil
+	if m.perHook[hk] == 0 {
+		delete(m.perHook, hk)
+	}
+	if dropped > 0 && !m.overCap[hk] {
+		m.overCap[hk], first = true, true
+	}
+	return dropped, first, nil
 }
 
 // Forget drops every hook metric of a package, e.g. when it is removed.
@@ -286,6 +359,17 @@ func (m *Metrics) Forget(pkg string) {
 			delete(m.series, k)
 		}
 	}
+	for k := range m.perHook {
+		if k.pkg == pkg {
+			delete(m.perHook, k)
+		}
+	}
+	for k := range m.overCap {
+		if k.pkg == pkg {
+			delete(m.overCap, k)
+		}
+	}
+	m.dropped.DeletePartialMatch(prometheus.Labels{"package": pkg})
 }
 
 func labelNames(l map[string]string) []string {

@@ -1,9 +1,11 @@
 package hooks
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
+	"github.com/go-logr/logr/funcr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -129,5 +131,73 @@ func TestParseMetricsOlderSpelling(t *testing.T) {
 	}
 	if ops[0].Action != MetricSet || *ops[0].Value != 3 || ops[1].Action != MetricAdd || *ops[1].Value != 2 {
 		t.Errorf("ops %+v %+v", ops[0], ops[1])
+	}
+}
+
+// A hook that writes a label set per object must not grow the operator's
+// memory and /metrics without bound: beyond the cap new series are
+// dropped, counted and logged once, and the run does not fail.
+func TestMetricsSeriesCapPerHook(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	var logged []string
+	log := funcr.New(func(_, args string) { logged = append(logged, args) }, funcr.Options{})
+	m, err := NewMetrics(reg, MetricsOptions{MaxSeriesPerHook: 10, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := func(group string, from, to int) []MetricOp {
+		var b strings.Builder
+		for i := from; i < to; i++ {
+			fmt.Fprintf(&b, `{"name":"objects","action":"set","value":1,"group":%q,"labels":{"name":"o%d"}}`+"\n", group, i)
+		}
+		ops, err := ParseMetrics([]byte(b.String()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ops
+	}
+	series := func() int {
+		t.Helper()
+		n, err := testutil.GatherAndCount(reg, "objects")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// Two runs over the cap: the hook keeps 10 series; 25 are dropped.
+	for _, r := range []struct{ from, to int }{{0, 15}, {15, 35}} {
+		if err := m.Apply("ns.pkg", "h1", lines("", r.from, r.to)); err != nil {
+			t.Fatalf("a run over the series cap must not fail: %v", err)
+		}
+	}
+	if n := series(); n != 10 {
+		t.Errorf("series kept = %d, want the cap 10", n)
+	}
+	if got := testutil.ToFloat64(m.dropped.WithLabelValues("ns.pkg", "h1")); got != 25 {
+		t.Errorf("gadgetpm_hook_metric_series_dropped_total = %v, want 25", got)
+	}
+	if len(logged) != 1 || !strings.Contains(logged[0], "--max-hook-metric-series") || !strings.Contains(logged[0], `"hook"="h1"`) {
+		t.Errorf("want one log line naming the hook and the flag, got %q", logged)
+	}
+	// The cap is per hook: another hook still exports its series.
+	if err := m.Apply("ns.pkg", "h2", lines("", 0, 3)); err != nil {
+		t.Fatal(err)
+	}
+	if n := series(); n != 13 {
+		t.Errorf("series after h2 = %d, want 13", n)
+	}
+	// A group rewrite frees room: after Forget the hook starts afresh.
+	m.Forget("ns.pkg")
+	if err := m.Apply("ns.pkg", "h1", lines("inv", 0, 10)); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Apply("ns.pkg", "h1", lines("inv", 100, 110)); err != nil {
+		t.Fatal(err)
+	}
+	if n := series(); n != 10 {
+		t.Errorf("series after a group rewrite = %d, want 10 (the group's old series make room)", n)
+	}
+	if got := testutil.CollectAndCount(m.dropped); got != 0 {
+		t.Errorf("dropped counters after Forget and in-cap runs = %d series, want 0", got)
 	}
 }

@@ -114,6 +114,11 @@ type Options struct {
 	// nodes to stop its Traces (status.subscriptions empty) before its
 	// Helm release is deleted; default 30s.
 	UnsubscribeTimeout time.Duration
+	// HookLimits bound pending kube events, binding contexts per run and
+	// hook metric series (--max-pending-events-per-binding,
+	// --max-binding-contexts-per-run, --max-hook-metric-series); zero
+	// values mean the defaults.
+	HookLimits coordinator.HookLimits
 	// HookSandbox says whether hooks run sandboxed (own PID and mount
 	// namespaces, HookUser, none of the operator's files): on, off or
 	// auto. Default (empty) off; gadgetpm operator defaults to on,

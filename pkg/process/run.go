@@ -184,7 +184,8 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	if opts.Role.node() {
 		if node, err = noderole.New(noderole.Options{NodeName: opts.NodeName, DataDir: opts.DataDir,
 			FileOutputDir: opts.FileOutputDir, NodeCheck: opts.NodeCheck, Stream: opts.Stream, Logger: opts.Logger,
-			ClusterResourceNamespace: opts.ClusterResourceNamespace, NoCrossNamespaceRefs: opts.NoCrossNamespaceRefs}); err != nil {
+			ClusterResourceNamespace: opts.ClusterResourceNamespace, NoCrossNamespaceRefs: opts.NoCrossNamespaceRefs,
+			MaxPackageBytes: opts.MaxPackageBytes, MaxIndexBytes: opts.MaxIndexBytes}); err != nil {
 			return fmt.Errorf("run operator: %w", err)
 		}
 		mopts.NodeCache = true
@@ -247,15 +248,16 @@ func clusterRole(cfg *rest.Config, mgr manager.Manager, mapper *restmapping.Mapp
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("cluster role: %w", err)
 	}
-	access := repoaccess.Policy{ClusterResourceNamespace: opts.ClusterResourceNamespace}
+	access := repoaccess.Policy{ClusterResourceNamespace: opts.ClusterResourceNamespace,
+		MaxPackageBytes: opts.MaxPackageBytes, MaxIndexBytes: opts.MaxIndexBytes}
 	st, fetcher, err := coordinator.PackageStore(opts.DataDir, cmgr.GetAPIReader(), access, deps.sandbox)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("cluster role: %w", err)
 	}
 	coord, err := coordinator.New(coordinator.Options{
 		Config: cfg, Client: cmgr.GetClient(), Reader: cmgr.GetAPIReader(), Mapper: mapper, DataDir: opts.DataDir, Fetcher: fetcher, HookSandbox: deps.sandbox, RepositoryAccess: access,
-		UnsubscribeTimeout: opts.UnsubscribeTimeout,
-		Helm:               opts.Helm, Patcher: opts.Patcher, KubeEvents: opts.KubeEvents,
+		UnsubscribeTimeout: opts.UnsubscribeTimeout, MaxHookResultBytes: opts.MaxHookResultBytes,
+		Helm: opts.Helm, Patcher: opts.Patcher, KubeEvents: opts.KubeEvents,
 		// Hooks get a kubeconfig of their own (HookCredentials), else
 		// KUBECONFIG or KUBERNETES_SERVICE_HOST/PORT from the operator's
 		// environment, so kubectl in them reaches this cluster.

@@ -112,7 +112,7 @@ func TestDownloadOverTheLimit(t *testing.T) {
 func TestOCILayerOverTheLimit(t *testing.T) {
 	out := packagetest.Repo(t, t.TempDir(), packagetest.Source{Version: "1.0.0"})
 	url, user, pass := packagetest.OCIRegistry(t, out)
-	packagetest.PushOCIClaiming(t, url, "huge", "1.0.0", 200<<20)
+	packagetest.PushOCIClaiming(t, url, nil, "huge", "1.0.0", 200<<20)
 
 	c, err := chartrepo.New(chartrepo.Options{URL: url, Username: user, Password: pass, PlainHTTP: true})
 	if err != nil {

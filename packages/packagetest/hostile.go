@@ -3,6 +3,8 @@ package packagetest
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -57,15 +59,22 @@ func HostileRepo(t testing.TB, dir string) (url string, written func() int64) {
 }
 
 // PushOCIClaiming pushes to <registry>/<path>/<name>:<tag> of a registry
-// OCIRegistry started (url is its oci:// URL) a Helm chart manifest whose
+// OCIRegistry (caPEM nil) or OCIRegistryTLS (caPEM its certificate)
+// started, url its oci:// URL, a Helm chart manifest whose
 // chart layer descriptor claims size bytes, while the blob it names holds
 // a few bytes: a registry that lies, or a chart too large to pull, as a
 // puller sees it before the pull.
-func PushOCIClaiming(t testing.TB, url, name, tag string, size int64) {
+func PushOCIClaiming(t testing.TB, url string, caPEM []byte, name, tag string, size int64) {
 	t.Helper()
 	ctx := context.Background()
 	ref := strings.TrimPrefix(url, "oci://") + "/" + name
-	reg, err := download.Registry(ref, http.DefaultClient, true, OCIUsername, OCIPassword)
+	c := http.DefaultClient
+	if caPEM != nil {
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(caPEM)
+		c = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	}
+	reg, err := download.Registry(ref, c, caPEM == nil, OCIUsername, OCIPassword)
 	if err != nil {
 		t.Fatal(err)
 	}

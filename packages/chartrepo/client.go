@@ -341,15 +341,7 @@ func (c *Client) fetch(ctx context.Context, ref string, limit download.Limit) ([
 				p = filepath.Join(c.base.Path, filepath.FromSlash(ref))
 			}
 		}
-		f, err := os.Open(p)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		if fi, err := f.Stat(); err == nil && fi.Size() > limit.Bytes {
-			return nil, limit.TooLarge(p, fi.Size())
-		}
-		return download.ReadAll(f, p, limit)
+		return download.File(p, limit)
 	default:
 		full, err := helmrepo.ResolveReferenceURL(c.opts.URL, ref)
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -103,6 +104,20 @@ func readAll(r io.Reader, subject string, l Limit, hint int64) ([]byte, error) {
 		return nil, l.TooLarge(subject, -1)
 	}
 	return buf, nil
+}
+
+// File reads the file at p through l: refused by its size before it is
+// read, and read through the limit, since it may still grow.
+func File(p string, l Limit) ([]byte, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.Size() > l.Bytes {
+		return nil, l.TooLarge(p, fi.Size())
+	}
+	return readAll(f, p, l, 0)
 }
 
 // Get sends req with c and returns the body of a 200 answer, at most

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -217,15 +216,7 @@ func (r *repo) get(ctx context.Context, ref string, limit download.Limit) ([]byt
 		} else if !filepath.IsAbs(p) {
 			p = filepath.Join(r.base.Path, filepath.FromSlash(ref))
 		}
-		f, err := os.Open(p)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		if fi, err := f.Stat(); err == nil && fi.Size() > limit.Bytes {
-			return nil, limit.TooLarge(p, fi.Size())
-		}
-		return download.ReadAll(f, p, limit)
+		return download.File(p, limit)
 	}
 	full, err := resolve(r.base, ref)
 	if err != nil {

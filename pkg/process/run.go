@@ -256,8 +256,8 @@ func clusterRole(cfg *rest.Config, mgr manager.Manager, mapper *restmapping.Mapp
 	}
 	coord, err := coordinator.New(coordinator.Options{
 		Config: cfg, Client: cmgr.GetClient(), Reader: cmgr.GetAPIReader(), Mapper: mapper, DataDir: opts.DataDir, Fetcher: fetcher, HookSandbox: deps.sandbox, RepositoryAccess: access,
-		UnsubscribeTimeout: opts.UnsubscribeTimeout, MaxHookResultBytes: opts.MaxHookResultBytes,
-		Helm: opts.Helm, Patcher: opts.Patcher, KubeEvents: opts.KubeEvents,
+		UnsubscribeTimeout: opts.UnsubscribeTimeout,
+		Helm:               opts.Helm, Patcher: opts.Patcher, KubeEvents: opts.KubeEvents,
 		// Hooks get a kubeconfig of their own (HookCredentials), else
 		// KUBECONFIG or KUBERNETES_SERVICE_HOST/PORT from the operator's
 		// environment, so kubectl in them reaches this cluster.
@@ -269,6 +269,8 @@ func clusterRole(cfg *rest.Config, mgr manager.Manager, mapper *restmapping.Mapp
 
 		// Packages without spec.serviceAccountName act as it.
 		DefaultServiceAccount: opts.DefaultServiceAccount,
+
+		MaxHookResultBytes: opts.MaxHookResultBytes,
 	})
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("cluster role: %w", err)

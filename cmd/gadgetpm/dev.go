@@ -15,6 +15,7 @@ import (
 
 	"github.com/gadgetpm/gadgetpm/internal/cmdline"
 	"github.com/gadgetpm/gadgetpm/internal/devenv"
+	"github.com/gadgetpm/gadgetpm/pkg/hooks"
 	"github.com/gadgetpm/gadgetpm/pkg/hooks/sandbox"
 )
 
@@ -122,6 +123,8 @@ run starts from an empty cluster.`,
 	f.StringVar(&logFile, "log-file", "", "file for the operator's log, - for stderr (default <dir>/operator.log)")
 	hookSandboxFlags(cmd, &opts.HookSandbox, &opts.HookUser, sandbox.Auto)
 	cmdline.ReferenceFlags(cmd, &opts.References)
+	cmdline.DownloadFlags(cmd, &opts.Downloads)
+	cmdline.HookResultSizeFlag(cmd, &opts.MaxHookResultSize, hooks.DefaultMaxResultFileBytes)
 	// Off by default: a fixed port would clash with an operator on this
 	// machine.
 	cmdline.StreamFlags(cmd, &opts.Stream, "0")

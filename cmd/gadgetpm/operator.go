@@ -21,6 +21,9 @@ func newOperatorCommand() *cobra.Command {
 		node cmdline.NodeFlags
 		opts process.Options
 		role string
+		// hookResultSize is --max-hook-result-size; --max-package-size
+		// and --max-index-size are node flags (both roles download).
+		hookResultSize cmdline.Size
 	)
 	cmd := &cobra.Command{
 		Use:   "operator",
@@ -107,6 +110,8 @@ in-cluster service account.`,
 			opts.DebugSocket, opts.StopGrace = node.DebugSocket, node.StopGrace
 			opts.ClusterResourceNamespace, opts.NoCrossNamespaceRefs = node.References.ClusterResourceNamespace, node.References.NoCrossNamespaceRefs
 			opts.Stream = node.Stream
+			opts.MaxPackageBytes, opts.MaxIndexBytes = int64(node.Downloads.MaxPackageSize), int64(node.Downloads.MaxIndexSize)
+			opts.MaxHookResultBytes = int64(hookResultSize)
 			opts.Manager = coordinator.ClientOptions{QPS: node.QPS, Burst: node.Burst}
 			return process.Run(ctrl.SetupSignalHandler(), cfg, opts)
 		},
@@ -128,6 +133,7 @@ in-cluster service account.`,
 	defaultServiceAccountFlag(cmd, &opts.DefaultServiceAccount)
 	hookLimitFlags(cmd, &opts.HookLimits)
 	hookSandboxFlags(cmd, &opts.HookSandbox, &opts.HookUser, sandbox.On)
+	cmdline.HookResultSizeFlag(cmd, &hookResultSize, hooks.DefaultMaxResultFileBytes)
 	f.StringVar(&opts.HookSandboxSocket, "hook-sandbox-socket", "", "run hooks through the sandbox server on this unix socket ('gadgetpm hook-sandbox --socket', beside the operator, holding the privileges the sandbox needs) instead of in this process; its --hook-user applies. With --hook-sandbox=off it is not used")
 	clientFlags(cmd, "helm", "the Helm release service's client", &opts.Helm, 20, 40)
 	clientFlags(cmd, "patcher", "the object patcher's client (hooks' object patches)", &opts.Patcher, 100, 200)

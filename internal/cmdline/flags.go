@@ -44,6 +44,8 @@ type NodeFlags struct {
 	// References: --cluster-resource-namespace and
 	// --no-cross-namespace-refs (ReferenceFlags).
 	References References
+	// Downloads: --max-package-size and --max-index-size (DownloadFlags).
+	Downloads Downloads
 }
 
 // References are the flags that bound what resources may reference
@@ -88,6 +90,7 @@ func AddNodeFlags(cmd *cobra.Command, n *NodeFlags) {
 	f.StringVar(&n.DebugSocket, "debug-socket", debugserver.DefaultSocket, `unix socket of the debug server ("-" disables it)`)
 	f.DurationVar(&n.StopGrace, "stop-grace", 30*time.Second, "how long running tasks may take on shutdown before they are cancelled (the node role's stop of its gadget runs gets it plus 20s)")
 	ReferenceFlags(cmd, &n.References)
+	DownloadFlags(cmd, &n.Downloads)
 }
 
 // StreamFlags registers the --stream-* flags of s, with defAddr the

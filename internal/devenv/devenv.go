@@ -109,6 +109,10 @@ type Options struct {
 	// References are the operator's --cluster-resource-namespace and
 	// --no-cross-namespace-refs (process.Options).
 	References cmdline.References
+	// Downloads and MaxHookResultSize are the operator's size limits
+	// (process.Options).
+	Downloads         cmdline.Downloads
+	MaxHookResultSize cmdline.Size
 	// Stream is the operator's listener of Stream-mode Traces
 	// (process.Options); its zero value serves none.
 	Stream noderole.StreamOptions
@@ -336,6 +340,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 			Logger:      opts.Logger,
 			HookSandbox: opts.HookSandbox, HookUser: opts.HookUser,
 			ClusterResourceNamespace: opts.References.ClusterResourceNamespace, NoCrossNamespaceRefs: opts.References.NoCrossNamespaceRefs,
+			MaxPackageBytes: int64(opts.Downloads.MaxPackageSize), MaxIndexBytes: int64(opts.Downloads.MaxIndexSize), MaxHookResultBytes: int64(opts.MaxHookResultSize),
 			// the dev control plane has no Node objects: a Trace's
 			// spec.node must be this node's name
 			NodeCheck:          false,

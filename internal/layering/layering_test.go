@@ -90,6 +90,11 @@ var rules = []rule{
 		to:   []string{"helm.sh/...", "packages/chartrepo/...", "packages/pull/...", "packages/fetch/...", "packages/packagerepository/...", "packages/store/..."},
 	},
 	{
+		why:  "bounded downloads are shared by the cluster role's repository client and the node role's download: they link no Helm, no Kubernetes client and no other package handling",
+		from: []string{"packages/download"},
+		to:   []string{"helm.sh/...", "sigs.k8s.io/...", "k8s.io/...", "pkg/...", "packages/chartrepo/...", "packages/pull/...", "packages/fetch/...", "packages/repoaccess/...", "packages/store/..."},
+	},
+	{
 		why:  "the node role's Trace controller never runs hooks' tasks, Helm releases or the package manager",
 		from: []string{"pkg/trace/..."},
 		to:   []string{"pkg/coordinator/...", "pkg/process/...", "pkg/debugserver/...", "pkg/nelm/...", "packages/manager/...", "packages/gadgetpackage/...", "packages/hookhost/...", "pkg/objectpatch/...", "cmd/..."},

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,9 +20,12 @@ import (
 	"strings"
 	"time"
 
-	helmgetter "helm.sh/helm/v3/pkg/getter"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	helmregistry "helm.sh/helm/v3/pkg/registry"
 	helmrepo "helm.sh/helm/v3/pkg/repo"
+	"oras.land/oras-go/v2/content"
+
+	"github.com/gadgetpm/gadgetpm/packages/download"
 )
 
 // Errors a caller may match with errors.Is.
@@ -35,15 +39,16 @@ var (
 	// ErrNotFound: the repository has no such package or no version matching
 	// the constraint.
 	ErrNotFound = errors.New("not found")
-	// ErrTooLarge: an index or archive is over its size limit.
-	ErrTooLarge = errors.New("over the size limit")
+	// ErrTooLarge: an index, manifest or archive is over its size limit
+	// (the same error as download.ErrTooLarge).
+	ErrTooLarge = download.ErrTooLarge
 )
 
 // Defaults of Options.
 const (
 	DefaultTimeout       = 60 * time.Second
-	DefaultMaxIndexBytes = 32 << 20
-	DefaultMaxChartBytes = 64 << 20
+	DefaultMaxIndexBytes = download.DefaultMaxIndexBytes
+	DefaultMaxChartBytes = download.DefaultMaxPackageBytes
 )
 
 // Options configure a Client. The zero value of every field but URL means
@@ -60,9 +65,12 @@ type Options struct {
 	CABundle []byte
 	// Timeout of one request. Default DefaultTimeout.
 	Timeout time.Duration
-	// MaxIndexBytes caps index.yaml. Default DefaultMaxIndexBytes.
+	// MaxIndexBytes caps index.yaml and an OCI manifest
+	// (--max-index-size). Default DefaultMaxIndexBytes.
 	MaxIndexBytes int64
-	// MaxChartBytes caps one package archive. Default DefaultMaxChartBytes.
+	// MaxChartBytes caps one package archive, an OCI chart layer by its
+	// descriptor before the pull (--max-package-size). Default
+	// DefaultMaxChartBytes.
 	MaxChartBytes int64
 	// PlainHTTP talks plain HTTP to an oci:// registry (local registries
 	// and tests). Default false: HTTPS.
@@ -81,15 +89,18 @@ func (o *Options) setDefaults() {
 	}
 }
 
-// Client reads one repository. It is safe for concurrent use. Helm's
-// getters take no context: a request ends at Options.Timeout at the latest,
-// and the context is checked between requests.
+// Client reads one repository. It is safe for concurrent use. Downloads
+// and pulls are read through the size limits (packages/download) and end
+// with the context or at Options.Timeout; Helm's registry client, which
+// lists OCI tags, takes no context: the context is checked before.
 type Client struct {
 	opts     Options
 	scheme   string
 	base     *url.URL
-	http     helmgetter.Getter
+	http     *http.Client
 	registry *helmregistry.Client
+	// maxIndex and maxChart are the limits of Options, named for errors.
+	maxIndex, maxChart download.Limit
 }
 
 // New checks the options and returns a Client. It does no network I/O.
@@ -99,7 +110,9 @@ func New(opts Options) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse repository url %q: %w", opts.URL, err)
 	}
-	c := &Client{opts: opts, scheme: u.Scheme, base: u}
+	c := &Client{opts: opts, scheme: u.Scheme, base: u,
+		maxIndex: download.Limit{Bytes: opts.MaxIndexBytes, What: "index", Flag: download.FlagMaxIndexSize},
+		maxChart: download.Limit{Bytes: opts.MaxChartBytes, What: "package archive", Flag: download.FlagMaxPackageSize}}
 	switch u.Scheme {
 	case "http", "https":
 		if u.Host == "" {
@@ -109,16 +122,7 @@ func New(opts Options) (*Client, error) {
 		if err != nil {
 			return nil, err
 		}
-		c.http, err = helmgetter.NewHTTPGetter(
-			helmgetter.WithURL(opts.URL),
-			helmgetter.WithBasicAuth(opts.Username, opts.Password),
-			helmgetter.WithTimeout(opts.Timeout),
-			helmgetter.WithTransport(tr),
-			helmgetter.WithUserAgent("gadgetpm"),
-		)
-		if err != nil {
-			return nil, fmt.Errorf("create http getter: %w", err)
-		}
+		c.http = &http.Client{Transport: tr, Timeout: opts.Timeout}
 	case "file":
 		if u.Path == "" || u.Host != "" {
 			return nil, fmt.Errorf("repository url %q: want file:///absolute/dir", opts.URL)
@@ -131,8 +135,9 @@ func New(opts Options) (*Client, error) {
 		if err != nil {
 			return nil, err
 		}
+		c.http = &http.Client{Transport: tr, Timeout: opts.Timeout}
 		ropts := []helmregistry.ClientOption{
-			helmregistry.ClientOptHTTPClient(&http.Client{Transport: tr, Timeout: opts.Timeout}),
+			helmregistry.ClientOptHTTPClient(c.http),
 			helmregistry.ClientOptWriter(io.Discard),
 			// Only the repository's own credentials count: never the
 			// machine's docker or helm login state.
@@ -238,7 +243,7 @@ func (c *Client) Index(ctx context.Context, names ...string) (*Index, error) {
 	if c.IsOCI() {
 		return c.ociIndex(ctx, names)
 	}
-	data, err := c.fetch(ctx, "index.yaml", c.opts.MaxIndexBytes)
+	data, err := c.fetch(ctx, "index.yaml", c.maxIndex)
 	if err != nil {
 		return nil, fmt.Errorf("read index of %s: %w", c.opts.URL, err)
 	}
@@ -320,8 +325,9 @@ func (c *Client) ociRef(name string) string {
 	return strings.TrimSuffix(strings.TrimPrefix(c.opts.URL, "oci://"), "/") + "/" + name
 }
 
-// fetch reads a path relative to the repository base, or an absolute URL.
-func (c *Client) fetch(ctx context.Context, ref string, limit int64) ([]byte, error) {
+// fetch reads a path relative to the repository base, or an absolute URL,
+// through limit.
+func (c *Client) fetch(ctx context.Context, ref string, limit download.Limit) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -335,27 +341,23 @@ func (c *Client) fetch(ctx context.Context, ref string, limit int64) ([]byte, er
 				p = filepath.Join(c.base.Path, filepath.FromSlash(ref))
 			}
 		}
-		fi, err := os.Stat(p)
-		if err != nil {
-			return nil, err
-		}
-		if fi.Size() > limit {
-			return nil, fmt.Errorf("%s is %d bytes, limit %d: %w", p, fi.Size(), limit, ErrTooLarge)
-		}
-		return os.ReadFile(p)
+		return download.File(p, limit)
 	default:
 		full, err := helmrepo.ResolveReferenceURL(c.opts.URL, ref)
 		if err != nil {
 			return nil, fmt.Errorf("resolve %q against %s: %w", ref, c.opts.URL, err)
 		}
-		buf, err := c.http.Get(full)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, full, nil)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("request %s: %w", full, err)
 		}
-		if int64(buf.Len()) > limit {
-			return nil, fmt.Errorf("%s is %d bytes, limit %d: %w", full, buf.Len(), limit, ErrTooLarge)
+		req.Header.Set("User-Agent", "gadgetpm")
+		// Credentials go to the repository's own host only, as Helm's
+		// getter sends them.
+		if (c.opts.Username != "" || c.opts.Password != "") && req.URL.Host == c.base.Host {
+			req.SetBasicAuth(c.opts.Username, c.opts.Password)
 		}
-		return buf.Bytes(), nil
+		return download.Get(c.http, req, limit)
 	}
 }
 
@@ -397,7 +399,7 @@ func (c *Client) Download(ctx context.Context, v Version) (*Archive, error) {
 	if len(v.URLs) == 0 {
 		return nil, fmt.Errorf("download %s %s from %s: index entry has no urls", v.Name, v.Version, c.opts.URL)
 	}
-	data, err := c.fetch(ctx, v.URLs[0], c.opts.MaxChartBytes)
+	data, err := c.fetch(ctx, v.URLs[0], c.maxChart)
 	if isNotFound(err) {
 		return nil, fmt.Errorf("download %s %s: %s is listed in the index but missing from the repository: %w", v.Name, v.Version, v.URLs[0], err)
 	}
@@ -415,7 +417,7 @@ func (c *Client) Download(ctx context.Context, v Version) (*Archive, error) {
 	if err := c.CheckChart(ctx, a); err != nil {
 		return nil, fmt.Errorf("download %s %s from %s: %w", v.Name, v.Version, c.opts.URL, err)
 	}
-	prov, err := c.fetch(ctx, v.URLs[0]+".prov", 1<<20)
+	prov, err := c.fetch(ctx, v.URLs[0]+".prov", download.Limit{Bytes: download.MaxProvenanceBytes, What: "provenance file"})
 	switch {
 	case err == nil:
 		a.Provenance = prov
@@ -427,35 +429,80 @@ func (c *Client) Download(ctx context.Context, v Version) (*Archive, error) {
 	return a, nil
 }
 
+// pullOCI pulls the chart (and provenance) layer of v's tag: the
+// manifest and then each layer are checked by their descriptor sizes
+// before they are read, and read through them.
 func (c *Client) pullOCI(ctx context.Context, v Version, a *Archive) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	ref := c.ociRef(v.Name) + ":" + strings.ReplaceAll(v.Version, "+", "_")
-	res, err := c.registry.Pull(ref, helmregistry.PullOptWithProv(true), helmregistry.PullOptIgnoreMissingProv(true))
+	tag := strings.ReplaceAll(v.Version, "+", "_")
+	ref := c.ociRef(v.Name) + ":" + tag
+	reg, err := download.Registry(c.ociRef(v.Name), c.http, c.opts.PlainHTTP, c.opts.Username, c.opts.Password)
 	if err != nil {
 		return fmt.Errorf("pull %s: %w", ref, err)
 	}
-	if res.Chart == nil || len(res.Chart.Data) == 0 {
+	mdesc, err := reg.Resolve(ctx, tag)
+	if err != nil {
+		return fmt.Errorf("pull %s: %w", ref, err)
+	}
+	mdata, err := download.Blob(ctx, reg.Manifests(), "manifest of "+ref, mdesc, download.Limit{Bytes: c.opts.MaxIndexBytes, What: "manifest", Flag: download.FlagMaxIndexSize})
+	if err != nil {
+		return fmt.Errorf("pull %s: %w", ref, err)
+	}
+	var m ocispec.Manifest
+	if err := json.Unmarshal(mdata, &m); err != nil {
+		return fmt.Errorf("pull %s: parse manifest: %w", ref, err)
+	}
+	var chart, prov *ocispec.Descriptor
+	for i, l := range m.Layers {
+		switch l.MediaType {
+		case helmregistry.ChartLayerMediaType, helmregistry.LegacyChartLayerMediaType:
+			chart = &m.Layers[i]
+		case helmregistry.ProvLayerMediaType:
+			prov = &m.Layers[i]
+		}
+	}
+	if chart == nil {
 		return fmt.Errorf("pull %s: the manifest has no chart layer", ref)
 	}
-	want := strings.TrimPrefix(res.Chart.Digest, "sha256:")
-	if want == "" || want == res.Chart.Digest {
+	provLimit := download.Limit{Bytes: download.MaxProvenanceBytes, What: "provenance layer"}
+	// Both sizes are checked before either layer is read.
+	if err := download.CheckDescriptor("chart layer of "+ref, *chart, c.maxChart); err != nil {
+		return fmt.Errorf("pull %s: %w", ref, err)
+	}
+	if prov != nil {
+		if err := download.CheckDescriptor("provenance layer of "+ref, *prov, provLimit); err != nil {
+			return fmt.Errorf("pull %s: %w", ref, err)
+		}
+	}
+	want := strings.TrimPrefix(chart.Digest.String(), "sha256:")
+	if want == "" || want == chart.Digest.String() {
 		return fmt.Errorf("pull %s: %w: the chart layer has no sha256 digest", ref, ErrNoDigest)
 	}
-	a.Data = res.Chart.Data
+	if v.Digest != "" && v.Digest != want {
+		return fmt.Errorf("pull %s: %w: expected sha256:%s, the manifest says sha256:%s", ref, ErrDigestMismatch, v.Digest, want)
+	}
+	// ReadAll in download.Blob checks the bytes against the layer's
+	// digest as it reads them.
+	data, err := download.Blob(ctx, reg.Blobs(), "chart layer of "+ref, *chart, c.maxChart)
+	if err != nil {
+		if errors.Is(err, content.ErrMismatchedDigest) {
+			return fmt.Errorf("pull %s: %w: %v", ref, ErrDigestMismatch, err)
+		}
+		return fmt.Errorf("pull %s: %w", ref, err)
+	}
+	a.Data = data
 	a.Digest = SHA256(a.Data)
-	if a.Digest != want {
-		return fmt.Errorf("pull %s: %w: manifest says sha256:%s, layer is sha256:%s", ref, ErrDigestMismatch, want, a.Digest)
-	}
-	if v.Digest != "" && v.Digest != a.Digest {
-		return fmt.Errorf("pull %s: %w: expected sha256:%s, got sha256:%s", ref, ErrDigestMismatch, v.Digest, a.Digest)
-	}
 	if err := c.CheckChart(ctx, a); err != nil {
 		return fmt.Errorf("pull %s: %w", ref, err)
 	}
-	if res.Prov != nil && len(res.Prov.Data) > 0 {
-		a.Provenance = res.Prov.Data
+	if prov != nil {
+		p, err := download.Blob(ctx, reg.Blobs(), "provenance layer of "+ref, *prov, provLimit)
+		if err != nil {
+			return fmt.Errorf("pull %s: %w", ref, err)
+		}
+		a.Provenance = p
 	}
 	return nil
 }

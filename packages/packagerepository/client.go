@@ -27,6 +27,8 @@ func ClientFor(ctx context.Context, r client.Reader, pr *v1alpha1.PackageReposit
 		PlainHTTP: a.PlainHTTP,
 		Username:  a.Username,
 		Password:  a.Password,
+		// the size limits are the policy's, like the transport
+		MaxChartBytes: policy.MaxPackageBytes, MaxIndexBytes: policy.MaxIndexBytes,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("spec.url: %w", err)

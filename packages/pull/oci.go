@@ -5,39 +5,28 @@ import (
 	"fmt"
 	"strings"
 
-	"oras.land/oras-go/v2/content"
-	"oras.land/oras-go/v2/registry/remote"
-	"oras.land/oras-go/v2/registry/remote/auth"
+	"github.com/gadgetpm/gadgetpm/packages/download"
 )
 
 // blob reads the blob of digest from <registry>/<path>/<name>: a chart's
 // archive is its manifest's chart layer, whose digest is the archive's
-// sha256, so no manifest or tag needs to be read.
+// sha256, so no manifest or tag needs to be read. The registry's answer
+// says the blob's size before its body is read: over the limit, the body
+// is never read.
 func (r *repo) blob(ctx context.Context, name, digest string) ([]byte, error) {
 	ref := r.base.Host + strings.TrimSuffix(r.base.Path, "/") + "/" + name
-	reg, err := remote.NewRepository(ref)
+	reg, err := download.Registry(ref, r.http, r.plainHTTP, r.username, r.password)
 	if err != nil {
-		return nil, fmt.Errorf("registry repository %s: %w", ref, err)
+		return nil, err
 	}
-	reg.PlainHTTP = r.plainHTTP
-	// Only the repository's own credentials count: never the machine's
-	// docker login state.
-	ac := &auth.Client{Client: r.http, Cache: auth.NewCache()}
-	if r.username != "" || r.password != "" {
-		ac.Credential = auth.StaticCredential(r.base.Host, auth.Credential{Username: r.username, Password: r.password})
-	}
-	reg.Client = ac
-	desc, rc, err := reg.Blobs().FetchReference(ctx, ref+"@sha256:"+digest)
+	subject := ref + "@sha256:" + digest
+	desc, err := reg.Blobs().Resolve(ctx, subject)
 	if err != nil {
-		return nil, fmt.Errorf("pull %s@sha256:%s: %w", ref, digest, err)
+		return nil, fmt.Errorf("pull %s: %w", subject, err)
 	}
-	defer rc.Close()
-	if desc.Size > MaxArchiveBytes {
-		return nil, fmt.Errorf("pull %s@sha256:%s: %d bytes, over the size limit of %d bytes", ref, digest, desc.Size, MaxArchiveBytes)
-	}
-	data, err := content.ReadAll(rc, desc)
+	data, err := download.Blob(ctx, reg.Blobs(), subject, desc, r.maxPackage)
 	if err != nil {
-		return nil, fmt.Errorf("pull %s@sha256:%s: %w", ref, digest, err)
+		return nil, fmt.Errorf("pull: %w", err)
 	}
 	return data, nil
 }

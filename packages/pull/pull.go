@@ -8,10 +8,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -19,21 +17,15 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
+	"github.com/gadgetpm/gadgetpm/packages/download"
 	"github.com/gadgetpm/gadgetpm/packages/repoaccess"
 	"github.com/gadgetpm/gadgetpm/packages/store"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 )
 
-// Limits and defaults, the same as the cluster role's repository client
-// (packages/chartrepo) uses.
-const (
-	// DefaultTimeout of one request when the PackageRepository sets none.
-	DefaultTimeout = 60 * time.Second
-	// MaxIndexBytes caps index.yaml.
-	MaxIndexBytes = 32 << 20
-	// MaxArchiveBytes caps one package archive.
-	MaxArchiveBytes = 64 << 20
-)
+// DefaultTimeout of one request when the PackageRepository sets none, the
+// same as the cluster role's repository client (packages/chartrepo).
+const DefaultTimeout = 60 * time.Second
 
 // ErrNotListed is returned when the repository no longer lists the
 // archive of the package's digest.
@@ -47,7 +39,9 @@ type Options struct {
 	Store *store.Store
 	// Access is what repositories may reach and which Secrets they may
 	// read (the cluster resource namespace), as on the cluster role.
-	// Required.
+	// Required. Its MaxPackageBytes caps one archive (an OCI blob is
+	// refused by its size before it is read) and its MaxIndexBytes one
+	// index.yaml, as on the cluster role.
 	Access repoaccess.Policy
 }
 
@@ -60,6 +54,12 @@ type Puller struct {
 func New(opts Options) (*Puller, error) {
 	if opts.Reader == nil || opts.Store == nil {
 		return nil, errors.New("create puller: Reader and Store are required")
+	}
+	if opts.Access.MaxPackageBytes <= 0 {
+		opts.Access.MaxPackageBytes = download.DefaultMaxPackageBytes
+	}
+	if opts.Access.MaxIndexBytes <= 0 {
+		opts.Access.MaxIndexBytes = download.DefaultMaxIndexBytes
 	}
 	return &Puller{opts: opts}, nil
 }
@@ -102,6 +102,8 @@ type repo struct {
 	username, password string
 	http               *http.Client
 	plainHTTP          bool
+	maxPackage         download.Limit
+	maxIndex           download.Limit
 }
 
 func (p *Puller) open(ctx context.Context, pr *v1alpha1.PackageRepository) (*repo, error) {
@@ -113,7 +115,9 @@ func (p *Puller) open(ctx context.Context, pr *v1alpha1.PackageRepository) (*rep
 	if err != nil {
 		return nil, err
 	}
-	r := &repo{base: u, plainHTTP: a.PlainHTTP, username: a.Username, password: a.Password}
+	r := &repo{base: u, plainHTTP: a.PlainHTTP, username: a.Username, password: a.Password,
+		maxPackage: download.Limit{Bytes: p.opts.Access.MaxPackageBytes, What: "package archive", Flag: download.FlagMaxPackageSize},
+		maxIndex:   download.Limit{Bytes: p.opts.Access.MaxIndexBytes, What: "index", Flag: download.FlagMaxIndexSize}}
 	timeout := pr.Spec.Timeout.Duration
 	if timeout <= 0 {
 		timeout = DefaultTimeout
@@ -155,7 +159,7 @@ func (r *repo) archive(ctx context.Context, name, digest string) ([]byte, error)
 	if r.base.Scheme == "oci" {
 		return r.blob(ctx, name, digest)
 	}
-	data, err := r.get(ctx, "index.yaml", MaxIndexBytes)
+	data, err := r.get(ctx, "index.yaml", r.maxIndex)
 	if err != nil {
 		return nil, fmt.Errorf("read index: %w", err)
 	}
@@ -163,7 +167,7 @@ func (r *repo) archive(ctx context.Context, name, digest string) ([]byte, error)
 	if err != nil {
 		return nil, err
 	}
-	data, err = r.get(ctx, ref, MaxArchiveBytes)
+	data, err = r.get(ctx, ref, r.maxPackage)
 	if err != nil {
 		return nil, fmt.Errorf("download %s (sha256:%s): %w", name, digest, err)
 	}
@@ -204,7 +208,7 @@ func findURL(data []byte, name, digest string) (string, error) {
 
 // get reads ref, a path relative to the repository or an absolute URL, at
 // most limit bytes. Credentials go to the repository's own host only.
-func (r *repo) get(ctx context.Context, ref string, limit int64) ([]byte, error) {
+func (r *repo) get(ctx context.Context, ref string, limit download.Limit) ([]byte, error) {
 	if r.base.Scheme == "file" {
 		p := ref
 		if u, err := url.Parse(ref); err == nil && u.Scheme == "file" {
@@ -212,12 +216,7 @@ func (r *repo) get(ctx context.Context, ref string, limit int64) ([]byte, error)
 		} else if !filepath.IsAbs(p) {
 			p = filepath.Join(r.base.Path, filepath.FromSlash(ref))
 		}
-		f, err := os.Open(p)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		return readLimited(f, p, limit)
+		return download.File(p, limit)
 	}
 	full, err := resolve(r.base, ref)
 	if err != nil {
@@ -231,15 +230,7 @@ func (r *repo) get(ctx context.Context, ref string, limit int64) ([]byte, error)
 	if (r.username != "" || r.password != "") && full.Host == r.base.Host {
 		req.SetBasicAuth(r.username, r.password)
 	}
-	resp, err := r.http.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s", full.Redacted(), resp.Status)
-	}
-	return readLimited(resp.Body, full.Redacted(), limit)
+	return download.Get(r.http, req, limit)
 }
 
 // resolve resolves ref against the repository's URL as Helm does: the
@@ -260,17 +251,6 @@ func resolve(base *url.URL, ref string) (*url.URL, error) {
 	out := b.ResolveReference(u)
 	out.RawQuery = base.RawQuery
 	return out, nil
-}
-
-func readLimited(r io.Reader, what string, limit int64) ([]byte, error) {
-	data, err := io.ReadAll(io.LimitReader(r, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", what, err)
-	}
-	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("%s is over the size limit of %d bytes", what, limit)
-	}
-	return data, nil
 }
 
 func sum(data []byte) string {

@@ -60,6 +60,11 @@ type Policy struct {
 	// operator's own): an empty secretRef namespace means it, any other
 	// is refused.
 	ClusterResourceNamespace string
+	// MaxPackageBytes and MaxIndexBytes cap what a repository may send:
+	// one package archive (an OCI chart layer, by its descriptor) and one
+	// index.yaml or OCI manifest (--max-package-size, --max-index-size).
+	// Zero: packages/download's defaults.
+	MaxPackageBytes, MaxIndexBytes int64
 }
 
 // checkTransport refuses plain HTTP without spec.insecure and credentials

@@ -70,6 +70,9 @@ type Options struct {
 	HelmTimeout time.Duration
 	// HookTimeout bounds one hook run; default hooks.DefaultTimeout.
 	HookTimeout time.Duration
+	// MaxHookResultBytes caps each result file of a hook run; default
+	// hooks.DefaultMaxResultFileBytes.
+	MaxHookResultBytes int64
 	// HookEnv is what every hook's environment holds besides the
 	// protocol's paths.
 	HookEnv hooks.Env
@@ -264,7 +267,7 @@ func New(opts Options) (*Coordinator, error) {
 		}
 	}
 	c.hooks, err = hookhost.New(hookhost.Options{
-		Runner:     hooks.NewRunner(hooks.RunnerOptions{Timeout: opts.HookTimeout, Env: opts.HookEnv, Credentials: opts.HookCredentials, Sandbox: opts.HookSandbox}),
+		Runner:     hooks.NewRunner(hooks.RunnerOptions{Timeout: opts.HookTimeout, MaxResultFileBytes: opts.MaxHookResultBytes, Env: opts.HookEnv, Credentials: opts.HookCredentials, Sandbox: opts.HookSandbox}),
 		KubeEvents: c.events, Patcher: packagePatcher{Patcher: c.patcher, defaultSA: opts.DefaultServiceAccount}, Schedules: c.cron, Queues: c.queues, Releases: c.helm,
 		Mapper: opts.Mapper, Client: opts.Client, Env: opts.HookEnv, MaxAttempts: opts.MaxAttempts,
 		Metrics: hookMetrics, Observer: runRecorder{c}, Recorder: opts.Recorder, Logger: c.log,

@@ -72,6 +72,11 @@ type RunnerOptions struct {
 	// for the dump (Runner.Output), dropped ones included. Default
 	// DefaultOutputTail.
 	OutputTail int
+	// MaxResultFileBytes caps each result file a run leaves (values and
+	// config values patches, Kubernetes patch, metrics): one over it fails
+	// the run (RunResult.OutputErr) and is never read whole
+	// (--max-hook-result-size). Default DefaultMaxResultFileBytes.
+	MaxResultFileBytes int64
 	// Sandbox runs each hook in its own PID and mount namespace as the
 	// hook user, seeing its package read-only, its run directory and
 	// nothing of the operator's (see package sandbox): a *sandbox.Sandbox
@@ -87,6 +92,8 @@ const (
 	DefaultOutputLinesPerSecond = 200
 	DefaultOutputBurst          = 2000
 	DefaultOutputTail           = 50
+	// DefaultMaxResultFileBytes is the default cap of one result file.
+	DefaultMaxResultFileBytes = 8 << 20
 	// MaxOutputTailLine is how many bytes of one line the tail keeps; the
 	// log gets the whole line.
 	MaxOutputTailLine = 1024
@@ -124,6 +131,9 @@ func NewRunner(opts RunnerOptions) *Runner {
 	}
 	if opts.OutputTail <= 0 {
 		opts.OutputTail = DefaultOutputTail
+	}
+	if opts.MaxResultFileBytes <= 0 {
+		opts.MaxResultFileBytes = DefaultMaxResultFileBytes
 	}
 	return &Runner{opts: opts, now: time.Now, sleep: sleepCtx, limiters: map[string]*rate.Limiter{}, outputs: map[string]*hookOutput{}}
 }
@@ -282,7 +292,7 @@ func (r *Runner) Run(ctx context.Context, h *Hook, in RunInput) (*RunResult, err
 		res.Err = fmt.Errorf("hook %s: %v: %s", h.Name, waitErr, msg)
 	}
 	log.V(1).Info("hook finished", "exitCode", res.ExitCode, "duration", res.Duration.String())
-	res.OutputErr = readOutputs(dir, res)
+	res.OutputErr = readOutputs(dir, r.opts.MaxResultFileBytes, res)
 	return res, nil
 }
 
@@ -419,27 +429,68 @@ func writeInputs(dir string, in RunInput) (map[string]string, error) {
 	return files, nil
 }
 
-func readOutputs(dir string, res *RunResult) error {
+// ErrResultTooLarge is wrapped by RunResult.OutputErr when a result file
+// is over RunnerOptions.MaxResultFileBytes.
+var ErrResultTooLarge = errors.New("result file over the size limit")
+
+// readOutputs reads the result files of a run in dir, each at most limit
+// bytes: a larger one is an error naming the file and the limit (the
+// caller names the hook), and is not read (nor parsed) at all.
+func readOutputs(dir string, limit int64, res *RunResult) error {
 	var errs []error
-	read := func(name string) []byte {
-		data, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
+	read := func(env, name string) ([]byte, bool) {
+		data, err := readCapped(filepath.Join(dir, name), limit)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			return nil, true
+		case errors.Is(err, ErrResultTooLarge):
+			errs = append(errs, fmt.Errorf("$%s (%s): %w: it holds more than %d bytes, the limit of one result file; write less, or raise --max-hook-result-size", env, name, err, limit))
+			return nil, false
+		case err != nil:
 			errs = append(errs, fmt.Errorf("read %s: %w", name, err))
 		}
-		return data
+		return data, true
 	}
 	var err error
-	if res.ValuesPatch, err = ParseJSONPatch(read(fileValuesJSONPatch)); err != nil {
-		errs = append(errs, fmt.Errorf("%s: %w", EnvValuesJSONPatchPath, err))
+	if data, ok := read(EnvValuesJSONPatchPath, fileValuesJSONPatch); ok {
+		if res.ValuesPatch, err = ParseJSONPatch(data); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", EnvValuesJSONPatchPath, err))
+		}
 	}
-	if res.ConfigValuesPatch, err = ParseJSONPatch(read(fileConfigValuesJSONPatch)); err != nil {
-		errs = append(errs, fmt.Errorf("%s: %w", EnvConfigValuesJSONPatchPath, err))
+	if data, ok := read(EnvConfigValuesJSONPatchPath, fileConfigValuesJSONPatch); ok {
+		if res.ConfigValuesPatch, err = ParseJSONPatch(data); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", EnvConfigValuesJSONPatchPath, err))
+		}
 	}
-	res.KubernetesPatch = read(fileKubernetesPatch)
-	if res.Metrics, err = ParseMetrics(read(fileMetrics)); err != nil {
-		errs = append(errs, fmt.Errorf("%s: %w", EnvMetricsPath, err))
+	res.KubernetesPatch, _ = read(EnvKubernetesPatchPath, fileKubernetesPatch)
+	if data, ok := read(EnvMetricsPath, fileMetrics); ok {
+		if res.Metrics, err = ParseMetrics(data); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", EnvMetricsPath, err))
+		}
 	}
 	return errors.Join(errs...)
+}
+
+// readCapped reads the file at p when it holds at most limit bytes; its
+// size is checked before it is read, and it is read through the limit
+// since the hook's processes may still be writing it.
+func readCapped(p string, limit int64) ([]byte, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.Size() > limit {
+		return nil, ErrResultTooLarge
+	}
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > limit {
+		return nil, ErrResultTooLarge
+	}
+	return data, nil
 }
 
 // tailWriter keeps the last max bytes written.

@@ -153,6 +153,9 @@ type Options struct {
 	// Secrets from (a private repository's credentials); any other
 	// namespace is refused. Default Namespace(), the operator's own.
 	ClusterResourceNamespace string
+	// MaxPackageBytes and MaxIndexBytes cap what a repository may send
+	// (repoaccess.Policy); zero: the defaults.
+	MaxPackageBytes, MaxIndexBytes int64
 	// NoCrossNamespaceRefs lets a Trace's spec.gadget name only a
 	// GadgetPackage in the Trace's own namespace.
 	NoCrossNamespaceRefs bool
@@ -235,7 +238,8 @@ func (n *Node) SetupWithManager(mgr manager.Manager) error {
 		Recorder: mgr.GetEventRecorderFor("gadgetpm-node"), //nolint:staticcheck // the controller takes client-go's recorder
 		NodeName: n.opts.NodeName, DataDir: n.opts.DataDir, Store: n.store, Fetcher: n.fetcher, Hub: n.hub,
 		FileOutputDir: n.opts.FileOutputDir, NodeCheck: n.opts.NodeCheck, Logger: n.opts.Logger.WithName("trace"),
-		RepositoryAccess: repoaccess.Policy{ClusterResourceNamespace: n.opts.ClusterResourceNamespace}, NoCrossNamespaceRefs: n.opts.NoCrossNamespaceRefs,
+		RepositoryAccess: repoaccess.Policy{ClusterResourceNamespace: n.opts.ClusterResourceNamespace,
+			MaxPackageBytes: n.opts.MaxPackageBytes, MaxIndexBytes: n.opts.MaxIndexBytes}, NoCrossNamespaceRefs: n.opts.NoCrossNamespaceRefs,
 	})
 	if err != nil {
 		return fmt.Errorf("set up the node role: %w", err)

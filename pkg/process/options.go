@@ -89,6 +89,14 @@ type Options struct {
 	// NoCrossNamespaceRefs lets a Trace's spec.gadget name only a
 	// GadgetPackage in the Trace's own namespace (the node role).
 	NoCrossNamespaceRefs bool
+	// MaxPackageBytes and MaxIndexBytes cap what a repository may send,
+	// to both roles: one package archive (an OCI chart layer by its
+	// descriptor, before the pull) and one index.yaml or OCI manifest
+	// (--max-package-size, --max-index-size). MaxHookResultBytes caps
+	// each result file of a hook run (--max-hook-result-size). Zero: the
+	// defaults (download.DefaultMaxPackageBytes,
+	// download.DefaultMaxIndexBytes, hooks.DefaultMaxResultFileBytes).
+	MaxPackageBytes, MaxIndexBytes, MaxHookResultBytes int64
 	// Stream is where and to how many readers the node role serves
 	// Stream-mode Traces (over TLS, to readers allowed to get the
 	// Trace). Its zero value serves none; gadgetpm operator's

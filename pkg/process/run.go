@@ -184,7 +184,8 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	if opts.Role.node() {
 		if node, err = noderole.New(noderole.Options{NodeName: opts.NodeName, DataDir: opts.DataDir,
 			FileOutputDir: opts.FileOutputDir, NodeCheck: opts.NodeCheck, Stream: opts.Stream, Logger: opts.Logger,
-			ClusterResourceNamespace: opts.ClusterResourceNamespace, NoCrossNamespaceRefs: opts.NoCrossNamespaceRefs}); err != nil {
+			ClusterResourceNamespace: opts.ClusterResourceNamespace, NoCrossNamespaceRefs: opts.NoCrossNamespaceRefs,
+			MaxPackageBytes: opts.MaxPackageBytes, MaxIndexBytes: opts.MaxIndexBytes}); err != nil {
 			return fmt.Errorf("run operator: %w", err)
 		}
 		mopts.NodeCache = true
@@ -247,7 +248,8 @@ func clusterRole(cfg *rest.Config, mgr manager.Manager, mapper *restmapping.Mapp
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("cluster role: %w", err)
 	}
-	access := repoaccess.Policy{ClusterResourceNamespace: opts.ClusterResourceNamespace}
+	access := repoaccess.Policy{ClusterResourceNamespace: opts.ClusterResourceNamespace,
+		MaxPackageBytes: opts.MaxPackageBytes, MaxIndexBytes: opts.MaxIndexBytes}
 	st, fetcher, err := coordinator.PackageStore(opts.DataDir, cmgr.GetAPIReader(), access, deps.sandbox)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("cluster role: %w", err)
@@ -267,6 +269,8 @@ func clusterRole(cfg *rest.Config, mgr manager.Manager, mapper *restmapping.Mapp
 
 		// Packages without spec.serviceAccountName act as it.
 		DefaultServiceAccount: opts.DefaultServiceAccount,
+
+		MaxHookResultBytes: opts.MaxHookResultBytes,
 	})
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("cluster role: %w", err)

@@ -262,7 +262,9 @@ func TestLosingTheLeaseStopsTheClusterRoleInOrder(t *testing.T) {
 	}{{"idle", false}, {"hook running", true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			ns := env.Namespace(t)
-			const sleeper = "3217.25"
+			// unique to this test process: another run of this test on the
+			// machine has sleepers of its own
+			sleeper := strconv.Itoa(100000+os.Getpid()) + ".25"
 			if tc.hook {
 				startSleeper(t, ns, sleeper)
 			}

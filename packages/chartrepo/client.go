@@ -19,7 +19,6 @@ import (
 	"strings"
 	"time"
 
-	helmgetter "helm.sh/helm/v3/pkg/getter"
 	helmregistry "helm.sh/helm/v3/pkg/registry"
 	helmrepo "helm.sh/helm/v3/pkg/repo"
 )
@@ -81,15 +80,20 @@ func (o *Options) setDefaults() {
 	}
 }
 
-// Client reads one repository. It is safe for concurrent use. Helm's
-// getters take no context: a request ends at Options.Timeout at the latest,
-// and the context is checked between requests.
+// Client reads one repository. It is safe for concurrent use. Every HTTP
+// request (index, archive, provenance, each registry call) runs under the
+// caller's context and ends at Options.Timeout at the latest, its
+// connection closed (deadlineTransport): Helm's getter and registry client
+// take no context of their own.
 type Client struct {
-	opts     Options
-	scheme   string
-	base     *url.URL
-	http     helmgetter.Getter
-	registry *helmregistry.Client
+	opts   Options
+	scheme string
+	base   *url.URL
+	// tr is shared by the requests of all calls, so connections are
+	// reused; each call wraps it with its context (bound).
+	tr http.RoundTripper
+	// ropts configure a registry client per call (oci://).
+	ropts []helmregistry.ClientOption
 }
 
 // New checks the options and returns a Client. It does no network I/O.
@@ -109,16 +113,7 @@ func New(opts Options) (*Client, error) {
 		if err != nil {
 			return nil, err
 		}
-		c.http, err = helmgetter.NewHTTPGetter(
-			helmgetter.WithURL(opts.URL),
-			helmgetter.WithBasicAuth(opts.Username, opts.Password),
-			helmgetter.WithTimeout(opts.Timeout),
-			helmgetter.WithTransport(tr),
-			helmgetter.WithUserAgent("gadgetpm"),
-		)
-		if err != nil {
-			return nil, fmt.Errorf("create http getter: %w", err)
-		}
+		c.tr = tr
 	case "file":
 		if u.Path == "" || u.Host != "" {
 			return nil, fmt.Errorf("repository url %q: want file:///absolute/dir", opts.URL)
@@ -131,8 +126,8 @@ func New(opts Options) (*Client, error) {
 		if err != nil {
 			return nil, err
 		}
+		c.tr = tr
 		ropts := []helmregistry.ClientOption{
-			helmregistry.ClientOptHTTPClient(&http.Client{Transport: tr, Timeout: opts.Timeout}),
 			helmregistry.ClientOptWriter(io.Discard),
 			// Only the repository's own credentials count: never the
 			// machine's docker or helm login state.
@@ -144,8 +139,9 @@ func New(opts Options) (*Client, error) {
 		if opts.PlainHTTP {
 			ropts = append(ropts, helmregistry.ClientOptPlainHTTP())
 		}
-		c.registry, err = helmregistry.NewClient(ropts...)
-		if err != nil {
+		c.ropts = ropts
+		// Check the options now; calls make their own (registryFor).
+		if _, err := helmregistry.NewClient(ropts...); err != nil {
 			return nil, fmt.Errorf("create registry client: %w", err)
 		}
 	default:
@@ -303,7 +299,11 @@ func (c *Client) ociIndex(ctx context.Context, names []string) (*Index, error) {
 			return nil, err
 		}
 		ref := c.ociRef(name)
-		tags, err := c.registry.Tags(ref)
+		reg, err := c.registryFor(ctx)
+		if err != nil {
+			return nil, err
+		}
+		tags, err := reg.Tags(ref)
 		if err != nil {
 			return nil, fmt.Errorf("list tags of %s: %w", ref, err)
 		}
@@ -348,15 +348,54 @@ func (c *Client) fetch(ctx context.Context, ref string, limit int64) ([]byte, er
 		if err != nil {
 			return nil, fmt.Errorf("resolve %q against %s: %w", ref, c.opts.URL, err)
 		}
-		buf, err := c.http.Get(full)
+		body, err := c.get(ctx, full)
 		if err != nil {
 			return nil, err
 		}
-		if int64(buf.Len()) > limit {
-			return nil, fmt.Errorf("%s is %d bytes, limit %d: %w", full, buf.Len(), limit, ErrTooLarge)
+		defer body.Close()
+		data, err := io.ReadAll(io.LimitReader(body, limit+1))
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", full, err)
 		}
-		return buf.Bytes(), nil
+		if int64(len(data)) > limit {
+			return nil, fmt.Errorf("%s is over %d bytes, limit %d: %w", full, limit, limit, ErrTooLarge)
+		}
+		return data, nil
 	}
+}
+
+// get sends a GET for href on behalf of ctx, as Helm's HTTP getter does
+// (basic auth only to the repository's own scheme and host), but under
+// ctx and Options.Timeout: Helm's getter takes no context. The caller
+// closes the body.
+func (c *Client) get(ctx context.Context, href string) (io.ReadCloser, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, href, nil)
+	if err != nil {
+		return nil, fmt.Errorf("request %s: %w", href, err)
+	}
+	req.Header.Set("User-Agent", "gadgetpm")
+	if c.opts.Username != "" && c.opts.Password != "" && req.URL.Scheme == c.base.Scheme && req.URL.Host == c.base.Host {
+		req.SetBasicAuth(c.opts.Username, c.opts.Password)
+	}
+	resp, err := (&http.Client{Transport: c.bound(ctx)}).Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		// The wording of Helm's getter, which isNotFound matches.
+		return nil, fmt.Errorf("failed to fetch %s : %s", href, resp.Status)
+	}
+	return resp.Body, nil
+}
+
+// registryFor is a registry client for calls made on behalf of ctx.
+func (c *Client) registryFor(ctx context.Context) (*helmregistry.Client, error) {
+	reg, err := helmregistry.NewClient(append(c.ropts[:len(c.ropts):len(c.ropts)], helmregistry.ClientOptHTTPClient(&http.Client{Transport: c.bound(ctx)}))...)
+	if err != nil {
+		return nil, fmt.Errorf("create registry client: %w", err)
+	}
+	return reg, nil
 }
 
 // Archive is a downloaded package.
@@ -432,7 +471,11 @@ func (c *Client) pullOCI(ctx context.Context, v Version, a *Archive) error {
 		return err
 	}
 	ref := c.ociRef(v.Name) + ":" + strings.ReplaceAll(v.Version, "+", "_")
-	res, err := c.registry.Pull(ref, helmregistry.PullOptWithProv(true), helmregistry.PullOptIgnoreMissingProv(true))
+	reg, err := c.registryFor(ctx)
+	if err != nil {
+		return err
+	}
+	res, err := reg.Pull(ref, helmregistry.PullOptWithProv(true), helmregistry.PullOptIgnoreMissingProv(true))
 	if err != nil {
 		return fmt.Errorf("pull %s: %w", ref, err)
 	}

@@ -118,6 +118,7 @@ run starts from an empty cluster.`,
 	f.StringVar(&opts.Namespace, "namespace", devenv.DefaultNamespace, "namespace of the GadgetPackage")
 	hookCredentialFlags(cmd, &opts.HookServiceAccount, &opts.HookTokenExpiry)
 	defaultServiceAccountFlag(cmd, &opts.DefaultServiceAccount)
+	repositoryFlags(cmd, &opts.RepositoryWorkers)
 	f.StringVar(&logFile, "log-file", "", "file for the operator's log, - for stderr (default <dir>/operator.log)")
 	hookSandboxFlags(cmd, &opts.HookSandbox, &opts.HookUser, sandbox.Auto)
 	cmdline.ReferenceFlags(cmd, &opts.References)

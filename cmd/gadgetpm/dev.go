@@ -120,6 +120,7 @@ run starts from an empty cluster.`,
 	hookCredentialFlags(cmd, &opts.HookServiceAccount, &opts.HookTokenExpiry)
 	defaultServiceAccountFlag(cmd, &opts.DefaultServiceAccount)
 	hookLimitFlags(cmd, &opts.HookLimits)
+	repositoryFlags(cmd, &opts.RepositoryWorkers)
 	f.StringVar(&logFile, "log-file", "", "file for the operator's log, - for stderr (default <dir>/operator.log)")
 	hookSandboxFlags(cmd, &opts.HookSandbox, &opts.HookUser, sandbox.Auto)
 	cmdline.ReferenceFlags(cmd, &opts.References)

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+	"strconv"
 	"strings"
 	"time"
 
@@ -9,6 +11,7 @@ import (
 
 	"github.com/gadgetpm/gadgetpm/internal/cmdline"
 	"github.com/gadgetpm/gadgetpm/packages/hookhost"
+	"github.com/gadgetpm/gadgetpm/packages/packagerepository"
 	"github.com/gadgetpm/gadgetpm/pkg/coordinator"
 	"github.com/gadgetpm/gadgetpm/pkg/hookcreds"
 	"github.com/gadgetpm/gadgetpm/pkg/hooks"
@@ -129,6 +132,7 @@ in-cluster service account.`,
 	f.DurationVar(&opts.RenewDeadline, "leader-election-renew-deadline", 10*time.Second, "how long the holder retries renewing the Lease before it gives the cluster role up (then it stops in order and exits 1); less than the lease duration")
 	f.DurationVar(&opts.RetryPeriod, "leader-election-retry-period", 2*time.Second, "interval between attempts to acquire or renew the Lease")
 	f.DurationVar(&opts.UnsubscribeTimeout, "unsubscribe-timeout", 30*time.Second, "how long removing a package waits for the nodes to stop its Traces before its Helm release is deleted")
+	repositoryFlags(cmd, &opts.RepositoryWorkers)
 	hookCredentialFlags(cmd, &opts.HookServiceAccount, &opts.HookTokenExpiry)
 	defaultServiceAccountFlag(cmd, &opts.DefaultServiceAccount)
 	hookLimitFlags(cmd, &opts.HookLimits)
@@ -162,6 +166,30 @@ func hookLimitFlags(cmd *cobra.Command, l *coordinator.HookLimits) {
 		"most binding contexts one hook run gets when queued runs of a hook merge; more go to the next run, none is dropped; -1: no limit")
 	f.IntVar(&l.MaxHookMetricSeries, "max-hook-metric-series", hooks.DefaultMaxSeriesPerHook,
 		"most metric series (name and label set) one hook of a package keeps; new series beyond it are dropped, counted in gadgetpm_hook_metric_series_dropped_total and logged once, and the run does not fail; -1: no limit")
+}
+
+// repositoryFlags adds the flags of PackageRepository syncs (gadgetpm
+// operator and gadgetpm dev).
+func repositoryFlags(cmd *cobra.Command, workers *int) {
+	*workers = packagerepository.DefaultWorkers
+	cmd.Flags().Var((*workersFlag)(workers), "repository-workers",
+		"how many PackageRepositories sync at once (at least 1); every request of a sync ends at its repository's spec.timeout (default 60s), "+
+			"so a repository that never answers holds one worker that long and delays no other")
+}
+
+// workersFlag is an int flag of at least 1, refused when parsed so that
+// gadgetpm dev says so before it starts a control plane.
+type workersFlag int
+
+func (w *workersFlag) String() string { return strconv.Itoa(int(*w)) }
+func (w *workersFlag) Type() string   { return "int" }
+func (w *workersFlag) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		return errors.New("want a whole number of at least 1")
+	}
+	*w = workersFlag(n)
+	return nil
 }
 
 // defaultServiceAccountFlag adds --default-service-account (gadgetpm

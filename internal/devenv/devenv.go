@@ -102,6 +102,8 @@ type Options struct {
 	HookLimits coordinator.HookLimits
 	// DefaultServiceAccount is the operator's (process.Options).
 	DefaultServiceAccount string
+	// RepositoryWorkers is the operator's (process.Options).
+	RepositoryWorkers int
 	// HookSandbox and HookUser are the operator's (process.Options);
 	// default off.
 	HookSandbox sandbox.Mode
@@ -351,6 +353,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 			// packages without spec.serviceAccountName act as it
 			DefaultServiceAccount: opts.DefaultServiceAccount,
 			Stream:                opts.Stream,
+			RepositoryWorkers:     opts.RepositoryWorkers,
 		})
 	}()
 	opStopped := false

@@ -89,16 +89,22 @@ func (o *Options) setDefaults() {
 	}
 }
 
-// Client reads one repository. It is safe for concurrent use. Downloads
-// and pulls are read through the size limits (packages/download) and end
-// with the context or at Options.Timeout; Helm's registry client, which
-// lists OCI tags, takes no context: the context is checked before.
+// Client reads one repository. It is safe for concurrent use. Every HTTP
+// request (index, archive, provenance, each registry call) runs under the
+// caller's context and ends at Options.Timeout at the latest, its
+// connection closed (deadlineTransport): Helm's getter and registry client
+// take no context of their own. Downloads and pulls are read through the
+// size limits (packages/download).
 type Client struct {
-	opts     Options
-	scheme   string
-	base     *url.URL
-	http     *http.Client
-	registry *helmregistry.Client
+	opts   Options
+	scheme string
+	base   *url.URL
+	// tr is shared by the requests of all calls, so connections are
+	// reused; each call wraps it with its context (bound).
+	tr http.RoundTripper
+	// ropts configure a registry client per call (oci://): Helm's lists
+	// tags; pulls go through download.Registry over the same transport.
+	ropts []helmregistry.ClientOption
 	// maxIndex and maxChart are the limits of Options, named for errors.
 	maxIndex, maxChart download.Limit
 }
@@ -122,7 +128,7 @@ func New(opts Options) (*Client, error) {
 		if err != nil {
 			return nil, err
 		}
-		c.http = &http.Client{Transport: tr, Timeout: opts.Timeout}
+		c.tr = tr
 	case "file":
 		if u.Path == "" || u.Host != "" {
 			return nil, fmt.Errorf("repository url %q: want file:///absolute/dir", opts.URL)
@@ -135,9 +141,8 @@ func New(opts Options) (*Client, error) {
 		if err != nil {
 			return nil, err
 		}
-		c.http = &http.Client{Transport: tr, Timeout: opts.Timeout}
+		c.tr = tr
 		ropts := []helmregistry.ClientOption{
-			helmregistry.ClientOptHTTPClient(c.http),
 			helmregistry.ClientOptWriter(io.Discard),
 			// Only the repository's own credentials count: never the
 			// machine's docker or helm login state.
@@ -149,8 +154,9 @@ func New(opts Options) (*Client, error) {
 		if opts.PlainHTTP {
 			ropts = append(ropts, helmregistry.ClientOptPlainHTTP())
 		}
-		c.registry, err = helmregistry.NewClient(ropts...)
-		if err != nil {
+		c.ropts = ropts
+		// Check the options now; calls make their own (registryFor).
+		if _, err := helmregistry.NewClient(ropts...); err != nil {
 			return nil, fmt.Errorf("create registry client: %w", err)
 		}
 	default:
@@ -308,7 +314,11 @@ func (c *Client) ociIndex(ctx context.Context, names []string) (*Index, error) {
 			return nil, err
 		}
 		ref := c.ociRef(name)
-		tags, err := c.registry.Tags(ref)
+		reg, err := c.registryFor(ctx)
+		if err != nil {
+			return nil, err
+		}
+		tags, err := reg.Tags(ref)
 		if err != nil {
 			return nil, fmt.Errorf("list tags of %s: %w", ref, err)
 		}
@@ -352,13 +362,22 @@ func (c *Client) fetch(ctx context.Context, ref string, limit download.Limit) ([
 			return nil, fmt.Errorf("request %s: %w", full, err)
 		}
 		req.Header.Set("User-Agent", "gadgetpm")
-		// Credentials go to the repository's own host only, as Helm's
-		// getter sends them.
-		if (c.opts.Username != "" || c.opts.Password != "") && req.URL.Host == c.base.Host {
+		// Credentials go to the repository's own scheme and host only, as
+		// Helm's getter sends them.
+		if c.opts.Username != "" && c.opts.Password != "" && req.URL.Scheme == c.base.Scheme && req.URL.Host == c.base.Host {
 			req.SetBasicAuth(c.opts.Username, c.opts.Password)
 		}
-		return download.Get(c.http, req, limit)
+		return download.Get(&http.Client{Transport: c.bound(ctx)}, req, limit)
 	}
+}
+
+// registryFor is a registry client for calls made on behalf of ctx.
+func (c *Client) registryFor(ctx context.Context) (*helmregistry.Client, error) {
+	reg, err := helmregistry.NewClient(append(c.ropts[:len(c.ropts):len(c.ropts)], helmregistry.ClientOptHTTPClient(&http.Client{Transport: c.bound(ctx)}))...)
+	if err != nil {
+		return nil, fmt.Errorf("create registry client: %w", err)
+	}
+	return reg, nil
 }
 
 // Archive is a downloaded package.
@@ -438,7 +457,7 @@ func (c *Client) pullOCI(ctx context.Context, v Version, a *Archive) error {
 	}
 	tag := strings.ReplaceAll(v.Version, "+", "_")
 	ref := c.ociRef(v.Name) + ":" + tag
-	reg, err := download.Registry(c.ociRef(v.Name), c.http, c.opts.PlainHTTP, c.opts.Username, c.opts.Password)
+	reg, err := download.Registry(c.ociRef(v.Name), &http.Client{Transport: c.bound(ctx)}, c.opts.PlainHTTP, c.opts.Username, c.opts.Password)
 	if err != nil {
 		return fmt.Errorf("pull %s: %w", ref, err)
 	}

@@ -7,8 +7,10 @@
 // chooses a version by semver constraint (Resolve) and downloads an archive
 // with its sha256 digest checked, its Chart.yaml checked against the name
 // and version it was listed (or tagged) as (CheckChart) and, when asked,
-// its Helm provenance verified (Download, Verify). Helm's getter, repo,
-// registry and provenance packages do the protocol work; index.yaml is
+// its Helm provenance verified (Download, Verify). Every HTTP request runs
+// under the caller's context and a deadline of Options.Timeout that closes
+// its connection (ErrTimeout). Helm's repo, registry and provenance
+// packages do the protocol work; index.yaml is
 // never parsed by hand. It is read a second time with the YAML reader
 // Helm's loader uses, only to find the entries that loader silently
 // changes (a digest YAML reads as a number) or cannot use (Malformed).

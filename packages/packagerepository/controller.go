@@ -2,8 +2,10 @@ package packagerepository
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -12,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -27,7 +30,15 @@ const (
 	MaxVersions        = 20
 	DefaultInterval    = 10 * time.Minute
 	maxMessageProblems = 3
+	// DefaultWorkers is how many repositories sync at once.
+	DefaultWorkers = 4
+	// maxRetry caps the retry backoff of a failing repository whose
+	// interval is shorter.
+	maxRetry = time.Minute
 )
+
+// ReasonTimeout: a request of the sync got no answer within spec.timeout.
+const ReasonTimeout = "Timeout"
 
 // EventRecorder records Kubernetes Events; client-go's record.EventRecorder
 // satisfies it.
@@ -45,8 +56,21 @@ type Reconciler struct {
 	// Access is what repositories may reach and which Secrets they may
 	// read (the cluster resource namespace). Required.
 	Access repoaccess.Policy
+	// Workers is how many repositories sync at once, so that a slow one
+	// holds up only itself; default DefaultWorkers.
+	Workers int
 	// now is the clock; time.Now when nil.
 	now func() time.Time
+
+	mu sync.Mutex
+	// failures counts each repository's consecutive failed syncs of its
+	// current generation, for the retry backoff; guarded by mu.
+	failures map[string]failures
+}
+
+type failures struct {
+	generation int64
+	count      int
 }
 
 var _ reconcile.Reconciler = &Reconciler{}
@@ -58,6 +82,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("packagerepository").
 		For(&v1alpha1.PackageRepository{}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.workers()}).
 		Watches(&v1alpha1.GadgetPackage{}, handler.EnqueueRequestsFromMapFunc(
 			func(_ context.Context, o client.Object) []reconcile.Request {
 				gp, ok := o.(*v1alpha1.GadgetPackage)
@@ -67,6 +92,42 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 				return []reconcile.Request{{NamespacedName: client.ObjectKey{Name: gp.Spec.Repository}}}
 			})).
 		Complete(r)
+}
+
+func (r *Reconciler) workers() int {
+	if r.Workers > 0 {
+		return r.Workers
+	}
+	return DefaultWorkers
+}
+
+// retryAfter is when a failing repository syncs again: after its
+// interval or a minute, whichever is shorter, doubling with each
+// consecutive failure of the same generation up to the longer of the two.
+func (r *Reconciler) retryAfter(pr *v1alpha1.PackageRepository, interval time.Duration) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.failures == nil {
+		r.failures = map[string]failures{}
+	}
+	f := r.failures[pr.Name]
+	if f.generation != pr.Generation {
+		f = failures{generation: pr.Generation}
+	}
+	f.count++
+	r.failures[pr.Name] = f
+	retry, limit := min(interval, maxRetry), max(interval, maxRetry)
+	for i := 1; i < f.count && retry < limit; i++ {
+		retry *= 2
+	}
+	return min(retry, limit)
+}
+
+// succeeded resets the backoff of pr.
+func (r *Reconciler) succeeded(name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.failures, name)
 }
 
 func (r *Reconciler) clock() time.Time {
@@ -82,6 +143,9 @@ func (r *Reconciler) clock() time.Time {
 func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	var pr v1alpha1.PackageRepository
 	if err := r.Client.Get(ctx, req.NamespacedName, &pr); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.succeeded(req.Name)
+		}
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
 	logger := log.FromContext(ctx).WithValues("repository", pr.Name)
@@ -100,6 +164,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	idx, err := r.sync(ctx, &pr)
 	if err != nil {
 		reason, msg, logMsg, stalled := v1alpha1.ReasonIndexFailed, fmt.Sprintf("cannot read %s: %v", pr.Spec.URL, err), "sync failed; retrying at the next sync", false
+		if errors.Is(err, chartrepo.ErrTimeout) {
+			reason = ReasonTimeout
+		}
 		if refused := repoaccess.ReasonOf(err); refused != "" {
 			// Retrying cannot help: the spec (or the operator's
 			// configuration) must change, and either reconciles again.
@@ -122,13 +189,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 			return reconcile.Result{}, r.patchStatus(ctx, before, &pr)
 		}
 		meta.RemoveStatusCondition(&pr.Status.Conditions, v1alpha1.ConditionStalled)
-		setCondition(&pr, v1alpha1.ConditionReconciling, metav1.ConditionFalse, reason, "retrying at the next sync")
-		retry := interval
-		if retry > time.Minute {
-			retry = time.Minute
-		}
+		retry := r.retryAfter(&pr, interval)
+		setCondition(&pr, v1alpha1.ConditionReconciling, metav1.ConditionFalse, reason, "retrying in "+retry.String())
 		return reconcile.Result{RequeueAfter: retry}, r.patchStatus(ctx, before, &pr)
 	}
+	r.succeeded(pr.Name)
 	meta.RemoveStatusCondition(&pr.Status.Conditions, v1alpha1.ConditionStalled)
 
 	now := metav1.NewTime(r.clock())

@@ -11,7 +11,10 @@
 // be installed: no digest, malformed entry), lastSyncTime, indexDigest and
 // the packages with their newest versions (bounded). A repository that
 // cannot be read goes Ready=False and keeps its last good package list;
-// installed packages are not touched. A repository the policy refuses goes
+// installed packages are not touched; it is retried with backoff, and a
+// sync that got no answer within spec.timeout says so (reason Timeout).
+// Repositories sync in parallel (Reconciler.Workers), so a slow one
+// delays only itself. A repository the policy refuses goes
 // Ready=False and Stalled=True with the refusal's reason, and is not
 // synced again until it changes. It runs on the leader only.
 //

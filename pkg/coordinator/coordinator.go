@@ -104,6 +104,9 @@ type Options struct {
 	// RepositoryAccess is what PackageRepositories may reach and which
 	// Secrets they may read (the cluster resource namespace).
 	RepositoryAccess repoaccess.Policy
+	// RepositoryWorkers is how many PackageRepositories sync at once;
+	// default packagerepository.DefaultWorkers.
+	RepositoryWorkers int
 	// Fetcher downloads into the package store; Run shares it with the
 	// node's Trace controller. Default: one over a store in
 	// <DataDir>/packages (PackageStore).
@@ -305,7 +308,7 @@ func New(opts Options) (*Coordinator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create operator: %w", err)
 	}
-	c.repos = &packagerepository.Reconciler{Client: opts.Client, Recorder: opts.Recorder, Access: opts.RepositoryAccess}
+	c.repos = &packagerepository.Reconciler{Client: opts.Client, Recorder: opts.Recorder, Access: opts.RepositoryAccess, Workers: opts.RepositoryWorkers}
 	return c, nil
 }
 

@@ -86,6 +86,10 @@ type Options struct {
 	// from, by both roles; a Secret of any other namespace is refused.
 	// Default Namespace(), the operator's own.
 	ClusterResourceNamespace string
+	// RepositoryWorkers is how many PackageRepositories sync at once
+	// (each request of a sync ends at the repository's spec.timeout);
+	// default packagerepository.DefaultWorkers.
+	RepositoryWorkers int
 	// NoCrossNamespaceRefs lets a Trace's spec.gadget name only a
 	// GadgetPackage in the Trace's own namespace (the node role).
 	NoCrossNamespaceRefs bool

@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/gadgetpm/gadgetpm/packages/fetch"
+	"github.com/gadgetpm/gadgetpm/packages/packagerepository"
 	"github.com/gadgetpm/gadgetpm/packages/repoaccess"
 	"github.com/gadgetpm/gadgetpm/packages/store"
 	"github.com/gadgetpm/gadgetpm/pkg/coordinator"
@@ -43,6 +44,9 @@ func (o *Options) Check() error {
 	}
 	if role.node() && o.NodeName == "" {
 		return fmt.Errorf("run operator: --role=%s: %w", role, noderole.ErrNodeName)
+	}
+	if o.RepositoryWorkers < 0 {
+		return fmt.Errorf("run operator: --repository-workers %d: want at least 1 PackageRepository synced at once (0 means the default, %d)", o.RepositoryWorkers, packagerepository.DefaultWorkers)
 	}
 	return nil
 }
@@ -257,6 +261,7 @@ func clusterRole(cfg *rest.Config, mgr manager.Manager, mapper *restmapping.Mapp
 	coord, err := coordinator.New(coordinator.Options{
 		Config: cfg, Client: cmgr.GetClient(), Reader: cmgr.GetAPIReader(), Mapper: mapper, DataDir: opts.DataDir, Fetcher: fetcher, HookSandbox: deps.sandbox, RepositoryAccess: access,
 		UnsubscribeTimeout: opts.UnsubscribeTimeout, HookLimits: opts.HookLimits,
+		RepositoryWorkers: opts.RepositoryWorkers,
 		Helm: opts.Helm, Patcher: opts.Patcher, KubeEvents: opts.KubeEvents,
 		// Hooks get a kubeconfig of their own (HookCredentials), else
 		// KUBECONFIG or KUBERNETES_SERVICE_HOST/PORT from the operator's

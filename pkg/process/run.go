@@ -262,7 +262,7 @@ func clusterRole(cfg *rest.Config, mgr manager.Manager, mapper *restmapping.Mapp
 		Config: cfg, Client: cmgr.GetClient(), Reader: cmgr.GetAPIReader(), Mapper: mapper, DataDir: opts.DataDir, Fetcher: fetcher, HookSandbox: deps.sandbox, RepositoryAccess: access,
 		UnsubscribeTimeout: opts.UnsubscribeTimeout, HookLimits: opts.HookLimits,
 		RepositoryWorkers: opts.RepositoryWorkers,
-		Helm: opts.Helm, Patcher: opts.Patcher, KubeEvents: opts.KubeEvents,
+		Helm:              opts.Helm, Patcher: opts.Patcher, KubeEvents: opts.KubeEvents,
 		// Hooks get a kubeconfig of their own (HookCredentials), else
 		// KUBECONFIG or KUBERNETES_SERVICE_HOST/PORT from the operator's
 		// environment, so kubectl in them reaches this cluster.

@@ -141,13 +141,8 @@ func (s *Service) upgrade(ctx context.Context, pkg Package, ch *helmchart.Chart,
 		return nil, err
 	}
 	res := &Result{Checksum: rendered.Checksum}
-	if last != nil && last.Info.Status.IsPending() {
-		if err := op.unlock(last); err != nil {
-			return nil, forbidden("upgrade", pkg, err)
-		}
-		res.Unlocked = true
-		s.event(pkg, true, ReasonUnlocked, "Release %s revision %d was left %s by an interrupted operation; marked failed and retrying",
-			pkg.Name, last.Version, last.Info.Status)
+	if res.Unlocked, err = s.unlockPending(pkg, op, last); err != nil {
+		return nil, forbidden("upgrade", pkg, err)
 	}
 	if last != nil && !res.Unlocked && last.Info.Status == helmrelease.StatusDeployed &&
 		last.Labels[LabelChecksum] == rendered.Checksum && sameValues(last.Config, values) {

@@ -8,6 +8,9 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	helmrelease "helm.sh/helm/v3/pkg/release"
+	helmreleaseutil "helm.sh/helm/v3/pkg/releaseutil"
+	helmdriver "helm.sh/helm/v3/pkg/storage/driver"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/record"
@@ -300,4 +303,51 @@ func (l *keyedLock) lock(ctx context.Context, key string) (func(), error) {
 			return nil, fmt.Errorf("wait for another operation on %s: %w", key, ctx.Err())
 		}
 	}
+}
+
+// unlockPending marks every revision of pkg's release still pending-install,
+// pending-upgrade or pending-rollback as failed, newest first. The caller
+// holds pkg's lock and only the leader writes releases, so such a revision
+// was left by a process that died mid-operation and has no live writer.
+// Each one gets its own HelmUnlocked Event and log line naming the state it
+// was found in, read before the unlock overwrites it. last is the newest
+// revision, updated in place so the caller sees its new status.
+func (s *Service) unlockPending(pkg Package, op *operation, last *helmrelease.Release) (bool, error) {
+	if last == nil {
+		return false, nil
+	}
+	revs := []*helmrelease.Release{last}
+	// Older revisions can be pending too (a process died after another
+	// made a newer revision over them); one more List per upgrade is cheap
+	// next to Helm's own reads.
+	h, err := op.cfg.Releases.History(pkg.Name)
+	if err != nil && !errors.Is(err, helmdriver.ErrReleaseNotFound) {
+		return false, fmt.Errorf("read release history of %s: %w", pkg, err)
+	}
+	helmreleaseutil.Reverse(h, helmreleaseutil.SortByRevision)
+	for _, r := range h {
+		if r.Version != last.Version {
+			revs = append(revs, r)
+		}
+	}
+	unlocked := false
+	for _, r := range revs {
+		if r.Info == nil || !r.Info.Status.IsPending() {
+			continue
+		}
+		found := r.Info.Status
+		if err := op.unlock(r); err != nil {
+			return unlocked, err
+		}
+		unlocked = true
+		next := "the next operation proceeds"
+		if r == last {
+			next = "upgrading again"
+		}
+		s.opts.Logger.Info("unlocked a release left pending by an interrupted operation",
+			"package", pkg.Key(), "release", pkg.Name, "revision", r.Version, "found", string(found))
+		s.event(pkg, true, ReasonUnlocked, "Release %s revision %d was found %s, left by an interrupted operation; marked it failed, %s",
+			pkg.Name, r.Version, found, next)
+	}
+	return unlocked, nil
 }

@@ -19,6 +19,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
@@ -138,6 +139,8 @@ type nodeOptions struct {
 	// noCrossNamespaceRefs and logger are the controller's options.
 	noCrossNamespaceRefs bool
 	logger               logr.Logger
+	// config, when set, is how the node reaches the API server.
+	config *rest.Config
 }
 
 // startNode starts a node controller (NodeCheck off: spec.node must be
@@ -169,7 +172,11 @@ func startNode(t testing.TB, name string, o nodeOptions) *node {
 			t.Fatal(err)
 		}
 	}
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+	cfg := env.Config
+	if o.config != nil {
+		cfg = o.config
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  env.Scheme,
 		Cache:                   trace.CacheOptions(), // the node role's, as its process has it
 		Metrics:                 metricsserver.Options{BindAddress: "0"},

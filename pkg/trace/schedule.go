@@ -4,9 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/url"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
 
 	gadgetv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadget/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/scheduler/cron"
@@ -93,7 +98,11 @@ func (c *Controller) skippedSince(key types.NamespacedName) int64 {
 
 // tick runs one scheduled run: for the spec's duration, recorded in
 // status.runs. A tick for a Trace that runs already (a manual start) is
-// skipped and counted.
+// skipped and counted. A tick that cannot read its Trace because the API
+// server is unreachable waits for it to come back (holding the entry, so
+// the crontab counts the ticks due meanwhile as skipped) and is then
+// counted as skipped too, with a run in the history saying why: no tick
+// is lost silently to an outage.
 func (c *Controller) tick(t cron.Trigger) {
 	defer c.wg.Done()
 	key, ok := parseKey(t.Owner)
@@ -106,21 +115,28 @@ func (c *Controller) tick(t cron.Trigger) {
 	if !ok {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.runCtx), time.Minute)
-	defer cancel()
 	var tr gadgetv1alpha1.Trace
-	if err := c.opts.APIReader.Get(ctx, key, &tr); err != nil {
-		return
+	outage, err := c.untilReachable(key, "read the Trace for a scheduled run", func(ctx context.Context) error {
+		return c.opts.APIReader.Get(ctx, key, &tr)
+	})
+	if err != nil {
+		return // gone, or the controller stops
 	}
 	if tr.Spec.Schedule == "" || tr.Spec.Suspend || !tr.DeletionTimestamp.IsZero() || tr.Spec.Node != c.opts.NodeName {
 		return
 	}
 	info := &triggerInfo{t: t, skipped: c.skippedSince(key)}
-	if c.activeSub(key) != nil {
-		_ = c.patchStatus(ctx, key, func(tr *gadgetv1alpha1.Trace) { tr.Status.SkippedRuns += info.skipped + 1 })
+	if outage != nil {
+		c.recordMissed(key, t, info.skipped, outage)
 		return
 	}
-	err := c.begin(ctx, &tr, opSchedule, info, "")
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.runCtx), time.Minute)
+	defer cancel()
+	if c.activeSub(key) != nil {
+		c.patchStatusWhenReachable(key, "count a skipped scheduled run", func(tr *gadgetv1alpha1.Trace) { tr.Status.SkippedRuns += info.skipped + 1 })
+		return
+	}
+	err = c.begin(ctx, &tr, opSchedule, info, "")
 	switch {
 	case err == nil:
 		handedOver = true // the subscriber marks the trigger done at its end
@@ -130,19 +146,100 @@ func (c *Controller) tick(t cron.Trigger) {
 		// user and an operator look
 		c.log.Info("scheduled run failed to start", "trace", key.String(), "error", err.Error())
 		c.event(ctx, key, "Warning", "RunFailed", fmt.Sprintf("scheduled run: %v", err))
-		now := metav1Time(c.opts.Now())
-		start := metav1Time(t.Scheduled)
-		if err := c.patchStatus(ctx, key, func(tr *gadgetv1alpha1.Trace) {
+		c.patchStatusWhenReachable(key, "record a failed scheduled run", func(tr *gadgetv1alpha1.Trace) {
 			tr.Status.SkippedRuns += info.skipped
+			start, end := metav1Time(t.Scheduled), metav1Time(c.opts.Now())
 			tr.Status.LastRunTime = &start
-			tr.Status.Runs = append(tr.Status.Runs, gadgetv1alpha1.TraceRun{StartTime: start, EndTime: &now, Error: err.Error()})
-			if n := len(tr.Status.Runs) - historyLimit(tr); n > 0 {
-				tr.Status.Runs = append([]gadgetv1alpha1.TraceRun(nil), tr.Status.Runs[n:]...)
-			}
-		}); err != nil {
-			c.log.Error(err, "record a failed scheduled run", "trace", key.String())
-		}
+			appendRun(tr, gadgetv1alpha1.TraceRun{StartTime: start, EndTime: &end, Error: err.Error()})
+		})
 	}
+}
+
+// recordMissed counts a tick that could not run because the API server
+// was unreachable at its time (and the ticks skipped while it waited), in
+// status.skippedRuns and as a run of the history whose error says why.
+func (c *Controller) recordMissed(key types.NamespacedName, t cron.Trigger, skipped int64, outage error) {
+	msg := fmt.Sprintf("skipped: the API server was unreachable at the scheduled time: %v", outage)
+	c.log.Info("scheduled run skipped", "trace", key.String(), "scheduled", t.Scheduled, "skipped", skipped+1, "error", outage.Error())
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.runCtx), time.Minute)
+	defer cancel()
+	c.event(ctx, key, "Warning", "RunSkipped", "scheduled run "+msg)
+	c.patchStatusWhenReachable(key, "count a missed scheduled run", func(tr *gadgetv1alpha1.Trace) {
+		tr.Status.SkippedRuns += skipped + 1
+		start := metav1Time(t.Scheduled)
+		appendRun(tr, gadgetv1alpha1.TraceRun{StartTime: start, EndTime: &start, Error: msg})
+	})
+}
+
+// appendRun adds run to the history, keeping spec.historyLimit runs.
+func appendRun(tr *gadgetv1alpha1.Trace, run gadgetv1alpha1.TraceRun) {
+	tr.Status.Runs = append(tr.Status.Runs, run)
+	if n := len(tr.Status.Runs) - historyLimit(tr); n > 0 {
+		tr.Status.Runs = append([]gadgetv1alpha1.TraceRun(nil), tr.Status.Runs[n:]...)
+	}
+}
+
+// patchStatusWhenReachable is patchStatus retried while the API server is
+// unreachable, so what a tick records is written once it is back; only
+// the controller stopping gives up, with a log line.
+func (c *Controller) patchStatusWhenReachable(key types.NamespacedName, what string, mutate func(tr *gadgetv1alpha1.Trace)) {
+	if _, err := c.untilReachable(key, what, func(ctx context.Context) error {
+		return c.patchStatus(ctx, key, mutate)
+	}); err != nil && !apierrors.IsNotFound(err) {
+		c.log.Error(err, what, "trace", key.String())
+	}
+}
+
+// Retries of a tick's API calls while the API server is unreachable.
+const (
+	reachRetryFirst = 500 * time.Millisecond
+	reachRetryMax   = 15 * time.Second
+	reachTryTimeout = 30 * time.Second
+)
+
+// untilReachable calls f until it succeeds or fails with something other
+// than an unreachable API server, waiting from reachRetryFirst doubling to
+// reachRetryMax between tries, and until the controller stops. It returns
+// the first unreachable error it saw (nil when the first try reached the
+// server) and f's last error.
+func (c *Controller) untilReachable(key types.NamespacedName, what string, f func(ctx context.Context) error) (outage, err error) {
+	wait := reachRetryFirst
+	for {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(c.runCtx), reachTryTimeout)
+		err = f(ctx)
+		cancel()
+		if err == nil || !unreachable(err) {
+			return outage, err
+		}
+		if outage == nil {
+			outage = err
+			c.log.Info("API server unreachable; retrying until it is back", "trace", key.String(), "action", what, "error", err.Error())
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-c.runCtx.Done():
+			timer.Stop()
+			return outage, fmt.Errorf("%s: controller stopping while the API server was unreachable: %w", what, err)
+		case <-timer.C:
+		}
+		wait = min(2*wait, reachRetryMax)
+	}
+}
+
+// unreachable tells an API server that could not be reached, or that
+// answered it cannot serve now (5xx, 429, 408), from an answer about the
+// request itself (not found, forbidden, invalid, conflict) or a local
+// error, which retrying would not change.
+func unreachable(err error) bool {
+	var status apierrors.APIStatus
+	if errors.As(err, &status) {
+		code := status.Status().Code
+		return code >= 500 || code == 429 || code == 408
+	}
+	var urlErr *url.Error
+	var netErr net.Error
+	return errors.As(err, &urlErr) || errors.As(err, &netErr) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || utilnet.IsConnectionRefused(err) || utilnet.IsConnectionReset(err)
 }
 
 func parseKey(s string) (types.NamespacedName, bool) {

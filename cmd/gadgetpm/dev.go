@@ -125,6 +125,7 @@ run starts from an empty cluster.`,
 	cmdline.ReferenceFlags(cmd, &opts.References)
 	cmdline.DownloadFlags(cmd, &opts.Downloads)
 	cmdline.HookResultSizeFlag(cmd, &opts.MaxHookResultSize, hooks.DefaultMaxResultFileBytes)
+	cmdline.CacheGCFlag(cmd, &opts.CacheGCInterval)
 	// Off by default: a fixed port would clash with an operator on this
 	// machine.
 	cmdline.StreamFlags(cmd, &opts.Stream, "0")

@@ -112,6 +112,7 @@ in-cluster service account.`,
 			opts.Stream = node.Stream
 			opts.MaxPackageBytes, opts.MaxIndexBytes = int64(node.Downloads.MaxPackageSize), int64(node.Downloads.MaxIndexSize)
 			opts.MaxHookResultBytes = int64(hookResultSize)
+			opts.CacheGCInterval = node.CacheGCInterval
 			opts.Manager = coordinator.ClientOptions{QPS: node.QPS, Burst: node.Burst}
 			return process.Run(ctrl.SetupSignalHandler(), cfg, opts)
 		},

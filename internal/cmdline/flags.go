@@ -9,6 +9,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/gadgetpm/gadgetpm/packages/store"
 	"github.com/gadgetpm/gadgetpm/pkg/debugserver"
 	"github.com/gadgetpm/gadgetpm/pkg/noderole"
 	"github.com/gadgetpm/gadgetpm/pkg/streamserver"
@@ -46,6 +47,16 @@ type NodeFlags struct {
 	References References
 	// Downloads: --max-package-size and --max-index-size (DownloadFlags).
 	Downloads Downloads
+	// CacheGCInterval is --cache-gc-interval (CacheGCFlag).
+	CacheGCInterval time.Duration
+}
+
+// CacheGCFlag registers --cache-gc-interval on cmd (`gadgetpm operator`,
+// `gadgetpm dev`, gadgetpm-node); docs/packages.md describes it.
+func CacheGCFlag(cmd *cobra.Command, d *time.Duration) {
+	cmd.Flags().DurationVar(d, "cache-gc-interval", store.DefaultGCInterval,
+		"how often the package store (<data-dir>/packages) and the node's cache of loaded gadgets drop the package digests no GadgetPackage's status names, at start and then at this interval; "+
+			"a digest a running package, a running Trace or a download in flight uses is kept, and so is one written within the last interval (a package being installed)")
 }
 
 // References are the flags that bound what resources may reference
@@ -91,6 +102,7 @@ func AddNodeFlags(cmd *cobra.Command, n *NodeFlags) {
 	f.DurationVar(&n.StopGrace, "stop-grace", 30*time.Second, "how long running tasks may take on shutdown before they are cancelled (the node role's stop of its gadget runs gets it plus 20s)")
 	ReferenceFlags(cmd, &n.References)
 	DownloadFlags(cmd, &n.Downloads)
+	CacheGCFlag(cmd, &n.CacheGCInterval)
 }
 
 // StreamFlags registers the --stream-* flags of s, with defAddr the

@@ -66,6 +66,9 @@ in-cluster service account.`,
 			if err := cmdline.CheckStream(n.Stream); err != nil {
 				return err
 			}
+			if err := cmdline.CheckCacheGC(n.CacheGCInterval); err != nil {
+				return err
+			}
 			log, err := cmdline.NewLogger(cmd.ErrOrStderr(), n.LogFormat, n.Verbosity)
 			if err != nil {
 				return err

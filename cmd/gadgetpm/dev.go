@@ -78,6 +78,9 @@ run starts from an empty cluster.`,
 			if err := cmdline.CheckStream(opts.Stream); err != nil {
 				return err
 			}
+			if err := cmdline.CheckCacheGC(opts.CacheGCInterval); err != nil {
+				return err
+			}
 			root, err := devenv.FindRoot(firstNonEmpty(opts.Root, "."))
 			if err != nil {
 				return err

@@ -91,6 +91,9 @@ in-cluster service account.`,
 			if err := cmdline.CheckStream(node.Stream); err != nil {
 				return err
 			}
+			if err := cmdline.CheckCacheGC(node.CacheGCInterval); err != nil {
+				return err
+			}
 			opts.Role, opts.NodeName = process.Role(role), node.NodeName
 			if err := opts.Check(); err != nil {
 				return err

@@ -119,6 +119,18 @@ func StreamFlags(cmd *cobra.Command, s *noderole.StreamOptions, defAddr string) 
 		"how many stream readers this process serves at once, all Traces together; one more gets 429 Too Many Requests")
 }
 
+// MinCacheGCInterval is the shortest --cache-gc-interval: each
+// collection lists every GadgetPackage.
+const MinCacheGCInterval = time.Second
+
+// CheckCacheGC refuses a --cache-gc-interval below MinCacheGCInterval.
+func CheckCacheGC(d time.Duration) error {
+	if d < MinCacheGCInterval {
+		return fmt.Errorf("--cache-gc-interval %s: want at least %s (how often the package store and the gadget cache are collected; default %s)", d, MinCacheGCInterval, store.DefaultGCInterval)
+	}
+	return nil
+}
+
 // CheckStream refuses a cap of the --stream-* flags below 1.
 func CheckStream(s noderole.StreamOptions) error {
 	for _, c := range []struct {

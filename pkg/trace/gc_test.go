@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
+	"github.com/gadgetpm/gadgetpm/packages/store"
 	gadgetv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadget/v1alpha1"
 )
 
@@ -147,4 +148,52 @@ func TestFileOutputsOfTracesDeletedWhileTheNodeWasDown(t *testing.T) {
 			t.Errorf("%s was removed, though no deleted Trace wrote it", p)
 		}
 	}
+}
+
+// TestRunningTraceKeepsItsArchive: the package store's collection keeps
+// the archive of a gadget a Trace on the node runs even when no package's
+// status names it (an upgrade moved the package on), while it removes the
+// archives nothing uses in the same collection.
+func TestRunningTraceKeepsItsArchive(t *testing.T) {
+	requireRoot(t)
+	t.Parallel()
+	ns := privilegedNamespace(t)
+	n := startNode(t, uniqueNode(t), nodeOptions{})
+	runningPackage(t, ns, "trace-exec", "trace-exec")
+	tr := newTrace(t, ns, "keeps", n.name, "trace-exec")
+	annotate(t, key(tr), gadgetv1alpha1.OperationStart)
+	waitTrace(t, key(tr), 60*time.Second, "Started", stateIs(gadgetv1alpha1.TraceStarted))
+
+	old := time.Now().Add(-time.Hour)
+	// written long ago: only what uses them may keep them
+	for _, c := range []string{"trace-exec", "trace-open"} {
+		d := packBundled(t, c).digest
+		tree := filepath.Join(n.dir, "packages", "packages", d)
+		err := filepath.WalkDir(tree, func(p string, _ os.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			return os.Chtimes(p, old, old)
+		})
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(filepath.Join(n.dir, "packages", "archives", d+".tgz"), old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	col, err := store.NewCollector(store.CollectorOptions{Store: n.store, Interval: time.Hour, MinAge: time.Minute,
+		Named: func(context.Context) (map[string]bool, error) { return map[string]bool{}, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	col.Once(context.Background())
+	if _, ok := n.store.Archive(packBundled(t, "trace-open").digest); ok {
+		t.Fatal("the collection did not remove the archive of trace-open, which nothing uses")
+	}
+	if _, ok := n.store.Archive(packBundled(t, "trace-exec").digest); !ok {
+		t.Fatal("the collection removed the archive of trace-exec, whose gadget a Trace on the node runs")
+	}
+	annotate(t, key(tr), gadgetv1alpha1.OperationStop)
+	waitTrace(t, key(tr), 60*time.Second, "Stopped", stateIs(gadgetv1alpha1.TraceStopped))
 }

@@ -160,11 +160,11 @@ func PackageStore(dataDir string, reader client.Reader, access repoaccess.Policy
 // package store (add it to a manager that runs on every replica): at
 // start and every interval (0: store.DefaultGCInterval) it removes the
 // archives and extracted trees of the digests no GadgetPackage's status
-// names, reading them with reader, except those in use (store.Hold: a
+// names, reading them with reader in namespaces (none: all), except those in use (store.Hold: a
 // download or install in flight, a node's loaded gadget) or written in
 // the last interval (a package being installed, not yet in its status).
-func StoreCollector(st *store.Store, reader client.Reader, interval time.Duration, log logr.Logger) (*store.Collector, error) {
-	col, err := store.NewCollector(store.CollectorOptions{Store: st, Named: pull.NamedDigests(reader), Interval: interval, Logger: log})
+func StoreCollector(st *store.Store, reader client.Reader, namespaces []string, interval time.Duration, log logr.Logger) (*store.Collector, error) {
+	col, err := store.NewCollector(store.CollectorOptions{Store: st, Named: pull.NamedDigests(reader, namespaces...), Interval: interval, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("cluster role: %w", err)
 	}

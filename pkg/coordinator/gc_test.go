@@ -88,7 +88,7 @@ func TestStoreGarbageCollection(t *testing.T) {
 	}
 	away := aged(t, st, dir, packagetest.TGZ(t, packagetest.Entry{Name: "gone/Chart.yaml", Body: "name: gone\n"}))
 	logs := &testlog.Lines{}
-	col, err := coordinator.StoreCollector(st, env.Client, 300*time.Millisecond, logs.Logger(0))
+	col, err := coordinator.StoreCollector(st, env.Client, nil, 300*time.Millisecond, logs.Logger(0))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -256,7 +256,7 @@ func clusterRole(cfg *rest.Config, mgr manager.Manager, mapper *restmapping.Mapp
 	}
 	// On every replica, leader or not (mgr): a node role in this process
 	// shares the store.
-	storeGC, err := coordinator.StoreCollector(st, cmgr.GetAPIReader(), opts.CacheGCInterval, opts.Logger.WithName("store-gc"))
+	storeGC, err := coordinator.StoreCollector(st, cmgr.GetAPIReader(), opts.Namespaces, opts.CacheGCInterval, opts.Logger.WithName("store-gc"))
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -166,7 +166,7 @@ func (g cacheGC) Start(ctx context.Context) error {
 	if err := c.collectOutputs(ctx); err != nil && ctx.Err() == nil {
 		c.log.Error(err, "file outputs of deleted Traces not removed at start")
 	}
-	named := pull.NamedDigests(c.opts.APIReader)
+	named := pull.NamedDigests(c.opts.Client)
 	t := time.NewTicker(c.opts.CacheGCInterval)
 	defer t.Stop()
 	for {
@@ -249,7 +249,7 @@ func (c *Controller) addCacheGC(mgr manager.Manager) error {
 // package's status names and those of the node's runs (a running Trace
 // keeps its digest after an upgrade).
 func (c *Controller) namedOrUsed(ctx context.Context) (map[string]bool, error) {
-	named, err := pull.NamedDigests(c.opts.APIReader)(ctx)
+	named, err := pull.NamedDigests(c.opts.Client)(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -192,6 +192,7 @@ func (g cacheGC) Start(ctx context.Context) error {
 // (by spec.output or by its name): those of Traces deleted while the node
 // was down.
 func (c *Controller) collectOutputs(ctx context.Context) error {
+	listed := time.Now()
 	var list gadgetv1alpha1.TraceList
 	if err := c.opts.APIReader.List(ctx, &list); err != nil {
 		return fmt.Errorf("list Traces to find their File outputs: %w", err)
@@ -201,7 +202,7 @@ func (c *Controller) collectOutputs(ctx context.Context) error {
 		keep[[2]string{tr.Namespace, tr.Name}] = true
 		keep[[2]string{tr.Namespace, output.FileName(tr.Spec.Output, tr.Name)}] = true
 	}
-	freed, err := output.CollectFiles(c.opts.FileOutputDir, func(ns, name string) bool { return keep[[2]string{ns, name}] })
+	freed, err := output.CollectFiles(c.opts.FileOutputDir, listed, func(ns, name string) bool { return keep[[2]string{ns, name}] })
 	if freed > 0 {
 		c.log.Info("removed the File outputs of deleted Traces", "dir", c.opts.FileOutputDir, "bytesFreed", freed)
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Defaults of FileOptions.
@@ -226,7 +227,7 @@ func outputBase(file string) (name string, ok bool) {
 // RemoveFiles removes the files of the File output Dir/<namespace>/<name>
 // (the current file and the rotated ones) and returns the bytes freed.
 func RemoveFiles(dir, namespace, name string) (int64, error) {
-	freed, err := collectIn(dir, namespace, func(_, n string) bool { return n != name })
+	freed, err := collectIn(dir, namespace, time.Time{}, func(_, n string) bool { return n != name })
 	if err != nil {
 		return freed, fmt.Errorf("remove file output %s/%s: %w", namespace, name, err)
 	}
@@ -234,9 +235,10 @@ func RemoveFiles(dir, namespace, name string) (int64, error) {
 }
 
 // CollectFiles removes, under dir (Dir/<namespace>/<name>.jsonl[.<n>]),
-// the files of every output keep refuses, and returns the bytes freed.
-// Files of other names are left alone.
-func CollectFiles(dir string, keep func(namespace, name string) bool) (int64, error) {
+// the files of every output keep refuses that were last written before
+// before (keep was read then: a Trace created since may be writing), and
+// returns the bytes freed. Files of other names are left alone.
+func CollectFiles(dir string, before time.Time, keep func(namespace, name string) bool) (int64, error) {
 	nss, err := os.ReadDir(dir)
 	if os.IsNotExist(err) {
 		return 0, nil
@@ -250,7 +252,7 @@ func CollectFiles(dir string, keep func(namespace, name string) bool) (int64, er
 		if !ns.IsDir() {
 			continue
 		}
-		n, err := collectIn(dir, ns.Name(), keep)
+		n, err := collectIn(dir, ns.Name(), before, keep)
 		freed += n
 		if err != nil {
 			errs = append(errs, err)
@@ -262,8 +264,9 @@ func CollectFiles(dir string, keep func(namespace, name string) bool) (int64, er
 	return freed, nil
 }
 
-// collectIn removes the output files of dir/namespace that keep refuses.
-func collectIn(dir, namespace string, keep func(namespace, name string) bool) (int64, error) {
+// collectIn removes the output files of dir/namespace that keep refuses
+// and, unless before is zero, were last written before it.
+func collectIn(dir, namespace string, before time.Time, keep func(namespace, name string) bool) (int64, error) {
 	files, err := os.ReadDir(filepath.Join(dir, namespace))
 	if os.IsNotExist(err) {
 		return 0, nil
@@ -278,10 +281,14 @@ func collectIn(dir, namespace string, keep func(namespace, name string) bool) (i
 		if !ok || f.IsDir() || keep(namespace, name) {
 			continue
 		}
-		var size int64
-		if fi, err := f.Info(); err == nil {
-			size = fi.Size()
+		fi, err := f.Info()
+		if err != nil {
+			continue // removed meanwhile
 		}
+		if !before.IsZero() && !fi.ModTime().Before(before) {
+			continue
+		}
+		size := fi.Size()
 		if err := os.Remove(filepath.Join(dir, namespace, f.Name())); err != nil && !os.IsNotExist(err) {
 			errs = append(errs, err)
 			continue

@@ -66,6 +66,9 @@ in-cluster service account.`,
 			if err := cmdline.CheckStream(n.Stream); err != nil {
 				return err
 			}
+			if err := cmdline.CheckCacheGC(n.CacheGCInterval); err != nil {
+				return err
+			}
 			log, err := cmdline.NewLogger(cmd.ErrOrStderr(), n.LogFormat, n.Verbosity)
 			if err != nil {
 				return err
@@ -84,7 +87,7 @@ in-cluster service account.`,
 				Options: noderole.Options{NodeName: n.NodeName, DataDir: n.DataDir, FileOutputDir: n.FileOutputDir,
 					NodeCheck: n.NodeCheck, Stream: n.Stream, Logger: logger,
 					ClusterResourceNamespace: n.References.ClusterResourceNamespace, NoCrossNamespaceRefs: n.References.NoCrossNamespaceRefs,
-					MaxPackageBytes: int64(n.Downloads.MaxPackageSize), MaxIndexBytes: int64(n.Downloads.MaxIndexSize)},
+					MaxPackageBytes: int64(n.Downloads.MaxPackageSize), MaxIndexBytes: int64(n.Downloads.MaxIndexSize), CacheGCInterval: n.CacheGCInterval},
 				Manager: noderole.ManagerOptions{Namespaces: n.Namespaces, MetricsAddr: n.MetricsAddr, ProbeAddr: n.ProbeAddr,
 					QPS: n.QPS, Burst: n.Burst, ShutdownTimeout: n.StopGrace + 20*time.Second, Logger: logger},
 				DebugSocket: n.DebugSocket,

@@ -57,6 +57,7 @@ func TestNodeBinaryRefusesBadFlags(t *testing.T) {
 		{[]string{"--node-name", "n", "--log-format", "xml"}, `--log-format "xml"`},
 		{[]string{"--node-name", "n", "--debug-socket", "/tmp/sock/"}, "socket path /tmp/sock/ names a directory"},
 		{[]string{"--node-name", "n", "--stream-max-clients", "0"}, "--stream-max-clients 0: want at least 1"},
+		{[]string{"--node-name", "n", "--cache-gc-interval", "10ms"}, "--cache-gc-interval 10ms: want at least 1s"},
 	} {
 		var out bytes.Buffer
 		cmd := newCommand(&out, &out, ctrl.SetLogger)

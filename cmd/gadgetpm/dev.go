@@ -78,6 +78,9 @@ run starts from an empty cluster.`,
 			if err := cmdline.CheckStream(opts.Stream); err != nil {
 				return err
 			}
+			if err := cmdline.CheckCacheGC(opts.CacheGCInterval); err != nil {
+				return err
+			}
 			root, err := devenv.FindRoot(firstNonEmpty(opts.Root, "."))
 			if err != nil {
 				return err
@@ -126,6 +129,7 @@ run starts from an empty cluster.`,
 	cmdline.ReferenceFlags(cmd, &opts.References)
 	cmdline.DownloadFlags(cmd, &opts.Downloads)
 	cmdline.HookResultSizeFlag(cmd, &opts.MaxHookResultSize, hooks.DefaultMaxResultFileBytes)
+	cmdline.CacheGCFlag(cmd, &opts.CacheGCInterval)
 	// Off by default: a fixed port would clash with an operator on this
 	// machine.
 	cmdline.StreamFlags(cmd, &opts.Stream, "0")

@@ -94,6 +94,9 @@ in-cluster service account.`,
 			if err := cmdline.CheckStream(node.Stream); err != nil {
 				return err
 			}
+			if err := cmdline.CheckCacheGC(node.CacheGCInterval); err != nil {
+				return err
+			}
 			opts.Role, opts.NodeName = process.Role(role), node.NodeName
 			if err := opts.Check(); err != nil {
 				return err
@@ -115,6 +118,7 @@ in-cluster service account.`,
 			opts.Stream = node.Stream
 			opts.MaxPackageBytes, opts.MaxIndexBytes = int64(node.Downloads.MaxPackageSize), int64(node.Downloads.MaxIndexSize)
 			opts.MaxHookResultBytes = int64(hookResultSize)
+			opts.CacheGCInterval = node.CacheGCInterval
 			opts.Manager = coordinator.ClientOptions{QPS: node.QPS, Burst: node.Burst}
 			return process.Run(ctrl.SetupSignalHandler(), cfg, opts)
 		},

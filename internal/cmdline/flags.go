@@ -9,6 +9,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/gadgetpm/gadgetpm/packages/store"
 	"github.com/gadgetpm/gadgetpm/pkg/debugserver"
 	"github.com/gadgetpm/gadgetpm/pkg/noderole"
 	"github.com/gadgetpm/gadgetpm/pkg/streamserver"
@@ -46,6 +47,16 @@ type NodeFlags struct {
 	References References
 	// Downloads: --max-package-size and --max-index-size (DownloadFlags).
 	Downloads Downloads
+	// CacheGCInterval is --cache-gc-interval (CacheGCFlag).
+	CacheGCInterval time.Duration
+}
+
+// CacheGCFlag registers --cache-gc-interval on cmd (`gadgetpm operator`,
+// `gadgetpm dev`, gadgetpm-node); docs/packages.md describes it.
+func CacheGCFlag(cmd *cobra.Command, d *time.Duration) {
+	cmd.Flags().DurationVar(d, "cache-gc-interval", store.DefaultGCInterval,
+		"how often the package store (<data-dir>/packages) and the node's cache of loaded gadgets drop the package digests no GadgetPackage's status names, at start and then at this interval; "+
+			"a digest a running package, a running Trace or a download in flight uses is kept, and so is one written within the last interval (a package being installed)")
 }
 
 // References are the flags that bound what resources may reference
@@ -91,6 +102,7 @@ func AddNodeFlags(cmd *cobra.Command, n *NodeFlags) {
 	f.DurationVar(&n.StopGrace, "stop-grace", 30*time.Second, "how long running tasks may take on shutdown before they are cancelled (the node role's stop of its gadget runs gets it plus 20s)")
 	ReferenceFlags(cmd, &n.References)
 	DownloadFlags(cmd, &n.Downloads)
+	CacheGCFlag(cmd, &n.CacheGCInterval)
 }
 
 // StreamFlags registers the --stream-* flags of s, with defAddr the
@@ -105,6 +117,18 @@ func StreamFlags(cmd *cobra.Command, s *noderole.StreamOptions, defAddr string) 
 		"how many readers one Trace's stream serves at once; one more gets 429 Too Many Requests")
 	f.IntVar(&s.MaxClients, "stream-max-clients", output.DefaultHubMaxClients,
 		"how many stream readers this process serves at once, all Traces together; one more gets 429 Too Many Requests")
+}
+
+// MinCacheGCInterval is the shortest --cache-gc-interval: each
+// collection lists every GadgetPackage.
+const MinCacheGCInterval = time.Second
+
+// CheckCacheGC refuses a --cache-gc-interval below MinCacheGCInterval.
+func CheckCacheGC(d time.Duration) error {
+	if d < MinCacheGCInterval {
+		return fmt.Errorf("--cache-gc-interval %s: want at least %s (how often the package store and the gadget cache are collected; default %s)", d, MinCacheGCInterval, store.DefaultGCInterval)
+	}
+	return nil
 }
 
 // CheckStream refuses a cap of the --stream-* flags below 1.

@@ -115,6 +115,8 @@ type Options struct {
 	// (process.Options).
 	Downloads         cmdline.Downloads
 	MaxHookResultSize cmdline.Size
+	// CacheGCInterval is --cache-gc-interval; zero: the default.
+	CacheGCInterval time.Duration
 	// Stream is the operator's listener of Stream-mode Traces
 	// (process.Options); its zero value serves none.
 	Stream noderole.StreamOptions
@@ -342,7 +344,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 			Logger:      opts.Logger,
 			HookSandbox: opts.HookSandbox, HookUser: opts.HookUser,
 			ClusterResourceNamespace: opts.References.ClusterResourceNamespace, NoCrossNamespaceRefs: opts.References.NoCrossNamespaceRefs,
-			MaxPackageBytes: int64(opts.Downloads.MaxPackageSize), MaxIndexBytes: int64(opts.Downloads.MaxIndexSize), MaxHookResultBytes: int64(opts.MaxHookResultSize),
+			MaxPackageBytes: int64(opts.Downloads.MaxPackageSize), MaxIndexBytes: int64(opts.Downloads.MaxIndexSize), MaxHookResultBytes: int64(opts.MaxHookResultSize), CacheGCInterval: opts.CacheGCInterval,
 			// the dev control plane has no Node objects: a Trace's
 			// spec.node must be this node's name
 			NodeCheck:          false,

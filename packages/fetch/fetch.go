@@ -141,6 +141,8 @@ func (f *Fetcher) Download(ctx context.Context, gp *v1alpha1.GadgetPackage) (Dow
 		return Downloaded{}, fail(v1alpha1.ReasonDownloadFailed, "PackageRepository %s: %w", pr.Name, err)
 	}
 	d := Downloaded{Name: v.Name, Version: v.Version, Digest: v.Digest}
+	// In flight: the store's garbage collection keeps it (store.Hold).
+	defer f.opts.Store.Hold(v.Digest)()
 
 	var a *chartrepo.Archive
 	if data, ok := f.opts.Store.Archive(v.Digest); v.Digest != "" && ok {
@@ -221,6 +223,7 @@ func refusedOr(err error, fallback string) string {
 // Install extracts the archive of digest and returns the package
 // directory.
 func (f *Fetcher) Install(ctx context.Context, digest string) (string, error) {
+	defer f.opts.Store.Hold(digest)()
 	dir, err := f.opts.Store.Unpack(ctx, digest)
 	if err != nil {
 		return "", fail(v1alpha1.ReasonInstallFailed, "%w", err)

@@ -72,6 +72,8 @@ func (p *Puller) FetchArchive(ctx context.Context, gp *v1alpha1.GadgetPackage) e
 	if digest == "" {
 		return fmt.Errorf("package %s/%s records no digest in its status", gp.Namespace, gp.Name)
 	}
+	// In flight: the store's garbage collection keeps it (store.Hold).
+	defer p.opts.Store.Hold(digest)()
 	if _, ok := p.opts.Store.Archive(digest); ok {
 		return nil
 	}

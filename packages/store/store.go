@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sync"
 
 	"github.com/gadgetpm/gadgetpm/packages/archive"
 )
@@ -22,6 +23,9 @@ var digestRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
 type Store struct {
 	dir    string
 	limits archive.Limits
+
+	mu   sync.Mutex
+	held map[string]int // digest -> holds (Hold); guarded by mu
 }
 
 // New opens (creating when missing) a store in dir. limits bound every
@@ -33,7 +37,7 @@ func New(dir string, limits archive.Limits) (*Store, error) {
 		}
 	}
 	limits.StripComponents = 1
-	return &Store{dir: dir, limits: limits}, nil
+	return &Store{dir: dir, limits: limits, held: map[string]int{}}, nil
 }
 
 func checkDigest(digest string) error {

@@ -23,6 +23,7 @@ import (
 	"github.com/gadgetpm/gadgetpm/packages/loader"
 	"github.com/gadgetpm/gadgetpm/packages/manager"
 	"github.com/gadgetpm/gadgetpm/packages/packagerepository"
+	"github.com/gadgetpm/gadgetpm/packages/pull"
 	"github.com/gadgetpm/gadgetpm/packages/repoaccess"
 	"github.com/gadgetpm/gadgetpm/packages/store"
 	"github.com/gadgetpm/gadgetpm/pkg/hookcreds"
@@ -156,6 +157,21 @@ func PackageStore(dataDir string, reader client.Reader, access repoaccess.Policy
 		return nil, nil, err
 	}
 	return st, f, nil
+}
+
+// StoreCollector returns the garbage collection of the cluster role's
+// package store (add it to a manager that runs on every replica): at
+// start and every interval (0: store.DefaultGCInterval) it removes the
+// archives and extracted trees of the digests no GadgetPackage's status
+// names, reading them with reader in namespaces (none: all), except those in use (store.Hold: a
+// download or install in flight, a node's loaded gadget) or written in
+// the last interval (a package being installed, not yet in its status).
+func StoreCollector(st *store.Store, reader client.Reader, namespaces []string, interval time.Duration, log logr.Logger) (*store.Collector, error) {
+	col, err := store.NewCollector(store.CollectorOptions{Store: st, Named: pull.NamedDigests(reader, namespaces...), Interval: interval, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("cluster role: %w", err)
+	}
+	return col, nil
 }
 
 // Coordinator is the coordinator of the cluster role. It is a

@@ -156,6 +156,10 @@ type Options struct {
 	// MaxPackageBytes and MaxIndexBytes cap what a repository may send
 	// (repoaccess.Policy); zero: the defaults.
 	MaxPackageBytes, MaxIndexBytes int64
+	// CacheGCInterval (--cache-gc-interval) is how often the node's
+	// gadget cache and its own package store (not one shared by
+	// SetStore) are collected; zero: store.DefaultGCInterval.
+	CacheGCInterval time.Duration
 	// NoCrossNamespaceRefs lets a Trace's spec.gadget name only a
 	// GadgetPackage in the Trace's own namespace.
 	NoCrossNamespaceRefs bool
@@ -237,7 +241,7 @@ func (n *Node) SetupWithManager(mgr manager.Manager) error {
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Scheme: mgr.GetScheme(),
 		Recorder: mgr.GetEventRecorderFor("gadgetpm-node"), //nolint:staticcheck // the controller takes client-go's recorder
 		NodeName: n.opts.NodeName, DataDir: n.opts.DataDir, Store: n.store, Fetcher: n.fetcher, Hub: n.hub,
-		FileOutputDir: n.opts.FileOutputDir, NodeCheck: n.opts.NodeCheck, Logger: n.opts.Logger.WithName("trace"),
+		FileOutputDir: n.opts.FileOutputDir, CacheGCInterval: n.opts.CacheGCInterval, NodeCheck: n.opts.NodeCheck, Logger: n.opts.Logger.WithName("trace"),
 		RepositoryAccess: repoaccess.Policy{ClusterResourceNamespace: n.opts.ClusterResourceNamespace,
 			MaxPackageBytes: n.opts.MaxPackageBytes, MaxIndexBytes: n.opts.MaxIndexBytes}, NoCrossNamespaceRefs: n.opts.NoCrossNamespaceRefs,
 	})

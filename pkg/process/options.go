@@ -101,6 +101,11 @@ type Options struct {
 	// defaults (download.DefaultMaxPackageBytes,
 	// download.DefaultMaxIndexBytes, hooks.DefaultMaxResultFileBytes).
 	MaxPackageBytes, MaxIndexBytes, MaxHookResultBytes int64
+	// CacheGCInterval (--cache-gc-interval) is how often the package
+	// store and the node's gadget cache drop the digests no
+	// GadgetPackage's status names and nothing uses (also at start);
+	// zero: store.DefaultGCInterval.
+	CacheGCInterval time.Duration
 	// Stream is where and to how many readers the node role serves
 	// Stream-mode Traces (over TLS, to readers allowed to get the
 	// Trace). Its zero value serves none; gadgetpm operator's

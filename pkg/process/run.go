@@ -189,7 +189,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		if node, err = noderole.New(noderole.Options{NodeName: opts.NodeName, DataDir: opts.DataDir,
 			FileOutputDir: opts.FileOutputDir, NodeCheck: opts.NodeCheck, Stream: opts.Stream, Logger: opts.Logger,
 			ClusterResourceNamespace: opts.ClusterResourceNamespace, NoCrossNamespaceRefs: opts.NoCrossNamespaceRefs,
-			MaxPackageBytes: opts.MaxPackageBytes, MaxIndexBytes: opts.MaxIndexBytes}); err != nil {
+			MaxPackageBytes: opts.MaxPackageBytes, MaxIndexBytes: opts.MaxIndexBytes, CacheGCInterval: opts.CacheGCInterval}); err != nil {
 			return fmt.Errorf("run operator: %w", err)
 		}
 		mopts.NodeCache = true
@@ -256,6 +256,15 @@ func clusterRole(cfg *rest.Config, mgr manager.Manager, mapper *restmapping.Mapp
 		MaxPackageBytes: opts.MaxPackageBytes, MaxIndexBytes: opts.MaxIndexBytes}
 	st, fetcher, err := coordinator.PackageStore(opts.DataDir, cmgr.GetAPIReader(), access, deps.sandbox)
 	if err != nil {
+		return nil, nil, nil, fmt.Errorf("cluster role: %w", err)
+	}
+	// On every replica, leader or not (mgr): a node role in this process
+	// shares the store.
+	storeGC, err := coordinator.StoreCollector(st, cmgr.GetAPIReader(), opts.Namespaces, opts.CacheGCInterval, opts.Logger.WithName("store-gc"))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := mgr.Add(storeGC); err != nil {
 		return nil, nil, nil, fmt.Errorf("cluster role: %w", err)
 	}
 	coord, err := coordinator.New(coordinator.Options{

@@ -53,6 +53,7 @@ type Controller struct {
 	gadgets  gadgets
 	locks    keyedMutex    // per Trace: status writes
 	progress *rate.Limiter // progress writes of the whole node
+	ownStore bool          // opts.Store was opened by New: cacheGC collects it
 
 	// ready is closed once the Runnable started: runs need its context.
 	ready chan struct{}
@@ -78,12 +79,13 @@ type Controller struct {
 
 // New returns a Controller; it starts nothing.
 func New(opts Options) (*Controller, error) {
+	ownStore := opts.Store == nil
 	ownHub, err := opts.setDefaults()
 	if err != nil {
 		return nil, err
 	}
 	c := &Controller{
-		opts: opts, ownHub: ownHub, log: opts.Logger, pods: newPods(),
+		opts: opts, ownHub: ownHub, ownStore: ownStore, log: opts.Logger, pods: newPods(),
 		progress: rate.NewLimiter(rate.Limit(opts.ProgressRate), max(1, int(opts.ProgressRate))), cron: cron.New(cron.Options{}),
 		gadgets: gadgets{byID: map[string]*loaded{}}, ready: make(chan struct{}),
 		runs: map[runKey]*sharedRun{}, byID: map[string]*sharedRun{}, active: map[types.NamespacedName]*subscriber{},
@@ -138,6 +140,9 @@ func (c *Controller) SetupWithManager(mgr manager.Manager) error {
 		return fmt.Errorf("set up trace controller: %w", err)
 	}
 	if err := mgr.Add(runnable{c}); err != nil {
+		return fmt.Errorf("set up trace controller: %w", err)
+	}
+	if err := c.addCacheGC(mgr); err != nil {
 		return fmt.Errorf("set up trace controller: %w", err)
 	}
 	ours := func(o client.Object) bool {
@@ -343,6 +348,10 @@ func (c *Controller) reconcile(ctx context.Context, req reconcile.Request) (reco
 			<-s.finished
 		}
 		c.forget(key)
+		if err := c.removeOutput(ctx, &tr); err != nil {
+			// not retried: the Trace's deletion does not wait for its file
+			c.log.Error(err, "File output of a deleted Trace left on the node")
+		}
 		if controllerutil.ContainsFinalizer(&tr, gadgetv1alpha1.TraceFinalizer) {
 			before := tr.DeepCopy()
 			controllerutil.RemoveFinalizer(&tr, gadgetv1alpha1.TraceFinalizer)

@@ -76,6 +76,11 @@ type Options struct {
 	Hub *output.Hub
 	// FileOutputDir is where File mode writes. Default <DataDir>/traces.
 	FileOutputDir string
+	// CacheGCInterval (--cache-gc-interval) is how often the cached
+	// gadgets and, when the controller opened it, the package store drop
+	// the digests no package's status names and nothing uses. Default
+	// store.DefaultGCInterval.
+	CacheGCInterval time.Duration
 	// NodeCheck requires spec.node to name an existing Node (in a
 	// cluster). Without it spec.node must equal NodeName (gadgetpm dev,
 	// which has no Node objects).
@@ -159,6 +164,9 @@ func (o *Options) setDefaults() (ownHub bool, err error) {
 			return false, errors.New("create trace controller: FileOutputDir or DataDir is required")
 		}
 		o.FileOutputDir = filepath.Join(o.DataDir, "traces")
+	}
+	if o.CacheGCInterval <= 0 {
+		o.CacheGCInterval = store.DefaultGCInterval
 	}
 	if o.Logger.GetSink() == nil {
 		o.Logger = logr.Discard()

@@ -39,8 +39,9 @@ func (l *loaded) paramKeys() []string {
 
 // gadgets caches loaded gadgets by archive digest. Safe for concurrent use.
 type gadgets struct {
-	mu   sync.Mutex
-	byID map[string]*loaded // guarded by mu
+	mu    sync.Mutex
+	byID  map[string]*loaded // guarded by mu
+	holds map[string]func()  // store holds of byID's digests (put); guarded by mu
 }
 
 // findPackage resolves tr's spec.gadget (resolvePackage) and, with
@@ -188,10 +189,7 @@ func (c *Controller) load(ctx context.Context, gp *v1alpha1.GadgetPackage) (*loa
 			l.tracers = append(l.tracers, ds.Name())
 		}
 	}
-	c.gadgets.mu.Lock()
-	c.gadgets.byID[digest] = l
-	c.gadgets.mu.Unlock()
-	return l, nil
+	return c.gadgets.put(digest, l, c.opts.Store), nil
 }
 
 // checkParams fails on parameters the gadget does not declare, naming

@@ -2,6 +2,7 @@ package output
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Defaults of FileOptions.
@@ -195,3 +197,103 @@ func (f *File) Close(ctx context.Context) (string, error) {
 
 // Stats returns the events written; Dropped is always 0.
 func (f *File) Stats() Stats { return Stats{Events: f.events.Load()} }
+
+// FileName is the file name (without extension) a Trace's File output
+// uses: spec.output without a trailing ".jsonl", else the Trace's name.
+func FileName(output, traceName string) string {
+	if output == "" {
+		return traceName
+	}
+	return strings.TrimSuffix(output, fileExt)
+}
+
+// outputBase returns the name a file of a File output was written under:
+// "<name>" of "<name>.jsonl" and "<name>.jsonl.<n>"; ok is false for any
+// other file (not ours: left alone).
+func outputBase(file string) (name string, ok bool) {
+	if name, ok := strings.CutSuffix(file, fileExt); ok && name != "" {
+		return name, true
+	}
+	i := strings.LastIndex(file, fileExt+".")
+	if i <= 0 {
+		return "", false
+	}
+	if _, err := strconv.Atoi(file[i+len(fileExt)+1:]); err != nil {
+		return "", false
+	}
+	return file[:i], true
+}
+
+// RemoveFiles removes the files of the File output Dir/<namespace>/<name>
+// (the current file and the rotated ones) and returns the bytes freed.
+func RemoveFiles(dir, namespace, name string) (int64, error) {
+	freed, err := collectIn(dir, namespace, time.Time{}, func(_, n string) bool { return n != name })
+	if err != nil {
+		return freed, fmt.Errorf("remove file output %s/%s: %w", namespace, name, err)
+	}
+	return freed, nil
+}
+
+// CollectFiles removes, under dir (Dir/<namespace>/<name>.jsonl[.<n>]),
+// the files of every output keep refuses that were last written before
+// before (keep was read then: a Trace created since may be writing), and
+// returns the bytes freed. Files of other names are left alone.
+func CollectFiles(dir string, before time.Time, keep func(namespace, name string) bool) (int64, error) {
+	nss, err := os.ReadDir(dir)
+	if os.IsNotExist(err) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("collect file outputs in %s: %w", dir, err)
+	}
+	var freed int64
+	var errs []error
+	for _, ns := range nss {
+		if !ns.IsDir() {
+			continue
+		}
+		n, err := collectIn(dir, ns.Name(), before, keep)
+		freed += n
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return freed, fmt.Errorf("collect file outputs in %s: %w", dir, err)
+	}
+	return freed, nil
+}
+
+// collectIn removes the output files of dir/namespace that keep refuses
+// and, unless before is zero, were last written before it.
+func collectIn(dir, namespace string, before time.Time, keep func(namespace, name string) bool) (int64, error) {
+	files, err := os.ReadDir(filepath.Join(dir, namespace))
+	if os.IsNotExist(err) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	var freed int64
+	var errs []error
+	for _, f := range files {
+		name, ok := outputBase(f.Name())
+		if !ok || f.IsDir() || keep(namespace, name) {
+			continue
+		}
+		fi, err := f.Info()
+		if err != nil {
+			continue // removed meanwhile
+		}
+		if !before.IsZero() && !fi.ModTime().Before(before) {
+			continue
+		}
+		size := fi.Size()
+		if err := os.Remove(filepath.Join(dir, namespace, f.Name())); err != nil && !os.IsNotExist(err) {
+			errs = append(errs, err)
+			continue
+		}
+		freed += size
+	}
+	return freed, errors.Join(errs...)
+}

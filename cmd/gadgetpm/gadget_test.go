@@ -263,12 +263,19 @@ func TestGadgetRunInspektorGadgetABI(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		for execer.Err() == nil {
+		// a pair of execs every 20ms, not a busy loop, until the run ends
+		pace := time.NewTicker(20 * time.Millisecond)
+		defer pace.Stop()
+		for {
 			_ = exec.Command(marker).Run()
 			cmd := exec.Command(marker)
 			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: target, Gid: target}}
 			_ = cmd.Run()
-			time.Sleep(20 * time.Millisecond) // pacing the workload, not a wait
+			select {
+			case <-execer.Done():
+				return
+			case <-pace.C:
+			}
 		}
 	}()
 	defer wg.Wait()

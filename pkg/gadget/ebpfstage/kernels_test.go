@@ -407,41 +407,69 @@ func TestIntervalSource(t *testing.T) {
 	if err := os.WriteFile(path, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	const batch = 10
 	tid := make(chan int, 1)
 	start := make(chan struct{})
-	errc := make(chan error, 1)
+	// the goroutine opens a batch, says so on opened and waits for next:
+	// the test lets it go on once the gadget has reported the batch, so
+	// the batches land in different intervals
+	opened, next := make(chan error), make(chan struct{})
 	go func() {
 		// from here only this goroutine runs on its thread, so the
 		// thread's opens once the gadget runs are these
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
 		tid <- unix.Gettid()
-		<-start
-		for i := 0; i < opens; i++ {
-			fd, err := unix.Open(path, unix.O_RDONLY, 0)
-			if err != nil {
-				errc <- err
+		if _, ok := <-start; !ok { // closed: the gadget did not start
+			return
+		}
+		for i := 0; i < opens; i += batch {
+			for j := 0; j < batch; j++ {
+				fd, err := unix.Open(path, unix.O_RDONLY, 0)
+				if err != nil {
+					opened <- err
+					return
+				}
+				unix.Close(fd)
+			}
+			opened <- nil
+			if _, ok := <-next; !ok {
 				return
 			}
-			unix.Close(fd)
-			if i%10 == 0 {
-				time.Sleep(80 * time.Millisecond) // spread over several intervals
-			}
 		}
-		errc <- nil
 	}()
 	want := <-tid
-	defer func() { // let the goroutine end when the gadget did not start
-		select {
-		case <-start:
-		default:
+	started, waiting := false, false
+	defer func() { // let the goroutine end whatever happened
+		if !started {
 			close(start)
+		}
+		if waiting {
+			close(next)
 		}
 	}()
 	r := startOnKernel(t, g, gadget.Params{IntervalParam: "50ms"}, func(error) string { return "" })
-	close(start)
-	if err := <-errc; err != nil {
-		t.Fatal(err)
+	started = true
+	start <- struct{}{}
+	counted := func() float64 {
+		var n float64
+		for _, e := range r.c.find("opens", func(e map[string]any) bool { return int(num(e["tid"])) == want }) {
+			n += num(e["calls"])
+		}
+		return n
+	}
+	for done := batch; done <= opens; done += batch {
+		if err := <-opened; err != nil {
+			t.Fatal(err)
+		}
+		waiting = true
+		eventually.True(t, 30*time.Second, fmt.Sprintf("the gadget to report %d opens of thread %d", done, want), func() bool { return counted() >= float64(done) })
+		waiting = false
+		if done < opens {
+			next <- struct{}{}
+		} else {
+			close(next)
+		}
 	}
 	res := r.stop(t)
 	got := r.c.find("opens", func(e map[string]any) bool { return int(num(e["tid"])) == want })

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -34,17 +33,10 @@ func TestMain(m *testing.M) { testenv.Main(m, &env) }
 
 var ctx = context.Background()
 
-var repoSeq atomic.Int64
-
+// createRepo creates a PackageRepository with spec for the test.
 func createRepo(t *testing.T, spec v1alpha1.PackageRepositorySpec) string {
 	t.Helper()
-	name := fmt.Sprintf("pull-%d", repoSeq.Add(1))
-	pr := &v1alpha1.PackageRepository{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: spec}
-	if err := env.Client.Create(ctx, pr); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), pr) })
-	return name
+	return env.Repository(t, "pull", spec)
 }
 
 func createSecret(t *testing.T, ns, name, user, pass string) *v1alpha1.SecretReference {

@@ -100,6 +100,11 @@ for t in second_ok lossy bad_attach probe_kprobe probe_fentry raw_tp_exit fallba
 	compile bpf/testdata/$t.bpf.c bpf/testdata/$t.bpf.o -g
 	llvm-strip -g bpf/testdata/$t.bpf.o
 done
+# Inspektor Gadget's snapshotters, map iterators and optional programs
+for t in ig_snap_tasks ig_top_opens ig_opt_probe; do
+	compile bpf/testdata/$t.bpf.c bpf/testdata/$t.bpf.o -g
+	llvm-strip -g bpf/testdata/$t.bpf.o
+done
 # the same gadget without -g: no BTF at all
 compile bpf/testdata/second_ok.bpf.c bpf/testdata/no_btf.bpf.o
 

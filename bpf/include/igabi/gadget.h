@@ -18,6 +18,21 @@
  *   gadget_param_<var>
  *       <var>, a `const volatile` integer or bool global, is a param; the
  *       runtime rewrites its value before loading. GADGET_PARAM(var).
+ *   gadget_snapshotter_<name>___<struct>___<prog>[___<prog>...]
+ *       a snapshotter data source <name>: each of the iter/ programs (one
+ *       to three) is run once and writes records of struct <struct> with
+ *       bpf_seq_write; the snapshot is their union. GADGET_SNAPSHOTTER(name,
+ *       struct, prog, ...).
+ *   gadget_mapiter_<name>___<map>
+ *       a map-iterator ("top") data source <name>: every map-fetch-interval
+ *       the runtime reads and deletes every entry of the hash map <map>,
+ *       whose key and value are structs; a record is the key's members
+ *       followed by the value's. GADGET_MAPITER(name, map).
+ *   gadget_program_optional_<prog>
+ *       program <prog> may be missing on some kernels: when the kernel
+ *       refuses to load or attach it, the run goes on without it and says
+ *       so. GADGET_PROGRAM_OPTIONAL(prog). (Inspektor Gadget itself has no
+ *       such marker yet; its runtime ignores the symbol.)
  *
  * Record members of the typedefs below get their meaning from the typedef's
  * name: a gadget_mntns_id is enriched with the container and pod, a
@@ -27,9 +42,12 @@
  *
  * Buffers: GADGET_TRACER_MAP declares a BPF ring buffer. gadget_reserve_buf
  * / gadget_submit_buf / gadget_discard_buf / gadget_output_buf write to it.
- * Inspektor Gadget falls back to a perf event array on kernels without ring
- * buffers (before 5.8); gadgetpm does not yet, and such a kernel refuses to
- * load the object with a clear error.
+ * On kernels without ring buffers (before 5.8) the runtime turns the map
+ * into a perf event array before loading, and the helpers, which ask the
+ * kernel's BTF (CO-RE) whether the ring-buffer helpers exist, reserve in
+ * the per-CPU scratch map gadget_heap and send with bpf_perf_event_output
+ * instead. Define GADGET_NO_BUF_RESERVE before the include when only
+ * gadget_output_buf is used: no gadget_heap then.
  *
  * Mount-namespace filter: gadget_should_discard_mntns_id(id) is true when
  * the run filters by mount namespace and id is not among the allowed ones;
@@ -41,6 +59,7 @@
 #define IGABI_GADGET_H
 
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
 
 /* ---- special types ------------------------------------------------ */
 
@@ -82,6 +101,36 @@ typedef char gadget_pcomm;
 	_Static_assert(sizeof(var_) > 0, "GADGET_PARAM needs a variable");     \
 	IGABI_MARKER_(gadget_param_##var_)
 
+/* GADGET_SNAPSHOTTER(name, struct, prog[, prog2[, prog3]]): one marker whose
+ * name lists every program; IGABI_NARGS_ picks the spelling for the count. */
+#define IGABI_NARGS_(...) IGABI_NARGS_PICK_(__VA_ARGS__, 3, 2, 1, 0)
+#define IGABI_NARGS_PICK_(a_, b_, c_, n_, ...) n_
+#define IGABI_JOIN_(a_, b_) IGABI_JOIN2_(a_, b_)
+#define IGABI_JOIN2_(a_, b_) a_##b_
+#define IGABI_SNAP_1_(n_, s_, p1_)                                             \
+	IGABI_MARKER_(gadget_snapshotter_##n_##___##s_##___##p1_)
+#define IGABI_SNAP_2_(n_, s_, p1_, p2_)                                        \
+	IGABI_MARKER_(gadget_snapshotter_##n_##___##s_##___##p1_##___##p2_)
+#define IGABI_SNAP_3_(n_, s_, p1_, p2_, p3_)                                   \
+	IGABI_MARKER_(                                                         \
+		gadget_snapshotter_##n_##___##s_##___##p1_##___##p2_##___##p3_)
+#define GADGET_SNAPSHOTTER(name_, struct_, ...)                                \
+	const struct struct_ *igabi_snapshotter_type_##name_                   \
+		__attribute__((unused));                                       \
+	IGABI_JOIN_(IGABI_SNAP_, IGABI_JOIN_(IGABI_NARGS_(__VA_ARGS__), _))    \
+	(name_, struct_, __VA_ARGS__)
+
+/* GADGET_MAPITER(name, map): map is a BPF_MAP_TYPE_HASH whose key and value
+ * types (__type(key, struct k), __type(value, struct v)) are structs. */
+#define GADGET_MAPITER(name_, map_)                                            \
+	IGABI_MARKER_(gadget_mapiter_##name_##___##map_)
+
+/* GADGET_PROGRAM_OPTIONAL(prog): a kernel that cannot load or attach prog
+ * (a kprobe on a function it lacks, fentry without trampolines) runs the
+ * gadget without it. */
+#define GADGET_PROGRAM_OPTIONAL(prog_)                                         \
+	IGABI_MARKER_(gadget_program_optional_##prog_)
+
 /* ---- buffers ------------------------------------------------------ */
 
 #define GADGET_TRACER_MAP(map_, bytes_)                                        \
@@ -91,37 +140,66 @@ typedef char gadget_pcomm;
 	} map_ SEC(".maps");                                                   \
 	IGABI_MARKER_(gadget_map_tracer_##map_)
 
+/* True where the kernel has the BPF ring buffer helpers (5.8 and later);
+ * a CO-RE relocation against the kernel's BTF, resolved at load time. */
+#define IGABI_HAVE_RINGBUF_(fn_) bpf_core_enum_value_exists(enum bpf_func_id, fn_)
+
+#ifndef GADGET_MAX_EVENT_SIZE
+#define GADGET_MAX_EVENT_SIZE 10240
+#endif
+
+#ifndef GADGET_NO_BUF_RESERVE
+/* Scratch space for one record per CPU where there is no ring buffer to
+ * reserve in. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, GADGET_MAX_EVENT_SIZE);
+} gadget_heap SEC(".maps");
+
 /* gadget_reserve_buf reserves size bytes in the ring buffer map (passed
- * by address); NULL when the ring is full. */
+ * by address), or in gadget_heap on a perf event array; NULL when the
+ * ring is full or size is larger than GADGET_MAX_EVENT_SIZE there. */
 static __always_inline void *gadget_reserve_buf(void *map, __u64 size)
 {
-	return bpf_ringbuf_reserve(map, size, 0);
+	__u32 zero = 0;
+
+	if (IGABI_HAVE_RINGBUF_(BPF_FUNC_ringbuf_reserve))
+		return bpf_ringbuf_reserve(map, size, 0);
+	if (size > GADGET_MAX_EVENT_SIZE)
+		return NULL;
+	return bpf_map_lookup_elem(&gadget_heap, &zero);
 }
 
-/* gadget_submit_buf hands a reserved record to user space. ctx and size
- * are those a perf-buffer fallback needs; a ring buffer ignores them. */
+/* gadget_submit_buf hands a reserved record to user space: a ring buffer
+ * commits it in place, a perf event array copies size bytes of it. */
 static __always_inline long gadget_submit_buf(void *ctx, void *map, void *buf,
 					      __u64 size)
 {
-	(void)ctx;
-	(void)map;
-	(void)size;
-	bpf_ringbuf_submit(buf, 0);
-	return 0;
+	if (IGABI_HAVE_RINGBUF_(BPF_FUNC_ringbuf_submit)) {
+		bpf_ringbuf_submit(buf, 0);
+		return 0;
+	}
+	return bpf_perf_event_output(ctx, map, BPF_F_CURRENT_CPU, buf, size);
 }
 
-/* gadget_discard_buf gives a reserved record back unsent. */
+/* gadget_discard_buf gives a reserved record back unsent (nothing to give
+ * back in gadget_heap). */
 static __always_inline void gadget_discard_buf(void *buf)
 {
-	bpf_ringbuf_discard(buf, 0);
+	if (IGABI_HAVE_RINGBUF_(BPF_FUNC_ringbuf_discard))
+		bpf_ringbuf_discard(buf, 0);
 }
+#endif /* GADGET_NO_BUF_RESERVE */
 
-/* gadget_output_buf copies size bytes from buf into the ring in one go. */
+/* gadget_output_buf copies size bytes from buf to user space in one go. */
 static __always_inline long gadget_output_buf(void *ctx, void *map, void *buf,
 					      __u64 size)
 {
-	(void)ctx;
-	return bpf_ringbuf_output(map, buf, size, 0);
+	if (IGABI_HAVE_RINGBUF_(BPF_FUNC_ringbuf_output))
+		return bpf_ringbuf_output(map, buf, size, 0);
+	return bpf_perf_event_output(ctx, map, BPF_F_CURRENT_CPU, buf, size);
 }
 
 /* ---- mount-namespace filter --------------------------------------- */

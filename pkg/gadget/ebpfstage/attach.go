@@ -29,7 +29,7 @@ func attach(section string, prog *ebpf.Program) (link.Link, error) {
 		return link.AttachRawTracepoint(link.RawTracepointOptions{Name: target, Program: prog})
 	case "kprobe", "kretprobe":
 		if !haveKprobes() {
-			return nil, fmt.Errorf("attach %s: %w: this kernel has no kprobes (built without CONFIG_KPROBES: neither %s nor %s exists); use a tracepoint or raw_tracepoint section", section, ebpf.ErrNotSupported, kprobePMU, kprobeEvents)
+			return nil, fmt.Errorf("attach %s: %w: this kernel has no kprobes (Linux %s built without CONFIG_KPROBES: neither %s nor %s exists); use a tracepoint or raw_tracepoint section", section, ebpf.ErrNotSupported, kernelRelease(), kprobePMU, kprobeEvents)
 		}
 		var l link.Link
 		var err error

@@ -119,9 +119,15 @@ func (c *collector) find(ds string, match func(map[string]any) bool) []map[strin
 // the run (which drains the ring buffers) and returns the collected events.
 func runWhile(t *testing.T, g gadget.Gadget, params gadget.Params, trigger func()) (*collector, *gadget.Result) {
 	t.Helper()
+	return runWhileWith(t, Options{}, g, gadget.RunOptions{Params: params}, trigger)
+}
+
+// runWhileWith is runWhile with the stage's options and the run's.
+func runWhileWith(t *testing.T, opts Options, g gadget.Gadget, ro gadget.RunOptions, trigger func()) (*collector, *gadget.Result) {
+	t.Helper()
 	c := newCollector()
 	// with the enricher: it grows records beyond the event struct
-	rt, err := gadget.New(New(Options{}), enricher.New(enricher.Options{}), c)
+	rt, err := gadget.New(New(opts), enricher.New(enricher.Options{}), c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +139,7 @@ func runWhile(t *testing.T, g gadget.Gadget, params gadget.Params, trigger func(
 	}
 	done := make(chan out, 1)
 	go func() {
-		res, err := rt.Run(ctx, g, gadget.RunOptions{Params: params})
+		res, err := rt.Run(ctx, g, ro)
 		done <- out{res, err}
 	}()
 	select {

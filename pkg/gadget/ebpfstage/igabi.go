@@ -42,10 +42,8 @@ func igTracer(coll *ebpf.CollectionSpec, rest string) (tracer, error) {
 	switch {
 	case !ok:
 		return tracer{}, fmt.Errorf("tracer %s: the object has no map %s (declare it with GADGET_TRACER_MAP(%s, size))", name, mapName, mapName)
-	case m.Type == ebpf.PerfEventArray:
-		return tracer{}, fmt.Errorf("tracer %s: map %s is a perf event array, which is not supported yet; declare it with GADGET_TRACER_MAP (a ring buffer)", name, mapName)
-	case m.Type != ebpf.RingBuf:
-		return tracer{}, fmt.Errorf("tracer %s: map %s is a %s, not a ring buffer (declare it with GADGET_TRACER_MAP)", name, mapName, m.Type)
+	case m.Type != ebpf.RingBuf && m.Type != ebpf.PerfEventArray:
+		return tracer{}, fmt.Errorf("tracer %s: map %s is a %s, not a ring buffer or perf event array (declare it with GADGET_TRACER_MAP)", name, mapName, m.Type)
 	}
 	var s *btf.Struct
 	if err := coll.Types.TypeByName(structName, &s); err != nil {
@@ -61,7 +59,7 @@ func igTracer(coll *ebpf.CollectionSpec, rest string) (tracer, error) {
 	if err := padTo(ds, s.Size); err != nil {
 		return tracer{}, err
 	}
-	return tracer{ds: ds, mapName: mapName}, nil
+	return tracer{ds: ds, mapName: mapName, ig: true, perf: m.Type == ebpf.PerfEventArray}, nil
 }
 
 // parseMntNs reads the mntns param: mount namespace inode numbers,

@@ -27,18 +27,26 @@ const (
 	lostSuffix        = "_lost"
 	// Inspektor Gadget's markers (bpf/include/igabi/gadget.h) name what
 	// they declare in the symbol: gadget_tracer_<name>___<map>___<struct>.
-	igSeparator     = "___"
-	igMapIterPrefix = "gadget_mapiter_"
+	igSeparator      = "___"
+	igMapIterPrefix  = "gadget_mapiter_"
+	igOptionalPrefix = "gadget_program_optional_"
 )
 
 type tracer struct {
 	ds      *datasource.DataSource
 	mapName string
+	// ig: declared with Inspektor Gadget's ABI, whose buffer helpers fall
+	// back to a perf event array (perf.go)
+	ig bool
+	// perf: the map is read as a perf event array, perfBuffer bytes per CPU
+	perf       bool
+	perfBuffer int
 }
 
 type snapshotter struct {
-	ds      *datasource.DataSource
-	program string
+	ds *datasource.DataSource
+	// programs are run one after the other; the snapshot is their union
+	programs []string
 	// size of one entry the iterator writes: the struct's, before
 	// stages add fields to the data source
 	size int
@@ -73,6 +81,10 @@ type gadgetSpec struct {
 	// mntnsFilter is set when the object has Inspektor Gadget's
 	// mount-namespace filter (gadget_filter_by_mntns and its map)
 	mntnsFilter bool
+	// mapIters are Inspektor Gadget's map iterators (igmapiter.go)
+	mapIters []mapIter
+	// optional holds the programs the kernel may refuse (optional.go)
+	optional map[string]bool
 }
 
 // parseSpec reads obj and md; name is the gadget's name for errors.
@@ -96,7 +108,7 @@ func parseSpec(name string, obj, md []byte) (*gadgetSpec, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gadget %s: %w", name, err)
 	}
-	gs := &gadgetSpec{coll: coll, params: map[string]*param{}, fallbacks: map[string]string{}, fallbackOf: map[string]string{}}
+	gs := &gadgetSpec{coll: coll, params: map[string]*param{}, fallbacks: map[string]string{}, fallbackOf: map[string]string{}, optional: map[string]bool{}}
 
 	names := make([]string, 0, len(coll.Variables))
 	for n := range coll.Variables {
@@ -114,9 +126,26 @@ func parseSpec(name string, obj, md []byte) (*gadgetSpec, error) {
 			}
 			gs.tracers = append(gs.tracers, t)
 			sources = append(sources, t.ds)
-		case strings.HasPrefix(n, snapshotterPrefix) && strings.Contains(n, igSeparator),
-			strings.HasPrefix(n, igMapIterPrefix):
-			return nil, fmt.Errorf("gadget %s: marker %s: Inspektor Gadget's snapshotters and map iterators are not supported yet (only its tracers are; docs/gadgets.md)", name, n)
+		case strings.HasPrefix(n, snapshotterPrefix) && strings.Contains(n, igSeparator):
+			s, err := igSnapshotter(coll, strings.TrimPrefix(n, snapshotterPrefix))
+			if err != nil {
+				return nil, fmt.Errorf("gadget %s: %w", name, err)
+			}
+			gs.snapshotters = append(gs.snapshotters, s)
+			sources = append(sources, s.ds)
+		case strings.HasPrefix(n, igMapIterPrefix):
+			mi, err := igMapIter(coll, strings.TrimPrefix(n, igMapIterPrefix))
+			if err != nil {
+				return nil, fmt.Errorf("gadget %s: %w", name, err)
+			}
+			gs.mapIters = append(gs.mapIters, mi)
+			sources = append(sources, mi.ds)
+		case strings.HasPrefix(n, igOptionalPrefix):
+			prog := strings.TrimPrefix(n, igOptionalPrefix)
+			if _, ok := coll.Programs[prog]; !ok {
+				return nil, fmt.Errorf("gadget %s: GADGET_PROGRAM_OPTIONAL(%s): the object has no program %s", name, prog, prog)
+			}
+			gs.optional[prog] = true
 		case strings.HasPrefix(n, tracerPrefix):
 			ds, mapName, err := markerSource(v, strings.TrimPrefix(n, tracerPrefix), datasource.TypeTracer, "map")
 			if err != nil {
@@ -137,7 +166,7 @@ func parseSpec(name string, obj, md []byte) (*gadgetSpec, error) {
 			if !ok || !strings.HasPrefix(p.SectionName, "iter/") {
 				return nil, fmt.Errorf("gadget %s: snapshotter %s runs program %s, which is not an iter/ program in the object", name, ds.Name(), prog)
 			}
-			gs.snapshotters = append(gs.snapshotters, snapshotter{ds: ds, program: prog, size: int(ds.Size())})
+			gs.snapshotters = append(gs.snapshotters, snapshotter{ds: ds, programs: []string{prog}, size: int(ds.Size())})
 			sources = append(sources, ds)
 		case strings.HasPrefix(n, intervalPrefix):
 			ds, mapName, err := markerSource(v, strings.TrimPrefix(n, intervalPrefix), datasource.TypeInterval, "map")
@@ -188,7 +217,7 @@ func parseSpec(name string, obj, md []byte) (*gadgetSpec, error) {
 		}
 	}
 	if len(sources) == 0 {
-		return nil, fmt.Errorf("gadget %s: the object declares no data source (use GADGET_TRACER, GADGET_SNAPSHOTTER or GADGET_INTERVAL of gadget/macros.h, or GADGET_TRACER of Inspektor Gadget's ABI, igabi/gadget.h)", name)
+		return nil, fmt.Errorf("gadget %s: the object declares no data source (use GADGET_TRACER, GADGET_SNAPSHOTTER or GADGET_INTERVAL of gadget/macros.h, or GADGET_TRACER, GADGET_SNAPSHOTTER or GADGET_MAPITER of Inspektor Gadget's ABI, igabi/gadget.h)", name)
 	}
 	if _, ok := coll.Variables[igFilterVar]; ok {
 		if m, ok := coll.Maps[igFilterMap]; ok && m.Type == ebpf.Hash && m.KeySize == 8 {

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -42,6 +43,11 @@ type Options struct {
 	// not wake the reader (gadget_submit wakes it once an eighth of the
 	// ring is filled): the longest an event waits. Default: 50ms.
 	PollInterval time.Duration
+	// PerfEventArray makes the tracers of Inspektor Gadget's ABI send
+	// their records through a perf event array, as they do on kernels
+	// without BPF ring buffers (before 5.8), even where the kernel has
+	// ring buffers. Default: ring buffers where the kernel has them.
+	PerfEventArray bool
 }
 
 // Stage loads and runs a gadget's eBPF object. It is stateless and safe
@@ -123,6 +129,17 @@ func (o *Stage) Instantiate(gctx *gadget.Context, params gadget.Params) (gadget.
 			every = d
 		}
 	}
+	var mi mapIterConfig
+	if len(gs.mapIters) > 0 {
+		for _, m := range gs.mapIters {
+			if err := gctx.RegisterDataSource(m.ds); err != nil {
+				return nil, err
+			}
+		}
+		if mi, err = parseMapIterConfig(gs, params); err != nil {
+			return nil, fmt.Errorf("gadget %s: %w", g.Name, err)
+		}
+	}
 	var mntns []uint64
 	if gs.mntnsFilter {
 		if _, clash := gs.params[MntNsParam]; clash {
@@ -143,7 +160,7 @@ func (o *Stage) Instantiate(gctx *gadget.Context, params gadget.Params) (gadget.
 		return nil, err
 	}
 	gctx.SetVar(gadget.VarClock, clock)
-	return &instance{op: o, spec: gs, name: g.Name, every: every, mntns: mntns, dropped: map[string]error{}}, nil
+	return &instance{op: o, spec: gs, name: g.Name, every: every, mapIter: mi, mntns: mntns, dropped: map[string]error{}}, nil
 }
 
 // IntervalParam is the param that sets how often interval data sources
@@ -171,15 +188,17 @@ type instance struct {
 	name string
 	spec *gadgetSpec
 
-	every time.Duration // how often interval sources emit
-	mntns []uint64      // the mount namespaces the filter map allows
-	// dropped holds the programs of GADGET_FALLBACK pairs left out of the
-	// collection because the kernel refused them, and why
+	every   time.Duration // how often interval sources emit
+	mapIter mapIterConfig // how map iterators fetch
+	mntns   []uint64      // the mount namespaces the filter map allows
+	// dropped holds the programs of GADGET_FALLBACK pairs and the optional
+	// programs left out of the collection because the kernel refused
+	// them, and why
 	dropped map[string]error
 
 	coll    *ebpf.Collection
 	links   []link.Link
-	readers []*ringbuf.Reader
+	readers []bufferReader
 	stopIv  chan struct{} // closed by Stop: interval emitters drain and end
 	abortIv chan struct{} // closed by Close: interval emitters end
 	wg      sync.WaitGroup
@@ -196,6 +215,9 @@ func (i *instance) ExtraParams(*gadget.Context) []gadget.ParamDesc {
 	if i.spec.mntnsFilter {
 		out = append(out, gadget.ParamDesc{Key: MntNsParam, Type: "string",
 			Description: "Report only events of these mount namespaces (inode numbers, comma-separated), filtered in the kernel; empty: every namespace; none: no event."})
+	}
+	if len(i.spec.mapIters) > 0 {
+		out = append(out, mapIterParams()...)
 	}
 	if len(i.spec.intervals) > 0 {
 		out = append(out, gadget.ParamDesc{Key: IntervalParam, Type: "duration", Default: defaultInterval.String(),
@@ -226,13 +248,28 @@ func (i *instance) PreStart(gctx *gadget.Context) error {
 	// A program of a GADGET_FALLBACK pair that the kernel refuses is left
 	// out and the collection loaded again, at most once per pair member.
 	spec := i.spec.coll.Copy()
+	var opts ebpf.CollectionOptions
+	why, err := i.perfTracers()
+	if err != nil {
+		return err
+	}
+	if why != "" {
+		if opts.Programs.KernelTypes, err = i.usePerfEventArrays(spec); err != nil {
+			return err
+		}
+		gctx.Logger().Info("tracers send records through perf event arrays", "gadget", i.name, "reason", why)
+	}
 	for {
-		coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{})
+		coll, err := ebpf.NewCollectionWithOptions(spec, opts)
 		if err == nil {
 			i.coll = coll
 			return i.fillMntNsFilter()
 		}
 		prog := failedProgram(err)
+		if i.dropOptional(gctx, prog, err) {
+			delete(spec.Programs, prog)
+			continue
+		}
 		partner, paired := i.spec.fallbacks[prog]
 		if !paired {
 			partner, paired = i.spec.fallbackOf[prog]
@@ -340,7 +377,14 @@ func (i *instance) Start(gctx *gadget.Context) error {
 		if _, ok := i.spec.fallbackOf[name]; ok {
 			continue // attached only in place of its program, below
 		}
+		if i.spec.optional[name] && i.dropped[name] != nil {
+			continue // not loaded; PreStart said so
+		}
 		err := i.attachProgram(name)
+		if err != nil && i.spec.optional[name] {
+			i.skipOptional(gctx, name, err)
+			continue
+		}
 		fb, ok := i.spec.fallbacks[name]
 		if err == nil || !ok {
 			if err != nil {
@@ -354,6 +398,16 @@ func (i *instance) Start(gctx *gadget.Context) error {
 		gctx.Logger().Info("attached a fallback program", "gadget", i.name, "program", fb, "insteadOf", name, "kernel", kernelRelease(), "reason", err.Error())
 	}
 	for _, t := range i.spec.tracers {
+		if t.perf {
+			rd, err := i.newPerfReader(t)
+			if err != nil {
+				return err
+			}
+			i.readers = append(i.readers, rd)
+			i.wg.Add(1)
+			go i.readPerf(gctx, t, rd)
+			continue
+		}
 		rd, err := ringbuf.NewReader(i.coll.Maps[t.mapName])
 		if err != nil {
 			return fmt.Errorf("read ring buffer %s: %w", t.mapName, err)
@@ -367,14 +421,22 @@ func (i *instance) Start(gctx *gadget.Context) error {
 		i.wg.Add(1)
 		go i.runInterval(gctx, iv, i.stopIv, i.abortIv)
 	}
+	left := new(atomic.Int32)
+	left.Store(int32(len(i.spec.mapIters)))
+	for _, mi := range i.spec.mapIters {
+		i.wg.Add(1)
+		go i.runMapIter(gctx, mi, i.mapIter, left, i.stopIv, i.abortIv)
+	}
 	if len(i.spec.snapshotters) > 0 {
 		i.wg.Add(1)
 		go func() {
 			defer i.wg.Done()
 			for _, s := range i.spec.snapshotters {
-				if err := i.snapshot(gctx.Context(), s); err != nil {
-					gctx.Fail(err)
-					return
+				for _, prog := range s.programs {
+					if err := i.snapshot(gctx.Context(), s, prog); err != nil {
+						gctx.Fail(err)
+						return
+					}
 				}
 			}
 			// one run of every iterator is the whole snapshot
@@ -407,7 +469,11 @@ func (i *instance) runInterval(gctx *gadget.Context, iv interval, stop, abort <-
 	defer i.wg.Done()
 	t := time.NewTicker(i.every)
 	defer t.Stop()
-	d := newDrainer(i.coll.Maps[iv.mapName], iv)
+	rec := iv.ds.NewRecord()
+	d := newDrainer(i.coll.Maps[iv.mapName], "interval source "+iv.ds.Name(), iv.mapName, iv.size, func(_, value []byte) error {
+		rec.Load(value)
+		return iv.ds.Emit(rec)
+	})
 	for {
 		select {
 		case <-t.C:
@@ -429,25 +495,27 @@ func (i *instance) runInterval(gctx *gadget.Context, iv interval, stop, abort <-
 // drainBatch is how many entries one batch syscall moves.
 const drainBatch = 256
 
-// drainer empties an interval source's hash map into records. It owns its
+// drainer empties a hash map, handing each entry to emit. It owns its
 // buffers: one drainer per goroutine.
 type drainer struct {
-	m    *ebpf.Map
-	iv   interval
-	rec  *datasource.Record
-	keys reflect.Value // []([keySize]byte), for the batch syscalls
-	vals reflect.Value // []([size]byte)
+	m       *ebpf.Map
+	what    string // "interval source x", for errors
+	mapName string
+	valSize int
+	emit    func(key, value []byte) error
+	keys    reflect.Value // []([keySize]byte), for the batch syscalls
+	vals    reflect.Value // []([valSize]byte)
 	// batch is false once the kernel refused batch operations (before
 	// 5.6): entries are then read and deleted one by one
 	batch bool
 }
 
-func newDrainer(m *ebpf.Map, iv interval) *drainer {
+func newDrainer(m *ebpf.Map, what, mapName string, valSize int, emit func(key, value []byte) error) *drainer {
 	byteT := reflect.TypeOf(byte(0))
 	kt := reflect.ArrayOf(int(m.KeySize()), byteT)
-	vt := reflect.ArrayOf(iv.size, byteT)
+	vt := reflect.ArrayOf(valSize, byteT)
 	return &drainer{
-		m: m, iv: iv, rec: iv.ds.NewRecord(), batch: true,
+		m: m, what: what, mapName: mapName, valSize: valSize, emit: emit, batch: true,
 		keys: reflect.MakeSlice(reflect.SliceOf(kt), drainBatch, drainBatch),
 		vals: reflect.MakeSlice(reflect.SliceOf(vt), drainBatch, drainBatch),
 	}
@@ -473,8 +541,8 @@ func (d *drainer) drainBatches() error {
 	for {
 		n, err := d.m.BatchLookupAndDelete(&cursor, d.keys.Interface(), d.vals.Interface(), nil)
 		for j := 0; j < n; j++ {
-			d.rec.Load(d.vals.Index(j).Slice(0, d.iv.size).Bytes())
-			if eerr := d.iv.ds.Emit(d.rec); eerr != nil {
+			k := d.keys.Index(j).Slice(0, int(d.m.KeySize())).Bytes()
+			if eerr := d.emit(k, d.vals.Index(j).Slice(0, d.valSize).Bytes()); eerr != nil {
 				return eerr
 			}
 		}
@@ -482,7 +550,7 @@ func (d *drainer) drainBatches() error {
 			return nil // the end of the map
 		}
 		if err != nil {
-			return fmt.Errorf("interval source %s: read and clear map %s: %w", d.iv.ds.Name(), d.iv.mapName, err)
+			return fmt.Errorf("%s: read and clear map %s: %w", d.what, d.mapName, err)
 		}
 	}
 }
@@ -492,25 +560,24 @@ func (d *drainer) drainBatches() error {
 func (d *drainer) drainOneByOne() error {
 	var keys [][]byte
 	key := make([]byte, d.m.KeySize())
-	value := make([]byte, d.iv.size)
+	value := make([]byte, d.valSize)
 	it := d.m.Iterate()
 	for it.Next(&key, &value) {
 		keys = append(keys, append([]byte(nil), key...))
 	}
 	if err := it.Err(); err != nil {
-		return fmt.Errorf("interval source %s: read map %s: %w", d.iv.ds.Name(), d.iv.mapName, err)
+		return fmt.Errorf("%s: read map %s: %w", d.what, d.mapName, err)
 	}
 	for _, k := range keys {
 		if err := d.m.Lookup(k, &value); errors.Is(err, ebpf.ErrKeyNotExist) {
 			continue
 		} else if err != nil {
-			return fmt.Errorf("interval source %s: read map %s: %w", d.iv.ds.Name(), d.iv.mapName, err)
+			return fmt.Errorf("%s: read map %s: %w", d.what, d.mapName, err)
 		}
 		if err := d.m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("interval source %s: clear map %s: %w", d.iv.ds.Name(), d.iv.mapName, err)
+			return fmt.Errorf("%s: clear map %s: %w", d.what, d.mapName, err)
 		}
-		d.rec.Load(value)
-		if err := d.iv.ds.Emit(d.rec); err != nil {
+		if err := d.emit(k, value); err != nil {
 			return err
 		}
 	}
@@ -544,11 +611,12 @@ func (i *instance) readTracer(gctx *gadget.Context, t tracer, rd *ringbuf.Reader
 	}
 }
 
-// snapshot runs the iterator program once and emits one record per entry.
-func (i *instance) snapshot(ctx context.Context, s snapshotter) error {
-	it, err := link.AttachIter(link.IterOptions{Program: i.coll.Programs[s.program]})
+// snapshot runs one iterator program of s once and emits one record per
+// entry.
+func (i *instance) snapshot(ctx context.Context, s snapshotter, prog string) error {
+	it, err := link.AttachIter(link.IterOptions{Program: i.coll.Programs[prog]})
 	if err != nil {
-		return fmt.Errorf("snapshotter %s: attach iterator %s: %w", s.ds.Name(), s.program, err)
+		return fmt.Errorf("snapshotter %s: attach iterator %s: %w", s.ds.Name(), prog, err)
 	}
 	defer it.Close()
 	rd, err := it.Open()
@@ -586,6 +654,13 @@ func (i *instance) snapshot(ctx context.Context, s snapshotter) error {
 	return nil
 }
 
+// bufferReader is a ring-buffer or perf reader: Flush makes its reading
+// goroutine deliver what is buffered and end, Close releases it.
+type bufferReader interface {
+	Flush() error
+	Close() error
+}
+
 // Stop detaches every program, delivers what is still in the ring
 // buffers, waits for the readers and counts lost samples.
 func (i *instance) Stop(gctx *gadget.Context) error {
@@ -602,7 +677,7 @@ func (i *instance) Stop(gctx *gadget.Context) error {
 	}
 	for _, rd := range i.readers {
 		if err := rd.Flush(); err != nil {
-			errs = append(errs, fmt.Errorf("flush ring buffer: %w", err))
+			errs = append(errs, fmt.Errorf("flush buffer reader: %w", err))
 			_ = rd.Close()
 		}
 	}

@@ -9,8 +9,13 @@
 // lost samples.
 //
 // It also reads Inspektor Gadget's gadget ABI (bpf/include/igabi/gadget.h):
-// tracers and params named by symbol (gadget_tracer_<name>___<map>___<struct>,
-// gadget_param_<var>), its special typedefs, nested record structs, its
+// tracers, snapshotters, map iterators, optional programs and params named
+// by symbol (gadget_tracer_<name>___<map>___<struct>,
+// gadget_snapshotter_<name>___<struct>___<prog>..., igiter.go;
+// gadget_mapiter_<name>___<map>, igmapiter.go;
+// gadget_program_optional_<prog>, optional.go; gadget_param_<var>), the
+// perf event array its tracers fall back to without ring buffers (perf.go),
+// its special typedefs, nested record structs, its
 // mount-namespace filter map (filled from the "mntns" param, which the
 // Trace controller sets from a Trace's spec.filter) and its
 // gadget.yaml layout (params under params.ebpf, field annotations).

@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/btf"
 
 	"github.com/gadgetpm/gadgetpm/pkg/gadget/datasource"
 )
@@ -45,18 +44,8 @@ func igTracer(coll *ebpf.CollectionSpec, rest string) (tracer, error) {
 	case m.Type != ebpf.RingBuf && m.Type != ebpf.PerfEventArray:
 		return tracer{}, fmt.Errorf("tracer %s: map %s is a %s, not a ring buffer or perf event array (declare it with GADGET_TRACER_MAP)", name, mapName, m.Type)
 	}
-	var s *btf.Struct
-	if err := coll.Types.TypeByName(structName, &s); err != nil {
-		return tracer{}, fmt.Errorf("tracer %s: the object's BTF has no struct %s: %w", name, structName, err)
-	}
-	if s.Size == 0 {
-		return tracer{}, fmt.Errorf("tracer %s: struct %s is empty", name, structName)
-	}
-	ds := datasource.New(name, datasource.TypeTracer)
-	if err := memberFields(ds, s, "", 0, true); err != nil {
-		return tracer{}, fmt.Errorf("tracer %s: %w", name, err)
-	}
-	if err := padTo(ds, s.Size); err != nil {
+	ds, err := igStructSource(coll, name, structName, datasource.TypeTracer)
+	if err != nil {
 		return tracer{}, err
 	}
 	return tracer{ds: ds, mapName: mapName, ig: true, perf: m.Type == ebpf.PerfEventArray}, nil

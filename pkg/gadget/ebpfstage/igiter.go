@@ -36,19 +36,30 @@ func igSnapshotter(coll *ebpf.CollectionSpec, rest string) (snapshotter, error) 
 			return snapshotter{}, fmt.Errorf("snapshotter %s: program %s is in section %s, not an iter/ program (e.g. SEC(\"iter/task\"))", name, prog, p.SectionName)
 		}
 	}
-	var s *btf.Struct
-	if err := coll.Types.TypeByName(structName, &s); err != nil {
-		return snapshotter{}, fmt.Errorf("snapshotter %s: the object's BTF has no struct %s: %w", name, structName, err)
-	}
-	if s.Size == 0 {
-		return snapshotter{}, fmt.Errorf("snapshotter %s: struct %s is empty", name, structName)
-	}
-	ds := datasource.New(name, datasource.TypeSnapshotter)
-	if err := memberFields(ds, s, "", 0, true); err != nil {
-		return snapshotter{}, fmt.Errorf("snapshotter %s: %w", name, err)
-	}
-	if err := padTo(ds, s.Size); err != nil {
+	ds, err := igStructSource(coll, name, structName, datasource.TypeSnapshotter)
+	if err != nil {
 		return snapshotter{}, err
 	}
-	return snapshotter{ds: ds, programs: progs, size: int(s.Size)}, nil
+	return snapshotter{ds: ds, programs: progs, size: int(ds.Size())}, nil
+}
+
+// igStructSource is a data source of type typ whose records are struct
+// structName of the object's BTF, nested structs flattened into
+// "<member>.<submember>" fields as Inspektor Gadget names them.
+func igStructSource(coll *ebpf.CollectionSpec, name, structName string, typ datasource.Type) (*datasource.DataSource, error) {
+	var s *btf.Struct
+	if err := coll.Types.TypeByName(structName, &s); err != nil {
+		return nil, fmt.Errorf("%s %s: the object's BTF has no struct %s: %w", typ, name, structName, err)
+	}
+	if s.Size == 0 {
+		return nil, fmt.Errorf("%s %s: struct %s is empty", typ, name, structName)
+	}
+	ds := datasource.New(name, typ)
+	if err := memberFields(ds, s, "", 0, true); err != nil {
+		return nil, fmt.Errorf("%s %s: %w", typ, name, err)
+	}
+	if err := padTo(ds, s.Size); err != nil {
+		return nil, err
+	}
+	return ds, nil
 }

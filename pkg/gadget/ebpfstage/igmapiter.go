@@ -241,29 +241,8 @@ func compareField(f *datasource.Field, a, b *datasource.Record) int {
 // the last one ends the run.
 func (i *instance) runMapIter(gctx *gadget.Context, mi mapIter, cfg mapIterConfig, left *atomic.Int32, stop, abort <-chan struct{}) {
 	defer i.wg.Done()
-	t := time.NewTicker(cfg.every)
-	defer t.Stop()
 	f := newMapFetcher(i.coll.Maps[mi.mapName], mi, cfg)
-	for fetched := 0; ; {
-		select {
-		case <-t.C:
-		case <-stop:
-			if err := f.fetch(); err != nil {
-				gctx.Fail(err)
-			}
-			return
-		case <-abort:
-			return
-		}
-		if err := f.fetch(); err != nil {
-			gctx.Fail(err)
-			return
-		}
-		if fetched++; cfg.count > 0 && fetched == cfg.count {
-			if left.Add(-1) == 0 {
-				gctx.Cancel()
-			}
-			return
-		}
+	if fetchEvery(gctx, cfg.every, cfg.count, f.fetch, stop, abort) && left.Add(-1) == 0 {
+		gctx.Cancel()
 	}
 }

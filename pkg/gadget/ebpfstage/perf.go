@@ -3,9 +3,7 @@ package ebpfstage
 import (
 	"errors"
 	"fmt"
-	"os"
 	"strings"
-	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
@@ -104,29 +102,9 @@ func (i *instance) newPerfReader(t tracer) (*perf.Reader, error) {
 // flushed or closed, and counts the samples the kernel dropped.
 func (i *instance) readPerf(gctx *gadget.Context, t tracer, rd *perf.Reader) {
 	defer i.wg.Done()
-	rec := t.ds.NewRecord()
 	var sample perf.Record
-	poll := i.op.opts.PollInterval
-	for {
-		rd.SetDeadline(time.Now().Add(poll))
-		if err := rd.ReadInto(&sample); err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				continue
-			}
-			if errors.Is(err, perf.ErrFlushed) || errors.Is(err, perf.ErrClosed) {
-				return
-			}
-			gctx.Fail(fmt.Errorf("read perf event array %s: %w", t.mapName, err))
-			return
-		}
-		if sample.LostSamples > 0 {
-			t.ds.AddLost(sample.LostSamples)
-			continue
-		}
-		rec.Load(sample.RawSample)
-		if err := t.ds.Emit(rec); err != nil {
-			gctx.Fail(err)
-			return
-		}
-	}
+	i.readSamples(gctx, t, "perf event array", rd.SetDeadline, func() ([]byte, uint64, error) {
+		err := rd.ReadInto(&sample)
+		return sample.RawSample, sample.LostSamples, err
+	})
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/perf"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
@@ -467,27 +468,37 @@ func (i *instance) attachProgram(name string) error {
 // when Close closes abort (Start failed: the other stages are gone).
 func (i *instance) runInterval(gctx *gadget.Context, iv interval, stop, abort <-chan struct{}) {
 	defer i.wg.Done()
-	t := time.NewTicker(i.every)
-	defer t.Stop()
 	rec := iv.ds.NewRecord()
 	d := newDrainer(i.coll.Maps[iv.mapName], "interval source "+iv.ds.Name(), iv.mapName, iv.size, func(_, value []byte) error {
 		rec.Load(value)
 		return iv.ds.Emit(rec)
 	})
-	for {
+	fetchEvery(gctx, i.every, 0, d.drain, stop, abort)
+}
+
+// fetchEvery calls fetch every interval, and once more when stop is
+// closed; it ends without fetching when abort is closed. With count > 0 it
+// ends after that many fetches and reports true.
+func fetchEvery(gctx *gadget.Context, every time.Duration, count int, fetch func() error, stop, abort <-chan struct{}) bool {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for fetched := 0; ; {
 		select {
 		case <-t.C:
 		case <-stop:
-			if err := d.drain(); err != nil {
+			if err := fetch(); err != nil {
 				gctx.Fail(err)
 			}
-			return
+			return false
 		case <-abort:
-			return
+			return false
 		}
-		if err := d.drain(); err != nil {
+		if err := fetch(); err != nil {
 			gctx.Fail(err)
-			return
+			return false
+		}
+		if fetched++; count > 0 && fetched == count {
+			return true
 		}
 	}
 }
@@ -588,22 +599,37 @@ func (d *drainer) drainOneByOne() error {
 // flushed or closed. The record buffers are reused: no allocation per event.
 func (i *instance) readTracer(gctx *gadget.Context, t tracer, rd *ringbuf.Reader) {
 	defer i.wg.Done()
-	rec := t.ds.NewRecord()
 	var sample ringbuf.Record
+	i.readSamples(gctx, t, "ring buffer", rd.SetDeadline, func() ([]byte, uint64, error) {
+		err := rd.ReadInto(&sample)
+		return sample.RawSample, 0, err
+	})
+}
+
+// readSamples emits what read returns — a sample, or a count of samples
+// the kernel dropped — until the reader is flushed or closed. It waits at
+// most PollInterval for a wakeup before it reads again.
+func (i *instance) readSamples(gctx *gadget.Context, t tracer, what string, setDeadline func(time.Time), read func() (raw []byte, lost uint64, err error)) {
+	rec := t.ds.NewRecord()
 	poll := i.op.opts.PollInterval
 	for {
-		rd.SetDeadline(time.Now().Add(poll))
-		if err := rd.ReadInto(&sample); err != nil {
+		setDeadline(time.Now().Add(poll))
+		raw, lost, err := read()
+		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				continue // nothing woke us: read again what arrived since
 			}
-			if errors.Is(err, ringbuf.ErrFlushed) || errors.Is(err, ringbuf.ErrClosed) || errors.Is(err, os.ErrClosed) {
+			if errors.Is(err, ringbuf.ErrFlushed) || errors.Is(err, perf.ErrFlushed) || errors.Is(err, os.ErrClosed) {
 				return
 			}
-			gctx.Fail(fmt.Errorf("read ring buffer %s: %w", t.mapName, err))
+			gctx.Fail(fmt.Errorf("read %s %s: %w", what, t.mapName, err))
 			return
 		}
-		rec.Load(sample.RawSample)
+		if lost > 0 {
+			t.ds.AddLost(lost)
+			continue
+		}
+		rec.Load(raw)
 		if err := t.ds.Emit(rec); err != nil {
 			gctx.Fail(err)
 			return

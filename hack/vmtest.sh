@@ -50,7 +50,7 @@ cd "$root"
 bin_root="${GADGETPM_BIN:-${XDG_CACHE_HOME:-$HOME/.cache}/gadgetpm}"
 cache="$bin_root/vmtest"
 pkg="${VMTEST_PKG:-./pkg/gadget/ebpfstage/}"
-run="${VMTEST_RUN:-^(TestProbeSections|TestTraceOpen|TestSnapshotProcessShowsOwnProcess|TestLostSamplesAreCounted|TestTopFile.*|TestTraceOOMKill.*|TestFallback.*|TestMissingAttachTarget.*|TestIntervalSource|TestBadMarkers)$}"
+run="${VMTEST_RUN:-^(TestProbeSections|TestTraceOpen|TestSnapshotProcessShowsOwnProcess|TestLostSamplesAreCounted|TestTopFile.*|TestTraceOOMKill.*|TestFallback.*|TestMissingAttachTarget.*|TestIntervalSource|TestBadMarkers|TestIGSnapshotter.*|TestIGMapIter.*|TestIGOptionalPrograms|TestIGPerfEventArrayFallback)$}"
 mem="${VMTEST_MEM:-1024}"
 # One vCPU: under TCG, kernel text patching (enabling a tracepoint or a
 # kprobe) synchronises every vCPU, and with two on a busy 2-core host a

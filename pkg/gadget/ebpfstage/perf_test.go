@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"log/slog"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 
@@ -19,15 +18,16 @@ import (
 // the same event for the same exec.
 func TestIGPerfEventArrayFallback(t *testing.T) {
 	needRoot(t)
-	marker := markerForAnyUser(t, "gpm-igperf")
+	marker := execMarker(t, "gpm-igperf")
 	run := func(t *testing.T, opts Options) (map[string]any, string) {
 		defer checkNoLeaks(t)()
 		var log bytes.Buffer // slog serialises writes; read after the run
 		var pid int
 		c, res := runWhileWith(t, opts, igGadget(t), gadget.RunOptions{Logger: slog.New(slog.NewTextHandler(&log, nil))}, func() {
-			cmd := exec.Command(marker)
+			cmd := marker()
 			if err := cmd.Run(); err != nil {
-				t.Fatal(err)
+				t.Error(err)
+				return
 			}
 			pid = cmd.Process.Pid
 		})

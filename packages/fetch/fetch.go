@@ -136,6 +136,12 @@ func (f *Fetcher) Download(ctx context.Context, gp *v1alpha1.GadgetPackage) (Dow
 		d.Verified = res.Verified
 		return d, nil
 	}
+	if c.IsOCI() {
+		// An Inspektor Gadget image, else a chart (ErrNotImage).
+		if d, ok, err := f.downloadImage(ctx, gp, &pr, mode); ok || err != nil {
+			return d, err
+		}
+	}
 	v, err := chartrepo.Resolve(idx, gp.Spec.Package, gp.Spec.Version)
 	if err != nil {
 		return Downloaded{}, fail(v1alpha1.ReasonDownloadFailed, "PackageRepository %s: %w", pr.Name, err)
@@ -237,6 +243,9 @@ func (f *Fetcher) Load(ctx context.Context, dir string, gp *v1alpha1.GadgetPacka
 	p, err := loader.Load(ctx, dir, f.opts.Loader)
 	if err != nil {
 		return nil, fail(v1alpha1.ReasonLoadFailed, "%w", err)
+	}
+	if p.Image != nil && gp.Spec.Settings != nil && len(gp.Spec.Settings.Raw) > 0 && string(gp.Spec.Settings.Raw) != "{}" {
+		return p, fail(v1alpha1.ReasonInvalidSettings, "spec.settings: package %s is the Inspektor Gadget image %s, which has no settings: remove spec.settings (a Trace's spec.parameters set the gadget's params)", gp.Spec.Package, p.Image.Image)
 	}
 	settings, err := Settings(gp)
 	if err != nil {

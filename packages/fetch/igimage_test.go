@@ -57,10 +57,10 @@ func TestInstallInspektorGadgetImage(t *testing.T) {
 	withBTF := packagetest.IGTraceExec(t, packagetest.IGLayer{MediaType: igimage.MediaTypeBTFGen, Data: []byte("btfgen archive")})
 
 	plain := packagetest.IGRegistry(t, packagetest.IGRegistryOptions{})
-	single := plain.Push(t, "trace_exec", "latest", img)
+	single := plain.Push(t, "trace_exec", "v1.0.0", img)
 
 	secure := packagetest.IGRegistry(t, packagetest.IGRegistryOptions{TLS: true, Auth: true})
-	_, perArch := secure.PushIndex(t, "trace_exec", "v0.40.0", map[string]packagetest.IGImage{runtime.GOARCH: withBTF, otherArch(): img})
+	index, perArch := secure.PushIndex(t, "trace_exec", "v0.40.0", map[string]packagetest.IGImage{runtime.GOARCH: withBTF, otherArch(): img})
 
 	for _, tt := range []struct {
 		name, version string
@@ -68,8 +68,10 @@ func TestInstallInspektorGadgetImage(t *testing.T) {
 		want          string // manifest digest
 		btfgen        bool
 	}{
-		{"single manifest, plain HTTP", "latest", v1alpha1.PackageRepositorySpec{URL: plain.URL, Insecure: true}, single.Digest.Encoded(), false},
+		{"single manifest, plain HTTP", "v1.0.0", v1alpha1.PackageRepositorySpec{URL: plain.URL, Insecure: true}, single.Digest.Encoded(), false},
 		{"index, HTTPS with basic auth", "v0.40.0", v1alpha1.PackageRepositorySpec{URL: secure.URL, CABundle: secure.CAPEM, SecretRef: &v1alpha1.SecretReference{Name: "reg", Namespace: ns}},
+			perArch[runtime.GOARCH].Digest.Encoded(), true},
+		{"index pinned by digest", index.Digest.String(), v1alpha1.PackageRepositorySpec{URL: secure.URL, CABundle: secure.CAPEM, SecretRef: &v1alpha1.SecretReference{Name: "reg", Namespace: ns}},
 			perArch[runtime.GOARCH].Digest.Encoded(), true},
 		{"index by semver constraint", ">=0.30", v1alpha1.PackageRepositorySpec{URL: secure.URL, CABundle: secure.CAPEM, SecretRef: &v1alpha1.SecretReference{Name: "reg", Namespace: ns}},
 			perArch[runtime.GOARCH].Digest.Encoded(), true},

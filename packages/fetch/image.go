@@ -7,11 +7,13 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
+	"sync"
 
 	"oras.land/oras-go/v2/registry/remote"
 
 	"github.com/gadgetpm/gadgetpm/packages/chartrepo"
 	"github.com/gadgetpm/gadgetpm/packages/igimage"
+	"github.com/gadgetpm/gadgetpm/packages/loader"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 )
 
@@ -39,12 +41,13 @@ func (f *Fetcher) downloadImage(ctx context.Context, gp *v1alpha1.GadgetPackage,
 	if err != nil {
 		return Downloaded{}, true, f.imageFailed(pr, gp, err)
 	}
-	d := Downloaded{Name: gp.Spec.Package, Version: reference, Digest: m.Digest.Encoded()}
+	d := Downloaded{Name: gp.Spec.Package, Version: igimage.PackageVersion(reference), Digest: m.Digest.Encoded()}
 	if mode == chartrepo.VerifyAlways {
 		return d, true, fail(v1alpha1.ReasonVerifyFailed, "PackageRepository %s: package %s: image %s carries no Helm provenance, and spec.verify.mode is Always: install it from a repository whose spec.verify.mode is IfPossible or Never (the image is still checked by digest)", pr.Name, gp.Spec.Package, m.Name())
 	}
 	// In flight: the store's garbage collection keeps it (store.Hold).
 	defer f.opts.Store.Hold(d.Digest)()
+	f.images.set(gp, d.Digest, d.Version)
 	if igimage.Stored(f.opts.Store, d.Digest) {
 		d.Cached = true
 		return d, true, nil
@@ -53,7 +56,7 @@ func (f *Fetcher) downloadImage(ctx context.Context, gp *v1alpha1.GadgetPackage,
 	if err != nil {
 		return d, true, f.imageFailed(pr, gp, err)
 	}
-	if err := igimage.Store(f.opts.Store, img, igimage.InfoOf(img, gp.Spec.Package, reference)); err != nil {
+	if err := igimage.Store(f.opts.Store, img, igimage.InfoOf(img, gp.Spec.Package, d.Version)); err != nil {
 		return d, true, fail(v1alpha1.ReasonDownloadFailed, "PackageRepository %s: package %s: %w", pr.Name, gp.Spec.Package, err)
 	}
 	return d, true, nil
@@ -99,4 +102,33 @@ func (f *Fetcher) imageFailed(pr *v1alpha1.PackageRepository, gp *v1alpha1.Gadge
 		reason = v1alpha1.ReasonLoadFailed
 	}
 	return fail(reason, "PackageRepository %s: package %s: %w", pr.Name, gp.Spec.Package, err)
+}
+
+// imageVersions remembers, per GadgetPackage, the version its last
+// Download resolved and to which manifest: packages of the same manifest
+// share its directory in the store, whose image.json keeps the reference
+// of the first, and each package's status.version must be its own.
+type imageVersions struct {
+	mu sync.Mutex
+	m  map[string]imageVersion // "<namespace>/<name>" -> the last resolution; guarded by mu
+}
+
+type imageVersion struct{ digest, version string }
+
+func (v *imageVersions) set(gp *v1alpha1.GadgetPackage, digest, reference string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.m[gp.Namespace+"/"+gp.Name] = imageVersion{digest, reference}
+}
+
+// version is the version of the image package p loaded for gp: the
+// version gp's Download resolved to p's manifest, else (after a restart
+// that found the registry unreachable) the one p's directory records.
+func (v *imageVersions) version(gp *v1alpha1.GadgetPackage, p *loader.Package) string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if iv, ok := v.m[gp.Namespace+"/"+gp.Name]; ok && "sha256:"+iv.digest == p.Image.Digest {
+		return iv.version
+	}
+	return p.Version
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/gadgetpm/gadgetpm/packages/store"
 )
@@ -31,8 +32,9 @@ type Info struct {
 	// Image is the reference it was installed from,
 	// "<host>/<path>:<tag>" or "<host>/<path>@sha256:<hex>".
 	Image string `json:"image"`
-	// Version is the tag (or digest) asked for; empty when the package
-	// was pulled by digest alone (a node).
+	// Version is the package's version (PackageVersion of the tag or
+	// digest asked for); empty when the package was pulled by digest
+	// alone (a node).
 	Version string `json:"version,omitempty"`
 	// Digest of the manifest, "sha256:<hex>".
 	Digest string `json:"digest"`
@@ -41,6 +43,17 @@ type Info struct {
 	Architecture string `json:"architecture,omitempty"`
 	// BTFGen says whether the image had a btfgen layer (BTFGenFile).
 	BTFGen bool `json:"btfgen,omitempty"`
+}
+
+// PackageVersion is the version a package installed from reference (a
+// tag or a digest) reports: the tag, or for a digest, which is no
+// semantic version, "0.0.0+sha256.<hex>" (the digest as build metadata,
+// so that version checks of the scheduler hold).
+func PackageVersion(reference string) string {
+	if hex, ok := strings.CutPrefix(reference, "sha256:"); ok {
+		return "0.0.0+sha256." + hex
+	}
+	return reference
 }
 
 // InfoOf is the Info of img installed as package name.

@@ -19,7 +19,7 @@ func (c *checker) image(info igimage.Info, err error) {
 	c.pkg.Image = &info
 	c.pkg.Name, c.pkg.Version = info.Name, info.Version
 	if c.pkg.Version == "" {
-		c.pkg.Version = info.Digest
+		c.pkg.Version = igimage.PackageVersion(info.Digest)
 	}
 	// A chart's version is semver; a tag such as "latest" is not.
 	chartVersion := "0.0.0"

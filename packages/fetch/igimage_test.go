@@ -59,6 +59,9 @@ func TestInstallInspektorGadgetImage(t *testing.T) {
 	plain := packagetest.IGRegistry(t, packagetest.IGRegistryOptions{})
 	single := plain.Push(t, "trace_exec", "v1.0.0", img)
 
+	// gadget.yaml as a layer rather than the manifest's config
+	asLayer := plain.Push(t, "trace_exec", "v1.1.0", packagetest.IGImage{Layers: append(img.Layers, packagetest.IGLayer{MediaType: igimage.MediaTypeConfig, Data: img.Config})})
+
 	secure := packagetest.IGRegistry(t, packagetest.IGRegistryOptions{TLS: true, Auth: true})
 	index, perArch := secure.PushIndex(t, "trace_exec", "v0.40.0", map[string]packagetest.IGImage{runtime.GOARCH: withBTF, otherArch(): img})
 
@@ -69,6 +72,7 @@ func TestInstallInspektorGadgetImage(t *testing.T) {
 		btfgen        bool
 	}{
 		{"single manifest, plain HTTP", "v1.0.0", v1alpha1.PackageRepositorySpec{URL: plain.URL, Insecure: true}, single.Digest.Encoded(), false},
+		{"gadget.yaml as a layer", "v1.1.0", v1alpha1.PackageRepositorySpec{URL: plain.URL, Insecure: true}, asLayer.Digest.Encoded(), false},
 		{"index, HTTPS with basic auth", "v0.40.0", v1alpha1.PackageRepositorySpec{URL: secure.URL, CABundle: secure.CAPEM, SecretRef: &v1alpha1.SecretReference{Name: "reg", Namespace: ns}},
 			perArch[runtime.GOARCH].Digest.Encoded(), true},
 		{"index pinned by digest", index.Digest.String(), v1alpha1.PackageRepositorySpec{URL: secure.URL, CABundle: secure.CAPEM, SecretRef: &v1alpha1.SecretReference{Name: "reg", Namespace: ns}},
@@ -189,19 +193,19 @@ func (r *recorder) WriteHeader(code int)        { r.code = code }
 func TestBadInspektorGadgetImagesSayWhatIsWrong(t *testing.T) {
 	ns := env.Namespace(t)
 	good := packagetest.IGTraceExec(t)
-	program, config := good.Layers[0], good.Layers[1]
+	program := good.Layers[0]
 	wasm := packagetest.IGLayer{MediaType: igimage.MediaTypeWasm, Data: []byte("\x00asm\x01\x00\x00\x00")}
-	badYAML := packagetest.IGLayer{MediaType: igimage.MediaTypeConfig, Data: append(append([]byte(nil), config.Data...), []byte("frobnicate: true\n")...)}
-	badYAMLLine := bytes.Count(badYAML.Data, []byte("\n"))
+	badYAML := append(append([]byte(nil), good.Config...), []byte("frobnicate: true\n")...)
+	badYAMLLine := bytes.Count(badYAML, []byte("\n"))
 
 	var programGets atomic.Int64
 	reg := packagetest.IGRegistry(t, packagetest.IGRegistryOptions{})
-	reg.Push(t, "no_program", "v1", packagetest.IGImage{Layers: []packagetest.IGLayer{config}})
+	reg.Push(t, "no_program", "v1", packagetest.IGImage{Config: good.Config})
 	reg.Push(t, "no_config", "v1", packagetest.IGImage{Layers: []packagetest.IGLayer{program}})
-	reg.Push(t, "wasm", "v1", packagetest.IGImage{Layers: []packagetest.IGLayer{program, config, wasm}})
-	reg.Push(t, "unknown_layer", "v1", packagetest.IGImage{Layers: []packagetest.IGLayer{program, config, {MediaType: "application/vnd.gadget.future.v9+binary", Data: []byte("x")}}})
+	reg.Push(t, "wasm", "v1", packagetest.IGTraceExec(t, wasm))
+	reg.Push(t, "unknown_layer", "v1", packagetest.IGTraceExec(t, packagetest.IGLayer{MediaType: "application/vnd.gadget.future.v9+binary", Data: []byte("x")}))
 	reg.PushIndex(t, "foreign", "v1", map[string]packagetest.IGImage{"s390x": good, "riscv64": good})
-	reg.Push(t, "bad_yaml", "v1", packagetest.IGImage{Layers: []packagetest.IGLayer{program, badYAML}})
+	reg.Push(t, "bad_yaml", "v1", packagetest.IGImage{Config: badYAML, Layers: []packagetest.IGLayer{program}})
 	reg.Push(t, "good", "v1", good)
 	repo := createRepo(t, v1alpha1.PackageRepositorySpec{URL: reg.URL, Insecure: true})
 
@@ -233,7 +237,7 @@ func TestBadInspektorGadgetImagesSayWhatIsWrong(t *testing.T) {
 		want               []string
 	}{
 		{"no_program", "v1", repo, f, v1alpha1.ReasonLoadFailed, []string{"no layer of media type " + igimage.MediaTypeProgram, "eBPF object"}},
-		{"no_config", "v1", repo, f, v1alpha1.ReasonLoadFailed, []string{"no layer of media type " + igimage.MediaTypeConfig, "gadget.yaml"}},
+		{"no_config", "v1", repo, f, v1alpha1.ReasonLoadFailed, []string{"neither the manifest's config nor a layer has media type " + igimage.MediaTypeConfig, "gadget.yaml"}},
 		{"wasm", "v1", repo, f, v1alpha1.ReasonLoadFailed, []string{"wasm layer", "wasm gadgets are not supported"}},
 		{"unknown_layer", "v1", repo, f, v1alpha1.ReasonLoadFailed, []string{`"application/vnd.gadget.future.v9+binary"`, "does not know"}},
 		{"foreign", "v1", repo, f, v1alpha1.ReasonLoadFailed, []string{"no manifest for linux/" + runtime.GOARCH, "linux/riscv64, linux/s390x"}},

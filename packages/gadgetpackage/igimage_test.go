@@ -34,7 +34,7 @@ func TestInspektorGadgetImagesInstallAsPackages(t *testing.T) {
 	index, perArch := reg.PushIndex(t, "multi_arch", "v0.40.0", map[string]packagetest.IGImage{runtime.GOARCH: good,
 		other: packagetest.IGTraceExec(t, packagetest.IGLayer{MediaType: igimage.MediaTypeBTFGen, Data: []byte("other")})})
 	reg.Push(t, "wasm_gadget", "v1", packagetest.IGTraceExec(t, packagetest.IGLayer{MediaType: igimage.MediaTypeWasm, Data: []byte("\x00asm")}))
-	reg.Push(t, "no_program", "v1", packagetest.IGImage{Layers: good.Layers[1:]})
+	reg.Push(t, "no_program", "v1", packagetest.IGImage{Config: good.Config})
 	repoName := env.Repository(t, "images", v1alpha1.PackageRepositorySpec{URL: reg.URL, Interval: metav1.Duration{Duration: time.Second}, Insecure: true})
 
 	// Object names are DNS labels; packages are the image repositories'

@@ -1,9 +1,10 @@
 // Package igimage reads Inspektor Gadget's OCI image layout: a manifest
-// whose layers are the gadget's eBPF object
-// (application/vnd.gadget.ebpf.program.v1+binary), its gadget.yaml
-// (application/vnd.gadget.config.v1+yaml) and optionally its btfgen
-// archive (application/vnd.gadget.btfgen.v1+binary), one manifest per
-// architecture under an image index. It picks the manifest of the
+// (artifact type application/vnd.gadget.v1+binary) whose config is the
+// gadget's gadget.yaml (application/vnd.gadget.config.v1+yaml; also read
+// from a layer) and whose layers are its eBPF object
+// (application/vnd.gadget.ebpf.program.v1+binary) and optionally its
+// btfgen archive (application/vnd.gadget.btfgen.v1+binary), one manifest
+// per architecture under an image index. It picks the manifest of the
 // runtime's architecture, refuses what gadgetpm cannot run (a wasm layer,
 // a missing layer), checks every layer by its descriptor's size before
 // pulling it and by its digest while reading it, and lays the image out

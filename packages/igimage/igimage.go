@@ -24,6 +24,8 @@ const (
 	MediaTypeConfig  = "application/vnd.gadget.config.v1+yaml"
 	MediaTypeBTFGen  = "application/vnd.gadget.btfgen.v1+binary"
 	MediaTypeWasm    = "application/vnd.gadget.wasm.program.v1+binary"
+	// ArtifactType marks a manifest as a gadget's.
+	ArtifactType = "application/vnd.gadget.v1+binary"
 	// mediaTypePrefix is what every gadget layer's media type starts with.
 	mediaTypePrefix = "application/vnd.gadget."
 	// mediaTypeDockerList is Docker's name for an image index.
@@ -206,7 +208,12 @@ func pickArch(idx ocispec.Index, arch string) (ocispec.Descriptor, error) {
 	return ocispec.Descriptor{}, fmt.Errorf("its image index has no manifest for linux/%s, the architecture this runs on: %w (the index has %s); build and push the gadget for linux/%s", arch, ErrUnsupported, list, arch)
 }
 
+// hasGadgetLayer reports whether m is a gadget's: its artifact type, its
+// config (Inspektor Gadget keeps gadget.yaml there) or a layer says so.
 func hasGadgetLayer(m ocispec.Manifest) bool {
+	if m.ArtifactType == ArtifactType || m.Config.MediaType == MediaTypeConfig {
+		return true
+	}
 	for _, l := range m.Layers {
 		if strings.HasPrefix(l.MediaType, mediaTypePrefix) {
 			return true
@@ -221,9 +228,14 @@ type layers struct {
 }
 
 // check sorts the manifest's layers, refusing a wasm layer, a layer it
-// does not know, a layer given twice and a missing program or config.
+// does not know, a layer given twice and a missing program or
+// gadget.yaml. gadget.yaml is the manifest's config, as Inspektor Gadget
+// builds images, or a layer.
 func (m *Manifest) check() (layers, error) {
 	var ls layers
+	if m.Manifest.Config.MediaType == MediaTypeConfig {
+		ls.config = &m.Manifest.Config
+	}
 	for i := range m.Manifest.Layers {
 		l := &m.Manifest.Layers[i]
 		var slot **ocispec.Descriptor
@@ -241,7 +253,7 @@ func (m *Manifest) check() (layers, error) {
 				m.Name(), i, l.MediaType, ErrUnsupported, MediaTypeProgram, MediaTypeConfig, MediaTypeBTFGen)
 		}
 		if *slot != nil {
-			return ls, fmt.Errorf("image %s: %w: two layers of media type %s", m.Name(), ErrInvalid, l.MediaType)
+			return ls, fmt.Errorf("image %s: %w: two layers (or the config and a layer) of media type %s", m.Name(), ErrInvalid, l.MediaType)
 		}
 		*slot = l
 	}
@@ -249,7 +261,7 @@ func (m *Manifest) check() (layers, error) {
 		return ls, fmt.Errorf("image %s: %w: the manifest has no layer of media type %s (the gadget's eBPF object)", m.Name(), ErrInvalid, MediaTypeProgram)
 	}
 	if ls.config == nil {
-		return ls, fmt.Errorf("image %s: %w: the manifest has no layer of media type %s (the gadget's gadget.yaml)", m.Name(), ErrInvalid, MediaTypeConfig)
+		return ls, fmt.Errorf("image %s: %w: neither the manifest's config nor a layer has media type %s (the gadget's gadget.yaml)", m.Name(), ErrInvalid, MediaTypeConfig)
 	}
 	return ls, nil
 }
@@ -274,7 +286,7 @@ func Pull(ctx context.Context, reg *remote.Repository, m *Manifest, l Limits) (*
 		what string
 		desc *ocispec.Descriptor
 		out  *[]byte
-	}{{"program layer", ls.program, nil}, {"config layer", ls.config, nil}, {"btfgen layer", ls.btfgen, nil}}
+	}{{"program layer", ls.program, nil}, {"gadget.yaml", ls.config, nil}, {"btfgen layer", ls.btfgen, nil}}
 	img := &Image{Manifest: m}
 	named[0].out, named[1].out, named[2].out = &img.Program, &img.Config, &img.BTFGen
 	for _, n := range named {

@@ -33,12 +33,16 @@ type IGLayer struct {
 	Data      []byte
 }
 
-// IGImage is an image in Inspektor Gadget's layout: its layers, in order.
-type IGImage struct{ Layers []IGLayer }
+// IGImage is an image in Inspektor Gadget's layout: its config (the
+// gadget.yaml; nil: the empty JSON config) and its layers, in order.
+type IGImage struct {
+	Config []byte
+	Layers []IGLayer
+}
 
 // IGTraceExec is bpf/testdata/ig_trace_exec.bpf.o (written against
-// Inspektor Gadget's ABI) and its gadget.yaml as an image's program and
-// config layers; extra layers follow them.
+// Inspektor Gadget's ABI) and its gadget.yaml as an image's program layer
+// and config, as Inspektor Gadget builds them; extra layers follow.
 func IGTraceExec(t testing.TB, extra ...IGLayer) IGImage {
 	t.Helper()
 	_, file, _, _ := runtime.Caller(0)
@@ -51,7 +55,7 @@ func IGTraceExec(t testing.TB, extra ...IGLayer) IGImage {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return IGImage{Layers: append([]IGLayer{{igimage.MediaTypeProgram, obj}, {igimage.MediaTypeConfig, cfg}}, extra...)}
+	return IGImage{Config: cfg, Layers: append([]IGLayer{{igimage.MediaTypeProgram, obj}}, extra...)}
 }
 
 // IGRegistryOptions configure IGRegistry.
@@ -113,10 +117,14 @@ func (r *IGReg) Push(t testing.TB, name, tag string, img IGImage) ocispec.Descri
 	t.Helper()
 	ctx := context.Background()
 	repo := r.repo(t, name)
-	config := ocispec.DescriptorEmptyJSON
-	r.pushBlob(t, repo, config, ocispec.DescriptorEmptyJSON.Data)
+	config, data := ocispec.DescriptorEmptyJSON, ocispec.DescriptorEmptyJSON.Data
+	if img.Config != nil {
+		config = ocispec.Descriptor{MediaType: igimage.MediaTypeConfig, Digest: digest.FromBytes(img.Config), Size: int64(len(img.Config))}
+		data = img.Config
+	}
+	r.pushBlob(t, repo, config, data)
 	m := ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest,
-		ArtifactType: "application/vnd.gadget.v1+binary", Config: ocispec.Descriptor{MediaType: config.MediaType, Digest: config.Digest, Size: config.Size}}
+		ArtifactType: igimage.ArtifactType, Config: ocispec.Descriptor{MediaType: config.MediaType, Digest: config.Digest, Size: config.Size}}
 	for _, l := range img.Layers {
 		d := ocispec.Descriptor{MediaType: l.MediaType, Digest: digest.FromBytes(l.Data), Size: int64(len(l.Data))}
 		r.pushBlob(t, repo, d, l.Data)

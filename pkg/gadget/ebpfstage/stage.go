@@ -42,6 +42,11 @@ type Options struct {
 	// not wake the reader (gadget_submit wakes it once an eighth of the
 	// ring is filled): the longest an event waits. Default: 50ms.
 	PollInterval time.Duration
+	// KernelHasBTF and Host decide whether, and which, BTF of a gadget's
+	// btfgen archive (gadget.Gadget.BTFGen) stands in for the kernel's.
+	// Defaults: whether /sys/kernel/btf/vmlinux loads, gadget.ThisHost.
+	KernelHasBTF func() bool
+	Host         func() (gadget.Host, error)
 }
 
 // Stage loads and runs a gadget's eBPF object. It is stateless and safe
@@ -66,6 +71,12 @@ func New(opts Options) *Stage {
 	}
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = 50 * time.Millisecond
+	}
+	if opts.KernelHasBTF == nil {
+		opts.KernelHasBTF = kernelHasBTF
+	}
+	if opts.Host == nil {
+		opts.Host = gadget.ThisHost
 	}
 	return &Stage{opts: opts}
 }
@@ -226,8 +237,12 @@ func (i *instance) PreStart(gctx *gadget.Context) error {
 	// A program of a GADGET_FALLBACK pair that the kernel refuses is left
 	// out and the collection loaded again, at most once per pair member.
 	spec := i.spec.coll.Copy()
+	copts, err := i.collectionOptions(gctx.Gadget())
+	if err != nil {
+		return err
+	}
 	for {
-		coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{})
+		coll, err := ebpf.NewCollectionWithOptions(spec, copts)
 		if err == nil {
 			i.coll = coll
 			return i.fillMntNsFilter()

@@ -18,6 +18,7 @@ import (
 	"github.com/gadgetpm/gadgetpm/packages/archive"
 	"github.com/gadgetpm/gadgetpm/packages/fetch"
 	"github.com/gadgetpm/gadgetpm/packages/igimage"
+	"github.com/gadgetpm/gadgetpm/packages/loader"
 	"github.com/gadgetpm/gadgetpm/packages/packagetest"
 	"github.com/gadgetpm/gadgetpm/packages/pull"
 	"github.com/gadgetpm/gadgetpm/packages/repoaccess"
@@ -30,6 +31,20 @@ func imagePackage(repository, name, version string) *v1alpha1.GadgetPackage {
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "gadget"},
 		Spec:       v1alpha1.GadgetPackageSpec{Repository: repository, Package: name, Version: version},
 	}
+}
+
+// installAndLoad runs the Install and Load steps of d for gp.
+func installAndLoad(t *testing.T, f *fetch.Fetcher, d fetch.Downloaded, gp *v1alpha1.GadgetPackage) (string, *loader.Package) {
+	t.Helper()
+	dir, err := f.Install(ctx, d.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := f.Load(ctx, dir, gp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, p
 }
 
 // otherArch is an architecture that is not this machine's.
@@ -91,14 +106,7 @@ func TestInstallInspektorGadgetImage(t *testing.T) {
 			if d.Digest != tt.want || d.Cached || d.Name != "trace_exec" {
 				t.Errorf("downloaded %+v, want digest %s, not cached", d, tt.want)
 			}
-			dir, err := f.Install(ctx, d.Digest)
-			if err != nil {
-				t.Fatal(err)
-			}
-			p, err := f.Load(ctx, dir, gp)
-			if err != nil {
-				t.Fatal(err)
-			}
+			dir, p := installAndLoad(t, f, d, gp)
 			if p.Image == nil || p.Image.Digest != "sha256:"+tt.want || p.Name != "trace_exec" || len(p.Hooks) != 0 {
 				t.Fatalf("loaded %s %s, image %+v, %d hooks", p.Name, p.Version, p.Image, len(p.Hooks))
 			}

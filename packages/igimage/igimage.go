@@ -102,7 +102,8 @@ func refName(ref, reference string) string {
 // Resolve reads the manifest that reference (a tag or a digest) names in
 // reg, the repository ref ("<host>/<path>"). Under an image index it
 // picks the manifest of arch (runtime.GOARCH). A manifest with no gadget
-// layer is ErrNotImage, so a caller can read it as something else.
+// layer is ErrNotImage, so a caller can read it as something else; so
+// is an index when arch is empty.
 func Resolve(ctx context.Context, reg *remote.Repository, ref, reference, arch string, l Limits) (*Manifest, error) {
 	name := refName(ref, reference)
 	desc, err := reg.Resolve(ctx, reference)
@@ -118,6 +119,9 @@ func Resolve(ctx context.Context, reg *remote.Repository, ref, reference, arch s
 	}
 	m := &Manifest{Ref: ref, Reference: reference}
 	mt := mediaType(desc.MediaType, data)
+	if (mt == ocispec.MediaTypeImageIndex || mt == mediaTypeDockerList) && arch == "" {
+		return nil, fmt.Errorf("image %s: %w: an image index where a manifest was expected", name, ErrNotImage)
+	}
 	if mt == ocispec.MediaTypeImageIndex || mt == mediaTypeDockerList {
 		var idx ocispec.Index
 		if err := json.Unmarshal(data, &idx); err != nil {
@@ -150,29 +154,11 @@ func Resolve(ctx context.Context, reg *remote.Repository, ref, reference, arch s
 }
 
 // ResolveDigest is Resolve of a manifest digest ("sha256:<hex>"), as a
-// node reads the manifest the cluster role chose: no index is followed.
-// A digest the registry does not hold as a manifest is ErrNotFound.
+// node reads the manifest the cluster role chose: an index there is
+// ErrNotImage, as is a chart's manifest, and a digest the registry does
+// not hold as a manifest is ErrNotFound.
 func ResolveDigest(ctx context.Context, reg *remote.Repository, ref, dgst string, l Limits) (*Manifest, error) {
-	name := refName(ref, dgst)
-	desc, err := reg.Manifests().Resolve(ctx, dgst)
-	if errors.Is(err, errdef.ErrNotFound) {
-		return nil, fmt.Errorf("image %s: %w", name, ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("image %s: resolve: %w", name, err)
-	}
-	data, err := fetch(ctx, reg.Manifests(), "manifest of "+name, desc, l.Manifest)
-	if err != nil {
-		return nil, fmt.Errorf("image %s: %w", name, err)
-	}
-	m := &Manifest{Ref: ref, Reference: dgst, Digest: desc.Digest, Data: data}
-	if err := json.Unmarshal(data, &m.Manifest); err != nil {
-		return nil, fmt.Errorf("image %s: parse manifest: %w", name, err)
-	}
-	if !hasGadgetLayer(m.Manifest) {
-		return nil, fmt.Errorf("image %s: %w", name, ErrNotImage)
-	}
-	return m, nil
+	return Resolve(ctx, reg, ref, dgst, "", l)
 }
 
 // mediaType is the descriptor's media type, else the document's own.

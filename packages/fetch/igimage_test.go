@@ -2,6 +2,7 @@ package fetch_test
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/gadgetpm/gadgetpm/packages/archive"
@@ -272,14 +274,31 @@ func TestBadInspektorGadgetImagesSayWhatIsWrong(t *testing.T) {
 		t.Errorf("the oversize program layer was pulled %d times: want it refused by its descriptor", n)
 	}
 
-	// gadget.yaml is checked as a chart package's: an unknown key is an
-	// error with its line, naming the image.
-	gp := imagePackage(repo, "bad_yaml", "v1")
-	d, err := f.Download(ctx, gp)
+	// An image has no settings: spec.settings is refused, saying where
+	// params go.
+	withSettings := imagePackage(repo, "good", "v1")
+	withSettings.Spec.Settings = &apiextensionsv1.JSON{Raw: []byte(`{"uid": 1000}`)}
+	d, err := f.Download(ctx, withSettings)
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir, err := f.Install(ctx, d.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.Load(ctx, dir, withSettings)
+	if got := fetch.ReasonOf(err, ""); got != v1alpha1.ReasonInvalidSettings || !strings.Contains(fmt.Sprint(err), "spec.parameters") {
+		t.Errorf("load with spec.settings: reason %q: %v; want InvalidSettings pointing at a Trace's spec.parameters", got, err)
+	}
+
+	// gadget.yaml is checked as a chart package's: an unknown key is an
+	// error with its line, naming the image.
+	gp := imagePackage(repo, "bad_yaml", "v1")
+	d, err = f.Download(ctx, gp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err = f.Install(ctx, d.Digest)
 	if err != nil {
 		t.Fatal(err)
 	}

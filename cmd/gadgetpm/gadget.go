@@ -42,17 +42,25 @@ type gadgetRunFlags struct {
 	maxEvents uint64
 	output    string
 	verbose   bool
+	image     imageFlags
 }
 
 func newGadgetRunCommand() *cobra.Command {
 	var f gadgetRunFlags
 	cmd := &cobra.Command{
-		Use:   "run DIR|PKG.tgz",
+		Use:   "run DIR|PKG.tgz|oci://REGISTRY/REPOSITORY[:TAG|@sha256:DIGEST]",
 		Short: "Load a gadget's eBPF program and print its events until stopped",
 		Long: `Load gadget/program.bpf.o of a package (a directory or a .tgz made by
 'helm package'), attach its programs and print every event, until Ctrl-C,
 --timeout or --max-events. A snapshotter gadget prints one snapshot and
 exits.
+
+An oci:// reference is an Inspektor Gadget image: the manifest of this
+machine's architecture is pulled (tag "latest" when none is given), its
+program and gadget.yaml layers checked by size and digest, and the gadget
+runs as a package's would. --insecure reaches the registry over plain
+HTTP; --username with --password (or ` + EnvRegistryPassword + `) log in
+over HTTPS. Wasm gadgets are refused.
 
 Needs root (or CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN). tracefs and bpffs are
 mounted when missing. Params are the gadget's own (see 'gadgetpm gadget
@@ -65,7 +73,9 @@ A summary (events, dropped, lost) goes to stderr at the end.`,
 		Example: `  gadgetpm gadget run charts/packages/trace-exec
   gadgetpm gadget run charts/packages/trace-open --filter 'fname~^/etc' --param failed_only=true
   gadgetpm gadget run trace-tcpconnect-0.1.0.tgz --timeout 30s -o columns
-  gadgetpm gadget run charts/packages/snapshot-process -o columns`,
+  gadgetpm gadget run charts/packages/snapshot-process -o columns
+  gadgetpm gadget run oci://ghcr.io/inspektor-gadget/gadget/trace_exec:v0.40.0
+  gadgetpm gadget run oci://localhost:5000/gadgets/trace_exec:v1 --insecure`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -80,6 +90,9 @@ A summary (events, dropped, lost) goes to stderr at the end.`,
 	fl.Uint64Var(&f.maxEvents, "max-events", 0, "stop after this many events (0: no limit)")
 	fl.StringVarP(&f.output, "output", "o", "json", "output format: json (one object per line) or columns")
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "log the runtime's steps to stderr")
+	fl.BoolVar(&f.image.insecure, "insecure", false, "reach the registry of an oci:// image over plain HTTP (never with credentials)")
+	fl.StringVar(&f.image.username, "username", "", "registry username for an oci:// image")
+	fl.StringVar(&f.image.password, "password", "", "registry password for an oci:// image (default $"+EnvRegistryPassword+")")
 	return cmd
 }
 
@@ -123,6 +136,14 @@ func runGadget(ctx context.Context, src string, f gadgetRunFlags, stdout, stderr
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, f.timeout)
 		defer cancel()
+	}
+	if strings.HasPrefix(src, "oci://") {
+		dir, remove, err := pullImage(ctx, src, f.image, stderr)
+		if err != nil {
+			return err
+		}
+		defer remove()
+		src = dir
 	}
 	g, err := gadget.ReadGadget(src)
 	if err != nil {

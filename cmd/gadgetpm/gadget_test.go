@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,8 @@ import (
 
 	"github.com/gadgetpm/gadgetpm/internal/testlog"
 	"github.com/gadgetpm/gadgetpm/internal/testroot"
+	"github.com/gadgetpm/gadgetpm/packages/igimage"
+	"github.com/gadgetpm/gadgetpm/packages/packagetest"
 )
 
 // gadgetCLI runs the root command with ctx; stdout and stderr separately.
@@ -177,7 +180,7 @@ func TestGadgetHelp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"--param", "--filter", "--timeout", "--max-events", "--output", "Ctrl-C", "comm==bash"} {
+	for _, want := range []string{"--param", "--filter", "--timeout", "--max-events", "--output", "Ctrl-C", "comm==bash", "oci://", "--insecure", "--username", "--password", "GADGETPM_REGISTRY_PASSWORD"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("help lacks %q", want)
 		}
@@ -240,6 +243,64 @@ func TestGadgetRunInspektorGadgetABI(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	checkIGTraceExecRun(t, pkg)
+}
+
+// TestGadgetRunInspektorGadgetImage runs an Inspektor Gadget image from
+// a registry, `gadget run oci://...:tag --insecure`, as
+// TestGadgetRunInspektorGadgetABI runs the same gadget from a package
+// directory: same params, filters and typed, enriched fields; then by
+// the digest of its manifest under a two-architecture index.
+func TestGadgetRunInspektorGadgetImage(t *testing.T) {
+	needRootForGadget(t)
+	reg := packagetest.IGRegistry(t, packagetest.IGRegistryOptions{})
+	img := packagetest.IGTraceExec(t)
+	reg.Push(t, "trace_exec", "v1.0.0", img)
+	other := "arm64"
+	if runtime.GOARCH == other {
+		other = "amd64"
+	}
+	index, _ := reg.PushIndex(t, "trace_exec", "v2.0.0", map[string]packagetest.IGImage{runtime.GOARCH: img, other: packagetest.IGTraceExec(t, packagetest.IGLayer{MediaType: igimage.MediaTypeBTFGen, Data: []byte("x")})})
+	t.Run("tag", func(t *testing.T) {
+		errOut := checkIGTraceExecRun(t, "oci://"+reg.Ref("trace_exec", "v1.0.0"), "--insecure")
+		if !strings.Contains(errOut, "running gadget trace_exec") {
+			t.Errorf("stderr does not name the gadget trace_exec:\n%s", errOut)
+		}
+	})
+	t.Run("index digest", func(t *testing.T) {
+		checkIGTraceExecRun(t, "oci://"+reg.Host+"/gadgets/trace_exec@"+index.Digest.String(), "--insecure")
+	})
+}
+
+// TestGadgetRunImageErrors: an image reference that cannot run says why.
+func TestGadgetRunImageErrors(t *testing.T) {
+	reg := packagetest.IGRegistry(t, packagetest.IGRegistryOptions{})
+	img := packagetest.IGTraceExec(t, packagetest.IGLayer{MediaType: igimage.MediaTypeWasm, Data: []byte("\x00asm")})
+	reg.Push(t, "wasm", "v1", img)
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"oci://" + reg.Ref("wasm", "v1"), "--insecure"}, "wasm gadgets are not supported"},
+		{[]string{"oci://" + reg.Ref("nothere", "v1"), "--insecure"}, "not found in the registry"},
+		{[]string{"oci://" + reg.Ref("wasm", "v1")}, "add --insecure"},
+		{[]string{"oci://" + reg.Ref("wasm", "v1"), "--insecure", "--username", "u", "--password", "p"}, "credentials are never sent over plain HTTP"},
+		{[]string{"oci://trace_exec"}, "want oci://<registry>/<repository>"},
+	} {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			_, _, err := gadgetCLI(context.Background(), append([]string{"gadget", "run"}, tt.args...)...)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// checkIGTraceExecRun runs the ig_trace_exec gadget from src while root
+// and a target user exec a marker binary, and checks that only the
+// target's execs come out, typed and enriched; it returns stderr.
+func checkIGTraceExecRun(t *testing.T, src string, extra ...string) string {
+	t.Helper()
 	dir := t.TempDir()
 	for _, d := range []string{filepath.Dir(dir), dir} {
 		if err := os.Chmod(d, 0o755); err != nil {
@@ -281,8 +342,8 @@ func TestGadgetRunInspektorGadgetABI(t *testing.T) {
 	defer wg.Wait()
 	defer stopExecer()
 	before := time.Now()
-	out, errOut, err := gadgetCLI(context.Background(), "gadget", "run", pkg,
-		"--param", fmt.Sprintf("uid=%d", target), "--filter", "comm==gpm-igcli", "--max-events", "3", "--timeout", "2m")
+	out, errOut, err := gadgetCLI(context.Background(), append([]string{"gadget", "run", src,
+		"--param", fmt.Sprintf("uid=%d", target), "--filter", "comm==gpm-igcli", "--max-events", "3", "--timeout", "2m"}, extra...)...)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, errOut)
 	}
@@ -308,4 +369,5 @@ func TestGadgetRunInspektorGadgetABI(t *testing.T) {
 			t.Errorf("error_raw is hidden by gadget.yaml but printed: %v", e)
 		}
 	}
+	return errOut
 }

@@ -95,6 +95,11 @@ var rules = []rule{
 		to:   []string{"helm.sh/...", "sigs.k8s.io/...", "k8s.io/...", "pkg/...", "packages/chartrepo/...", "packages/pull/...", "packages/fetch/...", "packages/repoaccess/...", "packages/store/..."},
 	},
 	{
+		why:  "Inspektor Gadget images are read by both roles and by `gadgetpm gadget run`: the image-to-package step links no Helm, no Kubernetes client and no package handling but bounded downloads and the store",
+		from: []string{"packages/igimage"},
+		to:   []string{"helm.sh/...", "sigs.k8s.io/...", "k8s.io/...", "pkg/...", "packages/chartrepo/...", "packages/pull/...", "packages/fetch/...", "packages/loader/...", "packages/repoaccess/..."},
+	},
+	{
 		why:  "the node role's Trace controller never runs hooks' tasks, Helm releases or the package manager",
 		from: []string{"pkg/trace/..."},
 		to:   []string{"pkg/coordinator/...", "pkg/process/...", "pkg/debugserver/...", "pkg/nelm/...", "packages/manager/...", "packages/gadgetpackage/...", "packages/hookhost/...", "pkg/objectpatch/...", "cmd/..."},

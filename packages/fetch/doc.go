@@ -5,6 +5,9 @@
 //	          of its digest or download it (digest mandatory), check that
 //	          it holds the chart it is listed as, verify provenance as the
 //	          repository's spec.verify asks, store it
+//	          (an Inspektor Gadget image of an oci:// repository: its
+//	          manifest for this architecture, its layers checked and
+//	          stored as a package directory, packages/igimage)
 //	Install   extract the stored archive safely (by digest)
 //	Load      load and check the package, validate the settings
 //

@@ -60,6 +60,9 @@ type Options struct {
 type Fetcher struct {
 	opts   Options
 	puller *pull.Puller
+	// images are the image references the last Download of each
+	// GadgetPackage resolved (imageVersions).
+	images imageVersions
 }
 
 // New returns a Fetcher.
@@ -71,7 +74,7 @@ func New(opts Options) (*Fetcher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create fetcher: %w", err)
 	}
-	return &Fetcher{opts: opts, puller: p}, nil
+	return &Fetcher{opts: opts, puller: p, images: imageVersions{m: map[string]imageVersion{}}}, nil
 }
 
 // FetchArchive puts the archive of gp's installed digest into the store,
@@ -135,6 +138,12 @@ func (f *Fetcher) Download(ctx context.Context, gp *v1alpha1.GadgetPackage) (Dow
 		}
 		d.Verified = res.Verified
 		return d, nil
+	}
+	if c.IsOCI() {
+		// An Inspektor Gadget image, else a chart (ErrNotImage).
+		if d, ok, err := f.downloadImage(ctx, gp, &pr, mode); ok || err != nil {
+			return d, err
+		}
 	}
 	v, err := chartrepo.Resolve(idx, gp.Spec.Package, gp.Spec.Version)
 	if err != nil {
@@ -237,6 +246,12 @@ func (f *Fetcher) Load(ctx context.Context, dir string, gp *v1alpha1.GadgetPacka
 	p, err := loader.Load(ctx, dir, f.opts.Loader)
 	if err != nil {
 		return nil, fail(v1alpha1.ReasonLoadFailed, "%w", err)
+	}
+	if p.Image != nil {
+		p.Version = f.images.version(gp, p)
+	}
+	if p.Image != nil && gp.Spec.Settings != nil && len(gp.Spec.Settings.Raw) > 0 && string(gp.Spec.Settings.Raw) != "{}" {
+		return p, fail(v1alpha1.ReasonInvalidSettings, "spec.settings: package %s is the Inspektor Gadget image %s, which has no settings: remove spec.settings (a Trace's spec.parameters set the gadget's params)", gp.Spec.Package, p.Image.Image)
 	}
 	settings, err := Settings(gp)
 	if err != nil {

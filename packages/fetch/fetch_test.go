@@ -101,14 +101,7 @@ func TestInstallFromHTTPFileAndOCI(t *testing.T) {
 			if d.Version != "1.4.0" || d.Digest != chartrepo.SHA256(want) || d.Cached {
 				t.Errorf("downloaded %+v, want 1.4.0 %s", d, chartrepo.SHA256(want))
 			}
-			dir, err := f.Install(ctx, d.Digest)
-			if err != nil {
-				t.Fatal(err)
-			}
-			p, err := f.Load(ctx, dir, gp)
-			if err != nil {
-				t.Fatal(err)
-			}
+			_, p := installAndLoad(t, f, d, gp)
 			if p.Version != "1.4.0" || len(p.Hooks) != 1 || p.Catalog == nil {
 				t.Errorf("loaded %s with %d hooks, catalog %v", p.Version, len(p.Hooks), p.Catalog)
 			}

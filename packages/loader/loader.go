@@ -18,6 +18,7 @@ import (
 	helmchartutil "helm.sh/helm/v3/pkg/chartutil"
 
 	"github.com/gadgetpm/gadgetpm/packages/archive"
+	"github.com/gadgetpm/gadgetpm/packages/igimage"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/pkg/dump"
 	"github.com/gadgetpm/gadgetpm/pkg/hooks/sandbox"
@@ -162,6 +163,11 @@ type Package struct {
 	Hooks []Hook
 	// Requirements from Chart.yaml.
 	Requirements Requirements
+	// Image is the Inspektor Gadget image the package was installed from
+	// (packages/igimage); nil for a chart package. Such a package has no
+	// chart of its own (Chart is an empty one, made from the image's
+	// name and tag), no hooks and no settings schema.
+	Image *igimage.Info
 	// SecretValues are the paths into the values whose property
 	// values.schema.json marks "x-secret": true, e.g. ["webhook", "url"];
 	// a segment AnyKey stands for any key of a map or any item of a list.
@@ -181,6 +187,9 @@ func Load(ctx context.Context, dir string, opts Options) (*Package, error) {
 		name := dir
 		if p != nil && p.Name != "" {
 			name = p.Name + " " + p.Version
+		}
+		if p != nil && p.Image != nil {
+			name += " (image " + p.Image.Image + ")"
 		}
 		return nil, &Error{Package: name, Problems: problems}
 	}
@@ -257,6 +266,10 @@ func (c *checker) add(file string, line int, format string, args ...any) {
 }
 
 func (c *checker) run(ctx context.Context) {
+	if info, ok, err := igimage.ReadInfo(c.dir); ok || err != nil {
+		c.image(info, err)
+		return
+	}
 	if _, err := os.Stat(filepath.Join(c.dir, ChartFile)); err != nil {
 		c.add(ChartFile, 0, "missing: a package is a Helm chart and needs Chart.yaml (apiVersion v2, name, version)")
 		return

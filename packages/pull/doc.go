@@ -5,7 +5,10 @@
 // HTTP), finds the archive the repository lists under that digest
 // (index.yaml of an http(s):// or
 // file:// repository; the blob of that digest in an oci:// registry),
-// downloads it and checks it against the digest before storing it.
+// downloads it and checks it against the digest before storing it. In an
+// oci:// registry the digest may be an Inspektor Gadget image's manifest:
+// its layers are pulled and stored as a package directory
+// (packages/igimage).
 //
 // The cluster role chose the version and verified it (provenance included)
 // before recording the digest in the package's status; a node only fetches

@@ -85,6 +85,16 @@ func (p *Puller) FetchArchive(ctx context.Context, gp *v1alpha1.GadgetPackage) e
 	if err != nil {
 		return fmt.Errorf("PackageRepository %s: %w", pr.Name, err)
 	}
+	if r.base.Scheme == "oci" {
+		// An Inspektor Gadget image: the digest is its manifest's.
+		stored, err := r.image(ctx, p.opts.Store, gp.Spec.Package, digest)
+		if err != nil {
+			return fmt.Errorf("PackageRepository %s: %w", pr.Name, err)
+		}
+		if stored {
+			return nil
+		}
+	}
 	data, err := r.archive(ctx, gp.Spec.Package, digest)
 	if err != nil {
 		return fmt.Errorf("PackageRepository %s: %w", pr.Name, err)

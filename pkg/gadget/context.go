@@ -17,6 +17,10 @@ type Gadget struct {
 	Object []byte
 	// Metadata is gadget.yaml; may be empty.
 	Metadata []byte
+	// BTFGen is an Inspektor Gadget image's btfgen archive (BTFGenFile),
+	// the BTF of kernels that have none of their own; used only on such a
+	// kernel. May be nil.
+	BTFGen []byte
 }
 
 // Context is what every stage of one run shares: the run's id, context,

@@ -16,6 +16,9 @@ import (
 const (
 	ObjectFile   = "program.bpf.o"
 	MetadataFile = "gadget.yaml"
+	// BTFGenFile is where an Inspektor Gadget image's btfgen layer is kept
+	// (packages/igimage writes it).
+	BTFGenFile = "btfgen.bin"
 	// maxObjectSize bounds what is read from a package: objects are small,
 	// and a hostile archive must not exhaust memory.
 	maxObjectSize = 64 << 20
@@ -52,7 +55,11 @@ func readDir(dir string) (Gadget, error) {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return Gadget{}, fmt.Errorf("read gadget %s: %w", dir, err)
 	}
-	return Gadget{Name: name, Object: obj, Metadata: md}, nil
+	btfgen, err := readLimited(filepath.Join(gdir, BTFGenFile))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return Gadget{}, fmt.Errorf("read gadget %s: %w", dir, err)
+	}
+	return Gadget{Name: name, Object: obj, Metadata: md, BTFGen: btfgen}, nil
 }
 
 func readLimited(p string) ([]byte, error) {

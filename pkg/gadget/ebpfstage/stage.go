@@ -49,6 +49,11 @@ type Options struct {
 	// without BPF ring buffers (before 5.8), even where the kernel has
 	// ring buffers. Default: ring buffers where the kernel has them.
 	PerfEventArray bool
+	// KernelHasBTF and Host decide whether, and which, BTF of a gadget's
+	// btfgen archive (gadget.Gadget.BTFGen) stands in for the kernel's.
+	// Defaults: whether /sys/kernel/btf/vmlinux loads, gadget.ThisHost.
+	KernelHasBTF func() bool
+	Host         func() (gadget.Host, error)
 }
 
 // Stage loads and runs a gadget's eBPF object. It is stateless and safe
@@ -73,6 +78,12 @@ func New(opts Options) *Stage {
 	}
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = 50 * time.Millisecond
+	}
+	if opts.KernelHasBTF == nil {
+		opts.KernelHasBTF = kernelHasBTF
+	}
+	if opts.Host == nil {
+		opts.Host = gadget.ThisHost
 	}
 	return &Stage{opts: opts}
 }
@@ -249,14 +260,24 @@ func (i *instance) PreStart(gctx *gadget.Context) error {
 	// A program of a GADGET_FALLBACK pair that the kernel refuses is left
 	// out and the collection loaded again, at most once per pair member.
 	spec := i.spec.coll.Copy()
-	var opts ebpf.CollectionOptions
+	opts, err := i.collectionOptions(gctx.Gadget())
+	if err != nil {
+		return err
+	}
 	why, err := i.perfTracers()
 	if err != nil {
 		return err
 	}
 	if why != "" {
-		if opts.Programs.KernelTypes, err = i.usePerfEventArrays(spec); err != nil {
+		// Forced perf event arrays resolve against a copy of the kernel's
+		// BTF; on a kernel without ring buffers the kernel's (or the
+		// btfgen archive's) types stay.
+		forced, err := i.usePerfEventArrays(spec)
+		if err != nil {
 			return err
+		}
+		if forced != nil {
+			opts.Programs.KernelTypes = forced
 		}
 		gctx.Logger().Info("tracers send records through perf event arrays", "gadget", i.name, "reason", why)
 	}

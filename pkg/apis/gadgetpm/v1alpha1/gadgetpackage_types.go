@@ -35,9 +35,11 @@ type GadgetPackageSpec struct {
 	// Version is a semver constraint (Helm's syntax, e.g. ">=1.2 <2",
 	// "^1.4", "~2.0.1", "1.x"); the newest matching version is installed.
 	// Prereleases match only when the constraint names one. Defaults to "*".
+	// A package of an oci:// repository may instead pin a manifest digest,
+	// "sha256:<64 hex digits>" (an Inspektor Gadget image).
 	// +kubebuilder:default="*"
 	// +kubebuilder:validation:MaxLength=256
-	// +kubebuilder:validation:XValidation:rule=`self.matches(r'^\s*((!=|>=|=>|<=|=<|~>|[=<>~^])\s*)?v?([0-9]+|[xX*])(\.([0-9]+|[xX*])){0,2}(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?(\s+-\s+v?([0-9]+|[xX*])(\.([0-9]+|[xX*])){0,2}(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?)?((\s*,\s*|\s+)((!=|>=|=>|<=|=<|~>|[=<>~^])\s*)?v?([0-9]+|[xX*])(\.([0-9]+|[xX*])){0,2}(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?(\s+-\s+v?([0-9]+|[xX*])(\.([0-9]+|[xX*])){0,2}(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?)?)*(\s*\|\|\s*((!=|>=|=>|<=|=<|~>|[=<>~^])\s*)?v?([0-9]+|[xX*])(\.([0-9]+|[xX*])){0,2}(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?(\s+-\s+v?([0-9]+|[xX*])(\.([0-9]+|[xX*])){0,2}(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?)?((\s*,\s*|\s+)((!=|>=|=>|<=|=<|~>|[=<>~^])\s*)?v?([0-9]+|[xX*])(\.([0-9]+|[xX*])){0,2}(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?(\s+-\s+v?([0-9]+|[xX*])(\.([0-9]+|[xX*])){0,2}(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?)?)*)*\s*$')`,message="version must be a semver constraint such as '>=1.2.0 <2', '^1.4', '~2.0' or '*'"
+	// +kubebuilder:validation:XValidation:rule=`self.matches(r'^\s*((!=|>=|=>|<=|=<|~>|[=<>~^])\s*)?v?([0-9]+|[xX*])(\.([0-9]+|[xX*])){0,2}(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?(\s+-\s+v?([0-9]+|[xX*])(\.([0-9]+|[xX*])){0,2}(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?)?((\s*,\s*|\s+)((!=|>=|=>|<=|=<|~>|[=<>~^])\s*)?v?([0-9]+|[xX*])(\.([0-9]+|[xX*])){0,2}(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?(\s+-\s+v?([0-9]+|[xX*])(\.([0-9]+|[xX*])){0,2}(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?)?)*(\s*\|\|\s*((!=|>=|=>|<=|=<|~>|[=<>~^])\s*)?v?([0-9]+|[xX*])(\.([0-9]+|[xX*])){0,2}(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?(\s+-\s+v?([0-9]+|[xX*])(\.([0-9]+|[xX*])){0,2}(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?)?((\s*,\s*|\s+)((!=|>=|=>|<=|=<|~>|[=<>~^])\s*)?v?([0-9]+|[xX*])(\.([0-9]+|[xX*])){0,2}(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?(\s+-\s+v?([0-9]+|[xX*])(\.([0-9]+|[xX*])){0,2}(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?)?)*)*\s*$') || self.matches('^sha256:[0-9a-f]{64}$')`,message="version must be a semver constraint such as '>=1.2.0 <2', '^1.4', '~2.0' or '*', or a manifest digest sha256:<64 hex digits>"
 	// +optional
 	Version string `json:"version,omitempty"`
 

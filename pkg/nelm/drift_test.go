@@ -172,4 +172,10 @@ func TestNoDriftNoEvent(t *testing.T) {
 	if evs := driftEvents(t, ns); len(evs) != 0 {
 		t.Fatalf("drift Events without drift: %q", evs)
 	}
+	// The check did run: a change is reported by the same reconcile.
+	editByHand(t, ns, "calm-cm", map[string]string{"note": "by-hand"})
+	if res, err = s.Upgrade(ctx, pkg, ch, nil); err != nil || len(res.Drifted) != 1 {
+		t.Fatalf("reconcile after a change = %+v, %v; want the ConfigMap reported", res, err)
+	}
+	waitForEventWith(t, pkg, nelm.ReasonDriftDetected, "ConfigMap "+ns+"/calm-cm at /data/note, /metadata/labels/tier")
 }

@@ -17,6 +17,7 @@ type releaser struct{ helm *nelm.Service }
 
 func nelmPackage(rel manager.Release) nelm.Package {
 	return nelm.Package{Namespace: rel.Namespace, Name: rel.Name, AdoptRelease: rel.AdoptRelease, ServiceAccount: rel.ServiceAccount,
+		InstallRemediation: rel.InstallRemediation, UpgradeRemediation: rel.UpgradeRemediation, DriftDetection: rel.DriftDetection,
 		Object: &corev1.ObjectReference{
 			APIVersion: v1alpha1.GroupVersion.String(), Kind: "GadgetPackage", Namespace: rel.Namespace, Name: rel.Name,
 		}}
@@ -28,7 +29,8 @@ func nelmPackage(rel manager.Release) nelm.Package {
 // (which re-arms the package).
 func (r releaser) Upgrade(ctx context.Context, rel manager.Release) (int, error) {
 	res, err := r.helm.Upgrade(ctx, nelmPackage(rel), rel.Chart, rel.Values)
-	if errors.Is(err, nelm.ErrNotOwned) {
+	// A failed remediation needs a person to look at the release.
+	if errors.Is(err, nelm.ErrNotOwned) || errors.Is(err, nelm.ErrRemediationFailed) {
 		return 0, queue.Terminal(err)
 	}
 	if err != nil {

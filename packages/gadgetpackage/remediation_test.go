@@ -1,0 +1,117 @@
+package gadgetpackage_test
+
+import (
+	"context"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/record"
+
+	"github.com/gadgetpm/gadgetpm/internal/testenv"
+	"github.com/gadgetpm/gadgetpm/packages/manager"
+	"github.com/gadgetpm/gadgetpm/packages/packagetest"
+	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
+	"github.com/gadgetpm/gadgetpm/pkg/nelm"
+	"github.com/gadgetpm/gadgetpm/pkg/nelm/nelmtest"
+	"github.com/gadgetpm/gadgetpm/queue"
+)
+
+// helmReleaser applies releases with the real Helm release service, as the
+// coordinator does.
+type helmReleaser struct{ s *nelm.Service }
+
+func (r helmReleaser) pkg(rel manager.Release) nelm.Package {
+	return nelm.Package{Namespace: rel.Namespace, Name: rel.Name, ServiceAccount: rel.ServiceAccount,
+		InstallRemediation: rel.InstallRemediation, UpgradeRemediation: rel.UpgradeRemediation, DriftDetection: rel.DriftDetection,
+		Object: &corev1.ObjectReference{APIVersion: v1alpha1.GroupVersion.String(), Kind: "GadgetPackage", Namespace: rel.Namespace, Name: rel.Name}}
+}
+
+func (r helmReleaser) Upgrade(ctx context.Context, rel manager.Release) (int, error) {
+	res, err := r.s.Upgrade(ctx, r.pkg(rel), rel.Chart, rel.Values)
+	if err != nil {
+		return 0, err
+	}
+	return res.Revision, nil
+}
+
+func (r helmReleaser) Delete(ctx context.Context, rel manager.Release) error {
+	return r.s.Delete(ctx, r.pkg(rel))
+}
+
+func newHelmReleaser(t *testing.T) helmReleaser {
+	t.Helper()
+	cs, err := kubernetes.NewForConfig(env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := record.NewBroadcaster()
+	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: cs.CoreV1().Events("")})
+	// Helm waits a second for a Deployment that never becomes ready.
+	s, err := nelm.New(env.Config, nelm.Options{Timeout: time.Second, Recorder: b.NewRecorder(env.Scheme, corev1.EventSource{Component: "gadgetpm"})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		s.StopMonitors()
+		b.Shutdown()
+	})
+	return helmReleaser{s}
+}
+
+const neverReady = `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: never-ready
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: never-ready}
+  template:
+    metadata:
+      labels: {app: never-ready}
+    spec:
+      containers:
+      - name: c
+        image: example.invalid/never:1
+`
+
+func TestInstallRemediationRetriesAreTheAttemptLimit(t *testing.T) {
+	var runAttempts atomic.Int64 // of the run task given up on
+	startWith(t, setup{releaser: newHelmReleaser(t), tap: func(ev queue.Event) {
+		if strings.HasPrefix(ev.Task, "run ") && ev.Kind == queue.Failed {
+			runAttempts.Store(int64(ev.Attempts))
+		}
+	}})
+	ns := env.Namespace(t)
+	repoName, _ := fileRepo(t, ns, packagetest.Source{Name: "broken", Version: "1.0.0", Files: map[string]string{"templates/deploy.yaml": neverReady}})
+	gp := &v1alpha1.GadgetPackage{}
+	gp.Namespace, gp.Name = ns, "broken"
+	gp.Spec = v1alpha1.GadgetPackageSpec{Repository: repoName, Package: "broken",
+		Install: &v1alpha1.InstallSpec{Remediation: &v1alpha1.InstallRemediation{Retries: 3}}}
+	if err := env.Client.Create(context.Background(), gp); err != nil {
+		t.Fatal(err)
+	}
+
+	// The controller's default is 2 attempts; retries 3 gives the install 4,
+	// each failed one uninstalled before the next.
+	gp = waitFor(t, ns, "broken", "Stalled", func(gp *v1alpha1.GadgetPackage) bool { return isTrue(gp, v1alpha1.ConditionStalled) })
+	msg := condition(gp, v1alpha1.ConditionStalled).Message
+	for _, w := range []string{"after 4 attempt(s)", "Deployment " + ns + "/never-ready is not ready", "remediated: uninstalled release broken"} {
+		if !strings.Contains(msg, w) {
+			t.Errorf("Stalled message %q does not say %q", msg, w)
+		}
+	}
+	if n := runAttempts.Load(); n != 4 {
+		t.Errorf("attempts of the run task = %d, want 4", n)
+	}
+	env.WaitEvent(t, 30*time.Second, testenv.EventMatch{Namespace: ns, Kind: "GadgetPackage", Name: "broken", Reason: v1alpha1.ReasonRemediated,
+		Parts: []string{"Uninstalled release broken after its failed install"}})
+	if h := nelmtest.History(t, env.Config, ns, "broken"); len(h) != 0 {
+		t.Errorf("release after the remediated installs has %d revisions, want none", len(h))
+	}
+}

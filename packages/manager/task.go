@@ -432,7 +432,8 @@ func (t *task) upgrade(ctx context.Context, s snapshot, vals map[string]any, rev
 	rel.Chart, rel.Values = s.pkg.Chart, vals
 	rev, err := r.Upgrade(ctx, rel)
 	if err != nil {
-		return 0, stepFailed(v1alpha1.ReasonInstallFailed, fmt.Errorf("upgrade release %s/%s: %w", s.gp.Namespace, ReleaseName(s.gp), err))
+		// The Releaser may name the reason (a failed remediation).
+		return 0, stepFailed(fetch.ReasonOf(err, v1alpha1.ReasonInstallFailed), fmt.Errorf("upgrade release %s/%s: %w", s.gp.Namespace, ReleaseName(s.gp), err))
 	}
 	return rev, nil
 }

@@ -6,6 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/gadgetpm/gadgetpm/packages/fetch"
 	"github.com/gadgetpm/gadgetpm/packages/manager"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/pkg/nelm"
@@ -29,9 +30,13 @@ func nelmPackage(rel manager.Release) nelm.Package {
 // (which re-arms the package).
 func (r releaser) Upgrade(ctx context.Context, rel manager.Release) (int, error) {
 	res, err := r.helm.Upgrade(ctx, nelmPackage(rel), rel.Chart, rel.Values)
-	// A failed remediation needs a person to look at the release.
-	if errors.Is(err, nelm.ErrNotOwned) || errors.Is(err, nelm.ErrRemediationFailed) {
+	if errors.Is(err, nelm.ErrNotOwned) {
 		return 0, queue.Terminal(err)
+	}
+	// A failed remediation needs a person to look at the release; the
+	// package is Stalled with reason RemediationFailed.
+	if errors.Is(err, nelm.ErrRemediationFailed) {
+		return 0, queue.Terminal(&fetch.Error{Reason: v1alpha1.ReasonRemediationFailed, Err: err})
 	}
 	if err != nil {
 		return 0, err

@@ -8,9 +8,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/kubernetes"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
-	"k8s.io/client-go/tools/record"
 
 	"github.com/gadgetpm/gadgetpm/internal/testenv"
 	"github.com/gadgetpm/gadgetpm/packages/manager"
@@ -45,40 +42,14 @@ func (r helmReleaser) Delete(ctx context.Context, rel manager.Release) error {
 
 func newHelmReleaser(t *testing.T) helmReleaser {
 	t.Helper()
-	cs, err := kubernetes.NewForConfig(env.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := record.NewBroadcaster()
-	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: cs.CoreV1().Events("")})
 	// Helm waits a second for a Deployment that never becomes ready.
-	s, err := nelm.New(env.Config, nelm.Options{Timeout: time.Second, Recorder: b.NewRecorder(env.Scheme, corev1.EventSource{Component: "gadgetpm"})})
+	s, err := nelm.New(env.Config, nelm.Options{Timeout: time.Second, Recorder: nelmtest.Recorder(t, env.Config, env.Scheme)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		s.StopMonitors()
-		b.Shutdown()
-	})
+	t.Cleanup(s.StopMonitors)
 	return helmReleaser{s}
 }
-
-const neverReady = `apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: never-ready
-spec:
-  replicas: 1
-  selector:
-    matchLabels: {app: never-ready}
-  template:
-    metadata:
-      labels: {app: never-ready}
-    spec:
-      containers:
-      - name: c
-        image: example.invalid/never:1
-`
 
 func TestInstallRemediationRetriesAreTheAttemptLimit(t *testing.T) {
 	var runAttempts atomic.Int64 // of the run task given up on
@@ -88,7 +59,7 @@ func TestInstallRemediationRetriesAreTheAttemptLimit(t *testing.T) {
 		}
 	}})
 	ns := env.Namespace(t)
-	repoName, _ := fileRepo(t, ns, packagetest.Source{Name: "broken", Version: "1.0.0", Files: map[string]string{"templates/deploy.yaml": neverReady}})
+	repoName, _ := fileRepo(t, ns, packagetest.Source{Name: "broken", Version: "1.0.0", Files: map[string]string{"templates/deploy.yaml": nelmtest.NeverReady}})
 	gp := &v1alpha1.GadgetPackage{}
 	gp.Namespace, gp.Name = ns, "broken"
 	gp.Spec = v1alpha1.GadgetPackageSpec{Repository: repoName, Package: "broken",

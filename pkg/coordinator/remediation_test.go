@@ -12,6 +12,7 @@ import (
 	"github.com/gadgetpm/gadgetpm/packages/packagetest"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/pkg/coordinator"
+	"github.com/gadgetpm/gadgetpm/pkg/nelm/nelmtest"
 )
 
 // A package whose upgrade fails and whose rollback has nowhere to go (no
@@ -20,12 +21,9 @@ import (
 // neighbour runs.
 func TestFailedRemediationStallsAtOnce(t *testing.T) {
 	ns := env.Namespace(t)
-	neverReady := "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: never-ready\nspec:\n  replicas: 1\n" +
-		"  selector:\n    matchLabels: {app: never-ready}\n  template:\n    metadata:\n      labels: {app: never-ready}\n" +
-		"    spec:\n      containers:\n      - name: c\n        image: example.invalid/never:1\n"
 	cm := "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-cm\ndata:\n  a: b\n"
 	repoDir := packagetest.Repo(t, t.TempDir(),
-		packagetest.Source{Name: "stuck", Files: map[string]string{"templates/deploy.yaml": neverReady}},
+		packagetest.Source{Name: "stuck", Files: map[string]string{"templates/deploy.yaml": nelmtest.NeverReady}},
 		packagetest.Source{Name: "fine", Files: map[string]string{"templates/cm.yaml": cm}},
 	)
 	createRepo(t, "remedy-"+ns, repoDir)

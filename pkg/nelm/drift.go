@@ -3,7 +3,6 @@ package nelm
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -94,15 +93,9 @@ func fieldManager() string {
 // correct is set, each drifted object is applied for real, which sets its
 // fields back and takes them over; no Helm revision is made.
 func (op *operation) modifiedObjects(ctx context.Context, manifest string, correct bool) ([]ObjectDrift, error) {
-	if strings.TrimSpace(manifest) == "" {
-		return nil, nil
-	}
-	if op.kc == nil {
-		return nil, errors.New("no Kubernetes client for the release")
-	}
-	infos, err := op.kc.Build(strings.NewReader(manifest), false)
+	infos, err := op.manifestObjects(manifest)
 	if err != nil {
-		return nil, fmt.Errorf("build objects from manifest: %w", err)
+		return nil, err
 	}
 	var drifted []ObjectDrift
 	force := true

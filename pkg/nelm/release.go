@@ -438,8 +438,9 @@ func (op *operation) unlock(rel *helmrelease.Release) error {
 	return nil
 }
 
-// missingObjects lists the objects of manifest that do not exist.
-func (op *operation) missingObjects(ctx context.Context, manifest string) ([]Object, error) {
+// manifestObjects builds the objects of manifest with the release's
+// client; none for an empty manifest.
+func (op *operation) manifestObjects(manifest string) ([]*resource.Info, error) {
 	if strings.TrimSpace(manifest) == "" {
 		return nil, nil
 	}
@@ -449,6 +450,15 @@ func (op *operation) missingObjects(ctx context.Context, manifest string) ([]Obj
 	infos, err := op.kc.Build(strings.NewReader(manifest), false)
 	if err != nil {
 		return nil, fmt.Errorf("build objects from manifest: %w", err)
+	}
+	return infos, nil
+}
+
+// missingObjects lists the objects of manifest that do not exist.
+func (op *operation) missingObjects(ctx context.Context, manifest string) ([]Object, error) {
+	infos, err := op.manifestObjects(manifest)
+	if err != nil {
+		return nil, err
 	}
 	var missing []Object
 	for _, info := range infos {
@@ -515,15 +525,9 @@ func (op *operation) waitGone(ctx context.Context, manifest string, timeout time
 // presentObjects lists the objects of manifest that still exist and are
 // not kept by policy, each with its finalizers.
 func (op *operation) presentObjects(ctx context.Context, manifest string) ([]string, error) {
-	if strings.TrimSpace(manifest) == "" {
-		return nil, nil
-	}
-	if op.kc == nil {
-		return nil, errors.New("no Kubernetes client for the release")
-	}
-	infos, err := op.kc.Build(strings.NewReader(manifest), false)
+	infos, err := op.manifestObjects(manifest)
 	if err != nil {
-		return nil, fmt.Errorf("build objects from manifest: %w", err)
+		return nil, err
 	}
 	var left []string
 	for _, info := range infos {

@@ -13,26 +13,8 @@ import (
 
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/pkg/nelm"
+	"github.com/gadgetpm/gadgetpm/pkg/nelm/nelmtest"
 )
-
-// neverReady is a Deployment that never becomes ready (no kubelet runs
-// its pods), so the install or upgrade that adds it fails its wait.
-const neverReady = `apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: never-ready
-spec:
-  replicas: 1
-  selector:
-    matchLabels: {app: never-ready}
-  template:
-    metadata:
-      labels: {app: never-ready}
-    spec:
-      containers:
-      - name: c
-        image: example.invalid/never:1
-`
 
 // statuses lists the release's revisions as "N:status", oldest first.
 func statuses(t *testing.T, ns, name string) string {
@@ -55,7 +37,7 @@ func deploymentExists(t *testing.T, ns, name string) bool {
 
 func TestFailedUpgradeIsRemediated(t *testing.T) {
 	good := map[string]string{"cm.yaml": configMaps(1)}
-	bad := map[string]string{"cm.yaml": configMaps(1), "deploy.yaml": neverReady}
+	bad := map[string]string{"cm.yaml": configMaps(1), "deploy.yaml": nelmtest.NeverReady}
 	tests := []struct {
 		name     string
 		release  string
@@ -138,7 +120,7 @@ func TestFailedInstallIsUninstalledBeforeTheRetry(t *testing.T) {
 	pkg.InstallRemediation = &v1alpha1.InstallRemediation{Retries: 1}
 	ctx := ctxFor(t)
 
-	_, err := s.Upgrade(ctx, pkg, chartOf("fresh", "1.0.0", map[string]string{"cm.yaml": configMaps(1), "deploy.yaml": neverReady}), nil)
+	_, err := s.Upgrade(ctx, pkg, chartOf("fresh", "1.0.0", map[string]string{"cm.yaml": configMaps(1), "deploy.yaml": nelmtest.NeverReady}), nil)
 	if !errors.Is(err, nelm.ErrNotReady) || !strings.Contains(err.Error(), "remediated: uninstalled release fresh (failed revision 1)") {
 		t.Fatalf("failed install: error = %v, want ErrNotReady, remediated by an uninstall", err)
 	}
@@ -165,7 +147,7 @@ func TestFailedRemediationSaysWhatToDo(t *testing.T) {
 	s := newService(t, nelm.Options{Timeout: 3 * time.Second})
 	pkg := newPackage(t, ns, "stuck")
 	ctx := ctxFor(t)
-	bad := map[string]string{"deploy.yaml": neverReady}
+	bad := map[string]string{"deploy.yaml": nelmtest.NeverReady}
 	// An install without remediation fails and stays failed: no revision
 	// was ever deployed, so a rollback has nowhere to go.
 	if _, err := s.Upgrade(ctx, pkg, chartOf("stuck", "1.0.0", bad), nil); !errors.Is(err, nelm.ErrNotReady) {

@@ -2,17 +2,22 @@ package nelm_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
+	"github.com/gadgetpm/gadgetpm/pkg/identity"
 	"github.com/gadgetpm/gadgetpm/pkg/nelm"
+	"github.com/gadgetpm/gadgetpm/pkg/nelm/nelmtest"
 )
 
 // driftChart has a ConfigMap with two keys and a Service, whose defaulted
@@ -178,4 +183,29 @@ func TestNoDriftNoEvent(t *testing.T) {
 		t.Fatalf("reconcile after a change = %+v, %v; want the ConfigMap reported", res, err)
 	}
 	waitForEventWith(t, pkg, nelm.ReasonDriftDetected, "ConfigMap "+ns+"/calm-cm at /data/note, /metadata/labels/tier")
+}
+
+// Drift detection acts as the package's ServiceAccount: an account that
+// may not patch the release's objects cannot dry-run an apply of them
+// either, and is told so in words naming verb, resource and account.
+func TestDriftDetectionActsAsServiceAccount(t *testing.T) {
+	ns := env.Namespace(t)
+	noPatch := rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "list", "watch", "create", "update", "delete"}}
+	nelmtest.ServiceAccount(t, env.Client, ns, "reader", nelmtest.ReleaseStorage, noPatch)
+	s := newService(t, nelm.Options{})
+	pkg := newPackage(t, ns, "tenant")
+	pkg.ServiceAccount = "reader"
+	pkg.DriftDetection = &v1alpha1.DriftDetection{Mode: v1alpha1.DriftDetectionWarn}
+	ch := chartOf("tenant", "1.0.0", map[string]string{"cm.yaml": configMapIn("", "own")})
+	ctx := ctxFor(t)
+	if _, err := s.Upgrade(ctx, pkg, ch, nil); err != nil {
+		t.Fatalf("install as the account: %v", err)
+	}
+	_, err := s.Upgrade(ctx, pkg, ch, nil)
+	want := fmt.Sprintf("patch configmaps in namespace %s: forbidden for service account %s/reader", ns, ns)
+	var fe *identity.ForbiddenError
+	if !errors.As(err, &fe) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "detect drift of release "+ns+"/tenant") {
+		t.Fatalf("reconcile with drift detection: %v; want a ForbiddenError of the drift detection saying %q", err, want)
+	}
+	waitForEventWith(t, pkg, nelm.ReasonForbidden, want)
 }

@@ -255,7 +255,9 @@ func (s *Service) monitorModified(ctx context.Context, pkg Package, epoch uint64
 		return
 	}
 	if _, err := s.checkModified(ctx, pkg, op, last.Version, last.Manifest); err != nil && ctx.Err() == nil {
-		log.Error(err, "drift check: modified objects")
+		// An Event too: a refusal of the package's identity lasts until
+		// someone grants the right.
+		s.failed(pkg, "drift check", forbidden("detect drift of", pkg, err))
 	}
 }
 

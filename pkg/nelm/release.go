@@ -161,7 +161,7 @@ func (s *Service) upgrade(ctx context.Context, pkg Package, ch *helmchart.Chart,
 			// Modified objects do not call for a new revision: they are
 			// reported, or set back with server-side apply, as Flux does.
 			if res.Drifted, err = s.checkModified(ctx, pkg, op, last.Version, last.Manifest); err != nil {
-				return nil, forbidden("upgrade", pkg, err)
+				return nil, forbidden("detect drift of", pkg, err)
 			}
 			res.Action, res.Revision = ActionSkip, last.Version
 			s.event(pkg, false, ReasonUpToDate, "Release %s revision %d is up to date", pkg.Name, last.Version)

@@ -56,13 +56,20 @@ func newHelmReleaser(t *testing.T) helmReleaser {
 	return helmReleaser{s}
 }
 
-func TestInstallRemediationRetriesAreTheAttemptLimit(t *testing.T) {
-	var runAttempts atomic.Int64 // of the run task given up on
+// startWithHelm runs the controller with the real Helm release service; it
+// returns the attempts of the last run task given up on.
+func startWithHelm(t *testing.T) *atomic.Int64 {
+	var runAttempts atomic.Int64
 	startWith(t, setup{releaser: newHelmReleaser(t), tap: func(ev queue.Event) {
 		if strings.HasPrefix(ev.Task, "run ") && ev.Kind == queue.Failed {
 			runAttempts.Store(int64(ev.Attempts))
 		}
 	}})
+	return &runAttempts
+}
+
+func TestInstallRemediationRetriesAreTheAttemptLimit(t *testing.T) {
+	runAttempts := startWithHelm(t)
 	ns := env.Namespace(t)
 	repoName, _ := fileRepo(t, ns, packagetest.Source{Name: "broken", Version: "1.0.0", Files: map[string]string{"templates/deploy.yaml": nelmtest.NeverReady}})
 	gp := &v1alpha1.GadgetPackage{}
@@ -93,12 +100,7 @@ func TestInstallRemediationRetriesAreTheAttemptLimit(t *testing.T) {
 }
 
 func TestUpgradeRemediationRollsBackEachFailedAttempt(t *testing.T) {
-	var runAttempts atomic.Int64 // of the run task given up on
-	startWith(t, setup{releaser: newHelmReleaser(t), tap: func(ev queue.Event) {
-		if strings.HasPrefix(ev.Task, "run ") && ev.Kind == queue.Failed {
-			runAttempts.Store(int64(ev.Attempts))
-		}
-	}})
+	runAttempts := startWithHelm(t)
 	ns := env.Namespace(t)
 	cm := "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-cm\ndata:\n  version: {{ .Chart.Version | quote }}\n"
 	dir := t.TempDir()

@@ -120,6 +120,10 @@ type pkgRun struct {
 	generation int64  // metadata.generation
 	retry      string // the retry annotation
 	adopt      string // the adopt-release annotation
+	// releaseAttempts, when not 0, is the attempt limit of the task that
+	// installs or upgrades the release: spec.install.remediation.retries
+	// (no release yet) or spec.upgrade.remediation.retries, plus one.
+	releaseAttempts int
 }
 
 // Reconciler is the GadgetPackage controller.
@@ -405,8 +409,15 @@ func (r *Reconciler) enqueueInPlan(key string, tasks []queue.Task) error {
 // enqueueScoped queues tasks as steps of plan in key's main queue under
 // ctx; onDone runs when the last one succeeds.
 func (r *Reconciler) enqueueScoped(ctx context.Context, key string, plan int, tasks []queue.Task, onDone func()) error {
+	r.mu.Lock()
+	releaseMax := r.run(key).releaseAttempts
+	r.mu.Unlock()
 	for i, t := range tasks {
-		opts := []queue.EnqueueOption{queue.Scope(ctx), queue.MaxAttempts(r.opts.MaxAttempts)}
+		attempts := r.opts.MaxAttempts
+		if rt, ok := t.(releaseTask); ok && rt.AppliesRelease() && releaseMax > 0 {
+			attempts = releaseMax
+		}
+		opts := []queue.EnqueueOption{queue.Scope(ctx), queue.MaxAttempts(attempts)}
 		if i == len(tasks)-1 {
 			opts = append(opts, queue.OnDone(onDone))
 		}
@@ -416,6 +427,24 @@ func (r *Reconciler) enqueueScoped(ctx context.Context, key string, plan int, ta
 		}
 	}
 	return nil
+}
+
+// releaseTask is a task that may install or upgrade the package's Helm
+// release (the package manager's run and start).
+type releaseTask interface{ AppliesRelease() bool }
+
+// releaseAttempts is the attempt limit gp's remediation retries give the
+// task that installs (no revision yet) or upgrades its release; 0 when
+// they are not set.
+func releaseAttempts(gp *v1alpha1.GadgetPackage) int {
+	retries, ok := gp.Spec.UpgradeRetries()
+	if gp.Status.HelmRevision == 0 {
+		retries, ok = gp.Spec.InstallRetries()
+	}
+	if !ok {
+		return 0
+	}
+	return retries + 1
 }
 
 // planStep is one task of a plan as queued. The queue sends its Failed
@@ -503,6 +532,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	retryChanged := retry != "" && retry != run.retry
 	adoptChanged := adopt != run.adopt
 	run.generation, run.retry, run.adopt = gp.Generation, retry, adopt
+	run.releaseAttempts = releaseAttempts(&gp)
 	r.mu.Unlock()
 	if stalled && (specChanged || adoptChanged || retryChanged) {
 		r.opts.Manager.Rearm(key)

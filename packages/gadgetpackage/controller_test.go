@@ -57,6 +57,8 @@ type setup struct {
 	tap, handled func(queue.Event)
 	// hooks, when set, is the package manager's hook runner.
 	hooks manager.HookRunner
+	// releaser, when set, is the package manager's Helm releaser.
+	releaser manager.Releaser
 	// reconciler, when set, is handed the controller.
 	reconciler func(*gadgetpackage.Reconciler)
 	// client, when set, wraps the client the controller is given.
@@ -78,7 +80,7 @@ func startWith(t *testing.T, su setup) *queue.Service {
 		t.Fatal(err)
 	}
 	sch := scheduler.New(scheduler.Options{})
-	pm, err := manager.New(manager.Options{Fetcher: f, Hooks: su.hooks, Scheduler: sch})
+	pm, err := manager.New(manager.Options{Fetcher: f, Hooks: su.hooks, Releaser: su.releaser, Scheduler: sch})
 	if err != nil {
 		t.Fatal(err)
 	}

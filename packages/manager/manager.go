@@ -44,6 +44,12 @@ type Release struct {
 	// spec.serviceAccountName, else Options.DefaultServiceAccount; empty
 	// means the operator's own identity.
 	ServiceAccount string
+	// InstallRemediation, UpgradeRemediation and DriftDetection are the
+	// GadgetPackage's spec.install.remediation, spec.upgrade.remediation
+	// and spec.driftDetection.
+	InstallRemediation *v1alpha1.InstallRemediation
+	UpgradeRemediation *v1alpha1.UpgradeRemediation
+	DriftDetection     *v1alpha1.DriftDetection
 }
 
 // Releaser applies and deletes Helm releases; pkg/nelm implements it.

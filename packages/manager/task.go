@@ -432,7 +432,8 @@ func (t *task) upgrade(ctx context.Context, s snapshot, vals map[string]any, rev
 	rel.Chart, rel.Values = s.pkg.Chart, vals
 	rev, err := r.Upgrade(ctx, rel)
 	if err != nil {
-		return 0, stepFailed(v1alpha1.ReasonInstallFailed, fmt.Errorf("upgrade release %s/%s: %w", s.gp.Namespace, ReleaseName(s.gp), err))
+		// The Releaser may name the reason (a failed remediation).
+		return 0, stepFailed(fetch.ReasonOf(err, v1alpha1.ReasonInstallFailed), fmt.Errorf("upgrade release %s/%s: %w", s.gp.Namespace, ReleaseName(s.gp), err))
 	}
 	return rev, nil
 }
@@ -493,10 +494,22 @@ func ReleaseName(gp *v1alpha1.GadgetPackage) string { return gp.Name }
 // and the ServiceAccount it acts as.
 func (m *Manager) releaseOf(gp *v1alpha1.GadgetPackage) Release {
 	_, sa, _ := identity.ServiceAccount(gp, m.opts.DefaultServiceAccount)
-	return Release{Name: ReleaseName(gp), Namespace: gp.Namespace,
+	rel := Release{Name: ReleaseName(gp), Namespace: gp.Namespace,
 		AdoptRelease:   gp.Annotations[v1alpha1.AdoptReleaseAnnotation] == "true",
-		ServiceAccount: sa}
+		ServiceAccount: sa, DriftDetection: gp.Spec.DriftDetection}
+	if gp.Spec.Install != nil {
+		rel.InstallRemediation = gp.Spec.Install.Remediation
+	}
+	if gp.Spec.Upgrade != nil {
+		rel.UpgradeRemediation = gp.Spec.Upgrade.Remediation
+	}
+	return rel
 }
+
+// AppliesRelease reports whether the task installs or upgrades the
+// package's Helm release, so that the controller gives it the attempts of
+// spec.install.remediation.retries or spec.upgrade.remediation.retries.
+func (t *task) AppliesRelease() bool { return t.kind == kindRun || t.kind == kindStart }
 
 // stepFailed gives a failed step's error its condition reason: the
 // package's identity refused or missing (pkg/identity) whatever the step,

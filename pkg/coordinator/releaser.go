@@ -6,6 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/gadgetpm/gadgetpm/packages/fetch"
 	"github.com/gadgetpm/gadgetpm/packages/manager"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/pkg/nelm"
@@ -17,6 +18,7 @@ type releaser struct{ helm *nelm.Service }
 
 func nelmPackage(rel manager.Release) nelm.Package {
 	return nelm.Package{Namespace: rel.Namespace, Name: rel.Name, AdoptRelease: rel.AdoptRelease, ServiceAccount: rel.ServiceAccount,
+		InstallRemediation: rel.InstallRemediation, UpgradeRemediation: rel.UpgradeRemediation, DriftDetection: rel.DriftDetection,
 		Object: &corev1.ObjectReference{
 			APIVersion: v1alpha1.GroupVersion.String(), Kind: "GadgetPackage", Namespace: rel.Namespace, Name: rel.Name,
 		}}
@@ -30,6 +32,11 @@ func (r releaser) Upgrade(ctx context.Context, rel manager.Release) (int, error)
 	res, err := r.helm.Upgrade(ctx, nelmPackage(rel), rel.Chart, rel.Values)
 	if errors.Is(err, nelm.ErrNotOwned) {
 		return 0, queue.Terminal(err)
+	}
+	// A failed remediation needs a person to look at the release; the
+	// package is Stalled with reason RemediationFailed.
+	if errors.Is(err, nelm.ErrRemediationFailed) {
+		return 0, queue.Terminal(&fetch.Error{Reason: v1alpha1.ReasonRemediationFailed, Err: err})
 	}
 	if err != nil {
 		return 0, err

@@ -27,6 +27,20 @@
 // Pause and Resume (counted) silence it while hooks and upgrades run;
 // StopMonitors stops all monitors and waits for them.
 //
+// A Package with DriftDetection warn or enabled is also checked for
+// modified objects, at each monitor check and each skipped upgrade: a
+// server-side-apply dry run of each manifest object, as Helm's field
+// manager, is compared with the live object (less the ignored JSON
+// pointers); differences are reported as a DriftDetected Event or, in
+// mode enabled, applied for real and reported as DriftCorrected, without a
+// new revision.
+//
+// A failed install or upgrade is remediated when the Package asks
+// (InstallRemediation: uninstall; UpgradeRemediation: rollback to the last
+// deployed revision, or uninstall), with a Remediated Event; a remediation
+// that fails returns ErrRemediationFailed, which the caller treats as
+// terminal.
+//
 // A Package with a ServiceAccount acts as it: install, upgrade, uninstall,
 // release storage, readiness waits, the drift monitor's reads and the
 // creation of crds/ go through clients impersonating it (pkg/identity),

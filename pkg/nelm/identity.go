@@ -163,6 +163,8 @@ func forbidden(step string, pkg Package, err error) error {
 // failureReason is the Event reason of a failed operation.
 func failureReason(err error) string {
 	switch {
+	case errors.Is(err, ErrRemediationFailed):
+		return ReasonRemediationFailed
 	case errors.Is(err, ErrNotOwned):
 		return ReasonRefused
 	case errors.Is(err, ErrNotReady):

@@ -10,14 +10,12 @@ import (
 	helmchart "helm.sh/helm/v3/pkg/chart"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
-	"k8s.io/client-go/tools/record"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/gadgetpm/gadgetpm/internal/testenv"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/pkg/nelm"
+	"github.com/gadgetpm/gadgetpm/pkg/nelm/nelmtest"
 )
 
 var env *testenv.Env
@@ -28,23 +26,14 @@ func TestMain(m *testing.M) { testenv.Main(m, &env) }
 // monitors and event broadcaster stop when the test ends.
 func newService(t testing.TB, opts nelm.Options) *nelm.Service {
 	t.Helper()
-	cs, err := kubernetes.NewForConfig(env.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := record.NewBroadcaster()
-	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: cs.CoreV1().Events("")})
 	if opts.Recorder == nil {
-		opts.Recorder = b.NewRecorder(env.Scheme, corev1.EventSource{Component: "gadgetpm"})
+		opts.Recorder = nelmtest.Recorder(t, env.Config, env.Scheme)
 	}
 	s, err := nelm.New(env.Config, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		s.StopMonitors()
-		b.Shutdown()
-	})
+	t.Cleanup(s.StopMonitors)
 	return s
 }
 

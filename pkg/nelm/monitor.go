@@ -3,10 +3,13 @@ package nelm
 import (
 	"context"
 	"math/rand/v2"
+	"reflect"
 	"strings"
 	"time"
 
 	helmrelease "helm.sh/helm/v3/pkg/release"
+
+	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 )
 
 // Drift reports objects of a deployed release that no longer exist.
@@ -23,8 +26,10 @@ type Drift struct {
 type monitor struct {
 	// serviceAccount the monitor reads as (Package.ServiceAccount).
 	serviceAccount string
-	cancel         context.CancelFunc
-	done           chan struct{}
+	// drift is the package's drift detection the monitor applies.
+	drift  *v1alpha1.DriftDetection
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 // Drifts delivers a Drift each time a monitor finds objects missing. The
@@ -90,8 +95,9 @@ func (s *Service) StopMonitors() {
 func (s *Service) startMonitor(pkg Package, seen lastDeployed) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if m, ok := s.monitors[pkg.Key()]; ok && m.serviceAccount != pkg.ServiceAccount {
-		// The package acts as another identity now; so must its monitor.
+	if m, ok := s.monitors[pkg.Key()]; ok && (m.serviceAccount != pkg.ServiceAccount || !reflect.DeepEqual(m.drift, pkg.DriftDetection)) {
+		// The package acts as another identity now, or detects drift of
+		// modified objects differently; so must its monitor.
 		delete(s.monitors, pkg.Key())
 		s.mu.Unlock()
 		m.cancel()
@@ -105,7 +111,7 @@ func (s *Service) startMonitor(pkg Package, seen lastDeployed) {
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	m := &monitor{serviceAccount: pkg.ServiceAccount, cancel: cancel, done: make(chan struct{})}
+	m := &monitor{serviceAccount: pkg.ServiceAccount, drift: pkg.DriftDetection, cancel: cancel, done: make(chan struct{})}
 	s.monitors[pkg.Key()] = m
 	s.wg.Add(1)
 	go func() {
@@ -205,10 +211,54 @@ func (s *Service) check(ctx context.Context, pkg Package, seen *lastDeployed) (D
 	}
 	// An operation that started (and maybe finished) while objects were
 	// read may have removed them on purpose.
-	if now, paused := s.pauseState(pkg); len(missing) == 0 || paused > 0 || now != epoch || ctx.Err() != nil {
+	if now, paused := s.pauseState(pkg); paused > 0 || now != epoch || ctx.Err() != nil {
 		return Drift{}, false
 	}
-	return Drift{Package: pkg, Revision: seen.revision, Missing: missing}, true
+	if len(missing) > 0 {
+		return Drift{Package: pkg, Revision: seen.revision, Missing: missing}, true
+	}
+	if last != nil {
+		s.monitorModified(ctx, pkg, epoch)
+	}
+	return Drift{}, false
+}
+
+// monitorModified looks for modified objects of pkg's deployed release
+// (spec.driftDetection warn or enabled), reports them and, in mode
+// enabled, corrects them. It holds pkg's lock, so no upgrade or delete
+// runs meanwhile, and does nothing if an operation or hook ran since the
+// check began at epoch.
+func (s *Service) monitorModified(ctx context.Context, pkg Package, epoch uint64) {
+	if driftMode(pkg) == v1alpha1.DriftDetectionDisabled {
+		return
+	}
+	log := s.opts.Logger.WithValues("package", pkg.Key())
+	unlock, err := s.locks.lock(ctx, pkg.Key())
+	if err != nil {
+		return
+	}
+	defer unlock()
+	if now, paused := s.pauseState(pkg); paused > 0 || now != epoch {
+		return
+	}
+	op, err := s.newOperation(pkg)
+	if err != nil {
+		log.Error(err, "drift check")
+		return
+	}
+	last, err := op.lastRelease()
+	if err != nil {
+		log.Error(err, "drift check: read release")
+		return
+	}
+	if last == nil || last.Info.Status != helmrelease.StatusDeployed {
+		return
+	}
+	if _, err := s.checkModified(ctx, pkg, op, last.Version, last.Manifest); err != nil && ctx.Err() == nil {
+		// An Event too: a refusal of the package's identity lasts until
+		// someone grants the right.
+		s.failed(pkg, "drift check", forbidden("detect drift of", pkg, err))
+	}
 }
 
 func (s *Service) report(pkg Package, d Drift) {

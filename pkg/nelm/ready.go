@@ -2,7 +2,6 @@ package nelm
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -25,12 +24,9 @@ func (n NotReady) String() string { return n.Object.String() + " is not ready: "
 // manifest and returns those it finds not ready. Helm's wait only says that
 // it timed out; this says which object held it up.
 func (op *operation) notReadyObjects(ctx context.Context, manifest string) ([]NotReady, error) {
-	if op.kc == nil {
-		return nil, errors.New("no Kubernetes client for the release")
-	}
-	infos, err := op.kc.Build(strings.NewReader(manifest), false)
+	infos, err := op.manifestObjects(manifest)
 	if err != nil {
-		return nil, fmt.Errorf("build objects from manifest: %w", err)
+		return nil, err
 	}
 	var out []NotReady
 	for _, info := range infos {

@@ -46,6 +46,10 @@ type Result struct {
 	// Unlocked is set when a release left pending by an interrupted
 	// operation was unlocked first.
 	Unlocked bool
+	// Drifted lists the objects whose fields differed from the manifest
+	// of a skipped upgrade (spec.driftDetection warn or enabled; in
+	// enabled they were corrected).
+	Drifted []ObjectDrift
 }
 
 // Object names one Kubernetes object of a release.
@@ -93,6 +97,9 @@ func (s *Service) Upgrade(ctx context.Context, pkg Package, ch *helmchart.Chart,
 
 func (s *Service) upgrade(ctx context.Context, pkg Package, ch *helmchart.Chart, values map[string]any) (*Result, error) {
 	if err := validatePackage(pkg); err != nil {
+		return nil, err
+	}
+	if err := validatePolicy(pkg); err != nil {
 		return nil, err
 	}
 	ch, err := prepareChart(ch)
@@ -151,6 +158,11 @@ func (s *Service) upgrade(ctx context.Context, pkg Package, ch *helmchart.Chart,
 			return nil, forbidden("upgrade", pkg, fmt.Errorf("upgrade release %s: %w", pkg, err))
 		}
 		if len(missing) == 0 {
+			// Modified objects do not call for a new revision: they are
+			// reported, or set back with server-side apply, as Flux does.
+			if res.Drifted, err = s.checkModified(ctx, pkg, op, last.Version, last.Manifest); err != nil {
+				return nil, forbidden("detect drift of", pkg, err)
+			}
 			res.Action, res.Revision = ActionSkip, last.Version
 			s.event(pkg, false, ReasonUpToDate, "Release %s revision %d is up to date", pkg.Name, last.Version)
 			s.startMonitor(pkg, lastDeployed{revision: last.Version, manifest: last.Manifest})
@@ -187,7 +199,8 @@ func (s *Service) upgrade(ctx context.Context, pkg Package, ch *helmchart.Chart,
 		rel, err = up.RunWithContext(helmCtx, pkg.Name, ch, values)
 	}
 	if err != nil {
-		return nil, forbidden(string(res.Action), pkg, op.explain(ctx, string(res.Action), rendered.Manifest, err))
+		failure := forbidden(string(res.Action), pkg, op.explain(ctx, string(res.Action), rendered.Manifest, err))
+		return nil, s.remediate(helmCtx, pkg, op, res.Action, failure, timeout)
 	}
 	res.Revision = rel.Version
 	if res.Action == ActionInstall {
@@ -242,24 +255,11 @@ func (s *Service) delete(ctx context.Context, pkg Package) error {
 	if err := checkOwner(pkg, last); err != nil {
 		return err
 	}
-	timeout := s.timeout(ctx)
 	if last.Info.Status != helmrelease.StatusUninstalled {
 		s.event(pkg, false, ReasonUninstalling, "Uninstalling release %s revision %d", pkg.Name, last.Version)
-		// History is kept until the objects are gone: a Delete that timed
-		// out finds the release again on retry and waits for the same
-		// objects instead of forgetting them.
-		un := helmaction.NewUninstall(op.cfg)
-		un.KeepHistory = true
-		un.Timeout = timeout
-		if _, err := un.Run(pkg.Name); err != nil {
-			return forbidden("uninstall", pkg, fmt.Errorf("uninstall release %s: %w", pkg, err))
-		}
 	}
-	if err := op.waitGone(ctx, last.Manifest, timeout); err != nil {
-		return forbidden("uninstall", pkg, fmt.Errorf("uninstall release %s: %w", pkg, err))
-	}
-	if err := op.purge(); err != nil {
-		return forbidden("uninstall", pkg, fmt.Errorf("uninstall release %s: %w", pkg, err))
+	if err := op.uninstall(ctx, last, s.timeout(ctx)); err != nil {
+		return forbidden("uninstall", pkg, err)
 	}
 	s.forgetIdentity(pkg)
 	s.event(pkg, false, ReasonUninstalled, "Uninstalled release %s", pkg.Name)
@@ -372,6 +372,10 @@ func (s *Service) failed(pkg Package, step string, err error) {
 		s.opts.Logger.Error(err, step+" refused", "package", pkg.Key(), "serviceAccount", pkg.ServiceAccount, "reason", reason)
 		return
 	}
+	if errors.Is(err, ErrRemediationFailed) {
+		s.opts.Logger.Error(err, step+" failed and so did its remediation", "package", pkg.Key(), "reason", reason)
+		return
+	}
 	s.opts.Logger.Info(step+" failed", "package", pkg.Key(), "reason", reason, "error", err.Error())
 }
 
@@ -434,8 +438,9 @@ func (op *operation) unlock(rel *helmrelease.Release) error {
 	return nil
 }
 
-// missingObjects lists the objects of manifest that do not exist.
-func (op *operation) missingObjects(ctx context.Context, manifest string) ([]Object, error) {
+// manifestObjects builds the objects of manifest with the release's
+// client; none for an empty manifest.
+func (op *operation) manifestObjects(manifest string) ([]*resource.Info, error) {
 	if strings.TrimSpace(manifest) == "" {
 		return nil, nil
 	}
@@ -445,6 +450,15 @@ func (op *operation) missingObjects(ctx context.Context, manifest string) ([]Obj
 	infos, err := op.kc.Build(strings.NewReader(manifest), false)
 	if err != nil {
 		return nil, fmt.Errorf("build objects from manifest: %w", err)
+	}
+	return infos, nil
+}
+
+// missingObjects lists the objects of manifest that do not exist.
+func (op *operation) missingObjects(ctx context.Context, manifest string) ([]Object, error) {
+	infos, err := op.manifestObjects(manifest)
+	if err != nil {
+		return nil, err
 	}
 	var missing []Object
 	for _, info := range infos {
@@ -460,6 +474,29 @@ func (op *operation) missingObjects(ctx context.Context, manifest string) ([]Obj
 		}
 	}
 	return missing, nil
+}
+
+// uninstall uninstalls the release whose newest revision is last, waits
+// until its objects are gone and removes its history.
+func (op *operation) uninstall(ctx context.Context, last *helmrelease.Release, timeout time.Duration) error {
+	if last.Info.Status != helmrelease.StatusUninstalled {
+		// History is kept until the objects are gone: a Delete that timed
+		// out finds the release again on retry and waits for the same
+		// objects instead of forgetting them.
+		un := helmaction.NewUninstall(op.cfg)
+		un.KeepHistory = true
+		un.Timeout = timeout
+		if _, err := un.Run(op.pkg.Name); err != nil {
+			return fmt.Errorf("uninstall release %s: %w", op.pkg, err)
+		}
+	}
+	if err := op.waitGone(ctx, last.Manifest, timeout); err != nil {
+		return fmt.Errorf("uninstall release %s: %w", op.pkg, err)
+	}
+	if err := op.purge(); err != nil {
+		return fmt.Errorf("uninstall release %s: %w", op.pkg, err)
+	}
+	return nil
 }
 
 // waitGone waits until no object of manifest exists, except those Helm
@@ -488,15 +525,9 @@ func (op *operation) waitGone(ctx context.Context, manifest string, timeout time
 // presentObjects lists the objects of manifest that still exist and are
 // not kept by policy, each with its finalizers.
 func (op *operation) presentObjects(ctx context.Context, manifest string) ([]string, error) {
-	if strings.TrimSpace(manifest) == "" {
-		return nil, nil
-	}
-	if op.kc == nil {
-		return nil, errors.New("no Kubernetes client for the release")
-	}
-	infos, err := op.kc.Build(strings.NewReader(manifest), false)
+	infos, err := op.manifestObjects(manifest)
 	if err != nil {
-		return nil, fmt.Errorf("build objects from manifest: %w", err)
+		return nil, err
 	}
 	var left []string
 	for _, info := range infos {

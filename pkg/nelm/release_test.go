@@ -275,23 +275,7 @@ func TestUpgradeReadinessTimeoutNamesObject(t *testing.T) {
 	ns := env.Namespace(t)
 	s := newService(t, nelm.Options{Timeout: 3 * time.Second})
 	pkg := newPackage(t, ns, "slow")
-	deployment := `apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: never-ready
-spec:
-  replicas: 1
-  selector:
-    matchLabels: {app: never-ready}
-  template:
-    metadata:
-      labels: {app: never-ready}
-    spec:
-      containers:
-      - name: c
-        image: example.invalid/never:1
-`
-	ch := chartOf("slow", "1.0.0", map[string]string{"deploy.yaml": deployment})
+	ch := chartOf("slow", "1.0.0", map[string]string{"deploy.yaml": nelmtest.NeverReady})
 	_, err := s.Upgrade(ctxFor(t), pkg, ch, nil)
 	if !errors.Is(err, nelm.ErrNotReady) {
 		t.Fatalf("error = %v, want ErrNotReady", err)

@@ -52,6 +52,12 @@ const (
 	ReasonUninstalling = "HelmUninstalling"
 	ReasonUninstalled  = "HelmUninstalled"
 	ReasonDrift        = "HelmDrift"
+	// Remediation and drift of modified objects use the API's reasons,
+	// which the GadgetPackage's conditions share.
+	ReasonRemediated        = v1alpha1.ReasonRemediated
+	ReasonRemediationFailed = v1alpha1.ReasonRemediationFailed
+	ReasonDriftDetected     = v1alpha1.ReasonDriftDetected
+	ReasonDriftCorrected    = v1alpha1.ReasonDriftCorrected
 )
 
 // Errors matched with errors.Is.
@@ -69,6 +75,10 @@ var (
 	ErrInvalidPackage = errors.New("invalid package")
 	// ErrInvalidChart: the chart is missing or malformed.
 	ErrInvalidChart = errors.New("invalid chart")
+	// ErrRemediationFailed: an install or upgrade failed and so did its
+	// remediation (uninstall or rollback); retrying cannot help until
+	// someone looks at the release.
+	ErrRemediationFailed = errors.New("remediation failed")
 )
 
 // Package is what the service needs to know about a GadgetPackage.
@@ -88,6 +98,17 @@ type Package struct {
 	// the drift monitor's reads and the creation of the chart's CRDs go
 	// through an impersonating client. Empty: the Service's own identity.
 	ServiceAccount string
+	// InstallRemediation, when set, uninstalls a release whose install
+	// failed, so that the next attempt is a clean install
+	// (spec.install.remediation).
+	InstallRemediation *v1alpha1.InstallRemediation
+	// UpgradeRemediation, when set, rolls back or uninstalls a release
+	// whose upgrade failed (spec.upgrade.remediation).
+	UpgradeRemediation *v1alpha1.UpgradeRemediation
+	// DriftDetection says whether objects of the release whose fields
+	// differ from its manifest are reported or corrected
+	// (spec.driftDetection); nil: disabled.
+	DriftDetection *v1alpha1.DriftDetection
 }
 
 // PackageFor describes gp, reading AdoptAnnotation and
@@ -105,9 +126,26 @@ func PackageFor(gp *v1alpha1.GadgetPackage) Package {
 			UID:             gp.UID,
 			ResourceVersion: gp.ResourceVersion,
 		},
-		AdoptRelease:   gp.Annotations[AdoptAnnotation] == "true",
-		ServiceAccount: sa,
+		AdoptRelease:       gp.Annotations[AdoptAnnotation] == "true",
+		ServiceAccount:     sa,
+		InstallRemediation: installRemediation(&gp.Spec),
+		UpgradeRemediation: upgradeRemediation(&gp.Spec),
+		DriftDetection:     gp.Spec.DriftDetection,
 	}
+}
+
+func installRemediation(s *v1alpha1.GadgetPackageSpec) *v1alpha1.InstallRemediation {
+	if s.Install == nil {
+		return nil
+	}
+	return s.Install.Remediation
+}
+
+func upgradeRemediation(s *v1alpha1.GadgetPackageSpec) *v1alpha1.UpgradeRemediation {
+	if s.Upgrade == nil {
+		return nil
+	}
+	return s.Upgrade.Remediation
 }
 
 // Key is "<namespace>.<name>", the package's key everywhere in gadgetpm.

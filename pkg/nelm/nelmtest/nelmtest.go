@@ -7,7 +7,12 @@ import (
 	helmaction "helm.sh/helm/v3/pkg/action"
 	helmrelease "helm.sh/helm/v3/pkg/release"
 	helmreleaseutil "helm.sh/helm/v3/pkg/releaseutil"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/record"
 
 	"github.com/gadgetpm/gadgetpm/pkg/nelm"
 )
@@ -37,4 +42,38 @@ func History(t testing.TB, cfg *rest.Config, ns, name string) []*helmrelease.Rel
 	}
 	helmreleaseutil.SortByRevision(h)
 	return h
+}
+
+// NeverReady is a Deployment named never-ready that never becomes ready
+// without a kubelet, so an install or upgrade that adds it fails its
+// readiness wait (the release's revision is left failed).
+const NeverReady = `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: never-ready
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: never-ready}
+  template:
+    metadata:
+      labels: {app: never-ready}
+    spec:
+      containers:
+      - name: c
+        image: example.invalid/never:1
+`
+
+// Recorder records Events to the API server behind cfg, as the operator
+// does; its broadcaster stops when the test ends.
+func Recorder(t testing.TB, cfg *rest.Config, scheme *runtime.Scheme) record.EventRecorder {
+	t.Helper()
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := record.NewBroadcaster()
+	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: cs.CoreV1().Events("")})
+	t.Cleanup(b.Shutdown)
+	return b.NewRecorder(scheme, corev1.EventSource{Component: "gadgetpm"})
 }

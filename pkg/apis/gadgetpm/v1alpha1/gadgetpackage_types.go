@@ -65,10 +65,176 @@ type GadgetPackageSpec struct {
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
 	// +optional
 	ServiceAccountName string `json:"serviceAccountName,omitempty"`
+
+	// Install configures what happens when the package's Helm release
+	// fails to install.
+	// +optional
+	Install *InstallSpec `json:"install,omitempty"`
+
+	// Upgrade configures what happens when an upgrade of the package's Helm
+	// release fails.
+	// +optional
+	Upgrade *UpgradeSpec `json:"upgrade,omitempty"`
+
+	// DriftDetection compares the release's objects in the cluster with its
+	// manifest and reports (warn) or corrects (enabled) fields changed
+	// behind the release's back. Missing objects are always restored.
+	// +optional
+	DriftDetection *DriftDetection `json:"driftDetection,omitempty"`
 }
 
 // IsEnabled reports whether the spec asks for the package to run.
 func (s *GadgetPackageSpec) IsEnabled() bool { return s.Enabled == nil || *s.Enabled }
+
+// InstallRetries returns spec.install.remediation.retries, and whether it
+// is set: a failed install is then tried retries more times.
+func (s *GadgetPackageSpec) InstallRetries() (int, bool) {
+	if s.Install == nil || s.Install.Remediation == nil {
+		return 0, false
+	}
+	return s.Install.Remediation.Retries, true
+}
+
+// UpgradeRetries returns spec.upgrade.remediation.retries, and whether it
+// is set: a failed upgrade is then tried retries more times.
+func (s *GadgetPackageSpec) UpgradeRetries() (int, bool) {
+	if s.Upgrade == nil || s.Upgrade.Remediation == nil {
+		return 0, false
+	}
+	return s.Upgrade.Remediation.Retries, true
+}
+
+// InstallSpec configures the install of a package's Helm release.
+type InstallSpec struct {
+	// Remediation of a failed install: the failed release is uninstalled,
+	// so that the next attempt is a clean install.
+	// +optional
+	Remediation *InstallRemediation `json:"remediation,omitempty"`
+}
+
+// InstallRemediation says how often a failed install is retried.
+type InstallRemediation struct {
+	// Retries is how many times a failed install is tried again (each
+	// after the failed release was uninstalled); 0 tries once. The
+	// package is Stalled when the last attempt fails.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	Retries int `json:"retries,omitempty"`
+}
+
+// UpgradeSpec configures upgrades of a package's Helm release.
+type UpgradeSpec struct {
+	// Remediation of a failed upgrade: rollback (the default) or
+	// uninstall.
+	// +optional
+	Remediation *UpgradeRemediation `json:"remediation,omitempty"`
+}
+
+// RemediationStrategy is what is done with a release whose upgrade failed.
+// +kubebuilder:validation:Enum=rollback;uninstall
+type RemediationStrategy string
+
+const (
+	// RemediationRollback rolls the release back to its last deployed
+	// revision (a new revision with that revision's manifest and values).
+	RemediationRollback RemediationStrategy = "rollback"
+	// RemediationUninstall uninstalls the release; the next attempt
+	// installs it again.
+	RemediationUninstall RemediationStrategy = "uninstall"
+)
+
+// UpgradeRemediation says how a failed upgrade is remediated and how often
+// it is retried.
+type UpgradeRemediation struct {
+	// Retries is how many times a failed upgrade is tried again, each
+	// after the remediation; 0 tries once. The package is Stalled when the
+	// last attempt fails.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	Retries int `json:"retries,omitempty"`
+	// Strategy is done after each failed upgrade: rollback (to the last
+	// deployed revision) or uninstall.
+	// +kubebuilder:default=rollback
+	// +optional
+	Strategy RemediationStrategy `json:"strategy,omitempty"`
+}
+
+// DriftDetectionMode says what is done about objects of the release whose
+// fields differ from its manifest.
+// +kubebuilder:validation:Enum=disabled;warn;enabled
+type DriftDetectionMode string
+
+const (
+	// DriftDetectionDisabled: only missing objects are looked for.
+	DriftDetectionDisabled DriftDetectionMode = "disabled"
+	// DriftDetectionWarn: changed fields are reported, not corrected.
+	DriftDetectionWarn DriftDetectionMode = "warn"
+	// DriftDetectionEnabled: changed fields are reported and set back to
+	// the manifest's values.
+	DriftDetectionEnabled DriftDetectionMode = "enabled"
+)
+
+// DriftDetection configures the detection of modified release objects.
+type DriftDetection struct {
+	// Mode: disabled (the default), warn or enabled.
+	// +kubebuilder:default=disabled
+	// +optional
+	Mode DriftDetectionMode `json:"mode,omitempty"`
+	// Ignore lists fields whose changes are not drift, per target.
+	// +kubebuilder:validation:MaxItems=64
+	// +optional
+	Ignore []DriftIgnoreRule `json:"ignore,omitempty"`
+}
+
+// DriftIgnoreRule names fields, by JSON pointer, that drift detection
+// leaves alone in the objects its target selects.
+type DriftIgnoreRule struct {
+	// Paths are JSON pointers (RFC 6901) into the object, e.g.
+	// /spec/replicas or /metadata/annotations/example.com~1note.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:Pattern=`^(/([^~/]|~[01])*)+$`
+	// +kubebuilder:validation:items:MaxLength=512
+	Paths []string `json:"paths"`
+	// Target selects the objects; empty fields match any, no target
+	// matches every object of the release.
+	// +optional
+	Target *DriftIgnoreTarget `json:"target,omitempty"`
+}
+
+// DriftIgnoreTarget selects release objects by kind, name and namespace.
+type DriftIgnoreTarget struct {
+	// Kind, e.g. Deployment.
+	// +kubebuilder:validation:MaxLength=63
+	// +optional
+	Kind string `json:"kind,omitempty"`
+	// Name of the object.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	Name string `json:"name,omitempty"`
+	// Namespace of the object.
+	// +kubebuilder:validation:MaxLength=63
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+}
+
+// Condition and Event reasons of remediation and drift detection.
+const (
+	// ReasonRemediated: a failed install or upgrade was remediated
+	// (uninstalled or rolled back).
+	ReasonRemediated = "Remediated"
+	// ReasonRemediationFailed: the remediation itself failed; the package
+	// is Stalled.
+	ReasonRemediationFailed = "RemediationFailed"
+	// ReasonDriftDetected: objects of the release differ from its
+	// manifest.
+	ReasonDriftDetected = "DriftDetected"
+	// ReasonDriftCorrected: drifted fields were set back to the manifest's
+	// values.
+	ReasonDriftCorrected = "DriftCorrected"
+)
 
 // HookStatus is one hook of a package.
 type HookStatus struct {

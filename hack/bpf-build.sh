@@ -100,6 +100,10 @@ for t in second_ok lossy bad_attach probe_kprobe probe_fentry raw_tp_exit fallba
 	compile bpf/testdata/$t.bpf.c bpf/testdata/$t.bpf.o -g
 	llvm-strip -g bpf/testdata/$t.bpf.o
 done
+for src in bpf/testdata/ig_fields_*.bpf.c; do
+	compile "$src" "${src%.c}.o" -g
+	llvm-strip -g "${src%.c}.o"
+done
 # the same gadget without -g: no BTF at all
 compile bpf/testdata/second_ok.bpf.c bpf/testdata/no_btf.bpf.o
 

@@ -61,7 +61,11 @@ func igTracer(coll *ebpf.CollectionSpec, rest string) (tracer, error) {
 	if err := padTo(ds, s.Size); err != nil {
 		return tracer{}, err
 	}
-	return tracer{ds: ds, mapName: mapName}, nil
+	derived, err := igConventions(coll, ds)
+	if err != nil {
+		return tracer{}, fmt.Errorf("tracer %s: %w", name, err)
+	}
+	return tracer{ds: ds, mapName: mapName, derived: derived}, nil
 }
 
 // parseMntNs reads the mntns param: mount namespace inode numbers,

@@ -42,12 +42,18 @@ type Options struct {
 	// not wake the reader (gadget_submit wakes it once an eighth of the
 	// ring is filled): the longest an event waits. Default: 50ms.
 	PollInterval time.Duration
+	// EtcDir holds the passwd and group files that name the user and
+	// group ids of Inspektor Gadget's gadget_uid and gadget_gid fields.
+	// Default: /etc (the operator's own; on a node, the host's when it is
+	// mounted there).
+	EtcDir string
 }
 
 // Stage loads and runs a gadget's eBPF object. It is stateless and safe
 // for concurrent use; every run gets its own instance.
 type Stage struct {
 	opts Options
+	ids  *idNames // shared by runs: the files are read once
 }
 
 var (
@@ -67,7 +73,10 @@ func New(opts Options) *Stage {
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = 50 * time.Millisecond
 	}
-	return &Stage{opts: opts}
+	if opts.EtcDir == "" {
+		opts.EtcDir = "/etc"
+	}
+	return &Stage{opts: opts, ids: newIDNames(opts.EtcDir, time.Now)}
 }
 
 // Name implements gadget.Stage.
@@ -143,7 +152,9 @@ func (o *Stage) Instantiate(gctx *gadget.Context, params gadget.Params) (gadget.
 		return nil, err
 	}
 	gctx.SetVar(gadget.VarClock, clock)
-	return &instance{op: o, spec: gs, name: g.Name, every: every, mntns: mntns, dropped: map[string]error{}}, nil
+	in := &instance{op: o, spec: gs, name: g.Name, every: every, mntns: mntns, dropped: map[string]error{}}
+	in.subscribeDerived()
+	return in, nil
 }
 
 // IntervalParam is the param that sets how often interval data sources
@@ -173,6 +184,9 @@ type instance struct {
 
 	every time.Duration // how often interval sources emit
 	mntns []uint64      // the mount namespaces the filter map allows
+	// fields fills the derived fields of Inspektor Gadget's types (user
+	// names, stacks); its maps are set by PreStart
+	fields *stackFormatter
 	// dropped holds the programs of GADGET_FALLBACK pairs left out of the
 	// collection because the kernel refused them, and why
 	dropped map[string]error
@@ -230,6 +244,7 @@ func (i *instance) PreStart(gctx *gadget.Context) error {
 		coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{})
 		if err == nil {
 			i.coll = coll
+			i.fields.kstack, i.fields.ustack = coll.Maps[igKernelStackM], coll.Maps[igUserStackM]
 			return i.fillMntNsFilter()
 		}
 		prog := failedProgram(err)

@@ -10,7 +10,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	gadgetv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadget/v1alpha1"
-	"github.com/gadgetpm/gadgetpm/pkg/gadget/ebpfstage"
 	"github.com/gadgetpm/gadgetpm/pkg/trace/output"
 )
 
@@ -176,11 +175,8 @@ func (c *Controller) begin(ctx context.Context, tr *gadgetv1alpha1.Trace, op str
 		if s.confined && emptyFilter(tr.Spec.Filter) {
 			warning = WarningNoContainerInNamespace
 		}
-		if s.confined && l.hasParam(ebpfstage.MntNsParam) {
-			warning += warningKernelNone
-		}
 	}
-	if err := c.attach(ctx, s, l, c.runParams(tr, l, s.filter, s.confined), !snapshot); err != nil {
+	if err := c.attach(ctx, s, l, c.runParams(tr, l, s), !snapshot); err != nil {
 		if s.run == nil { // never attached: the sink is ours to close
 			_, _ = sink.Close(ctx)
 		}

@@ -133,6 +133,7 @@ func (o *Stage) Instantiate(gctx *gadget.Context, params gadget.Params) (gadget.
 		}
 	}
 	var mntns []uint64
+	var filter *MntNsFilter
 	if gs.mntnsFilter {
 		if _, clash := gs.params[MntNsParam]; clash {
 			return nil, fmt.Errorf("gadget %s: GADGET_PARAM(%s) clashes with the runtime's param of that name for the mount-namespace filter; rename the variable", g.Name, MntNsParam)
@@ -145,6 +146,8 @@ func (o *Stage) Instantiate(gctx *gadget.Context, params gadget.Params) (gadget.
 			if err := gs.coll.Variables[igFilterVar].Set(true); err != nil {
 				return nil, fmt.Errorf("gadget %s: turn on the mount-namespace filter (%s): %w", g.Name, igFilterVar, err)
 			}
+			filter = newMntNsFilter(g.Name, mntns)
+			gctx.SetVar(VarMntNsFilter, filter)
 		}
 	}
 	clock, err := bootClock()
@@ -152,7 +155,7 @@ func (o *Stage) Instantiate(gctx *gadget.Context, params gadget.Params) (gadget.
 		return nil, err
 	}
 	gctx.SetVar(gadget.VarClock, clock)
-	in := &instance{op: o, spec: gs, name: g.Name, every: every, mntns: mntns, dropped: map[string]error{}}
+	in := &instance{op: o, spec: gs, name: g.Name, every: every, filter: filter, dropped: map[string]error{}}
 	in.subscribeDerived()
 	return in, nil
 }
@@ -183,7 +186,8 @@ type instance struct {
 	spec *gadgetSpec
 
 	every time.Duration // how often interval sources emit
-	mntns []uint64      // the mount namespaces the filter map allows
+	// filter is the mount-namespace filter when it is on, else nil
+	filter *MntNsFilter
 	// fields fills the derived fields of Inspektor Gadget's types (user
 	// names, stacks); its maps are set by PreStart
 	fields *stackFormatter
@@ -264,26 +268,12 @@ func (i *instance) PreStart(gctx *gadget.Context) error {
 }
 
 // fillMntNsFilter puts the run's mount namespaces into the object's filter
-// map before any program is attached, so no event of another namespace
-// is ever copied.
+// map before any program is attached (see MntNsFilter.load).
 func (i *instance) fillMntNsFilter() error {
-	if len(i.mntns) == 0 {
+	if i.filter == nil {
 		return nil
 	}
-	m := i.coll.Maps[igFilterMap]
-	if max := int(m.MaxEntries()); len(i.mntns) > max {
-		return fmt.Errorf("gadget %s: param %s lists %d mount namespaces (in a Trace: the containers its spec.filter selects), map %s holds %d; select fewer", i.name, MntNsParam, len(i.mntns), igFilterMap, max)
-	}
-	one := make([]byte, m.ValueSize())
-	if len(one) > 0 {
-		one[0] = 1
-	}
-	for _, id := range i.mntns {
-		if err := m.Put(id, one); err != nil {
-			return fmt.Errorf("gadget %s: fill %s with mount namespace %d: %w", i.name, igFilterMap, id, err)
-		}
-	}
-	return nil
+	return i.filter.load(i.coll.Maps[igFilterMap])
 }
 
 // failedProgram is the program a load error names ("program x: ..."), or "".
@@ -669,6 +659,9 @@ func (i *instance) Close(*gadget.Context) error {
 		i.abortIv = nil
 	}
 	i.wg.Wait()
+	if i.filter != nil {
+		i.filter.unload()
+	}
 	if i.coll != nil {
 		i.coll.Close()
 		i.coll = nil

@@ -3,7 +3,9 @@ package trace_test
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -12,7 +14,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/gadgetpm/gadgetpm/internal/testenv"
 	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
+	"github.com/gadgetpm/gadgetpm/internal/testlog"
 	gadgetv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadget/v1alpha1"
 )
 
@@ -116,4 +120,74 @@ func TestInspektorGadgetABIMntNsFilterLiveConfined(t *testing.T) {
 	if contains(got.Status.Output, "gpmigliveother") {
 		t.Errorf("another namespace's container reached a confined Trace: %s", got.Status.Output)
 	}
+}
+
+// TestTraceOfIGFieldsGadget: a Trace of a gadget whose gadget.yaml limits
+// a param (possibleValues, typeHint) is refused before anything is loaded
+// when spec.parameters breaks the limit: operationError and a Warning
+// Event name the gadget, the param and the allowed values, and the log
+// says it. With allowed values it runs, and its output holds Inspektor
+// Gadget's field types formatted: the syscall and signal of a kill by
+// name, with the caller's user and group names.
+func TestTraceOfIGFieldsGadget(t *testing.T) {
+	requireRoot(t)
+	t.Parallel()
+	ns := privilegedNamespace(t)
+	var logs testlog.Lines
+	n := startNode(t, uniqueNode(t), nodeOptions{logger: logs.Logger(0)})
+	runningIGGadget(t, ns, "ig-fields-all", packIGGadget(t, n, "ig-fields-all", "ig_fields_all"))
+
+	bad := newTrace(t, ns, "bad", n.name, "ig-fields-all", func(tr *gadgetv1alpha1.Trace) {
+		tr.Spec.Parameters = map[string]string{"ipversion": "5"}
+	})
+	annotate(t, key(bad), gadgetv1alpha1.OperationStart)
+	want := []string{"gadget ig-fields-all", `param ipversion: "5" is not one of the allowed values 0, 4, 6`}
+	got := waitTrace(t, key(bad), 60*time.Second, "start refused", func(tr *gadgetv1alpha1.Trace) bool {
+		return operationDone(tr) && tr.Status.OperationError != ""
+	})
+	for _, w := range want {
+		if !strings.Contains(got.Status.OperationError, w) {
+			t.Errorf("operationError %q does not say %q", got.Status.OperationError, w)
+		}
+	}
+	env.WaitEvent(t, 30*time.Second, testenv.EventMatch{Namespace: ns, Kind: "Trace", Name: bad.Name,
+		Type: corev1.EventTypeWarning, Reason: "OperationFailed", Parts: want})
+	eventually.True(t, 10*time.Second, "a log line naming the refused param", func() bool {
+		return logs.Count("trace operation failed", key(bad).String(), "gadget ig-fields-all", "param ipversion", "allowed values 0, 4, 6") > 0
+	})
+
+	// kill(2) of a child of the test, which the param pid (typeHint
+	// int32) selects
+	sleep := exec.Command("sleep", "30")
+	if err := sleep.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sleep.Process.Kill(); _ = sleep.Wait() })
+	good := newTrace(t, ns, "good", n.name, "ig-fields-all", func(tr *gadgetv1alpha1.Trace) {
+		tr.Spec.Parameters = map[string]string{"ipversion": "6", "pid": fmt.Sprint(sleep.Process.Pid)}
+	})
+	annotate(t, key(good), gadgetv1alpha1.OperationStart)
+	got = waitTrace(t, key(good), 60*time.Second, "Started", stateIs(gadgetv1alpha1.TraceStarted))
+	if got.Status.OperationError != "" {
+		t.Fatalf("operationError %q", got.Status.OperationError)
+	}
+	if err := syscall.Kill(sleep.Process.Pid, syscall.SIGUSR2); err != nil { // kill(2), not a pidfd
+		t.Fatal(err)
+	}
+	target := fmt.Sprintf(`"target":%d`, sleep.Process.Pid)
+	waitTrace(t, key(good), 30*time.Second, "the kill in status.output", func(tr *gadgetv1alpha1.Trace) bool {
+		return contains(tr.Status.Output, target)
+	})
+	annotate(t, key(good), gadgetv1alpha1.OperationStop)
+	got = waitTrace(t, key(good), 30*time.Second, "Stopped", stateIs(gadgetv1alpha1.TraceStopped))
+	for _, e := range events(t, got.Status.Output) {
+		if num, ok := e["target"].(float64); !ok || int(num) != sleep.Process.Pid || e["syscall"] == nil {
+			continue
+		}
+		if e["syscall"] != "kill" || e["sig"] != "SIGUSR2" || e["user"] != "root" || e["group"] != "root" {
+			t.Errorf("kill event %v: want syscall kill, sig SIGUSR2, user and group root", e)
+		}
+		return
+	}
+	t.Errorf("no kill event for pid %d in %s", sleep.Process.Pid, got.Status.Output)
 }

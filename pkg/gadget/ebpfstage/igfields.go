@@ -7,6 +7,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 
+	"github.com/gadgetpm/gadgetpm/pkg/gadget"
 	"github.com/gadgetpm/gadgetpm/pkg/gadget/datasource"
 )
 
@@ -216,8 +217,8 @@ func addDerived(ds *datasource.DataSource, name string, kind datasource.Kind, si
 
 // subscribeDerived fills the derived fields of every tracer that has
 // some, before any other stage sees the record.
-func (i *instance) subscribeDerived() {
-	i.fields = &stackFormatter{ids: i.op.ids, kallsymsPath: "/proc/kallsyms"}
+func (i *instance) subscribeDerived(gctx *gadget.Context) {
+	i.fields = &stackFormatter{ids: i.op.ids, kallsymsPath: "/proc/kallsyms", log: gctx.Logger()}
 	for _, t := range i.spec.tracers {
 		if len(t.derived) == 0 {
 			continue

@@ -3,6 +3,7 @@ package ebpfstage
 import (
 	"bufio"
 	"fmt"
+	"log/slog"
 	"os"
 	"sort"
 	"strconv"
@@ -79,10 +80,10 @@ type stackFormatter struct {
 	// kstack and ustack are the loaded stack maps (nil without them)
 	kstack, ustack *ebpf.Map
 	kallsymsPath   string
+	log            *slog.Logger
 
 	once sync.Once
 	syms *kallsyms // set once, by the first kernel stack
-	err  error     // set once: why symbols are missing
 }
 
 // fill writes the derived fields of r. buf is the caller's scratch space.
@@ -118,7 +119,12 @@ func (s *stackFormatter) appendStack(dst []byte, kind derivedKind, id int64, max
 	}
 	var syms *kallsyms
 	if kind == derivedKernelStack {
-		s.once.Do(func() { s.syms, s.err = readKallsyms(s.kallsymsPath) })
+		s.once.Do(func() {
+			var err error
+			if s.syms, err = readKallsyms(s.kallsymsPath); err != nil {
+				s.log.Warn("kernel stacks show addresses, not symbols", "error", err)
+			}
+		})
 		syms = s.syms
 	}
 	var frame []byte

@@ -156,7 +156,7 @@ func (o *Stage) Instantiate(gctx *gadget.Context, params gadget.Params) (gadget.
 	}
 	gctx.SetVar(gadget.VarClock, clock)
 	in := &instance{op: o, spec: gs, name: g.Name, every: every, filter: filter, dropped: map[string]error{}}
-	in.subscribeDerived()
+	in.subscribeDerived(gctx)
 	return in, nil
 }
 

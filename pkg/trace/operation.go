@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	gadgetv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadget/v1alpha1"
+	"github.com/gadgetpm/gadgetpm/pkg/gadget/ebpfstage"
 	"github.com/gadgetpm/gadgetpm/pkg/trace/output"
 )
 
@@ -174,6 +175,9 @@ func (c *Controller) begin(ctx context.Context, tr *gadgetv1alpha1.Trace, op str
 		warning = WarningNoContainer
 		if s.confined && emptyFilter(tr.Spec.Filter) {
 			warning = WarningNoContainerInNamespace
+		}
+		if s.confined && l.hasParam(ebpfstage.MntNsParam) {
+			warning += warningKernelNone
 		}
 	}
 	if err := c.attach(ctx, s, l, c.runParams(tr, l, s), !snapshot); err != nil {

@@ -1,7 +1,6 @@
 package ebpfstage
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -9,13 +8,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/gadgetpm/gadgetpm/internal/testlog"
 	"github.com/gadgetpm/gadgetpm/pkg/gadget"
-	"github.com/gadgetpm/gadgetpm/pkg/gadget/datasource"
 	"github.com/gadgetpm/gadgetpm/pkg/gadget/enricher"
 	"github.com/gadgetpm/gadgetpm/pkg/gadget/sink"
 )
@@ -127,28 +125,10 @@ func TestIGFieldTypesFormatted(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the writer's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestIGFieldAnnotationsInColumns(t *testing.T) {
 	needRoot(t)
 	w := newFieldsWorkload(t)
-	var out syncBuffer
+	var out testlog.Buffer
 	c := newCollector()
 	rt, err := gadget.New(New(Options{}), enricher.New(enricher.Options{}), &sink.Writer{W: &out, Format: sink.FormatColumns, PrefixSource: true}, c)
 	if err != nil {
@@ -328,5 +308,4 @@ func TestIDNamesRereadOnMiss(t *testing.T) {
 	if got := n.group(0); got != "" {
 		t.Errorf("group(0) = %q without a group file", got)
 	}
-	_ = datasource.KindUID
 }

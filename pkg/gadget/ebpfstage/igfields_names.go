@@ -11,14 +11,13 @@ import (
 	"time"
 )
 
-// idNames maps user and group ids to names from passwd and group files
-// (the operator's /etc by default: on a node, mount the host's /etc there
-// or set Options.EtcDir, or names stay empty). The files are read on first
+// idNames maps user and group ids to names from passwd and group files,
+// found in the first of dirs that has them. The files are read on first
 // use and again on a miss when they changed, at most once a second. Safe
 // for concurrent use.
 type idNames struct {
-	dir string
-	now func() time.Time
+	dirs []string
+	now  func() time.Time
 
 	mu     sync.Mutex
 	users  idFile // guarded by mu
@@ -34,8 +33,8 @@ type idFile struct {
 
 const idRereadInterval = time.Second
 
-func newIDNames(dir string, now func() time.Time) *idNames {
-	return &idNames{dir: dir, now: now}
+func newIDNames(dirs []string, now func() time.Time) *idNames {
+	return &idNames{dirs: dirs, now: now}
 }
 
 // user returns the name of uid, or "".
@@ -63,9 +62,16 @@ func (n *idNames) lookup(f *idFile, file string, id uint32) string {
 		return ""
 	}
 	f.checked = now
-	path := filepath.Join(n.dir, file)
-	st, err := os.Stat(path)
-	if err != nil {
+	var path string
+	var st os.FileInfo
+	for _, dir := range n.dirs {
+		var err error
+		path = filepath.Join(dir, file)
+		if st, err = os.Stat(path); err == nil {
+			break
+		}
+	}
+	if st == nil {
 		f.names = map[uint32]string{}
 		return ""
 	}

@@ -292,7 +292,7 @@ func TestIDNamesRereadOnMiss(t *testing.T) {
 		}
 	}
 	now := time.Unix(1000, 0)
-	n := newIDNames(dir, func() time.Time { return now })
+	n := newIDNames([]string{filepath.Join(dir, "missing"), dir}, func() time.Time { return now })
 	write("root:x:0:0:root:/root:/bin/sh\n", time.Unix(1, 0))
 	if got := n.user(0); got != "root" {
 		t.Fatalf("user(0) = %q", got)

@@ -44,8 +44,9 @@ type Options struct {
 	PollInterval time.Duration
 	// EtcDir holds the passwd and group files that name the user and
 	// group ids of Inspektor Gadget's gadget_uid and gadget_gid fields.
-	// Default: /etc (the operator's own; on a node, the host's when it is
-	// mounted there).
+	// Default: the host's, /proc/1/root/etc (the /etc of PID 1: the
+	// host's init when the process shares the host's PID namespace, as
+	// the node role's DaemonSet does), else /etc.
 	EtcDir string
 }
 
@@ -73,10 +74,11 @@ func New(opts Options) *Stage {
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = 50 * time.Millisecond
 	}
+	etc := []string{opts.EtcDir}
 	if opts.EtcDir == "" {
-		opts.EtcDir = "/etc"
+		etc = []string{"/proc/1/root/etc", "/etc"}
 	}
-	return &Stage{opts: opts, ids: newIDNames(opts.EtcDir, time.Now)}
+	return &Stage{opts: opts, ids: newIDNames(etc, time.Now)}
 }
 
 // Name implements gadget.Stage.

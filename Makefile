@@ -126,6 +126,10 @@ bench-trace-output: envtest ## Trace output sinks (Status, ConfigMap, File) besi
 bpf: ## rebuild the bundled gadgets' eBPF objects (needs clang, bpftool, libbpf-dev; installs them with apt-get when missing)
 	hack/bpf-build.sh
 
+.PHONY: syscalls
+syscalls: ## regenerate the syscall name tables (pkg/gadget/datasource/zsyscalls_linux_*.go) from the pinned golang.org/x/sys
+	cd pkg/gadget/datasource && $(GO) run syscalls_gen.go
+
 .PHONY: packages-bpf
 packages-bpf: ## rebuild the eBPF test objects of packages/ (packages/testdata/bpf)
 	hack/packages-bpf.sh

@@ -105,6 +105,10 @@ for t in ig_snap_tasks ig_top_opens ig_opt_probe; do
 	compile bpf/testdata/$t.bpf.c bpf/testdata/$t.bpf.o -g
 	llvm-strip -g bpf/testdata/$t.bpf.o
 done
+for src in bpf/testdata/ig_fields_*.bpf.c; do
+	compile "$src" "${src%.c}.o" -g
+	llvm-strip -g "${src%.c}.o"
+done
 # the same gadget without -g: no BTF at all
 compile bpf/testdata/second_ok.bpf.c bpf/testdata/no_btf.bpf.o
 

@@ -29,9 +29,9 @@ const PrivilegedTracesLabel = "gadgetpm.io/privileged-traces"
 const WarningNoContainerInNamespace = "no container of the Trace's namespace runs on this node: the Trace sees only its namespace's containers (node-wide tracing needs the namespace label " + PrivilegedTracesLabel + "=true)"
 
 // warningKernelNone is added to a no-container warning when the gadget
-// filters by mount namespace in the kernel: its map is filled once, at the
-// start of the run.
-const warningKernelNone = "; this gadget filters by mount namespace in the kernel, so a container started later is seen only once the Trace is started again"
+// filters by mount namespace in the kernel: the map starts empty and is
+// filled as the namespace's containers start (syncMntNs).
+const warningKernelNone = "; this gadget filters by mount namespace in the kernel: it drops every event until a container of the namespace starts on the node"
 
 // nsMeta is a Namespace as metadata only: its labels are all the node
 // reads, and a node caches no Namespace spec or status.

@@ -73,6 +73,8 @@ type Controller struct {
 	skipped  map[types.NamespacedName]uint64 // skipped ticks already in status
 	subDirty map[types.NamespacedName]bool   // packages whose subscriptions changed
 	subWake  chan struct{}                   // capacity 1: subDirty grew
+	// mntnsWake (capacity 1, not guarded) asks syncMntNs to look again
+	mntnsWake chan struct{}
 	// progressSlots bounds the progress writes in flight (capacity).
 	progressSlots chan struct{}
 }
@@ -91,7 +93,7 @@ func New(opts Options) (*Controller, error) {
 		runs: map[runKey]*sharedRun{}, byID: map[string]*sharedRun{}, active: map[types.NamespacedName]*subscriber{},
 		seen: map[types.NamespacedName]bool{}, sched: map[types.NamespacedName]string{},
 		skipped: map[types.NamespacedName]uint64{}, subDirty: map[types.NamespacedName]bool{},
-		subWake: make(chan struct{}, 1), progressSlots: make(chan struct{}, 4),
+		subWake: make(chan struct{}, 1), progressSlots: make(chan struct{}, 4), mntnsWake: make(chan struct{}, 1),
 	}
 	rt, err := gadget.New(
 		ebpfstage.New(ebpfstage.Options{}),
@@ -249,6 +251,8 @@ func (r runnable) Start(ctx context.Context) error {
 	subCtx, stopSubs := context.WithCancel(context.WithoutCancel(ctx))
 	subsDone := make(chan struct{})
 	go c.syncSubscriptions(subCtx, subsDone)
+	mntnsDone := make(chan struct{})
+	go c.syncMntNs(subCtx, mntnsDone)
 	func() {
 		for {
 			select {
@@ -280,6 +284,7 @@ func (r runnable) Start(ctx context.Context) error {
 	// the runs are gone: their subscriptions go too, before the process
 	stopSubs()
 	<-subsDone
+	<-mntnsDone
 	c.flushSubscriptions()
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
@@ -516,6 +521,11 @@ type RunInfo struct {
 	// filter: with the kernel's mount-namespace filter on, only the
 	// selected containers' events.
 	Records int64 `json:"records"`
+	// MntNs are the mount namespaces the gadget's kernel filter lets
+	// through, when the run filters by mount namespace in the kernel
+	// (Inspektor Gadget's ABI); the node keeps them in step with the
+	// containers its Traces select.
+	MntNs []uint64 `json:"mntns,omitempty"`
 	// Outputs holds, per Trace of Traces, what its output took so far in
 	// this run: live, so that a run whose output is only written at its
 	// end (ExternalResource) or off the API server (File, Stream) shows
@@ -541,6 +551,9 @@ func (c *Controller) Runs() []RunInfo {
 	out := make([]RunInfo, 0, len(c.byID))
 	for _, r := range c.byID {
 		ri := RunInfo{ID: r.id, Package: r.pkg.String(), Digest: r.key.digest, Shared: r.shared, Records: r.records.Load()}
+		if f := r.mntns.Load(); f != nil {
+			ri.MntNs = f.IDs()
+		}
 		for _, s := range r.subscribers() {
 			ri.Traces = append(ri.Traces, s.key.String())
 			st := s.sink.Stats()

@@ -3,6 +3,7 @@ package trace
 import (
 	"github.com/gadgetpm/gadgetpm/pkg/gadget"
 	"github.com/gadgetpm/gadgetpm/pkg/gadget/datasource"
+	"github.com/gadgetpm/gadgetpm/pkg/gadget/ebpfstage"
 	"github.com/gadgetpm/gadgetpm/pkg/gadget/enricher"
 )
 
@@ -35,6 +36,11 @@ func (f fanout) Instantiate(gctx *gadget.Context, _ gadget.Params) (gadget.Stage
 	if v, ok := gctx.Var(gadget.VarClock); ok {
 		clock, _ = v.(datasource.Clock)
 	}
+	if v, ok := gctx.Var(ebpfstage.VarMntNsFilter); ok {
+		if f, ok := v.(*ebpfstage.MntNsFilter); ok {
+			run.mntns.Store(f)
+		}
+	}
 	for _, ds := range gctx.DataSources() {
 		in := &dispatch{run: run, clock: clock, container: ds.Field(enricher.FieldContainer)}
 		ds.Subscribe(FanoutName, FanoutPriority, in.handle)
@@ -50,6 +56,8 @@ func (*fanoutInstance) Name() string { return FanoutName }
 // attached, the run is live.
 func (in *fanoutInstance) Start(*gadget.Context) error {
 	in.run.startedOnce.Do(func() { close(in.run.started) })
+	// a container may have come since the run's params were computed
+	in.run.c.wakeMntNs()
 	return nil
 }
 

@@ -27,12 +27,19 @@ import (
 // project's layout, and puts it into n's store.
 func packIG(t *testing.T, n *node) packedPkg {
 	t.Helper()
-	src := filepath.Join(t.TempDir(), "ig-trace-exec")
+	return packIGGadget(t, n, "ig-trace-exec", "ig_trace_exec")
+}
+
+// packIGGadget packs package name from bpf/testdata/<base>.bpf.o and
+// <base>.gadget.yaml and puts it into n's store.
+func packIGGadget(t *testing.T, n *node, name, base string) packedPkg {
+	t.Helper()
+	src := filepath.Join(t.TempDir(), name)
 	if err := os.MkdirAll(filepath.Join(src, "gadget"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	files := map[string][]byte{"Chart.yaml": []byte("apiVersion: v2\nname: ig-trace-exec\nversion: 1.0.0\n")}
-	for from, to := range map[string]string{"ig_trace_exec.bpf.o": "gadget/program.bpf.o", "ig_trace_exec.gadget.yaml": "gadget/gadget.yaml"} {
+	files := map[string][]byte{"Chart.yaml": []byte("apiVersion: v2\nname: " + name + "\nversion: 1.0.0\n")}
+	for from, to := range map[string]string{base + ".bpf.o": "gadget/program.bpf.o", base + ".gadget.yaml": "gadget/gadget.yaml"} {
 		b, err := os.ReadFile(filepath.Join(env.RepoRoot, "bpf", "testdata", from))
 		if err != nil {
 			t.Fatal(err)
@@ -44,8 +51,8 @@ func packIG(t *testing.T, n *node) packedPkg {
 			t.Fatal(err)
 		}
 	}
-	dest := filepath.Join(t.TempDir(), "ig-trace-exec.tgz")
-	if err := chartrepo.Pack(src, "ig-trace-exec", dest); err != nil {
+	dest := filepath.Join(t.TempDir(), name+".tgz")
+	if err := chartrepo.Pack(src, name, dest); err != nil {
 		t.Fatal(err)
 	}
 	data, err := os.ReadFile(dest)
@@ -64,11 +71,17 @@ func packIG(t *testing.T, n *node) packedPkg {
 // creates its GadgetPackage in ns, Running, as the cluster role would.
 func runningIGPackage(t *testing.T, ns string, n *node) {
 	t.Helper()
+	runningIGGadget(t, ns, "ig-trace-exec", packIG(t, n))
+}
+
+// runningIGGadget creates GadgetPackage ns/name of the packed package p,
+// Running, as the cluster role would.
+func runningIGGadget(t *testing.T, ns, name string, p packedPkg) {
+	t.Helper()
 	ctx := context.Background()
-	p := packIG(t, n)
 	gp := &v1alpha1.GadgetPackage{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ig-trace-exec"},
-		Spec:       v1alpha1.GadgetPackageSpec{Repository: "bundled", Package: "ig-trace-exec", Version: "*"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:       v1alpha1.GadgetPackageSpec{Repository: "bundled", Package: name, Version: "*"},
 	}
 	if err := env.Client.Create(ctx, gp); err != nil {
 		t.Fatal(err)

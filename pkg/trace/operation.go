@@ -180,7 +180,7 @@ func (c *Controller) begin(ctx context.Context, tr *gadgetv1alpha1.Trace, op str
 			warning += warningKernelNone
 		}
 	}
-	if err := c.attach(ctx, s, l, c.runParams(tr, l, s.filter, s.confined), !snapshot); err != nil {
+	if err := c.attach(ctx, s, l, c.runParams(tr, l, s), !snapshot); err != nil {
 		if s.run == nil { // never attached: the sink is ours to close
 			_, _ = sink.Close(ctx)
 		}

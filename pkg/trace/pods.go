@@ -27,12 +27,15 @@ type pods struct {
 	// guarded by mu.
 	byID  map[string]container
 	byPod map[string][]string
+	// changed (capacity 1) gets a value when the index changed: the live
+	// mount-namespace filters follow it (see syncMntNs)
+	changed chan struct{}
 }
 
 var _ enricher.PodResolver = (*pods)(nil)
 
 func newPods() *pods {
-	return &pods{byID: map[string]container{}, byPod: map[string][]string{}}
+	return &pods{byID: map[string]container{}, byPod: map[string][]string{}, changed: make(chan struct{}, 1)}
 }
 
 // Pod implements enricher.PodResolver.
@@ -66,7 +69,16 @@ func containerID(s string) string {
 	return s
 }
 
+// notify signals a change without blocking; call it without p.mu.
+func (p *pods) notify() {
+	select {
+	case p.changed <- struct{}{}:
+	default:
+	}
+}
+
 func (p *pods) set(pod *corev1.Pod) {
+	defer p.notify()
 	key := pod.Namespace + "/" + pod.Name
 	var ids []string
 	var add []container
@@ -94,6 +106,7 @@ func (p *pods) set(pod *corev1.Pod) {
 }
 
 func (p *pods) remove(namespace, name string) {
+	defer p.notify()
 	key := namespace + "/" + name
 	p.mu.Lock()
 	defer p.mu.Unlock()

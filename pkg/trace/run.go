@@ -17,6 +17,7 @@ import (
 
 	gadgetv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadget/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/pkg/gadget"
+	"github.com/gadgetpm/gadgetpm/pkg/gadget/ebpfstage"
 	"github.com/gadgetpm/gadgetpm/pkg/trace/output"
 	"github.com/gadgetpm/gadgetpm/scheduler/cron"
 )
@@ -46,6 +47,10 @@ type sharedRun struct {
 	// records counts what the gadget delivered to the fan-out, before any
 	// Trace's container filter: what the kernel let through.
 	records atomic.Int64
+	// mntns is the gadget's kernel mount-namespace filter when the run
+	// has it on (set by the fan-out's Instantiate), which syncMntNs keeps
+	// in step with the containers its Traces select
+	mntns atomic.Pointer[ebpfstage.MntNsFilter]
 
 	started     chan struct{} // closed when every stage started
 	startedOnce sync.Once
@@ -109,14 +114,17 @@ type subscriber struct {
 	pkg      types.NamespacedName
 	filter   *gadgetv1alpha1.ContainerFilter // nil: every event, host processes included
 	confined bool                            // filter holds the Trace to its namespace (see confine)
-	mode     gadgetv1alpha1.OutputMode
-	sink     output.Sink
-	status   *output.Status // Status mode only
-	start    time.Time      // of the run, as recorded in status.runs
-	duration time.Duration  // 0: until stopped
-	limit    int            // spec.historyLimit
-	trigger  *cron.Trigger  // of a scheduled run
-	snapshot bool           // the run ends after one snapshot
+	// liveMntNs: the run's kernel mount-namespace filter came from filter
+	// (runParams), so the node may change it while the run goes
+	liveMntNs bool
+	mode      gadgetv1alpha1.OutputMode
+	sink      output.Sink
+	status    *output.Status // Status mode only
+	start     time.Time      // of the run, as recorded in status.runs
+	duration  time.Duration  // 0: until stopped
+	limit     int            // spec.historyLimit
+	trigger   *cron.Trigger  // of a scheduled run
+	snapshot  bool           // the run ends after one snapshot
 	// begun is closed once the run's start is in status; the outcome is
 	// written after it.
 	begun chan struct{}

@@ -86,6 +86,8 @@ typedef char gadget_pcomm;
 #define TASK_COMM_LEN 16
 #endif
 
+#include <igabi/types.h> /* endpoints, stacks */
+
 /* ---- markers ------------------------------------------------------ */
 
 /* Every marker is an uninitialised global pointer: it lands in .bss, costs

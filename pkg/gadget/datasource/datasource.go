@@ -3,6 +3,7 @@ package datasource
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync/atomic"
 )
@@ -108,7 +109,7 @@ func (ds *DataSource) AddFieldAt(f Field) (*Field, error) {
 	if f.Size == 0 {
 		return nil, fmt.Errorf("data source %s: field %q has size 0", ds.name, f.Name)
 	}
-	if (f.Kind == KindEnum || f.Kind == KindErrno) && f.Size != 1 && f.Size != 2 && f.Size != 4 && f.Size != 8 {
+	if (f.Kind == KindEnum || f.Kind == KindErrno || f.Kind == KindSyscall) && f.Size != 1 && f.Size != 2 && f.Size != 4 && f.Size != 8 {
 		return nil, fmt.Errorf("data source %s: field %q of kind %s must be 1, 2, 4 or 8 bytes, is %d", ds.name, f.Name, f.Kind, f.Size)
 	}
 	if f.Kind.signed() {
@@ -121,6 +122,20 @@ func (ds *DataSource) AddFieldAt(f Field) (*Field, error) {
 		ds.size = end
 	}
 	return &nf, nil
+}
+
+// PlaceAfter moves f, a field of ds, right after prev in the field
+// order (what JSON and columns show first); the layout does not change.
+func (ds *DataSource) PlaceAfter(f, prev *Field) {
+	i, j := slices.Index(ds.fields, f), slices.Index(ds.fields, prev)
+	if i < 0 || j < 0 || i == j+1 {
+		return
+	}
+	ds.fields = slices.Delete(ds.fields, i, i+1)
+	if i < j {
+		j--
+	}
+	ds.fields = slices.Insert(ds.fields, j+1, f)
 }
 
 // AddField appends a field after every existing one, 8-byte aligned.

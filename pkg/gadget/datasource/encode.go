@@ -1,6 +1,8 @@
 package datasource
 
 import (
+	"encoding/binary"
+	"net/netip"
 	"strconv"
 	"syscall"
 	"time"
@@ -57,6 +59,18 @@ func (f *Field) AppendText(dst []byte, r *Record, c Clock) []byte {
 			dst = strconv.AppendUint(dst, uint64(b[i]), 10)
 		}
 		return dst
+	case KindL3Endpoint, KindL4Endpoint:
+		return f.appendEndpoint(dst, f.Bytes(r))
+	case KindSyscall:
+		if n := SyscallName(f.Uint(r)); n != "" {
+			return append(dst, n...)
+		}
+		return strconv.AppendUint(dst, f.Uint(r), 10)
+	case KindSignal:
+		if n := SignalName(f.Uint(r)); n != "" {
+			return append(dst, n...)
+		}
+		return strconv.AppendUint(dst, f.Uint(r), 10)
 	case KindTimestamp:
 		if !c.BootTime.IsZero() {
 			return c.Time(f.Uint(r)).UTC().AppendFormat(dst, time.RFC3339Nano)
@@ -88,7 +102,7 @@ func (ds *DataSource) AppendJSON(dst []byte, r *Record, c Clock) []byte {
 		switch f.Kind {
 		case KindBool:
 			dst = strconv.AppendBool(dst, f.Uint(r) != 0)
-		case KindErrno, KindInt8, KindInt16, KindInt32, KindInt64:
+		case KindErrno, KindInt8, KindInt16, KindInt32, KindInt64, KindKernelStack, KindUserStack:
 			dst = strconv.AppendInt(dst, f.Int(r), 10)
 		case KindUint8, KindUint16, KindUint32, KindUint64, KindUID, KindGID, KindMntNsID, KindPort:
 			dst = strconv.AppendUint(dst, f.Uint(r), 10)
@@ -103,6 +117,31 @@ func (ds *DataSource) AppendJSON(dst []byte, r *Record, c Clock) []byte {
 		}
 	}
 	return append(dst, '}')
+}
+
+// appendEndpoint writes an L3 endpoint's address, or an L4 endpoint's
+// address and port: 10.0.0.1:80, [::1]:80. An unknown IP version shows
+// the address bytes in hex.
+func (f *Field) appendEndpoint(dst, b []byte) []byte {
+	l := f.Endpoint
+	if int(l.Version) >= len(b) || f.Kind == KindL4Endpoint && int(l.Port)+2 > len(b) || len(b) < 16 {
+		return appendHex(dst, b)
+	}
+	var addr netip.Addr
+	switch b[l.Version] {
+	case 4:
+		addr = netip.AddrFrom4([4]byte(b[:4]))
+	case 6:
+		addr = netip.AddrFrom16([16]byte(b[:16]))
+	default:
+		dst = append(dst, "unknown:"...)
+		return appendHex(dst, b[:16])
+	}
+	if f.Kind != KindL4Endpoint {
+		return addr.AppendTo(dst)
+	}
+	port := binary.NativeEndian.Uint16(b[l.Port : l.Port+2])
+	return netip.AddrPortFrom(addr, port).AppendTo(dst)
 }
 
 const hexDigits = "0123456789abcdef"

@@ -43,30 +43,56 @@ const (
 	KindIPv4
 	// KindPort is a uint16 port in host byte order.
 	KindPort
+	// KindL3Endpoint is Inspektor Gadget's struct gadget_l3endpoint_t: a
+	// 16-byte address at its start (IPv4 in the first 4 bytes, network
+	// byte order) and the IP version (4 or 6) at Field.Endpoint.Version.
+	KindL3Endpoint
+	// KindL4Endpoint is Inspektor Gadget's struct gadget_l4endpoint_t: an
+	// address and version as KindL3Endpoint, and a uint16 port in host
+	// byte order at Field.Endpoint.Port.
+	KindL4Endpoint
+	// KindSyscall is a syscall number of the running architecture, shown
+	// by name.
+	KindSyscall
+	// KindSignal is a signal number, shown by name (SIGKILL).
+	KindSignal
+	// KindKernelStack is a stack id into the object's kernel stack map
+	// (BPF_MAP_TYPE_STACK_TRACE); the eBPF stage shows its symbols in a
+	// string field beside it.
+	KindKernelStack
+	// KindUserStack is a stack id into the object's user stack map; the
+	// eBPF stage shows its addresses in a string field beside it.
+	KindUserStack
 )
 
 var kindNames = [...]string{
-	KindInvalid:    "invalid",
-	KindInt8:       "int8",
-	KindInt16:      "int16",
-	KindInt32:      "int32",
-	KindInt64:      "int64",
-	KindUint8:      "uint8",
-	KindUint16:     "uint16",
-	KindUint32:     "uint32",
-	KindUint64:     "uint64",
-	KindBool:       "bool",
-	KindString:     "string",
-	KindStringList: "stringlist",
-	KindBytes:      "bytes",
-	KindEnum:       "enum",
-	KindTimestamp:  "timestamp",
-	KindErrno:      "errno",
-	KindUID:        "uid",
-	KindGID:        "gid",
-	KindMntNsID:    "mntns_id",
-	KindIPv4:       "ipv4",
-	KindPort:       "port",
+	KindInvalid:     "invalid",
+	KindInt8:        "int8",
+	KindInt16:       "int16",
+	KindInt32:       "int32",
+	KindInt64:       "int64",
+	KindUint8:       "uint8",
+	KindUint16:      "uint16",
+	KindUint32:      "uint32",
+	KindUint64:      "uint64",
+	KindBool:        "bool",
+	KindString:      "string",
+	KindStringList:  "stringlist",
+	KindBytes:       "bytes",
+	KindEnum:        "enum",
+	KindTimestamp:   "timestamp",
+	KindErrno:       "errno",
+	KindUID:         "uid",
+	KindGID:         "gid",
+	KindMntNsID:     "mntns_id",
+	KindIPv4:        "ipv4",
+	KindPort:        "port",
+	KindL3Endpoint:  "l3endpoint",
+	KindL4Endpoint:  "l4endpoint",
+	KindSyscall:     "syscall",
+	KindSignal:      "signal",
+	KindKernelStack: "kernel_stack",
+	KindUserStack:   "user_stack",
 }
 
 // String returns the kind's name as used in gadget.yaml and catalogs.
@@ -84,7 +110,7 @@ func ParseKind(s string) (Kind, error) {
 			return Kind(k), nil
 		}
 	}
-	return KindInvalid, fmt.Errorf("unknown field kind %q (expected one of int8..int64, uint8..uint64, bool, string, stringlist, bytes, enum, timestamp, errno, uid, gid, mntns_id, ipv4, port)", s)
+	return KindInvalid, fmt.Errorf("unknown field kind %q (expected one of int8..int64, uint8..uint64, bool, string, stringlist, bytes, enum, timestamp, errno, uid, gid, mntns_id, ipv4, port, l3endpoint, l4endpoint, syscall, signal, kernel_stack, user_stack)", s)
 }
 
 // fixedSize returns the size a kind requires, or 0 when any size is allowed.
@@ -94,7 +120,7 @@ func (k Kind) fixedSize() uint32 {
 		return 1
 	case KindInt16, KindUint16, KindPort:
 		return 2
-	case KindInt32, KindUint32, KindUID, KindGID, KindIPv4:
+	case KindInt32, KindUint32, KindUID, KindGID, KindIPv4, KindSignal, KindKernelStack, KindUserStack:
 		return 4
 	case KindInt64, KindUint64, KindTimestamp, KindMntNsID:
 		return 8
@@ -114,7 +140,7 @@ func (k Kind) signed() bool {
 // Integer reports whether the kind is read with Field.Int or Field.Uint.
 func (k Kind) Integer() bool {
 	switch k {
-	case KindString, KindStringList, KindBytes, KindInvalid:
+	case KindString, KindStringList, KindBytes, KindInvalid, KindL3Endpoint, KindL4Endpoint:
 		return false
 	}
 	return true
@@ -139,8 +165,28 @@ type Field struct {
 	Description string
 	// Hidden fields are decoded but not printed (e.g. a length field).
 	Hidden bool
+	// Raw marks the raw value of a field shown formatted under another
+	// name (Inspektor Gadget's `<name>_raw` convention: `timestamp_raw`
+	// beside `timestamp`): it is left out of `-o columns`; JSON and
+	// catalogs keep it.
+	Raw bool
+	// Endpoint locates the members of a KindL3Endpoint or KindL4Endpoint
+	// field (the struct's layout changed between versions of Inspektor
+	// Gadget's header; the eBPF stage reads it from BTF).
+	Endpoint EndpointLayout
+	// Columns is how `-o columns` lays the field out.
+	Columns Columns
 	// Annotations are free-form key/values from gadget.yaml.
 	Annotations map[string]string
+}
+
+// EndpointLayout is where an endpoint struct's members are, in bytes from
+// its start; the address is always at 0 and 16 bytes long.
+type EndpointLayout struct {
+	// Version is the offset of the uint8 IP version (4 or 6).
+	Version uint32
+	// Port is the offset of the uint16 port (KindL4Endpoint only).
+	Port uint32
 }
 
 // Bytes returns the field's bytes in r, aliasing r's buffer.

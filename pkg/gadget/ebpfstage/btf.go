@@ -17,6 +17,10 @@ var typedefKinds = map[string]datasource.Kind{
 	"gadget_errno":     datasource.KindErrno,
 	"gadget_ipv4":      datasource.KindIPv4,
 	"gadget_port":      datasource.KindPort,
+	// Inspektor Gadget's (bpf/include/igabi/gadget.h, types.h)
+	"gadget_syscall":      datasource.KindSyscall,
+	"gadget_signal":       datasource.KindSignal,
+	"gadget_kernel_stack": datasource.KindKernelStack,
 }
 
 // structFields adds one field per member of s to ds; a nested struct is
@@ -38,6 +42,19 @@ func memberFields(ds *datasource.DataSource, s *btf.Struct, prefix string, base 
 		}
 		off := base + m.Offset.Bytes()
 		if inner, ok := btf.UnderlyingType(m.Type).(*btf.Struct); ok && flatten {
+			f, typed, err := igStructKind(inner)
+			if err != nil {
+				return fmt.Errorf("struct %s: member %s: %w", s.Name, m.Name, err)
+			}
+			if typed {
+				f.Name, f.Offset = prefix+m.Name, off+f.Offset
+				nf, err := ds.AddFieldAt(f)
+				if err != nil {
+					return fmt.Errorf("struct %s: %w", s.Name, err)
+				}
+				nf.Signed = f.Signed
+				continue
+			}
 			if err := memberFields(ds, inner, prefix+m.Name+".", off, true); err != nil {
 				return err
 			}
@@ -72,7 +89,7 @@ func kindOf(t btf.Type) (datasource.Kind, bool, map[int64]string) {
 				// gadgetpm's gadget_errno is a signed -errno, Inspektor
 				// Gadget's an unsigned errno: the integer says which
 				i, _ := btf.UnderlyingType(v.Type).(*btf.Int)
-				return k, k == datasource.KindErrno && i != nil && i.Encoding == btf.Signed, nil
+				return k, (k == datasource.KindErrno || k == datasource.KindKernelStack) && i != nil && i.Encoding == btf.Signed, nil
 			}
 			t = v.Type
 		case *btf.Const:

@@ -48,7 +48,11 @@ func igTracer(coll *ebpf.CollectionSpec, rest string) (tracer, error) {
 	if err != nil {
 		return tracer{}, err
 	}
-	return tracer{ds: ds, mapName: mapName, ig: true, perf: m.Type == ebpf.PerfEventArray}, nil
+	derived, err := igConventions(coll, ds)
+	if err != nil {
+		return tracer{}, fmt.Errorf("tracer %s: %w", name, err)
+	}
+	return tracer{ds: ds, mapName: mapName, ig: true, perf: m.Type == ebpf.PerfEventArray, derived: derived}, nil
 }
 
 // parseMntNs reads the mntns param: mount namespace inode numbers,

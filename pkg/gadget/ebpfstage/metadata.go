@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 
@@ -92,6 +93,11 @@ type ParamMetadata struct {
 	// DefaultValue replaces the variable's initial value as the default
 	// (Inspektor Gadget's `defaultValue`).
 	DefaultValue string `yaml:"defaultValue"`
+	// PossibleValues, when set, are the only values the param accepts.
+	PossibleValues []string `yaml:"possibleValues"`
+	// TypeHint narrows the values the variable's type accepts (e.g. bool
+	// for a __u8 flag, duration, uint16): one of the keys of typeHints.
+	TypeHint string `yaml:"typeHint"`
 }
 
 // ParseMetadata reads gadget.yaml strictly: unknown keys are errors, so a
@@ -198,6 +204,9 @@ func (m *Metadata) apply(sources []*datasource.DataSource, params map[string]*pa
 				f.Hidden = hidden
 			}
 			f.Annotations = fm.Annotations
+			if err := applyColumns(f, fm.Annotations, fmt.Sprintf("gadget.yaml: datasources.%s.fields.%s", dsName, fName)); err != nil {
+				return err
+			}
 		}
 	}
 	for key, pm := range m.Params {
@@ -206,6 +215,17 @@ func (m *Metadata) apply(sources []*datasource.DataSource, params map[string]*pa
 			return fmt.Errorf("gadget.yaml: %s%s: the object declares no such param (declare it with GADGET_PARAM)", m.paramsPath(), key)
 		}
 		p.desc.Description = pm.Description
+		if pm.TypeHint != "" {
+			if _, known := typeHints[pm.TypeHint]; !known {
+				return fmt.Errorf("gadget.yaml: %s%s.typeHint: unknown type %q (expected one of %s)", m.paramsPath(), key, pm.TypeHint, strings.Join(sortedKeys(typeHints), ", "))
+			}
+		}
+		p.rules = paramRules{possible: pm.PossibleValues, hint: pm.TypeHint}
+		for _, v := range pm.PossibleValues {
+			if _, err := p.encode(v); err != nil {
+				return fmt.Errorf("gadget.yaml: %s%s.possibleValues: %w", m.paramsPath(), key, err)
+			}
+		}
 		if pm.DefaultValue != "" {
 			if err := p.set(pm.DefaultValue); err != nil {
 				return fmt.Errorf("gadget.yaml: %s%s.defaultValue: %w", m.paramsPath(), key, err)

@@ -41,6 +41,9 @@ type tracer struct {
 	// perf: the map is read as a perf event array, perfBuffer bytes per CPU
 	perf       bool
 	perfBuffer int
+	// derived are the string fields the runtime fills (Inspektor
+	// Gadget's user names and stacks)
+	derived []derived
 }
 
 type snapshotter struct {
@@ -62,9 +65,11 @@ type interval struct {
 }
 
 type param struct {
-	desc gadget.ParamDesc
-	v    *ebpf.VariableSpec
-	kind btf.Type // the underlying *btf.Int
+	// rules are gadget.yaml's possibleValues and typeHint
+	rules paramRules
+	desc  gadget.ParamDesc
+	v     *ebpf.VariableSpec
+	kind  btf.Type // the underlying *btf.Int
 }
 
 // gadgetSpec is what an object declares, before anything is loaded.
@@ -316,8 +321,22 @@ func formatParam(i *btf.Int, b []byte) (string, error) {
 	return strconv.FormatUint(u, 10), nil
 }
 
-// set parses s for the param and writes it into the constant.
+// set checks s against the param's rules, parses it and writes it into
+// the constant.
 func (p *param) set(s string) error {
+	if err := p.rules.check(p.desc.Key, s); err != nil {
+		return err
+	}
+	b, err := p.encode(s)
+	if err != nil {
+		return err
+	}
+	copy(p.v.Value, b)
+	return nil
+}
+
+// encode parses s as the variable's type and returns its bytes.
+func (p *param) encode(s string) ([]byte, error) {
 	i := p.kind.(*btf.Int)
 	bits := int(i.Size * 8)
 	var u uint64
@@ -325,7 +344,7 @@ func (p *param) set(s string) error {
 	case i.Encoding == btf.Bool:
 		b, err := strconv.ParseBool(s)
 		if err != nil {
-			return fmt.Errorf("param %s: %q is not a bool (expected true or false)", p.desc.Key, s)
+			return nil, fmt.Errorf("param %s: %q is not a bool (expected true or false)", p.desc.Key, s)
 		}
 		if b {
 			u = 1
@@ -333,13 +352,13 @@ func (p *param) set(s string) error {
 	case i.Encoding == btf.Signed:
 		n, err := strconv.ParseInt(s, 0, bits)
 		if err != nil {
-			return fmt.Errorf("param %s: %q is not an %s", p.desc.Key, s, p.desc.Type)
+			return nil, fmt.Errorf("param %s: %q is not an %s", p.desc.Key, s, p.desc.Type)
 		}
 		u = uint64(n)
 	default:
 		n, err := strconv.ParseUint(s, 0, bits)
 		if err != nil {
-			return fmt.Errorf("param %s: %q is not a %s (0 to %d)", p.desc.Key, s, p.desc.Type, uint64(1)<<bits-1)
+			return nil, fmt.Errorf("param %s: %q is not a %s (0 to %d)", p.desc.Key, s, p.desc.Type, uint64(1)<<bits-1)
 		}
 		u = n
 	}
@@ -354,8 +373,7 @@ func (p *param) set(s string) error {
 	case 8:
 		binary.NativeEndian.PutUint64(b, u)
 	}
-	copy(p.v.Value, b)
-	return nil
+	return b, nil
 }
 
 // Catalog reads what a gadget offers — data sources with their fields, and

@@ -54,12 +54,19 @@ type Options struct {
 	// Defaults: whether /sys/kernel/btf/vmlinux loads, gadget.ThisHost.
 	KernelHasBTF func() bool
 	Host         func() (gadget.Host, error)
+	// EtcDir holds the passwd and group files that name the user and
+	// group ids of Inspektor Gadget's gadget_uid and gadget_gid fields.
+	// Default: the host's, /proc/1/root/etc (the /etc of PID 1: the
+	// host's init when the process shares the host's PID namespace, as
+	// the node role's DaemonSet does), else /etc.
+	EtcDir string
 }
 
 // Stage loads and runs a gadget's eBPF object. It is stateless and safe
 // for concurrent use; every run gets its own instance.
 type Stage struct {
 	opts Options
+	ids  *idNames // shared by runs: the files are read once
 }
 
 var (
@@ -85,7 +92,11 @@ func New(opts Options) *Stage {
 	if opts.Host == nil {
 		opts.Host = gadget.ThisHost
 	}
-	return &Stage{opts: opts}
+	etc := []string{opts.EtcDir}
+	if opts.EtcDir == "" {
+		etc = []string{"/proc/1/root/etc", "/etc"}
+	}
+	return &Stage{opts: opts, ids: newIDNames(etc, time.Now)}
 }
 
 // Name implements gadget.Stage.
@@ -153,6 +164,7 @@ func (o *Stage) Instantiate(gctx *gadget.Context, params gadget.Params) (gadget.
 		}
 	}
 	var mntns []uint64
+	var filter *MntNsFilter
 	if gs.mntnsFilter {
 		if _, clash := gs.params[MntNsParam]; clash {
 			return nil, fmt.Errorf("gadget %s: GADGET_PARAM(%s) clashes with the runtime's param of that name for the mount-namespace filter; rename the variable", g.Name, MntNsParam)
@@ -165,6 +177,8 @@ func (o *Stage) Instantiate(gctx *gadget.Context, params gadget.Params) (gadget.
 			if err := gs.coll.Variables[igFilterVar].Set(true); err != nil {
 				return nil, fmt.Errorf("gadget %s: turn on the mount-namespace filter (%s): %w", g.Name, igFilterVar, err)
 			}
+			filter = newMntNsFilter(g.Name, mntns)
+			gctx.SetVar(VarMntNsFilter, filter)
 		}
 	}
 	clock, err := bootClock()
@@ -172,7 +186,9 @@ func (o *Stage) Instantiate(gctx *gadget.Context, params gadget.Params) (gadget.
 		return nil, err
 	}
 	gctx.SetVar(gadget.VarClock, clock)
-	return &instance{op: o, spec: gs, name: g.Name, every: every, mapIter: mi, mntns: mntns, dropped: map[string]error{}}, nil
+	in := &instance{op: o, spec: gs, name: g.Name, every: every, mapIter: mi, filter: filter, dropped: map[string]error{}}
+	in.subscribeDerived(gctx)
+	return in, nil
 }
 
 // IntervalParam is the param that sets how often interval data sources
@@ -202,7 +218,11 @@ type instance struct {
 
 	every   time.Duration // how often interval sources emit
 	mapIter mapIterConfig // how map iterators fetch
-	mntns   []uint64      // the mount namespaces the filter map allows
+	// filter is the mount-namespace filter when it is on, else nil
+	filter *MntNsFilter
+	// fields fills the derived fields of Inspektor Gadget's types (user
+	// names, stacks); its maps are set by PreStart
+	fields *stackFormatter
 	// dropped holds the programs of GADGET_FALLBACK pairs and the optional
 	// programs left out of the collection because the kernel refused
 	// them, and why
@@ -285,6 +305,7 @@ func (i *instance) PreStart(gctx *gadget.Context) error {
 		coll, err := ebpf.NewCollectionWithOptions(spec, opts)
 		if err == nil {
 			i.coll = coll
+			i.fields.kstack, i.fields.ustack = coll.Maps[igKernelStackM], coll.Maps[igUserStackM]
 			return i.fillMntNsFilter()
 		}
 		prog := failedProgram(err)
@@ -308,26 +329,12 @@ func (i *instance) PreStart(gctx *gadget.Context) error {
 }
 
 // fillMntNsFilter puts the run's mount namespaces into the object's filter
-// map before any program is attached, so no event of another namespace
-// is ever copied.
+// map before any program is attached (see MntNsFilter.load).
 func (i *instance) fillMntNsFilter() error {
-	if len(i.mntns) == 0 {
+	if i.filter == nil {
 		return nil
 	}
-	m := i.coll.Maps[igFilterMap]
-	if max := int(m.MaxEntries()); len(i.mntns) > max {
-		return fmt.Errorf("gadget %s: param %s lists %d mount namespaces (in a Trace: the containers its spec.filter selects), map %s holds %d; select fewer", i.name, MntNsParam, len(i.mntns), igFilterMap, max)
-	}
-	one := make([]byte, m.ValueSize())
-	if len(one) > 0 {
-		one[0] = 1
-	}
-	for _, id := range i.mntns {
-		if err := m.Put(id, one); err != nil {
-			return fmt.Errorf("gadget %s: fill %s with mount namespace %d: %w", i.name, igFilterMap, id, err)
-		}
-	}
-	return nil
+	return i.filter.load(i.coll.Maps[igFilterMap])
 }
 
 // failedProgram is the program a load error names ("program x: ..."), or "".
@@ -776,6 +783,9 @@ func (i *instance) Close(*gadget.Context) error {
 		i.abortIv = nil
 	}
 	i.wg.Wait()
+	if i.filter != nil {
+		i.filter.unload()
+	}
 	if i.coll != nil {
 		i.coll.Close()
 		i.coll = nil

@@ -127,6 +127,10 @@ type target struct {
 	container, pod, podNS *datasource.Field
 	containerName         *datasource.Field // nil unless Pods is a ContainerNamer
 	pid, comm             *datasource.Field // nil when the source has its own
+	// srcPid is the source's own pid field, nil when it has none: the
+	// process of the event, looked up directly for a namespace not seen
+	// before
+	srcPid *datasource.Field
 }
 
 type instance struct {
@@ -167,10 +171,12 @@ func (in *instance) enrich(ds *datasource.DataSource, mntns *datasource.Field) e
 			}
 		}
 	}
-	if ds.Field(FieldPid) == nil {
+	if f := ds.Field(FieldPid); f == nil {
 		if t.pid, err = add(FieldPid, datasource.KindUint32, 4); err != nil {
 			return err
 		}
+	} else if f.Kind.Integer() {
+		t.srcPid = f
 	}
 	if ds.Field(FieldComm) == nil {
 		if t.comm, err = add(FieldComm, datasource.KindString, 16); err != nil {
@@ -188,7 +194,11 @@ func (in *instance) enrich(ds *datasource.DataSource, mntns *datasource.Field) e
 // fill writes what is known of the record's namespace; unknown namespaces
 // leave the fields empty.
 func (in *instance) fill(t target, r *datasource.Record) {
-	p, ok := in.lookup(t.mntns.Uint(r))
+	var pid uint32
+	if t.srcPid != nil {
+		pid = uint32(t.srcPid.Uint(r))
+	}
+	p, ok := in.lookup(t.mntns.Uint(r), pid)
 	if !ok {
 		return
 	}
@@ -212,14 +222,27 @@ func (in *instance) fill(t target, r *datasource.Record) {
 	}
 }
 
-// lookup returns the namespace's process, rescanning /proc on a miss when
-// the last scan is old enough. The scan runs under the lock: concurrent
-// misses wait for one scan instead of each starting their own.
-func (in *instance) lookup(ns uint64) (Process, bool) {
+// lookup returns the namespace's process. On a miss it reads the event's
+// own process (pid, when the record has one and it lives in ns: a
+// container that just started is then known from its first event), else
+// it rescans /proc when the last scan is old enough. The scan runs under
+// the lock: concurrent misses wait for one scan instead of each starting
+// their own.
+func (in *instance) lookup(ns uint64, pid uint32) (Process, bool) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	if p, ok := in.byNS[ns]; ok {
-		return p, p.Pid != 0
+	p, ok := in.byNS[ns]
+	if ok && p.Pid != 0 {
+		return p, true
+	}
+	if pid != 0 {
+		if p, ok := readProcess(in.opts.ProcRoot, pid, ns); ok {
+			in.byNS[ns] = p
+			return p, true
+		}
+	}
+	if ok {
+		return p, false
 	}
 	now := in.opts.Now()
 	if !in.lastScan.IsZero() && now.Sub(in.lastScan) < in.opts.RescanInterval {
@@ -229,7 +252,7 @@ func (in *instance) lookup(ns uint64) (Process, bool) {
 	for k, v := range Scan(in.opts.ProcRoot) {
 		in.byNS[k] = v
 	}
-	p, ok := in.byNS[ns]
+	p, ok = in.byNS[ns]
 	if !ok {
 		// the namespace's processes are gone: remember that, or every
 		// later event from it would rescan /proc once per interval
@@ -269,6 +292,25 @@ func Scan(procRoot string) map[uint64]Process {
 		out[ns] = Process{Pid: uint32(pid), Comm: strings.TrimSpace(string(comm)), ContainerID: ContainerID(cg)}
 	}
 	return out
+}
+
+// readProcess reads process pid under procRoot when it lives in mount
+// namespace ns.
+func readProcess(procRoot string, pid uint32, ns uint64) (Process, bool) {
+	dir := filepath.Join(procRoot, strconv.FormatUint(uint64(pid), 10))
+	link, err := os.Readlink(filepath.Join(dir, "ns", "mnt"))
+	if err != nil {
+		return Process{}, false
+	}
+	if got, ok := parseNSLink(link); !ok || got != ns {
+		return Process{}, false
+	}
+	comm, _ := os.ReadFile(filepath.Join(dir, "comm"))
+	cg, err := os.ReadFile(filepath.Join(dir, "cgroup"))
+	if err != nil {
+		return Process{}, false
+	}
+	return Process{Pid: pid, Comm: strings.TrimSpace(string(comm)), ContainerID: ContainerID(cg)}, true
 }
 
 // parseNSLink reads "mnt:[4026531840]".

@@ -117,28 +117,52 @@ func TestRescanIsRateLimited(t *testing.T) {
 		os.MkdirAll(filepath.Join(root, pid, "ns"), 0o755)
 		os.Symlink("mnt:["+ns+"]", filepath.Join(root, pid, "ns", "mnt"))
 	}
-	if p, ok := in.lookup(containerNS); !ok || p.Pid != 812 {
+	if p, ok := in.lookup(containerNS, 0); !ok || p.Pid != 812 {
 		t.Fatalf("first lookup scans: %+v %v", p, ok)
 	}
 	// a miss right after a scan does not scan again
 	addProc("2000", "555")
-	if _, ok := in.lookup(555); ok {
+	if _, ok := in.lookup(555, 0); ok {
 		t.Fatal("rescanned within the interval")
 	}
 	now = now.Add(2 * time.Second)
-	if p, ok := in.lookup(555); !ok || p.Pid != 2000 {
+	if p, ok := in.lookup(555, 0); !ok || p.Pid != 2000 {
 		t.Fatalf("after the interval: %+v %v", p, ok)
 	}
 	// a namespace without processes at the scan that looks for it is
 	// remembered as gone and never triggers another scan
 	now = now.Add(2 * time.Second)
-	if _, ok := in.lookup(777); ok {
+	if _, ok := in.lookup(777, 0); ok {
 		t.Fatal("found a namespace without processes")
 	}
 	scanned := in.lastScan
 	now = now.Add(time.Hour)
-	if _, ok := in.lookup(777); ok || in.lastScan != scanned {
+	if _, ok := in.lookup(777, 0); ok || in.lastScan != scanned {
 		t.Error("a namespace known to be gone triggered a rescan")
+	}
+}
+
+// TestLookupByEventPid: a namespace first seen right after a scan (a
+// container that just started) is known from the event's own pid, without
+// waiting for the next scan; a pid in another namespace does not count.
+func TestLookupByEventPid(t *testing.T) {
+	root := fakeProc(t)
+	now := time.Unix(1000, 0)
+	op := New(Options{ProcRoot: root, Now: func() time.Time { return now }})
+	in := &instance{opts: op.opts, byNS: map[uint64]Process{}}
+	if _, ok := in.lookup(containerNS, 0); !ok {
+		t.Fatal("first lookup scans")
+	}
+	dir := filepath.Join(root, "2100")
+	os.MkdirAll(filepath.Join(dir, "ns"), 0o755)
+	os.Symlink("mnt:[666]", filepath.Join(dir, "ns", "mnt"))
+	os.WriteFile(filepath.Join(dir, "comm"), []byte("app\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "cgroup"), []byte("0::/kubepods.slice/cri-containerd-"+cid+".scope\n"), 0o644)
+	if _, ok := in.lookup(666, 812); ok {
+		t.Error("pid 812 lives in another namespace but was taken for 666")
+	}
+	if p, ok := in.lookup(666, 2100); !ok || p.ContainerID != cid || p.Pid != 2100 {
+		t.Errorf("lookup(666, pid 2100) within the rescan interval = %+v %v, want the event's process with container %s", p, ok, cid)
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"strings"
 	"sync"
 	"time"
 
@@ -86,9 +85,9 @@ func (w *Writer) Instantiate(gctx *gadget.Context, _ gadget.Params) (gadget.Stag
 	clock, _ := gctx.Var(gadget.VarClock)
 	c, _ := clock.(datasource.Clock)
 	for _, ds := range gctx.DataSources() {
-		var widths []int
+		var layout *datasource.ColumnLayout
 		if w.format() == FormatColumns {
-			widths = columnWidths(ds)
+			layout = ds.ColumnLayout()
 		}
 		ds.Subscribe(w.Name(), Priority, func(ds *datasource.DataSource, r *datasource.Record) error {
 			in.mu.Lock()
@@ -102,9 +101,13 @@ func (w *Writer) Instantiate(gctx *gadget.Context, _ gadget.Params) (gadget.Stag
 				in.buf = ds.AppendJSON(in.buf, r, c)
 			} else {
 				if !in.headerDone[ds] {
-					in.writeHeader(ds, widths)
+					in.writeHeader(ds, layout)
+					if w.PrefixSource {
+						// the row after the header gets its prefix too
+						in.buf = append(append(in.buf, ds.Name()...), ' ')
+					}
 				}
-				in.buf = appendColumns(in.buf, ds, r, c, widths)
+				in.buf = layout.AppendRow(in.buf, r, c)
 			}
 			in.buf = append(in.buf, '\n')
 			if _, err := in.out.Write(in.buf); err != nil {
@@ -184,83 +187,12 @@ func (in *writerInstance) flush() error {
 	return nil
 }
 
-func (in *writerInstance) writeHeader(ds *datasource.DataSource, widths []int) {
+func (in *writerInstance) writeHeader(ds *datasource.DataSource, layout *datasource.ColumnLayout) {
 	if in.headerDone == nil {
 		in.headerDone = map[*datasource.DataSource]bool{}
 	}
 	in.headerDone[ds] = true
-	i := 0
-	for _, f := range ds.Fields() {
-		if f.Hidden {
-			continue
-		}
-		in.buf = appendPadded(in.buf, []byte(strings.ToUpper(f.Name)), widths[i], i == len(widths)-1)
-		i++
-	}
-	in.buf = append(in.buf, '\n')
-}
-
-// columnWidths reads the "columns.width" annotation or picks one by kind.
-func columnWidths(ds *datasource.DataSource) []int {
-	var out []int
-	for _, f := range ds.Fields() {
-		if f.Hidden {
-			continue
-		}
-		w := 0
-		if v, ok := f.Annotations["columns.width"]; ok {
-			fmt.Sscan(v, &w)
-		}
-		if w <= 0 {
-			switch f.Kind {
-			case datasource.KindString:
-				w = int(f.Size)
-			case datasource.KindStringList:
-				w = 40
-			case datasource.KindTimestamp:
-				w = 30
-			case datasource.KindIPv4:
-				w = 15
-			case datasource.KindMntNsID:
-				w = 10
-			default:
-				w = 7
-			}
-		}
-		if n := len(f.Name); n > w {
-			w = n
-		}
-		out = append(out, w)
-	}
-	return out
-}
-
-func appendColumns(dst []byte, ds *datasource.DataSource, r *datasource.Record, c datasource.Clock, widths []int) []byte {
-	i := 0
-	for _, f := range ds.Fields() {
-		if f.Hidden {
-			continue
-		}
-		start := len(dst)
-		dst = f.AppendText(dst, r, c)
-		if i < len(widths)-1 {
-			for n := len(dst) - start; n <= widths[i]; n++ {
-				dst = append(dst, ' ')
-			}
-		}
-		i++
-	}
-	return dst
-}
-
-func appendPadded(dst, s []byte, w int, last bool) []byte {
-	dst = append(dst, s...)
-	if !last {
-		for n := len(s); n <= w; n++ {
-			dst = append(dst, ' ')
-		}
-	}
-	return dst
+	in.buf = append(layout.AppendHeader(in.buf), '\n')
 }
 
 // Buffer keeps JSON lines in memory up to MaxBytes, for a Trace's

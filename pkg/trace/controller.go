@@ -47,6 +47,8 @@ type Controller struct {
 	ownHub bool // opts.Hub was made by New: Start stops it
 	log    logr.Logger
 	rt     *gadget.Runtime
+	// enrich is the runtime's enricher, told of the node's /proc scans
+	enrich *enricher.Stage
 	pods   *pods
 	cron   *cron.Crontab
 
@@ -95,9 +97,10 @@ func New(opts Options) (*Controller, error) {
 		skipped: map[types.NamespacedName]uint64{}, subDirty: map[types.NamespacedName]bool{},
 		subWake: make(chan struct{}, 1), progressSlots: make(chan struct{}, 4), mntnsWake: make(chan struct{}, 1),
 	}
+	c.enrich = enricher.New(enricher.Options{Pods: c.pods, ProcRoot: opts.ProcRoot})
 	rt, err := gadget.New(
 		ebpfstage.New(ebpfstage.Options{}),
-		enricher.New(enricher.Options{Pods: c.pods, ProcRoot: opts.ProcRoot}),
+		c.enrich,
 		filter.Stage{},
 		limiter.Stage{},
 		fanout{c: c},

@@ -86,6 +86,11 @@ func (c *Controller) selectedMntNs(filters []*gadgetv1alpha1.ContainerFilter, pr
 	if procs == nil {
 		procs = enricher.Scan(c.procRoot())
 	}
+	// the runs' enrichers learn what this scan found: a namespace the
+	// kernel filter lets through is then attributed to its container
+	// even when the process that sent an event is gone by the time the
+	// event is read
+	c.enrich.Learn(procs)
 	var out []uint64
 	for ns, p := range procs {
 		if p.ContainerID != "" && ids[p.ContainerID] {

@@ -73,6 +73,44 @@ type Options struct {
 // Stage is the mount-namespace enricher.
 type Stage struct {
 	opts Options
+	// learned holds processes a caller found by its own /proc scan
+	// (Learn), shared by every run's instance.
+	learned *learned
+}
+
+// learned is the namespaces' processes the Stage was told of.
+type learned struct {
+	mu   sync.Mutex
+	byNS map[uint64]Process // guarded by mu
+}
+
+func (l *learned) get(ns uint64) (Process, bool) {
+	if l == nil {
+		return Process{}, false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	p, ok := l.byNS[ns]
+	return p, ok
+}
+
+// Learn records the processes of a full /proc scan (Scan) the caller made,
+// replacing what an earlier one recorded (so that namespaces that are gone
+// do not pile up), so
+// that every run's lookups know them without a scan of their own: the
+// caller that put a namespace into a kernel filter from its scan can rely
+// on the namespace's events being enriched even when the process that
+// sent them is already gone and a rescan is not due yet.
+func (o *Stage) Learn(procs map[uint64]Process) {
+	byNS := make(map[uint64]Process, len(procs))
+	for ns, p := range procs {
+		if p.Pid != 0 {
+			byNS[ns] = p
+		}
+	}
+	o.learned.mu.Lock()
+	o.learned.byNS = byNS
+	o.learned.mu.Unlock()
 }
 
 var _ gadget.Stage = (*Stage)(nil)
@@ -88,7 +126,7 @@ func New(opts Options) *Stage {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Stage{opts: opts}
+	return &Stage{opts: opts, learned: &learned{byNS: map[uint64]Process{}}}
 }
 
 // Name implements gadget.Stage.
@@ -100,7 +138,7 @@ func (o *Stage) Priority() int { return Priority }
 // Instantiate adds the fields to every data source with a
 // mount namespace id; it opts out when there is none.
 func (o *Stage) Instantiate(gctx *gadget.Context, _ gadget.Params) (gadget.StageInstance, error) {
-	in := &instance{opts: o.opts, byNS: map[uint64]Process{}}
+	in := &instance{opts: o.opts, learned: o.learned, byNS: map[uint64]Process{}}
 	for _, ds := range gctx.DataSources() {
 		var mntns *datasource.Field
 		for _, f := range ds.Fields() {
@@ -135,6 +173,7 @@ type target struct {
 
 type instance struct {
 	opts    Options
+	learned *learned
 	sources []target
 
 	mu       sync.Mutex
@@ -240,6 +279,10 @@ func (in *instance) lookup(ns uint64, pid uint32) (Process, bool) {
 			in.byNS[ns] = p
 			return p, true
 		}
+	}
+	if lp, known := in.learned.get(ns); known {
+		in.byNS[ns] = lp
+		return lp, true
 	}
 	if ok {
 		return p, false

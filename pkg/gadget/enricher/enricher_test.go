@@ -166,6 +166,31 @@ func TestLookupByEventPid(t *testing.T) {
 	}
 }
 
+// TestLearnedNamespaces: a namespace the Stage learned from its caller's
+// /proc scan is attributed to its container within the rescan interval
+// even though the event's own process is gone (an exec that ended before
+// its event was read); a later scan that no longer has it forgets it.
+func TestLearnedNamespaces(t *testing.T) {
+	root := fakeProc(t)
+	now := time.Unix(1000, 0)
+	op := New(Options{ProcRoot: root, Now: func() time.Time { return now }})
+	in := &instance{opts: op.opts, learned: op.learned, byNS: map[uint64]Process{}}
+	if _, ok := in.lookup(containerNS, 0); !ok {
+		t.Fatal("first lookup scans")
+	}
+	op.Learn(map[uint64]Process{888: {Pid: 3000, Comm: "short", ContainerID: cid}, 889: {}})
+	if p, ok := in.lookup(888, 3000); !ok || p.ContainerID != cid {
+		t.Errorf("lookup(888) after Learn = %+v %v, want container %s", p, ok, cid)
+	}
+	if _, ok := in.lookup(889, 0); ok {
+		t.Error("a learned namespace without a process was taken")
+	}
+	op.Learn(map[uint64]Process{})
+	if _, ok := op.learned.get(888); ok {
+		t.Error("a namespace missing from the latest scan is still learned")
+	}
+}
+
 func TestContainerID(t *testing.T) {
 	tests := []struct{ cgroup, want string }{
 		{"0::/system.slice/docker-" + cid + ".scope\n", cid},

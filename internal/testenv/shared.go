@@ -60,6 +60,16 @@ func (e *Env) WatchLabelSelector() string {
 	return apis.ShardKey + "=" + e.Shard
 }
 
+// ShardArgs are the flags an operator binary a test runs (gadgetpm
+// operator, gadgetpm-node) needs to reconcile this binary's objects only:
+// none with a control plane of the binary's own.
+func (e *Env) ShardArgs() []string {
+	if e.Shard == "" {
+		return nil
+	}
+	return []string{"--watch-label-selector", e.WatchLabelSelector()}
+}
+
 // CacheOptions returns o with the cache of GadgetPackages,
 // PackageRepositories and Traces limited to this binary's shard, for a
 // controller manager a test builds itself (the operator does the same

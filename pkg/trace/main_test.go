@@ -178,7 +178,7 @@ func startNode(t testing.TB, name string, o nodeOptions) *node {
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  env.Scheme,
-		Cache:                   trace.CacheOptions(), // the node role's, as its process has it
+		Cache:                   env.CacheOptions(trace.CacheOptions()), // the node role's, as its process has it
 		Metrics:                 metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress:  "0",
 		Controller:              config.Controller{SkipNameValidation: ptr(true)},

@@ -52,8 +52,8 @@ func TestSharedControlPlaneShards(t *testing.T) {
 		t.Errorf("namespace %q: want it to start with %q and be no longer than without a shard", nsA, a.Shard+"-")
 	}
 	repo := a.Repository(t, "shared", gadgetpmv1alpha1.PackageRepositorySpec{URL: "file:///nonexistent"})
-	if !strings.HasPrefix(repo, a.Shard+"-") {
-		t.Errorf("PackageRepository %q: want it to start with %q", repo, a.Shard+"-")
+	if !strings.HasPrefix(repo, "shared-"+a.Shard+"-") {
+		t.Errorf("PackageRepository %q: want it to start with %q", repo, "shared-"+a.Shard+"-")
 	}
 	for _, c := range []struct {
 		e  *testenv.Env

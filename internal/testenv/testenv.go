@@ -1,6 +1,8 @@
 // Package testenv starts the real control plane that gadgetpm's tests run
 // against: one kube-apiserver and etcd per test binary (controller-runtime's
-// envtest), with gadgetpm's CRDs from charts/gadgetpm/crds installed.
+// envtest), with gadgetpm's CRDs from charts/gadgetpm/crds installed; or,
+// under hack/test-controlplane.sh (make test), reaches the one control plane
+// the run shares (SharedKubeconfigEnv), each binary in a shard of its own.
 //
 // The binaries come from hack/setup-envtest.sh, found through
 // KUBEBUILDER_ASSETS or in the tool cache (internal/toolcache). When neither has

@@ -49,7 +49,8 @@ envtest: ## build or reuse the cached kube-apiserver and etcd for tests
 .PHONY: test
 test: fmt-check ## run every check and test CI runs (the end-to-end tests too, as root)
 	@hack/test-prepare.sh $(filter -race -gcflags=% -ldflags=%,$(GO_TEST_FLAGS))
-	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" $(GO) test $(GO_TEST_FLAGS) $(TEST_FIRST) ./...
+	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" hack/test-controlplane.sh $(filter -race -gcflags=% -ldflags=%,$(GO_TEST_FLAGS)) -- \
+		$(GO) test $(GO_TEST_FLAGS) $(TEST_FIRST) ./...
 	hack/vmtest.sh $(KERNELS)
 	@$(MAKE) --no-print-directory e2e-if-root
 

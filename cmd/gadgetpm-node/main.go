@@ -88,7 +88,7 @@ in-cluster service account.`,
 					NodeCheck: n.NodeCheck, Stream: n.Stream, Logger: logger,
 					ClusterResourceNamespace: n.References.ClusterResourceNamespace, NoCrossNamespaceRefs: n.References.NoCrossNamespaceRefs,
 					MaxPackageBytes: int64(n.Downloads.MaxPackageSize), MaxIndexBytes: int64(n.Downloads.MaxIndexSize), CacheGCInterval: n.CacheGCInterval},
-				Manager: noderole.ManagerOptions{Namespaces: n.Namespaces, MetricsAddr: n.MetricsAddr, ProbeAddr: n.ProbeAddr,
+				Manager: noderole.ManagerOptions{Namespaces: n.Namespaces, WatchLabelSelector: n.WatchLabelSelector, MetricsAddr: n.MetricsAddr, ProbeAddr: n.ProbeAddr,
 					QPS: n.QPS, Burst: n.Burst, ShutdownTimeout: n.StopGrace + 20*time.Second, Logger: logger},
 				DebugSocket: n.DebugSocket,
 			})

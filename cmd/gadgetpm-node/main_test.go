@@ -82,9 +82,9 @@ func startNode(t *testing.T, ns, node string) *nodeProc {
 	t.Helper()
 	p := &nodeProc{socket: filepath.Join(t.TempDir(), "debug.sock"), done: make(chan error, 1)}
 	cmd := newCommand(&p.out, &p.out, ctrl.SetLogger)
-	cmd.SetArgs([]string{"--kubeconfig", env.WriteKubeconfig(t), "--node-name", node, "--node-check=false",
+	cmd.SetArgs(append([]string{"--kubeconfig", env.WriteKubeconfig(t), "--node-name", node, "--node-check=false",
 		"--namespaces", ns, "--data-dir", t.TempDir(), "--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--stream-bind-address", "127.0.0.1:0",
-		"--debug-socket", p.socket})
+		"--debug-socket", p.socket}, env.ShardArgs()...))
 	var ctx context.Context
 	ctx, p.cancel = context.WithCancel(context.Background())
 	go func() { p.done <- cmd.ExecuteContext(ctx) }()

@@ -112,6 +112,7 @@ in-cluster service account.`,
 				return err
 			}
 			opts.Namespaces, opts.DataDir = node.Namespaces, node.DataDir
+			opts.WatchLabelSelector = node.WatchLabelSelector
 			opts.MetricsAddr, opts.ProbeAddr, opts.NodeCheck, opts.FileOutputDir = node.MetricsAddr, node.ProbeAddr, node.NodeCheck, node.FileOutputDir
 			opts.DebugSocket, opts.StopGrace = node.DebugSocket, node.StopGrace
 			opts.ClusterResourceNamespace, opts.NoCrossNamespaceRefs = node.References.ClusterResourceNamespace, node.References.NoCrossNamespaceRefs

@@ -10,6 +10,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/gadgetpm/gadgetpm/packages/store"
+	"github.com/gadgetpm/gadgetpm/pkg/apis"
 	"github.com/gadgetpm/gadgetpm/pkg/debugserver"
 	"github.com/gadgetpm/gadgetpm/pkg/noderole"
 	"github.com/gadgetpm/gadgetpm/pkg/streamserver"
@@ -49,6 +50,10 @@ type NodeFlags struct {
 	Downloads Downloads
 	// CacheGCInterval is --cache-gc-interval (CacheGCFlag).
 	CacheGCInterval time.Duration
+	// WatchLabelSelector is --watch-label-selector: the shard of
+	// GadgetPackages, PackageRepositories and Traces this process
+	// reconciles.
+	WatchLabelSelector string
 }
 
 // CacheGCFlag registers --cache-gc-interval on cmd (`gadgetpm operator`,
@@ -88,6 +93,9 @@ func AddNodeFlags(cmd *cobra.Command, n *NodeFlags) {
 	f := cmd.Flags()
 	f.StringVar(&n.Kubeconfig, "kubeconfig", "", "kubeconfig file; default $KUBECONFIG, else in-cluster")
 	f.StringSliceVar(&n.Namespaces, "namespaces", nil, "namespaces whose GadgetPackages and Traces are watched (comma-separated); default all")
+	f.StringVar(&n.WatchLabelSelector, "watch-label-selector", "", "reconcile only the GadgetPackages, PackageRepositories and Traces this label selector matches, "+
+		"to run several gadgetpm instances in one cluster, each on its shard (e.g. "+apis.ShardKey+"=shard1; "+
+		"!"+apis.ShardKey+" for the objects of no shard); give the cluster and node roles the same value. Default all of them")
 	f.StringVar(&n.DataDir, "data-dir", "/var/lib/gadgetpm", "directory for downloaded packages")
 	f.StringVar(&n.NodeName, "node-name", os.Getenv("NODE_NAME"), "node this replica runs on; default $NODE_NAME (required by the node role)")
 	f.StringVar(&n.MetricsAddr, "metrics-bind-address", ":8080", `address of the metrics endpoint ("0" disables it)`)

@@ -140,7 +140,7 @@ var rules = []rule{
 	{
 		why:    "test support never reaches a production binary",
 		from:   []string{"..."},
-		except: []string{"internal/testenv", "internal/testlog", "internal/testroot", "internal/layering", "internal/bundled", "internal/chartcheck", "packages/packagetest", "pkg/gadget/gadgettest", "pkg/nelm/nelmtest", "pkg/noderole/noderoletest", "pkg/streamserver/streamservertest"},
+		except: []string{"internal/testenv", "internal/testenv/controlplane", "internal/testlog", "internal/testroot", "internal/layering", "internal/bundled", "internal/chartcheck", "packages/packagetest", "pkg/gadget/gadgettest", "pkg/nelm/nelmtest", "pkg/noderole/noderoletest", "pkg/streamserver/streamservertest"},
 		to:     []string{"internal/testenv", "internal/testlog", "internal/testroot", "packages/packagetest", "pkg/gadget/gadgettest", "pkg/nelm/nelmtest", "pkg/noderole/noderoletest", "pkg/streamserver/streamservertest"},
 	},
 }

@@ -11,12 +11,17 @@ import (
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 )
 
-// Repository creates a PackageRepository named <prefix>-<n> with spec,
-// deleted when t ends, and returns its name. PackageRepositories are
-// cluster-scoped, so the prefix keeps test packages apart.
+// Repository creates a PackageRepository named <prefix>-<n>
+// (<prefix>-<shard>-<n> on a shared control plane) with spec, deleted when t ends, and
+// returns its name. PackageRepositories are cluster-scoped, so the prefix
+// keeps test packages apart.
 func (e *Env) Repository(t testing.TB, prefix string, spec v1alpha1.PackageRepositorySpec) string {
 	t.Helper()
-	name := fmt.Sprintf("%s-%d", prefix, e.seq.Add(1))
+	n := e.seq.Add(1)
+	name := fmt.Sprintf("%s-%d", prefix, n)
+	if e.Shard != "" {
+		name = fmt.Sprintf("%s-%s-%d", prefix, e.Shard, n)
+	}
 	pr := &v1alpha1.PackageRepository{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: spec}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

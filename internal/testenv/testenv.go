@@ -1,6 +1,8 @@
 // Package testenv starts the real control plane that gadgetpm's tests run
 // against: one kube-apiserver and etcd per test binary (controller-runtime's
-// envtest), with gadgetpm's CRDs from charts/gadgetpm/crds installed.
+// envtest), with gadgetpm's CRDs from charts/gadgetpm/crds installed; or,
+// under hack/test-controlplane.sh (make test), reaches the one control plane
+// the run shares (SharedKubeconfigEnv), each binary in a shard of its own.
 //
 // The binaries come from hack/setup-envtest.sh, found through
 // KUBEBUILDER_ASSETS or in the tool cache (internal/toolcache). When neither has
@@ -56,6 +58,11 @@ type Env struct {
 	Scheme *runtime.Scheme
 	// RepoRoot is the repository's top directory.
 	RepoRoot string
+	// Shard is the binary's shard of a control plane shared by a run
+	// (SharedKubeconfigEnv): Client labels the gadgetpm objects it
+	// creates with it, namespaces start with it. "" with a control plane
+	// of the binary's own.
+	Shard string
 
 	env *envtest.Environment
 	seq atomic.Int64
@@ -81,6 +88,10 @@ func Start() (*Env, error) {
 	if err := apis.AddToScheme(scheme); err != nil {
 		return nil, fmt.Errorf("register gadgetpm types: %w", err)
 	}
+	shared, err := sharedConfig()
+	if err != nil {
+		return nil, err
+	}
 	te := &envtest.Environment{
 		BinaryAssetsDirectory:    assets,
 		CRDDirectoryPaths:        []string{filepath.Join(root, "charts", "gadgetpm", "crds")},
@@ -89,8 +100,15 @@ func Start() (*Env, error) {
 		ControlPlaneStartTimeout: 2 * time.Minute,
 		ControlPlaneStopTimeout:  time.Minute,
 	}
+	if shared != nil {
+		// started, with the CRDs installed, by hack/test-controlplane.sh
+		te = &envtest.Environment{UseExistingCluster: new(true), Config: shared, Scheme: scheme}
+	}
 	cfg, err := te.Start()
 	if err != nil {
+		if shared != nil {
+			return nil, fmt.Errorf("reach the shared control plane of %s: %w", SharedKubeconfigEnv, err)
+		}
 		return nil, fmt.Errorf("start control plane from %s: %w", assets, err)
 	}
 	cfg.QPS, cfg.Burst = 200, 400
@@ -99,7 +117,14 @@ func Start() (*Env, error) {
 		_ = te.Stop()
 		return nil, fmt.Errorf("create client: %w", err)
 	}
-	return &Env{Config: cfg, Client: c, Scheme: scheme, RepoRoot: root, env: te}, nil
+	e := &Env{Config: cfg, Client: c, Scheme: scheme, RepoRoot: root, env: te}
+	if shared != nil {
+		if e.Shard, err = newShard(); err != nil {
+			return nil, err
+		}
+		e.Client = shardClient{Client: c, shard: e.Shard}
+	}
+	return e, nil
 }
 
 // Stop stops the control plane and removes its data.
@@ -114,27 +139,42 @@ func (e *Env) Stop() error {
 // runs the tests, stops the control plane and exits. When the control plane
 // cannot start it prints why and what to do, and exits 1.
 func Main(m *testing.M, target **Env) {
+	begin := time.Now()
 	env, err := Start()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "testenv: %v\n", err)
 		os.Exit(1)
 	}
+	timing("control plane up", begin)
 	*target = env
 	code := m.Run()
+	begin = time.Now()
 	if err := env.Stop(); err != nil {
 		fmt.Fprintf(os.Stderr, "testenv: stop control plane: %v\n", err)
 		if code == 0 {
 			code = 1
 		}
 	}
+	timing("control plane stopped", begin)
 	os.Exit(code)
 }
 
+// timing prints how long a step of Main took when GADGETPM_TESTENV_TIMING
+// is set, so that a run's cost of control planes can be told from its
+// tests' (docs/development.md, "How long make test takes").
+func timing(what string, since time.Time) {
+	if os.Getenv("GADGETPM_TESTENV_TIMING") == "" {
+		return
+	}
+	fmt.Fprintf(os.Stderr, "testenv: %s in %.2fs\n", what, time.Since(since).Seconds())
+}
+
 // Namespace creates a fresh namespace named after the test and returns its
-// name. envtest runs no namespace controller, so it is not deleted.
+// name. envtest runs no namespace controller, so it is not deleted. On a
+// shared control plane the name starts with the binary's shard.
 func (e *Env) Namespace(t testing.TB) string {
 	t.Helper()
-	name := fmt.Sprintf("%s-%d", dnsLabel(t.Name()), e.seq.Add(1))
+	name := e.name(t.Name())
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -144,8 +184,20 @@ func (e *Env) Namespace(t testing.TB) string {
 	return name
 }
 
-// dnsLabel turns a test name into a prefix that fits a namespace name.
-func dnsLabel(s string) string {
+// name returns a name no other of the run has, made of s: a DNS label
+// of at most 40 characters and a sequence number, the shard first on a
+// shared control plane.
+func (e *Env) name(s string) string {
+	if e.Shard == "" {
+		return fmt.Sprintf("%s-%d", dnsLabel(s, 40), e.seq.Add(1))
+	}
+	// as long as without a shard: names tests derive from it stay valid
+	return fmt.Sprintf("%s-%s-%d", e.Shard, dnsLabel(s, 40-len(e.Shard)-1), e.seq.Add(1))
+}
+
+// dnsLabel turns a test name into a prefix of at most max characters
+// that fits a namespace name.
+func dnsLabel(s string, max int) string {
 	var b strings.Builder
 	for _, r := range strings.ToLower(s) {
 		switch {
@@ -156,8 +208,8 @@ func dnsLabel(s string) string {
 		}
 	}
 	out := strings.Trim(b.String(), "-")
-	if len(out) > 40 {
-		out = strings.Trim(out[:40], "-")
+	if len(out) > max {
+		out = strings.Trim(out[:max], "-")
 	}
 	if out == "" {
 		out = "test"
@@ -218,15 +270,24 @@ func complete(dir string) bool {
 // the test's temporary directory, and returns its path.
 func (e *Env) WriteKubeconfig(t testing.TB) string {
 	t.Helper()
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := e.WriteKubeconfigFile(path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// WriteKubeconfigFile writes a kubeconfig reaching the control plane as
+// its administrator to path.
+func (e *Env) WriteKubeconfigFile(path string) error {
 	c := e.Config
 	cfg := clientcmdapi.NewConfig()
 	cfg.Clusters["test"] = &clientcmdapi.Cluster{Server: c.Host, CertificateAuthorityData: c.CAData}
 	cfg.AuthInfos["admin"] = &clientcmdapi.AuthInfo{ClientCertificateData: c.CertData, ClientKeyData: c.KeyData, Token: c.BearerToken}
 	cfg.Contexts["test"] = &clientcmdapi.Context{Cluster: "test", AuthInfo: "admin"}
 	cfg.CurrentContext = "test"
-	path := filepath.Join(t.TempDir(), "kubeconfig")
 	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
-		t.Fatalf("write kubeconfig: %v", err)
+		return fmt.Errorf("write kubeconfig: %w", err)
 	}
-	return path
+	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -210,6 +211,7 @@ func TestPlainHTTPNeedsInsecureAndNeverCarriesCredentials(t *testing.T) {
 func startController(t *testing.T, logger logr.Logger, access repoaccess.Policy) {
 	t.Helper()
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}, Logger: logger,
+		Cache: env.CacheOptions(cache.Options{}),
 		// the tests of this package each run a controller of the same name
 		Controller: config.Controller{SkipNameValidation: new(true)}})
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -55,6 +56,7 @@ func startWith(t *testing.T, edit func(*coordinator.Options)) (op *coordinator.C
 	logs = &testlog.Lines{}
 	log := logs.Logger(0)
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
+		Cache:      env.CacheOptions(cache.Options{}),
 		Controller: config.Controller{SkipNameValidation: &skipNameValidation}})
 	if err != nil {
 		t.Fatal(err)

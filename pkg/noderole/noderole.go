@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -52,6 +53,10 @@ type ManagerOptions struct {
 	// Namespaces whose objects the manager's cache holds; empty means
 	// every namespace.
 	Namespaces []string
+	// WatchLabelSelector limits the GadgetPackages, PackageRepositories
+	// and Traces the manager's cache holds, and so reconciles, to those
+	// it matches (--watch-label-selector); empty means all of them.
+	WatchLabelSelector string
 	// MetricsAddr serves Prometheus metrics (and Handlers); "0" disables
 	// it.
 	MetricsAddr string
@@ -114,6 +119,9 @@ func NewManager(cfg *rest.Config, opts ManagerOptions) (manager.Manager, error) 
 	if opts.NodeCache {
 		mopts.Cache = trace.CacheOptions()
 	}
+	if err := watchSelector(&mopts.Cache, opts.WatchLabelSelector); err != nil {
+		return nil, fmt.Errorf("create controller manager: %w", err)
+	}
 	if len(opts.Namespaces) > 0 {
 		mopts.Cache.DefaultNamespaces = map[string]cache.Config{}
 		for _, ns := range opts.Namespaces {
@@ -133,6 +141,21 @@ func NewManager(cfg *rest.Config, opts ManagerOptions) (manager.Manager, error) 
 		}
 	}
 	return mgr, nil
+}
+
+// watchSelector limits c to gadgetpm's objects that selector matches
+// (apis.ShardCache): a shard of several gadgetpm instances in one
+// cluster, as Flux's --watch-label-selector does.
+func watchSelector(c *cache.Options, selector string) error {
+	if selector == "" {
+		return nil
+	}
+	sel, err := labels.Parse(selector)
+	if err != nil {
+		return fmt.Errorf("--watch-label-selector %q: %w (want a label selector such as %s=shard1 or !%s)", selector, err, apis.ShardKey, apis.ShardKey)
+	}
+	apis.ShardCache(c, sel)
+	return nil
 }
 
 // Options configure New.

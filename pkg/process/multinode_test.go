@@ -197,7 +197,7 @@ func TestMultiNode(t *testing.T) {
 	createNodes(t, node("a"), node("b"), node("c"))
 	gp := traceExecPackage(t, ns)
 
-	common := []string{"--namespaces", ns, "--log-format", "json"}
+	common := append([]string{"--namespaces", ns, "--log-format", "json"}, env.ShardArgs()...)
 	lease := []string{"--leader-election-namespace", ns, "--leader-election-lease-duration", "3s",
 		"--leader-election-renew-deadline", "2s", "--leader-election-retry-period", "500ms"}
 	clusters := []*operatorProc{

@@ -45,7 +45,7 @@ func TestNodeRoleWithoutEBPFPrivileges(t *testing.T) {
 	createNodes(t, weak, strong)
 	gp := traceExecPackage(t, ns)
 
-	common := []string{"--namespaces", ns, "--log-format", "json"}
+	common := append([]string{"--namespaces", ns, "--log-format", "json"}, env.ShardArgs()...)
 	startOperator(t, bin, kubeconfig, "cluster", append([]string{"--role", "cluster", "--leader-election-namespace", ns}, common...)...)
 	weakNode := startOperator(t, unprivileged, kubeconfig, weak, append([]string{"--role", "node", "--node-name", weak}, common...)...)
 	strongNode := startOperator(t, bin, kubeconfig, strong, append([]string{"--role", "node", "--node-name", strong}, common...)...)

@@ -41,6 +41,10 @@ type Options struct {
 	// Namespaces whose GadgetPackages and Traces are watched; empty means
 	// every namespace.
 	Namespaces []string
+	// WatchLabelSelector limits the GadgetPackages, PackageRepositories
+	// and Traces both roles reconcile to those it matches
+	// (--watch-label-selector; apis.ShardKey); empty means all.
+	WatchLabelSelector string
 	// DataDir holds downloaded packages and the extraction cache.
 	// Default /var/lib/gadgetpm.
 	DataDir string

@@ -64,7 +64,7 @@ func leaseHolder(ns string) (string, error) {
 // Lease lives in ns, elections are quick.
 func options(t *testing.T, ns string, role process.Role) process.Options {
 	return process.Options{
-		Role: role, Namespaces: []string{ns}, DataDir: t.TempDir(), NodeName: "node-a",
+		Role: role, Namespaces: []string{ns}, WatchLabelSelector: env.WatchLabelSelector(), DataDir: t.TempDir(), NodeName: "node-a",
 		DebugSocket: "-", MetricsAddr: "0", ProbeAddr: "0", StopGrace: 2 * time.Second,
 		LeaderElection: true, LeaderElectionNamespace: ns,
 		LeaseDuration: 2 * time.Second, RenewDeadline: time.Second, RetryPeriod: 200 * time.Millisecond,

@@ -182,6 +182,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	var node *noderole.Node
 	mopts := noderole.ManagerOptions{
 		Namespaces: opts.Namespaces, MetricsAddr: opts.MetricsAddr, ProbeAddr: opts.ProbeAddr, Mapper: mapper,
+		WatchLabelSelector: opts.WatchLabelSelector,
 		// the cluster role's own stop comes first and has its own bound
 		ShutdownTimeout: opts.StopGrace + 20*time.Second, Logger: opts.Logger,
 	}
@@ -247,7 +248,8 @@ func clusterRole(cfg *rest.Config, mgr manager.Manager, mapper *restmapping.Mapp
 	// Its metrics share controller-runtime's registry, served by mgr.
 	cmgr, err := noderole.NewManager(cfg, noderole.ManagerOptions{
 		Namespaces: opts.Namespaces, MetricsAddr: "0", ProbeAddr: "0", Mapper: mapper,
-		ShutdownTimeout: opts.StopGrace + 15*time.Second, Logger: opts.Logger,
+		WatchLabelSelector: opts.WatchLabelSelector,
+		ShutdownTimeout:    opts.StopGrace + 15*time.Second, Logger: opts.Logger,
 	})
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("cluster role: %w", err)

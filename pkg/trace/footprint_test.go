@@ -112,7 +112,7 @@ func TestCacheOptionsKeepWhatANodeReads(t *testing.T) {
 	if err := env.Client.Status().Update(ctx, gp); err != nil {
 		t.Fatal(err)
 	}
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Cache: trace.CacheOptions(),
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Cache: env.CacheOptions(trace.CacheOptions()),
 		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
 	if err != nil {
 		t.Fatal(err)

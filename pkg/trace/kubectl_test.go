@@ -93,7 +93,8 @@ func TestKubectlFlow(t *testing.T) {
 	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "gadget"}}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
-	startNode(t, "worker-1", nodeOptions{})
+	// the documented kubectl apply creates a Trace of no shard
+	startNode(t, "worker-1", nodeOptions{unsharded: true})
 	runningPackage(t, "gadget", "trace-exec", "trace-exec")
 	runEvery(t, marker(t, "gpmkubectl"))
 

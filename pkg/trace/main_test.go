@@ -141,6 +141,10 @@ type nodeOptions struct {
 	logger               logr.Logger
 	// config, when set, is how the node reaches the API server.
 	config *rest.Config
+	// unsharded: the node sees the Traces of every shard and of none,
+	// such as those kubectl creates, not only this binary's
+	// (testenv's CacheOptions).
+	unsharded bool
 }
 
 // startNode starts a node controller (NodeCheck off: spec.node must be
@@ -176,9 +180,13 @@ func startNode(t testing.TB, name string, o nodeOptions) *node {
 	if o.config != nil {
 		cfg = o.config
 	}
+	cacheOpts := env.CacheOptions(trace.CacheOptions()) // the node role's, as its process has it
+	if o.unsharded {
+		cacheOpts = trace.CacheOptions()
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  env.Scheme,
-		Cache:                   trace.CacheOptions(), // the node role's, as its process has it
+		Cache:                   cacheOpts,
 		Metrics:                 metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress:  "0",
 		Controller:              config.Controller{SkipNameValidation: ptr(true)},

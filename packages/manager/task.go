@@ -170,20 +170,12 @@ func (t *task) load(ctx context.Context, s snapshot) error {
 		}
 		st.Version, st.Digest, st.Dir, st.Values, st.Catalog = p.Version, digest, dir, values, p.Catalog
 		st.SecretValues = p.SecretValues
-		st.Hooks, st.Queues = nil, nil
-		seen := map[string]bool{}
+		st.Hooks, st.Queues = nil, queuesOf(p)
 		for _, h := range p.Hooks {
 			hs := prev[h.Name]
 			hs.Name, hs.Bindings = h.Name, h.Bindings
 			st.Hooks = append(st.Hooks, hs)
-			for _, q := range h.Queues {
-				if !seen[q] {
-					seen[q] = true
-					st.Queues = append(st.Queues, q)
-				}
-			}
 		}
-		sort.Strings(st.Queues)
 		st.Requires = nil
 		for _, r := range p.Requirements.Requires {
 			st.Requires = append(st.Requires, scheduler.Requirement{Name: r.Name, Constraint: r.Constraint})
@@ -512,20 +504,25 @@ func (t *task) restore(ctx context.Context, s snapshot) error {
 	}
 	t.commit(func(e *entry) {
 		e.pkg = p
-		e.state.Dir, e.state.Digest = dir, digest
-		e.state.Queues = nil
-		seen := map[string]bool{}
-		for _, h := range p.Hooks {
-			for _, q := range h.Queues {
-				if !seen[q] {
-					seen[q] = true
-					e.state.Queues = append(e.state.Queues, q)
-				}
-			}
-		}
-		sort.Strings(e.state.Queues)
+		e.state.Dir, e.state.Digest, e.state.Queues = dir, digest, queuesOf(p)
 	})
 	return nil
+}
+
+// queuesOf lists the custom queues p's hooks name, sorted, once each.
+func queuesOf(p *loader.Package) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, h := range p.Hooks {
+		for _, q := range h.Queues {
+			if !seen[q] {
+				seen[q] = true
+				out = append(out, q)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 func (t *task) uninstall(ctx context.Context, s snapshot) error {

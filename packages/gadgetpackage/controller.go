@@ -504,7 +504,24 @@ func (s *planStep) Execute(ctx context.Context) error {
 	}
 	err := s.Task.Execute(ctx)
 	s.ended(ctx, err)
+	if ctx.Err() != nil {
+		// Cancelled by the operator itself (a newer plan, a removal, a
+		// stop): no crash cut it short. The queue runs the package's next
+		// step only after this one returned, so this never clears its
+		// record.
+		s.r.clearAttempt(s.key)
+	}
 	return err
+}
+
+// clearAttempt removes status.lastAttempt, best effort: a write that
+// fails leaves it to be counted at the next start, the safe side.
+func (r *Reconciler) clearAttempt(key string) {
+	ns, name, _ := strings.Cut(key, ".")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	gp := &v1alpha1.GadgetPackage{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	_ = r.opts.Client.Status().Patch(ctx, gp, client.RawPatch(types.MergePatchType, []byte(`{"status":{"lastAttempt":null}}`)))
 }
 
 // recordAttempt writes status.lastAttempt (and the failure counts so

@@ -447,3 +447,33 @@ func lastStamp(t *testing.T, journal string) time.Time {
 	}
 	return time.Unix(0, ns)
 }
+
+// A task the operator cancels at a graceful stop is not a crash: its
+// status.lastAttempt is cleared, and the next start counts no failure and
+// plans the package at once.
+func TestGracefulStopIsNotCountedAsCrash(t *testing.T) {
+	ns := env.Namespace(t)
+	journal := filepath.Join(t.TempDir(), "journal")
+	repoDir := packagetest.Repo(t, t.TempDir(), packagetest.Source{Name: "slow", Files: map[string]string{"templates/cm.yaml": cmTemplate},
+		Hooks: map[string]string{"10-hang.sh": stampHook(journal, `{"configVersion":"v1","onStartup":10}`, "sleep 600")}})
+	createRepo(t, "slow-"+ns, repoDir)
+	createPackage(t, ns, "slow", "slow-"+ns)
+	_, _, stop := start(t)
+	eventually.True(t, 60*time.Second, "onStartup to start", func() bool { return countLines(t, journal, "onStartup ") == 1 })
+	if a := getPackage(t, ns, "slow").Status.LastAttempt; a == nil || a.Task != "startup "+ns+".slow" {
+		t.Fatalf("status.lastAttempt = %+v while the startup task runs", a)
+	}
+	stop() // the hook outlives the stop grace and is cancelled
+	gp := getPackage(t, ns, "slow")
+	if gp.Status.LastAttempt != nil || gp.Status.Failures != 0 {
+		t.Fatalf("after a graceful stop: lastAttempt %+v, failures %d; want none and 0", gp.Status.LastAttempt, gp.Status.Failures)
+	}
+	_, logs, _ := start(t)
+	eventually.True(t, 60*time.Second, "onStartup to run again", func() bool { return countLines(t, journal, "onStartup ") == 2 })
+	if gp := getPackage(t, ns, "slow"); gp.Status.Failures != 0 {
+		t.Errorf("failures %d after a restart that followed a graceful stop, want 0", gp.Status.Failures)
+	}
+	if n := logs.Count("cut short by the operator's stop"); n != 0 {
+		t.Errorf("the restart took the graceful stop for a crash:\n%s", strings.Join(logs.Get(), "\n"))
+	}
+}

@@ -14,6 +14,14 @@
 // gadgetpm.io/package) and is refused, with a message naming them, while
 // other packages require it.
 //
+// Status is what survives the process: before its first reconcile acts,
+// the controller restores every GadgetPackage with the finalizer from its
+// status (Manager.Restore; what it last acted on, the failure counts,
+// Stalled), so that a package deleted or changed while no operator ran is
+// removed or upgraded from what was installed. status.lastAttempt, written
+// before each lifecycle task, tells the next start which task a crash cut
+// short.
+//
 // The queue service's Events belong to its owner, which passes them to
 // HandleEvent.
 package gadgetpackage

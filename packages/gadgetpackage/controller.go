@@ -14,12 +14,22 @@
 // gadgetpm.io/package) and is refused, with a message naming them, while
 // other packages require it.
 //
+// Status is what survives the process: before its first reconcile acts,
+// the controller restores every GadgetPackage with the finalizer from its
+// status (Manager.Restore; what it last acted on, the failure counts,
+// Stalled), so that a package deleted or changed while no operator ran is
+// removed or upgraded from what was installed. status.lastAttempt, written
+// before each lifecycle task, tells the next start which task a crash cut
+// short.
+//
 // The queue service's Events belong to its owner, which passes them to
 // HandleEvent.
 package gadgetpackage
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -30,11 +40,13 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	ctrlmanager "sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
@@ -81,6 +93,11 @@ type Options struct {
 	// hooks' runs, and how often runs alone cause a status write per
 	// package. Default DefaultHookStatusInterval.
 	HookStatusInterval time.Duration
+	// BackoffBase and BackoffCap pace the retry of a package whose task
+	// was cut short by a crash of the operator (status.lastAttempt set at
+	// start): BackoffBase doubled per consecutive failure, capped. Default
+	// the queue's, queue.DefaultBackoffBase and queue.DefaultBackoffCap.
+	BackoffBase, BackoffCap time.Duration
 }
 
 // DefaultRemoveGrace bounds the wait for running tasks when a package's
@@ -124,6 +141,48 @@ type pkgRun struct {
 	// installs or upgrades the release: spec.install.remediation.retries
 	// (no release yet) or spec.upgrade.remediation.retries, plus one.
 	releaseAttempts int
+	// Consecutive failed attempts since the last success, in all and per
+	// phase (status.failures, installFailures, upgradeFailures,
+	// hookFailures); restored from status at start.
+	failures, installFailures, upgradeFailures, hookFailures int64
+	// attemptWritten: status.lastAttempt was written (recordAttempt) and
+	// not cleared since; the next status write clears it.
+	attemptWritten bool
+	// retryAt: no plan before this time (a crashed attempt's backoff).
+	retryAt time.Time
+}
+
+// stall is a Stalled condition the controller did not derive from a task
+// of its own: one restored from status, or the crash-loop protection's.
+type stall struct {
+	reason      string // of the Stalled condition
+	readyReason string // of the Ready condition
+	msg         string
+}
+
+func (s *stall) Error() string { return s.msg }
+
+// resetFailures forgets the consecutive failures: a success, a spec
+// change or a new retry value.
+func (run *pkgRun) resetFailures() {
+	run.failures, run.installFailures, run.upgradeFailures, run.hookFailures = 0, 0, 0, 0
+	run.retryAt = time.Time{}
+}
+
+// countFailure counts one failed attempt of task (its queue name, "<kind>
+// <key>") that ended with err (nil: cut short by a crash); installed says
+// whether the package has a Helm release.
+func (run *pkgRun) countFailure(task string, err error, installed bool) {
+	run.failures++
+	kind, _, _ := strings.Cut(task, " ")
+	switch {
+	case fetch.ReasonOf(err, "") == v1alpha1.ReasonHookFailed || (err == nil && kind == "startup"):
+		run.hookFailures++
+	case installed || kind == "disable" || kind == "uninstall" || kind == "restore":
+		run.upgradeFailures++
+	default:
+		run.installFailures++
+	}
 }
 
 // Reconciler is the GadgetPackage controller.
@@ -140,6 +199,11 @@ type Reconciler struct {
 	// hookRuns are the keys of packages whose hooks ran since their status
 	// was last asked for; guarded by mu.
 	hookRuns map[string]bool
+
+	// restoreMu serializes restoreAll; restored (guarded by it) says it
+	// ran.
+	restoreMu sync.Mutex
+	restored  bool
 }
 
 // New returns a Reconciler.
@@ -155,6 +219,12 @@ func New(opts Options) (*Reconciler, error) {
 	}
 	if opts.HookStatusInterval <= 0 {
 		opts.HookStatusInterval = DefaultHookStatusInterval
+	}
+	if opts.BackoffBase <= 0 {
+		opts.BackoffBase = queue.DefaultBackoffBase
+	}
+	if opts.BackoffCap < opts.BackoffBase {
+		opts.BackoffCap = max(queue.DefaultBackoffCap, opts.BackoffBase)
 	}
 	return &Reconciler{opts: opts, trigger: make(chan event.GenericEvent, 1024), hookKick: make(chan struct{}, 1),
 		runs: map[string]*pkgRun{}, hookRuns: map[string]bool{}}, nil
@@ -265,6 +335,7 @@ func (r *Reconciler) planDone(key string) func(plan int) {
 		r.mu.Lock()
 		if run, ok := r.runs[key]; ok && run.plan == plan && !run.broken {
 			run.inflight = false
+			run.resetFailures()
 		}
 		r.mu.Unlock()
 		r.poke(key)
@@ -465,9 +536,55 @@ func (s *planStep) Execute(ctx context.Context) error {
 	if !s.starts() {
 		return nil
 	}
+	if err := s.r.recordAttempt(ctx, s.key, s.Task.Name()); err != nil {
+		return err
+	}
 	err := s.Task.Execute(ctx)
-	s.ended(err != nil)
+	s.ended(ctx, err)
+	if ctx.Err() != nil {
+		// Cancelled by the operator itself (a newer plan, a removal, a
+		// stop): no crash cut it short. The queue runs the package's next
+		// step only after this one returned, so this never clears its
+		// record.
+		s.r.clearAttempt(s.key)
+	}
 	return err
+}
+
+// clearAttempt removes status.lastAttempt, best effort: a write that
+// fails leaves it to be counted at the next start, the safe side.
+func (r *Reconciler) clearAttempt(key string) {
+	ns, name, _ := strings.Cut(key, ".")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	gp := &v1alpha1.GadgetPackage{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	_ = r.opts.Client.Status().Patch(ctx, gp, client.RawPatch(types.MergePatchType, []byte(`{"status":{"lastAttempt":null}}`)))
+}
+
+// recordAttempt writes status.lastAttempt (and the failure counts so
+// far) before a task runs, so that an operator that crashes in it finds,
+// at its next start, which task was cut short. A GadgetPackage already
+// gone needs no record.
+func (r *Reconciler) recordAttempt(ctx context.Context, key, task string) error {
+	ns, name, _ := strings.Cut(key, ".")
+	r.mu.Lock()
+	run := r.run(key)
+	st := v1alpha1.GadgetPackageStatus{Failures: run.failures, InstallFailures: run.installFailures,
+		UpgradeFailures: run.upgradeFailures, HookFailures: run.hookFailures,
+		LastAttempt: &v1alpha1.TaskAttempt{Task: task, StartedAt: metav1.Now()}}
+	run.attemptWritten = true
+	r.mu.Unlock()
+	patch, err := json.Marshal(map[string]any{"status": map[string]any{
+		"lastAttempt": st.LastAttempt, "failures": st.Failures, "installFailures": st.InstallFailures,
+		"upgradeFailures": st.UpgradeFailures, "hookFailures": st.HookFailures}})
+	if err != nil {
+		return fmt.Errorf("record the attempt of %s in status: %w", task, err)
+	}
+	gp := &v1alpha1.GadgetPackage{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	if err := r.opts.Client.Status().Patch(ctx, gp, client.RawPatch(types.MergePatchType, patch)); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("record the attempt of %s in the status of GadgetPackage %s/%s: %w", task, ns, name, err)
+	}
+	return nil
 }
 
 // starts reports whether the step may run, and marks its plan broken when
@@ -485,16 +602,112 @@ func (s *planStep) starts() bool {
 	return !run.broken
 }
 
-// ended records how an attempt of the step ended.
-func (s *planStep) ended(failed bool) {
+// ended records how an attempt of the step ended; a failure the
+// operator did not cause by cancelling counts in the package's failures.
+func (s *planStep) ended(ctx context.Context, err error) {
+	installed := false
+	if st, ok := s.r.opts.Manager.State(s.key); ok {
+		installed = st.HelmRevision > 0
+	}
 	s.r.mu.Lock()
 	defer s.r.mu.Unlock()
 	if run, ok := s.r.runs[s.key]; ok && run.plan == s.plan {
 		run.stepFailed = nil
-		if failed {
+		if err != nil {
 			run.stepFailed = s
+			if ctx.Err() == nil && !errors.Is(err, context.Canceled) {
+				run.countFailure(s.Task.Name(), err, installed)
+			}
 		}
 	}
+}
+
+// restoreAll makes every GadgetPackage with the finalizer known from its
+// status, once, before the first reconcile of this process acts on any:
+// a package deleted while no operator ran (or during a leader change) is
+// then removed in full, and a Running one keeps its status.
+func (r *Reconciler) restoreAll(ctx context.Context) error {
+	r.restoreMu.Lock()
+	defer r.restoreMu.Unlock()
+	if r.restored {
+		return nil
+	}
+	var list v1alpha1.GadgetPackageList
+	if err := r.opts.Client.List(ctx, &list); err != nil {
+		return fmt.Errorf("list GadgetPackages to restore their state from status: %w", err)
+	}
+	for i := range list.Items {
+		if controllerutil.ContainsFinalizer(&list.Items[i], v1alpha1.PackageFinalizer) {
+			r.restore(ctx, &list.Items[i])
+		}
+	}
+	r.restored = true
+	return nil
+}
+
+// restore rebuilds gp's state and bookkeeping from its status: what is
+// installed (Manager.Restore), what the controller acted on last, the
+// failure counts, and Stalled. A task that status says was running counts
+// as a failed attempt (the operator died in it): the package is retried
+// after a backoff, or, at the attempt limit, Stalled.
+func (r *Reconciler) restore(ctx context.Context, gp *v1alpha1.GadgetPackage) {
+	key := manager.Key(gp)
+	log := ctrllog.FromContext(ctx).WithValues("package", key)
+	if r.opts.Manager.Restore(gp) {
+		log.V(1).Info("restored package state from status", "version", gp.Status.Version, "digest", gp.Status.Digest,
+			"phase", gp.Status.Phase, "helmRevision", gp.Status.HelmRevision)
+	}
+	installed := gp.Status.HelmRevision > 0
+	s := &gp.Status
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.runs[key]; ok {
+		return
+	}
+	run := r.run(key)
+	run.generation, run.retry, run.adopt = s.ObservedGeneration, s.LastHandledRetry, gp.Annotations[v1alpha1.AdoptReleaseAnnotation]
+	run.failures, run.installFailures, run.upgradeFailures, run.hookFailures = s.Failures, s.InstallFailures, s.UpgradeFailures, s.HookFailures
+	if c := meta.FindStatusCondition(s.Conditions, v1alpha1.ConditionStalled); c != nil && c.Status == metav1.ConditionTrue {
+		run.failure, run.settled = &stall{reason: c.Reason, readyReason: readyReason(s, c.Reason), msg: c.Message}, true
+		log.Info("package was Stalled before the restart; it stays Stalled until its spec or the retry annotation changes", "message", c.Message)
+	}
+	if s.LastAttempt == nil {
+		return
+	}
+	run.countFailure(s.LastAttempt.Task, nil, installed)
+	run.attemptWritten = true // cleared by the next status write
+	if run.failure != nil {
+		return
+	}
+	if run.failures >= int64(r.opts.MaxAttempts) {
+		msg := fmt.Sprintf("%s was running when the operator stopped, %d attempt(s) in a row: it is not tried again, as it may be what crashes the operator; "+
+			"read the operator's log of those attempts, fix the cause, then change the spec or set the annotation %s", s.LastAttempt.Task, run.failures, v1alpha1.RetryAnnotation)
+		run.failure, run.settled = &stall{reason: v1alpha1.ReasonCrashedInTask, readyReason: v1alpha1.ReasonCrashedInTask, msg: msg}, true
+		log.Error(nil, "package Stalled: its task was cut short by the operator's stop too often", "task", s.LastAttempt.Task, "failures", run.failures)
+		return
+	}
+	run.retryAt = time.Now().Add(r.backoff(run.failures))
+	log.Info("a task of the package was cut short by the operator's stop; retrying after a backoff", "task", s.LastAttempt.Task,
+		"failures", run.failures, "retryAt", run.retryAt.Format(time.RFC3339Nano))
+}
+
+// readyReason is the reason of a restored Stalled package's Ready
+// condition, which says what failed, else fallback.
+func readyReason(s *v1alpha1.GadgetPackageStatus, fallback string) string {
+	if c := meta.FindStatusCondition(s.Conditions, v1alpha1.ConditionReady); c != nil && c.Status == metav1.ConditionFalse {
+		return c.Reason
+	}
+	return fallback
+}
+
+// backoff is the wait before the next attempt after failures consecutive
+// failures: BackoffBase doubled per further failure, capped.
+func (r *Reconciler) backoff(failures int64) time.Duration {
+	d := r.opts.BackoffBase
+	for i := int64(1); i < failures && d < r.opts.BackoffCap; i++ {
+		d *= 2
+	}
+	return min(d, r.opts.BackoffCap)
 }
 
 // Reconcile plans the package's tasks and writes its status.
@@ -504,6 +717,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
 	key := manager.Key(&gp)
+	if err := r.restoreAll(ctx); err != nil {
+		return reconcile.Result{}, err
+	}
 	if !gp.DeletionTimestamp.IsZero() {
 		return r.remove(ctx, &gp, key)
 	}
@@ -533,6 +749,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	adoptChanged := adopt != run.adopt
 	run.generation, run.retry, run.adopt = gp.Generation, retry, adopt
 	run.releaseAttempts = releaseAttempts(&gp)
+	if specChanged || retryChanged {
+		run.resetFailures()
+	}
 	r.mu.Unlock()
 	if stalled && (specChanged || adoptChanged || retryChanged) {
 		r.opts.Manager.Rearm(key)
@@ -543,8 +762,16 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	}
 	gp.Status.LastHandledRetry = retry
 	r.mu.Lock()
-	inflight := run.inflight
+	inflight, wait := run.inflight, time.Until(run.retryAt)
 	r.mu.Unlock()
+	if !stalled && !inflight && wait > 0 {
+		// A crashed attempt's backoff: status now, the plan later.
+		r.writeStatus(&gp, key)
+		if err := r.patchStatus(ctx, key, before, &gp); err != nil {
+			return reconcile.Result{}, err
+		}
+		return reconcile.Result{RequeueAfter: wait}, nil
+	}
 	if st, ok := r.opts.Manager.State(key); ok && !stalled && !inflight {
 		if v, newer := r.newerVersion(ctx, &gp, st.Version); newer {
 			r.event(&gp, "Normal", v1alpha1.ReasonProgressing, fmt.Sprintf("upgrading %s from %s to %s", gp.Spec.Package, st.Version, v))
@@ -559,7 +786,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		}
 	}
 	r.writeStatus(&gp, key)
-	if err := r.patchStatus(ctx, before, &gp); err != nil {
+	if err := r.patchStatus(ctx, key, before, &gp); err != nil {
 		return reconcile.Result{}, err
 	}
 	return reconcile.Result{}, nil
@@ -572,19 +799,35 @@ func (r *Reconciler) remove(ctx context.Context, gp *v1alpha1.GadgetPackage, key
 	r.mu.Lock()
 	run := r.run(key)
 	removed, inflight := run.removed, run.inflight
+	// A removal that failed for good waits, Stalled, for a new retry
+	// value: retrying it at every reconcile would loop without backoff.
+	stalled := run.removing && run.failure != nil
+	if st, ok := run.failure.(*stall); ok && st.reason == v1alpha1.ReasonCrashedInTask {
+		stalled = true // the removal may be what crashed the operator
+	}
+	if retry := gp.Annotations[v1alpha1.RetryAnnotation]; stalled && retry != "" && retry != run.retry {
+		run.retry, run.failure, run.removing, stalled = retry, nil, false, false
+		run.resetFailures()
+	}
 	r.mu.Unlock()
+	if stalled && !removed {
+		before := gp.DeepCopy()
+		gp.Status.LastHandledRetry = gp.Annotations[v1alpha1.RetryAnnotation]
+		r.writeStatus(gp, key)
+		return reconcile.Result{}, r.patchStatus(ctx, key, before, gp)
+	}
 	if !removed {
 		if inflight {
 			return reconcile.Result{RequeueAfter: time.Second}, nil
 		}
-		st, known := r.opts.Manager.State(key)
+		_, known := r.opts.Manager.State(key)
 		if known {
 			tasks, err := r.opts.Manager.PlanRemove(key)
 			if err != nil {
 				before := gp.DeepCopy()
 				setCondition(gp, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonDependencyNotMet, "cannot delete: "+err.Error())
 				r.event(gp, "Warning", v1alpha1.ReasonDependencyNotMet, "cannot delete: "+err.Error())
-				if perr := r.patchStatus(ctx, before, gp); perr != nil {
+				if perr := r.patchStatus(ctx, key, before, gp); perr != nil {
 					return reconcile.Result{}, perr
 				}
 				return reconcile.Result{RequeueAfter: 5 * time.Second}, nil
@@ -592,12 +835,12 @@ func (r *Reconciler) remove(ctx context.Context, gp *v1alpha1.GadgetPackage, key
 			r.mu.Lock()
 			run.removing = true
 			r.mu.Unlock()
-			// PlanRemove gives Disable, Uninstall: the hooks' custom queues
-			// go between them, so that no hook run is busy while the
-			// release is deleted and afterDeleteHelm runs.
-			if len(tasks) > 0 && len(st.Queues) > 0 {
+			// PlanRemove gives (Restore,) Disable, Uninstall: the hooks'
+			// custom queues go before Uninstall, so that no hook run is
+			// busy while the release is deleted and afterDeleteHelm runs.
+			if len(tasks) > 0 {
 				last := len(tasks) - 1
-				tasks = append(append(tasks[:last:last], &removeQueues{r: r, key: key, queues: st.Queues}), tasks[last])
+				tasks = append(append(tasks[:last:last], &removeQueues{r: r, key: key}), tasks[last])
 			}
 			if err := r.enqueue(key, tasks, func(plan int) {
 				r.mu.Lock()
@@ -649,6 +892,11 @@ func (r *Reconciler) writeStatus(gp *v1alpha1.GadgetPackage, key string) {
 	r.mu.Lock()
 	run := r.run(key)
 	failure, failedAt, attempts, inflight := run.failure, run.failedAt, run.attempts, run.inflight
+	gp.Status.Failures, gp.Status.InstallFailures = run.failures, run.installFailures
+	gp.Status.UpgradeFailures, gp.Status.HookFailures = run.upgradeFailures, run.hookFailures
+	if !inflight {
+		gp.Status.LastAttempt = nil
+	}
 	if ok && (st.Phase == v1alpha1.PhaseRunning || failure != nil) {
 		run.settled = true
 	}
@@ -676,10 +924,14 @@ func (r *Reconciler) writeStatus(gp *v1alpha1.GadgetPackage, key string) {
 	case failure != nil:
 		reason := fetch.ReasonOf(failure, v1alpha1.ReasonRetriesExhausted)
 		msg := fmt.Sprintf("%s failed after %d attempt(s): %v; fix the cause, then change the spec or set the annotation %s", failedAt, attempts, failure, v1alpha1.RetryAnnotation)
+		stalledReason := v1alpha1.ReasonRetriesExhausted
+		if st, ok := failure.(*stall); ok {
+			stalledReason, reason, msg = st.reason, st.readyReason, st.msg
+		}
 		if c := meta.FindStatusCondition(s.Conditions, v1alpha1.ConditionStalled); c == nil || c.Status != metav1.ConditionTrue || c.Message != msg {
 			r.event(gp, "Warning", reason, msg)
 		}
-		setCondition(gp, v1alpha1.ConditionStalled, metav1.ConditionTrue, v1alpha1.ReasonRetriesExhausted, msg)
+		setCondition(gp, v1alpha1.ConditionStalled, metav1.ConditionTrue, stalledReason, msg)
 		setCondition(gp, v1alpha1.ConditionReconciling, metav1.ConditionFalse, v1alpha1.ReasonRetriesExhausted, "gave up")
 		setCondition(gp, v1alpha1.ConditionReady, metav1.ConditionFalse, reason, msg)
 		return
@@ -710,7 +962,22 @@ func (r *Reconciler) writeStatus(gp *v1alpha1.GadgetPackage, key string) {
 	}
 }
 
-func (r *Reconciler) patchStatus(ctx context.Context, before, after *v1alpha1.GadgetPackage) error {
+// patchStatus writes after's status as a merge patch from before's. When
+// status.lastAttempt was written outside the cache's view (recordAttempt)
+// and is to be cleared, the attempt and the counts are written whatever
+// the cache says.
+func (r *Reconciler) patchStatus(ctx context.Context, key string, before, after *v1alpha1.GadgetPackage) error {
+	r.mu.Lock()
+	run := r.run(key)
+	// Not while a plan runs: its steps write lastAttempt themselves.
+	force := run.attemptWritten && !run.inflight && after.Status.LastAttempt == nil
+	r.mu.Unlock()
+	if force {
+		before = before.DeepCopy()
+		before.Status.LastAttempt = &v1alpha1.TaskAttempt{}
+		before.Status.Failures, before.Status.InstallFailures = -1, -1
+		before.Status.UpgradeFailures, before.Status.HookFailures = -1, -1
+	}
 	if equality.Semantic.DeepEqual(before.Status, after.Status) {
 		// Nothing to write: the reconcile that a status write of ours
 		// caused ends here, without a request.
@@ -722,6 +989,13 @@ func (r *Reconciler) patchStatus(ctx context.Context, before, after *v1alpha1.Ga
 		}
 		return client.IgnoreNotFound(err)
 	}
+	if force {
+		r.mu.Lock()
+		if !run.inflight {
+			run.attemptWritten = false
+		}
+		r.mu.Unlock()
+	}
 	return nil
 }
 
@@ -732,20 +1006,22 @@ func (r *Reconciler) event(obj runtime.Object, typ, reason, msg string) {
 }
 
 // removeQueues is the Remove step between Disable and Uninstall: it
-// removes the package's custom queues. A hook run still busy there after
-// RemoveGrace is cancelled; the queue is gone either way.
+// removes the package's custom queues, as the manager knows them when it
+// runs (a package restored from status learns them in Restore). A hook
+// run still busy there after RemoveGrace is cancelled; the queue is gone
+// either way.
 type removeQueues struct {
-	r      *Reconciler
-	key    string
-	queues []string
+	r   *Reconciler
+	key string
 }
 
 func (t *removeQueues) Name() string { return "remove-queues " + t.key }
 
 func (t *removeQueues) Execute(ctx context.Context) error {
+	st, _ := t.r.opts.Manager.State(t.key)
 	graceCtx, cancel := context.WithTimeout(ctx, t.r.opts.RemoveGrace)
 	defer cancel()
-	for _, q := range t.queues {
+	for _, q := range st.Queues {
 		name := queue.PackageQueueName(t.key, q)
 		// Remove fails only when graceCtx ended, after it cancelled the
 		// running task and waited for it; only the task's own end counts.

@@ -171,6 +171,9 @@ type entry struct {
 	// the loaded version. It follows what happened, not the plan: a
 	// Startup of an older plan that ran still counts.
 	started bool
+	// restored: the state came from status (Restore) and no Plan ran
+	// since.
+	restored bool
 	// onStartupDone: the onStartup hooks ran for the loaded version and
 	// enablement, though enabling the bindings may not have finished (it
 	// failed, or a newer plan cancelled it). A retried Startup does not
@@ -248,6 +251,11 @@ func (m *Manager) Plan(gp *v1alpha1.GadgetPackage) []queue.Task {
 		m.pkgs[key] = e
 	}
 	prev := e.gp
+	if e.restored {
+		// Known from status only: whatever the spec, the first plan loads
+		// the package again (an upgrade of the release status names).
+		prev, e.restored = nil, false
+	}
 	e.gp = gp
 	var kinds []kind
 	switch {
@@ -279,6 +287,37 @@ func (m *Manager) Plan(gp *v1alpha1.GadgetPackage) []queue.Task {
 		tasks[i] = &task{m: m, key: key, gen: e.gen, kind: k}
 	}
 	return tasks
+}
+
+// Restore makes a package known from its status, for a manager that has
+// not planned it since the process started (a restart, a new leader): the
+// version, digest, phase, enablement, Helm revision, hooks and catalog
+// that status says are installed become its state, so that the status
+// written from it does not go back to Pending, and so that Remove and a
+// changed spec start from what was installed. Its first Plan still runs
+// Download to Run (the hooks must be loaded to run again); PlanRemove
+// first loads the installed digest back (the restore task). It reports
+// whether it restored anything: not for a known package, nor for one
+// whose status names nothing installed.
+func (m *Manager) Restore(gp *v1alpha1.GadgetPackage) bool {
+	s := &gp.Status
+	if s.Digest == "" && s.HelmRevision == 0 {
+		return false
+	}
+	key := Key(gp)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.pkgs[key]; ok {
+		return false
+	}
+	phase := s.Phase
+	if phase == "" {
+		phase = v1alpha1.PhasePending
+	}
+	m.pkgs[key] = &entry{gp: gp.DeepCopy(), restored: true, state: State{Key: key, Package: gp.Spec.Package, Phase: phase,
+		Enabled: s.Enabled, Reason: s.Reason, Version: s.Version, Digest: s.Digest, LastAttemptedVersion: s.LastAttemptedVersion,
+		HelmRevision: s.HelmRevision, Hooks: append([]v1alpha1.HookStatus(nil), s.Hooks...), Catalog: s.Catalog.DeepCopy()}}
+	return true
 }
 
 // Rearm makes the next Plan of key start over from Download, as after a
@@ -413,8 +452,10 @@ func (m *Manager) Dependents(key string) []string {
 	return out
 }
 
-// PlanRemove returns the tasks that remove key: Disable, Uninstall. It
-// refuses while other packages require it, naming them.
+// PlanRemove returns the tasks that remove key: Disable, Uninstall;
+// for a package known only from its status (Restore), Restore first, which
+// loads the installed digest back. It refuses while other packages
+// require it, naming them.
 func (m *Manager) PlanRemove(key string) ([]queue.Task, error) {
 	if d := m.Dependents(key); len(d) > 0 {
 		return nil, fmt.Errorf("remove %s: required by %s: remove or change them first", key, strings.Join(d, ", "))
@@ -426,8 +467,14 @@ func (m *Manager) PlanRemove(key string) ([]queue.Task, error) {
 		return nil, nil
 	}
 	e.gen++
-	return []queue.Task{
+	var tasks []queue.Task
+	if e.pkg == nil && e.state.Digest != "" {
+		// Known from status only: its hooks (afterDeleteHelm) and custom
+		// queues are those of the installed digest.
+		tasks = append(tasks, &task{m: m, key: key, gen: e.gen, kind: kindRestore})
+	}
+	return append(tasks,
 		&task{m: m, key: key, gen: e.gen, kind: kindDisable},
 		&task{m: m, key: key, gen: e.gen, kind: kindUninstall},
-	}, nil
+	), nil
 }

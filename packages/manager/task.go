@@ -29,6 +29,7 @@ const (
 	kindStart         kind = "start"
 	kindDisable       kind = "disable"
 	kindUninstall     kind = "uninstall"
+	kindRestore       kind = "restore"
 )
 
 // task is one lifecycle step of one package.
@@ -97,6 +98,8 @@ func (t *task) Execute(ctx context.Context) error {
 		return t.disable(s)
 	case kindUninstall:
 		return t.uninstall(ctx, s)
+	case kindRestore:
+		return t.restore(ctx, s)
 	}
 	return queue.Terminal(fmt.Errorf("unknown task %q", t.kind))
 }
@@ -157,20 +160,22 @@ func (t *task) load(ctx context.Context, s snapshot) error {
 	t.commit(func(e *entry) {
 		e.pkg = p
 		st := &e.state
-		st.Version, st.Digest, st.Dir, st.Values, st.Catalog = p.Version, digest, dir, values, p.Catalog
-		st.SecretValues = p.SecretValues
-		st.Hooks, st.Queues = nil, nil
-		seen := map[string]bool{}
-		for _, h := range p.Hooks {
-			st.Hooks = append(st.Hooks, v1alpha1.HookStatus{Name: h.Name, Bindings: h.Bindings})
-			for _, q := range h.Queues {
-				if !seen[q] {
-					seen[q] = true
-					st.Queues = append(st.Queues, q)
-				}
+		// The same digest loaded again (after a restart) keeps its hooks'
+		// run counts and last errors.
+		prev := map[string]v1alpha1.HookStatus{}
+		if st.Digest == digest {
+			for _, h := range st.Hooks {
+				prev[h.Name] = h
 			}
 		}
-		sort.Strings(st.Queues)
+		st.Version, st.Digest, st.Dir, st.Values, st.Catalog = p.Version, digest, dir, values, p.Catalog
+		st.SecretValues = p.SecretValues
+		st.Hooks, st.Queues = nil, queuesOf(p)
+		for _, h := range p.Hooks {
+			hs := prev[h.Name]
+			hs.Name, hs.Bindings = h.Name, h.Bindings
+			st.Hooks = append(st.Hooks, hs)
+		}
 		st.Requires = nil
 		for _, r := range p.Requirements.Requires {
 			st.Requires = append(st.Requires, scheduler.Requirement{Name: r.Name, Constraint: r.Constraint})
@@ -459,6 +464,66 @@ func (t *task) disable(s snapshot) error {
 		}
 	}
 	return nil
+}
+
+// restore loads back the package a restored state names (its status's
+// digest), so that its removal runs its hooks and clears its queues: from
+// the store, else from the repository at the installed version. When
+// neither has it, it fails for good with what was skipped and how to
+// finish by hand.
+func (t *task) restore(ctx context.Context, s snapshot) error {
+	if s.pkg != nil {
+		return nil
+	}
+	digest := s.state.Digest
+	dir, err := t.m.opts.Fetcher.Install(ctx, digest)
+	if err != nil {
+		pinned := s.gp.DeepCopy()
+		pinned.Spec.Version = s.state.Version
+		d, derr := t.m.opts.Fetcher.Download(ctx, pinned)
+		if derr == nil {
+			digest = d.Digest
+			dir, derr = t.m.opts.Fetcher.Install(ctx, d.Digest)
+		}
+		if derr != nil {
+			return queue.Terminal(&fetch.Error{Reason: v1alpha1.ReasonRestoreFailed, Err: fmt.Errorf(
+				"restore %s: version %s (digest %s) that status says is installed is neither in the package store (%v) nor in PackageRepository %s (%v): "+
+					"its afterDeleteHelm hooks cannot run and its Helm release %s/%s was left in place; uninstall the release "+
+					"(helm uninstall -n %s %s), then remove the finalizer %s from the GadgetPackage by hand, or make the version available again and set the annotation %s",
+				t.key, s.state.Version, s.state.Digest, err, s.gp.Spec.Repository, derr, s.gp.Namespace, ReleaseName(s.gp),
+				s.gp.Namespace, ReleaseName(s.gp), v1alpha1.PackageFinalizer, v1alpha1.RetryAnnotation)})
+		}
+	}
+	p, err := t.m.opts.Fetcher.Load(ctx, dir, s.gp)
+	if err != nil {
+		return queue.Terminal(&fetch.Error{Reason: v1alpha1.ReasonRestoreFailed, Err: fmt.Errorf("restore %s: %w", t.key, err)})
+	}
+	if h := t.m.opts.Hooks; h != nil {
+		if err := h.Prepare(ctx, t.key, p, s.gp); err != nil {
+			return &fetch.Error{Reason: v1alpha1.ReasonRestoreFailed, Err: fmt.Errorf("restore %s: prepare hooks: %w", t.key, err)}
+		}
+	}
+	t.commit(func(e *entry) {
+		e.pkg = p
+		e.state.Dir, e.state.Digest, e.state.Queues = dir, digest, queuesOf(p)
+	})
+	return nil
+}
+
+// queuesOf lists the custom queues p's hooks name, sorted, once each.
+func queuesOf(p *loader.Package) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, h := range p.Hooks {
+		for _, q := range h.Queues {
+			if !seen[q] {
+				seen[q] = true
+				out = append(out, q)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 func (t *task) uninstall(ctx context.Context, s snapshot) error {

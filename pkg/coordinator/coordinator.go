@@ -320,6 +320,7 @@ func New(opts Options) (*Coordinator, error) {
 	c.control, err = gadgetpackage.New(gadgetpackage.Options{
 		Client: opts.Client, Manager: c.packages, Queue: c.queues, Recorder: opts.Recorder,
 		MaxAttempts: opts.MaxAttempts, RemoveGrace: opts.StopGrace,
+		BackoffBase: opts.Queue.BackoffBase, BackoffCap: opts.Queue.BackoffCap,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create operator: %w", err)

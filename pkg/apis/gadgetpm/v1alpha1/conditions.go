@@ -29,6 +29,13 @@ const (
 	ReasonHookFailed       = "HookFailed"
 	ReasonInvalidSettings  = "InvalidSettings"
 	ReasonDependencyNotMet = "DependencyNotMet"
+	// ReasonRestoreFailed: the operator could not load, from what status
+	// says was installed, a package it must tear down or upgrade after a
+	// restart (its archive is gone from the store and the repository).
+	ReasonRestoreFailed = "RestoreFailed"
+	// ReasonCrashedInTask: the operator stopped (crashed) while a lifecycle
+	// task of the package was running, as often as the attempt limit.
+	ReasonCrashedInTask = "CrashedInTask"
 )
 
 // Annotations and finalizers of the gadgetpm.io group.

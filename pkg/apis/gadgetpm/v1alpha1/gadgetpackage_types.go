@@ -252,7 +252,8 @@ type HookStatus struct {
 	// +optional
 	LastError string `json:"lastError,omitempty"`
 	// Runs counts the hook's finished runs since the package was last
-	// loaded, failures included. A run the operator cancelled itself (the
+	// loaded (a reload of the same digest, as after a restart of the
+	// operator, keeps the count), failures included. A run the operator cancelled itself (the
 	// package was updated or removed, the operator stopped) is not counted
 	// and leaves LastError as it was.
 	// +optional
@@ -369,6 +370,43 @@ type GadgetPackageStatus struct {
 	// LastHandledRetry is the RetryAnnotation value last acted on.
 	// +optional
 	LastHandledRetry string `json:"lastHandledRetry,omitempty"`
+	// Failures counts the consecutive failed attempts of the package's
+	// lifecycle tasks, of any phase, since the last success. A success,
+	// a spec change or a new value of the RetryAnnotation resets it. It
+	// survives restarts of the operator and leader changes.
+	// +optional
+	Failures int64 `json:"failures,omitempty"`
+	// InstallFailures counts the consecutive failed attempts to install
+	// the package (download, extract, load, first Helm release), reset
+	// like Failures.
+	// +optional
+	InstallFailures int64 `json:"installFailures,omitempty"`
+	// UpgradeFailures counts the consecutive failed attempts to upgrade
+	// or remove an installed package (a new version or settings, a
+	// re-applied release, an uninstall), reset like Failures.
+	// +optional
+	UpgradeFailures int64 `json:"upgradeFailures,omitempty"`
+	// HookFailures counts the consecutive failed attempts of lifecycle
+	// tasks that failed in a hook (onStartup, beforeHelm, afterHelm,
+	// afterDeleteHelm, enabling bindings), reset like Failures.
+	// +optional
+	HookFailures int64 `json:"hookFailures,omitempty"`
+	// LastAttempt is the lifecycle task running now, written before it
+	// starts and cleared when its plan succeeds. An operator that finds it
+	// set when it starts knows the task was cut short by a crash: it
+	// counts a failed attempt and retries with backoff, and after the
+	// attempt limit the package is Stalled, so a package that crashes the
+	// operator cannot make it crash again at every start.
+	// +optional
+	LastAttempt *TaskAttempt `json:"lastAttempt,omitempty"`
+}
+
+// TaskAttempt is a lifecycle task of a package that was started.
+type TaskAttempt struct {
+	// Task is the task's name as the queue dump shows it ("install ns.name").
+	Task string `json:"task"`
+	// StartedAt is when the attempt started.
+	StartedAt metav1.Time `json:"startedAt"`
 }
 
 // GadgetPackage installs one gadget package from a PackageRepository.

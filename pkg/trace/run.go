@@ -396,11 +396,14 @@ func (s *subscriber) end(reason stopReason, msg string) {
 	lost += st.Dropped
 	if started && reason != reasonDeleted {
 		<-s.begun
-		if err := c.writeOutcome(ctx, s, outcome{reason: reason, message: msg, ref: ref, lost: lost}); err != nil {
+		if err := c.writeOutcome(s, outcome{reason: reason, message: msg, ref: ref, lost: lost}); err != nil {
 			s.log.Error(err, "write the outcome of the run to status")
 		}
 	}
 	if s.mode == gadgetv1alpha1.OutputExternalResource && reason != reasonDeleted {
+		// its own deadline: the outcome may have waited out an outage
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(c.runCtx), 30*time.Second)
+		defer cancel()
 		if err := c.pruneConfigMaps(ctx, s); err != nil {
 			s.log.Error(err, "prune old output ConfigMaps")
 		}

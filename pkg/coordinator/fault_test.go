@@ -3,6 +3,7 @@ package coordinator_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -205,11 +206,14 @@ func checkConverged(t *testing.T, ns string, names []string) {
 	t.Helper()
 	secrets := releaseSecrets(t, ns)
 	objects := faultObjectsOf(t, ns)
+	revisions := map[string]int{}
+	defer func() { t.Logf("Helm revisions: %v", revisions) }()
 	for _, name := range names {
 		var gp v1alpha1.GadgetPackage
 		if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &gp); err != nil {
 			t.Fatal(err)
 		}
+		revisions[name] = gp.Status.HelmRevision
 		if gp.Status.Version != faultVersion {
 			t.Errorf("%s: status.version %q, want %q", name, gp.Status.Version, faultVersion)
 		}
@@ -309,7 +313,7 @@ func deleteAll(t *testing.T, ns, journal string, names []string) {
 		waitGone(t, ns, name)
 	}
 	if s := releaseSecrets(t, ns); len(s) > 0 {
-		t.Errorf("release Secrets left after every package was deleted: %v", keys(s))
+		t.Errorf("release Secrets left after every package was deleted: %v", slices.Sorted(maps.Keys(s)))
 	}
 	if o := faultObjectsOf(t, ns); len(o) > 0 {
 		t.Errorf("chart objects left after every package was deleted: %v", o)
@@ -320,15 +324,6 @@ func deleteAll(t *testing.T, ns, journal string, names []string) {
 			t.Errorf("%s: afterDeleteHelm ran %d times, want 1", name, got)
 		}
 	}
-}
-
-func keys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }
 
 func allRunning(t *testing.T, ns string, names []string) error {
@@ -371,8 +366,8 @@ func faultSeed(t *testing.T) uint64 {
 // a chart with objects) converge while the operator binary is SIGKILLed
 // at 10 random moments and restarted each time (with leader election, so
 // each restart also takes the Lease over from the killed holder). The
-// moments are picked by progress (hook runs and release Secrets since the
-// start), so they fall inside hooks, Helm installs and startup alike.
+// moments are picked by progress (hook runs, release Secrets, a release
+// pending), so they fall inside hooks, Helm installs and startup alike.
 // Left running, the operator converges all 20 with nothing doubled or
 // orphaned, and deleting them leaves nothing behind.
 func TestKilledTenTimesWhileConverging(t *testing.T) {
@@ -381,11 +376,15 @@ func TestKilledTenTimesWhileConverging(t *testing.T) {
 	rng := rand.New(rand.NewPCG(faultSeed(t), 0))
 	names, journal := faultRepo(t, ns, packages)
 	// a short Lease, so that each restart takes it over from the killed
-	// holder in seconds
+	// holder in seconds; Helm slowed to 5 requests a second, so that an
+	// install lasts about a second and kills land inside installs too
 	op := newOperator(t, ns, "--leader-elect", "--leader-election-lease-duration", "4s",
-		"--leader-election-renew-deadline", "3s", "--leader-election-retry-period", "1s")
-	progress := func() int {
-		n := len(readJournal(t, journal))
+		"--leader-election-renew-deadline", "3s", "--leader-election-retry-period", "1s",
+		"--helm-qps", "5", "--helm-burst", "5")
+	pendingAtKill := 0
+	hookRuns := func() int { return len(readJournal(t, journal)) }
+	releases := func() int {
+		n := 0
 		for _, s := range releaseSecrets(t, ns) {
 			n += len(s)
 		}
@@ -393,8 +392,22 @@ func TestKilledTenTimesWhileConverging(t *testing.T) {
 	}
 	for i := range kills {
 		op.start()
-		target := progress() + 1 + rng.IntN(6)
-		eventually.True(t, 2*time.Minute, fmt.Sprintf("kill %d: progress to %d or every package Running", i+1, target), func() bool {
+		// Each kill waits for one of three kinds of progress, so that
+		// the kills fall in the hooks of a start, after releases
+		// were written, and inside a Helm install or upgrade.
+		var what string
+		var reached func() bool
+		switch rng.IntN(3) {
+		case 0:
+			target := hookRuns() + 1 + rng.IntN(10)
+			what, reached = fmt.Sprintf("hook run %d", target), func() bool { return hookRuns() >= target }
+		case 1:
+			target := releases() + 1 + rng.IntN(3)
+			what, reached = fmt.Sprintf("release Secret %d", target), func() bool { return releases() >= target }
+		default:
+			what, reached = "a release pending", func() bool { return pendingRelease(t, ns) }
+		}
+		eventually.True(t, 2*time.Minute, fmt.Sprintf("kill %d: %s or every package Running", i+1, what), func() bool {
 			if exited, err := op.exited(); exited {
 				// a loaded machine may miss a renewal of the short
 				// Lease: the process exits 1 and is restarted, as its
@@ -402,11 +415,16 @@ func TestKilledTenTimesWhileConverging(t *testing.T) {
 				t.Logf("kill %d: the operator exited on its own (%v); restarting it", i+1, err)
 				op.start()
 			}
-			return progress() >= target || allRunning(t, ns, names) == nil
+			return reached() || allRunning(t, ns, names) == nil
 		})
 		op.kill()
-		t.Logf("kill %d at progress %d (target %d)", i+1, progress(), target)
+		pending := pendingRelease(t, ns)
+		if pending {
+			pendingAtKill++
+		}
+		t.Logf("kill %d after %s (hook runs %d, release Secrets %d), a release left pending: %v", i+1, what, hookRuns(), releases(), pending)
 	}
+	t.Logf("%d of %d kills left a release pending", pendingAtKill, kills)
 
 	from := len(readJournal(t, journal))
 	op.start()

@@ -308,12 +308,21 @@ func (c *Controller) runByID(id string) *sharedRun {
 // sink and writes the outcome to status.
 func (s *subscriber) own() {
 	defer s.c.wg.Done()
+	// The duration counts from the run's start: a program slower to load
+	// than the duration still traces for all of it, and a run never ends
+	// before it started (its start would then write a run entry that no
+	// end closes).
 	var timer <-chan time.Time
+	var started <-chan struct{}
 	if s.duration > 0 {
-		t := time.NewTimer(s.duration)
-		defer t.Stop()
-		timer = t.C
+		started = s.run.started
 	}
+	var durTimer *time.Timer
+	defer func() {
+		if durTimer != nil {
+			durTimer.Stop()
+		}
+	}()
 	var tick <-chan time.Time
 	if s.status != nil {
 		t := time.NewTicker(s.c.opts.ProgressInterval)
@@ -344,6 +353,10 @@ func (s *subscriber) own() {
 			}
 		case <-s.failed:
 			reason, msg = reasonSink, fmt.Sprintf("write output (%s): %v", s.mode, s.failErr)
+		case <-started:
+			started = nil
+			durTimer = time.NewTimer(s.duration)
+			timer = durTimer.C
 		case <-timer:
 			reason = reasonDone
 		case <-tick:

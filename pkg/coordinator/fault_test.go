@@ -463,7 +463,9 @@ func TestFrozenAPIServerWhileConverging(t *testing.T) {
 	const packages = 5
 	ns := env.Namespace(t)
 	names, journal := faultRepo(t, ns, packages)
-	op := newOperator(t, ns, "--leader-elect")
+	// the default Lease timings, what a user runs; Helm slowed as in
+	// case 2, so that the freeze finds installs under way
+	op := newOperator(t, ns, "--leader-elect", "--helm-qps", "5", "--helm-burst", "5")
 	from := 0
 	restart := func() {
 		from = len(readJournal(t, journal))

@@ -150,9 +150,10 @@ func TestTickMissedDuringOutageIsCounted(t *testing.T) {
 
 	proxy.pause()
 	// The outage lasts until a tick of the Trace has found the server
-	// unreachable (the node says so in its log).
+	// unreachable (the node says so in its log; the end of a run that
+	// waits for the server says so too, with another action).
 	eventually.True(t, 30*time.Second, "a tick during the outage", func() bool {
-		return logs.Count("API server unreachable", ns+"/outage") > 0
+		return logs.Count("API server unreachable", ns+"/outage", `"action"="read the Trace for a scheduled run"`) > 0
 	})
 	resumed := time.Now()
 	proxy.resume()

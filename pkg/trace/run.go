@@ -316,12 +316,21 @@ func (c *Controller) runByID(id string) *sharedRun {
 // sink and writes the outcome to status.
 func (s *subscriber) own() {
 	defer s.c.wg.Done()
+	// The duration counts from the run's start: a program slower to load
+	// than the duration still traces for all of it, and a run never ends
+	// before it started (its start would then write a run entry that no
+	// end closes).
 	var timer <-chan time.Time
+	var started <-chan struct{}
 	if s.duration > 0 {
-		t := time.NewTimer(s.duration)
-		defer t.Stop()
-		timer = t.C
+		started = s.run.started
 	}
+	var durTimer *time.Timer
+	defer func() {
+		if durTimer != nil {
+			durTimer.Stop()
+		}
+	}()
 	var tick <-chan time.Time
 	if s.status != nil {
 		t := time.NewTicker(s.c.opts.ProgressInterval)
@@ -352,6 +361,10 @@ func (s *subscriber) own() {
 			}
 		case <-s.failed:
 			reason, msg = reasonSink, fmt.Sprintf("write output (%s): %v", s.mode, s.failErr)
+		case <-started:
+			started = nil
+			durTimer = time.NewTimer(s.duration)
+			timer = durTimer.C
 		case <-timer:
 			reason = reasonDone
 		case <-tick:
@@ -404,11 +417,14 @@ func (s *subscriber) end(reason stopReason, msg string) {
 	lost += st.Dropped
 	if started && reason != reasonDeleted {
 		<-s.begun
-		if err := c.writeOutcome(ctx, s, outcome{reason: reason, message: msg, ref: ref, lost: lost}); err != nil {
+		if err := c.writeOutcome(s, outcome{reason: reason, message: msg, ref: ref, lost: lost}); err != nil {
 			s.log.Error(err, "write the outcome of the run to status")
 		}
 	}
 	if s.mode == gadgetv1alpha1.OutputExternalResource && reason != reasonDeleted {
+		// its own deadline: the outcome may have waited out an outage
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(c.runCtx), 30*time.Second)
+		defer cancel()
 		if err := c.pruneConfigMaps(ctx, s); err != nil {
 			s.log.Error(err, "prune old output ConfigMaps")
 		}

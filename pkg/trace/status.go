@@ -120,8 +120,10 @@ type outcome struct {
 
 // writeOutcome records the end of s's run: state, error, counts, output
 // and the run's entry in status.runs. A generate's annotation is removed
-// after it.
-func (c *Controller) writeOutcome(ctx context.Context, s *subscriber, o outcome) error {
+// after it. Both writes wait for an unreachable API server to come back
+// (until the controller stops): the run's events are gathered already, and
+// a run whose end is not written would stay open in status.runs forever.
+func (c *Controller) writeOutcome(s *subscriber, o outcome) error {
 	now := metav1Time(c.opts.Now())
 	events := s.events.Load()
 	var out string
@@ -129,49 +131,14 @@ func (c *Controller) writeOutcome(ctx context.Context, s *subscriber, o outcome)
 	if s.status != nil {
 		out, truncated, _ = s.status.Result()
 	}
-	err := c.patchStatus(ctx, s.key, func(tr *gadgetv1alpha1.Trace) {
-		if tr.UID != s.uid {
-			return
-		}
-		st := &tr.Status
-		runErr := ""
-		switch o.reason {
-		case reasonStop:
-			st.State = gadgetv1alpha1.TraceStopped
-			st.OperationError = ""
-		case reasonDone:
-			st.State = gadgetv1alpha1.TraceCompleted
-			if s.op != opSchedule {
-				st.OperationError = ""
-			}
-		case reasonShutdown:
-			runErr = ErrorInterrupted // the state stays: Started runs start again
-		default: // package, run ended, sink
-			runErr = o.message
-			if s.op == opSchedule {
-				st.State = gadgetv1alpha1.TraceCompleted
-			} else {
-				st.State = gadgetv1alpha1.TraceStopped
-				st.OperationError = o.message
-				st.OperationWarning = ""
-			}
-		}
-		if s.status != nil {
-			st.Output, st.OutputTruncated = out, truncated
-		}
-		st.EventCount, st.LostCount = events, o.lost
-		for i := len(st.Runs) - 1; i >= 0; i-- {
-			r := &st.Runs[i]
-			if r.EndTime == nil && r.StartTime.Unix() == s.start.Unix() {
-				r.EndTime = &now
-				r.Events, r.Lost, r.Output, r.Error = events, o.lost, o.ref, runErr
-				break
-			}
-		}
+	_, err := c.untilReachable(s.key, "write the outcome of the run to status", func(ctx context.Context) error {
+		return c.patchStatus(ctx, s.key, func(tr *gadgetv1alpha1.Trace) { outcomeStatus(tr, s, o, now, events, out, truncated) })
 	})
 	if err != nil {
 		return err
 	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.runCtx), 10*time.Second)
+	defer cancel()
 	if o.reason != reasonShutdown {
 		typ, reason, msg := "Normal", "RunEnded", fmt.Sprintf("%s run ended: %d events, %d lost", runName(s.op), events, o.lost)
 		if o.message != "" {
@@ -180,9 +147,54 @@ func (c *Controller) writeOutcome(ctx context.Context, s *subscriber, o outcome)
 		c.event(ctx, s.key, typ, reason, msg)
 	}
 	if s.op == gadgetv1alpha1.OperationGenerate && o.reason != reasonShutdown {
-		return c.removeAnnotation(ctx, s.key, gadgetv1alpha1.OperationGenerate)
+		_, err := c.untilReachable(s.key, "remove the generate annotation", func(ctx context.Context) error {
+			return c.removeAnnotation(ctx, s.key, gadgetv1alpha1.OperationGenerate)
+		})
+		return err
 	}
 	return nil
+}
+
+// outcomeStatus writes o, the end of s's run, into tr's status.
+func outcomeStatus(tr *gadgetv1alpha1.Trace, s *subscriber, o outcome, now metav1.Time, events int64, out string, truncated bool) {
+	if tr.UID != s.uid {
+		return
+	}
+	st := &tr.Status
+	runErr := ""
+	switch o.reason {
+	case reasonStop:
+		st.State = gadgetv1alpha1.TraceStopped
+		st.OperationError = ""
+	case reasonDone:
+		st.State = gadgetv1alpha1.TraceCompleted
+		if s.op != opSchedule {
+			st.OperationError = ""
+		}
+	case reasonShutdown:
+		runErr = ErrorInterrupted // the state stays: Started runs start again
+	default: // package, run ended, sink
+		runErr = o.message
+		if s.op == opSchedule {
+			st.State = gadgetv1alpha1.TraceCompleted
+		} else {
+			st.State = gadgetv1alpha1.TraceStopped
+			st.OperationError = o.message
+			st.OperationWarning = ""
+		}
+	}
+	if s.status != nil {
+		st.Output, st.OutputTruncated = out, truncated
+	}
+	st.EventCount, st.LostCount = events, o.lost
+	for i := len(st.Runs) - 1; i >= 0; i-- {
+		r := &st.Runs[i]
+		if r.EndTime == nil && r.StartTime.Unix() == s.start.Unix() {
+			r.EndTime = &now
+			r.Events, r.Lost, r.Output, r.Error = events, o.lost, o.ref, runErr
+			break
+		}
+	}
 }
 
 // publishProgress writes a running Status-mode Trace's output and counts

@@ -22,9 +22,14 @@ import (
 //
 // The server is shared by every test of the binary: only a test that
 // does not call t.Parallel may pause it (Go runs parallel tests after
-// the sequential ones, so none of them is running then).
+// the sequential ones, so none of them is running then). It must be the
+// binary's own (testenv.Main with OwnControlPlane), never the control
+// plane a run shares between binaries.
 func (e *Env) PauseAPIServer(t testing.TB) (resume func()) {
 	t.Helper()
+	if e.Shard != "" {
+		t.Fatalf("pause the API server: it is the control plane the run's test binaries share (%s); pass testenv.OwnControlPlane() to testenv.Main in this package's TestMain", SharedKubeconfigEnv)
+	}
 	pid, err := e.apiServerPID()
 	if err != nil {
 		t.Fatalf("pause the API server: %v", err)

@@ -69,7 +69,7 @@ type Env struct {
 }
 
 // Start starts a control plane with the CRDs installed.
-func Start() (*Env, error) {
+func Start(opts ...Option) (*Env, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return nil, err
@@ -88,9 +88,15 @@ func Start() (*Env, error) {
 	if err := apis.AddToScheme(scheme); err != nil {
 		return nil, fmt.Errorf("register gadgetpm types: %w", err)
 	}
-	shared, err := sharedConfig()
-	if err != nil {
-		return nil, err
+	var so startOptions
+	for _, o := range opts {
+		o(&so)
+	}
+	var shared *rest.Config
+	if !so.own {
+		if shared, err = sharedConfig(); err != nil {
+			return nil, err
+		}
 	}
 	te := &envtest.Environment{
 		BinaryAssetsDirectory:    assets,
@@ -127,6 +133,19 @@ func Start() (*Env, error) {
 	return e, nil
 }
 
+// Option changes how Start and Main reach a control plane.
+type Option func(*startOptions)
+
+type startOptions struct {
+	own bool
+}
+
+// OwnControlPlane makes the binary start a control plane of its own even
+// when the run shares one (SharedKubeconfigEnv): for tests that freeze or
+// stop the API server (Env.PauseAPIServer), which must not stall the
+// other binaries of the run.
+func OwnControlPlane() Option { return func(o *startOptions) { o.own = true } }
+
 // Stop stops the control plane and removes its data.
 func (e *Env) Stop() error {
 	if e == nil || e.env == nil {
@@ -138,9 +157,9 @@ func (e *Env) Stop() error {
 // Main is a TestMain body: it starts the control plane, stores it in *target,
 // runs the tests, stops the control plane and exits. When the control plane
 // cannot start it prints why and what to do, and exits 1.
-func Main(m *testing.M, target **Env) {
+func Main(m *testing.M, target **Env, opts ...Option) {
 	begin := time.Now()
-	env, err := Start()
+	env, err := Start(opts...)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "testenv: %v\n", err)
 		os.Exit(1)

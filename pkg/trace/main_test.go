@@ -41,7 +41,7 @@ var env *testenv.Env
 
 func TestMain(m *testing.M) {
 	ctrl.SetLogger(logr.Discard())
-	testenv.Main(m, &env)
+	testenv.Main(m, &env, testenv.OwnControlPlane()) // fault tests freeze the API server (PauseAPIServer)
 }
 
 // requireRoot skips where eBPF cannot be loaded at all.

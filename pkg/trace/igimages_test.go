@@ -21,21 +21,11 @@ func openEvery(t *testing.T, path string) {
 	if err := os.WriteFile(path, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	stop, done := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(10 * time.Millisecond):
-				if f, err := os.Open(path); err == nil {
-					f.Close()
-				}
-			}
+	doEvery(t, 10*time.Millisecond, func() {
+		if f, err := os.Open(path); err == nil {
+			f.Close()
 		}
-	}()
-	t.Cleanup(func() { close(stop); <-done })
+	})
 }
 
 // TestTraceOfIGSnapshotAndTopImages runs Traces of the snapshotter and of

@@ -19,6 +19,9 @@ import (
 const (
 	maxSymProcs = 256 // mappings of this many processes
 	maxSymFiles = 64  // symbol tables of this many ELF files
+	// maxSymtab caps a symbol table read: a file in a container is the
+	// container's to choose, and must not make the node role read gigabytes
+	maxSymtab = 64 << 20
 )
 
 // userSymbols names the frames of user stacks: an address is looked up in
@@ -228,9 +231,14 @@ func readELFSyms(f *os.File) (*elfSyms, error) {
 		}
 	}
 	var all []elf.Symbol
-	for _, read := range []func() ([]elf.Symbol, error){ef.Symbols, ef.DynamicSymbols} {
-		syms, err := read()
-		if err == nil {
+	for _, t := range []struct {
+		section string
+		read    func() ([]elf.Symbol, error)
+	}{{".symtab", ef.Symbols}, {".dynsym", ef.DynamicSymbols}} {
+		if sec := ef.Section(t.section); sec == nil || sec.Size > maxSymtab {
+			continue
+		}
+		if syms, err := t.read(); err == nil {
 			all = append(all, syms...)
 		}
 	}

@@ -92,3 +92,21 @@ func TestUserSymbolsOfGoneProcess(t *testing.T) {
 		t.Errorf("names of a gone process = %q, want none", got)
 	}
 }
+
+// TestBoundedForgetsOldest: the symboliser's caches stay within their
+// bound on a node with many processes, forgetting the oldest entry.
+func TestBoundedForgetsOldest(t *testing.T) {
+	b := newBounded[int, string](2)
+	b.put(1, "a")
+	b.put(2, "b")
+	b.put(2, "B") // an update takes no room
+	b.put(3, "c")
+	for k, want := range map[int]string{2: "B", 3: "c"} {
+		if v, ok := b.get(k); !ok || v != want {
+			t.Errorf("get(%d) = %q, %v, want %q", k, v, ok, want)
+		}
+	}
+	if _, ok := b.get(1); ok || len(b.m) != 2 {
+		t.Errorf("the oldest entry is kept or the cache grew: %v", b.m)
+	}
+}

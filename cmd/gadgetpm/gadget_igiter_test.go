@@ -32,8 +32,15 @@ func igTestGadget(t *testing.T, obj string) string {
 // prints one snapshot and the run ends by itself, long before --timeout.
 func TestGadgetRunIGSnapshotter(t *testing.T) {
 	needRootForGadget(t)
+	checkIGSnapshotRun(t, igTestGadget(t, "ig_snap_tasks.bpf.o"))
+}
+
+// checkIGSnapshotRun runs the ig_snap_tasks gadget from src: one snapshot
+// that lists the test's own process once, enriched, and the run's end.
+func checkIGSnapshotRun(t *testing.T, src string, extra ...string) {
+	t.Helper()
 	start := time.Now()
-	out, errOut, err := gadgetCLI(context.Background(), "gadget", "run", igTestGadget(t, "ig_snap_tasks.bpf.o"), "--timeout", "10m")
+	out, errOut, err := gadgetCLI(context.Background(), append([]string{"gadget", "run", src, "--timeout", "10m"}, extra...)...)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, errOut)
 	}
@@ -47,6 +54,9 @@ func TestGadgetRunIGSnapshotter(t *testing.T) {
 			if e["kernel"] != float64(0) || e["comm"] == "" {
 				t.Errorf("own process: %v", e)
 			}
+			if c, ok := e["container"]; !ok || c != "" {
+				t.Errorf("own process not enriched: %v, want container \"\" (the host)", e)
+			}
 		}
 	}
 	if self != 1 {
@@ -59,6 +69,14 @@ func TestGadgetRunIGSnapshotter(t *testing.T) {
 // are sorted by sort.
 func TestGadgetRunIGTop(t *testing.T) {
 	needRootForGadget(t)
+	checkIGTopRun(t, igTestGadget(t, "ig_top_opens.bpf.o"))
+}
+
+// checkIGTopRun runs the ig_top_opens gadget from src while the test opens
+// a file: 3 fetches, then the run's end; rows of the test's process only,
+// with counts.
+func checkIGTopRun(t *testing.T, src string, extra ...string) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "top-cli-marker")
 	if err := os.WriteFile(path, nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -87,9 +105,9 @@ func TestGadgetRunIGTop(t *testing.T) {
 	defer func() { <-ended }()
 	defer stop()
 	start := time.Now()
-	out, errOut, err := gadgetCLI(context.Background(), "gadget", "run", igTestGadget(t, "ig_top_opens.bpf.o"),
+	out, errOut, err := gadgetCLI(context.Background(), append([]string{"gadget", "run", src,
 		"--param", "map-fetch-interval=100ms", "--param", "map-fetch-count=3", "--param", "sort=-opens",
-		"--param", "targ_pid="+strconv.Itoa(os.Getpid()), "--timeout", "10m")
+		"--param", "targ_pid=" + strconv.Itoa(os.Getpid()), "--timeout", "10m"}, extra...)...)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, errOut)
 	}

@@ -45,13 +45,21 @@ type IGImage struct {
 // and config, as Inspektor Gadget builds them; extra layers follow.
 func IGTraceExec(t testing.TB, extra ...IGLayer) IGImage {
 	t.Helper()
+	return IGTestGadget(t, "ig_trace_exec", extra...)
+}
+
+// IGTestGadget is IGTraceExec for any test gadget of bpf/testdata with a
+// gadget.yaml: name is the base of <name>.bpf.o and <name>.gadget.yaml
+// ("ig_snap_tasks", "ig_top_opens", "ig_fields_all").
+func IGTestGadget(t testing.TB, name string, extra ...IGLayer) IGImage {
+	t.Helper()
 	_, file, _, _ := runtime.Caller(0)
 	dir := filepath.Join(filepath.Dir(file), "..", "..", "bpf", "testdata")
-	obj, err := os.ReadFile(filepath.Join(dir, "ig_trace_exec.bpf.o"))
+	obj, err := os.ReadFile(filepath.Join(dir, name+".bpf.o"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := os.ReadFile(filepath.Join(dir, "ig_trace_exec.gadget.yaml"))
+	cfg, err := os.ReadFile(filepath.Join(dir, name+".gadget.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,7 +24,12 @@ type CatalogField struct {
 
 // Catalog returns the info as a catalog; hidden fields are left out.
 func (i *Info) Catalog() *Catalog {
-	c := &Catalog{Params: append([]ParamDesc(nil), i.Params...)}
+	c := &Catalog{Params: make([]ParamDesc, len(i.Params))}
+	for n, p := range i.Params {
+		// a copy: the catalog outlives the run's descriptions
+		p.PossibleValues = append([]string(nil), p.PossibleValues...)
+		c.Params[n] = p
+	}
 	for _, ds := range i.DataSources {
 		cds := CatalogDataSource{Name: ds.Name(), Kind: string(ds.Type())}
 		for _, f := range ds.Fields() {

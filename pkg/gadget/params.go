@@ -20,6 +20,12 @@ type ParamDesc struct {
 	Default string `json:"default,omitempty"`
 	// Description for --help and catalogs.
 	Description string `json:"description,omitempty"`
+	// PossibleValues, when set, are the only values accepted (gadget.yaml's
+	// possibleValues).
+	PossibleValues []string `json:"possibleValues,omitempty"`
+	// TypeHint narrows the values Type accepts (gadget.yaml's typeHint,
+	// e.g. int32 or bool).
+	TypeHint string `json:"typeHint,omitempty"`
 }
 
 // ParseParams turns "key=value" strings into Params. An entry without "="

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/gadgetpm/gadgetpm/packages/igimage"
@@ -15,6 +16,24 @@ import (
 	gadgetv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadget/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 )
+
+// runningImagePackage creates GadgetPackage ns/name of image pkg:tag of
+// repository repo, whose manifest is desc, with the status the cluster
+// role writes once the image runs.
+func runningImagePackage(t *testing.T, ns, name, repo, pkg, tag string, desc ocispec.Descriptor) *v1alpha1.GadgetPackage {
+	t.Helper()
+	ctx := context.Background()
+	gp := &v1alpha1.GadgetPackage{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: v1alpha1.GadgetPackageSpec{Repository: repo, Package: pkg, Version: tag}}
+	if err := env.Client.Create(ctx, gp); err != nil {
+		t.Fatal(err)
+	}
+	gp.Status.Phase, gp.Status.Enabled, gp.Status.Version, gp.Status.Digest = v1alpha1.PhaseRunning, true, tag, desc.Digest.Encoded()
+	if err := env.Client.Status().Update(ctx, gp); err != nil {
+		t.Fatal(err)
+	}
+	return gp
+}
 
 // TestTraceOfInspektorGadgetImage runs a Trace of a package installed
 // from an Inspektor Gadget image: the node, whose store starts empty,
@@ -31,17 +50,7 @@ func TestTraceOfInspektorGadgetImage(t *testing.T) {
 	desc := reg.Push(t, "trace_exec", "v1.0.0", packagetest.IGTraceExec(t))
 	repo := env.Repository(t, "igimage", v1alpha1.PackageRepositorySpec{URL: reg.URL, Insecure: true})
 
-	// The status the cluster role writes once the image runs.
-	ctx := context.Background()
-	gp := &v1alpha1.GadgetPackage{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "trace-exec-image"},
-		Spec: v1alpha1.GadgetPackageSpec{Repository: repo, Package: "trace_exec", Version: "v1.0.0"}}
-	if err := env.Client.Create(ctx, gp); err != nil {
-		t.Fatal(err)
-	}
-	gp.Status.Phase, gp.Status.Enabled, gp.Status.Version, gp.Status.Digest = v1alpha1.PhaseRunning, true, "v1.0.0", desc.Digest.Encoded()
-	if err := env.Client.Status().Update(ctx, gp); err != nil {
-		t.Fatal(err)
-	}
+	gp := runningImagePackage(t, ns, "trace-exec-image", repo, "trace_exec", "v1.0.0", desc)
 
 	bin := marker(t, "gpmigimage")
 	user := markerUser(t, bin)

@@ -43,6 +43,12 @@ func runEvery(t *testing.T, bin string) { runEveryAs(t, bin, nil) }
 // test ends.
 func runEveryAs(t *testing.T, bin string, cred *syscall.Credential) {
 	t.Helper()
+	doEvery(t, 100*time.Millisecond, func() { execMarkerQuiet(bin, cred) })
+}
+
+// doEvery calls f every d, from one goroutine, until the test ends.
+func doEvery(t *testing.T, d time.Duration, f func()) {
+	t.Helper()
 	stop, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
@@ -50,8 +56,8 @@ func runEveryAs(t *testing.T, bin string, cred *syscall.Credential) {
 			select {
 			case <-stop:
 				return
-			case <-time.After(100 * time.Millisecond):
-				execMarkerQuiet(bin, cred)
+			case <-time.After(d):
+				f()
 			}
 		}
 	}()

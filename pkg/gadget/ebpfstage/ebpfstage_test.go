@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"syscall"
@@ -432,7 +433,7 @@ func TestCatalog(t *testing.T) {
 	if _, ok := types["args_size"]; ok {
 		t.Error("hidden field in catalog")
 	}
-	if len(cat.Params) != 1 || cat.Params[0] != (gadget.ParamDesc{Key: "target_uid", Type: "uint32", Default: "4294967295",
+	if len(cat.Params) != 1 || !reflect.DeepEqual(cat.Params[0], gadget.ParamDesc{Key: "target_uid", Type: "uint32", Default: "4294967295",
 		Description: "Report only execs by this user id; 4294967295 reports every user."}) {
 		t.Errorf("params = %+v", cat.Params)
 	}

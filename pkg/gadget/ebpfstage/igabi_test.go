@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
@@ -71,7 +72,7 @@ func TestIGTracerCatalog(t *testing.T) {
 	for _, p := range cat.Params {
 		params[p.Key] = p
 	}
-	if p := params["uid"]; p != (gadget.ParamDesc{Key: "uid", Type: "uint32", Default: "4294967295",
+	if p := params["uid"]; !reflect.DeepEqual(p, gadget.ParamDesc{Key: "uid", Type: "uint32", Default: "4294967295",
 		Description: "Report only execs by this user id; 4294967295 reports every user."}) {
 		t.Errorf("param uid (targ_uid renamed by params.ebpf.targ_uid.key) = %+v; all: %+v", p, cat.Params)
 	}

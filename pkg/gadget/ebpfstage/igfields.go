@@ -45,6 +45,9 @@ const (
 type derived struct {
 	kind     derivedKind
 	src, dst *datasource.Field
+	// pidOff is where a user stack's pid is in the record (-1: not known,
+	// the frames stay addresses)
+	pidOff int
 }
 
 // igStructKind returns the field kind of a struct member that Inspektor
@@ -171,7 +174,7 @@ func igConventions(coll *ebpf.CollectionSpec, ds *datasource.DataSource) ([]deri
 			dst.Columns = datasource.Columns{Width: 40, Ellipsis: datasource.EllipsisEnd}
 			ds.PlaceAfter(dst, f)
 			f.Raw = true
-			out = append(out, derived{kind: kind, src: f, dst: dst})
+			out = append(out, derived{kind: kind, src: f, dst: dst, pidOff: userStackPidOffset(coll, f)})
 		default:
 			if !raw || base == "" || ds.Field(base) != nil {
 				continue
@@ -189,6 +192,25 @@ func igConventions(coll *ebpf.CollectionSpec, ds *datasource.DataSource) ([]deri
 		}
 	}
 	return out, nil
+}
+
+// userStackPidOffset returns where the pid of user stack field f is in
+// the record: the member pid (or pid_level0, as Inspektor Gadget's header
+// names it) of struct gadget_user_stack; -1 without one.
+func userStackPidOffset(coll *ebpf.CollectionSpec, f *datasource.Field) int {
+	var s *btf.Struct
+	if f.Kind != datasource.KindUserStack || coll.Types == nil || coll.Types.TypeByName(igUserStack, &s) != nil {
+		return -1
+	}
+	_, idOff, _ := memberByName(s, "stack_id", 0)
+	for _, name := range []string{"pid", "pid_level0"} {
+		if m, off, ok := memberByName(s, name, 0); ok {
+			if sz, _ := btf.Sizeof(m.Type); sz == 4 {
+				return int(f.Offset) - int(idOff) + int(off)
+			}
+		}
+	}
+	return -1
 }
 
 // idNameField names the field of a uid's user name: `uid` → `user`,
@@ -218,7 +240,7 @@ func addDerived(ds *datasource.DataSource, name string, kind datasource.Kind, si
 // subscribeDerived fills the derived fields of every tracer that has
 // some, before any other stage sees the record.
 func (i *instance) subscribeDerived(gctx *gadget.Context) {
-	i.fields = &stackFormatter{ids: i.op.ids, kallsymsPath: "/proc/kallsyms", log: gctx.Logger()}
+	i.fields = &stackFormatter{ids: i.op.ids, kallsymsPath: "/proc/kallsyms", log: gctx.Logger(), users: newUserSymbols("/proc")}
 	for _, t := range i.spec.tracers {
 		if len(t.derived) == 0 {
 			continue

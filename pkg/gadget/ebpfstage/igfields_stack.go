@@ -2,6 +2,7 @@ package ebpfstage
 
 import (
 	"bufio"
+	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"os"
@@ -81,6 +82,7 @@ type stackFormatter struct {
 	kstack, ustack *ebpf.Map
 	kallsymsPath   string
 	log            *slog.Logger
+	users          *userSymbols
 
 	once sync.Once
 	syms *kallsyms // set once, by the first kernel stack
@@ -95,7 +97,11 @@ func (s *stackFormatter) fill(d []derived, r *datasource.Record, buf []byte) []b
 		case derivedGroup:
 			x.dst.SetString(r, s.ids.group(uint32(x.src.Uint(r))))
 		case derivedKernelStack, derivedUserStack:
-			buf = s.appendStack(buf[:0], x.kind, x.src.Int(r), int(x.dst.Size)-1)
+			pid := uint32(0)
+			if raw := r.Raw(); x.pidOff >= 0 && x.pidOff+4 <= len(raw) {
+				pid = binary.NativeEndian.Uint32(raw[x.pidOff:])
+			}
+			buf = s.appendStack(buf[:0], x.kind, x.src.Int(r), pid, int(x.dst.Size)-1)
 			x.dst.SetString(r, string(buf))
 		}
 	}
@@ -103,9 +109,10 @@ func (s *stackFormatter) fill(d []derived, r *datasource.Record, buf []byte) []b
 }
 
 // appendStack writes the frames of stack id, innermost first, as
-// "[0]sym; [1]sym" (kernel) or "[0]0xaddr; ..." (user), stopping at the
-// last whole frame that fits in max bytes.
-func (s *stackFormatter) appendStack(dst []byte, kind derivedKind, id int64, max int) []byte {
+// "[0]sym; [1]sym", an address "0xaddr" where no symbol is known, stopping
+// at the last whole frame that fits in max bytes. User stacks are looked
+// up in the memory of process pid.
+func (s *stackFormatter) appendStack(dst []byte, kind derivedKind, id int64, pid uint32, max int) []byte {
 	m := s.kstack
 	if kind == derivedUserStack {
 		m = s.ustack
@@ -118,6 +125,10 @@ func (s *stackFormatter) appendStack(dst []byte, kind derivedKind, id int64, max
 		return dst
 	}
 	var syms *kallsyms
+	var users []string
+	if kind == derivedUserStack && s.users != nil {
+		users = s.users.names(pid, ips)
+	}
 	if kind == derivedKernelStack {
 		s.once.Do(func() {
 			var err error
@@ -142,6 +153,8 @@ func (s *stackFormatter) appendStack(dst []byte, kind derivedKind, id int64, max
 		name := ""
 		if syms != nil {
 			name = syms.name(ip)
+		} else if n < len(users) {
+			name = users[n]
 		}
 		if name != "" {
 			frame = append(frame, name...)

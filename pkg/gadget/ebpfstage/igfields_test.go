@@ -120,8 +120,10 @@ func TestIGFieldTypesFormatted(t *testing.T) {
 	if !strings.HasPrefix(kstack, "[0]") || !strings.Contains(kstack, "sys_kill") {
 		t.Errorf("kstack = %q: want the symbolised frames of kill(2) (a frame in *sys_kill)", kstack)
 	}
-	if ustack := fmt.Sprint(s["ustack"]); !strings.HasPrefix(ustack, "[0]0x") {
-		t.Errorf("ustack = %q: want the user stack's addresses", ustack)
+	// the frames' names or, where the binary has no symbols (a test binary
+	// built with -ldflags=-s), addresses: TestIGUserStackSymbolised
+	if ustack := fmt.Sprint(s["ustack"]); !strings.HasPrefix(ustack, "[0]") || len(ustack) < 4 {
+		t.Errorf("ustack = %q: want the user stack's frames", ustack)
 	}
 }
 

@@ -221,6 +221,7 @@ func (m *Metadata) apply(sources []*datasource.DataSource, params map[string]*pa
 			}
 		}
 		p.rules = paramRules{possible: pm.PossibleValues, hint: pm.TypeHint}
+		p.desc.PossibleValues, p.desc.TypeHint = pm.PossibleValues, pm.TypeHint
 		for _, v := range pm.PossibleValues {
 			if _, err := p.encode(v); err != nil {
 				return fmt.Errorf("gadget.yaml: %s%s.possibleValues: %w", m.paramsPath(), key, err)

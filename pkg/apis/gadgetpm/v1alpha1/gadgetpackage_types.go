@@ -299,6 +299,12 @@ type CatalogParam struct {
 	// Description from gadget.yaml.
 	// +optional
 	Description string `json:"description,omitempty"`
+	// PossibleValues are the only values accepted, when gadget.yaml lists them.
+	// +optional
+	PossibleValues []string `json:"possibleValues,omitempty"`
+	// TypeHint narrows the values Type accepts (gadget.yaml's typeHint).
+	// +optional
+	TypeHint string `json:"typeHint,omitempty"`
 }
 
 // Catalog is everything a package's gadget offers.

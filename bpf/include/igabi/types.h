@@ -11,7 +11,9 @@
  *   gadget_kernel_stack          a stack id from gadget_get_kernel_stack();
  *                                shown as the frames' kernel symbols
  *   struct gadget_user_stack     a user stack id from
- *                                gadget_get_user_stack(); shown as addresses
+ *                                gadget_get_user_stack(); shown as the
+ *                                frames' symbols from the process's ELF
+ *                                files where it still runs, else addresses
  *   gadget_syscall, gadget_signal (igabi/gadget.h): shown by name
  *   gadget_uid, gadget_gid       (igabi/gadget.h): a field `user`/`group`
  *                                with the name is added beside them

@@ -241,15 +241,20 @@ func addDerived(ds *datasource.DataSource, name string, kind datasource.Kind, si
 // some, before any other stage sees the record.
 func (i *instance) subscribeDerived(gctx *gadget.Context) {
 	i.fields = &stackFormatter{ids: i.op.ids, kallsymsPath: "/proc/kallsyms", log: gctx.Logger(), users: newUserSymbols("/proc")}
-	for _, t := range i.spec.tracers {
-		if len(t.derived) == 0 {
-			continue
+	subscribe := func(ds *datasource.DataSource, d []derived) {
+		if len(d) == 0 {
+			return
 		}
-		d := t.derived
-		var buf []byte // one reader goroutine per tracer uses it
-		t.ds.Subscribe(Name+"-fields", Priority, func(_ *datasource.DataSource, r *datasource.Record) error {
+		var buf []byte // one goroutine per data source emits its records
+		ds.Subscribe(Name+"-fields", Priority, func(_ *datasource.DataSource, r *datasource.Record) error {
 			buf = i.fields.fill(d, r, buf)
 			return nil
 		})
+	}
+	for _, t := range i.spec.tracers {
+		subscribe(t.ds, t.derived)
+	}
+	for _, s := range i.spec.snapshotters {
+		subscribe(s.ds, s.derived)
 	}
 }

@@ -40,7 +40,12 @@ func igSnapshotter(coll *ebpf.CollectionSpec, rest string) (snapshotter, error) 
 	if err != nil {
 		return snapshotter{}, err
 	}
-	return snapshotter{ds: ds, programs: progs, size: int(ds.Size())}, nil
+	size := int(ds.Size()) // before igConventions adds the derived fields
+	derived, err := igConventions(coll, ds)
+	if err != nil {
+		return snapshotter{}, fmt.Errorf("snapshotter %s: %w", name, err)
+	}
+	return snapshotter{ds: ds, programs: progs, size: size, derived: derived}, nil
 }
 
 // igStructSource is a data source of type typ whose records are struct

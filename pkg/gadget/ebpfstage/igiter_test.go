@@ -6,7 +6,9 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -69,6 +71,12 @@ func TestIGSnapshotterRunsEveryProgramOnce(t *testing.T) {
 	if e := self[0]; e["comm"] != ownComm(t) || int(num(e["ppid"])) != os.Getppid() || num(e["uid"]) != float64(os.Getuid()) ||
 		num(e["kernel"]) != 0 || num(e["mntns_id"]) != float64(ownMntNs(t)) {
 		t.Errorf("own process: %v; want comm %q ppid %d uid %d kernel 0 mntns_id %d", e, ownComm(t), os.Getppid(), os.Getuid(), ownMntNs(t))
+	}
+	// gadget_uid gets its user name beside it, as in a tracer's records
+	if u, err := user.LookupId(strconv.Itoa(os.Getuid())); err != nil {
+		t.Fatal(err)
+	} else if self[0]["user"] != u.Username {
+		t.Errorf("own process: user %v, want %q", self[0]["user"], u.Username)
 	}
 	kthreadd := c.find("tasks", func(e map[string]any) bool { return num(e["pid"]) == 2 })
 	if len(kthreadd) != 1 || kthreadd[0]["comm"] != "kthreadd" || num(kthreadd[0]["kernel"]) != 1 {

@@ -53,6 +53,9 @@ type snapshotter struct {
 	// size of one entry the iterator writes: the struct's, before
 	// stages add fields to the data source
 	size int
+	// derived are the string fields the runtime fills (Inspektor
+	// Gadget's user names and stacks), as for tracers
+	derived []derived
 }
 
 // interval is a data source whose records are a hash map's values, read

@@ -43,5 +43,6 @@
 //
 // It knows nothing of packages or hooks: tasks are opaque behind the Task
 // interface. PackageQueueName is the one function that names package
-// queues.
+// queues, and Owner (given with OwnedBy, reported in every Event of the
+// task) tells consumers whose task ended without parsing queue names.
 package queue

@@ -126,6 +126,7 @@ type enqueueOptions struct {
 	maxAttempts    int // used when maxAttemptsSet
 	maxAttemptsSet bool
 	scope          context.Context
+	owner          Owner
 }
 
 // Unique skips the task when a task of the same Name is already pending
@@ -155,6 +156,11 @@ func OnDone(f func()) EnqueueOption {
 // failed list; n must be at least 1.
 func MaxAttempts(n int) EnqueueOption {
 	return func(o *enqueueOptions) { o.maxAttempts = n; o.maxAttemptsSet = true }
+}
+
+// OwnedBy records whose task this is; its Events carry o (Event.Owner).
+func OwnedBy(o Owner) EnqueueOption {
+	return func(eo *enqueueOptions) { eo.owner = o }
 }
 
 // Scope ties the task to ctx: once ctx is done the task is dropped, or its

@@ -18,6 +18,7 @@ type item struct {
 	mergeKey    string
 	onDone      func() // Unique adds to it, under the queue's mu
 	scope       context.Context
+	owner       Owner
 	maxAttempts int
 	enqueuedAt  time.Duration
 
@@ -155,7 +156,7 @@ func (q *queue) close(cause error) []Event {
 
 	events := make([]Event, 0, len(dropped))
 	for _, it := range dropped {
-		events = append(events, Event{Queue: q.name, Task: it.name, Kind: Cancelled, Err: cause, Attempts: it.attempts})
+		events = append(events, Event{Queue: q.name, Task: it.name, Kind: Cancelled, Err: cause, Attempts: it.attempts, Owner: it.owner})
 	}
 	return events
 }
@@ -269,7 +270,7 @@ func (s *Service) next(q *queue, last time.Duration, locked bool) (time.Duration
 			var dropped item
 			q.pending.popInto(&dropped)
 			q.mu.Unlock()
-			s.events.Put(Event{Queue: q.name, Task: dropped.name, Kind: Cancelled, Err: context.Cause(dropped.scope), Attempts: dropped.attempts})
+			s.events.Put(Event{Queue: q.name, Task: dropped.name, Kind: Cancelled, Err: context.Cause(dropped.scope), Attempts: dropped.attempts, Owner: dropped.owner})
 			continue
 		}
 		now := last
@@ -360,6 +361,7 @@ func (s *Service) compact(q *queue) {
 		mergeKey:    key,
 		onDone:      onDone,
 		scope:       scope,
+		owner:       head.owner,
 		maxAttempts: maxAttempts,
 		enqueuedAt:  head.enqueuedAt,
 		mergeTried:  true,
@@ -461,7 +463,7 @@ func (s *Service) run(workerCtx context.Context, q *queue, start time.Duration) 
 		// the worker waits: no reference to an ended task is kept.
 		return end, true
 	}
-	ev := Event{Queue: q.name, Task: it.name, Kind: kind, Err: evErr, Attempts: it.attempts}
+	ev := Event{Queue: q.name, Task: it.name, Kind: kind, Err: evErr, Attempts: it.attempts, Owner: it.owner}
 	q.cur = item{}
 	q.mu.Unlock()
 	// What a caller learns from OnDone or the event, the metrics show.

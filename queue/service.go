@@ -42,6 +42,8 @@ type Event struct {
 	Err error
 	// Attempts is how many times the task ran.
 	Attempts int
+	// Owner is the task's owner given with OwnedBy; zero without one.
+	Owner Owner
 }
 
 // Service runs named FIFO queues, one worker goroutine each; a queue is
@@ -179,6 +181,7 @@ func (s *Service) Enqueue(queueName string, t Task, opts ...EnqueueOption) error
 		mergeKey:    mergeKey,
 		onDone:      eo.onDone,
 		scope:       eo.scope,
+		owner:       eo.owner,
 		maxAttempts: maxAttempts,
 		enqueuedAt:  s.since(),
 	}

@@ -942,6 +942,73 @@ func TestPackageQueueName(t *testing.T) {
 	}
 }
 
+// TestEventsCarryTheOwner: every way a task ends (succeeded, failed,
+// removed with its queue, dropped when its scope ends, merged into a
+// compacted run) reports the Owner it was enqueued with, so consumers need
+// not parse queue names back into packages.
+func TestEventsCarryTheOwner(t *testing.T) {
+	s := NewService(Options{SucceededEvents: true, MaxAttempts: 1})
+	defer stop(t, s)
+	custom := Owner{Package: "ns.pkg", Custom: "sync"}
+	main := Owner{Package: "ns.pkg"}
+	if custom.QueueName() != "ns.pkg/sync" || main.QueueName() != "ns.pkg" {
+		t.Fatalf("QueueName: %q, %q", custom.QueueName(), main.QueueName())
+	}
+	g := newGate()
+	if err := s.Enqueue(custom.QueueName(), g.task("running"), OwnedBy(custom)); err != nil {
+		t.Fatal(err)
+	}
+	g.waitStarted(t)
+	scope, cancel := context.WithCancel(context.Background())
+	for _, p := range []string{"a", "b"} {
+		if err := s.Enqueue(custom.QueueName(), &hookRun{hook: "h", payload: []string{p}, run: func([]string) {}}, OwnedBy(custom)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Enqueue(custom.QueueName(), task("scoped", nil), OwnedBy(custom), Scope(scope)); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	close(g.release)
+	for _, ev := range events(t, s, 3) {
+		if ev.Owner != custom {
+			t.Errorf("%s %s: owner %+v, want %+v", ev.Task, ev.Kind, ev.Owner, custom)
+		}
+	}
+	if err := s.Enqueue(main.QueueName(), task("broken", func(context.Context) error { return errors.New("boom") }), OwnedBy(main)); err != nil {
+		t.Fatal(err)
+	}
+	if ev := events(t, s, 1)[0]; ev.Kind != Failed || ev.Owner != main {
+		t.Errorf("failed task: %+v, want owner %+v", ev, main)
+	}
+	g = newGate()
+	if err := s.Enqueue(main.QueueName(), g.task("blocking"), OwnedBy(main)); err != nil {
+		t.Fatal(err)
+	}
+	g.waitStarted(t)
+	if err := s.Enqueue(main.QueueName(), task("removed", nil), OwnedBy(main)); err != nil {
+		t.Fatal(err)
+	}
+	removed := make(chan error, 1)
+	go func() { removed <- s.Remove(context.Background(), main.QueueName()) }()
+	if ev := events(t, s, 1)[0]; ev.Kind != Cancelled || ev.Owner != main {
+		t.Errorf("removed task: %+v, want owner %+v", ev, main)
+	}
+	close(g.release)
+	if err := <-removed; err != nil {
+		t.Fatal(err)
+	}
+	if ev := events(t, s, 1)[0]; ev.Owner != main {
+		t.Errorf("%+v, want owner %+v", ev, main)
+	}
+	if err := s.Enqueue("other", task("unowned", nil)); err != nil {
+		t.Fatal(err)
+	}
+	if ev := events(t, s, 1)[0]; ev.Owner != (Owner{}) {
+		t.Errorf("a task enqueued without OwnedBy: owner %+v, want none", ev.Owner)
+	}
+}
+
 func TestSucceededEventsOptIn(t *testing.T) {
 	s := NewService(Options{MaxAttempts: 1})
 	defer stop(t, s)

@@ -308,10 +308,10 @@ func (r *Reconciler) poke(key string) bool {
 // HandleEvent takes one queue event; the owner of the queue service calls
 // it for every event.
 func (r *Reconciler) HandleEvent(ev queue.Event) {
-	key := ev.Queue
-	if strings.Contains(key, "/") {
-		return // a hook's custom queue
+	if ev.Owner.Package == "" || ev.Owner.Custom != "" {
+		return // not a package's main queue (a hook's custom queue)
 	}
+	key := ev.Owner.Package
 	r.mu.Lock()
 	run, ok := r.runs[key]
 	if ok && ev.Kind == queue.Failed && run.failure == nil {
@@ -488,7 +488,7 @@ func (r *Reconciler) enqueueScoped(ctx context.Context, key string, plan int, ta
 		if rt, ok := t.(releaseTask); ok && rt.AppliesRelease() && releaseMax > 0 {
 			attempts = releaseMax
 		}
-		opts := []queue.EnqueueOption{queue.Scope(ctx), queue.MaxAttempts(attempts)}
+		opts := []queue.EnqueueOption{queue.Scope(ctx), queue.MaxAttempts(attempts), queue.OwnedBy(queue.Owner{Package: key})}
 		if i == len(tasks)-1 {
 			opts = append(opts, queue.OnDone(onDone))
 		}

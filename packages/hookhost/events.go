@@ -2,7 +2,6 @@ package hookhost
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/gadgetpm/gadgetpm/kubeevents"
 	"github.com/gadgetpm/gadgetpm/pkg/hooks"
@@ -95,11 +94,10 @@ func (h *Host) OnQueueEvent(ev queue.Event) {
 			return k.queue == ev.Queue && "hook-run "+k.hook.Name == ev.Task
 		})
 	}
-	key, q, ok := strings.Cut(ev.Queue, "/")
-	if !ok || q != hooks.SyncQueue {
+	if ev.Owner.Package == "" || ev.Owner.Custom != hooks.SyncQueue {
 		return
 	}
-	ph, err := h.pkg(key)
+	ph, err := h.pkg(ev.Owner.Package)
 	if err != nil {
 		return
 	}
@@ -114,7 +112,7 @@ func (h *Host) OnQueueEvent(ev queue.Event) {
 // queued is sealed, so that no later event joins it.
 func (h *Host) enqueueRun(t *runTask) {
 	name := t.queue
-	opts := []queue.EnqueueOption{queue.OnDone(func() { t.finish(nil) })}
+	opts := []queue.EnqueueOption{queue.OnDone(func() { t.finish(nil) }), queue.OwnedBy(t.owner)}
 	if h.opts.MaxAttempts > 0 {
 		opts = append(opts, queue.MaxAttempts(h.opts.MaxAttempts))
 	}
@@ -128,9 +126,10 @@ func (h *Host) enqueueRun(t *runTask) {
 // newRunTask returns a run of hk for trig, bound for the package's queue
 // custom ("" for the main queue).
 func (h *Host) newRunTask(ph *pkgHooks, hk *hooks.Hook, custom string, trig hooks.Trigger, done func(error)) *runTask {
-	name := queue.PackageQueueName(ph.key, custom)
+	owner := queue.Owner{Package: ph.key, Custom: custom}
+	name := owner.QueueName()
 	run := hooks.NewRunTask(h.taskDeps(ph), hk, ph.values, trig).InQueue(name)
-	t := &runTask{host: h, ph: ph, hook: hk, queue: name, name: run.Name(), mergeKey: run.MergeKey(), run: run}
+	t := &runTask{host: h, ph: ph, hook: hk, queue: name, owner: owner, name: run.Name(), mergeKey: run.MergeKey(), run: run}
 	if done != nil {
 		t.done = []func(error){done}
 	}

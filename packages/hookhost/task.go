@@ -21,6 +21,7 @@ type runTask struct {
 	ph       *pkgHooks
 	hook     *hooks.Hook
 	queue    string
+	owner    queue.Owner // the package and custom queue of queue
 	name     string
 	mergeKey string
 

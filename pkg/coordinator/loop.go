@@ -2,7 +2,6 @@ package coordinator
 
 import (
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/gadgetpm/gadgetpm/packages/fetch"
@@ -60,7 +59,8 @@ func (c *Coordinator) onDrift(d nelm.Drift) {
 		return
 	}
 	c.log.Info("release drifted; re-applying", "package", key, "missing", fmt.Sprint(d.Missing))
-	if err := c.queues.Enqueue(queue.PackageQueueName(key, ""), t, queue.Unique()); err != nil {
+	owner := queue.Owner{Package: key}
+	if err := c.queues.Enqueue(owner.QueueName(), t, queue.Unique(), queue.OwnedBy(owner)); err != nil {
 		c.log.Error(err, "enqueue run after drift", "package", key)
 	}
 }
@@ -70,8 +70,7 @@ func (c *Coordinator) onQueueEvent(ev queue.Event) {
 		// One error line per task given up on, not per attempt: the
 		// attempts' errors are in the dump (lastError) and hooks' failed
 		// attempts are logged at info level.
-		key, _, _ := strings.Cut(ev.Queue, "/")
-		c.log.Error(ev.Err, "task failed; giving up", "package", key, "queue", ev.Queue, "task", ev.Task,
+		c.log.Error(ev.Err, "task failed; giving up", "package", ev.Owner.Package, "queue", ev.Queue, "task", ev.Task,
 			"attempts", ev.Attempts, "reason", fetch.ReasonOf(ev.Err, v1alpha1.ReasonRetriesExhausted))
 	}
 	c.control.HandleEvent(ev)

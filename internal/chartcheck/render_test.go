@@ -827,6 +827,18 @@ func TestRenderVariants(t *testing.T) {
 			},
 		},
 		{
+			name: "a shard: both roles reconcile only what operator.watchLabelSelector matches",
+			values: map[string]any{"operator": map[string]any{"watchLabelSelector": "sharding.gadgetpm.io/key=shard1"}},
+			check: func(t *testing.T, o *objects) {
+				want := "--watch-label-selector=sharding.gadgetpm.io/key=shard1"
+				for role, args := range map[string][]string{"cluster": o.deploy[0].Spec.Template.Spec.Containers[0].Args, "node": o.ds[0].Spec.Template.Spec.Containers[0].Args} {
+					if !slices.Contains(args, want) {
+						t.Errorf("%s role args %q lack %q", role, args, want)
+					}
+				}
+			},
+		},
+		{
 			name: "existing service accounts, no metrics Service",
 			values: map[string]any{
 				"cluster": map[string]any{"serviceAccount": map[string]any{"create": false, "name": "ops"}},

@@ -159,6 +159,9 @@ annotations:
 {{- with .Values.tenancy.clusterResourceNamespace }}
 - --cluster-resource-namespace={{ . }}
 {{- end }}
+{{- with .Values.operator.watchLabelSelector }}
+- --watch-label-selector={{ . }}
+{{- end }}
 {{- end -}}
 
 {{/* gadgetpm.extraArgs: operator.extraArgs, last so they win. */}}

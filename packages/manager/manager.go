@@ -157,7 +157,9 @@ type State struct {
 }
 
 type entry struct {
-	gp    *v1alpha1.GadgetPackage // latest spec handed to Plan
+	// gp is the latest spec handed to Plan (or Restore); never nil, since
+	// every task of the package, its teardown too, names its release by it.
+	gp    *v1alpha1.GadgetPackage
 	state State
 	pkg   *loader.Package
 	// gen counts Plans; a task from an older plan is stale and does nothing.
@@ -174,6 +176,9 @@ type entry struct {
 	// restored: the state came from status (Restore) and no Plan ran
 	// since.
 	restored bool
+	// rearmed: the next Plan starts over from Download whatever the spec
+	// (Rearm); the spec itself is kept for tasks planned meanwhile.
+	rearmed bool
 	// onStartupDone: the onStartup hooks ran for the loaded version and
 	// enablement, though enabling the bindings may not have finished (it
 	// failed, or a newer plan cancelled it). A retried Startup does not
@@ -251,10 +256,11 @@ func (m *Manager) Plan(gp *v1alpha1.GadgetPackage) []queue.Task {
 		m.pkgs[key] = e
 	}
 	prev := e.gp
-	if e.restored {
-		// Known from status only: whatever the spec, the first plan loads
-		// the package again (an upgrade of the release status names).
-		prev, e.restored = nil, false
+	if e.restored || e.rearmed {
+		// Known from status only, or re-armed: whatever the spec, the
+		// plan loads the package again (for a restored one, an upgrade of
+		// the release status names).
+		prev, e.restored, e.rearmed = nil, false, false
 	}
 	e.gp = gp
 	var kinds []kind
@@ -321,12 +327,13 @@ func (m *Manager) Restore(gp *v1alpha1.GadgetPackage) bool {
 }
 
 // Rearm makes the next Plan of key start over from Download, as after a
-// Stalled package is retried.
+// Stalled package is retried. The package keeps its spec: a removal
+// planned before that Plan tears down the release it names.
 func (m *Manager) Rearm(key string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if e, ok := m.pkgs[key]; ok {
-		e.gp = nil
+		e.rearmed = true
 	}
 }
 
@@ -342,7 +349,7 @@ func (m *Manager) PlanStart(key string) []queue.Task {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e, found := m.pkgs[key]
-	if !found || e.gp == nil || e.pkg == nil {
+	if !found || e.rearmed || e.pkg == nil {
 		return nil
 	}
 	return []queue.Task{&task{m: m, key: key, gen: e.gen, kind: kindStart}}
@@ -359,7 +366,7 @@ func (m *Manager) planIf(key string, ok func(e *entry) bool, kinds ...kind) []qu
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e, found := m.pkgs[key]
-	if !found || e.gp == nil || !ok(e) {
+	if !found || e.rearmed || !ok(e) {
 		return nil
 	}
 	e.gen++

@@ -154,6 +154,24 @@ type State struct {
 	Queues []string
 	// Dir is the extracted package.
 	Dir string
+	// Drift is what the last comparison of the release's objects with its
+	// manifest found (spec.driftDetection warn or enabled); nil when none
+	// was made since the process started, so status keeps what it says.
+	Drift *DriftReport
+}
+
+// DriftReport is the outcome of one comparison of a package's release
+// objects with the release's manifest (RecordDrift).
+type DriftReport struct {
+	// Revision of the release compared.
+	Revision int
+	// Objects names the objects that differed and a few of their paths,
+	// "ConfigMap ns/name at /data/key"; empty when none did.
+	Objects string
+	// Mode is the spec.driftDetection.mode the comparison applied.
+	Mode v1alpha1.DriftDetectionMode
+	// Corrected: they were set back to the manifest's values.
+	Corrected bool
 }
 
 type entry struct {
@@ -240,6 +258,7 @@ func (m *Manager) Keys() []string {
 //     account (its hooks and bindings act as it): Download, Install,
 //     Load, Startup, Run
 //   - settings changed: ApplySettings, Run
+//   - spec.driftDetection changed: Run
 //   - enabled changed to false: Disable; to true: Startup, Run
 //   - nothing changed: none
 //
@@ -278,6 +297,14 @@ func (m *Manager) Plan(gp *v1alpha1.GadgetPackage) []queue.Task {
 		kinds = []kind{kindDisable}
 	case !prev.Spec.IsEnabled() && gp.Spec.IsEnabled():
 		kinds = []kind{kindStartup, kindRun}
+	case !reflect.DeepEqual(prev.Spec.DriftDetection, gp.Spec.DriftDetection) && gp.Spec.IsEnabled():
+		// The release is checked (and, in mode enabled, corrected) with
+		// the new drift detection at once, and its monitor takes it over.
+		if e.pkg == nil {
+			kinds = []kind{kindDownload, kindInstall, kindLoad, kindStartup, kindRun}
+		} else {
+			kinds = []kind{kindRun}
+		}
 	}
 	if len(kinds) == 0 {
 		// Same spec: the tasks already planned (maybe still queued) stay
@@ -433,6 +460,22 @@ func (m *Manager) RecordHookRun(key, hook string, finished time.Time, err error)
 		return changed
 	}
 	return false
+}
+
+// RecordDrift notes what a comparison of key's release objects with the
+// release's manifest found, for status. It reports whether that differs
+// from the last comparison's outcome, which is worth a status write. A
+// report for an unknown package (removed meanwhile) is ignored.
+func (m *Manager) RecordDrift(key string, d DriftReport) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.pkgs[key]
+	if !ok {
+		return false
+	}
+	changed := e.state.Drift == nil || *e.state.Drift != d
+	e.state.Drift = &d
+	return changed
 }
 
 // Dependents lists the keys of packages that require key's package.

@@ -34,6 +34,19 @@ func setValue(t *testing.T, ns, name, value string) {
 	})
 }
 
+// editSpec changes the GadgetPackage's spec, as kubectl edit would.
+func editSpec(t *testing.T, ns, name string, edit func(*v1alpha1.GadgetPackageSpec)) {
+	t.Helper()
+	eventually.NoError(t, 30*time.Second, "edit GadgetPackage "+ns+"/"+name, func() error {
+		var cur v1alpha1.GadgetPackage
+		if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &cur); err != nil {
+			return err
+		}
+		edit(&cur.Spec)
+		return env.Client.Update(context.Background(), &cur)
+	})
+}
+
 func drifted(status metav1.ConditionStatus, reason string, parts ...string) func(*v1alpha1.GadgetPackage) bool {
 	return func(gp *v1alpha1.GadgetPackage) bool {
 		c := meta.FindStatusCondition(gp.Status.Conditions, v1alpha1.ConditionDrifted)
@@ -97,14 +110,7 @@ func TestDriftedCondition(t *testing.T) {
 	waitFor(t, ns, "watched", "Drifted False", drifted(metav1.ConditionFalse, v1alpha1.ReasonNoDrift, "match the manifest"))
 
 	// enabled: a change is set back and the correction recorded.
-	eventually.NoError(t, 30*time.Second, "switch drift detection to enabled", func() error {
-		var cur v1alpha1.GadgetPackage
-		if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "watched"}, &cur); err != nil {
-			return err
-		}
-		cur.Spec.DriftDetection.Mode = v1alpha1.DriftDetectionEnabled
-		return env.Client.Update(context.Background(), &cur)
-	})
+	editSpec(t, ns, "watched", func(s *v1alpha1.GadgetPackageSpec) { s.DriftDetection.Mode = v1alpha1.DriftDetectionEnabled })
 	setValue(t, ns, "watched-cm", "again")
 	waitFor(t, ns, "watched", "Drifted False, DriftCorrected", drifted(metav1.ConditionFalse, v1alpha1.ReasonDriftCorrected,
 		"set back ConfigMap "+ns+"/watched-cm at /data/value"))
@@ -114,14 +120,7 @@ func TestDriftedCondition(t *testing.T) {
 	})
 
 	// Drift detection turned off: no Drifted condition.
-	eventually.NoError(t, 30*time.Second, "turn drift detection off", func() error {
-		var cur v1alpha1.GadgetPackage
-		if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "watched"}, &cur); err != nil {
-			return err
-		}
-		cur.Spec.DriftDetection = nil
-		return env.Client.Update(context.Background(), &cur)
-	})
+	editSpec(t, ns, "watched", func(s *v1alpha1.GadgetPackageSpec) { s.DriftDetection = nil })
 	waitFor(t, ns, "watched", "no Drifted condition", func(gp *v1alpha1.GadgetPackage) bool {
 		return gp.Status.ObservedGeneration == gp.Generation && meta.FindStatusCondition(gp.Status.Conditions, v1alpha1.ConditionDrifted) == nil
 	})

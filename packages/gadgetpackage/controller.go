@@ -1,8 +1,8 @@
 // Package gadgetpackage runs the GadgetPackage controller: it turns each
 // GadgetPackage into the package manager's tasks in the package's main
 // queue, and writes status (phase, enablement, version, digest, hooks,
-// catalog; conditions Ready, Reconciling and Stalled; observedGeneration)
-// and Events.
+// catalog; conditions Ready, Reconciling, Stalled and, with drift
+// detection, Drifted; observedGeneration) and Events.
 //
 // After a task used its attempt limit the package is Stalled with the
 // error, and the rest of that plan does not run; a spec change (a new
@@ -378,7 +378,20 @@ func (r *Reconciler) HandleSchedulerEvent(ev scheduler.Event) {
 // happen meanwhile, one write carries the newest counts and times. It
 // never blocks.
 func (r *Reconciler) HookRan(key string, errorChanged bool) {
-	if errorChanged && r.poke(key) {
+	r.writeSoon(key, errorChanged)
+}
+
+// DriftChanged tells the controller that the outcome of comparing key's
+// release objects with its manifest changed (Manager.RecordDrift), so
+// that its Drifted condition is written. It never blocks.
+func (r *Reconciler) DriftChanged(key string) {
+	r.writeSoon(key, true)
+}
+
+// writeSoon asks for key's status to be written: at once when now is set
+// and the controller takes the request, else within HookStatusInterval.
+func (r *Reconciler) writeSoon(key string, now bool) {
+	if now && r.poke(key) {
 		return
 	}
 	r.mu.Lock()
@@ -920,6 +933,11 @@ func (r *Reconciler) writeStatus(gp *v1alpha1.GadgetPackage, key string) {
 	if s.Phase == "" {
 		s.Phase = v1alpha1.PhasePending
 	}
+	var drift *manager.DriftReport
+	if ok {
+		drift = st.Drift
+	}
+	setDrifted(gp, drift)
 	switch {
 	case failure != nil:
 		reason := fetch.ReasonOf(failure, v1alpha1.ReasonRetriesExhausted)
@@ -959,6 +977,41 @@ func (r *Reconciler) writeStatus(gp *v1alpha1.GadgetPackage, key string) {
 		setCondition(gp, v1alpha1.ConditionReady, metav1.ConditionFalse, reason, s.Reason)
 	default:
 		setCondition(gp, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonProgressing, "waiting for package tasks")
+	}
+}
+
+// setDrifted sets the Drifted condition from the last drift report; nil
+// (no check since the process started) keeps what status says. Without
+// drift detection there is no such condition.
+func setDrifted(gp *v1alpha1.GadgetPackage, d *manager.DriftReport) {
+	dd := gp.Spec.DriftDetection
+	if dd == nil || dd.Mode == "" || dd.Mode == v1alpha1.DriftDetectionDisabled {
+		meta.RemoveStatusCondition(&gp.Status.Conditions, v1alpha1.ConditionDrifted)
+		return
+	}
+	if d == nil {
+		return
+	}
+	switch {
+	case d.Objects != "" && d.Corrected:
+		setCondition(gp, v1alpha1.ConditionDrifted, metav1.ConditionFalse, v1alpha1.ReasonDriftCorrected,
+			fmt.Sprintf("release revision %d: set back %s to the manifest's values", d.Revision, d.Objects))
+	case d.Objects != "" && d.Mode == v1alpha1.DriftDetectionEnabled:
+		setCondition(gp, v1alpha1.ConditionDrifted, metav1.ConditionTrue, v1alpha1.ReasonDriftDetected,
+			fmt.Sprintf("release revision %d: %s differ from the manifest; setting them back failed (see the package's Events and the operator log)", d.Revision, d.Objects))
+	case d.Objects != "":
+		setCondition(gp, v1alpha1.ConditionDrifted, metav1.ConditionTrue, v1alpha1.ReasonDriftDetected,
+			fmt.Sprintf("release revision %d: %s differ from the manifest; not corrected (spec.driftDetection.mode warn): "+
+				"undo the change, or set the mode to enabled to have it set back", d.Revision, d.Objects))
+	default:
+		// A correction stays on record until drift is found again: the
+		// objects matching the manifest afterwards is its expected result.
+		if c := meta.FindStatusCondition(gp.Status.Conditions, v1alpha1.ConditionDrifted); c != nil &&
+			c.Status == metav1.ConditionFalse && c.Reason == v1alpha1.ReasonDriftCorrected {
+			return
+		}
+		setCondition(gp, v1alpha1.ConditionDrifted, metav1.ConditionFalse, v1alpha1.ReasonNoDrift,
+			fmt.Sprintf("release revision %d: the objects match the manifest", d.Revision))
 	}
 }
 

@@ -154,10 +154,30 @@ type State struct {
 	Queues []string
 	// Dir is the extracted package.
 	Dir string
+	// Drift is what the last comparison of the release's objects with its
+	// manifest found (spec.driftDetection warn or enabled); nil when none
+	// was made since the process started, so status keeps what it says.
+	Drift *DriftReport
+}
+
+// DriftReport is the outcome of one comparison of a package's release
+// objects with the release's manifest (RecordDrift).
+type DriftReport struct {
+	// Revision of the release compared.
+	Revision int
+	// Objects names the objects that differed and a few of their paths,
+	// "ConfigMap ns/name at /data/key"; empty when none did.
+	Objects string
+	// Mode is the spec.driftDetection.mode the comparison applied.
+	Mode v1alpha1.DriftDetectionMode
+	// Corrected: they were set back to the manifest's values.
+	Corrected bool
 }
 
 type entry struct {
-	gp    *v1alpha1.GadgetPackage // latest spec handed to Plan
+	// gp is the latest spec handed to Plan (or Restore); never nil, since
+	// every task of the package, its teardown too, names its release by it.
+	gp    *v1alpha1.GadgetPackage
 	state State
 	pkg   *loader.Package
 	// gen counts Plans; a task from an older plan is stale and does nothing.
@@ -174,6 +194,9 @@ type entry struct {
 	// restored: the state came from status (Restore) and no Plan ran
 	// since.
 	restored bool
+	// rearmed: the next Plan starts over from Download whatever the spec
+	// (Rearm); the spec itself is kept for tasks planned meanwhile.
+	rearmed bool
 	// onStartupDone: the onStartup hooks ran for the loaded version and
 	// enablement, though enabling the bindings may not have finished (it
 	// failed, or a newer plan cancelled it). A retried Startup does not
@@ -235,6 +258,7 @@ func (m *Manager) Keys() []string {
 //     account (its hooks and bindings act as it): Download, Install,
 //     Load, Startup, Run
 //   - settings changed: ApplySettings, Run
+//   - spec.driftDetection changed: Run
 //   - enabled changed to false: Disable; to true: Startup, Run
 //   - nothing changed: none
 //
@@ -251,10 +275,11 @@ func (m *Manager) Plan(gp *v1alpha1.GadgetPackage) []queue.Task {
 		m.pkgs[key] = e
 	}
 	prev := e.gp
-	if e.restored {
-		// Known from status only: whatever the spec, the first plan loads
-		// the package again (an upgrade of the release status names).
-		prev, e.restored = nil, false
+	if e.restored || e.rearmed {
+		// Known from status only, or re-armed: whatever the spec, the
+		// plan loads the package again (for a restored one, an upgrade of
+		// the release status names).
+		prev, e.restored, e.rearmed = nil, false, false
 	}
 	e.gp = gp
 	var kinds []kind
@@ -272,6 +297,14 @@ func (m *Manager) Plan(gp *v1alpha1.GadgetPackage) []queue.Task {
 		kinds = []kind{kindDisable}
 	case !prev.Spec.IsEnabled() && gp.Spec.IsEnabled():
 		kinds = []kind{kindStartup, kindRun}
+	case !reflect.DeepEqual(prev.Spec.DriftDetection, gp.Spec.DriftDetection) && gp.Spec.IsEnabled():
+		// The release is checked (and, in mode enabled, corrected) with
+		// the new drift detection at once, and its monitor takes it over.
+		if e.pkg == nil {
+			kinds = []kind{kindDownload, kindInstall, kindLoad, kindStartup, kindRun}
+		} else {
+			kinds = []kind{kindRun}
+		}
 	}
 	if len(kinds) == 0 {
 		// Same spec: the tasks already planned (maybe still queued) stay
@@ -321,12 +354,13 @@ func (m *Manager) Restore(gp *v1alpha1.GadgetPackage) bool {
 }
 
 // Rearm makes the next Plan of key start over from Download, as after a
-// Stalled package is retried.
+// Stalled package is retried. The package keeps its spec: a removal
+// planned before that Plan tears down the release it names.
 func (m *Manager) Rearm(key string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if e, ok := m.pkgs[key]; ok {
-		e.gp = nil
+		e.rearmed = true
 	}
 }
 
@@ -342,7 +376,7 @@ func (m *Manager) PlanStart(key string) []queue.Task {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e, found := m.pkgs[key]
-	if !found || e.gp == nil || e.pkg == nil {
+	if !found || e.rearmed || e.pkg == nil {
 		return nil
 	}
 	return []queue.Task{&task{m: m, key: key, gen: e.gen, kind: kindStart}}
@@ -359,7 +393,7 @@ func (m *Manager) planIf(key string, ok func(e *entry) bool, kinds ...kind) []qu
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e, found := m.pkgs[key]
-	if !found || e.gp == nil || !ok(e) {
+	if !found || e.rearmed || !ok(e) {
 		return nil
 	}
 	e.gen++
@@ -426,6 +460,22 @@ func (m *Manager) RecordHookRun(key, hook string, finished time.Time, err error)
 		return changed
 	}
 	return false
+}
+
+// RecordDrift notes what a comparison of key's release objects with the
+// release's manifest found, for status. It reports whether that differs
+// from the last comparison's outcome, which is worth a status write. A
+// report for an unknown package (removed meanwhile) is ignored.
+func (m *Manager) RecordDrift(key string, d DriftReport) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.pkgs[key]
+	if !ok {
+		return false
+	}
+	changed := e.state.Drift == nil || *e.state.Drift != d
+	e.state.Drift = &d
+	return changed
 }
 
 // Dependents lists the keys of packages that require key's package.

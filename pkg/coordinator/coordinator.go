@@ -69,6 +69,10 @@ type Options struct {
 	Helm, Patcher, KubeEvents ClientOptions
 	// HelmTimeout bounds waits for readiness and deletion; default 5m.
 	HelmTimeout time.Duration
+	// DriftInterval is how often each release's drift monitor checks its
+	// objects (missing ones, and modified ones with spec.driftDetection);
+	// default nelm's, 4m.
+	DriftInterval time.Duration
 	// HookTimeout bounds one hook run; default hooks.DefaultTimeout.
 	HookTimeout time.Duration
 	// MaxHookResultBytes caps each result file of a hook run; default
@@ -254,7 +258,7 @@ func New(opts Options) (*Coordinator, error) {
 
 	c.helm, err = nelm.New(opts.Config, nelm.Options{
 		QPS: opts.Helm.QPS, Burst: opts.Helm.Burst, Timeout: opts.HelmTimeout, Discovery: opts.Mapper,
-		Recorder: opts.Recorder, Logger: opts.Logger.WithName("helm"),
+		MonitorInterval: opts.DriftInterval, Recorder: opts.Recorder, Logger: opts.Logger.WithName("helm"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create operator: %w", err)

@@ -3,8 +3,10 @@
 // service, object patcher, Kubernetes event monitors, scheduler, hook host,
 // package manager, GadgetPackage and PackageRepository controllers); Start
 // runs the event loop, which hands cron triggers, kube events and queue
-// events to the hook host, drift reports to the package's queue as a Run,
-// and scheduler and queue events to the GadgetPackage controller; Stop
+// events to the hook host, reports of missing release objects to the
+// package's queue as a Run, drift checks to the package manager and the
+// GadgetPackage controller (the Drifted condition), and scheduler and
+// queue events to the GadgetPackage controller; Stop
 // stops the services in the reverse order of what feeds what.
 //
 // Besides wiring it holds the adapters the services meet through (Helm

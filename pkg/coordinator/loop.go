@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/gadgetpm/gadgetpm/packages/fetch"
+	"github.com/gadgetpm/gadgetpm/packages/manager"
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 	"github.com/gadgetpm/gadgetpm/pkg/nelm"
 	"github.com/gadgetpm/gadgetpm/queue"
@@ -52,8 +53,20 @@ func (c *Coordinator) handle() {
 	}
 }
 
+// onDrift records a comparison of a release's objects with its manifest
+// for the package's Drifted condition, and re-applies a release whose
+// objects went missing.
 func (c *Coordinator) onDrift(d nelm.Drift) {
 	key := d.Package.Key()
+	if d.Checked {
+		report := manager.DriftReport{Revision: d.Revision, Objects: d.ModifiedSummary(), Mode: d.Mode, Corrected: d.Corrected}
+		if c.packages.RecordDrift(key, report) {
+			c.control.DriftChanged(key)
+		}
+	}
+	if len(d.Missing) == 0 {
+		return
+	}
 	t, ok := c.packages.RunTask(key)
 	if !ok {
 		return

@@ -33,7 +33,8 @@
 // manager, is compared with the live object (less the ignored JSON
 // pointers); differences are reported as a DriftDetected Event or, in
 // mode enabled, applied for real and reported as DriftCorrected, without a
-// new revision.
+// new revision. Each such comparison, finding something or not, is also
+// sent on Service.Drifts (Drift.Checked), for the package's status.
 //
 // A failed install or upgrade is remediated when the Package asks
 // (InstallRemediation: uninstall; UpgradeRemediation: rollback to the last

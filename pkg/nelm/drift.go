@@ -338,8 +338,9 @@ func describeDrift(drifted []ObjectDrift) string {
 
 // checkModified looks for modified objects of the release's deployed
 // revision when pkg's drift detection asks for it, records what it found
-// (an Event and a log line) and, in mode enabled, corrects it. It reports
-// nothing when nothing differs.
+// (an Event and a log line) and, in mode enabled, corrects it. It makes
+// no Event when nothing differs; either way the outcome goes to Drifts,
+// unless the check failed before it found anything.
 func (s *Service) checkModified(ctx context.Context, pkg Package, op *operation, revision int, manifest string) ([]ObjectDrift, error) {
 	mode := driftMode(pkg)
 	if mode == v1alpha1.DriftDetectionDisabled {
@@ -362,6 +363,9 @@ func (s *Service) checkModified(ctx context.Context, pkg Package, op *operation,
 			s.event(pkg, true, ReasonDriftDetected, "Release %s revision %d: %s differ from the manifest; correcting failed: %v",
 				pkg.Name, revision, what, err)
 		}
+	}
+	if err == nil || len(drifted) > 0 {
+		s.send(Drift{Package: pkg, Revision: revision, Checked: true, Modified: drifted, Mode: mode, Corrected: correct && err == nil})
 	}
 	if err != nil {
 		return drifted, fmt.Errorf("drift detection of release %s: %w", pkg, err)

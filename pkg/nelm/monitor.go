@@ -12,15 +12,31 @@ import (
 	"github.com/gadgetpm/gadgetpm/pkg/apis/gadgetpm/v1alpha1"
 )
 
-// Drift reports objects of a deployed release that no longer exist.
+// Drift reports what a check of a deployed release's objects found:
+// objects that no longer exist (Missing), or, for a package whose
+// spec.driftDetection is warn or enabled, the outcome of comparing its
+// objects' fields with the manifest (Checked).
 type Drift struct {
-	// Package whose release drifted.
+	// Package whose release was checked.
 	Package Package
 	// Revision of the release checked.
 	Revision int
-	// Missing objects.
+	// Missing objects; a run restores them.
 	Missing []Object
+	// Checked: the objects' fields were compared with the manifest;
+	// Modified lists those that differed, none when nothing did.
+	Checked  bool
+	Modified []ObjectDrift
+	// Mode is the drift detection mode the comparison applied.
+	Mode v1alpha1.DriftDetectionMode
+	// Corrected: Modified were set back to the manifest's values (mode
+	// enabled, and the correction succeeded).
+	Corrected bool
 }
+
+// ModifiedSummary names a few of the modified objects and a few paths
+// of each, for a message.
+func (d Drift) ModifiedSummary() string { return describeDrift(d.Modified) }
 
 // monitor is one package's drift check loop.
 type monitor struct {
@@ -32,9 +48,13 @@ type monitor struct {
 	done   chan struct{}
 }
 
-// Drifts delivers a Drift each time a monitor finds objects missing. The
-// channel is buffered (Options.DriftBuffer); when it is full a report is
-// dropped, and the next check reports the drift again. It is never closed.
+// Drifts delivers a Drift each time a monitor finds objects missing, and
+// each time the fields of a release's objects are compared with its
+// manifest (by a monitor's check or by an Upgrade that made no revision),
+// whatever the comparison found, so that its owner can both record and
+// clear drift. The channel is buffered (Options.DriftBuffer); when it is
+// full a report is dropped, and the next check reports again. It is never
+// closed.
 func (s *Service) Drifts() <-chan Drift { return s.drifts }
 
 // Pause stops drift reports for pkg until a matching Resume; calls nest.
@@ -268,9 +288,15 @@ func (s *Service) report(pkg Package, d Drift) {
 	}
 	s.event(pkg, true, ReasonDrift, "Release %s revision %d: %s missing; a run will restore it",
 		pkg.Name, d.Revision, strings.Join(names, ", "))
+	s.send(d)
+}
+
+// send delivers d on the Drifts channel, or drops it when the channel is
+// full: the next check reports again.
+func (s *Service) send(d Drift) {
 	select {
 	case s.drifts <- d:
 	default:
-		s.opts.Logger.Info("drift report dropped: channel full; the next check reports it again", "package", pkg.Key())
+		s.opts.Logger.Info("drift report dropped: channel full; the next check reports it again", "package", d.Package.Key())
 	}
 }

@@ -12,6 +12,13 @@ const (
 	// ConditionStalled is True when the controller gave up after its retry
 	// limit; a spec change or the RetryAnnotation re-arms it.
 	ConditionStalled = "Stalled"
+	// ConditionDrifted, on a GadgetPackage whose spec.driftDetection.mode
+	// is warn or enabled, says whether the last check found the release's
+	// objects changed from its manifest: True (ReasonDriftDetected) while
+	// they differ, False with ReasonDriftCorrected once mode enabled set
+	// them back, False with ReasonNoDrift when they match. Absent when
+	// drift detection is disabled or no check ran yet.
+	ConditionDrifted = "Drifted"
 )
 
 // Condition reasons. Messages carry the details; reasons are stable
@@ -36,6 +43,10 @@ const (
 	// ReasonCrashedInTask: the operator stopped (crashed) while a lifecycle
 	// task of the package was running, as often as the attempt limit.
 	ReasonCrashedInTask = "CrashedInTask"
+	// ReasonNoDrift: the release's objects match its manifest
+	// (ConditionDrifted False); ReasonDriftDetected and
+	// ReasonDriftCorrected are its other reasons.
+	ReasonNoDrift = "NoDrift"
 )
 
 // Annotations and finalizers of the gadgetpm.io group.

@@ -138,6 +138,7 @@ in-cluster service account.`,
 	f.DurationVar(&opts.RetryPeriod, "leader-election-retry-period", 2*time.Second, "interval between attempts to acquire or renew the Lease")
 	f.DurationVar(&opts.UnsubscribeTimeout, "unsubscribe-timeout", 30*time.Second, "how long removing a package waits for the nodes to stop its Traces before its Helm release is deleted")
 	repositoryFlags(cmd, &opts.RepositoryWorkers)
+	f.DurationVar(&opts.DriftInterval, "drift-interval", 4*time.Minute, "how often each package's Helm release is compared with the cluster: missing objects are recreated, and modified ones reported or corrected as the package's spec.driftDetection says (status condition Drifted)")
 	hookCredentialFlags(cmd, &opts.HookServiceAccount, &opts.HookTokenExpiry)
 	defaultServiceAccountFlag(cmd, &opts.DefaultServiceAccount)
 	hookLimitFlags(cmd, &opts.HookLimits)

@@ -15,6 +15,7 @@ func TestOperatorRefusesBadFlags(t *testing.T) {
 		{[]string{"--node-name", "n", "--log-format", "yaml"}, `--log-format "yaml": want "json" or "text"`},
 		{[]string{"--kubeconfig", "/nonexistent", "--role", "both"}, `--role "both": want one of all, cluster, node`},
 		{[]string{"--kubeconfig", "/nonexistent", "--role", "node", "--node-name", ""}, "--role=node: the node role needs the node name (--node-name"},
+		{[]string{"--kubeconfig", "/nonexistent", "--node-name", "n", "--drift-interval", "-1s"}, `--drift-interval -1s: want a positive duration`},
 		{[]string{"--kubeconfig", "/nonexistent", "--node-name", "n", "--repository-workers", "0"}, `invalid argument "0" for "--repository-workers" flag: want a whole number of at least 1`},
 	} {
 		_, err := run(t, append([]string{"operator"}, tc.args...)...)

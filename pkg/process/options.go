@@ -90,6 +90,9 @@ type Options struct {
 	// from, by both roles; a Secret of any other namespace is refused.
 	// Default Namespace(), the operator's own.
 	ClusterResourceNamespace string
+	// DriftInterval (--drift-interval) is how often each release's drift
+	// monitor compares its objects with its manifest; default nelm's, 4m.
+	DriftInterval time.Duration
 	// RepositoryWorkers is how many PackageRepositories sync at once
 	// (each request of a sync ends at the repository's spec.timeout);
 	// default packagerepository.DefaultWorkers.

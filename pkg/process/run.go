@@ -45,6 +45,9 @@ func (o *Options) Check() error {
 	if role.node() && o.NodeName == "" {
 		return fmt.Errorf("run operator: --role=%s: %w", role, noderole.ErrNodeName)
 	}
+	if o.DriftInterval < 0 {
+		return fmt.Errorf("run operator: --drift-interval %s: want a positive duration (0 means the default, 4m)", o.DriftInterval)
+	}
 	if o.RepositoryWorkers < 0 {
 		return fmt.Errorf("run operator: --repository-workers %d: want at least 1 PackageRepository synced at once (0 means the default, %d)", o.RepositoryWorkers, packagerepository.DefaultWorkers)
 	}
@@ -272,8 +275,8 @@ func clusterRole(cfg *rest.Config, mgr manager.Manager, mapper *restmapping.Mapp
 	coord, err := coordinator.New(coordinator.Options{
 		Config: cfg, Client: cmgr.GetClient(), Reader: cmgr.GetAPIReader(), Mapper: mapper, DataDir: opts.DataDir, Fetcher: fetcher, HookSandbox: deps.sandbox, RepositoryAccess: access,
 		UnsubscribeTimeout: opts.UnsubscribeTimeout, HookLimits: opts.HookLimits,
-		RepositoryWorkers: opts.RepositoryWorkers,
-		Helm:              opts.Helm, Patcher: opts.Patcher, KubeEvents: opts.KubeEvents,
+		RepositoryWorkers: opts.RepositoryWorkers, DriftInterval: opts.DriftInterval,
+		Helm: opts.Helm, Patcher: opts.Patcher, KubeEvents: opts.KubeEvents,
 		// Hooks get a kubeconfig of their own (HookCredentials), else
 		// KUBECONFIG or KUBERNETES_SERVICE_HOST/PORT from the operator's
 		// environment, so kubectl in them reaches this cluster.

@@ -42,25 +42,17 @@ func execSource(tb testing.TB, n int) *gadgettest.Source {
 	copy(ev[48:304], "ls\x00-l\x00/tmp\x00")
 	binary.NativeEndian.PutUint32(ev[304:], 12)
 	return &gadgettest.Source{
-		New: func() (*datasource.DataSource, error) {
-			ds := datasource.New("exec", datasource.TypeTracer)
-			for _, f := range []datasource.Field{
-				{Name: "timestamp", Kind: datasource.KindTimestamp, Offset: 0, Size: 8},
-				{Name: "mntns_id", Kind: datasource.KindMntNsID, Offset: 8, Size: 8},
-				{Name: "pid", Kind: datasource.KindUint32, Offset: 16, Size: 4},
-				{Name: "ppid", Kind: datasource.KindUint32, Offset: 20, Size: 4},
-				{Name: "uid", Kind: datasource.KindUID, Offset: 24, Size: 4},
-				{Name: "gid", Kind: datasource.KindGID, Offset: 28, Size: 4},
-				{Name: "comm", Kind: datasource.KindString, Offset: 32, Size: 16},
-				{Name: "args", Kind: datasource.KindStringList, Offset: 48, Size: 256},
-				{Name: "args_size", Kind: datasource.KindUint32, Offset: 304, Size: 4, Hidden: true},
-			} {
-				if _, err := ds.AddFieldAt(f); err != nil {
-					return nil, err
-				}
-			}
-			return ds, nil
-		},
+		New: gadgettest.Layout("exec", datasource.TypeTracer,
+			datasource.Field{Name: "timestamp", Kind: datasource.KindTimestamp, Offset: 0, Size: 8},
+			datasource.Field{Name: "mntns_id", Kind: datasource.KindMntNsID, Offset: 8, Size: 8},
+			datasource.Field{Name: "pid", Kind: datasource.KindUint32, Offset: 16, Size: 4},
+			datasource.Field{Name: "ppid", Kind: datasource.KindUint32, Offset: 20, Size: 4},
+			datasource.Field{Name: "uid", Kind: datasource.KindUID, Offset: 24, Size: 4},
+			datasource.Field{Name: "gid", Kind: datasource.KindGID, Offset: 28, Size: 4},
+			datasource.Field{Name: "comm", Kind: datasource.KindString, Offset: 32, Size: 16},
+			datasource.Field{Name: "args", Kind: datasource.KindStringList, Offset: 48, Size: 256},
+			datasource.Field{Name: "args_size", Kind: datasource.KindUint32, Offset: 304, Size: 4, Hidden: true},
+		),
 		N:    n,
 		Fill: func(_ int, _ *datasource.DataSource, r *datasource.Record) { copy(r.Raw(), ev) },
 	}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -43,6 +44,8 @@ type gadgetRunFlags struct {
 	output    string
 	verbose   bool
 	image     imageFlags
+	// cpuProfile, when set, is where a pprof CPU profile of the run goes
+	cpuProfile string
 }
 
 func newGadgetRunCommand() *cobra.Command {
@@ -80,6 +83,17 @@ A summary (events, dropped, lost) goes to stderr at the end.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			if err := trimBinaryRSS(); err != nil {
+				// only memory accounting is at stake: say so and go on
+				fmt.Fprintln(cmd.ErrOrStderr(), "gadgetpm: warning: could not unmap unused pages of the binary:", err)
+			}
+			if f.cpuProfile != "" {
+				stopProfile, err := startCPUProfile(f.cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer stopProfile()
+			}
 			return runGadget(ctx, args[0], f, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
@@ -93,7 +107,26 @@ A summary (events, dropped, lost) goes to stderr at the end.`,
 	fl.BoolVar(&f.image.insecure, "insecure", false, "reach the registry of an oci:// image over plain HTTP (never with credentials)")
 	fl.StringVar(&f.image.username, "username", "", "registry username for an oci:// image")
 	fl.StringVar(&f.image.password, "password", "", "registry password for an oci:// image (default $"+EnvRegistryPassword+")")
+	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write a pprof CPU profile of the run to this file (for 'go tool pprof')")
+	_ = fl.MarkHidden("cpuprofile") // a developer's tool, see docs/benchmarks.md
 	return cmd
+}
+
+// startCPUProfile profiles the process's CPU into path until the returned
+// function is called.
+func startCPUProfile(path string) (func(), error) {
+	out, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(out); err != nil {
+		out.Close()
+		return nil, fmt.Errorf("--cpuprofile %s: %w", path, err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		out.Close()
+	}, nil
 }
 
 func newRuntime(w io.Writer, format sink.Format) (*gadget.Runtime, error) {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -370,4 +371,32 @@ func checkIGTraceExecRun(t *testing.T, src string, extra ...string) string {
 		}
 	}
 	return errOut
+}
+
+// TestGadgetRunCPUProfile: the hidden --cpuprofile flag writes a pprof CPU
+// profile of the run (gzip-compressed protobuf) for 'go tool pprof'.
+func TestGadgetRunCPUProfile(t *testing.T) {
+	needRootForGadget(t)
+	prof := filepath.Join(t.TempDir(), "cpu.prof")
+	_, errOut, err := gadgetCLI(context.Background(), "gadget", "run", filepath.Join(packagesDir, "trace-open"),
+		"--param", "failed_only=true", "--timeout", "300ms", "--cpuprofile", prof)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, errOut)
+	}
+	f, err := os.Open(prof)
+	if err != nil {
+		t.Fatalf("--cpuprofile %s: %v", prof, err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatalf("--cpuprofile %s: not a gzip-compressed pprof profile: %v", prof, err)
+	}
+	if n, err := io.Copy(io.Discard, zr); err != nil || n == 0 {
+		t.Errorf("--cpuprofile %s: %d bytes of profile, err %v; want a non-empty profile", prof, n, err)
+	}
+	if _, _, err := gadgetCLI(context.Background(), "gadget", "run", filepath.Join(packagesDir, "trace-open"),
+		"--timeout", "1ms", "--cpuprofile", filepath.Join(t.TempDir(), "missing", "cpu.prof")); err == nil || !strings.Contains(err.Error(), "--cpuprofile") {
+		t.Errorf("--cpuprofile in a missing directory: err %v, want one naming --cpuprofile", err)
+	}
 }

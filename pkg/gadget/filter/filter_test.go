@@ -29,21 +29,13 @@ var rows = []row{
 
 func source() *gadgettest.Source {
 	return &gadgettest.Source{
-		New: func() (*datasource.DataSource, error) {
-			ds := datasource.New("open", datasource.TypeTracer)
-			for _, f := range []datasource.Field{
-				{Name: "comm", Kind: datasource.KindString, Offset: 0, Size: 16},
-				{Name: "fname", Kind: datasource.KindString, Offset: 16, Size: 64},
-				{Name: "pid", Kind: datasource.KindUint32, Offset: 80, Size: 4},
-				{Name: "daddr", Kind: datasource.KindIPv4, Offset: 84, Size: 4},
-				{Name: "ret", Kind: datasource.KindErrno, Offset: 88, Size: 8},
-			} {
-				if _, err := ds.AddFieldAt(f); err != nil {
-					return nil, err
-				}
-			}
-			return ds, nil
-		},
+		New: gadgettest.Layout("open", datasource.TypeTracer,
+			datasource.Field{Name: "comm", Kind: datasource.KindString, Offset: 0, Size: 16},
+			datasource.Field{Name: "fname", Kind: datasource.KindString, Offset: 16, Size: 64},
+			datasource.Field{Name: "pid", Kind: datasource.KindUint32, Offset: 80, Size: 4},
+			datasource.Field{Name: "daddr", Kind: datasource.KindIPv4, Offset: 84, Size: 4},
+			datasource.Field{Name: "ret", Kind: datasource.KindErrno, Offset: 88, Size: 8},
+		),
 		N: len(rows),
 		Fill: func(i int, ds *datasource.DataSource, r *datasource.Record) {
 			b := r.Raw()

@@ -79,3 +79,17 @@ func (in *instance) Stop(*gadget.Context) error {
 	in.wg.Wait()
 	return nil
 }
+
+// Layout returns a Source.New that builds a data source with these fields
+// at their offsets.
+func Layout(name string, typ datasource.Type, fields ...datasource.Field) func() (*datasource.DataSource, error) {
+	return func() (*datasource.DataSource, error) {
+		ds := datasource.New(name, typ)
+		for _, f := range fields {
+			if _, err := ds.AddFieldAt(f); err != nil {
+				return nil, err
+			}
+		}
+		return ds, nil
+	}
+}

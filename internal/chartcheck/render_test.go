@@ -827,7 +827,7 @@ func TestRenderVariants(t *testing.T) {
 			},
 		},
 		{
-			name: "a shard: both roles reconcile only what operator.watchLabelSelector matches",
+			name:   "a shard: both roles reconcile only what operator.watchLabelSelector matches",
 			values: map[string]any{"operator": map[string]any{"watchLabelSelector": "sharding.gadgetpm.io/key=shard1"}},
 			check: func(t *testing.T, o *objects) {
 				want := "--watch-label-selector=sharding.gadgetpm.io/key=shard1"

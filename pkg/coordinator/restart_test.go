@@ -79,7 +79,12 @@ func watchStatus(t *testing.T, ns string) *statusLog {
 		for ctx.Err() == nil {
 			w, err := wc.Watch(ctx, &v1alpha1.GadgetPackageList{}, client.InNamespace(ns))
 			if err != nil {
-				time.Sleep(100 * time.Millisecond) // an API server hiccup; not synchronisation
+				// an API server hiccup: try again shortly, or end with
+				// the log
+				select {
+				case <-ctx.Done():
+				case <-time.After(100 * time.Millisecond):
+				}
 				continue
 			}
 			for ev := range w.ResultChan() {

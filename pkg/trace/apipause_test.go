@@ -7,14 +7,15 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/gadgetpm/gadgetpm/internal/testenv/eventually"
 	"github.com/gadgetpm/gadgetpm/internal/testlog"
 	gadgetv1alpha1 "github.com/gadgetpm/gadgetpm/pkg/apis/gadget/v1alpha1"
 )
 
-// apiPause is how long the API server stays frozen: the 30 s of an API
-// server outage that outlasts the node's 30 s deadline of one request,
-// so that what the node writes at its start is refused by its own
-// deadline, not merely delayed.
+// apiPause is the node's 30 s deadline of one request (reachTryTimeout):
+// the API server stays frozen until a write of the node has been refused
+// by that deadline, not merely delayed; the test waits at most twice
+// that for it.
 const apiPause = 30 * time.Second
 
 // TestScheduledTraceSurvivesFrozenAPIServer: the API server frozen
@@ -45,11 +46,15 @@ func TestScheduledTraceSurvivesFrozenAPIServer(t *testing.T) {
 	started := inFlight.Status.Runs[len(inFlight.Status.Runs)-1].StartTime
 
 	resume := env.PauseAPIServer(t)
-	// The fault itself, not a wait for something: the server stays
-	// frozen from before the run's end until apiPause after it.
-	time.Sleep(time.Until(started.Add(duration + time.Second + apiPause)))
+	// The server stays frozen until the node's write of the ended run's
+	// outcome has been refused by its own deadline (30 s): the case this
+	// test is about.
+	eventually.True(t, 2*apiPause, "the node's write of the run's outcome refused by its deadline", func() bool {
+		return logs.Count(`"msg"="API server unreachable; retrying until it is back"`, `"action"="write the outcome of the run to status"`) > 0
+	})
 	resumed := time.Now()
 	resume()
+	outage := resumed.Sub(started.Add(duration))
 
 	got := waitTrace(t, key(tr), 2*time.Minute, "the run under way at the outage ended, missed ticks counted, runs resumed", func(tr *gadgetv1alpha1.Trace) bool {
 		ended, after := false, false
@@ -63,7 +68,7 @@ func TestScheduledTraceSurvivesFrozenAPIServer(t *testing.T) {
 	})
 	// every tick due while the server was frozen is counted (a few at
 	// its edges may have run: the one that waited for the server, say)
-	if due := int64(apiPause / every); got.Status.SkippedRuns < due-2 {
+	if due := int64(outage / every); got.Status.SkippedRuns < due-2 {
 		t.Errorf("status.skippedRuns %d, want at least %d of the %d ticks due during the outage", got.Status.SkippedRuns, due-2, due)
 	}
 	seen := map[int64]bool{}
